@@ -1,0 +1,61 @@
+// The pure core of the rectification workflow: decide and evolve.
+//
+// No I/O, no clock, no RocksDB, no gRPC: the shell passes the state, the command and a
+// context (who, when, which policy) in, and gets events or a refusal out. Every rule of
+// DOMAIN.md lives behind these two functions; the write path, point-in-time audits and
+// projection rebuilds all fold the same `Evolve`, so they cannot disagree.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "casework/v1/case.pb.h"
+#include "casework/v1/command.pb.h"
+#include "casework/v1/events.pb.h"
+#include "services/workflow/policy.h"
+#include "services/workflow/refusal.h"
+
+namespace casework::workflow {
+
+// The version of the rule set this build enforces. Recorded on every event, so an audit
+// can re-run the rules that admitted it. Bump it whenever a rule changes.
+inline constexpr char kRulesVersion[] = "rules/2026.1";
+
+// Who is acting, when, and under which policy. Built by the shell from the
+// authenticated identity and its clock.
+struct Context {
+  // The authenticated caller, with roles and jurisdiction.
+  Principal actor;
+  // The server's clock when the command was admitted, in microseconds since the epoch.
+  int64_t now_micros = 0;
+  // The closure policy and other configurable limits.
+  const Policy* policy = nullptr;
+  // For SignOffClosure: the shell verified the signature over the canonical statement
+  // (statement.h) with this key of the actor, at this level; empty when it did not.
+  std::string verified_key_id;
+  casework::v1::ApprovalLevel verified_level = casework::v1::APPROVAL_LEVEL_UNSPECIFIED;
+};
+
+// The events a command emits, in order, each complete (envelope filled: stream, version,
+// actor, time, request id, rules version). Empty when the command is already satisfied.
+using Events = std::vector<casework::v1::Event>;
+
+// Either the events to append or the refusal.
+using Decision = std::variant<Events, Refusal>;
+
+// Decides a command against the current state of its case. `state` is the fold of the
+// case's events (a default Case with version 0 when the case does not exist yet).
+// Never fails in another way: every refusal is a value with its reason.
+[[nodiscard]] Decision Decide(const casework::v1::Case& state, const casework::v1::Command& command,
+                              const Context& context);
+
+// Applies one event to a state. An event is a fact: it never fails. An event impossible
+// in its state is corruption and aborts (CW_CHECK).
+void Evolve(casework::v1::Case& state, const casework::v1::Event& event);
+
+// Folds a whole history from the initial state.
+[[nodiscard]] casework::v1::Case Replay(const std::vector<casework::v1::Event>& events);
+
+}  // namespace casework::workflow
