@@ -128,6 +128,12 @@ class EventLog {
       std::string_view table, std::string_view start_key, size_t limit,
       const std::function<bool(std::string_view key, std::string_view value)>& visit) = 0;
 
+  // The committed result of the first append with (stream, request_id), or nullopt when
+  // that request id was never committed. Lets a caller answer a retry before deciding
+  // anew (a retry after success must not be refused as stale).
+  virtual absl::StatusOr<std::optional<AppendResult>> FindRequest(std::string_view stream,
+                                                                  std::string_view request_id) = 0;
+
   // Called on the commit thread after each durable batch with the new log size.
   virtual void SetCommitListener(std::function<void(int64_t size)> listener) = 0;
 };
