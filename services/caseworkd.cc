@@ -1,0 +1,195 @@
+// caseworkd: the casework engine's server.
+//
+// Serves casework.v1 over gRPC on an embedded RocksDB log in a data folder. Flags and a
+// config file (TOML/INI, same names, --config) configure it. SIGTERM/SIGINT drain
+// gracefully; SIGHUP reloads the principals file without dropping connections.
+#include <csignal>
+#include <pthread.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "casework/v1/admin_service.grpc.pb.h"
+#include "casework/v1/audit_service.grpc.pb.h"
+#include "casework/v1/event_service.grpc.pb.h"
+#include "casework/v1/oversight_service.grpc.pb.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/grpcpp.h"
+#include "services/shell/auth.h"
+#include "services/shell/case_service.h"
+#include "services/shell/command_processor.h"
+#include "services/shell/principals.h"
+#include "spdlog/spdlog.h"
+#include "store/rocks_event_log.h"
+
+namespace {
+
+// Services of the contract that this build does not implement yet: every method answers
+// UNIMPLEMENTED (the generated defaults).
+class EventServiceStub final : public casework::v1::EventService::CallbackService {};
+class AuditServiceStub final : public casework::v1::AuditService::CallbackService {};
+class OversightServiceStub final : public casework::v1::OversightService::CallbackService {};
+class AdminServiceStub final : public casework::v1::AdminService::CallbackService {};
+
+struct Flags {
+  std::string listen = "127.0.0.1:7070";
+  std::string data_dir = "./data";
+  std::string principals;
+  bool insecure_plaintext = false;
+  int max_receive_message_bytes = 1 << 20;
+  int drain_seconds = 10;
+  std::string log_level = "info";
+  int closure_approvers_min = 2;
+  int closure_city_approvers_min = 0;
+  int closure_county_approvers_min = 1;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags flags;
+  CLI::App app{
+      "caseworkd: the casework engine server (event-sourced rectification ledger over gRPC).\n"
+      "Stores an append-only, tamper-evident event log in RocksDB under --data-dir."};
+  app.set_config("--config", "", "read flags from this TOML/INI file (same names as the flags)");
+  app.add_option("--listen", flags.listen, "address:port to serve gRPC on")
+      ->capture_default_str();
+  app.add_option("--data-dir", flags.data_dir,
+                 "data folder: the RocksDB log and the server's signing key live here")
+      ->capture_default_str();
+  app.add_option("--principals", flags.principals,
+                 "principals file (JSON): identities, roles and jurisdictions; reloaded on "
+                 "SIGHUP")
+      ->required()
+      ->check(CLI::ExistingFile);
+  app.add_flag("--insecure-plaintext", flags.insecure_plaintext,
+               "serve without TLS and take the caller's identity from the x-casework-identity "
+               "metadata header (local use and tests only; required until mTLS is configured)");
+  app.add_option("--max-receive-message-bytes", flags.max_receive_message_bytes,
+                 "largest request accepted, in bytes")
+      ->capture_default_str()
+      ->check(CLI::Range(4096, 4 << 20));
+  app.add_option("--drain-seconds", flags.drain_seconds,
+                 "on SIGTERM, how long in-flight calls may take to finish")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 600));
+  app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.add_option("--closure-approvers-min", flags.closure_approvers_min,
+                 "closure policy: distinct approvers whose sign-off closes a case")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 9));
+  app.add_option("--closure-city-approvers-min", flags.closure_city_approvers_min,
+                 "closure policy: of which at least this many at city level")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 9));
+  app.add_option("--closure-county-approvers-min", flags.closure_county_approvers_min,
+                 "closure policy: of which at least this many at county level")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 9));
+  CLI11_PARSE(app, argc, argv);
+
+  spdlog::set_level(spdlog::level::from_str(flags.log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %l caseworkd %v", spdlog::pattern_time_type::utc);
+
+  if (!flags.insecure_plaintext) {
+    spdlog::error(
+        "refusing to start: mutual TLS is not configured in this build; for local use start "
+        "with --insecure-plaintext");
+    return 2;
+  }
+
+  // Block the signals we handle before any thread starts, so only the waiter sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto principals = casework::shell::Principals::Load(flags.principals);
+  if (!principals.ok()) {
+    spdlog::error("cannot load principals: {}", principals.status().message());
+    return 2;
+  }
+  casework::shell::PrincipalsHolder principals_holder(*principals);
+
+  std::error_code ec;
+  std::filesystem::create_directories(flags.data_dir, ec);
+  if (ec) {
+    spdlog::error("cannot create data folder {}: {}", flags.data_dir, ec.message());
+    return 2;
+  }
+  casework::store::RocksEventLog::Options log_options;
+  log_options.path = (std::filesystem::path(flags.data_dir) / "log").string();
+  auto log = casework::store::RocksEventLog::Open(log_options);
+  if (!log.ok()) {
+    spdlog::error("cannot open the event log in {}: {}", log_options.path,
+                  log.status().message());
+    return 3;
+  }
+
+  casework::workflow::Policy policy;
+  policy.closure.approvers_min = flags.closure_approvers_min;
+  policy.closure.city_approvers_min = flags.closure_city_approvers_min;
+  policy.closure.county_approvers_min = flags.closure_county_approvers_min;
+
+  casework::shell::CommandProcessor processor(log->get(), policy,
+                                              casework::shell::SystemClockMicros);
+  casework::shell::Authenticator auth(&principals_holder);
+  casework::shell::CaseServiceImpl case_service(&processor, &auth);
+  EventServiceStub event_service;
+  AuditServiceStub audit_service;
+  OversightServiceStub oversight_service;
+  AdminServiceStub admin_service;
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int bound_port = 0;
+  builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &bound_port);
+  builder.SetMaxReceiveMessageSize(flags.max_receive_message_bytes);
+  builder.RegisterService(&case_service);
+  builder.RegisterService(&event_service);
+  builder.RegisterService(&audit_service);
+  builder.RegisterService(&oversight_service);
+  builder.RegisterService(&admin_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || bound_port == 0) {
+    spdlog::error("cannot listen on {}", flags.listen);
+    return 4;
+  }
+  spdlog::warn(
+      "PLAINTEXT MODE: no TLS; callers name themselves in the x-casework-identity header; "
+      "for local use and tests only");
+  spdlog::info("serving casework.v1 on {} (data {}, {} events, {} principals)", flags.listen,
+               flags.data_dir, (*log)->Size(), (*principals)->size());
+
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      auto reloaded = casework::shell::Principals::Load(flags.principals);
+      if (reloaded.ok()) {
+        principals_holder.Set(*reloaded);
+        spdlog::info("reloaded principals: {} identities", (*reloaded)->size());
+      } else {
+        spdlog::error("principals not reloaded, keeping the old set: {}",
+                      reloaded.status().message());
+      }
+      continue;
+    }
+    spdlog::info("signal {}: draining for up to {} s", sig, flags.drain_seconds);
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(flags.drain_seconds));
+    break;
+  }
+  server->Wait();
+  log->reset();
+  spdlog::info("stopped");
+  return 0;
+}

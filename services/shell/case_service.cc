@@ -1,0 +1,221 @@
+#include "services/shell/case_service.h"
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "services/shell/list_filter.h"
+#include "services/shell/projections.h"
+#include "services/shell/status_mapping.h"
+
+namespace casework::shell {
+namespace {
+
+using casework::v1::Case;
+using casework::v1::CaseCommandResponse;
+using casework::v1::Command;
+
+constexpr int kPageSizeDefault = 50;
+constexpr int kPageSizeMax = 1000;
+constexpr int kEventsPageSizeDefault = 100;
+constexpr int kEventsPageSizeMax = 1000;
+
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, grpc::Status status) {
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(std::move(status));
+  return reactor;
+}
+
+grpc::Status BadName(std::string_view name) {
+  return ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "CASE_NAME_INVALID", "name",
+                     absl::StrCat("name \"", name, "\" is not a case name; use \"cases/{case_id}\""),
+                     absl::StrCat("名称 \"", name, "\" 不是案件名称；应为 \"cases/{案件编号}\""));
+}
+
+grpc::Status CaseNotFound(std::string_view case_id) {
+  return ErrorStatus(grpc::StatusCode::NOT_FOUND, "CASE_NOT_FOUND", "name",
+                     absl::StrCat("case ", case_id, " does not exist; check the case id"),
+                     absl::StrCat("案件 ", case_id, " 不存在；请核对案件编号"));
+}
+
+grpc::Status OutsideJurisdiction(const workflow::Principal& p, std::string_view case_id) {
+  return ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "OUTSIDE_JURISDICTION", "name",
+                     absl::StrCat("case ", case_id, " is outside your jurisdiction ",
+                                  p.jurisdiction),
+                     absl::StrCat("案件 ", case_id, " 不在您的管辖范围 ", p.jurisdiction, " 内"));
+}
+
+grpc::Status BadPageToken() {
+  return ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PAGE_TOKEN_INVALID", "page_token",
+                     "page_token is not one this server issued for this query; start again "
+                     "without a page_token",
+                     "page_token 无效或与查询条件不符；请不带 page_token 重新查询");
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* CaseServiceImpl::Run(grpc::CallbackServerContext* ctx,
+                                               std::string case_id, Command command,
+                                               CaseCommandResponse* resp) {
+  workflow::Principal actor;
+  if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) return Finish(ctx, status);
+  auto* reactor = ctx->DefaultReactor();
+  processor_->Execute(actor, case_id, std::move(command), resp,
+                      [reactor](grpc::Status status) { reactor->Finish(std::move(status)); });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::CreateCase(grpc::CallbackServerContext* ctx,
+                                                      const casework::v1::CreateCaseRequest* req,
+                                                      CaseCommandResponse* resp) {
+  Command command;
+  *command.mutable_create_case() = *req;
+  return Run(ctx, req->case_id(), std::move(command), resp);
+}
+
+#define CW_COMMAND_RPC(Method, Request, field)                                              \
+  grpc::ServerUnaryReactor* CaseServiceImpl::Method(grpc::CallbackServerContext* ctx,       \
+                                                    const casework::v1::Request* req,       \
+                                                    CaseCommandResponse* resp) {            \
+    std::string case_id = CaseIdFromName(req->name());                                      \
+    if (case_id.empty()) {                                                                  \
+      workflow::Principal actor;                                                            \
+      if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) {                   \
+        return Finish(ctx, status);                                                         \
+      }                                                                                     \
+      return Finish(ctx, BadName(req->name()));                                             \
+    }                                                                                       \
+    Command command;                                                                        \
+    *command.mutable_##field() = *req;                                                      \
+    return Run(ctx, std::move(case_id), std::move(command), resp);                          \
+  }
+CW_COMMAND_RPC(ReviewListing, ReviewListingRequest, review_listing)
+CW_COMMAND_RPC(AmendListing, AmendListingRequest, amend_listing)
+CW_COMMAND_RPC(AssignAssistance, AssignAssistanceRequest, assign_assistance)
+CW_COMMAND_RPC(ReplaceAssignment, ReplaceAssignmentRequest, replace_assignment)
+CW_COMMAND_RPC(RecordFieldVisit, RecordFieldVisitRequest, record_field_visit)
+CW_COMMAND_RPC(RecordMeasure, RecordMeasureRequest, record_measure)
+CW_COMMAND_RPC(RecordFunds, RecordFundsRequest, record_funds)
+CW_COMMAND_RPC(RecordInspection, RecordInspectionRequest, record_inspection)
+CW_COMMAND_RPC(SignOffClosure, SignOffClosureRequest, sign_off_closure)
+CW_COMMAND_RPC(SendBack, SendBackRequest, send_back)
+CW_COMMAND_RPC(RecordFollowUpReview, RecordFollowUpReviewRequest, record_follow_up_review)
+CW_COMMAND_RPC(RecordAdmonishmentTalk, RecordAdmonishmentTalkRequest, record_admonishment_talk)
+CW_COMMAND_RPC(IssueRectificationNotice, IssueRectificationNoticeRequest,
+               issue_rectification_notice)
+#undef CW_COMMAND_RPC
+
+grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* ctx,
+                                                   const casework::v1::GetCaseRequest* req,
+                                                   Case* resp) {
+  workflow::Principal actor;
+  if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) return Finish(ctx, status);
+  const std::string case_id = CaseIdFromName(req->name());
+  if (case_id.empty()) return Finish(ctx, BadName(req->name()));
+  auto loaded = processor_->LoadCase(case_id);
+  if (!loaded.ok()) return Finish(ctx, FromStoreStatus(loaded.status()));
+  if (loaded->version() == 0) return Finish(ctx, CaseNotFound(case_id));
+  if (!actor.Covers(loaded->organisation().jurisdiction())) {
+    return Finish(ctx, OutsideJurisdiction(actor, case_id));
+  }
+  *resp = std::move(*loaded);
+  return Finish(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext* ctx,
+                                                     const casework::v1::ListCasesRequest* req,
+                                                     casework::v1::ListCasesResponse* resp) {
+  workflow::Principal actor;
+  if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) return Finish(ctx, status);
+  if (req->page_size() < 0) {
+    return Finish(ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PAGE_SIZE_INVALID",
+                                   "page_size", "page_size must not be negative",
+                                   "page_size 不能为负数"));
+  }
+  const int page_size =
+      req->page_size() == 0 ? kPageSizeDefault : std::min(req->page_size(), kPageSizeMax);
+  auto filter = ParseCaseFilter(req->filter());
+  if (!filter.ok()) {
+    return Finish(ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "FILTER_INVALID", "filter",
+                                   std::string(filter.status().message()),
+                                   absl::StrCat("filter 语法错误：", filter.status().message())));
+  }
+  if (!req->order_by().empty() && req->order_by() != "case_id") {
+    return Finish(ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "ORDER_BY_INVALID",
+                                   "order_by", "order_by supports \"case_id\" only",
+                                   "order_by 目前仅支持 \"case_id\""));
+  }
+  // The token binds the position to the query, so a token cannot be replayed against
+  // another filter.
+  const std::string query_tag = absl::StrCat(req->filter(), "\n", req->order_by());
+  std::string start_key;
+  if (!req->page_token().empty()) {
+    std::string raw;
+    if (!absl::WebSafeBase64Unescape(req->page_token(), &raw)) return Finish(ctx, BadPageToken());
+    const size_t sep = raw.find('\n');
+    if (sep == std::string::npos) return Finish(ctx, BadPageToken());
+    // Layout: start_key '\n' query_tag; case ids hold no '\n'.
+    start_key = raw.substr(0, sep);
+    if (raw.substr(sep + 1) != query_tag) return Finish(ctx, BadPageToken());
+  }
+  constexpr size_t kScanMax = 100000;  // bound on entries examined for one page
+  std::string next_key;
+  bool more = false;
+  absl::Status scan_status = processor_->log()->ScanProjection(
+      kCaseTable, start_key, kScanMax, [&](std::string_view key, std::string_view value) {
+        if (resp->cases_size() >= page_size) {
+          next_key = std::string(key);
+          more = true;
+          return false;
+        }
+        Case c;
+        if (!c.ParseFromArray(value.data(), static_cast<int>(value.size()))) return true;
+        if (!actor.Covers(c.organisation().jurisdiction())) return true;
+        if (!filter->Matches(c)) return true;
+        *resp->add_cases() = std::move(c);
+        return true;
+      });
+  if (!scan_status.ok()) return Finish(ctx, FromStoreStatus(scan_status));
+  if (more) {
+    resp->set_next_page_token(absl::WebSafeBase64Escape(absl::StrCat(next_key, "\n", query_tag)));
+  }
+  return Finish(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::ListCaseEvents(
+    grpc::CallbackServerContext* ctx, const casework::v1::ListCaseEventsRequest* req,
+    casework::v1::ListCaseEventsResponse* resp) {
+  workflow::Principal actor;
+  if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) return Finish(ctx, status);
+  const std::string case_id = CaseIdFromName(req->name());
+  if (case_id.empty()) return Finish(ctx, BadName(req->name()));
+  auto loaded = processor_->LoadCase(case_id);
+  if (!loaded.ok()) return Finish(ctx, FromStoreStatus(loaded.status()));
+  if (loaded->version() == 0) return Finish(ctx, CaseNotFound(case_id));
+  if (!actor.Covers(loaded->organisation().jurisdiction())) {
+    return Finish(ctx, OutsideJurisdiction(actor, case_id));
+  }
+  if (req->page_size() < 0) {
+    return Finish(ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PAGE_SIZE_INVALID",
+                                   "page_size", "page_size must not be negative",
+                                   "page_size 不能为负数"));
+  }
+  const int page_size = req->page_size() == 0 ? kEventsPageSizeDefault
+                                              : std::min(req->page_size(), kEventsPageSizeMax);
+  int64_t from_version = 1;
+  if (!req->page_token().empty()) {
+    std::string raw;
+    if (!absl::WebSafeBase64Unescape(req->page_token(), &raw) ||
+        !absl::SimpleAtoi(raw, &from_version) || from_version < 1) {
+      return Finish(ctx, BadPageToken());
+    }
+  }
+  auto records = processor_->ReadCaseEvents(case_id, from_version, page_size);
+  if (!records.ok()) return Finish(ctx, FromStoreStatus(records.status()));
+  for (auto& r : *records) *resp->add_events() = std::move(r);
+  const int64_t next = from_version + static_cast<int64_t>(records->size());
+  if (next <= loaded->version()) {
+    resp->set_next_page_token(absl::WebSafeBase64Escape(absl::StrCat(next)));
+  }
+  return Finish(ctx, grpc::Status::OK);
+}
+
+}  // namespace casework::shell

@@ -1,0 +1,267 @@
+#include "services/shell/command_processor.h"
+
+#include <openssl/sha.h>
+
+#include <chrono>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "services/shell/projections.h"
+#include "services/shell/status_mapping.h"
+
+namespace casework::shell {
+namespace {
+
+using casework::v1::Case;
+using casework::v1::CaseCommandResponse;
+using casework::v1::Command;
+using casework::v1::Event;
+using casework::v1::EventRecord;
+
+std::string DeterministicBytes(const google::protobuf::Message& m) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    m.SerializeToCodedStream(&coded);
+  }
+  return bytes;
+}
+
+// The fingerprint of a command: SHA-256 of its deterministic bytes, so a retry can be
+// told from a reuse of the same request id for another request.
+std::string Fingerprint(const Command& command) {
+  const std::string bytes = DeterministicBytes(command);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+  return std::string(reinterpret_cast<const char*>(digest), sizeof digest);
+}
+
+const std::string& RequestIdOf(const Command& command) {
+  switch (command.kind_case()) {
+    case Command::kCreateCase:
+      return command.create_case().request_id();
+    case Command::kReviewListing:
+      return command.review_listing().request_id();
+    case Command::kAmendListing:
+      return command.amend_listing().request_id();
+    case Command::kAssignAssistance:
+      return command.assign_assistance().request_id();
+    case Command::kReplaceAssignment:
+      return command.replace_assignment().request_id();
+    case Command::kRecordFieldVisit:
+      return command.record_field_visit().request_id();
+    case Command::kRecordMeasure:
+      return command.record_measure().request_id();
+    case Command::kRecordFunds:
+      return command.record_funds().request_id();
+    case Command::kRecordInspection:
+      return command.record_inspection().request_id();
+    case Command::kSignOffClosure:
+      return command.sign_off_closure().request_id();
+    case Command::kSendBack:
+      return command.send_back().request_id();
+    case Command::kRecordFollowUpReview:
+      return command.record_follow_up_review().request_id();
+    case Command::kRecordAdmonishmentTalk:
+      return command.record_admonishment_talk().request_id();
+    case Command::kIssueRectificationNotice:
+      return command.issue_rectification_notice().request_id();
+    case Command::KIND_NOT_SET:
+      break;
+  }
+  static const std::string kEmpty;
+  return kEmpty;
+}
+
+constexpr size_t kRequestIdMax = 128;
+
+bool ValidRequestId(std::string_view id) {
+  if (id.empty() || id.size() > kRequestIdMax) return false;
+  for (char ch : id) {
+    if (ch < 0x21 || ch > 0x7e) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int64_t SystemClockMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string CaseIdFromName(std::string_view name) {
+  constexpr std::string_view kPrefix = "cases/";
+  if (!absl::StartsWith(name, kPrefix) || name.size() == kPrefix.size()) return "";
+  std::string_view id = name.substr(kPrefix.size());
+  if (id.find('/') != std::string_view::npos) return "";
+  return std::string(id);
+}
+
+std::string CaseStream(std::string_view case_id) { return absl::StrCat("cases/", case_id); }
+
+absl::StatusOr<Case> CommandProcessor::LoadCase(const std::string& case_id) {
+  auto bytes = log_->GetProjection(kCaseTable, case_id);
+  if (!bytes.ok()) return bytes.status();
+  Case state;
+  if (!bytes->has_value()) return state;
+  if (!state.ParseFromString(**bytes)) {
+    return absl::DataLossError(absl::StrCat("the stored projection of case ", case_id,
+                                            " does not parse; rebuild the projections"));
+  }
+  return state;
+}
+
+absl::StatusOr<std::vector<EventRecord>> CommandProcessor::ReadCaseEvents(
+    const std::string& case_id, int64_t from_version, size_t limit) {
+  auto stored = log_->ReadStream(CaseStream(case_id), from_version, limit);
+  if (!stored.ok()) return stored.status();
+  std::vector<EventRecord> records;
+  records.reserve(stored->size());
+  for (const auto& s : *stored) {
+    EventRecord record;
+    record.set_position(s.position);
+    if (!record.mutable_event()->ParseFromString(s.bytes)) {
+      return absl::DataLossError(
+          absl::StrCat("the event at position ", s.position, " does not parse"));
+    }
+    record.set_leaf_hash(s.leaf_hash.data(), s.leaf_hash.size());
+    records.push_back(std::move(record));
+  }
+  return records;
+}
+
+void CommandProcessor::AnswerRetry(const std::string& case_id, const store::AppendResult& first,
+                                   const std::string& fingerprint, CaseCommandResponse* response,
+                                   Done done) {
+  if (first.request_fingerprint != fingerprint) {
+    std::move(done)(ErrorStatus(
+        grpc::StatusCode::INVALID_ARGUMENT, "REQUEST_ID_REUSED", "request_id",
+        "this request_id was already used for a different request on this case; use a new "
+        "request_id for a new request",
+        "该 request_id 已用于本案件的另一请求；新请求请使用新的 request_id"));
+    return;
+  }
+  // The first answer: the case as of the first append, and its events.
+  auto history = ReadCaseEvents(case_id, 1, static_cast<size_t>(first.version));
+  if (!history.ok()) {
+    std::move(done)(FromStoreStatus(history.status()));
+    return;
+  }
+  Case state;
+  for (const auto& record : *history) {
+    workflow::Evolve(state, record.event());
+    state.set_last_position(record.position());
+  }
+  *response->mutable_case_() = std::move(state);
+  for (const auto& record : *history) {
+    if (record.position() >= first.first_position &&
+        record.position() < first.first_position + first.event_count) {
+      *response->add_events() = record;
+    }
+  }
+  response->set_replayed(true);
+  std::move(done)(grpc::Status::OK);
+}
+
+void CommandProcessor::Execute(const workflow::Principal& actor, const std::string& case_id,
+                               Command command, CaseCommandResponse* response, Done done) {
+  const std::string& request_id = RequestIdOf(command);
+  if (!ValidRequestId(request_id)) {
+    std::move(done)(ErrorStatus(
+        grpc::StatusCode::INVALID_ARGUMENT, "REQUEST_ID_INVALID", "request_id",
+        absl::StrCat("request_id must be 1-", kRequestIdMax,
+                     " printable ASCII characters without spaces; a UUID is a good choice"),
+        absl::StrCat("request_id 须为 1-", kRequestIdMax, " 个可打印 ASCII 字符（不含空格），建议使用 UUID")));
+    return;
+  }
+  const std::string stream = CaseStream(case_id);
+  const std::string fingerprint = Fingerprint(command);
+
+  auto first = log_->FindRequest(stream, request_id);
+  if (!first.ok()) {
+    std::move(done)(FromStoreStatus(first.status()));
+    return;
+  }
+  if (first->has_value()) {
+    AnswerRetry(case_id, **first, fingerprint, response, std::move(done));
+    return;
+  }
+
+  auto loaded = LoadCase(case_id);
+  if (!loaded.ok()) {
+    std::move(done)(FromStoreStatus(loaded.status()));
+    return;
+  }
+  const Case before = std::move(*loaded);
+
+  workflow::Context context{.actor = actor, .now_micros = clock_(), .policy = &policy_};
+  workflow::Decision decision = workflow::Decide(before, command, context);
+  if (auto* refusal = std::get_if<workflow::Refusal>(&decision)) {
+    std::move(done)(ToGrpcStatus(*refusal));
+    return;
+  }
+  auto& events = std::get<workflow::Events>(decision);
+  if (events.empty()) {
+    // Already satisfied: nothing to append.
+    *response->mutable_case_() = before;
+    std::move(done)(grpc::Status::OK);
+    return;
+  }
+
+  Case after = before;
+  store::AppendRequest append;
+  append.stream = stream;
+  append.expected_version = before.version();
+  append.request_id = request_id;
+  append.request_fingerprint = fingerprint;
+  append.events.reserve(events.size());
+  for (const Event& event : events) {
+    workflow::Evolve(after, event);
+    append.events.push_back(event.SerializeAsString());
+  }
+  ProjectCase(before, after, &append.projections);
+
+  *response->mutable_case_() = std::move(after);
+  for (Event& event : events) *response->add_events()->mutable_event() = std::move(event);
+
+  const bool creating = before.version() == 0;
+  log_->AppendAsync(
+      std::move(append), [response, creating, done = std::move(done)](
+                             absl::StatusOr<store::AppendResult> result) mutable {
+        if (!result.ok()) {
+          if (result.status().code() == absl::StatusCode::kAborted && creating) {
+            std::move(done)(ErrorStatus(
+                grpc::StatusCode::ALREADY_EXISTS, "CASE_ALREADY_EXISTS", "case_id",
+                "a case with this case_id was created meanwhile; choose another case_id or read "
+                "the existing case",
+                "该案件编号已被创建；请换用其他编号或读取已有案件"));
+            return;
+          }
+          if (result.status().code() == absl::StatusCode::kAborted) {
+            std::move(done)(ErrorStatus(
+                grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "expected_version",
+                "the case changed while this command was decided; read it again and retry with "
+                "its current version",
+                "案件在处理期间已被修改；请重新读取并以当前版本重试"));
+            return;
+          }
+          std::move(done)(FromStoreStatus(result.status()));
+          return;
+        }
+        for (int i = 0; i < response->events_size(); ++i) {
+          response->mutable_events(i)->set_position(result->first_position + i);
+        }
+        response->mutable_case_()->set_last_position(result->first_position +
+                                                      result->event_count - 1);
+        if (result->replayed) response->set_replayed(true);
+        std::move(done)(grpc::Status::OK);
+      });
+}
+
+}  // namespace casework::shell

@@ -1,0 +1,62 @@
+// The write path of the shell: answer a retry, load the state, run the core, append.
+//
+// Execute never blocks on the disk: it reads the case's projection (a RocksDB point
+// read), runs the pure core, and hands the events to the log's commit thread; `done`
+// runs there once the batch holding them is durable, or at once on a refusal.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/functional/any_invocable.h"
+#include "casework/v1/case_service.pb.h"
+#include "casework/v1/command.pb.h"
+#include "grpcpp/support/status.h"
+#include "services/workflow/decider.h"
+#include "store/event_log.h"
+
+namespace casework::shell {
+
+// Reads the server's clock, in microseconds since the epoch. Injected so tests can pin it.
+using Clock = std::function<int64_t()>;
+[[nodiscard]] int64_t SystemClockMicros();
+
+class CommandProcessor {
+ public:
+  using Done = absl::AnyInvocable<void(grpc::Status) &&>;
+
+  CommandProcessor(store::EventLog* log, workflow::Policy policy, Clock clock)
+      : log_(log), policy_(std::move(policy)), clock_(std::move(clock)) {}
+
+  // Executes one command for `case_id` as `actor`; fills `response` and calls `done`
+  // exactly once. `response` must stay alive until then.
+  void Execute(const workflow::Principal& actor, const std::string& case_id,
+               casework::v1::Command command, casework::v1::CaseCommandResponse* response,
+               Done done);
+
+  // The committed state of a case: version 0 when it does not exist.
+  [[nodiscard]] absl::StatusOr<casework::v1::Case> LoadCase(const std::string& case_id);
+
+  // The events of a case from `from_version`, at most `limit`, with their positions.
+  [[nodiscard]] absl::StatusOr<std::vector<casework::v1::EventRecord>> ReadCaseEvents(
+      const std::string& case_id, int64_t from_version, size_t limit);
+
+  [[nodiscard]] const workflow::Policy& policy() const { return policy_; }
+  [[nodiscard]] store::EventLog* log() const { return log_; }
+
+ private:
+  void AnswerRetry(const std::string& case_id, const store::AppendResult& first,
+                   const std::string& fingerprint, casework::v1::CaseCommandResponse* response,
+                   Done done);
+
+  store::EventLog* log_;
+  workflow::Policy policy_;
+  Clock clock_;
+};
+
+// "cases/{case_id}" -> case_id; empty when the name is malformed.
+[[nodiscard]] std::string CaseIdFromName(std::string_view name);
+[[nodiscard]] std::string CaseStream(std::string_view case_id);
+
+}  // namespace casework::shell

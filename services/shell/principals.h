@@ -1,0 +1,63 @@
+// The principals file: who may act, with which roles, in which jurisdiction.
+//
+// Format (JSON, documented in docs/operations.md):
+//   {"principals": [
+//     {"id": "li.na", "display_name": "李娜", "roles": ["lister"],
+//      "jurisdiction": "jiangbei", "approval_level": "county"}, ...]}
+// Roles by name: lister, reviewer, assister, inspector, approver, auditor, admin.
+// approval_level: "county" or "city" (approvers only).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "services/workflow/policy.h"
+
+namespace casework::shell {
+
+// An immutable set of principals.
+class Principals {
+ public:
+  // Parses the JSON text; kInvalidArgument naming the entry and field on a mistake.
+  static absl::StatusOr<std::shared_ptr<const Principals>> Parse(std::string_view json);
+  // Reads and parses a file; kNotFound when it cannot be read.
+  static absl::StatusOr<std::shared_ptr<const Principals>> Load(const std::string& path);
+
+  // The principal with this identity, or nullptr.
+  [[nodiscard]] const workflow::Principal* Find(std::string_view id) const;
+  [[nodiscard]] size_t size() const { return by_id_.size(); }
+
+ private:
+  std::unordered_map<std::string, workflow::Principal> by_id_;
+};
+
+// Parses a role name ("lister", ...); nullopt when unknown.
+[[nodiscard]] std::optional<workflow::Role> ParseRole(std::string_view name);
+[[nodiscard]] std::string_view RoleName(workflow::Role role);
+
+// The current principals, swapped atomically on reload (SIGHUP) without blocking readers
+// for longer than a pointer copy.
+class PrincipalsHolder {
+ public:
+  explicit PrincipalsHolder(std::shared_ptr<const Principals> initial)
+      : current_(std::move(initial)) {}
+  [[nodiscard]] std::shared_ptr<const Principals> Get() const {
+    absl::MutexLock lock(&mu_);
+    return current_;
+  }
+  void Set(std::shared_ptr<const Principals> next) {
+    absl::MutexLock lock(&mu_);
+    current_ = std::move(next);
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const Principals> current_;
+};
+
+}  // namespace casework::shell

@@ -1,0 +1,117 @@
+#include "services/shell/projections.h"
+
+#include "absl/strings/str_split.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace casework::shell {
+namespace {
+
+using casework::v1::Case;
+using store::ProjectionWrite;
+
+int64_t DeadlineMicros(const Case& c) {
+  return google::protobuf::util::TimeUtil::TimestampToMicroseconds(c.deadline());
+}
+
+void Put(std::vector<ProjectionWrite>* out, const char* table, std::string key,
+         std::string value = {}) {
+  out->push_back({.op = ProjectionWrite::Op::kPut,
+                  .table = table,
+                  .key = std::move(key),
+                  .value = std::move(value)});
+}
+
+void Delete(std::vector<ProjectionWrite>* out, const char* table, std::string key) {
+  out->push_back({.op = ProjectionWrite::Op::kDelete, .table = table, .key = std::move(key)});
+}
+
+// "a/b/c/d" -> {"a", "a/b", "a/b/c"}: the counters a case contributes to (the
+// organisation itself is not a level of the report).
+std::vector<std::string> CountPrefixes(std::string_view jurisdiction) {
+  std::vector<std::string_view> parts = absl::StrSplit(jurisdiction, '/');
+  const size_t levels = parts.size() > 1 ? parts.size() - 1 : 1;
+  std::vector<std::string> prefixes;
+  std::string acc;
+  for (size_t i = 0; i < levels; ++i) {
+    if (i > 0) acc.push_back('/');
+    acc.append(parts[i]);
+    prefixes.push_back(acc);
+  }
+  return prefixes;
+}
+
+void AddCount(std::vector<ProjectionWrite>* out, const Case& c, int64_t delta) {
+  for (const auto& prefix : CountPrefixes(c.organisation().jurisdiction())) {
+    out->push_back({.op = ProjectionWrite::Op::kAddInt64,
+                    .table = kCountsTable,
+                    .key = CountKey(prefix, c.state()),
+                    .delta = delta});
+  }
+}
+
+void AppendBigEndian64(std::string* s, uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) s->push_back(static_cast<char>(v >> shift));
+}
+
+}  // namespace
+
+std::string SerializeCase(const Case& c) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    c.SerializeToCodedStream(&coded);
+  }
+  return bytes;
+}
+
+std::string StateKey(casework::v1::CaseState state, std::string_view case_id) {
+  std::string key(1, static_cast<char>(state));
+  key.append(case_id);
+  return key;
+}
+
+std::string DeadlineKey(int64_t deadline_micros, std::string_view case_id) {
+  std::string key;
+  AppendBigEndian64(&key, static_cast<uint64_t>(deadline_micros) ^ (uint64_t{1} << 63));
+  key.append(case_id);
+  return key;
+}
+
+std::string JurisdictionKey(std::string_view jurisdiction, std::string_view case_id) {
+  std::string key(jurisdiction);
+  key.push_back('\0');
+  key.append(case_id);
+  return key;
+}
+
+std::string CountKey(std::string_view prefix, casework::v1::CaseState state) {
+  std::string key(prefix);
+  key.push_back('\0');
+  key.push_back(static_cast<char>(state));
+  return key;
+}
+
+void ProjectCase(const Case& before, const Case& after, std::vector<ProjectionWrite>* out) {
+  const std::string& id = after.case_id();
+  const bool is_new = before.version() == 0;
+  Put(out, kCaseTable, id, SerializeCase(after));
+  if (is_new || before.state() != after.state()) {
+    if (!is_new) Delete(out, kByStateTable, StateKey(before.state(), id));
+    Put(out, kByStateTable, StateKey(after.state(), id));
+    if (!is_new) AddCount(out, before, -1);
+    AddCount(out, after, +1);
+  }
+  if (is_new) {
+    Put(out, kByJurisdictionTable, JurisdictionKey(after.organisation().jurisdiction(), id));
+  }
+  if (is_new || DeadlineMicros(before) != DeadlineMicros(after)) {
+    if (!is_new) Delete(out, kByDeadlineTable, DeadlineKey(DeadlineMicros(before), id));
+    Put(out, kByDeadlineTable, DeadlineKey(DeadlineMicros(after), id));
+  }
+}
+
+}  // namespace casework::shell

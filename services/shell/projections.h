@@ -1,0 +1,44 @@
+// The read models of the ledger, as projection writes derived from a case's state before
+// and after a command. Written in the same atomic batch as the events, so a read after a
+// write sees it; a rebuild folds the log through the same function.
+//
+// Tables (keys are byte strings; integers big-endian so byte order is numeric order):
+//   case      case_id                                 -> Case (deterministic bytes)
+//   by_state  u8 state || case_id                     -> ""
+//   by_jur    jurisdiction || 0x00 || case_id         -> ""
+//   by_due    u64 deadline micros + 2^63 || case_id   -> ""
+//   counts    prefix || 0x00 || u8 state              -> int64 counter
+//             for every jurisdiction prefix of the case ("city", "city/county", ...)
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "casework/v1/case.pb.h"
+#include "store/event_log.h"
+
+namespace casework::shell {
+
+inline constexpr char kCaseTable[] = "case";
+inline constexpr char kByStateTable[] = "by_state";
+inline constexpr char kByJurisdictionTable[] = "by_jur";
+inline constexpr char kByDeadlineTable[] = "by_due";
+inline constexpr char kCountsTable[] = "counts";
+
+// Appends to `out` the writes that move the projections from `before` (version 0 when
+// the case is new) to `after`.
+void ProjectCase(const casework::v1::Case& before, const casework::v1::Case& after,
+                 std::vector<store::ProjectionWrite>* out);
+
+// Index keys, shared by the writer and the readers.
+[[nodiscard]] std::string StateKey(casework::v1::CaseState state, std::string_view case_id);
+[[nodiscard]] std::string DeadlineKey(int64_t deadline_micros, std::string_view case_id);
+[[nodiscard]] std::string JurisdictionKey(std::string_view jurisdiction,
+                                          std::string_view case_id);
+[[nodiscard]] std::string CountKey(std::string_view prefix, casework::v1::CaseState state);
+
+// Deterministic serialization of a case (stable bytes for equal messages).
+[[nodiscard]] std::string SerializeCase(const casework::v1::Case& c);
+
+}  // namespace casework::shell

@@ -1,0 +1,36 @@
+// Errors on the wire: google.rpc.Status with google.rpc.ErrorInfo (AIP-193).
+//
+// Every refusal of the core becomes a grpc::Status whose code follows DESIGN.md and
+// whose binary details (grpc-status-details-bin) carry a google.rpc.Status with:
+//   ErrorInfo{reason: the core's stable code, domain: kErrorDomain,
+//             metadata: {"field": <request field>, "rule": <reason>}}
+//   LocalizedMessage{locale: "zh-CN", message: the Chinese message}
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "grpcpp/support/status.h"
+#include "services/workflow/refusal.h"
+
+namespace casework::shell {
+
+inline constexpr char kErrorDomain[] = "casework.gov";
+
+// The gRPC code of a refusal category.
+[[nodiscard]] grpc::StatusCode CodeOf(workflow::Category category);
+
+// A refusal of the core as a rich gRPC status.
+[[nodiscard]] grpc::Status ToGrpcStatus(const workflow::Refusal& refusal);
+
+// A shell-level error with a reason code (e.g. "UNAUTHENTICATED", "REQUEST_ID_REUSED").
+[[nodiscard]] grpc::Status ErrorStatus(grpc::StatusCode code, std::string_view reason,
+                                       std::string_view field, std::string message_en,
+                                       std::string message_zh);
+
+// An operating error of the store (absl code == gRPC code), with reason "STORE_ERROR"
+// and the code name in the ErrorInfo.
+[[nodiscard]] grpc::Status FromStoreStatus(const absl::Status& status);
+
+}  // namespace casework::shell
