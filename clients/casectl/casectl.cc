@@ -1,0 +1,657 @@
+// casectl: the command-line client of caseworkd, for people and scripts.
+//
+// Output: tables with Chinese labels beside English on a terminal; --json prints the
+// response messages as JSON (one object per line) for scripts.
+// Exit codes: 0 done; 1 the server refused (the reason is printed); 2 usage error;
+// 3 could not reach the server; 4 any other failure.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "clients/casectl/labels.h"
+#include "clients/casectl/seed.h"
+#include "clients/client.h"
+#include "clients/table.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/time_util.h"
+#include "nlohmann/json.hpp"
+
+namespace {
+
+using casework::client::Client;
+using casework::v1::Case;
+using casework::v1::CaseCommandResponse;
+
+constexpr int kExitOk = 0;
+constexpr int kExitRefused = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitUnreachable = 3;
+constexpr int kExitFailure = 4;
+
+struct Globals {
+  std::string server = "127.0.0.1:7070";
+  std::string identity;
+  bool json = false;
+  int timeout_ms = 10000;
+};
+
+std::string Env(const char* name, std::string fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::string(v) : fallback;
+}
+
+std::string Json(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
+  return out;
+}
+
+std::string TimeText(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M", absl::FromUnixSeconds(t.seconds()),
+                          absl::LocalTimeZone());
+}
+
+int ReportError(const grpc::Status& status, const Globals& g) {
+  auto details = casework::client::DecodeError(status);
+  if (g.json) {
+    nlohmann::json error = {{"code", static_cast<int>(status.error_code())},
+                            {"reason", details.reason},
+                            {"field", details.field},
+                            {"message", status.error_message()},
+                            {"message_zh", details.message_zh}};
+    std::cout << nlohmann::json{{"error", error}}.dump() << "\n";
+  } else {
+    std::cerr << "error 错误: " << status.error_message();
+    if (!details.reason.empty()) std::cerr << " [" << details.reason << "]";
+    if (!details.field.empty()) std::cerr << " (field 字段: " << details.field << ")";
+    std::cerr << "\n";
+    if (!details.message_zh.empty()) std::cerr << "  " << details.message_zh << "\n";
+  }
+  if (casework::client::IsConnectionFailure(status)) {
+    if (!g.json) std::cerr << "cannot reach caseworkd at " << g.server << " 无法连接服务器\n";
+    return kExitUnreachable;
+  }
+  switch (status.error_code()) {
+    case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::UNKNOWN:
+    case grpc::StatusCode::DATA_LOSS:
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return kExitFailure;
+    default:
+      return kExitRefused;
+  }
+}
+
+void PrintCase(const Case& c) {
+  std::vector<std::string> categories;
+  for (int p : c.problem_categories()) {
+    categories.push_back(
+        casework::client::CategoryLabel(static_cast<casework::v1::ProblemCategory>(p)));
+  }
+  std::vector<std::pair<std::string, std::string>> rows = {
+      {"Case 案件", c.case_id()},
+      {"State 状态", casework::client::StateLabel(c.state())},
+      {"Version 版本", absl::StrCat(c.version())},
+      {"Organisation 组织",
+       absl::StrCat(c.organisation().display_name(), " (", c.organisation().organisation_id(),
+                    ")")},
+      {"Jurisdiction 辖区", c.organisation().jurisdiction()},
+      {"Type 类型", casework::client::CaseTypeLabel(c.case_type())},
+      {"Problems 问题", absl::StrJoin(categories, "; ")},
+      {"Findings 排查情况", c.findings()},
+      {"Deadline 整改期限", TimeText(c.deadline())},
+      {"Listed by 列入人", absl::StrCat(c.listed_by(), " @ ", TimeText(c.listed_time()))},
+  };
+  if (!c.listing_review().reviewer().empty()) {
+    rows.push_back({"Review 审核", absl::StrCat(c.listing_review().confirmed() ? "confirmed 通过"
+                                                                                : "returned 退回",
+                                                " by ", c.listing_review().reviewer())});
+  }
+  if (c.has_assignment()) {
+    const auto& a = c.assignment();
+    std::vector<std::string> cadres;
+    for (const auto& p : a.stationed_cadres()) cadres.push_back(p.display_name());
+    rows.push_back({"Paired dept 结对部门",
+                    absl::StrCat(a.paired_department().display_name(), " (",
+                                 casework::client::DepartmentKindLabel(
+                                     a.paired_department().kind()),
+                                 ")")});
+    rows.push_back({"First secretary 第一书记", a.first_secretary().display_name()});
+    rows.push_back({"Cadres 驻村干部", absl::StrJoin(cadres, ", ")});
+    rows.push_back({"Plan 一村一策", a.plan()});
+  }
+  rows.push_back({"Activities 帮扶活动",
+                  absl::StrCat(c.field_visit_count(), " visits 走访, ", c.measure_count(),
+                               " measures 措施, ", c.funds_provided_fen() / 100, " CNY 资金")});
+  if (c.inspections_size() > 0) {
+    const auto& i = c.inspections(c.inspections_size() - 1);
+    rows.push_back({"Inspection 验收", absl::StrCat(i.inspection_id(), " ",
+                                                    i.passed() ? "passed 通过" : "failed 未通过",
+                                                    " by ", i.inspector())});
+  }
+  if (c.sign_offs_size() > 0) {
+    std::vector<std::string> who;
+    for (const auto& s : c.sign_offs()) who.push_back(s.approver());
+    rows.push_back({"Sign-offs 销号签字", absl::StrJoin(who, ", ")});
+  }
+  if (c.reopen_count() > 0) rows.push_back({"Reopened 反弹次数", absl::StrCat(c.reopen_count())});
+  rows.push_back({"Updated 更新时间", TimeText(c.update_time())});
+  casework::client::PrintRecord(std::cout, rows);
+}
+
+int PrintCommandResult(const grpc::Status& status, const CaseCommandResponse& resp,
+                       const Globals& g) {
+  if (!status.ok()) return ReportError(status, g);
+  if (g.json) {
+    std::cout << Json(resp) << "\n";
+    return kExitOk;
+  }
+  if (resp.replayed()) std::cout << "(retry: first answer returned 重复请求，返回首次结果)\n";
+  for (const auto& e : resp.events()) {
+    std::cout << "event 事件 #" << e.position() << " v" << e.event().version() << " "
+              << e.event().GetDescriptor()
+                     ->FindFieldByNumber(e.event().body_case())
+                     ->name()
+              << "\n";
+  }
+  PrintCase(resp.case_());
+  return kExitOk;
+}
+
+absl::StatusOr<google::protobuf::Timestamp> ParseDate(const std::string& text) {
+  absl::Time t;
+  std::string err;
+  if (absl::ParseTime(absl::RFC3339_full, text, &t, &err) ||
+      absl::ParseTime("%Y-%m-%d", text, absl::UTCTimeZone(), &t, &err)) {
+    google::protobuf::Timestamp ts;
+    ts.set_seconds(absl::ToUnixSeconds(t));
+    return ts;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("\"", text, "\" is not a date (YYYY-MM-DD) or an RFC 3339 time"));
+}
+
+std::string CaseName(const std::string& id) { return absl::StrCat("cases/", id); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Globals g;
+  g.server = Env("CASEWORK_SERVER", g.server);
+  g.identity = Env("CASEWORK_IDENTITY", "");
+  const std::string default_config = Env("CASEWORK_CONFIG", "");
+
+  CLI::App app{
+      "casectl: command-line client of caseworkd (the rectification ledger 整顿台账).\n"
+      "Server and identity come from flags, the environment (CASEWORK_SERVER, "
+      "CASEWORK_IDENTITY, CASEWORK_CONFIG) or a config file.\n"
+      "Exit codes: 0 done, 1 refused by the server, 2 usage error, 3 server unreachable, "
+      "4 other failure."};
+  app.set_config("--config", default_config,
+                 "TOML/INI file with server=, identity=, json=, timeout-ms=");
+  app.add_option("--server", g.server, "caseworkd address host:port (env CASEWORK_SERVER)")
+      ->capture_default_str();
+  app.add_option("--identity", g.identity,
+                 "identity to act as, from the principals file (env CASEWORK_IDENTITY)");
+  app.add_flag("--json", g.json, "print JSON (one object per line) instead of tables");
+  app.add_option("--timeout-ms", g.timeout_ms, "deadline of each call in milliseconds")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600000));
+  app.require_subcommand(1);
+
+  int exit_code = kExitOk;
+  auto client = [&]() {
+    return std::make_unique<Client>(casework::client::ClientOptions{
+        .server = g.server,
+        .identity = g.identity,
+        .timeout = std::chrono::milliseconds(g.timeout_ms)});
+  };
+
+  // get
+  std::string get_id;
+  auto* get = app.add_subcommand("get", "show one case 查看案件");
+  get->add_option("case_id", get_id, "case id")->required();
+  get->callback([&] {
+    auto c = client();
+    casework::v1::GetCaseRequest req;
+    req.set_name(CaseName(get_id));
+    Case resp;
+    auto ctx = c->NewContext();
+    auto status = c->cases().GetCase(ctx.get(), req, &resp);
+    if (!status.ok()) {
+      exit_code = ReportError(status, g);
+    } else if (g.json) {
+      std::cout << Json(resp) << "\n";
+    } else {
+      PrintCase(resp);
+    }
+  });
+
+  // list
+  std::string list_filter, list_order;
+  int list_page_size = 50;
+  bool list_all = false;
+  auto* list = app.add_subcommand("list", "list cases on the ledger 台账列表");
+  list->add_option("--filter", list_filter,
+                   "e.g. 'state = ASSISTED AND jurisdiction = \"jiangcheng/dongshan\"'");
+  list->add_option("--order-by", list_order, "case_id");
+  list->add_option("--page-size", list_page_size, "cases per page")->capture_default_str();
+  list->add_flag("--all", list_all, "follow page tokens to the end");
+  list->callback([&] {
+    auto c = client();
+    casework::v1::ListCasesRequest req;
+    req.set_filter(list_filter);
+    req.set_order_by(list_order);
+    req.set_page_size(list_page_size);
+    casework::client::Table table({"Case 案件", "State 状态", "Organisation 组织",
+                                   "Jurisdiction 辖区", "Type 类型", "Deadline 期限"});
+    size_t total = 0;
+    for (;;) {
+      casework::v1::ListCasesResponse resp;
+      auto ctx = c->NewContext();
+      auto status = c->cases().ListCases(ctx.get(), req, &resp);
+      if (!status.ok()) {
+        exit_code = ReportError(status, g);
+        return;
+      }
+      for (const auto& cs : resp.cases()) {
+        ++total;
+        if (g.json) {
+          std::cout << Json(cs) << "\n";
+        } else {
+          table.AddRow({cs.case_id(), casework::client::StateLabel(cs.state()),
+                        cs.organisation().display_name(), cs.organisation().jurisdiction(),
+                        casework::client::CaseTypeLabel(cs.case_type()),
+                        TimeText(cs.deadline())});
+        }
+      }
+      if (resp.next_page_token().empty() || !list_all) {
+        if (!g.json) {
+          table.Print(std::cout);
+          std::cout << total << " cases 个案件";
+          if (!resp.next_page_token().empty()) std::cout << " (more: use --all 还有更多)";
+          std::cout << "\n";
+        }
+        return;
+      }
+      req.set_page_token(resp.next_page_token());
+    }
+  });
+
+  // events
+  std::string events_id;
+  auto* events = app.add_subcommand("events", "show a case's history 案件事件记录");
+  events->add_option("case_id", events_id, "case id")->required();
+  events->callback([&] {
+    auto c = client();
+    casework::v1::ListCaseEventsRequest req;
+    req.set_name(CaseName(events_id));
+    req.set_page_size(1000);
+    casework::client::Table table(
+        {"Position 位置", "Version 版本", "Event 事件", "Actor 操作人", "Time 时间"});
+    for (;;) {
+      casework::v1::ListCaseEventsResponse resp;
+      auto ctx = c->NewContext();
+      auto status = c->cases().ListCaseEvents(ctx.get(), req, &resp);
+      if (!status.ok()) {
+        exit_code = ReportError(status, g);
+        return;
+      }
+      for (const auto& r : resp.events()) {
+        if (g.json) {
+          std::cout << Json(r) << "\n";
+          continue;
+        }
+        const auto* field = r.event().GetDescriptor()->FindFieldByNumber(r.event().body_case());
+        table.AddRow({absl::StrCat(r.position()), absl::StrCat(r.event().version()),
+                      field ? field->name() : "?", r.event().actor(),
+                      TimeText(r.event().time())});
+      }
+      if (resp.next_page_token().empty()) break;
+      req.set_page_token(resp.next_page_token());
+    }
+    if (!g.json) table.Print(std::cout);
+  });
+
+  // Transition commands share --request-id and --expected-version.
+  std::string request_id;
+  int64_t expected_version = 0;
+  auto add_common = [&](CLI::App* sub) {
+    sub->add_option("--request-id", request_id,
+                    "idempotency key; a retry with the same id is safe (default: random)");
+  };
+  auto add_version = [&](CLI::App* sub) {
+    sub->add_option("--expected-version", expected_version,
+                    "the version you last saw (see `casectl get`)")
+        ->required();
+  };
+  auto rid = [&] { return request_id.empty() ? casework::client::NewRequestId() : request_id; };
+
+  // create
+  struct {
+    std::string case_id, org_id, org_name, jurisdiction, kind = "village", type, findings,
+        deadline;
+    std::vector<int> categories;
+  } cr;
+  auto* create = app.add_subcommand("create", "list an organisation: new case 列入台账");
+  create->add_option("--case-id", cr.case_id, "new case id ([a-z0-9-])")->required();
+  create->add_option("--org-id", cr.org_id, "organisation id")->required();
+  create->add_option("--org-name", cr.org_name, "organisation name, e.g. 东山村党支部")
+      ->required();
+  create->add_option("--jurisdiction", cr.jurisdiction, "city/county/township/org")->required();
+  create->add_option("--kind", cr.kind, "village 村 or community 社区")
+      ->check(CLI::IsMember({"village", "community"}))
+      ->capture_default_str();
+  create->add_option("--type", cr.type, "weak 软村, poor 穷村, disorderly 乱村, industry 产业村")
+      ->check(CLI::IsMember({"weak", "poor", "disorderly", "industry"}))
+      ->required();
+  create->add_option("--categories", cr.categories, "problem categories 1-6, e.g. 1,3")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 6))
+      ->required();
+  create->add_option("--findings", cr.findings, "investigation findings 排查情况")->required();
+  create->add_option("--deadline", cr.deadline, "deadline YYYY-MM-DD 整改期限")->required();
+  add_common(create);
+  create->callback([&] {
+    casework::v1::CreateCaseRequest req;
+    req.set_case_id(cr.case_id);
+    req.set_request_id(rid());
+    auto* org = req.mutable_organisation();
+    org->set_organisation_id(cr.org_id);
+    org->set_display_name(cr.org_name);
+    org->set_jurisdiction(cr.jurisdiction);
+    org->set_kind(cr.kind == "village" ? casework::v1::ORGANISATION_KIND_VILLAGE
+                                       : casework::v1::ORGANISATION_KIND_COMMUNITY);
+    casework::v1::CaseType type;
+    casework::v1::CaseType_Parse("CASE_TYPE_" + absl::AsciiStrToUpper(cr.type), &type);
+    req.set_case_type(type);
+    for (int p : cr.categories) {
+      req.add_problem_categories(static_cast<casework::v1::ProblemCategory>(p));
+    }
+    req.set_findings(cr.findings);
+    auto deadline = ParseDate(cr.deadline);
+    if (!deadline.ok()) {
+      std::cerr << deadline.status().message() << "\n";
+      exit_code = kExitUsage;
+      return;
+    }
+    *req.mutable_deadline() = *deadline;
+    auto c = client();
+    CaseCommandResponse resp;
+    auto ctx = c->NewContext();
+    exit_code = PrintCommandResult(c->cases().CreateCase(ctx.get(), req, &resp), resp, g);
+  });
+
+  // review
+  std::string rv_id, rv_comment;
+  bool rv_return = false;
+  auto* review = app.add_subcommand("review", "review a listing 审核列入");
+  review->add_option("case_id", rv_id, "case id")->required();
+  review->add_flag("--return", rv_return, "return for correction instead of confirming 退回");
+  review->add_option("--comment", rv_comment, "comment 审核意见");
+  add_common(review);
+  add_version(review);
+  review->callback([&] {
+    casework::v1::ReviewListingRequest req;
+    req.set_name(CaseName(rv_id));
+    req.set_request_id(rid());
+    req.set_expected_version(expected_version);
+    req.set_confirmed(!rv_return);
+    req.set_comment(rv_comment);
+    auto c = client();
+    CaseCommandResponse resp;
+    auto ctx = c->NewContext();
+    exit_code = PrintCommandResult(c->cases().ReviewListing(ctx.get(), req, &resp), resp, g);
+  });
+
+  // assign
+  struct {
+    std::string id, dept_id, dept_name, dept_kind, secretary, plan;
+    std::vector<std::string> cadres;
+  } as;
+  auto* assign = app.add_subcommand("assign", "assign assistance 安排帮扶");
+  assign->add_option("case_id", as.id, "case id")->required();
+  assign->add_option("--dept-id", as.dept_id, "paired department id")->required();
+  assign->add_option("--dept-name", as.dept_name, "paired department name 结对部门")->required();
+  assign->add_option("--dept-kind", as.dept_kind,
+                     "party-government, economic, political-legal, agricultural-tech")
+      ->check(CLI::IsMember({"party-government", "economic", "political-legal",
+                             "agricultural-tech"}))
+      ->required();
+  assign->add_option("--first-secretary", as.secretary, "person id of the first secretary 第一书记")
+      ->required();
+  assign->add_option("--cadres", as.cadres, "person ids of stationed cadres 驻村干部")
+      ->delimiter(',')
+      ->required();
+  assign->add_option("--plan", as.plan, "the per-case plan 一村一策")->required();
+  add_common(assign);
+  add_version(assign);
+  assign->callback([&] {
+    casework::v1::AssignAssistanceRequest req;
+    req.set_name(CaseName(as.id));
+    req.set_request_id(rid());
+    req.set_expected_version(expected_version);
+    auto* a = req.mutable_assignment();
+    a->mutable_paired_department()->set_department_id(as.dept_id);
+    a->mutable_paired_department()->set_display_name(as.dept_name);
+    const std::vector<std::string> kinds = {"", "party-government", "economic", "political-legal",
+                                            "agricultural-tech"};
+    for (size_t k = 1; k < kinds.size(); ++k) {
+      if (kinds[k] == as.dept_kind) {
+        a->mutable_paired_department()->set_kind(static_cast<casework::v1::DepartmentKind>(k));
+      }
+    }
+    a->mutable_first_secretary()->set_person_id(as.secretary);
+    a->mutable_first_secretary()->set_display_name(as.secretary);
+    for (const auto& p : as.cadres) {
+      auto* cadre = a->add_stationed_cadres();
+      cadre->set_person_id(p);
+      cadre->set_display_name(p);
+    }
+    a->set_plan(as.plan);
+    auto c = client();
+    CaseCommandResponse resp;
+    auto ctx = c->NewContext();
+    exit_code = PrintCommandResult(c->cases().AssignAssistance(ctx.get(), req, &resp), resp, g);
+  });
+
+  // visit
+  std::string vi_id, vi_notes, vi_time;
+  std::vector<std::string> vi_visitors;
+  auto* visit = app.add_subcommand("visit", "record a field visit 记录走访");
+  visit->add_option("case_id", vi_id, "case id")->required();
+  visit->add_option("--visitors", vi_visitors, "person ids of assigned people")
+      ->delimiter(',')
+      ->required();
+  visit->add_option("--time", vi_time, "when (YYYY-MM-DD or RFC 3339; default now)");
+  visit->add_option("--notes", vi_notes, "what was done");
+  add_common(visit);
+  add_version(visit);
+  visit->callback([&] {
+    casework::v1::RecordFieldVisitRequest req;
+    req.set_name(CaseName(vi_id));
+    req.set_request_id(rid());
+    req.set_expected_version(expected_version);
+    for (const auto& v : vi_visitors) req.add_visitors(v);
+    if (vi_time.empty()) {
+      req.mutable_visit_time()->set_seconds(absl::ToUnixSeconds(absl::Now()));
+    } else {
+      auto t = ParseDate(vi_time);
+      if (!t.ok()) {
+        std::cerr << t.status().message() << "\n";
+        exit_code = kExitUsage;
+        return;
+      }
+      *req.mutable_visit_time() = *t;
+    }
+    req.set_notes(vi_notes);
+    auto c = client();
+    CaseCommandResponse resp;
+    auto ctx = c->NewContext();
+    exit_code = PrintCommandResult(c->cases().RecordFieldVisit(ctx.get(), req, &resp), resp, g);
+  });
+
+  // measure
+  std::string me_id, me_desc;
+  int me_category = 0;
+  auto* measure = app.add_subcommand("measure", "record a completed measure 记录整改措施");
+  measure->add_option("case_id", me_id, "case id")->required();
+  measure->add_option("--description", me_desc, "the measure")->required();
+  measure->add_option("--category", me_category, "problem category 1-6 it addresses")
+      ->check(CLI::Range(1, 6))
+      ->required();
+  add_common(measure);
+  add_version(measure);
+  measure->callback([&] {
+    casework::v1::RecordMeasureRequest req;
+    req.set_name(CaseName(me_id));
+    req.set_request_id(rid());
+    req.set_expected_version(expected_version);
+    req.set_description(me_desc);
+    req.set_problem_category(static_cast<casework::v1::ProblemCategory>(me_category));
+    auto c = client();
+    CaseCommandResponse resp;
+    auto ctx = c->NewContext();
+    exit_code = PrintCommandResult(c->cases().RecordMeasure(ctx.get(), req, &resp), resp, g);
+  });
+
+  // funds
+  std::string fu_id, fu_source, fu_purpose;
+  int64_t fu_fen = 0;
+  auto* funds = app.add_subcommand("funds", "record funds provided 记录帮扶资金");
+  funds->add_option("case_id", fu_id, "case id")->required();
+  funds->add_option("--amount-fen", fu_fen, "amount in fen (0.01 CNY)")->required();
+  funds->add_option("--source", fu_source, "source of the funds");
+  funds->add_option("--purpose", fu_purpose, "purpose");
+  add_common(funds);
+  add_version(funds);
+  funds->callback([&] {
+    casework::v1::RecordFundsRequest req;
+    req.set_name(CaseName(fu_id));
+    req.set_request_id(rid());
+    req.set_expected_version(expected_version);
+    req.set_amount_fen(fu_fen);
+    req.set_source(fu_source);
+    req.set_purpose(fu_purpose);
+    auto c = client();
+    CaseCommandResponse resp;
+    auto ctx = c->NewContext();
+    exit_code = PrintCommandResult(c->cases().RecordFunds(ctx.get(), req, &resp), resp, g);
+  });
+
+  // inspect
+  std::string in_id, in_inspection, in_findings, in_measures;
+  bool in_fail = false;
+  auto* inspect = app.add_subcommand("inspect", "record an acceptance inspection 记录验收");
+  inspect->add_option("case_id", in_id, "case id")->required();
+  inspect->add_option("--inspection-id", in_inspection, "inspection id")->required();
+  inspect->add_flag("--fail", in_fail, "the inspection failed 未通过");
+  inspect->add_option("--findings", in_findings, "what was found")->required();
+  inspect->add_option("--further-measures", in_measures, "stronger measures (failed)");
+  add_common(inspect);
+  add_version(inspect);
+  inspect->callback([&] {
+    casework::v1::RecordInspectionRequest req;
+    req.set_name(CaseName(in_id));
+    req.set_request_id(rid());
+    req.set_expected_version(expected_version);
+    req.set_inspection_id(in_inspection);
+    req.set_passed(!in_fail);
+    req.set_findings(in_findings);
+    req.set_further_measures(in_measures);
+    auto c = client();
+    CaseCommandResponse resp;
+    auto ctx = c->NewContext();
+    exit_code = PrintCommandResult(c->cases().RecordInspection(ctx.get(), req, &resp), resp, g);
+  });
+
+  // send-back
+  std::string sb_id, sb_reason;
+  auto* send_back = app.add_subcommand("send-back", "send a verified case back 退回整改");
+  send_back->add_option("case_id", sb_id, "case id")->required();
+  send_back->add_option("--reason", sb_reason, "why")->required();
+  add_common(send_back);
+  add_version(send_back);
+  send_back->callback([&] {
+    casework::v1::SendBackRequest req;
+    req.set_name(CaseName(sb_id));
+    req.set_request_id(rid());
+    req.set_expected_version(expected_version);
+    req.set_reason(sb_reason);
+    auto c = client();
+    CaseCommandResponse resp;
+    auto ctx = c->NewContext();
+    exit_code = PrintCommandResult(c->cases().SendBack(ctx.get(), req, &resp), resp, g);
+  });
+
+  // follow-up
+  std::string fr_id, fr_findings, fr_deadline;
+  bool fr_relapsed = false;
+  std::vector<int> fr_categories;
+  auto* follow_up = app.add_subcommand("follow-up", "record a follow-up review 回头看");
+  follow_up->add_option("case_id", fr_id, "case id")->required();
+  follow_up->add_flag("--relapsed", fr_relapsed, "a relapse was found 反弹回潮");
+  follow_up->add_option("--findings", fr_findings, "what the review found")->required();
+  follow_up->add_option("--categories", fr_categories, "relapsed categories 1-6")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 6));
+  follow_up->add_option("--deadline", fr_deadline, "new deadline YYYY-MM-DD (relapsed)");
+  add_common(follow_up);
+  add_version(follow_up);
+  follow_up->callback([&] {
+    casework::v1::RecordFollowUpReviewRequest req;
+    req.set_name(CaseName(fr_id));
+    req.set_request_id(rid());
+    req.set_expected_version(expected_version);
+    req.set_relapsed(fr_relapsed);
+    req.set_findings(fr_findings);
+    for (int p : fr_categories) {
+      req.add_problem_categories(static_cast<casework::v1::ProblemCategory>(p));
+    }
+    if (!fr_deadline.empty()) {
+      auto t = ParseDate(fr_deadline);
+      if (!t.ok()) {
+        std::cerr << t.status().message() << "\n";
+        exit_code = kExitUsage;
+        return;
+      }
+      *req.mutable_deadline() = *t;
+    }
+    auto c = client();
+    CaseCommandResponse resp;
+    auto ctx = c->NewContext();
+    exit_code =
+        PrintCommandResult(c->cases().RecordFollowUpReview(ctx.get(), req, &resp), resp, g);
+  });
+
+  // seed
+  casework::client::SeedOptions seed_options;
+  auto* seed = app.add_subcommand(
+      "seed", "load deterministic sample data through the API 载入示例数据");
+  seed->add_option("--seed", seed_options.seed, "generator seed")->capture_default_str();
+  seed->add_option("--cases", seed_options.cases, "number of cases")->capture_default_str();
+  seed->add_option("--concurrency", seed_options.concurrency, "requests in flight")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  seed->callback([&] {
+    seed_options.server = g.server;
+    exit_code = casework::client::RunSeed(seed_options, g.json);
+  });
+
+  CLI11_PARSE(app, argc, argv);
+  return exit_code;
+}
+

@@ -1,0 +1,258 @@
+#include "clients/casectl/seed.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "clients/client.h"
+
+namespace casework::client {
+namespace {
+
+using casework::v1::CaseCommandResponse;
+
+constexpr const char* kCity = "jiangcheng";
+constexpr const char* kCounties[] = {"dongshan", "xihe",    "nanping",  "beiling", "qingshui",
+                                     "baiyun",   "longtan", "fenghuang", "taoyuan", "songlin"};
+constexpr const char* kCountyNames[] = {"东山县", "西河县", "南平县", "北岭县", "清水县",
+                                        "白云区", "龙潭区", "凤凰县", "桃源县", "松林县"};
+constexpr int kTownshipsPerCounty = 15;
+constexpr const char* kVillageWords[] = {"东", "西", "南", "北", "上", "下", "前", "后",
+                                         "新", "老", "大", "小", "石", "柳", "杨", "李"};
+constexpr const char* kVillageWords2[] = {"山", "河", "湾", "坪", "岭", "溪", "岗", "桥",
+                                          "塘", "庄", "沟", "营", "寨", "林", "田", "坝"};
+
+struct Plan {
+  std::string case_id;
+  std::string org_id;
+  std::string org_name;
+  std::string jurisdiction;
+  casework::v1::CaseType type;
+  std::vector<casework::v1::ProblemCategory> categories;
+  casework::v1::CaseState target;
+  int visits;
+  bool failed_inspection_first;
+};
+
+casework::v1::DepartmentKind KindFor(casework::v1::CaseType t) {
+  switch (t) {
+    case casework::v1::CASE_TYPE_WEAK:
+      return casework::v1::DEPARTMENT_KIND_PARTY_GOVERNMENT;
+    case casework::v1::CASE_TYPE_POOR:
+      return casework::v1::DEPARTMENT_KIND_ECONOMIC;
+    case casework::v1::CASE_TYPE_DISORDERLY:
+      return casework::v1::DEPARTMENT_KIND_POLITICAL_LEGAL;
+    default:
+      return casework::v1::DEPARTMENT_KIND_AGRICULTURAL_TECH;
+  }
+}
+
+std::vector<Plan> MakePlans(const SeedOptions& o) {
+  std::mt19937_64 rng(o.seed);
+  std::vector<Plan> plans;
+  plans.reserve(o.cases);
+  for (int i = 0; i < o.cases; ++i) {
+    Plan p;
+    const int county = static_cast<int>(rng() % 10);
+    const int township = static_cast<int>(rng() % kTownshipsPerCounty);
+    const int org = static_cast<int>(rng() % 20);
+    p.case_id = absl::StrFormat("c-%05d", i + 1);
+    p.org_id = absl::StrFormat("org-%02d%02d%02d", county, township, org);
+    p.org_name = absl::StrCat(kCountyNames[county], kVillageWords[rng() % 16],
+                              kVillageWords2[rng() % 16], "村党支部");
+    p.jurisdiction = absl::StrFormat("%s/%s/t%02d/%s", kCity, kCounties[county], township,
+                                     p.org_id);
+    p.type = static_cast<casework::v1::CaseType>(1 + rng() % 4);
+    const int ncat = 1 + static_cast<int>(rng() % 3);
+    for (int c = 1; c <= 6 && static_cast<int>(p.categories.size()) < ncat; ++c) {
+      if (rng() % 3 == 0 || 6 - c < ncat - static_cast<int>(p.categories.size())) {
+        p.categories.push_back(static_cast<casework::v1::ProblemCategory>(c));
+      }
+    }
+    // Target states: closure needs approvers' signed sign-offs, which the generator
+    // does not hold keys for, so histories end at VERIFIED at the latest.
+    const int r = static_cast<int>(rng() % 100);
+    p.target = r < 20   ? casework::v1::CASE_STATE_LISTED
+               : r < 70 ? casework::v1::CASE_STATE_ASSISTED
+                        : casework::v1::CASE_STATE_VERIFIED;
+    p.visits = static_cast<int>(rng() % 4);
+    p.failed_inspection_first = rng() % 4 == 0;
+    plans.push_back(std::move(p));
+  }
+  return plans;
+}
+
+// Runs one case's history; returns the failing status or OK. A case that exists already
+// (a second run) is skipped.
+grpc::Status RunPlan(const Plan& p, const SeedOptions& o, uint64_t seed) {
+  auto make = [&](const char* who) {
+    return std::make_unique<Client>(ClientOptions{.server = o.server, .identity = who});
+  };
+  auto lister = make(kSeedLister);
+  auto reviewer = make(kSeedReviewer);
+  auto assigner = make(kSeedAssigner);
+  auto assister = make(kSeedAssister);
+  auto inspector = make(kSeedInspector);
+  const std::string rid_base = absl::StrCat("seed-", seed, "-", p.case_id, "-");
+  CaseCommandResponse resp;
+  int64_t version = 0;
+  auto step = [&](Client& c, auto method, auto& req) -> grpc::Status {
+    resp.Clear();
+    auto ctx = c.NewContext();
+    grpc::Status s = (c.cases().*method)(ctx.get(), req, &resp);
+    if (s.ok()) version = resp.case_().version();
+    return s;
+  };
+
+  casework::v1::CreateCaseRequest create;
+  create.set_case_id(p.case_id);
+  create.set_request_id(rid_base + "create");
+  auto* org = create.mutable_organisation();
+  org->set_organisation_id(p.org_id);
+  org->set_display_name(p.org_name);
+  org->set_jurisdiction(p.jurisdiction);
+  org->set_kind(casework::v1::ORGANISATION_KIND_VILLAGE);
+  create.set_case_type(p.type);
+  for (auto c : p.categories) create.add_problem_categories(c);
+  create.set_findings("摸底排查发现的问题 findings of the investigation");
+  create.mutable_deadline()->set_seconds(
+      std::chrono::duration_cast<std::chrono::seconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count() +
+      365 * 86400);
+  if (auto s = step(*lister, &casework::v1::CaseService::Stub::CreateCase, create); !s.ok()) {
+    return s.error_code() == grpc::StatusCode::ALREADY_EXISTS ? grpc::Status::OK : s;
+  }
+  if (resp.replayed()) return grpc::Status::OK;  // loaded by an earlier run
+
+  casework::v1::ReviewListingRequest review;
+  review.set_name("cases/" + p.case_id);
+  review.set_request_id(rid_base + "review");
+  review.set_expected_version(version);
+  review.set_confirmed(true);
+  review.set_comment("逐个过筛子 reviewed");
+  if (auto s = step(*reviewer, &casework::v1::CaseService::Stub::ReviewListing, review); !s.ok())
+    return s;
+  if (p.target == casework::v1::CASE_STATE_LISTED) return grpc::Status::OK;
+
+  casework::v1::AssignAssistanceRequest assign;
+  assign.set_name("cases/" + p.case_id);
+  assign.set_request_id(rid_base + "assign");
+  assign.set_expected_version(version);
+  auto* a = assign.mutable_assignment();
+  a->mutable_paired_department()->set_department_id(absl::StrCat("dept-", p.type));
+  a->mutable_paired_department()->set_display_name("市直结对部门");
+  a->mutable_paired_department()->set_kind(KindFor(p.type));
+  a->mutable_first_secretary()->set_person_id(kSeedAssister);
+  a->mutable_first_secretary()->set_display_name("王强");
+  auto* cadre = a->add_stationed_cadres();
+  cadre->set_person_id(absl::StrCat("cadre-", p.org_id));
+  cadre->set_display_name("驻村干部");
+  a->set_plan("一村一策：配强班子、发展集体经济 strengthen leadership, build collective income");
+  if (auto s = step(*assigner, &casework::v1::CaseService::Stub::AssignAssistance, assign);
+      !s.ok())
+    return s;
+
+  for (int v = 0; v < p.visits; ++v) {
+    casework::v1::RecordFieldVisitRequest visit;
+    visit.set_name("cases/" + p.case_id);
+    visit.set_request_id(absl::StrCat(rid_base, "visit-", v));
+    visit.set_expected_version(version);
+    visit.add_visitors(kSeedAssister);
+    visit.mutable_visit_time()->set_seconds(
+        std::chrono::duration_cast<std::chrono::seconds>(
+            std::chrono::system_clock::now().time_since_epoch())
+            .count() -
+        60);
+    visit.set_notes("入村走访 field visit");
+    if (auto s = step(*assister, &casework::v1::CaseService::Stub::RecordFieldVisit, visit);
+        !s.ok())
+      return s;
+  }
+  casework::v1::RecordMeasureRequest measure;
+  measure.set_name("cases/" + p.case_id);
+  measure.set_request_id(rid_base + "measure");
+  measure.set_expected_version(version);
+  measure.set_description("调整充实村党组织班子 strengthened the branch committee");
+  measure.set_problem_category(p.categories.front());
+  if (auto s = step(*assister, &casework::v1::CaseService::Stub::RecordMeasure, measure); !s.ok())
+    return s;
+  if (p.target == casework::v1::CASE_STATE_ASSISTED) return grpc::Status::OK;
+
+  int inspection = 0;
+  auto inspect = [&](bool passed) {
+    casework::v1::RecordInspectionRequest req;
+    req.set_name("cases/" + p.case_id);
+    req.set_request_id(absl::StrCat(rid_base, "inspect-", inspection));
+    req.set_expected_version(version);
+    req.set_inspection_id(absl::StrCat("insp-", p.case_id, "-", ++inspection));
+    req.set_passed(passed);
+    req.set_findings(passed ? "问题已解决 problems solved" : "仍有问题 problems remain");
+    if (!passed) req.set_further_measures("再行会诊 stronger measures");
+    return step(*inspector, &casework::v1::CaseService::Stub::RecordInspection, req);
+  };
+  if (p.failed_inspection_first) {
+    if (auto s = inspect(false); !s.ok()) return s;
+  }
+  return inspect(true);
+}
+
+}  // namespace
+
+int RunSeed(const SeedOptions& options, bool json) {
+  const std::vector<Plan> plans = MakePlans(options);
+  const bool progress = !json && isatty(STDERR_FILENO);
+  std::atomic<int> next{0}, done{0}, failed{0};
+  std::atomic<bool> unreachable{false};
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> workers;
+  for (int w = 0; w < options.concurrency; ++w) {
+    workers.emplace_back([&] {
+      for (;;) {
+        const int i = next.fetch_add(1);
+        if (i >= static_cast<int>(plans.size()) || unreachable.load()) return;
+        grpc::Status s = RunPlan(plans[i], options, options.seed);
+        if (!s.ok()) {
+          if (IsConnectionFailure(s)) unreachable = true;
+          if (failed.fetch_add(1) < 5) {
+            auto d = DecodeError(s);
+            std::cerr << "\nseed: case " << plans[i].case_id << ": " << s.error_message() << " ["
+                      << d.reason << "]\n";
+          }
+        }
+        done.fetch_add(1);
+      }
+    });
+  }
+  if (progress) {
+    while (done.load() < static_cast<int>(plans.size()) && !unreachable.load()) {
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::fprintf(stderr, "\rloading sample data 载入示例数据: %d/%zu cases, %.0f cases/s   ",
+                   done.load(), plans.size(), secs > 0 ? done.load() / secs : 0.0);
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  for (auto& t : workers) t.join();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (json) {
+    std::cout << "{\"cases\":" << plans.size() << ",\"failed\":" << failed.load()
+              << ",\"seconds\":" << secs << "}\n";
+  } else {
+    std::fprintf(stderr, "\rloaded sample data 已载入示例数据: %zu cases, %d failed, %.1f s%20s\n",
+                 plans.size(), failed.load(), secs, "");
+  }
+  if (unreachable) return 3;
+  return failed.load() == 0 ? 0 : 1;
+}
+
+}  // namespace casework::client

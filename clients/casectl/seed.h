@@ -1,0 +1,29 @@
+// Deterministic sample data for one city, loaded through the public API (so it exercises
+// the real write path): ~10 counties, ~150 townships, organisations and cases whose
+// histories run through the workflow's states.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace casework::client {
+
+struct SeedOptions {
+  std::string server = "127.0.0.1:7070";
+  uint64_t seed = 20261124;
+  int cases = 400;
+  int concurrency = 8;
+};
+
+// The identities the generator acts as; deploy/principals.sample.json defines them.
+inline constexpr char kSeedLister[] = "li.na";
+inline constexpr char kSeedReviewer[] = "zhao.min";
+inline constexpr char kSeedAssigner[] = "li.na";
+inline constexpr char kSeedAssister[] = "wang.qiang";
+inline constexpr char kSeedInspector[] = "chen.jing";
+
+// Loads the data; prints progress on a terminal (quiet with json or when not a tty).
+// Returns a casectl exit code.
+int RunSeed(const SeedOptions& options, bool json);
+
+}  // namespace casework::client

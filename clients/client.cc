@@ -1,0 +1,62 @@
+#include "clients/client.h"
+
+#include <openssl/rand.h>
+
+#include <cstdio>
+
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+
+namespace casework::client {
+
+Client::Client(ClientOptions options) : options_(std::move(options)) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(16 << 20);
+  channel_ = grpc::CreateCustomChannel(options_.server, grpc::InsecureChannelCredentials(), args);
+  cases_ = casework::v1::CaseService::NewStub(channel_);
+}
+
+std::unique_ptr<grpc::ClientContext> Client::NewContext() const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  if (!options_.identity.empty()) context->AddMetadata("x-casework-identity", options_.identity);
+  context->set_deadline(std::chrono::system_clock::now() + options_.timeout);
+  return context;
+}
+
+ErrorDetails DecodeError(const grpc::Status& status) {
+  ErrorDetails out;
+  google::rpc::Status rich;
+  if (status.error_details().empty() || !rich.ParseFromString(status.error_details())) return out;
+  for (const auto& any : rich.details()) {
+    google::rpc::ErrorInfo info;
+    google::rpc::LocalizedMessage localized;
+    if (any.UnpackTo(&info)) {
+      out.reason = info.reason();
+      auto it = info.metadata().find("field");
+      if (it != info.metadata().end()) out.field = it->second;
+    } else if (any.UnpackTo(&localized) && localized.locale() == "zh-CN") {
+      out.message_zh = localized.message();
+    }
+  }
+  return out;
+}
+
+bool IsConnectionFailure(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+}
+
+std::string NewRequestId() {
+  unsigned char b[16];
+  if (RAND_bytes(b, sizeof b) != 1) std::abort();
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  char out[37];
+  std::snprintf(out, sizeof out,
+                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+                b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+                b[14], b[15]);
+  return out;
+}
+
+}  // namespace casework::client

@@ -1,0 +1,60 @@
+// The C++ client library: a channel to caseworkd and the caller's identity, plus helpers
+// that turn a gRPC status into what a person or a script needs.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "casework/v1/case_service.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+
+namespace casework::client {
+
+struct ClientOptions {
+  // host:port of caseworkd.
+  std::string server = "127.0.0.1:7070";
+  // The identity to act as (plaintext mode: sent as x-casework-identity).
+  std::string identity;
+  // Per-call deadline.
+  std::chrono::milliseconds timeout{10000};
+};
+
+class Client {
+ public:
+  explicit Client(ClientOptions options);
+
+  // A context with the identity header and the deadline set.
+  [[nodiscard]] std::unique_ptr<grpc::ClientContext> NewContext() const;
+
+  [[nodiscard]] casework::v1::CaseService::Stub& cases() { return *cases_; }
+  [[nodiscard]] const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+  [[nodiscard]] const ClientOptions& options() const { return options_; }
+
+ private:
+  ClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<casework::v1::CaseService::Stub> cases_;
+};
+
+// What a failed call means to the caller.
+struct ErrorDetails {
+  // google.rpc.ErrorInfo.reason, e.g. "INSPECTOR_MUST_NOT_HAVE_ASSISTED"; empty if none.
+  std::string reason;
+  // The offending field, from the ErrorInfo metadata.
+  std::string field;
+  // The Chinese message (google.rpc.LocalizedMessage zh-CN), if sent.
+  std::string message_zh;
+};
+
+// Decodes the google.rpc.Status details of a failed call.
+[[nodiscard]] ErrorDetails DecodeError(const grpc::Status& status);
+
+// True when the call never reached a server that could answer (connect failure,
+// deadline before an answer): the exit code tells this apart from a refusal.
+[[nodiscard]] bool IsConnectionFailure(const grpc::Status& status);
+
+// A fresh random request id (UUID v4 text).
+[[nodiscard]] std::string NewRequestId();
+
+}  // namespace casework::client
