@@ -7,6 +7,7 @@
 #include <pthread.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -43,6 +44,7 @@ struct Flags {
   int max_receive_message_bytes = 1 << 20;
   int drain_seconds = 10;
   std::string log_level = "info";
+  std::string port_file;
   int closure_approvers_min = 2;
   int closure_city_approvers_min = 0;
   int closure_county_approvers_min = 1;
@@ -77,6 +79,8 @@ int main(int argc, char** argv) {
                  "on SIGTERM, how long in-flight calls may take to finish")
       ->capture_default_str()
       ->check(CLI::Range(0, 600));
+  app.add_option("--port-file", flags.port_file,
+                 "once serving, write the bound port here (useful with --listen host:0)");
   app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -163,6 +167,14 @@ int main(int argc, char** argv) {
   if (!server || bound_port == 0) {
     spdlog::error("cannot listen on {}", flags.listen);
     return 4;
+  }
+  if (!flags.port_file.empty()) {
+    const std::string tmp = flags.port_file + ".tmp";
+    if (FILE* f = std::fopen(tmp.c_str(), "w")) {
+      std::fprintf(f, "%d\n", bound_port);
+      std::fclose(f);
+      std::rename(tmp.c_str(), flags.port_file.c_str());
+    }
   }
   spdlog::warn(
       "PLAINTEXT MODE: no TLS; callers name themselves in the x-casework-identity header; "

@@ -1,0 +1,216 @@
+// The thin vertical slice, end to end over loopback with the real caseworkd binary: a
+// client lists an organisation and reads it back; the event is in the log with its
+// position and version; after kill -9 and a restart the case is still there; retries,
+// refusals and unimplemented methods answer with the right status and reason.
+#include <thread>
+
+#include "casework/v1/audit_service.grpc.pb.h"
+#include "clients/client.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "gtest/gtest.h"
+#include "tests/server_process.h"
+
+namespace casework {
+namespace {
+
+using casework::client::Client;
+using casework::client::ClientOptions;
+using casework::testing::ServerProcess;
+using casework::testing::TempDir;
+
+int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+v1::CreateCaseRequest ListingOf(const std::string& case_id, const std::string& request_id) {
+  v1::CreateCaseRequest req;
+  req.set_case_id(case_id);
+  req.set_request_id(request_id);
+  auto* org = req.mutable_organisation();
+  org->set_organisation_id("org-" + case_id);
+  org->set_display_name("东山村党支部");
+  org->set_jurisdiction("jiangcheng/dongshan/t01/org-" + case_id);
+  org->set_kind(v1::ORGANISATION_KIND_VILLAGE);
+  req.set_case_type(v1::CASE_TYPE_POOR);
+  req.add_problem_categories(v1::PROBLEM_CATEGORY_DEVELOPMENT);
+  req.add_problem_categories(v1::PROBLEM_CATEGORY_LEADERSHIP);
+  req.set_findings("no collective income; secretary post vacant");
+  req.mutable_deadline()->set_seconds(NowSeconds() + 180 * 86400);
+  return req;
+}
+
+class SkeletonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    principals_ = casework::testing::WriteTestPrincipals(dir_.path());
+    server_ = std::make_unique<ServerProcess>(dir_.path() / "data", principals_);
+    std::filesystem::create_directories(dir_.path() / "data");
+    ASSERT_TRUE(server_->Start()) << server_->error();
+  }
+
+  std::unique_ptr<Client> As(const std::string& identity) {
+    return std::make_unique<Client>(
+        ClientOptions{.server = server_->address(), .identity = identity});
+  }
+
+  TempDir dir_;
+  std::filesystem::path principals_;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(SkeletonTest, ListedCaseSurvivesKillNine) {
+  auto lister = As("lister");
+  v1::CaseCommandResponse created;
+  {
+    auto ctx = lister->NewContext();
+    auto status = lister->cases().CreateCase(ctx.get(), ListingOf("c-1", "r-1"), &created);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    // The plaintext mode says so in every response.
+    auto security = ctx->GetServerInitialMetadata().find("x-casework-security");
+    ASSERT_NE(security, ctx->GetServerInitialMetadata().end());
+    EXPECT_NE(std::string(security->second.data(), security->second.size()).find("plaintext"),
+              std::string::npos);
+  }
+  EXPECT_EQ(created.case_().state(), v1::CASE_STATE_LISTED);
+  EXPECT_EQ(created.case_().version(), 1);
+  ASSERT_EQ(created.events_size(), 1);
+  EXPECT_EQ(created.events(0).position(), 0);
+  EXPECT_EQ(created.events(0).event().version(), 1);
+  EXPECT_EQ(created.events(0).event().actor(), "lister");
+  EXPECT_EQ(created.events(0).event().request_id(), "r-1");
+  EXPECT_TRUE(created.events(0).event().has_organisation_listed());
+
+  v1::GetCaseRequest get;
+  get.set_name("cases/c-1");
+  v1::Case before;
+  {
+    auto ctx = lister->NewContext();
+    ASSERT_TRUE(lister->cases().GetCase(ctx.get(), get, &before).ok());
+  }
+  EXPECT_EQ(before.state(), v1::CASE_STATE_LISTED);
+  EXPECT_EQ(before.listed_by(), "lister");
+
+  server_->Kill();
+  ASSERT_TRUE(server_->Start()) << server_->error();
+  lister = As("lister");
+
+  v1::Case after;
+  {
+    auto ctx = lister->NewContext();
+    auto status = lister->cases().GetCase(ctx.get(), get, &after);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  EXPECT_EQ(after.SerializeAsString(), before.SerializeAsString());
+
+  v1::ListCaseEventsRequest list_events;
+  list_events.set_name("cases/c-1");
+  v1::ListCaseEventsResponse history;
+  {
+    auto ctx = lister->NewContext();
+    ASSERT_TRUE(lister->cases().ListCaseEvents(ctx.get(), list_events, &history).ok());
+  }
+  ASSERT_EQ(history.events_size(), 1);
+  EXPECT_EQ(history.events(0).position(), 0);
+  EXPECT_EQ(history.events(0).event().version(), 1);
+
+  // A retry after the restart returns the first answer and appends nothing.
+  v1::CaseCommandResponse retried;
+  {
+    auto ctx = lister->NewContext();
+    ASSERT_TRUE(lister->cases().CreateCase(ctx.get(), ListingOf("c-1", "r-1"), &retried).ok());
+  }
+  EXPECT_TRUE(retried.replayed());
+  ASSERT_EQ(retried.events_size(), 1);
+  EXPECT_EQ(retried.events(0).position(), 0);
+
+  // The next case takes the next position: nothing was appended by the retry.
+  v1::CaseCommandResponse second;
+  {
+    auto ctx = lister->NewContext();
+    ASSERT_TRUE(lister->cases().CreateCase(ctx.get(), ListingOf("c-2", "r-2"), &second).ok());
+  }
+  ASSERT_EQ(second.events_size(), 1);
+  EXPECT_EQ(second.events(0).position(), 1);
+}
+
+TEST_F(SkeletonTest, RefusalsCarryStatusAndReason) {
+  auto lister = As("lister");
+  v1::CaseCommandResponse resp;
+  {
+    auto ctx = lister->NewContext();
+    ASSERT_TRUE(lister->cases().CreateCase(ctx.get(), ListingOf("c-1", "r-1"), &resp).ok());
+  }
+  {  // Same case id, another request: ALREADY_EXISTS.
+    auto ctx = lister->NewContext();
+    auto status = lister->cases().CreateCase(ctx.get(), ListingOf("c-1", "r-other"), &resp);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS) << status.error_message();
+    EXPECT_FALSE(client::DecodeError(status).reason.empty());
+  }
+  {  // The same request id for different content: INVALID_ARGUMENT, REQUEST_ID_REUSED.
+    auto ctx = lister->NewContext();
+    auto changed = ListingOf("c-1", "r-1");
+    changed.set_findings("something else");
+    auto status = lister->cases().CreateCase(ctx.get(), changed, &resp);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(client::DecodeError(status).reason, "REQUEST_ID_REUSED");
+    EXPECT_EQ(client::DecodeError(status).field, "request_id");
+  }
+  {  // Unknown case: NOT_FOUND.
+    v1::GetCaseRequest get;
+    get.set_name("cases/nope");
+    v1::Case c;
+    auto ctx = lister->NewContext();
+    auto status = lister->cases().GetCase(ctx.get(), get, &c);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_EQ(client::DecodeError(status).reason, "CASE_NOT_FOUND");
+  }
+  {  // Malformed name: INVALID_ARGUMENT naming the field.
+    v1::GetCaseRequest get;
+    get.set_name("c-1");
+    v1::Case c;
+    auto ctx = lister->NewContext();
+    auto status = lister->cases().GetCase(ctx.get(), get, &c);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(client::DecodeError(status).field, "name");
+  }
+  {  // No identity: UNAUTHENTICATED; unknown identity: UNAUTHENTICATED.
+    v1::GetCaseRequest get;
+    get.set_name("cases/c-1");
+    v1::Case c;
+    auto anonymous = As("");
+    auto ctx = anonymous->NewContext();
+    auto status = anonymous->cases().GetCase(ctx.get(), get, &c);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(client::DecodeError(status).reason, "IDENTITY_MISSING");
+    auto stranger = As("mallory");
+    auto ctx2 = stranger->NewContext();
+    status = stranger->cases().GetCase(ctx2.get(), get, &c);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(client::DecodeError(status).reason, "IDENTITY_UNKNOWN");
+  }
+  {  // Outside the caller's jurisdiction: PERMISSION_DENIED.
+    v1::GetCaseRequest get;
+    get.set_name("cases/c-1");
+    v1::Case c;
+    auto outsider = As("outsider");
+    auto ctx = outsider->NewContext();
+    auto status = outsider->cases().GetCase(ctx.get(), get, &c);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+}
+
+TEST_F(SkeletonTest, UnimplementedMethodsSayUnimplementedAndHealthServes) {
+  auto auditor = As("auditor");
+  auto audit = v1::AuditService::NewStub(auditor->channel());
+  v1::GetCheckpointResponse resp;
+  auto ctx = auditor->NewContext();
+  auto status = audit->GetCheckpoint(ctx.get(), v1::GetCheckpointRequest(), &resp);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
+TEST_F(SkeletonTest, GracefulStopOnSigterm) { EXPECT_EQ(server_->Stop(), 0) << server_->log(); }
+
+}  // namespace
+}  // namespace casework

@@ -1,0 +1,135 @@
+#include "tests/server_process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#ifndef CASEWORKD_PATH
+#error "CASEWORKD_PATH must name the caseworkd binary"
+#endif
+
+namespace casework::testing {
+namespace {
+
+constexpr auto kStartTimeout = std::chrono::seconds(30);
+constexpr auto kStopTimeout = std::chrono::seconds(30);
+
+}  // namespace
+
+ServerProcess::ServerProcess(std::filesystem::path data_dir, std::filesystem::path principals,
+                             std::vector<std::string> extra_args)
+    : data_dir_(std::move(data_dir)),
+      principals_file_(std::move(principals)),
+      extra_args_(std::move(extra_args)) {}
+
+ServerProcess::~ServerProcess() {
+  if (pid_ > 0) Kill();
+}
+
+std::string ServerProcess::log() const {
+  std::ifstream in(data_dir_ / "caseworkd.log");
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+bool ServerProcess::Start() {
+  const auto port_file = data_dir_ / "port";
+  std::filesystem::remove(port_file);
+  std::vector<std::string> args = {CASEWORKD_PATH,
+                                   "--listen=127.0.0.1:0",
+                                   "--insecure-plaintext",
+                                   "--data-dir=" + data_dir_.string(),
+                                   "--principals=" + principals_file_.string(),
+                                   "--port-file=" + port_file.string()};
+  args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+  pid_ = fork();
+  if (pid_ == 0) {
+    int fd = open((data_dir_ / "caseworkd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, STDOUT_FILENO);
+      dup2(fd, STDERR_FILENO);
+    }
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      error_ = "caseworkd exited during start-up; its log:\n" + log();
+      return false;
+    }
+    std::ifstream in(port_file);
+    if (in >> port_ && port_ > 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  error_ = "caseworkd did not start within the time limit; its log:\n" + log();
+  Kill();
+  return false;
+}
+
+void ServerProcess::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+int ServerProcess::Stop() {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + kStopTimeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  Kill();
+  return -1;
+}
+
+TempDir::TempDir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "casework-XXXXXX").string();
+  char* made = mkdtemp(pattern.data());
+  if (made == nullptr) std::abort();
+  path_ = made;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::filesystem::path WriteTestPrincipals(const std::filesystem::path& dir) {
+  const auto path = dir / "principals.json";
+  std::ofstream out(path);
+  out << R"({"principals": [
+  {"id": "lister", "roles": ["lister"], "jurisdiction": "jiangcheng"},
+  {"id": "reviewer", "roles": ["reviewer"], "jurisdiction": "jiangcheng"},
+  {"id": "assister", "roles": ["assister"], "jurisdiction": "jiangcheng"},
+  {"id": "inspector", "roles": ["inspector"], "jurisdiction": "jiangcheng"},
+  {"id": "approver", "roles": ["approver"], "jurisdiction": "jiangcheng", "approval_level": "city"},
+  {"id": "auditor", "roles": ["auditor"], "jurisdiction": "jiangcheng"},
+  {"id": "admin", "roles": ["admin"], "jurisdiction": "jiangcheng"},
+  {"id": "outsider", "roles": ["lister"], "jurisdiction": "jiangcheng/xihe"}
+]})";
+  return path;
+}
+
+}  // namespace casework::testing

@@ -1,0 +1,57 @@
+// Runs the real caseworkd binary on 127.0.0.1 for end-to-end tests: start on a free
+// port, wait until it serves, kill -9 or stop it, restart it on the same data folder.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace casework::testing {
+
+class ServerProcess {
+ public:
+  // `data_dir` and `principals_file` must exist; `extra_args` are appended.
+  ServerProcess(std::filesystem::path data_dir, std::filesystem::path principals_file,
+                std::vector<std::string> extra_args = {});
+  ~ServerProcess();
+
+  // Starts the server and waits (bounded) until it listens; false with a message in
+  // `error()` when it exited or did not come up.
+  bool Start();
+  // SIGKILL and reap.
+  void Kill();
+  // SIGTERM, wait (bounded) and reap; returns the exit status (-1 on timeout, then kills).
+  int Stop();
+
+  [[nodiscard]] std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  [[nodiscard]] const std::string& error() const { return error_; }
+  [[nodiscard]] std::string log() const;
+
+ private:
+  std::filesystem::path data_dir_;
+  std::filesystem::path principals_file_;
+  std::vector<std::string> extra_args_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::string error_;
+};
+
+// A fresh temporary folder, removed on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Writes the principals used by end-to-end tests: one identity per role in the city
+// "jiangcheng", plus "outsider" (lister of another county).
+std::filesystem::path WriteTestPrincipals(const std::filesystem::path& dir);
+
+}  // namespace casework::testing
