@@ -1,0 +1,23 @@
+#include "store/event_log.h"
+
+#include <optional>
+#include <utility>
+
+#include "absl/synchronization/notification.h"
+
+namespace casework::store {
+
+absl::StatusOr<AppendResult> EventLog::Append(AppendRequest request) {
+  // The callback runs on another thread (or inline for an immediate refusal); the
+  // notification orders the write of `result` before its read.
+  absl::Notification done;
+  std::optional<absl::StatusOr<AppendResult>> result;
+  AppendAsync(std::move(request), [&](absl::StatusOr<AppendResult> r) {
+    result = std::move(r);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return *std::move(result);
+}
+
+}  // namespace casework::store

@@ -1,0 +1,839 @@
+#include "store/rocks_event_log.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/merge_operator.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <thread>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "store/hasher.h"
+#include "store/internal/status_macros.h"
+#include "store/log_format.h"
+
+namespace casework::store {
+namespace {
+
+rocksdb::Slice ToSlice(std::string_view s) { return {s.data(), s.size()}; }
+std::string_view ToView(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+// This Abseil's StrCat takes absl::string_view, which is not std::string_view here.
+absl::string_view Sv(std::string_view s) { return {s.data(), s.size()}; }
+
+// Maps a RocksDB status to the codes of event_log.h. `context` says what was being done.
+absl::Status FromRocks(const rocksdb::Status& s, std::string_view context) {
+  if (s.ok()) return absl::OkStatus();
+  std::string message = absl::StrCat(Sv(context), ": ", s.ToString());
+  if (s.IsCorruption()) return absl::DataLossError(message);
+  if (s.IsNoSpace()) return absl::ResourceExhaustedError(message);
+  if (s.IsNotFound()) return absl::NotFoundError(message);
+  if (s.IsInvalidArgument() || s.IsNotSupported()) return absl::FailedPreconditionError(message);
+  return absl::UnavailableError(message);
+}
+
+// The merge operator of counters: value += operand, both int64 big-endian (8 bytes).
+// A malformed operand or base fails the merge, which RocksDB reports as corruption on
+// read. DO NOT CHANGE the name: RocksDB records it with the column family.
+class AddInt64Operator final : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice& /*key*/, const rocksdb::Slice* existing,
+             const rocksdb::Slice& value, std::string* new_value,
+             rocksdb::Logger* /*logger*/) const override {
+    int64_t base = 0;
+    if (existing != nullptr && !format::DecodeInt64(ToView(*existing), &base)) return false;
+    int64_t delta = 0;
+    if (!format::DecodeInt64(ToView(value), &delta)) return false;
+    // Two's complement wrap-around, never undefined behaviour.
+    *new_value = format::EncodeInt64(
+        static_cast<int64_t>(static_cast<uint64_t>(base) + static_cast<uint64_t>(delta)));
+    return true;
+  }
+  const char* Name() const override { return "casework.AddInt64"; }
+};
+
+bool ValidName(std::string_view name, size_t bytes_max) {
+  return !name.empty() && name.size() <= bytes_max &&
+         name.find(format::kSeparator) == std::string_view::npos;
+}
+
+size_t RequestBytes(const AppendRequest& request) {
+  size_t bytes = 0;
+  for (const std::string& event : request.events) bytes += event.size();
+  return bytes;
+}
+
+struct Pending {
+  AppendRequest request;
+  EventLog::AppendCallback done;
+};
+
+struct Outcome {
+  EventLog::AppendCallback done;
+  absl::StatusOr<AppendResult> result;
+};
+
+// One synced write and the answers that wait for it.
+struct Batch {
+  rocksdb::WriteBatch write;
+  std::vector<Outcome> outcomes;
+  int64_t size_before = 0;
+  int64_t size_after = 0;
+};
+
+// What a batch changes, kept by the sequencer until the batch is durable, so that the
+// next batch is checked against it.
+struct Overlay {
+  absl::flat_hash_map<std::string, int64_t> versions;       // stream -> version
+  absl::flat_hash_map<std::string, AppendResult> requests;  // request key -> result
+};
+
+}  // namespace
+
+class RocksEventLog::Impl {
+ public:
+  explicit Impl(Options options) : options_(std::move(options)) {}
+
+  ~Impl() {
+    Shutdown();
+    if (db_ != nullptr) {
+      for (rocksdb::ColumnFamilyHandle* handle : handles_) {
+        rocksdb::Status s = db_->DestroyColumnFamilyHandle(handle);
+        STORE_CHECK(s.ok());
+      }
+      handles_.clear();
+      rocksdb::Status s = db_->Close();
+      (void)s;  // Nothing left to do about it: every acknowledged write is synced.
+    }
+  }
+
+  absl::Status OpenDb();
+  void Start() {
+    sequencer_ = std::thread([this] { SequencerLoop(); });
+    writer_ = std::thread([this] { WriterLoop(); });
+  }
+  void Shutdown();
+
+  void AppendAsync(AppendRequest request, AppendCallback done);
+  absl::StatusOr<int64_t> StoredVersion(std::string_view stream) const;
+  absl::StatusOr<std::vector<StoredEvent>> ReadStream(std::string_view stream, int64_t from_version,
+                                                      size_t limit) const;
+  absl::StatusOr<std::vector<StoredEvent>> ReadRange(int64_t from_position, size_t limit) const;
+  int64_t Size() const { return size_.load(std::memory_order_acquire); }
+  absl::StatusOr<std::optional<AppendResult>> StoredRequest(const std::string& key) const;
+  absl::StatusOr<std::optional<std::string>> GetProjection(std::string_view table,
+                                                           std::string_view key) const;
+  absl::Status ScanProjection(
+      std::string_view table, std::string_view start_key, size_t limit,
+      const std::function<bool(std::string_view, std::string_view)>& visit) const;
+  void SetCommitListener(std::function<void(int64_t)> listener) {
+    auto shared = std::make_shared<const std::function<void(int64_t)>>(std::move(listener));
+    absl::MutexLock lock(&listener_mu_);
+    listener_ = std::move(shared);
+  }
+  void Pause(bool paused) {
+    absl::MutexLock lock(&mu_);
+    paused_ = paused;
+  }
+
+ private:
+  absl::Status Validate(const AppendRequest& request) const;
+  absl::Status RecoverSize();
+  void SequencerLoop();
+  void WriterLoop();
+  std::vector<Pending> Take() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<AppendResult> Apply(const AppendRequest& request, Batch* batch, Overlay* overlay);
+  absl::StatusOr<std::optional<AppendResult>> FindRequest(const std::string& key,
+                                                          const Overlay& overlay) const;
+  absl::StatusOr<int64_t> CurrentVersion(const std::string& stream, const Overlay& overlay);
+  void Handoff(std::unique_ptr<Batch> batch, Overlay overlay);
+  void SetReadOnly(const absl::Status& status);
+  absl::StatusOr<StoredEvent> DecodeEvent(int64_t position, std::string_view value) const;
+
+  bool SequencerHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || (!paused_ && !queue_.empty());
+  }
+  bool WriterIdle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(handoff_mu_) {
+    return slot_ == nullptr && !writing_;
+  }
+  bool WriterHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(handoff_mu_) {
+    return slot_ != nullptr || writer_exit_;
+  }
+
+  const Options options_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // owned; destroyed before db_
+  rocksdb::ColumnFamilyHandle* events_ = nullptr;
+  rocksdb::ColumnFamilyHandle* streams_ = nullptr;
+  rocksdb::ColumnFamilyHandle* requests_ = nullptr;
+  rocksdb::ColumnFamilyHandle* projections_ = nullptr;
+  rocksdb::ColumnFamilyHandle* tree_ = nullptr;
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+
+  // The committed (durable) size, published by the writer before it answers.
+  std::atomic<int64_t> size_{0};
+
+  // The queue of appends, filled by callers and drained by the sequencer.
+  absl::Mutex mu_;
+  std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status read_only_ ABSL_GUARDED_BY(mu_);  // not OK once a write failed
+
+  // The hand-off of one built batch from the sequencer to the writer.
+  absl::Mutex handoff_mu_;
+  std::unique_ptr<Batch> slot_ ABSL_GUARDED_BY(handoff_mu_);
+  bool writing_ ABSL_GUARDED_BY(handoff_mu_) = false;  // a taken batch is not yet durable
+  bool writer_exit_ ABSL_GUARDED_BY(handoff_mu_) = false;
+  absl::Status write_status_ ABSL_GUARDED_BY(handoff_mu_);  // the first failed write
+
+  absl::Mutex listener_mu_;
+  std::shared_ptr<const std::function<void(int64_t)>> listener_ ABSL_GUARDED_BY(listener_mu_);
+
+  // Owned by the sequencer thread.
+  int64_t next_position_ = 0;
+  Overlay inflight_;  // the batch handed to the writer and not yet known durable
+  absl::flat_hash_map<std::string, int64_t> version_cache_;  // durable versions
+  absl::Status failed_;  // sticky: once a write failed, everything fails
+
+  std::thread sequencer_;
+  std::thread writer_;
+};
+
+absl::Status RocksEventLog::Impl::OpenDb() {
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = options_.create_if_missing;
+  db_options.create_missing_column_families = true;
+  // Fail closed: a torn tail after kill -9 is dropped (it was never acknowledged), a
+  // corrupt record before the tail refuses to open instead of dropping what follows.
+  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+  db_options.paranoid_checks = true;
+  db_options.max_background_jobs = 2;
+  db_options.bytes_per_sync = 1u << 20;
+  db_options.keep_log_file_num = 10;
+
+  rocksdb::BlockBasedTableOptions point_lookups;
+  point_lookups.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  rocksdb::ColumnFamilyOptions plain;
+  rocksdb::ColumnFamilyOptions with_filter;
+  with_filter.table_factory.reset(rocksdb::NewBlockBasedTableFactory(point_lookups));
+  rocksdb::ColumnFamilyOptions counters;
+  counters.merge_operator = std::make_shared<AddInt64Operator>();
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+      {rocksdb::kDefaultColumnFamilyName, plain},
+      {format::kEventsFamily, with_filter},
+      {format::kStreamsFamily, plain},
+      {format::kRequestsFamily, with_filter},
+      {format::kProjectionsFamily, counters},
+      {format::kTreeFamily, with_filter},
+      {format::kMetaFamily, plain},
+  };
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, options_.path, families, &handles_, &db);
+  if (!s.ok()) {
+    if (s.IsCorruption()) {
+      return absl::DataLossError(absl::StrCat(
+          "the event log at ", options_.path, " is corrupt and was not opened: ", s.ToString(),
+          ". A record before the end of the write-ahead log is damaged, so acknowledged "
+          "events could be missing; refusing to serve. Keep the directory as it is for "
+          "inspection and restore the last verified backup (docs/storage.md, recovery)"));
+    }
+    return FromRocks(s, absl::StrCat("opening the event log at ", options_.path));
+  }
+  db_.reset(db);
+  STORE_CHECK(handles_.size() == families.size());
+  events_ = handles_[1];
+  streams_ = handles_[2];
+  requests_ = handles_[3];
+  projections_ = handles_[4];
+  tree_ = handles_[5];
+  meta_ = handles_[6];
+  return RecoverSize();
+}
+
+absl::Status RocksEventLog::Impl::RecoverSize() {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), events_));
+  it->SeekToLast();
+  if (!it->Valid()) {
+    STORE_RETURN_IF_ERROR(FromRocks(it->status(), "finding the last event"));
+    return absl::OkStatus();
+  }
+  int64_t last = 0;
+  if (!format::DecodePositionKey(ToView(it->key()), &last)) {
+    return absl::DataLossError(absl::StrCat("the last key of the events column family in ",
+                                            options_.path, " is not a position"));
+  }
+  it->SeekToFirst();
+  int64_t first = -1;
+  if (!it->Valid() || !format::DecodePositionKey(ToView(it->key()), &first) || first != 0) {
+    return absl::DataLossError(absl::StrCat("the event log in ", options_.path,
+                                            " does not start at position 0 (found ", first,
+                                            "); restore the last verified backup"));
+  }
+  next_position_ = last + 1;
+  size_.store(last + 1, std::memory_order_release);
+  return absl::OkStatus();
+}
+
+void RocksEventLog::Impl::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (sequencer_.joinable()) sequencer_.join();
+  if (writer_.joinable()) writer_.join();
+}
+
+absl::Status RocksEventLog::Impl::Validate(const AppendRequest& request) const {
+  if (!ValidName(request.stream, options_.stream_bytes_max)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stream name must be 1 to ", options_.stream_bytes_max,
+                     " bytes without a NUL byte; got ", request.stream.size(), " bytes"));
+  }
+  if (request.events.empty() || request.events.size() > options_.append_events_max) {
+    return absl::InvalidArgumentError(absl::StrCat("an append needs 1 to ",
+                                                   options_.append_events_max, " events; got ",
+                                                   request.events.size()));
+  }
+  for (size_t i = 0; i < request.events.size(); ++i) {
+    if (request.events[i].size() > options_.event_bytes_max) {
+      return absl::InvalidArgumentError(absl::StrCat("event ", i, " has ", request.events[i].size(),
+                                                     " bytes; at most ", options_.event_bytes_max,
+                                                     " are allowed"));
+    }
+  }
+  if (request.expected_version < 0 ||
+      request.expected_version > INT64_MAX - static_cast<int64_t>(request.events.size())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected_version must be >= 0; got ", request.expected_version));
+  }
+  if (request.request_id.size() > options_.request_id_bytes_max ||
+      request.request_fingerprint.size() > options_.request_id_bytes_max) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request_id and request_fingerprint must be at most ",
+                     options_.request_id_bytes_max, " bytes"));
+  }
+  if (request.projections.size() > options_.append_projections_max) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("an append may carry at most ", options_.append_projections_max,
+                     " projection writes; got ", request.projections.size()));
+  }
+  for (const ProjectionWrite& write : request.projections) {
+    if (!ValidName(write.table, options_.stream_bytes_max) ||
+        write.key.size() > options_.projection_key_bytes_max ||
+        write.value.size() > options_.event_bytes_max) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "projection table names must be 1 to ", options_.stream_bytes_max,
+          " bytes without a NUL byte, keys at most ", options_.projection_key_bytes_max,
+          " bytes, values at most ", options_.event_bytes_max, " bytes"));
+    }
+    switch (write.op) {
+      case ProjectionWrite::Op::kPut:
+      case ProjectionWrite::Op::kDelete:
+      case ProjectionWrite::Op::kAddInt64:
+        break;
+      default:
+        return absl::InvalidArgumentError("unknown projection operation");
+    }
+  }
+  return absl::OkStatus();
+}
+
+void RocksEventLog::Impl::AppendAsync(AppendRequest request, AppendCallback done) {
+  absl::Status status = Validate(request);
+  if (status.ok()) {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) {
+      status = absl::UnavailableError("the event log is shutting down; retry after restart");
+    } else if (!read_only_.ok()) {
+      status = read_only_;
+    } else if (queue_.size() >= options_.queue_appends_max) {
+      status = absl::ResourceExhaustedError(
+          absl::StrCat("the append queue is full (queue_appends_max = ", options_.queue_appends_max,
+                       "); retry after a short backoff"));
+    } else {
+      queue_.push_back(Pending{std::move(request), std::move(done)});
+      return;
+    }
+  }
+  std::move(done)(std::move(status));
+}
+
+void RocksEventLog::Impl::SetReadOnly(const absl::Status& status) {
+  absl::MutexLock lock(&mu_);
+  if (read_only_.ok()) read_only_ = status;
+}
+
+std::vector<Pending> RocksEventLog::Impl::Take() {
+  std::vector<Pending> taken;
+  size_t events = 0;
+  size_t bytes = 0;
+  while (!queue_.empty()) {
+    const AppendRequest& next = queue_.front().request;
+    size_t next_events = next.events.size();
+    size_t next_bytes = RequestBytes(next);
+    if (!taken.empty() && (events + next_events > options_.batch_events_max ||
+                           bytes + next_bytes > options_.batch_bytes_max)) {
+      break;
+    }
+    events += next_events;
+    bytes += next_bytes;
+    taken.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  return taken;
+}
+
+void RocksEventLog::Impl::SequencerLoop() {
+  for (;;) {
+    std::vector<Pending> taken;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &Impl::SequencerHasWork));
+      if (queue_.empty()) break;  // stopping, and everything queued was taken
+      taken = Take();
+    }
+    if (!failed_.ok()) {
+      for (Pending& pending : taken) std::move(pending.done)(failed_);
+      continue;
+    }
+    auto batch = std::make_unique<Batch>();
+    Overlay overlay;
+    batch->size_before = next_position_;
+    batch->outcomes.reserve(taken.size());
+    for (Pending& pending : taken) {
+      absl::StatusOr<AppendResult> result = Apply(pending.request, batch.get(), &overlay);
+      batch->outcomes.push_back(Outcome{std::move(pending.done), std::move(result)});
+    }
+    batch->size_after = next_position_;
+    Handoff(std::move(batch), std::move(overlay));
+  }
+  absl::MutexLock lock(&handoff_mu_);
+  writer_exit_ = true;
+}
+
+absl::StatusOr<std::optional<AppendResult>> RocksEventLog::Impl::FindRequest(
+    const std::string& key, const Overlay& overlay) const {
+  if (auto it = overlay.requests.find(key); it != overlay.requests.end()) return it->second;
+  if (auto it = inflight_.requests.find(key); it != inflight_.requests.end()) {
+    return it->second;
+  }
+  return StoredRequest(key);
+}
+
+absl::StatusOr<std::optional<AppendResult>> RocksEventLog::Impl::StoredRequest(
+    const std::string& key) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), requests_, key, &value);
+  if (s.IsNotFound()) return std::nullopt;
+  STORE_RETURN_IF_ERROR(FromRocks(s, "reading a request id"));
+  format::RequestRecord record;
+  if (!format::DecodeRequestRecord(value, &record)) {
+    return absl::DataLossError("a stored request record is malformed");
+  }
+  return AppendResult{.first_position = record.first_position,
+                      .event_count = record.event_count,
+                      .version = record.version,
+                      .replayed = false,
+                      .request_fingerprint = std::move(record.fingerprint)};
+}
+
+absl::StatusOr<int64_t> RocksEventLog::Impl::CurrentVersion(const std::string& stream,
+                                                            const Overlay& overlay) {
+  if (auto it = overlay.versions.find(stream); it != overlay.versions.end()) return it->second;
+  if (auto it = inflight_.versions.find(stream); it != inflight_.versions.end()) {
+    return it->second;
+  }
+  if (auto it = version_cache_.find(stream); it != version_cache_.end()) return it->second;
+  // Not in a batch that is not yet durable, so the stored version is the current one.
+  STORE_ASSIGN_OR_RETURN(int64_t version, StoredVersion(stream));
+  if (version_cache_.size() >= options_.version_cache_entries_max) version_cache_.clear();
+  version_cache_.emplace(stream, version);
+  return version;
+}
+
+absl::StatusOr<AppendResult> RocksEventLog::Impl::Apply(const AppendRequest& request, Batch* batch,
+                                                        Overlay* overlay) {
+  // Every check reads before anything is written, so a refused request adds nothing.
+  std::string request_key;
+  if (!request.request_id.empty()) {
+    request_key = format::RequestKey(request.stream, request.request_id);
+    STORE_ASSIGN_OR_RETURN(std::optional<AppendResult> prior, FindRequest(request_key, *overlay));
+    if (prior.has_value()) {
+      prior->replayed = true;
+      return *std::move(prior);
+    }
+  }
+  STORE_ASSIGN_OR_RETURN(int64_t current, CurrentVersion(request.stream, *overlay));
+  if (current != request.expected_version) {
+    return absl::AbortedError(absl::StrCat("stream ", request.stream, " is at version ", current,
+                                           ", not at the expected version ",
+                                           request.expected_version, "; read it again and retry"));
+  }
+  const auto count = static_cast<int64_t>(request.events.size());
+  AppendResult result{.first_position = next_position_,
+                      .event_count = count,
+                      .version = current + count,
+                      .replayed = false,
+                      .request_fingerprint = request.request_fingerprint};
+  rocksdb::WriteBatch& write = batch->write;
+  std::string record;
+  for (int64_t i = 0; i < count; ++i) {
+    record.clear();
+    format::AppendEventRecord(&record, request.stream, current + 1 + i,
+                              request.events[static_cast<size_t>(i)]);
+    STORE_CHECK(write.Put(events_, format::PositionKey(next_position_ + i), record).ok());
+  }
+  STORE_CHECK(write
+                  .Put(streams_, format::StreamKey(request.stream, result.version),
+                       format::EncodeStreamExtent(
+                           {.first_version = current + 1, .first_position = next_position_}))
+                  .ok());
+  if (!request_key.empty()) {
+    STORE_CHECK(write
+                    .Put(requests_, request_key,
+                         format::EncodeRequestRecord({.first_position = result.first_position,
+                                                      .event_count = result.event_count,
+                                                      .version = result.version,
+                                                      .fingerprint = request.request_fingerprint}))
+                    .ok());
+    overlay->requests[request_key] = result;
+  }
+  for (const ProjectionWrite& projection : request.projections) {
+    std::string key = format::ProjectionKey(projection.table, projection.key);
+    switch (projection.op) {
+      case ProjectionWrite::Op::kPut:
+        STORE_CHECK(write.Put(projections_, key, projection.value).ok());
+        break;
+      case ProjectionWrite::Op::kDelete:
+        STORE_CHECK(write.Delete(projections_, key).ok());
+        break;
+      case ProjectionWrite::Op::kAddInt64:
+        STORE_CHECK(write.Merge(projections_, key, format::EncodeInt64(projection.delta)).ok());
+        break;
+    }
+  }
+  overlay->versions[request.stream] = result.version;
+  next_position_ += count;
+  return result;
+}
+
+void RocksEventLog::Impl::Handoff(std::unique_ptr<Batch> batch, Overlay overlay) {
+  absl::Status failed;
+  {
+    absl::MutexLock lock(&handoff_mu_);
+    handoff_mu_.Await(absl::Condition(this, &Impl::WriterIdle));
+    failed = write_status_;
+    if (failed.ok()) slot_ = std::move(batch);
+  }
+  if (!failed.ok()) {
+    // The batch was built on top of one that did not become durable.
+    failed_ = failed;
+    for (Outcome& outcome : batch->outcomes) std::move(outcome.done)(failed);
+    return;
+  }
+  // The previous batch is durable: its versions join the cache.
+  for (auto& [stream, version] : inflight_.versions) {
+    if (version_cache_.size() >= options_.version_cache_entries_max) version_cache_.clear();
+    version_cache_[stream] = version;
+  }
+  inflight_ = std::move(overlay);
+}
+
+void RocksEventLog::Impl::WriterLoop() {
+  for (;;) {
+    std::unique_ptr<Batch> batch;
+    {
+      absl::MutexLock lock(&handoff_mu_);
+      handoff_mu_.Await(absl::Condition(this, &Impl::WriterHasWork));
+      if (slot_ == nullptr) return;
+      batch = std::move(slot_);
+      writing_ = true;
+    }
+    absl::Status status;
+    if (batch->write.Count() > 0) {
+      rocksdb::WriteOptions write_options;
+      write_options.sync = true;
+      rocksdb::Status s = db_->Write(write_options, &batch->write);
+      if (!s.ok()) {
+        status = s.IsNoSpace()
+                     ? absl::ResourceExhaustedError(absl::StrCat(
+                           "the disk is full; the event log turned read-only: ", s.ToString(),
+                           "; free space and restart the server"))
+                     : absl::UnavailableError(absl::StrCat(
+                           "a write failed and the event log turned read-only: ", s.ToString(),
+                           "; fix the disk and restart the server"));
+      }
+    }
+    if (status.ok()) size_.store(batch->size_after, std::memory_order_release);
+    {
+      absl::MutexLock lock(&handoff_mu_);
+      writing_ = false;
+      if (!status.ok() && write_status_.ok()) write_status_ = status;
+    }
+    if (!status.ok()) {
+      SetReadOnly(status);
+      for (Outcome& outcome : batch->outcomes) std::move(outcome.done)(status);
+      continue;
+    }
+    if (batch->size_after > batch->size_before) {
+      std::shared_ptr<const std::function<void(int64_t)>> listener;
+      {
+        absl::MutexLock lock(&listener_mu_);
+        listener = listener_;
+      }
+      if (listener != nullptr && *listener) (*listener)(batch->size_after);
+    }
+    for (Outcome& outcome : batch->outcomes) {
+      std::move(outcome.done)(std::move(outcome.result));
+    }
+  }
+}
+
+absl::StatusOr<int64_t> RocksEventLog::Impl::StoredVersion(std::string_view stream) const {
+  std::string lower = format::StreamKeyBegin(stream);
+  rocksdb::Slice lower_slice = ToSlice(lower);
+  rocksdb::ReadOptions read_options;
+  read_options.iterate_lower_bound = &lower_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, streams_));
+  it->SeekForPrev(format::StreamKey(stream, INT64_MAX));
+  if (!it->Valid()) {
+    STORE_RETURN_IF_ERROR(FromRocks(it->status(), "reading a stream version"));
+    return 0;
+  }
+  std::string_view found;
+  int64_t version = 0;
+  if (!format::DecodeStreamKey(ToView(it->key()), &found, &version) || found != stream) {
+    return absl::DataLossError(absl::StrCat("a key of stream ", Sv(stream), " is malformed"));
+  }
+  return version;
+}
+
+absl::StatusOr<StoredEvent> RocksEventLog::Impl::DecodeEvent(int64_t position,
+                                                             std::string_view value) const {
+  format::EventRecord record;
+  if (!format::DecodeEventRecord(value, &record)) {
+    return absl::DataLossError(
+        absl::StrCat("the event at position ", position, " is malformed; run verify"));
+  }
+  return StoredEvent{.position = position,
+                     .stream = std::string(record.stream),
+                     .version = record.version,
+                     .bytes = std::string(record.event),
+                     .leaf_hash = rfc9162::HashLeaf(value)};
+}
+
+absl::StatusOr<std::vector<StoredEvent>> RocksEventLog::Impl::ReadStream(std::string_view stream,
+                                                                         int64_t from_version,
+                                                                         size_t limit) const {
+  if (!ValidName(stream, options_.stream_bytes_max)) {
+    return absl::InvalidArgumentError("stream name must be non-empty, without a NUL byte");
+  }
+  limit = std::min(limit, options_.read_events_max);
+  from_version = std::max<int64_t>(from_version, 1);
+  std::vector<StoredEvent> events;
+  if (limit == 0) return events;
+
+  const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
+  struct Release {
+    rocksdb::DB* db;
+    const rocksdb::Snapshot* snapshot;
+    ~Release() { db->ReleaseSnapshot(snapshot); }
+  } release{db_.get(), snapshot};
+
+  std::string upper = format::StreamKeyEnd(stream);
+  rocksdb::Slice upper_slice = ToSlice(upper);
+  rocksdb::ReadOptions read_options;
+  read_options.snapshot = snapshot;
+  read_options.iterate_upper_bound = &upper_slice;
+  std::vector<std::pair<int64_t, int64_t>> wanted;  // (position, version)
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, streams_));
+  for (it->Seek(format::StreamKey(stream, from_version)); it->Valid() && wanted.size() < limit;
+       it->Next()) {
+    std::string_view found;
+    int64_t last_version = 0;
+    format::StreamExtent extent;
+    if (!format::DecodeStreamKey(ToView(it->key()), &found, &last_version) || found != stream ||
+        !format::DecodeStreamExtent(ToView(it->value()), &extent) ||
+        extent.first_version > last_version) {
+      return absl::DataLossError(
+          absl::StrCat("an index entry of stream ", Sv(stream), " is malformed; run verify"));
+    }
+    for (int64_t v = std::max(from_version, extent.first_version);
+         v <= last_version && wanted.size() < limit; ++v) {
+      wanted.emplace_back(extent.first_position + (v - extent.first_version), v);
+    }
+  }
+  STORE_RETURN_IF_ERROR(FromRocks(it->status(), "reading a stream"));
+
+  std::vector<std::string> keys;
+  keys.reserve(wanted.size());
+  for (const auto& [position, version] : wanted) keys.push_back(format::PositionKey(position));
+  std::vector<rocksdb::Slice> key_slices(keys.begin(), keys.end());
+  std::vector<rocksdb::PinnableSlice> values(keys.size());
+  std::vector<rocksdb::Status> statuses(keys.size());
+  rocksdb::ReadOptions get_options;
+  get_options.snapshot = snapshot;
+  db_->MultiGet(get_options, events_, keys.size(), key_slices.data(), values.data(),
+                statuses.data(), /*sorted_input=*/true);
+  events.reserve(wanted.size());
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    const auto [position, version] = wanted[i];
+    if (statuses[i].IsNotFound()) {
+      return absl::DataLossError(absl::StrCat("the index of stream ", Sv(stream),
+                                              " names position ", position,
+                                              ", which is missing; run verify"));
+    }
+    STORE_RETURN_IF_ERROR(FromRocks(statuses[i], "reading an event"));
+    STORE_ASSIGN_OR_RETURN(StoredEvent event, DecodeEvent(position, ToView(values[i])));
+    if (event.stream != stream || event.version != version) {
+      return absl::DataLossError(absl::StrCat("position ", position, " holds ", event.stream,
+                                              " version ", event.version, ", not ", Sv(stream),
+                                              " version ", version, "; run verify"));
+    }
+    events.push_back(std::move(event));
+  }
+  return events;
+}
+
+absl::StatusOr<std::vector<StoredEvent>> RocksEventLog::Impl::ReadRange(int64_t from_position,
+                                                                        size_t limit) const {
+  if (from_position < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("from_position must be >= 0; got ", from_position));
+  }
+  limit = std::min(limit, options_.read_events_max);
+  const int64_t size = Size();
+  const int64_t end =
+      from_position >= size
+          ? from_position
+          : from_position + std::min<int64_t>(static_cast<int64_t>(limit), size - from_position);
+  std::vector<StoredEvent> events;
+  if (end <= from_position) return events;
+  events.reserve(static_cast<size_t>(end - from_position));
+  std::string upper = format::PositionKey(end);
+  rocksdb::Slice upper_slice = ToSlice(upper);
+  rocksdb::ReadOptions read_options;
+  read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, events_));
+  int64_t expected = from_position;
+  for (it->Seek(format::PositionKey(from_position)); it->Valid(); it->Next(), ++expected) {
+    int64_t position = 0;
+    if (!format::DecodePositionKey(ToView(it->key()), &position) || position != expected) {
+      return absl::DataLossError(
+          absl::StrCat("position ", expected, " is missing from the event log; run verify"));
+    }
+    STORE_ASSIGN_OR_RETURN(StoredEvent event, DecodeEvent(position, ToView(it->value())));
+    events.push_back(std::move(event));
+  }
+  STORE_RETURN_IF_ERROR(FromRocks(it->status(), "reading events"));
+  if (expected != end) {
+    return absl::DataLossError(
+        absl::StrCat("position ", expected, " is missing from the event log; run verify"));
+  }
+  return events;
+}
+
+absl::StatusOr<std::optional<std::string>> RocksEventLog::Impl::GetProjection(
+    std::string_view table, std::string_view key) const {
+  if (!ValidName(table, options_.stream_bytes_max)) {
+    return absl::InvalidArgumentError("table name must be non-empty, without a NUL byte");
+  }
+  std::string value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), projections_, format::ProjectionKey(table, key), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  STORE_RETURN_IF_ERROR(FromRocks(s, "reading a projection"));
+  return value;
+}
+
+absl::Status RocksEventLog::Impl::ScanProjection(
+    std::string_view table, std::string_view start_key, size_t limit,
+    const std::function<bool(std::string_view, std::string_view)>& visit) const {
+  if (!ValidName(table, options_.stream_bytes_max)) {
+    return absl::InvalidArgumentError("table name must be non-empty, without a NUL byte");
+  }
+  std::string upper = format::ProjectionTableEnd(table);
+  rocksdb::Slice upper_slice = ToSlice(upper);
+  rocksdb::ReadOptions read_options;
+  read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, projections_));
+  const size_t prefix = table.size() + 1;
+  size_t visited = 0;
+  for (it->Seek(format::ProjectionKey(table, start_key)); it->Valid() && visited < limit;
+       it->Next(), ++visited) {
+    std::string_view key = ToView(it->key());
+    STORE_CHECK(key.size() >= prefix);
+    if (!visit(key.substr(prefix), ToView(it->value()))) break;
+  }
+  return FromRocks(it->status(), "scanning a projection");
+}
+
+// RocksEventLog: the public face forwards to Impl.
+
+RocksEventLog::RocksEventLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RocksEventLog::~RocksEventLog() = default;
+
+absl::StatusOr<std::unique_ptr<RocksEventLog>> RocksEventLog::Open(const Options& options) {
+  if (options.path.empty()) return absl::InvalidArgumentError("options.path is empty");
+  if (options.queue_appends_max == 0 || options.batch_events_max == 0 ||
+      options.batch_bytes_max == 0 || options.read_events_max == 0) {
+    return absl::InvalidArgumentError("queue, batch and read bounds must be positive");
+  }
+  auto impl = std::make_unique<Impl>(options);
+  STORE_RETURN_IF_ERROR(impl->OpenDb());
+  impl->Start();
+  return std::unique_ptr<RocksEventLog>(new RocksEventLog(std::move(impl)));
+}
+
+void RocksEventLog::AppendAsync(AppendRequest request, AppendCallback done) {
+  impl_->AppendAsync(std::move(request), std::move(done));
+}
+absl::StatusOr<int64_t> RocksEventLog::StreamVersion(std::string_view stream) {
+  if (!ValidName(stream, SIZE_MAX)) {
+    return absl::InvalidArgumentError("stream name must be non-empty, without a NUL byte");
+  }
+  return impl_->StoredVersion(stream);
+}
+absl::StatusOr<std::vector<StoredEvent>> RocksEventLog::ReadStream(std::string_view stream,
+                                                                   int64_t from_version,
+                                                                   size_t limit) {
+  return impl_->ReadStream(stream, from_version, limit);
+}
+absl::StatusOr<std::vector<StoredEvent>> RocksEventLog::ReadRange(int64_t from_position,
+                                                                  size_t limit) {
+  return impl_->ReadRange(from_position, limit);
+}
+int64_t RocksEventLog::Size() const { return impl_->Size(); }
+absl::StatusOr<std::optional<AppendResult>> RocksEventLog::FindRequest(
+    std::string_view stream, std::string_view request_id) {
+  if (!ValidName(stream, SIZE_MAX)) {
+    return absl::InvalidArgumentError("stream name must be non-empty, without a NUL byte");
+  }
+  if (request_id.empty()) return std::nullopt;
+  return impl_->StoredRequest(format::RequestKey(stream, request_id));
+}
+absl::StatusOr<std::optional<std::string>> RocksEventLog::GetProjection(std::string_view table,
+                                                                        std::string_view key) {
+  return impl_->GetProjection(table, key);
+}
+absl::Status RocksEventLog::ScanProjection(
+    std::string_view table, std::string_view start_key, size_t limit,
+    const std::function<bool(std::string_view, std::string_view)>& visit) {
+  return impl_->ScanProjection(table, start_key, limit, visit);
+}
+void RocksEventLog::SetCommitListener(std::function<void(int64_t)> listener) {
+  impl_->SetCommitListener(std::move(listener));
+}
+void RocksEventLog::PauseCommitsForTesting(bool paused) { impl_->Pause(paused); }
+
+}  // namespace casework::store

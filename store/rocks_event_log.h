@@ -1,0 +1,90 @@
+// The embedded event log on RocksDB: one process, one sequencer, group commit.
+//
+// Layout: one column family per concern (log_format.cc has the byte grammar,
+// docs/storage.md the prose). Writes: AppendAsync queues the request; one sequencer
+// thread drains the queue into a batch (checks expected versions and request ids,
+// assigns positions), and one writer thread writes each batch as one synced RocksDB
+// WriteBatch, then runs the batch's callbacks. The sequencer builds batch N+1 while
+// the writer syncs batch N. Reads go straight to RocksDB and never wait for either
+// thread.
+//
+// Thread-safe. Destroying the log stops accepting appends (kUnavailable), commits what
+// is queued, and joins its threads.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "store/event_log.h"
+
+namespace casework::store {
+
+class RocksEventLog final : public EventLog {
+ public:
+  struct Options {
+    // The RocksDB directory. Created when absent and `create_if_missing`.
+    std::string path;
+    bool create_if_missing = true;
+
+    // Bounds. A request beyond an input bound is refused with kInvalidArgument.
+    size_t queue_appends_max = 65536;      // queued appends; beyond: kResourceExhausted
+    size_t batch_events_max = 8192;        // events per synced write
+    size_t batch_bytes_max = 32u << 20;    // event bytes per synced write
+    size_t append_events_max = 4096;       // events per append
+    size_t append_projections_max = 4096;  // projection writes per append
+    size_t event_bytes_max = 1u << 20;     // bytes per event
+    size_t stream_bytes_max = 512;         // bytes of a stream name
+    size_t request_id_bytes_max = 512;     // bytes of a request id (and of a fingerprint)
+    size_t projection_key_bytes_max = 4096;
+    size_t read_events_max = 65536;               // events returned by one read
+    size_t version_cache_entries_max = 1u << 20;  // streams whose version is cached
+  };
+
+  // Opens (or creates) the log. Errors:
+  //   kDataLoss            the stored log is corrupt (message says what to do)
+  //   kFailedPrecondition  the directory is missing (and !create_if_missing), or holds
+  //                        something that is not this log
+  //   kUnavailable         an I/O error or the database is locked by another process
+  static absl::StatusOr<std::unique_ptr<RocksEventLog>> Open(const Options& options);
+
+  ~RocksEventLog() override;
+  RocksEventLog(const RocksEventLog&) = delete;
+  RocksEventLog& operator=(const RocksEventLog&) = delete;
+
+  // EventLog. A request refused before it is queued (malformed: kInvalidArgument;
+  // queue full: kResourceExhausted; shutting down or read-only: kUnavailable) has its
+  // `done` run inline, on the calling thread, before AppendAsync returns.
+  void AppendAsync(AppendRequest request, AppendCallback done) override;
+  absl::StatusOr<int64_t> StreamVersion(std::string_view stream) override;
+  absl::StatusOr<std::vector<StoredEvent>> ReadStream(std::string_view stream, int64_t from_version,
+                                                      size_t limit) override;
+  absl::StatusOr<std::vector<StoredEvent>> ReadRange(int64_t from_position, size_t limit) override;
+  int64_t Size() const override;
+  absl::StatusOr<std::optional<AppendResult>> FindRequest(std::string_view stream,
+                                                          std::string_view request_id) override;
+  absl::StatusOr<std::optional<std::string>> GetProjection(std::string_view table,
+                                                           std::string_view key) override;
+  absl::Status ScanProjection(
+      std::string_view table, std::string_view start_key, size_t limit,
+      const std::function<bool(std::string_view key, std::string_view value)>& visit) override;
+  void SetCommitListener(std::function<void(int64_t size)> listener) override;
+
+  // Stops the sequencer from taking queued appends until resumed (tests use it to
+  // build batches of a known composition). Appends queue up meanwhile.
+  void PauseCommitsForTesting(bool paused);
+
+ private:
+  class Impl;
+  explicit RocksEventLog(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace casework::store

@@ -1,0 +1,436 @@
+// Proves the contract of event_log.h on RocksEventLog: appends, reads, optimistic
+// concurrency, idempotency across restarts, atomicity, projections and bounds, one test
+// per case, plus seeded concurrent appenders checked for gapless positions.
+#include "store/rocks_event_log.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "store/hasher.h"
+#include "store/log_format.h"
+#include "store/testing/status_matchers.h"
+#include "store/testing/temp_dir.h"
+
+namespace casework::store {
+namespace {
+
+using ::casework::store::testing::IsOk;
+using ::casework::store::testing::IsOkAndHolds;
+using ::casework::store::testing::StatusIs;
+using ::casework::store::testing::TempDir;
+using ::testing::ElementsAre;
+
+std::unique_ptr<RocksEventLog> OpenLog(const std::string& path,
+                                       RocksEventLog::Options options = {}) {
+  options.path = path;
+  auto log = RocksEventLog::Open(options);
+  EXPECT_THAT(log, IsOk());
+  return log.ok() ? *std::move(log) : nullptr;
+}
+
+AppendRequest Request(std::string stream, int64_t expected, std::vector<std::string> events,
+                      std::string request_id = "") {
+  return AppendRequest{.stream = std::move(stream),
+                       .expected_version = expected,
+                       .events = std::move(events),
+                       .request_id = std::move(request_id),
+                       .request_fingerprint = "fp"};
+}
+
+std::vector<std::string> Bytes(const std::vector<StoredEvent>& events) {
+  std::vector<std::string> out;
+  for (const StoredEvent& e : events) out.push_back(e.bytes);
+  return out;
+}
+
+TEST(RocksEventLog, AppendThenReadStreamAndRange) {
+  TempDir dir;
+  auto log = OpenLog(dir.path());
+  ASSERT_NE(log, nullptr);
+  auto first = log->Append(Request("cases/a", 0, {"a1", "a2"}));
+  ASSERT_THAT(first, IsOk());
+  EXPECT_EQ(first->first_position, 0);
+  EXPECT_EQ(first->event_count, 2);
+  EXPECT_EQ(first->version, 2);
+  EXPECT_FALSE(first->replayed);
+  auto second = log->Append(Request("cases/b", 0, {"b1"}));
+  ASSERT_THAT(second, IsOk());
+  EXPECT_EQ(second->first_position, 2);
+  auto third = log->Append(Request("cases/a", 2, {"a3"}));
+  ASSERT_THAT(third, IsOk());
+  EXPECT_EQ(third->first_position, 3);
+  EXPECT_EQ(third->version, 3);
+  EXPECT_EQ(log->Size(), 4);
+
+  EXPECT_THAT(log->StreamVersion("cases/a"), IsOkAndHolds(3));
+  EXPECT_THAT(log->StreamVersion("cases/none"), IsOkAndHolds(0));
+
+  auto stream = log->ReadStream("cases/a", 1, 100);
+  ASSERT_THAT(stream, IsOk());
+  EXPECT_THAT(Bytes(*stream), ElementsAre("a1", "a2", "a3"));
+  EXPECT_EQ((*stream)[2].position, 3);
+  EXPECT_EQ((*stream)[2].version, 3);
+  auto tail = log->ReadStream("cases/a", 2, 1);
+  ASSERT_THAT(tail, IsOk());
+  EXPECT_THAT(Bytes(*tail), ElementsAre("a2"));
+
+  auto range = log->ReadRange(1, 2);
+  ASSERT_THAT(range, IsOk());
+  ASSERT_EQ(range->size(), 2u);
+  EXPECT_EQ((*range)[0].stream, "cases/a");
+  EXPECT_EQ((*range)[0].version, 2);
+  EXPECT_EQ((*range)[1].stream, "cases/b");
+  std::string record;
+  format::AppendEventRecord(&record, "cases/b", 1, "b1");
+  EXPECT_EQ((*range)[1].leaf_hash, rfc9162::HashLeaf(record));
+  EXPECT_THAT(log->ReadRange(4, 10), IsOkAndHolds(::testing::IsEmpty()));
+}
+
+TEST(RocksEventLog, StaleExpectedVersionIsAborted) {
+  TempDir dir;
+  auto log = OpenLog(dir.path());
+  ASSERT_THAT(log->Append(Request("s", 0, {"e1"})), IsOk());
+  EXPECT_THAT(log->Append(Request("s", 0, {"e2"})), StatusIs(absl::StatusCode::kAborted));
+  EXPECT_THAT(log->Append(Request("s", 2, {"e2"})), StatusIs(absl::StatusCode::kAborted));
+  EXPECT_THAT(log->Append(Request("new", 1, {"e"})), StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(log->Size(), 1);
+  EXPECT_THAT(log->Append(Request("s", 1, {"e2"})), IsOk());
+}
+
+TEST(RocksEventLog, MalformedRequestsAreInvalidArgument) {
+  TempDir dir;
+  RocksEventLog::Options options;
+  options.event_bytes_max = 8;
+  auto log = OpenLog(dir.path(), options);
+  EXPECT_THAT(log->Append(Request("", 0, {"e"})), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(log->Append(Request(std::string("a\0b", 3), 0, {"e"})),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(log->Append(Request("s", 0, {})), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(log->Append(Request("s", -1, {"e"})), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(log->Append(Request("s", 0, {"123456789"})),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  AppendRequest bad_table = Request("s", 0, {"e"});
+  bad_table.projections.push_back({.op = ProjectionWrite::Op::kPut, .table = ""});
+  EXPECT_THAT(log->Append(bad_table), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(log->Size(), 0);
+}
+
+TEST(RocksEventLog, RequestIdReplaysFirstResult) {
+  TempDir dir;
+  auto log = OpenLog(dir.path());
+  auto first = log->Append(Request("s", 0, {"e1", "e2"}, "req-1"));
+  ASSERT_THAT(first, IsOk());
+  // A retry, even with a stale version and other content, returns the first answer.
+  AppendRequest retry = Request("s", 0, {"other"}, "req-1");
+  retry.request_fingerprint = "different";
+  auto replay = log->Append(retry);
+  ASSERT_THAT(replay, IsOk());
+  EXPECT_TRUE(replay->replayed);
+  EXPECT_EQ(replay->first_position, 0);
+  EXPECT_EQ(replay->event_count, 2);
+  EXPECT_EQ(replay->version, 2);
+  EXPECT_EQ(replay->request_fingerprint, "fp");
+  EXPECT_EQ(log->Size(), 2);
+  // The same id on another stream is another request.
+  auto other = log->Append(Request("t", 0, {"x"}, "req-1"));
+  ASSERT_THAT(other, IsOk());
+  EXPECT_FALSE(other->replayed);
+}
+
+TEST(RocksEventLog, RequestIdReplaysAfterReopen) {
+  TempDir dir;
+  {
+    auto log = OpenLog(dir.path());
+    ASSERT_THAT(log->Append(Request("s", 0, {"e1"}, "req-1")), IsOk());
+    ASSERT_THAT(log->Append(Request("s", 1, {"e2"}, "req-2")), IsOk());
+  }
+  auto log = OpenLog(dir.path());
+  EXPECT_EQ(log->Size(), 2);
+  auto found = log->FindRequest("s", "req-2");
+  ASSERT_THAT(found, IsOk());
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->first_position, 1);
+  EXPECT_EQ((*found)->version, 2);
+  EXPECT_EQ((*found)->request_fingerprint, "fp");
+  auto missing = log->FindRequest("s", "req-9");
+  ASSERT_THAT(missing, IsOk());
+  EXPECT_FALSE(missing->has_value());
+  auto replay = log->Append(Request("s", 0, {"e1"}, "req-1"));
+  ASSERT_THAT(replay, IsOk());
+  EXPECT_TRUE(replay->replayed);
+  EXPECT_EQ(replay->first_position, 0);
+  EXPECT_EQ(replay->version, 1);
+  auto next = log->Append(Request("s", 2, {"e3"}, "req-3"));
+  ASSERT_THAT(next, IsOk());
+  EXPECT_EQ(next->first_position, 2);
+  EXPECT_EQ(next->version, 3);
+}
+
+// Collects the answers of appends queued while the sequencer is paused, so that they
+// form one batch.
+struct Answers {
+  absl::Mutex mu;
+  std::vector<absl::StatusOr<AppendResult>> results ABSL_GUARDED_BY(mu);
+  EventLog::AppendCallback Slot(size_t index) {
+    {
+      absl::MutexLock lock(&mu);
+      if (results.size() <= index) results.resize(index + 1, absl::UnknownError("unset"));
+    }
+    return [this, index](absl::StatusOr<AppendResult> r) {
+      absl::MutexLock lock(&mu);
+      results[index] = std::move(r);
+    };
+  }
+  void WaitAll() {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](std::vector<absl::StatusOr<AppendResult>>* r) {
+          for (const auto& x : *r) {
+            if (x.status().code() == absl::StatusCode::kUnknown) return false;
+          }
+          return true;
+        },
+        &results));
+  }
+};
+
+TEST(RocksEventLog, OneBatchChecksVersionsAndRequestIdsOfItsOwnAppends) {
+  TempDir dir;
+  auto log = OpenLog(dir.path());
+  Answers answers;
+  log->PauseCommitsForTesting(true);
+  log->AppendAsync(Request("s", 0, {"e1"}, "r1"), answers.Slot(0));
+  log->AppendAsync(Request("s", 1, {"e2"}, "r2"), answers.Slot(1));   // sees e1 pending
+  log->AppendAsync(Request("s", 1, {"e2'"}, "r3"), answers.Slot(2));  // stale in-batch
+  log->AppendAsync(Request("s", 0, {"e1"}, "r1"), answers.Slot(3));   // replay in-batch
+  log->AppendAsync(Request("t", 0, {"t1"}), answers.Slot(4));
+  log->PauseCommitsForTesting(false);
+  answers.WaitAll();
+  absl::MutexLock lock(&answers.mu);
+  ASSERT_THAT(answers.results[0], IsOk());
+  EXPECT_EQ(answers.results[0]->first_position, 0);
+  ASSERT_THAT(answers.results[1], IsOk());
+  EXPECT_EQ(answers.results[1]->version, 2);
+  EXPECT_THAT(answers.results[2], StatusIs(absl::StatusCode::kAborted));
+  ASSERT_THAT(answers.results[3], IsOk());
+  EXPECT_TRUE(answers.results[3]->replayed);
+  EXPECT_EQ(answers.results[3]->first_position, 0);
+  ASSERT_THAT(answers.results[4], IsOk());
+  EXPECT_EQ(answers.results[4]->first_position, 2);
+  EXPECT_EQ(log->Size(), 3);
+}
+
+TEST(RocksEventLog, RefusedAppendWritesNothing) {
+  TempDir dir;
+  auto log = OpenLog(dir.path());
+  AppendRequest first = Request("s", 0, {"e1"});
+  first.projections.push_back(
+      {.op = ProjectionWrite::Op::kPut, .table = "by_state", .key = "open/s", .value = "1"});
+  ASSERT_THAT(log->Append(first), IsOk());
+  AppendRequest stale = Request("s", 0, {"x1", "x2"}, "req-stale");
+  stale.projections.push_back(
+      {.op = ProjectionWrite::Op::kPut, .table = "by_state", .key = "closed/s", .value = "1"});
+  stale.projections.push_back(
+      {.op = ProjectionWrite::Op::kAddInt64, .table = "n", .key = "k", .delta = 5});
+  EXPECT_THAT(log->Append(stale), StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(log->Size(), 1);
+  EXPECT_THAT(log->GetProjection("by_state", "closed/s"),
+              IsOkAndHolds(std::optional<std::string>()));
+  EXPECT_THAT(log->GetProjection("n", "k"), IsOkAndHolds(std::optional<std::string>()));
+  // The refused request id was not recorded: the same id may succeed later.
+  auto retry = log->Append(Request("s", 1, {"x1"}, "req-stale"));
+  ASSERT_THAT(retry, IsOk());
+  EXPECT_FALSE(retry->replayed);
+}
+
+TEST(RocksEventLog, ProjectionsPutDeleteAndCount) {
+  TempDir dir;
+  auto log = OpenLog(dir.path());
+  AppendRequest request = Request("s", 0, {"e1"});
+  request.projections = {
+      {.op = ProjectionWrite::Op::kPut, .table = "ledger", .key = "b", .value = "vb"},
+      {.op = ProjectionWrite::Op::kPut, .table = "ledger", .key = "a", .value = "va"},
+      {.op = ProjectionWrite::Op::kPut, .table = "ledger", .key = "c", .value = "vc"},
+      {.op = ProjectionWrite::Op::kPut, .table = "ledger2", .key = "a", .value = "other"},
+      {.op = ProjectionWrite::Op::kAddInt64, .table = "counts", .key = "x", .delta = 5},
+      {.op = ProjectionWrite::Op::kAddInt64, .table = "counts", .key = "x", .delta = -7},
+  };
+  ASSERT_THAT(log->Append(request), IsOk());
+  AppendRequest next = Request("s", 1, {"e2"});
+  next.projections = {
+      {.op = ProjectionWrite::Op::kDelete, .table = "ledger", .key = "c"},
+      {.op = ProjectionWrite::Op::kAddInt64, .table = "counts", .key = "x", .delta = 10},
+  };
+  ASSERT_THAT(log->Append(next), IsOk());
+
+  EXPECT_THAT(log->GetProjection("ledger", "a"), IsOkAndHolds(std::optional<std::string>("va")));
+  EXPECT_THAT(log->GetProjection("counts", "x"),
+              IsOkAndHolds(std::optional<std::string>(format::EncodeInt64(8))));
+  std::vector<std::pair<std::string, std::string>> seen;
+  ASSERT_THAT(log->ScanProjection("ledger", "", 10,
+                                  [&](std::string_view k, std::string_view v) {
+                                    seen.emplace_back(k, v);
+                                    return true;
+                                  }),
+              IsOk());
+  EXPECT_THAT(seen, ElementsAre(std::pair<std::string, std::string>("a", "va"),
+                                std::pair<std::string, std::string>("b", "vb")));
+  seen.clear();
+  ASSERT_THAT(log->ScanProjection("ledger", "b", 1,
+                                  [&](std::string_view k, std::string_view v) {
+                                    seen.emplace_back(k, v);
+                                    return true;
+                                  }),
+              IsOk());
+  EXPECT_THAT(seen, ElementsAre(std::pair<std::string, std::string>("b", "vb")));
+}
+
+TEST(RocksEventLog, FullQueueIsResourceExhausted) {
+  TempDir dir;
+  RocksEventLog::Options options;
+  options.queue_appends_max = 2;
+  auto log = OpenLog(dir.path(), options);
+  Answers answers;
+  log->PauseCommitsForTesting(true);
+  log->AppendAsync(Request("a", 0, {"e"}), answers.Slot(0));
+  log->AppendAsync(Request("b", 0, {"e"}), answers.Slot(1));
+  log->AppendAsync(Request("c", 0, {"e"}), answers.Slot(2));  // refused inline
+  {
+    absl::MutexLock lock(&answers.mu);
+    EXPECT_THAT(answers.results[2], StatusIs(absl::StatusCode::kResourceExhausted));
+  }
+  log->PauseCommitsForTesting(false);
+  answers.WaitAll();
+  absl::MutexLock lock(&answers.mu);
+  EXPECT_THAT(answers.results[0], IsOk());
+  EXPECT_THAT(answers.results[1], IsOk());
+}
+
+TEST(RocksEventLog, DestructionCommitsWhatIsQueued) {
+  TempDir dir;
+  Answers answers;
+  {
+    auto log = OpenLog(dir.path());
+    log->PauseCommitsForTesting(true);
+    for (size_t i = 0; i < 10; ++i) {
+      log->AppendAsync(Request(absl::StrCat("s", i), 0, {"e"}), answers.Slot(i));
+    }
+  }
+  answers.WaitAll();
+  {
+    absl::MutexLock lock(&answers.mu);
+    for (const auto& r : answers.results) EXPECT_THAT(r, IsOk());
+  }
+  auto log = OpenLog(dir.path());
+  EXPECT_EQ(log->Size(), 10);
+}
+
+TEST(RocksEventLog, CommitListenerSeesEachDurableSize) {
+  TempDir dir;
+  auto log = OpenLog(dir.path());
+  std::atomic<int64_t> last{0};
+  log->SetCommitListener([&](int64_t size) { last.store(size); });
+  ASSERT_THAT(log->Append(Request("s", 0, {"e1", "e2"})), IsOk());
+  EXPECT_EQ(last.load(), 2);
+  ASSERT_THAT(log->Append(Request("s", 2, {"e3"})), IsOk());
+  EXPECT_EQ(last.load(), 3);
+}
+
+TEST(RocksEventLog, ReopenRecoversSizeAndVersions) {
+  TempDir dir;
+  {
+    auto log = OpenLog(dir.path());
+    for (int i = 0; i < 20; ++i) {
+      ASSERT_THAT(log->Append(Request(absl::StrCat("s", i % 3), i / 3, {"e"})), IsOk());
+    }
+  }
+  auto log = OpenLog(dir.path());
+  EXPECT_EQ(log->Size(), 20);
+  EXPECT_THAT(log->StreamVersion("s0"), IsOkAndHolds(7));
+  EXPECT_THAT(log->Append(Request("s0", 6, {"e"})), StatusIs(absl::StatusCode::kAborted));
+  EXPECT_THAT(log->Append(Request("s0", 7, {"e"})), IsOk());
+}
+
+// Many threads append to many streams, reading the version and retrying on kAborted.
+// Afterwards positions are gapless, each stream's versions contiguous, and every
+// acknowledged append is found at its positions.
+TEST(RocksEventLog, ConcurrentAppendersKeepPositionsGapless) {
+  TempDir dir;
+  RocksEventLog::Options options;
+  options.batch_events_max = 64;  // many batches, so pipelining is exercised
+  auto log = OpenLog(dir.path(), options);
+  constexpr int kThreads = 8;
+  constexpr int kAppendsPerThread = 150;
+  constexpr int kStreams = 12;
+  constexpr int kAttemptsMax = 1000;
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE(absl::StrCat("seed ", seed));
+  struct Acked {
+    std::string stream;
+    AppendResult result;
+    std::vector<std::string> events;
+  };
+  absl::Mutex mu;
+  std::vector<Acked> acked;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(seed + static_cast<unsigned>(t));
+      for (int i = 0; i < kAppendsPerThread; ++i) {
+        std::string stream = absl::StrCat("cases/", rng() % kStreams);
+        std::vector<std::string> events;
+        for (unsigned n = 0; n < 1 + rng() % 3; ++n)
+          events.push_back(absl::StrCat(t, "/", i, "/", n));
+        for (int attempt = 0; attempt < kAttemptsMax; ++attempt) {
+          auto version = log->StreamVersion(stream);
+          ASSERT_THAT(version, IsOk());
+          auto result = log->Append(Request(stream, *version, events, absl::StrCat(t, "-", i)));
+          if (result.status().code() == absl::StatusCode::kAborted) continue;
+          ASSERT_THAT(result, IsOk());
+          absl::MutexLock lock(&mu);
+          acked.push_back({stream, *result, events});
+          break;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  ASSERT_EQ(acked.size(), static_cast<size_t>(kThreads * kAppendsPerThread));
+
+  auto all = log->ReadRange(0, 1 << 20);
+  ASSERT_THAT(all, IsOk());
+  ASSERT_EQ(static_cast<int64_t>(all->size()), log->Size());
+  std::map<std::string, int64_t> versions;
+  for (size_t i = 0; i < all->size(); ++i) {
+    const StoredEvent& event = (*all)[i];
+    ASSERT_EQ(event.position, static_cast<int64_t>(i));
+    ASSERT_EQ(event.version, ++versions[event.stream]) << "position " << i;
+  }
+  for (const Acked& a : acked) {
+    for (size_t n = 0; n < a.events.size(); ++n) {
+      const StoredEvent& event = (*all)[static_cast<size_t>(a.result.first_position) + n];
+      EXPECT_EQ(event.stream, a.stream);
+      EXPECT_EQ(event.bytes, a.events[n]);
+    }
+  }
+  for (const auto& [stream, version] : versions) {
+    auto events = log->ReadStream(stream, 1, 1 << 20);
+    ASSERT_THAT(events, IsOk());
+    ASSERT_EQ(static_cast<int64_t>(events->size()), version);
+  }
+}
+
+}  // namespace
+}  // namespace casework::store
