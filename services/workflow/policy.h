@@ -3,10 +3,14 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "casework/v1/case.pb.h"
+#include "google/protobuf/repeated_field.h"
 
 namespace casework::workflow {
 
@@ -22,6 +26,12 @@ enum class Role : uint8_t {
   kAdmin = 7,
 };
 
+// The name of a role as written in principals files: "lister", "reviewer", "assister",
+// "inspector", "approver", "auditor", "admin".
+[[nodiscard]] std::string_view RoleName(Role role);
+// The role with that name; nullopt for an unknown name.
+[[nodiscard]] std::optional<Role> RoleFromName(std::string_view name);
+
 // An authenticated identity with its roles and the jurisdiction subtree it acts in
 // ("city" sees everything; "city/county" only that county's cases).
 struct Principal {
@@ -32,7 +42,9 @@ struct Principal {
   casework::v1::ApprovalLevel approval_level = casework::v1::APPROVAL_LEVEL_UNSPECIFIED;
 
   [[nodiscard]] bool HasRole(Role role) const;
-  // True when `path` is inside this principal's subtree (segment-wise prefix).
+  // True when `path` is inside this principal's subtree (segment-wise prefix):
+  // "city/a" covers "city/a" and "city/a/b" but not "city/ab". An empty jurisdiction
+  // covers nothing; a trailing '/' on the jurisdiction is ignored.
   [[nodiscard]] bool Covers(const std::string& path) const;
 };
 
@@ -56,5 +68,21 @@ struct Policy {
   // Closed cases come due for follow-up review after this long.
   int64_t follow_up_review_days = 365;
 };
+
+// OK when the policy can be enforced: every minimum non-negative, at least one approver
+// in all, periods positive. INVALID_ARGUMENT naming the setting otherwise. The shell
+// calls it when it loads configuration; Decide assumes a valid policy.
+[[nodiscard]] absl::Status ValidatePolicy(const Policy& policy);
+
+// True when these sign-offs close a case under `policy`: at least `approvers_min`
+// distinct approvers, of whom at least `city_approvers_min` signed at city level and
+// `county_approvers_min` at county level, AND at least one of them is not `inspector`
+// (the inspector of the passed inspection the closure rests on). The inspector's own
+// sign-off counts toward the minimums, but can never close a case alone, whatever the
+// policy says (separation of duties, docs/rules.md).
+[[nodiscard]] bool ClosurePolicySatisfied(
+    const ClosurePolicy& policy,
+    const google::protobuf::RepeatedPtrField<casework::v1::SignOff>& sign_offs,
+    std::string_view inspector);
 
 }  // namespace casework::workflow

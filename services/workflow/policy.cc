@@ -1,0 +1,94 @@
+#include "services/workflow/policy.h"
+
+#include <algorithm>
+#include <array>
+#include <utility>
+
+#include "services/workflow/text.h"
+
+namespace casework::workflow {
+namespace {
+
+constexpr std::array<std::pair<Role, std::string_view>, 7> kRoleNames = {{
+    {Role::kLister, "lister"},
+    {Role::kReviewer, "reviewer"},
+    {Role::kAssister, "assister"},
+    {Role::kInspector, "inspector"},
+    {Role::kApprover, "approver"},
+    {Role::kAuditor, "auditor"},
+    {Role::kAdmin, "admin"},
+}};
+
+}  // namespace
+
+std::string_view RoleName(Role role) {
+  for (const auto& [r, name] : kRoleNames) {
+    if (r == role) return name;
+  }
+  return "unknown";
+}
+
+std::optional<Role> RoleFromName(std::string_view name) {
+  for (const auto& [r, n] : kRoleNames) {
+    if (n == name) return r;
+  }
+  return std::nullopt;
+}
+
+bool Principal::HasRole(Role role) const {
+  return std::find(roles.begin(), roles.end(), role) != roles.end();
+}
+
+bool Principal::Covers(const std::string& path) const {
+  std::string_view root = jurisdiction;
+  while (!root.empty() && root.back() == '/') root.remove_suffix(1);
+  if (root.empty()) return false;
+  std::string_view p = path;
+  if (p.size() < root.size() || p.substr(0, root.size()) != root) return false;
+  // Segment-wise: the prefix must end where a segment ends.
+  return p.size() == root.size() || p[root.size()] == '/';
+}
+
+absl::Status ValidatePolicy(const Policy& policy) {
+  const ClosurePolicy& c = policy.closure;
+  if (c.approvers_min < 1) {
+    return absl::InvalidArgumentError(Cat("closure.approvers_min is ", c.approvers_min,
+                                          "; at least 1 approver must sign a closure"));
+  }
+  if (c.city_approvers_min < 0 || c.county_approvers_min < 0) {
+    return absl::InvalidArgumentError(Cat("closure.city_approvers_min (", c.city_approvers_min,
+                                          ") and closure.county_approvers_min (",
+                                          c.county_approvers_min, ") must not be negative"));
+  }
+  if (policy.absence_flag_days <= 0 || policy.stale_case_days <= 0 ||
+      policy.follow_up_review_days <= 0) {
+    return absl::InvalidArgumentError(
+        "absence_flag_days, stale_case_days and follow_up_review_days must be positive");
+  }
+  return absl::OkStatus();
+}
+
+bool ClosurePolicySatisfied(
+    const ClosurePolicy& policy,
+    const google::protobuf::RepeatedPtrField<casework::v1::SignOff>& sign_offs,
+    std::string_view inspector) {
+  int approvers = 0;
+  int city = 0;
+  int county = 0;
+  bool someone_else = false;
+  for (int i = 0; i < sign_offs.size(); ++i) {
+    const casework::v1::SignOff& s = sign_offs[i];
+    // Count each approver once, at the level of their first sign-off.
+    bool seen = false;
+    for (int j = 0; j < i && !seen; ++j) seen = sign_offs[j].approver() == s.approver();
+    if (seen) continue;
+    ++approvers;
+    if (s.level() == casework::v1::APPROVAL_LEVEL_CITY) ++city;
+    if (s.level() == casework::v1::APPROVAL_LEVEL_COUNTY) ++county;
+    if (s.approver() != inspector) someone_else = true;
+  }
+  return someone_else && approvers >= std::max(1, policy.approvers_min) &&
+         city >= policy.city_approvers_min && county >= policy.county_approvers_min;
+}
+
+}  // namespace casework::workflow
