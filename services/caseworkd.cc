@@ -118,7 +118,7 @@ int main(int argc, char** argv) {
 
   auto principals = casework::shell::Principals::Load(flags.principals);
   if (!principals.ok()) {
-    spdlog::error("cannot load principals: {}", principals.status().message());
+    spdlog::error("cannot load principals: {}", principals.status().ToString());
     return 2;
   }
   casework::shell::PrincipalsHolder principals_holder(*principals);
@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
   auto log = casework::store::RocksEventLog::Open(log_options);
   if (!log.ok()) {
     spdlog::error("cannot open the event log in {}: {}", log_options.path,
-                  log.status().message());
+                  log.status().ToString());
     return 3;
   }
 
@@ -192,7 +192,7 @@ int main(int argc, char** argv) {
         spdlog::info("reloaded principals: {} identities", (*reloaded)->size());
       } else {
         spdlog::error("principals not reloaded, keeping the old set: {}",
-                      reloaded.status().message());
+                      reloaded.status().ToString());
       }
       continue;
     }

@@ -62,10 +62,11 @@ class SkeletonTest : public ::testing::Test {
 
 TEST_F(SkeletonTest, ListedCaseSurvivesKillNine) {
   auto lister = As("lister");
+  const v1::CreateCaseRequest listing = ListingOf("c-1", "r-1");
   v1::CaseCommandResponse created;
   {
     auto ctx = lister->NewContext();
-    auto status = lister->cases().CreateCase(ctx.get(), ListingOf("c-1", "r-1"), &created);
+    auto status = lister->cases().CreateCase(ctx.get(), listing, &created);
     ASSERT_TRUE(status.ok()) << status.error_message();
     // The plaintext mode says so in every response.
     auto security = ctx->GetServerInitialMetadata().find("x-casework-security");
@@ -119,7 +120,8 @@ TEST_F(SkeletonTest, ListedCaseSurvivesKillNine) {
   v1::CaseCommandResponse retried;
   {
     auto ctx = lister->NewContext();
-    ASSERT_TRUE(lister->cases().CreateCase(ctx.get(), ListingOf("c-1", "r-1"), &retried).ok());
+    auto status = lister->cases().CreateCase(ctx.get(), listing, &retried);
+    ASSERT_TRUE(status.ok()) << status.error_message();
   }
   EXPECT_TRUE(retried.replayed());
   ASSERT_EQ(retried.events_size(), 1);
@@ -137,10 +139,11 @@ TEST_F(SkeletonTest, ListedCaseSurvivesKillNine) {
 
 TEST_F(SkeletonTest, RefusalsCarryStatusAndReason) {
   auto lister = As("lister");
+  const v1::CreateCaseRequest listing = ListingOf("c-1", "r-1");
   v1::CaseCommandResponse resp;
   {
     auto ctx = lister->NewContext();
-    ASSERT_TRUE(lister->cases().CreateCase(ctx.get(), ListingOf("c-1", "r-1"), &resp).ok());
+    ASSERT_TRUE(lister->cases().CreateCase(ctx.get(), listing, &resp).ok());
   }
   {  // Same case id, another request: ALREADY_EXISTS.
     auto ctx = lister->NewContext();
@@ -150,7 +153,7 @@ TEST_F(SkeletonTest, RefusalsCarryStatusAndReason) {
   }
   {  // The same request id for different content: INVALID_ARGUMENT, REQUEST_ID_REUSED.
     auto ctx = lister->NewContext();
-    auto changed = ListingOf("c-1", "r-1");
+    auto changed = listing;
     changed.set_findings("something else");
     auto status = lister->cases().CreateCase(ctx.get(), changed, &resp);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);

@@ -24,19 +24,19 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, grpc::Status 
   return reactor;
 }
 
-grpc::Status BadName(std::string_view name) {
+grpc::Status BadName(const std::string& name) {
   return ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "CASE_NAME_INVALID", "name",
                      absl::StrCat("name \"", name, "\" is not a case name; use \"cases/{case_id}\""),
                      absl::StrCat("名称 \"", name, "\" 不是案件名称；应为 \"cases/{案件编号}\""));
 }
 
-grpc::Status CaseNotFound(std::string_view case_id) {
+grpc::Status CaseNotFound(const std::string& case_id) {
   return ErrorStatus(grpc::StatusCode::NOT_FOUND, "CASE_NOT_FOUND", "name",
                      absl::StrCat("case ", case_id, " does not exist; check the case id"),
                      absl::StrCat("案件 ", case_id, " 不存在；请核对案件编号"));
 }
 
-grpc::Status OutsideJurisdiction(const workflow::Principal& p, std::string_view case_id) {
+grpc::Status OutsideJurisdiction(const workflow::Principal& p, const std::string& case_id) {
   return ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "OUTSIDE_JURISDICTION", "name",
                      absl::StrCat("case ", case_id, " is outside your jurisdiction ",
                                   p.jurisdiction),

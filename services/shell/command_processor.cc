@@ -95,15 +95,16 @@ int64_t SystemClockMicros() {
       .count();
 }
 
-std::string CaseIdFromName(std::string_view name) {
-  constexpr std::string_view kPrefix = "cases/";
-  if (!absl::StartsWith(name, kPrefix) || name.size() == kPrefix.size()) return "";
-  std::string_view id = name.substr(kPrefix.size());
-  if (id.find('/') != std::string_view::npos) return "";
-  return std::string(id);
+std::string CaseIdFromName(const std::string& name) {
+  constexpr char kPrefix[] = "cases/";
+  constexpr size_t kPrefixSize = sizeof kPrefix - 1;
+  if (name.size() <= kPrefixSize || name.compare(0, kPrefixSize, kPrefix) != 0) return "";
+  std::string id = name.substr(kPrefixSize);
+  if (id.find('/') != std::string::npos) return "";
+  return id;
 }
 
-std::string CaseStream(std::string_view case_id) { return absl::StrCat("cases/", case_id); }
+std::string CaseStream(const std::string& case_id) { return absl::StrCat("cases/", case_id); }
 
 absl::StatusOr<Case> CommandProcessor::LoadCase(const std::string& case_id) {
   auto bytes = log_->GetProjection(kCaseTable, case_id);

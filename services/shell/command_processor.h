@@ -56,7 +56,7 @@ class CommandProcessor {
 };
 
 // "cases/{case_id}" -> case_id; empty when the name is malformed.
-[[nodiscard]] std::string CaseIdFromName(std::string_view name);
-[[nodiscard]] std::string CaseStream(std::string_view case_id);
+[[nodiscard]] std::string CaseIdFromName(const std::string& name);
+[[nodiscard]] std::string CaseStream(const std::string& case_id);
 
 }  // namespace casework::shell

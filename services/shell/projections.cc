@@ -30,7 +30,7 @@ void Delete(std::vector<ProjectionWrite>* out, const char* table, std::string ke
 // "a/b/c/d" -> {"a", "a/b", "a/b/c"}: the counters a case contributes to (the
 // organisation itself is not a level of the report).
 std::vector<std::string> CountPrefixes(std::string_view jurisdiction) {
-  std::vector<std::string_view> parts = absl::StrSplit(jurisdiction, '/');
+  std::vector<std::string> parts = absl::StrSplit(std::string(jurisdiction), '/');
   const size_t levels = parts.size() > 1 ? parts.size() - 1 : 1;
   std::vector<std::string> prefixes;
   std::string acc;
