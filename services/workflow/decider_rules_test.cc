@@ -871,14 +871,14 @@ TEST(EvolveDeathTest, AbortsOnAGapInVersions) {
 // --- Principals, policy, reasons ------------------------------------------------------
 
 TEST(Principals, CoverIsSegmentWise) {
-  const Principal p = MakePrincipal("x", {}, "city/a");
+  const Principal p = testing::MakePrincipal("x", {}, "city/a");
   EXPECT_TRUE(p.Covers("city/a"));
   EXPECT_TRUE(p.Covers("city/a/b"));
   EXPECT_FALSE(p.Covers("city/ab"));
   EXPECT_FALSE(p.Covers("city"));
-  EXPECT_TRUE(MakePrincipal("x", {}, "city/a/").Covers("city/a/b"));
-  EXPECT_FALSE(MakePrincipal("x", {}, "").Covers("city/a"));
-  EXPECT_TRUE(MakePrincipal("x", {}, "city").Covers("city/z/y/x"));
+  EXPECT_TRUE(testing::MakePrincipal("x", {}, "city/a/").Covers("city/a/b"));
+  EXPECT_FALSE(testing::MakePrincipal("x", {}, "").Covers("city/a"));
+  EXPECT_TRUE(testing::MakePrincipal("x", {}, "city").Covers("city/z/y/x"));
 }
 
 TEST(Principals, RoleNamesRoundTrip) {
