@@ -376,7 +376,7 @@ int main(int argc, char** argv) {
     org->set_jurisdiction(cr.jurisdiction);
     org->set_kind(cr.kind == "village" ? casework::v1::ORGANISATION_KIND_VILLAGE
                                        : casework::v1::ORGANISATION_KIND_COMMUNITY);
-    casework::v1::CaseType type;
+    casework::v1::CaseType type = casework::v1::CASE_TYPE_UNSPECIFIED;
     casework::v1::CaseType_Parse("CASE_TYPE_" + absl::AsciiStrToUpper(cr.type), &type);
     req.set_case_type(type);
     for (int p : cr.categories) {
