@@ -82,6 +82,11 @@ std::string ProjectionTableEnd(std::string_view table);
 std::string EncodeInt64(int64_t value);
 bool DecodeInt64(std::string_view value, int64_t* out);
 
+// The lowest level of the tree whose nodes are stored: nodes of 2^4 = 16 leaves and up
+// (about one key per 8 events). Lower nodes are recomputed from at most 16 events.
+// DO NOT CHANGE: on disk.
+inline constexpr int kStoredLevelMin = 4;
+
 // tree: (level, index) -> the hash of the perfect subtree of 2^level leaves that starts
 // at leaf index * 2^level.
 std::string NodeKey(int level, int64_t index);

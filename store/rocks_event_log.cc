@@ -20,6 +20,7 @@
 #include "store/hasher.h"
 #include "store/internal/status_macros.h"
 #include "store/log_format.h"
+#include "store/merkle.h"
 
 namespace casework::store {
 namespace {
@@ -87,6 +88,7 @@ struct Batch {
   std::vector<Outcome> outcomes;
   int64_t size_before = 0;
   int64_t size_after = 0;
+  Hash root_after{};
 };
 
 // What a batch changes, kept by the sequencer until the batch is durable, so that the
@@ -117,8 +119,10 @@ class RocksEventLog::Impl {
 
   absl::Status OpenDb();
   void Start() {
+    started_ = true;
     sequencer_ = std::thread([this] { SequencerLoop(); });
     writer_ = std::thread([this] { WriterLoop(); });
+    checkpointer_ = std::thread([this] { CheckpointerLoop(); });
   }
   void Shutdown();
 
@@ -144,9 +148,26 @@ class RocksEventLog::Impl {
     paused_ = paused;
   }
 
+  TreeHead Head() const {
+    absl::MutexLock lock(&head_mu_);
+    return head_;
+  }
+  absl::StatusOr<Hash> NodeHash(const merkle::NodeId& node) const;
+  absl::StatusOr<Hash> RangeHash(int64_t begin, int64_t end) const;
+  absl::StatusOr<Hash> RootAt(int64_t size) const;
+  absl::StatusOr<std::vector<Hash>> Proof(const std::vector<merkle::Range>& ranges) const;
+  absl::StatusOr<std::string> SignedCheckpoint();
+  absl::StatusOr<std::string> SignHead(const TreeHead& head);
+  absl::Status WriteCheckpointFile();
+  absl::StatusOr<VerifyReport> Verify(int64_t from, int64_t to) const;
+  const NoteVerifier& verifier() const { return signer_->verifier(); }
+
  private:
   absl::Status Validate(const AppendRequest& request) const;
   absl::Status RecoverSize();
+  absl::Status RecoverTree();
+  absl::Status CheckAnchor();
+  void CheckpointerLoop();
   void SequencerLoop();
   void WriterLoop();
   std::vector<Pending> Take() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -204,8 +225,26 @@ class RocksEventLog::Impl {
   absl::flat_hash_map<std::string, int64_t> version_cache_;  // durable versions
   absl::Status failed_;  // sticky: once a write failed, everything fails
 
+  merkle::CompactRange frontier_;  // the right edge of the tree after the built batches
+
+  // The committed tree head, published by the writer after each durable batch.
+  mutable absl::Mutex head_mu_;
+  TreeHead head_ ABSL_GUARDED_BY(head_mu_);
+
+  std::optional<NoteSigner> signer_;  // set by OpenDb
+  std::string checkpoint_path_;
+  std::optional<Checkpoint> anchor_;  // the checkpoint file found at open
+  absl::Mutex signed_mu_;
+  int64_t signed_size_ ABSL_GUARDED_BY(signed_mu_) = -1;
+  std::string signed_note_ ABSL_GUARDED_BY(signed_mu_);
+  absl::Mutex file_mu_;
+  int64_t file_size_ ABSL_GUARDED_BY(file_mu_) = -1;
+  bool checkpointer_exit_ ABSL_GUARDED_BY(mu_) = false;
+
+  bool started_ = false;
   std::thread sequencer_;
   std::thread writer_;
+  std::thread checkpointer_;
 };
 
 absl::Status RocksEventLog::Impl::OpenDb() {
@@ -257,7 +296,64 @@ absl::Status RocksEventLog::Impl::OpenDb() {
   projections_ = handles_[4];
   tree_ = handles_[5];
   meta_ = handles_[6];
-  return RecoverSize();
+  STORE_RETURN_IF_ERROR(RecoverSize());
+  STORE_RETURN_IF_ERROR(RecoverTree());
+  return CheckAnchor();
+}
+
+absl::Status RocksEventLog::Impl::RecoverTree() {
+  // O(log n) reads: the stored nodes of the right edge, and at most 15 events.
+  const int64_t size = Size();
+  std::vector<Hash> hashes;
+  for (const merkle::NodeId& node : merkle::RangeNodes(0, size)) {
+    STORE_ASSIGN_OR_RETURN(Hash hash, NodeHash(node));
+    hashes.push_back(hash);
+  }
+  STORE_ASSIGN_OR_RETURN(frontier_, merkle::CompactRange::FromNodes(size, std::move(hashes)));
+  absl::MutexLock lock(&head_mu_);
+  head_ = TreeHead{.size = size, .root = frontier_.Root()};
+  return absl::OkStatus();
+}
+
+absl::Status RocksEventLog::Impl::CheckAnchor() {
+  const std::string key_path =
+      options_.signing_key_path.empty() ? options_.path + ".key" : options_.signing_key_path;
+  checkpoint_path_ =
+      options_.checkpoint_path.empty() ? options_.path + ".checkpoint" : options_.checkpoint_path;
+  STORE_ASSIGN_OR_RETURN(NoteSigner signer,
+                         LoadOrCreateSigningKey(key_path, options_.checkpoint_origin));
+  signer_ = std::move(signer);
+  constexpr size_t kCheckpointFileBytesMax = 64 * 1024;
+  STORE_ASSIGN_OR_RETURN(std::optional<std::string> text,
+                         ReadSmallFile(checkpoint_path_, kCheckpointFileBytesMax));
+  if (!text.has_value()) return absl::OkStatus();  // a new log, or one never closed
+  absl::StatusOr<Checkpoint> checkpoint =
+      OpenCheckpoint(*text, signer_->verifier(), options_.checkpoint_origin);
+  if (!checkpoint.ok()) {
+    return absl::DataLossError(absl::StrCat(
+        "the checkpoint file ", checkpoint_path_, " does not verify with the server key ", key_path,
+        " (", signer_->verifier().VerifierKey(), "): ", checkpoint.status().message(),
+        ". Put back the key that signed it, or find out who altered the file; refusing to "
+        "serve"));
+  }
+  const int64_t size = Size();
+  if (checkpoint->size > size) {
+    return absl::DataLossError(absl::StrCat(
+        "the event log at ", options_.path, " holds ", size,
+        " events but its last signed checkpoint (", checkpoint_path_, ") covers ", checkpoint->size,
+        ": acknowledged events are missing. Refusing to serve; restore the last verified "
+        "backup (docs/storage.md, recovery)"));
+  }
+  STORE_ASSIGN_OR_RETURN(Hash root, RootAt(checkpoint->size));
+  if (root != checkpoint->root) {
+    return absl::DataLossError(absl::StrCat(
+        "the event log at ", options_.path, " does not match its last signed checkpoint (",
+        checkpoint_path_, "): the root of the first ", checkpoint->size,
+        " events differs, so stored events were altered. Refusing to serve; run verify to "
+        "find the first altered position and restore the last verified backup"));
+  }
+  anchor_ = *std::move(checkpoint);
+  return absl::OkStatus();
 }
 
 absl::Status RocksEventLog::Impl::RecoverSize() {
@@ -291,6 +387,32 @@ void RocksEventLog::Impl::Shutdown() {
   }
   if (sequencer_.joinable()) sequencer_.join();
   if (writer_.joinable()) writer_.join();
+  {
+    absl::MutexLock lock(&mu_);
+    checkpointer_exit_ = true;
+  }
+  if (checkpointer_.joinable()) checkpointer_.join();
+  if (started_) {
+    // Best effort: the periodic checkpoint is at most one interval behind.
+    absl::Status ignored = WriteCheckpointFile();
+    (void)ignored;
+    started_ = false;
+  }
+}
+
+void RocksEventLog::Impl::CheckpointerLoop() {
+  const absl::Duration interval =
+      absl::Milliseconds(std::max<int64_t>(options_.checkpoint_interval_ms, 10));
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&checkpointer_exit_), interval);
+      if (checkpointer_exit_) return;
+    }
+    // A failure is retried at the next interval; the file only ever lags.
+    absl::Status ignored = WriteCheckpointFile();
+    (void)ignored;
+  }
 }
 
 absl::Status RocksEventLog::Impl::Validate(const AppendRequest& request) const {
@@ -415,6 +537,7 @@ void RocksEventLog::Impl::SequencerLoop() {
       batch->outcomes.push_back(Outcome{std::move(pending.done), std::move(result)});
     }
     batch->size_after = next_position_;
+    batch->root_after = frontier_.Root();
     Handoff(std::move(batch), std::move(overlay));
   }
   absl::MutexLock lock(&handoff_mu_);
@@ -492,7 +615,14 @@ absl::StatusOr<AppendResult> RocksEventLog::Impl::Apply(const AppendRequest& req
     format::AppendEventRecord(&record, request.stream, current + 1 + i,
                               request.events[static_cast<size_t>(i)]);
     STORE_CHECK(write.Put(events_, format::PositionKey(next_position_ + i), record).ok());
+    frontier_.Append(rfc9162::HashLeaf(record), [&](const merkle::NodeId& node, const Hash& hash) {
+      if (node.level >= format::kStoredLevelMin) {
+        STORE_CHECK(
+            write.Put(tree_, format::NodeKey(node.level, node.index), rfc9162::AsBytes(hash)).ok());
+      }
+    });
   }
+  STORE_CHECK(frontier_.size() == next_position_ + count);
   STORE_CHECK(write
                   .Put(streams_, format::StreamKey(request.stream, result.version),
                        format::EncodeStreamExtent(
@@ -574,7 +704,13 @@ void RocksEventLog::Impl::WriterLoop() {
                            "; fix the disk and restart the server"));
       }
     }
-    if (status.ok()) size_.store(batch->size_after, std::memory_order_release);
+    if (status.ok() && batch->size_after > batch->size_before) {
+      {
+        absl::MutexLock lock(&head_mu_);
+        head_ = TreeHead{.size = batch->size_after, .root = batch->root_after};
+      }
+      size_.store(batch->size_after, std::memory_order_release);
+    }
     {
       absl::MutexLock lock(&handoff_mu_);
       writing_ = false;
@@ -778,6 +914,193 @@ absl::Status RocksEventLog::Impl::ScanProjection(
   return FromRocks(it->status(), "scanning a projection");
 }
 
+absl::StatusOr<Hash> RocksEventLog::Impl::NodeHash(const merkle::NodeId& node) const {
+  if (node.level >= format::kStoredLevelMin) {
+    std::string value;
+    rocksdb::Status s =
+        db_->Get(rocksdb::ReadOptions(), tree_, format::NodeKey(node.level, node.index), &value);
+    if (s.IsNotFound() || (s.ok() && value.size() != 32)) {
+      return absl::DataLossError(absl::StrCat("the tree node of positions [", node.begin(), ", ",
+                                              node.end(), ") is missing or malformed; run verify"));
+    }
+    STORE_RETURN_IF_ERROR(FromRocks(s, "reading a tree node"));
+    Hash hash;
+    std::copy(value.begin(), value.end(), hash.begin());
+    return hash;
+  }
+  // Below the stored levels: recompute from the (at most 8) events.
+  std::string upper = format::PositionKey(node.end());
+  rocksdb::Slice upper_slice = ToSlice(upper);
+  rocksdb::ReadOptions read_options;
+  read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, events_));
+  merkle::CompactRange range;
+  int64_t expected = node.begin();
+  for (it->Seek(format::PositionKey(node.begin())); it->Valid(); it->Next(), ++expected) {
+    int64_t position = 0;
+    if (!format::DecodePositionKey(ToView(it->key()), &position) || position != expected) break;
+    range.Append(rfc9162::HashLeaf(ToView(it->value())));
+  }
+  STORE_RETURN_IF_ERROR(FromRocks(it->status(), "reading events"));
+  if (expected != node.end()) {
+    return absl::DataLossError(
+        absl::StrCat("position ", expected, " is missing from the event log; run verify"));
+  }
+  return range.Root();
+}
+
+absl::StatusOr<Hash> RocksEventLog::Impl::RangeHash(int64_t begin, int64_t end) const {
+  std::vector<Hash> hashes;
+  for (const merkle::NodeId& node : merkle::RangeNodes(begin, end)) {
+    STORE_ASSIGN_OR_RETURN(Hash hash, NodeHash(node));
+    hashes.push_back(hash);
+  }
+  if (hashes.empty()) return rfc9162::EmptyRoot();
+  return merkle::FoldRange(hashes);
+}
+
+absl::StatusOr<Hash> RocksEventLog::Impl::RootAt(int64_t size) const {
+  if (size < 0 || size > Size()) {
+    return absl::OutOfRangeError(
+        absl::StrCat("no tree of size ", size, "; the log holds ", Size(), " events"));
+  }
+  return RangeHash(0, size);
+}
+
+absl::StatusOr<std::vector<Hash>> RocksEventLog::Impl::Proof(
+    const std::vector<merkle::Range>& ranges) const {
+  std::vector<Hash> proof;
+  proof.reserve(ranges.size());
+  for (const merkle::Range& range : ranges) {
+    STORE_ASSIGN_OR_RETURN(Hash hash, RangeHash(range.begin, range.end));
+    proof.push_back(hash);
+  }
+  return proof;
+}
+
+absl::StatusOr<std::string> RocksEventLog::Impl::SignedCheckpoint() { return SignHead(Head()); }
+
+absl::StatusOr<std::string> RocksEventLog::Impl::SignHead(const TreeHead& head) {
+  absl::MutexLock lock(&signed_mu_);
+  if (signed_size_ != head.size) {
+    STORE_ASSIGN_OR_RETURN(
+        signed_note_,
+        signer_->Sign(FormatCheckpoint(Checkpoint{
+            .origin = options_.checkpoint_origin, .size = head.size, .root = head.root})));
+    signed_size_ = head.size;
+  }
+  return signed_note_;
+}
+
+absl::Status RocksEventLog::Impl::WriteCheckpointFile() {
+  absl::MutexLock lock(&file_mu_);
+  // The head is published only after its batch is durable, so the file never runs
+  // ahead of the log.
+  const TreeHead head = Head();
+  if (file_size_ == head.size) return absl::OkStatus();
+  STORE_ASSIGN_OR_RETURN(std::string note, SignHead(head));
+  STORE_RETURN_IF_ERROR(WriteFileDurably(checkpoint_path_, note));
+  file_size_ = head.size;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RocksEventLog::VerifyReport> RocksEventLog::Impl::Verify(int64_t from,
+                                                                        int64_t to) const {
+  if (from < 0 || from > to || to > Size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot verify [", from, ", ", to, "): need 0 <= from <= to <= ", Size()));
+  }
+  VerifyReport report{.from = from, .to = to};
+  constexpr int64_t kBlock = int64_t{1} << format::kStoredLevelMin;
+  const int64_t start = from / kBlock * kBlock;  // stored subtrees need all their leaves
+  const bool anchored = from == 0 && anchor_.has_value() && anchor_->size <= to;
+  merkle::CompactRange whole;  // from position 0, for the anchor root
+  // Perfect nodes at stored levels completed so far in [start, ...), as a stack.
+  struct Pending {
+    merkle::NodeId node;
+    Hash hash;
+  };
+  std::vector<Pending> stack;
+  merkle::CompactRange block;  // the current block of kBlock leaves
+  // OK(true) when the stored node equals `hash`; sets the report otherwise.
+  auto matches = [&](const merkle::NodeId& node, const Hash& hash) -> absl::StatusOr<bool> {
+    std::string stored;
+    rocksdb::Status s =
+        db_->Get(rocksdb::ReadOptions(), tree_, format::NodeKey(node.level, node.index), &stored);
+    if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "reading a tree node");
+    if (s.ok() && stored == rfc9162::AsBytes(hash)) return true;
+    report.first_mismatch = node.begin();
+    report.detail = absl::StrCat("the events in [", node.begin(), ", ", node.end(),
+                                 ") do not hash to the stored subtree (level ", node.level,
+                                 s.IsNotFound() ? ", missing)" : ")");
+    return false;
+  };
+  bool anchor_differs = false;
+  std::string upper = format::PositionKey(to);
+  rocksdb::Slice upper_slice = ToSlice(upper);
+  rocksdb::ReadOptions read_options;
+  read_options.iterate_upper_bound = &upper_slice;
+  read_options.readahead_size = 2u << 20;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, events_));
+  int64_t expected = anchored ? 0 : start;
+  for (it->Seek(format::PositionKey(expected)); it->Valid(); it->Next(), ++expected) {
+    int64_t position = 0;
+    format::EventRecord record;
+    if (!format::DecodePositionKey(ToView(it->key()), &position) || position != expected) {
+      report.first_mismatch = expected;
+      report.detail = absl::StrCat("position ", expected, " is missing");
+      return report;
+    }
+    if (!format::DecodeEventRecord(ToView(it->value()), &record)) {
+      report.first_mismatch = position;
+      report.detail = absl::StrCat("the event at position ", position, " is malformed");
+      return report;
+    }
+    const Hash leaf = rfc9162::HashLeaf(ToView(it->value()));
+    if (anchored) {
+      whole.Append(leaf);
+      // Keep going on a difference: the stored subtrees may name the altered position.
+      if (whole.size() == anchor_->size && whole.Root() != anchor_->root) anchor_differs = true;
+    }
+    if (position < start) continue;
+    block.Append(leaf);
+    if (block.size() < kBlock) continue;
+    merkle::NodeId node{.level = format::kStoredLevelMin, .index = position / kBlock};
+    Hash hash = block.Root();
+    block = merkle::CompactRange();
+    // Climb while the node is a right child whose left sibling was verified here.
+    for (;;) {
+      STORE_ASSIGN_OR_RETURN(bool same, matches(node, hash));
+      if (!same) return report;
+      if ((node.index & 1) == 0 || stack.empty() || stack.back().node.level != node.level ||
+          stack.back().node.index != node.index - 1) {
+        break;
+      }
+      hash = rfc9162::HashChildren(stack.back().hash, hash);
+      stack.pop_back();
+      node = merkle::NodeId{.level = node.level + 1, .index = node.index / 2};
+    }
+    stack.push_back({node, hash});
+  }
+  STORE_RETURN_IF_ERROR(FromRocks(it->status(), "reading events"));
+  if (expected != to) {
+    report.first_mismatch = expected;
+    report.detail = absl::StrCat("position ", expected, " is missing");
+  } else if (anchor_differs || (anchored && whole.size() < anchor_->size)) {
+    // Every stored subtree agrees with the events, yet the signed root does not: the
+    // change is among the last events before the checkpoint that no stored subtree
+    // covers, or the stored subtrees were rewritten along with the events.
+    report.first_mismatch = anchor_->size / kBlock * kBlock;
+    report.detail = absl::StrCat(
+        "the root of the first ", anchor_->size,
+        " events differs from the signed checkpoint although every stored subtree matches; "
+        "the first difference is at or after position ",
+        *report.first_mismatch,
+        " unless the stored subtrees were rewritten too: compare with a verified backup");
+  }
+  return report;
+}
+
 // RocksEventLog: the public face forwards to Impl.
 
 RocksEventLog::RocksEventLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -835,5 +1158,30 @@ void RocksEventLog::SetCommitListener(std::function<void(int64_t)> listener) {
   impl_->SetCommitListener(std::move(listener));
 }
 void RocksEventLog::PauseCommitsForTesting(bool paused) { impl_->Pause(paused); }
+RocksEventLog::TreeHead RocksEventLog::Head() const { return impl_->Head(); }
+absl::StatusOr<Hash> RocksEventLog::RootAt(int64_t size) { return impl_->RootAt(size); }
+absl::StatusOr<std::vector<Hash>> RocksEventLog::InclusionProof(int64_t index, int64_t size) {
+  if (size > Size()) {
+    return absl::OutOfRangeError(
+        absl::StrCat("no tree of size ", size, "; the log holds ", Size(), " events"));
+  }
+  STORE_ASSIGN_OR_RETURN(std::vector<merkle::Range> ranges, merkle::InclusionRanges(index, size));
+  return impl_->Proof(ranges);
+}
+absl::StatusOr<std::vector<Hash>> RocksEventLog::ConsistencyProof(int64_t size1, int64_t size2) {
+  if (size2 > Size()) {
+    return absl::OutOfRangeError(
+        absl::StrCat("no tree of size ", size2, "; the log holds ", Size(), " events"));
+  }
+  STORE_ASSIGN_OR_RETURN(std::vector<merkle::Range> ranges,
+                         merkle::ConsistencyRanges(size1, size2));
+  return impl_->Proof(ranges);
+}
+absl::StatusOr<std::string> RocksEventLog::SignedCheckpoint() { return impl_->SignedCheckpoint(); }
+const NoteVerifier& RocksEventLog::CheckpointVerifier() const { return impl_->verifier(); }
+absl::Status RocksEventLog::WriteCheckpointFile() { return impl_->WriteCheckpointFile(); }
+absl::StatusOr<RocksEventLog::VerifyReport> RocksEventLog::Verify(int64_t from, int64_t to) {
+  return impl_->Verify(from, to);
+}
 
 }  // namespace casework::store

@@ -23,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "store/checkpoint.h"
 #include "store/event_log.h"
 
 namespace casework::store {
@@ -46,6 +47,32 @@ class RocksEventLog final : public EventLog {
     size_t projection_key_bytes_max = 4096;
     size_t read_events_max = 65536;               // events returned by one read
     size_t version_cache_entries_max = 1u << 20;  // streams whose version is cached
+
+    // Checkpoints. The origin line (and the signing key's name) of every checkpoint.
+    std::string checkpoint_origin = "casework/log";
+    // The raw 32-byte Ed25519 seed, created 0600 when absent. Default: path + ".key".
+    std::string signing_key_path;
+    // The last signed checkpoint, kept outside RocksDB and synced. Default:
+    // path + ".checkpoint". Written every checkpoint_interval_ms when the log grew, and
+    // on close. On open, a log shorter than it or with another root is refused.
+    std::string checkpoint_path;
+    int64_t checkpoint_interval_ms = 1000;
+  };
+
+  // The committed tree: size and RFC 9162 root.
+  struct TreeHead {
+    int64_t size = 0;
+    Hash root{};
+  };
+
+  // The outcome of Verify. `first_mismatch` is the first position of the first stored
+  // subtree (16 events at the lowest stored level) whose recomputed hash differs, or of
+  // the first malformed event; nullopt when everything matched.
+  struct VerifyReport {
+    int64_t from = 0;
+    int64_t to = 0;
+    std::optional<int64_t> first_mismatch;
+    std::string detail;  // what did not match, for an operator
   };
 
   // Opens (or creates) the log. Errors:
@@ -76,6 +103,27 @@ class RocksEventLog final : public EventLog {
       std::string_view table, std::string_view start_key, size_t limit,
       const std::function<bool(std::string_view key, std::string_view value)>& visit) override;
   void SetCommitListener(std::function<void(int64_t size)> listener) override;
+
+  // The committed tree head (published after each durable batch).
+  TreeHead Head() const;
+  // The root of the tree of the first `size` events. kOutOfRange beyond Size().
+  absl::StatusOr<Hash> RootAt(int64_t size);
+  // RFC 9162 inclusion proof of `index` in the tree of `size` (<= Size()), bottom-up.
+  absl::StatusOr<std::vector<Hash>> InclusionProof(int64_t index, int64_t size);
+  // RFC 9162 consistency proof from `size1` to `size2` (0 < size1 <= size2 <= Size()).
+  absl::StatusOr<std::vector<Hash>> ConsistencyProof(int64_t size1, int64_t size2);
+  // A C2SP signed checkpoint (note text) of the committed head, signed with the server
+  // key. Cached per size.
+  absl::StatusOr<std::string> SignedCheckpoint();
+  // The verifier of the server key ("name+hash+key" via VerifierKey()).
+  const NoteVerifier& CheckpointVerifier() const;
+  // Signs the committed head and replaces the checkpoint file durably (also done
+  // periodically and on close).
+  absl::Status WriteCheckpointFile();
+  // Recomputes leaf hashes of the events in [from, to) and the stored subtrees they
+  // complete, and, when from == 0, the root at the checkpoint found at open. Reads only;
+  // runs beside appends. kInvalidArgument unless 0 <= from <= to <= Size().
+  absl::StatusOr<VerifyReport> Verify(int64_t from, int64_t to);
 
   // Stops the sequencer from taking queued appends until resumed (tests use it to
   // build batches of a known composition). Appends queue up meanwhile.

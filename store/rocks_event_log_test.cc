@@ -57,7 +57,7 @@ std::vector<std::string> Bytes(const std::vector<StoredEvent>& events) {
 
 TEST(RocksEventLog, AppendThenReadStreamAndRange) {
   TempDir dir;
-  auto log = OpenLog(dir.path());
+  auto log = OpenLog(dir.Sub("log"));
   ASSERT_NE(log, nullptr);
   auto first = log->Append(Request("cases/a", 0, {"a1", "a2"}));
   ASSERT_THAT(first, IsOk());
@@ -100,7 +100,7 @@ TEST(RocksEventLog, AppendThenReadStreamAndRange) {
 
 TEST(RocksEventLog, StaleExpectedVersionIsAborted) {
   TempDir dir;
-  auto log = OpenLog(dir.path());
+  auto log = OpenLog(dir.Sub("log"));
   ASSERT_THAT(log->Append(Request("s", 0, {"e1"})), IsOk());
   EXPECT_THAT(log->Append(Request("s", 0, {"e2"})), StatusIs(absl::StatusCode::kAborted));
   EXPECT_THAT(log->Append(Request("s", 2, {"e2"})), StatusIs(absl::StatusCode::kAborted));
@@ -113,7 +113,7 @@ TEST(RocksEventLog, MalformedRequestsAreInvalidArgument) {
   TempDir dir;
   RocksEventLog::Options options;
   options.event_bytes_max = 8;
-  auto log = OpenLog(dir.path(), options);
+  auto log = OpenLog(dir.Sub("log"), options);
   EXPECT_THAT(log->Append(Request("", 0, {"e"})), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(log->Append(Request(std::string("a\0b", 3), 0, {"e"})),
               StatusIs(absl::StatusCode::kInvalidArgument));
@@ -129,7 +129,7 @@ TEST(RocksEventLog, MalformedRequestsAreInvalidArgument) {
 
 TEST(RocksEventLog, RequestIdReplaysFirstResult) {
   TempDir dir;
-  auto log = OpenLog(dir.path());
+  auto log = OpenLog(dir.Sub("log"));
   auto first = log->Append(Request("s", 0, {"e1", "e2"}, "req-1"));
   ASSERT_THAT(first, IsOk());
   // A retry, even with a stale version and other content, returns the first answer.
@@ -152,11 +152,11 @@ TEST(RocksEventLog, RequestIdReplaysFirstResult) {
 TEST(RocksEventLog, RequestIdReplaysAfterReopen) {
   TempDir dir;
   {
-    auto log = OpenLog(dir.path());
+    auto log = OpenLog(dir.Sub("log"));
     ASSERT_THAT(log->Append(Request("s", 0, {"e1"}, "req-1")), IsOk());
     ASSERT_THAT(log->Append(Request("s", 1, {"e2"}, "req-2")), IsOk());
   }
-  auto log = OpenLog(dir.path());
+  auto log = OpenLog(dir.Sub("log"));
   EXPECT_EQ(log->Size(), 2);
   auto found = log->FindRequest("s", "req-2");
   ASSERT_THAT(found, IsOk());
@@ -208,7 +208,7 @@ struct Answers {
 
 TEST(RocksEventLog, OneBatchChecksVersionsAndRequestIdsOfItsOwnAppends) {
   TempDir dir;
-  auto log = OpenLog(dir.path());
+  auto log = OpenLog(dir.Sub("log"));
   Answers answers;
   log->PauseCommitsForTesting(true);
   log->AppendAsync(Request("s", 0, {"e1"}, "r1"), answers.Slot(0));
@@ -234,7 +234,7 @@ TEST(RocksEventLog, OneBatchChecksVersionsAndRequestIdsOfItsOwnAppends) {
 
 TEST(RocksEventLog, RefusedAppendWritesNothing) {
   TempDir dir;
-  auto log = OpenLog(dir.path());
+  auto log = OpenLog(dir.Sub("log"));
   AppendRequest first = Request("s", 0, {"e1"});
   first.projections.push_back(
       {.op = ProjectionWrite::Op::kPut, .table = "by_state", .key = "open/s", .value = "1"});
@@ -257,7 +257,7 @@ TEST(RocksEventLog, RefusedAppendWritesNothing) {
 
 TEST(RocksEventLog, ProjectionsPutDeleteAndCount) {
   TempDir dir;
-  auto log = OpenLog(dir.path());
+  auto log = OpenLog(dir.Sub("log"));
   AppendRequest request = Request("s", 0, {"e1"});
   request.projections = {
       {.op = ProjectionWrite::Op::kPut, .table = "ledger", .key = "b", .value = "vb"},
@@ -301,7 +301,7 @@ TEST(RocksEventLog, FullQueueIsResourceExhausted) {
   TempDir dir;
   RocksEventLog::Options options;
   options.queue_appends_max = 2;
-  auto log = OpenLog(dir.path(), options);
+  auto log = OpenLog(dir.Sub("log"), options);
   Answers answers;
   log->PauseCommitsForTesting(true);
   log->AppendAsync(Request("a", 0, {"e"}), answers.Slot(0));
@@ -322,7 +322,7 @@ TEST(RocksEventLog, DestructionCommitsWhatIsQueued) {
   TempDir dir;
   Answers answers;
   {
-    auto log = OpenLog(dir.path());
+    auto log = OpenLog(dir.Sub("log"));
     log->PauseCommitsForTesting(true);
     for (size_t i = 0; i < 10; ++i) {
       log->AppendAsync(Request(absl::StrCat("s", i), 0, {"e"}), answers.Slot(i));
@@ -333,13 +333,13 @@ TEST(RocksEventLog, DestructionCommitsWhatIsQueued) {
     absl::MutexLock lock(&answers.mu);
     for (const auto& r : answers.results) EXPECT_THAT(r, IsOk());
   }
-  auto log = OpenLog(dir.path());
+  auto log = OpenLog(dir.Sub("log"));
   EXPECT_EQ(log->Size(), 10);
 }
 
 TEST(RocksEventLog, CommitListenerSeesEachDurableSize) {
   TempDir dir;
-  auto log = OpenLog(dir.path());
+  auto log = OpenLog(dir.Sub("log"));
   std::atomic<int64_t> last{0};
   log->SetCommitListener([&](int64_t size) { last.store(size); });
   ASSERT_THAT(log->Append(Request("s", 0, {"e1", "e2"})), IsOk());
@@ -351,12 +351,12 @@ TEST(RocksEventLog, CommitListenerSeesEachDurableSize) {
 TEST(RocksEventLog, ReopenRecoversSizeAndVersions) {
   TempDir dir;
   {
-    auto log = OpenLog(dir.path());
+    auto log = OpenLog(dir.Sub("log"));
     for (int i = 0; i < 20; ++i) {
       ASSERT_THAT(log->Append(Request(absl::StrCat("s", i % 3), i / 3, {"e"})), IsOk());
     }
   }
-  auto log = OpenLog(dir.path());
+  auto log = OpenLog(dir.Sub("log"));
   EXPECT_EQ(log->Size(), 20);
   EXPECT_THAT(log->StreamVersion("s0"), IsOkAndHolds(7));
   EXPECT_THAT(log->Append(Request("s0", 6, {"e"})), StatusIs(absl::StatusCode::kAborted));
@@ -370,7 +370,7 @@ TEST(RocksEventLog, ConcurrentAppendersKeepPositionsGapless) {
   TempDir dir;
   RocksEventLog::Options options;
   options.batch_events_max = 64;  // many batches, so pipelining is exercised
-  auto log = OpenLog(dir.path(), options);
+  auto log = OpenLog(dir.Sub("log"), options);
   constexpr int kThreads = 8;
   constexpr int kAppendsPerThread = 150;
   constexpr int kStreams = 12;
