@@ -22,6 +22,12 @@
 #include "services/workflow/policy.h"
 #include "services/workflow/workflow_testing.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+// Under AddressSanitizer, recording a deep stack for every allocation is most of this
+// test's time; five frames still locate a leak or an overflow in the core.
+extern "C" const char* __asan_default_options() { return "malloc_context_size=5"; }
+#endif
+
 namespace casework::workflow {
 namespace {
 
@@ -29,8 +35,8 @@ namespace v1 = ::casework::v1;
 using google::protobuf::util::MessageDifferencer;
 
 constexpr uint64_t kDefaultSeed = 20260101;
-constexpr int kSequences = 1500;
-constexpr int kStepsMax = 60;
+constexpr int kSequences = 1000;
+constexpr int kStepsMax = 40;
 
 // The people of the world. Some hold two roles so that separation of duties is tested.
 struct World {
@@ -40,7 +46,7 @@ struct World {
   World() {
     auto add = [&](const char* id, std::vector<Role> roles, const char* where,
                    v1::ApprovalLevel level = v1::APPROVAL_LEVEL_UNSPECIFIED) {
-      people.push_back(MakePrincipal(id, std::move(roles), where, level));
+      people.push_back(testing::MakePrincipal(id, std::move(roles), where, level));
     };
     add("l1", {Role::kLister}, "city/east");
     add("l2", {Role::kLister, Role::kReviewer}, "city/east");
@@ -384,17 +390,26 @@ class Sequence {
     return context;
   }
 
+  // One step; on failure, names the command (built lazily: it is the costly part).
   bool Step() {
     Principal actor;
-    const v1::Command command = Generate(&actor);
-    SCOPED_TRACE(actor.id + ": " + command.ShortDebugString());
+    v1::Command command;
+    const bool ok = StepWith(&actor, &command);
+    if (!ok) ADD_FAILURE() << "at " << actor.id << ": " << command.ShortDebugString();
+    return ok;
+  }
+
+  bool StepWith(Principal* actor_out, v1::Command* command_out) {
+    Principal& actor = *actor_out;
+    *command_out = Generate(&actor);
+    const v1::Command& command = *command_out;
     const Context context = ContextFor(actor);
     const v1::Case before = state_;
     const Decision decision = Decide(state_, command, context);
 
     if (const Refusal* refusal = std::get_if<Refusal>(&decision)) {
       // A refusal changes nothing and says why.
-      EXPECT_TRUE(MessageDifferencer::Equals(before, state_));
+      EXPECT_EQ(before.SerializeAsString(), state_.SerializeAsString());
       EXPECT_EQ(refusal->category, CategoryOf(refusal->reason));
       EXPECT_FALSE(refusal->message_en.empty());
       EXPECT_FALSE(refusal->message_zh.empty());
@@ -524,17 +539,24 @@ class Sequence {
   void CheckInvariants() {
     const v1::Case& s = state_;
     // Replay from scratch equals the incremental state.
+    // Equal messages serialize to equal bytes (no maps, no unknown fields), which is much
+    // cheaper to compare; the differencer explains a mismatch.
     const v1::Case replayed = Replay(log_);
-    std::string diff;
-    MessageDifferencer differencer;
-    differencer.ReportDifferencesToString(&diff);
-    EXPECT_TRUE(differencer.Compare(replayed, s)) << diff;
+    if (replayed.SerializeAsString() != s.SerializeAsString()) {
+      std::string diff;
+      MessageDifferencer differencer;
+      differencer.ReportDifferencesToString(&diff);
+      EXPECT_TRUE(differencer.Compare(replayed, s)) << diff;
+      ADD_FAILURE() << "replay differs from the incremental state";
+    }
 
     // The state agrees with the reference model.
     const Model& m = model_;
     EXPECT_EQ(s.state(), m.state);
     EXPECT_EQ(s.listed_by(), m.lister);
-    if (s.state() == v1::CASE_STATE_LISTED) EXPECT_EQ(s.listing_review().confirmed(), m.confirmed);
+    if (s.state() == v1::CASE_STATE_LISTED) {
+      EXPECT_EQ(s.listing_review().confirmed(), m.confirmed);
+    }
     EXPECT_EQ(std::set<std::string>(s.assisters().begin(), s.assisters().end()), m.assisters);
     EXPECT_EQ(s.inspections_size(), static_cast<int>(m.inspection_ids.size()));
     EXPECT_EQ(s.field_visit_count(), m.visits);
@@ -545,12 +567,16 @@ class Sequence {
     EXPECT_EQ(s.version(), static_cast<int64_t>(log_.size()));
 
     // Separation of duties, on the state itself.
-    if (s.listing_review().confirmed()) EXPECT_NE(s.listing_review().reviewer(), s.listed_by());
-    for (const v1::Inspection& i : s.inspections()) {
-      if (i.passed() && s.state() != v1::CASE_STATE_ASSISTED) {
-        EXPECT_EQ(std::count(s.assisters().begin(), s.assisters().end(), i.inspector()), 0)
-            << i.inspector() << " assisted and passed the inspection";
-      }
+    if (s.listing_review().confirmed()) {
+      EXPECT_NE(s.listing_review().reviewer(), s.listed_by());
+    }
+    if (s.state() == v1::CASE_STATE_VERIFIED || s.state() == v1::CASE_STATE_CLOSED) {
+      // The inspection the case rests on is the last one, by someone who never assisted.
+      ASSERT_FALSE(s.inspections().empty());
+      const v1::Inspection& last = *s.inspections().rbegin();
+      EXPECT_TRUE(last.passed());
+      EXPECT_EQ(std::count(s.assisters().begin(), s.assisters().end(), last.inspector()), 0)
+          << last.inspector() << " assisted and passed the inspection";
     }
 
     // One by one: CLOSED only on its own passed inspection and a valid set of sign-offs,
@@ -574,7 +600,18 @@ class Sequence {
       EXPECT_TRUE(ClosurePolicySatisfied(policy_.closure, s.sign_offs(), passed->inspector()));
       EXPECT_TRUE(approvers.size() > 1 || *approvers.begin() != passed->inspector())
           << "the inspector alone closed the case";
-      EXPECT_EQ(log_.back().body_case(), v1::Event::kCaseClosed);
+      // The closing event follows, in the same decision, the sign-off that satisfied the
+      // policy, after the latest reopening.
+      auto closing = std::find_if(log_.rbegin(), log_.rend(),
+                                  [](const v1::Event& e) { return e.has_case_closed(); });
+      ASSERT_NE(closing, log_.rend());
+      ASSERT_NE(std::next(closing), log_.rend());
+      EXPECT_TRUE(std::next(closing)->has_closure_signed_off());
+      EXPECT_EQ(std::next(closing)->request_id(), closing->request_id());
+      EXPECT_EQ(closing->case_closed().inspection_id(), passed->inspection_id());
+      EXPECT_EQ(std::find_if(log_.rbegin(), closing,
+                             [](const v1::Event& e) { return e.has_relapse_found(); }),
+                closing);
     }
   }
 
