@@ -47,7 +47,9 @@ using Decision = std::variant<Events, Refusal>;
 
 // Decides a command against the current state of its case. `state` is the fold of the
 // case's events (a default Case with version 0 when the case does not exist yet).
-// Never fails in another way: every refusal is a value with its reason.
+// Never fails in another way: every refusal is a value with its reason (docs/rules.md
+// lists them in their order of precedence). `context.policy` must be set and valid
+// (ValidatePolicy); a null policy is a bug and aborts.
 [[nodiscard]] Decision Decide(const casework::v1::Case& state, const casework::v1::Command& command,
                               const Context& context);
 
