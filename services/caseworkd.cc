@@ -3,26 +3,28 @@
 // Serves casework.v1 over gRPC on an embedded RocksDB log in a data folder. Flags and a
 // config file (TOML/INI, same names, --config) configure it. SIGTERM/SIGINT drain
 // gracefully; SIGHUP reloads the principals file without dropping connections.
-#include <csignal>
 #include <pthread.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
 #include "casework/v1/admin_service.grpc.pb.h"
 #include "casework/v1/audit_service.grpc.pb.h"
 #include "casework/v1/event_service.grpc.pb.h"
 #include "casework/v1/oversight_service.grpc.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
 #include "services/shell/auth.h"
 #include "services/shell/case_service.h"
 #include "services/shell/command_processor.h"
+#include "services/shell/metrics.h"
 #include "services/shell/principals.h"
 #include "spdlog/spdlog.h"
 #include "store/rocks_event_log.h"
@@ -45,6 +47,7 @@ struct Flags {
   int drain_seconds = 10;
   std::string log_level = "info";
   std::string port_file;
+  std::string metrics_listen = "127.0.0.1:9464";
   int closure_approvers_min = 2;
   int closure_city_approvers_min = 0;
   int closure_county_approvers_min = 1;
@@ -58,8 +61,7 @@ int main(int argc, char** argv) {
       "caseworkd: the casework engine server (event-sourced rectification ledger over gRPC).\n"
       "Stores an append-only, tamper-evident event log in RocksDB under --data-dir."};
   app.set_config("--config", "", "read flags from this TOML/INI file (same names as the flags)");
-  app.add_option("--listen", flags.listen, "address:port to serve gRPC on")
-      ->capture_default_str();
+  app.add_option("--listen", flags.listen, "address:port to serve gRPC on")->capture_default_str();
   app.add_option("--data-dir", flags.data_dir,
                  "data folder: the RocksDB log and the server's signing key live here")
       ->capture_default_str();
@@ -79,6 +81,9 @@ int main(int argc, char** argv) {
                  "on SIGTERM, how long in-flight calls may take to finish")
       ->capture_default_str()
       ->check(CLI::Range(0, 600));
+  app.add_option("--metrics-listen", flags.metrics_listen,
+                 "host:port for Prometheus metrics over HTTP (GET /metrics); empty disables")
+      ->capture_default_str();
   app.add_option("--port-file", flags.port_file,
                  "once serving, write the bound port here (useful with --listen host:0)");
   app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error")
@@ -133,8 +138,7 @@ int main(int argc, char** argv) {
   log_options.path = (std::filesystem::path(flags.data_dir) / "log").string();
   auto log = casework::store::RocksEventLog::Open(log_options);
   if (!log.ok()) {
-    spdlog::error("cannot open the event log in {}: {}", log_options.path,
-                  log.status().ToString());
+    spdlog::error("cannot open the event log in {}: {}", log_options.path, log.status().ToString());
     return 3;
   }
 
@@ -143,6 +147,10 @@ int main(int argc, char** argv) {
   policy.closure.city_approvers_min = flags.closure_city_approvers_min;
   policy.closure.county_approvers_min = flags.closure_county_approvers_min;
 
+  if (auto valid = casework::workflow::ValidatePolicy(policy); !valid.ok()) {
+    spdlog::error("closure policy: {}", valid.ToString());
+    return 2;
+  }
   casework::shell::CommandProcessor processor(log->get(), policy,
                                               casework::shell::SystemClockMicros);
   casework::shell::Authenticator auth(&principals_holder);
@@ -152,12 +160,39 @@ int main(int argc, char** argv) {
   OversightServiceStub oversight_service;
   AdminServiceStub admin_service;
 
+  casework::shell::Metrics metrics;
+  (*log)->SetCommitListener([&metrics, last = (*log)->Size()](int64_t size) mutable {
+    metrics.RecordBatch(size - last, size);
+    last = size;
+  });
+  std::unique_ptr<casework::shell::MetricsServer> metrics_server;
+  if (!flags.metrics_listen.empty()) {
+    const size_t colon = flags.metrics_listen.rfind(':');
+    int metrics_port = -1;
+    if (colon == std::string::npos ||
+        !absl::SimpleAtoi(flags.metrics_listen.substr(colon + 1), &metrics_port)) {
+      spdlog::error("--metrics-listen must be host:port, got {}", flags.metrics_listen);
+      return 2;
+    }
+    metrics_server = std::make_unique<casework::shell::MetricsServer>(
+        &metrics, flags.metrics_listen.substr(0, colon), metrics_port);
+    if (metrics_server->port() <= 0) {
+      spdlog::error("cannot serve metrics on {}", flags.metrics_listen);
+      return 4;
+    }
+    spdlog::info("metrics on http://{}:{}/metrics", flags.metrics_listen.substr(0, colon),
+                 metrics_server->port());
+  }
+
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &bound_port);
   builder.SetMaxReceiveMessageSize(flags.max_receive_message_bytes);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<casework::shell::MetricsInterceptorFactory>(&metrics));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(&case_service);
   builder.RegisterService(&event_service);
   builder.RegisterService(&audit_service);

@@ -106,9 +106,8 @@ void PrintCase(const Case& c) {
       {"Case 案件", c.case_id()},
       {"State 状态", casework::client::StateLabel(c.state())},
       {"Version 版本", absl::StrCat(c.version())},
-      {"Organisation 组织",
-       absl::StrCat(c.organisation().display_name(), " (", c.organisation().organisation_id(),
-                    ")")},
+      {"Organisation 组织", absl::StrCat(c.organisation().display_name(), " (",
+                                         c.organisation().organisation_id(), ")")},
       {"Jurisdiction 辖区", c.organisation().jurisdiction()},
       {"Type 类型", casework::client::CaseTypeLabel(c.case_type())},
       {"Problems 问题", absl::StrJoin(categories, "; ")},
@@ -118,18 +117,17 @@ void PrintCase(const Case& c) {
   };
   if (!c.listing_review().reviewer().empty()) {
     rows.push_back({"Review 审核", absl::StrCat(c.listing_review().confirmed() ? "confirmed 通过"
-                                                                                : "returned 退回",
+                                                                               : "returned 退回",
                                                 " by ", c.listing_review().reviewer())});
   }
   if (c.has_assignment()) {
     const auto& a = c.assignment();
     std::vector<std::string> cadres;
     for (const auto& p : a.stationed_cadres()) cadres.push_back(p.display_name());
-    rows.push_back({"Paired dept 结对部门",
-                    absl::StrCat(a.paired_department().display_name(), " (",
-                                 casework::client::DepartmentKindLabel(
-                                     a.paired_department().kind()),
-                                 ")")});
+    rows.push_back(
+        {"Paired dept 结对部门",
+         absl::StrCat(a.paired_department().display_name(), " (",
+                      casework::client::DepartmentKindLabel(a.paired_department().kind()), ")")});
     rows.push_back({"First secretary 第一书记", a.first_secretary().display_name()});
     rows.push_back({"Cadres 驻村干部", absl::StrJoin(cadres, ", ")});
     rows.push_back({"Plan 一村一策", a.plan()});
@@ -163,9 +161,7 @@ int PrintCommandResult(const grpc::Status& status, const CaseCommandResponse& re
   if (resp.replayed()) std::cout << "(retry: first answer returned 重复请求，返回首次结果)\n";
   for (const auto& e : resp.events()) {
     std::cout << "event 事件 #" << e.position() << " v" << e.event().version() << " "
-              << e.event().GetDescriptor()
-                     ->FindFieldByNumber(e.event().body_case())
-                     ->name()
+              << e.event().GetDescriptor()->FindFieldByNumber(e.event().body_case())->name()
               << "\n";
   }
   PrintCase(resp.case_());
@@ -215,10 +211,10 @@ int main(int argc, char** argv) {
 
   int exit_code = kExitOk;
   auto client = [&]() {
-    return std::make_unique<Client>(casework::client::ClientOptions{
-        .server = g.server,
-        .identity = g.identity,
-        .timeout = std::chrono::milliseconds(g.timeout_ms)});
+    return std::make_unique<Client>(
+        casework::client::ClientOptions{.server = g.server,
+                                        .identity = g.identity,
+                                        .timeout = std::chrono::milliseconds(g.timeout_ms)});
   };
 
   // get
@@ -275,8 +271,7 @@ int main(int argc, char** argv) {
         } else {
           table.AddRow({cs.case_id(), casework::client::StateLabel(cs.state()),
                         cs.organisation().display_name(), cs.organisation().jurisdiction(),
-                        casework::client::CaseTypeLabel(cs.case_type()),
-                        TimeText(cs.deadline())});
+                        casework::client::CaseTypeLabel(cs.case_type()), TimeText(cs.deadline())});
         }
       }
       if (resp.next_page_token().empty() || !list_all) {
@@ -318,8 +313,7 @@ int main(int argc, char** argv) {
         }
         const auto* field = r.event().GetDescriptor()->FindFieldByNumber(r.event().body_case());
         table.AddRow({absl::StrCat(r.position()), absl::StrCat(r.event().version()),
-                      field ? field->name() : "?", r.event().actor(),
-                      TimeText(r.event().time())});
+                      field ? field->name() : "?", r.event().actor(), TimeText(r.event().time())});
       }
       if (resp.next_page_token().empty()) break;
       req.set_page_token(resp.next_page_token());
@@ -343,15 +337,13 @@ int main(int argc, char** argv) {
 
   // create
   struct {
-    std::string case_id, org_id, org_name, jurisdiction, kind = "village", type, findings,
-        deadline;
+    std::string case_id, org_id, org_name, jurisdiction, kind = "village", type, findings, deadline;
     std::vector<int> categories;
   } cr;
   auto* create = app.add_subcommand("create", "list an organisation: new case 列入台账");
   create->add_option("--case-id", cr.case_id, "new case id ([a-z0-9-])")->required();
   create->add_option("--org-id", cr.org_id, "organisation id")->required();
-  create->add_option("--org-name", cr.org_name, "organisation name, e.g. 东山村党支部")
-      ->required();
+  create->add_option("--org-name", cr.org_name, "organisation name, e.g. 东山村党支部")->required();
   create->add_option("--jurisdiction", cr.jurisdiction, "city/county/township/org")->required();
   create->add_option("--kind", cr.kind, "village 村 or community 社区")
       ->check(CLI::IsMember({"village", "community"}))
@@ -427,10 +419,11 @@ int main(int argc, char** argv) {
   assign->add_option("case_id", as.id, "case id")->required();
   assign->add_option("--dept-id", as.dept_id, "paired department id")->required();
   assign->add_option("--dept-name", as.dept_name, "paired department name 结对部门")->required();
-  assign->add_option("--dept-kind", as.dept_kind,
-                     "party-government, economic, political-legal, agricultural-tech")
-      ->check(CLI::IsMember({"party-government", "economic", "political-legal",
-                             "agricultural-tech"}))
+  assign
+      ->add_option("--dept-kind", as.dept_kind,
+                   "party-government, economic, political-legal, agricultural-tech")
+      ->check(
+          CLI::IsMember({"party-government", "economic", "political-legal", "agricultural-tech"}))
       ->required();
   assign->add_option("--first-secretary", as.secretary, "person id of the first secretary 第一书记")
       ->required();
@@ -634,14 +627,13 @@ int main(int argc, char** argv) {
     auto c = client();
     CaseCommandResponse resp;
     auto ctx = c->NewContext();
-    exit_code =
-        PrintCommandResult(c->cases().RecordFollowUpReview(ctx.get(), req, &resp), resp, g);
+    exit_code = PrintCommandResult(c->cases().RecordFollowUpReview(ctx.get(), req, &resp), resp, g);
   });
 
   // seed
   casework::client::SeedOptions seed_options;
-  auto* seed = app.add_subcommand(
-      "seed", "load deterministic sample data through the API 载入示例数据");
+  auto* seed =
+      app.add_subcommand("seed", "load deterministic sample data through the API 载入示例数据");
   seed->add_option("--seed", seed_options.seed, "generator seed")->capture_default_str();
   seed->add_option("--cases", seed_options.cases, "number of cases")->capture_default_str();
   seed->add_option("--concurrency", seed_options.concurrency, "requests in flight")
@@ -655,4 +647,3 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
-

@@ -20,7 +20,7 @@ namespace {
 using casework::v1::CaseCommandResponse;
 
 constexpr const char* kCity = "jiangcheng";
-constexpr const char* kCounties[] = {"dongshan", "xihe",    "nanping",  "beiling", "qingshui",
+constexpr const char* kCounties[] = {"dongshan", "xihe",    "nanping",   "beiling", "qingshui",
                                      "baiyun",   "longtan", "fenghuang", "taoyuan", "songlin"};
 constexpr const char* kCountyNames[] = {"东山县", "西河县", "南平县", "北岭县", "清水县",
                                         "白云区", "龙潭区", "凤凰县", "桃源县", "松林县"};
@@ -68,8 +68,8 @@ std::vector<Plan> MakePlans(const SeedOptions& o) {
     p.org_id = absl::StrFormat("org-%02d%02d%02d", county, township, org);
     p.org_name = absl::StrCat(kCountyNames[county], kVillageWords[rng() % 16],
                               kVillageWords2[rng() % 16], "村党支部");
-    p.jurisdiction = absl::StrFormat("%s/%s/t%02d/%s", kCity, kCounties[county], township,
-                                     p.org_id);
+    p.jurisdiction =
+        absl::StrFormat("%s/%s/t%02d/%s", kCity, kCounties[county], township, p.org_id);
     p.type = static_cast<casework::v1::CaseType>(1 + rng() % 4);
     const int ncat = 1 + static_cast<int>(rng() % 3);
     for (int c = 1; c <= 6 && static_cast<int>(p.categories.size()) < ncat; ++c) {
@@ -123,11 +123,10 @@ grpc::Status RunPlan(const Plan& p, const SeedOptions& o, uint64_t seed) {
   create.set_case_type(p.type);
   for (auto c : p.categories) create.add_problem_categories(c);
   create.set_findings("摸底排查发现的问题 findings of the investigation");
-  create.mutable_deadline()->set_seconds(
-      std::chrono::duration_cast<std::chrono::seconds>(
-          std::chrono::system_clock::now().time_since_epoch())
-          .count() +
-      365 * 86400);
+  create.mutable_deadline()->set_seconds(std::chrono::duration_cast<std::chrono::seconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count() +
+                                         365 * 86400);
   if (auto s = step(*lister, &casework::v1::CaseService::Stub::CreateCase, create); !s.ok()) {
     return s.error_code() == grpc::StatusCode::ALREADY_EXISTS ? grpc::Status::OK : s;
   }
@@ -157,8 +156,7 @@ grpc::Status RunPlan(const Plan& p, const SeedOptions& o, uint64_t seed) {
   cadre->set_person_id(absl::StrCat("cadre-", p.org_id));
   cadre->set_display_name("驻村干部");
   a->set_plan("一村一策：配强班子、发展集体经济 strengthen leadership, build collective income");
-  if (auto s = step(*assigner, &casework::v1::CaseService::Stub::AssignAssistance, assign);
-      !s.ok())
+  if (auto s = step(*assigner, &casework::v1::CaseService::Stub::AssignAssistance, assign); !s.ok())
     return s;
 
   for (int v = 0; v < p.visits; ++v) {
@@ -167,11 +165,10 @@ grpc::Status RunPlan(const Plan& p, const SeedOptions& o, uint64_t seed) {
     visit.set_request_id(absl::StrCat(rid_base, "visit-", v));
     visit.set_expected_version(version);
     visit.add_visitors(kSeedAssister);
-    visit.mutable_visit_time()->set_seconds(
-        std::chrono::duration_cast<std::chrono::seconds>(
-            std::chrono::system_clock::now().time_since_epoch())
-            .count() -
-        60);
+    visit.mutable_visit_time()->set_seconds(std::chrono::duration_cast<std::chrono::seconds>(
+                                                std::chrono::system_clock::now().time_since_epoch())
+                                                .count() -
+                                            60);
     visit.set_notes("入村走访 field visit");
     if (auto s = step(*assister, &casework::v1::CaseService::Stub::RecordFieldVisit, visit);
         !s.ok())

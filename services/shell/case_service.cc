@@ -25,9 +25,10 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, grpc::Status 
 }
 
 grpc::Status BadName(const std::string& name) {
-  return ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "CASE_NAME_INVALID", "name",
-                     absl::StrCat("name \"", name, "\" is not a case name; use \"cases/{case_id}\""),
-                     absl::StrCat("名称 \"", name, "\" 不是案件名称；应为 \"cases/{案件编号}\""));
+  return ErrorStatus(
+      grpc::StatusCode::INVALID_ARGUMENT, "CASE_NAME_INVALID", "name",
+      absl::StrCat("name \"", name, "\" is not a case name; use \"cases/{case_id}\""),
+      absl::StrCat("名称 \"", name, "\" 不是案件名称；应为 \"cases/{案件编号}\""));
 }
 
 grpc::Status CaseNotFound(const std::string& case_id) {
@@ -37,10 +38,10 @@ grpc::Status CaseNotFound(const std::string& case_id) {
 }
 
 grpc::Status OutsideJurisdiction(const workflow::Principal& p, const std::string& case_id) {
-  return ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "OUTSIDE_JURISDICTION", "name",
-                     absl::StrCat("case ", case_id, " is outside your jurisdiction ",
-                                  p.jurisdiction),
-                     absl::StrCat("案件 ", case_id, " 不在您的管辖范围 ", p.jurisdiction, " 内"));
+  return ErrorStatus(
+      grpc::StatusCode::PERMISSION_DENIED, "OUTSIDE_JURISDICTION", "name",
+      absl::StrCat("case ", case_id, " is outside your jurisdiction ", p.jurisdiction),
+      absl::StrCat("案件 ", case_id, " 不在您的管辖范围 ", p.jurisdiction, " 内"));
 }
 
 grpc::Status BadPageToken() {
@@ -71,21 +72,21 @@ grpc::ServerUnaryReactor* CaseServiceImpl::CreateCase(grpc::CallbackServerContex
   return Run(ctx, req->case_id(), std::move(command), resp);
 }
 
-#define CW_COMMAND_RPC(Method, Request, field)                                              \
-  grpc::ServerUnaryReactor* CaseServiceImpl::Method(grpc::CallbackServerContext* ctx,       \
-                                                    const casework::v1::Request* req,       \
-                                                    CaseCommandResponse* resp) {            \
-    std::string case_id = CaseIdFromName(req->name());                                      \
-    if (case_id.empty()) {                                                                  \
-      workflow::Principal actor;                                                            \
-      if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) {                   \
-        return Finish(ctx, status);                                                         \
-      }                                                                                     \
-      return Finish(ctx, BadName(req->name()));                                             \
-    }                                                                                       \
-    Command command;                                                                        \
-    *command.mutable_##field() = *req;                                                      \
-    return Run(ctx, std::move(case_id), std::move(command), resp);                          \
+#define CW_COMMAND_RPC(Method, Request, field)                                        \
+  grpc::ServerUnaryReactor* CaseServiceImpl::Method(grpc::CallbackServerContext* ctx, \
+                                                    const casework::v1::Request* req, \
+                                                    CaseCommandResponse* resp) {      \
+    std::string case_id = CaseIdFromName(req->name());                                \
+    if (case_id.empty()) {                                                            \
+      workflow::Principal actor;                                                      \
+      if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) {             \
+        return Finish(ctx, status);                                                   \
+      }                                                                               \
+      return Finish(ctx, BadName(req->name()));                                       \
+    }                                                                                 \
+    Command command;                                                                  \
+    *command.mutable_##field() = *req;                                                \
+    return Run(ctx, std::move(case_id), std::move(command), resp);                    \
   }
 CW_COMMAND_RPC(ReviewListing, ReviewListingRequest, review_listing)
 CW_COMMAND_RPC(AmendListing, AmendListingRequest, amend_listing)
@@ -126,9 +127,9 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
   workflow::Principal actor;
   if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) return Finish(ctx, status);
   if (req->page_size() < 0) {
-    return Finish(ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PAGE_SIZE_INVALID",
-                                   "page_size", "page_size must not be negative",
-                                   "page_size 不能为负数"));
+    return Finish(ctx,
+                  ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PAGE_SIZE_INVALID", "page_size",
+                              "page_size must not be negative", "page_size 不能为负数"));
   }
   const int page_size =
       req->page_size() == 0 ? kPageSizeDefault : std::min(req->page_size(), kPageSizeMax);
@@ -139,9 +140,9 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
                                    absl::StrCat("filter 语法错误：", filter.status().message())));
   }
   if (!req->order_by().empty() && req->order_by() != "case_id") {
-    return Finish(ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "ORDER_BY_INVALID",
-                                   "order_by", "order_by supports \"case_id\" only",
-                                   "order_by 目前仅支持 \"case_id\""));
+    return Finish(
+        ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "ORDER_BY_INVALID", "order_by",
+                         "order_by supports \"case_id\" only", "order_by 目前仅支持 \"case_id\""));
   }
   // The token binds the position to the query, so a token cannot be replayed against
   // another filter.
@@ -194,9 +195,9 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCaseEvents(
     return Finish(ctx, OutsideJurisdiction(actor, case_id));
   }
   if (req->page_size() < 0) {
-    return Finish(ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PAGE_SIZE_INVALID",
-                                   "page_size", "page_size must not be negative",
-                                   "page_size 不能为负数"));
+    return Finish(ctx,
+                  ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PAGE_SIZE_INVALID", "page_size",
+                              "page_size must not be negative", "page_size 不能为负数"));
   }
   const int page_size = req->page_size() == 0 ? kEventsPageSizeDefault
                                               : std::min(req->page_size(), kEventsPageSizeMax);

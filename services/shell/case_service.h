@@ -26,9 +26,9 @@ class CaseServiceImpl final : public casework::v1::CaseService::CallbackService 
                                            const casework::v1::ListCaseEventsRequest* req,
                                            casework::v1::ListCaseEventsResponse* resp) override;
 
-#define CW_COMMAND_RPC(Method, Request)                                            \
-  grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* ctx,               \
-                                   const casework::v1::Request* req,               \
+#define CW_COMMAND_RPC(Method, Request)                              \
+  grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* ctx, \
+                                   const casework::v1::Request* req, \
                                    casework::v1::CaseCommandResponse* resp) override;
   CW_COMMAND_RPC(ReviewListing, ReviewListingRequest)
   CW_COMMAND_RPC(AmendListing, AmendListingRequest)

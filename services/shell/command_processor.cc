@@ -178,7 +178,8 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
         grpc::StatusCode::INVALID_ARGUMENT, "REQUEST_ID_INVALID", "request_id",
         absl::StrCat("request_id must be 1-", kRequestIdMax,
                      " printable ASCII characters without spaces; a UUID is a good choice"),
-        absl::StrCat("request_id 须为 1-", kRequestIdMax, " 个可打印 ASCII 字符（不含空格），建议使用 UUID")));
+        absl::StrCat("request_id 须为 1-", kRequestIdMax,
+                     " 个可打印 ASCII 字符（不含空格），建议使用 UUID")));
     return;
   }
   const std::string stream = CaseStream(case_id);
@@ -232,37 +233,35 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   for (Event& event : events) *response->add_events()->mutable_event() = std::move(event);
 
   const bool creating = before.version() == 0;
-  log_->AppendAsync(
-      std::move(append), [response, creating, done = std::move(done)](
-                             absl::StatusOr<store::AppendResult> result) mutable {
-        if (!result.ok()) {
-          if (result.status().code() == absl::StatusCode::kAborted && creating) {
-            std::move(done)(ErrorStatus(
-                grpc::StatusCode::ALREADY_EXISTS, "CASE_ALREADY_EXISTS", "case_id",
-                "a case with this case_id was created meanwhile; choose another case_id or read "
-                "the existing case",
-                "该案件编号已被创建；请换用其他编号或读取已有案件"));
-            return;
-          }
-          if (result.status().code() == absl::StatusCode::kAborted) {
-            std::move(done)(ErrorStatus(
-                grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "expected_version",
-                "the case changed while this command was decided; read it again and retry with "
-                "its current version",
-                "案件在处理期间已被修改；请重新读取并以当前版本重试"));
-            return;
-          }
-          std::move(done)(FromStoreStatus(result.status()));
-          return;
-        }
-        for (int i = 0; i < response->events_size(); ++i) {
-          response->mutable_events(i)->set_position(result->first_position + i);
-        }
-        response->mutable_case_()->set_last_position(result->first_position +
-                                                      result->event_count - 1);
-        if (result->replayed) response->set_replayed(true);
-        std::move(done)(grpc::Status::OK);
-      });
+  log_->AppendAsync(std::move(append), [response, creating, done = std::move(done)](
+                                           absl::StatusOr<store::AppendResult> result) mutable {
+    if (!result.ok()) {
+      if (result.status().code() == absl::StatusCode::kAborted && creating) {
+        std::move(done)(ErrorStatus(
+            grpc::StatusCode::ALREADY_EXISTS, "CASE_ALREADY_EXISTS", "case_id",
+            "a case with this case_id was created meanwhile; choose another case_id or read "
+            "the existing case",
+            "该案件编号已被创建；请换用其他编号或读取已有案件"));
+        return;
+      }
+      if (result.status().code() == absl::StatusCode::kAborted) {
+        std::move(done)(ErrorStatus(
+            grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "expected_version",
+            "the case changed while this command was decided; read it again and retry with "
+            "its current version",
+            "案件在处理期间已被修改；请重新读取并以当前版本重试"));
+        return;
+      }
+      std::move(done)(FromStoreStatus(result.status()));
+      return;
+    }
+    for (int i = 0; i < response->events_size(); ++i) {
+      response->mutable_events(i)->set_position(result->first_position + i);
+    }
+    response->mutable_case_()->set_last_position(result->first_position + result->event_count - 1);
+    if (result->replayed) response->set_replayed(true);
+    std::move(done)(grpc::Status::OK);
+  });
 }
 
 }  // namespace casework::shell

@@ -153,8 +153,7 @@ bool CaseFilter::Matches(const casework::v1::Case& c) const {
     for (int p : c.problem_categories()) found |= (p == *problem_category);
     if (!found) return false;
   }
-  const int64_t deadline =
-      google::protobuf::util::TimeUtil::TimestampToMicroseconds(c.deadline());
+  const int64_t deadline = google::protobuf::util::TimeUtil::TimestampToMicroseconds(c.deadline());
   if (deadline_before_micros && !(deadline < *deadline_before_micros)) return false;
   if (deadline_after_micros && !(deadline > *deadline_after_micros)) return false;
   return true;

@@ -11,32 +11,7 @@ namespace {
 
 constexpr size_t kPrincipalsMax = 100000;
 
-struct RoleNameEntry {
-  workflow::Role role;
-  std::string_view name;
-};
-constexpr RoleNameEntry kRoleNames[] = {
-    {workflow::Role::kLister, "lister"},       {workflow::Role::kReviewer, "reviewer"},
-    {workflow::Role::kAssister, "assister"},   {workflow::Role::kInspector, "inspector"},
-    {workflow::Role::kApprover, "approver"},   {workflow::Role::kAuditor, "auditor"},
-    {workflow::Role::kAdmin, "admin"},
-};
-
 }  // namespace
-
-std::optional<workflow::Role> ParseRole(std::string_view name) {
-  for (const auto& entry : kRoleNames) {
-    if (entry.name == name) return entry.role;
-  }
-  return std::nullopt;
-}
-
-std::string_view RoleName(workflow::Role role) {
-  for (const auto& entry : kRoleNames) {
-    if (entry.role == role) return entry.name;
-  }
-  return "unknown";
-}
 
 absl::StatusOr<std::shared_ptr<const Principals>> Principals::Parse(std::string_view text) {
   nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
@@ -73,7 +48,7 @@ absl::StatusOr<std::shared_ptr<const Principals>> Principals::Parse(std::string_
     }
     for (const auto& r : *roles) {
       if (!r.is_string()) return absl::InvalidArgumentError(where + ".roles holds a non-string");
-      auto role = ParseRole(r.get<std::string>());
+      auto role = workflow::RoleFromName(r.get<std::string>());
       if (!role) {
         return absl::InvalidArgumentError(
             absl::StrCat(where, ".roles: unknown role \"", r.get<std::string>(),

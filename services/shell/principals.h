@@ -36,10 +36,6 @@ class Principals {
   std::unordered_map<std::string, workflow::Principal> by_id_;
 };
 
-// Parses a role name ("lister", ...); nullopt when unknown.
-[[nodiscard]] std::optional<workflow::Role> ParseRole(std::string_view name);
-[[nodiscard]] std::string_view RoleName(workflow::Role role);
-
 // The current principals, swapped atomically on reload (SIGHUP) without blocking readers
 // for longer than a pointer copy.
 class PrincipalsHolder {

@@ -34,8 +34,7 @@ void ProjectCase(const casework::v1::Case& before, const casework::v1::Case& aft
 // Index keys, shared by the writer and the readers.
 [[nodiscard]] std::string StateKey(casework::v1::CaseState state, std::string_view case_id);
 [[nodiscard]] std::string DeadlineKey(int64_t deadline_micros, std::string_view case_id);
-[[nodiscard]] std::string JurisdictionKey(std::string_view jurisdiction,
-                                          std::string_view case_id);
+[[nodiscard]] std::string JurisdictionKey(std::string_view jurisdiction, std::string_view case_id);
 [[nodiscard]] std::string CountKey(std::string_view prefix, casework::v1::CaseState state);
 
 // Deterministic serialization of a case (stable bytes for equal messages).

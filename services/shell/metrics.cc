@@ -1,0 +1,184 @@
+#include "services/shell/metrics.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+#include "grpcpp/server_context.h"
+#include "httplib.h"
+#include "spdlog/spdlog.h"
+
+namespace casework::shell {
+namespace {
+
+constexpr const char* kCodeNames[] = {
+    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+    "DATA_LOSS", "UNAUTHENTICATED"};
+
+std::string Bound(double b) { return absl::StrFormat("%g", b); }
+
+// The reason code inside a status's google.rpc.ErrorInfo, or the code's name.
+std::string ReasonOf(const grpc::Status& status) {
+  google::rpc::Status rich;
+  if (!status.error_details().empty() && rich.ParseFromString(status.error_details())) {
+    for (const auto& any : rich.details()) {
+      google::rpc::ErrorInfo info;
+      if (any.UnpackTo(&info)) return info.reason();
+    }
+  }
+  return kCodeNames[static_cast<int>(status.error_code())];
+}
+
+class MetricsInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  MetricsInterceptor(Metrics* metrics, grpc::experimental::ServerRpcInfo* info)
+      : metrics_(metrics),
+        info_(info),
+        method_(info->method()),
+        start_(std::chrono::steady_clock::now()) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+      const auto status = methods->GetSendStatus();
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+      metrics_->RecordRpc(method_, static_cast<int>(status.error_code()), seconds);
+      if (status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+          status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+        const std::string reason = ReasonOf(status);
+        metrics_->RecordRefusal(reason);
+        std::string identity = "-";
+        if (auto* ctx = info_->server_context()) {
+          const auto& md = ctx->client_metadata();
+          auto it = md.find("x-casework-identity");
+          if (it != md.end()) identity.assign(it->second.data(), it->second.size());
+        }
+        spdlog::warn("refused method={} identity={} code={} reason={}", method_, identity,
+                     kCodeNames[static_cast<int>(status.error_code())], reason);
+      }
+    }
+    methods->Proceed();
+  }
+
+ private:
+  Metrics* metrics_;
+  grpc::experimental::ServerRpcInfo* info_;
+  std::string method_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace
+
+template <size_t N>
+void Histogram::Render(std::string* out, const std::string& name, const std::string& labels,
+                       const std::array<double, N>& bounds) const {
+  int64_t cumulative = 0;
+  const std::string sep = labels.empty() ? "" : ",";
+  for (size_t i = 0; i < N; ++i) {
+    cumulative += buckets_[i].load(std::memory_order_relaxed);
+    absl::StrAppend(out, name, "_bucket{", labels, sep, "le=\"", Bound(bounds[i]), "\"} ",
+                    cumulative, "\n");
+  }
+  cumulative += buckets_[N].load(std::memory_order_relaxed);
+  absl::StrAppend(out, name, "_bucket{", labels, sep, "le=\"+Inf\"} ", cumulative, "\n");
+  absl::StrAppend(out, name, "_sum{", labels, "} ",
+                  absl::StrFormat("%.6f", sum_micros_.load(std::memory_order_relaxed) / 1e6), "\n");
+  absl::StrAppend(out, name, "_count{", labels, "} ", cumulative, "\n");
+}
+
+Metrics::MethodStats* Metrics::StatsFor(const std::string& method) {
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = methods_.find(method);
+    if (it != methods_.end()) return it->second.get();
+  }
+  absl::MutexLock lock(&mu_);
+  auto& slot = methods_[method];
+  if (!slot) slot = std::make_unique<MethodStats>();
+  return slot.get();
+}
+
+void Metrics::RecordRpc(const std::string& method, int code, double seconds) {
+  MethodStats* stats = StatsFor(method);
+  if (code < 0 || code >= kCodesMax) code = 2;  // UNKNOWN
+  stats->by_code[code].fetch_add(1, std::memory_order_relaxed);
+  stats->latency.Observe(seconds, kLatencyBuckets);
+}
+
+void Metrics::RecordBatch(int64_t events, int64_t log_size) {
+  batch_events_.Observe(static_cast<double>(events), kBatchBuckets);
+  batches_.fetch_add(1, std::memory_order_relaxed);
+  log_size_.store(log_size, std::memory_order_relaxed);
+}
+
+void Metrics::RecordRefusal(const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  ++refusals_[reason];
+}
+
+std::string Metrics::Render() const {
+  std::string out;
+  absl::ReaderMutexLock lock(&mu_);
+  out +=
+      "# HELP casework_rpc_requests_total RPCs finished, by method and status code.\n"
+      "# TYPE casework_rpc_requests_total counter\n";
+  for (const auto& [method, stats] : methods_) {
+    for (int code = 0; code < kCodesMax; ++code) {
+      const int64_t n = stats->by_code[code].load(std::memory_order_relaxed);
+      if (n == 0) continue;
+      absl::StrAppend(&out, "casework_rpc_requests_total{method=\"", method, "\",code=\"",
+                      kCodeNames[code], "\"} ", n, "\n");
+    }
+  }
+  out +=
+      "# HELP casework_rpc_latency_seconds Time from the call's arrival to its status.\n"
+      "# TYPE casework_rpc_latency_seconds histogram\n";
+  for (const auto& [method, stats] : methods_) {
+    stats->latency.Render(&out, "casework_rpc_latency_seconds",
+                          absl::StrCat("method=\"", method, "\""), kLatencyBuckets);
+  }
+  out +=
+      "# HELP casework_append_batch_events Events per durable (synced) append batch.\n"
+      "# TYPE casework_append_batch_events histogram\n";
+  batch_events_.Render(&out, "casework_append_batch_events", "", kBatchBuckets);
+  absl::StrAppend(&out,
+                  "# HELP casework_log_events Events in the log.\n"
+                  "# TYPE casework_log_events gauge\n"
+                  "casework_log_events ",
+                  log_size_.load(std::memory_order_relaxed), "\n");
+  out +=
+      "# HELP casework_refused_attempts_total Refused attempts (identity, permission, "
+      "signature), by reason.\n"
+      "# TYPE casework_refused_attempts_total counter\n";
+  for (const auto& [reason, n] : refusals_) {
+    absl::StrAppend(&out, "casework_refused_attempts_total{reason=\"", reason, "\"} ", n, "\n");
+  }
+  return out;
+}
+
+grpc::experimental::Interceptor* MetricsInterceptorFactory::CreateServerInterceptor(
+    grpc::experimental::ServerRpcInfo* info) {
+  return new MetricsInterceptor(metrics_, info);
+}
+
+MetricsServer::MetricsServer(const Metrics* metrics, const std::string& host, int port)
+    : server_(std::make_unique<httplib::Server>()) {
+  server_->Get("/metrics", [metrics](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics->Render(), "text/plain; version=0.0.4");
+  });
+  port_ =
+      port == 0 ? server_->bind_to_any_port(host) : (server_->bind_to_port(host, port) ? port : -1);
+  if (port_ > 0) thread_ = std::thread([this] { server_->listen_after_bind(); });
+}
+
+MetricsServer::~MetricsServer() {
+  server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace casework::shell
