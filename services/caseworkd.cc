@@ -82,7 +82,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(0, 600));
   app.add_option("--metrics-listen", flags.metrics_listen,
-                 "host:port for Prometheus metrics over HTTP (GET /metrics); empty disables")
+                 "host:port for Prometheus metrics over HTTP (GET /metrics); port 0 picks a free "
+                 "port; \"off\" disables")
       ->capture_default_str();
   app.add_option("--port-file", flags.port_file,
                  "once serving, write the bound port here (useful with --listen host:0)");
@@ -166,7 +167,7 @@ int main(int argc, char** argv) {
     last = size;
   });
   std::unique_ptr<casework::shell::MetricsServer> metrics_server;
-  if (!flags.metrics_listen.empty()) {
+  if (flags.metrics_listen != "off") {
     const size_t colon = flags.metrics_listen.rfind(':');
     int metrics_port = -1;
     if (colon == std::string::npos ||

@@ -48,7 +48,8 @@ bool ServerProcess::Start() {
                                    "--insecure-plaintext",
                                    "--data-dir=" + data_dir_.string(),
                                    "--principals=" + principals_file_.string(),
-                                   "--port-file=" + port_file.string()};
+                                   "--port-file=" + port_file.string(),
+                                   "--metrics-listen=127.0.0.1:0"};
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   pid_ = fork();
   if (pid_ == 0) {
