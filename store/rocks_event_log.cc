@@ -5,12 +5,14 @@
 #include <rocksdb/merge_operator.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
+#include <rocksdb/utilities/backup_engine.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <filesystem>
 #include <thread>
 #include <utility>
 
@@ -98,6 +100,22 @@ struct Overlay {
   absl::flat_hash_map<std::string, AppendResult> requests;  // request key -> result
 };
 
+void ApplyProjection(rocksdb::WriteBatch& write, rocksdb::ColumnFamilyHandle* family,
+                     const ProjectionWrite& projection) {
+  std::string key = format::ProjectionKey(projection.table, projection.key);
+  switch (projection.op) {
+    case ProjectionWrite::Op::kPut:
+      STORE_CHECK(write.Put(family, key, projection.value).ok());
+      break;
+    case ProjectionWrite::Op::kDelete:
+      STORE_CHECK(write.Delete(family, key).ok());
+      break;
+    case ProjectionWrite::Op::kAddInt64:
+      STORE_CHECK(write.Merge(family, key, format::EncodeInt64(projection.delta)).ok());
+      break;
+  }
+}
+
 }  // namespace
 
 class RocksEventLog::Impl {
@@ -160,6 +178,14 @@ class RocksEventLog::Impl {
   absl::StatusOr<std::string> SignHead(const TreeHead& head);
   absl::Status WriteCheckpointFile();
   absl::StatusOr<VerifyReport> Verify(int64_t from, int64_t to) const;
+  absl::Status RebuildProjections(
+      const std::function<std::vector<ProjectionWrite>(const StoredEvent&)>& project);
+  absl::Status ScanAllProjections(
+      const std::function<void(std::string_view, std::string_view)>& visit) const;
+  rocksdb::DB* db() const { return db_.get(); }
+  const std::string& key_path() const { return key_path_; }
+  const std::string& origin() const { return options_.checkpoint_origin; }
+  const std::string& checkpoint_path() const { return checkpoint_path_; }
   const NoteVerifier& verifier() const { return signer_->verifier(); }
 
  private:
@@ -233,6 +259,7 @@ class RocksEventLog::Impl {
 
   std::optional<NoteSigner> signer_;  // set by OpenDb
   std::string checkpoint_path_;
+  std::string key_path_;
   std::optional<Checkpoint> anchor_;  // the checkpoint file found at open
   absl::Mutex signed_mu_;
   int64_t signed_size_ ABSL_GUARDED_BY(signed_mu_) = -1;
@@ -316,8 +343,9 @@ absl::Status RocksEventLog::Impl::RecoverTree() {
 }
 
 absl::Status RocksEventLog::Impl::CheckAnchor() {
-  const std::string key_path =
+  key_path_ =
       options_.signing_key_path.empty() ? options_.path + ".key" : options_.signing_key_path;
+  const std::string& key_path = key_path_;
   checkpoint_path_ =
       options_.checkpoint_path.empty() ? options_.path + ".checkpoint" : options_.checkpoint_path;
   STORE_ASSIGN_OR_RETURN(NoteSigner signer,
@@ -639,18 +667,7 @@ absl::StatusOr<AppendResult> RocksEventLog::Impl::Apply(const AppendRequest& req
     overlay->requests[request_key] = result;
   }
   for (const ProjectionWrite& projection : request.projections) {
-    std::string key = format::ProjectionKey(projection.table, projection.key);
-    switch (projection.op) {
-      case ProjectionWrite::Op::kPut:
-        STORE_CHECK(write.Put(projections_, key, projection.value).ok());
-        break;
-      case ProjectionWrite::Op::kDelete:
-        STORE_CHECK(write.Delete(projections_, key).ok());
-        break;
-      case ProjectionWrite::Op::kAddInt64:
-        STORE_CHECK(write.Merge(projections_, key, format::EncodeInt64(projection.delta)).ok());
-        break;
-    }
+    ApplyProjection(write, projections_, projection);
   }
   overlay->versions[request.stream] = result.version;
   next_position_ += count;
@@ -1101,6 +1118,114 @@ absl::StatusOr<RocksEventLog::VerifyReport> RocksEventLog::Impl::Verify(int64_t 
   return report;
 }
 
+absl::Status RocksEventLog::Impl::RebuildProjections(
+    const std::function<std::vector<ProjectionWrite>(const StoredEvent&)>& project) {
+  constexpr size_t kKeysPerWriteMax = 4096;
+  rocksdb::WriteOptions unsynced;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), projections_));
+    rocksdb::WriteBatch drop;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      STORE_CHECK(drop.Delete(projections_, it->key()).ok());
+      if (static_cast<size_t>(drop.Count()) >= kKeysPerWriteMax) {
+        STORE_RETURN_IF_ERROR(FromRocks(db_->Write(unsynced, &drop), "dropping projections"));
+        drop.Clear();
+      }
+    }
+    STORE_RETURN_IF_ERROR(FromRocks(it->status(), "scanning projections"));
+    STORE_RETURN_IF_ERROR(FromRocks(db_->Write(unsynced, &drop), "dropping projections"));
+  }
+  const int64_t size = Size();
+  for (int64_t from = 0; from < size;) {
+    STORE_ASSIGN_OR_RETURN(std::vector<StoredEvent> events,
+                           ReadRange(from, options_.read_events_max));
+    if (events.empty()) return absl::DataLossError("the log ended early during a rebuild");
+    rocksdb::WriteBatch write;
+    for (const StoredEvent& event : events) {
+      for (const ProjectionWrite& projection : project(event)) {
+        ApplyProjection(write, projections_, projection);
+      }
+    }
+    STORE_RETURN_IF_ERROR(FromRocks(db_->Write(unsynced, &write), "writing projections"));
+    from += static_cast<int64_t>(events.size());
+  }
+  return FromRocks(db_->FlushWAL(/*sync=*/true), "syncing rebuilt projections");
+}
+
+absl::Status RocksEventLog::Impl::ScanAllProjections(
+    const std::function<void(std::string_view, std::string_view)>& visit) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), projections_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) visit(ToView(it->key()), ToView(it->value()));
+  return FromRocks(it->status(), "scanning projections");
+}
+
+namespace {
+
+absl::StatusOr<std::unique_ptr<rocksdb::BackupEngine>> OpenBackupEngine(const std::string& dir) {
+  rocksdb::BackupEngine* engine = nullptr;
+  rocksdb::BackupEngineOptions options(dir);
+  options.sync = true;
+  STORE_RETURN_IF_ERROR(
+      FromRocks(rocksdb::BackupEngine::Open(rocksdb::Env::Default(), options, &engine),
+                absl::StrCat("opening the backup directory ", dir)));
+  return std::unique_ptr<rocksdb::BackupEngine>(engine);
+}
+
+// Restores the latest backup of `dir` into `target` and verifies it in full against the
+// checkpoint saved with it. Leaves the restored log at `target` only when it verifies.
+absl::Status RestoreAndVerify(rocksdb::BackupEngine& engine, const std::string& dir,
+                              const RocksEventLog::Options& options, const std::string& target) {
+  std::vector<rocksdb::BackupInfo> backups;
+  engine.GetBackupInfo(&backups);
+  if (backups.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("no backup in ", dir));
+  }
+  const uint32_t id = backups.back().backup_id;
+  const std::string checkpoint = absl::StrCat(dir, "/checkpoint-", id);
+  if (!std::filesystem::exists(checkpoint)) {
+    return absl::DataLossError(absl::StrCat("backup ", id, " in ", dir,
+                                            " has no signed checkpoint beside it; refusing it"));
+  }
+  STORE_RETURN_IF_ERROR(FromRocks(engine.VerifyBackup(id, /*verify_with_checksum=*/true),
+                                  absl::StrCat("checking the files of backup ", id)));
+  STORE_RETURN_IF_ERROR(FromRocks(engine.RestoreDBFromBackup(id, target, target),
+                                  absl::StrCat("restoring backup ", id)));
+  RocksEventLog::Options restored = options;
+  restored.path = target;
+  restored.create_if_missing = false;
+  restored.checkpoint_path = target + ".checkpoint";
+  std::error_code ec;
+  std::filesystem::copy_file(checkpoint, restored.checkpoint_path,
+                             std::filesystem::copy_options::overwrite_existing, ec);
+  absl::Status status;
+  if (ec) status = absl::UnavailableError(absl::StrCat("copying ", checkpoint, ": ", ec.message()));
+  if (status.ok()) {
+    absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(restored);
+    if (!log.ok()) {
+      status = log.status();
+    } else {
+      absl::StatusOr<RocksEventLog::VerifyReport> report = (*log)->Verify(0, (*log)->Size());
+      if (!report.ok()) {
+        status = report.status();
+      } else if (report->first_mismatch.has_value()) {
+        status = absl::DataLossError(
+            absl::StrCat("backup ", id, " in ", dir, " does not verify: ", report->detail));
+      }
+    }
+  }
+  if (!status.ok()) {
+    std::filesystem::remove_all(target, ec);
+    std::filesystem::remove(restored.checkpoint_path, ec);
+    if (status.code() != absl::StatusCode::kDataLoss) {
+      status = absl::DataLossError(
+          absl::StrCat("backup ", id, " in ", dir, " does not verify: ", status.message()));
+    }
+  }
+  return status;
+}
+
+}  // namespace
+
 // RocksEventLog: the public face forwards to Impl.
 
 RocksEventLog::RocksEventLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -1182,6 +1307,59 @@ const NoteVerifier& RocksEventLog::CheckpointVerifier() const { return impl_->ve
 absl::Status RocksEventLog::WriteCheckpointFile() { return impl_->WriteCheckpointFile(); }
 absl::StatusOr<RocksEventLog::VerifyReport> RocksEventLog::Verify(int64_t from, int64_t to) {
   return impl_->Verify(from, to);
+}
+absl::Status RocksEventLog::RebuildProjections(
+    const std::function<std::vector<ProjectionWrite>(const StoredEvent&)>& project) {
+  return impl_->RebuildProjections(project);
+}
+absl::Status RocksEventLog::ScanAllProjections(
+    const std::function<void(std::string_view, std::string_view)>& visit) {
+  return impl_->ScanAllProjections(visit);
+}
+
+absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir) {
+  // The checkpoint first: the backup holds at least the events it covers.
+  STORE_ASSIGN_OR_RETURN(std::string checkpoint, SignedCheckpoint());
+  STORE_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngine> engine,
+                         OpenBackupEngine(backup_dir));
+  STORE_RETURN_IF_ERROR(FromRocks(engine->CreateNewBackup(impl_->db(), /*flush=*/true),
+                                  absl::StrCat("backing up into ", backup_dir)));
+  std::vector<rocksdb::BackupInfo> backups;
+  engine->GetBackupInfo(&backups);
+  STORE_CHECK(!backups.empty());
+  const uint32_t id = backups.back().backup_id;
+  STORE_RETURN_IF_ERROR(WriteFileDurably(absl::StrCat(backup_dir, "/checkpoint-", id), checkpoint));
+  const std::string scratch = absl::StrCat(backup_dir, "/verify-", id);
+  std::error_code ec;
+  std::filesystem::remove_all(scratch, ec);
+  Options options;
+  options.signing_key_path = impl_->key_path();
+  options.checkpoint_origin = impl_->origin();
+  absl::Status verified = RestoreAndVerify(*engine, backup_dir, options, scratch);
+  std::filesystem::remove_all(scratch, ec);
+  std::filesystem::remove(scratch + ".checkpoint", ec);
+  STORE_RETURN_IF_ERROR(verified);
+  return id;
+}
+
+absl::Status RocksEventLog::Restore(const std::string& backup_dir, const Options& options) {
+  if (std::filesystem::exists(options.path)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("restore target ", options.path, " exists; restore into a new directory"));
+  }
+  STORE_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngine> engine,
+                         OpenBackupEngine(backup_dir));
+  const std::string staging = options.path + ".restoring";
+  std::error_code ec;
+  std::filesystem::remove_all(staging, ec);
+  STORE_RETURN_IF_ERROR(RestoreAndVerify(*engine, backup_dir, options, staging));
+  const std::string checkpoint_path =
+      options.checkpoint_path.empty() ? options.path + ".checkpoint" : options.checkpoint_path;
+  std::filesystem::rename(staging, options.path, ec);
+  if (!ec) std::filesystem::rename(staging + ".checkpoint", checkpoint_path, ec);
+  if (ec)
+    return absl::UnavailableError(absl::StrCat("installing the restored log: ", ec.message()));
+  return absl::OkStatus();
 }
 
 }  // namespace casework::store

@@ -125,6 +125,27 @@ class RocksEventLog final : public EventLog {
   // runs beside appends. kInvalidArgument unless 0 <= from <= to <= Size().
   absl::StatusOr<VerifyReport> Verify(int64_t from, int64_t to);
 
+  // Drops every projection and re-derives them from the log with `project` (which must
+  // be the function that produced the incremental writes). Call with no appends in
+  // flight (before serving, or with writes stopped). The result equals incremental
+  // maintenance byte for byte.
+  absl::Status RebuildProjections(
+      const std::function<std::vector<ProjectionWrite>(const StoredEvent&)>& project);
+  // Visits every projection entry as stored (key = table 0x00 key), in key order.
+  absl::Status ScanAllProjections(
+      const std::function<void(std::string_view key, std::string_view value)>& visit);
+
+  // Online backup into `backup_dir` (RocksDB BackupEngine, checksummed). The backup is
+  // called good only after it was restored into a scratch directory, opened against the
+  // signed checkpoint taken before it, and verified in full; the checkpoint is kept
+  // beside it as `checkpoint-<id>`. Returns the backup id. Errors: kDataLoss when the
+  // backup does not verify, kUnavailable on I/O errors.
+  absl::StatusOr<uint32_t> Backup(const std::string& backup_dir);
+  // Restores the latest backup in `backup_dir` into `options.path` (which must not
+  // exist), refusing (kDataLoss, nothing left at options.path) a backup whose tree does
+  // not verify against its checkpoint. Writes the checkpoint file of the restored log.
+  static absl::Status Restore(const std::string& backup_dir, const Options& options);
+
   // Stops the sequencer from taking queued appends until resumed (tests use it to
   // build batches of a known composition). Appends queue up meanwhile.
   void PauseCommitsForTesting(bool paused);

@@ -4,6 +4,7 @@
 // altered position. Seeded; the seed is printed.
 #include <rocksdb/db.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <random>
@@ -187,7 +188,7 @@ TEST(RocksEventLogTree, RefusesAnAlteredCheckpointFile) {
   ASSERT_THAT(text, IsOk());
   ASSERT_TRUE(text->has_value());
   std::string altered = **text;
-  altered[altered.find('\n') + 1] = '1';  // the size line
+  altered.insert(altered.find('\n') + 1, "9");  // the size line now says 9...
   ASSERT_THAT(WriteFileDurably(dir.Sub("log.checkpoint"), altered), IsOk());
   EXPECT_THAT(RocksEventLog::Open(LogOptions(dir, "log")), StatusIs(absl::StatusCode::kDataLoss));
 }
@@ -249,6 +250,128 @@ TEST(RocksEventLogTree, VerifyNamesAMalformedEventExactly) {
   ASSERT_THAT(report, IsOk());
   EXPECT_EQ(report->first_mismatch, std::optional<int64_t>(21));
   EXPECT_THAT(log->ReadRange(21, 1), StatusIs(absl::StatusCode::kDataLoss));
+}
+
+// The projection of one event: depends on the event alone, as the shell's does.
+std::vector<ProjectionWrite> Project(const StoredEvent& event) {
+  // Event bytes: "<jurisdiction>/<state>".
+  const std::string jurisdiction = event.bytes.substr(0, event.bytes.find('/'));
+  const std::string state = event.bytes.substr(event.bytes.find('/') + 1);
+  std::vector<ProjectionWrite> writes = {
+      {.op = ProjectionWrite::Op::kPut, .table = "case", .key = event.stream, .value = state},
+      {.op = ProjectionWrite::Op::kPut,
+       .table = "by_state",
+       .key = state + "/" + event.stream,
+       .value = jurisdiction},
+      {.op = ProjectionWrite::Op::kAddInt64,
+       .table = "per_jurisdiction",
+       .key = jurisdiction,
+       .delta = 1},
+  };
+  if (state == "closed") {
+    writes.push_back(
+        {.op = ProjectionWrite::Op::kDelete, .table = "by_state", .key = "open/" + event.stream});
+  }
+  return writes;
+}
+
+std::vector<std::pair<std::string, std::string>> DumpProjections(RocksEventLog& log) {
+  std::vector<std::pair<std::string, std::string>> entries;
+  EXPECT_THAT(log.ScanAllProjections(
+                  [&](std::string_view k, std::string_view v) { entries.emplace_back(k, v); }),
+              IsOk());
+  return entries;
+}
+
+TEST(RocksEventLogProjections, RebuildEqualsIncrementalByteForByte) {
+  TempDir dir;
+  std::mt19937 rng(Seed());
+  auto log = MustOpen(LogOptions(dir, "log"));
+  const std::vector<std::string> states = {"open", "assisted", "inspected", "closed"};
+  for (int i = 0; i < 400; ++i) {
+    const std::string stream = absl::StrCat("cases/", rng() % 40);
+    auto version = log->StreamVersion(stream);
+    ASSERT_THAT(version, IsOk());
+    AppendRequest request{.stream = stream, .expected_version = *version};
+    for (unsigned n = 0; n < 1 + rng() % 3; ++n) {
+      request.events.push_back(absl::StrCat("j", rng() % 7, "/", states[rng() % states.size()]));
+      for (ProjectionWrite& w : Project(StoredEvent{
+               .stream = stream, .version = *version + 1 + n, .bytes = request.events.back()})) {
+        request.projections.push_back(std::move(w));
+      }
+    }
+    ASSERT_THAT(log->Append(request), IsOk());
+  }
+  ASSERT_GT(DumpProjections(*log).size(), 40u);
+  // One more append whose writes also hold a stray entry that no event explains: the
+  // rebuild must drop it and reproduce everything else.
+  AppendRequest stray{.stream = "stray", .expected_version = 0, .events = {"j0/open"}};
+  stray.projections = Project(StoredEvent{.stream = "stray", .version = 1, .bytes = "j0/open"});
+  stray.projections.push_back(
+      {.op = ProjectionWrite::Op::kPut, .table = "junk", .key = "k", .value = "v"});
+  ASSERT_THAT(log->Append(stray), IsOk());
+  auto expected = DumpProjections(*log);
+  const auto junk = std::find(expected.begin(), expected.end(),
+                              std::pair<std::string, std::string>(std::string("junk\0k", 6), "v"));
+  ASSERT_NE(junk, expected.end());
+  expected.erase(junk);
+  ASSERT_THAT(log->RebuildProjections(Project), IsOk());
+  EXPECT_EQ(DumpProjections(*log), expected);
+  // And a rebuild of a rebuild is the same bytes, counters included.
+  const auto once = DumpProjections(*log);
+  ASSERT_THAT(log->RebuildProjections(Project), IsOk());
+  EXPECT_EQ(DumpProjections(*log), once);
+}
+
+TEST(RocksEventLogBackup, BackupVerifiesAndRestores) {
+  TempDir dir;
+  std::mt19937 rng(Seed());
+  RocksEventLog::Options options = LogOptions(dir, "log");
+  int64_t backed_up = 0;
+  Hash root;
+  {
+    auto log = MustOpen(options);
+    Fill(*log, 60, "a", rng);
+    backed_up = log->Size();
+    root = log->Head().root;
+    ASSERT_THAT(log->Backup(dir.Sub("backups")), IsOk());
+    Fill(*log, 10, "b", rng);
+  }
+  RocksEventLog::Options restored = LogOptions(dir, "restored");
+  ASSERT_THAT(RocksEventLog::Restore(dir.Sub("backups"), restored), IsOk());
+  auto log = MustOpen(restored);
+  EXPECT_EQ(log->Size(), backed_up);
+  EXPECT_EQ(log->Head().root, root);
+  EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backups"), restored),
+              StatusIs(absl::StatusCode::kFailedPrecondition));  // target exists
+}
+
+TEST(RocksEventLogBackup, RestoreRefusesABackupThatDoesNotVerify) {
+  TempDir dir;
+  std::mt19937 rng(Seed());
+  std::string other_checkpoint;
+  {
+    auto other = MustOpen(LogOptions(dir, "other"));
+    Fill(*other, 200, "o", rng);
+    auto note = other->SignedCheckpoint();
+    ASSERT_THAT(note, IsOk());
+    other_checkpoint = *note;
+  }
+  uint32_t id = 0;
+  {
+    auto log = MustOpen(LogOptions(dir, "log"));
+    Fill(*log, 30, "a", rng);
+    auto backup = log->Backup(dir.Sub("backups"));
+    ASSERT_THAT(backup, IsOk());
+    id = *backup;
+  }
+  // A checkpoint (validly signed) of another, longer log: the backup cannot match it.
+  ASSERT_THAT(WriteFileDurably(dir.Sub(absl::StrCat("backups/checkpoint-", id)), other_checkpoint),
+              IsOk());
+  RocksEventLog::Options restored = LogOptions(dir, "restored");
+  EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backups"), restored),
+              StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_FALSE(std::filesystem::exists(restored.path));
 }
 
 }  // namespace
