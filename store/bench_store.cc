@@ -123,13 +123,14 @@ void BM_DurableAppendThreads(benchmark::State& state) {
 }
 BENCHMARK(BM_DurableAppendThreads)->Threads(1)->Threads(16)->Threads(64)->UseRealTime();
 
+Fixture* filled = nullptr;  // made on first use, removed by main
+
 Fixture& Filled() {
-  static Fixture* fixture = [] {
-    auto* f = new Fixture();
-    AppendWindow(*f->log, 200000, 512);
-    return f;
-  }();
-  return *fixture;
+  if (filled == nullptr) {
+    filled = new Fixture();
+    AppendWindow(*filled->log, 200000, 512);
+  }
+  return *filled;
 }
 
 void BM_InclusionProof(benchmark::State& state) {
@@ -160,4 +161,11 @@ BENCHMARK(BM_Verify)->Unit(benchmark::kMillisecond);
 }  // namespace
 }  // namespace casework::store
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  delete casework::store::filled;  // closes the log and removes its directory
+  return 0;
+}
