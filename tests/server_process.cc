@@ -113,6 +113,7 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
+  if (std::getenv("CW_KEEP_TEST_DIR") != nullptr) return;  // for post-mortems
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
 }
@@ -128,7 +129,11 @@ std::filesystem::path WriteTestPrincipals(const std::filesystem::path& dir) {
   {"id": "approver", "roles": ["approver"], "jurisdiction": "jiangcheng", "approval_level": "city"},
   {"id": "auditor", "roles": ["auditor"], "jurisdiction": "jiangcheng"},
   {"id": "admin", "roles": ["admin"], "jurisdiction": "jiangcheng"},
-  {"id": "outsider", "roles": ["lister"], "jurisdiction": "jiangcheng/xihe"}
+  {"id": "outsider", "roles": ["lister"], "jurisdiction": "jiangcheng/xihe"},
+  {"id": "lister.b", "roles": ["lister"], "jurisdiction": "jiangcheng"},
+  {"id": "lister.reviewer", "roles": ["lister", "reviewer"], "jurisdiction": "jiangcheng"},
+  {"id": "reviewer.township", "roles": ["reviewer"], "jurisdiction": "jiangcheng/dongshan/t01"},
+  {"id": "assister.inspector", "roles": ["assister", "inspector"], "jurisdiction": "jiangcheng"}
 ]})";
   return path;
 }

@@ -51,7 +51,9 @@ class TempDir {
 };
 
 // Writes the principals used by end-to-end tests: one identity per role in the city
-// "jiangcheng", plus "outsider" (lister of another county).
+// "jiangcheng" (named after the role), "outsider" (lister of the county
+// "jiangcheng/xihe"), "lister.b" (a second lister), "lister.reviewer" (both roles),
+// "reviewer.township" (a reviewer below county level) and "assister.inspector".
 std::filesystem::path WriteTestPrincipals(const std::filesystem::path& dir);
 
 }  // namespace casework::testing

@@ -1,5 +1,7 @@
 #include "services/shell/case_service.h"
 
+#include <optional>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "services/shell/list_filter.h"
@@ -49,6 +51,31 @@ grpc::Status BadPageToken() {
                      "page_token is not one this server issued for this query; start again "
                      "without a page_token",
                      "page_token 无效或与查询条件不符；请不带 page_token 重新查询");
+}
+
+// Page tokens: web-safe base64 of
+//   u32 big-endian key length || key || query tag
+// where key is the first index key of the next page and the query tag is the filter and
+// order of the request that made it, so a token only continues its own query.
+std::string EncodePageToken(const std::string& key, const std::string& query_tag) {
+  std::string raw;
+  const uint32_t n = static_cast<uint32_t>(key.size());
+  for (int shift = 24; shift >= 0; shift -= 8) raw.push_back(static_cast<char>(n >> shift));
+  raw += key;
+  raw += query_tag;
+  return absl::WebSafeBase64Escape(raw);
+}
+
+std::optional<std::string> DecodePageToken(const std::string& token,
+                                           const std::string& query_tag) {
+  std::string raw;
+  if (!absl::WebSafeBase64Unescape(token, &raw) || raw.size() < 4) return std::nullopt;
+  uint32_t n = 0;
+  for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<uint8_t>(raw[i]);
+  if (raw.size() - 4 < n || raw.compare(4 + n, std::string::npos, query_tag) != 0) {
+    return std::nullopt;
+  }
+  return raw.substr(4, n);
 }
 
 }  // namespace
@@ -127,9 +154,9 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
   workflow::Principal actor;
   if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) return Finish(ctx, status);
   if (req->page_size() < 0) {
-    return Finish(ctx,
-                  ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PAGE_SIZE_INVALID", "page_size",
-                              "page_size must not be negative", "page_size 不能为负数"));
+    return Finish(ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PAGE_SIZE_INVALID",
+                                   "page_size", "page_size must not be negative",
+                                   "page_size 不能为负数"));
   }
   const int page_size =
       req->page_size() == 0 ? kPageSizeDefault : std::min(req->page_size(), kPageSizeMax);
@@ -139,44 +166,80 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
                                    std::string(filter.status().message()),
                                    absl::StrCat("filter 语法错误：", filter.status().message())));
   }
-  if (!req->order_by().empty() && req->order_by() != "case_id") {
-    return Finish(
-        ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "ORDER_BY_INVALID", "order_by",
-                         "order_by supports \"case_id\" only", "order_by 目前仅支持 \"case_id\""));
+  if (!req->order_by().empty() && req->order_by() != "case_id" && req->order_by() != "deadline") {
+    return Finish(ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "ORDER_BY_INVALID",
+                                   "order_by", "order_by must be \"case_id\" or \"deadline\"",
+                                   "order_by 须为 \"case_id\" 或 \"deadline\""));
   }
+
+  // Pick the index that reads least: the deadline index when ordering by deadline, else
+  // the state index, else the jurisdiction index (the filter's or the caller's subtree),
+  // else the case table. Each index key ends with the case id.
+  const char* table = kCaseTable;
+  std::string prefix;
+  if (req->order_by() == "deadline") {
+    table = kByDeadlineTable;
+  } else if (filter->state) {
+    table = kByStateTable;
+    prefix = StateKey(*filter->state, "");
+  } else {
+    std::string scope = filter->jurisdiction.value_or("");
+    if (PathWithin(actor.jurisdiction, scope)) scope = actor.jurisdiction;
+    if (!scope.empty()) {
+      table = kByJurisdictionTable;
+      prefix = scope;
+    }
+  }
+  const bool is_index = table != kCaseTable;
+  const size_t id_offset = table == kByDeadlineTable ? 8 : prefix.size();
+
   // The token binds the position to the query, so a token cannot be replayed against
-  // another filter.
+  // another filter or order.
   const std::string query_tag = absl::StrCat(req->filter(), "\n", req->order_by());
-  std::string start_key;
+  std::string start_key = prefix;
   if (!req->page_token().empty()) {
-    std::string raw;
-    if (!absl::WebSafeBase64Unescape(req->page_token(), &raw)) return Finish(ctx, BadPageToken());
-    const size_t sep = raw.find('\n');
-    if (sep == std::string::npos) return Finish(ctx, BadPageToken());
-    // Layout: start_key '\n' query_tag; case ids hold no '\n'.
-    start_key = raw.substr(0, sep);
-    if (raw.substr(sep + 1) != query_tag) return Finish(ctx, BadPageToken());
+    auto key = DecodePageToken(req->page_token(), query_tag);
+    if (!key || key->compare(0, prefix.size(), prefix) != 0) return Finish(ctx, BadPageToken());
+    start_key = std::move(*key);
   }
-  constexpr size_t kScanMax = 100000;  // bound on entries examined for one page
+
+  constexpr size_t kScanMax = 20000;  // entries examined for one page, at most
   std::string next_key;
   bool more = false;
+  size_t examined = 0;
+  absl::Status lookup_status;
   absl::Status scan_status = processor_->log()->ScanProjection(
-      kCaseTable, start_key, kScanMax, [&](std::string_view key, std::string_view value) {
-        if (resp->cases_size() >= page_size) {
+      table, start_key, kScanMax + 1, [&](std::string_view key, std::string_view value) {
+        if (key.substr(0, prefix.size()) != prefix) return false;
+        if (resp->cases_size() >= page_size || ++examined > kScanMax) {
           next_key = std::string(key);
           more = true;
           return false;
         }
         Case c;
-        if (!c.ParseFromArray(value.data(), static_cast<int>(value.size()))) return true;
+        if (is_index) {
+          if (key.size() < id_offset) return true;
+          auto loaded = processor_->LoadCase(std::string(key.substr(id_offset)));
+          if (!loaded.ok()) {
+            lookup_status = loaded.status();
+            return false;
+          }
+          c = std::move(*loaded);
+        } else if (!c.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+          lookup_status = absl::DataLossError(
+              absl::StrCat("the projection of case ", std::string(key), " does not parse"));
+          return false;
+        }
+        if (c.version() == 0) return true;
         if (!actor.Covers(c.organisation().jurisdiction())) return true;
         if (!filter->Matches(c)) return true;
         *resp->add_cases() = std::move(c);
         return true;
       });
   if (!scan_status.ok()) return Finish(ctx, FromStoreStatus(scan_status));
+  if (!lookup_status.ok()) return Finish(ctx, FromStoreStatus(lookup_status));
   if (more) {
-    resp->set_next_page_token(absl::WebSafeBase64Escape(absl::StrCat(next_key, "\n", query_tag)));
+    resp->set_next_page_token(EncodePageToken(next_key, query_tag));
   }
   return Finish(ctx, grpc::Status::OK);
 }
