@@ -21,11 +21,15 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "services/shell/audit_service.h"
 #include "services/shell/auth.h"
 #include "services/shell/case_service.h"
 #include "services/shell/command_processor.h"
+#include "services/shell/commit_broadcaster.h"
+#include "services/shell/event_service.h"
 #include "services/shell/metrics.h"
 #include "services/shell/principals.h"
+#include "services/shell/receipts.h"
 #include "spdlog/spdlog.h"
 #include "store/rocks_event_log.h"
 
@@ -33,8 +37,6 @@ namespace {
 
 // Services of the contract that this build does not implement yet: every method answers
 // UNIMPLEMENTED (the generated defaults).
-class EventServiceStub final : public casework::v1::EventService::CallbackService {};
-class AuditServiceStub final : public casework::v1::AuditService::CallbackService {};
 class OversightServiceStub final : public casework::v1::OversightService::CallbackService {};
 class AdminServiceStub final : public casework::v1::AdminService::CallbackService {};
 
@@ -156,13 +158,22 @@ int main(int argc, char** argv) {
                                               casework::shell::SystemClockMicros);
   casework::shell::Authenticator auth(&principals_holder);
   casework::shell::CaseServiceImpl case_service(&processor, &auth);
-  EventServiceStub event_service;
-  AuditServiceStub audit_service;
+  // Every durable batch is published to the metrics and the event stream.
+  casework::shell::CommitBroadcaster commits;
+  (*log)->SetCommitListener([&commits](int64_t size) { commits.Publish(size); });
+  casework::shell::ReceiptIssuer receipts(log->get());
+  processor.set_receipts([&receipts](int64_t position, casework::v1::Receipt* receipt,
+                                     casework::shell::CommandProcessor::Done done) {
+    receipts.Issue(position, receipt, std::move(done));
+  });
+  casework::shell::EventServiceImpl event_service(log->get(), &auth, &commits);
+  casework::shell::AuditServiceImpl audit_service(log->get(), &auth,
+                                                  casework::shell::DeepVerifyOptions{policy});
   OversightServiceStub oversight_service;
   AdminServiceStub admin_service;
 
   casework::shell::Metrics metrics;
-  (*log)->SetCommitListener([&metrics, last = (*log)->Size()](int64_t size) mutable {
+  commits.Subscribe([&metrics, last = (*log)->Size()](int64_t size) mutable {
     metrics.RecordBatch(size - last, size);
     last = size;
   });

@@ -1302,6 +1302,18 @@ absl::StatusOr<std::vector<Hash>> RocksEventLog::ConsistencyProof(int64_t size1,
                          merkle::ConsistencyRanges(size1, size2));
   return impl_->Proof(ranges);
 }
+absl::StatusOr<std::vector<Hash>> RocksEventLog::EdgeHashes(int64_t size) {
+  if (size < 0 || size > Size()) {
+    return absl::OutOfRangeError(
+        absl::StrCat("no tree of size ", size, "; the log holds ", Size(), " events"));
+  }
+  std::vector<Hash> hashes;
+  for (const merkle::NodeId& node : merkle::RangeNodes(0, size)) {
+    STORE_ASSIGN_OR_RETURN(Hash hash, impl_->NodeHash(node));
+    hashes.push_back(hash);
+  }
+  return hashes;
+}
 absl::StatusOr<std::string> RocksEventLog::SignedCheckpoint() { return impl_->SignedCheckpoint(); }
 const NoteVerifier& RocksEventLog::CheckpointVerifier() const { return impl_->verifier(); }
 absl::Status RocksEventLog::WriteCheckpointFile() { return impl_->WriteCheckpointFile(); }

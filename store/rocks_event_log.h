@@ -112,6 +112,10 @@ class RocksEventLog final : public EventLog {
   absl::StatusOr<std::vector<Hash>> InclusionProof(int64_t index, int64_t size);
   // RFC 9162 consistency proof from `size1` to `size2` (0 < size1 <= size2 <= Size()).
   absl::StatusOr<std::vector<Hash>> ConsistencyProof(int64_t size1, int64_t size2);
+  // The hashes of merkle::RangeNodes(0, size), in that order: the left edge from which
+  // the tree grows past `size` (an export of [size, ...) carries it). kOutOfRange beyond
+  // Size().
+  absl::StatusOr<std::vector<Hash>> EdgeHashes(int64_t size);
   // A C2SP signed checkpoint (note text) of the committed head, signed with the server
   // key. Cached per size.
   absl::StatusOr<std::string> SignedCheckpoint();

@@ -4,7 +4,7 @@
 // refusals and unimplemented methods answer with the right status and reason.
 #include <thread>
 
-#include "casework/v1/audit_service.grpc.pb.h"
+#include "casework/v1/oversight_service.grpc.pb.h"
 #include "clients/client.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "gtest/gtest.h"
@@ -206,10 +206,10 @@ TEST_F(SkeletonTest, RefusalsCarryStatusAndReason) {
 
 TEST_F(SkeletonTest, UnimplementedMethodsSayUnimplementedAndHealthServes) {
   auto auditor = As("auditor");
-  auto audit = v1::AuditService::NewStub(auditor->channel());
-  v1::GetCheckpointResponse resp;
+  auto oversight = v1::OversightService::NewStub(auditor->channel());
+  v1::ListFlagsResponse resp;
   auto ctx = auditor->NewContext();
-  auto status = audit->GetCheckpoint(ctx.get(), v1::GetCheckpointRequest(), &resp);
+  auto status = oversight->ListFlags(ctx.get(), v1::ListFlagsRequest(), &resp);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
 }
 

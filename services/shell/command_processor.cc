@@ -9,6 +9,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "services/shell/projections.h"
+#include "services/shell/receipts.h"
 #include "services/shell/status_mapping.h"
 
 namespace casework::shell {
@@ -172,6 +173,18 @@ void CommandProcessor::AnswerRetry(const std::string& case_id, const store::Appe
 
 void CommandProcessor::Execute(const workflow::Principal& actor, const std::string& case_id,
                                Command command, CaseCommandResponse* response, Done done) {
+  if (receipts_ && WantsReceipt(command)) {
+    // After the answer is final (appended and durable, or a retry's first answer): the
+    // receipt of the command's last event.
+    done = [this, response, inner = std::move(done)](grpc::Status status) mutable {
+      if (!status.ok() || response->events_size() == 0) {
+        std::move(inner)(std::move(status));
+        return;
+      }
+      receipts_(response->events(response->events_size() - 1).position(),
+                response->mutable_receipt(), std::move(inner));
+    };
+  }
   const std::string& request_id = RequestIdOf(command);
   if (!ValidRequestId(request_id)) {
     std::move(done)(ErrorStatus(

@@ -42,6 +42,12 @@ class CommandProcessor {
   [[nodiscard]] absl::StatusOr<std::vector<casework::v1::EventRecord>> ReadCaseEvents(
       const std::string& case_id, int64_t from_version, size_t limit);
 
+  // Issues a receipt (checkpoint and inclusion proof of the event at `position`) into
+  // `receipt`, then runs `done`; set for commands that ask (want_receipt).
+  using ReceiptFn =
+      std::function<void(int64_t position, casework::v1::Receipt* receipt, Done done)>;
+  void set_receipts(ReceiptFn receipts) { receipts_ = std::move(receipts); }
+
   [[nodiscard]] const workflow::Policy& policy() const { return policy_; }
   [[nodiscard]] store::EventLog* log() const { return log_; }
 
@@ -53,6 +59,7 @@ class CommandProcessor {
   store::EventLog* log_;
   workflow::Policy policy_;
   Clock clock_;
+  ReceiptFn receipts_;
 };
 
 // "cases/{case_id}" -> case_id; empty when the name is malformed.

@@ -1,0 +1,633 @@
+#include "services/shell/audit_service.h"
+
+#include <algorithm>
+#include <map>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "services/shell/command_processor.h"
+#include "services/shell/event_view.h"
+#include "services/shell/status_mapping.h"
+#include "services/workflow/decider.h"
+#include "store/checkpoint.h"
+#include "store/export.h"
+#include "store/hasher.h"
+#include "store/log_format.h"
+#include "store/merkle.h"
+
+namespace casework::shell {
+namespace {
+
+namespace v1 = ::casework::v1;
+
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, grpc::Status status) {
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(std::move(status));
+  return reactor;
+}
+
+grpc::Status Invalid(std::string_view field, std::string en, std::string zh) {
+  return ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "AUDIT_REQUEST_INVALID", field,
+                     std::move(en), std::move(zh));
+}
+
+grpc::Status OutOfRange(std::string_view field, std::string en, std::string zh) {
+  return ErrorStatus(grpc::StatusCode::OUT_OF_RANGE, "POSITION_BEYOND_LOG", field, std::move(en),
+                     std::move(zh));
+}
+
+grpc::Status Busy() {
+  return ErrorStatus(grpc::StatusCode::RESOURCE_EXHAUSTED, "AUDIT_JOBS_BUSY", "",
+                     "the server is already running its maximum of audit jobs (ledger replay, "
+                     "verify, export); retry when one has finished",
+                     "审计任务数已达上限，请稍后重试");
+}
+
+std::string AsBytes(const store::Hash& hash) {
+  return std::string(reinterpret_cast<const char*>(hash.data()), hash.size());
+}
+
+int64_t MicrosOf(const google::protobuf::Timestamp& t) {
+  return t.seconds() * 1'000'000 + t.nanos() / 1000;
+}
+
+// The latest signed checkpoint, parsed.
+struct SignedHead {
+  std::string note;
+  store::Checkpoint checkpoint;
+};
+
+absl::StatusOr<SignedHead> LatestCheckpoint(store::RocksEventLog* log) {
+  auto note = log->SignedCheckpoint();
+  if (!note.ok()) return note.status();
+  auto opened =
+      store::OpenCheckpoint(*note, log->CheckpointVerifier(), log->CheckpointVerifier().name());
+  if (!opened.ok()) return opened.status();
+  return SignedHead{.note = std::move(*note), .checkpoint = std::move(*opened)};
+}
+
+// A server-streaming reactor written to by a job thread: Write blocks the job (never a
+// gRPC thread) until the client took the message, so at most one message is buffered.
+template <typename Response>
+class JobWriter final : public grpc::ServerWriteReactor<Response> {
+ public:
+  static std::shared_ptr<JobWriter> Create() {
+    auto writer = std::shared_ptr<JobWriter>(new JobWriter());
+    writer->self_ = writer;
+    return writer;
+  }
+
+  // False when the call is gone (cancelled or the write failed).
+  bool Write(const Response& message) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (failed_ || cancelled_) return false;
+      message_ = message;
+      pending_ = true;
+    }
+    this->StartWrite(&message_);
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](bool* pending) { return !*pending; }, &pending_));
+    return !failed_;
+  }
+
+  bool cancelled() {
+    absl::MutexLock lock(&mu_);
+    return cancelled_ || failed_;
+  }
+
+  void Done(grpc::Status status) { this->Finish(std::move(status)); }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    pending_ = false;
+    if (!ok) failed_ = true;
+  }
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+  }
+  void OnDone() override {
+    std::shared_ptr<JobWriter> self = std::move(self_);
+    // `self` may be the last owner: nothing touches this object after it goes.
+  }
+
+ private:
+  JobWriter() = default;
+  absl::Mutex mu_;
+  std::shared_ptr<JobWriter> self_;
+  Response message_;
+  bool pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool failed_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+template <typename Response>
+class Refused final : public grpc::ServerWriteReactor<Response> {
+ public:
+  explicit Refused(grpc::Status status) { this->Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+// Authenticates and requires the auditor or admin role.
+grpc::Status RequireAuditor(const Authenticator* auth, grpc::CallbackServerContext* ctx,
+                            workflow::Principal* caller) {
+  if (auto status = auth->Authenticate(ctx, caller); !status.ok()) return status;
+  if (caller->HasRole(workflow::Role::kAuditor) || caller->HasRole(workflow::Role::kAdmin)) {
+    return grpc::Status::OK;
+  }
+  return ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "AUDITOR_ROLE_REQUIRED", "",
+                     absl::StrCat("the audit service needs the role auditor or admin; ", caller->id,
+                                  " has neither; ask an administrator"),
+                     absl::StrCat("审计服务需要监督审计人员或管理员角色；", caller->id,
+                                  " 不具备该角色，请联系管理员"));
+}
+
+// Where an as-of point cuts the log: every position below the returned one is included.
+// `position`: min(position, size). `time`: the first event recorded after it.
+struct Cut {
+  bool by_time = false;
+  int64_t position = 0;
+  int64_t time_micros = 0;
+};
+
+absl::StatusOr<Cut> CutOf(const v1::AsOf& as_of, int64_t size) {
+  switch (as_of.point_case()) {
+    case v1::AsOf::kPosition:
+      if (as_of.position() < 0) return absl::InvalidArgumentError("as_of.position");
+      return Cut{.position = std::min(as_of.position(), size)};
+    case v1::AsOf::kTime:
+      return Cut{.by_time = true, .position = size, .time_micros = MicrosOf(as_of.time())};
+    case v1::AsOf::POINT_NOT_SET:
+      break;
+  }
+  return Cut{.position = size};  // unset: now
+}
+
+}  // namespace
+
+AuditServiceImpl::AuditServiceImpl(store::RocksEventLog* log, const Authenticator* auth,
+                                   DeepVerifyOptions deep, AuditOptions options)
+    : log_(log), auth_(auth), deep_(std::move(deep)), options_(std::move(options)) {}
+
+AuditServiceImpl::~AuditServiceImpl() {
+  absl::MutexLock lock(&jobs_mu_);
+  jobs_mu_.Await(absl::Condition(
+      +[](int* running) { return *running == 0; }, &jobs_running_));
+}
+
+bool AuditServiceImpl::StartJob(std::function<void()> job) {
+  {
+    absl::MutexLock lock(&jobs_mu_);
+    if (jobs_running_ >= options_.jobs_max) return false;
+    ++jobs_running_;
+  }
+  std::thread([this, job = std::move(job)] {
+    job();
+    absl::MutexLock lock(&jobs_mu_);
+    --jobs_running_;
+  }).detach();
+  return true;
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetCheckpoint(grpc::CallbackServerContext* ctx,
+                                                          const v1::GetCheckpointRequest*,
+                                                          v1::GetCheckpointResponse* resp) {
+  workflow::Principal caller;
+  if (auto s = RequireAuditor(auth_, ctx, &caller); !s.ok()) return Finish(ctx, s);
+  auto head = LatestCheckpoint(log_);
+  if (!head.ok()) return Finish(ctx, FromStoreStatus(head.status()));
+  resp->set_checkpoint(head->note);
+  resp->set_tree_size(head->checkpoint.size);
+  resp->set_root_hash(AsBytes(head->checkpoint.root));
+  return Finish(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(
+    grpc::CallbackServerContext* ctx, const v1::GetInclusionProofRequest* req,
+    v1::GetInclusionProofResponse* resp) {
+  workflow::Principal caller;
+  if (auto s = RequireAuditor(auth_, ctx, &caller); !s.ok()) return Finish(ctx, s);
+  auto head = LatestCheckpoint(log_);
+  if (!head.ok()) return Finish(ctx, FromStoreStatus(head.status()));
+  const int64_t size = req->tree_size() == 0 ? head->checkpoint.size : req->tree_size();
+  if (req->tree_size() < 0 || size > log_->Size()) {
+    return Finish(ctx, OutOfRange("tree_size",
+                                  absl::StrCat("tree_size ", req->tree_size(),
+                                               " is not a tree this log has; it holds ",
+                                               log_->Size(), " events"),
+                                  absl::StrCat("tree_size ", req->tree_size(), " 无效")));
+  }
+  if (req->position() < 0 || req->position() >= size) {
+    return Finish(
+        ctx,
+        OutOfRange("position",
+                   absl::StrCat("position ", req->position(), " is not in the tree of size ", size),
+                   absl::StrCat("位置 ", req->position(), " 不在规模为 ", size, " 的树中")));
+  }
+  auto events = log_->ReadRange(req->position(), 1);
+  if (!events.ok()) return Finish(ctx, FromStoreStatus(events.status()));
+  if (events->size() != 1) {
+    return Finish(ctx, FromStoreStatus(absl::DataLossError("the event is missing")));
+  }
+  const store::StoredEvent& e = events->front();
+  auto proof = log_->InclusionProof(req->position(), size);
+  if (!proof.ok()) return Finish(ctx, FromStoreStatus(proof.status()));
+  v1::EventRecord* record = resp->mutable_record();
+  record->set_position(e.position);
+  if (!record->mutable_event()->ParseFromString(e.bytes)) {
+    return Finish(ctx, FromStoreStatus(absl::DataLossError(
+                           absl::StrCat("the event at ", e.position, " does not parse"))));
+  }
+  record->set_leaf_hash(AsBytes(e.leaf_hash));
+  std::string leaf;
+  store::format::AppendEventRecord(&leaf, e.stream, e.version, e.bytes);
+  resp->set_leaf(std::move(leaf));
+  resp->set_tree_size(size);
+  for (const store::Hash& h : *proof) resp->add_proof(AsBytes(h));
+  if (size == head->checkpoint.size) resp->set_checkpoint(head->note);
+  return Finish(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetConsistencyProof(
+    grpc::CallbackServerContext* ctx, const v1::GetConsistencyProofRequest* req,
+    v1::GetConsistencyProofResponse* resp) {
+  workflow::Principal caller;
+  if (auto s = RequireAuditor(auth_, ctx, &caller); !s.ok()) return Finish(ctx, s);
+  auto head = LatestCheckpoint(log_);
+  if (!head.ok()) return Finish(ctx, FromStoreStatus(head.status()));
+  const int64_t second =
+      req->second_tree_size() == 0 ? head->checkpoint.size : req->second_tree_size();
+  if (req->second_tree_size() < 0 || second > log_->Size()) {
+    return Finish(
+        ctx, OutOfRange("second_tree_size",
+                        absl::StrCat("second_tree_size ", second,
+                                     " is beyond the log, which holds ", log_->Size(), " events"),
+                        absl::StrCat("second_tree_size ", second, " 超出日志长度")));
+  }
+  if (req->first_tree_size() <= 0 || req->first_tree_size() > second) {
+    return Finish(ctx, OutOfRange("first_tree_size",
+                                  absl::StrCat("first_tree_size ", req->first_tree_size(),
+                                               " must be in 1..", second,
+                                               "; a log that holds fewer events than a "
+                                               "checkpoint you kept has lost events"),
+                                  absl::StrCat("first_tree_size ", req->first_tree_size(),
+                                               " 须在 1..", second, " 之间")));
+  }
+  auto proof = log_->ConsistencyProof(req->first_tree_size(), second);
+  if (!proof.ok()) return Finish(ctx, FromStoreStatus(proof.status()));
+  resp->set_first_tree_size(req->first_tree_size());
+  resp->set_second_tree_size(second);
+  for (const store::Hash& h : *proof) resp->add_proof(AsBytes(h));
+  if (second == head->checkpoint.size) resp->set_checkpoint(head->note);
+  return Finish(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetCaseAsOf(grpc::CallbackServerContext* ctx,
+                                                        const v1::GetCaseAsOfRequest* req,
+                                                        v1::Case* resp) {
+  workflow::Principal caller;
+  if (auto s = RequireAuditor(auth_, ctx, &caller); !s.ok()) return Finish(ctx, s);
+  const std::string case_id = CaseIdFromName(req->name());
+  if (case_id.empty()) {
+    return Finish(ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "CASE_NAME_INVALID", "name",
+                                   absl::StrCat("name \"", req->name(),
+                                                "\" is not a case name; use \"cases/{case_id}\""),
+                                   absl::StrCat("名称 \"", req->name(), "\" 不是案件名称")));
+  }
+  auto cut = CutOf(req->as_of(), log_->Size());
+  if (!cut.ok()) {
+    return Finish(ctx, Invalid("as_of.position", "as_of.position must not be negative",
+                               "as_of.position 不能为负数"));
+  }
+  // One case's events: bounded by the case's length, read in chunks.
+  v1::Case state;
+  for (int64_t version = 1;;) {
+    auto events = log_->ReadStream(CaseStream(case_id), version, options_.read_chunk_events);
+    if (!events.ok()) return Finish(ctx, FromStoreStatus(events.status()));
+    bool past = false;
+    for (const store::StoredEvent& e : *events) {
+      if (e.position >= cut->position) {
+        past = true;
+        break;
+      }
+      v1::Event event;
+      if (!event.ParseFromString(e.bytes)) {
+        return Finish(ctx, FromStoreStatus(absl::DataLossError(absl::StrCat(
+                               "the event at position ", e.position, " does not parse"))));
+      }
+      if (cut->by_time && MicrosOf(event.time()) > cut->time_micros) {
+        past = true;
+        break;
+      }
+      workflow::Evolve(state, event);
+      state.set_last_position(e.position);
+    }
+    if (past || events->size() < options_.read_chunk_events) break;
+    version += static_cast<int64_t>(events->size());
+  }
+  if (state.version() == 0) {
+    return Finish(
+        ctx, ErrorStatus(grpc::StatusCode::NOT_FOUND, "CASE_NOT_FOUND", "name",
+                         absl::StrCat("case ", case_id, " did not exist at that point of the log"),
+                         absl::StrCat("案件 ", case_id, " 在该时点不存在")));
+  }
+  if (!SubtreeHolds(caller.jurisdiction, state.organisation().jurisdiction())) {
+    return Finish(
+        ctx,
+        ErrorStatus(
+            grpc::StatusCode::PERMISSION_DENIED, "OUTSIDE_JURISDICTION", "name",
+            absl::StrCat("case ", case_id, " is outside your jurisdiction ", caller.jurisdiction),
+            absl::StrCat("案件 ", case_id, " 不在您的管辖范围 ", caller.jurisdiction, " 内")));
+  }
+  *resp = std::move(state);
+  return Finish(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerContext* ctx,
+                                                          const v1::GetLedgerAsOfRequest* req,
+                                                          v1::GetLedgerAsOfResponse* resp) {
+  workflow::Principal caller;
+  if (auto s = RequireAuditor(auth_, ctx, &caller); !s.ok()) return Finish(ctx, s);
+  const std::string root = req->jurisdiction().empty() ? caller.jurisdiction : req->jurisdiction();
+  if (!SubtreeHolds(caller.jurisdiction, root)) {
+    return Finish(
+        ctx,
+        ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "OUTSIDE_JURISDICTION", "jurisdiction",
+                    absl::StrCat("jurisdiction \"", root, "\" is outside your jurisdiction \"",
+                                 caller.jurisdiction, "\""),
+                    absl::StrCat("辖区 \"", root, "\" 不在您的管辖范围内")));
+  }
+  auto cut = CutOf(req->as_of(), log_->Size());
+  if (!cut.ok()) {
+    return Finish(ctx, Invalid("as_of.position", "as_of.position must not be negative",
+                               "as_of.position 不能为负数"));
+  }
+  auto* reactor = ctx->DefaultReactor();
+  const bool started = StartJob([this, reactor, resp, root, cut = *cut, ctx] {
+    // Fold every case through Evolve up to the cut.
+    absl::flat_hash_map<std::string, v1::Case> cases;
+    int64_t position = 0;
+    int64_t end = cut.position;
+    while (position < end) {
+      if (ctx->IsCancelled()) {
+        reactor->Finish(grpc::Status::CANCELLED);
+        return;
+      }
+      auto events =
+          log_->ReadRange(position, std::min<int64_t>(options_.read_chunk_events, end - position));
+      if (!events.ok() || events->empty()) {
+        reactor->Finish(FromStoreStatus(events.ok() ? absl::DataLossError("the log ended early")
+                                                    : events.status()));
+        return;
+      }
+      for (const store::StoredEvent& e : *events) {
+        position = e.position + 1;
+        if (e.stream.rfind("cases/", 0) != 0) continue;
+        v1::Event event;
+        if (!event.ParseFromString(e.bytes)) {
+          reactor->Finish(FromStoreStatus(absl::DataLossError(
+              absl::StrCat("the event at position ", e.position, " does not parse"))));
+          return;
+        }
+        if (cut.by_time && MicrosOf(event.time()) > cut.time_micros) {
+          end = e.position;
+          break;
+        }
+        if (cases.size() >= options_.ledger_cases_max && !cases.contains(e.stream)) {
+          reactor->Finish(FromStoreStatus(absl::ResourceExhaustedError(absl::StrCat(
+              "the ledger holds more than ", options_.ledger_cases_max,
+              " cases, the most one replay may hold; ask for a narrower jurisdiction"))));
+          return;
+        }
+        v1::Case& state = cases[e.stream];
+        workflow::Evolve(state, event);
+        state.set_last_position(e.position);
+      }
+    }
+    // Rows: the subtree root and each jurisdiction one level below it.
+    std::map<std::string, v1::JurisdictionCounts> rows;
+    auto count = [](v1::JurisdictionCounts& row, v1::CaseState state) {
+      switch (state) {
+        case v1::CASE_STATE_LISTED:
+          row.set_listed(row.listed() + 1);
+          break;
+        case v1::CASE_STATE_ASSISTED:
+          row.set_assisted(row.assisted() + 1);
+          break;
+        case v1::CASE_STATE_VERIFIED:
+          row.set_verified(row.verified() + 1);
+          break;
+        case v1::CASE_STATE_CLOSED:
+          row.set_closed(row.closed() + 1);
+          break;
+        case v1::CASE_STATE_REOPENED:
+          row.set_reopened(row.reopened() + 1);
+          break;
+        default:
+          break;
+      }
+    };
+    std::string trimmed = root;
+    while (!trimmed.empty() && trimmed.back() == '/') trimmed.pop_back();
+    rows[trimmed].set_jurisdiction(trimmed);
+    for (const auto& [stream, state] : cases) {
+      const std::string& j = state.organisation().jurisdiction();
+      if (!SubtreeHolds(trimmed, j)) continue;
+      count(rows[trimmed], state.state());
+      if (j.size() > trimmed.size()) {
+        const size_t slash = j.find('/', trimmed.size() + 1);
+        const std::string child = j.substr(0, slash);
+        rows[child].set_jurisdiction(child);
+        count(rows[child], state.state());
+      }
+    }
+    resp->set_through_position(end);
+    for (auto& [name, row] : rows) {
+      const int64_t all =
+          row.listed() + row.assisted() + row.verified() + row.closed() + row.reopened();
+      row.set_conversion_rate_bp(all == 0 ? 0 : row.closed() * 10000 / all);
+      *resp->add_counts() = std::move(row);
+    }
+    reactor->Finish(grpc::Status::OK);
+  });
+  if (!started) reactor->Finish(Busy());
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
+    grpc::CallbackServerContext* ctx, const v1::VerifyLogRequest* req) {
+  using Refuse = Refused<v1::VerifyLogResponse>;
+  workflow::Principal caller;
+  if (auto s = RequireAuditor(auth_, ctx, &caller); !s.ok()) return new Refuse(s);
+  auto head = LatestCheckpoint(log_);
+  if (!head.ok()) return new Refuse(FromStoreStatus(head.status()));
+  const int64_t to = req->to_position() == 0 ? head->checkpoint.size : req->to_position();
+  const int64_t from = req->from_position();
+  if (from < 0 || to > log_->Size() || from > to) {
+    return new Refuse(OutOfRange("to_position",
+                                 absl::StrCat("cannot verify [", from, ", ", to,
+                                              "): need 0 <= from_position <= "
+                                              "to_position <= ",
+                                              log_->Size()),
+                                 absl::StrCat("无法校验 [", from, ", ", to, ")")));
+  }
+  auto writer = JobWriter<v1::VerifyLogResponse>::Create();
+  const bool deep = req->deep();
+  const SignedHead signed_head = *head;
+  const bool started = StartJob([this, writer, from, to, deep, signed_head] {
+    const int64_t chunk = options_.verify_progress_positions;
+    v1::VerifyLogResponse progress;
+    progress.set_total(to - from);
+    auto verdict = [&](std::optional<int64_t> bad, std::string problem) {
+      v1::VerifyLogResponse last = progress;
+      last.set_done(true);
+      last.set_ok(!bad.has_value());
+      if (bad.has_value()) {
+        last.set_first_bad_position(*bad);
+        last.set_problem(std::move(problem));
+      }
+      writer->Write(last);
+      writer->Done(grpc::Status::OK);
+    };
+    // Pass 1: leaf hashes and stored subtrees, in chunks for progress.
+    progress.set_phase("tree");
+    for (int64_t a = from; a < to;) {
+      if (writer->cancelled()) return writer->Done(grpc::Status::CANCELLED);
+      const int64_t b = std::min(to, (a / chunk + 1) * chunk);
+      auto report = log_->Verify(a, b);
+      if (!report.ok()) {
+        if (report.status().code() == absl::StatusCode::kDataLoss) {
+          return verdict(a, std::string(report.status().message()));
+        }
+        return writer->Done(FromStoreStatus(report.status()));
+      }
+      if (report->first_mismatch.has_value()) {
+        return verdict(report->first_mismatch, report->detail);
+      }
+      progress.set_checked(b - from);
+      if (!writer->Write(progress)) return writer->Done(grpc::Status::CANCELLED);
+      a = b;
+    }
+    // Pass 2 (from 0): the root recomputed from every event against the signed root, and
+    // (deep) the rules re-run over every command.
+    if (from != 0 && !deep) return verdict(std::nullopt, "");
+    progress.set_phase(deep ? "rules" : "root");
+    progress.set_total(to);
+    progress.set_checked(0);
+    store::merkle::CompactRange tree;
+    std::optional<DeepVerifier> rules;
+    if (deep) rules.emplace(deep_);
+    for (int64_t position = 0; position < to;) {
+      if (writer->cancelled()) return writer->Done(grpc::Status::CANCELLED);
+      auto events = log_->ReadRange(position, static_cast<size_t>(std::min<int64_t>(
+                                                  to - position, options_.read_chunk_events)));
+      if (!events.ok() || events->empty()) {
+        return verdict(
+            position, events.ok() ? "the log ended early" : std::string(events.status().message()));
+      }
+      for (const store::StoredEvent& e : *events) {
+        tree.Append(e.leaf_hash);
+        if (rules.has_value()) {
+          if (auto problem = rules->Add(e)) return verdict(problem->position, problem->detail);
+        }
+      }
+      const int64_t before = position;
+      position += static_cast<int64_t>(events->size());
+      if (position / chunk != before / chunk || position == to) {
+        progress.set_checked(position);
+        if (!writer->Write(progress)) return writer->Done(grpc::Status::CANCELLED);
+      }
+    }
+    if (rules.has_value()) {
+      if (auto problem = rules->Finish()) return verdict(problem->position, problem->detail);
+    }
+    auto stored_root = log_->RootAt(to);
+    if (!stored_root.ok()) return writer->Done(FromStoreStatus(stored_root.status()));
+    const bool signed_size = signed_head.checkpoint.size == to;
+    if (tree.Root() != *stored_root ||
+        (signed_size && tree.Root() != signed_head.checkpoint.root)) {
+      // The events no longer hash to the tree the server signed; pass 1 found no stored
+      // subtree that differs, so the change is where no stored subtree reaches, or the
+      // stored subtrees were rewritten too.
+      return verdict(to / 16 * 16 < to ? to / 16 * 16 : 0,
+                     absl::StrCat("the root recomputed from the ", to, " events differs from the ",
+                                  signed_size ? "signed checkpoint" : "stored tree",
+                                  "; compare an export with a checkpoint you kept"));
+    }
+    return verdict(std::nullopt, "");
+  });
+  if (!started) {
+    writer->Done(Busy());
+  }
+  return writer.get();
+}
+
+grpc::ServerWriteReactor<v1::ExportLogResponse>* AuditServiceImpl::ExportLog(
+    grpc::CallbackServerContext* ctx, const v1::ExportLogRequest* req) {
+  using Refuse = Refused<v1::ExportLogResponse>;
+  workflow::Principal caller;
+  if (auto s = RequireAuditor(auth_, ctx, &caller); !s.ok()) return new Refuse(s);
+  auto head = LatestCheckpoint(log_);
+  if (!head.ok()) return new Refuse(FromStoreStatus(head.status()));
+  const int64_t to = req->to_position() == 0 ? head->checkpoint.size : req->to_position();
+  const int64_t from = req->from_position();
+  if (from < 0 || from > to || to > head->checkpoint.size ||
+      (to == 0 && head->checkpoint.size != 0)) {
+    return new Refuse(OutOfRange("to_position",
+                                 absl::StrCat("cannot export [", from, ", ", to,
+                                              "): need 0 <= from_position <= "
+                                              "to_position <= ",
+                                              head->checkpoint.size, " (the latest checkpoint)"),
+                                 absl::StrCat("无法导出 [", from, ", ", to, ")")));
+  }
+  auto writer = JobWriter<v1::ExportLogResponse>::Create();
+  const SignedHead signed_head = *head;
+  const bool started = StartJob([this, writer, from, to, signed_head] {
+    store::ExportHeader header{.origin = signed_head.checkpoint.origin,
+                               .from = from,
+                               .to = to,
+                               .tree_size = signed_head.checkpoint.size,
+                               .checkpoint = signed_head.note,
+                               .verifier_key = log_->CheckpointVerifier().VerifierKey()};
+    auto edge = log_->EdgeHashes(from);
+    if (!edge.ok()) return writer->Done(FromStoreStatus(edge.status()));
+    header.left_edge = std::move(*edge);
+    if (to > 0 && to < signed_head.checkpoint.size) {
+      auto proof = log_->ConsistencyProof(to, signed_head.checkpoint.size);
+      if (!proof.ok()) return writer->Done(FromStoreStatus(proof.status()));
+      header.consistency_proof = std::move(*proof);
+    }
+    v1::ExportLogResponse chunk;
+    std::string* data = chunk.mutable_data();
+    store::AppendExportHeader(data, header);
+    for (int64_t position = from; position < to;) {
+      if (writer->cancelled()) return writer->Done(grpc::Status::CANCELLED);
+      auto events = log_->ReadRange(position, static_cast<size_t>(std::min<int64_t>(
+                                                  to - position, options_.read_chunk_events)));
+      if (!events.ok()) return writer->Done(FromStoreStatus(events.status()));
+      if (events->empty()) {
+        return writer->Done(FromStoreStatus(absl::DataLossError("the log ended early")));
+      }
+      for (const store::StoredEvent& e : *events) {
+        store::AppendExportRecord(data, e);
+        if (data->size() >= options_.export_chunk_bytes) {
+          if (!writer->Write(chunk)) return writer->Done(grpc::Status::CANCELLED);
+          data->clear();
+        }
+      }
+      position += static_cast<int64_t>(events->size());
+    }
+    store::AppendExportEnd(data);
+    if (!writer->Write(chunk)) return writer->Done(grpc::Status::CANCELLED);
+    writer->Done(grpc::Status::OK);
+  });
+  if (!started) writer->Done(Busy());
+  return writer.get();
+}
+
+}  // namespace casework::shell

@@ -1,0 +1,81 @@
+// casework.v1.AuditService: checkpoints, proofs, replay as of, verify, export.
+//
+// Only principals with the role `auditor` or `admin` may call it (PERMISSION_DENIED,
+// reason AUDITOR_ROLE_REQUIRED, otherwise). Everything is computed from the log: states
+// through the core's Evolve, hashes from the stored bytes.
+//
+// Short calls (checkpoint, proofs, one case as of) answer on the gRPC thread. Calls that
+// read the whole log (ledger as of, verify, export) run as jobs on their own threads, at
+// most `jobs_max` at once (RESOURCE_EXHAUSTED beyond); a streaming job writes one message
+// at a time and waits for the client to take it, so a slow client slows only its job.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "casework/v1/audit_service.grpc.pb.h"
+#include "services/shell/auth.h"
+#include "services/shell/deep_verify.h"
+#include "store/rocks_event_log.h"
+
+namespace casework::shell {
+
+struct AuditOptions {
+  int jobs_max = 4;
+  // Events read from the log at once.
+  size_t read_chunk_events = 4096;
+  // Bytes per ExportLogResponse.
+  size_t export_chunk_bytes = 1u << 20;
+  // VerifyLog sends progress at least every this many positions.
+  int64_t verify_progress_positions = 65536;
+  // Cases a ledger replay may hold (kResourceExhausted beyond).
+  size_t ledger_cases_max = 4u << 20;
+};
+
+class AuditServiceImpl final : public casework::v1::AuditService::CallbackService {
+ public:
+  // `log` and `auth` must outlive the service. `deep` configures deep verification (the
+  // closure policy, and the signature check of sign-offs).
+  AuditServiceImpl(store::RocksEventLog* log, const Authenticator* auth, DeepVerifyOptions deep,
+                   AuditOptions options = {});
+  // Waits for running jobs (call after the server stopped; jobs see their calls cancelled).
+  ~AuditServiceImpl() override;
+
+  grpc::ServerUnaryReactor* GetCheckpoint(grpc::CallbackServerContext* ctx,
+                                          const casework::v1::GetCheckpointRequest* req,
+                                          casework::v1::GetCheckpointResponse* resp) override;
+  grpc::ServerUnaryReactor* GetInclusionProof(
+      grpc::CallbackServerContext* ctx, const casework::v1::GetInclusionProofRequest* req,
+      casework::v1::GetInclusionProofResponse* resp) override;
+  grpc::ServerUnaryReactor* GetConsistencyProof(
+      grpc::CallbackServerContext* ctx, const casework::v1::GetConsistencyProofRequest* req,
+      casework::v1::GetConsistencyProofResponse* resp) override;
+  grpc::ServerUnaryReactor* GetCaseAsOf(grpc::CallbackServerContext* ctx,
+                                        const casework::v1::GetCaseAsOfRequest* req,
+                                        casework::v1::Case* resp) override;
+  grpc::ServerUnaryReactor* GetLedgerAsOf(grpc::CallbackServerContext* ctx,
+                                          const casework::v1::GetLedgerAsOfRequest* req,
+                                          casework::v1::GetLedgerAsOfResponse* resp) override;
+  grpc::ServerWriteReactor<casework::v1::VerifyLogResponse>* VerifyLog(
+      grpc::CallbackServerContext* ctx, const casework::v1::VerifyLogRequest* req) override;
+  grpc::ServerWriteReactor<casework::v1::ExportLogResponse>* ExportLog(
+      grpc::CallbackServerContext* ctx, const casework::v1::ExportLogRequest* req) override;
+
+ private:
+  // Runs `job` on a new thread unless jobs_max are running (then false).
+  bool StartJob(std::function<void()> job);
+
+  store::RocksEventLog* log_;
+  const Authenticator* auth_;
+  const DeepVerifyOptions deep_;
+  const AuditOptions options_;
+
+  absl::Mutex jobs_mu_;
+  int jobs_running_ ABSL_GUARDED_BY(jobs_mu_) = 0;
+};
+
+}  // namespace casework::shell

@@ -1,0 +1,162 @@
+#include "services/shell/deep_verify.h"
+
+#include <openssl/evp.h>
+
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "services/workflow/decider.h"
+#include "services/workflow/readmit.h"
+#include "services/workflow/statement.h"
+
+namespace casework::shell {
+namespace {
+
+namespace v1 = ::casework::v1;
+
+constexpr std::string_view kCasePrefix = "cases/";
+constexpr std::string_view kApproverPrefix = "approvers/";
+
+int64_t MicrosOf(const google::protobuf::Timestamp& t) {
+  return t.seconds() * 1'000'000 + t.nanos() / 1000;
+}
+
+// The first two segments of a jurisdiction path ("city/county").
+std::string CountyOf(const std::string& jurisdiction) {
+  const size_t first = jurisdiction.find('/');
+  if (first == std::string::npos) return jurisdiction;
+  const size_t second = jurisdiction.find('/', first + 1);
+  return second == std::string::npos ? jurisdiction : jurisdiction.substr(0, second);
+}
+
+}  // namespace
+
+bool VerifyEd25519(std::string_view public_key, std::string_view message,
+                   std::string_view signature) {
+  if (public_key.size() != 32 || signature.size() != 64) return false;
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+      EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr,
+                                  reinterpret_cast<const unsigned char*>(public_key.data()),
+                                  public_key.size()),
+      &EVP_PKEY_free);
+  if (key == nullptr) return false;
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  if (ctx == nullptr ||
+      EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1) {
+    return false;
+  }
+  return EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
+                          signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
+                          message.size()) == 1;
+}
+
+void DeepVerifier::AddKeyEvent(const v1::Event& event) {
+  const std::string person = event.stream().substr(kApproverPrefix.size());
+  if (event.has_approver_key_registered()) {
+    const v1::ApproverKeyRegistered& r = event.approver_key_registered();
+    keys_[r.key_id()] = Key{.person = person, .public_key = r.public_key(), .level = r.level()};
+  } else if (event.has_approver_key_revoked()) {
+    auto it = keys_.find(event.approver_key_revoked().key_id());
+    if (it != keys_.end() && it->second.person == person) it->second.revoked = true;
+  }
+}
+
+std::optional<DeepVerifier::Problem> DeepVerifier::Add(const store::StoredEvent& stored) {
+  if (stored.position != next_position_) {
+    return Problem{next_position_, absl::StrCat("position ", next_position_, " is missing")};
+  }
+  ++next_position_;
+  v1::Event event;
+  if (!event.ParseFromString(stored.bytes)) {
+    return Problem{stored.position, "the event does not parse as casework.v1.Event"};
+  }
+  if (event.stream() != stored.stream || event.version() != stored.version) {
+    return Problem{stored.position,
+                   absl::StrCat("the event names ", event.stream(), " version ", event.version(),
+                                " but is stored as ", stored.stream, " version ", stored.version)};
+  }
+  std::optional<Problem> problem;
+  const bool continues = !pending_.empty() && pending_.front().stream() == event.stream() &&
+                         pending_.front().request_id() == event.request_id();
+  if (!continues) {
+    problem = CheckPending();
+    if (problem.has_value()) return problem;
+  }
+  if (std::string_view(event.stream()).substr(0, kApproverPrefix.size()) == kApproverPrefix) {
+    AddKeyEvent(event);
+    return std::nullopt;
+  }
+  if (std::string_view(event.stream()).substr(0, kCasePrefix.size()) != kCasePrefix) {
+    return std::nullopt;  // registry and samples: no rules of the core apply
+  }
+  if (pending_.empty()) pending_position_ = stored.position;
+  pending_.push_back(std::move(event));
+  return std::nullopt;
+}
+
+std::optional<DeepVerifier::Problem> DeepVerifier::Finish() { return CheckPending(); }
+
+std::optional<DeepVerifier::Problem> DeepVerifier::CheckPending() {
+  if (pending_.empty()) return std::nullopt;
+  std::vector<v1::Event> events = std::move(pending_);
+  pending_.clear();
+  const v1::Event& first = events.front();
+  const int64_t position = pending_position_;
+  ++commands_checked_;
+  for (const v1::Event& e : events) {
+    if (e.rules_version() != workflow::kRulesVersion) {
+      return Problem{position, absl::StrCat("admitted under rules \"", e.rules_version(),
+                                            "\", which this build cannot re-run (it knows ",
+                                            workflow::kRulesVersion, ")")};
+    }
+  }
+  v1::Case& state = cases_[first.stream()];
+  if (state.version() != first.version() - 1) {
+    return Problem{position, absl::StrCat(first.stream(), " is at version ", state.version(),
+                                          " but the event has version ", first.version())};
+  }
+  const std::string jurisdiction = first.has_organisation_listed()
+                                       ? first.organisation_listed().organisation().jurisdiction()
+                                       : state.organisation().jurisdiction();
+  workflow::Context context{
+      .actor = workflow::Principal{.id = first.actor(),
+                                   .roles = {workflow::Role::kLister, workflow::Role::kReviewer,
+                                             workflow::Role::kAssister, workflow::Role::kInspector,
+                                             workflow::Role::kApprover, workflow::Role::kAuditor,
+                                             workflow::Role::kAdmin},
+                                   .jurisdiction = CountyOf(jurisdiction)},
+      .now_micros = MicrosOf(first.time()),
+      .policy = &options_.policy,
+  };
+  if (first.has_closure_signed_off()) {
+    const v1::SignOff& s = first.closure_signed_off().sign_off();
+    ++signatures_checked_;
+    auto key = keys_.find(s.key_id());
+    if (key == keys_.end() || key->second.person != first.actor()) {
+      return Problem{position,
+                     absl::StrCat("the sign-off by ", first.actor(), " names key \"", s.key_id(),
+                                  "\", which ", first.actor(), " had not registered before it")};
+    }
+    if (key->second.revoked) {
+      return Problem{position, absl::StrCat("the sign-off by ", first.actor(), " uses key \"",
+                                            s.key_id(), "\", revoked before it")};
+    }
+    const std::string statement =
+        workflow::SignOffStatement(std::string_view(first.stream()).substr(kCasePrefix.size()),
+                                   first.version() - 1, s.inspection_id());
+    if (!VerifyEd25519(key->second.public_key, statement, s.signature())) {
+      return Problem{position,
+                     absl::StrCat("the sign-off signature of ", first.actor(), " with key \"",
+                                  s.key_id(), "\" does not verify over the canonical statement")};
+    }
+    context.verified_key_id = s.key_id();
+    context.verified_level = key->second.level;
+  }
+  if (auto why = workflow::Readmit(state, events, context); why.has_value()) {
+    return Problem{position, *why};
+  }
+  for (const v1::Event& e : events) workflow::Evolve(state, e);
+  return std::nullopt;
+}
+
+}  // namespace casework::shell

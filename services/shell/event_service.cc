@@ -1,0 +1,536 @@
+#include "services/shell/event_service.h"
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/proto_buffer_reader.h"
+#include "services/shell/event_view.h"
+#include "services/shell/status_mapping.h"
+#include "services/workflow/policy.h"
+#include "store/checkpoint.h"
+
+namespace casework::shell {
+namespace {
+
+using casework::v1::WatchEventsRequest;
+
+// --- The wire form of WatchEventsResponse, written by hand ---------------------------
+//
+//   WatchEventsResponse := (0x0A len EventRecord)*      field 1, events
+//                          [0x12 len checkpoint]         field 2
+//                          [0x18 varint scanned_through] field 3
+//                          [0x20 0x01]                   field 4, caught_up
+//   EventRecord         := [0x08 varint position]        field 1 (omitted when 0)
+//                          0x12 len event_bytes          field 2, the stored Event
+//                          0x1A 0x20 leaf_hash           field 3, 32 bytes
+// Proto3 defaults (0, empty, false) are omitted, as the generated code does.
+
+void PutVarint(std::string* out, uint64_t value) {
+  while (value >= 0x80) {
+    out->push_back(static_cast<char>((value & 0x7F) | 0x80));
+    value >>= 7;
+  }
+  out->push_back(static_cast<char>(value));
+}
+
+size_t VarintSize(uint64_t value) {
+  size_t n = 1;
+  while (value >= 0x80) {
+    value >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+void PutEventRecord(std::string* out, const store::StoredEvent& event) {
+  const uint64_t position = static_cast<uint64_t>(event.position);
+  size_t inner = 0;
+  if (position != 0) inner += 1 + VarintSize(position);
+  inner += 1 + VarintSize(event.bytes.size()) + event.bytes.size();
+  inner += 2 + event.leaf_hash.size();
+  out->push_back(0x0A);
+  PutVarint(out, inner);
+  if (position != 0) {
+    out->push_back(0x08);
+    PutVarint(out, position);
+  }
+  out->push_back(0x12);
+  PutVarint(out, event.bytes.size());
+  out->append(event.bytes);
+  out->push_back(0x1A);
+  out->push_back(static_cast<char>(event.leaf_hash.size()));
+  out->append(reinterpret_cast<const char*>(event.leaf_hash.data()), event.leaf_hash.size());
+}
+
+void PutTrailer(std::string* out, const std::string& checkpoint, int64_t scanned_through,
+                bool caught_up) {
+  if (!checkpoint.empty()) {
+    out->push_back(0x12);
+    PutVarint(out, checkpoint.size());
+    out->append(checkpoint);
+  }
+  if (scanned_through != 0) {
+    out->push_back(0x18);
+    PutVarint(out, static_cast<uint64_t>(scanned_through));
+  }
+  if (caught_up) {
+    out->push_back(0x20);
+    out->push_back(0x01);
+  }
+}
+
+grpc::ByteBuffer ToByteBuffer(std::string bytes) {
+  auto* owned = new std::string(std::move(bytes));
+  grpc::Slice slice(
+      owned->data(), owned->size(), [](void* p) { delete static_cast<std::string*>(p); }, owned);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+// A watch refused before it started.
+class Refused final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  explicit Refused(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+grpc::Status InvalidArgument(std::string_view field, std::string en, std::string zh) {
+  return ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "WATCH_REQUEST_INVALID", field,
+                     std::move(en), std::move(zh));
+}
+
+}  // namespace
+
+// One watch. Owned by a shared_ptr held by the service's registry (and by the dispatch
+// queue while scheduled); the registry lets go in OnDone.
+class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  struct Filter {
+    std::string stream;              // empty: all
+    std::string jurisdiction;        // the subtree events must lie in
+    bool include_unscoped = false;   // streams with no jurisdiction
+    bool all_jurisdictions = false;  // no jurisdiction test at all
+    absl::flat_hash_set<int> kinds;  // empty: all
+  };
+
+  Watch(EventServiceImpl* service, int64_t from, Filter filter, int events_per_message)
+      : service_(service),
+        next_(from),
+        filter_(std::move(filter)),
+        events_per_message_(events_per_message),
+        jurisdictions_(service->log_, service->options_.jurisdiction_cache_entries_max) {}
+
+  void Start(std::shared_ptr<Watch> self) { self_ = std::move(self); }
+
+  // Builds and writes messages until one is in flight and one is prepared, or there is
+  // nothing to send. Runs on a dispatcher thread; only one Pump runs at a time per watch.
+  void Pump() {
+    for (;;) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (finishing_ || ready_.has_value()) {
+          scheduled_ = false;
+          return;
+        }
+      }
+      absl::StatusOr<std::optional<std::string>> built = Build();
+      if (!built.ok()) {
+        bool finish = false;
+        {
+          absl::MutexLock lock(&mu_);
+          scheduled_ = false;
+          finish = FinishLocked(FromStoreStatus(built.status()));
+        }
+        if (finish) Finish(final_status_);
+        return;
+      }
+      if (!built->has_value()) {
+        {
+          absl::MutexLock lock(&mu_);
+          scheduled_ = false;
+        }
+        // A commit published between Build's read of the size and the line above saw
+        // this watch scheduled and skipped it: look again.
+        if (service_->log_->Size() > next_) service_->Schedule(self_ptr());
+        return;
+      }
+      const int64_t bytes = static_cast<int64_t>((*built)->size());
+      AddBuffered(bytes);
+      bool start = false;
+      {
+        absl::MutexLock lock(&mu_);
+        if (finishing_) {
+          AddBuffered(-bytes);
+          scheduled_ = false;
+          return;
+        }
+        if (!writing_) {
+          writing_ = true;
+          start = true;
+          current_bytes_ = bytes;
+          current_ = ToByteBuffer(std::move(**built));
+        } else {
+          ready_ = std::move(**built);
+          service_->counters_.messages_ready.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+      if (start) StartWrite(&current_);
+    }
+  }
+
+  // Schedules a Pump unless one is pending or running, or a prepared message waits.
+  bool WantsPump() ABSL_EXCLUSIVE_LOCKS_REQUIRED(service_->mu_) {
+    absl::MutexLock lock(&mu_);
+    if (scheduled_ || finishing_ || ready_.has_value()) return false;
+    scheduled_ = true;
+    return true;
+  }
+
+  void OnWriteDone(bool ok) override {
+    service_->counters_.messages_sent.fetch_add(ok ? 1 : 0, std::memory_order_relaxed);
+    bool start = false;
+    bool finish = false;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      AddBuffered(-current_bytes_);
+      current_bytes_ = 0;
+      if (!ok) {
+        // The client went away; OnCancel follows (or came first).
+        if (ready_.has_value()) DropReady();
+        finish = FinishLocked(grpc::Status::CANCELLED);
+      } else if (finishing_) {
+        finish = !finished_;
+        finished_ = true;
+      } else if (ready_.has_value()) {
+        current_bytes_ = static_cast<int64_t>(ready_->size());
+        current_ = ToByteBuffer(std::move(*ready_));
+        ready_.reset();
+        service_->counters_.messages_ready.fetch_sub(1, std::memory_order_relaxed);
+        writing_ = true;
+        start = true;
+      }
+    }
+    if (finish) {
+      Finish(final_status_);
+      return;
+    }
+    if (start) StartWrite(&current_);
+    service_->Schedule(self_ptr());
+  }
+
+  void OnCancel() override {
+    bool finish = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (ready_.has_value()) DropReady();
+      finish = FinishLocked(grpc::Status::CANCELLED);
+    }
+    if (finish) Finish(final_status_);
+  }
+
+  void OnDone() override {
+    service_->Unregister(this);
+    std::shared_ptr<Watch> self;
+    {
+      absl::MutexLock lock(&mu_);
+      self = std::move(self_);
+    }
+    // `self` may be the last owner: nothing touches this object after it goes.
+  }
+
+ private:
+  std::shared_ptr<Watch> self_ptr() {
+    absl::MutexLock lock(&mu_);
+    return self_;
+  }
+
+  void AddBuffered(int64_t bytes) {
+    WatchCounters& c = service_->counters_;
+    const int64_t now = c.bytes_buffered.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+    int64_t peak = c.bytes_buffered_peak.load(std::memory_order_relaxed);
+    while (now > peak &&
+           !c.bytes_buffered_peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+    }
+  }
+
+  void DropReady() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    AddBuffered(-static_cast<int64_t>(ready_->size()));
+    ready_.reset();
+    service_->counters_.messages_ready.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  // Marks the watch finishing with `status`. True when the caller must call
+  // Finish(final_status_) now, after releasing mu_ (a reaction may run inline); otherwise
+  // OnWriteDone finishes once the write in flight completes.
+  [[nodiscard]] bool FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finishing_) return false;
+    finishing_ = true;
+    final_status_ = std::move(status);
+    if (writing_ || finished_) return false;
+    finished_ = true;
+    return true;
+  }
+
+  absl::StatusOr<bool> Matches(const store::StoredEvent& event) {
+    if (!filter_.stream.empty() && event.stream != filter_.stream) return false;
+    if (!filter_.kinds.empty() && !filter_.kinds.contains(EventBodyField(event.bytes))) {
+      return false;
+    }
+    if (filter_.all_jurisdictions) return true;
+    auto jurisdiction = jurisdictions_.Of(event.stream);
+    if (!jurisdiction.ok()) return jurisdiction.status();
+    if (!jurisdiction->has_value()) return filter_.include_unscoped;
+    return SubtreeHolds(filter_.jurisdiction, **jurisdiction);
+  }
+
+  // The next message, or nullopt when there is nothing to send now. Owns next_ (only
+  // one Pump runs at a time).
+  absl::StatusOr<std::optional<std::string>> Build() {
+    const WatchOptions& options = service_->options_;
+    store::RocksEventLog* log = service_->log_;
+    const absl::Time now = absl::Now();
+    int64_t size = log->Size();
+    // A checkpoint goes with the message that reaches the head, when one is due: its
+    // tree size is then exactly the message's scanned_through.
+    std::string checkpoint;
+    int64_t end = size;
+    const bool due =
+        checkpoint_size_ != size &&
+        (checkpoint_size_ < 0 || now - checkpoint_time_ >= options.checkpoint_interval);
+    if (due && size - next_ <= options.scan_positions_per_message_max) {
+      auto note = log->SignedCheckpoint();
+      if (!note.ok()) return note.status();
+      auto parsed = store::ParseNote(*note);
+      if (!parsed.ok()) return parsed.status();
+      auto body = store::ParseCheckpoint(parsed->text);
+      if (!body.ok()) return body.status();
+      if (body->size >= next_ && body->size <= log->Size()) {
+        checkpoint = std::move(*note);
+        end = body->size;
+      }
+    }
+    if (next_ >= end && checkpoint.empty() && caught_up_sent_) return std::nullopt;
+
+    std::string out;
+    int count = 0;
+    int64_t position = next_;
+    const int64_t scan_end = std::min(end, next_ + options.scan_positions_per_message_max);
+    const bool filtered =
+        !filter_.stream.empty() || !filter_.kinds.empty() || !filter_.all_jurisdictions;
+    while (position < scan_end && count < events_per_message_ &&
+           out.size() < options.message_bytes_max) {
+      const int64_t want =
+          std::min<int64_t>(scan_end - position, filtered ? 1024 : events_per_message_ - count);
+      auto events = log->ReadRange(position, static_cast<size_t>(want));
+      if (!events.ok()) return events.status();
+      if (events->empty()) break;
+      for (const store::StoredEvent& event : *events) {
+        position = event.position + 1;
+        auto matches = Matches(event);
+        if (!matches.ok()) return matches.status();
+        if (!*matches) continue;
+        PutEventRecord(&out, event);
+        if (++count >= events_per_message_ || out.size() >= options.message_bytes_max) break;
+      }
+    }
+    if (count == 0 && position == next_ && checkpoint.empty() && caught_up_sent_) {
+      return std::nullopt;
+    }
+    next_ = position;
+    const bool caught_up = next_ >= size;
+    if (!checkpoint.empty() && next_ != end) checkpoint.clear();  // did not reach it
+    if (!checkpoint.empty()) {
+      checkpoint_size_ = end;
+      checkpoint_time_ = now;
+    }
+    if (caught_up) caught_up_sent_ = true;
+    PutTrailer(&out, checkpoint, next_, caught_up);
+    return out;
+  }
+
+  EventServiceImpl* service_;
+
+  // Owned by the running Pump.
+  int64_t next_;
+  Filter filter_;
+  int events_per_message_;
+  JurisdictionResolver jurisdictions_;
+  int64_t checkpoint_size_ = -1;
+  absl::Time checkpoint_time_ = absl::InfinitePast();
+  bool caught_up_sent_ = false;
+
+  absl::Mutex mu_;
+  std::shared_ptr<Watch> self_ ABSL_GUARDED_BY(mu_);
+  bool scheduled_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status final_status_;  // set once, under mu_, before finishing_
+  std::optional<std::string> ready_ ABSL_GUARDED_BY(mu_);
+  grpc::ByteBuffer current_;  // the message in flight (touched only by who set writing_)
+  int64_t current_bytes_ = 0;
+};
+
+EventServiceImpl::EventServiceImpl(store::RocksEventLog* log, const Authenticator* auth,
+                                   CommitBroadcaster* commits, WatchOptions options)
+    : log_(log), auth_(auth), commits_(commits), options_(std::move(options)) {
+  {
+    absl::MutexLock lock(&mu_);
+    committed_size_ = dispatched_size_ = log_->Size();
+    next_tick_ = absl::Now() + options_.checkpoint_interval;
+  }
+  token_ = commits_->Subscribe([this](int64_t size) {
+    // On the log's commit thread: record and wake, nothing more.
+    absl::MutexLock lock(&mu_);
+    committed_size_ = std::max(committed_size_, size);
+  });
+  for (int i = 0; i < std::max(1, options_.dispatcher_threads); ++i) {
+    threads_.emplace_back([this] { DispatchLoop(); });
+  }
+}
+
+EventServiceImpl::~EventServiceImpl() {
+  commits_->Unsubscribe(token_);
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  for (std::thread& t : threads_) t.join();
+}
+
+void EventServiceImpl::Schedule(const std::shared_ptr<Watch>& watch) {
+  if (watch == nullptr) return;
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return;
+  if (watch->WantsPump()) queue_.push_back(watch);
+}
+
+void EventServiceImpl::Register(const std::shared_ptr<Watch>& watch) {
+  absl::MutexLock lock(&mu_);
+  watches_.push_back(watch);
+  counters_.watches.store(static_cast<int64_t>(watches_.size()), std::memory_order_relaxed);
+  if (watch->WantsPump()) queue_.push_back(watch);
+}
+
+void EventServiceImpl::Unregister(Watch* watch) {
+  absl::MutexLock lock(&mu_);
+  std::erase_if(watches_, [watch](const auto& w) { return w.get() == watch; });
+  counters_.watches.store(static_cast<int64_t>(watches_.size()), std::memory_order_relaxed);
+}
+
+void EventServiceImpl::DispatchLoop() {
+  for (;;) {
+    std::shared_ptr<Watch> watch;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !queue_.empty() || committed_size_ != dispatched_size_;
+      };
+      mu_.AwaitWithDeadline(absl::Condition(&ready), next_tick_);
+      if (stopping_) return;
+      const absl::Time now = absl::Now();
+      if (committed_size_ != dispatched_size_ || now >= next_tick_) {
+        // New events, or time for checkpoints: every idle watch looks at the log.
+        dispatched_size_ = committed_size_;
+        if (now >= next_tick_) next_tick_ = now + options_.checkpoint_interval;
+        for (const auto& w : watches_) {
+          if (w->WantsPump()) queue_.push_back(w);
+        }
+      }
+      if (queue_.empty()) continue;
+      watch = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    watch->Pump();
+  }
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* EventServiceImpl::WatchEvents(
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request_bytes) {
+  workflow::Principal caller;
+  if (auto status = auth_->Authenticate(ctx, &caller); !status.ok()) return new Refused(status);
+  WatchEventsRequest request;
+  {
+    grpc::ByteBuffer copy = *request_bytes;
+    grpc::ProtoBufferReader reader(&copy);
+    if (!request.ParseFromZeroCopyStream(&reader)) {
+      return new Refused(InvalidArgument("", "the request does not parse as WatchEventsRequest",
+                                         "请求无法解析为 WatchEventsRequest"));
+    }
+  }
+  const int64_t size = log_->Size();
+  if (request.from_position() < 0) {
+    return new Refused(InvalidArgument(
+        "from_position", absl::StrCat("from_position must be >= 0; got ", request.from_position()),
+        "from_position 不能为负数"));
+  }
+  if (request.from_position() > size) {
+    return new Refused(ErrorStatus(
+        grpc::StatusCode::OUT_OF_RANGE, "POSITION_BEYOND_LOG", "from_position",
+        absl::StrCat("from_position ", request.from_position(), " is beyond the log, which holds ",
+                     size, " events; resume from a position this server sent"),
+        absl::StrCat("from_position ", request.from_position(), " 超出日志长度 ", size)));
+  }
+  if (request.max_events_per_message() < 0) {
+    return new Refused(InvalidArgument("max_events_per_message",
+                                       "max_events_per_message must not be negative",
+                                       "max_events_per_message 不能为负数"));
+  }
+  const int per_message =
+      request.max_events_per_message() == 0
+          ? options_.events_per_message_default
+          : std::min(request.max_events_per_message(), options_.events_per_message_max);
+
+  Watch::Filter filter;
+  filter.stream = request.filter().stream();
+  for (int i = 0; i < request.filter().kinds_size(); ++i) {
+    const std::string& kind = request.filter().kinds(i);
+    std::optional<int> field = EventKindField(kind);
+    if (!field.has_value()) {
+      return new Refused(InvalidArgument(
+          absl::StrCat("filter.kinds[", i, "]"),
+          absl::StrCat("\"", kind,
+                       "\" is not an event kind; use the names of Event's body fields, e.g. "
+                       "\"inspection_passed\""),
+          absl::StrCat("\"", kind, "\" 不是事件类型")));
+    }
+    filter.kinds.insert(*field);
+  }
+  const bool overseer =
+      caller.HasRole(workflow::Role::kAuditor) || caller.HasRole(workflow::Role::kAdmin);
+  if (!request.filter().jurisdiction().empty()) {
+    if (!SubtreeHolds(caller.jurisdiction, request.filter().jurisdiction())) {
+      return new Refused(ErrorStatus(
+          grpc::StatusCode::PERMISSION_DENIED, "OUTSIDE_JURISDICTION", "filter.jurisdiction",
+          absl::StrCat("filter.jurisdiction \"", request.filter().jurisdiction(),
+                       "\" is outside your jurisdiction \"", caller.jurisdiction, "\""),
+          absl::StrCat("filter.jurisdiction \"", request.filter().jurisdiction(),
+                       "\" 不在您的管辖范围 \"", caller.jurisdiction, "\" 内")));
+    }
+    filter.jurisdiction = request.filter().jurisdiction();
+  } else {
+    filter.jurisdiction = caller.jurisdiction;
+    filter.include_unscoped = overseer;
+  }
+
+  {
+    absl::MutexLock lock(&mu_);
+    if (watches_.size() >= options_.watches_max) {
+      return new Refused(ErrorStatus(grpc::StatusCode::RESOURCE_EXHAUSTED, "TOO_MANY_WATCHES", "",
+                                     absl::StrCat("the server already serves ", watches_.size(),
+                                                  " watches; retry later or share one watch"),
+                                     "当前订阅数已达上限，请稍后重试"));
+    }
+  }
+  auto watch =
+      std::make_shared<Watch>(this, request.from_position(), std::move(filter), per_message);
+  watch->Start(watch);
+  Register(watch);
+  return watch.get();
+}
+
+}  // namespace casework::shell

@@ -1,0 +1,79 @@
+#include "services/shell/event_view.h"
+
+#include "absl/strings/str_cat.h"
+#include "casework/v1/case.pb.h"
+#include "casework/v1/events.pb.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/wire_format_lite.h"
+#include "services/shell/projections.h"
+
+namespace casework::shell {
+namespace {
+
+using google::protobuf::internal::WireFormatLite;
+
+constexpr int kBodyFieldMin = 20;
+
+}  // namespace
+
+int EventBodyField(std::string_view event_bytes) {
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(event_bytes.data()),
+                                            static_cast<int>(event_bytes.size()));
+  for (;;) {
+    const uint32_t tag = in.ReadTag();
+    if (tag == 0) return 0;
+    const int field = static_cast<int>(WireFormatLite::GetTagFieldNumber(tag));
+    if (field >= kBodyFieldMin &&
+        WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      return field;
+    }
+    if (!WireFormatLite::SkipField(&in, tag)) return 0;
+  }
+}
+
+std::optional<int> EventKindField(std::string_view kind) {
+  const auto* oneof = casework::v1::Event::descriptor()->FindOneofByName("body");
+  for (int i = 0; i < oneof->field_count(); ++i) {
+    if (oneof->field(i)->name() == kind) return oneof->field(i)->number();
+  }
+  return std::nullopt;
+}
+
+std::string EventKindName(int field) {
+  const auto* f = casework::v1::Event::descriptor()->FindFieldByNumber(field);
+  if (f == nullptr || f->containing_oneof() == nullptr) return "";
+  return f->name();
+}
+
+bool SubtreeHolds(std::string_view root, std::string_view path) {
+  while (!root.empty() && root.back() == '/') root.remove_suffix(1);
+  if (root.empty() || path.size() < root.size() || path.substr(0, root.size()) != root) {
+    return false;
+  }
+  return path.size() == root.size() || path[root.size()] == '/';
+}
+
+absl::StatusOr<std::optional<std::string>> JurisdictionResolver::Of(std::string_view stream) {
+  constexpr std::string_view kCases = "cases/";
+  constexpr std::string_view kRegistry = "registry/";
+  if (stream.substr(0, kRegistry.size()) == kRegistry) {
+    return std::string(stream.substr(kRegistry.size()));
+  }
+  if (stream.substr(0, kCases.size()) != kCases) return std::nullopt;
+  const std::string key(stream);
+  if (auto it = cache_.find(key); it != cache_.end()) return it->second;
+  const std::string case_id(stream.substr(kCases.size()));
+  auto bytes = log_->GetProjection(kCaseTable, case_id);
+  if (!bytes.ok()) return bytes.status();
+  if (!bytes->has_value()) return std::nullopt;  // not yet projected: never for a committed case
+  casework::v1::Case c;
+  if (!c.ParseFromString(**bytes)) {
+    return absl::DataLossError(
+        absl::StrCat("the projection of case ", case_id, " does not parse; rebuild projections"));
+  }
+  if (cache_.size() >= cache_entries_max_) cache_.clear();
+  cache_[key] = c.organisation().jurisdiction();
+  return c.organisation().jurisdiction();
+}
+
+}  // namespace casework::shell
