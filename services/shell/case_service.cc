@@ -66,8 +66,7 @@ std::string EncodePageToken(const std::string& key, const std::string& query_tag
   return absl::WebSafeBase64Escape(raw);
 }
 
-std::optional<std::string> DecodePageToken(const std::string& token,
-                                           const std::string& query_tag) {
+std::optional<std::string> DecodePageToken(const std::string& token, const std::string& query_tag) {
   std::string raw;
   if (!absl::WebSafeBase64Unescape(token, &raw) || raw.size() < 4) return std::nullopt;
   uint32_t n = 0;
@@ -154,9 +153,9 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
   workflow::Principal actor;
   if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) return Finish(ctx, status);
   if (req->page_size() < 0) {
-    return Finish(ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PAGE_SIZE_INVALID",
-                                   "page_size", "page_size must not be negative",
-                                   "page_size 不能为负数"));
+    return Finish(ctx,
+                  ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PAGE_SIZE_INVALID", "page_size",
+                              "page_size must not be negative", "page_size 不能为负数"));
   }
   const int page_size =
       req->page_size() == 0 ? kPageSizeDefault : std::min(req->page_size(), kPageSizeMax);
@@ -166,29 +165,30 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
                                    std::string(filter.status().message()),
                                    absl::StrCat("filter 语法错误：", filter.status().message())));
   }
-  if (!req->order_by().empty() && req->order_by() != "case_id" && req->order_by() != "deadline") {
-    return Finish(ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "ORDER_BY_INVALID",
-                                   "order_by", "order_by must be \"case_id\" or \"deadline\"",
-                                   "order_by 须为 \"case_id\" 或 \"deadline\""));
+  if (!req->order_by().empty() && req->order_by() != "case_id" && req->order_by() != "deadline" &&
+      req->order_by() != "jurisdiction") {
+    return Finish(ctx,
+                  ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "ORDER_BY_INVALID", "order_by",
+                              "order_by must be \"case_id\", \"deadline\" or \"jurisdiction\"",
+                              "order_by 须为 \"case_id\"、\"deadline\" 或 \"jurisdiction\""));
   }
 
-  // Pick the index that reads least: the deadline index when ordering by deadline, else
-  // the state index, else the jurisdiction index (the filter's or the caller's subtree),
-  // else the case table. Each index key ends with the case id.
+  // Pick the index for the order: deadline order reads the deadline index; jurisdiction
+  // order reads the jurisdiction index from the filter's (or the caller's) subtree; case
+  // id order reads the state index when the filter names a state, else the case table.
+  // Other terms are checked on each case; a page examines at most kScanMax entries and
+  // returns a token to go on from there.
   const char* table = kCaseTable;
   std::string prefix;
   if (req->order_by() == "deadline") {
     table = kByDeadlineTable;
+  } else if (req->order_by() == "jurisdiction") {
+    table = kByJurisdictionTable;
+    prefix = filter->jurisdiction.value_or("");
+    if (PathWithin(actor.jurisdiction, prefix)) prefix = actor.jurisdiction;
   } else if (filter->state) {
     table = kByStateTable;
     prefix = StateKey(*filter->state, "");
-  } else {
-    std::string scope = filter->jurisdiction.value_or("");
-    if (PathWithin(actor.jurisdiction, scope)) scope = actor.jurisdiction;
-    if (!scope.empty()) {
-      table = kByJurisdictionTable;
-      prefix = scope;
-    }
   }
   const bool is_index = table != kCaseTable;
   const size_t id_offset = table == kByDeadlineTable ? 8 : prefix.size();
@@ -218,8 +218,15 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
         }
         Case c;
         if (is_index) {
-          if (key.size() < id_offset) return true;
-          auto loaded = processor_->LoadCase(std::string(key.substr(id_offset)));
+          // by_jur keys are jurisdiction 0x00 case_id; the others a fixed-size prefix.
+          size_t at = id_offset;
+          if (table == kByJurisdictionTable) {
+            const size_t nul = key.rfind('\0');
+            if (nul == std::string_view::npos) return true;
+            at = nul + 1;
+          }
+          if (key.size() < at) return true;
+          auto loaded = processor_->LoadCase(std::string(key.substr(at)));
           if (!loaded.ok()) {
             lookup_status = loaded.status();
             return false;
