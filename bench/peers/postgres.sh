@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The peer baseline: the same append workload against PostgreSQL 15 (Debian) in the
+# Marten event-store layout, driven by pgbench, durable (fsync on, synchronous_commit on).
+#
+# Layout (Marten): mt_streams(id, version, ...) and mt_events(seq_id bigserial, stream_id,
+# version, data jsonb, type, timestamp, ...) with UNIQUE (stream_id, version). One
+# transaction per append: bump the stream's version (optimistic check) and insert the
+# event. Event bodies are ~400 bytes of JSON, like a casework event.
+#
+# Usage: bench/peers/postgres.sh [clients=32] [seconds=10]
+# Prints pgbench's summary and a last line "postgres_appends_per_second N".
+set -euo pipefail
+clients=${1:-32}
+seconds=${2:-10}
+
+if ! command -v /usr/lib/postgresql/15/bin/initdb >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-contrib >/dev/null
+fi
+bin=/usr/lib/postgresql/15/bin
+work=$(mktemp -d /tmp/casework-pg-XXXXXX)
+chown postgres "$work"
+port=$((20000 + RANDOM % 10000))
+as_pg() { runuser -u postgres -- "$@"; }
+cleanup() {
+  as_pg "$bin/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+as_pg "$bin/initdb" -D "$work/data" -A trust -E UTF8 >/dev/null
+cat >>"$work/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$work'
+fsync = on
+synchronous_commit = on
+wal_sync_method = fdatasync
+full_page_writes = on
+max_connections = 200
+shared_buffers = 256MB
+CONF
+as_pg "$bin/pg_ctl" -D "$work/data" -l "$work/pg.log" -w start >/dev/null
+
+psql=(as_pg psql -h 127.0.0.1 -p "$port" -q -v ON_ERROR_STOP=1 postgres)
+"${psql[@]}" <<'SQL'
+CREATE TABLE mt_streams (
+  id uuid PRIMARY KEY, type varchar, version bigint NOT NULL,
+  timestamp timestamptz NOT NULL DEFAULT now(), snapshot jsonb, snapshot_version integer,
+  created timestamptz NOT NULL DEFAULT now(), tenant_id varchar DEFAULT '*DEFAULT*',
+  is_archived bool DEFAULT false);
+CREATE TABLE mt_events (
+  seq_id bigserial PRIMARY KEY, id uuid NOT NULL,
+  stream_id uuid REFERENCES mt_streams ON DELETE CASCADE,
+  version bigint NOT NULL, data jsonb NOT NULL, type varchar(500) NOT NULL,
+  timestamp timestamptz NOT NULL DEFAULT now(), tenant_id varchar DEFAULT '*DEFAULT*',
+  mt_dotnet_type varchar, is_archived bool DEFAULT false,
+  CONSTRAINT pk_mt_events_stream_and_version UNIQUE (stream_id, version));
+SQL
+
+# One append: create the stream on first use, else bump its version; insert the event.
+cat >"$work/append.sql" <<'SQL'
+\set s random(1, 100000)
+BEGIN;
+INSERT INTO mt_streams (id, type, version)
+  VALUES (md5(:s::text || :client_id::text)::uuid, 'case', 1)
+  ON CONFLICT (id) DO UPDATE SET version = mt_streams.version + 1, timestamp = now();
+INSERT INTO mt_events (id, stream_id, version, data, type)
+  SELECT gen_random_uuid(), id, version,
+    '{"actor":"wang.qiang","request_id":"0b6f2c1e-5d9a-4f7e-8a3b-1c2d3e4f5a6b","rules_version":"rules/2026.1","field_visit_recorded":{"visitors":["wang.qiang"],"visit_time":"2026-11-24T10:00:00Z","notes":"入村走访 field visit: met the branch committee, checked the accounts, agreed the next measures"}}'::jsonb,
+    'field_visit_recorded'
+  FROM mt_streams WHERE id = md5(:s::text || :client_id::text)::uuid;
+END;
+SQL
+chown postgres "$work/append.sql"
+out=$(as_pg pgbench -h 127.0.0.1 -p "$port" -n -M prepared -c "$clients" -j 2 -T "$seconds" \
+  -f "$work/append.sql" postgres)
+echo "$out"
+tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | tail -1)
+echo "postgres_appends_per_second ${tps%.*}"
