@@ -551,13 +551,18 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
     const bool signed_size = signed_head.checkpoint.size == to;
     if (tree.Root() != *stored_root ||
         (signed_size && tree.Root() != signed_head.checkpoint.root)) {
-      // The events no longer hash to the tree the server signed; pass 1 found no stored
-      // subtree that differs, so the change is where no stored subtree reaches, or the
-      // stored subtrees were rewritten too.
-      return verdict(to / 16 * 16 < to ? to / 16 * 16 : 0,
+      // The events no longer hash to the tree the server signed. Name the first stored
+      // subtree that differs over the whole log (pass 1 may have covered a range only).
+      auto whole = log_->Verify(0, to);
+      if (whole.ok() && whole->first_mismatch.has_value()) {
+        return verdict(whole->first_mismatch, whole->detail);
+      }
+      return verdict(to / 16 * 16,
                      absl::StrCat("the root recomputed from the ", to, " events differs from the ",
                                   signed_size ? "signed checkpoint" : "stored tree",
-                                  "; compare an export with a checkpoint you kept"));
+                                  " although every stored subtree matches: the change is at or "
+                                  "after this position, or the stored subtrees were rewritten "
+                                  "too; compare an export with a checkpoint you kept"));
     }
     return verdict(std::nullopt, "");
   });

@@ -98,6 +98,13 @@ void ReceiptIssuer::Run(Job job) {
     std::move(job.done)(FromStoreStatus(proof.status()));
     return;
   }
+  auto event = log_->ReadRange(job.position, 1);
+  if (!event.ok() || event->size() != 1) {
+    std::move(job.done)(FromStoreStatus(
+        event.ok() ? absl::DataLossError("the receipt's event is missing") : event.status()));
+    return;
+  }
+  job.receipt->set_leaf_hash(event->front().leaf_hash.data(), event->front().leaf_hash.size());
   job.receipt->set_checkpoint(*note);
   job.receipt->set_leaf_index(job.position);
   job.receipt->set_tree_size(checkpoint->size);

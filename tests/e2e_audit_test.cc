@@ -1,0 +1,513 @@
+// The audit service end to end against the real caseworkd on 127.0.0.1: role checks,
+// checkpoints and proofs checked with the RFC 9162 verifiers, replay as of, verify (also
+// deep), export verified offline, receipts; and tampering with the stored log (edit,
+// delete, reorder, truncate, done with RocksDB directly while the server is stopped) is
+// detected by VerifyLog and against a checkpoint kept from before.
+#include <rocksdb/db.h>
+#include <rocksdb/merge_operator.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+
+#include "casework/v1/audit_service.grpc.pb.h"
+#include "clients/client.h"
+#include "gtest/gtest.h"
+#include "store/checkpoint.h"
+#include "store/export.h"
+#include "store/hasher.h"
+#include "store/log_format.h"
+#include "store/merkle.h"
+#include "tests/server_process.h"
+
+namespace casework {
+namespace {
+
+using casework::client::Client;
+using casework::client::ClientOptions;
+using casework::testing::ServerProcess;
+using casework::testing::TempDir;
+
+int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+v1::CreateCaseRequest ListingOf(const std::string& case_id, const std::string& county) {
+  v1::CreateCaseRequest req;
+  req.set_case_id(case_id);
+  req.set_request_id("r-" + case_id);
+  auto* org = req.mutable_organisation();
+  org->set_organisation_id("org-" + case_id);
+  org->set_display_name("东山村党支部");
+  org->set_jurisdiction("jiangcheng/" + county + "/t01/org-" + case_id);
+  org->set_kind(v1::ORGANISATION_KIND_VILLAGE);
+  req.set_case_type(v1::CASE_TYPE_POOR);
+  req.add_problem_categories(v1::PROBLEM_CATEGORY_DEVELOPMENT);
+  req.set_findings("no collective income");
+  req.mutable_deadline()->set_seconds(NowSeconds() + 180 * 86400);
+  return req;
+}
+
+// The store's counter merge operator (same name and arithmetic): int64 big-endian sums.
+class AddInt64 final : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice&, const rocksdb::Slice* existing, const rocksdb::Slice& value,
+             std::string* out, rocksdb::Logger*) const override {
+    int64_t base = 0;
+    int64_t delta = 0;
+    if (existing != nullptr &&
+        !store::format::DecodeInt64({existing->data(), existing->size()}, &base)) {
+      return false;
+    }
+    if (!store::format::DecodeInt64({value.data(), value.size()}, &delta)) return false;
+    *out = store::format::EncodeInt64(
+        static_cast<int64_t>(static_cast<uint64_t>(base) + static_cast<uint64_t>(delta)));
+    return true;
+  }
+  const char* Name() const override { return "casework.AddInt64"; }
+};
+
+class AuditTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    principals_ = casework::testing::WriteTestPrincipals(dir_.path());
+    std::filesystem::create_directories(dir_.path() / "data");
+    StartServer();
+  }
+
+  void StartServer() {
+    server_ = std::make_unique<ServerProcess>(dir_.path() / "data", principals_);
+    ASSERT_TRUE(server_->Start()) << server_->error();
+  }
+
+  std::unique_ptr<Client> As(const std::string& identity) {
+    return std::make_unique<Client>(
+        ClientOptions{.server = server_->address(), .identity = identity});
+  }
+
+  std::unique_ptr<v1::AuditService::Stub> Audit(Client& c) {
+    return v1::AuditService::NewStub(c.channel());
+  }
+
+  void CreateCases(int n, const std::string& prefix = "c", const std::string& county = "dongshan") {
+    auto lister = As("lister");
+    for (int i = 0; i < n; ++i) {
+      v1::CaseCommandResponse resp;
+      auto ctx = lister->NewContext();
+      auto status = lister->cases().CreateCase(
+          ctx.get(), ListingOf(prefix + std::to_string(i), county), &resp);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+    }
+  }
+
+  v1::GetCheckpointResponse Checkpoint() {
+    auto auditor = As("auditor");
+    v1::GetCheckpointResponse resp;
+    auto ctx = auditor->NewContext();
+    EXPECT_TRUE(Audit(*auditor)->GetCheckpoint(ctx.get(), {}, &resp).ok());
+    return resp;
+  }
+
+  store::NoteVerifier Verifier() {
+    // The server's key, read from its key file as an auditor would be given it.
+    std::ifstream in(dir_.path() / "data" / "log.key", std::ios::binary);
+    std::string seed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto signer = store::NoteSigner::FromSeed("casework/log", seed);
+    EXPECT_TRUE(signer.ok());
+    return signer->verifier();
+  }
+
+  struct Verdict {
+    bool ok = false;
+    int64_t first_bad = -1;
+    std::string problem;
+    int messages = 0;
+    grpc::Status status;
+  };
+  Verdict VerifyLog(bool deep, int64_t from = 0, int64_t to = 0) {
+    auto auditor = As("auditor");
+    auto ctx = auditor->NewContext();
+    v1::VerifyLogRequest req;
+    req.set_deep(deep);
+    req.set_from_position(from);
+    req.set_to_position(to);
+    auto reader = Audit(*auditor)->VerifyLog(ctx.get(), req);
+    Verdict v;
+    v1::VerifyLogResponse m;
+    while (reader->Read(&m)) {
+      ++v.messages;
+      if (m.done()) {
+        v.ok = m.ok();
+        v.first_bad = m.ok() ? -1 : m.first_bad_position();
+        v.problem = m.problem();
+      }
+    }
+    v.status = reader->Finish();
+    return v;
+  }
+
+  std::string Export(int64_t from = 0, int64_t to = 0) {
+    auto auditor = As("auditor");
+    auto ctx = auditor->NewContext();
+    v1::ExportLogRequest req;
+    req.set_from_position(from);
+    req.set_to_position(to);
+    auto reader = Audit(*auditor)->ExportLog(ctx.get(), req);
+    std::string out;
+    v1::ExportLogResponse m;
+    while (reader->Read(&m)) out += m.data();
+    EXPECT_TRUE(reader->Finish().ok());
+    return out;
+  }
+
+  // Opens the stopped server's RocksDB and hands the events column family to `edit`.
+  void Tamper(const std::function<void(rocksdb::DB*, rocksdb::ColumnFamilyHandle*)>& edit) {
+    std::vector<rocksdb::ColumnFamilyDescriptor> families;
+    for (const char* name :
+         {"default", "events", "streams", "requests", "projections", "tree", "meta"}) {
+      rocksdb::ColumnFamilyOptions cf;
+      // The counters' merge operator, by name, so recovery can flush the projections.
+      if (std::string_view(name) == "projections") cf.merge_operator = std::make_shared<AddInt64>();
+      families.emplace_back(name, cf);
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    rocksdb::DBOptions options;
+    options.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+    auto s = rocksdb::DB::Open(options, (dir_.path() / "data" / "log").string(), families, &handles,
+                               &db);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    edit(db, handles[1]);
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    ASSERT_TRUE(db->Close().ok());
+    delete db;
+  }
+
+  static std::string Get(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events, int64_t position) {
+    std::string value;
+    auto s = db->Get({}, events, store::format::PositionKey(position), &value);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return value;
+  }
+
+  // Checks the event at `position` against a checkpoint kept from before: inclusion of
+  // the served bytes under the old root.
+  bool IncludedUnder(int64_t position, const v1::GetCheckpointResponse& old) {
+    auto auditor = As("auditor");
+    auto ctx = auditor->NewContext();
+    v1::GetInclusionProofRequest req;
+    req.set_position(position);
+    req.set_tree_size(old.tree_size());
+    v1::GetInclusionProofResponse resp;
+    if (!Audit(*auditor)->GetInclusionProof(ctx.get(), req, &resp).ok()) return false;
+    const store::Hash leaf = store::rfc9162::HashLeaf(resp.leaf());
+    std::vector<std::string> proof(resp.proof().begin(), resp.proof().end());
+    return store::merkle::VerifyInclusion(position, old.tree_size(), store::rfc9162::AsBytes(leaf),
+                                          proof, old.root_hash())
+        .ok();
+  }
+
+  TempDir dir_;
+  std::filesystem::path principals_;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(AuditTest, OnlyAuditorsAndAdminsMayAudit) {
+  for (const char* who : {"lister", "approver", "inspector"}) {
+    auto c = As(who);
+    auto ctx = c->NewContext();
+    v1::GetCheckpointResponse resp;
+    auto status = Audit(*c)->GetCheckpoint(ctx.get(), {}, &resp);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << who;
+    EXPECT_EQ(client::DecodeError(status).reason, "AUDITOR_ROLE_REQUIRED") << who;
+  }
+  for (const char* who : {"auditor", "admin"}) {
+    auto c = As(who);
+    auto ctx = c->NewContext();
+    v1::GetCheckpointResponse resp;
+    EXPECT_TRUE(Audit(*c)->GetCheckpoint(ctx.get(), {}, &resp).ok()) << who;
+  }
+}
+
+TEST_F(AuditTest, ProofsReplayVerifyExportAndReceipts) {
+  CreateCases(30, "d", "dongshan");
+  const v1::GetCheckpointResponse old = Checkpoint();
+  ASSERT_EQ(old.tree_size(), 30);
+  CreateCases(20, "x", "xihe");
+  const v1::GetCheckpointResponse now = Checkpoint();
+  ASSERT_EQ(now.tree_size(), 50);
+  const store::NoteVerifier verifier = Verifier();
+  auto opened = store::OpenCheckpoint(now.checkpoint(), verifier, "casework/log");
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(opened->size, 50);
+
+  auto auditor = As("auditor");
+  auto audit = Audit(*auditor);
+  {  // Consistency of the old checkpoint with the new one.
+    auto ctx = auditor->NewContext();
+    v1::GetConsistencyProofRequest req;
+    req.set_first_tree_size(30);
+    v1::GetConsistencyProofResponse resp;
+    ASSERT_TRUE(audit->GetConsistencyProof(ctx.get(), req, &resp).ok());
+    EXPECT_EQ(resp.second_tree_size(), 50);
+    EXPECT_FALSE(resp.checkpoint().empty());
+    std::vector<std::string> proof(resp.proof().begin(), resp.proof().end());
+    EXPECT_TRUE(
+        store::merkle::VerifyConsistency(30, 50, proof, old.root_hash(), now.root_hash()).ok());
+  }
+  for (int64_t p : {0, 17, 29, 49}) EXPECT_TRUE(IncludedUnder(p, now)) << p;
+  EXPECT_TRUE(IncludedUnder(12, old));
+  {  // Case as of a position and a time; unknown before it existed.
+    auto ctx = auditor->NewContext();
+    v1::GetCaseAsOfRequest req;
+    req.set_name("cases/x3");
+    req.mutable_as_of()->set_position(34);
+    v1::Case c;
+    ASSERT_TRUE(audit->GetCaseAsOf(ctx.get(), req, &c).ok());
+    EXPECT_EQ(c.version(), 1);
+    EXPECT_EQ(c.last_position(), 33);
+    auto ctx2 = auditor->NewContext();
+    req.mutable_as_of()->set_position(33);
+    EXPECT_EQ(audit->GetCaseAsOf(ctx2.get(), req, &c).error_code(), grpc::StatusCode::NOT_FOUND);
+    auto ctx3 = auditor->NewContext();
+    req.mutable_as_of()->mutable_time()->set_seconds(NowSeconds() + 10);
+    EXPECT_TRUE(audit->GetCaseAsOf(ctx3.get(), req, &c).ok());
+  }
+  {  // The ledger as of: counts by county.
+    auto ctx = auditor->NewContext();
+    v1::GetLedgerAsOfRequest req;
+    req.mutable_as_of()->set_position(40);
+    v1::GetLedgerAsOfResponse resp;
+    ASSERT_TRUE(audit->GetLedgerAsOf(ctx.get(), req, &resp).ok());
+    EXPECT_EQ(resp.through_position(), 40);
+    std::map<std::string, int64_t> listed;
+    for (const auto& row : resp.counts()) listed[row.jurisdiction()] = row.listed();
+    EXPECT_EQ(listed["jiangcheng"], 40);
+    EXPECT_EQ(listed["jiangcheng/dongshan"], 30);
+    EXPECT_EQ(listed["jiangcheng/xihe"], 10);
+  }
+  {  // Verify, plain and deep.
+    Verdict plain = VerifyLog(false);
+    EXPECT_TRUE(plain.ok) << plain.problem;
+    Verdict deep = VerifyLog(true);
+    EXPECT_TRUE(deep.ok) << deep.problem;
+    EXPECT_TRUE(deep.status.ok());
+  }
+  {  // Export, whole and a range, verified offline with the server key.
+    for (auto [from, to] : {std::pair<int64_t, int64_t>{0, 0}, {10, 37}, {30, 50}}) {
+      std::istringstream in(Export(from, to));
+      auto verdict = store::VerifyExport(in, verifier);
+      ASSERT_TRUE(verdict.ok()) << verdict.status();
+      EXPECT_TRUE(verdict->ok) << from << " " << to << ": " << verdict->problem;
+      EXPECT_EQ(verdict->records, (to == 0 ? 50 : to) - from);
+    }
+  }
+  {  // A receipt: the checkpoint that includes the command and the proof of its event.
+    auto lister = As("lister");
+    auto req = ListingOf("r1", "dongshan");
+    req.set_want_receipt(true);
+    v1::CaseCommandResponse resp;
+    auto ctx = lister->NewContext();
+    ASSERT_TRUE(lister->cases().CreateCase(ctx.get(), req, &resp).ok());
+    const v1::Receipt& r = resp.receipt();
+    auto cp = store::OpenCheckpoint(r.checkpoint(), verifier, "casework/log");
+    ASSERT_TRUE(cp.ok()) << cp.status();
+    EXPECT_EQ(r.leaf_index(), 50);
+    EXPECT_EQ(r.tree_size(), cp->size);
+    std::vector<std::string> proof(r.inclusion_proof().begin(), r.inclusion_proof().end());
+    EXPECT_TRUE(store::merkle::VerifyInclusion(50, cp->size, r.leaf_hash(), proof,
+                                               store::rfc9162::AsBytes(cp->root))
+                    .ok());
+    // Without asking: no receipt.
+    v1::CaseCommandResponse plain;
+    auto ctx2 = lister->NewContext();
+    ASSERT_TRUE(lister->cases().CreateCase(ctx2.get(), ListingOf("r2", "xihe"), &plain).ok());
+    EXPECT_FALSE(plain.has_receipt());
+  }
+}
+
+std::string Hex(std::string_view bytes) {
+  static const char* kDigits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
+  return out;
+}
+
+// Runs tools/verify_export.py (Debian's python3 with python3-cryptography); its exit code.
+int RunPythonVerifier(const std::string& args) {
+  const std::string command =
+      std::string(CW_PYTHON3) + " " + CW_VERIFY_EXPORT_PY + " " + args + " > /dev/null";
+  const int status = std::system(command.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST_F(AuditTest, IndependentPythonVerifierChecksARealExportCheckpointAndProofs) {
+  CreateCases(25, "p", "dongshan");
+  const v1::GetCheckpointResponse old = Checkpoint();
+  CreateCases(12, "q", "xihe");
+  const v1::GetCheckpointResponse now = Checkpoint();
+  const std::string vkey = Verifier().VerifierKey();
+  const auto dir = dir_.path();
+  auto write = [](const std::filesystem::path& path, const std::string& bytes) {
+    std::ofstream(path, std::ios::binary) << bytes;
+  };
+  const std::string whole = Export();
+  write(dir / "whole.export", whole);
+  write(dir / "range.export", Export(5, 30));
+  write(dir / "checkpoint.note", now.checkpoint());
+  EXPECT_EQ(RunPythonVerifier("export " + (dir / "whole.export").string() + " --key " + vkey), 0);
+  EXPECT_EQ(RunPythonVerifier("export " + (dir / "range.export").string() + " --key " + vkey), 0);
+  EXPECT_EQ(
+      RunPythonVerifier("checkpoint " + (dir / "checkpoint.note").string() + " --key " + vkey), 0);
+  // One flipped byte in an event, and a key that is not the server's.
+  std::string tampered = whole;
+  const size_t at = tampered.find("no collective income");
+  ASSERT_NE(at, std::string::npos);
+  tampered[at] = 'N';
+  write(dir / "tampered.export", tampered);
+  EXPECT_EQ(RunPythonVerifier("export " + (dir / "tampered.export").string() + " --key " + vkey),
+            1);
+  auto other = store::NoteSigner::FromSeed("casework/log", std::string(32, '\x07'));
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(RunPythonVerifier("export " + (dir / "whole.export").string() + " --key " +
+                              other->verifier().VerifierKey()),
+            1);
+
+  auto auditor = As("auditor");
+  {  // Inclusion of position 11 under the latest checkpoint.
+    auto ctx = auditor->NewContext();
+    v1::GetInclusionProofRequest req;
+    req.set_position(11);
+    v1::GetInclusionProofResponse resp;
+    ASSERT_TRUE(Audit(*auditor)->GetInclusionProof(ctx.get(), req, &resp).ok());
+    std::string args = "inclusion --index 11 --size " + std::to_string(resp.tree_size()) +
+                       " --leaf-hash " +
+                       Hex(store::rfc9162::AsBytes(store::rfc9162::HashLeaf(resp.leaf()))) +
+                       " --root " + Hex(now.root_hash()) + " --proof";
+    for (const auto& p : resp.proof()) args += " " + Hex(p);
+    EXPECT_EQ(RunPythonVerifier(args), 0);
+  }
+  {  // Consistency of the old checkpoint with the latest.
+    auto ctx = auditor->NewContext();
+    v1::GetConsistencyProofRequest req;
+    req.set_first_tree_size(old.tree_size());
+    v1::GetConsistencyProofResponse resp;
+    ASSERT_TRUE(Audit(*auditor)->GetConsistencyProof(ctx.get(), req, &resp).ok());
+    std::string args = "consistency --size1 " + std::to_string(old.tree_size()) + " --size2 " +
+                       std::to_string(resp.second_tree_size()) + " --root1 " +
+                       Hex(old.root_hash()) + " --root2 " + Hex(now.root_hash()) + " --proof";
+    for (const auto& p : resp.proof()) args += " " + Hex(p);
+    EXPECT_EQ(RunPythonVerifier(args), 0);
+    EXPECT_EQ(RunPythonVerifier(args.substr(0, args.size() - 2) + "00"), 1);
+  }
+}
+
+// --- Tampering: each case on its own log of 40 events -------------------------------
+
+class TamperTest : public AuditTest {
+ protected:
+  void SetUp() override {
+    AuditTest::SetUp();
+    CreateCases(40);
+    kept_ = Checkpoint();  // what an auditor kept
+    ASSERT_EQ(kept_.tree_size(), 40);
+    ASSERT_EQ(server_->Stop(), 0);
+  }
+  v1::GetCheckpointResponse kept_;
+};
+
+TEST_F(TamperTest, EditedEventIsDetected) {
+  Tamper([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events) {
+    std::string value = Get(db, events, 5);
+    const size_t at = value.find("no collective income");
+    ASSERT_NE(at, std::string::npos);
+    value[at] = 'N';  // still a well-formed event
+    ASSERT_TRUE(db->Put({}, events, store::format::PositionKey(5), value).ok());
+  });
+  StartServer();
+  Verdict v = VerifyLog(false);
+  EXPECT_FALSE(v.ok);
+  EXPECT_LE(v.first_bad, 5);
+  EXPECT_GT(v.first_bad + 16, 5) << v.problem;  // within the 16-event block of position 5
+  EXPECT_FALSE(IncludedUnder(5, kept_));
+  EXPECT_TRUE(IncludedUnder(20, kept_));
+  std::istringstream in(Export());
+  auto verdict = store::VerifyExport(in, Verifier());
+  ASSERT_TRUE(verdict.ok());
+  EXPECT_FALSE(verdict->ok);
+}
+
+TEST_F(TamperTest, DeletedEventIsDetected) {
+  Tamper([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events) {
+    ASSERT_TRUE(db->Delete({}, events, store::format::PositionKey(7)).ok());
+  });
+  StartServer();
+  Verdict v = VerifyLog(false);
+  EXPECT_FALSE(v.ok);
+  EXPECT_EQ(v.first_bad, 7) << v.problem;
+  EXPECT_FALSE(IncludedUnder(7, kept_));
+}
+
+TEST_F(TamperTest, ReorderedEventsAreDetected) {
+  Tamper([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events) {
+    const std::string a = Get(db, events, 3);
+    const std::string b = Get(db, events, 9);
+    ASSERT_TRUE(db->Put({}, events, store::format::PositionKey(3), b).ok());
+    ASSERT_TRUE(db->Put({}, events, store::format::PositionKey(9), a).ok());
+  });
+  StartServer();
+  Verdict v = VerifyLog(false);
+  EXPECT_FALSE(v.ok);
+  EXPECT_LE(v.first_bad, 3) << v.problem;
+  EXPECT_FALSE(IncludedUnder(3, kept_));
+  EXPECT_FALSE(IncludedUnder(9, kept_));
+  Verdict deep = VerifyLog(true, 16, 40);  // a range after the damage verifies
+  EXPECT_TRUE(deep.ok || deep.first_bad < 16) << deep.problem;
+}
+
+TEST_F(TamperTest, TruncatedLogIsDetected) {
+  Tamper([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events) {
+    for (int64_t p = 35; p < 40; ++p) {
+      ASSERT_TRUE(db->Delete({}, events, store::format::PositionKey(p)).ok());
+    }
+  });
+  // The server keeps its last checkpoint outside RocksDB and refuses a shorter log.
+  server_ = std::make_unique<ServerProcess>(dir_.path() / "data", principals_);
+  EXPECT_FALSE(server_->Start());
+  // An attacker who also removes that file: the server starts, and the auditor's kept
+  // checkpoint exposes it, before and after new events hide the length.
+  std::filesystem::remove(dir_.path() / "data" / "log.checkpoint");
+  StartServer();
+  auto auditor = As("auditor");
+  {
+    auto ctx = auditor->NewContext();
+    v1::GetConsistencyProofRequest req;
+    req.set_first_tree_size(40);
+    v1::GetConsistencyProofResponse resp;
+    EXPECT_EQ(Audit(*auditor)->GetConsistencyProof(ctx.get(), req, &resp).error_code(),
+              grpc::StatusCode::OUT_OF_RANGE);
+  }
+  CreateCases(10, "late");
+  const v1::GetCheckpointResponse now = Checkpoint();
+  ASSERT_EQ(now.tree_size(), 45);
+  auto ctx = auditor->NewContext();
+  v1::GetConsistencyProofRequest req;
+  req.set_first_tree_size(40);
+  v1::GetConsistencyProofResponse resp;
+  ASSERT_TRUE(Audit(*auditor)->GetConsistencyProof(ctx.get(), req, &resp).ok());
+  std::vector<std::string> proof(resp.proof().begin(), resp.proof().end());
+  EXPECT_FALSE(
+      store::merkle::VerifyConsistency(40, 45, proof, kept_.root_hash(), now.root_hash()).ok());
+}
+
+}  // namespace
+}  // namespace casework
