@@ -22,6 +22,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "services/shell/audit_service.h"
+#include "services/shell/admin_service.h"
 #include "services/shell/auth.h"
 #include "services/shell/case_service.h"
 #include "services/shell/command_processor.h"
@@ -38,7 +39,6 @@ namespace {
 // Services of the contract that this build does not implement yet: every method answers
 // UNIMPLEMENTED (the generated defaults).
 class OversightServiceStub final : public casework::v1::OversightService::CallbackService {};
-class AdminServiceStub final : public casework::v1::AdminService::CallbackService {};
 
 struct Flags {
   std::string listen = "127.0.0.1:7070";
@@ -170,7 +170,9 @@ int main(int argc, char** argv) {
   casework::shell::AuditServiceImpl audit_service(log->get(), &auth,
                                                   casework::shell::DeepVerifyOptions{policy});
   OversightServiceStub oversight_service;
-  AdminServiceStub admin_service;
+  casework::shell::AdminServiceImpl admin_service(log->get(), &auth, &principals_holder,
+                                                  casework::shell::SystemClockMicros);
+  processor.set_approver_keys(&admin_service.keys());
 
   casework::shell::Metrics metrics;
   commits.Subscribe([&metrics, last = (*log)->Size()](int64_t size) mutable {

@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "clients/casectl/keys.h"
 #include "clients/casectl/labels.h"
 #include "clients/casectl/seed.h"
 #include "clients/client.h"
@@ -643,6 +644,16 @@ int main(int argc, char** argv) {
     seed_options.server = g.server;
     exit_code = casework::client::RunSeed(seed_options, g.json);
   });
+
+  // keygen, sign, sign-off, admin register-key / revoke-key
+  casework::client::AddKeyCommands(
+      &app, {.client = client,
+             .json = &g.json,
+             .exit_code = &exit_code,
+             .report_error = [&g](const grpc::Status& status) { return ReportError(status, g); },
+             .print_result = [&g](const grpc::Status& status, const CaseCommandResponse& resp) {
+               return PrintCommandResult(status, resp, g);
+             }});
 
   CLI11_PARSE(app, argc, argv);
   return exit_code;

@@ -3,6 +3,7 @@
 #include <openssl/sha.h>
 
 #include <chrono>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -216,8 +217,30 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   const Case before = std::move(*loaded);
 
   workflow::Context context{.actor = actor, .now_micros = clock_(), .policy = &policy_};
+  // A sign-off's signature is verified here, against the registered key, before the core
+  // decides; the core then records the verified key id and level. When it does not
+  // verify, the shell's precise reason replaces the core's SIGN_OFF_SIGNATURE_NOT_VERIFIED,
+  // which comes after the core's other checks (role, version, state).
+  std::optional<grpc::Status> signature_refusal;
+  if (command.kind_case() == Command::kSignOffClosure && keys_ != nullptr) {
+    auto verdict = VerifySignOff(*keys_, actor, command.sign_off_closure());
+    if (!verdict.ok()) {
+      std::move(done)(FromStoreStatus(verdict.status()));
+      return;
+    }
+    if (verdict->verified.has_value()) {
+      context.verified_key_id = verdict->verified->key_id();
+      context.verified_level = verdict->verified->level();
+    }
+    signature_refusal = std::move(verdict->refusal);
+  }
   workflow::Decision decision = workflow::Decide(before, command, context);
   if (auto* refusal = std::get_if<workflow::Refusal>(&decision)) {
+    if (refusal->reason == workflow::Reason::kSignOffSignatureNotVerified &&
+        signature_refusal.has_value()) {
+      std::move(done)(std::move(*signature_refusal));
+      return;
+    }
     std::move(done)(ToGrpcStatus(*refusal));
     return;
   }

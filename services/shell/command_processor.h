@@ -13,6 +13,7 @@
 #include "casework/v1/case_service.pb.h"
 #include "casework/v1/command.pb.h"
 #include "grpcpp/support/status.h"
+#include "services/shell/approver_keys.h"
 #include "services/workflow/decider.h"
 #include "store/event_log.h"
 
@@ -48,6 +49,10 @@ class CommandProcessor {
       std::function<void(int64_t position, casework::v1::Receipt* receipt, Done done)>;
   void set_receipts(ReceiptFn receipts) { receipts_ = std::move(receipts); }
 
+  // The registered approver keys that sign-offs are verified against. Without them
+  // (tests of other commands) no signature verifies and every sign-off is refused.
+  void set_approver_keys(const ApproverKeys* keys) { keys_ = keys; }
+
   [[nodiscard]] const workflow::Policy& policy() const { return policy_; }
   [[nodiscard]] store::EventLog* log() const { return log_; }
 
@@ -59,6 +64,7 @@ class CommandProcessor {
   store::EventLog* log_;
   workflow::Policy policy_;
   Clock clock_;
+  const ApproverKeys* keys_ = nullptr;
   ReceiptFn receipts_;
 };
 

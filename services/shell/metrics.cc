@@ -33,6 +33,12 @@ std::string ReasonOf(const grpc::Status& status) {
   return kCodeNames[static_cast<int>(status.error_code())];
 }
 
+// A refused signature or key (SIGNATURE_INVALID, SIGNATURE_MALFORMED, KEY_REVOKED, ...),
+// counted as a refused attempt whatever its status code.
+bool IsSignatureReason(const std::string& reason) {
+  return reason.rfind("SIGNATURE_", 0) == 0 || reason.rfind("KEY_", 0) == 0;
+}
+
 class MetricsInterceptor final : public grpc::experimental::Interceptor {
  public:
   MetricsInterceptor(Metrics* metrics, grpc::experimental::ServerRpcInfo* info)
@@ -48,9 +54,12 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
       metrics_->RecordRpc(method_, static_cast<int>(status.error_code()), seconds);
-      if (status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
-          status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
-        const std::string reason = ReasonOf(status);
+      const bool denied = status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+                          status.error_code() == grpc::StatusCode::UNAUTHENTICATED;
+      const std::string reason =
+          denied || status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? ReasonOf(status)
+                                                                              : std::string();
+      if (denied || IsSignatureReason(reason)) {
         metrics_->RecordRefusal(reason);
         std::string identity = "-";
         if (auto* ctx = info_->server_context()) {

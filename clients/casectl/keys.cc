@@ -1,0 +1,283 @@
+#include "clients/casectl/keys.h"
+
+#include <iostream>
+#include <string>
+
+#include "absl/algorithm/container.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "casework/v1/admin_service.grpc.pb.h"
+#include "clients/signing.h"
+#include "nlohmann/json.hpp"
+#include "services/workflow/statement.h"
+
+namespace casework::client {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitUsage = 2;
+constexpr int kExitFailure = 4;
+
+// Everything the commands' options write into; lives as long as the application.
+struct State {
+  KeyCommandHooks hooks;
+  std::string request_id;
+  // keygen
+  std::string keygen_out;
+  // sign and sign-off
+  std::string case_id, inspection_id, key_file, signature_b64, key_id;
+  int64_t expected_version = -1;
+  bool show_statement = false;
+  // admin
+  std::string approver, public_key_text, level = "county", revoke_key_id, reason;
+};
+
+std::string RequestId(const State& s) {
+  return s.request_id.empty() ? NewRequestId() : s.request_id;
+}
+
+int Fail(const State& s, const std::string& message, int code) {
+  if (*s.hooks.json) {
+    std::cout << nlohmann::json{{"error", {{"message", message}}}}.dump() << "\n";
+  } else {
+    std::cerr << "error 错误: " << message << "\n";
+  }
+  return code;
+}
+
+// A public key given as 64 hex digits or as base64 of 32 bytes.
+bool DecodePublicKey(const std::string& text, std::string* out) {
+  if (text.size() == 64 && absl::c_all_of(text, [](char c) { return absl::ascii_isxdigit(c); })) {
+    *out = absl::HexStringToBytes(text);
+    return true;
+  }
+  return absl::Base64Unescape(text, out) && out->size() == 32;
+}
+
+// The version to sign: --expected-version, else the case's current version.
+bool ResolveVersion(State& s, Client& client) {
+  if (s.expected_version >= 0) return true;
+  casework::v1::GetCaseRequest req;
+  req.set_name(absl::StrCat("cases/", s.case_id));
+  casework::v1::Case c;
+  auto ctx = client.NewContext();
+  auto status = client.cases().GetCase(ctx.get(), req, &c);
+  if (!status.ok()) {
+    *s.hooks.exit_code = s.hooks.report_error(status);
+    return false;
+  }
+  s.expected_version = c.version();
+  return true;
+}
+
+void Keygen(State& s) {
+  auto key = SigningKey::Generate();
+  if (!key.ok()) {
+    *s.hooks.exit_code = Fail(s, std::string(key.status().message()), kExitFailure);
+    return;
+  }
+  if (auto saved = key->Save(s.keygen_out); !saved.ok()) {
+    *s.hooks.exit_code = Fail(s, std::string(saved.message()), kExitFailure);
+    return;
+  }
+  const std::string b64 = absl::Base64Escape(key->public_key());
+  if (*s.hooks.json) {
+    std::cout << nlohmann::json{{"key_file", s.keygen_out},
+                                {"key_id", key->key_id()},
+                                {"public_key", b64},
+                                {"public_key_hex", absl::BytesToHexString(key->public_key())}}
+                     .dump()
+              << "\n";
+  } else {
+    std::cout << "private key 私钥: " << s.keygen_out << " (mode 0600; keep it to yourself)\n"
+              << "public key 公钥: " << b64 << "\n"
+              << "key id 密钥标识: " << key->key_id() << "\n"
+              << "Give the public key to an administrator, who registers it with\n"
+              << "  casectl admin register-key <your-id> --public-key " << b64
+              << " --level county|city\n";
+  }
+  *s.hooks.exit_code = kExitOk;
+}
+
+void Sign(State& s) {
+  auto key = SigningKey::Load(s.key_file);
+  if (!key.ok()) {
+    *s.hooks.exit_code = Fail(s, std::string(key.status().message()), kExitUsage);
+    return;
+  }
+  const std::string statement =
+      workflow::SignOffStatement(s.case_id, s.expected_version, s.inspection_id);
+  auto signature = key->Sign(statement);
+  if (!signature.ok()) {
+    *s.hooks.exit_code = Fail(s, std::string(signature.status().message()), kExitFailure);
+    return;
+  }
+  const std::string b64 = absl::Base64Escape(*signature);
+  if (*s.hooks.json) {
+    std::cout << nlohmann::json{{"key_id", key->key_id()},
+                                {"signature", b64},
+                                {"statement", statement}}
+                     .dump()
+              << "\n";
+  } else {
+    if (s.show_statement) std::cerr << statement;
+    std::cout << b64 << "\n";
+  }
+  *s.hooks.exit_code = kExitOk;
+}
+
+void SignOff(State& s) {
+  auto client = s.hooks.client();
+  if (!ResolveVersion(s, *client)) return;
+  casework::v1::SignOffClosureRequest req;
+  req.set_name(absl::StrCat("cases/", s.case_id));
+  req.set_request_id(RequestId(s));
+  req.set_expected_version(s.expected_version);
+  req.set_inspection_id(s.inspection_id);
+  if (!s.key_file.empty()) {
+    auto key = SigningKey::Load(s.key_file);
+    if (!key.ok()) {
+      *s.hooks.exit_code = Fail(s, std::string(key.status().message()), kExitUsage);
+      return;
+    }
+    const std::string statement =
+        workflow::SignOffStatement(s.case_id, s.expected_version, s.inspection_id);
+    auto signature = key->Sign(statement);
+    if (!signature.ok()) {
+      *s.hooks.exit_code = Fail(s, std::string(signature.status().message()), kExitFailure);
+      return;
+    }
+    if (!*s.hooks.json) std::cerr << "signing 签署:\n" << statement;
+    req.set_key_id(key->key_id());
+    req.set_signature(*signature);
+  } else {
+    std::string signature;
+    if (s.key_id.empty() || !absl::Base64Unescape(s.signature_b64, &signature)) {
+      *s.hooks.exit_code =
+          Fail(s, "give --key FILE, or --key-id and --signature (base64, from casectl sign)",
+               kExitUsage);
+      return;
+    }
+    req.set_key_id(s.key_id);
+    req.set_signature(signature);
+  }
+  casework::v1::CaseCommandResponse resp;
+  auto ctx = client->NewContext();
+  *s.hooks.exit_code =
+      s.hooks.print_result(client->cases().SignOffClosure(ctx.get(), req, &resp), resp);
+}
+
+void RegisterKey(State& s) {
+  std::string public_key;
+  if (!DecodePublicKey(s.public_key_text, &public_key)) {
+    *s.hooks.exit_code =
+        Fail(s, "--public-key must be 32 bytes in base64, or 64 hex digits", kExitUsage);
+    return;
+  }
+  casework::v1::RegisterApproverKeyRequest req;
+  req.set_request_id(RequestId(s));
+  req.set_approver(s.approver);
+  req.set_public_key(public_key);
+  req.set_level(s.level == "city" ? casework::v1::APPROVAL_LEVEL_CITY
+                                  : casework::v1::APPROVAL_LEVEL_COUNTY);
+  auto client = s.hooks.client();
+  auto stub = casework::v1::AdminService::NewStub(client->channel());
+  casework::v1::RegisterApproverKeyResponse resp;
+  auto ctx = client->NewContext();
+  auto status = stub->RegisterApproverKey(ctx.get(), req, &resp);
+  if (!status.ok()) {
+    *s.hooks.exit_code = s.hooks.report_error(status);
+    return;
+  }
+  if (*s.hooks.json) {
+    std::cout << nlohmann::json{{"key_id", resp.key_id()}, {"approver", s.approver}}.dump() << "\n";
+  } else {
+    std::cout << "registered 已登记: " << resp.key_id() << " for " << s.approver << " (" << s.level
+              << ")\n";
+  }
+  *s.hooks.exit_code = kExitOk;
+}
+
+void RevokeKey(State& s) {
+  casework::v1::RevokeApproverKeyRequest req;
+  req.set_request_id(RequestId(s));
+  req.set_approver(s.approver);
+  req.set_key_id(s.revoke_key_id);
+  req.set_reason(s.reason);
+  auto client = s.hooks.client();
+  auto stub = casework::v1::AdminService::NewStub(client->channel());
+  casework::v1::RevokeApproverKeyResponse resp;
+  auto ctx = client->NewContext();
+  auto status = stub->RevokeApproverKey(ctx.get(), req, &resp);
+  if (!status.ok()) {
+    *s.hooks.exit_code = s.hooks.report_error(status);
+    return;
+  }
+  if (*s.hooks.json) {
+    std::cout << nlohmann::json{{"revoked", s.revoke_key_id}, {"approver", s.approver}}.dump()
+              << "\n";
+  } else {
+    std::cout << "revoked 已吊销: " << s.revoke_key_id << " of " << s.approver << "\n";
+  }
+  *s.hooks.exit_code = kExitOk;
+}
+
+}  // namespace
+
+void AddKeyCommands(CLI::App* app, KeyCommandHooks hooks) {
+  auto s = std::make_shared<State>();
+  s->hooks = std::move(hooks);
+
+  auto* keygen = app->add_subcommand(
+      "keygen", "make an approver's Ed25519 signing key 生成审批签名密钥 (no server needed)");
+  keygen->add_option("--out", s->keygen_out, "private key file to create (mode 0600)")->required();
+  keygen->callback([s] { Keygen(*s); });
+
+  auto* sign = app->add_subcommand(
+      "sign", "sign a case's closure statement offline 离线签署销号声明 (prints the signature)");
+  sign->add_option("case_id", s->case_id, "case id")->required();
+  sign->add_option("--expected-version", s->expected_version,
+                   "the case version you sign for (see `casectl get`)")
+      ->required()
+      ->check(CLI::NonNegativeNumber);
+  sign->add_option("--inspection-id", s->inspection_id, "the passed inspection")->required();
+  sign->add_option("--key", s->key_file, "your private key file (casectl keygen)")->required();
+  sign->add_flag("--show-statement", s->show_statement, "also print the signed statement");
+  sign->callback([s] { Sign(*s); });
+
+  auto* sign_off = app->add_subcommand("sign-off", "sign and submit a closure 销号签批");
+  sign_off->add_option("case_id", s->case_id, "case id")->required();
+  sign_off->add_option("--inspection-id", s->inspection_id, "the passed inspection")->required();
+  sign_off
+      ->add_option("--expected-version", s->expected_version,
+                   "the version you sign for (default: the case's current version)")
+      ->check(CLI::NonNegativeNumber);
+  sign_off->add_option("--key", s->key_file, "sign now with this private key file");
+  sign_off->add_option("--key-id", s->key_id, "or: the key id of a signature made with sign");
+  sign_off->add_option("--signature", s->signature_b64, "and that signature (base64)");
+  sign_off->add_option("--request-id", s->request_id,
+                       "idempotency key; a retry with the same id is safe (default: random)");
+  sign_off->callback([s] { SignOff(*s); });
+
+  auto* admin = app->add_subcommand("admin", "administration 系统管理 (role admin)");
+  admin->require_subcommand(1);
+  auto* reg = admin->add_subcommand("register-key", "register an approver's public key 登记公钥");
+  reg->add_option("approver", s->approver, "the approver's identity")->required();
+  reg->add_option("--public-key", s->public_key_text, "base64 (as keygen prints) or hex")
+      ->required();
+  reg->add_option("--level", s->level, "county or city")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"county", "city"}));
+  reg->add_option("--request-id", s->request_id, "idempotency key (default: random)");
+  reg->callback([s] { RegisterKey(*s); });
+
+  auto* revoke = admin->add_subcommand("revoke-key", "revoke an approver's key 吊销密钥");
+  revoke->add_option("approver", s->approver, "the approver's identity")->required();
+  revoke->add_option("key_id", s->revoke_key_id, "the key id (ed25519:...)")->required();
+  revoke->add_option("--reason", s->reason, "why")->required();
+  revoke->add_option("--request-id", s->request_id, "idempotency key (default: random)");
+  revoke->callback([s] { RevokeKey(*s); });
+}
+
+}  // namespace casework::client

@@ -1,0 +1,337 @@
+#include "services/shell/admin_service.h"
+
+#include <openssl/sha.h>
+
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/util/time_util.h"
+#include "services/shell/ed25519.h"
+#include "services/shell/status_mapping.h"
+#include "services/workflow/decider.h"
+#include "services/workflow/limits.h"
+#include "services/workflow/names.h"
+
+namespace casework::shell {
+namespace {
+
+using casework::v1::ApproverKey;
+using casework::v1::Event;
+
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, grpc::Status status) {
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(std::move(status));
+  return reactor;
+}
+
+std::string Fingerprint(const google::protobuf::Message& m) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    m.SerializeToCodedStream(&coded);
+  }
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+  return std::string(reinterpret_cast<const char*>(digest), sizeof digest);
+}
+
+std::string Shown(const std::string& id) {
+  std::string out;
+  for (char ch : id.substr(0, workflow::kIdBytesMax)) {
+    out.push_back(ch >= 0x20 && ch < 0x7f ? ch : '?');
+  }
+  if (id.size() > workflow::kIdBytesMax) out += "...";
+  return out;
+}
+
+// The checks every admin write starts with: role, request id, approver id. nullopt
+// when they pass.
+std::optional<grpc::Status> CheckCommon(const workflow::Principal& actor,
+                                        const std::string& request_id,
+                                        const std::string& approver) {
+  if (!actor.HasRole(workflow::Role::kAdmin)) {
+    return ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "ACTOR_LACKS_ROLE", "",
+                       absl::StrCat(actor.id,
+                                    " does not hold the role admin; approvers' keys are "
+                                    "registered and revoked by an administrator"),
+                       absl::StrCat(actor.id, " 不具有管理员角色；审批人密钥须由管理员登记和吊销"));
+  }
+  if (!workflow::IsValidRequestId(request_id)) {
+    return ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "REQUEST_ID_INVALID", "request_id",
+                       "request_id must be 1-128 printable ASCII characters; a UUID is a good "
+                       "choice",
+                       "request_id 须为 1-128 个可打印 ASCII 字符，建议使用 UUID");
+  }
+  if (!workflow::IsValidId(approver)) {
+    return ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PERSON_ID_INVALID", "approver",
+                       absl::StrCat("approver \"", Shown(approver),
+                                    "\" is not a person id: 1-64 bytes without spaces, control "
+                                    "characters or '/'"),
+                       absl::StrCat("审批人 \"", Shown(approver),
+                                    "\" 不是有效的人员标识：1-64 字节，不含空格、控制字符或 '/'"));
+  }
+  return std::nullopt;
+}
+
+grpc::Status NotCovered(const workflow::Principal& actor, const workflow::Principal& approver) {
+  return ErrorStatus(
+      grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "approver",
+      absl::StrCat("approver ", approver.id, " of ", approver.jurisdiction,
+                   " is outside the jurisdiction ", actor.jurisdiction, " of ", actor.id,
+                   "; an administrator of that jurisdiction must do this"),
+      absl::StrCat("审批人 ", approver.id, "（", approver.jurisdiction, "）不在 ", actor.id,
+                   " 的管辖范围 ", actor.jurisdiction, " 内；须由该辖区的管理员办理"));
+}
+
+grpc::Status ReusedRequestId() {
+  return ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "REQUEST_ID_REUSED", "request_id",
+                     "this request_id was already used for a different request on this "
+                     "approver; use a new request_id for a new request",
+                     "该 request_id 已用于该审批人的另一请求；新请求请使用新的 request_id");
+}
+
+grpc::Status AppendFailed(const absl::Status& status) {
+  if (status.code() == absl::StatusCode::kAborted) {
+    return ErrorStatus(grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "",
+                       "another change to this approver's keys was made meanwhile; retry",
+                       "该审批人的密钥同时被修改；请重试");
+  }
+  return FromStoreStatus(status);
+}
+
+Event Envelope(const std::string& stream, int64_t version, const workflow::Principal& actor,
+               int64_t now_micros, const std::string& request_id) {
+  Event event;
+  event.set_stream(stream);
+  event.set_version(version);
+  event.set_actor(actor.id);
+  *event.mutable_time() = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(now_micros);
+  event.set_request_id(request_id);
+  event.set_rules_version(workflow::kRulesVersion);
+  return event;
+}
+
+}  // namespace
+
+void AdminServiceImpl::Release(const std::string& key_id) {
+  absl::MutexLock lock(&mu_);
+  pending_key_ids_.erase(key_id);
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::RegisterApproverKey(
+    grpc::CallbackServerContext* ctx, const casework::v1::RegisterApproverKeyRequest* req,
+    casework::v1::RegisterApproverKeyResponse* resp) {
+  workflow::Principal actor;
+  if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) return Finish(ctx, status);
+  if (auto refused = CheckCommon(actor, req->request_id(), req->approver())) {
+    return Finish(ctx, *refused);
+  }
+  const std::string stream = ApproverStream(req->approver());
+  const std::string fingerprint = Fingerprint(*req);
+
+  auto first = log_->FindRequest(stream, req->request_id());
+  if (!first.ok()) return Finish(ctx, FromStoreStatus(first.status()));
+  if (first->has_value()) {
+    if ((*first)->request_fingerprint != fingerprint) return Finish(ctx, ReusedRequestId());
+    auto stored = log_->ReadStream(stream, (*first)->version, 1);
+    if (!stored.ok()) return Finish(ctx, FromStoreStatus(stored.status()));
+    Event event;
+    if (stored->empty() || !event.ParseFromString(stored->front().bytes) ||
+        !event.has_approver_key_registered()) {
+      return Finish(ctx, FromStoreStatus(absl::DataLossError(
+                             absl::StrCat("the registration recorded for request ",
+                                          req->request_id(), " is missing from ", stream))));
+    }
+    resp->set_key_id(event.approver_key_registered().key_id());
+    auto key = keys_.Find(resp->key_id());
+    if (!key.ok()) return Finish(ctx, FromStoreStatus(key.status()));
+    if (key->has_value()) *resp->mutable_key() = **key;
+    return Finish(ctx, grpc::Status::OK);
+  }
+
+  {
+    auto principals = principals_->Get();
+    const workflow::Principal* approver = principals->Find(req->approver());
+    if (approver == nullptr || !approver->HasRole(workflow::Role::kApprover)) {
+      return Finish(
+          ctx, ErrorStatus(grpc::StatusCode::FAILED_PRECONDITION, "APPROVER_NOT_IN_PRINCIPALS",
+                           "approver",
+                           absl::StrCat("\"", req->approver(),
+                                        "\" is not a principal with the role approver; "
+                                        "add it to the principals file first"),
+                           absl::StrCat("\"", req->approver(),
+                                        "\" 不是具有审批人角色的授权用户；请先将其加入授权名单")));
+    }
+    if (!actor.Covers(approver->jurisdiction)) return Finish(ctx, NotCovered(actor, *approver));
+  }
+  if (req->level() != casework::v1::APPROVAL_LEVEL_COUNTY &&
+      req->level() != casework::v1::APPROVAL_LEVEL_CITY) {
+    return Finish(ctx,
+                  ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "APPROVER_LEVEL_INVALID", "level",
+                              "level must be APPROVAL_LEVEL_COUNTY or APPROVAL_LEVEL_CITY",
+                              "层级须为县级（COUNTY）或市级（CITY）"));
+  }
+  switch (CheckApproverPublicKey(req->public_key())) {
+    case PublicKeyCheck::kOk:
+      break;
+    case PublicKeyCheck::kWrongLength:
+      return Finish(
+          ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PUBLIC_KEY_MALFORMED", "public_key",
+                           absl::StrCat("public_key is ", req->public_key().size(),
+                                        " bytes; an Ed25519 public key is exactly 32 "
+                                        "bytes (casectl keygen prints it)"),
+                           absl::StrCat("公钥长度为 ", req->public_key().size(),
+                                        " 字节；Ed25519 公钥须为 32 字节")));
+    case PublicKeyCheck::kNotCanonical:
+      return Finish(
+          ctx,
+          ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PUBLIC_KEY_NOT_CANONICAL", "public_key",
+                      "public_key is not the canonical encoding of a point "
+                      "(RFC 8032, 5.1.2); send the key as generated",
+                      "公钥不是点的规范编码（RFC 8032 5.1.2）；请提交生成的原始公钥"));
+    case PublicKeyCheck::kWeak:
+      return Finish(ctx,
+                    ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PUBLIC_KEY_WEAK", "public_key",
+                                "public_key is not a point of the prime-order subgroup "
+                                "(off the curve, of small order, or with a small-order "
+                                "component); generate a new key with casectl keygen",
+                                "公钥不在素数阶子群中（不在曲线上、小阶或含小阶分量）；请用 "
+                                "casectl keygen 重新生成密钥"));
+  }
+
+  const std::string key_id = ApproverKeyId(req->public_key());
+  const grpc::Status already = ErrorStatus(
+      grpc::StatusCode::ALREADY_EXISTS, "KEY_ALREADY_REGISTERED", "public_key",
+      absl::StrCat("key ", key_id,
+                   " is already registered (a key is registered once, for one approver, "
+                   "and never again after revocation); generate a new key"),
+      absl::StrCat("密钥 ", key_id,
+                   " 已登记（一个密钥只能登记一次，吊销后也不能再登记）；请生成新密钥"));
+  {
+    absl::MutexLock lock(&mu_);
+    if (!pending_key_ids_.insert(key_id).second) return Finish(ctx, already);
+  }
+  auto existing = keys_.Find(key_id);
+  if (!existing.ok() || existing->has_value()) {
+    Release(key_id);
+    return Finish(ctx, existing.ok() ? already : FromStoreStatus(existing.status()));
+  }
+  auto version = log_->StreamVersion(stream);
+  if (!version.ok()) {
+    Release(key_id);
+    return Finish(ctx, FromStoreStatus(version.status()));
+  }
+
+  Event event = Envelope(stream, *version + 1, actor, clock_(), req->request_id());
+  auto* body = event.mutable_approver_key_registered();
+  body->set_key_id(key_id);
+  body->set_public_key(req->public_key());
+  body->set_level(req->level());
+
+  store::AppendRequest append;
+  append.stream = stream;
+  append.expected_version = *version;
+  append.request_id = req->request_id();
+  append.request_fingerprint = fingerprint;
+  append.projections = ProjectApproverKeyEvent(event);
+  append.events.push_back(event.SerializeAsString());
+  for (const auto& write : append.projections) {
+    if (write.table == kApproverKeyTable) resp->mutable_key()->ParseFromString(write.value);
+  }
+  resp->set_key_id(key_id);
+
+  auto* reactor = ctx->DefaultReactor();
+  log_->AppendAsync(
+      std::move(append), [this, reactor, key_id](absl::StatusOr<store::AppendResult> result) {
+        Release(key_id);
+        reactor->Finish(result.ok() ? grpc::Status::OK : AppendFailed(result.status()));
+      });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::RevokeApproverKey(
+    grpc::CallbackServerContext* ctx, const casework::v1::RevokeApproverKeyRequest* req,
+    casework::v1::RevokeApproverKeyResponse* /*resp*/) {
+  workflow::Principal actor;
+  if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) return Finish(ctx, status);
+  if (auto refused = CheckCommon(actor, req->request_id(), req->approver())) {
+    return Finish(ctx, *refused);
+  }
+  const std::string stream = ApproverStream(req->approver());
+  const std::string fingerprint = Fingerprint(*req);
+
+  auto first = log_->FindRequest(stream, req->request_id());
+  if (!first.ok()) return Finish(ctx, FromStoreStatus(first.status()));
+  if (first->has_value()) {
+    return Finish(
+        ctx, (*first)->request_fingerprint == fingerprint ? grpc::Status::OK : ReusedRequestId());
+  }
+
+  if (workflow::IsBlank(req->reason())) {
+    return Finish(ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "REVOKE_REASON_REQUIRED",
+                                   "reason", "say why the key is revoked", "请说明吊销密钥的原因"));
+  }
+  if (req->reason().size() > workflow::kTextBytesMax) {
+    return Finish(ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "TEXT_TOO_LONG", "reason",
+                                   absl::StrCat("reason is ", req->reason().size(),
+                                                " bytes; at most ", workflow::kTextBytesMax),
+                                   absl::StrCat("原因长度为 ", req->reason().size(), " 字节，最多 ",
+                                                workflow::kTextBytesMax, " 字节")));
+  }
+  std::optional<ApproverKey> key;
+  if (req->key_id().size() <= workflow::kIdBytesMax && !req->key_id().empty()) {
+    auto found = keys_.Find(req->key_id());
+    if (!found.ok()) return Finish(ctx, FromStoreStatus(found.status()));
+    key = std::move(*found);
+  }
+  if (!key.has_value()) {
+    return Finish(ctx, ErrorStatus(grpc::StatusCode::NOT_FOUND, "KEY_UNKNOWN", "key_id",
+                                   absl::StrCat("key ", Shown(req->key_id()),
+                                                " is not a registered approver key"),
+                                   absl::StrCat("密钥 ", Shown(req->key_id()), " 未登记")));
+  }
+  if (key->approver() != req->approver()) {
+    return Finish(
+        ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "KEY_NOT_OWNED_BY_APPROVER", "key_id",
+                         absl::StrCat("key ", key->key_id(), " is not registered to ",
+                                      req->approver(), "; name its approver"),
+                         absl::StrCat("密钥 ", key->key_id(), " 未登记在 ", req->approver(),
+                                      " 名下；请填写其所属审批人")));
+  }
+  {
+    auto principals = principals_->Get();
+    const workflow::Principal* approver = principals->Find(req->approver());
+    if (approver != nullptr && !actor.Covers(approver->jurisdiction)) {
+      return Finish(ctx, NotCovered(actor, *approver));
+    }
+  }
+  if (key->revoke_version() != 0) return Finish(ctx, grpc::Status::OK);  // already revoked
+
+  auto version = log_->StreamVersion(stream);
+  if (!version.ok()) return Finish(ctx, FromStoreStatus(version.status()));
+  Event event = Envelope(stream, *version + 1, actor, clock_(), req->request_id());
+  auto* body = event.mutable_approver_key_revoked();
+  body->set_key_id(key->key_id());
+  body->set_reason(req->reason());
+
+  store::AppendRequest append;
+  append.stream = stream;
+  append.expected_version = *version;
+  append.request_id = req->request_id();
+  append.request_fingerprint = fingerprint;
+  append.projections = ProjectApproverKeyEvent(event);
+  append.events.push_back(event.SerializeAsString());
+
+  auto* reactor = ctx->DefaultReactor();
+  log_->AppendAsync(std::move(append), [reactor](absl::StatusOr<store::AppendResult> result) {
+    reactor->Finish(result.ok() ? grpc::Status::OK : AppendFailed(result.status()));
+  });
+  return reactor;
+}
+
+}  // namespace casework::shell

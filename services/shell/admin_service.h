@@ -1,0 +1,78 @@
+// casework.v1.AdminService: approvers' keys are registered and revoked by an
+// administrator, as events on the approver's stream "approvers/{person_id}"
+// (ApproverKeyRegistered, ApproverKeyRevoked) with the key tables (approver_keys.h)
+// written in the same atomic append. CreateBackup is not served by this class yet and
+// answers UNIMPLEMENTED.
+//
+// RegisterApproverKey checks, in order (first failure answered):
+//   authenticated                        UNAUTHENTICATED (auth.h)
+//   the caller holds the role admin      PERMISSION_DENIED ACTOR_LACKS_ROLE
+//   request_id                           INVALID_ARGUMENT REQUEST_ID_INVALID
+//   approver is a valid person id        INVALID_ARGUMENT PERSON_ID_INVALID
+//   a retry of an earlier request        the first answer (REQUEST_ID_REUSED when the
+//                                        request differs)
+//   approver is in the principals file
+//   with the role approver               FAILED_PRECONDITION APPROVER_NOT_IN_PRINCIPALS
+//   the caller's jurisdiction covers the
+//   approver's                           PERMISSION_DENIED JURISDICTION_NOT_COVERED
+//   level is COUNTY or CITY              INVALID_ARGUMENT APPROVER_LEVEL_INVALID
+//   public_key is 32 bytes               INVALID_ARGUMENT PUBLIC_KEY_MALFORMED
+//   ... a canonical encoding             INVALID_ARGUMENT PUBLIC_KEY_NOT_CANONICAL
+//   ... of a prime-order point           INVALID_ARGUMENT PUBLIC_KEY_WEAK
+//   the key was never registered (for
+//   anyone, revoked or not)              ALREADY_EXISTS KEY_ALREADY_REGISTERED
+// RevokeApproverKey checks the caller, request_id, approver and retry as above, then:
+//   reason is given, at most 16 KiB      INVALID_ARGUMENT REVOKE_REASON_REQUIRED,
+//                                        TEXT_TOO_LONG
+//   the key is registered                NOT_FOUND KEY_UNKNOWN
+//   ... to this approver                 INVALID_ARGUMENT KEY_NOT_OWNED_BY_APPROVER
+//   the caller covers the approver (when
+//   the approver is still a principal)   PERMISSION_DENIED JURISDICTION_NOT_COVERED
+//   already revoked                      OK, nothing appended
+// Two requests for the same approver at once: one gets ABORTED STALE_EXPECTED_VERSION.
+#pragma once
+
+#include <string>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "casework/v1/admin_service.grpc.pb.h"
+#include "services/shell/approver_keys.h"
+#include "services/shell/auth.h"
+#include "services/shell/command_processor.h"
+#include "services/shell/principals.h"
+#include "store/event_log.h"
+
+namespace casework::shell {
+
+class AdminServiceImpl final : public casework::v1::AdminService::CallbackService {
+ public:
+  AdminServiceImpl(store::EventLog* log, const Authenticator* auth,
+                   const PrincipalsHolder* principals, Clock clock)
+      : log_(log), keys_(log), auth_(auth), principals_(principals), clock_(std::move(clock)) {}
+
+  grpc::ServerUnaryReactor* RegisterApproverKey(
+      grpc::CallbackServerContext* ctx, const casework::v1::RegisterApproverKeyRequest* req,
+      casework::v1::RegisterApproverKeyResponse* resp) override;
+  grpc::ServerUnaryReactor* RevokeApproverKey(
+      grpc::CallbackServerContext* ctx, const casework::v1::RevokeApproverKeyRequest* req,
+      casework::v1::RevokeApproverKeyResponse* resp) override;
+
+  [[nodiscard]] const ApproverKeys& keys() const { return keys_; }
+
+ private:
+  // Frees a key id reserved by RegisterApproverKey.
+  void Release(const std::string& key_id);
+
+  store::EventLog* log_;
+  ApproverKeys keys_;
+  const Authenticator* auth_;
+  const PrincipalsHolder* principals_;
+  Clock clock_;
+  // Key ids being registered (between the uniqueness check and the durable append), so
+  // that one key cannot be registered twice at once for two approvers (two streams).
+  absl::Mutex mu_;
+  absl::flat_hash_set<std::string> pending_key_ids_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace casework::shell

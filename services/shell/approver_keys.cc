@@ -1,0 +1,176 @@
+#include "services/shell/approver_keys.h"
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "services/shell/ed25519.h"
+#include "services/shell/status_mapping.h"
+#include "services/workflow/limits.h"
+#include "services/workflow/statement.h"
+
+namespace casework::shell {
+namespace {
+
+using casework::v1::ApproverKey;
+using casework::v1::Event;
+
+std::string Deterministic(const google::protobuf::Message& m) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    m.SerializeToCodedStream(&coded);
+  }
+  return bytes;
+}
+
+// A bounded, printable rendering of a client-supplied id for messages.
+std::string Shown(const std::string& id) {
+  std::string out;
+  for (char ch : id.substr(0, workflow::kIdBytesMax)) {
+    out.push_back(ch >= 0x20 && ch < 0x7f ? ch : '?');
+  }
+  if (id.size() > workflow::kIdBytesMax) out += "...";
+  return out;
+}
+
+}  // namespace
+
+std::string ApproverStream(std::string_view person_id) {
+  return absl::StrCat(kApproverStreamPrefix, absl::string_view(person_id.data(), person_id.size()));
+}
+
+std::vector<store::ProjectionWrite> ProjectApproverKeyEvent(const Event& event) {
+  std::vector<store::ProjectionWrite> out;
+  const std::string& stream = event.stream();
+  constexpr size_t kPrefixBytes = sizeof kApproverStreamPrefix - 1;
+  if (stream.compare(0, kPrefixBytes, kApproverStreamPrefix) != 0) return out;
+  const std::string approver = stream.substr(kPrefixBytes);
+  if (event.has_approver_key_registered()) {
+    const auto& body = event.approver_key_registered();
+    ApproverKey key;
+    key.set_key_id(body.key_id());
+    key.set_approver(approver);
+    key.set_public_key(body.public_key());
+    key.set_level(body.level());
+    *key.mutable_register_time() = event.time();
+    key.set_register_version(event.version());
+    key.set_registered_by(event.actor());
+    out.push_back({.op = store::ProjectionWrite::Op::kPut,
+                   .table = kApproverKeyTable,
+                   .key = body.key_id(),
+                   .value = Deterministic(key)});
+  } else if (event.has_approver_key_revoked()) {
+    const auto& body = event.approver_key_revoked();
+    ApproverKey key;
+    key.set_key_id(body.key_id());
+    key.set_approver(approver);
+    *key.mutable_revoke_time() = event.time();
+    key.set_revoke_version(event.version());
+    key.set_revoked_by(event.actor());
+    key.set_revoke_reason(body.reason());
+    out.push_back({.op = store::ProjectionWrite::Op::kPut,
+                   .table = kApproverKeyRevokedTable,
+                   .key = body.key_id(),
+                   .value = Deterministic(key)});
+  }
+  return out;
+}
+
+absl::StatusOr<std::optional<ApproverKey>> ApproverKeys::Find(std::string_view key_id) const {
+  auto registered = log_->GetProjection(kApproverKeyTable, key_id);
+  if (!registered.ok()) return registered.status();
+  if (!registered->has_value()) return std::nullopt;
+  ApproverKey key;
+  if (!key.ParseFromString(**registered)) {
+    return absl::DataLossError(absl::StrCat("the stored approver key ",
+                                            absl::string_view(key_id.data(), key_id.size()),
+                                            " does not parse; rebuild the projections"));
+  }
+  auto revoked = log_->GetProjection(kApproverKeyRevokedTable, key_id);
+  if (!revoked.ok()) return revoked.status();
+  if (revoked->has_value()) {
+    ApproverKey revocation;
+    if (!revocation.ParseFromString(**revoked)) {
+      return absl::DataLossError(absl::StrCat("the stored revocation of approver key ",
+                                              absl::string_view(key_id.data(), key_id.size()),
+                                              " does not parse; rebuild the projections"));
+    }
+    *key.mutable_revoke_time() = revocation.revoke_time();
+    key.set_revoke_version(revocation.revoke_version());
+    key.set_revoked_by(revocation.revoked_by());
+    key.set_revoke_reason(revocation.revoke_reason());
+  }
+  return key;
+}
+
+absl::StatusOr<SignOffVerdict> VerifySignOff(const ApproverKeys& keys,
+                                             const workflow::Principal& actor,
+                                             const casework::v1::SignOffClosureRequest& request) {
+  SignOffVerdict verdict;
+  if (request.key_id().empty() || request.signature().empty()) return verdict;
+  const std::string shown = Shown(request.key_id());
+  std::optional<ApproverKey> key;
+  if (request.key_id().size() <= workflow::kIdBytesMax) {
+    auto found = keys.Find(request.key_id());
+    if (!found.ok()) return found.status();
+    key = std::move(*found);
+  }
+  if (!key.has_value()) {
+    verdict.refusal = ErrorStatus(
+        grpc::StatusCode::PERMISSION_DENIED, "KEY_UNKNOWN", "key_id",
+        absl::StrCat("key ", shown,
+                     " is not a registered approver key; ask an administrator to register "
+                     "your public key (casectl admin register-key) and sign with it"),
+        absl::StrCat("密钥 ", shown, " 未登记为审批人密钥；请管理员登记您的公钥后再签批"));
+    return verdict;
+  }
+  if (key->approver() != actor.id) {
+    verdict.refusal =
+        ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "KEY_NOT_OWNED_BY_CALLER", "key_id",
+                    absl::StrCat("key ", shown, " is registered to another approver, not to ",
+                                 actor.id, "; sign with your own registered key"),
+                    absl::StrCat("密钥 ", shown, " 登记在其他审批人名下，不属于 ", actor.id,
+                                 "；请使用您本人已登记的密钥签批"));
+    return verdict;
+  }
+  if (key->revoke_version() != 0) {
+    verdict.refusal =
+        ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "KEY_REVOKED", "key_id",
+                    absl::StrCat("key ", shown, " of ", actor.id, " was revoked by ",
+                                 key->revoked_by(), "; sign with a currently registered key"),
+                    absl::StrCat(actor.id, " 的密钥 ", shown, " 已被 ", key->revoked_by(),
+                                 " 吊销；请使用当前有效的登记密钥签批"));
+    return verdict;
+  }
+  if (request.signature().size() != kEd25519SignatureBytes) {
+    verdict.refusal =
+        ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "SIGNATURE_MALFORMED", "signature",
+                    absl::StrCat("the signature is ", request.signature().size(),
+                                 " bytes; an Ed25519 "
+                                 "signature is exactly ",
+                                 kEd25519SignatureBytes, " bytes"),
+                    absl::StrCat("签名长度为 ", request.signature().size(),
+                                 " 字节；Ed25519 签名须为 ", kEd25519SignatureBytes, " 字节"));
+    return verdict;
+  }
+  const std::optional<std::string> statement = workflow::SignOffStatementFor(request);
+  if (!statement.has_value()) return verdict;
+  if (!VerifyEd25519Strict(key->public_key(), *statement, request.signature())) {
+    verdict.refusal = ErrorStatus(
+        grpc::StatusCode::PERMISSION_DENIED, "SIGNATURE_INVALID", "signature",
+        absl::StrCat("the signature does not verify with key ", shown,
+                     " over the sign-off statement of ", request.name(), " at version ",
+                     request.expected_version(), " on inspection ", Shown(request.inspection_id()),
+                     "; sign exactly that statement (casectl sign) with this key"),
+        absl::StrCat("签名无法用密钥 ", shown, " 验证（案件 ", request.name(), "，版本 ",
+                     request.expected_version(), "，验收 ", Shown(request.inspection_id()),
+                     "）；请用该密钥对这一标准声明签名"));
+    return verdict;
+  }
+  verdict.verified = std::move(*key);
+  return verdict;
+}
+
+}  // namespace casework::shell

@@ -1,0 +1,451 @@
+// Signed sign-off end to end over loopback with the real caseworkd: an administrator
+// registers approvers' Ed25519 keys (made by the test, never stored in the repository),
+// a case goes through VERIFIED and is closed by two approvers' real signatures, and every
+// refusal (forged, replayed for another version, another approver's key, unknown or
+// revoked key, malformed signature, weak or non-canonical keys at enrollment) answers
+// with its exact status and reason. The stored sign-offs verify from the events alone.
+#include <sodium.h>
+
+#include <fstream>
+#include <regex>
+#include <string>
+
+#include "absl/strings/escaping.h"
+#include "casework/v1/admin_service.grpc.pb.h"
+#include "clients/client.h"
+#include "clients/signing.h"
+#include "gtest/gtest.h"
+#include "httplib.h"
+#include "services/workflow/statement.h"
+#include "tests/server_process.h"
+
+namespace casework {
+namespace {
+
+using casework::client::Client;
+using casework::client::ClientOptions;
+using casework::client::SigningKey;
+using casework::testing::ServerProcess;
+using casework::testing::TempDir;
+
+constexpr char kCaseId[] = "sig-1";
+constexpr char kInspection[] = "insp-2026-001";
+
+int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::filesystem::path WritePrincipals(const std::filesystem::path& dir) {
+  const auto path = dir / "principals.json";
+  std::ofstream out(path);
+  out << R"({"principals": [
+  {"id": "lister", "roles": ["lister"], "jurisdiction": "jiangcheng"},
+  {"id": "reviewer", "roles": ["reviewer"], "jurisdiction": "jiangcheng"},
+  {"id": "inspector", "roles": ["inspector"], "jurisdiction": "jiangcheng"},
+  {"id": "admin", "roles": ["admin"], "jurisdiction": "jiangcheng"},
+  {"id": "admin.xihe", "roles": ["admin"], "jurisdiction": "jiangcheng/xihe"},
+  {"id": "approver.county", "roles": ["approver"], "jurisdiction": "jiangcheng/dongshan"},
+  {"id": "approver.city", "roles": ["approver"], "jurisdiction": "jiangcheng"},
+  {"id": "approver.other", "roles": ["approver"], "jurisdiction": "jiangcheng"}
+]})";
+  return path;
+}
+
+// The reason in a status's ErrorInfo.
+std::string Reason(const grpc::Status& status) {
+  return casework::client::DecodeError(status).reason;
+}
+
+#define EXPECT_REFUSED(status, code, reason)                                  \
+  do {                                                                        \
+    const grpc::Status s_ = (status);                                         \
+    EXPECT_EQ(s_.error_code(), grpc::StatusCode::code) << s_.error_message(); \
+    EXPECT_EQ(Reason(s_), reason) << s_.error_message();                      \
+  } while (0)
+
+class SignOffTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_GE(sodium_init(), 0);
+    std::filesystem::create_directories(dir_.path() / "data");
+    server_ = std::make_unique<ServerProcess>(dir_.path() / "data", WritePrincipals(dir_.path()));
+    ASSERT_TRUE(server_->Start()) << server_->error();
+    for (auto* key : {&county_key_, &city_key_, &other_key_}) {
+      auto made = SigningKey::Generate();
+      ASSERT_TRUE(made.ok()) << made.status();
+      *key = std::make_unique<SigningKey>(*std::move(made));
+    }
+  }
+
+  std::unique_ptr<Client> As(const std::string& identity) {
+    return std::make_unique<Client>(
+        ClientOptions{.server = server_->address(), .identity = identity});
+  }
+
+  grpc::Status Register(const std::string& admin, const std::string& approver,
+                        const std::string& public_key, v1::ApprovalLevel level,
+                        v1::RegisterApproverKeyResponse* resp,
+                        const std::string& request_id = casework::client::NewRequestId()) {
+    auto c = As(admin);
+    auto stub = v1::AdminService::NewStub(c->channel());
+    v1::RegisterApproverKeyRequest req;
+    req.set_request_id(request_id);
+    req.set_approver(approver);
+    req.set_public_key(public_key);
+    req.set_level(level);
+    auto ctx = c->NewContext();
+    return stub->RegisterApproverKey(ctx.get(), req, resp);
+  }
+
+  grpc::Status Revoke(const std::string& admin, const std::string& approver,
+                      const std::string& key_id, const std::string& reason) {
+    auto c = As(admin);
+    auto stub = v1::AdminService::NewStub(c->channel());
+    v1::RevokeApproverKeyRequest req;
+    req.set_request_id(casework::client::NewRequestId());
+    req.set_approver(approver);
+    req.set_key_id(key_id);
+    req.set_reason(reason);
+    v1::RevokeApproverKeyResponse resp;
+    auto ctx = c->NewContext();
+    return stub->RevokeApproverKey(ctx.get(), req, &resp);
+  }
+
+  // Runs a case command as `identity`; the response in `resp`.
+  template <typename Request, typename Method>
+  grpc::Status Do(const std::string& identity, Method method, const Request& req,
+                  v1::CaseCommandResponse* resp) {
+    auto c = As(identity);
+    auto ctx = c->NewContext();
+    return (c->cases().*method)(ctx.get(), req, resp);
+  }
+
+  // Lists, confirms, assigns and inspects (passed) the case: version 4, VERIFIED.
+  void BringToVerified() {
+    v1::CaseCommandResponse resp;
+    v1::CreateCaseRequest create;
+    create.set_case_id(kCaseId);
+    create.set_request_id("create");
+    auto* org = create.mutable_organisation();
+    org->set_organisation_id("org-sig-1");
+    org->set_display_name("东山村党支部");
+    org->set_jurisdiction("jiangcheng/dongshan/t01/org-sig-1");
+    org->set_kind(v1::ORGANISATION_KIND_VILLAGE);
+    create.set_case_type(v1::CASE_TYPE_POOR);
+    create.add_problem_categories(v1::PROBLEM_CATEGORY_DEVELOPMENT);
+    create.set_findings("no collective income");
+    create.mutable_deadline()->set_seconds(NowSeconds() + 180 * 86400);
+    ASSERT_TRUE(Do("lister", &v1::CaseService::Stub::CreateCase, create, &resp).ok());
+
+    v1::ReviewListingRequest review;
+    review.set_name(std::string("cases/") + kCaseId);
+    review.set_request_id("review");
+    review.set_expected_version(1);
+    review.set_confirmed(true);
+    ASSERT_TRUE(Do("reviewer", &v1::CaseService::Stub::ReviewListing, review, &resp).ok());
+
+    v1::AssignAssistanceRequest assign;
+    assign.set_name(std::string("cases/") + kCaseId);
+    assign.set_request_id("assign");
+    assign.set_expected_version(2);
+    auto* a = assign.mutable_assignment();
+    a->mutable_paired_department()->set_department_id("dept-finance");
+    a->mutable_paired_department()->set_display_name("市财政局");
+    a->mutable_paired_department()->set_kind(v1::DEPARTMENT_KIND_ECONOMIC);
+    a->mutable_first_secretary()->set_person_id("zhang.wei");
+    a->mutable_first_secretary()->set_display_name("张伟");
+    auto* cadre = a->add_stationed_cadres();
+    cadre->set_person_id("chen.jie");
+    cadre->set_display_name("陈杰");
+    a->set_plan("build a cooperative");
+    ASSERT_TRUE(Do("lister", &v1::CaseService::Stub::AssignAssistance, assign, &resp).ok());
+
+    v1::RecordInspectionRequest inspect;
+    inspect.set_name(std::string("cases/") + kCaseId);
+    inspect.set_request_id("inspect");
+    inspect.set_expected_version(3);
+    inspect.set_inspection_id(kInspection);
+    inspect.set_passed(true);
+    inspect.set_findings("income established; meetings regular");
+    auto status = Do("inspector", &v1::CaseService::Stub::RecordInspection, inspect, &resp);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_EQ(resp.case_().state(), v1::CASE_STATE_VERIFIED);
+    ASSERT_EQ(resp.case_().version(), 4);
+  }
+
+  // A sign-off request for `version` signed by `key` (its key id unless `key_id` given).
+  v1::SignOffClosureRequest SignedRequest(const SigningKey& key, int64_t version,
+                                          int64_t signed_version = -1) {
+    v1::SignOffClosureRequest req;
+    req.set_name(std::string("cases/") + kCaseId);
+    req.set_request_id(casework::client::NewRequestId());
+    req.set_expected_version(version);
+    req.set_inspection_id(kInspection);
+    req.set_key_id(key.key_id());
+    const std::string statement = workflow::SignOffStatement(
+        kCaseId, signed_version >= 0 ? signed_version : version, kInspection);
+    auto signature = key.Sign(statement);
+    EXPECT_TRUE(signature.ok());
+    req.set_signature(*signature);
+    return req;
+  }
+
+  grpc::Status SignOff(const std::string& identity, const v1::SignOffClosureRequest& req,
+                       v1::CaseCommandResponse* resp) {
+    return Do(identity, &v1::CaseService::Stub::SignOffClosure, req, resp);
+  }
+
+  // The metrics text of the running server (its port is in its log).
+  std::string MetricsText() {
+    std::smatch m;
+    const std::string log = server_->log();
+    const std::regex re("metrics on http://127\\.0\\.0\\.1:([0-9]+)/metrics");
+    if (!std::regex_search(log, m, re)) return "";
+    httplib::Client http("127.0.0.1", std::stoi(m[1]));
+    http.set_connection_timeout(5);
+    auto res = http.Get("/metrics");
+    return res && res->status == 200 ? res->body : "";
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<SigningKey> county_key_, city_key_, other_key_;
+};
+
+TEST_F(SignOffTest, EnrollmentChecksCallerKeyAndApprover) {
+  v1::RegisterApproverKeyResponse resp;
+  const std::string pk = county_key_->public_key();
+  EXPECT_REFUSED(Register("lister", "approver.county", pk, v1::APPROVAL_LEVEL_COUNTY, &resp),
+                 PERMISSION_DENIED, "ACTOR_LACKS_ROLE");
+  EXPECT_REFUSED(Register("admin.xihe", "approver.county", pk, v1::APPROVAL_LEVEL_COUNTY, &resp),
+                 PERMISSION_DENIED, "JURISDICTION_NOT_COVERED");
+  EXPECT_REFUSED(Register("admin", "lister", pk, v1::APPROVAL_LEVEL_COUNTY, &resp),
+                 FAILED_PRECONDITION, "APPROVER_NOT_IN_PRINCIPALS");
+  EXPECT_REFUSED(Register("admin", "nobody", pk, v1::APPROVAL_LEVEL_COUNTY, &resp),
+                 FAILED_PRECONDITION, "APPROVER_NOT_IN_PRINCIPALS");
+  EXPECT_REFUSED(Register("admin", "bad/id", pk, v1::APPROVAL_LEVEL_COUNTY, &resp),
+                 INVALID_ARGUMENT, "PERSON_ID_INVALID");
+  EXPECT_REFUSED(Register("admin", "approver.county", pk, v1::APPROVAL_LEVEL_UNSPECIFIED, &resp),
+                 INVALID_ARGUMENT, "APPROVER_LEVEL_INVALID");
+  EXPECT_REFUSED(
+      Register("admin", "approver.county", pk.substr(0, 31), v1::APPROVAL_LEVEL_COUNTY, &resp),
+      INVALID_ARGUMENT, "PUBLIC_KEY_MALFORMED");
+  // A small-order point (order 8) and a non-canonical encoding of the identity.
+  EXPECT_REFUSED(Register("admin", "approver.county",
+                          absl::HexStringToBytes(
+                              "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+                          v1::APPROVAL_LEVEL_COUNTY, &resp),
+                 INVALID_ARGUMENT, "PUBLIC_KEY_WEAK");
+  EXPECT_REFUSED(Register("admin", "approver.county",
+                          absl::HexStringToBytes(
+                              "0100000000000000000000000000000000000000000000000000000000000080"),
+                          v1::APPROVAL_LEVEL_COUNTY, &resp),
+                 INVALID_ARGUMENT, "PUBLIC_KEY_NOT_CANONICAL");
+
+  // Registered: the id is the one the client computes; a retry answers the same.
+  ASSERT_TRUE(
+      Register("admin", "approver.county", pk, v1::APPROVAL_LEVEL_COUNTY, &resp, "reg-1").ok());
+  EXPECT_EQ(resp.key_id(), county_key_->key_id());
+  EXPECT_EQ(resp.key().approver(), "approver.county");
+  EXPECT_EQ(resp.key().public_key(), pk);
+  EXPECT_EQ(resp.key().level(), v1::APPROVAL_LEVEL_COUNTY);
+  EXPECT_EQ(resp.key().registered_by(), "admin");
+  EXPECT_EQ(resp.key().register_version(), 1);
+  v1::RegisterApproverKeyResponse again;
+  ASSERT_TRUE(
+      Register("admin", "approver.county", pk, v1::APPROVAL_LEVEL_COUNTY, &again, "reg-1").ok());
+  EXPECT_EQ(again.key_id(), resp.key_id());
+  EXPECT_EQ(again.key().register_version(), 1);
+  EXPECT_REFUSED(Register("admin", "approver.county", city_key_->public_key(),
+                          v1::APPROVAL_LEVEL_CITY, &again, "reg-1"),
+                 INVALID_ARGUMENT, "REQUEST_ID_REUSED");
+  // The same key again, for anyone: refused.
+  EXPECT_REFUSED(Register("admin", "approver.other", pk, v1::APPROVAL_LEVEL_COUNTY, &again),
+                 ALREADY_EXISTS, "KEY_ALREADY_REGISTERED");
+
+  // Revocation: role, reason, key, owner; idempotent; a revoked key never comes back.
+  EXPECT_REFUSED(Revoke("lister", "approver.county", resp.key_id(), "lost"), PERMISSION_DENIED,
+                 "ACTOR_LACKS_ROLE");
+  EXPECT_REFUSED(Revoke("admin", "approver.county", resp.key_id(), " "), INVALID_ARGUMENT,
+                 "REVOKE_REASON_REQUIRED");
+  EXPECT_REFUSED(Revoke("admin", "approver.county", "ed25519:0000000000000000", "lost"), NOT_FOUND,
+                 "KEY_UNKNOWN");
+  EXPECT_REFUSED(Revoke("admin", "approver.other", resp.key_id(), "lost"), INVALID_ARGUMENT,
+                 "KEY_NOT_OWNED_BY_APPROVER");
+  EXPECT_REFUSED(Revoke("admin.xihe", "approver.county", resp.key_id(), "lost"), PERMISSION_DENIED,
+                 "JURISDICTION_NOT_COVERED");
+  ASSERT_TRUE(Revoke("admin", "approver.county", resp.key_id(), "laptop lost").ok());
+  ASSERT_TRUE(Revoke("admin", "approver.county", resp.key_id(), "laptop lost").ok());
+  EXPECT_REFUSED(Register("admin", "approver.county", pk, v1::APPROVAL_LEVEL_COUNTY, &again),
+                 ALREADY_EXISTS, "KEY_ALREADY_REGISTERED");
+}
+
+TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) {
+  v1::RegisterApproverKeyResponse reg;
+  ASSERT_TRUE(Register("admin", "approver.county", county_key_->public_key(),
+                       v1::APPROVAL_LEVEL_COUNTY, &reg)
+                  .ok());
+  ASSERT_TRUE(
+      Register("admin", "approver.city", city_key_->public_key(), v1::APPROVAL_LEVEL_CITY, &reg)
+          .ok());
+  ASSERT_TRUE(
+      Register("admin", "approver.other", other_key_->public_key(), v1::APPROVAL_LEVEL_COUNTY, &reg)
+          .ok());
+  // A second key of approver.other, revoked before use.
+  auto spare = SigningKey::Generate();
+  ASSERT_TRUE(spare.ok());
+  ASSERT_TRUE(
+      Register("admin", "approver.other", spare->public_key(), v1::APPROVAL_LEVEL_COUNTY, &reg)
+          .ok());
+  ASSERT_TRUE(Revoke("admin", "approver.other", spare->key_id(), "rotated").ok());
+
+  ASSERT_NO_FATAL_FAILURE(BringToVerified());
+  v1::CaseCommandResponse resp;
+
+  // Forged: 64 random bytes.
+  {
+    auto req = SignedRequest(*county_key_, 4);
+    std::string forged(64, '\0');
+    randombytes_buf(forged.data(), forged.size());
+    req.set_signature(forged);
+    EXPECT_REFUSED(SignOff("approver.county", req, &resp), PERMISSION_DENIED, "SIGNATURE_INVALID");
+  }
+  // A real signature with one bit flipped.
+  {
+    auto req = SignedRequest(*county_key_, 4);
+    std::string sig = req.signature();
+    sig[10] = static_cast<char>(sig[10] ^ 0x01);
+    req.set_signature(sig);
+    EXPECT_REFUSED(SignOff("approver.county", req, &resp), PERMISSION_DENIED, "SIGNATURE_INVALID");
+  }
+  // Replayed for another version: signed for version 3, sent at the current version 4.
+  EXPECT_REFUSED(SignOff("approver.county", SignedRequest(*county_key_, 4, 3), &resp),
+                 PERMISSION_DENIED, "SIGNATURE_INVALID");
+  // Signed for version 3 and sent for version 3: the core says the version is stale.
+  EXPECT_REFUSED(SignOff("approver.county", SignedRequest(*county_key_, 3), &resp), ABORTED,
+                 "STALE_EXPECTED_VERSION");
+  // Signed for another inspection.
+  {
+    auto req = SignedRequest(*county_key_, 4);
+    req.set_inspection_id("insp-other");
+    EXPECT_REFUSED(SignOff("approver.county", req, &resp), PERMISSION_DENIED, "SIGNATURE_INVALID");
+  }
+  // Another approver's key and signature.
+  EXPECT_REFUSED(SignOff("approver.county", SignedRequest(*other_key_, 4), &resp),
+                 PERMISSION_DENIED, "KEY_NOT_OWNED_BY_CALLER");
+  // Own key id, but signed with another key.
+  {
+    auto req = SignedRequest(*other_key_, 4);
+    req.set_key_id(county_key_->key_id());
+    EXPECT_REFUSED(SignOff("approver.county", req, &resp), PERMISSION_DENIED, "SIGNATURE_INVALID");
+  }
+  // Unknown and revoked keys.
+  {
+    auto unregistered = SigningKey::Generate();
+    ASSERT_TRUE(unregistered.ok());
+    EXPECT_REFUSED(SignOff("approver.county", SignedRequest(*unregistered, 4), &resp),
+                   PERMISSION_DENIED, "KEY_UNKNOWN");
+  }
+  EXPECT_REFUSED(SignOff("approver.other", SignedRequest(*spare, 4), &resp), PERMISSION_DENIED,
+                 "KEY_REVOKED");
+  // Malformed: 63 bytes.
+  {
+    auto req = SignedRequest(*county_key_, 4);
+    req.set_signature(req.signature().substr(0, 63));
+    EXPECT_REFUSED(SignOff("approver.county", req, &resp), INVALID_ARGUMENT, "SIGNATURE_MALFORMED");
+  }
+  // No signature at all: the core's refusal.
+  {
+    auto req = SignedRequest(*county_key_, 4);
+    req.clear_signature();
+    EXPECT_REFUSED(SignOff("approver.county", req, &resp), PERMISSION_DENIED,
+                   "SIGN_OFF_SIGNATURE_NOT_VERIFIED");
+  }
+  // The core's checks come first: a lister holding a valid signature lacks the role.
+  EXPECT_REFUSED(SignOff("lister", SignedRequest(*county_key_, 4), &resp), PERMISSION_DENIED,
+                 "ACTOR_LACKS_ROLE");
+
+  // Nothing of the above changed the case.
+  {
+    auto c = As("lister");
+    v1::GetCaseRequest get;
+    get.set_name(std::string("cases/") + kCaseId);
+    v1::Case now;
+    auto ctx = c->NewContext();
+    ASSERT_TRUE(c->cases().GetCase(ctx.get(), get, &now).ok());
+    EXPECT_EQ(now.version(), 4);
+    EXPECT_EQ(now.sign_offs_size(), 0);
+  }
+
+  // The county approver signs version 4; the city approver signs version 5: closed.
+  auto status = SignOff("approver.county", SignedRequest(*county_key_, 4), &resp);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(resp.case_().state(), v1::CASE_STATE_VERIFIED);
+  EXPECT_EQ(resp.case_().version(), 5);
+  ASSERT_EQ(resp.case_().sign_offs_size(), 1);
+  EXPECT_EQ(resp.case_().sign_offs(0).key_id(), county_key_->key_id());
+  EXPECT_EQ(resp.case_().sign_offs(0).level(), v1::APPROVAL_LEVEL_COUNTY);
+
+  // The county approver's signature for version 4, replayed at version 5: refused.
+  EXPECT_REFUSED(SignOff("approver.city", SignedRequest(*county_key_, 5, 4), &resp),
+                 PERMISSION_DENIED, "KEY_NOT_OWNED_BY_CALLER");
+  EXPECT_REFUSED(SignOff("approver.county", SignedRequest(*county_key_, 5, 4), &resp),
+                 PERMISSION_DENIED, "SIGNATURE_INVALID");
+
+  status = SignOff("approver.city", SignedRequest(*city_key_, 5), &resp);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(resp.case_().state(), v1::CASE_STATE_CLOSED);
+  EXPECT_EQ(resp.case_().version(), 7);
+  ASSERT_EQ(resp.events_size(), 2);
+  EXPECT_TRUE(resp.events(0).event().has_closure_signed_off());
+  EXPECT_TRUE(resp.events(1).event().has_case_closed());
+
+  // Revoking a key later leaves the past sign-off verifiable from the log alone: the
+  // events carry key id and signature, the statement is rebuilt from the envelope.
+  ASSERT_TRUE(Revoke("admin", "approver.county", county_key_->key_id(), "left office").ok());
+  auto c = As("lister");
+  v1::ListCaseEventsRequest list;
+  list.set_name(std::string("cases/") + kCaseId);
+  v1::ListCaseEventsResponse history;
+  auto ctx = c->NewContext();
+  ASSERT_TRUE(c->cases().ListCaseEvents(ctx.get(), list, &history).ok());
+  const std::map<std::string, std::string> public_keys = {
+      {county_key_->key_id(), county_key_->public_key()},
+      {city_key_->key_id(), city_key_->public_key()}};
+  int verified = 0;
+  for (const auto& record : history.events()) {
+    if (!record.event().has_closure_signed_off()) continue;
+    const v1::SignOff& s = record.event().closure_signed_off().sign_off();
+    SCOPED_TRACE(s.approver());
+    EXPECT_EQ(s.approver(), record.event().actor());
+    const std::string statement =
+        workflow::SignOffStatement(kCaseId, record.event().version() - 1, s.inspection_id());
+    const std::string& pk = public_keys.at(s.key_id());
+    EXPECT_EQ(crypto_sign_verify_detached(
+                  reinterpret_cast<const unsigned char*>(s.signature().data()),
+                  reinterpret_cast<const unsigned char*>(statement.data()), statement.size(),
+                  reinterpret_cast<const unsigned char*>(pk.data())),
+              0);
+    ++verified;
+  }
+  EXPECT_EQ(verified, 2);
+
+  // Refused signatures are counted by reason.
+  const std::string metrics = MetricsText();
+  EXPECT_NE(metrics.find("casework_refused_attempts_total{reason=\"SIGNATURE_INVALID\"} 6"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("casework_refused_attempts_total{reason=\"KEY_REVOKED\"} 1"),
+            std::string::npos);
+  EXPECT_NE(metrics.find("casework_refused_attempts_total{reason=\"SIGNATURE_MALFORMED\"} 1"),
+            std::string::npos);
+  // And logged with the identity.
+  EXPECT_NE(server_->log().find("identity=approver.other code=PERMISSION_DENIED "
+                                "reason=KEY_REVOKED"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace casework
