@@ -1,0 +1,400 @@
+// casework-load: drives a running caseworkd with a realistic mix of commands and reads
+// at a chosen concurrency, for a bounded time or count, and reports throughput, p50, p99
+// and p99.9 latency and errors per method and overall, as a table or as JSON.
+//
+// Each of the --concurrency workers keeps one call in flight (gRPC callback client API,
+// no thread per call) and walks cases through their life: create -> review -> assign ->
+// field visits and measures -> inspection, with GetCase and ListCases pages mixed in
+// (--read-percent). Identities come from deploy/principals.sample.json.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "clients/client.h"
+#include "nlohmann/json.hpp"
+
+namespace {
+
+// Calls one method of the callback client API (the async stub's methods are overloaded,
+// so a member pointer cannot name one).
+#define CW_ASYNC(Method)                                                                   \
+  [](casework::v1::CaseService::StubInterface::async_interface* a, grpc::ClientContext* c, \
+     const auto* q, auto* r,                                                               \
+     std::function<void(grpc::Status)> f) { a->Method(c, q, r, std::move(f)); }
+
+using Clock = std::chrono::steady_clock;
+using casework::client::Client;
+using casework::client::ClientOptions;
+
+struct Options {
+  std::string server = "127.0.0.1:7070";
+  int concurrency = 32;
+  double duration_s = 10;
+  int64_t count = 0;  // 0: bounded by duration only
+  int read_percent = 20;
+  uint64_t seed = 1;
+  std::string run_id;
+  bool json = false;
+};
+
+// Latencies of one method, in microseconds.
+struct Series {
+  std::vector<int64_t> micros;
+  int64_t errors = 0;
+  std::map<std::string, int64_t> error_codes;
+};
+
+class Recorder {
+ public:
+  void Record(const std::string& method, int64_t micros, const grpc::Status& status) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Series& s = series_[method];
+    if (status.ok()) {
+      s.micros.push_back(micros);
+    } else {
+      ++s.errors;
+      ++s.error_codes[std::to_string(static_cast<int>(status.error_code())) + " " +
+                      casework::client::DecodeError(status).reason];
+    }
+  }
+  std::map<std::string, Series> Take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return std::move(series_);
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, Series> series_;
+};
+
+int64_t Percentile(std::vector<int64_t>& v, double p) {
+  if (v.empty()) return 0;
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(i), v.end());
+  return v[i];
+}
+
+int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// One worker: one call in flight, walking its own cases through the workflow.
+class Worker {
+ public:
+  Worker(int index, const Options& o, Recorder* rec, std::atomic<int64_t>* budget,
+         Clock::time_point stop_at, std::shared_ptr<grpc::Channel> channel)
+      : index_(index),
+        o_(o),
+        rec_(rec),
+        budget_(budget),
+        stop_at_(stop_at),
+        rng_(o.seed * 7919 + static_cast<uint64_t>(index)),
+        stub_(casework::v1::CaseService::NewStub(channel)) {}
+
+  void Start() { Next(); }
+
+  void Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return done_; });
+  }
+
+ private:
+  enum class Step { kCreate, kReview, kAssign, kVisit, kMeasure, kInspect };
+
+  std::unique_ptr<grpc::ClientContext> Context(const char* identity) {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->AddMetadata("x-casework-identity", identity);
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    return ctx;
+  }
+
+  std::string Name() const { return "cases/" + case_id_; }
+  std::string RequestId() {
+    return o_.run_id + "-" + std::to_string(index_) + "-" + std::to_string(++requests_);
+  }
+
+  void Finish() {
+    std::lock_guard<std::mutex> lock(mu_);
+    done_ = true;
+    cv_.notify_all();
+  }
+
+  // Issues the next call, or finishes when the time or count budget is spent.
+  void Next() {
+    if (Clock::now() >= stop_at_ || (o_.count > 0 && budget_->fetch_sub(1) <= 0)) {
+      Finish();
+      return;
+    }
+    const bool read = version_ > 0 && static_cast<int>(rng_() % 100) < o_.read_percent;
+    if (read) {
+      if (rng_() % 4 == 0) {
+        List();
+      } else {
+        Get();
+      }
+      return;
+    }
+    switch (step_) {
+      case Step::kCreate:
+        Create();
+        break;
+      case Step::kReview:
+        Command<casework::v1::ReviewListingRequest>(
+            "ReviewListing", "zhao.min", [&](auto* r) { r->set_confirmed(true); },
+            CW_ASYNC(ReviewListing), Step::kAssign);
+        break;
+      case Step::kAssign:
+        Command<casework::v1::AssignAssistanceRequest>(
+            "AssignAssistance", "li.na",
+            [&](auto* r) {
+              auto* a = r->mutable_assignment();
+              a->mutable_paired_department()->set_department_id("dept-econ");
+              a->mutable_paired_department()->set_display_name("市发改委");
+              a->mutable_paired_department()->set_kind(casework::v1::DEPARTMENT_KIND_ECONOMIC);
+              a->mutable_first_secretary()->set_person_id("wang.qiang");
+              a->mutable_first_secretary()->set_display_name("王强");
+              auto* c = a->add_stationed_cadres();
+              c->set_person_id("cadre-1");
+              c->set_display_name("驻村干部");
+              a->set_plan("build collective income");
+            },
+            CW_ASYNC(AssignAssistance), Step::kVisit);
+        break;
+      case Step::kVisit:
+        Command<casework::v1::RecordFieldVisitRequest>(
+            "RecordFieldVisit", "wang.qiang",
+            [&](auto* r) {
+              r->add_visitors("wang.qiang");
+              r->mutable_visit_time()->set_seconds(NowSeconds() - 60);
+              r->set_notes("field visit");
+            },
+            CW_ASYNC(RecordFieldVisit), ++activities_ < 3 ? Step::kVisit : Step::kMeasure);
+        break;
+      case Step::kMeasure:
+        Command<casework::v1::RecordMeasureRequest>(
+            "RecordMeasure", "wang.qiang",
+            [&](auto* r) {
+              r->set_description("strengthened the branch committee");
+              r->set_problem_category(casework::v1::PROBLEM_CATEGORY_DEVELOPMENT);
+            },
+            CW_ASYNC(RecordMeasure), Step::kInspect);
+        break;
+      case Step::kInspect:
+        Command<casework::v1::RecordInspectionRequest>(
+            "RecordInspection", "chen.jing",
+            [&](auto* r) {
+              r->set_inspection_id("insp-1");
+              r->set_passed(true);
+              r->set_findings("problems solved");
+            },
+            CW_ASYNC(RecordInspection), Step::kCreate);
+        break;
+    }
+  }
+
+  void Create() {
+    case_id_ = "ld-" + o_.run_id + "-" + std::to_string(index_) + "-" + std::to_string(++cases_);
+    auto req = std::make_shared<casework::v1::CreateCaseRequest>();
+    req->set_case_id(case_id_);
+    req->set_request_id(RequestId());
+    auto* org = req->mutable_organisation();
+    org->set_organisation_id("org-" + case_id_);
+    org->set_display_name("负载测试村党支部");
+    org->set_jurisdiction("jiangcheng/dongshan/t01/org-" + case_id_);
+    org->set_kind(casework::v1::ORGANISATION_KIND_VILLAGE);
+    req->set_case_type(casework::v1::CASE_TYPE_POOR);
+    req->add_problem_categories(casework::v1::PROBLEM_CATEGORY_DEVELOPMENT);
+    req->set_findings("no collective income");
+    req->mutable_deadline()->set_seconds(NowSeconds() + 365 * 86400);
+    activities_ = 0;
+    Call<casework::v1::CreateCaseRequest, casework::v1::CaseCommandResponse>(
+        "CreateCase", "li.na", req, CW_ASYNC(CreateCase),
+        [this](const grpc::Status& s, const casework::v1::CaseCommandResponse& r) {
+          if (s.ok()) {
+            version_ = r.case_().version();
+            step_ = Step::kReview;
+          }
+        });
+  }
+
+  void Get() {
+    auto req = std::make_shared<casework::v1::GetCaseRequest>();
+    req->set_name(Name());
+    Call<casework::v1::GetCaseRequest, casework::v1::Case>(
+        "GetCase", "zhou.hua", req, CW_ASYNC(GetCase),
+        [](const grpc::Status&, const casework::v1::Case&) {});
+  }
+
+  void List() {
+    auto req = std::make_shared<casework::v1::ListCasesRequest>();
+    req->set_page_size(20);
+    req->set_filter("state = ASSISTED");
+    Call<casework::v1::ListCasesRequest, casework::v1::ListCasesResponse>(
+        "ListCases", "zhou.hua", req, CW_ASYNC(ListCases),
+        [](const grpc::Status&, const casework::v1::ListCasesResponse&) {});
+  }
+
+  template <typename Req, typename Fill, typename Method>
+  void Command(const char* method, const char* identity, Fill fill, Method m, Step next) {
+    auto req = std::make_shared<Req>();
+    req->set_name(Name());
+    req->set_request_id(RequestId());
+    req->set_expected_version(version_);
+    fill(req.get());
+    Call<Req, casework::v1::CaseCommandResponse>(
+        method, identity, req, m,
+        [this, next](const grpc::Status& s, const casework::v1::CaseCommandResponse& r) {
+          if (s.ok()) {
+            version_ = r.case_().version();
+            step_ = next;
+          } else {
+            step_ = Step::kCreate;  // start a fresh case after an error
+          }
+        });
+  }
+
+  template <typename Req, typename Resp, typename Method, typename After>
+  void Call(const char* method, const char* identity, std::shared_ptr<Req> req, Method m,
+            After after) {
+    auto ctx = std::shared_ptr<grpc::ClientContext>(Context(identity));
+    auto resp = std::make_shared<Resp>();
+    const auto start = Clock::now();
+    m(stub_->async(), ctx.get(), req.get(), resp.get(),
+      [this, ctx, req, resp, start, method, after](grpc::Status s) {
+        const auto micros =
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+        rec_->Record(method, micros, s);
+        after(s, *resp);
+        Next();
+      });
+  }
+
+  const int index_;
+  const Options& o_;
+  Recorder* rec_;
+  std::atomic<int64_t>* budget_;
+  const Clock::time_point stop_at_;
+  std::mt19937_64 rng_;
+  std::unique_ptr<casework::v1::CaseService::Stub> stub_;
+  std::string case_id_;
+  int64_t version_ = 0;
+  int64_t cases_ = 0;
+  int64_t requests_ = 0;
+  int activities_ = 0;
+  Step step_ = Step::kCreate;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{
+      "casework-load: drives caseworkd with a realistic mix of commands and reads and reports "
+      "throughput and latency percentiles."};
+  app.add_option("--server", o.server, "caseworkd host:port")->capture_default_str();
+  app.add_option("--concurrency", o.concurrency, "calls in flight")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--duration", o.duration_s, "seconds to run")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--count", o.count, "stop after this many calls (0: duration only)")
+      ->capture_default_str();
+  app.add_option("--read-percent", o.read_percent, "share of GetCase/ListCases calls")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100));
+  app.add_option("--seed", o.seed, "random seed")->capture_default_str();
+  app.add_option("--run-id", o.run_id, "prefix of case and request ids (default: random)");
+  app.add_flag("--json", o.json, "print JSON");
+  CLI11_PARSE(app, argc, argv);
+  if (o.run_id.empty()) o.run_id = casework::client::NewRequestId().substr(0, 8);
+
+  // A few channels spread the load over connections and completion threads.
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  const int channel_count = std::min(o.concurrency, 4);
+  for (int i = 0; i < channel_count; ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt("casework.load.channel", i);  // distinct channels, not one shared subchannel
+    channels.push_back(
+        grpc::CreateCustomChannel(o.server, grpc::InsecureChannelCredentials(), args));
+  }
+  Recorder rec;
+  std::atomic<int64_t> budget{o.count};
+  const auto start = Clock::now();
+  const auto stop_at = start + std::chrono::duration_cast<Clock::duration>(
+                                   std::chrono::duration<double>(o.duration_s));
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (int i = 0; i < o.concurrency; ++i) {
+    workers.push_back(std::make_unique<Worker>(i, o, &rec, &budget, stop_at,
+                                               channels[static_cast<size_t>(i) % channels.size()]));
+  }
+  for (auto& w : workers) w->Start();
+  for (auto& w : workers) w->Wait();
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+
+  auto series = rec.Take();
+  Series all;
+  for (auto& [name, s] : series) {
+    all.micros.insert(all.micros.end(), s.micros.begin(), s.micros.end());
+    all.errors += s.errors;
+  }
+  nlohmann::json out;
+  out["server"] = o.server;
+  out["concurrency"] = o.concurrency;
+  out["seconds"] = elapsed;
+  auto row = [&](const std::string& name, Series& s) {
+    nlohmann::json j;
+    j["method"] = name;
+    j["ok"] = s.micros.size();
+    j["errors"] = s.errors;
+    j["per_second"] = static_cast<double>(s.micros.size()) / elapsed;
+    j["p50_us"] = Percentile(s.micros, 0.50);
+    j["p99_us"] = Percentile(s.micros, 0.99);
+    j["p999_us"] = Percentile(s.micros, 0.999);
+    if (!s.error_codes.empty()) j["error_codes"] = s.error_codes;
+    return j;
+  };
+  for (auto& [name, s] : series) out["methods"].push_back(row(name, s));
+  out["total"] = row("total", all);
+  if (o.json) {
+    std::cout << out.dump() << "\n";
+  } else {
+    std::printf("casework-load: %s, %d in flight, %.1f s\n", o.server.c_str(), o.concurrency,
+                elapsed);
+    std::printf("%-18s %10s %8s %12s %10s %10s %10s\n", "method", "ok", "errors", "per second",
+                "p50 us", "p99 us", "p99.9 us");
+    auto print = [](const nlohmann::json& j) {
+      std::printf("%-18s %10lld %8lld %12.0f %10lld %10lld %10lld\n",
+                  j["method"].get<std::string>().c_str(), j["ok"].get<long long>(),
+                  j["errors"].get<long long>(), j["per_second"].get<double>(),
+                  j["p50_us"].get<long long>(), j["p99_us"].get<long long>(),
+                  j["p999_us"].get<long long>());
+    };
+    for (const auto& j : out["methods"]) print(j);
+    print(out["total"]);
+    for (const auto& j : out["methods"]) {
+      if (j.contains("error_codes")) {
+        for (const auto& [code, n] : j["error_codes"].items()) {
+          std::printf("  %s errors: %s x %lld\n", j["method"].get<std::string>().c_str(),
+                      code.c_str(), n.get<long long>());
+        }
+      }
+    }
+  }
+  return all.errors == 0 ? 0 : 1;
+}
