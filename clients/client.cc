@@ -3,16 +3,56 @@
 #include <openssl/rand.h>
 
 #include <cstdio>
+#include <fstream>
 
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 
 namespace casework::client {
 
+namespace {
+
+// Reads a small PEM file; empty with `error` set when it cannot.
+std::string ReadPemFile(const std::string& path, std::string* error) {
+  constexpr std::streamsize kBytesMax = 1 << 20;
+  std::ifstream in(path, std::ios::binary);
+  std::string text(static_cast<size_t>(kBytesMax), '\0');
+  if (in) in.read(text.data(), kBytesMax);
+  text.resize(in ? static_cast<size_t>(kBytesMax) : static_cast<size_t>(in.gcount()));
+  if (text.find("-----BEGIN ") == std::string::npos && error->empty()) {
+    *error = "cannot read a PEM file at " + path;
+  }
+  return text;
+}
+
+}  // namespace
+
 Client::Client(ClientOptions options) : options_(std::move(options)) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(16 << 20);
-  channel_ = grpc::CreateCustomChannel(options_.server, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!options_.tls_ca.empty() || !options_.tls_cert.empty() || !options_.tls_key.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    if (options_.tls_ca.empty()) {
+      credentials_error_ = "--tls-cert and --tls-key need --tls-ca (the CA of the server)";
+    } else {
+      ssl.pem_root_certs = ReadPemFile(options_.tls_ca, &credentials_error_);
+    }
+    if (!options_.tls_cert.empty() || !options_.tls_key.empty()) {
+      ssl.pem_cert_chain = ReadPemFile(options_.tls_cert, &credentials_error_);
+      ssl.pem_private_key = ReadPemFile(options_.tls_key, &credentials_error_);
+    }
+    if (!options_.tls_server_name.empty()) {
+      args.SetSslTargetNameOverride(options_.tls_server_name);
+    }
+    if (credentials_error_.empty()) {
+      credentials = grpc::SslCredentials(ssl);
+    } else {
+      // Fail closed: TLS was asked for and cannot be set up; never fall back to plaintext.
+      credentials = grpc::SslCredentials(grpc::SslCredentialsOptions{.pem_root_certs = "-"});
+    }
+  }
+  channel_ = grpc::CreateCustomChannel(options_.server, credentials, args);
   cases_ = casework::v1::CaseService::NewStub(channel_);
 }
 

@@ -14,8 +14,17 @@ namespace casework::client {
 struct ClientOptions {
   // host:port of caseworkd.
   std::string server = "127.0.0.1:7070";
-  // The identity to act as (plaintext mode: sent as x-casework-identity).
+  // The identity to act as (plaintext mode: sent as x-casework-identity; with mutual
+  // TLS the server takes the identity from the client certificate and ignores this).
   std::string identity;
+  // Mutual TLS: when tls_ca is set the channel uses TLS, trusting only these CA
+  // certificates (PEM file), and presents tls_cert/tls_key (PEM files) as the client
+  // certificate. Without tls_ca the channel is plaintext.
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  // Overrides the name checked in the server's certificate (default: the host of server).
+  std::string tls_server_name;
   // Per-call deadline.
   std::chrono::milliseconds timeout{10000};
 };
@@ -30,9 +39,13 @@ class Client {
   [[nodiscard]] casework::v1::CaseService::Stub& cases() { return *cases_; }
   [[nodiscard]] const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   [[nodiscard]] const ClientOptions& options() const { return options_; }
+  // Not OK when a TLS file could not be read; the channel then never connects (it
+  // never falls back to plaintext).
+  [[nodiscard]] const std::string& credentials_error() const { return credentials_error_; }
 
  private:
   ClientOptions options_;
+  std::string credentials_error_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<casework::v1::CaseService::Stub> cases_;
 };

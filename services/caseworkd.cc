@@ -30,6 +30,8 @@
 #include "services/shell/event_service.h"
 #include "services/shell/metrics.h"
 #include "services/shell/principals.h"
+#include "services/shell/server_limits.h"
+#include "services/shell/tls.h"
 #include "services/shell/receipts.h"
 #include "spdlog/spdlog.h"
 #include "store/rocks_event_log.h"
@@ -45,7 +47,13 @@ struct Flags {
   std::string data_dir = "./data";
   std::string principals;
   bool insecure_plaintext = false;
-  int max_receive_message_bytes = 1 << 20;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  casework::shell::ServerLimits limits;
+  int max_connection_idle_seconds = 300;
+  int max_connection_age_seconds = 1800;
+  int memory_quota_mib = 512;
   int drain_seconds = 10;
   std::string log_level = "info";
   std::string port_file;
@@ -74,11 +82,39 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   app.add_flag("--insecure-plaintext", flags.insecure_plaintext,
                "serve without TLS and take the caller's identity from the x-casework-identity "
-               "metadata header (local use and tests only; required until mTLS is configured)");
-  app.add_option("--max-receive-message-bytes", flags.max_receive_message_bytes,
-                 "largest request accepted, in bytes")
+               "metadata header (local use and tests only)");
+  app.add_option("--tls-cert", flags.tls_cert, "server certificate chain (PEM) for mutual TLS")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", flags.tls_key, "server private key (PEM)")->check(CLI::ExistingFile);
+  app.add_option("--tls-client-ca", flags.tls_client_ca,
+                 "CA certificate(s) (PEM) that issue client certificates; a client certificate "
+                 "is required, and its identity is its URI SAN urn:casework:principal:<id>, "
+                 "else its CN")
+      ->check(CLI::ExistingFile);
+  app.add_option("--max-receive-message-bytes", flags.limits.receive_message_bytes_max,
+                 "largest request accepted, in bytes (our largest legal request is under 128 KiB)")
       ->capture_default_str()
       ->check(CLI::Range(4096, 4 << 20));
+  app.add_option("--max-metadata-bytes", flags.limits.metadata_bytes_max,
+                 "largest request metadata (headers) per call, in bytes")
+      ->capture_default_str()
+      ->check(CLI::Range(1024, 64 * 1024));
+  app.add_option("--max-concurrent-streams", flags.limits.concurrent_streams_max,
+                 "concurrent calls per connection")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+  app.add_option("--max-connection-idle-seconds", flags.max_connection_idle_seconds,
+                 "close connections without calls after this long")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
+  app.add_option("--max-connection-age-seconds", flags.max_connection_age_seconds,
+                 "ask every connection to go away after this long (clients reconnect)")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 7 * 86400));
+  app.add_option("--memory-quota-mib", flags.memory_quota_mib,
+                 "memory for transport buffers across all connections, in MiB")
+      ->capture_default_str()
+      ->check(CLI::Range(16, 64 * 1024));
   app.add_option("--drain-seconds", flags.drain_seconds,
                  "on SIGTERM, how long in-flight calls may take to finish")
       ->capture_default_str()
@@ -109,11 +145,33 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(flags.log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %l caseworkd %v", spdlog::pattern_time_type::utc);
 
-  if (!flags.insecure_plaintext) {
-    spdlog::error(
-        "refusing to start: mutual TLS is not configured in this build; for local use start "
-        "with --insecure-plaintext");
+  const bool tls =
+      !flags.tls_cert.empty() || !flags.tls_key.empty() || !flags.tls_client_ca.empty();
+  if (tls && flags.insecure_plaintext) {
+    spdlog::error("refusing to start: give either --insecure-plaintext or the --tls-* flags");
     return 2;
+  }
+  if (!tls && !flags.insecure_plaintext) {
+    spdlog::error(
+        "refusing to start: mutual TLS needs --tls-cert, --tls-key and --tls-client-ca; for "
+        "local use only, start with --insecure-plaintext");
+    return 2;
+  }
+  if (tls && (flags.tls_cert.empty() || flags.tls_key.empty() || flags.tls_client_ca.empty())) {
+    spdlog::error(
+        "refusing to start: mutual TLS needs all of --tls-cert, --tls-key and "
+        "--tls-client-ca");
+    return 2;
+  }
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (tls) {
+    auto mtls = casework::shell::MutualTlsCredentials(
+        {.cert = flags.tls_cert, .key = flags.tls_key, .client_ca = flags.tls_client_ca});
+    if (!mtls.ok()) {
+      spdlog::error("mutual TLS: {}", mtls.status().ToString());
+      return 2;
+    }
+    credentials = *std::move(mtls);
   }
 
   // Block the signals we handle before any thread starts, so only the waiter sees them.
@@ -156,7 +214,9 @@ int main(int argc, char** argv) {
   }
   casework::shell::CommandProcessor processor(log->get(), policy,
                                               casework::shell::SystemClockMicros);
-  casework::shell::Authenticator auth(&principals_holder);
+  casework::shell::Authenticator auth(&principals_holder,
+                                      tls ? casework::shell::Transport::kMutualTls
+                                          : casework::shell::Transport::kPlaintext);
   casework::shell::CaseServiceImpl case_service(&processor, &auth);
   // Every durable batch is published to the metrics and the event stream.
   casework::shell::CommitBroadcaster commits;
@@ -202,8 +262,11 @@ int main(int argc, char** argv) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &bound_port);
-  builder.SetMaxReceiveMessageSize(flags.max_receive_message_bytes);
+  builder.AddListeningPort(flags.listen, credentials, &bound_port);
+  flags.limits.connection_idle_ms_max = flags.max_connection_idle_seconds * 1000;
+  flags.limits.connection_age_ms_max = flags.max_connection_age_seconds * 1000;
+  flags.limits.memory_quota_bytes = int64_t{flags.memory_quota_mib} * 1024 * 1024;
+  casework::shell::ApplyServerLimits(flags.limits, &builder);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<casework::shell::MetricsInterceptorFactory>(&metrics));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
@@ -225,9 +288,13 @@ int main(int argc, char** argv) {
       std::rename(tmp.c_str(), flags.port_file.c_str());
     }
   }
-  spdlog::warn(
-      "PLAINTEXT MODE: no TLS; callers name themselves in the x-casework-identity header; "
-      "for local use and tests only");
+  if (tls) {
+    spdlog::info("mutual TLS: client certificates required, issued by {}", flags.tls_client_ca);
+  } else {
+    spdlog::warn(
+        "PLAINTEXT MODE: no TLS; callers name themselves in the x-casework-identity header; "
+        "for local use and tests only");
+  }
   spdlog::info("serving casework.v1 on {} (data {}, {} events, {} principals)", flags.listen,
                flags.data_dir, (*log)->Size(), (*principals)->size());
 

@@ -43,13 +43,12 @@ std::string ServerProcess::log() const {
 bool ServerProcess::Start() {
   const auto port_file = data_dir_ / "port";
   std::filesystem::remove(port_file);
-  std::vector<std::string> args = {CASEWORKD_PATH,
-                                   "--listen=127.0.0.1:0",
-                                   "--insecure-plaintext",
+  std::vector<std::string> args = {CASEWORKD_PATH, "--listen=127.0.0.1:0",
                                    "--data-dir=" + data_dir_.string(),
                                    "--principals=" + principals_file_.string(),
                                    "--port-file=" + port_file.string(),
                                    "--metrics-listen=127.0.0.1:0"};
+  if (plaintext_) args.push_back("--insecure-plaintext");
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   pid_ = fork();
   if (pid_ == 0) {

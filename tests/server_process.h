@@ -20,6 +20,9 @@ class ServerProcess {
   // Starts the server and waits (bounded) until it listens; false with a message in
   // `error()` when it exited or did not come up.
   bool Start();
+  // Whether Start passes --insecure-plaintext (default true); false for servers given
+  // --tls-* flags in `extra_args`.
+  void set_plaintext(bool plaintext) { plaintext_ = plaintext; }
   // SIGKILL and reap.
   void Kill();
   // SIGTERM, wait (bounded) and reap; returns the exit status (-1 on timeout, then kills).
@@ -34,6 +37,7 @@ class ServerProcess {
   std::filesystem::path data_dir_;
   std::filesystem::path principals_file_;
   std::vector<std::string> extra_args_;
+  bool plaintext_ = true;
   pid_t pid_ = -1;
   int port_ = 0;
   std::string error_;

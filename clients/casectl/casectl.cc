@@ -43,6 +43,7 @@ constexpr int kExitFailure = 4;
 struct Globals {
   std::string server = "127.0.0.1:7070";
   std::string identity;
+  std::string tls_ca, tls_cert, tls_key, tls_server_name;
   bool json = false;
   int timeout_ms = 10000;
 };
@@ -190,6 +191,9 @@ int main(int argc, char** argv) {
   Globals g;
   g.server = Env("CASEWORK_SERVER", g.server);
   g.identity = Env("CASEWORK_IDENTITY", "");
+  g.tls_ca = Env("CASEWORK_TLS_CA", "");
+  g.tls_cert = Env("CASEWORK_TLS_CERT", "");
+  g.tls_key = Env("CASEWORK_TLS_KEY", "");
   const std::string default_config = Env("CASEWORK_CONFIG", "");
 
   CLI::App app{
@@ -199,11 +203,22 @@ int main(int argc, char** argv) {
       "Exit codes: 0 done, 1 refused by the server, 2 usage error, 3 server unreachable, "
       "4 other failure."};
   app.set_config("--config", default_config,
-                 "TOML/INI file with server=, identity=, json=, timeout-ms=");
+                 "TOML/INI file with server=, identity=, tls-ca=, tls-cert=, tls-key=, json=, timeout-ms=");
   app.add_option("--server", g.server, "caseworkd address host:port (env CASEWORK_SERVER)")
       ->capture_default_str();
   app.add_option("--identity", g.identity,
                  "identity to act as, from the principals file (env CASEWORK_IDENTITY)");
+  app.add_option("--tls-ca", g.tls_ca,
+                 "mutual TLS: CA certificate (PEM) of the server (env CASEWORK_TLS_CA); "
+                 "without it the connection is plaintext");
+  app.add_option("--tls-cert", g.tls_cert,
+                 "mutual TLS: your client certificate (PEM) (env CASEWORK_TLS_CERT); the server "
+                 "takes your identity from it");
+  app.add_option("--tls-key", g.tls_key,
+                 "mutual TLS: your client private key (PEM) (env CASEWORK_TLS_KEY)");
+  app.add_option("--tls-server-name", g.tls_server_name,
+                 "mutual TLS: the name to expect in the server's certificate (default: the host "
+                 "of --server)");
   app.add_flag("--json", g.json, "print JSON (one object per line) instead of tables");
   app.add_option("--timeout-ms", g.timeout_ms, "deadline of each call in milliseconds")
       ->capture_default_str()
@@ -212,10 +227,16 @@ int main(int argc, char** argv) {
 
   int exit_code = kExitOk;
   auto client = [&]() {
-    return std::make_unique<Client>(
+    auto c = std::make_unique<Client>(
         casework::client::ClientOptions{.server = g.server,
                                         .identity = g.identity,
+                                        .tls_ca = g.tls_ca,
+                                        .tls_cert = g.tls_cert,
+                                        .tls_key = g.tls_key,
+                                        .tls_server_name = g.tls_server_name,
                                         .timeout = std::chrono::milliseconds(g.timeout_ms)});
+    if (!c->credentials_error().empty()) std::cerr << "TLS: " << c->credentials_error() << "\n";
+    return c;
   };
 
   // get

@@ -1,23 +1,42 @@
 #include "services/shell/auth.h"
 
+#include <optional>
+
 #include "absl/strings/str_cat.h"
 #include "services/shell/status_mapping.h"
+#include "services/shell/tls.h"
 
 namespace casework::shell {
 
 grpc::Status Authenticator::Authenticate(grpc::CallbackServerContext* context,
                                          workflow::Principal* out) const {
-  context->AddInitialMetadata(kSecurityHeader, kPlaintextNotice);
-  const auto& metadata = context->client_metadata();
-  auto it = metadata.find(kIdentityHeader);
-  if (it == metadata.end() || it->second.empty()) {
-    return ErrorStatus(grpc::StatusCode::UNAUTHENTICATED, "IDENTITY_MISSING", kIdentityHeader,
-                       absl::StrCat("no identity: in plaintext mode send the metadata header ",
-                                    kIdentityHeader, " with your principal id"),
-                       absl::StrCat("缺少身份：明文模式下请在请求元数据 ", kIdentityHeader,
-                                    " 中提供您的身份标识"));
+  std::string id;
+  if (transport_ == Transport::kMutualTls) {
+    const auto auth_context = context->auth_context();
+    std::optional<std::string> from_certificate;
+    if (auth_context) from_certificate = IdentityFromPeer(*auth_context);
+    if (!from_certificate.has_value() || from_certificate->empty()) {
+      return ErrorStatus(grpc::StatusCode::UNAUTHENTICATED, "IDENTITY_MISSING", "",
+                         absl::StrCat("the client certificate names no identity: give it one URI "
+                                      "subject alternative name ",
+                                      kPrincipalUriPrefix, "<id>, or one common name"),
+                         absl::StrCat("客户端证书未载明身份：请在主题备用名称中写入一个 ",
+                                      kPrincipalUriPrefix, "<身份标识>，或一个通用名称（CN）"));
+    }
+    id = *std::move(from_certificate);
+  } else {
+    context->AddInitialMetadata(kSecurityHeader, kPlaintextNotice);
+    const auto& metadata = context->client_metadata();
+    auto it = metadata.find(kIdentityHeader);
+    if (it == metadata.end() || it->second.empty()) {
+      return ErrorStatus(grpc::StatusCode::UNAUTHENTICATED, "IDENTITY_MISSING", kIdentityHeader,
+                         absl::StrCat("no identity: in plaintext mode send the metadata header ",
+                                      kIdentityHeader, " with your principal id"),
+                         absl::StrCat("缺少身份：明文模式下请在请求元数据 ", kIdentityHeader,
+                                      " 中提供您的身份标识"));
+    }
+    id.assign(it->second.data(), it->second.size());
   }
-  const std::string id(it->second.data(), it->second.size());
   auto principals = principals_->Get();
   const workflow::Principal* p = principals->Find(id);
   if (p == nullptr) {
@@ -29,6 +48,18 @@ grpc::Status Authenticator::Authenticate(grpc::CallbackServerContext* context,
   }
   *out = *p;
   return grpc::Status::OK;
+}
+
+std::string IdentityForLog(grpc::ServerContextBase* context) {
+  if (context == nullptr) return "-";
+  if (const auto auth_context = context->auth_context();
+      auth_context && auth_context->IsPeerAuthenticated()) {
+    return IdentityFromPeer(*auth_context).value_or("-");
+  }
+  const auto& md = context->client_metadata();
+  auto it = md.find(kIdentityHeader);
+  if (it == md.end()) return "-";
+  return std::string(it->second.data(), it->second.size());
 }
 
 }  // namespace casework::shell

@@ -1,6 +1,8 @@
-// Who is calling. Until mutual TLS is configured, the server runs only in an explicit
-// local plaintext mode: the caller names itself in the request metadata
-// (x-casework-identity) and every response says so (x-casework-security).
+// Who is calling. Two transports, chosen at start:
+//  - mutual TLS (production): the caller's identity is its verified client certificate
+//    (tls.h states the rule); request metadata is never trusted for identity;
+//  - an explicit local plaintext mode: the caller names itself in the request metadata
+//    (x-casework-identity) and every response says so (x-casework-security).
 #pragma once
 
 #include <memory>
@@ -16,17 +18,27 @@ inline constexpr char kSecurityHeader[] = "x-casework-security";
 inline constexpr char kPlaintextNotice[] =
     "plaintext-insecure: identity taken from request metadata, not authenticated";
 
+enum class Transport { kPlaintext, kMutualTls };
+
 class Authenticator {
  public:
-  explicit Authenticator(const PrincipalsHolder* principals) : principals_(principals) {}
+  explicit Authenticator(const PrincipalsHolder* principals,
+                         Transport transport = Transport::kPlaintext)
+      : principals_(principals), transport_(transport) {}
 
-  // The caller's principal, or UNAUTHENTICATED naming what is missing. Adds the security
-  // notice to the response's initial metadata.
+  // The caller's principal, or UNAUTHENTICATED naming what is missing (IDENTITY_MISSING,
+  // IDENTITY_UNKNOWN). In plaintext mode adds the security notice to the response's
+  // initial metadata.
   [[nodiscard]] grpc::Status Authenticate(grpc::CallbackServerContext* context,
                                           workflow::Principal* out) const;
 
  private:
   const PrincipalsHolder* principals_;
+  Transport transport_;
 };
+
+// The caller's identity for logs: the certificate's identity over TLS, else the claimed
+// x-casework-identity header, else "-". Never used to authorize.
+[[nodiscard]] std::string IdentityForLog(grpc::ServerContextBase* context);
 
 }  // namespace casework::shell

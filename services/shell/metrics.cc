@@ -8,6 +8,7 @@
 #include "google/rpc/status.pb.h"
 #include "grpcpp/server_context.h"
 #include "httplib.h"
+#include "services/shell/auth.h"
 #include "spdlog/spdlog.h"
 
 namespace casework::shell {
@@ -61,12 +62,7 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
                                                                               : std::string();
       if (denied || IsSignatureReason(reason)) {
         metrics_->RecordRefusal(reason);
-        std::string identity = "-";
-        if (auto* ctx = info_->server_context()) {
-          const auto& md = ctx->client_metadata();
-          auto it = md.find("x-casework-identity");
-          if (it != md.end()) identity.assign(it->second.data(), it->second.size());
-        }
+        const std::string identity = IdentityForLog(info_->server_context());
         spdlog::warn("refused method={} identity={} code={} reason={}", method_, identity,
                      kCodeNames[static_cast<int>(status.error_code())], reason);
       }

@@ -1,0 +1,221 @@
+// Mutual TLS end to end over loopback with the real caseworkd: certificates are made by
+// the test (a CA, a server certificate, client certificates). A client without a
+// certificate, with a self-signed one, one from another CA, or an expired one is refused
+// during the handshake (the call fails UNAVAILABLE and never reaches a handler); a valid
+// certificate naming an unknown identity is refused UNAUTHENTICATED IDENTITY_UNKNOWN; a
+// valid one acts as the identity in its certificate, whatever the metadata claims.
+#include <fstream>
+#include <string>
+
+#include "clients/client.h"
+#include "gtest/gtest.h"
+#include "tests/server_process.h"
+#include "tests/test_certs.h"
+
+namespace casework {
+namespace {
+
+using casework::client::Client;
+using casework::client::ClientOptions;
+using casework::testing::CertificateSpec;
+using casework::testing::Pem;
+using casework::testing::ServerProcess;
+using casework::testing::TempDir;
+using casework::testing::WriteFile;
+
+int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+class TlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ca_ = casework::testing::SelfSigned({.common_name = "casework test CA", .is_ca = true});
+    const Pem server = casework::testing::Issue({.common_name = "caseworkd",
+                                                 .dns_names = {"localhost"},
+                                                 .ip_names = {"127.0.0.1"},
+                                                 .server = true},
+                                                ca_);
+    WriteFile(Path("ca.pem"), ca_.certificate);
+    WriteFile(Path("server.pem"), server.certificate);
+    WriteFile(Path("server.key"), server.key);
+    principals_ = casework::testing::WriteTestPrincipals(dir_.path());
+    std::filesystem::create_directories(dir_.path() / "data");
+    server_ = std::make_unique<ServerProcess>(
+        dir_.path() / "data", principals_,
+        std::vector<std::string>{"--tls-cert=" + Path("server.pem"),
+                                 "--tls-key=" + Path("server.key"),
+                                 "--tls-client-ca=" + Path("ca.pem")});
+    server_->set_plaintext(false);
+    ASSERT_TRUE(server_->Start()) << server_->error();
+  }
+
+  std::string Path(const std::string& name) { return (dir_.path() / name).string(); }
+
+  // A client presenting `cert` (none when its certificate is empty), trusting `trust`.
+  std::unique_ptr<Client> With(const std::string& name, const Pem& cert,
+                               const std::string& trust_pem = "",
+                               const std::string& claimed_identity = "") {
+    WriteFile(Path("trust-" + name + ".pem"), trust_pem.empty() ? ca_.certificate : trust_pem);
+    ClientOptions options{.server = server_->address(),
+                          .identity = claimed_identity,
+                          .tls_ca = Path("trust-" + name + ".pem"),
+                          .timeout = std::chrono::milliseconds(5000)};
+    if (!cert.certificate.empty()) {
+      WriteFile(Path(name + ".pem"), cert.certificate);
+      WriteFile(Path(name + ".key"), cert.key);
+      options.tls_cert = Path(name + ".pem");
+      options.tls_key = Path(name + ".key");
+    }
+    return std::make_unique<Client>(options);
+  }
+
+  grpc::Status Create(Client& c, const std::string& case_id, v1::CaseCommandResponse* resp) {
+    v1::CreateCaseRequest req;
+    req.set_case_id(case_id);
+    req.set_request_id("r-" + case_id);
+    auto* org = req.mutable_organisation();
+    org->set_organisation_id("org-" + case_id);
+    org->set_display_name("东山村党支部");
+    org->set_jurisdiction("jiangcheng/dongshan/t01/org-" + case_id);
+    org->set_kind(v1::ORGANISATION_KIND_VILLAGE);
+    req.set_case_type(v1::CASE_TYPE_POOR);
+    req.add_problem_categories(v1::PROBLEM_CATEGORY_DEVELOPMENT);
+    req.set_findings("no collective income");
+    req.mutable_deadline()->set_seconds(NowSeconds() + 180 * 86400);
+    auto ctx = c.NewContext();
+    return c.cases().CreateCase(ctx.get(), req, resp);
+  }
+
+  grpc::Status Get(Client& c) {
+    v1::GetCaseRequest req;
+    req.set_name("cases/none");
+    v1::Case resp;
+    auto ctx = c.NewContext();
+    return c.cases().GetCase(ctx.get(), req, &resp);
+  }
+
+  TempDir dir_;
+  Pem ca_;
+  std::filesystem::path principals_;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(TlsTest, IdentityComesFromTheCertificateNotTheMetadata) {
+  // URI SAN identity; the metadata claims "admin" and is ignored.
+  auto lister =
+      With("lister",
+           casework::testing::Issue(
+               {.common_name = "ignored-cn", .uri_names = {"urn:casework:principal:lister"}}, ca_),
+           "", "admin");
+  v1::CaseCommandResponse created;
+  auto ctx = lister->NewContext();
+  auto status = Create(*lister, "tls-1", &created);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(created.events_size(), 1);
+  EXPECT_EQ(created.events(0).event().actor(), "lister");
+  EXPECT_EQ(created.case_().listed_by(), "lister");
+
+  // CN identity when there is no URI SAN of ours (a DNS SAN is not an identity).
+  auto by_cn =
+      With("cn", casework::testing::Issue({.common_name = "lister", .dns_names = {"admin"}}, ca_));
+  status = Create(*by_cn, "tls-2", &created);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(created.events(0).event().actor(), "lister");
+
+  // A reviewer may not list: the role check sees the certificate's identity.
+  auto reviewer = With(
+      "reviewer", casework::testing::Issue({.uri_names = {"urn:casework:principal:reviewer"}}, ca_),
+      "", "lister");
+  status = Create(*reviewer, "tls-3", &created);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(casework::client::DecodeError(status).reason, "ACTOR_LACKS_ROLE");
+}
+
+TEST_F(TlsTest, UnknownOrMissingIdentityIsUnauthenticated) {
+  auto stranger = With("stranger", casework::testing::Issue(
+                                       {.uri_names = {"urn:casework:principal:stranger"}}, ca_));
+  auto status = Get(*stranger);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(casework::client::DecodeError(status).reason, "IDENTITY_UNKNOWN");
+
+  // Two principal URIs: ambiguous, no identity. No CN and no URI: no identity.
+  auto two = With("two", casework::testing::Issue({.common_name = "lister",
+                                                   .uri_names = {"urn:casework:principal:lister",
+                                                                 "urn:casework:principal:admin"}},
+                                                  ca_));
+  status = Get(*two);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(casework::client::DecodeError(status).reason, "IDENTITY_MISSING");
+  auto none = With("none", casework::testing::Issue({.dns_names = {"lister"}}, ca_));
+  status = Get(*none);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(casework::client::DecodeError(status).reason, "IDENTITY_MISSING");
+}
+
+TEST_F(TlsTest, BadCertificatesAreRefusedAtTheHandshake) {
+  const CertificateSpec lister{.uri_names = {"urn:casework:principal:lister"}};
+  const Pem other_ca = casework::testing::SelfSigned({.common_name = "another CA", .is_ca = true});
+  struct Row {
+    const char* name;
+    Pem cert;
+    std::string trust;
+  };
+  CertificateSpec expired = lister;
+  expired.not_before_seconds = -2 * 86400;
+  expired.not_after_seconds = -86400;
+  CertificateSpec not_yet = lister;
+  not_yet.not_before_seconds = 86400;
+  not_yet.not_after_seconds = 2 * 86400;
+  const Row rows[] = {
+      {"no-certificate", Pem{}, ""},
+      {"self-signed", casework::testing::SelfSigned(lister), ""},
+      {"other-ca", casework::testing::Issue(lister, other_ca), ""},
+      {"expired", casework::testing::Issue(expired, ca_), ""},
+      {"not-yet-valid", casework::testing::Issue(not_yet, ca_), ""},
+      // The client does not trust the server's CA.
+      {"server-untrusted", casework::testing::Issue(lister, ca_), other_ca.certificate},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.name);
+    auto c = With(row.name, row.cert, row.trust);
+    const auto status = Get(*c);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  }
+  // A plaintext client gets no answer either.
+  Client plaintext(ClientOptions{.server = server_->address(),
+                                 .identity = "lister",
+                                 .timeout = std::chrono::milliseconds(5000)});
+  EXPECT_EQ(Get(plaintext).error_code(), grpc::StatusCode::UNAVAILABLE);
+  // None of them reached a handler: the server logged no refusal.
+  EXPECT_EQ(server_->log().find("refused method="), std::string::npos) << server_->log();
+}
+
+TEST(TlsFlags, TheServerRefusesToStartWithoutAnExplicitTransport) {
+  TempDir dir;
+  const auto principals = casework::testing::WriteTestPrincipals(dir.path());
+  std::filesystem::create_directories(dir.path() / "data");
+  {
+    ServerProcess neither(dir.path() / "data", principals);
+    neither.set_plaintext(false);
+    EXPECT_FALSE(neither.Start());
+    EXPECT_NE(neither.error().find("refusing to start"), std::string::npos) << neither.error();
+  }
+  {
+    const Pem ca = casework::testing::SelfSigned({.common_name = "ca", .is_ca = true});
+    WriteFile((dir.path() / "ca.pem").string(), ca.certificate);
+    ServerProcess both(dir.path() / "data", principals,
+                       {"--tls-cert=" + (dir.path() / "ca.pem").string(),
+                        "--tls-key=" + (dir.path() / "ca.pem").string(),
+                        "--tls-client-ca=" + (dir.path() / "ca.pem").string()});
+    EXPECT_FALSE(both.Start());
+    EXPECT_NE(both.error().find("either --insecure-plaintext or the --tls-* flags"),
+              std::string::npos)
+        << both.error();
+  }
+}
+
+}  // namespace
+}  // namespace casework
