@@ -1,5 +1,6 @@
 #include "clients/casectl/seed.h"
 
+#include <openssl/sha.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -12,7 +13,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "casework/v1/admin_service.grpc.pb.h"
 #include "clients/client.h"
+#include "clients/signing.h"
+#include "services/workflow/statement.h"
 
 namespace casework::client {
 namespace {
@@ -40,7 +44,24 @@ struct Plan {
   casework::v1::CaseState target;
   int visits;
   bool failed_inspection_first;
+  std::string county;
+  bool follow_up_holds = false;
 };
+
+// The sample approvers' signing keys are derived from their names, so that a second run
+// (and anyone reproducing the sample) signs with the same keys. Sample data only: real
+// approvers generate their keys with `casectl keygen` and keep them to themselves.
+casework::client::SigningKey SampleKey(const std::string& approver) {
+  const std::string label = "casework sample approver key: " + approver;
+  unsigned char seed[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(label.data()), label.size(), seed);
+  auto key = casework::client::SigningKey::FromSeed(
+      std::string_view(reinterpret_cast<const char*>(seed), sizeof seed));
+  if (!key.ok()) std::abort();
+  return std::move(*key);
+}
+
+std::string CountyApprover(const std::string& county) { return "approver." + county; }
 
 casework::v1::DepartmentKind KindFor(casework::v1::CaseType t) {
   switch (t) {
@@ -77,12 +98,14 @@ std::vector<Plan> MakePlans(const SeedOptions& o) {
         p.categories.push_back(static_cast<casework::v1::ProblemCategory>(c));
       }
     }
-    // Target states: closure needs approvers' signed sign-offs, which the generator
-    // does not hold keys for, so histories end at VERIFIED at the latest.
     const int r = static_cast<int>(rng() % 100);
-    p.target = r < 20   ? casework::v1::CASE_STATE_LISTED
-               : r < 70 ? casework::v1::CASE_STATE_ASSISTED
-                        : casework::v1::CASE_STATE_VERIFIED;
+    p.target = r < 15   ? casework::v1::CASE_STATE_LISTED
+               : r < 50 ? casework::v1::CASE_STATE_ASSISTED
+               : r < 65 ? casework::v1::CASE_STATE_VERIFIED
+               : r < 90 ? casework::v1::CASE_STATE_CLOSED
+                        : casework::v1::CASE_STATE_REOPENED;
+    p.county = kCounties[county];
+    p.follow_up_holds = rng() % 3 == 0;
     p.visits = static_cast<int>(rng() % 4);
     p.failed_inspection_first = rng() % 4 == 0;
     plans.push_back(std::move(p));
@@ -111,6 +134,16 @@ grpc::Status RunPlan(const Plan& p, const SeedOptions& o, uint64_t seed) {
     if (s.ok()) version = resp.case_().version();
     return s;
   };
+
+  {  // A case loaded by an earlier run is left as it is.
+    casework::v1::GetCaseRequest get;
+    get.set_name("cases/" + p.case_id);
+    casework::v1::Case existing;
+    auto ctx = lister->NewContext();
+    grpc::Status s = lister->cases().GetCase(ctx.get(), get, &existing);
+    if (s.ok()) return grpc::Status::OK;
+    if (s.error_code() != grpc::StatusCode::NOT_FOUND) return s;
+  }
 
   casework::v1::CreateCaseRequest create;
   create.set_case_id(p.case_id);
@@ -199,12 +232,86 @@ grpc::Status RunPlan(const Plan& p, const SeedOptions& o, uint64_t seed) {
   if (p.failed_inspection_first) {
     if (auto s = inspect(false); !s.ok()) return s;
   }
-  return inspect(true);
+  if (auto s = inspect(true); !s.ok()) return s;
+  if (p.target == casework::v1::CASE_STATE_VERIFIED) return grpc::Status::OK;
+
+  // Closure: the county approver signs, then the city approver (default policy: two
+  // approvers, at least one at county level).
+  const std::string inspection_id = absl::StrCat("insp-", p.case_id, "-", inspection);
+  for (const std::string& approver : {CountyApprover(p.county), std::string(kSeedCityApprover)}) {
+    casework::v1::SignOffClosureRequest req;
+    req.set_name("cases/" + p.case_id);
+    req.set_request_id(rid_base + "sign-" + approver);
+    req.set_expected_version(version);
+    req.set_inspection_id(inspection_id);
+    const casework::client::SigningKey key = SampleKey(approver);
+    req.set_key_id(key.key_id());
+    auto statement = casework::workflow::SignOffStatementFor(req);
+    if (!statement) return grpc::Status(grpc::StatusCode::INTERNAL, "no statement");
+    auto signature = key.Sign(*statement);
+    if (!signature.ok()) {
+      return grpc::Status(grpc::StatusCode::INTERNAL, std::string(signature.status().message()));
+    }
+    req.set_signature(*signature);
+    auto signer = make(approver.c_str());
+    if (auto s = step(*signer, &casework::v1::CaseService::Stub::SignOffClosure, req); !s.ok())
+      return s;
+  }
+  if (p.target == casework::v1::CASE_STATE_CLOSED && !p.follow_up_holds) {
+    return grpc::Status::OK;
+  }
+
+  // Follow-up review (回头看): holds, or a relapse reopens the case.
+  casework::v1::RecordFollowUpReviewRequest review_after;
+  review_after.set_name("cases/" + p.case_id);
+  review_after.set_request_id(rid_base + "follow-up");
+  review_after.set_expected_version(version);
+  const bool relapsed = p.target == casework::v1::CASE_STATE_REOPENED;
+  review_after.set_relapsed(relapsed);
+  review_after.set_findings(relapsed ? "反弹回潮 relapse: meetings stopped again"
+                                     : "整改成果巩固 the result holds");
+  if (relapsed) {
+    review_after.add_problem_categories(p.categories.front());
+    review_after.mutable_deadline()->set_seconds(
+        std::chrono::duration_cast<std::chrono::seconds>(
+            std::chrono::system_clock::now().time_since_epoch())
+            .count() +
+        180 * 86400);
+  }
+  return step(*inspector, &casework::v1::CaseService::Stub::RecordFollowUpReview, review_after);
+}
+
+// Registers the sample approvers' keys as the admin (idempotent: fixed request ids).
+grpc::Status RegisterSampleKeys(const SeedOptions& o) {
+  Client admin(ClientOptions{.server = o.server, .identity = kSeedAdmin});
+  auto stub = casework::v1::AdminService::NewStub(admin.channel());
+  std::vector<std::pair<std::string, casework::v1::ApprovalLevel>> approvers = {
+      {kSeedCityApprover, casework::v1::APPROVAL_LEVEL_CITY}};
+  for (const char* county : kCounties) {
+    approvers.push_back({CountyApprover(county), casework::v1::APPROVAL_LEVEL_COUNTY});
+  }
+  for (const auto& [approver, level] : approvers) {
+    casework::v1::RegisterApproverKeyRequest req;
+    req.set_request_id("seed-key-" + approver);
+    req.set_approver(approver);
+    req.set_public_key(SampleKey(approver).public_key());
+    req.set_level(level);
+    casework::v1::RegisterApproverKeyResponse resp;
+    auto ctx = admin.NewContext();
+    if (auto s = stub->RegisterApproverKey(ctx.get(), req, &resp); !s.ok()) return s;
+  }
+  return grpc::Status::OK;
 }
 
 }  // namespace
 
 int RunSeed(const SeedOptions& options, bool json) {
+  if (auto s = RegisterSampleKeys(options); !s.ok()) {
+    auto d = DecodeError(s);
+    std::cerr << "seed: registering the sample approvers' keys: " << s.error_message() << " ["
+              << d.reason << "]\n";
+    return IsConnectionFailure(s) ? 3 : 1;
+  }
   const std::vector<Plan> plans = MakePlans(options);
   const bool progress = !json && isatty(STDERR_FILENO);
   std::atomic<int> next{0}, done{0}, failed{0};

@@ -1,6 +1,7 @@
 // Deterministic sample data for one city, loaded through the public API (so it exercises
 // the real write path): ~10 counties, ~150 townships, organisations and cases whose
-// histories run through the workflow's states.
+// histories run through every state of the workflow: listed, assisted, verified, closed
+// by two approvers' real Ed25519 sign-offs, reviewed after closure, and reopened.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +22,9 @@ inline constexpr char kSeedReviewer[] = "zhao.min";
 inline constexpr char kSeedAssigner[] = "li.na";
 inline constexpr char kSeedAssister[] = "wang.qiang";
 inline constexpr char kSeedInspector[] = "chen.jing";
+inline constexpr char kSeedCityApprover[] = "sun.li";
+inline constexpr char kSeedAdmin[] = "admin";
+// County approvers are "approver.<county>", one per county of the sample city.
 
 // Loads the data; prints progress on a terminal (quiet with json or when not a tty).
 // Returns a casectl exit code.
