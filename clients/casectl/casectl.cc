@@ -22,6 +22,7 @@
 #include "clients/casectl/keys.h"
 #include "clients/casectl/labels.h"
 #include "clients/casectl/seed.h"
+#include "clients/casectl/transitions.h"
 #include "clients/client.h"
 #include "clients/table.h"
 #include "google/protobuf/util/json_util.h"
@@ -665,6 +666,16 @@ int main(int argc, char** argv) {
     seed_options.server = g.server;
     exit_code = casework::client::RunSeed(seed_options, g.json);
   });
+
+  // amend, replace, talk, notice
+  casework::client::AddTransitionCommands(
+      &app, {.client = client,
+             .json = &g.json,
+             .exit_code = &exit_code,
+             .report_error = [&g](const grpc::Status& status) { return ReportError(status, g); },
+             .print_result = [&g](const grpc::Status& status, const CaseCommandResponse& resp) {
+               return PrintCommandResult(status, resp, g);
+             }});
 
   // keygen, sign, sign-off, admin register-key / revoke-key
   casework::client::AddKeyCommands(
