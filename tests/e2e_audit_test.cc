@@ -13,10 +13,14 @@
 #include <functional>
 #include <map>
 #include <sstream>
+#include <tuple>
 
+#include "casework/v1/admin_service.grpc.pb.h"
 #include "casework/v1/audit_service.grpc.pb.h"
 #include "clients/client.h"
+#include "clients/signing.h"
 #include "gtest/gtest.h"
+#include "services/workflow/statement.h"
 #include "store/checkpoint.h"
 #include "store/export.h"
 #include "store/hasher.h"
@@ -343,11 +347,21 @@ std::string Hex(std::string_view bytes) {
 }
 
 // Runs tools/verify_export.py (Debian's python3 with python3-cryptography); its exit code.
+// Prints its verdict when it is not 0.
 int RunPythonVerifier(const std::string& args) {
   const std::string command =
-      std::string(CW_PYTHON3) + " " + CW_VERIFY_EXPORT_PY + " " + args + " > /dev/null";
-  const int status = std::system(command.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      std::string(CW_PYTHON3) + " " + CW_VERIFY_EXPORT_PY + " " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return -1;
+  std::string output;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, pipe)) output.append(buf, n);
+  const int status = pclose(pipe);
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (code != 0)
+    std::printf("verify_export.py %s\n  -> %d: %s", args.substr(0, 40).c_str(), code,
+                output.c_str());
+  return code;
 }
 
 TEST_F(AuditTest, IndependentPythonVerifierChecksARealExportCheckpointAndProofs) {
@@ -409,6 +423,109 @@ TEST_F(AuditTest, IndependentPythonVerifierChecksARealExportCheckpointAndProofs)
     EXPECT_EQ(RunPythonVerifier(args), 0);
     EXPECT_EQ(RunPythonVerifier(args.substr(0, args.size() - 2) + "00"), 1);
   }
+}
+
+// A case closed by two signed sign-offs: deep verify re-checks the rules and both
+// signatures, and the Python verifier re-checks the signatures from the export alone.
+TEST_F(AuditTest, SignedClosureVerifiesDeepAndOffline) {
+  server_->Stop();
+  {
+    std::ofstream out(dir_.path() / "signers.json");
+    out << R"({"principals": [
+  {"id": "lister", "roles": ["lister"], "jurisdiction": "jiangcheng"},
+  {"id": "reviewer", "roles": ["reviewer"], "jurisdiction": "jiangcheng"},
+  {"id": "inspector", "roles": ["inspector"], "jurisdiction": "jiangcheng"},
+  {"id": "admin", "roles": ["admin"], "jurisdiction": "jiangcheng"},
+  {"id": "auditor", "roles": ["auditor"], "jurisdiction": "jiangcheng"},
+  {"id": "approver.county", "roles": ["approver"], "jurisdiction": "jiangcheng/dongshan"},
+  {"id": "approver.city", "roles": ["approver"], "jurisdiction": "jiangcheng"}
+]})";
+  }
+  principals_ = dir_.path() / "signers.json";
+  StartServer();
+  auto county = client::SigningKey::Generate();
+  auto city = client::SigningKey::Generate();
+  ASSERT_TRUE(county.ok() && city.ok());
+  for (auto [who, key, level] : {std::tuple{"approver.county", &*county, v1::APPROVAL_LEVEL_COUNTY},
+                                 std::tuple{"approver.city", &*city, v1::APPROVAL_LEVEL_CITY}}) {
+    auto admin = As("admin");
+    v1::RegisterApproverKeyRequest req;
+    req.set_request_id(client::NewRequestId());
+    req.set_approver(who);
+    req.set_public_key(key->public_key());
+    req.set_level(level);
+    v1::RegisterApproverKeyResponse resp;
+    auto ctx = admin->NewContext();
+    auto status =
+        v1::AdminService::NewStub(admin->channel())->RegisterApproverKey(ctx.get(), req, &resp);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  const std::string name = "cases/s1";
+  auto run = [&](const std::string& who, auto method, const auto& req) {
+    auto c = As(who);
+    auto ctx = c->NewContext();
+    v1::CaseCommandResponse resp;
+    auto status = (c->cases().*method)(ctx.get(), req, &resp);
+    EXPECT_TRUE(status.ok()) << who << ": " << status.error_message();
+    return resp.case_().version();
+  };
+  run("lister", &v1::CaseService::Stub::CreateCase, ListingOf("s1", "dongshan"));
+  v1::ReviewListingRequest review;
+  review.set_name(name);
+  review.set_request_id("review");
+  review.set_expected_version(1);
+  review.set_confirmed(true);
+  run("reviewer", &v1::CaseService::Stub::ReviewListing, review);
+  v1::AssignAssistanceRequest assign;
+  assign.set_name(name);
+  assign.set_request_id("assign");
+  assign.set_expected_version(2);
+  auto* a = assign.mutable_assignment();
+  a->mutable_paired_department()->set_department_id("dept-finance");
+  a->mutable_paired_department()->set_display_name("市财政局");
+  a->mutable_paired_department()->set_kind(v1::DEPARTMENT_KIND_ECONOMIC);
+  a->mutable_first_secretary()->set_person_id("zhang.wei");
+  a->mutable_first_secretary()->set_display_name("张伟");
+  auto* cadre = a->add_stationed_cadres();
+  cadre->set_person_id("chen.jie");
+  cadre->set_display_name("陈杰");
+  a->set_plan("build a cooperative");
+  run("lister", &v1::CaseService::Stub::AssignAssistance, assign);
+  v1::RecordInspectionRequest inspect;
+  inspect.set_name(name);
+  inspect.set_request_id("inspect");
+  inspect.set_expected_version(3);
+  inspect.set_inspection_id("insp-1");
+  inspect.set_passed(true);
+  inspect.set_findings("income established");
+  run("inspector", &v1::CaseService::Stub::RecordInspection, inspect);
+  int64_t version = 4;
+  for (auto [who, key] : {std::pair{"approver.county", &*county}, {"approver.city", &*city}}) {
+    v1::SignOffClosureRequest req;
+    req.set_name(name);
+    req.set_request_id(client::NewRequestId());
+    req.set_expected_version(version);
+    req.set_inspection_id("insp-1");
+    req.set_key_id(key->key_id());
+    auto signature = key->Sign(workflow::SignOffStatement("s1", version, "insp-1"));
+    ASSERT_TRUE(signature.ok());
+    req.set_signature(*signature);
+    version = run(who, &v1::CaseService::Stub::SignOffClosure, req);
+  }
+  ASSERT_EQ(version, 7);  // signed, signed and closed
+
+  Verdict deep = VerifyLog(true);
+  EXPECT_TRUE(deep.ok) << deep.problem;
+  const std::string exported = Export();
+  std::ofstream(dir_.path() / "signed.export", std::ios::binary) << exported;
+  const std::string vkey = Verifier().VerifierKey();
+  EXPECT_EQ(
+      RunPythonVerifier("export " + (dir_.path() / "signed.export").string() + " --key " + vkey),
+      0);
+  std::istringstream in(exported);
+  auto verdict = store::VerifyExport(in, Verifier());
+  ASSERT_TRUE(verdict.ok());
+  EXPECT_TRUE(verdict->ok) << verdict->problem;
 }
 
 // --- Tampering: each case on its own log of 40 events -------------------------------

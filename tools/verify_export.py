@@ -134,7 +134,7 @@ def verify_consistency(size1, size2, proof, root1, root2):
 # --- Signed notes (C2SP signed-note, tlog-checkpoint) --------------------------------
 
 def parse_verifier_key(vkey):
-    name, key_hash_hex, key_b64 = vkey.split("+")
+    name, key_hash_hex, key_b64 = vkey.split("+", 2)
     key = base64.b64decode(key_b64, validate=True)
     if len(key) != 33 or key[0] != 0x01:
         raise Malformed("verifier key is not an Ed25519 key")

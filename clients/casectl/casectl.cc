@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "clients/casectl/keys.h"
+#include "clients/casectl/audit_commands.h"
 #include "clients/casectl/labels.h"
 #include "clients/casectl/seed.h"
 #include "clients/casectl/transitions.h"
@@ -686,6 +687,13 @@ int main(int argc, char** argv) {
              .print_result = [&g](const grpc::Status& status, const CaseCommandResponse& resp) {
                return PrintCommandResult(status, resp, g);
              }});
+
+  // watch, verify, as-of, proof, export, verify-export
+  casework::client::AddAuditCommands(
+      &app, {.client = client,
+             .json = &g.json,
+             .exit_code = &exit_code,
+             .report_error = [&g](const grpc::Status& status) { return ReportError(status, g); }});
 
   CLI11_PARSE(app, argc, argv);
   return exit_code;

@@ -16,7 +16,10 @@
 // Who sees what: every authenticated principal may watch, and sees the events of cases
 // inside its jurisdiction subtree (narrowed further by filter.jurisdiction, which must
 // lie inside it). Streams that belong to no jurisdiction (approvers/..., samples/...) are
-// sent only to auditors and admins watching without a jurisdiction filter.
+// sent only to auditors and admins watching without a jurisdiction filter. An auditor or
+// admin of the whole city (a one-segment jurisdiction, the root of every path of a
+// deployment) is served without any per-stream lookup; others pay one case-projection
+// read per case stream, remembered per watch (a case's first event spares even that).
 #pragma once
 
 #include <atomic>

@@ -13,6 +13,8 @@ namespace {
 using google::protobuf::internal::WireFormatLite;
 
 constexpr int kBodyFieldMin = 20;
+// Remembers a stream that belongs to no jurisdiction (a jurisdiction is never empty).
+constexpr char kNone[] = "";
 
 }  // namespace
 
@@ -53,6 +55,15 @@ bool SubtreeHolds(std::string_view root, std::string_view path) {
   return path.size() == root.size() || path[root.size()] == '/';
 }
 
+void JurisdictionResolver::Learn(std::string_view stream, std::string_view event_bytes) {
+  if (stream.substr(0, 6) != "cases/" || cache_.contains(std::string(stream))) return;
+  if (EventBodyField(event_bytes) != casework::v1::Event::kOrganisationListed) return;
+  casework::v1::Event event;
+  if (!event.ParseFromArray(event_bytes.data(), static_cast<int>(event_bytes.size()))) return;
+  if (cache_.size() >= cache_entries_max_) cache_.clear();
+  cache_[std::string(stream)] = event.organisation_listed().organisation().jurisdiction();
+}
+
 absl::StatusOr<std::optional<std::string>> JurisdictionResolver::Of(std::string_view stream) {
   constexpr std::string_view kCases = "cases/";
   constexpr std::string_view kRegistry = "registry/";
@@ -61,11 +72,19 @@ absl::StatusOr<std::optional<std::string>> JurisdictionResolver::Of(std::string_
   }
   if (stream.substr(0, kCases.size()) != kCases) return std::nullopt;
   const std::string key(stream);
-  if (auto it = cache_.find(key); it != cache_.end()) return it->second;
+  if (auto it = cache_.find(key); it != cache_.end()) {
+    if (it->second == kNone) return std::nullopt;
+    return it->second;
+  }
   const std::string case_id(stream.substr(kCases.size()));
   auto bytes = log_->GetProjection(kCaseTable, case_id);
   if (!bytes.ok()) return bytes.status();
-  if (!bytes->has_value()) return std::nullopt;  // not yet projected: never for a committed case
+  if (!bytes->has_value()) {
+    // No projection: a stream of events with no case (never for a committed case).
+    if (cache_.size() >= cache_entries_max_) cache_.clear();
+    cache_[key] = kNone;
+    return std::nullopt;
+  }
   casework::v1::Case c;
   if (!c.ParseFromString(**bytes)) {
     return absl::DataLossError(

@@ -34,6 +34,9 @@ class JurisdictionResolver {
  public:
   JurisdictionResolver(store::EventLog* log, size_t cache_entries_max)
       : log_(log), cache_entries_max_(cache_entries_max) {}
+  // Takes the jurisdiction of a case from its first event (OrganisationListed) when
+  // `event_bytes` is one, sparing a projection read later.
+  void Learn(std::string_view stream, std::string_view event_bytes);
   // kDataLoss when a case projection does not parse.
   [[nodiscard]] absl::StatusOr<std::optional<std::string>> Of(std::string_view stream);
 

@@ -1,0 +1,562 @@
+#include "clients/casectl/audit_commands.h"
+
+#include <openssl/evp.h>
+
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
+#include "absl/time/time.h"
+#include "casework/v1/audit_service.grpc.pb.h"
+#include "casework/v1/event_service.grpc.pb.h"
+#include "clients/casectl/progress.h"
+#include "google/protobuf/util/json_util.h"
+#include "nlohmann/json.hpp"
+#include "services/workflow/statement.h"
+#include "store/checkpoint.h"
+#include "store/export.h"
+#include "store/hasher.h"
+#include "store/log_format.h"
+#include "store/merkle.h"
+
+namespace casework::client {
+namespace {
+
+namespace v1 = ::casework::v1;
+using nlohmann::json;
+
+constexpr int kExitOk = 0;
+constexpr int kExitUsage = 2;
+constexpr int kExitNotVerified = 4;
+
+std::string Hex(std::string_view bytes) {
+  return absl::BytesToHexString(absl::string_view(bytes.data(), bytes.size()));
+}
+
+std::string Json(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
+  return out;
+}
+
+// No deadline: long streams end by themselves or by Ctrl-C.
+void Unbounded(grpc::ClientContext* ctx) {
+  ctx->set_deadline(std::chrono::system_clock::time_point::max());
+}
+
+std::optional<google::protobuf::Timestamp> ParseTime(const std::string& text) {
+  absl::Time t;
+  std::string err;
+  if (!absl::ParseTime(absl::RFC3339_full, text, &t, &err) &&
+      !absl::ParseTime("%Y-%m-%d", text, absl::LocalTimeZone(), &t, &err)) {
+    return std::nullopt;
+  }
+  google::protobuf::Timestamp ts;
+  ts.set_seconds(absl::ToUnixSeconds(t));
+  return ts;
+}
+
+std::string KindOf(const v1::Event& e) {
+  const auto* field = e.GetReflection()->GetOneofFieldDescriptor(
+      e, v1::Event::descriptor()->FindOneofByName("body"));
+  return field == nullptr ? "?" : field->name();
+}
+
+bool VerifyEd25519(std::string_view key, std::string_view message, std::string_view signature) {
+  if (key.size() != 32 || signature.size() != 64) return false;
+  EVP_PKEY* pkey = EVP_PKEY_new_raw_public_key(
+      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(key.data()), key.size());
+  if (pkey == nullptr) return false;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  const bool ok =
+      ctx != nullptr && EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, pkey) == 1 &&
+      EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(signature.data()),
+                       signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
+                       message.size()) == 1;
+  EVP_MD_CTX_free(ctx);
+  EVP_PKEY_free(pkey);
+  return ok;
+}
+
+// Sign-off signatures of an export, checked against keys registered earlier in it.
+class SignOffChecker {
+ public:
+  std::optional<std::string> Visit(const store::ExportRecord& r) {
+    v1::Event e;
+    if (!e.ParseFromString(r.event)) return "the event does not parse as casework.v1.Event";
+    if (r.stream.rfind("approvers/", 0) == 0) {
+      const std::string person = r.stream.substr(10);
+      if (e.has_approver_key_registered()) {
+        keys_[e.approver_key_registered().key_id()] = {person,
+                                                       e.approver_key_registered().public_key()};
+      } else if (e.has_approver_key_revoked()) {
+        auto it = keys_.find(e.approver_key_revoked().key_id());
+        if (it != keys_.end() && it->second.person == person) it->second.revoked = true;
+      }
+      return std::nullopt;
+    }
+    if (!e.has_closure_signed_off() || r.stream.rfind("cases/", 0) != 0) return std::nullopt;
+    const v1::SignOff& s = e.closure_signed_off().sign_off();
+    auto it = keys_.find(s.key_id());
+    if (it == keys_.end() || it->second.person != e.actor() || it->second.revoked) {
+      return "sign-off by " + e.actor() + " names key \"" + s.key_id() +
+             "\", not registered (or revoked) by them before it";
+    }
+    const std::string statement =
+        workflow::SignOffStatement(r.stream.substr(6), r.version - 1, s.inspection_id());
+    if (!VerifyEd25519(it->second.public_key, statement, s.signature())) {
+      return "sign-off signature of " + e.actor() + " does not verify";
+    }
+    ++checked_;
+    return std::nullopt;
+  }
+  int64_t checked() const { return checked_; }
+
+ private:
+  struct Key {
+    std::string person;
+    std::string public_key;
+    bool revoked = false;
+  };
+  absl::flat_hash_map<std::string, Key> keys_;
+  int64_t checked_ = 0;
+};
+
+// The last record position in an export chunk that ends at a record boundary, or -1.
+// `offset` is where records start in the chunk (after the header in the first one).
+int64_t LastPositionIn(const std::string& chunk, size_t offset) {
+  int64_t last = -1;
+  while (offset + 12 <= chunk.size()) {
+    last = static_cast<int64_t>(store::format::DecodeFixed64BE(chunk.data() + offset));
+    offset += 12 + store::format::DecodeFixed32BE(chunk.data() + offset + 8);
+  }
+  return last;
+}
+
+}  // namespace
+
+void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
+  auto shared = std::make_shared<AuditCommandContext>(std::move(cx));
+  const bool* json_mode = shared->json;
+
+  // --- watch ---
+  struct WatchArgs {
+    int64_t from = 0;
+    std::string stream, jurisdiction;
+    std::vector<std::string> kinds;
+    int64_t count = 0;
+    int per_message = 0;
+  };
+  auto w = std::make_shared<WatchArgs>();
+  auto* watch = app->add_subcommand("watch", "follow the log as it changes 订阅事件流");
+  watch->add_option("--from", w->from, "first position (resume: the last scanned_through)")
+      ->capture_default_str();
+  watch->add_option("--stream", w->stream, "only this stream, e.g. cases/c-1");
+  watch->add_option("--jurisdiction", w->jurisdiction, "only this jurisdiction subtree");
+  watch->add_option("--kind", w->kinds, "only these event kinds, e.g. inspection_passed");
+  watch->add_option("--count", w->count, "stop after this many events (0: follow forever)");
+  watch->add_option("--max-per-message", w->per_message, "events per message (server default)");
+  watch->callback([shared, w, json_mode] {
+    auto c = shared->client();
+    auto stub = v1::EventService::NewStub(c->channel());
+    auto ctx = c->NewContext();
+    Unbounded(ctx.get());
+    v1::WatchEventsRequest req;
+    req.set_from_position(w->from);
+    req.set_max_events_per_message(w->per_message);
+    req.mutable_filter()->set_stream(w->stream);
+    req.mutable_filter()->set_jurisdiction(w->jurisdiction);
+    for (const auto& k : w->kinds) req.mutable_filter()->add_kinds(k);
+    auto reader = stub->WatchEvents(ctx.get(), req);
+    v1::WatchEventsResponse m;
+    int64_t seen = 0;
+    bool live = false;
+    while ((w->count == 0 || seen < w->count) && reader->Read(&m)) {
+      for (const auto& r : m.events()) {
+        if (*json_mode) {
+          std::cout << Json(r) << "\n";
+        } else {
+          std::cout << r.position() << "  " << r.event().stream() << " v" << r.event().version()
+                    << "  " << KindOf(r.event()) << "  " << r.event().actor() << "\n";
+        }
+        if (w->count != 0 && ++seen >= w->count) break;
+      }
+      if (*json_mode && !m.checkpoint().empty()) {
+        std::cout
+            << json{{"checkpoint", m.checkpoint()}, {"scanned_through", m.scanned_through()}}.dump()
+            << "\n";
+      }
+      if (m.caught_up() && !live && !*json_mode) {
+        std::cerr << "-- caught up at " << m.scanned_through()
+                  << "; following live 已追平，实时跟随\n";
+        live = true;
+      }
+      std::cout.flush();
+    }
+    ctx->TryCancel();
+    auto status = reader->Finish();
+    if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
+      *shared->exit_code = shared->report_error(status);
+    }
+  });
+
+  // --- verify ---
+  struct VerifyArgs {
+    int64_t from = 0, to = 0;
+    bool deep = false;
+  };
+  auto v = std::make_shared<VerifyArgs>();
+  auto* verify = app->add_subcommand("verify", "verify the log on the server 校验日志");
+  verify->add_option("--from", v->from, "first position")->capture_default_str();
+  verify->add_option("--to", v->to, "end position, exclusive (0: the latest checkpoint)");
+  verify->add_flag("--deep", v->deep, "also re-run the rules and sign-off signatures");
+  verify->callback([shared, v, json_mode] {
+    auto c = shared->client();
+    auto stub = v1::AuditService::NewStub(c->channel());
+    auto ctx = c->NewContext();
+    Unbounded(ctx.get());
+    v1::VerifyLogRequest req;
+    req.set_from_position(v->from);
+    req.set_to_position(v->to);
+    req.set_deep(v->deep);
+    auto reader = stub->VerifyLog(ctx.get(), req);
+    Progress progress(!*json_mode, "verify");
+    v1::VerifyLogResponse m, last;
+    while (reader->Read(&m)) {
+      progress.Update(m.checked(), m.total(), m.phase());
+      last = m;
+    }
+    progress.Finish();
+    auto status = reader->Finish();
+    if (!status.ok()) {
+      *shared->exit_code = shared->report_error(status);
+      return;
+    }
+    if (*json_mode) {
+      std::cout << Json(last) << "\n";
+    } else if (last.ok()) {
+      std::cout << "verified: every position checked, the log is intact 校验通过\n";
+    } else {
+      std::cout << "NOT VERIFIED at position " << last.first_bad_position() << ": "
+                << last.problem() << "\n校验未通过\n";
+    }
+    *shared->exit_code = last.ok() ? kExitOk : kExitNotVerified;
+  });
+
+  // --- as-of case | ledger ---
+  struct AsOfArgs {
+    int64_t position = -1;
+    std::string at, case_id, jurisdiction;
+  };
+  auto a = std::make_shared<AsOfArgs>();
+  auto* asof =
+      app->add_subcommand("as-of", "a case or the ledger as of a position or time 时点回放");
+  asof->require_subcommand(1);
+  auto point = [a](v1::AsOf* out) -> bool {
+    if (a->position >= 0) {
+      out->set_position(a->position);
+    } else if (!a->at.empty()) {
+      auto t = ParseTime(a->at);
+      if (!t.has_value()) return false;
+      *out->mutable_time() = *t;
+    }
+    return true;
+  };
+  for (auto* sub : {asof->add_subcommand("case", "one case 单个案件"),
+                    asof->add_subcommand("ledger", "counts and conversion rates 台账统计")}) {
+    sub->add_option("--position", a->position, "every event before this position");
+    sub->add_option("--at", a->at, "every event up to this time (RFC 3339 or YYYY-MM-DD)");
+  }
+  auto* asof_case = asof->get_subcommand("case");
+  asof_case->add_option("case_id", a->case_id, "case id")->required();
+  asof_case->callback([shared, a, point, json_mode] {
+    v1::GetCaseAsOfRequest req;
+    req.set_name("cases/" + a->case_id);
+    if (!point(req.mutable_as_of())) {
+      std::cerr << "--at: not a time (use 2026-03-01 or 2026-03-01T12:00:00+08:00)\n";
+      *shared->exit_code = kExitUsage;
+      return;
+    }
+    auto c = shared->client();
+    v1::Case resp;
+    auto ctx = c->NewContext();
+    auto status = v1::AuditService::NewStub(c->channel())->GetCaseAsOf(ctx.get(), req, &resp);
+    if (!status.ok()) {
+      *shared->exit_code = shared->report_error(status);
+      return;
+    }
+    if (*json_mode) {
+      std::cout << Json(resp) << "\n";
+    } else {
+      std::cout << resp.name() << "  state " << v1::CaseState_Name(resp.state()) << "  version "
+                << resp.version() << "  last position " << resp.last_position() << "\n"
+                << resp.organisation().display_name() << "  " << resp.organisation().jurisdiction()
+                << "\n";
+    }
+  });
+  auto* asof_ledger = asof->get_subcommand("ledger");
+  asof_ledger->add_option("--jurisdiction", a->jurisdiction, "subtree (default: yours)");
+  asof_ledger->callback([shared, a, point, json_mode] {
+    v1::GetLedgerAsOfRequest req;
+    req.set_jurisdiction(a->jurisdiction);
+    if (!point(req.mutable_as_of())) {
+      std::cerr << "--at: not a time (use 2026-03-01 or 2026-03-01T12:00:00+08:00)\n";
+      *shared->exit_code = kExitUsage;
+      return;
+    }
+    auto c = shared->client();
+    v1::GetLedgerAsOfResponse resp;
+    auto ctx = c->NewContext();
+    Unbounded(ctx.get());
+    auto status = v1::AuditService::NewStub(c->channel())->GetLedgerAsOf(ctx.get(), req, &resp);
+    if (!status.ok()) {
+      *shared->exit_code = shared->report_error(status);
+      return;
+    }
+    if (*json_mode) {
+      std::cout << Json(resp) << "\n";
+      return;
+    }
+    std::cout << "through position " << resp.through_position() << "\n";
+    std::printf("%-40s %8s %8s %8s %8s %8s %10s\n", "jurisdiction 辖区", "listed", "assisted",
+                "verified", "closed", "reopened", "rate 转化率");
+    for (const auto& r : resp.counts()) {
+      std::printf("%-40s %8lld %8lld %8lld %8lld %8lld %9.2f%%\n", r.jurisdiction().c_str(),
+                  static_cast<long long>(r.listed()), static_cast<long long>(r.assisted()),
+                  static_cast<long long>(r.verified()), static_cast<long long>(r.closed()),
+                  static_cast<long long>(r.reopened()), r.conversion_rate_bp() / 100.0);
+    }
+  });
+
+  // --- proof checkpoint | inclusion | consistency ---
+  struct ProofArgs {
+    int64_t position = 0, size = 0, first = 0, second = 0;
+    std::string key, out;
+  };
+  auto p = std::make_shared<ProofArgs>();
+  auto* proof = app->add_subcommand("proof", "checkpoints and Merkle proofs 检查点与证明");
+  proof->require_subcommand(1);
+  auto* cp = proof->add_subcommand("checkpoint", "the latest signed checkpoint 最新签名检查点");
+  cp->add_option("--out", p->out, "also write the note to this file");
+  cp->add_option("--key", p->key, "verify it with this verifier key (name+hash+base64)");
+  cp->callback([shared, p, json_mode] {
+    auto c = shared->client();
+    v1::GetCheckpointResponse resp;
+    auto ctx = c->NewContext();
+    auto status = v1::AuditService::NewStub(c->channel())->GetCheckpoint(ctx.get(), {}, &resp);
+    if (!status.ok()) {
+      *shared->exit_code = shared->report_error(status);
+      return;
+    }
+    if (!p->out.empty()) std::ofstream(p->out, std::ios::binary) << resp.checkpoint();
+    std::optional<bool> verified;
+    if (!p->key.empty()) {
+      auto verifier = store::NoteVerifier::FromVerifierKey(p->key);
+      verified = verifier.ok() &&
+                 store::OpenCheckpoint(resp.checkpoint(), *verifier, verifier->name()).ok();
+    }
+    if (*json_mode) {
+      json out = {{"checkpoint", resp.checkpoint()},
+                  {"tree_size", resp.tree_size()},
+                  {"root_hash", Hex(resp.root_hash())}};
+      if (verified.has_value()) out["verified"] = *verified;
+      std::cout << out.dump() << "\n";
+    } else {
+      std::cout << resp.checkpoint();
+      if (verified.has_value())
+        std::cout << (*verified ? "signature verified 签名有效\n"
+                                : "SIGNATURE DOES NOT VERIFY 签名无效\n");
+    }
+    if (verified.has_value() && !*verified) *shared->exit_code = kExitNotVerified;
+  });
+  auto* inc = proof->add_subcommand("inclusion", "prove one event is in the log 包含证明");
+  inc->add_option("--position", p->position, "the event's position")->required();
+  inc->add_option("--size", p->size, "tree size (0: the latest checkpoint)");
+  inc->callback([shared, p, json_mode] {
+    auto c = shared->client();
+    v1::GetInclusionProofRequest req;
+    req.set_position(p->position);
+    req.set_tree_size(p->size);
+    v1::GetInclusionProofResponse resp;
+    auto ctx = c->NewContext();
+    auto status = v1::AuditService::NewStub(c->channel())->GetInclusionProof(ctx.get(), req, &resp);
+    if (!status.ok()) {
+      *shared->exit_code = shared->report_error(status);
+      return;
+    }
+    // Checked here against the root of the checkpoint that came with it (if any).
+    const store::Hash leaf = store::rfc9162::HashLeaf(resp.leaf());
+    std::vector<std::string> nodes(resp.proof().begin(), resp.proof().end());
+    std::optional<bool> verified;
+    if (!resp.checkpoint().empty()) {
+      auto note = store::ParseNote(resp.checkpoint());
+      auto body = note.ok() ? store::ParseCheckpoint(note->text)
+                            : absl::StatusOr<store::Checkpoint>(note.status());
+      verified = body.ok() && store::merkle::VerifyInclusion(p->position, resp.tree_size(),
+                                                             store::rfc9162::AsBytes(leaf), nodes,
+                                                             store::rfc9162::AsBytes(body->root))
+                                  .ok();
+    }
+    json out = {{"position", p->position},
+                {"tree_size", resp.tree_size()},
+                {"leaf_hash", Hex(store::rfc9162::AsBytes(leaf))},
+                {"leaf", absl::Base64Escape(resp.leaf())},
+                {"checkpoint", resp.checkpoint()}};
+    out["proof"] = json::array();
+    for (const auto& n : nodes) out["proof"].push_back(Hex(n));
+    if (verified.has_value()) out["verified_under_checkpoint"] = *verified;
+    std::cout << (*json_mode ? out.dump() : out.dump(2)) << "\n";
+    if (verified.has_value() && !*verified) *shared->exit_code = kExitNotVerified;
+  });
+  auto* con = proof->add_subcommand("consistency", "prove the log only grew 一致性证明");
+  con->add_option("--first", p->first, "the older tree size (a checkpoint you kept)")->required();
+  con->add_option("--second", p->second, "the newer tree size (0: the latest checkpoint)");
+  con->callback([shared, p, json_mode] {
+    auto c = shared->client();
+    v1::GetConsistencyProofRequest req;
+    req.set_first_tree_size(p->first);
+    req.set_second_tree_size(p->second);
+    v1::GetConsistencyProofResponse resp;
+    auto ctx = c->NewContext();
+    auto status =
+        v1::AuditService::NewStub(c->channel())->GetConsistencyProof(ctx.get(), req, &resp);
+    if (!status.ok()) {
+      *shared->exit_code = shared->report_error(status);
+      return;
+    }
+    json out = {{"first_tree_size", resp.first_tree_size()},
+                {"second_tree_size", resp.second_tree_size()},
+                {"checkpoint", resp.checkpoint()}};
+    out["proof"] = json::array();
+    for (const auto& n : resp.proof()) out["proof"].push_back(Hex(n));
+    std::cout << (*json_mode ? out.dump() : out.dump(2)) << "\n";
+  });
+
+  // --- export ---
+  struct ExportArgs {
+    int64_t from = 0, to = 0;
+    std::string out;
+  };
+  auto e = std::make_shared<ExportArgs>();
+  auto* exp = app->add_subcommand("export", "export the log (docs/audit.md) 导出日志");
+  exp->add_option("--from", e->from, "first position")->capture_default_str();
+  exp->add_option("--to", e->to, "end position, exclusive (0: the latest checkpoint)");
+  exp->add_option("--out", e->out, "file to write")->required();
+  exp->callback([shared, e, json_mode] {
+    auto c = shared->client();
+    auto ctx = c->NewContext();
+    Unbounded(ctx.get());
+    v1::ExportLogRequest req;
+    req.set_from_position(e->from);
+    req.set_to_position(e->to);
+    auto reader = v1::AuditService::NewStub(c->channel())->ExportLog(ctx.get(), req);
+    std::ofstream out(e->out, std::ios::binary | std::ios::trunc);
+    Progress progress(!*json_mode, "export");
+    v1::ExportLogResponse m;
+    int64_t bytes = 0, from = e->from, to = 0, done = 0;
+    bool first = true;
+    while (reader->Read(&m)) {
+      out.write(m.data().data(), static_cast<std::streamsize>(m.data().size()));
+      bytes += static_cast<int64_t>(m.data().size());
+      size_t offset = 0;
+      if (first) {  // the header: from, to, then the checkpoint
+        first = false;
+        const std::string& d = m.data();
+        auto value = [&d](const std::string& key) -> int64_t {
+          const size_t at = d.find("\n" + key + ": ");
+          return at == std::string::npos ? 0 : std::atoll(d.c_str() + at + key.size() + 3);
+        };
+        from = value("from");
+        to = value("to");
+        const size_t blank = d.find("\n\n");
+        offset = blank == std::string::npos
+                     ? d.size()
+                     : blank + 2 + static_cast<size_t>(value("checkpoint-length"));
+      }
+      const int64_t last = LastPositionIn(m.data(), offset);
+      if (last >= 0) done = last + 1 - from;
+      progress.Update(done, to - from);
+    }
+    progress.Finish();
+    out.close();
+    auto status = reader->Finish();
+    if (!status.ok()) {
+      *shared->exit_code = shared->report_error(status);
+      return;
+    }
+    if (*json_mode) {
+      std::cout << json{{"file", e->out}, {"bytes", bytes}, {"from", from}, {"to", to}}.dump()
+                << "\n";
+    } else {
+      std::cout << "exported [" << from << ", " << to << ") to " << e->out << " (" << bytes
+                << " bytes) 导出完成\n";
+    }
+  });
+
+  // --- verify-export (offline) ---
+  struct VerifyExportArgs {
+    std::string file, key;
+  };
+  auto ve = std::make_shared<VerifyExportArgs>();
+  auto* vex = app->add_subcommand("verify-export",
+                                  "verify an export offline, without the server 离线校验导出文件");
+  vex->add_option("file", ve->file, "the export file")->required()->check(CLI::ExistingFile);
+  vex->add_option("--key", ve->key,
+                  "the server's verifier key (name+hash+base64), obtained from the operator")
+      ->required();
+  vex->callback([shared, ve, json_mode] {
+    auto verifier = store::NoteVerifier::FromVerifierKey(ve->key);
+    if (!verifier.ok()) {
+      std::cerr << "--key: " << verifier.status().message() << "\n";
+      *shared->exit_code = kExitUsage;
+      return;
+    }
+    std::ifstream in(ve->file, std::ios::binary);
+    Progress progress(!*json_mode, "verify-export");
+    SignOffChecker signoffs;
+    bool from_zero = false;
+    auto verdict = store::VerifyExport(
+        in, *verifier,
+        [&](const store::ExportRecord& r) -> std::optional<std::string> {
+          if (r.position == 0) from_zero = true;
+          return from_zero ? signoffs.Visit(r) : std::nullopt;
+        },
+        [&](int64_t done, int64_t total) { progress.Update(done, total); });
+    progress.Finish();
+    if (!verdict.ok()) {
+      std::cerr << ve->file << ": " << verdict.status().message() << "\n";
+      *shared->exit_code = kExitUsage;
+      return;
+    }
+    if (*json_mode) {
+      json out = {{"ok", verdict->ok},           {"from", verdict->header.from},
+                  {"to", verdict->header.to},    {"tree_size", verdict->header.tree_size},
+                  {"records", verdict->records}, {"sign_offs_checked", signoffs.checked()}};
+      if (!verdict->ok) {
+        out["problem"] = verdict->problem;
+        if (verdict->first_bad_position) out["first_bad_position"] = *verdict->first_bad_position;
+      }
+      std::cout << out.dump() << "\n";
+    } else if (verdict->ok) {
+      std::cout << "verified: " << verdict->records << " records [" << verdict->header.from << ", "
+                << verdict->header.to << ") against the checkpoint of size "
+                << verdict->header.tree_size << ", " << signoffs.checked()
+                << " sign-off signatures 校验通过\n";
+    } else {
+      std::cout << "NOT VERIFIED"
+                << (verdict->first_bad_position
+                        ? " at position " + std::to_string(*verdict->first_bad_position)
+                        : std::string())
+                << ": " << verdict->problem << "\n校验未通过\n";
+    }
+    *shared->exit_code = verdict->ok ? kExitOk : kExitNotVerified;
+  });
+}
+
+}  // namespace casework::client
