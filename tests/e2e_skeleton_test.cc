@@ -2,10 +2,13 @@
 // client lists an organisation and reads it back; the event is in the log with its
 // position and version; after kill -9 and a restart the case is still there; retries,
 // refusals and unimplemented methods answer with the right status and reason.
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "casework/v1/oversight_service.grpc.pb.h"
 #include "clients/client.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "gtest/gtest.h"
 #include "tests/server_process.h"
@@ -211,6 +214,38 @@ TEST_F(SkeletonTest, UnimplementedMethodsSayUnimplementedAndHealthServes) {
   auto ctx = auditor->NewContext();
   auto status = oversight->ListFlags(ctx.get(), v1::ListFlagsRequest(), &resp);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+
+  // grpc.health.v1.Health/Check for the whole server, called as stock tools do, without
+  // generated stubs: HealthCheckRequest{service: ""} is empty on the wire, and
+  // HealthCheckResponse{status: SERVING} is the two bytes 08 01.
+  grpc::GenericStub generic(auditor->channel());
+  grpc::ClientContext health_ctx;
+  health_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Slice empty_slice(std::string{});
+  grpc::ByteBuffer request(&empty_slice, 1), response;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status health_status;
+  generic.UnaryCall(&health_ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
+                    &response, [&](grpc::Status s) {
+                      std::lock_guard<std::mutex> lock(mu);
+                      health_status = std::move(s);
+                      done = true;
+                      cv.notify_all();
+                    });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(15), [&] { return done; }));
+  }
+  ASSERT_TRUE(health_status.ok()) << health_status.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& slice : slices) {
+    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));
 }
 
 TEST_F(SkeletonTest, GracefulStopOnSigterm) { EXPECT_EQ(server_->Stop(), 0) << server_->log(); }
