@@ -394,6 +394,19 @@ TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) 
   EXPECT_REFUSED(SignOff("approver.county", SignedRequest(*county_key_, 5, 4), &resp),
                  PERMISSION_DENIED, "SIGNATURE_INVALID");
 
+  // One approver signs a pending closure once.
+  EXPECT_REFUSED(SignOff("approver.county", SignedRequest(*county_key_, 5), &resp),
+                 FAILED_PRECONDITION, "APPROVER_ALREADY_SIGNED_OFF");
+  {  // A well-signed sign-off that names another inspection than the latest passed one.
+    v1::SignOffClosureRequest req = SignedRequest(*city_key_, 5);
+    req.set_inspection_id("insp-elsewhere");
+    auto signature = city_key_->Sign(workflow::SignOffStatement(kCaseId, 5, "insp-elsewhere"));
+    ASSERT_TRUE(signature.ok());
+    req.set_signature(*signature);
+    EXPECT_REFUSED(SignOff("approver.city", req, &resp), FAILED_PRECONDITION,
+                   "SIGN_OFF_INSPECTION_NOT_LATEST_PASSED");
+  }
+
   status = SignOff("approver.city", SignedRequest(*city_key_, 5), &resp);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(resp.case_().state(), v1::CASE_STATE_CLOSED);
@@ -401,6 +414,20 @@ TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) 
   ASSERT_EQ(resp.events_size(), 2);
   EXPECT_TRUE(resp.events(0).event().has_closure_signed_off());
   EXPECT_TRUE(resp.events(1).event().has_case_closed());
+
+  {  // A follow-up review that found no relapse takes no relapse fields.
+    v1::RecordFollowUpReviewRequest review;
+    review.set_name(std::string("cases/") + kCaseId);
+    review.set_request_id("follow-up");
+    review.set_expected_version(7);
+    review.set_relapsed(false);
+    review.set_findings("the result holds");
+    review.add_problem_categories(v1::PROBLEM_CATEGORY_DEVELOPMENT);
+    v1::CaseCommandResponse follow_up;
+    EXPECT_REFUSED(
+        Do("inspector", &v1::CaseService::Stub::RecordFollowUpReview, review, &follow_up),
+        INVALID_ARGUMENT, "RELAPSE_FIELDS_ONLY_WHEN_RELAPSED");
+  }
 
   // Revoking a key later leaves the past sign-off verifiable from the log alone: the
   // events carry key id and signature, the statement is rebuilt from the envelope.
