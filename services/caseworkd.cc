@@ -21,8 +21,8 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "services/shell/audit_service.h"
 #include "services/shell/admin_service.h"
+#include "services/shell/audit_service.h"
 #include "services/shell/auth.h"
 #include "services/shell/case_service.h"
 #include "services/shell/command_processor.h"
@@ -30,9 +30,9 @@
 #include "services/shell/event_service.h"
 #include "services/shell/metrics.h"
 #include "services/shell/principals.h"
+#include "services/shell/receipts.h"
 #include "services/shell/server_limits.h"
 #include "services/shell/tls.h"
-#include "services/shell/receipts.h"
 #include "spdlog/spdlog.h"
 #include "store/rocks_event_log.h"
 
@@ -214,9 +214,9 @@ int main(int argc, char** argv) {
   }
   casework::shell::CommandProcessor processor(log->get(), policy,
                                               casework::shell::SystemClockMicros);
-  casework::shell::Authenticator auth(&principals_holder,
-                                      tls ? casework::shell::Transport::kMutualTls
-                                          : casework::shell::Transport::kPlaintext);
+  casework::shell::Authenticator auth(
+      &principals_holder,
+      tls ? casework::shell::Transport::kMutualTls : casework::shell::Transport::kPlaintext);
   casework::shell::CaseServiceImpl case_service(&processor, &auth);
   // Every durable batch is published to the metrics and the event stream.
   casework::shell::CommitBroadcaster commits;

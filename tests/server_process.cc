@@ -43,7 +43,8 @@ std::string ServerProcess::log() const {
 bool ServerProcess::Start() {
   const auto port_file = data_dir_ / "port";
   std::filesystem::remove(port_file);
-  std::vector<std::string> args = {CASEWORKD_PATH, "--listen=127.0.0.1:0",
+  std::vector<std::string> args = {CASEWORKD_PATH,
+                                   "--listen=127.0.0.1:0",
                                    "--data-dir=" + data_dir_.string(),
                                    "--principals=" + principals_file_.string(),
                                    "--port-file=" + port_file.string(),

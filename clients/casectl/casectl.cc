@@ -19,8 +19,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
-#include "clients/casectl/keys.h"
 #include "clients/casectl/audit_commands.h"
+#include "clients/casectl/keys.h"
 #include "clients/casectl/labels.h"
 #include "clients/casectl/seed.h"
 #include "clients/casectl/transitions.h"
@@ -204,8 +204,9 @@ int main(int argc, char** argv) {
       "CASEWORK_IDENTITY, CASEWORK_CONFIG) or a config file.\n"
       "Exit codes: 0 done, 1 refused by the server, 2 usage error, 3 server unreachable, "
       "4 other failure."};
-  app.set_config("--config", default_config,
-                 "TOML/INI file with server=, identity=, tls-ca=, tls-cert=, tls-key=, json=, timeout-ms=");
+  app.set_config(
+      "--config", default_config,
+      "TOML/INI file with server=, identity=, tls-ca=, tls-cert=, tls-key=, json=, timeout-ms=");
   app.add_option("--server", g.server, "caseworkd address host:port (env CASEWORK_SERVER)")
       ->capture_default_str();
   app.add_option("--identity", g.identity,
@@ -674,9 +675,10 @@ int main(int argc, char** argv) {
              .json = &g.json,
              .exit_code = &exit_code,
              .report_error = [&g](const grpc::Status& status) { return ReportError(status, g); },
-             .print_result = [&g](const grpc::Status& status, const CaseCommandResponse& resp) {
-               return PrintCommandResult(status, resp, g);
-             }});
+             .print_result =
+                 [&g](const grpc::Status& status, const CaseCommandResponse& resp) {
+                   return PrintCommandResult(status, resp, g);
+                 }});
 
   // keygen, sign, sign-off, admin register-key / revoke-key
   casework::client::AddKeyCommands(
@@ -684,9 +686,10 @@ int main(int argc, char** argv) {
              .json = &g.json,
              .exit_code = &exit_code,
              .report_error = [&g](const grpc::Status& status) { return ReportError(status, g); },
-             .print_result = [&g](const grpc::Status& status, const CaseCommandResponse& resp) {
-               return PrintCommandResult(status, resp, g);
-             }});
+             .print_result =
+                 [&g](const grpc::Status& status, const CaseCommandResponse& resp) {
+                   return PrintCommandResult(status, resp, g);
+                 }});
 
   // watch, verify, as-of, proof, export, verify-export
   casework::client::AddAuditCommands(

@@ -57,9 +57,9 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
       metrics_->RecordRpc(method_, static_cast<int>(status.error_code()), seconds);
       const bool denied = status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
                           status.error_code() == grpc::StatusCode::UNAUTHENTICATED;
-      const std::string reason =
-          denied || status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? ReasonOf(status)
-                                                                              : std::string();
+      const std::string reason = denied || status.error_code() == grpc::StatusCode::INVALID_ARGUMENT
+                                     ? ReasonOf(status)
+                                     : std::string();
       if (denied || IsSignatureReason(reason)) {
         metrics_->RecordRefusal(reason);
         const std::string identity = IdentityForLog(info_->server_context());
