@@ -14,6 +14,7 @@
 #include "casework/v1/audit_service.grpc.pb.h"
 #include "casework/v1/event_service.grpc.pb.h"
 #include "clients/casectl/progress.h"
+#include "clients/table.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
 #include "services/workflow/statement.h"
@@ -323,15 +324,17 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       std::cout << Json(resp) << "\n";
       return;
     }
-    std::cout << "through position " << resp.through_position() << "\n";
-    std::printf("%-40s %8s %8s %8s %8s %8s %10s\n", "jurisdiction 辖区", "listed", "assisted",
-                "verified", "closed", "reopened", "rate 转化率");
+    std::cout << "through position 截至位置 " << resp.through_position() << "\n";
+    Table table({"Jurisdiction 辖区", "Listed 列入", "Assisted 帮扶中", "Verified 已验收",
+                 "Closed 已销号", "Reopened 反弹", "Rate 转化率"});
     for (const auto& r : resp.counts()) {
-      std::printf("%-40s %8lld %8lld %8lld %8lld %8lld %9.2f%%\n", r.jurisdiction().c_str(),
-                  static_cast<long long>(r.listed()), static_cast<long long>(r.assisted()),
-                  static_cast<long long>(r.verified()), static_cast<long long>(r.closed()),
-                  static_cast<long long>(r.reopened()), r.conversion_rate_bp() / 100.0);
+      char rate[32];
+      std::snprintf(rate, sizeof rate, "%.2f%%", r.conversion_rate_bp() / 100.0);
+      table.AddRow({r.jurisdiction(), std::to_string(r.listed()), std::to_string(r.assisted()),
+                    std::to_string(r.verified()), std::to_string(r.closed()),
+                    std::to_string(r.reopened()), rate});
     }
+    table.Print(std::cout);
   });
 
   // --- proof checkpoint | inclusion | consistency ---
