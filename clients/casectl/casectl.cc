@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "clients/casectl/audit_commands.h"
+#include "clients/casectl/dates.h"
 #include "clients/casectl/keys.h"
 #include "clients/casectl/labels.h"
 #include "clients/casectl/seed.h"
@@ -33,6 +34,7 @@
 namespace {
 
 using casework::client::Client;
+using casework::client::ParseDate;
 using casework::v1::Case;
 using casework::v1::CaseCommandResponse;
 
@@ -170,19 +172,6 @@ int PrintCommandResult(const grpc::Status& status, const CaseCommandResponse& re
   }
   PrintCase(resp.case_());
   return kExitOk;
-}
-
-absl::StatusOr<google::protobuf::Timestamp> ParseDate(const std::string& text) {
-  absl::Time t;
-  std::string err;
-  if (absl::ParseTime(absl::RFC3339_full, text, &t, &err) ||
-      absl::ParseTime("%Y-%m-%d", text, absl::UTCTimeZone(), &t, &err)) {
-    google::protobuf::Timestamp ts;
-    ts.set_seconds(absl::ToUnixSeconds(t));
-    return ts;
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("\"", text, "\" is not a date (YYYY-MM-DD) or an RFC 3339 time"));
 }
 
 std::string CaseName(const std::string& id) { return absl::StrCat("cases/", id); }
@@ -669,27 +658,21 @@ int main(int argc, char** argv) {
     exit_code = casework::client::RunSeed(seed_options, g.json);
   });
 
+  // The commands kept in their own files reach the client, the output mode and the
+  // error reporting through these hooks.
+  const casework::client::KeyCommandHooks hooks{
+      .client = client,
+      .json = &g.json,
+      .exit_code = &exit_code,
+      .report_error = [&g](const grpc::Status& status) { return ReportError(status, g); },
+      .print_result =
+          [&g](const grpc::Status& status, const CaseCommandResponse& resp) {
+            return PrintCommandResult(status, resp, g);
+          }};
   // amend, replace, talk, notice
-  casework::client::AddTransitionCommands(
-      &app, {.client = client,
-             .json = &g.json,
-             .exit_code = &exit_code,
-             .report_error = [&g](const grpc::Status& status) { return ReportError(status, g); },
-             .print_result =
-                 [&g](const grpc::Status& status, const CaseCommandResponse& resp) {
-                   return PrintCommandResult(status, resp, g);
-                 }});
-
+  casework::client::AddTransitionCommands(&app, hooks);
   // keygen, sign, sign-off, admin register-key / revoke-key
-  casework::client::AddKeyCommands(
-      &app, {.client = client,
-             .json = &g.json,
-             .exit_code = &exit_code,
-             .report_error = [&g](const grpc::Status& status) { return ReportError(status, g); },
-             .print_result =
-                 [&g](const grpc::Status& status, const CaseCommandResponse& resp) {
-                   return PrintCommandResult(status, resp, g);
-                 }});
+  casework::client::AddKeyCommands(&app, hooks);
 
   // watch, verify, as-of, proof, export, verify-export
   casework::client::AddAuditCommands(

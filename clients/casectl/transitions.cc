@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
-#include "absl/time/time.h"
+#include "clients/casectl/dates.h"
 
 namespace casework::client {
 namespace {
@@ -26,16 +26,15 @@ std::string RequestId(const State& s) {
   return s.request_id.empty() ? NewRequestId() : s.request_id;
 }
 
-bool ParseDate(const std::string& text, google::protobuf::Timestamp* out) {
-  absl::Time t;
-  std::string err;
-  if (absl::ParseTime(absl::RFC3339_full, text, &t, &err) ||
-      absl::ParseTime("%Y-%m-%d", text, absl::UTCTimeZone(), &t, &err)) {
-    out->set_seconds(absl::ToUnixSeconds(t));
-    return true;
+// Sets `out` from a typed date; prints why and returns false when it is not one.
+bool ReadDate(const std::string& text, google::protobuf::Timestamp* out) {
+  auto parsed = ParseDate(text);
+  if (!parsed.ok()) {
+    std::cerr << parsed.status().message() << "\n";
+    return false;
   }
-  std::cerr << "\"" << text << "\" is not a date (YYYY-MM-DD) or an RFC 3339 time\n";
-  return false;
+  *out = *parsed;
+  return true;
 }
 
 template <typename Req>
@@ -90,7 +89,7 @@ void AddTransitionCommands(CLI::App* app, KeyCommandHooks hooks) {
       req.add_problem_categories(static_cast<casework::v1::ProblemCategory>(p));
     }
     req.set_findings(s->findings);
-    if (!ParseDate(s->deadline, req.mutable_deadline())) {
+    if (!ReadDate(s->deadline, req.mutable_deadline())) {
       *s->hooks.exit_code = kExitUsage;
       return;
     }
@@ -175,7 +174,7 @@ void AddTransitionCommands(CLI::App* app, KeyCommandHooks hooks) {
     Common(*s, &req);
     req.set_notice_id(s->notice_id);
     req.set_content(s->content);
-    if (!s->deadline.empty() && !ParseDate(s->deadline, req.mutable_deadline())) {
+    if (!s->deadline.empty() && !ReadDate(s->deadline, req.mutable_deadline())) {
       *s->hooks.exit_code = kExitUsage;
       return;
     }
