@@ -199,9 +199,15 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
       AddBuffered(-current_bytes_);
       current_bytes_ = 0;
       if (!ok) {
-        // The client went away; OnCancel follows (or came first).
+        // The client went away; OnCancel follows (or came first, and then left the finish
+        // to this write's completion: finish here either way).
         if (ready_.has_value()) DropReady();
-        finish = FinishLocked(grpc::Status::CANCELLED);
+        if (!finishing_) {
+          finishing_ = true;
+          final_status_ = grpc::Status::CANCELLED;
+        }
+        finish = !finished_;
+        finished_ = true;
       } else if (finishing_) {
         finish = !finished_;
         finished_ = true;
