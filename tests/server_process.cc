@@ -133,7 +133,15 @@ std::filesystem::path WriteTestPrincipals(const std::filesystem::path& dir) {
   {"id": "lister.b", "roles": ["lister"], "jurisdiction": "jiangcheng"},
   {"id": "lister.reviewer", "roles": ["lister", "reviewer"], "jurisdiction": "jiangcheng"},
   {"id": "reviewer.township", "roles": ["reviewer"], "jurisdiction": "jiangcheng/dongshan/t01"},
-  {"id": "assister.inspector", "roles": ["assister", "inspector"], "jurisdiction": "jiangcheng"}
+  {"id": "assister.inspector", "roles": ["assister", "inspector"], "jurisdiction": "jiangcheng"},
+  {"id": "lister.xihe", "roles": ["lister"], "jurisdiction": "jiangcheng/xihe"},
+  {"id": "reviewer.xihe", "roles": ["reviewer"], "jurisdiction": "jiangcheng/xihe"},
+  {"id": "assister.xihe", "roles": ["assister"], "jurisdiction": "jiangcheng/xihe"},
+  {"id": "inspector.xihe", "roles": ["inspector"], "jurisdiction": "jiangcheng/xihe"},
+  {"id": "approver.xihe", "roles": ["approver"], "jurisdiction": "jiangcheng/xihe", "approval_level": "county"},
+  {"id": "auditor.xihe", "roles": ["auditor"], "jurisdiction": "jiangcheng/xihe"},
+  {"id": "admin.xihe", "roles": ["admin"], "jurisdiction": "jiangcheng/xihe"},
+  {"id": "approver.dongshan", "roles": ["approver"], "jurisdiction": "jiangcheng/dongshan", "approval_level": "county"}
 ]})";
   return path;
 }

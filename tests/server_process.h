@@ -57,7 +57,9 @@ class TempDir {
 // Writes the principals used by end-to-end tests: one identity per role in the city
 // "jiangcheng" (named after the role), "outsider" (lister of the county
 // "jiangcheng/xihe"), "lister.b" (a second lister), "lister.reviewer" (both roles),
-// "reviewer.township" (a reviewer below county level) and "assister.inspector".
+// "reviewer.township" (a reviewer below county level), "assister.inspector", one identity
+// per role in the county "jiangcheng/xihe" ("<role>.xihe") and "approver.dongshan" (a
+// county approver of "jiangcheng/dongshan").
 std::filesystem::path WriteTestPrincipals(const std::filesystem::path& dir);
 
 }  // namespace casework::testing

@@ -50,6 +50,13 @@ std::string AsBytes(const store::Hash& hash) {
   return std::string(reinterpret_cast<const char*>(hash.data()), hash.size());
 }
 
+// True for a jurisdiction of one segment ("jiangcheng", trailing '/' ignored): the root
+// of every path of a deployment.
+bool WholeCity(std::string_view jurisdiction) {
+  while (!jurisdiction.empty() && jurisdiction.back() == '/') jurisdiction.remove_suffix(1);
+  return !jurisdiction.empty() && jurisdiction.find('/') == std::string_view::npos;
+}
+
 int64_t MicrosOf(const google::protobuf::Timestamp& t) {
   return t.seconds() * 1'000'000 + t.nanos() / 1000;
 }
@@ -235,6 +242,23 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(
     return Finish(ctx, FromStoreStatus(absl::DataLossError("the event is missing")));
   }
   const store::StoredEvent& e = events->front();
+  // The proof carries the event itself: a case's event only for a caller whose
+  // jurisdiction holds the case (streams of no jurisdiction, such as approvers' keys, for
+  // every auditor).
+  {
+    JurisdictionResolver resolver(log_, 1);
+    auto jurisdiction = resolver.Of(e.stream);
+    if (!jurisdiction.ok()) return Finish(ctx, FromStoreStatus(jurisdiction.status()));
+    if (jurisdiction->has_value() && !SubtreeHolds(caller.jurisdiction, **jurisdiction)) {
+      return Finish(
+          ctx, ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "OUTSIDE_JURISDICTION", "position",
+                           absl::StrCat("the event at position ", req->position(), " belongs to ",
+                                        **jurisdiction, ", outside your jurisdiction ",
+                                        caller.jurisdiction),
+                           absl::StrCat("位置 ", req->position(), " 的事件属于 ", **jurisdiction,
+                                        "，不在您的管辖范围 ", caller.jurisdiction, " 内")));
+    }
+  }
   auto proof = log_->InclusionProof(req->position(), size);
   if (!proof.ok()) return Finish(ctx, FromStoreStatus(proof.status()));
   v1::EventRecord* record = resp->mutable_record();
@@ -577,6 +601,18 @@ grpc::ServerWriteReactor<v1::ExportLogResponse>* AuditServiceImpl::ExportLog(
   using Refuse = Refused<v1::ExportLogResponse>;
   workflow::Principal caller;
   if (auto s = RequireAuditor(auth_, ctx, &caller); !s.ok()) return new Refuse(s);
+  // An export holds every event of its range, whatever its jurisdiction: only an auditor
+  // or admin of the whole city (a one-segment jurisdiction) may take one.
+  if (!WholeCity(caller.jurisdiction)) {
+    return new Refuse(ErrorStatus(
+        grpc::StatusCode::PERMISSION_DENIED, "OUTSIDE_JURISDICTION", "",
+        absl::StrCat("an export holds the events of every jurisdiction; ", caller.id, " acts in \"",
+                     caller.jurisdiction,
+                     "\" only. An auditor or admin of the whole city must export; "
+                     "GetCaseAsOf, GetLedgerAsOf and WatchEvents serve your jurisdiction"),
+        absl::StrCat("导出包含所有辖区的事件；", caller.id, " 的管辖范围仅为 \"",
+                     caller.jurisdiction, "\"，须由全市的监督审计人员或管理员导出")));
+  }
   auto head = LatestCheckpoint(log_);
   if (!head.ok()) return new Refuse(FromStoreStatus(head.status()));
   const int64_t to = req->to_position() == 0 ? head->checkpoint.size : req->to_position();

@@ -1,7 +1,12 @@
 // casework.v1.AuditService: checkpoints, proofs, replay as of, verify, export.
 //
 // Only principals with the role `auditor` or `admin` may call it (PERMISSION_DENIED,
-// reason AUDITOR_ROLE_REQUIRED, otherwise). Everything is computed from the log: states
+// reason AUDITOR_ROLE_REQUIRED, otherwise). Jurisdiction (PERMISSION_DENIED
+// OUTSIDE_JURISDICTION): GetCaseAsOf, GetLedgerAsOf and GetInclusionProof (which returns
+// the event) serve only what lies in the caller's subtree; ExportLog, which holds every
+// jurisdiction's events, needs an auditor or admin of the whole city (a one-segment
+// jurisdiction); checkpoints, consistency proofs and VerifyLog carry hashes and
+// positions only and serve any auditor. Everything is computed from the log: states
 // through the core's Evolve, hashes from the stored bytes.
 //
 // Short calls (checkpoint, proofs, one case as of) answer on the gRPC thread. Calls that
