@@ -29,6 +29,7 @@
 #include "services/shell/commit_broadcaster.h"
 #include "services/shell/event_service.h"
 #include "services/shell/metrics.h"
+#include "services/shell/oversight_service.h"
 #include "services/shell/principals.h"
 #include "services/shell/receipts.h"
 #include "services/shell/server_limits.h"
@@ -40,8 +41,6 @@ namespace {
 
 // Services of the contract that this build does not implement yet: every method answers
 // UNIMPLEMENTED (the generated defaults).
-class OversightServiceStub final : public casework::v1::OversightService::CallbackService {};
-
 struct Flags {
   std::string listen = "127.0.0.1:7070";
   std::string data_dir = "./data";
@@ -61,6 +60,9 @@ struct Flags {
   int closure_approvers_min = 2;
   int closure_city_approvers_min = 0;
   int closure_county_approvers_min = 1;
+  int64_t absence_flag_days = 30;
+  int64_t stale_case_days = 3 * 365;
+  int64_t follow_up_review_days = 365;
 };
 
 }  // namespace
@@ -136,6 +138,19 @@ int main(int argc, char** argv) {
                  "closure policy: of which at least this many at city level")
       ->capture_default_str()
       ->check(CLI::Range(0, 9));
+  app.add_option("--absence-flag-days", flags.absence_flag_days,
+                 "flag assigned people with no field visit for longer than this (stationed but "
+                 "absent)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 36500));
+  app.add_option("--stale-case-days", flags.stale_case_days,
+                 "flag open cases older than this (three years without change)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 36500));
+  app.add_option("--follow-up-review-days", flags.follow_up_review_days,
+                 "closed cases come due for a follow-up review after this long")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 36500));
   app.add_option("--closure-county-approvers-min", flags.closure_county_approvers_min,
                  "closure policy: of which at least this many at county level")
       ->capture_default_str()
@@ -207,6 +222,9 @@ int main(int argc, char** argv) {
   policy.closure.approvers_min = flags.closure_approvers_min;
   policy.closure.city_approvers_min = flags.closure_city_approvers_min;
   policy.closure.county_approvers_min = flags.closure_county_approvers_min;
+  policy.absence_flag_days = flags.absence_flag_days;
+  policy.stale_case_days = flags.stale_case_days;
+  policy.follow_up_review_days = flags.follow_up_review_days;
 
   if (auto valid = casework::workflow::ValidatePolicy(policy); !valid.ok()) {
     spdlog::error("closure policy: {}", valid.ToString());
@@ -229,7 +247,8 @@ int main(int argc, char** argv) {
   casework::shell::EventServiceImpl event_service(log->get(), &auth, &commits);
   casework::shell::AuditServiceImpl audit_service(log->get(), &auth,
                                                   casework::shell::DeepVerifyOptions{policy});
-  OversightServiceStub oversight_service;
+  casework::shell::OversightServiceImpl oversight_service(log->get(), &auth, policy,
+                                                          casework::shell::SystemClockMicros);
   casework::shell::AdminServiceImpl admin_service(log->get(), &auth, &principals_holder,
                                                   casework::shell::SystemClockMicros);
   processor.set_approver_keys(&admin_service.keys());

@@ -6,7 +6,7 @@
 #include <mutex>
 #include <thread>
 
-#include "casework/v1/oversight_service.grpc.pb.h"
+#include "casework/v1/admin_service.grpc.pb.h"
 #include "clients/client.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -209,10 +209,10 @@ TEST_F(SkeletonTest, RefusalsCarryStatusAndReason) {
 
 TEST_F(SkeletonTest, UnimplementedMethodsSayUnimplementedAndHealthServes) {
   auto auditor = As("auditor");
-  auto oversight = v1::OversightService::NewStub(auditor->channel());
-  v1::ListFlagsResponse resp;
+  auto admin = v1::AdminService::NewStub(auditor->channel());
+  v1::CreateBackupResponse resp;
   auto ctx = auditor->NewContext();
-  auto status = oversight->ListFlags(ctx.get(), v1::ListFlagsRequest(), &resp);
+  auto status = admin->CreateBackup(ctx.get(), v1::CreateBackupRequest(), &resp);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
 
   // grpc.health.v1.Health/Check for the whole server, called as stock tools do, without

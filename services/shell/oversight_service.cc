@@ -1,0 +1,779 @@
+#include "services/shell/oversight_service.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <map>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/util/time_util.h"
+#include "services/oversight/registry_csv.h"
+#include "services/oversight/sample.h"
+#include "services/shell/status_mapping.h"
+#include "services/workflow/decider.h"
+#include "services/workflow/limits.h"
+#include "services/workflow/names.h"
+#include "services/workflow/text.h"
+#include "store/checkpoint.h"
+
+namespace casework::shell {
+namespace {
+
+namespace v1 = ::casework::v1;
+using workflow::Role;
+
+// New or changed organisations one import may record per county: one append, which the
+// store bounds (RocksEventLog::Options::append_events_max, 4096 by default).
+constexpr size_t kRegistryEventsPerCountyMax = 4096;
+
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, grpc::Status status) {
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(std::move(status));
+  return reactor;
+}
+
+int64_t MicrosOf(const google::protobuf::Timestamp& t) {
+  return t.seconds() * 1'000'000 + t.nanos() / 1000;
+}
+
+std::string Sha256(std::string_view bytes) {
+  unsigned char digest[32];
+  EVP_Digest(bytes.data(), bytes.size(), digest, nullptr, EVP_sha256(), nullptr);
+  return std::string(reinterpret_cast<const char*>(digest), sizeof digest);
+}
+
+std::string Fingerprint(const google::protobuf::Message& m) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    m.SerializeToCodedStream(&coded);
+  }
+  return Sha256(bytes);
+}
+
+std::string Shown(std::string_view text, size_t max = 80) {
+  std::string out;
+  for (char ch : text.substr(0, max)) out.push_back(ch >= 0x20 && ch < 0x7f ? ch : '?');
+  if (text.size() > max) out += "...";
+  return out;
+}
+
+v1::Event Envelope(const std::string& stream, int64_t version, const std::string& actor,
+                   int64_t now_micros, const std::string& request_id) {
+  v1::Event event;
+  event.set_stream(stream);
+  event.set_version(version);
+  event.set_actor(actor);
+  *event.mutable_time() = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(now_micros);
+  event.set_request_id(request_id);
+  event.set_rules_version(workflow::kRulesVersion);
+  return event;
+}
+
+grpc::Status Invalid(std::string_view reason, std::string_view field, std::string en,
+                     std::string zh) {
+  return ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, reason, field, std::move(en),
+                     std::move(zh));
+}
+
+grpc::Status Busy() {
+  return ErrorStatus(grpc::StatusCode::RESOURCE_EXHAUSTED, "OVERSIGHT_JOBS_BUSY", "",
+                     "the server is already computing its maximum of oversight reports; retry "
+                     "when one has finished",
+                     "监督报表任务数已达上限，请稍后重试");
+}
+
+grpc::Status RequestIdInvalid() {
+  return Invalid("REQUEST_ID_INVALID", "request_id",
+                 "request_id must be 1-128 printable ASCII characters; a UUID is a good choice",
+                 "request_id 须为 1-128 个可打印 ASCII 字符，建议使用 UUID");
+}
+
+grpc::Status RequestIdReused() {
+  return Invalid("REQUEST_ID_REUSED", "request_id",
+                 "this request_id was already used for a different request; use a new "
+                 "request_id for a new request",
+                 "该 request_id 已用于另一请求；新请求请使用新的 request_id");
+}
+
+std::string RoleList(const std::vector<Role>& roles, bool zh) {
+  std::string out;
+  for (size_t i = 0; i < roles.size(); ++i) {
+    if (i > 0) out += zh ? "、" : (i + 1 == roles.size() ? " or " : ", ");
+    out += std::string(workflow::RoleName(roles[i]));
+  }
+  return out;
+}
+
+// Authenticates and checks that the caller holds one of `roles`.
+grpc::Status Require(const Authenticator* auth, grpc::CallbackServerContext* ctx,
+                     const std::vector<Role>& roles, std::string_view what,
+                     workflow::Principal* caller) {
+  if (auto status = auth->Authenticate(ctx, caller); !status.ok()) return status;
+  for (Role role : roles) {
+    if (caller->HasRole(role)) return grpc::Status::OK;
+  }
+  return ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "ACTOR_LACKS_ROLE", "",
+                     workflow::Cat(what, " needs the role ", RoleList(roles, false), "; ",
+                                   caller->id, " has none of them; ask an administrator"),
+                     workflow::Cat("该操作需要以下角色之一：", RoleList(roles, true), "；",
+                                   caller->id, " 不具备，请联系管理员"));
+}
+
+grpc::Status Outside(const workflow::Principal& caller, std::string_view field,
+                     std::string_view path) {
+  return ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", field,
+                     workflow::Cat("\"", Shown(path, 200), "\" is outside the jurisdiction \"",
+                                   caller.jurisdiction, "\" of ", caller.id),
+                     workflow::Cat("“", Shown(path, 200), "”不在 ", caller.id, " 的管辖范围“",
+                                   caller.jurisdiction, "”内"));
+}
+
+// The scope a report is asked for: the request's, else the caller's own.
+std::string ScopeOf(const std::string& requested, const workflow::Principal& caller) {
+  std::string scope = requested.empty() ? caller.jurisdiction : requested;
+  while (!scope.empty() && scope.back() == '/') scope.pop_back();
+  return scope;
+}
+
+// True for "city/county": two segments, each a valid id.
+bool IsCountyPath(std::string_view path) {
+  const size_t slash = path.find('/');
+  if (slash == std::string_view::npos || path.find('/', slash + 1) != std::string_view::npos) {
+    return false;
+  }
+  return workflow::IsValidId(path.substr(0, slash)) && workflow::IsValidId(path.substr(slash + 1));
+}
+
+grpc::Status CountyInvalid(std::string_view county) {
+  return Invalid("COUNTY_INVALID", "county",
+                 workflow::Cat("county \"", Shown(county),
+                               "\" is not a county's jurisdiction path \"city/county\""),
+                 workflow::Cat("county“", Shown(county), "”不是县级辖区路径（市/县）"));
+}
+
+// Cut of an as-of time: unset means now.
+absl::StatusOr<int64_t> CutOf(const google::protobuf::Timestamp* as_of, int64_t now) {
+  if (as_of == nullptr) return now;
+  if (as_of->seconds() < 0 || as_of->seconds() > 253402300799 || as_of->nanos() < 0 ||
+      as_of->nanos() > 999'999'999) {
+    return absl::InvalidArgumentError("invalid timestamp");
+  }
+  return MicrosOf(*as_of);
+}
+
+grpc::Status TimeInvalid(std::string_view field) {
+  return Invalid("TIME_INVALID", field,
+                 workflow::Cat(field, " is not a valid time (0001-01-01 to 9999-12-31)"),
+                 workflow::Cat(field, " 不是有效的时间"));
+}
+
+}  // namespace
+
+OversightServiceImpl::OversightServiceImpl(store::RocksEventLog* log, const Authenticator* auth,
+                                           workflow::Policy policy, Clock clock,
+                                           OversightOptions options)
+    : log_(log),
+      auth_(auth),
+      policy_(std::move(policy)),
+      clock_(std::move(clock)),
+      options_(options) {}
+
+OversightServiceImpl::~OversightServiceImpl() {
+  absl::MutexLock lock(&jobs_mu_);
+  jobs_mu_.Await(absl::Condition(
+      +[](int* running) { return *running == 0; }, &jobs_running_));
+}
+
+bool OversightServiceImpl::StartJob(std::function<void()> job) {
+  {
+    absl::MutexLock lock(&jobs_mu_);
+    if (jobs_running_ >= options_.jobs_max) return false;
+    ++jobs_running_;
+  }
+  std::thread([this, job = std::move(job)] {
+    job();
+    absl::MutexLock lock(&jobs_mu_);
+    --jobs_running_;
+  }).detach();
+  return true;
+}
+
+absl::Status OversightServiceImpl::Fold(grpc::CallbackServerContext* ctx, int64_t cut_micros,
+                                        int64_t size_max, oversight::Ledger* ledger) {
+  int64_t position = 0;
+  const int64_t end = size_max >= 0 ? std::min(size_max, log_->Size()) : log_->Size();
+  while (position < end) {
+    if (ctx->IsCancelled()) return absl::CancelledError("the call was cancelled");
+    auto events = log_->ReadRange(
+        position,
+        std::min<int64_t>(static_cast<int64_t>(options_.read_chunk_events), end - position));
+    if (!events.ok()) return events.status();
+    if (events->empty()) return absl::DataLossError("the log ended early");
+    for (const store::StoredEvent& e : *events) {
+      position = e.position + 1;
+      v1::Event event;
+      if (!event.ParseFromString(e.bytes)) {
+        return absl::DataLossError(
+            workflow::Cat("the event at position ", e.position, " does not parse"));
+      }
+      if (MicrosOf(event.time()) > cut_micros) return absl::OkStatus();
+      ledger->Add(e.position, event);
+    }
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------
+// Reports.
+
+grpc::ServerUnaryReactor* OversightServiceImpl::GetCountyReport(
+    grpc::CallbackServerContext* ctx, const v1::GetCountyReportRequest* req,
+    v1::GetCountyReportResponse* resp) {
+  workflow::Principal caller;
+  if (auto s = Require(auth_, ctx, {Role::kAuditor, Role::kAdmin, Role::kApprover},
+                       "the county report", &caller);
+      !s.ok()) {
+    return Finish(ctx, s);
+  }
+  const std::string scope = ScopeOf(req->jurisdiction(), caller);
+  if (!caller.Covers(scope)) return Finish(ctx, Outside(caller, "jurisdiction", scope));
+  auto cut = CutOf(req->has_as_of_time() ? &req->as_of_time() : nullptr, clock_());
+  if (!cut.ok()) return Finish(ctx, TimeInvalid("as_of_time"));
+  auto start = CutOf(req->has_period_start_time() ? &req->period_start_time() : nullptr, 0);
+  if (!start.ok()) return Finish(ctx, TimeInvalid("period_start_time"));
+  if (*start > *cut) {
+    return Finish(
+        ctx, Invalid("PERIOD_INVALID", "period_start_time", "period_start_time is after as_of_time",
+                     "period_start_time 晚于 as_of_time"));
+  }
+  auto* reactor = ctx->DefaultReactor();
+  const bool started = StartJob([this, reactor, ctx, resp, scope, cut = *cut, start = *start] {
+    oversight::Ledger ledger;
+    if (auto s = Fold(ctx, cut, -1, &ledger); !s.ok()) {
+      reactor->Finish(FromStoreStatus(s));
+      return;
+    }
+    for (v1::CountyLine& line : oversight::CountyReport(ledger, policy_, cut, start, scope)) {
+      *resp->add_lines() = std::move(line);
+    }
+    resp->set_through_position(ledger.through_position());
+    reactor->Finish(grpc::Status::OK);
+  });
+  if (!started) reactor->Finish(Busy());
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OversightServiceImpl::ListFlags(grpc::CallbackServerContext* ctx,
+                                                          const v1::ListFlagsRequest* req,
+                                                          v1::ListFlagsResponse* resp) {
+  workflow::Principal caller;
+  if (auto s =
+          Require(auth_, ctx, {Role::kAuditor, Role::kAdmin, Role::kApprover}, "flags", &caller);
+      !s.ok()) {
+    return Finish(ctx, s);
+  }
+  const std::string scope = ScopeOf(req->jurisdiction(), caller);
+  if (!caller.Covers(scope)) return Finish(ctx, Outside(caller, "jurisdiction", scope));
+  auto cut = CutOf(req->has_as_of_time() ? &req->as_of_time() : nullptr, clock_());
+  if (!cut.ok()) return Finish(ctx, TimeInvalid("as_of_time"));
+  auto* reactor = ctx->DefaultReactor();
+  const bool started = StartJob([this, reactor, ctx, resp, scope, cut = *cut] {
+    oversight::Ledger ledger;
+    if (auto s = Fold(ctx, cut, -1, &ledger); !s.ok()) {
+      reactor->Finish(FromStoreStatus(s));
+      return;
+    }
+    for (v1::Flag& flag : oversight::ComputeFlags(ledger, policy_, cut, scope)) {
+      *resp->add_flags() = std::move(flag);
+    }
+    resp->set_through_position(ledger.through_position());
+    reactor->Finish(grpc::Status::OK);
+  });
+  if (!started) reactor->Finish(Busy());
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OversightServiceImpl::GetAccountabilityReport(
+    grpc::CallbackServerContext* ctx, const v1::GetAccountabilityReportRequest* req,
+    v1::GetAccountabilityReportResponse* resp) {
+  workflow::Principal caller;
+  if (auto s = Require(auth_, ctx, {Role::kAuditor, Role::kAdmin, Role::kApprover},
+                       "the accountability report", &caller);
+      !s.ok()) {
+    return Finish(ctx, s);
+  }
+  if (!IsCountyPath(req->county())) return Finish(ctx, CountyInvalid(req->county()));
+  if (!caller.Covers(req->county())) return Finish(ctx, Outside(caller, "county", req->county()));
+  if (!req->has_period_start_time()) {
+    return Finish(ctx, Invalid("PERIOD_INVALID", "period_start_time",
+                               "give period_start_time (e.g. the first day of the year)",
+                               "请填写 period_start_time（如当年第一天）"));
+  }
+  auto start = CutOf(&req->period_start_time(), 0);
+  if (!start.ok()) return Finish(ctx, TimeInvalid("period_start_time"));
+  auto end = CutOf(req->has_period_end_time() ? &req->period_end_time() : nullptr, clock_());
+  if (!end.ok()) return Finish(ctx, TimeInvalid("period_end_time"));
+  if (*start >= *end) {
+    return Finish(ctx, Invalid("PERIOD_INVALID", "period_end_time",
+                               "period_end_time must be after period_start_time",
+                               "period_end_time 须晚于 period_start_time"));
+  }
+  auto* reactor = ctx->DefaultReactor();
+  const bool started =
+      StartJob([this, reactor, ctx, resp, county = req->county(), start = *start, end = *end] {
+        oversight::Ledger ledger;
+        if (auto s = Fold(ctx, end - 1, -1, &ledger); !s.ok()) {
+          reactor->Finish(FromStoreStatus(s));
+          return;
+        }
+        *resp = oversight::AccountabilityReport(ledger, policy_, county, start, end);
+        reactor->Finish(grpc::Status::OK);
+      });
+  if (!started) reactor->Finish(Busy());
+  return reactor;
+}
+
+// ---------------------------------------------------------------------------------------
+// County talks and notices.
+
+grpc::ServerUnaryReactor* OversightServiceImpl::RecordCountyTalk(
+    grpc::CallbackServerContext* ctx, const v1::RecordCountyTalkRequest* req,
+    v1::CountyAccountabilityResponse* resp) {
+  workflow::Principal caller;
+  if (auto s = Require(auth_, ctx, {Role::kApprover, Role::kAuditor, Role::kAdmin},
+                       "an admonishment talk", &caller);
+      !s.ok()) {
+    return Finish(ctx, s);
+  }
+  if (!workflow::IsValidRequestId(req->request_id())) return Finish(ctx, RequestIdInvalid());
+  if (!IsCountyPath(req->county())) return Finish(ctx, CountyInvalid(req->county()));
+  if (!caller.Covers(req->county())) return Finish(ctx, Outside(caller, "county", req->county()));
+  if (req->talked_with().empty() || req->talked_with_size() > workflow::kPeopleMax) {
+    return Finish(ctx,
+                  Invalid("TALKED_WITH_REQUIRED", "talked_with",
+                          workflow::Cat("name 1 to ", workflow::kPeopleMax, " people talked with"),
+                          workflow::Cat("请填写 1 至 ", workflow::kPeopleMax, " 名约谈对象")));
+  }
+  for (int i = 0; i < req->talked_with_size(); ++i) {
+    const v1::Person& p = req->talked_with(i);
+    if (!workflow::IsValidId(p.person_id()) ||
+        p.display_name().size() > workflow::kDisplayNameBytesMax) {
+      return Finish(ctx, Invalid("PERSON_ID_INVALID", workflow::Cat("talked_with[", i, "]"),
+                                 workflow::Cat("talked_with[", i,
+                                               "] needs a person_id of 1-64 "
+                                               "bytes without spaces or '/' and a display name "
+                                               "of at most 256 bytes"),
+                                 workflow::Cat("talked_with[", i, "] 的人员标识或姓名无效")));
+    }
+  }
+  if (workflow::IsBlank(req->subject()) || req->subject().size() > workflow::kTextBytesMax ||
+      req->notes().size() > workflow::kTextBytesMax) {
+    return Finish(ctx, Invalid("TALK_SUBJECT_REQUIRED", "subject",
+                               "give the subject of the talk (at most 16 KiB, notes too)",
+                               "请填写约谈事由（事由与记录各不超过 16 KiB）"));
+  }
+  v1::Event event;
+  auto* body = event.mutable_admonishment_talk_recorded();
+  *body->mutable_talked_with() = req->talked_with();
+  body->set_subject(req->subject());
+  body->set_notes(req->notes());
+  return RecordCounty(ctx, caller, req->county(), req->request_id(), Fingerprint(*req),
+                      std::move(event), resp);
+}
+
+grpc::ServerUnaryReactor* OversightServiceImpl::IssueCountyNotice(
+    grpc::CallbackServerContext* ctx, const v1::IssueCountyNoticeRequest* req,
+    v1::CountyAccountabilityResponse* resp) {
+  workflow::Principal caller;
+  if (auto s = Require(auth_, ctx, {Role::kApprover, Role::kAuditor, Role::kAdmin},
+                       "a rectification notice", &caller);
+      !s.ok()) {
+    return Finish(ctx, s);
+  }
+  if (!workflow::IsValidRequestId(req->request_id())) return Finish(ctx, RequestIdInvalid());
+  if (!IsCountyPath(req->county())) return Finish(ctx, CountyInvalid(req->county()));
+  if (!caller.Covers(req->county())) return Finish(ctx, Outside(caller, "county", req->county()));
+  if (!workflow::IsValidId(req->notice_id())) {
+    return Finish(ctx, Invalid("NOTICE_ID_REQUIRED", "notice_id",
+                               "give the notice's document number (1-64 bytes, no spaces or '/')",
+                               "请填写通报文号（1-64 字节，不含空格和“/”）"));
+  }
+  if (workflow::IsBlank(req->content()) || req->content().size() > workflow::kTextBytesMax) {
+    return Finish(ctx, Invalid("NOTICE_CONTENT_REQUIRED", "content",
+                               "give the content of the notice (at most 16 KiB)",
+                               "请填写通报内容（不超过 16 KiB）"));
+  }
+  const int64_t now = clock_();
+  if (req->has_deadline()) {
+    auto deadline = CutOf(&req->deadline(), 0);
+    if (!deadline.ok() || *deadline <= now) {
+      return Finish(
+          ctx, Invalid("DEADLINE_INVALID", "deadline", "deadline must be a valid time after now",
+                       "整改期限须为晚于当前时间的有效时间"));
+    }
+  }
+  v1::Event event;
+  auto* body = event.mutable_rectification_notice_issued();
+  body->set_notice_id(req->notice_id());
+  body->set_content(req->content());
+  if (req->has_deadline()) *body->mutable_deadline() = req->deadline();
+  return RecordCounty(ctx, caller, req->county(), req->request_id(), Fingerprint(*req),
+                      std::move(event), resp);
+}
+
+grpc::ServerUnaryReactor* OversightServiceImpl::RecordCounty(
+    grpc::CallbackServerContext* ctx, const workflow::Principal& actor, const std::string& county,
+    const std::string& request_id, const std::string& fingerprint, v1::Event event,
+    v1::CountyAccountabilityResponse* resp) {
+  const std::string stream = workflow::Cat(oversight::kCountyStreamPrefix, county);
+  resp->set_stream(stream);
+  auto first = log_->FindRequest(stream, request_id);
+  if (!first.ok()) return Finish(ctx, FromStoreStatus(first.status()));
+  if (first->has_value()) {
+    if ((*first)->request_fingerprint != fingerprint) return Finish(ctx, RequestIdReused());
+    resp->set_version((*first)->version);
+    resp->set_position((*first)->first_position);
+    return Finish(ctx, grpc::Status::OK);
+  }
+  auto version = log_->StreamVersion(stream);
+  if (!version.ok()) return Finish(ctx, FromStoreStatus(version.status()));
+  v1::Event envelope = Envelope(stream, *version + 1, actor.id, clock_(), request_id);
+  envelope.MergeFrom(event);
+  store::AppendRequest append;
+  append.stream = stream;
+  append.expected_version = *version;
+  append.request_id = request_id;
+  append.request_fingerprint = fingerprint;
+  append.events.push_back(envelope.SerializeAsString());
+  auto* reactor = ctx->DefaultReactor();
+  log_->AppendAsync(std::move(append), [reactor, resp](absl::StatusOr<store::AppendResult> result) {
+    if (!result.ok()) {
+      reactor->Finish(result.status().code() == absl::StatusCode::kAborted
+                          ? ErrorStatus(grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "",
+                                        "another record was written to this county "
+                                        "meanwhile; retry with the same request_id",
+                                        "该县同时有其他记录写入；请用同一 request_id 重试")
+                          : FromStoreStatus(result.status()));
+      return;
+    }
+    resp->set_version(result->version);
+    resp->set_position(result->first_position);
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+// ---------------------------------------------------------------------------------------
+// The registry.
+
+grpc::ServerUnaryReactor* OversightServiceImpl::ImportRegistry(grpc::CallbackServerContext* ctx,
+                                                               const v1::ImportRegistryRequest* req,
+                                                               v1::ImportRegistryResponse* resp) {
+  workflow::Principal caller;
+  if (auto s = Require(auth_, ctx, {Role::kAdmin}, "importing the registry", &caller); !s.ok()) {
+    return Finish(ctx, s);
+  }
+  if (!workflow::IsValidRequestId(req->request_id())) return Finish(ctx, RequestIdInvalid());
+  auto* reactor = ctx->DefaultReactor();
+  const bool started = StartJob([this, reactor, caller, req = *req, resp]() mutable {
+    Import(reactor, std::move(caller), std::move(req), resp);
+  });
+  if (!started) reactor->Finish(Busy());
+  return reactor;
+}
+
+void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::Principal caller,
+                                  v1::ImportRegistryRequest req, v1::ImportRegistryResponse* resp) {
+  auto rows = oversight::ParseRegistryCsv(req.csv());
+  if (!rows.ok()) {
+    const std::string message(rows.status().message());
+    const size_t split = message.find(" / ");
+    reactor->Finish(Invalid("REGISTRY_CSV_INVALID", "csv", message.substr(0, split),
+                            split == std::string::npos ? message : message.substr(split + 3)));
+    return;
+  }
+  // Rows by county, each county's rows in organisation order.
+  std::map<std::string, std::vector<const oversight::RegistryRow*>> by_county;
+  for (const oversight::RegistryRow& row : *rows) {
+    const std::string& path = row.organisation.jurisdiction();
+    if (!caller.Covers(path)) {
+      reactor->Finish(ErrorStatus(
+          grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "csv",
+          workflow::Cat("line ", row.line, ": ", path, " is outside the jurisdiction \"",
+                        caller.jurisdiction, "\" of ", caller.id, "; nothing was imported"),
+          workflow::Cat("第 ", row.line, " 行：", path, " 不在 ", caller.id, " 的管辖范围“",
+                        caller.jurisdiction, "”内；未导入任何数据")));
+      return;
+    }
+    by_county[oversight::CountyOf(path)].push_back(&row);
+  }
+  for (auto& [county, list] : by_county) {
+    std::sort(list.begin(), list.end(), [](const auto* a, const auto* b) {
+      return a->organisation.organisation_id() < b->organisation.organisation_id();
+    });
+  }
+  const int64_t now = clock_();
+  for (const auto& [county, list] : by_county) {
+    const std::string stream = workflow::Cat(oversight::kRegistryStreamPrefix, county);
+    // The county's rows as a canonical text: the request's content for this stream.
+    std::string canonical;
+    for (const oversight::RegistryRow* row : list) {
+      workflow::Append(&canonical, oversight::RegistryCsvLine(*row), "\n");
+    }
+    const std::string fingerprint = Sha256(canonical);
+    auto first = log_->FindRequest(stream, req.request_id());
+    if (!first.ok()) {
+      reactor->Finish(FromStoreStatus(first.status()));
+      return;
+    }
+    // The registry of the county as recorded: organisation -> (latest event, first version).
+    std::map<std::string, std::pair<v1::OrganisationRegistered, int64_t>> current;
+    auto version = log_->StreamVersion(stream);
+    if (!version.ok()) {
+      reactor->Finish(FromStoreStatus(version.status()));
+      return;
+    }
+    for (int64_t from = 1; from <= *version;) {
+      auto events = log_->ReadStream(stream, from, options_.read_chunk_events);
+      if (!events.ok() || events->empty()) {
+        reactor->Finish(FromStoreStatus(events.ok() ? absl::DataLossError("registry stream ended")
+                                                    : events.status()));
+        return;
+      }
+      for (const store::StoredEvent& e : *events) {
+        from = e.version + 1;
+        v1::Event event;
+        if (!event.ParseFromString(e.bytes) || !event.has_organisation_registered()) {
+          reactor->Finish(FromStoreStatus(
+              absl::DataLossError(workflow::Cat("the event at position ", e.position, " of ",
+                                                stream, " is not an OrganisationRegistered"))));
+          return;
+        }
+        const std::string id = event.organisation_registered().organisation().organisation_id();
+        auto it = current.find(id);
+        const int64_t first_version = it == current.end() ? e.version : it->second.second;
+        current[id] = {event.organisation_registered(), first_version};
+      }
+    }
+    if (first->has_value()) {
+      // A retry: answer what the first import did in this county.
+      if ((*first)->request_fingerprint != fingerprint) {
+        reactor->Finish(RequestIdReused());
+        return;
+      }
+      const int64_t appended_from = (*first)->version - (*first)->event_count + 1;
+      int64_t imported = 0;
+      for (const auto& [id, entry] : current) {
+        if (entry.second >= appended_from && entry.second <= (*first)->version) ++imported;
+      }
+      resp->set_imported(resp->imported() + imported);
+      resp->set_updated(resp->updated() + (*first)->event_count - imported);
+      resp->set_unchanged(resp->unchanged() + static_cast<int64_t>(list.size()) -
+                          (*first)->event_count);
+      resp->add_counties(county);
+      continue;
+    }
+    std::vector<std::string> events;
+    int64_t imported = 0;
+    for (const oversight::RegistryRow* row : list) {
+      auto it = current.find(row->organisation.organisation_id());
+      if (it != current.end()) {
+        const v1::OrganisationRegistered& was = it->second.first;
+        if (was.grade() == row->grade && was.stars() == row->stars &&
+            was.organisation().SerializeAsString() == row->organisation.SerializeAsString()) {
+          resp->set_unchanged(resp->unchanged() + 1);
+          continue;
+        }
+      } else {
+        ++imported;
+      }
+      v1::Event event = Envelope(stream, *version + static_cast<int64_t>(events.size()) + 1,
+                                 caller.id, now, req.request_id());
+      auto* body = event.mutable_organisation_registered();
+      *body->mutable_organisation() = row->organisation;
+      body->set_grade(row->grade);
+      body->set_stars(row->stars);
+      events.push_back(event.SerializeAsString());
+    }
+    if (events.empty()) continue;
+    if (events.size() > kRegistryEventsPerCountyMax) {
+      reactor->Finish(Invalid(
+          "REGISTRY_TOO_LARGE", "csv",
+          workflow::Cat(county, " has ", events.size(), " new or changed organisations; at most ",
+                        kRegistryEventsPerCountyMax, " per county and import"),
+          workflow::Cat(county, " 新增或变更的组织有 ", events.size(), " 个；每县每次最多 ",
+                        kRegistryEventsPerCountyMax, " 个")));
+      return;
+    }
+    const int64_t appended = static_cast<int64_t>(events.size());
+    store::AppendRequest append;
+    append.stream = stream;
+    append.expected_version = *version;
+    append.request_id = req.request_id();
+    append.request_fingerprint = fingerprint;
+    append.events = std::move(events);
+    auto result = log_->Append(std::move(append));
+    if (!result.ok()) {
+      reactor->Finish(result.status().code() == absl::StatusCode::kAborted
+                          ? ErrorStatus(grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "",
+                                        workflow::Cat("the registry of ", county,
+                                                      " changed meanwhile; retry with the same "
+                                                      "request_id"),
+                                        workflow::Cat(county,
+                                                      " 的登记数据同时被修改；请用同一 "
+                                                      "request_id 重试"))
+                          : FromStoreStatus(result.status()));
+      return;
+    }
+    resp->set_imported(resp->imported() + imported);
+    resp->set_updated(resp->updated() + appended - imported);
+    resp->add_counties(county);
+  }
+  reactor->Finish(grpc::Status::OK);
+}
+
+// ---------------------------------------------------------------------------------------
+// The inspection draw.
+
+grpc::ServerUnaryReactor* OversightServiceImpl::DrawInspectionSample(
+    grpc::CallbackServerContext* ctx, const v1::DrawInspectionSampleRequest* req,
+    v1::DrawInspectionSampleResponse* resp) {
+  workflow::Principal caller;
+  if (auto s = Require(auth_, ctx, {Role::kAuditor}, "an inspection draw", &caller); !s.ok()) {
+    return Finish(ctx, s);
+  }
+  if (!workflow::IsValidRequestId(req->request_id())) return Finish(ctx, RequestIdInvalid());
+  const std::string scope = ScopeOf(req->scope(), caller);
+  if (!caller.Covers(scope)) return Finish(ctx, Outside(caller, "scope", scope));
+  if (req->sample_size() < 1 || req->sample_size() > oversight::kSampleSizeMax) {
+    return Finish(ctx,
+                  Invalid("SAMPLE_SIZE_INVALID", "sample_size",
+                          workflow::Cat("sample_size must be 1 to ", oversight::kSampleSizeMax),
+                          workflow::Cat("抽取数量须为 1 至 ", oversight::kSampleSizeMax)));
+  }
+  auto* reactor = ctx->DefaultReactor();
+  const bool started = StartJob([this, reactor, ctx, caller, req = *req, resp]() mutable {
+    Draw(reactor, ctx, std::move(caller), std::move(req), resp);
+  });
+  if (!started) reactor->Finish(Busy());
+  return reactor;
+}
+
+void OversightServiceImpl::Draw(grpc::ServerUnaryReactor* reactor, grpc::CallbackServerContext* ctx,
+                                workflow::Principal caller, v1::DrawInspectionSampleRequest req,
+                                v1::DrawInspectionSampleResponse* resp) {
+  const std::string scope = ScopeOf(req.scope(), caller);
+  v1::DrawInspectionSampleRequest canonical = req;
+  canonical.set_scope(scope);
+  const std::string fingerprint = Fingerprint(canonical);
+  const std::string stream = oversight::SampleStream(req.request_id());
+  auto answer_recorded = [&](const store::AppendResult& first) {
+    if (first.request_fingerprint != fingerprint) {
+      reactor->Finish(RequestIdReused());
+      return;
+    }
+    auto stored = log_->ReadStream(stream, first.version, 1);
+    v1::Event event;
+    if (!stored.ok() || stored->empty() || !event.ParseFromString(stored->front().bytes) ||
+        !event.has_inspection_sample_drawn()) {
+      reactor->Finish(FromStoreStatus(
+          stored.ok()
+              ? absl::DataLossError(workflow::Cat("the draw recorded on ", stream, " is missing"))
+              : stored.status()));
+      return;
+    }
+    const v1::InspectionSampleDrawn& d = event.inspection_sample_drawn();
+    resp->set_sample(stream);
+    resp->set_seed(d.seed());
+    resp->set_checkpoint(d.checkpoint());
+    *resp->mutable_case_ids() = d.case_ids();
+    resp->set_population(d.population());
+    resp->set_position(stored->front().position);
+    reactor->Finish(grpc::Status::OK);
+  };
+  auto first = log_->FindRequest(stream, req.request_id());
+  if (!first.ok()) {
+    reactor->Finish(FromStoreStatus(first.status()));
+    return;
+  }
+  if (first->has_value()) {
+    answer_recorded(**first);
+    return;
+  }
+  auto note = log_->SignedCheckpoint();
+  if (!note.ok()) {
+    reactor->Finish(FromStoreStatus(note.status()));
+    return;
+  }
+  auto checkpoint =
+      store::OpenCheckpoint(*note, log_->CheckpointVerifier(), log_->CheckpointVerifier().name());
+  if (!checkpoint.ok()) {
+    reactor->Finish(FromStoreStatus(checkpoint.status()));
+    return;
+  }
+  oversight::Ledger ledger;
+  if (auto s = Fold(ctx, INT64_MAX, checkpoint->size, &ledger); !s.ok()) {
+    reactor->Finish(FromStoreStatus(s));
+    return;
+  }
+  std::vector<std::string> population;
+  for (const auto& [name, record] : ledger.cases()) {
+    if (oversight::InSubtree(scope, record.state.organisation().jurisdiction())) {
+      population.push_back(record.state.case_id());
+    }
+  }
+  std::sort(population.begin(), population.end());
+  const int64_t now = clock_();
+  const oversight::Seed seed =
+      oversight::SampleSeed(*note, scope, req.sample_size(), req.request_id(), now);
+  v1::Event event = Envelope(stream, 1, caller.id, now, req.request_id());
+  auto* body = event.mutable_inspection_sample_drawn();
+  body->set_scope(scope);
+  body->set_checkpoint(*note);
+  body->set_seed(std::string(seed.begin(), seed.end()));
+  body->set_sample_size(req.sample_size());
+  body->set_population(static_cast<int64_t>(population.size()));
+  for (std::string& id : oversight::DrawSample(seed, population, req.sample_size())) {
+    body->add_case_ids(std::move(id));
+  }
+  store::AppendRequest append;
+  append.stream = stream;
+  append.expected_version = 0;
+  append.request_id = req.request_id();
+  append.request_fingerprint = fingerprint;
+  append.events.push_back(event.SerializeAsString());
+  auto result = log_->Append(std::move(append));
+  if (!result.ok()) {
+    if (result.status().code() == absl::StatusCode::kAborted) {
+      // The same request id raced this one and won: answer its draw.
+      auto again = log_->FindRequest(stream, req.request_id());
+      if (again.ok() && again->has_value()) {
+        answer_recorded(**again);
+        return;
+      }
+    }
+    reactor->Finish(FromStoreStatus(result.status()));
+    return;
+  }
+  if (result->replayed) {
+    answer_recorded(*result);
+    return;
+  }
+  resp->set_sample(stream);
+  resp->set_seed(body->seed());
+  resp->set_checkpoint(*note);
+  *resp->mutable_case_ids() = body->case_ids();
+  resp->set_population(body->population());
+  resp->set_position(result->first_position);
+  reactor->Finish(grpc::Status::OK);
+}
+
+}  // namespace casework::shell

@@ -1,0 +1,94 @@
+// casework.v1.OversightService: the organisation registry, flags, county and
+// accountability reports, county talks and notices, and the inspection draw.
+//
+// Who may call (PERMISSION_DENIED otherwise, reasons in docs/oversight.md):
+//   ImportRegistry                      admin, covering every row's organisation
+//   GetCountyReport, ListFlags,
+//   GetAccountabilityReport             auditor, admin or approver, covering the scope
+//   RecordCountyTalk, IssueCountyNotice approver, auditor or admin, covering the county
+//   DrawInspectionSample                auditor, covering the scope
+//
+// Reports and flags are computed from the log (services/oversight) by a job that folds
+// every event up to the as-of time; at most `jobs_max` such jobs run at once
+// (RESOURCE_EXHAUSTED beyond). An as-of time after now is a forecast: the ledger as it
+// stands, judged at that time.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "casework/v1/oversight_service.grpc.pb.h"
+#include "services/oversight/oversight.h"
+#include "services/shell/auth.h"
+#include "services/shell/command_processor.h"
+#include "store/rocks_event_log.h"
+
+namespace casework::shell {
+
+struct OversightOptions {
+  int jobs_max = 4;
+  // Events read from the log at once.
+  size_t read_chunk_events = 4096;
+};
+
+class OversightServiceImpl final : public casework::v1::OversightService::CallbackService {
+ public:
+  // `log` and `auth` must outlive the service. `policy` gives the flags' periods.
+  OversightServiceImpl(store::RocksEventLog* log, const Authenticator* auth,
+                       workflow::Policy policy, Clock clock, OversightOptions options = {});
+  // Waits for running jobs (call after the server stopped).
+  ~OversightServiceImpl() override;
+
+  grpc::ServerUnaryReactor* ImportRegistry(grpc::CallbackServerContext* ctx,
+                                           const casework::v1::ImportRegistryRequest* req,
+                                           casework::v1::ImportRegistryResponse* resp) override;
+  grpc::ServerUnaryReactor* GetCountyReport(grpc::CallbackServerContext* ctx,
+                                            const casework::v1::GetCountyReportRequest* req,
+                                            casework::v1::GetCountyReportResponse* resp) override;
+  grpc::ServerUnaryReactor* ListFlags(grpc::CallbackServerContext* ctx,
+                                      const casework::v1::ListFlagsRequest* req,
+                                      casework::v1::ListFlagsResponse* resp) override;
+  grpc::ServerUnaryReactor* DrawInspectionSample(
+      grpc::CallbackServerContext* ctx, const casework::v1::DrawInspectionSampleRequest* req,
+      casework::v1::DrawInspectionSampleResponse* resp) override;
+  grpc::ServerUnaryReactor* RecordCountyTalk(
+      grpc::CallbackServerContext* ctx, const casework::v1::RecordCountyTalkRequest* req,
+      casework::v1::CountyAccountabilityResponse* resp) override;
+  grpc::ServerUnaryReactor* IssueCountyNotice(
+      grpc::CallbackServerContext* ctx, const casework::v1::IssueCountyNoticeRequest* req,
+      casework::v1::CountyAccountabilityResponse* resp) override;
+  grpc::ServerUnaryReactor* GetAccountabilityReport(
+      grpc::CallbackServerContext* ctx, const casework::v1::GetAccountabilityReportRequest* req,
+      casework::v1::GetAccountabilityReportResponse* resp) override;
+
+ private:
+  // Runs `job` on a new thread unless jobs_max are running (then false).
+  bool StartJob(std::function<void()> job);
+  // Folds the log into `ledger`: every event with time <= cut_micros (and, when
+  // `size_max` >= 0, position < size_max). Stops early when the call is cancelled.
+  absl::Status Fold(grpc::CallbackServerContext* ctx, int64_t cut_micros, int64_t size_max,
+                    oversight::Ledger* ledger);
+  // Records a county's talk or notice.
+  grpc::ServerUnaryReactor* RecordCounty(grpc::CallbackServerContext* ctx,
+                                         const workflow::Principal& actor,
+                                         const std::string& county, const std::string& request_id,
+                                         const std::string& fingerprint, casework::v1::Event event,
+                                         casework::v1::CountyAccountabilityResponse* resp);
+  void Draw(grpc::ServerUnaryReactor* reactor, grpc::CallbackServerContext* ctx,
+            workflow::Principal caller, casework::v1::DrawInspectionSampleRequest req,
+            casework::v1::DrawInspectionSampleResponse* resp);
+  void Import(grpc::ServerUnaryReactor* reactor, workflow::Principal caller,
+              casework::v1::ImportRegistryRequest req, casework::v1::ImportRegistryResponse* resp);
+
+  store::RocksEventLog* log_;
+  const Authenticator* auth_;
+  const workflow::Policy policy_;
+  Clock clock_;
+  const OversightOptions options_;
+  absl::Mutex jobs_mu_;
+  int jobs_running_ ABSL_GUARDED_BY(jobs_mu_) = 0;
+};
+
+}  // namespace casework::shell

@@ -1,0 +1,481 @@
+// The campaign's oversight over the wire, against the real caseworkd: the registry import
+// (idempotent, refusals naming the line), flags and county reports as of a time, county
+// talks and notices, the accountability report tracing each line to its events, and the
+// inspection draw recorded before it is returned and reproduced from its inputs.
+#include <chrono>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "casework/v1/audit_service.grpc.pb.h"
+#include "casework/v1/event_service.grpc.pb.h"
+#include "casework/v1/oversight_service.grpc.pb.h"
+#include "clients/client.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/time_util.h"
+#include "gtest/gtest.h"
+#include "services/oversight/sample.h"
+#include "tests/server_process.h"
+
+namespace casework {
+namespace {
+
+using casework::client::Client;
+using casework::client::ClientOptions;
+using casework::client::DecodeError;
+using casework::testing::ServerProcess;
+using casework::testing::TempDir;
+using google::protobuf::util::TimeUtil;
+using ::testing::HasSubstr;
+
+constexpr int64_t kDay = 86400;
+
+int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+google::protobuf::Timestamp Seconds(int64_t s) {
+  google::protobuf::Timestamp t;
+  t.set_seconds(s);
+  return t;
+}
+
+// The registry: 20 organisations in dongshan (org-d00 worst .. org-d19 best), 5 in xihe.
+std::string RegistryCsv() {
+  std::string csv = "organisation_id,display_name,jurisdiction,kind,grade,stars\n";
+  for (int i = 0; i < 20; ++i) {
+    const std::string id = absl::StrCat("org-d", i < 10 ? "0" : "", i);
+    csv += absl::StrCat(id, ",\"东山 ", i, " 村, 党支部\",jiangcheng/dongshan/t01/", id,
+                        ",village,", 4 - i / 5, ",", i % 5, "\n");
+  }
+  for (int i = 0; i < 5; ++i) {
+    const std::string id = absl::StrCat("org-x0", i);
+    csv += absl::StrCat(id, ",西河 ", i, " 社区,jiangcheng/xihe/t01/", id, ",community,3,1\n");
+  }
+  return csv;
+}
+
+class OversightTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    principals_ = casework::testing::WriteTestPrincipals(dir_.path());
+    std::filesystem::create_directories(dir_.path() / "data");
+    server_ = std::make_unique<ServerProcess>(dir_.path() / "data", principals_);
+    ASSERT_TRUE(server_->Start()) << server_->error();
+  }
+
+  std::unique_ptr<Client> As(const std::string& identity) {
+    return std::make_unique<Client>(
+        ClientOptions{.server = server_->address(), .identity = identity});
+  }
+
+  grpc::Status Import(const std::string& who, const std::string& request_id, const std::string& csv,
+                      v1::ImportRegistryResponse* resp) {
+    auto c = As(who);
+    auto ctx = c->NewContext();
+    v1::ImportRegistryRequest req;
+    req.set_request_id(request_id);
+    req.set_csv(csv);
+    return v1::OversightService::NewStub(c->channel())->ImportRegistry(ctx.get(), req, resp);
+  }
+
+  // Lists org `org` of `county` as case `id`, deadline `deadline_days` from now.
+  void List(const std::string& id, const std::string& county, const std::string& org,
+            int64_t deadline_days = 180) {
+    auto lister = As("lister");
+    v1::CreateCaseRequest req;
+    req.set_case_id(id);
+    req.set_request_id("create-" + id);
+    req.mutable_organisation()->set_organisation_id(org);
+    req.mutable_organisation()->set_display_name(org + " 党支部");
+    req.mutable_organisation()->set_jurisdiction("jiangcheng/" + county + "/t01/" + org);
+    req.mutable_organisation()->set_kind(v1::ORGANISATION_KIND_VILLAGE);
+    req.set_case_type(v1::CASE_TYPE_WEAK);
+    req.add_problem_categories(v1::PROBLEM_CATEGORY_LEADERSHIP);
+    req.set_findings("secretary post vacant");
+    *req.mutable_deadline() = Seconds(NowSeconds() + deadline_days * kDay);
+    v1::CaseCommandResponse resp;
+    auto ctx = lister->NewContext();
+    auto status = lister->cases().CreateCase(ctx.get(), req, &resp);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+
+  // Confirms the listing of case `id` (at version 1) and assigns assistance.
+  void Assist(const std::string& id) {
+    auto reviewer = As("reviewer");
+    v1::ReviewListingRequest review;
+    review.set_name("cases/" + id);
+    review.set_request_id("review-" + id);
+    review.set_expected_version(1);
+    review.set_confirmed(true);
+    v1::CaseCommandResponse resp;
+    auto ctx = reviewer->NewContext();
+    auto status = reviewer->cases().ReviewListing(ctx.get(), review, &resp);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    auto lister = As("lister");
+    v1::AssignAssistanceRequest assign;
+    assign.set_name("cases/" + id);
+    assign.set_request_id("assign-" + id);
+    assign.set_expected_version(2);
+    auto* a = assign.mutable_assignment();
+    a->mutable_paired_department()->set_department_id("dept-agri");
+    a->mutable_paired_department()->set_display_name("农业农村局");
+    a->mutable_paired_department()->set_kind(v1::DEPARTMENT_KIND_PARTY_GOVERNMENT);
+    a->mutable_first_secretary()->set_person_id("secretary." + id);
+    a->mutable_first_secretary()->set_display_name("第一书记");
+    auto* cadre = a->add_stationed_cadres();
+    cadre->set_person_id("cadre." + id);
+    cadre->set_display_name("驻村干部");
+    a->set_plan("一村一策: elect a secretary, restart branch meetings");
+    auto ctx2 = lister->NewContext();
+    status = lister->cases().AssignAssistance(ctx2.get(), assign, &resp);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+
+  grpc::Status Flags(const std::string& who, const std::string& scope, int64_t as_of,
+                     v1::ListFlagsResponse* resp) {
+    auto c = As(who);
+    auto ctx = c->NewContext();
+    v1::ListFlagsRequest req;
+    req.set_jurisdiction(scope);
+    if (as_of > 0) *req.mutable_as_of_time() = Seconds(as_of);
+    return v1::OversightService::NewStub(c->channel())->ListFlags(ctx.get(), req, resp);
+  }
+
+  static std::vector<std::string> Rules(const v1::ListFlagsResponse& resp) {
+    std::vector<std::string> out;
+    for (const v1::Flag& f : resp.flags()) out.push_back(f.rule() + " " + f.subject());
+    return out;
+  }
+
+  TempDir dir_;
+  std::filesystem::path principals_;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(OversightTest, RegistryImportIsIdempotentAndRefusesBadInputClearly) {
+  v1::ImportRegistryResponse resp;
+  auto status = Import("admin", "reg-1", RegistryCsv(), &resp);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(resp.imported(), 25);
+  EXPECT_EQ(resp.updated(), 0);
+  EXPECT_THAT(resp.counties(), ::testing::ElementsAre("jiangcheng/dongshan", "jiangcheng/xihe"));
+
+  // The same request again: the first answer, nothing recorded twice.
+  v1::ImportRegistryResponse again;
+  ASSERT_TRUE(Import("admin", "reg-1", RegistryCsv(), &again).ok());
+  EXPECT_EQ(again.imported(), 25);
+  EXPECT_EQ(again.unchanged(), 0);
+
+  // A new import with one star changed: one event, the rest unchanged.
+  std::string changed = RegistryCsv();
+  const size_t at = changed.find("org-x04,");
+  changed.replace(changed.find(",3,1", at), 4, ",3,2");
+  v1::ImportRegistryResponse update;
+  ASSERT_TRUE(Import("admin", "reg-2", changed, &update).ok());
+  EXPECT_EQ(update.imported(), 0);
+  EXPECT_EQ(update.updated(), 1);
+  EXPECT_EQ(update.unchanged(), 24);
+  EXPECT_THAT(update.counties(), ::testing::ElementsAre("jiangcheng/xihe"));
+
+  // The same request id with other bytes.
+  status = Import("admin", "reg-2", RegistryCsv(), &resp);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(DecodeError(status).reason, "REQUEST_ID_REUSED");
+
+  // A bad row: refused whole, naming line and column, in English and Chinese.
+  std::string bad = RegistryCsv();
+  bad += "org-bad,坏,jiangcheng/xihe/t01/org-bad,village,9,1\n";
+  status = Import("admin", "reg-3", bad, &resp);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(DecodeError(status).reason, "REGISTRY_CSV_INVALID");
+  EXPECT_THAT(status.error_message(), HasSubstr("line 27, column grade"));
+  EXPECT_THAT(DecodeError(status).message_zh, HasSubstr("第 27 行"));
+
+  // Outside the importer's jurisdiction, and without the role.
+  status = Import("admin.xihe", "reg-4", RegistryCsv(), &resp);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(status.error_message(), HasSubstr("line 2: jiangcheng/dongshan/t01/org-d00"));
+  status = Import("lister", "reg-5", RegistryCsv(), &resp);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(DecodeError(status).reason, "ACTOR_LACKS_ROLE");
+}
+
+TEST_F(OversightTest, FlagsAndCountyReportAsOfATime) {
+  const int64_t before = NowSeconds() - 1;
+  v1::ImportRegistryResponse imported;
+  ASSERT_TRUE(Import("admin", "reg-1", RegistryCsv(), &imported).ok());
+  List("c-1", "dongshan", "org-d03", 10);
+  Assist("c-1");
+  List("c-2", "dongshan", "org-d00");
+
+  // Now: dongshan listed 2 of 20 (10%) but skipped org-d01 and org-d02 (ranked below
+  // org-d03); xihe listed none of its 5.
+  v1::ListFlagsResponse now;
+  ASSERT_TRUE(Flags("auditor", "", 0, &now).ok());
+  EXPECT_THAT(Rules(now),
+              ::testing::ElementsAre("LOWER_RANKED_SKIPPED counties/jiangcheng/dongshan",
+                                     "LISTED_RATIO_BELOW_10_PERCENT counties/jiangcheng/xihe"));
+  EXPECT_THAT(now.flags(0).detail(), HasSubstr("org-d01 (grade 4, 1 stars)"));
+  EXPECT_THAT(now.flags(0).responsible(), ::testing::ElementsAre("lister"));
+  EXPECT_GE(now.flags(0).evidence_positions_size(), 3);
+
+  // Forty days on: c-1's deadline passed and its people have not visited.
+  v1::ListFlagsResponse later;
+  ASSERT_TRUE(Flags("auditor", "jiangcheng/dongshan", NowSeconds() + 40 * kDay, &later).ok());
+  EXPECT_THAT(Rules(later),
+              ::testing::ElementsAre("LOWER_RANKED_SKIPPED counties/jiangcheng/dongshan",
+                                     "OVERDUE cases/c-1", "STATIONED_BUT_ABSENT cases/c-1",
+                                     "STATIONED_BUT_ABSENT cases/c-1"));
+  EXPECT_THAT(later.flags(1).responsible(),
+              ::testing::ElementsAre("secretary.c-1", "cadre.c-1", "lister"));
+
+  // Before the import and the listings there was nothing to flag.
+  v1::ListFlagsResponse earlier;
+  ASSERT_TRUE(Flags("auditor", "", before, &earlier).ok());
+  EXPECT_EQ(earlier.flags_size(), 0);
+
+  // The county table.
+  auto auditor = As("auditor");
+  auto ctx = auditor->NewContext();
+  v1::GetCountyReportRequest req;
+  v1::GetCountyReportResponse report;
+  ASSERT_TRUE(v1::OversightService::NewStub(auditor->channel())
+                  ->GetCountyReport(ctx.get(), req, &report)
+                  .ok());
+  ASSERT_EQ(report.lines_size(), 2);
+  const v1::CountyLine& d = report.lines(0);
+  EXPECT_EQ(d.jurisdiction(), "jiangcheng/dongshan");
+  EXPECT_EQ(d.organisations(), 20);
+  EXPECT_EQ(d.listed(), 2);
+  EXPECT_EQ(d.assisted(), 1);
+  EXPECT_EQ(d.awaiting_assistance(), 1);
+  EXPECT_EQ(d.listed_ratio_bp(), 1000);
+  EXPECT_EQ(d.flags(), 1);
+  EXPECT_EQ(report.lines(1).listed_ratio_bp(), 0);
+  EXPECT_GT(report.through_position(), 25);
+
+  // Who may not: a lister; an approver of another county.
+  v1::ListFlagsResponse denied;
+  auto status = Flags("lister", "", 0, &denied);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  status = Flags("approver.xihe", "jiangcheng/dongshan", 0, &denied);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(DecodeError(status).reason, "JURISDICTION_NOT_COVERED");
+  ASSERT_TRUE(Flags("approver.xihe", "", 0, &denied).ok());  // its own county
+  EXPECT_THAT(Rules(denied),
+              ::testing::ElementsAre("LISTED_RATIO_BELOW_10_PERCENT counties/jiangcheng/xihe"));
+}
+
+TEST_F(OversightTest, CountyTalksAndNoticesAppearInTheAccountabilityReport) {
+  const int64_t start = NowSeconds() - 1;
+  List("c-1", "dongshan", "org-d00");
+  auto approver = As("approver.dongshan");
+  auto stub = v1::OversightService::NewStub(approver->channel());
+  v1::RecordCountyTalkRequest talk;
+  talk.set_request_id("talk-1");
+  talk.set_county("jiangcheng/dongshan");
+  auto* who = talk.add_talked_with();
+  who->set_person_id("head.dongshan");
+  who->set_display_name("东山县委组织部部长");
+  talk.set_subject("三年没有明显变化的村");
+  v1::CountyAccountabilityResponse talked;
+  {
+    auto ctx = approver->NewContext();
+    auto status = stub->RecordCountyTalk(ctx.get(), talk, &talked);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  EXPECT_EQ(talked.stream(), "counties/jiangcheng/dongshan");
+  EXPECT_EQ(talked.version(), 1);
+  {  // A retry answers the first record.
+    v1::CountyAccountabilityResponse retried;
+    auto ctx = approver->NewContext();
+    ASSERT_TRUE(stub->RecordCountyTalk(ctx.get(), talk, &retried).ok());
+    EXPECT_EQ(retried.position(), talked.position());
+  }
+  v1::IssueCountyNoticeRequest notice;
+  notice.set_request_id("notice-1");
+  notice.set_county("jiangcheng/dongshan");
+  notice.set_notice_id("JZ-2026-07");
+  notice.set_content("通报整改: list the remaining weak branches");
+  *notice.mutable_deadline() = Seconds(NowSeconds() + 30 * kDay);
+  v1::CountyAccountabilityResponse noticed;
+  {
+    auto ctx = approver->NewContext();
+    auto status = stub->IssueCountyNotice(ctx.get(), notice, &noticed);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  {  // Refusals: another county's approver, a lister, a bad county path, no subject.
+    auto other = As("approver.xihe");
+    auto ctx = other->NewContext();
+    v1::CountyAccountabilityResponse r;
+    auto status =
+        v1::OversightService::NewStub(other->channel())->RecordCountyTalk(ctx.get(), talk, &r);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    auto lister = As("lister");
+    auto ctx2 = lister->NewContext();
+    status =
+        v1::OversightService::NewStub(lister->channel())->RecordCountyTalk(ctx2.get(), talk, &r);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    v1::RecordCountyTalkRequest bad = talk;
+    bad.set_request_id("talk-bad");
+    bad.set_county("jiangcheng/dongshan/t01");
+    auto ctx3 = approver->NewContext();
+    status = stub->RecordCountyTalk(ctx3.get(), bad, &r);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(DecodeError(status).reason, "COUNTY_INVALID");
+    bad.set_county("jiangcheng/dongshan");
+    bad.set_subject("  ");
+    auto ctx4 = approver->NewContext();
+    status = stub->RecordCountyTalk(ctx4.get(), bad, &r);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(DecodeError(status).reason, "TALK_SUBJECT_REQUIRED");
+  }
+
+  v1::GetAccountabilityReportRequest req;
+  req.set_county("jiangcheng/dongshan");
+  *req.mutable_period_start_time() = Seconds(start);
+  v1::GetAccountabilityReportResponse report;
+  {
+    auto ctx = approver->NewContext();
+    auto status = stub->GetAccountabilityReport(ctx.get(), req, &report);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  std::vector<std::string> lines;
+  for (const auto& l : report.lines()) {
+    lines.push_back(absl::StrCat(l.section(), " ", l.subject(), " ",
+                                 l.positions_size() > 0 ? l.positions(0) : -1));
+  }
+  EXPECT_THAT(lines, ::testing::ElementsAre(
+                         "OPEN_CASE cases/c-1 0",
+                         absl::StrCat("TALK counties/jiangcheng/dongshan ", talked.position()),
+                         absl::StrCat("NOTICE counties/jiangcheng/dongshan ", noticed.position())));
+  EXPECT_THAT(report.lines(1).people(),
+              ::testing::ElementsAre("approver.dongshan", "head.dongshan"));
+  EXPECT_EQ(report.summary().talks_in_period(), 1);
+  EXPECT_EQ(report.summary().notices_in_period(), 1);
+  EXPECT_EQ(report.summary().listed(), 1);
+}
+
+TEST_F(OversightTest, TheInspectionDrawIsRecordedFirstAndReproducible) {
+  for (int i = 0; i < 6; ++i) List(absl::StrCat("d-", i), "dongshan", absl::StrCat("org-d0", i));
+  List("x-1", "xihe", "org-x01");
+  auto auditor = As("auditor");
+  auto stub = v1::OversightService::NewStub(auditor->channel());
+  v1::DrawInspectionSampleRequest req;
+  req.set_request_id("draw-1");
+  req.set_scope("jiangcheng/dongshan");
+  req.set_sample_size(3);
+  v1::DrawInspectionSampleResponse drawn;
+  {
+    auto ctx = auditor->NewContext();
+    auto status = stub->DrawInspectionSample(ctx.get(), req, &drawn);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  ASSERT_EQ(drawn.case_ids_size(), 3);
+  EXPECT_EQ(drawn.population(), 6);
+  for (const std::string& id : drawn.case_ids()) EXPECT_EQ(id.substr(0, 2), "d-");
+  EXPECT_EQ(drawn.sample(), oversight::SampleStream("draw-1"));
+
+  // The recorded event, read back from the log.
+  v1::Event recorded;
+  {
+    auto ctx = auditor->NewContext();
+    v1::WatchEventsRequest watch;
+    watch.set_from_position(drawn.position());
+    watch.mutable_filter()->set_stream(drawn.sample());
+    auto reader = v1::EventService::NewStub(auditor->channel())->WatchEvents(ctx.get(), watch);
+    v1::WatchEventsResponse m;
+    while (reader->Read(&m)) {
+      if (m.events_size() > 0) {
+        recorded = m.events(0).event();
+        break;
+      }
+    }
+    ctx->TryCancel();
+    (void)reader->Finish();
+  }
+  ASSERT_TRUE(recorded.has_inspection_sample_drawn());
+  EXPECT_EQ(recorded.actor(), "auditor");
+  const v1::InspectionSampleDrawn& d = recorded.inspection_sample_drawn();
+  EXPECT_EQ(d.seed(), drawn.seed());
+  EXPECT_EQ(d.checkpoint(), drawn.checkpoint());
+
+  // Anyone can redo it: the seed from the checkpoint, the request and the draw's time;
+  // the population from the cases listed below the checkpoint's tree size.
+  const oversight::Seed seed =
+      oversight::SampleSeed(d.checkpoint(), "jiangcheng/dongshan", 3, "draw-1",
+                            TimeUtil::TimestampToMicroseconds(recorded.time()));
+  EXPECT_EQ(std::string(seed.begin(), seed.end()), d.seed());
+  std::vector<std::string> population;
+  for (int i = 0; i < 6; ++i) population.push_back(absl::StrCat("d-", i));
+  const auto redo = oversight::DrawSample(seed, population, 3);
+  EXPECT_THAT(redo, ::testing::ElementsAreArray(drawn.case_ids().begin(), drawn.case_ids().end()));
+
+  {  // The same request id: the same recorded draw, nothing new.
+    v1::DrawInspectionSampleResponse again;
+    auto ctx = auditor->NewContext();
+    ASSERT_TRUE(stub->DrawInspectionSample(ctx.get(), req, &again).ok());
+    EXPECT_EQ(again.position(), drawn.position());
+    EXPECT_EQ(again.seed(), drawn.seed());
+  }
+  {  // Drawing again needs a new request id, and shows as a second recorded draw.
+    v1::DrawInspectionSampleRequest second = req;
+    second.set_request_id("draw-2");
+    v1::DrawInspectionSampleResponse other;
+    auto ctx = auditor->NewContext();
+    ASSERT_TRUE(stub->DrawInspectionSample(ctx.get(), second, &other).ok());
+    EXPECT_NE(other.sample(), drawn.sample());
+    EXPECT_GT(other.position(), drawn.position());
+  }
+  {  // The same request id for another scope is refused.
+    v1::DrawInspectionSampleRequest reused = req;
+    reused.set_scope("jiangcheng/xihe");
+    v1::DrawInspectionSampleResponse r;
+    auto ctx = auditor->NewContext();
+    auto status = stub->DrawInspectionSample(ctx.get(), reused, &r);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(DecodeError(status).reason, "REQUEST_ID_REUSED");
+  }
+  for (const std::string who : {"admin", "lister", "approver"}) {  // auditors only
+    auto c = As(who);
+    auto ctx = c->NewContext();
+    v1::DrawInspectionSampleRequest r = req;
+    r.set_request_id("draw-" + who);
+    v1::DrawInspectionSampleResponse out;
+    auto status =
+        v1::OversightService::NewStub(c->channel())->DrawInspectionSample(ctx.get(), r, &out);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << who;
+  }
+  {
+    v1::DrawInspectionSampleRequest r = req;
+    r.set_request_id("draw-size");
+    r.set_sample_size(0);
+    v1::DrawInspectionSampleResponse out;
+    auto ctx = auditor->NewContext();
+    auto status = stub->DrawInspectionSample(ctx.get(), r, &out);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(DecodeError(status).reason, "SAMPLE_SIZE_INVALID");
+  }
+
+  // The whole log, draws included, passes the deep audit.
+  auto ctx = auditor->NewContext();
+  v1::VerifyLogRequest verify;
+  verify.set_deep(true);
+  auto reader = v1::AuditService::NewStub(auditor->channel())->VerifyLog(ctx.get(), verify);
+  v1::VerifyLogResponse m;
+  bool ok = false;
+  std::string problem;
+  while (reader->Read(&m)) {
+    if (m.done()) {
+      ok = m.ok();
+      problem = m.problem();
+    }
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_TRUE(ok) << problem;
+}
+
+}  // namespace
+}  // namespace casework
