@@ -23,6 +23,7 @@
 #include "clients/casectl/dates.h"
 #include "clients/casectl/keys.h"
 #include "clients/casectl/labels.h"
+#include "clients/casectl/oversight_commands.h"
 #include "clients/casectl/seed.h"
 #include "clients/casectl/transitions.h"
 #include "clients/client.h"
@@ -676,6 +677,13 @@ int main(int argc, char** argv) {
 
   // watch, verify, as-of, proof, export, verify-export
   casework::client::AddAuditCommands(
+      &app, {.client = client,
+             .json = &g.json,
+             .exit_code = &exit_code,
+             .report_error = [&g](const grpc::Status& status) { return ReportError(status, g); }});
+
+  // registry import, report, flags, accountability, sample, county-talk, county-notice
+  casework::client::AddOversightCommands(
       &app, {.client = client,
              .json = &g.json,
              .exit_code = &exit_code,

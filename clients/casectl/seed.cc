@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <random>
 #include <thread>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "casework/v1/admin_service.grpc.pb.h"
+#include "clients/casectl/oversight_commands.h"
 #include "clients/client.h"
 #include "clients/signing.h"
 #include "services/workflow/statement.h"
@@ -281,6 +283,49 @@ grpc::Status RunPlan(const Plan& p, const SeedOptions& o, uint64_t seed) {
   return step(*inspector, &casework::v1::CaseService::Stub::RecordFollowUpReview, review_after);
 }
 
+// The registry of the sample city: every organisation of every county (10 x 15 x 20),
+// ranked so that the listed ones are at the bottom (grade 4, 0-1 stars), except in the
+// last county, whose first listing skips worse-ranked organisations (a flag to find).
+std::string SampleRegistryCsv(const std::vector<Plan>& plans) {
+  std::map<std::string, const Plan*> listed;
+  for (const Plan& p : plans) listed.emplace(p.org_id, &p);
+  std::mt19937_64 rng(7);
+  std::string csv = std::string("organisation_id,display_name,jurisdiction,kind,grade,stars\n");
+  bool misranked = false;
+  for (int county = 0; county < 10; ++county) {
+    for (int township = 0; township < kTownshipsPerCounty; ++township) {
+      for (int org = 0; org < 20; ++org) {
+        const std::string id = absl::StrFormat("org-%02d%02d%02d", county, township, org);
+        const uint64_t h = rng();
+        auto it = listed.find(id);
+        int grade = 1 + static_cast<int>(h % 4);
+        int stars = static_cast<int>((h >> 8) % 6);
+        if (it != listed.end()) {
+          grade = 4;
+          stars = static_cast<int>((h >> 8) % 2);
+          if (county == 9 && !misranked) {
+            grade = 3;
+            stars = 3;
+            misranked = true;
+          }
+        } else if (grade == 4) {
+          stars = 2 + static_cast<int>((h >> 8) % 4);
+        }
+        const std::string name =
+            it != listed.end() ? it->second->org_name
+                               : absl::StrCat(kCountyNames[county], kVillageWords[(h >> 16) % 16],
+                                              kVillageWords2[(h >> 20) % 16],
+                                              org >= 17 ? "社区党支部" : "村党支部");
+        absl::StrAppend(&csv, id, ",", name, ",",
+                        absl::StrFormat("%s/%s/t%02d/%s", kCity, kCounties[county], township, id),
+                        org >= 17 && it == listed.end() ? ",community," : ",village,", grade, ",",
+                        stars, "\n");
+      }
+    }
+  }
+  return csv;
+}
+
 // Registers the sample approvers' keys as the admin (idempotent: fixed request ids).
 grpc::Status RegisterSampleKeys(const SeedOptions& o) {
   Client admin(ClientOptions{.server = o.server, .identity = kSeedAdmin});
@@ -313,6 +358,20 @@ int RunSeed(const SeedOptions& options, bool json) {
     return IsConnectionFailure(s) ? 3 : 1;
   }
   const std::vector<Plan> plans = MakePlans(options);
+  {
+    Client admin(ClientOptions{.server = options.server, .identity = kSeedAdmin});
+    RegistryImportTotals totals;
+    std::string local_error;
+    grpc::Status s =
+        ImportRegistryFile(admin, SampleRegistryCsv(plans),
+                           absl::StrCat("seed-registry-", options.seed), &totals, &local_error);
+    if (!s.ok()) {
+      auto d = DecodeError(s);
+      std::cerr << "seed: importing the sample registry: " << s.error_message() << " [" << d.reason
+                << "]\n";
+      return IsConnectionFailure(s) ? 3 : 1;
+    }
+  }
   const bool progress = !json && isatty(STDERR_FILENO);
   std::atomic<int> next{0}, done{0}, failed{0};
   std::atomic<bool> unreachable{false};

@@ -58,6 +58,12 @@ std::vector<std::string> Answerable(const v1::Case& state) {
   return out;
 }
 
+// "LISTED" for CASE_STATE_LISTED.
+std::string StateName(v1::CaseState state) {
+  const std::string& name = v1::CaseState_Name(state);
+  return name.substr(0, 11) == "CASE_STATE_" ? name.substr(11) : name;
+}
+
 bool IsOpen(v1::CaseState state) {
   return state == v1::CASE_STATE_LISTED || state == v1::CASE_STATE_ASSISTED ||
          state == v1::CASE_STATE_VERIFIED || state == v1::CASE_STATE_REOPENED;
@@ -399,16 +405,23 @@ std::vector<v1::Flag> ComputeFlags(const Ledger& ledger, const workflow::Policy&
                     return a->organisation.organisation_id() < b->organisation.organisation_id();
                   });
         std::string names;
+        std::string names_zh;
         std::vector<int64_t> evidence = {
             listed.at(best->organisation.organisation_id())->listed_position, best->position};
         for (size_t i = 0; i < skipped.size(); ++i) {
           evidence.push_back(skipped[i]->position);
           if (i < 10) {
-            workflow::Append(&names, i == 0 ? "" : ", ", skipped[i]->organisation.organisation_id(),
-                             " (grade ", skipped[i]->grade, ", ", skipped[i]->stars, " stars)");
+            const RegistryEntry& e = *skipped[i];
+            workflow::Append(&names, i == 0 ? "" : ", ", e.organisation.organisation_id(),
+                             " (grade ", e.grade, ", ", e.stars, " stars)");
+            workflow::Append(&names_zh, i == 0 ? "" : "、", e.organisation.organisation_id(), "（",
+                             e.grade, " 类，", e.stars, " 星）");
           }
         }
-        if (skipped.size() > 10) workflow::Append(&names, ", and ", skipped.size() - 10, " more");
+        if (skipped.size() > 10) {
+          workflow::Append(&names, ", and ", skipped.size() - 10, " more");
+          workflow::Append(&names_zh, " 等 ", skipped.size(), " 个");
+        }
         const std::string& best_id = best->organisation.organisation_id();
         flags.push_back(MakeFlag(
             kLowerRankedSkipped, subject, county, Micros(listed.at(best_id)->state.listed_time()),
@@ -416,7 +429,7 @@ std::vector<v1::Flag> ComputeFlags(const Ledger& ledger, const workflow::Policy&
             Cat(county, " listed ", best_id, " (grade ", best->grade, ", ", best->stars,
                 " stars) but not ", skipped.size(), " organisation(s) ranked below it: ", names),
             Cat(county, " 已将 ", best_id, "（", best->grade, " 类，", best->stars,
-                " 星）列入台账，却未列入排名更靠后的 ", skipped.size(), " 个组织：", names)));
+                " 星）列入台账，却未列入排名更靠后的 ", skipped.size(), " 个组织：", names_zh)));
       }
     }
   }
@@ -555,7 +568,7 @@ v1::GetAccountabilityReportResponse AccountabilityReport(const Ledger& ledger,
     if (record.county != county || !IsOpen(record.state.state())) continue;
     const v1::Case& s = record.state;
     add("OPEN_CASE", stream,
-        Cat(s.organisation().display_name(), ": ", v1::CaseState_Name(s.state()), ", opened ",
+        Cat(s.organisation().display_name(), ": ", StateName(s.state()), ", opened ",
             Date(Micros(s.opened_time())),
             s.has_deadline() ? Cat(", deadline ", Date(Micros(s.deadline()))) : std::string()),
         Micros(s.opened_time()), Answerable(s), {record.opened_position, s.last_position()});
