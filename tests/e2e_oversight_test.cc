@@ -2,7 +2,11 @@
 // (idempotent, refusals naming the line), flags and county reports as of a time, county
 // talks and notices, the accountability report tracing each line to its events, and the
 // inspection draw recorded before it is returned and reproduced from its inputs.
+#include <sys/wait.h>
+
 #include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +18,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 #include "services/oversight/sample.h"
+#include "store/checkpoint.h"
 #include "tests/server_process.h"
 
 namespace casework {
@@ -149,10 +154,44 @@ class OversightTest : public ::testing::Test {
     return out;
   }
 
+  // The whole log as ExportLog streams it (docs/audit.md).
+  std::string Export() {
+    auto auditor = As("auditor");
+    auto ctx = auditor->NewContext();
+    auto reader =
+        v1::AuditService::NewStub(auditor->channel())->ExportLog(ctx.get(), v1::ExportLogRequest());
+    std::string out;
+    v1::ExportLogResponse m;
+    while (reader->Read(&m)) out += m.data();
+    EXPECT_TRUE(reader->Finish().ok());
+    return out;
+  }
+
+  // The server's note verifier key, from its key file, as an auditor would be given it.
+  std::string VerifierKey() {
+    std::ifstream in(dir_.path() / "data" / "log.key", std::ios::binary);
+    std::string seed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto signer = store::NoteSigner::FromSeed("casework/log", seed);
+    EXPECT_TRUE(signer.ok());
+    return signer.ok() ? signer->verifier().VerifierKey() : "";
+  }
+
   TempDir dir_;
   std::filesystem::path principals_;
   std::unique_ptr<ServerProcess> server_;
 };
+
+// Runs tools/verify_export.py; its exit code, its output in `output`.
+int RunPythonVerifier(const std::string& args, std::string* output) {
+  const std::string command =
+      std::string(CW_PYTHON3) + " " + CW_VERIFY_EXPORT_PY + " " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return -1;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, pipe)) output->append(buf, n);
+  const int status = pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
 
 TEST_F(OversightTest, RegistryImportIsIdempotentAndRefusesBadInputClearly) {
   v1::ImportRegistryResponse resp;
@@ -458,6 +497,17 @@ TEST_F(OversightTest, TheInspectionDrawIsRecordedFirstAndReproducible) {
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_EQ(DecodeError(status).reason, "SAMPLE_SIZE_INVALID");
   }
+
+  // The independent verifier redoes both draws from an export of the log.
+  const std::string path = (dir_.path() / "ledger.export").string();
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << Export();
+  }
+  std::string verdict;
+  EXPECT_EQ(RunPythonVerifier("export " + path + " --key " + VerifierKey(), &verdict), 0)
+      << verdict;
+  EXPECT_THAT(verdict, HasSubstr("\"draws_checked\": 2")) << verdict;
 
   // The whole log, draws included, passes the deep audit.
   auto ctx = auditor->NewContext();

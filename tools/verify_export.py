@@ -6,7 +6,9 @@ Written from docs/audit.md alone, with Python 3's hashlib and Debian's python3-c
 
   export FILE --key VKEY        verify an export: the checkpoint's signature, every record's
                                 position and leaf hash, the tree root (or consistency with
-                                the checkpoint), and every sign-off signature in it
+                                the checkpoint), every sign-off signature in it, and every
+                                inspection draw (docs/oversight.md): its checkpoint's
+                                signature, its seed and its sample, redone from the log
   checkpoint FILE --key VKEY    verify a signed checkpoint note; print size and root
   inclusion --index I --size N --leaf-hash HEX --root HEX [--proof HEX ...]
   consistency --size1 M --size2 N --root1 HEX --root2 HEX [--proof HEX ...]
@@ -260,6 +262,100 @@ class SignOffChecker:
         return None
 
 
+SAMPLE_SEED_CONTEXT = b"casework/v1 inspection-sample\n"
+EVENT_TIME, EVENT_REQUEST_ID = 4, 5
+EVENT_ORGANISATION_LISTED, EVENT_SAMPLE_DRAWN = 20, 43
+
+
+def in_subtree(root, path):
+    root = root.rstrip("/")
+    return root == "" or path == root or path.startswith(root + "/")
+
+
+def sample_seed(note, scope, size, request_id, micros):
+    field = lambda b: struct.pack(">I", len(b)) + b
+    return hashlib.sha256(SAMPLE_SEED_CONTEXT + field(note.encode()) + field(scope.encode()) +
+                          field(str(size).encode()) + field(request_id.encode()) +
+                          field(str(micros).encode())).digest()
+
+
+def draw_sample(seed, population, k):
+    population = sorted(population)
+    n = len(population)
+
+    def words():
+        counter = 0
+        while True:
+            block = hashlib.sha256(seed + struct.pack(">Q", counter)).digest()
+            counter += 1
+            for i in range(4):
+                yield struct.unpack(">Q", block[8 * i:8 * i + 8])[0]
+
+    w = words()
+    for i in range(min(k, n)):
+        m = n - i
+        while True:
+            v = next(w)
+            if v < 2**64 - (2**64 % m):
+                break
+        j = i + v % m
+        population[i], population[j] = population[j], population[i]
+    return population[:min(k, n)]
+
+
+class DrawChecker:
+    """Redoes every inspection draw from the cases listed before its checkpoint."""
+
+    def __init__(self, vkey):
+        self.vkey = vkey
+        self.listed = []  # (position, case id, organisation jurisdiction)
+        self.checked = 0
+
+    def visit(self, position, stream, event):
+        e = message(event)
+        if EVENT_ORGANISATION_LISTED in e and stream.startswith("cases/"):
+            org = message(message(e[EVENT_ORGANISATION_LISTED]).get(1, b""))
+            self.listed.append((position, stream[len("cases/"):], org.get(3, b"").decode()))
+            return None
+        if EVENT_SAMPLE_DRAWN not in e or not stream.startswith("samples/"):
+            return None
+        scope = checkpoint = seed = b""
+        size = population = 0
+        drawn = []
+        for number, _, value in fields(e[EVENT_SAMPLE_DRAWN]):
+            if number == 1:
+                scope = value
+            elif number == 2:
+                checkpoint = value
+            elif number == 3:
+                seed = value
+            elif number == 4:
+                size = value
+            elif number == 5:
+                drawn.append(value.decode())
+            elif number == 6:
+                population = value
+        try:
+            _, tree_size, _ = open_checkpoint(checkpoint.decode(), self.vkey)
+        except Malformed as err:
+            return "the draw on %s rests on a checkpoint that does not verify: %s" % (stream, err)
+        t = message(e.get(EVENT_TIME, b""))
+        micros = t.get(1, 0) * 1000000 + t.get(2, 0) // 1000
+        request_id = e.get(EVENT_REQUEST_ID, b"").decode()
+        scope = scope.decode()
+        if sample_seed(checkpoint.decode(), scope, size, request_id, micros) != seed:
+            return "the seed of the draw on %s is not the one its inputs give" % stream
+        cases = [case for (p, case, where) in self.listed
+                 if p < tree_size and in_subtree(scope, where)]
+        if len(cases) != population:
+            return "the draw on %s counts %d cases in %s; the log has %d" % (
+                stream, population, scope, len(cases))
+        if draw_sample(seed, cases, size) != drawn:
+            return "the cases drawn on %s are not the ones the seed gives" % stream
+        self.checked += 1
+        return None
+
+
 # --- Exports -------------------------------------------------------------------------
 
 def read_exact(f, n):
@@ -285,7 +381,8 @@ def verify_export(f, vkey, progress=None):
     left = base64.b64decode(header["left-edge"], validate=True)
     proof = base64.b64decode(header["consistency-proof"], validate=True)
     note = read_exact(f, int(header["checkpoint-length"])).decode()
-    verdict = {"ok": False, "from": first, "to": end, "records": 0, "sign_offs_checked": 0}
+    verdict = {"ok": False, "from": first, "to": end, "records": 0, "sign_offs_checked": 0,
+               "draws_checked": 0}
 
     def fail(position, problem):
         verdict.update(first_bad_position=position, problem=problem)
@@ -300,6 +397,7 @@ def verify_export(f, vkey, progress=None):
         return fail(None, "the header disagrees with the checkpoint")
     tree = CompactRange(first, [left[i:i + 32] for i in range(0, len(left), 32)])
     signoffs = SignOffChecker() if first == 0 else None
+    draws = DrawChecker(vkey) if first == 0 else None
     for expected in range(first, end):
         position, length = struct.unpack(">QI", read_exact(f, 12))
         if position != expected:
@@ -314,7 +412,7 @@ def verify_export(f, vkey, progress=None):
         tree.append(leaf_hash(record))
         verdict["records"] += 1
         if signoffs is not None:
-            problem = signoffs.visit(stream, version, event)
+            problem = signoffs.visit(stream, version, event) or draws.visit(expected, stream, event)
             if problem:
                 return fail(expected, problem)
         if progress and verdict["records"] % 65536 == 0:
@@ -333,6 +431,7 @@ def verify_export(f, vkey, progress=None):
             return fail(None, "the exported events are not consistent with the checkpoint")
     if signoffs is not None:
         verdict["sign_offs_checked"] = signoffs.checked
+        verdict["draws_checked"] = draws.checked
     verdict["ok"] = True
     verdict["root"] = computed.hex()
     return verdict
