@@ -60,6 +60,7 @@ struct Flags {
   int closure_approvers_min = 2;
   int closure_city_approvers_min = 0;
   int closure_county_approvers_min = 1;
+  bool record_principals = true;
   int64_t absence_flag_days = 30;
   int64_t stale_case_days = 3 * 365;
   int64_t follow_up_review_days = 365;
@@ -138,6 +139,11 @@ int main(int argc, char** argv) {
                  "closure policy: of which at least this many at city level")
       ->capture_default_str()
       ->check(CLI::Range(0, 9));
+  app.add_flag("--record-principals,!--no-record-principals", flags.record_principals,
+               "record the principals file in the log (stream config/principals) at start and "
+               "on each reload, and stamp every event with the version its actor was "
+               "authorised under, so an audit re-checks roles from the log alone")
+      ->capture_default_str();
   app.add_option("--absence-flag-days", flags.absence_flag_days,
                  "flag assigned people with no field visit for longer than this (stationed but "
                  "absent)")
@@ -216,6 +222,18 @@ int main(int argc, char** argv) {
   if (!log.ok()) {
     spdlog::error("cannot open the event log in {}: {}", log_options.path, log.status().ToString());
     return 3;
+  }
+
+  if (flags.record_principals) {
+    if (auto recorded = casework::shell::RecordPrincipals(log->get(), **principals,
+                                                          casework::shell::SystemClockMicros());
+        !recorded.ok()) {
+      spdlog::error("cannot record the principals in the log: {}", recorded.ToString());
+      return 3;
+    }
+    principals_holder.Set((*principals)->Stamped());
+    spdlog::info("principals version {} recorded on {}", (*principals)->version(),
+                 casework::shell::kPrincipalsStream);
   }
 
   casework::workflow::Policy policy;
@@ -322,7 +340,19 @@ int main(int argc, char** argv) {
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
       auto reloaded = casework::shell::Principals::Load(flags.principals);
-      if (reloaded.ok()) {
+      if (reloaded.ok() && flags.record_principals) {
+        // Recorded before anyone is authorised under it; kept out if it cannot be.
+        if (auto recorded = casework::shell::RecordPrincipals(log->get(), **reloaded,
+                                                              casework::shell::SystemClockMicros());
+            !recorded.ok()) {
+          spdlog::error("principals not reloaded, keeping the old set: cannot record them: {}",
+                        recorded.ToString());
+          continue;
+        }
+        principals_holder.Set((*reloaded)->Stamped());
+        spdlog::info("reloaded principals: {} identities, version {}", (*reloaded)->size(),
+                     (*reloaded)->version());
+      } else if (reloaded.ok()) {
         principals_holder.Set(*reloaded);
         spdlog::info("reloaded principals: {} identities", (*reloaded)->size());
       } else {

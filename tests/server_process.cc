@@ -50,6 +50,7 @@ bool ServerProcess::Start() {
                                    "--port-file=" + port_file.string(),
                                    "--metrics-listen=127.0.0.1:0"};
   if (plaintext_) args.push_back("--insecure-plaintext");
+  if (!record_principals_) args.push_back("--no-record-principals");
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   pid_ = fork();
   if (pid_ == 0) {

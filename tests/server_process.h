@@ -23,6 +23,9 @@ class ServerProcess {
   // Whether Start passes --insecure-plaintext (default true); false for servers given
   // --tls-* flags in `extra_args`.
   void set_plaintext(bool plaintext) { plaintext_ = plaintext; }
+  // Whether the server records its principals in the log (default false here, so that a
+  // test's own events start at position 0; caseworkd's default is true).
+  void set_record_principals(bool record) { record_principals_ = record; }
   // SIGKILL and reap.
   void Kill();
   // SIGTERM, wait (bounded) and reap; returns the exit status (-1 on timeout, then kills).
@@ -38,6 +41,7 @@ class ServerProcess {
   std::filesystem::path principals_file_;
   std::vector<std::string> extra_args_;
   bool plaintext_ = true;
+  bool record_principals_ = false;
   pid_t pid_ = -1;
   int port_ = 0;
   std::string error_;

@@ -110,6 +110,7 @@ Event Envelope(const std::string& stream, int64_t version, const workflow::Princ
   event.set_stream(stream);
   event.set_version(version);
   event.set_actor(actor.id);
+  if (!actor.principals_version.empty()) event.set_principals_version(actor.principals_version);
   *event.mutable_time() = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(now_micros);
   event.set_request_id(request_id);
   event.set_rules_version(workflow::kRulesVersion);

@@ -4,7 +4,11 @@
 
 #include <memory>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "services/shell/principals.h"
 #include "services/workflow/decider.h"
 #include "services/workflow/readmit.h"
 #include "services/workflow/statement.h"
@@ -16,6 +20,30 @@ namespace v1 = ::casework::v1;
 
 constexpr std::string_view kCasePrefix = "cases/";
 constexpr std::string_view kApproverPrefix = "approvers/";
+constexpr std::string_view kRegistryPrefix = "registry/";
+constexpr std::string_view kCountyPrefix = "counties/";
+constexpr std::string_view kSamplePrefix = "samples/";
+
+bool StartsWith(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+// The version of a principals record: hex of the first 8 bytes of SHA-256 of the
+// deterministic serialization of its principals alone (principals.h).
+std::string PrincipalsVersionOf(const casework::v1::PrincipalsRecorded& recorded) {
+  casework::v1::PrincipalsRecorded content;
+  *content.mutable_principals() = recorded.principals();
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    content.SerializeToCodedStream(&coded);
+  }
+  unsigned char digest[32];
+  EVP_Digest(bytes.data(), bytes.size(), digest, nullptr, EVP_sha256(), nullptr);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), 8));
+}
 
 int64_t MicrosOf(const google::protobuf::Timestamp& t) {
   return t.seconds() * 1'000'000 + t.nanos() / 1000;
@@ -61,6 +89,100 @@ void DeepVerifier::AddKeyEvent(const v1::Event& event) {
   }
 }
 
+std::optional<DeepVerifier::Problem> DeepVerifier::AddPrincipals(int64_t position,
+                                                                 const v1::Event& event) {
+  if (!event.has_principals_recorded()) {
+    return Problem{position, absl::StrCat("an event on ", kPrincipalsStream,
+                                          " that is not a PrincipalsRecorded")};
+  }
+  const v1::PrincipalsRecorded& recorded = event.principals_recorded();
+  const std::string version = PrincipalsVersionOf(recorded);
+  if (version != recorded.principals_version()) {
+    return Problem{position,
+                   absl::StrCat("the principals recorded as version \"",
+                                recorded.principals_version(), "\" hash to \"", version, "\"")};
+  }
+  absl::flat_hash_map<std::string, workflow::Principal> set;
+  for (const v1::PrincipalRecord& r : recorded.principals()) {
+    workflow::Principal p{.id = r.id(),
+                          .jurisdiction = r.jurisdiction(),
+                          .approval_level = r.approval_level(),
+                          .principals_version = version};
+    for (const std::string& name : r.roles()) {
+      auto role = workflow::RoleFromName(name);
+      if (!role.has_value()) {
+        return Problem{position,
+                       absl::StrCat("principal ", r.id(), " has an unknown role \"", name, "\"")};
+      }
+      p.roles.push_back(*role);
+    }
+    set.emplace(r.id(), std::move(p));
+  }
+  principal_sets_[version] = std::move(set);
+  return std::nullopt;
+}
+
+std::optional<DeepVerifier::Problem> DeepVerifier::Authority(
+    int64_t position, const v1::Event& event, std::optional<workflow::Principal>* actor) const {
+  actor->reset();
+  if (event.principals_version().empty()) return std::nullopt;
+  auto set = principal_sets_.find(event.principals_version());
+  if (set == principal_sets_.end()) {
+    return Problem{position,
+                   absl::StrCat("the event names principals version \"", event.principals_version(),
+                                "\", which the log did not record before it")};
+  }
+  auto who = set->second.find(event.actor());
+  if (who == set->second.end()) {
+    return Problem{position, absl::StrCat(event.actor(), " is not a principal of version \"",
+                                          event.principals_version(), "\"")};
+  }
+  *actor = who->second;
+  return std::nullopt;
+}
+
+std::optional<DeepVerifier::Problem> DeepVerifier::CheckServiceEvent(
+    int64_t position, const v1::Event& event, const workflow::Principal& actor) const {
+  using workflow::Role;
+  std::vector<Role> roles;
+  std::string place;
+  const std::string& stream = event.stream();
+  if (StartsWith(stream, kApproverPrefix)) {
+    roles = {Role::kAdmin};
+    const std::string approver = stream.substr(kApproverPrefix.size());
+    const auto& set = principal_sets_.at(event.principals_version());
+    auto it = set.find(approver);
+    if (event.has_approver_key_registered() &&
+        (it == set.end() || !it->second.HasRole(Role::kApprover))) {
+      return Problem{position, absl::StrCat("a key was registered for ", approver,
+                                            ", who was not an approver then")};
+    }
+    if (it != set.end()) place = it->second.jurisdiction;
+  } else if (StartsWith(stream, kRegistryPrefix)) {
+    roles = {Role::kAdmin};
+    place = event.organisation_registered().organisation().jurisdiction();
+  } else if (StartsWith(stream, kCountyPrefix)) {
+    roles = {Role::kApprover, Role::kAuditor, Role::kAdmin};
+    place = stream.substr(kCountyPrefix.size());
+  } else if (StartsWith(stream, kSamplePrefix)) {
+    roles = {Role::kAuditor};
+    place = event.inspection_sample_drawn().scope();
+  } else {
+    return std::nullopt;
+  }
+  bool allowed = false;
+  for (Role role : roles) allowed = allowed || actor.HasRole(role);
+  if (!allowed) {
+    return Problem{position,
+                   absl::StrCat(actor.id, " wrote to ", stream, " without the role that requires")};
+  }
+  if (!place.empty() && !actor.Covers(place)) {
+    return Problem{position, absl::StrCat(actor.id, " wrote to ", stream, " about ", place,
+                                          ", outside the jurisdiction ", actor.jurisdiction)};
+  }
+  return std::nullopt;
+}
+
 std::optional<DeepVerifier::Problem> DeepVerifier::Add(const store::StoredEvent& stored) {
   if (stored.position != next_position_) {
     return Problem{next_position_, absl::StrCat("position ", next_position_, " is missing")};
@@ -82,14 +204,22 @@ std::optional<DeepVerifier::Problem> DeepVerifier::Add(const store::StoredEvent&
     problem = CheckPending();
     if (problem.has_value()) return problem;
   }
-  if (std::string_view(event.stream()).substr(0, kApproverPrefix.size()) == kApproverPrefix) {
-    AddKeyEvent(event);
+  if (event.stream() == kPrincipalsStream) return AddPrincipals(stored.position, event);
+  std::optional<workflow::Principal> actor;
+  if (auto p = Authority(stored.position, event, &actor)) return p;
+  if (!StartsWith(event.stream(), kCasePrefix)) {
+    // Approver keys, registry, county records, draws: no rules of the core apply; the
+    // role and jurisdiction their service requires do.
+    if (actor.has_value()) {
+      if (auto p = CheckServiceEvent(stored.position, event, *actor)) return p;
+    }
+    if (StartsWith(event.stream(), kApproverPrefix)) AddKeyEvent(event);
     return std::nullopt;
   }
-  if (std::string_view(event.stream()).substr(0, kCasePrefix.size()) != kCasePrefix) {
-    return std::nullopt;  // registry and samples: no rules of the core apply
+  if (pending_.empty()) {
+    pending_position_ = stored.position;
+    pending_actor_ = std::move(actor);
   }
-  if (pending_.empty()) pending_position_ = stored.position;
   pending_.push_back(std::move(event));
   return std::nullopt;
 }
@@ -119,12 +249,15 @@ std::optional<DeepVerifier::Problem> DeepVerifier::CheckPending() {
                                        ? first.organisation_listed().organisation().jurisdiction()
                                        : state.organisation().jurisdiction();
   workflow::Context context{
-      .actor = workflow::Principal{.id = first.actor(),
-                                   .roles = {workflow::Role::kLister, workflow::Role::kReviewer,
-                                             workflow::Role::kAssister, workflow::Role::kInspector,
-                                             workflow::Role::kApprover, workflow::Role::kAuditor,
-                                             workflow::Role::kAdmin},
-                                   .jurisdiction = CountyOf(jurisdiction)},
+      .actor =
+          pending_actor_.has_value()
+              ? *pending_actor_
+              : workflow::Principal{.id = first.actor(),
+                                    .roles = {workflow::Role::kLister, workflow::Role::kReviewer,
+                                              workflow::Role::kAssister, workflow::Role::kInspector,
+                                              workflow::Role::kApprover, workflow::Role::kAuditor,
+                                              workflow::Role::kAdmin},
+                                    .jurisdiction = CountyOf(jurisdiction)},
       .now_micros = MicrosOf(first.time()),
       .policy = &options_.policy,
   };

@@ -7,13 +7,21 @@
 // statement (services/workflow/statement.h) against the key the approver had registered
 // on "approvers/{person_id}" before it (ApproverKeyRegistered, not revoked since).
 //
-// What the log cannot tell: roles and jurisdictions come from the principals file, which
-// is configuration, not history. The re-decision therefore gives the actor every role
-// and the case's county as jurisdiction; everything else (states, separation of duties
+// Roles and jurisdictions: a server that records its principals (PrincipalsRecorded on
+// "config/principals") stamps every event with the version of the set its actor was
+// authorised under. For such an event the set must have been recorded earlier in the
+// log (and its recorded version must be the hash of its content), the actor must be in
+// it, and the re-decision runs with exactly the actor's roles and jurisdiction from it;
+// the events of other streams are checked for the role their service requires (approver
+// keys: admin; registry: admin; county talks and notices: approver, auditor or admin;
+// draws: auditor) and the jurisdiction they touch. An event without a version (a server
+// that did not record its principals) is re-decided as before: the actor gets every role
+// and the case's county as jurisdiction. Everything else (states, separation of duties
 // by person, fields, deadlines against the time of the event, the closure policy,
 // signatures) is checked exactly. The closure policy is the server's current one.
 //
-// Memory: one Case per case in the log, and one entry per registered key.
+// Memory: one Case per case in the log, one entry per registered key, and every
+// recorded principals set.
 #pragma once
 
 #include <cstdint>
@@ -66,10 +74,24 @@ class DeepVerifier {
 
   std::optional<Problem> CheckPending();
   void AddKeyEvent(const casework::v1::Event& event);
+  // Records a principals set; a problem when its version is not the hash of its content.
+  std::optional<Problem> AddPrincipals(int64_t position, const casework::v1::Event& event);
+  // The actor of `event` under the principals version it names: nullptr when it names
+  // none; a problem when the set is unknown or the actor is not in it.
+  std::optional<Problem> Authority(int64_t position, const casework::v1::Event& event,
+                                   std::optional<workflow::Principal>* actor) const;
+  // The role and jurisdiction an event of a non-case stream needs.
+  std::optional<Problem> CheckServiceEvent(int64_t position, const casework::v1::Event& event,
+                                           const workflow::Principal& actor) const;
 
   const DeepVerifyOptions options_;
   absl::flat_hash_map<std::string, casework::v1::Case> cases_;  // by stream
   absl::flat_hash_map<std::string, Key> keys_;                  // by key id
+  // Recorded principals sets: version -> id -> principal.
+  absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, workflow::Principal>>
+      principal_sets_;
+  // The authority of the pending command's actor (nullopt: none named).
+  std::optional<workflow::Principal> pending_actor_;
   std::vector<casework::v1::Event> pending_;
   int64_t pending_position_ = 0;
   int64_t next_position_ = 0;

@@ -65,12 +65,13 @@ std::string Shown(std::string_view text, size_t max = 80) {
   return out;
 }
 
-v1::Event Envelope(const std::string& stream, int64_t version, const std::string& actor,
+v1::Event Envelope(const std::string& stream, int64_t version, const workflow::Principal& actor,
                    int64_t now_micros, const std::string& request_id) {
   v1::Event event;
   event.set_stream(stream);
   event.set_version(version);
-  event.set_actor(actor);
+  event.set_actor(actor.id);
+  if (!actor.principals_version.empty()) event.set_principals_version(actor.principals_version);
   *event.mutable_time() = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(now_micros);
   event.set_request_id(request_id);
   event.set_rules_version(workflow::kRulesVersion);
@@ -445,7 +446,7 @@ grpc::ServerUnaryReactor* OversightServiceImpl::RecordCounty(
   }
   auto version = log_->StreamVersion(stream);
   if (!version.ok()) return Finish(ctx, FromStoreStatus(version.status()));
-  v1::Event envelope = Envelope(stream, *version + 1, actor.id, clock_(), request_id);
+  v1::Event envelope = Envelope(stream, *version + 1, actor, clock_(), request_id);
   envelope.MergeFrom(event);
   store::AppendRequest append;
   append.stream = stream;
@@ -595,8 +596,8 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
       } else {
         ++imported;
       }
-      v1::Event event = Envelope(stream, *version + static_cast<int64_t>(events.size()) + 1,
-                                 caller.id, now, req.request_id());
+      v1::Event event = Envelope(stream, *version + static_cast<int64_t>(events.size()) + 1, caller,
+                                 now, req.request_id());
       auto* body = event.mutable_organisation_registered();
       *body->mutable_organisation() = row->organisation;
       body->set_grade(row->grade);
@@ -734,7 +735,7 @@ void OversightServiceImpl::Draw(grpc::ServerUnaryReactor* reactor, grpc::Callbac
   const int64_t now = clock_();
   const oversight::Seed seed =
       oversight::SampleSeed(*note, scope, req.sample_size(), req.request_id(), now);
-  v1::Event event = Envelope(stream, 1, caller.id, now, req.request_id());
+  v1::Event event = Envelope(stream, 1, caller, now, req.request_id());
   auto* body = event.mutable_inspection_sample_drawn();
   body->set_scope(scope);
   body->set_checkpoint(*note);

@@ -1,10 +1,18 @@
 #include "services/shell/principals.h"
 
+#include <openssl/evp.h>
+
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/util/time_util.h"
 #include "nlohmann/json.hpp"
+#include "services/workflow/decider.h"
 
 namespace casework::shell {
 namespace {
@@ -72,6 +80,32 @@ absl::StatusOr<std::shared_ptr<const Principals>> Principals::Parse(std::string_
           absl::StrCat(where, ".id \"", p.id, "\" appears twice; each identity once"));
     }
   }
+  // The record of this set for the log, and its version (principals.h).
+  std::vector<const workflow::Principal*> sorted;
+  for (const auto& [id, p] : out->by_id_) sorted.push_back(&p);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto* a, const auto* b) { return a->id < b->id; });
+  for (const workflow::Principal* p : sorted) {
+    casework::v1::PrincipalRecord* r = out->record_.add_principals();
+    r->set_id(p->id);
+    std::vector<workflow::Role> roles = p->roles;
+    std::sort(roles.begin(), roles.end());
+    roles.erase(std::unique(roles.begin(), roles.end()), roles.end());
+    for (workflow::Role role : roles) r->add_roles(std::string(workflow::RoleName(role)));
+    r->set_jurisdiction(p->jurisdiction);
+    r->set_approval_level(p->approval_level);
+  }
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    out->record_.SerializeToCodedStream(&coded);
+  }
+  unsigned char digest[32];
+  EVP_Digest(bytes.data(), bytes.size(), digest, nullptr, EVP_sha256(), nullptr);
+  out->record_.set_principals_version(
+      absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), 8)));
   return out;
 }
 
@@ -90,6 +124,37 @@ absl::StatusOr<std::shared_ptr<const Principals>> Principals::Load(const std::st
 const workflow::Principal* Principals::Find(std::string_view id) const {
   auto it = by_id_.find(std::string(id));
   return it == by_id_.end() ? nullptr : &it->second;
+}
+
+std::shared_ptr<const Principals> Principals::Stamped() const {
+  auto out = std::make_shared<Principals>(*this);
+  for (auto& [id, p] : out->by_id_) p.principals_version = version();
+  return out;
+}
+
+absl::Status RecordPrincipals(store::EventLog* log, const Principals& set, int64_t now_micros) {
+  const std::string request_id = absl::StrCat("principals-", set.version());
+  auto first = log->FindRequest(kPrincipalsStream, request_id);
+  if (!first.ok()) return first.status();
+  if (first->has_value()) return absl::OkStatus();
+  auto version = log->StreamVersion(kPrincipalsStream);
+  if (!version.ok()) return version.status();
+  casework::v1::Event event;
+  event.set_stream(kPrincipalsStream);
+  event.set_version(*version + 1);
+  event.set_actor(kServerActor);
+  *event.mutable_time() = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(now_micros);
+  event.set_request_id(request_id);
+  event.set_rules_version(workflow::kRulesVersion);
+  *event.mutable_principals_recorded() = set.record();
+  store::AppendRequest append;
+  append.stream = kPrincipalsStream;
+  append.expected_version = *version;
+  append.request_id = request_id;
+  append.request_fingerprint = set.version();
+  append.events.push_back(event.SerializeAsString());
+  auto result = log->Append(std::move(append));
+  return result.ok() ? absl::OkStatus() : result.status();
 }
 
 }  // namespace casework::shell

@@ -16,7 +16,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "casework/v1/events.pb.h"
 #include "services/workflow/policy.h"
+#include "store/event_log.h"
 
 namespace casework::shell {
 
@@ -32,9 +34,30 @@ class Principals {
   [[nodiscard]] const workflow::Principal* Find(std::string_view id) const;
   [[nodiscard]] size_t size() const { return by_id_.size(); }
 
+  // The set as recorded in the log (PrincipalsRecorded: principals by id, roles in enum
+  // order, and the version: the hex of the first 8 bytes of SHA-256 of the deterministic
+  // serialization of the principals).
+  [[nodiscard]] const casework::v1::PrincipalsRecorded& record() const { return record_; }
+  [[nodiscard]] const std::string& version() const { return record_.principals_version(); }
+  // A copy whose principals carry version(), so that every event they cause is stamped
+  // with it. Serve a stamped set only once RecordPrincipals recorded it.
+  [[nodiscard]] std::shared_ptr<const Principals> Stamped() const;
+
  private:
   std::unordered_map<std::string, workflow::Principal> by_id_;
+  casework::v1::PrincipalsRecorded record_;
 };
+
+// "config/principals": where the server records its principals.
+inline constexpr char kPrincipalsStream[] = "config/principals";
+// The actor of the server's own events.
+inline constexpr char kServerActor[] = "caseworkd";
+
+// Records `set` on kPrincipalsStream (PrincipalsRecorded, actor kServerActor, request id
+// "principals-{version}") unless that version is recorded already. Call it, and see it
+// succeed, before authorising anyone under the set. Store errors as such.
+[[nodiscard]] absl::Status RecordPrincipals(store::EventLog* log, const Principals& set,
+                                            int64_t now_micros);
 
 // The current principals, swapped atomically on reload (SIGHUP) without blocking readers
 // for longer than a pointer copy.

@@ -364,6 +364,9 @@ class Decider {
     *event.mutable_time() = FromMicros(context_.now_micros);
     event.set_request_id(request_id);
     event.set_rules_version(kRulesVersion);
+    if (!context_.actor.principals_version.empty()) {
+      event.set_principals_version(context_.actor.principals_version);
+    }
     return event;
   }
 

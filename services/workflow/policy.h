@@ -40,6 +40,10 @@ struct Principal {
   std::string jurisdiction;
   // The level an approver signs at (county or city department).
   casework::v1::ApprovalLevel approval_level = casework::v1::APPROVAL_LEVEL_UNSPECIFIED;
+  // The version of the principals set this principal came from (recorded in the log on
+  // "config/principals"); stamped on every event the principal causes. Empty when the
+  // server does not record its principals.
+  std::string principals_version;
 
   [[nodiscard]] bool HasRole(Role role) const;
   // True when `path` is inside this principal's subtree (segment-wise prefix):

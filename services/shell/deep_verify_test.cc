@@ -1,0 +1,149 @@
+// Deep verification of roles and jurisdictions from the principals the log recorded: an
+// event names the principals version its actor was authorised under, and the audit
+// re-decides it with exactly that actor's roles and jurisdiction.
+#include "services/shell/deep_verify.h"
+
+#include <variant>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/shell/principals.h"
+#include "services/workflow/decider.h"
+#include "services/workflow/workflow_testing.h"
+
+namespace casework::shell {
+namespace {
+
+namespace v1 = ::casework::v1;
+using ::testing::HasSubstr;
+using workflow::testing::kStartMicros;
+
+constexpr char kPrincipalsJson[] = R"({"principals": [
+  {"id": "li.na", "roles": ["lister"], "jurisdiction": "city/east"},
+  {"id": "zhao.lei", "roles": ["inspector"], "jurisdiction": "city/east"},
+  {"id": "wu.gang", "roles": ["lister", "admin"], "jurisdiction": "city/west"}
+]})";
+
+class DeepVerifyPrincipalsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto parsed = Principals::Parse(kPrincipalsJson);
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    set_ = (*parsed)->Stamped();
+  }
+
+  // The principals record as the server writes it.
+  v1::Event Record(const v1::PrincipalsRecorded& record) const {
+    v1::Event e;
+    e.set_stream(kPrincipalsStream);
+    e.set_version(++principal_records_);
+    e.set_actor(kServerActor);
+    e.set_request_id("principals-" + record.principals_version());
+    e.set_rules_version(workflow::kRulesVersion);
+    *e.mutable_principals_recorded() = record;
+    return e;
+  }
+
+  // The events of creating case `id` by `who` (from the stamped set), decided by the core
+  // with an all-powerful actor so that only the audit judges the roles.
+  std::vector<v1::Event> Create(const std::string& who, const std::string& id) const {
+    workflow::Principal actor = *set_->Find(who);
+    const std::string version = actor.principals_version;
+    actor.roles = {workflow::Role::kLister};
+    actor.jurisdiction = "city";
+    workflow::Policy policy;
+    workflow::Context ctx{.actor = actor, .now_micros = kStartMicros, .policy = &policy};
+    auto decision =
+        workflow::Decide(v1::Case(), workflow::testing::CreateCase(kStartMicros, id), ctx);
+    EXPECT_TRUE(std::holds_alternative<workflow::Events>(decision));
+    auto events = std::get<workflow::Events>(decision);
+    for (auto& e : events) EXPECT_EQ(e.principals_version(), version);
+    return events;
+  }
+
+  std::optional<DeepVerifier::Problem> Feed(const std::vector<v1::Event>& events) {
+    for (const v1::Event& e : events) {
+      store::StoredEvent stored{.position = position_++,
+                                .stream = e.stream(),
+                                .version = e.version(),
+                                .bytes = e.SerializeAsString()};
+      if (auto p = verifier_.Add(stored)) return p;
+    }
+    return verifier_.Finish();
+  }
+
+  std::shared_ptr<const Principals> set_;
+  DeepVerifier verifier_{DeepVerifyOptions{}};
+  int64_t position_ = 0;
+  mutable int64_t principal_records_ = 0;
+};
+
+TEST_F(DeepVerifyPrincipalsTest, AnActorActingWithinTheRecordedRoleVerifies) {
+  std::vector<v1::Event> log = {Record(set_->record())};
+  for (auto& e : Create("li.na", "c1")) log.push_back(e);
+  auto problem = Feed(log);
+  EXPECT_FALSE(problem.has_value()) << problem->detail;
+  EXPECT_EQ(verifier_.commands_checked(), 1);
+}
+
+TEST_F(DeepVerifyPrincipalsTest, AnActorWithoutTheRoleIsNamed) {
+  std::vector<v1::Event> log = {Record(set_->record())};
+  for (auto& e : Create("zhao.lei", "c1")) log.push_back(e);  // an inspector lists a case
+  auto problem = Feed(log);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->position, 1);
+  EXPECT_THAT(problem->detail, HasSubstr("lister")) << problem->detail;
+}
+
+TEST_F(DeepVerifyPrincipalsTest, AnActorOutsideTheRecordedJurisdictionIsNamed) {
+  std::vector<v1::Event> log = {Record(set_->record())};
+  for (auto& e : Create("wu.gang", "c1")) log.push_back(e);  // city/west lists in city/east
+  auto problem = Feed(log);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->position, 1);
+  EXPECT_THAT(problem->detail, HasSubstr("city/west")) << problem->detail;
+}
+
+TEST_F(DeepVerifyPrincipalsTest, AVersionNotRecordedBeforeTheEventIsNamed) {
+  std::vector<v1::Event> log = Create("li.na", "c1");  // no record first
+  log.push_back(Record(set_->record()));
+  auto problem = Feed(log);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->position, 0);
+  EXPECT_THAT(problem->detail, HasSubstr("did not record before it"));
+}
+
+TEST_F(DeepVerifyPrincipalsTest, ARecordWhoseVersionIsNotItsHashIsNamed) {
+  v1::PrincipalsRecorded forged = set_->record();
+  forged.mutable_principals(1)->add_roles("lister");  // give the inspector a role
+  std::vector<v1::Event> log = {Record(forged)};
+  auto problem = Feed(log);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->position, 0);
+  EXPECT_THAT(problem->detail, HasSubstr("hash to"));
+}
+
+TEST_F(DeepVerifyPrincipalsTest, ServiceEventsNeedTheirRole) {
+  v1::Event registered;
+  registered.set_stream("registry/city/east");
+  registered.set_version(1);
+  registered.set_actor("li.na");  // a lister, not an admin
+  registered.set_request_id("reg-1");
+  registered.set_principals_version(set_->version());
+  registered.mutable_organisation_registered()->mutable_organisation()->set_jurisdiction(
+      "city/east/hill/o1");
+  auto problem = Feed({Record(set_->record()), registered});
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->position, 1);
+  EXPECT_THAT(problem->detail, HasSubstr("without the role"));
+}
+
+TEST_F(DeepVerifyPrincipalsTest, EventsWithoutAVersionAreJudgedAsBefore) {
+  std::vector<v1::Event> log = Create("zhao.lei", "c1");
+  for (auto& e : log) e.clear_principals_version();
+  auto problem = Feed(log);  // every role, as a server without records allows
+  EXPECT_FALSE(problem.has_value()) << problem->detail;
+}
+
+}  // namespace
+}  // namespace casework::shell
