@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -35,6 +36,7 @@
 #include "services/shell/server_limits.h"
 #include "services/shell/tls.h"
 #include "spdlog/spdlog.h"
+#include "store/checkpoint.h"
 #include "store/rocks_event_log.h"
 
 namespace {
@@ -61,6 +63,8 @@ struct Flags {
   int closure_city_approvers_min = 0;
   int closure_county_approvers_min = 1;
   bool record_principals = true;
+  std::string backup_dir;
+  std::string restore_backup;
   int64_t absence_flag_days = 30;
   int64_t stale_case_days = 3 * 365;
   int64_t follow_up_review_days = 365;
@@ -139,6 +143,13 @@ int main(int argc, char** argv) {
                  "closure policy: of which at least this many at city level")
       ->capture_default_str()
       ->check(CLI::Range(0, 9));
+  app.add_option("--backup-dir", flags.backup_dir,
+                 "where AdminService.CreateBackup puts verified backups (default: "
+                 "<data-dir>/backups)");
+  app.add_option("--restore-backup", flags.restore_backup,
+                 "restore the latest backup in this directory into <data-dir> (which must hold "
+                 "no log yet), verified against its signed checkpoint, then exit")
+      ->check(CLI::ExistingDirectory);
   app.add_flag("--record-principals,!--no-record-principals", flags.record_principals,
                "record the principals file in the log (stream config/principals) at start and "
                "on each reload, and stamp every event with the version its actor was "
@@ -162,9 +173,34 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(0, 9));
   CLI11_PARSE(app, argc, argv);
-
   spdlog::set_level(spdlog::level::from_str(flags.log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %l caseworkd %v", spdlog::pattern_time_type::utc);
+
+  // An offline restore needs neither TLS nor principals: it happens before either.
+  if (!flags.restore_backup.empty()) {
+    casework::store::RocksEventLog::Options restore_options;
+    restore_options.path = (std::filesystem::path(flags.data_dir) / "log").string();
+    // The restored log is checked against checkpoints signed with the server's key, and
+    // the server must go on signing with it: the operator puts it in place first.
+    restore_options.signing_key_path = restore_options.path + ".key";
+    if (!std::filesystem::exists(restore_options.signing_key_path)) {
+      spdlog::error(
+          "restore: copy the server's signing key (log.key of the data folder the backups came "
+          "from) to {} first; a restored server must verify and sign with the same key",
+          restore_options.signing_key_path);
+      return 2;
+    }
+    if (auto restored =
+            casework::store::RocksEventLog::Restore(flags.restore_backup, restore_options);
+        !restored.ok()) {
+      spdlog::error("restore from {} into {} refused: {}", flags.restore_backup,
+                    restore_options.path, restored.ToString());
+      return 3;
+    }
+    spdlog::info("restored the latest backup of {} into {}, verified against its checkpoint",
+                 flags.restore_backup, restore_options.path);
+    return 0;
+  }
 
   const bool tls =
       !flags.tls_cert.empty() || !flags.tls_key.empty() || !flags.tls_client_ca.empty();
@@ -270,6 +306,26 @@ int main(int argc, char** argv) {
   casework::shell::AdminServiceImpl admin_service(log->get(), &auth, &principals_holder,
                                                   casework::shell::SystemClockMicros);
   processor.set_approver_keys(&admin_service.keys());
+  const std::string backup_dir = flags.backup_dir.empty()
+                                     ? (std::filesystem::path(flags.data_dir) / "backups").string()
+                                     : flags.backup_dir;
+  admin_service.set_backup([&log, backup_dir](casework::v1::CreateBackupResponse* resp) {
+    auto id = (*log)->Backup(backup_dir);
+    if (!id.ok()) return id.status();
+    // The checkpoint the backup was verified against, kept beside it.
+    std::ifstream in(std::filesystem::path(backup_dir) / ("checkpoint-" + std::to_string(*id)),
+                     std::ios::binary);
+    std::string note((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto opened = casework::store::OpenCheckpoint(note, (*log)->CheckpointVerifier(),
+                                                  (*log)->CheckpointVerifier().name());
+    if (!opened.ok()) return opened.status();
+    resp->set_backup_id(*id);
+    resp->set_checkpoint(note);
+    resp->set_tree_size(opened->size);
+    resp->set_directory(backup_dir);
+    spdlog::info("backup {} in {}: {} events, verified", *id, backup_dir, opened->size);
+    return absl::OkStatus();
+  });
 
   casework::shell::Metrics metrics;
   commits.Subscribe([&metrics, last = (*log)->Size()](int64_t size) mutable {

@@ -178,19 +178,29 @@ const Expectation kExpectations[] = {
      R"(request_id: "$REQ" approver: "$APPROVER")"},
     {"/casework.v1.AdminService/RevokeApproverKey", kAdmin, Scope::kRefused,
      R"(request_id: "$REQ" approver: "$APPROVER" key_id: "$KEY" reason: "authorization matrix")"},
-    // Not served by this build (services/shell/admin_service.h).
-    {"/casework.v1.AdminService/CreateBackup", 0, Scope::kNone, "", "", /*unimplemented=*/true},
+    // A backup holds the whole ledger: an admin of the whole city.
+    {"/casework.v1.AdminService/CreateBackup", kAdmin, Scope::kRefused, ""},
 
-    // ---- OversightService: NOT IMPLEMENTED YET (every handler answers UNIMPLEMENTED). ----
-    // Replace each entry with the RPC's real roles and scope when it is implemented.
-    {"/casework.v1.OversightService/ImportRegistry", 0, Scope::kNone, "", "", true},
-    {"/casework.v1.OversightService/GetCountyReport", 0, Scope::kNone, "", "", true},
-    {"/casework.v1.OversightService/ListFlags", 0, Scope::kNone, "", "", true},
-    {"/casework.v1.OversightService/DrawInspectionSample", 0, Scope::kNone, "", "", true},
-    {"/casework.v1.OversightService/RecordCountyTalk", 0, Scope::kNone, "", "", true},
-    {"/casework.v1.OversightService/IssueCountyNotice", 0, Scope::kNone, "", "", true},
-    {"/casework.v1.OversightService/GetAccountabilityReport", 0, Scope::kNone, "", "", true},
-    // ---- end of OversightService ----
+    // OversightService (services/shell/oversight_service.h, docs/oversight.md).
+    {"/casework.v1.OversightService/ImportRegistry", kAdmin, Scope::kRefused,
+     R"(request_id: "$REQ"
+        csv: "organisation_id,display_name,jurisdiction,kind,grade,stars\n"
+             "authz-org,Authz,$ORG_JURISDICTION,village,4,0\n")"},
+    {"/casework.v1.OversightService/GetCountyReport", kAuditor | kAdmin | kApprover,
+     Scope::kRefused, R"(jurisdiction: "$COUNTY")"},
+    {"/casework.v1.OversightService/ListFlags", kAuditor | kAdmin | kApprover, Scope::kRefused,
+     R"(jurisdiction: "$COUNTY")"},
+    {"/casework.v1.OversightService/GetAccountabilityReport", kAuditor | kAdmin | kApprover,
+     Scope::kRefused, R"(county: "$COUNTY" period_start_time { seconds: 1 })"},
+    {"/casework.v1.OversightService/RecordCountyTalk", kApprover | kAuditor | kAdmin,
+     Scope::kRefused,
+     R"(request_id: "$REQ" county: "$COUNTY" talked_with { person_id: "head.county" }
+        subject: "authorization matrix")"},
+    {"/casework.v1.OversightService/IssueCountyNotice", kApprover | kAuditor | kAdmin,
+     Scope::kRefused,
+     R"(request_id: "$REQ" county: "$COUNTY" notice_id: "N-1" content: "authorization matrix")"},
+    {"/casework.v1.OversightService/DrawInspectionSample", kAuditor, Scope::kRefused,
+     R"(request_id: "$REQ" scope: "$COUNTY" sample_size: 1)"},
 };
 
 const std::set<std::string> kRoleRefusals = {"ACTOR_LACKS_ROLE", "AUDITOR_ROLE_REQUIRED"};
@@ -653,6 +663,7 @@ TEST_F(AuthzMatrix, EveryRpcAsEveryRoleInsideAndOutsideTheJurisdiction) {
 
 // The block of kExpectations marked unimplemented: every caller gets UNIMPLEMENTED, so
 // that an RPC implemented later fails here until its entry states its permissions.
+// Rows marked unimplemented (none in this build) must answer UNIMPLEMENTED to everyone.
 TEST_F(AuthzMatrix, RpcsMarkedUnimplementedAnswerUnimplementedToEveryone) {
   const auto [rpcs, cells] = CheckRows(/*unimplemented_rows=*/true);
   EXPECT_EQ(cells, rpcs * 15);

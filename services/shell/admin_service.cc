@@ -3,6 +3,7 @@
 #include <openssl/sha.h>
 
 #include <optional>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -332,6 +333,58 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeApproverKey(
   log_->AppendAsync(std::move(append), [reactor](absl::StatusOr<store::AppendResult> result) {
     reactor->Finish(result.ok() ? grpc::Status::OK : AppendFailed(result.status()));
   });
+  return reactor;
+}
+
+AdminServiceImpl::~AdminServiceImpl() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](bool* running) { return !*running; }, &backup_running_));
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::CreateBackup(
+    grpc::CallbackServerContext* ctx, const casework::v1::CreateBackupRequest* /*req*/,
+    casework::v1::CreateBackupResponse* resp) {
+  workflow::Principal actor;
+  if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) return Finish(ctx, status);
+  if (!actor.HasRole(workflow::Role::kAdmin)) {
+    return Finish(ctx,
+                  ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "ACTOR_LACKS_ROLE", "",
+                              absl::StrCat(actor.id,
+                                           " does not hold the role admin; "
+                                           "backups are taken by an administrator"),
+                              absl::StrCat(actor.id, " 不具有管理员角色；备份须由管理员执行")));
+  }
+  if (workflow::JurisdictionDepth(actor.jurisdiction) > 1) {
+    return Finish(ctx,
+                  ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "",
+                              absl::StrCat("a backup holds the whole ledger; ", actor.id,
+                                           " administers only ", actor.jurisdiction,
+                                           "; an administrator of the whole city must take it"),
+                              absl::StrCat("备份包含整个台账；", actor.id, " 仅管理 ",
+                                           actor.jurisdiction, "，须由全市管理员执行")));
+  }
+  if (!backup_) {
+    return Finish(ctx, ErrorStatus(grpc::StatusCode::FAILED_PRECONDITION, "BACKUP_NOT_CONFIGURED",
+                                   "", "this server takes no backups (no backup directory)",
+                                   "本服务器未配置备份目录"));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (backup_running_) {
+      return Finish(ctx, ErrorStatus(grpc::StatusCode::RESOURCE_EXHAUSTED, "BACKUP_RUNNING", "",
+                                     "a backup is already being taken; retry when it is done",
+                                     "已有备份正在进行，请稍后重试"));
+    }
+    backup_running_ = true;
+  }
+  auto* reactor = ctx->DefaultReactor();
+  std::thread([this, reactor, resp] {
+    const absl::Status status = backup_(resp);
+    reactor->Finish(status.ok() ? grpc::Status::OK : FromStoreStatus(status));
+    absl::MutexLock lock(&mu_);
+    backup_running_ = false;
+  }).detach();
   return reactor;
 }
 

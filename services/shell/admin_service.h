@@ -32,6 +32,7 @@
 // Two requests for the same approver at once: one gets ABORTED STALE_EXPECTED_VERSION.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "absl/container/flat_hash_set.h"
@@ -58,6 +59,18 @@ class AdminServiceImpl final : public casework::v1::AdminService::CallbackServic
       grpc::CallbackServerContext* ctx, const casework::v1::RevokeApproverKeyRequest* req,
       casework::v1::RevokeApproverKeyResponse* resp) override;
 
+  grpc::ServerUnaryReactor* CreateBackup(grpc::CallbackServerContext* ctx,
+                                         const casework::v1::CreateBackupRequest* req,
+                                         casework::v1::CreateBackupResponse* resp) override;
+
+  // How CreateBackup takes a backup: fills the response or returns the store's error.
+  // Unset: CreateBackup answers FAILED_PRECONDITION (backups not configured).
+  using BackupFn = std::function<absl::Status(casework::v1::CreateBackupResponse*)>;
+  void set_backup(BackupFn backup) { backup_ = std::move(backup); }
+
+  // Waits for a running backup (call after the server stopped).
+  ~AdminServiceImpl() override;
+
   [[nodiscard]] const ApproverKeys& keys() const { return keys_; }
 
  private:
@@ -73,6 +86,8 @@ class AdminServiceImpl final : public casework::v1::AdminService::CallbackServic
   // that one key cannot be registered twice at once for two approvers (two streams).
   absl::Mutex mu_;
   absl::flat_hash_set<std::string> pending_key_ids_ ABSL_GUARDED_BY(mu_);
+  BackupFn backup_;
+  bool backup_running_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace casework::shell
