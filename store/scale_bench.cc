@@ -1,0 +1,207 @@
+// The store at scale: fills a log to N events (default 10 million) on many streams, then
+// measures what must not grow with the log:
+//   - durable append throughput with 64 appends in flight, on the empty log and at N;
+//   - reopening the log (start-up after the process stops; nothing is replayed);
+//   - reading one stream's events (what GetCase's fold reads) by p50 / p99 / p99.9;
+//   - the process's resident memory after reopening.
+// Prints a table and one JSON line. Usage:
+//   bench_store_scale [--events N] [--streams S] [--dir DIR] [--keep]
+// DIR defaults to a fresh folder under $TMPDIR, removed unless --keep. An existing log in
+// DIR is reused (and grown to N), so a second run measures without filling again.
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "store/rocks_event_log.h"
+
+namespace casework::store {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kEventBytes = 200;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+int64_t RssKiB() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6);
+  }
+  return -1;
+}
+
+std::string StreamName(int64_t i) { return absl::StrCat("cases/s", i); }
+
+// Appends `appends` one-event appends with request ids, `window` in flight, streams taken
+// round-robin from `next_stream` over `streams`; returns events per second.
+double Fill(RocksEventLog& log, int64_t appends, int window, int64_t streams, int64_t* next_stream,
+            bool progress) {
+  absl::Mutex mu;
+  int in_flight = 0;
+  int64_t errors = 0;
+  const std::string payload(kEventBytes, 'e');
+  struct Room {
+    const int* in_flight;
+    int window;
+    bool Ready() const { return *in_flight < window; }
+  } room{&in_flight, window};
+  const auto start = Clock::now();
+  auto last_print = start;
+  for (int64_t i = 0; i < appends; ++i) {
+    const int64_t s = (*next_stream)++ % streams;
+    const std::string stream = StreamName(s);
+    auto version = log.StreamVersion(stream);
+    if (!version.ok()) std::abort();
+    {
+      absl::MutexLock lock(&mu);
+      mu.Await(absl::Condition(&room, &Room::Ready));
+      ++in_flight;
+    }
+    log.AppendAsync({.stream = stream,
+                     .expected_version = *version,
+                     .events = {payload},
+                     .request_id = absl::StrCat("r", *version + 1)},
+                    [&](absl::StatusOr<AppendResult> result) {
+                      absl::MutexLock lock(&mu);
+                      --in_flight;
+                      if (!result.ok()) ++errors;
+                    });
+    if (progress && Seconds(last_print) > 2) {
+      last_print = Clock::now();
+      std::fprintf(stderr, "\r  %lld / %lld events, %.0f events/s   ", static_cast<long long>(i),
+                   static_cast<long long>(appends), static_cast<double>(i) / Seconds(start));
+    }
+  }
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(
+      +[](int* n) { return *n == 0; }, &in_flight));
+  if (progress) std::fprintf(stderr, "\n");
+  if (errors != 0) {
+    std::fprintf(stderr, "%lld appends failed\n", static_cast<long long>(errors));
+    std::abort();
+  }
+  return static_cast<double>(appends) / Seconds(start);
+}
+
+double Percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+}  // namespace
+}  // namespace casework::store
+
+int main(int argc, char** argv) {
+  using namespace casework::store;
+  int64_t events = 10'000'000;
+  int64_t streams = 100'000;
+  std::string dir;
+  bool keep = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--events") == 0 && i + 1 < argc) {
+      events = std::atoll(argv[++i]);
+    } else if (std::strcmp(argv[i], "--streams") == 0 && i + 1 < argc) {
+      streams = std::atoll(argv[++i]);
+    } else if (std::strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
+      dir = argv[++i];
+    } else if (std::strcmp(argv[i], "--keep") == 0) {
+      keep = true;
+    } else {
+      std::fprintf(stderr, "usage: %s [--events N] [--streams S] [--dir DIR] [--keep]\n", argv[0]);
+      return 2;
+    }
+  }
+  const bool made_dir = dir.empty();
+  if (made_dir) {
+    std::string pattern = (std::filesystem::temp_directory_path() / "casework-scale-XXXXXX");
+    if (mkdtemp(pattern.data()) == nullptr) return 1;
+    dir = pattern;
+  }
+  RocksEventLog::Options options;
+  options.path = dir + "/log";
+  auto open = [&options]() {
+    auto log = RocksEventLog::Open(options);
+    if (!log.ok()) {
+      std::fprintf(stderr, "open: %s\n", log.status().ToString().c_str());
+      std::exit(1);
+    }
+    return *std::move(log);
+  };
+
+  constexpr int64_t kProbeAppends = 20'000;
+  constexpr int kProbeWindow = 64;
+  auto log = open();
+  int64_t next_stream = log->Size();
+  double empty_rate = 0;
+  if (log->Size() == 0) {
+    empty_rate = Fill(*log, kProbeAppends, kProbeWindow, streams, &next_stream, false);
+  }
+  if (log->Size() < events) {
+    std::fprintf(stderr, "filling to %lld events on %lld streams\n", static_cast<long long>(events),
+                 static_cast<long long>(streams));
+    const double rate = Fill(*log, events - log->Size(), 4096, streams, &next_stream, true);
+    std::fprintf(stderr, "filled at %.0f events/s\n", rate);
+  }
+  const int64_t size = log->Size();
+  const double full_rate = Fill(*log, kProbeAppends, kProbeWindow, streams, &next_stream, false);
+  log.reset();
+
+  // Start-up: open the stopped log (the checkpoint is checked, nothing is replayed).
+  const auto opening = Clock::now();
+  log = open();
+  const double open_seconds = Seconds(opening);
+  const int64_t rss_after_open = RssKiB();
+
+  // Reading one stream's events, as GetCase's fold does, for random streams.
+  std::mt19937_64 rng(7);
+  std::vector<double> read_micros;
+  for (int i = 0; i < 20'000; ++i) {
+    const std::string stream =
+        StreamName(static_cast<int64_t>(rng() % static_cast<uint64_t>(streams)));
+    const auto t = Clock::now();
+    auto version = log->StreamVersion(stream);
+    auto events_read = log->ReadStream(stream, 1, 1000);
+    if (!version.ok() || !events_read.ok()) std::abort();
+    read_micros.push_back(Seconds(t) * 1e6);
+  }
+  const int64_t rss_after_reads = RssKiB();
+  std::printf("| measure | value |\n|---|---|\n");
+  std::printf("| events in the log | %lld on %lld streams |\n", static_cast<long long>(size),
+              static_cast<long long>(streams));
+  if (empty_rate > 0)
+    std::printf("| durable appends/s, 64 in flight, empty log | %.0f |\n", empty_rate);
+  std::printf("| durable appends/s, 64 in flight, at %lld events | %.0f |\n",
+              static_cast<long long>(size), full_rate);
+  std::printf("| reopen (start-up) | %.3f s |\n", open_seconds);
+  std::printf("| read one stream (version + events) p50 / p99 / p99.9 | %.0f / %.0f / %.0f us |\n",
+              Percentile(read_micros, 0.5), Percentile(read_micros, 0.99),
+              Percentile(read_micros, 0.999));
+  std::printf("| RSS after reopen / after 20k reads | %lld / %lld MiB |\n",
+              static_cast<long long>(rss_after_open / 1024),
+              static_cast<long long>(rss_after_reads / 1024));
+  std::printf(
+      "{\"events\":%lld,\"empty_appends_per_s\":%.0f,\"full_appends_per_s\":%.0f,"
+      "\"open_s\":%.3f,\"read_p50_us\":%.0f,\"read_p99_us\":%.0f,\"rss_mib\":%lld}\n",
+      static_cast<long long>(size), empty_rate, full_rate, open_seconds,
+      Percentile(read_micros, 0.5), Percentile(read_micros, 0.99),
+      static_cast<long long>(rss_after_reads / 1024));
+  log.reset();
+  if (made_dir && !keep) std::filesystem::remove_all(dir);
+  return 0;
+}
