@@ -4,8 +4,16 @@
 // during the handshake (the call fails UNAVAILABLE and never reaches a handler); a valid
 // certificate naming an unknown identity is refused UNAUTHENTICATED IDENTITY_UNKNOWN; a
 // valid one acts as the identity in its certificate, whatever the metadata claims.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "clients/client.h"
 #include "gtest/gtest.h"
@@ -215,6 +223,56 @@ TEST(TlsFlags, TheServerRefusesToStartWithoutAnExplicitTransport) {
               std::string::npos)
         << both.error();
   }
+}
+
+// Connections that open TCP and never start the TLS handshake are closed by the server
+// after the handshake timeout (10 s), while a real client is served meanwhile.
+TEST_F(TlsTest, StalledHandshakesAreClosedAndOthersAreServed) {
+  constexpr int kStalled = 200;
+  const int port = std::stoi(server_->address().substr(server_->address().rfind(':') + 1));
+  std::vector<int> sockets;
+  for (int i = 0; i < kStalled; ++i) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    sockets.push_back(fd);
+  }
+  // Served while the stalled ones wait.
+  auto lister = With(
+      "lister", casework::testing::Issue({.uri_names = {"urn:casework:principal:lister"}}, ca_));
+  v1::CaseCommandResponse created;
+  auto status = Create(*lister, "tls-stall", &created);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+
+  // Every stalled connection is closed by the server (EOF or reset), within a bound.
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::seconds(40);
+  int closed = 0;
+  std::vector<pollfd> open;
+  for (int fd : sockets) open.push_back({.fd = fd, .events = POLLIN, .revents = 0});
+  while (!open.empty() && std::chrono::steady_clock::now() < deadline) {
+    if (poll(open.data(), open.size(), 1000) <= 0) continue;
+    std::vector<pollfd> still;
+    for (const pollfd& p : open) {
+      char byte = 0;
+      if (p.revents != 0 && recv(p.fd, &byte, 1, MSG_DONTWAIT) <= 0) {
+        ++closed;
+        close(p.fd);
+      } else {
+        still.push_back({.fd = p.fd, .events = POLLIN, .revents = 0});
+      }
+    }
+    open = std::move(still);
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (const pollfd& p : open) close(p.fd);
+  EXPECT_EQ(closed, kStalled) << "after " << seconds << " s";
+  std::printf("%d stalled handshakes closed by the server within %.1f s\n", closed, seconds);
 }
 
 }  // namespace
