@@ -276,6 +276,7 @@ class RocksEventLog::Impl {
 
 absl::Status RocksEventLog::Impl::OpenDb() {
   rocksdb::DBOptions db_options;
+  if (options_.env != nullptr) db_options.env = options_.env;
   db_options.create_if_missing = options_.create_if_missing;
   db_options.create_missing_column_families = true;
   // Fail closed: a torn tail after kill -9 is dropped (it was never acknowledged), a

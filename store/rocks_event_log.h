@@ -26,6 +26,10 @@
 #include "store/checkpoint.h"
 #include "store/event_log.h"
 
+namespace rocksdb {
+class Env;
+}  // namespace rocksdb
+
 namespace casework::store {
 
 class RocksEventLog final : public EventLog {
@@ -57,6 +61,12 @@ class RocksEventLog final : public EventLog {
     // on close. On open, a log shorter than it or with another root is refused.
     std::string checkpoint_path;
     int64_t checkpoint_interval_ms = 1000;
+
+    // Tests: a fault-injecting RocksDB Env (for example one made with
+    // rocksdb::NewCompositeEnv over a FileSystem wrapper); it must outlive the log.
+    // nullptr: the default Env. Only the RocksDB directory goes through it; the key and
+    // checkpoint files are written with POSIX calls.
+    rocksdb::Env* env = nullptr;
   };
 
   // The committed tree: size and RFC 9162 root.
