@@ -32,6 +32,7 @@
 #include "services/shell/metrics.h"
 #include "services/shell/oversight_service.h"
 #include "services/shell/principals.h"
+#include "services/shell/projections.h"
 #include "services/shell/receipts.h"
 #include "services/shell/server_limits.h"
 #include "services/shell/tls.h"
@@ -65,6 +66,7 @@ struct Flags {
   bool record_principals = true;
   std::string backup_dir;
   std::string restore_backup;
+  bool rebuild_projections = false;
   int64_t absence_flag_days = 30;
   int64_t stale_case_days = 3 * 365;
   int64_t follow_up_review_days = 365;
@@ -150,6 +152,9 @@ int main(int argc, char** argv) {
                  "restore the latest backup in this directory into <data-dir> (which must hold "
                  "no log yet), verified against its signed checkpoint, then exit")
       ->check(CLI::ExistingDirectory);
+  app.add_flag("--rebuild-projections", flags.rebuild_projections,
+               "drop the read models (case table, indexes, counters, approver keys) and "
+               "re-derive them from the log, then exit (the server must be stopped)");
   app.add_flag("--record-principals,!--no-record-principals", flags.record_principals,
                "record the principals file in the log (stream config/principals) at start and "
                "on each reload, and stamp every event with the version its actor was "
@@ -260,6 +265,26 @@ int main(int argc, char** argv) {
     return 3;
   }
 
+  if (flags.rebuild_projections) {
+    casework::shell::ProjectionReplayer replayer;
+    const auto started = std::chrono::steady_clock::now();
+    auto rebuilt = (*log)->RebuildProjections([&replayer](const casework::store::StoredEvent& e)
+                                                  -> std::vector<casework::store::ProjectionWrite> {
+      auto writes = replayer.Project(e);
+      if (!writes.ok()) {
+        spdlog::error("rebuild: {}", writes.status().ToString());
+        std::exit(3);
+      }
+      return *std::move(writes);
+    });
+    if (!rebuilt.ok()) {
+      spdlog::error("rebuilding the projections failed: {}", rebuilt.ToString());
+      return 3;
+    }
+    spdlog::info("projections rebuilt from {} events in {:.1f} s", (*log)->Size(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    return 0;
+  }
   if (flags.record_principals) {
     if (auto recorded = casework::shell::RecordPrincipals(log->get(), **principals,
                                                           casework::shell::SystemClockMicros());

@@ -1,9 +1,12 @@
 #include "services/shell/projections.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
+#include "services/shell/approver_keys.h"
+#include "services/workflow/decider.h"
 
 namespace casework::shell {
 namespace {
@@ -112,6 +115,26 @@ void ProjectCase(const Case& before, const Case& after, std::vector<ProjectionWr
     if (!is_new) Delete(out, kByDeadlineTable, DeadlineKey(DeadlineMicros(before), id));
     Put(out, kByDeadlineTable, DeadlineKey(DeadlineMicros(after), id));
   }
+}
+
+absl::StatusOr<std::vector<ProjectionWrite>> ProjectionReplayer::Project(
+    const store::StoredEvent& stored) {
+  casework::v1::Event event;
+  if (!event.ParseFromString(stored.bytes)) {
+    return absl::DataLossError(
+        absl::StrCat("the event at position ", stored.position, " does not parse"));
+  }
+  std::vector<ProjectionWrite> out;
+  if (stored.stream.rfind("cases/", 0) == 0) {
+    Case& state = cases_[stored.stream];
+    Case after = state;
+    workflow::Evolve(after, event);
+    ProjectCase(state, after, &out);
+    state = std::move(after);
+  } else if (stored.stream.rfind(kApproverStreamPrefix, 0) == 0) {
+    out = ProjectApproverKeyEvent(event);
+  }
+  return out;
 }
 
 }  // namespace casework::shell

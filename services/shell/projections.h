@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
 #include "casework/v1/case.pb.h"
 #include "store/event_log.h"
 
@@ -30,6 +32,19 @@ inline constexpr char kCountsTable[] = "counts";
 // the case is new) to `after`.
 void ProjectCase(const casework::v1::Case& before, const casework::v1::Case& after,
                  std::vector<store::ProjectionWrite>* out);
+
+// Re-derives the projection writes of the stored events, fed in position order from 0,
+// for RocksEventLog::RebuildProjections: folds every case through Evolve and emits what
+// the write path emitted for it (ProjectCase, ProjectApproverKeyEvent). A rebuild with it
+// equals incremental maintenance byte for byte.
+class ProjectionReplayer {
+ public:
+  // The writes of one stored event; kDataLoss when its bytes do not parse.
+  absl::StatusOr<std::vector<store::ProjectionWrite>> Project(const store::StoredEvent& stored);
+
+ private:
+  absl::flat_hash_map<std::string, casework::v1::Case> cases_;
+};
 
 // Index keys, shared by the writer and the readers.
 [[nodiscard]] std::string StateKey(casework::v1::CaseState state, std::string_view case_id);
