@@ -2,9 +2,9 @@
 
 #include <optional>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "services/shell/list_filter.h"
+#include "services/shell/page_token.h"
 #include "services/shell/projections.h"
 #include "services/shell/status_mapping.h"
 
@@ -51,30 +51,6 @@ grpc::Status BadPageToken() {
                      "page_token is not one this server issued for this query; start again "
                      "without a page_token",
                      "page_token 无效或与查询条件不符；请不带 page_token 重新查询");
-}
-
-// Page tokens: web-safe base64 of
-//   u32 big-endian key length || key || query tag
-// where key is the first index key of the next page and the query tag is the filter and
-// order of the request that made it, so a token only continues its own query.
-std::string EncodePageToken(const std::string& key, const std::string& query_tag) {
-  std::string raw;
-  const uint32_t n = static_cast<uint32_t>(key.size());
-  for (int shift = 24; shift >= 0; shift -= 8) raw.push_back(static_cast<char>(n >> shift));
-  raw += key;
-  raw += query_tag;
-  return absl::WebSafeBase64Escape(raw);
-}
-
-std::optional<std::string> DecodePageToken(const std::string& token, const std::string& query_tag) {
-  std::string raw;
-  if (!absl::WebSafeBase64Unescape(token, &raw) || raw.size() < 4) return std::nullopt;
-  uint32_t n = 0;
-  for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<uint8_t>(raw[i]);
-  if (raw.size() - 4 < n || raw.compare(4 + n, std::string::npos, query_tag) != 0) {
-    return std::nullopt;
-  }
-  return raw.substr(4, n);
 }
 
 }  // namespace
@@ -195,7 +171,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
 
   // The token binds the position to the query, so a token cannot be replayed against
   // another filter or order.
-  const std::string query_tag = absl::StrCat(req->filter(), "\n", req->order_by());
+  const std::string query_tag = ListCasesQueryTag(req->filter(), req->order_by());
   std::string start_key = prefix;
   if (!req->page_token().empty()) {
     auto key = DecodePageToken(req->page_token(), query_tag);
@@ -273,18 +249,16 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCaseEvents(
                                               : std::min(req->page_size(), kEventsPageSizeMax);
   int64_t from_version = 1;
   if (!req->page_token().empty()) {
-    std::string raw;
-    if (!absl::WebSafeBase64Unescape(req->page_token(), &raw) ||
-        !absl::SimpleAtoi(raw, &from_version) || from_version < 1) {
-      return Finish(ctx, BadPageToken());
-    }
+    std::optional<int64_t> version = DecodeEventsPageToken(req->page_token());
+    if (!version.has_value()) return Finish(ctx, BadPageToken());
+    from_version = *version;
   }
   auto records = processor_->ReadCaseEvents(case_id, from_version, page_size);
   if (!records.ok()) return Finish(ctx, FromStoreStatus(records.status()));
   for (auto& r : *records) *resp->add_events() = std::move(r);
   const int64_t next = from_version + static_cast<int64_t>(records->size());
   if (next <= loaded->version()) {
-    resp->set_next_page_token(absl::WebSafeBase64Escape(absl::StrCat(next)));
+    resp->set_next_page_token(EncodeEventsPageToken(next));
   }
   return Finish(ctx, grpc::Status::OK);
 }

@@ -1,0 +1,28 @@
+// The page tokens of CaseService: opaque to clients, decoded from untrusted bytes.
+//
+//   ListCases:      web-safe base64 of u32be key length || key || query tag
+//                   (the key is the first index key of the next page; the query tag,
+//                   ListCasesQueryTag, binds the token to the filter and order that made it)
+//   ListCaseEvents: web-safe base64 of the decimal version to go on from (>= 1)
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace casework::shell {
+
+// The query a ListCases token continues: filter and order_by as the request gave them.
+[[nodiscard]] std::string ListCasesQueryTag(std::string_view filter, std::string_view order_by);
+
+[[nodiscard]] std::string EncodePageToken(std::string_view key, std::string_view query_tag);
+// The key, or nullopt when `token` is not one EncodePageToken made for `query_tag`.
+[[nodiscard]] std::optional<std::string> DecodePageToken(std::string_view token,
+                                                         std::string_view query_tag);
+
+[[nodiscard]] std::string EncodeEventsPageToken(int64_t next_version);
+// The version (>= 1), or nullopt when `token` is not an events page token.
+[[nodiscard]] std::optional<int64_t> DecodeEventsPageToken(std::string_view token);
+
+}  // namespace casework::shell
