@@ -1,8 +1,8 @@
 // Writes the seed corpus of the fuzz targets (fuzz/corpus/<target>/) from real data:
 // commands the core accepts, the events it decides, appended to a real RocksEventLog that
 // signs with the corpus key (fuzz_keys.h); that log's checkpoints and exports, made as
-// AuditService.ExportLog makes them; the sample principals file; registry files; and
-// signed notes copied from store/testdata/merkle/note/vectors.json.
+// AuditService.ExportLog makes them; the sample principals file; registry files; config
+// files; and signed notes copied from store/testdata/merkle/note/vectors.json.
 //
 //   fuzz_make_corpus <source root> <corpus dir>
 //
@@ -447,6 +447,26 @@ int main(int argc, char** argv) {
   Write("registry_csv_fuzz", "columns-reordered",
         "stars,grade,kind,jurisdiction,display_name,organisation_id\n"
         "2,4,community,c/k/t/x,X,x\n");
+
+  // --- config files for caseworkd --config (TOML and INI)
+  Write("config_fuzz", "server.toml",
+        "# caseworkd\n"
+        "listen = \"127.0.0.1:7070\"\n"
+        "data-dir = \"/var/lib/casework\"\n"
+        "insecure-plaintext = true\n"
+        "max-concurrent-streams = 200\n"
+        "log-level = \"warn\"\n"
+        "closure-approvers-min = 3\n"
+        "record-principals = false\n"
+        "absence-flag-days = 45\n");
+  Write("config_fuzz", "server.ini",
+        "; caseworkd\n"
+        "[default]\n"
+        "listen=0.0.0.0:7070\n"
+        "drain-seconds=30\n"
+        "metrics-listen=off\n"
+        "max-receive-message-bytes=131072\n"
+        "backup-dir='/srv/backups'\n");
 
   std::cout << "wrote " << files_written << " files under " << corpus_root.string() << "\n";
   return 0;

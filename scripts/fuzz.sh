@@ -25,7 +25,7 @@ lock=/tmp/casework-build.lock
 build=build/fuzz
 chunk_seconds=300
 all_targets=(base64_fuzz event_bytes_fuzz decide_fuzz page_token_fuzz list_filter_fuzz
-             checkpoint_fuzz export_fuzz principals_fuzz registry_csv_fuzz)
+             checkpoint_fuzz export_fuzz principals_fuzz registry_csv_fuzz config_fuzz)
 read -r -a targets <<<"${FUZZ_TARGETS:-${all_targets[*]}}"
 
 bash scripts/deps.sh --test
