@@ -435,7 +435,7 @@ TEST(RocksEventLogPowerLoss, EveryAcknowledgedAppendSurvivesPowerCuts) {
           }
           // An online backup flushes every column family's memtable (the flush job of a
           // full memtable, after a switch to a new WAL) while the appenders go on.
-          fs->CutAtOp(kFlushOps, 1 + rng() % 30);
+          fs->CutAtOp(kFlushOps, 1 + rng() % 20);
           const std::string backup_dir = dir.Sub("backup");
           absl::Status backup_status;
           std::thread backup([&] {
