@@ -395,6 +395,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
   const bool started = StartJob([this, reactor, resp, root, cut = *cut, ctx] {
     // Fold every case through Evolve up to the cut.
     absl::flat_hash_map<std::string, v1::Case> cases;
+    v1::Event event;  // reused: parsing into it keeps its allocations
     int64_t position = 0;
     int64_t end = cut.position;
     while (position < end) {
@@ -412,7 +413,6 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
       for (const store::StoredEvent& e : *events) {
         position = e.position + 1;
         if (e.stream.rfind("cases/", 0) != 0) continue;
-        v1::Event event;
         if (!event.ParseFromString(e.bytes)) {
           reactor->Finish(FromStoreStatus(absl::DataLossError(
               absl::StrCat("the event at position ", e.position, " does not parse"))));
