@@ -257,6 +257,19 @@ uint64_t PowerLossFs::BytesAppended(uint32_t kinds) const {
   return total;
 }
 
+bool PowerLossFs::FileState(const std::string& path, uint64_t* written, uint64_t* synced) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto [dir, name] = Split(path);
+  auto d = dirs_.find(dir);
+  if (d == dirs_.end()) return false;
+  auto it = d->second.current.find(name);
+  if (it == d->second.current.end()) return false;
+  const Inode& inode = inodes_.at(it->second);
+  *written = inode.written;
+  *synced = inode.synced;
+  return true;
+}
+
 uint32_t PowerLossFs::FirstRefused() const {
   std::lock_guard<std::mutex> lock(mu_);
   return first_refused_;

@@ -112,6 +112,8 @@ class PowerLossFs final : public rocksdb::FileSystemWrapper {
   uint64_t OpCount(uint32_t kinds) const;
   // Bytes appended to files of the append `kinds` (kWalAppend, ...) so far.
   uint64_t BytesAppended(uint32_t kinds) const;
+  // Bytes written to and synced of the file `path` names now; false when it names none.
+  bool FileState(const std::string& path, uint64_t* written, uint64_t* synced) const;
   // The kind of the first operation refused because the power was off (0: none yet;
   // KindName(0) is "idle").
   uint32_t FirstRefused() const;
