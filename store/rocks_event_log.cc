@@ -4,6 +4,7 @@
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/merge_operator.h>
 #include <rocksdb/options.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/backup_engine.h>
 #include <rocksdb/write_batch.h>
@@ -88,6 +89,8 @@ struct Outcome {
 struct Batch {
   rocksdb::WriteBatch write;
   std::vector<Outcome> outcomes;
+  size_t events = 0;  // events and event bytes of the appends taken into it
+  size_t bytes = 0;
   int64_t size_before = 0;
   int64_t size_after = 0;
   Hash root_after{};
@@ -196,22 +199,33 @@ class RocksEventLog::Impl {
   void CheckpointerLoop();
   void SequencerLoop();
   void WriterLoop();
-  std::vector<Pending> Take() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<Pending> Take(size_t events, size_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<AppendResult> Apply(const AppendRequest& request, Batch* batch, Overlay* overlay);
   absl::StatusOr<std::optional<AppendResult>> FindRequest(const std::string& key,
                                                           const Overlay& overlay) const;
   absl::StatusOr<int64_t> CurrentVersion(const std::string& stream, const Overlay& overlay);
-  void Handoff(std::unique_ptr<Batch> batch, Overlay overlay);
-  void SetReadOnly(const absl::Status& status);
+  void Publish(std::unique_ptr<Batch> batch, Overlay overlay) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<StoredEvent> DecodeEvent(int64_t position, std::string_view value) const;
 
+  // The sequencer wakes for new appends it has room for, and for an idle writer when it
+  // holds an open batch.
   bool SequencerHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return stopping_ || (!paused_ && !queue_.empty());
+    return (stopping_ && !open_pending_) ||
+           ((!paused_ || stopping_) && !queue_.empty() && !open_full_) ||
+           (open_pending_ && WriterIdle() && OpenReady());
   }
-  bool WriterIdle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(handoff_mu_) {
+  bool SequencerHasWorkOrIdleWriter() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return SequencerHasWork() || (open_pending_ && WriterIdle());
+  }
+  // The open batch is handed over at once when it holds as many appends as the writer
+  // last answered (or is full, or the log stops); otherwise it lingers.
+  bool OpenReady() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return open_appends_ >= last_answered_ || open_full_ || stopping_;
+  }
+  bool WriterIdle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return slot_ == nullptr && !writing_;
   }
-  bool WriterHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(handoff_mu_) {
+  bool WriterHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return slot_ != nullptr || writer_exit_;
   }
 
@@ -235,12 +249,21 @@ class RocksEventLog::Impl {
   bool paused_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status read_only_ ABSL_GUARDED_BY(mu_);  // not OK once a write failed
 
-  // The hand-off of one built batch from the sequencer to the writer.
-  absl::Mutex handoff_mu_;
-  std::unique_ptr<Batch> slot_ ABSL_GUARDED_BY(handoff_mu_);
-  bool writing_ ABSL_GUARDED_BY(handoff_mu_) = false;  // a taken batch is not yet durable
-  bool writer_exit_ ABSL_GUARDED_BY(handoff_mu_) = false;
-  absl::Status write_status_ ABSL_GUARDED_BY(handoff_mu_);  // the first failed write
+  // The hand-off of one built batch from the sequencer to the writer. The sequencer keeps
+  // one batch open and adds every arriving append to it until the writer is idle (the
+  // previous batch synced and answered); only then is it handed over. So a batch holds
+  // everything that arrived during the previous sync and its answers, and callers that
+  // resubmit as soon as they are answered join the next batch instead of forming a
+  // small one of their own.
+  std::unique_ptr<Batch> slot_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;  // a taken batch is not yet synced and answered
+  bool writer_exit_ ABSL_GUARDED_BY(mu_) = false;
+  bool open_pending_ ABSL_GUARDED_BY(mu_) = false;  // the sequencer holds an open batch
+  bool open_full_ ABSL_GUARDED_BY(mu_) = false;     // ... that has no room for more
+  size_t open_appends_ ABSL_GUARDED_BY(mu_) = 0;    // ... with this many appends
+  size_t last_answered_ ABSL_GUARDED_BY(mu_) = 0;   // appends of the last batch written
+  absl::Time writer_idle_at_ ABSL_GUARDED_BY(mu_);  // when the writer last turned idle
+  absl::Status write_status_ ABSL_GUARDED_BY(mu_);  // the first failed write
 
   absl::Mutex listener_mu_;
   std::shared_ptr<const std::function<void(int64_t)>> listener_ ABSL_GUARDED_BY(listener_mu_);
@@ -292,12 +315,17 @@ absl::Status RocksEventLog::Impl::OpenDb() {
   rocksdb::ColumnFamilyOptions plain;
   rocksdb::ColumnFamilyOptions with_filter;
   with_filter.table_factory.reset(rocksdb::NewBlockBasedTableFactory(point_lookups));
+  // Positions are big-endian and only grow: every insert into the events memtable lands
+  // right after the last one, so a hint shared by all keys (the same 4-byte prefix below
+  // 2^32 events) makes it O(1) instead of a skip-list search.
+  rocksdb::ColumnFamilyOptions events = with_filter;
+  events.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(4));
   rocksdb::ColumnFamilyOptions counters;
   counters.merge_operator = std::make_shared<AddInt64Operator>();
 
   std::vector<rocksdb::ColumnFamilyDescriptor> families = {
       {rocksdb::kDefaultColumnFamilyName, plain},
-      {format::kEventsFamily, with_filter},
+      {format::kEventsFamily, events},
       {format::kStreamsFamily, plain},
       {format::kRequestsFamily, with_filter},
       {format::kProjectionsFamily, counters},
@@ -519,21 +547,16 @@ void RocksEventLog::Impl::AppendAsync(AppendRequest request, AppendCallback done
   std::move(done)(std::move(status));
 }
 
-void RocksEventLog::Impl::SetReadOnly(const absl::Status& status) {
-  absl::MutexLock lock(&mu_);
-  if (read_only_.ok()) read_only_ = status;
-}
-
-std::vector<Pending> RocksEventLog::Impl::Take() {
+std::vector<Pending> RocksEventLog::Impl::Take(size_t events, size_t bytes) {
+  // `events` and `bytes` are already in the open batch; a batch always takes at least one
+  // append, whatever its size (Validate bounds each append).
   std::vector<Pending> taken;
-  size_t events = 0;
-  size_t bytes = 0;
   while (!queue_.empty()) {
     const AppendRequest& next = queue_.front().request;
     size_t next_events = next.events.size();
     size_t next_bytes = RequestBytes(next);
-    if (!taken.empty() && (events + next_events > options_.batch_events_max ||
-                           bytes + next_bytes > options_.batch_bytes_max)) {
+    if ((events > 0 || !taken.empty()) && (events + next_events > options_.batch_events_max ||
+                                           bytes + next_bytes > options_.batch_bytes_max)) {
       break;
     }
     events += next_events;
@@ -545,31 +568,65 @@ std::vector<Pending> RocksEventLog::Impl::Take() {
 }
 
 void RocksEventLog::Impl::SequencerLoop() {
+  std::unique_ptr<Batch> open;  // the batch being filled
+  Overlay overlay;              // what `open` changes
+  const int64_t linger_us = std::max<int64_t>(options_.batch_linger_us, 0);
   for (;;) {
     std::vector<Pending> taken;
+    bool lingered = false;
     {
       absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(this, &Impl::SequencerHasWork));
-      if (queue_.empty()) break;  // stopping, and everything queued was taken
-      taken = Take();
+      while (!SequencerHasWork()) {
+        if (open_pending_ && WriterIdle()) {
+          // Linger for the appends that the last answers released.
+          if (!mu_.AwaitWithDeadline(absl::Condition(this, &Impl::SequencerHasWork),
+                                     writer_idle_at_ + absl::Microseconds(linger_us))) {
+            lingered = true;
+            break;
+          }
+        } else {
+          mu_.Await(absl::Condition(this, &Impl::SequencerHasWorkOrIdleWriter));
+        }
+      }
+      if (stopping_ && queue_.empty() && open == nullptr) break;
+      if (!paused_ || stopping_) {
+        taken = open == nullptr ? Take(0, 0) : Take(open->events, open->bytes);
+      }
     }
     if (!failed_.ok()) {
       for (Pending& pending : taken) std::move(pending.done)(failed_);
-      continue;
+      taken.clear();
     }
-    auto batch = std::make_unique<Batch>();
-    Overlay overlay;
-    batch->size_before = next_position_;
-    batch->outcomes.reserve(taken.size());
-    for (Pending& pending : taken) {
-      absl::StatusOr<AppendResult> result = Apply(pending.request, batch.get(), &overlay);
-      batch->outcomes.push_back(Outcome{std::move(pending.done), std::move(result)});
+    if (!taken.empty()) {
+      if (open == nullptr) {
+        open = std::make_unique<Batch>();
+        open->size_before = next_position_;
+      }
+      open->outcomes.reserve(open->outcomes.size() + taken.size());
+      for (Pending& pending : taken) {
+        open->events += pending.request.events.size();
+        open->bytes += RequestBytes(pending.request);
+        absl::StatusOr<AppendResult> result = Apply(pending.request, open.get(), &overlay);
+        open->outcomes.push_back(Outcome{std::move(pending.done), std::move(result)});
+      }
+      open->size_after = next_position_;
+      open->root_after = frontier_.Root();
     }
-    batch->size_after = next_position_;
-    batch->root_after = frontier_.Root();
-    Handoff(std::move(batch), std::move(overlay));
+    absl::MutexLock lock(&mu_);
+    open_pending_ = open != nullptr;
+    open_full_ = open != nullptr && (open->events >= options_.batch_events_max ||
+                                     open->bytes >= options_.batch_bytes_max);
+    open_appends_ = open == nullptr ? 0 : open->outcomes.size();
+    if (open != nullptr && WriterIdle() && (lingered || OpenReady())) {
+      Publish(std::move(open), std::move(overlay));
+      open = nullptr;
+      overlay = Overlay();
+      open_pending_ = false;
+      open_full_ = false;
+      open_appends_ = 0;
+    }
   }
-  absl::MutexLock lock(&handoff_mu_);
+  absl::MutexLock lock(&mu_);
   writer_exit_ = true;
 }
 
@@ -675,20 +732,15 @@ absl::StatusOr<AppendResult> RocksEventLog::Impl::Apply(const AppendRequest& req
   return result;
 }
 
-void RocksEventLog::Impl::Handoff(std::unique_ptr<Batch> batch, Overlay overlay) {
-  absl::Status failed;
-  {
-    absl::MutexLock lock(&handoff_mu_);
-    handoff_mu_.Await(absl::Condition(this, &Impl::WriterIdle));
-    failed = write_status_;
-    if (failed.ok()) slot_ = std::move(batch);
-  }
-  if (!failed.ok()) {
+void RocksEventLog::Impl::Publish(std::unique_ptr<Batch> batch, Overlay overlay) {
+  // The writer is idle: every batch before this one is durable (or failed).
+  if (!write_status_.ok()) {
     // The batch was built on top of one that did not become durable.
-    failed_ = failed;
-    for (Outcome& outcome : batch->outcomes) std::move(outcome.done)(failed);
+    failed_ = write_status_;
+    for (Outcome& outcome : batch->outcomes) std::move(outcome.done)(failed_);
     return;
   }
+  slot_ = std::move(batch);
   // The previous batch is durable: its versions join the cache.
   for (auto& [stream, version] : inflight_.versions) {
     if (version_cache_.size() >= options_.version_cache_entries_max) version_cache_.clear();
@@ -701,8 +753,8 @@ void RocksEventLog::Impl::WriterLoop() {
   for (;;) {
     std::unique_ptr<Batch> batch;
     {
-      absl::MutexLock lock(&handoff_mu_);
-      handoff_mu_.Await(absl::Condition(this, &Impl::WriterHasWork));
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &Impl::WriterHasWork));
       if (slot_ == nullptr) return;
       batch = std::move(slot_);
       writing_ = true;
@@ -722,24 +774,23 @@ void RocksEventLog::Impl::WriterLoop() {
                            "; fix the disk and restart the server"));
       }
     }
-    if (status.ok() && batch->size_after > batch->size_before) {
+    if (!status.ok()) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (write_status_.ok()) write_status_ = status;
+        if (read_only_.ok()) read_only_ = status;
+      }
+      for (Outcome& outcome : batch->outcomes) std::move(outcome.done)(status);
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      continue;
+    }
+    if (batch->size_after > batch->size_before) {
       {
         absl::MutexLock lock(&head_mu_);
         head_ = TreeHead{.size = batch->size_after, .root = batch->root_after};
       }
       size_.store(batch->size_after, std::memory_order_release);
-    }
-    {
-      absl::MutexLock lock(&handoff_mu_);
-      writing_ = false;
-      if (!status.ok() && write_status_.ok()) write_status_ = status;
-    }
-    if (!status.ok()) {
-      SetReadOnly(status);
-      for (Outcome& outcome : batch->outcomes) std::move(outcome.done)(status);
-      continue;
-    }
-    if (batch->size_after > batch->size_before) {
       std::shared_ptr<const std::function<void(int64_t)>> listener;
       {
         absl::MutexLock lock(&listener_mu_);
@@ -750,6 +801,11 @@ void RocksEventLog::Impl::WriterLoop() {
     for (Outcome& outcome : batch->outcomes) {
       std::move(outcome.done)(std::move(outcome.result));
     }
+    // Idle only now: the appends that the answers just released join the open batch.
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    last_answered_ = batch->outcomes.size();
+    writer_idle_at_ = absl::Now();
   }
 }
 

@@ -40,9 +40,13 @@ class RocksEventLog final : public EventLog {
     bool create_if_missing = true;
 
     // Bounds. A request beyond an input bound is refused with kInvalidArgument.
-    size_t queue_appends_max = 65536;      // queued appends; beyond: kResourceExhausted
-    size_t batch_events_max = 8192;        // events per synced write
-    size_t batch_bytes_max = 32u << 20;    // event bytes per synced write
+    size_t queue_appends_max = 65536;    // queued appends; beyond: kResourceExhausted
+    size_t batch_events_max = 8192;      // events per synced write
+    size_t batch_bytes_max = 32u << 20;  // event bytes per synced write
+    // When the writer turns idle, the next batch waits up to this long for as many appends
+    // as the last batch answered (callers resubmitting after their answer), unless it
+    // already holds that many. 0 hands each batch over as soon as the writer is idle.
+    int64_t batch_linger_us = 100;
     size_t append_events_max = 4096;       // events per append
     size_t append_projections_max = 4096;  // projection writes per append
     size_t event_bytes_max = 1u << 20;     // bytes per event
