@@ -143,6 +143,7 @@ class RocksEventLog::Impl {
     started_ = true;
     sequencer_ = std::thread([this] { SequencerLoop(); });
     writer_ = std::thread([this] { WriterLoop(); });
+    if (options_.answer_thread) answerer_ = std::thread([this] { AnswererLoop(); });
     checkpointer_ = std::thread([this] { CheckpointerLoop(); });
   }
   void Shutdown();
@@ -199,6 +200,8 @@ class RocksEventLog::Impl {
   void CheckpointerLoop();
   void SequencerLoop();
   void WriterLoop();
+  void AnswererLoop();
+  void Answer(std::unique_ptr<Batch> batch);
   std::vector<Pending> Take(size_t events, size_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<AppendResult> Apply(const AppendRequest& request, Batch* batch, Overlay* overlay);
   absl::StatusOr<std::optional<AppendResult>> FindRequest(const std::string& key,
@@ -294,7 +297,13 @@ class RocksEventLog::Impl {
   bool started_ = false;
   std::thread sequencer_;
   std::thread writer_;
+  std::thread answerer_;
   std::thread checkpointer_;
+
+  // Synced (or failed) batches whose callers are not yet answered, in order.
+  absl::Mutex answer_mu_;
+  std::deque<std::unique_ptr<Batch>> answers_ ABSL_GUARDED_BY(answer_mu_);
+  bool answerer_exit_ ABSL_GUARDED_BY(answer_mu_) = false;
 };
 
 absl::Status RocksEventLog::Impl::OpenDb() {
@@ -444,6 +453,11 @@ void RocksEventLog::Impl::Shutdown() {
   }
   if (sequencer_.joinable()) sequencer_.join();
   if (writer_.joinable()) writer_.join();
+  {
+    absl::MutexLock lock(&answer_mu_);
+    answerer_exit_ = true;
+  }
+  if (answerer_.joinable()) answerer_.join();
   {
     absl::MutexLock lock(&mu_);
     checkpointer_exit_ = true;
@@ -780,12 +794,8 @@ void RocksEventLog::Impl::WriterLoop() {
         if (write_status_.ok()) write_status_ = status;
         if (read_only_.ok()) read_only_ = status;
       }
-      for (Outcome& outcome : batch->outcomes) std::move(outcome.done)(status);
-      absl::MutexLock lock(&mu_);
-      writing_ = false;
-      continue;
-    }
-    if (batch->size_after > batch->size_before) {
+      for (Outcome& outcome : batch->outcomes) outcome.result = status;
+    } else if (batch->size_after > batch->size_before) {
       {
         absl::MutexLock lock(&head_mu_);
         head_ = TreeHead{.size = batch->size_after, .root = batch->root_after};
@@ -798,14 +808,40 @@ void RocksEventLog::Impl::WriterLoop() {
       }
       if (listener != nullptr && *listener) (*listener)(batch->size_after);
     }
-    for (Outcome& outcome : batch->outcomes) {
-      std::move(outcome.done)(std::move(outcome.result));
-    }
-    // Idle only now: the appends that the answers just released join the open batch.
+    const size_t answered = batch->outcomes.size();
+    Answer(std::move(batch));
+    // Idle only now; the open batch lingers for the appends that these answers release.
     absl::MutexLock lock(&mu_);
     writing_ = false;
-    last_answered_ = batch->outcomes.size();
+    last_answered_ = answered;
     writer_idle_at_ = absl::Now();
+  }
+}
+
+void RocksEventLog::Impl::Answer(std::unique_ptr<Batch> batch) {
+  if (!options_.answer_thread) {
+    for (Outcome& outcome : batch->outcomes) std::move(outcome.done)(std::move(outcome.result));
+    return;
+  }
+  absl::MutexLock lock(&answer_mu_);
+  answers_.push_back(std::move(batch));
+}
+
+void RocksEventLog::Impl::AnswererLoop() {
+  for (;;) {
+    std::unique_ptr<Batch> batch;
+    {
+      absl::MutexLock lock(&answer_mu_);
+      answer_mu_.Await(absl::Condition(
+          +[](Impl* impl) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            return !impl->answers_.empty() || impl->answerer_exit_;
+          },
+          this));
+      if (answers_.empty()) return;
+      batch = std::move(answers_.front());
+      answers_.pop_front();
+    }
+    for (Outcome& outcome : batch->outcomes) std::move(outcome.done)(std::move(outcome.result));
   }
 }
 

@@ -47,6 +47,9 @@ class RocksEventLog final : public EventLog {
     // as the last batch answered (callers resubmitting after their answer), unless it
     // already holds that many. 0 hands each batch over as soon as the writer is idle.
     int64_t batch_linger_us = 100;
+    // Answer each synced batch on a thread of its own, so that the writer starts the next
+    // sync while the callers' callbacks run (a server's callbacks send the responses).
+    bool answer_thread = true;
     size_t append_events_max = 4096;       // events per append
     size_t append_projections_max = 4096;  // projection writes per append
     size_t event_bytes_max = 1u << 20;     // bytes per event
