@@ -909,14 +909,23 @@ absl::StatusOr<std::vector<StoredEvent>> RocksEventLog::Impl::ReadStream(std::st
     int64_t last_version = 0;
     format::StreamExtent extent;
     if (!format::DecodeStreamKey(ToView(it->key()), &found, &last_version) || found != stream ||
-        !format::DecodeStreamExtent(ToView(it->value()), &extent) ||
-        extent.first_version > last_version) {
+        !format::DecodeStreamExtent(ToView(it->value()), &extent) || extent.first_version < 1 ||
+        extent.first_version > last_version || extent.first_position < 0 ||
+        last_version - extent.first_version > INT64_MAX - extent.first_position) {
       return absl::DataLossError(
           absl::StrCat("an index entry of stream ", Sv(stream), " is malformed; run verify"));
     }
     for (int64_t v = std::max(from_version, extent.first_version);
          v <= last_version && wanted.size() < limit; ++v) {
-      wanted.emplace_back(extent.first_position + (v - extent.first_version), v);
+      const int64_t position = extent.first_position + (v - extent.first_version);
+      // A stream's events only move forward in the log; anything else is a damaged index
+      // (and MultiGet below needs its keys sorted).
+      if (!wanted.empty() && position <= wanted.back().first) {
+        return absl::DataLossError(absl::StrCat("the index of stream ", Sv(stream),
+                                                " places version ", v, " at position ", position,
+                                                ", not after the previous version; run verify"));
+      }
+      wanted.emplace_back(position, v);
     }
   }
   STORE_RETURN_IF_ERROR(FromRocks(it->status(), "reading a stream"));
