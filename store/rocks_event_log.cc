@@ -1,5 +1,6 @@
 #include "store/rocks_event_log.h"
 
+#include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/merge_operator.h>
@@ -318,18 +319,28 @@ absl::Status RocksEventLog::Impl::OpenDb() {
   db_options.max_background_jobs = 2;
   db_options.bytes_per_sync = 1u << 20;
   db_options.keep_log_file_num = 10;
+  // Bounded memory and a bounded replay at start-up (see Options).
+  db_options.db_write_buffer_size = options_.memtable_bytes_max;
+  db_options.max_total_wal_size = options_.wal_bytes_max;
 
-  rocksdb::BlockBasedTableOptions point_lookups;
+  std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(options_.block_cache_bytes);
+  rocksdb::BlockBasedTableOptions cached;
+  cached.block_cache = cache;
+  rocksdb::BlockBasedTableOptions point_lookups = cached;
   point_lookups.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   rocksdb::ColumnFamilyOptions plain;
+  plain.table_factory.reset(rocksdb::NewBlockBasedTableFactory(cached));
   rocksdb::ColumnFamilyOptions with_filter;
   with_filter.table_factory.reset(rocksdb::NewBlockBasedTableFactory(point_lookups));
   // Positions are big-endian and only grow: every insert into the events memtable lands
   // right after the last one, so a hint shared by all keys (the same 4-byte prefix below
   // 2^32 events) makes it O(1) instead of a skip-list search.
-  rocksdb::ColumnFamilyOptions events = with_filter;
+  // Events and tree nodes are only read where they exist, so a Bloom filter would never
+  // spare a read there; it would only take memory and block cache. Request ids are looked
+  // up mostly where they do not exist (a first attempt), which is what the filter is for.
+  rocksdb::ColumnFamilyOptions events = plain;
   events.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(4));
-  rocksdb::ColumnFamilyOptions counters;
+  rocksdb::ColumnFamilyOptions counters = plain;
   counters.merge_operator = std::make_shared<AddInt64Operator>();
 
   std::vector<rocksdb::ColumnFamilyDescriptor> families = {
@@ -338,7 +349,7 @@ absl::Status RocksEventLog::Impl::OpenDb() {
       {format::kStreamsFamily, plain},
       {format::kRequestsFamily, with_filter},
       {format::kProjectionsFamily, counters},
-      {format::kTreeFamily, with_filter},
+      {format::kTreeFamily, plain},
       {format::kMetaFamily, plain},
   };
   rocksdb::DB* db = nullptr;

@@ -50,6 +50,16 @@ class RocksEventLog final : public EventLog {
     // Answer each synced batch on a thread of its own, so that the writer starts the next
     // sync while the callers' callbacks run (a server's callbacks send the responses).
     bool answer_thread = true;
+
+    // Memory and start-up. All memtables together stay below `memtable_bytes_max`; the
+    // write-ahead log is kept below `wal_bytes_max` by flushing the column families that
+    // hold its oldest file (so a restart after a crash replays at most that much); data
+    // blocks are cached in one LRU cache of `block_cache_bytes` shared by all column
+    // families. Index blocks, and the Bloom filters of request ids, stay in memory beside
+    // it (caching them in the block cache made reads at 10 million events thrash).
+    size_t memtable_bytes_max = 64u << 20;
+    size_t wal_bytes_max = 64u << 20;
+    size_t block_cache_bytes = 64u << 20;
     size_t append_events_max = 4096;       // events per append
     size_t append_projections_max = 4096;  // projection writes per append
     size_t event_bytes_max = 1u << 20;     // bytes per event
