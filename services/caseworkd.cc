@@ -70,6 +70,9 @@ struct Flags {
   bool rebuild_projections = false;
   int64_t absence_flag_days = 30;
   int64_t stale_case_days = 3 * 365;
+  int64_t block_cache_mib = 64;
+  int64_t memtable_mib = 64;
+  int64_t wal_mib = 64;
   int64_t follow_up_review_days = 365;
 };
 
@@ -174,11 +177,33 @@ int main(int argc, char** argv) {
                  "closed cases come due for a follow-up review after this long")
       ->capture_default_str()
       ->check(CLI::Range(1, 36500));
+  app.add_option("--block-cache-mib", flags.block_cache_mib,
+                 "the event log's block cache (data blocks), MiB")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--memtable-mib", flags.memtable_mib,
+                 "all of the event log's memtables together, MiB")
+      ->capture_default_str()
+      ->check(CLI::Range(8, 1 << 20));
+  app.add_option("--wal-mib", flags.wal_mib,
+                 "the event log's write-ahead log before the oldest file is flushed away, MiB "
+                 "(a restart after a crash replays at most this much)")
+      ->capture_default_str()
+      ->check(CLI::Range(8, 1 << 20));
   app.add_option("--closure-county-approvers-min", flags.closure_county_approvers_min,
                  "closure policy: of which at least this many at county level")
       ->capture_default_str()
       ->check(CLI::Range(0, 9));
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::logic_error& e) {
+    // CLI11 2.3 reads the value of a negated flag (--no-record-principals=N, on the
+    // command line or in --config) with std::stoll, whose std::out_of_range escapes its
+    // own errors: a usage error, not std::terminate (found by fuzz/config_fuzz.cc).
+    return app.exit(CLI::ConversionError(std::string("a flag value is out of range: ") + e.what()));
+  }
   // Abseil's mutex deadlock detection (a lock-order graph on every acquisition) is a
   // debugging aid; the sanitizer test build keeps it, the server does not pay for it.
 #ifdef NDEBUG
@@ -265,6 +290,9 @@ int main(int argc, char** argv) {
   }
   casework::store::RocksEventLog::Options log_options;
   log_options.path = (std::filesystem::path(flags.data_dir) / "log").string();
+  log_options.block_cache_bytes = static_cast<size_t>(flags.block_cache_mib) << 20;
+  log_options.memtable_bytes_max = static_cast<size_t>(flags.memtable_mib) << 20;
+  log_options.wal_bytes_max = static_cast<size_t>(flags.wal_mib) << 20;
   auto log = casework::store::RocksEventLog::Open(log_options);
   if (!log.ok()) {
     spdlog::error("cannot open the event log in {}: {}", log_options.path, log.status().ToString());
