@@ -2,7 +2,9 @@
 # Builds the libFuzzer targets of fuzz/ with clang, ASan and UBSan in build/fuzz, then for
 # each target replays its corpus (fuzz/corpus/<target>/) and fuzzes it, one target at a
 # time. Prints the executions and findings of each target; exits 1 on any finding.
-# docs/reliability.md ("Hostile input: fuzzing") records the figures.
+# docs/reliability.md ("Hostile input: fuzzing") records the figures. CI does not run this
+# script: its GCC test build replays each target's corpus and random mutations of it with
+# fuzz/replay_main.cc instead (ctest -L fuzz).
 #
 #   bash scripts/fuzz.sh                       20 s of fuzzing per target (the CI setting)
 #   FUZZ_SECONDS=600 bash scripts/fuzz.sh      10 minutes per target
