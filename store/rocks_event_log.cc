@@ -38,7 +38,14 @@ absl::string_view Sv(std::string_view s) { return {s.data(), s.size()}; }
 absl::Status FromRocks(const rocksdb::Status& s, std::string_view context) {
   if (s.ok()) return absl::OkStatus();
   std::string message = absl::StrCat(Sv(context), ": ", s.ToString());
-  if (s.IsCorruption()) return absl::DataLossError(message);
+  if (s.IsCorruption()) {
+    // Stored data is damaged: say what an operator can do about it.
+    return absl::DataLossError(absl::StrCat(
+        message,
+        ". Stored data is damaged; run verify to find the first damaged position, keep the "
+        "directory as it is for inspection, and restore the last verified backup "
+        "(docs/storage.md, recovery)"));
+  }
   if (s.IsNoSpace()) return absl::ResourceExhaustedError(message);
   if (s.IsNotFound()) return absl::NotFoundError(message);
   if (s.IsInvalidArgument() || s.IsNotSupported()) return absl::FailedPreconditionError(message);
@@ -358,9 +365,13 @@ absl::Status RocksEventLog::Impl::OpenDb() {
     if (s.IsCorruption()) {
       return absl::DataLossError(absl::StrCat(
           "the event log at ", options_.path, " is corrupt and was not opened: ", s.ToString(),
-          ". A record before the end of the write-ahead log is damaged, so acknowledged "
-          "events could be missing; refusing to serve. Keep the directory as it is for "
-          "inspection and restore the last verified backup (docs/storage.md, recovery)"));
+          s.ToString().find(".sst") != std::string::npos
+              ? ". A table file (.sst) is damaged"
+              : ". A record before the end of the write-ahead log (or another file RocksDB "
+                "reads at open) is damaged",
+          ", so acknowledged events could be missing; refusing to serve. Keep the directory "
+          "as it is for inspection and restore the last verified backup (docs/storage.md, "
+          "recovery)"));
     }
     return FromRocks(s, absl::StrCat("opening the event log at ", options_.path));
   }
@@ -447,6 +458,7 @@ absl::Status RocksEventLog::Impl::RecoverSize() {
   }
   it->SeekToFirst();
   int64_t first = -1;
+  if (!it->Valid()) STORE_RETURN_IF_ERROR(FromRocks(it->status(), "reading the first event"));
   if (!it->Valid() || !format::DecodePositionKey(ToView(it->key()), &first) || first != 0) {
     return absl::DataLossError(absl::StrCat("the event log in ", options_.path,
                                             " does not start at position 0 (found ", first,

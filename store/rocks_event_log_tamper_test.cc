@@ -1060,11 +1060,9 @@ TEST(SstDamage, FlippedBytesAreRefusedOrHarmless) {
     SstOutcome outcome;
     if (!log.ok()) {
       EXPECT_EQ(log.status().code(), absl::StatusCode::kDataLoss) << log.status();
-      // The message names the damaged file; when RocksDB's own open fails it also says what
-      // to do. A failure found by the store's first reads (the last event, the right edge
-      // of the tree) carries RocksDB's message alone (docs/reliability.md, "SST damage").
-      // (RecoverSize reports an unreadable first event as "does not start at position 0
-      // (found -1)", with the advice but without RocksDB's error.)
+      // The message names the damaged file where RocksDB does, and always says what to
+      // do, whether RocksDB's own open failed or the store's first reads (the first and
+      // last events, the right edge of the tree) found the damage.
       const std::string message(log.status().message());
       EXPECT_THAT(message, ::testing::AnyOf(::testing::HasSubstr(".sst"),
                                             ::testing::HasSubstr("restore the last verified")));
@@ -1099,6 +1097,7 @@ TEST(SstDamage, FlippedBytesAreRefusedOrHarmless) {
       outcomes[SstOutcome::kWrongData], outcomes[SstOutcome::kOtherError]);
   EXPECT_EQ(outcomes[SstOutcome::kWrongData], 0);
   EXPECT_EQ(outcomes[SstOutcome::kOtherError], 0);
+  EXPECT_EQ(refused_without_advice, 0);
 }
 
 }  // namespace
