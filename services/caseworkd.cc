@@ -79,6 +79,17 @@ struct Flags {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Block the signals we handle before any thread starts (gRPC starts some as soon as it
+  // is first used, e.g. by the TLS flags' checks), so that only the waiter below sees
+  // them: a thread that left SIGHUP unblocked would take a reload signal with the default
+  // action and end the process.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
   Flags flags;
   CLI::App app{
       "caseworkd: the casework engine server (event-sourced rectification ledger over gRPC).\n"
@@ -266,14 +277,6 @@ int main(int argc, char** argv) {
     }
     credentials = *std::move(mtls);
   }
-
-  // Block the signals we handle before any thread starts, so only the waiter sees them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   auto principals = casework::shell::Principals::Load(flags.principals);
   if (!principals.ok()) {
