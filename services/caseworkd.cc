@@ -73,6 +73,7 @@ struct Flags {
   int64_t block_cache_mib = 64;
   int64_t memtable_mib = 64;
   int64_t wal_mib = 64;
+  int64_t disk_full_retry_ms = 250;
   int64_t follow_up_review_days = 365;
 };
 
@@ -201,6 +202,12 @@ int main(int argc, char** argv) {
                  "(a restart after a crash replays at most this much)")
       ->capture_default_str()
       ->check(CLI::Range(8, 1 << 20));
+  app.add_option("--disk-full-retry-ms", flags.disk_full_retry_ms,
+                 "when the disk is full, appends are refused (RESOURCE_EXHAUSTED, DISK_FULL) "
+                 "until RocksDB has recovered (once half of --memtable-mib is free; it checks "
+                 "every 5 s); this is how often the log asks whether it has")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 600000));
   app.add_option("--closure-county-approvers-min", flags.closure_county_approvers_min,
                  "closure policy: of which at least this many at county level")
       ->capture_default_str()
@@ -296,6 +303,7 @@ int main(int argc, char** argv) {
   log_options.block_cache_bytes = static_cast<size_t>(flags.block_cache_mib) << 20;
   log_options.memtable_bytes_max = static_cast<size_t>(flags.memtable_mib) << 20;
   log_options.wal_bytes_max = static_cast<size_t>(flags.wal_mib) << 20;
+  log_options.disk_full_retry_ms = flags.disk_full_retry_ms;
   auto log = casework::store::RocksEventLog::Open(log_options);
   if (!log.ok()) {
     spdlog::error("cannot open the event log in {}: {}", log_options.path, log.status().ToString());
@@ -390,6 +398,28 @@ int main(int argc, char** argv) {
   });
 
   casework::shell::Metrics metrics;
+  // The write mode, in the metrics and the log (the listener runs on a store thread).
+  (*log)->SetWriteStateListener([&metrics](
+                                    const casework::store::RocksEventLog::WriteState& state) {
+    using Mode = casework::store::RocksEventLog::WriteState::Mode;
+    metrics.RecordWriteMode(static_cast<int>(state.mode), state.disk_full_count);
+    switch (state.mode) {
+      case Mode::kWritable:
+        spdlog::warn("the event log takes appends again (disk space returned; {} time(s) so far)",
+                     state.resumed_count);
+        break;
+      case Mode::kDiskFull:
+        spdlog::error(
+            "the disk is full: appends are refused (RESOURCE_EXHAUSTED, DISK_FULL) "
+            "until space returns; reads keep working: {}",
+            state.detail);
+        break;
+      case Mode::kFailed:
+        spdlog::critical("a write failed: the event log is read-only until restart: {}",
+                         state.detail);
+        break;
+    }
+  });
   commits.Subscribe([&metrics, last = (*log)->Size()](int64_t size) mutable {
     metrics.RecordBatch(size - last, size);
     last = size;

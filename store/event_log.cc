@@ -3,6 +3,7 @@
 #include <optional>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "absl/synchronization/notification.h"
 
 namespace casework::store {
@@ -18,6 +19,12 @@ absl::StatusOr<AppendResult> EventLog::Append(AppendRequest request) {
   });
   done.WaitForNotification();
   return *std::move(result);
+}
+
+std::string RefusalReason(const absl::Status& status) {
+  auto reason =
+      status.GetPayload(absl::string_view(kRefusalPayloadUrl.data(), kRefusalPayloadUrl.size()));
+  return reason.has_value() ? std::string(*reason) : std::string();
 }
 
 }  // namespace casework::store

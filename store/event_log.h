@@ -90,6 +90,21 @@ struct StoredEvent {
 //   kResourceExhausted  the queue is full or the disk is full
 //   kUnavailable        the log is shutting down or turned read-only after an I/O error
 //   kDataLoss           the stored log failed an integrity check
+// A refused append may carry a payload under kRefusalPayloadUrl naming the reason, where
+// the code alone does not say what to do: see the kRefusal* values.
+inline constexpr std::string_view kRefusalPayloadUrl = "type.casework.dev/casework.store.Refusal";
+// kResourceExhausted: the disk is full; appends resume by themselves once space returns.
+inline constexpr std::string_view kRefusalDiskFull = "DISK_FULL";
+// kResourceExhausted: too many appends are queued; retry after a short backoff.
+inline constexpr std::string_view kRefusalQueueFull = "QUEUE_FULL";
+// kUnavailable: a write failed; the log stays read-only until restart.
+inline constexpr std::string_view kRefusalReadOnly = "READ_ONLY";
+// kUnavailable: the log is closing.
+inline constexpr std::string_view kRefusalShuttingDown = "SHUTTING_DOWN";
+
+// The reason payload of `status` (one of the kRefusal* values), or "" when it has none.
+std::string RefusalReason(const absl::Status& status);
+
 class EventLog {
  public:
   virtual ~EventLog() = default;

@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "store/hasher.h"
+#include "store/info_log.h"
 #include "store/internal/status_macros.h"
 #include "store/log_format.h"
 #include "store/merkle.h"
@@ -71,6 +72,15 @@ class AddInt64Operator final : public rocksdb::AssociativeMergeOperator {
   }
   const char* Name() const override { return "casework.AddInt64"; }
 };
+
+// `status` with the refusal reason payload of event_log.h.
+absl::Status WithReason(absl::Status status, std::string_view reason) {
+  status.SetPayload(absl::string_view(kRefusalPayloadUrl.data(), kRefusalPayloadUrl.size()),
+                    absl::Cord(absl::string_view(reason.data(), reason.size())));
+  return status;
+}
+
+int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
 
 bool ValidName(std::string_view name, size_t bytes_max) {
   return !name.empty() && name.size() <= bytes_max &&
@@ -173,6 +183,16 @@ class RocksEventLog::Impl {
     absl::MutexLock lock(&listener_mu_);
     listener_ = std::move(shared);
   }
+  WriteState GetWriteState() const {
+    absl::MutexLock lock(&mu_);
+    return WriteStateLocked();
+  }
+  void SetWriteStateListener(std::function<void(const WriteState&)> listener) {
+    auto shared =
+        std::make_shared<const std::function<void(const WriteState&)>>(std::move(listener));
+    absl::MutexLock lock(&listener_mu_);
+    state_listener_ = std::move(shared);
+  }
   void Pause(bool paused) {
     absl::MutexLock lock(&mu_);
     paused_ = paused;
@@ -206,6 +226,14 @@ class RocksEventLog::Impl {
   absl::Status RecoverTree();
   absl::Status CheckAnchor();
   void CheckpointerLoop();
+  // The maintenance thread, after a write failed for lack of space: once RocksDB has
+  // recovered, lets the sequencer reset and take appends again.
+  void TryResume();
+  // The sequencer, with the writer idle and no batch open, after RocksDB resumed: forgets
+  // the batches that failed and continues from the durable log.
+  absl::Status ResetAfterResume();
+  WriteState WriteStateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NotifyWriteState();
   void SequencerLoop();
   void WriterLoop();
   void AnswererLoop();
@@ -221,7 +249,7 @@ class RocksEventLog::Impl {
   // The sequencer wakes for new appends it has room for, and for an idle writer when it
   // holds an open batch.
   bool SequencerHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return (stopping_ && !open_pending_) ||
+    return (stopping_ && !open_pending_) || ResetDue() ||
            ((!paused_ || stopping_) && !queue_.empty() && !open_full_) ||
            (open_pending_ && WriterIdle() && OpenReady());
   }
@@ -235,6 +263,9 @@ class RocksEventLog::Impl {
   }
   bool WriterIdle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return slot_ == nullptr && !writing_;
+  }
+  bool ResetDue() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return resume_ready_ && !open_pending_ && WriterIdle();
   }
   bool WriterHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return slot_ != nullptr || writer_exit_;
@@ -254,11 +285,18 @@ class RocksEventLog::Impl {
   std::atomic<int64_t> size_{0};
 
   // The queue of appends, filled by callers and drained by the sequencer.
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool paused_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status read_only_ ABSL_GUARDED_BY(mu_);  // not OK once a write failed
+  // A full disk (Options::disk_full_retry_ms): read_only_ is a lack of space, which the
+  // maintenance thread lifts once space returns.
+  bool disk_full_ ABSL_GUARDED_BY(mu_) = false;
+  bool resume_ready_ ABSL_GUARDED_BY(mu_) = false;  // RocksDB resumed; the sequencer resets
+  int64_t disk_full_count_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t resumed_count_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t read_only_since_us_ ABSL_GUARDED_BY(mu_) = 0;
 
   // The hand-off of one built batch from the sequencer to the writer. The sequencer keeps
   // one batch open and adds every arriving append to it until the writer is idle (the
@@ -278,6 +316,8 @@ class RocksEventLog::Impl {
 
   absl::Mutex listener_mu_;
   std::shared_ptr<const std::function<void(int64_t)>> listener_ ABSL_GUARDED_BY(listener_mu_);
+  std::shared_ptr<const std::function<void(const WriteState&)>> state_listener_
+      ABSL_GUARDED_BY(listener_mu_);
 
   // Owned by the sequencer thread.
   int64_t next_position_ = 0;
@@ -326,6 +366,10 @@ absl::Status RocksEventLog::Impl::OpenDb() {
   db_options.max_background_jobs = 2;
   db_options.bytes_per_sync = 1u << 20;
   db_options.keep_log_file_num = 10;
+  // Our own LOG writer: RocksDB's aborts on the line after a failed append (info_log.h).
+  std::error_code dir_error;
+  if (options_.create_if_missing) std::filesystem::create_directories(options_.path, dir_error);
+  db_options.info_log = NewInfoLog(options_.path + "/LOG", options_.info_log_bytes_max);
   // Bounded memory and a bounded replay at start-up (see Options).
   db_options.db_write_buffer_size = options_.memtable_bytes_max;
   db_options.max_total_wal_size = options_.wal_bytes_max;
@@ -336,8 +380,13 @@ absl::Status RocksEventLog::Impl::OpenDb() {
   rocksdb::BlockBasedTableOptions point_lookups = cached;
   point_lookups.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   rocksdb::ColumnFamilyOptions plain;
+  // One column family's memtable: half of all of them. It is also the free space RocksDB
+  // waits for before it resumes after a full disk (its SstFileManager reserves the largest
+  // write_buffer_size for the flush that resuming starts with).
+  plain.write_buffer_size = std::max<size_t>(options_.memtable_bytes_max / 2, 1u << 20);
   plain.table_factory.reset(rocksdb::NewBlockBasedTableFactory(cached));
   rocksdb::ColumnFamilyOptions with_filter;
+  with_filter.write_buffer_size = plain.write_buffer_size;
   with_filter.table_factory.reset(rocksdb::NewBlockBasedTableFactory(point_lookups));
   // Positions are big-endian and only grow: every insert into the events memtable lands
   // right after the last one, so a hint shared by all keys (the same 4-byte prefix below
@@ -497,16 +546,80 @@ void RocksEventLog::Impl::Shutdown() {
 void RocksEventLog::Impl::CheckpointerLoop() {
   const absl::Duration interval =
       absl::Milliseconds(std::max<int64_t>(options_.checkpoint_interval_ms, 10));
+  const absl::Duration retry =
+      std::min(interval, absl::Milliseconds(std::max<int64_t>(options_.disk_full_retry_ms, 10)));
   for (;;) {
+    bool disk_full = false;
     {
       absl::MutexLock lock(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(&checkpointer_exit_), interval);
+      const bool waiting = disk_full_ && !resume_ready_;
+      mu_.AwaitWithTimeout(absl::Condition(&checkpointer_exit_), waiting ? retry : interval);
       if (checkpointer_exit_) return;
+      disk_full = disk_full_ && !resume_ready_;
     }
+    if (disk_full) TryResume();
     // A failure is retried at the next interval; the file only ever lags.
     absl::Status ignored = WriteCheckpointFile();
     (void)ignored;
   }
+}
+
+void RocksEventLog::Impl::TryResume() {
+  // RocksDB recovers from a lack of space by itself: its SstFileManager checks the free
+  // space every 5 s and, once one memtable (write_buffer_size) fits, flushes every
+  // memtable (what was acknowledged is in them) into new table files and switches to a
+  // new write-ahead log, so the record of the failed write, torn or whole, becomes
+  // obsolete with the old log and is never replayed. A write that failed was never
+  // applied to a memtable. Its recovery is in progress from the failure on, so flushes
+  // that were due then still run (and fail, and are retried) instead of being left
+  // queued, which would leave a manual Resume waiting for them for good. Resume answers
+  // Busy while that recovery runs, OK once the database takes writes again, and resumes
+  // by itself where no automatic recovery was started.
+  rocksdb::Status s = db_->Resume();
+  if (!s.ok()) return;
+  absl::MutexLock lock(&mu_);
+  resume_ready_ = true;
+}
+
+absl::Status RocksEventLog::Impl::ResetAfterResume() {
+  // The sequencer's state ran ahead of the log by the failed batch (and any batch built
+  // on it, all refused): positions, the tree's right edge, versions and request ids.
+  // The version cache holds durable versions only, so it stays.
+  const TreeHead durable = Head();
+  STORE_CHECK(durable.size == Size());
+  failed_ = absl::OkStatus();
+  inflight_ = Overlay();
+  next_position_ = durable.size;
+  STORE_RETURN_IF_ERROR(RecoverTree());
+  // Pair assertion: the tree rebuilt from storage is the one published after the last
+  // durable batch.
+  if (Head().root != durable.root) {
+    return absl::DataLossError(absl::StrCat("the tree read back at size ", durable.size,
+                                            " does not match the one committed; run verify"));
+  }
+  return absl::OkStatus();
+}
+
+RocksEventLog::WriteState RocksEventLog::Impl::WriteStateLocked() const {
+  WriteState state;
+  state.mode = read_only_.ok() ? WriteState::Mode::kWritable
+               : disk_full_    ? WriteState::Mode::kDiskFull
+                               : WriteState::Mode::kFailed;
+  state.detail = std::string(read_only_.message());
+  state.disk_full_count = disk_full_count_;
+  state.resumed_count = resumed_count_;
+  state.read_only_since_us = read_only_since_us_;
+  return state;
+}
+
+void RocksEventLog::Impl::NotifyWriteState() {
+  std::shared_ptr<const std::function<void(const WriteState&)>> listener;
+  {
+    absl::MutexLock lock(&listener_mu_);
+    listener = state_listener_;
+  }
+  if (listener == nullptr || !*listener) return;
+  (*listener)(GetWriteState());
 }
 
 absl::Status RocksEventLog::Impl::Validate(const AppendRequest& request) const {
@@ -569,13 +682,16 @@ void RocksEventLog::Impl::AppendAsync(AppendRequest request, AppendCallback done
   if (status.ok()) {
     absl::MutexLock lock(&mu_);
     if (stopping_) {
-      status = absl::UnavailableError("the event log is shutting down; retry after restart");
+      status =
+          WithReason(absl::UnavailableError("the event log is shutting down; retry after restart"),
+                     kRefusalShuttingDown);
     } else if (!read_only_.ok()) {
       status = read_only_;
     } else if (queue_.size() >= options_.queue_appends_max) {
-      status = absl::ResourceExhaustedError(
-          absl::StrCat("the append queue is full (queue_appends_max = ", options_.queue_appends_max,
-                       "); retry after a short backoff"));
+      status = WithReason(absl::ResourceExhaustedError(absl::StrCat(
+                              "the append queue is full (queue_appends_max = ",
+                              options_.queue_appends_max, "); retry after a short backoff")),
+                          kRefusalQueueFull);
     } else {
       queue_.push_back(Pending{std::move(request), std::move(done)});
       return;
@@ -611,6 +727,7 @@ void RocksEventLog::Impl::SequencerLoop() {
   for (;;) {
     std::vector<Pending> taken;
     bool lingered = false;
+    bool reset = false;
     {
       absl::MutexLock lock(&mu_);
       while (!SequencerHasWork()) {
@@ -626,9 +743,35 @@ void RocksEventLog::Impl::SequencerLoop() {
         }
       }
       if (stopping_ && queue_.empty() && open == nullptr) break;
-      if (!paused_ || stopping_) {
+      if (ResetDue() && open == nullptr) {
+        reset = true;
+      } else if (!paused_ || stopping_) {
         taken = open == nullptr ? Take(0, 0) : Take(open->events, open->bytes);
       }
+    }
+    if (reset) {
+      // Nothing is in flight: every batch built on the failed one was refused.
+      absl::Status status = ResetAfterResume();
+      {
+        absl::MutexLock lock(&mu_);
+        resume_ready_ = false;
+        disk_full_ = false;
+        if (status.ok()) {
+          write_status_ = absl::OkStatus();
+          read_only_ = absl::OkStatus();
+          read_only_since_us_ = 0;
+          ++resumed_count_;
+        } else {
+          write_status_ = status;
+          read_only_ = WithReason(
+              absl::UnavailableError(absl::StrCat(
+                  "resuming after a full disk failed and the event log stays read-only: ",
+                  status.message(), "; restart the server")),
+              kRefusalReadOnly);
+        }
+      }
+      NotifyWriteState();
+      continue;
     }
     if (!failed_.ok()) {
       for (Pending& pending : taken) std::move(pending.done)(failed_);
@@ -797,26 +940,43 @@ void RocksEventLog::Impl::WriterLoop() {
       writing_ = true;
     }
     absl::Status status;
+    bool no_space = false;
     if (batch->write.Count() > 0) {
       rocksdb::WriteOptions write_options;
       write_options.sync = true;
       rocksdb::Status s = db_->Write(write_options, &batch->write);
       if (!s.ok()) {
-        status = s.IsNoSpace()
-                     ? absl::ResourceExhaustedError(absl::StrCat(
-                           "the disk is full; the event log turned read-only: ", s.ToString(),
-                           "; free space and restart the server"))
-                     : absl::UnavailableError(absl::StrCat(
-                           "a write failed and the event log turned read-only: ", s.ToString(),
-                           "; fix the disk and restart the server"));
+        no_space = s.IsNoSpace();
+        status = no_space
+                     ? WithReason(absl::ResourceExhaustedError(absl::StrCat(
+                                      "the disk is full, so the event log takes no appends for "
+                                      "now (reads keep working); it resumes by itself within "
+                                      "about 5 s of the file system having ",
+                                      std::max<size_t>(options_.memtable_bytes_max / 2, 1u << 20),
+                                      " bytes free. Free space or retry later: ", s.ToString())),
+                                  kRefusalDiskFull)
+                     : WithReason(absl::UnavailableError(absl::StrCat(
+                                      "a write failed and the event log turned read-only: ",
+                                      s.ToString(), "; fix the disk and restart the server")),
+                                  kRefusalReadOnly);
       }
     }
     if (!status.ok()) {
+      bool turned = false;
       {
         absl::MutexLock lock(&mu_);
         if (write_status_.ok()) write_status_ = status;
-        if (read_only_.ok()) read_only_ = status;
+        if (read_only_.ok()) {
+          // The first failure decides: a full disk is lifted by itself, anything else only
+          // by a restart.
+          read_only_ = status;
+          read_only_since_us_ = NowMicros();
+          disk_full_ = no_space;
+          if (no_space) ++disk_full_count_;
+          turned = true;
+        }
       }
+      if (turned) NotifyWriteState();
       for (Outcome& outcome : batch->outcomes) outcome.result = status;
     } else if (batch->size_after > batch->size_before) {
       {
@@ -1408,6 +1568,12 @@ void RocksEventLog::SetCommitListener(std::function<void(int64_t)> listener) {
   impl_->SetCommitListener(std::move(listener));
 }
 void RocksEventLog::PauseCommitsForTesting(bool paused) { impl_->Pause(paused); }
+
+RocksEventLog::WriteState RocksEventLog::GetWriteState() const { return impl_->GetWriteState(); }
+
+void RocksEventLog::SetWriteStateListener(std::function<void(const WriteState&)> listener) {
+  impl_->SetWriteStateListener(std::move(listener));
+}
 RocksEventLog::TreeHead RocksEventLog::Head() const { return impl_->Head(); }
 absl::StatusOr<Hash> RocksEventLog::RootAt(int64_t size) { return impl_->RootAt(size); }
 absl::StatusOr<std::vector<Hash>> RocksEventLog::InclusionProof(int64_t index, int64_t size) {

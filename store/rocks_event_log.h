@@ -60,6 +60,19 @@ class RocksEventLog final : public EventLog {
     size_t memtable_bytes_max = 64u << 20;
     size_t wal_bytes_max = 64u << 20;
     size_t block_cache_bytes = 64u << 20;
+    // RocksDB's informational LOG file in the directory (store/info_log.h): rotated to
+    // LOG.old beyond this size.
+    size_t info_log_bytes_max = 16u << 20;
+
+    // A full disk. A write that fails for lack of space turns the log read-only: appends
+    // are refused at once with kResourceExhausted (reads keep working). RocksDB recovers
+    // by itself once the file system has room for one column family's memtable
+    // (memtable_bytes_max / 2; it checks every 5 s): it flushes the memtables to new files
+    // and starts a new write-ahead log, so the failed write is never replayed. The log
+    // checks every `disk_full_retry_ms` whether RocksDB has recovered and then takes
+    // appends again. Any other write error keeps the log read-only until restart (after a
+    // failed sync the kernel may have dropped the unsynced pages).
+    int64_t disk_full_retry_ms = 250;
     size_t append_events_max = 4096;       // events per append
     size_t append_projections_max = 4096;  // projection writes per append
     size_t event_bytes_max = 1u << 20;     // bytes per event
@@ -84,6 +97,20 @@ class RocksEventLog final : public EventLog {
     // nullptr: the default Env. Only the RocksDB directory goes through it; the key and
     // checkpoint files are written with POSIX calls.
     rocksdb::Env* env = nullptr;
+  };
+
+  // Whether appends are taken, for health checks, metrics and logs.
+  struct WriteState {
+    enum class Mode {
+      kWritable,  // appends are taken
+      kDiskFull,  // refused until space returns (resumes by itself)
+      kFailed,    // refused until restart (a write failed for another reason)
+    };
+    Mode mode = Mode::kWritable;
+    std::string detail;              // the error that turned the log read-only
+    int64_t disk_full_count = 0;     // times the disk was found full since open
+    int64_t resumed_count = 0;       // times appends resumed after a full disk
+    int64_t read_only_since_us = 0;  // Unix µs; 0 when writable
   };
 
   // The committed tree: size and RFC 9162 root.
@@ -176,6 +203,12 @@ class RocksEventLog final : public EventLog {
   // exist), refusing (kDataLoss, nothing left at options.path) a backup whose tree does
   // not verify against its checkpoint. Writes the checkpoint file of the restored log.
   static absl::Status Restore(const std::string& backup_dir, const Options& options);
+
+  // The current write state.
+  WriteState GetWriteState() const;
+  // Called (on a thread of the log's; must not block, must not call the log) whenever the
+  // write state changes mode. Replaces the previous listener.
+  void SetWriteStateListener(std::function<void(const WriteState&)> listener);
 
   // Stops the sequencer from taking queued appends until resumed (tests use it to
   // build batches of a known composition). Appends queue up meanwhile.

@@ -34,7 +34,7 @@ ServerProcess::~ServerProcess() {
 }
 
 std::string ServerProcess::log() const {
-  std::ifstream in(data_dir_ / "caseworkd.log");
+  std::ifstream in(log_file_.empty() ? data_dir_ / "caseworkd.log" : log_file_);
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
@@ -54,7 +54,9 @@ bool ServerProcess::Start() {
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   pid_ = fork();
   if (pid_ == 0) {
-    int fd = open((data_dir_ / "caseworkd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    const std::filesystem::path log_file =
+        log_file_.empty() ? data_dir_ / "caseworkd.log" : log_file_;
+    int fd = open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
       dup2(fd, STDOUT_FILENO);
       dup2(fd, STDERR_FILENO);

@@ -26,6 +26,8 @@ class ServerProcess {
   // Whether the server records its principals in the log (default false here, so that a
   // test's own events start at position 0; caseworkd's default is true).
   void set_record_principals(bool record) { record_principals_ = record; }
+  // Where the server's stdout and stderr go (default: caseworkd.log in the data folder).
+  void set_log_file(std::filesystem::path path) { log_file_ = std::move(path); }
   // SIGKILL and reap.
   void Kill();
   // SIGTERM, wait (bounded) and reap; returns the exit status (-1 on timeout, then kills).
@@ -42,6 +44,7 @@ class ServerProcess {
   std::vector<std::string> extra_args_;
   bool plaintext_ = true;
   bool record_principals_ = false;
+  std::filesystem::path log_file_;
   pid_t pid_ = -1;
   int port_ = 0;
   std::string error_;

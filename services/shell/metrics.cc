@@ -121,6 +121,11 @@ void Metrics::RecordBatch(int64_t events, int64_t log_size) {
   log_size_.store(log_size, std::memory_order_relaxed);
 }
 
+void Metrics::RecordWriteMode(int mode, int64_t disk_full_count) {
+  write_mode_.store(mode, std::memory_order_relaxed);
+  disk_full_count_.store(disk_full_count, std::memory_order_relaxed);
+}
+
 void Metrics::RecordRefusal(const std::string& reason) {
   absl::MutexLock lock(&mu_);
   ++refusals_[reason];
@@ -156,6 +161,30 @@ std::string Metrics::Render() const {
                   "# TYPE casework_log_events gauge\n"
                   "casework_log_events ",
                   log_size_.load(std::memory_order_relaxed), "\n");
+  {
+    const int mode = write_mode_.load(std::memory_order_relaxed);
+    absl::StrAppend(&out,
+                    "# HELP casework_log_writable 1 when the event log takes appends; 0 when it "
+                    "is read-only (see casework_log_read_only).\n"
+                    "# TYPE casework_log_writable gauge\n"
+                    "casework_log_writable ",
+                    mode == 0 ? 1 : 0,
+                    "\n"
+                    "# HELP casework_log_read_only 1 for the reason the event log is read-only: "
+                    "disk_full resumes by itself when space returns, write_failed needs a "
+                    "restart.\n"
+                    "# TYPE casework_log_read_only gauge\n"
+                    "casework_log_read_only{reason=\"disk_full\"} ",
+                    mode == 1 ? 1 : 0,
+                    "\n"
+                    "casework_log_read_only{reason=\"write_failed\"} ",
+                    mode == 2 ? 1 : 0,
+                    "\n"
+                    "# HELP casework_log_disk_full_total Times the event log found the disk full.\n"
+                    "# TYPE casework_log_disk_full_total counter\n"
+                    "casework_log_disk_full_total ",
+                    disk_full_count_.load(std::memory_order_relaxed), "\n");
+  }
   out +=
       "# HELP casework_refused_attempts_total Refused attempts (identity, permission, "
       "signature), by reason.\n"

@@ -54,6 +54,9 @@ class Metrics {
   void RecordRpc(const std::string& method, int code, double seconds);
   // Records a durable append batch of `events` events, the log then holding `log_size`.
   void RecordBatch(int64_t events, int64_t log_size);
+  // Records the event log's write mode (0 writable, 1 disk full, 2 failed until restart)
+  // and how often the disk was found full since start.
+  void RecordWriteMode(int mode, int64_t disk_full_count);
   // Counts a refused attempt (reason: e.g. "PERMISSION_DENIED", "IDENTITY_UNKNOWN").
   void RecordRefusal(const std::string& reason);
 
@@ -74,6 +77,8 @@ class Metrics {
   Histogram batch_events_;
   std::atomic<int64_t> batches_{0};
   std::atomic<int64_t> log_size_{0};
+  std::atomic<int> write_mode_{0};
+  std::atomic<int64_t> disk_full_count_{0};
 };
 
 // A server interceptor factory that times every RPC and counts it by status code.

@@ -2,6 +2,7 @@
 
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
+#include "store/event_log.h"
 
 namespace casework::shell {
 
@@ -51,7 +52,19 @@ grpc::Status ToGrpcStatus(const workflow::Refusal& refusal) {
 grpc::Status FromStoreStatus(const absl::Status& status) {
   // absl and gRPC share their code numbers.
   auto code = static_cast<grpc::StatusCode>(status.code());
-  return ErrorStatus(code, "STORE_ERROR", "", std::string(status.message()), "存储层错误");
+  const std::string reason = store::RefusalReason(status);
+  std::string zh = "存储层错误";
+  if (reason == store::kRefusalDiskFull) {
+    zh = "磁盘已满：暂停写入（读取不受影响），腾出空间后自动恢复，请稍后重试";
+  } else if (reason == store::kRefusalQueueFull) {
+    zh = "写入队列已满，请稍后重试";
+  } else if (reason == store::kRefusalReadOnly) {
+    zh = "写入失败，事件日志已转为只读：请修复磁盘后重启服务";
+  } else if (reason == store::kRefusalShuttingDown) {
+    zh = "服务正在关闭，请在重启后重试";
+  }
+  return ErrorStatus(code, reason.empty() ? "STORE_ERROR" : reason, "",
+                     std::string(status.message()), std::move(zh));
 }
 
 }  // namespace casework::shell

@@ -29,8 +29,9 @@ inline constexpr char kErrorDomain[] = "casework.gov";
                                        std::string_view field, std::string message_en,
                                        std::string message_zh);
 
-// An operating error of the store (absl code == gRPC code), with reason "STORE_ERROR"
-// and the code name in the ErrorInfo.
+// An operating error of the store (absl code == gRPC code). The ErrorInfo reason is the
+// store's refusal reason when it names one (store/event_log.h: "DISK_FULL", "QUEUE_FULL",
+// "READ_ONLY", "SHUTTING_DOWN"), else "STORE_ERROR".
 [[nodiscard]] grpc::Status FromStoreStatus(const absl::Status& status);
 
 }  // namespace casework::shell

@@ -1,0 +1,302 @@
+// Disk full: the disk fills (FullDiskFs) at random moments while 8 writers append, and
+// empties again. While it is full every append is refused with RESOURCE_EXHAUSTED and the
+// reason DISK_FULL (none is acknowledged) and reads keep working; once space returns the
+// log resumes by itself, and a refused request retried with its request id appends afresh
+// at the next position. The oracle is the writers' own record: after a restart the log
+// holds exactly the acknowledged events, each where it was acknowledged, every stream's
+// versions 1..n, and the tree verifies.
+//
+// RocksDB checks the free space every 5 s while its recovery waits, so each fill takes a
+// few seconds. CW_DISK_FULL_TRIALS sets the number of trials (default 2, each filling the
+// disk 3 times);
+// CW_TEST_SEED replays one run.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "gtest/gtest.h"
+#include "store/rocks_event_log.h"
+#include "store/testing/full_disk_fs.h"
+#include "store/testing/status_matchers.h"
+#include "store/testing/temp_dir.h"
+
+namespace casework::store {
+namespace {
+
+using ::casework::store::testing::FullDiskFs;
+using ::casework::store::testing::IsOk;
+using ::casework::store::testing::TempDir;
+using Mode = RocksEventLog::WriteState::Mode;
+
+int EnvInt(const char* name, int fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? std::atoi(value) : fallback;
+}
+
+// Stops and joins threads when leaving a scope, also through a failed assertion.
+struct JoinOnExit {
+  std::atomic<bool>* stop;
+  std::vector<std::thread>* threads;
+  ~JoinOnExit() {
+    *stop = true;
+    for (std::thread& t : *threads) {
+      if (t.joinable()) t.join();
+    }
+  }
+};
+
+struct Ack {
+  std::string stream;
+  int64_t version = 0;
+  int64_t position = 0;
+  std::string bytes;
+};
+
+// Waits up to `limit` for the log's write mode to become `mode`; true when it did.
+bool AwaitMode(const RocksEventLog& log, Mode mode, std::chrono::milliseconds limit,
+               std::chrono::microseconds* waited) {
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    if (log.GetWriteState().mode == mode) {
+      *waited = std::chrono::duration_cast<std::chrono::microseconds>(elapsed);
+      return true;
+    }
+    if (elapsed > limit) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+TEST(RocksEventLogDiskFull, RefusedWhileFullAndResumedByItselfWhenSpaceReturns) {
+  const int trials = EnvInt("CW_DISK_FULL_TRIALS", 2);
+  constexpr int kFillsPerTrial = 3;
+  constexpr int kWriters = 8;
+  const uint64_t seed = EnvInt("CW_TEST_SEED", 0) != 0
+                            ? static_cast<uint64_t>(EnvInt("CW_TEST_SEED", 0))
+                            : std::random_device{}();
+  std::printf("seed %llu (replay with CW_TEST_SEED=%llu)\n", static_cast<unsigned long long>(seed),
+              static_cast<unsigned long long>(seed));
+  std::mt19937_64 rng(seed);
+  int64_t total_acked = 0;
+  int64_t total_refused = 0;
+  int64_t total_fills = 0;
+  int64_t total_syncs_failing = 0;
+  std::chrono::microseconds resume_max{0};
+  std::chrono::microseconds resume_sum{0};
+
+  for (int trial = 0; trial < trials; ++trial) {
+    SCOPED_TRACE(absl::StrCat("trial ", trial, ", seed ", seed));
+    TempDir dir;
+    RocksEventLog::Options options;
+    options.path = dir.Sub("log");
+    std::filesystem::create_directories(options.path);
+    // Small memtables, so that flushes (and their failures) happen during the trial too.
+    options.memtable_bytes_max = 1u << 20;
+    options.wal_bytes_max = 2u << 20;
+    std::vector<Ack> acks;
+    int64_t refused = 0;
+    {
+      auto fs = std::make_shared<FullDiskFs>(rocksdb::FileSystem::Default());
+      std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+      RocksEventLog::Options faulty = options;
+      faulty.env = env.get();
+      faulty.disk_full_retry_ms = 50;
+      absl::StatusOr<std::unique_ptr<RocksEventLog>> opened = RocksEventLog::Open(faulty);
+      ASSERT_THAT(opened, IsOk());
+      RocksEventLog& log = **opened;
+      std::atomic<int> transitions{0};
+      log.SetWriteStateListener([&](const RocksEventLog::WriteState&) { ++transitions; });
+
+      absl::Mutex mu;
+      std::atomic<bool> stop{false};
+      std::vector<std::string> bad_refusals;
+      std::vector<std::thread> writers;
+      // A failed assertion returns early: the writers are stopped and joined all the same.
+      JoinOnExit join_writers{&stop, &writers};
+      for (int w = 0; w < kWriters; ++w) {
+        writers.emplace_back([&, w] {
+          const std::string stream = absl::StrCat("cases/t", trial, "w", w);
+          int64_t version = 0;
+          // Bounded: at most this many attempts, refusals included.
+          for (int attempt = 0; attempt < 200000 && !stop.load(); ++attempt) {
+            const std::string bytes = absl::StrCat("event ", w, "/", version + 1);
+            absl::StatusOr<AppendResult> result =
+                log.Append({.stream = stream,
+                            .expected_version = version,
+                            .events = {bytes},
+                            .request_id = absl::StrCat("r", w, "-", version + 1),
+                            .request_fingerprint = bytes});
+            absl::MutexLock lock(&mu);
+            if (!result.ok()) {
+              ++refused;
+              if (result.status().code() != absl::StatusCode::kResourceExhausted ||
+                  RefusalReason(result.status()) != kRefusalDiskFull) {
+                bad_refusals.push_back(result.status().ToString());
+                return;
+              }
+              mu.Unlock();
+              std::this_thread::sleep_for(std::chrono::milliseconds(1));
+              mu.Lock();
+              continue;  // the same request id and expected version again
+            }
+            // A refused append was not written, so its retry is never a replay.
+            if (result->replayed) {
+              bad_refusals.push_back(absl::StrCat(stream, " v", version + 1, " replayed"));
+              return;
+            }
+            acks.push_back({stream, result->version, result->first_position, bytes});
+            version = result->version;
+          }
+        });
+      }
+
+      for (int fill = 0; fill < kFillsPerTrial; ++fill) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10 + rng() % 60));
+        const bool syncs_fail = rng() % 2 == 1;
+        total_syncs_failing += syncs_fail ? 1 : 0;
+        fs->SetFull(true, syncs_fail);
+        std::chrono::microseconds waited{};
+        ASSERT_TRUE(AwaitMode(log, Mode::kDiskFull, std::chrono::seconds(30), &waited))
+            << "the log did not notice the full disk";
+        // Refused at once, with the reason and what to do.
+        absl::StatusOr<AppendResult> now = log.Append(
+            {.stream = "cases/probe", .expected_version = 0, .events = {"x"}, .request_id = "p"});
+        ASSERT_FALSE(now.ok());
+        EXPECT_EQ(now.status().code(), absl::StatusCode::kResourceExhausted);
+        EXPECT_EQ(RefusalReason(now.status()), kRefusalDiskFull);
+        EXPECT_NE(now.status().message().find("resumes by itself"), std::string::npos)
+            << now.status();
+        // Reads keep working and serve what was acknowledged.
+        {
+          absl::MutexLock lock(&mu);
+          if (!acks.empty()) {
+            const Ack& ack = acks[rng() % acks.size()];
+            absl::StatusOr<std::vector<StoredEvent>> events =
+                log.ReadStream(ack.stream, ack.version, 1);
+            ASSERT_THAT(events, IsOk());
+            ASSERT_EQ(events->size(), 1u);
+            EXPECT_EQ((*events)[0].position, ack.position);
+            EXPECT_EQ((*events)[0].bytes, ack.bytes);
+          }
+        }
+        // Full for a while: several resume attempts fail (their flushes find no space).
+        std::this_thread::sleep_for(std::chrono::milliseconds(30 + rng() % 150));
+        EXPECT_EQ(log.GetWriteState().mode, Mode::kDiskFull);
+        fs->SetFull(false);
+        ASSERT_TRUE(AwaitMode(log, Mode::kWritable, std::chrono::seconds(30), &waited))
+            << "appends did not resume within 30 s of space returning: "
+            << log.GetWriteState().detail;
+        resume_max = std::max(resume_max, waited);
+        resume_sum += waited;
+        ++total_fills;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(30));
+      stop = true;
+      for (std::thread& t : writers) t.join();
+      EXPECT_TRUE(bad_refusals.empty()) << bad_refusals.front();
+      EXPECT_EQ(log.GetWriteState().disk_full_count, kFillsPerTrial);
+      EXPECT_EQ(log.GetWriteState().resumed_count, kFillsPerTrial);
+      EXPECT_EQ(transitions.load(), 2 * kFillsPerTrial);
+      // In process: exactly the acknowledged events.
+      EXPECT_EQ(log.Size(), static_cast<int64_t>(acks.size()));
+      opened->reset();
+    }
+
+    // Restart without the faulty file system: every acknowledged event where it was
+    // acknowledged, nothing else, versions 1..n per stream, and the tree verifies.
+    absl::StatusOr<std::unique_ptr<RocksEventLog>> reopened = RocksEventLog::Open(options);
+    ASSERT_THAT(reopened, IsOk());
+    ASSERT_EQ((*reopened)->Size(), static_cast<int64_t>(acks.size()));
+    std::map<int64_t, const Ack*> by_position;
+    for (const Ack& ack : acks) {
+      EXPECT_TRUE(by_position.emplace(ack.position, &ack).second)
+          << "two acknowledgements name position " << ack.position;
+    }
+    absl::StatusOr<std::vector<StoredEvent>> all = (*reopened)->ReadRange(0, acks.size() + 1);
+    ASSERT_THAT(all, IsOk());
+    ASSERT_EQ(all->size(), acks.size());
+    for (const StoredEvent& event : *all) {
+      auto it = by_position.find(event.position);
+      ASSERT_NE(it, by_position.end())
+          << "position " << event.position << " was never acknowledged";
+      EXPECT_EQ(event.stream, it->second->stream);
+      EXPECT_EQ(event.version, it->second->version);
+      EXPECT_EQ(event.bytes, it->second->bytes);
+    }
+    absl::StatusOr<RocksEventLog::VerifyReport> report =
+        (*reopened)->Verify(0, (*reopened)->Size());
+    ASSERT_THAT(report, IsOk());
+    EXPECT_FALSE(report->first_mismatch.has_value()) << report->detail;
+    total_acked += static_cast<int64_t>(acks.size());
+    total_refused += refused;
+  }
+  std::printf(
+      "disk full: %d trials, %lld fills (%lld with failing syncs); %lld appends acknowledged, "
+      "all found after restart and nothing else; %lld refusals, all RESOURCE_EXHAUSTED "
+      "DISK_FULL; appends resumed %.1f ms after space returned on average, %.1f ms at most "
+      "(RocksDB checks every 5 s)\n",
+      trials, static_cast<long long>(total_fills), static_cast<long long>(total_syncs_failing),
+      static_cast<long long>(total_acked), static_cast<long long>(total_refused),
+      total_fills > 0 ? static_cast<double>(resume_sum.count()) / 1000.0 / total_fills : 0.0,
+      static_cast<double>(resume_max.count()) / 1000.0);
+}
+
+// The write state names the mode and the error; appends stay refused while the free space
+// is below one memtable, and resume once it is above.
+TEST(RocksEventLogDiskFull, WriteStateReportsTheModeAndWaitsForRoom) {
+  TempDir dir;
+  RocksEventLog::Options options;
+  options.path = dir.Sub("log");
+  std::filesystem::create_directories(options.path);
+  auto fs = std::make_shared<FullDiskFs>(rocksdb::FileSystem::Default());
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+  options.env = env.get();
+  options.disk_full_retry_ms = 10;
+  options.memtable_bytes_max = 8u << 20;  // RocksDB waits for 4 MiB free
+  absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(options);
+  ASSERT_THAT(log, IsOk());
+  ASSERT_THAT((*log)->Append({.stream = "s", .expected_version = 0, .events = {"a"}}), IsOk());
+  EXPECT_EQ((*log)->GetWriteState().mode, Mode::kWritable);
+  EXPECT_EQ((*log)->GetWriteState().read_only_since_us, 0);
+  fs->SetFull(true);
+  absl::StatusOr<AppendResult> refused =
+      (*log)->Append({.stream = "s", .expected_version = 1, .events = {"b"}});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  RocksEventLog::WriteState state = (*log)->GetWriteState();
+  EXPECT_EQ(state.mode, Mode::kDiskFull);
+  EXPECT_NE(state.detail.find("disk is full"), std::string::npos) << state.detail;
+  EXPECT_GT(state.read_only_since_us, 0);
+  EXPECT_EQ(state.disk_full_count, 1);
+  // Some space is back, but less than a memtable: still refused, nothing written, reads
+  // served. (RocksDB looks every 5 s: two looks.)
+  fs->SetFreeBytes(1u << 20);
+  fs->SetFull(false);
+  std::this_thread::sleep_for(std::chrono::milliseconds(6000));
+  EXPECT_EQ((*log)->GetWriteState().mode, Mode::kDiskFull);
+  EXPECT_EQ((*log)->Size(), 1);
+  absl::StatusOr<std::vector<StoredEvent>> events = (*log)->ReadStream("s", 1, 10);
+  ASSERT_THAT(events, IsOk());
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ((*events)[0].bytes, "a");
+  // Room for a memtable: appends resume.
+  fs->SetFreeBytes(std::nullopt);
+  std::chrono::microseconds waited{};
+  ASSERT_TRUE(AwaitMode(**log, Mode::kWritable, std::chrono::seconds(30), &waited));
+  EXPECT_THAT((*log)->Append({.stream = "s", .expected_version = 1, .events = {"b"}}), IsOk());
+  EXPECT_EQ((*log)->GetWriteState().resumed_count, 1);
+}
+
+}  // namespace
+}  // namespace casework::store
