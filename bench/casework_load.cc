@@ -4,8 +4,10 @@
 //
 // Each of the --concurrency workers keeps one call in flight (gRPC callback client API,
 // no thread per call) and walks cases through their life: create -> review -> assign ->
-// field visits and measures -> inspection, with GetCase and ListCases pages mixed in
-// (--read-percent). Identities come from deploy/principals.sample.json.
+// field visits and measures -> inspection -> two closure sign-offs (a city and a county
+// approver, each with a real Ed25519 signature over the canonical statement; keys made
+// and registered at start; --no-sign-off leaves them out), with GetCase and ListCases
+// pages mixed in (--read-percent). Identities come from deploy/principals.sample.json.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -20,8 +22,11 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "casework/v1/admin_service.grpc.pb.h"
 #include "clients/client.h"
+#include "clients/signing.h"
 #include "nlohmann/json.hpp"
+#include "services/workflow/statement.h"
 
 namespace {
 
@@ -45,7 +50,16 @@ struct Options {
   uint64_t seed = 1;
   std::string run_id;
   bool json = false;
+  bool no_sign_off = false;
 };
+
+// The approvers who sign closures, with their keys (registered at start).
+struct Signer {
+  const char* identity;
+  casework::v1::ApprovalLevel level;
+  std::unique_ptr<casework::client::SigningKey> key;
+};
+std::vector<Signer>* signers = nullptr;
 
 // Latencies of one method, in microseconds.
 struct Series {
@@ -111,7 +125,7 @@ class Worker {
   }
 
  private:
-  enum class Step { kCreate, kReview, kAssign, kVisit, kMeasure, kInspect };
+  enum class Step { kCreate, kReview, kAssign, kVisit, kMeasure, kInspect, kSignOff };
 
   std::unique_ptr<grpc::ClientContext> Context(const char* identity) {
     auto ctx = std::make_unique<grpc::ClientContext>();
@@ -199,8 +213,29 @@ class Worker {
               r->set_passed(true);
               r->set_findings("problems solved");
             },
-            CW_ASYNC(RecordInspection), Step::kCreate);
+            CW_ASYNC(RecordInspection), o_.no_sign_off ? Step::kCreate : Step::kSignOff);
+        signed_ = 0;
         break;
+      case Step::kSignOff: {
+        const Signer& signer = (*signers)[static_cast<size_t>(signed_)];
+        auto signature =
+            signer.key->Sign(casework::workflow::SignOffStatement(case_id_, version_, "insp-1"));
+        if (!signature.ok()) {
+          std::fprintf(stderr, "signing failed: %s\n", signature.status().ToString().c_str());
+          std::abort();
+        }
+        const bool last = static_cast<size_t>(signed_ + 1) == signers->size();
+        Command<casework::v1::SignOffClosureRequest>(
+            "SignOffClosure", signer.identity,
+            [&](auto* r) {
+              r->set_inspection_id("insp-1");
+              r->set_key_id(signer.key->key_id());
+              r->set_signature(*signature);
+            },
+            CW_ASYNC(SignOffClosure), last ? Step::kCreate : Step::kSignOff);
+        ++signed_;
+        break;
+      }
     }
   }
 
@@ -293,6 +328,7 @@ class Worker {
   int64_t cases_ = 0;
   int64_t requests_ = 0;
   int activities_ = 0;
+  int signed_ = 0;  // sign-offs sent for the current case
   Step step_ = Step::kCreate;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -321,8 +357,45 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed, "random seed")->capture_default_str();
   app.add_option("--run-id", o.run_id, "prefix of case and request ids (default: random)");
   app.add_flag("--json", o.json, "print JSON");
+  app.add_flag("--no-sign-off", o.no_sign_off,
+               "leave closure sign-offs out of the mix (no approver keys are registered)");
   CLI11_PARSE(app, argc, argv);
   if (o.run_id.empty()) o.run_id = casework::client::NewRequestId().substr(0, 8);
+
+  // Approver keys for the sign-offs: made now, registered by the admin (a request id per
+  // run and approver, so a rerun with the same --run-id registers nothing new).
+  std::vector<Signer> signer_list;
+  if (!o.no_sign_off) {
+    signer_list.push_back({"sun.li", casework::v1::APPROVAL_LEVEL_CITY, nullptr});
+    signer_list.push_back({"approver.dongshan", casework::v1::APPROVAL_LEVEL_COUNTY, nullptr});
+    casework::client::Client admin(
+        casework::client::ClientOptions{.server = o.server, .identity = "admin"});
+    auto stub = casework::v1::AdminService::NewStub(admin.channel());
+    for (Signer& signer : signer_list) {
+      auto key = casework::client::SigningKey::Generate();
+      if (!key.ok()) {
+        std::fprintf(stderr, "casework-load: %s\n", key.status().ToString().c_str());
+        return 2;
+      }
+      casework::v1::RegisterApproverKeyRequest req;
+      req.set_request_id("load-" + o.run_id + "-key-" + signer.identity);
+      req.set_approver(signer.identity);
+      req.set_public_key(key->public_key());
+      req.set_level(signer.level);
+      casework::v1::RegisterApproverKeyResponse resp;
+      auto ctx = admin.NewContext();
+      grpc::Status s = stub->RegisterApproverKey(ctx.get(), req, &resp);
+      if (!s.ok()) {
+        std::fprintf(stderr,
+                     "casework-load: cannot register the signing key of %s: %s (use "
+                     "--no-sign-off against a server without these approvers)\n",
+                     signer.identity, s.error_message().c_str());
+        return 2;
+      }
+      signer.key = std::make_unique<casework::client::SigningKey>(*std::move(key));
+    }
+  }
+  signers = &signer_list;
 
   // A few channels spread the load over connections and completion threads.
   std::vector<std::shared_ptr<grpc::Channel>> channels;
