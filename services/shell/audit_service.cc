@@ -181,6 +181,27 @@ AuditServiceImpl::AuditServiceImpl(store::RocksEventLog* log, const Authenticato
                                    DeepVerifyOptions deep, AuditOptions options)
     : log_(log), auth_(auth), deep_(std::move(deep)), options_(std::move(options)) {}
 
+CaseStates::Loader AuditServiceImpl::StreamLoader() const {
+  return [log = log_, chunk = options_.read_chunk_events](
+             std::string_view stream,
+             int64_t through) -> absl::StatusOr<std::vector<store::StoredEvent>> {
+    std::vector<store::StoredEvent> all;
+    while (static_cast<int64_t>(all.size()) < through) {
+      const auto have = static_cast<int64_t>(all.size());
+      auto part = log->ReadStream(
+          stream, have + 1,
+          static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(chunk), through - have)));
+      if (!part.ok()) return part.status();
+      if (part->empty()) {
+        return absl::DataLossError(absl::StrCat("stream ", std::string(stream), " ends at version ",
+                                                have, ", before version ", through));
+      }
+      for (store::StoredEvent& e : *part) all.push_back(std::move(e));
+    }
+    return all;
+  };
+}
+
 AuditServiceImpl::~AuditServiceImpl() {
   absl::MutexLock lock(&jobs_mu_);
   jobs_mu_.Await(absl::Condition(
@@ -394,7 +415,8 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
   auto* reactor = ctx->DefaultReactor();
   const bool started = StartJob([this, reactor, resp, root, cut = *cut, ctx] {
     // Fold every case through Evolve up to the cut.
-    absl::flat_hash_map<std::string, v1::Case> cases;
+    CaseStates cases(options_.fold_state_bytes_max, StreamLoader());
+    v1::Case folded;  // reused
     v1::Event event;  // reused: parsing into it keeps its allocations
     int64_t position = 0;
     int64_t end = cut.position;
@@ -422,15 +444,20 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
           end = e.position;
           break;
         }
-        if (cases.size() >= options_.ledger_cases_max && !cases.contains(e.stream)) {
+        const int64_t version = cases.Version(e.stream);
+        if (cases.size() >= options_.ledger_cases_max && version == 0) {
           reactor->Finish(FromStoreStatus(absl::ResourceExhaustedError(absl::StrCat(
               "the ledger holds more than ", options_.ledger_cases_max,
               " cases, the most one replay may hold; ask for a narrower jurisdiction"))));
           return;
         }
-        v1::Case& state = cases[e.stream];
-        workflow::Evolve(state, event);
-        state.set_last_position(e.position);
+        if (absl::Status loaded = cases.Get(e.stream, &folded); !loaded.ok()) {
+          reactor->Finish(FromStoreStatus(loaded));
+          return;
+        }
+        workflow::Evolve(folded, event);
+        folded.set_last_position(e.position);
+        cases.Put(e.stream, folded);
       }
     }
     // Rows: the subtree root and each jurisdiction one level below it.
@@ -459,9 +486,9 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
     std::string trimmed = root;
     while (!trimmed.empty() && trimmed.back() == '/') trimmed.pop_back();
     rows[trimmed].set_jurisdiction(trimmed);
-    for (const auto& [stream, state] : cases) {
+    absl::Status visited = cases.ForEach([&](const std::string& /*stream*/, const v1::Case& state) {
       const std::string& j = state.organisation().jurisdiction();
-      if (!SubtreeHolds(trimmed, j)) continue;
+      if (!SubtreeHolds(trimmed, j)) return;
       count(rows[trimmed], state.state());
       if (j.size() > trimmed.size()) {
         const size_t slash = j.find('/', trimmed.size() + 1);
@@ -469,6 +496,10 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
         rows[child].set_jurisdiction(child);
         count(rows[child], state.state());
       }
+    });
+    if (!visited.ok()) {
+      reactor->Finish(FromStoreStatus(visited));
+      return;
     }
     resp->set_through_position(end);
     for (auto& [name, row] : rows) {
@@ -545,7 +576,12 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
     progress.set_checked(0);
     store::merkle::CompactRange tree;
     std::optional<DeepVerifier> rules;
-    if (deep) rules.emplace(deep_);
+    if (deep) {
+      DeepVerifyOptions options = deep_;
+      options.state_bytes_max = options_.fold_state_bytes_max;
+      options.loader = StreamLoader();
+      rules.emplace(std::move(options));
+    }
     for (int64_t position = 0; position < to;) {
       if (writer->cancelled()) return writer->Done(grpc::Status::CANCELLED);
       auto events = log_->ReadRange(position, static_cast<size_t>(std::min<int64_t>(

@@ -39,6 +39,9 @@ struct AuditOptions {
   int64_t verify_progress_positions = 65536;
   // Cases a ledger replay may hold (kResourceExhausted beyond).
   size_t ledger_cases_max = 4u << 20;
+  // Bytes of case states one fold (a ledger replay, a deep verification) keeps; beyond,
+  // they are dropped and refolded from the log (case_states.h).
+  size_t fold_state_bytes_max = 128u << 20;
 };
 
 class AuditServiceImpl final : public casework::v1::AuditService::CallbackService {
@@ -71,6 +74,8 @@ class AuditServiceImpl final : public casework::v1::AuditService::CallbackServic
       grpc::CallbackServerContext* ctx, const casework::v1::ExportLogRequest* req) override;
 
  private:
+  // Reads events 1..through of a stream from the log, for the folds' CaseStates.
+  [[nodiscard]] CaseStates::Loader StreamLoader() const;
   // Runs `job` on a new thread unless jobs_max are running (then false).
   bool StartJob(std::function<void()> job);
 

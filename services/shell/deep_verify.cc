@@ -240,11 +240,15 @@ std::optional<DeepVerifier::Problem> DeepVerifier::CheckPending() {
                                             workflow::kRulesVersion, ")")};
     }
   }
-  v1::Case& state = cases_[first.stream()];
-  if (state.version() != first.version() - 1) {
-    return Problem{position, absl::StrCat(first.stream(), " is at version ", state.version(),
+  const int64_t at = cases_.Version(first.stream());
+  if (at != first.version() - 1) {
+    return Problem{position, absl::StrCat(first.stream(), " is at version ", at,
                                           " but the event has version ", first.version())};
   }
+  if (absl::Status loaded = cases_.Get(first.stream(), &state_); !loaded.ok()) {
+    return Problem{position, std::string(loaded.message())};
+  }
+  v1::Case& state = state_;
   const std::string jurisdiction = first.has_organisation_listed()
                                        ? first.organisation_listed().organisation().jurisdiction()
                                        : state.organisation().jurisdiction();
@@ -289,6 +293,8 @@ std::optional<DeepVerifier::Problem> DeepVerifier::CheckPending() {
     return Problem{position, *why};
   }
   for (const v1::Event& e : events) workflow::Evolve(state, e);
+  state.set_last_position(position + static_cast<int64_t>(events.size()) - 1);
+  cases_.Put(first.stream(), state);
   return std::nullopt;
 }
 

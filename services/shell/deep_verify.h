@@ -20,8 +20,9 @@
 // by person, fields, deadlines against the time of the event, the closure policy,
 // signatures) is checked exactly. The closure policy is the server's current one.
 //
-// Memory: one Case per case in the log, one entry per registered key, and every
-// recorded principals set.
+// Memory: the case states in a CaseStates (serialized, at most `state_bytes_max` of them
+// kept when a loader is given; dropped states are refolded from the log), one version per
+// case, one entry per registered key, and every recorded principals set.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +33,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "casework/v1/case.pb.h"
 #include "casework/v1/events.pb.h"
+#include "services/shell/case_states.h"
 #include "services/workflow/policy.h"
 #include "store/event_log.h"
 
@@ -39,6 +41,10 @@ namespace casework::shell {
 
 struct DeepVerifyOptions {
   workflow::Policy policy;
+  // Bytes of case states kept (case_states.h); beyond, they are dropped and refolded from
+  // the log through `loader`. Without a loader every state is kept.
+  size_t state_bytes_max = 128u << 20;
+  CaseStates::Loader loader;
 };
 
 // True when `signature` is the Ed25519 signature of `message` by the 32-byte
@@ -53,7 +59,8 @@ class DeepVerifier {
     std::string detail;
   };
 
-  explicit DeepVerifier(DeepVerifyOptions options) : options_(std::move(options)) {}
+  explicit DeepVerifier(DeepVerifyOptions options)
+      : options_(std::move(options)), cases_(options_.state_bytes_max, options_.loader) {}
 
   // The event at the next position. Returns the first problem found so far (a command is
   // checked once its last event is known, so a problem may name an earlier position).
@@ -63,6 +70,7 @@ class DeepVerifier {
 
   [[nodiscard]] int64_t commands_checked() const { return commands_checked_; }
   [[nodiscard]] int64_t signatures_checked() const { return signatures_checked_; }
+  [[nodiscard]] const CaseStates& cases() const { return cases_; }
 
  private:
   struct Key {
@@ -85,8 +93,9 @@ class DeepVerifier {
                                            const workflow::Principal& actor) const;
 
   const DeepVerifyOptions options_;
-  absl::flat_hash_map<std::string, casework::v1::Case> cases_;  // by stream
-  absl::flat_hash_map<std::string, Key> keys_;                  // by key id
+  CaseStates cases_;                            // by stream
+  casework::v1::Case state_;                    // the state of the command being checked
+  absl::flat_hash_map<std::string, Key> keys_;  // by key id
   // Recorded principals sets: version -> id -> principal.
   absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, workflow::Principal>>
       principal_sets_;
