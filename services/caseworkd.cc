@@ -74,6 +74,7 @@ struct Flags {
   int64_t memtable_mib = 64;
   int64_t wal_mib = 64;
   int64_t disk_full_retry_ms = 250;
+  int64_t fold_state_mib = 128;
   int64_t follow_up_review_days = 365;
 };
 
@@ -208,6 +209,12 @@ int main(int argc, char** argv) {
                  "every 5 s); this is how often the log asks whether it has")
       ->capture_default_str()
       ->check(CLI::Range(10, 600000));
+  app.add_option("--fold-state-mib", flags.fold_state_mib,
+                 "case states one fold over the whole log keeps (deep verification, the "
+                 "ledger as of a position), MiB; beyond, they are dropped and refolded from "
+                 "the log, so memory stays bounded however many cases there are")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   app.add_option("--closure-county-approvers-min", flags.closure_county_approvers_min,
                  "closure policy: of which at least this many at county level")
       ->capture_default_str()
@@ -369,8 +376,10 @@ int main(int argc, char** argv) {
     receipts.Issue(position, receipt, std::move(done));
   });
   casework::shell::EventServiceImpl event_service(log->get(), &auth, &commits);
-  casework::shell::AuditServiceImpl audit_service(log->get(), &auth,
-                                                  casework::shell::DeepVerifyOptions{policy});
+  casework::shell::AuditServiceImpl audit_service(
+      log->get(), &auth, casework::shell::DeepVerifyOptions{.policy = policy},
+      casework::shell::AuditOptions{.fold_state_bytes_max =
+                                        static_cast<size_t>(flags.fold_state_mib) << 20});
   casework::shell::OversightServiceImpl oversight_service(log->get(), &auth, policy,
                                                           casework::shell::SystemClockMicros);
   casework::shell::AdminServiceImpl admin_service(log->get(), &auth, &principals_holder,

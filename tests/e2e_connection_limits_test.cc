@@ -13,12 +13,6 @@
 //    client throttles its pings), while other clients are served.
 // Every wait is bounded; nothing asserts how fast the server is, only that what must
 // happen happens within a generous bound, and what must not happen does not.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -36,11 +30,19 @@
 #include "casework/v1/event_service.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tests/raw_http2.h"
 #include "tests/server_process.h"
 
 namespace casework {
 namespace {
 
+using casework::testing::FrameBytes;
+using casework::testing::kAck;
+using casework::testing::kEnhanceYourCalm;
+using casework::testing::kGoaway;
+using casework::testing::kPing;
+using casework::testing::kSettings;
+using casework::testing::RawConnection;
 using casework::testing::ServerProcess;
 using casework::testing::TempDir;
 using Clock = std::chrono::steady_clock;
@@ -259,125 +261,13 @@ TEST_F(ConnectionLimits, AnOldConnectionIsEndedAfterItsAgeAndTheGrace) {
   EXPECT_TRUE(resumed.Sees("cases/after-1"));
 }
 
-// --- A raw HTTP/2 client for the ping flood ------------------------------------------
-
-struct Frame {
-  uint8_t type = 0;
-  uint8_t flags = 0;
-  uint32_t stream = 0;
-  std::string payload;
-};
-
-constexpr uint8_t kSettings = 0x4;
-constexpr uint8_t kPing = 0x6;
-constexpr uint8_t kGoaway = 0x7;
-constexpr uint8_t kAck = 0x1;
-constexpr uint32_t kEnhanceYourCalm = 0xb;
-
-std::string FrameBytes(uint8_t type, uint8_t flags, const std::string& payload) {
-  std::string out;
-  const uint32_t n = static_cast<uint32_t>(payload.size());
-  out.push_back(static_cast<char>(n >> 16));
-  out.push_back(static_cast<char>(n >> 8));
-  out.push_back(static_cast<char>(n));
-  out.push_back(static_cast<char>(type));
-  out.push_back(static_cast<char>(flags));
-  out.append(4, '\0');  // stream 0
-  return out + payload;
-}
-
-class RawConnection {
- public:
-  explicit RawConnection(int port) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = fd_ >= 0 && connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  }
-  ~RawConnection() {
-    if (fd_ >= 0) close(fd_);
-  }
-  [[nodiscard]] bool connected() const { return connected_; }
-
-  bool Send(const std::string& bytes) {
-    size_t done = 0;
-    while (done < bytes.size()) {
-      const ssize_t n = send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      done += static_cast<size_t>(n);
-    }
-    return true;
-  }
-
-  // The next frame, or nullopt when the peer closed or nothing came by `deadline`.
-  std::optional<Frame> Read(Clock::time_point deadline) {
-    std::string header;
-    if (!ReadExactly(9, deadline, &header)) return std::nullopt;
-    const auto b = [&](int i) { return static_cast<uint8_t>(header[i]); };
-    Frame f;
-    const size_t length = (size_t{b(0)} << 16) | (size_t{b(1)} << 8) | b(2);
-    f.type = b(3);
-    f.flags = b(4);
-    f.stream =
-        ((uint32_t{b(5)} & 0x7f) << 24) | (uint32_t{b(6)} << 16) | (uint32_t{b(7)} << 8) | b(8);
-    if (!ReadExactly(length, deadline, &f.payload)) return std::nullopt;
-    return f;
-  }
-
-  // True once the peer has closed the connection (bounded by `deadline`).
-  bool ClosedBy(Clock::time_point deadline) {
-    while (Clock::now() < deadline) {
-      if (!buffer_.empty()) {
-        buffer_.clear();
-        continue;
-      }
-      const int r = Fill(deadline);
-      if (r == 0) return true;
-      if (r < 0) return false;
-    }
-    return false;
-  }
-
- private:
-  // 1: read some bytes; 0: the peer closed; -1: timeout or error.
-  int Fill(Clock::time_point deadline) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return -1;
-    pollfd p{.fd = fd_, .events = POLLIN, .revents = 0};
-    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) return -1;
-    char chunk[4096];
-    const ssize_t n = recv(fd_, chunk, sizeof chunk, 0);
-    if (n == 0) return 0;
-    if (n < 0) return errno == ECONNRESET ? 0 : -1;
-    buffer_.append(chunk, static_cast<size_t>(n));
-    return 1;
-  }
-
-  bool ReadExactly(size_t n, Clock::time_point deadline, std::string* out) {
-    while (buffer_.size() < n) {
-      if (Fill(deadline) <= 0) return false;
-    }
-    out->assign(buffer_, 0, n);
-    buffer_.erase(0, n);
-    return true;
-  }
-
-  int fd_ = -1;
-  bool connected_ = false;
-  std::string buffer_;
-};
-
 TEST_F(ConnectionLimits, APingFloodGetsGoawayTooManyPings) {
   Start({});
   const int port = std::stoi(server_->address().substr(server_->address().rfind(':') + 1));
   RawConnection raw(port);
   ASSERT_TRUE(raw.connected());
   const auto deadline = Clock::now() + seconds(30);
-  ASSERT_TRUE(
-      raw.Send(std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") + FrameBytes(kSettings, 0, "")));
+  ASSERT_TRUE(raw.Send(casework::testing::ClientPreface()));
   // The server's SETTINGS, acknowledged.
   for (;;) {
     auto f = raw.Read(deadline);
@@ -398,7 +288,7 @@ TEST_F(ConnectionLimits, APingFloodGetsGoawayTooManyPings) {
   }
 
   // More, without any call: each is a strike; after two strikes, GOAWAY.
-  std::optional<Frame> goaway;
+  std::optional<casework::testing::Frame> goaway;
   int sent = 1;
   for (int i = 2; i <= 20 && !goaway; ++i) {
     char payload[16];

@@ -1,0 +1,288 @@
+// Abusive clients against the real server while a legitimate client works. Phases, each
+// CW_ABUSE_SECONDS long (default 4):
+//   1. baseline: the legitimate client alone, one call in flight (CreateCase of a new case,
+//      then GetCase of it, in turn);
+//   2. slow readers: CW_SLOW_READERS (default 200) WatchEvents streams from position 0 on
+//      connections of their own (the server allows 100 streams per connection), none of
+//      which ever reads, so the server's sends stop at each stream's flow-control window;
+//      held open through the phase;
+//   3. rapid reset (CVE-2023-44487): CW_RESET_CONNECTIONS raw HTTP/2
+//      connections, each opening GetCase streams and resetting them at once (HEADERS,
+//      then RST_STREAM CANCEL) as fast as the socket takes them (default 1 connection).
+// Prints, per phase, the legitimate client's calls, failures, p50 and p99 and their ratio
+// to the baseline, the server's RSS, and the flood's rate. Asserts only what must hold
+// whatever the speed: the legitimate client never fails through slow readers, and the
+// server stays up and serves after each phase. Through rapid reset the legitimate
+// client's failures are reported, not asserted: gRPC 1.51 (Debian 12) predates the
+// upstream mitigations, and its server's memory grows with the flood (docs/security.md).
+// (The 2x-of-baseline target is a measured figure, in docs/reliability.md; machines are
+// too noisy to assert it.)
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "casework/v1/case_service.grpc.pb.h"
+#include "casework/v1/event_service.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "tests/raw_http2.h"
+#include "tests/server_process.h"
+
+namespace casework {
+namespace {
+
+using casework::testing::RawConnection;
+using casework::testing::ServerProcess;
+using casework::testing::TempDir;
+using Clock = std::chrono::steady_clock;
+
+int EnvInt(const char* name, int fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? std::atoi(value) : fallback;
+}
+
+int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::shared_ptr<grpc::Channel> OwnChannel(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+std::unique_ptr<grpc::ClientContext> As(const std::string& identity,
+                                        std::chrono::milliseconds deadline) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->AddMetadata("x-casework-identity", identity);
+  ctx->set_deadline(std::chrono::system_clock::now() + deadline);
+  return ctx;
+}
+
+v1::CreateCaseRequest Listing(const std::string& case_id) {
+  v1::CreateCaseRequest req;
+  req.set_case_id(case_id);
+  req.set_request_id("r-" + case_id);
+  auto* org = req.mutable_organisation();
+  org->set_organisation_id("org-" + case_id);
+  org->set_display_name("东山村党支部 " + case_id);
+  org->set_jurisdiction("jiangcheng/dongshan/t01/org-" + case_id);
+  org->set_kind(v1::ORGANISATION_KIND_VILLAGE);
+  req.set_case_type(v1::CASE_TYPE_POOR);
+  req.add_problem_categories(v1::PROBLEM_CATEGORY_DEVELOPMENT);
+  req.set_findings("no collective income; 无集体收入, the branch has not met for a year");
+  req.mutable_deadline()->set_seconds(NowSeconds() + 180 * 86400);
+  return req;
+}
+
+int64_t RssMiB(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6) / 1024;
+  }
+  return -1;
+}
+
+struct PhaseResult {
+  std::string name;
+  int64_t calls = 0;
+  int64_t failures = 0;
+  std::string first_failure;
+  double p50_us = 0;
+  double p99_us = 0;
+  int64_t rss_mib = 0;
+};
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+class AbuseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::filesystem::create_directories(dir_.path() / "data");
+    server_ = std::make_unique<ServerProcess>(dir_.path() / "data",
+                                              casework::testing::WriteTestPrincipals(dir_.path()));
+    ASSERT_TRUE(server_->Start()) << server_->error();
+    port_ = std::stoi(server_->address().substr(server_->address().rfind(':') + 1));
+  }
+
+  // The legitimate client for `seconds`, one call in flight.
+  PhaseResult Legitimate(const std::string& name, int seconds) {
+    PhaseResult r{.name = name};
+    auto channel = OwnChannel(server_->address());
+    auto stub = v1::CaseService::NewStub(channel);
+    std::vector<double> micros;
+    const auto end = Clock::now() + std::chrono::seconds(seconds);
+    // Bounded by the phase's end; each call by its deadline.
+    for (int n = 0; Clock::now() < end; ++n) {
+      const std::string id = name + "-" + std::to_string(n);
+      const auto t = Clock::now();
+      grpc::Status s;
+      if (n % 2 == 0) {
+        v1::CaseCommandResponse resp;
+        auto ctx = As("lister", std::chrono::seconds(10));
+        s = stub->CreateCase(ctx.get(), Listing(id), &resp);
+      } else {
+        v1::GetCaseRequest get;
+        get.set_name("cases/" + name + "-" + std::to_string(n - 1));
+        v1::Case c;
+        auto ctx = As("auditor", std::chrono::seconds(10));
+        s = stub->GetCase(ctx.get(), get, &c);
+      }
+      micros.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t).count());
+      ++r.calls;
+      if (!s.ok()) {
+        if (r.failures++ == 0) {
+          r.first_failure = std::to_string(s.error_code()) + " " + s.error_message();
+        }
+      }
+    }
+    r.p50_us = Percentile(micros, 0.50);
+    r.p99_us = Percentile(micros, 0.99);
+    r.rss_mib = RssMiB(server_->pid());
+    return r;
+  }
+
+  void ExpectServing(const std::string& after) {
+    ASSERT_EQ(::kill(server_->pid(), 0), 0) << "the server is gone after " << after;
+    auto stub = v1::CaseService::NewStub(OwnChannel(server_->address()));
+    v1::CaseCommandResponse resp;
+    auto ctx = As("lister", std::chrono::seconds(30));
+    grpc::Status s = stub->CreateCase(ctx.get(), Listing("after-" + after), &resp);
+    EXPECT_TRUE(s.ok()) << "after " << after << ": " << s.error_message();
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ServerProcess> server_;
+  int port_ = 0;
+};
+
+TEST_F(AbuseTest, ALegitimateClientIsServedThroughSlowReadersAndRapidReset) {
+  const int seconds = EnvInt("CW_ABUSE_SECONDS", 4);
+  const int slow_readers = EnvInt("CW_SLOW_READERS", 200);
+  const int reset_connections = EnvInt("CW_RESET_CONNECTIONS", 1);
+
+  // Something for the watches to catch up on: 2,000 events.
+  {
+    std::vector<std::thread> fill;
+    for (int t = 0; t < 4; ++t) {
+      fill.emplace_back([&, t] {
+        auto stub = v1::CaseService::NewStub(OwnChannel(server_->address()));
+        for (int i = 0; i < 500; ++i) {
+          v1::CaseCommandResponse resp;
+          auto ctx = As("lister", std::chrono::seconds(30));
+          (void)stub->CreateCase(
+              ctx.get(), Listing("fill-" + std::to_string(t) + "-" + std::to_string(i)), &resp);
+        }
+      });
+    }
+    for (auto& t : fill) t.join();
+  }
+  std::vector<PhaseResult> results;
+  results.push_back(Legitimate("baseline", seconds));
+
+  // Slow readers: streams that never read.
+  {
+    struct Stalled {
+      std::unique_ptr<grpc::ClientContext> ctx;
+      std::unique_ptr<grpc::ClientReader<v1::WatchEventsResponse>> reader;
+    };
+    std::vector<std::shared_ptr<grpc::Channel>> channels;
+    std::vector<std::unique_ptr<v1::EventService::Stub>> stubs;
+    std::vector<Stalled> stalled;
+    for (int i = 0; i < slow_readers; ++i) {
+      if (i % 50 == 0) {
+        channels.push_back(OwnChannel(server_->address()));
+        stubs.push_back(v1::EventService::NewStub(channels.back()));
+      }
+      Stalled s;
+      s.ctx = As("auditor", std::chrono::seconds(seconds + 120));
+      v1::WatchEventsRequest req;
+      req.set_from_position(0);
+      s.reader = stubs.back()->WatchEvents(s.ctx.get(), req);
+      stalled.push_back(std::move(s));
+    }
+    results.push_back(Legitimate("slow-readers", seconds));
+    for (Stalled& s : stalled) s.ctx->TryCancel();
+    for (Stalled& s : stalled) (void)s.reader->Finish();
+  }
+  ExpectServing("slow-readers");
+  if (HasFatalFailure()) return;
+
+  // Rapid reset.
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> resets{0};
+  std::atomic<int64_t> reconnects{0};
+  std::vector<std::thread> flooders;
+  for (int c = 0; c < reset_connections; ++c) {
+    flooders.emplace_back([&] {
+      const std::string headers = casework::testing::GrpcRequestHeaders(
+          "127.0.0.1:" + std::to_string(port_), "/casework.v1.CaseService/GetCase",
+          {{"x-casework-identity", "auditor"}});
+      std::string cancel(4, '\0');
+      cancel[3] = static_cast<char>(casework::testing::kCancel);
+      // Bounded: until told to stop; a connection the server closed is replaced.
+      while (!stop.load()) {
+        RawConnection raw(port_);
+        if (!raw.connected() || !raw.Send(casework::testing::ClientPreface())) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          continue;
+        }
+        ++reconnects;
+        uint32_t stream = 1;
+        std::string burst;
+        while (!stop.load() && stream < (1u << 30)) {
+          burst.clear();
+          for (int i = 0; i < 64; ++i, stream += 2) {
+            burst += casework::testing::FrameBytes(casework::testing::kHeaders,
+                                                   casework::testing::kEndHeaders, headers, stream);
+            burst +=
+                casework::testing::FrameBytes(casework::testing::kRstStream, 0, cancel, stream);
+          }
+          if (!raw.Send(burst) || !raw.Drain()) break;
+          resets += 64;
+        }
+      }
+    });
+  }
+  results.push_back(Legitimate("rapid-reset", seconds));
+  stop = true;
+  for (auto& t : flooders) t.join();
+  ExpectServing("rapid-reset");
+
+  const PhaseResult& base = results.front();
+  std::printf("abuse: %d s per phase, %d slow readers, %d rapid-reset connections\n", seconds,
+              slow_readers, reset_connections);
+  std::printf("| phase | calls | failures | p50 us | p99 us | p99 / baseline | server RSS MiB |\n");
+  for (const PhaseResult& r : results) {
+    std::printf("| %s | %lld | %lld | %.0f | %.0f | %.2f | %lld |\n", r.name.c_str(),
+                static_cast<long long>(r.calls), static_cast<long long>(r.failures), r.p50_us,
+                r.p99_us, base.p99_us > 0 ? r.p99_us / base.p99_us : 0.0,
+                static_cast<long long>(r.rss_mib));
+  }
+  std::printf("rapid reset: %lld streams opened and reset (%.0f/s) over %lld connections\n",
+              static_cast<long long>(resets.load()), static_cast<double>(resets.load()) / seconds,
+              static_cast<long long>(reconnects.load()));
+  for (const PhaseResult& r : results) {
+    if (r.name != "rapid-reset") {
+      EXPECT_EQ(r.failures, 0) << r.name << ": " << r.first_failure;
+    }
+    EXPECT_GT(r.calls, 0) << r.name;
+  }
+}
+
+}  // namespace
+}  // namespace casework
