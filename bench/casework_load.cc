@@ -4,9 +4,10 @@
 //
 // Each of the --concurrency workers keeps one call in flight (gRPC callback client API,
 // no thread per call) and walks cases through their life: create -> review -> assign ->
-// field visits and measures -> inspection -> two closure sign-offs (a city and a county
-// approver, each with a real Ed25519 signature over the canonical statement; keys made
-// and registered at start; --no-sign-off leaves them out), with GetCase and ListCases
+// field visits and measures -> inspection -> closure sign-offs (a county and a city
+// approver, or --sign-offs 1 the county one alone, each with a real Ed25519 signature over
+// the canonical statement; keys made and registered at start; --no-sign-off leaves them
+// out), with GetCase and ListCases
 // pages mixed in (--read-percent). Identities come from deploy/principals.sample.json.
 #include <algorithm>
 #include <atomic>
@@ -51,6 +52,7 @@ struct Options {
   std::string run_id;
   bool json = false;
   bool no_sign_off = false;
+  int sign_offs = 2;  // approvers who sign each closure: the county one, then the city one
 };
 
 // The approvers who sign closures, with their keys (registered at start).
@@ -359,6 +361,12 @@ int main(int argc, char** argv) {
   app.add_flag("--json", o.json, "print JSON");
   app.add_flag("--no-sign-off", o.no_sign_off,
                "leave closure sign-offs out of the mix (no approver keys are registered)");
+  app.add_option("--sign-offs", o.sign_offs,
+                 "sign-offs per closure: 2 (a county and a city approver, caseworkd's default "
+                 "policy) or 1 (the county approver; for a server run with "
+                 "--closure-approvers-min 1)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 2));
   CLI11_PARSE(app, argc, argv);
   if (o.run_id.empty()) o.run_id = casework::client::NewRequestId().substr(0, 8);
 
@@ -366,8 +374,10 @@ int main(int argc, char** argv) {
   // run and approver, so a rerun with the same --run-id registers nothing new).
   std::vector<Signer> signer_list;
   if (!o.no_sign_off) {
-    signer_list.push_back({"sun.li", casework::v1::APPROVAL_LEVEL_CITY, nullptr});
     signer_list.push_back({"approver.dongshan", casework::v1::APPROVAL_LEVEL_COUNTY, nullptr});
+    if (o.sign_offs == 2) {
+      signer_list.push_back({"sun.li", casework::v1::APPROVAL_LEVEL_CITY, nullptr});
+    }
     casework::client::Client admin(
         casework::client::ClientOptions{.server = o.server, .identity = "admin"});
     auto stub = casework::v1::AdminService::NewStub(admin.channel());

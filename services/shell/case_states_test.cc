@@ -74,48 +74,63 @@ std::vector<v1::Event> Interleaved(int n, uint64_t seed) {
 
 TEST(CaseStates, ATinyBudgetEndsWithTheStatesOfAFoldThatKeepsEverything) {
   MemoryLog log;
-  CaseStates all(0, nullptr);  // no loader: keeps everything
-  CaseStates tiny(1, log.Loader());
-  v1::Case state;
+  CaseStates all(0, nullptr);           // no loader: keeps everything
+  CaseStates kept(0, nullptr, 4);       // four parsed, the others serialized
+  CaseStates tiny(1, log.Loader(), 1);  // one parsed, the others dropped
   for (const v1::Event& e : Interleaved(40, 7)) {
     const store::StoredEvent& stored = log.Add(e);
-    for (CaseStates* states : {&all, &tiny}) {
+    for (CaseStates* states : {&all, &kept, &tiny}) {
       ASSERT_EQ(states->Version(e.stream()), e.version() - 1);
-      ASSERT_TRUE(states->Get(e.stream(), &state).ok());
-      workflow::Evolve(state, e);
-      state.set_last_position(stored.position);
-      states->Put(e.stream(), state);
+      absl::StatusOr<v1::Case*> state = states->Open(e.stream());
+      ASSERT_TRUE(state.ok()) << state.status();
+      workflow::Evolve(**state, e);
+      (*state)->set_last_position(stored.position);
+      states->Updated(e.stream());
     }
   }
   EXPECT_EQ(all.drops(), 0);
   EXPECT_EQ(all.refolds(), 0);
+  EXPECT_EQ(all.parses(), 0);
+  EXPECT_EQ(kept.refolds(), 0);
+  EXPECT_GT(kept.parses(), 100);
   EXPECT_GT(tiny.refolds(), 100);
   EXPECT_EQ(tiny.size(), 40u);
-  std::map<std::string, std::string> expected, got;
+  std::map<std::string, std::string> expected;
   ASSERT_TRUE(all.ForEach([&](const std::string& s, const v1::Case& c) {
                    expected[s] = c.SerializeAsString();
                  })
                   .ok());
-  ASSERT_TRUE(
-      tiny.ForEach([&](const std::string& s, const v1::Case& c) { got[s] = c.SerializeAsString(); })
-          .ok());
   EXPECT_EQ(expected.size(), 40u);
-  EXPECT_TRUE(expected == got);
+  for (CaseStates* states : {&kept, &tiny}) {
+    std::map<std::string, std::string> got;
+    ASSERT_TRUE(states
+                    ->ForEach([&](const std::string& s, const v1::Case& c) {
+                      got[s] = c.SerializeAsString();
+                    })
+                    .ok());
+    EXPECT_TRUE(expected == got);
+  }
 }
 
 TEST(CaseStates, ARefoldThatDoesNotReachTheVersionIsDataLoss) {
   // The loader finds nothing: the log lost the events the fold had seen.
-  CaseStates states(1, [](std::string_view, int64_t) {
-    return absl::StatusOr<std::vector<store::StoredEvent>>(std::vector<store::StoredEvent>{});
-  });
+  CaseStates states(
+      1,
+      [](std::string_view, int64_t) {
+        return absl::StatusOr<std::vector<store::StoredEvent>>(std::vector<store::StoredEvent>{});
+      },
+      1);
   const Scenario scenario(Stage::kAssisted);
   const v1::Event& created = scenario.log().front();
-  v1::Case state;
-  workflow::Evolve(state, created);
-  states.Put(created.stream(), state);  // beyond the budget of 1 byte: dropped at once
+  absl::StatusOr<v1::Case*> state = states.Open(created.stream());
+  ASSERT_TRUE(state.ok());
+  workflow::Evolve(**state, created);
+  states.Updated(created.stream());
+  // Another case pushes it out of the one parsed slot, beyond the budget of 1 byte.
+  ASSERT_TRUE(states.Open("cases/other").ok());
   EXPECT_EQ(states.drops(), 1);
-  absl::Status s = states.Get(created.stream(), &state);
-  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  absl::StatusOr<v1::Case*> again = states.Open(created.stream());
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kDataLoss) << again.status();
 }
 
 // Deep verification over scenario logs (no sign-offs: their signatures are the
@@ -123,7 +138,8 @@ TEST(CaseStates, ARefoldThatDoesNotReachTheVersionIsDataLoss) {
 std::optional<DeepVerifier::Problem> Verify(const std::vector<v1::Event>& events, size_t budget,
                                             int64_t* refolds) {
   MemoryLog log;
-  DeepVerifier verifier(DeepVerifyOptions{.state_bytes_max = budget, .loader = log.Loader()});
+  DeepVerifier verifier(DeepVerifyOptions{
+      .state_bytes_max = budget, .loader = log.Loader(), .parsed_max = budget > 1 ? 4096u : 1u});
   for (const v1::Event& e : events) {
     if (auto p = verifier.Add(log.Add(e))) return p;
   }

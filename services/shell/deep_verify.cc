@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "services/shell/ed25519.h"
 #include "services/shell/principals.h"
 #include "services/workflow/decider.h"
 #include "services/workflow/readmit.h"
@@ -58,25 +59,6 @@ std::string CountyOf(const std::string& jurisdiction) {
 }
 
 }  // namespace
-
-bool VerifyEd25519(std::string_view public_key, std::string_view message,
-                   std::string_view signature) {
-  if (public_key.size() != 32 || signature.size() != 64) return false;
-  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
-      EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr,
-                                  reinterpret_cast<const unsigned char*>(public_key.data()),
-                                  public_key.size()),
-      &EVP_PKEY_free);
-  if (key == nullptr) return false;
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-  if (ctx == nullptr ||
-      EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1) {
-    return false;
-  }
-  return EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
-                          signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
-                          message.size()) == 1;
-}
 
 void DeepVerifier::AddKeyEvent(const v1::Event& event) {
   const std::string person = event.stream().substr(kApproverPrefix.size());
@@ -245,10 +227,9 @@ std::optional<DeepVerifier::Problem> DeepVerifier::CheckPending() {
     return Problem{position, absl::StrCat(first.stream(), " is at version ", at,
                                           " but the event has version ", first.version())};
   }
-  if (absl::Status loaded = cases_.Get(first.stream(), &state_); !loaded.ok()) {
-    return Problem{position, std::string(loaded.message())};
-  }
-  v1::Case& state = state_;
+  absl::StatusOr<v1::Case*> opened = cases_.Open(first.stream());
+  if (!opened.ok()) return Problem{position, std::string(opened.status().message())};
+  v1::Case& state = **opened;
   const std::string jurisdiction = first.has_organisation_listed()
                                        ? first.organisation_listed().organisation().jurisdiction()
                                        : state.organisation().jurisdiction();
@@ -281,7 +262,7 @@ std::optional<DeepVerifier::Problem> DeepVerifier::CheckPending() {
     const std::string statement =
         workflow::SignOffStatement(std::string_view(first.stream()).substr(kCasePrefix.size()),
                                    first.version() - 1, s.inspection_id());
-    if (!VerifyEd25519(key->second.public_key, statement, s.signature())) {
+    if (!VerifyEd25519Strict(key->second.public_key, statement, s.signature())) {
       return Problem{position,
                      absl::StrCat("the sign-off signature of ", first.actor(), " with key \"",
                                   s.key_id(), "\" does not verify over the canonical statement")};
@@ -294,7 +275,7 @@ std::optional<DeepVerifier::Problem> DeepVerifier::CheckPending() {
   }
   for (const v1::Event& e : events) workflow::Evolve(state, e);
   state.set_last_position(position + static_cast<int64_t>(events.size()) - 1);
-  cases_.Put(first.stream(), state);
+  cases_.Updated(first.stream());
   return std::nullopt;
 }
 

@@ -5,7 +5,8 @@
 // with one request id), re-decides the command reconstructed from them (workflow::Readmit)
 // as of their time. It re-checks every sign-off's Ed25519 signature over the canonical
 // statement (services/workflow/statement.h) against the key the approver had registered
-// on "approvers/{person_id}" before it (ApproverKeyRegistered, not revoked since).
+// on "approvers/{person_id}" before it (ApproverKeyRegistered, not revoked since), with
+// the same strict verifier that admitted it (ed25519.h).
 //
 // Roles and jurisdictions: a server that records its principals (PrincipalsRecorded on
 // "config/principals") stamps every event with the version of the set its actor was
@@ -45,12 +46,9 @@ struct DeepVerifyOptions {
   // the log through `loader`. Without a loader every state is kept.
   size_t state_bytes_max = 128u << 20;
   CaseStates::Loader loader;
+  // States kept parsed (the cases touched last).
+  size_t parsed_max = 4096;
 };
-
-// True when `signature` is the Ed25519 signature of `message` by the 32-byte
-// `public_key` (OpenSSL 3).
-[[nodiscard]] bool VerifyEd25519(std::string_view public_key, std::string_view message,
-                                 std::string_view signature);
 
 class DeepVerifier {
  public:
@@ -60,7 +58,8 @@ class DeepVerifier {
   };
 
   explicit DeepVerifier(DeepVerifyOptions options)
-      : options_(std::move(options)), cases_(options_.state_bytes_max, options_.loader) {}
+      : options_(std::move(options)),
+        cases_(options_.state_bytes_max, options_.loader, options_.parsed_max) {}
 
   // The event at the next position. Returns the first problem found so far (a command is
   // checked once its last event is known, so a problem may name an earlier position).
