@@ -75,6 +75,7 @@ struct Flags {
   int64_t wal_mib = 64;
   int64_t disk_full_retry_ms = 250;
   int64_t fold_state_mib = 128;
+  int64_t watches_per_identity_max = 32;
   int64_t follow_up_review_days = 365;
 };
 
@@ -209,6 +210,11 @@ int main(int argc, char** argv) {
                  "every 5 s); this is how often the log asks whether it has")
       ->capture_default_str()
       ->check(CLI::Range(10, 600000));
+  app.add_option("--max-watches-per-identity", flags.watches_per_identity_max,
+                 "WatchEvents streams one identity may hold open at once (beyond: "
+                 "RESOURCE_EXHAUSTED, TOO_MANY_WATCHES); the server holds 1,024 in all")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
   app.add_option("--fold-state-mib", flags.fold_state_mib,
                  "case states one fold over the whole log keeps (deep verification, the "
                  "ledger as of a position), MiB; beyond, they are dropped and refolded from "
@@ -375,7 +381,10 @@ int main(int argc, char** argv) {
                                      casework::shell::CommandProcessor::Done done) {
     receipts.Issue(position, receipt, std::move(done));
   });
-  casework::shell::EventServiceImpl event_service(log->get(), &auth, &commits);
+  casework::shell::EventServiceImpl event_service(
+      log->get(), &auth, &commits,
+      casework::shell::WatchOptions{.watches_per_principal_max =
+                                        static_cast<size_t>(flags.watches_per_identity_max)});
   casework::shell::AuditServiceImpl audit_service(
       log->get(), &auth, casework::shell::DeepVerifyOptions{.policy = policy},
       casework::shell::AuditOptions{.fold_state_bytes_max =

@@ -2,10 +2,14 @@
 // CW_ABUSE_SECONDS long (default 4):
 //   1. baseline: the legitimate client alone, one call in flight (CreateCase of a new case,
 //      then GetCase of it, in turn);
-//   2. slow readers: CW_SLOW_READERS (default 200) WatchEvents streams from position 0 on
-//      connections of their own (the server allows 100 streams per connection), none of
-//      which ever reads, so the server's sends stop at each stream's flow-control window;
-//      held open through the phase;
+//   2. slow readers: CW_SLOW_READERS (default 200) WatchEvents streams from position 0,
+//      50 to a raw HTTP/2 connection that never reads its socket and never grants flow
+//      control window beyond the initial 64 KiB, so the server's sends stall for good;
+//      held open through the phase; watches are spread over 20 identities (the server
+//      lets one identity hold 32);
+//   2b. subscribers: as many gRPC clients watching from position 0 that never call Read:
+//      gRPC's client takes what the server sends into its own buffers, so for the server
+//      they are subscribers that keep up, and every event is sent to each of them;
 //   3. rapid reset (CVE-2023-44487): CW_RESET_CONNECTIONS raw HTTP/2
 //      connections, each opening GetCase streams and resetting them at once (HEADERS,
 //      then RST_STREAM CANCEL) as fast as the socket takes them (default 1 connection).
@@ -82,6 +86,20 @@ v1::CreateCaseRequest Listing(const std::string& case_id) {
   req.set_findings("no collective income; 无集体收入, the branch has not met for a year");
   req.mutable_deadline()->set_seconds(NowSeconds() + 180 * 86400);
   return req;
+}
+
+// The identities of WriteTestPrincipals (tests/server_process.h): watches are spread over
+// them, since the server lets one identity hold only a few dozen.
+const std::vector<std::string>& Identities() {
+  static const std::vector<std::string> ids = {
+      "lister",          "reviewer",          "assister",
+      "inspector",       "approver",          "auditor",
+      "admin",           "outsider",          "lister.b",
+      "lister.reviewer", "reviewer.township", "assister.inspector",
+      "lister.xihe",     "reviewer.xihe",     "assister.xihe",
+      "inspector.xihe",  "approver.xihe",     "auditor.xihe",
+      "admin.xihe",      "approver.dongshan"};
+  return ids;
 }
 
 int64_t RssMiB(pid_t pid) {
@@ -194,32 +212,61 @@ TEST_F(AbuseTest, ALegitimateClientIsServedThroughSlowReadersAndRapidReset) {
   std::vector<PhaseResult> results;
   results.push_back(Legitimate("baseline", seconds));
 
-  // Slow readers: streams that never read.
+  // Slow readers: raw connections that never read their socket.
   {
-    struct Stalled {
+    auto headers = [&](int i) {
+      return casework::testing::GrpcRequestHeaders(
+          "127.0.0.1:" + std::to_string(port_), "/casework.v1.EventService/WatchEvents",
+          {{"x-casework-identity", Identities()[static_cast<size_t>(i) % Identities().size()]}});
+    };
+    // A gRPC message: not compressed, length 0 (WatchEventsRequest{from_position: 0}).
+    const std::string request(5, '\0');
+    std::vector<std::unique_ptr<RawConnection>> stalled;
+    for (int i = 0; i < slow_readers; ++i) {
+      if (i % 50 == 0) {
+        stalled.push_back(std::make_unique<RawConnection>(port_));
+        ASSERT_TRUE(stalled.back()->connected());
+        ASSERT_TRUE(stalled.back()->Send(casework::testing::ClientPreface()));
+      }
+      const auto stream = static_cast<uint32_t>(1 + 2 * (i % 50));
+      ASSERT_TRUE(stalled.back()->Send(
+          casework::testing::FrameBytes(casework::testing::kHeaders, casework::testing::kEndHeaders,
+                                        headers(i), stream) +
+          casework::testing::FrameBytes(casework::testing::kData, casework::testing::kEndStream,
+                                        request, stream)));
+    }
+    results.push_back(Legitimate("slow-readers", seconds));
+  }  // the connections close here
+  ExpectServing("slow-readers");
+  if (HasFatalFailure()) return;
+
+  // Subscribers that gRPC's client buffers for.
+  {
+    struct Watching {
       std::unique_ptr<grpc::ClientContext> ctx;
       std::unique_ptr<grpc::ClientReader<v1::WatchEventsResponse>> reader;
     };
     std::vector<std::shared_ptr<grpc::Channel>> channels;
     std::vector<std::unique_ptr<v1::EventService::Stub>> stubs;
-    std::vector<Stalled> stalled;
+    std::vector<Watching> watching;
     for (int i = 0; i < slow_readers; ++i) {
       if (i % 50 == 0) {
         channels.push_back(OwnChannel(server_->address()));
         stubs.push_back(v1::EventService::NewStub(channels.back()));
       }
-      Stalled s;
-      s.ctx = As("auditor", std::chrono::seconds(seconds + 120));
+      Watching w;
+      w.ctx = As(Identities()[static_cast<size_t>(i) % Identities().size()],
+                 std::chrono::seconds(seconds + 120));
       v1::WatchEventsRequest req;
       req.set_from_position(0);
-      s.reader = stubs.back()->WatchEvents(s.ctx.get(), req);
-      stalled.push_back(std::move(s));
+      w.reader = stubs.back()->WatchEvents(w.ctx.get(), req);
+      watching.push_back(std::move(w));
     }
-    results.push_back(Legitimate("slow-readers", seconds));
-    for (Stalled& s : stalled) s.ctx->TryCancel();
-    for (Stalled& s : stalled) (void)s.reader->Finish();
+    results.push_back(Legitimate("subscribers", seconds));
+    for (Watching& w : watching) w.ctx->TryCancel();
+    for (Watching& w : watching) (void)w.reader->Finish();
   }
-  ExpectServing("slow-readers");
+  ExpectServing("subscribers");
   if (HasFatalFailure()) return;
 
   // Rapid reset.

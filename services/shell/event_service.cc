@@ -1,5 +1,8 @@
 #include "services/shell/event_service.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <optional>
 #include <string>
@@ -116,14 +119,17 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
     absl::flat_hash_set<int> kinds;  // empty: all
   };
 
-  Watch(EventServiceImpl* service, int64_t from, Filter filter, int events_per_message)
+  Watch(EventServiceImpl* service, std::string principal, int64_t from, Filter filter,
+        int events_per_message)
       : service_(service),
+        principal_(std::move(principal)),
         next_(from),
         filter_(std::move(filter)),
         events_per_message_(events_per_message),
-        jurisdictions_(service->log_, service->options_.jurisdiction_cache_entries_max) {}
+        jurisdictions_(service->log_, &service->jurisdiction_cache_) {}
 
   void Start(std::shared_ptr<Watch> self) { self_ = std::move(self); }
+  [[nodiscard]] const std::string& principal() const { return principal_; }
 
   // Builds and writes messages until one is in flight and one is prepared, or there is
   // nothing to send. Runs on a dispatcher thread; only one Pump runs at a time per watch.
@@ -360,6 +366,7 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   }
 
   EventServiceImpl* service_;
+  const std::string principal_;  // the identity that opened it
 
   // Owned by the running Pump.
   int64_t next_;
@@ -384,7 +391,11 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
 
 EventServiceImpl::EventServiceImpl(store::RocksEventLog* log, const Authenticator* auth,
                                    CommitBroadcaster* commits, WatchOptions options)
-    : log_(log), auth_(auth), commits_(commits), options_(std::move(options)) {
+    : log_(log),
+      auth_(auth),
+      commits_(commits),
+      options_(std::move(options)),
+      jurisdiction_cache_(options_.jurisdiction_cache_entries_max) {
   {
     absl::MutexLock lock(&mu_);
     committed_size_ = dispatched_size_ = log_->Size();
@@ -426,10 +437,18 @@ void EventServiceImpl::Register(const std::shared_ptr<Watch>& watch) {
 void EventServiceImpl::Unregister(Watch* watch) {
   absl::MutexLock lock(&mu_);
   std::erase_if(watches_, [watch](const auto& w) { return w.get() == watch; });
+  if (auto it = watches_by_principal_.find(watch->principal()); it != watches_by_principal_.end()) {
+    if (--it->second == 0) watches_by_principal_.erase(it);
+  }
   counters_.watches.store(static_cast<int64_t>(watches_.size()), std::memory_order_relaxed);
 }
 
 void EventServiceImpl::DispatchLoop() {
+  // Building messages (catching watches up, most of all) yields the CPU to commands and
+  // reads: a storm of new watches must not starve the callers (tests/e2e_abuse_test.cc).
+  if (options_.dispatcher_nice > 0) {
+    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), options_.dispatcher_nice);
+  }
   for (;;) {
     std::shared_ptr<Watch> watch;
     {
@@ -536,9 +555,23 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* EventServiceImpl::WatchEvents(
                                                   " watches; retry later or share one watch"),
                                      "当前订阅数已达上限，请稍后重试"));
     }
+    // One identity cannot take the server's whole share: every watch costs a part of the
+    // threads that also serve commands (a caught-up watch is cheap, one catching up is not).
+    size_t& mine = watches_by_principal_[caller.id];
+    if (mine >= options_.watches_per_principal_max) {
+      return new Refused(ErrorStatus(
+          grpc::StatusCode::RESOURCE_EXHAUSTED, "TOO_MANY_WATCHES", "",
+          absl::StrCat(caller.id, " already has ", mine,
+                       " watches open, the most one identity may ",
+                       "hold; close one, or follow several cases with one watch and a filter"),
+          absl::StrCat(
+              caller.id, " 已打开 ", mine,
+              " 个订阅，达到单个身份上限；请关闭一个，或用一个带过滤条件的订阅跟踪多个案件")));
+    }
+    ++mine;  // given back by Unregister
   }
-  auto watch =
-      std::make_shared<Watch>(this, request.from_position(), std::move(filter), per_message);
+  auto watch = std::make_shared<Watch>(this, caller.id, request.from_position(), std::move(filter),
+                                       per_message);
   watch->Start(watch);
   Register(watch);
   return watch.get();

@@ -29,12 +29,14 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "casework/v1/event_service.grpc.pb.h"
 #include "services/shell/auth.h"
 #include "services/shell/commit_broadcaster.h"
+#include "services/shell/event_view.h"
 #include "store/rocks_event_log.h"
 
 namespace casework::shell {
@@ -48,10 +50,16 @@ struct WatchOptions {
   int64_t scan_positions_per_message_max = 65536;
   // Concurrent watches; beyond: RESOURCE_EXHAUSTED.
   size_t watches_max = 1024;
-  // Threads that read the log and build messages for all watches.
+  // Concurrent watches of one identity; beyond: RESOURCE_EXHAUSTED.
+  size_t watches_per_principal_max = 32;
+  // Threads that read the log and build messages for all watches, and their nice value
+  // (Linux, per thread): they yield the CPU to the threads that serve commands and reads.
   int dispatcher_threads = 2;
-  // Case jurisdictions remembered per watch (cleared when full).
-  size_t jurisdiction_cache_entries_max = 65536;
+  int dispatcher_nice = 10;
+  // Case jurisdictions remembered, for all watches together (cleared when full): a case's
+  // jurisdiction is read once, not once per watch, and a watch that scans past cases
+  // outside its jurisdiction holds nothing of its own.
+  size_t jurisdiction_cache_entries_max = 262144;
   // A caught-up watch receives a signed checkpoint at least this often when the log grew.
   absl::Duration checkpoint_interval = absl::Seconds(1);
 };
@@ -93,11 +101,13 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
   CommitBroadcaster* commits_;
   const WatchOptions options_;
   WatchCounters counters_;
+  JurisdictionResolver::Cache jurisdiction_cache_;
   CommitBroadcaster::Token token_ = 0;
 
   absl::Mutex mu_;
   std::deque<std::shared_ptr<Watch>> queue_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Watch>> watches_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, size_t> watches_by_principal_ ABSL_GUARDED_BY(mu_);
   int64_t committed_size_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t dispatched_size_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time next_tick_ ABSL_GUARDED_BY(mu_);

@@ -55,13 +55,32 @@ bool SubtreeHolds(std::string_view root, std::string_view path) {
   return path.size() == root.size() || path[root.size()] == '/';
 }
 
+std::optional<std::string> JurisdictionResolver::Cache::Find(const std::string& stream) const {
+  absl::MutexLock lock(&mu_);
+  auto it = map_.find(stream);
+  if (it == map_.end()) return std::nullopt;
+  return it->second;
+}
+
+bool JurisdictionResolver::Cache::Contains(const std::string& stream) const {
+  absl::MutexLock lock(&mu_);
+  return map_.contains(stream);
+}
+
+void JurisdictionResolver::Cache::Put(const std::string& stream, std::string jurisdiction) {
+  absl::MutexLock lock(&mu_);
+  if (map_.size() >= entries_max_) map_.clear();
+  map_[stream] = std::move(jurisdiction);
+}
+
 void JurisdictionResolver::Learn(std::string_view stream, std::string_view event_bytes) {
-  if (stream.substr(0, 6) != "cases/" || cache_.contains(std::string(stream))) return;
+  if (stream.substr(0, 6) != "cases/") return;
   if (EventBodyField(event_bytes) != casework::v1::Event::kOrganisationListed) return;
+  const std::string key(stream);
+  if (cache_->Contains(key)) return;
   casework::v1::Event event;
   if (!event.ParseFromArray(event_bytes.data(), static_cast<int>(event_bytes.size()))) return;
-  if (cache_.size() >= cache_entries_max_) cache_.clear();
-  cache_[std::string(stream)] = event.organisation_listed().organisation().jurisdiction();
+  cache_->Put(key, event.organisation_listed().organisation().jurisdiction());
 }
 
 absl::StatusOr<std::optional<std::string>> JurisdictionResolver::Of(std::string_view stream) {
@@ -72,17 +91,16 @@ absl::StatusOr<std::optional<std::string>> JurisdictionResolver::Of(std::string_
   }
   if (stream.substr(0, kCases.size()) != kCases) return std::nullopt;
   const std::string key(stream);
-  if (auto it = cache_.find(key); it != cache_.end()) {
-    if (it->second == kNone) return std::nullopt;
-    return it->second;
+  if (std::optional<std::string> known = cache_->Find(key); known.has_value()) {
+    if (*known == kNone) return std::nullopt;
+    return *std::move(known);
   }
   const std::string case_id(stream.substr(kCases.size()));
   auto bytes = log_->GetProjection(kCaseTable, case_id);
   if (!bytes.ok()) return bytes.status();
   if (!bytes->has_value()) {
     // No projection: a stream of events with no case (never for a committed case).
-    if (cache_.size() >= cache_entries_max_) cache_.clear();
-    cache_[key] = kNone;
+    cache_->Put(key, std::string(kNone));
     return std::nullopt;
   }
   casework::v1::Case c;
@@ -90,8 +108,7 @@ absl::StatusOr<std::optional<std::string>> JurisdictionResolver::Of(std::string_
     return absl::DataLossError(
         absl::StrCat("the projection of case ", case_id, " does not parse; rebuild projections"));
   }
-  if (cache_.size() >= cache_entries_max_) cache_.clear();
-  cache_[key] = c.organisation().jurisdiction();
+  cache_->Put(key, c.organisation().jurisdiction());
   return c.organisation().jurisdiction();
 }
 

@@ -3,12 +3,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "store/event_log.h"
 
 namespace casework::shell {
@@ -32,8 +34,28 @@ namespace casework::shell {
 // stream; nullopt for streams that belong to no jurisdiction.
 class JurisdictionResolver {
  public:
+  // The remembered jurisdictions, shareable by resolvers on several threads (the event
+  // stream's watches share one, so that a case's jurisdiction is read and kept once, not
+  // once per watch). Bounded: cleared when it holds `entries_max`.
+  class Cache {
+   public:
+    explicit Cache(size_t entries_max) : entries_max_(entries_max) {}
+    [[nodiscard]] std::optional<std::string> Find(const std::string& stream) const;
+    [[nodiscard]] bool Contains(const std::string& stream) const;
+    void Put(const std::string& stream, std::string jurisdiction);
+
+   private:
+    const size_t entries_max_;
+    mutable absl::Mutex mu_;
+    absl::flat_hash_map<std::string, std::string> map_ ABSL_GUARDED_BY(mu_);
+  };
+
+  // A resolver with a cache of its own.
   JurisdictionResolver(store::EventLog* log, size_t cache_entries_max)
-      : log_(log), cache_entries_max_(cache_entries_max) {}
+      : log_(log), own_(std::make_unique<Cache>(cache_entries_max)), cache_(own_.get()) {}
+  // A resolver using `shared` (which must outlive it).
+  JurisdictionResolver(store::EventLog* log, Cache* shared) : log_(log), cache_(shared) {}
+
   // Takes the jurisdiction of a case from its first event (OrganisationListed) when
   // `event_bytes` is one, sparing a projection read later.
   void Learn(std::string_view stream, std::string_view event_bytes);
@@ -42,8 +64,8 @@ class JurisdictionResolver {
 
  private:
   store::EventLog* log_;
-  size_t cache_entries_max_;
-  absl::flat_hash_map<std::string, std::string> cache_;
+  std::unique_ptr<Cache> own_;
+  Cache* cache_;
 };
 
 }  // namespace casework::shell
