@@ -59,6 +59,11 @@ struct AppendRequest {
   std::string request_fingerprint;
   // Projection writes applied atomically with the events.
   std::vector<ProjectionWrite> projections;
+  // EventLog::ReadToken(), taken before the caller read expected_version from this log
+  // (StreamVersion, or a projection written with the stream's events); 0: none. Lets the
+  // log trust expected_version instead of reading the stream's version itself, when it
+  // knows that nothing was appended to the stream since the token was taken.
+  uint64_t read_token = 0;
 };
 
 // The result of an append (or of the first append with the same request id).
@@ -117,6 +122,9 @@ class EventLog {
 
   // Blocking convenience over AppendAsync.
   absl::StatusOr<AppendResult> Append(AppendRequest request);
+
+  // A token for AppendRequest::read_token; 0 when the log does not use them.
+  virtual uint64_t ReadToken() const { return 0; }
 
   // The stream's committed version (0 when it does not exist).
   virtual absl::StatusOr<int64_t> StreamVersion(std::string_view stream) = 0;

@@ -242,7 +242,12 @@ class RocksEventLog::Impl {
   absl::StatusOr<AppendResult> Apply(const AppendRequest& request, Batch* batch, Overlay* overlay);
   absl::StatusOr<std::optional<AppendResult>> FindRequest(const std::string& key,
                                                           const Overlay& overlay) const;
-  absl::StatusOr<int64_t> CurrentVersion(const std::string& stream, const Overlay& overlay);
+  absl::StatusOr<int64_t> CurrentVersion(const AppendRequest& request, const Overlay& overlay);
+  // Empties the version cache; tokens taken before are no longer trusted.
+  void ClearVersionCache() {
+    version_epoch_.fetch_add(1, std::memory_order_acq_rel);
+    version_cache_.clear();
+  }
   void Publish(std::unique_ptr<Batch> batch, Overlay overlay) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<StoredEvent> DecodeEvent(int64_t position, std::string_view value) const;
 
@@ -323,6 +328,16 @@ class RocksEventLog::Impl {
   int64_t next_position_ = 0;
   Overlay inflight_;  // the batch handed to the writer and not yet known durable
   absl::flat_hash_map<std::string, int64_t> version_cache_;  // durable versions
+
+ public:
+  // The read token (AppendRequest::read_token): the number of times the version cache
+  // was emptied, plus one. Every append that became durable since the cache was last
+  // emptied is in it or in a batch not yet merged into it, so a stream found in none of
+  // them had no append since a token equal to the current value was taken: the version
+  // the caller read after taking it is still the stored one.
+  std::atomic<uint64_t> version_epoch_{1};
+
+ private:
   absl::Status failed_;  // sticky: once a write failed, everything fails
 
   merkle::CompactRange frontier_;  // the right edge of the tree after the built batches
@@ -396,7 +411,10 @@ absl::Status RocksEventLog::Impl::OpenDb() {
   // up mostly where they do not exist (a first attempt), which is what the filter is for.
   rocksdb::ColumnFamilyOptions events = plain;
   events.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(4));
-  rocksdb::ColumnFamilyOptions counters = plain;
+  // Projections: a command reads its case's entry first, and for a new case (the most
+  // common first command) the entry does not exist yet: the filter answers that without
+  // reading a block in every level.
+  rocksdb::ColumnFamilyOptions counters = with_filter;
   counters.merge_operator = std::make_shared<AddInt64Operator>();
 
   std::vector<rocksdb::ColumnFamilyDescriptor> families = {
@@ -836,16 +854,25 @@ absl::StatusOr<std::optional<AppendResult>> RocksEventLog::Impl::StoredRequest(
                       .request_fingerprint = std::move(record.fingerprint)};
 }
 
-absl::StatusOr<int64_t> RocksEventLog::Impl::CurrentVersion(const std::string& stream,
+absl::StatusOr<int64_t> RocksEventLog::Impl::CurrentVersion(const AppendRequest& request,
                                                             const Overlay& overlay) {
+  const std::string& stream = request.stream;
   if (auto it = overlay.versions.find(stream); it != overlay.versions.end()) return it->second;
   if (auto it = inflight_.versions.find(stream); it != inflight_.versions.end()) {
     return it->second;
   }
   if (auto it = version_cache_.find(stream); it != version_cache_.end()) return it->second;
-  // Not in a batch that is not yet durable, so the stored version is the current one.
-  STORE_ASSIGN_OR_RETURN(int64_t version, StoredVersion(stream));
-  if (version_cache_.size() >= options_.version_cache_entries_max) version_cache_.clear();
+  // Not in a batch that is not yet durable, so the stored version is the current one. The
+  // caller read it after taking a token that is still current: nothing was appended to
+  // the stream since (see version_epoch_), so its read stands and spares this one.
+  int64_t version = 0;
+  if (request.read_token != 0 &&
+      request.read_token == version_epoch_.load(std::memory_order_acquire)) {
+    version = request.expected_version;
+  } else {
+    STORE_ASSIGN_OR_RETURN(version, StoredVersion(stream));
+  }
+  if (version_cache_.size() >= options_.version_cache_entries_max) ClearVersionCache();
   version_cache_.emplace(stream, version);
   return version;
 }
@@ -862,7 +889,7 @@ absl::StatusOr<AppendResult> RocksEventLog::Impl::Apply(const AppendRequest& req
       return *std::move(prior);
     }
   }
-  STORE_ASSIGN_OR_RETURN(int64_t current, CurrentVersion(request.stream, *overlay));
+  STORE_ASSIGN_OR_RETURN(int64_t current, CurrentVersion(request, *overlay));
   if (current != request.expected_version) {
     return absl::AbortedError(absl::StrCat("stream ", request.stream, " is at version ", current,
                                            ", not at the expected version ",
@@ -923,7 +950,7 @@ void RocksEventLog::Impl::Publish(std::unique_ptr<Batch> batch, Overlay overlay)
   slot_ = std::move(batch);
   // The previous batch is durable: its versions join the cache.
   for (auto& [stream, version] : inflight_.versions) {
-    if (version_cache_.size() >= options_.version_cache_entries_max) version_cache_.clear();
+    if (version_cache_.size() >= options_.version_cache_entries_max) ClearVersionCache();
     version_cache_[stream] = version;
   }
   inflight_ = std::move(overlay);
@@ -1547,6 +1574,10 @@ absl::StatusOr<std::vector<StoredEvent>> RocksEventLog::ReadRange(int64_t from_p
   return impl_->ReadRange(from_position, limit);
 }
 int64_t RocksEventLog::Size() const { return impl_->Size(); }
+
+uint64_t RocksEventLog::ReadToken() const {
+  return impl_->version_epoch_.load(std::memory_order_acquire);
+}
 absl::StatusOr<std::optional<AppendResult>> RocksEventLog::FindRequest(
     std::string_view stream, std::string_view request_id) {
   if (!ValidName(stream, SIZE_MAX)) {

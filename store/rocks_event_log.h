@@ -55,8 +55,9 @@ class RocksEventLog final : public EventLog {
     // write-ahead log is kept below `wal_bytes_max` by flushing the column families that
     // hold its oldest file (so a restart after a crash replays at most that much); data
     // blocks are cached in one LRU cache of `block_cache_bytes` shared by all column
-    // families. Index blocks, and the Bloom filters of request ids, stay in memory beside
-    // it (caching them in the block cache made reads at 10 million events thrash).
+    // families. Index blocks, and the Bloom filters of request ids and projections, stay
+    // in memory beside it (caching them in the block cache made reads at 10 million events
+    // thrash).
     size_t memtable_bytes_max = 64u << 20;
     size_t wal_bytes_max = 64u << 20;
     size_t block_cache_bytes = 64u << 20;
@@ -157,6 +158,7 @@ class RocksEventLog final : public EventLog {
       std::string_view table, std::string_view start_key, size_t limit,
       const std::function<bool(std::string_view key, std::string_view value)>& visit) override;
   void SetCommitListener(std::function<void(int64_t size)> listener) override;
+  uint64_t ReadToken() const override;
 
   // The committed tree head (published after each durable batch).
   TreeHead Head() const;

@@ -366,10 +366,18 @@ TEST(RocksEventLog, ReopenRecoversSizeAndVersions) {
 // Many threads append to many streams, reading the version and retrying on kAborted.
 // Afterwards positions are gapless, each stream's versions contiguous, and every
 // acknowledged append is found at its positions.
-TEST(RocksEventLog, ConcurrentAppendersKeepPositionsGapless) {
+// Concurrent appenders, each reading a stream's version and appending at it; with read
+// tokens (the log then trusts the version the caller read when nothing was appended to
+// the stream since the token) and a version cache of four entries, emptied all the time,
+// so that tokens go stale: a token trusted wrongly would put two events at one version.
+class ConcurrentAppenders : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ConcurrentAppenders, KeepPositionsGaplessAndVersionsContiguous) {
+  const bool tokens = GetParam();
   TempDir dir;
   RocksEventLog::Options options;
   options.batch_events_max = 64;  // many batches, so pipelining is exercised
+  if (tokens) options.version_cache_entries_max = 4;
   auto log = OpenLog(dir.Sub("log"), options);
   constexpr int kThreads = 8;
   constexpr int kAppendsPerThread = 150;
@@ -394,9 +402,12 @@ TEST(RocksEventLog, ConcurrentAppendersKeepPositionsGapless) {
         for (unsigned n = 0; n < 1 + rng() % 3; ++n)
           events.push_back(absl::StrCat(t, "/", i, "/", n));
         for (int attempt = 0; attempt < kAttemptsMax; ++attempt) {
+          const uint64_t token = tokens ? log->ReadToken() : 0;
           auto version = log->StreamVersion(stream);
           ASSERT_THAT(version, IsOk());
-          auto result = log->Append(Request(stream, *version, events, absl::StrCat(t, "-", i)));
+          AppendRequest request = Request(stream, *version, events, absl::StrCat(t, "-", i));
+          request.read_token = token;
+          auto result = log->Append(std::move(request));
           if (result.status().code() == absl::StatusCode::kAborted) continue;
           ASSERT_THAT(result, IsOk());
           absl::MutexLock lock(&mu);
@@ -430,6 +441,49 @@ TEST(RocksEventLog, ConcurrentAppendersKeepPositionsGapless) {
     ASSERT_THAT(events, IsOk());
     ASSERT_EQ(static_cast<int64_t>(events->size()), version);
   }
+}
+
+INSTANTIATE_TEST_SUITE_P(RocksEventLog, ConcurrentAppenders, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "WithReadTokens" : "WithoutReadTokens";
+                         });
+
+// A token taken before another append to the stream does not make a stale version pass:
+// that append is in the version cache.
+TEST(RocksEventLog, AReadTokenDoesNotHideAnAppendMadeSince) {
+  TempDir dir;
+  auto log = OpenLog(dir.Sub("log"));
+  ASSERT_THAT(log->Append(Request("s", 0, {"a"})), IsOk());
+  const uint64_t token = log->ReadToken();
+  ASSERT_THAT(log->StreamVersion("s"), IsOkAndHolds(1));
+  ASSERT_THAT(log->Append(Request("s", 1, {"b"})), IsOk());  // another writer
+  AppendRequest stale = Request("s", 1, {"c"});
+  stale.read_token = token;
+  EXPECT_THAT(log->Append(std::move(stale)), StatusIs(absl::StatusCode::kAborted));
+}
+
+// Nor after the version cache was emptied (the stream fell out of it): the token is then
+// stale and the log reads the stream's version itself.
+TEST(RocksEventLog, AReadTokenGoesStaleWhenTheVersionCacheIsEmptied) {
+  TempDir dir;
+  RocksEventLog::Options options;
+  options.version_cache_entries_max = 2;
+  auto log = OpenLog(dir.Sub("log"), options);
+  ASSERT_THAT(log->Append(Request("s", 0, {"a"})), IsOk());
+  const uint64_t token = log->ReadToken();
+  ASSERT_THAT(log->StreamVersion("s"), IsOkAndHolds(1));
+  ASSERT_THAT(log->Append(Request("s", 1, {"b"})), IsOk());  // another writer
+  for (const char* other : {"x", "y", "z", "w"}) {
+    ASSERT_THAT(log->Append(Request(other, 0, {"o"})), IsOk());  // s falls out of the cache
+  }
+  EXPECT_NE(log->ReadToken(), token);
+  AppendRequest stale = Request("s", 1, {"c"});
+  stale.read_token = token;
+  EXPECT_THAT(log->Append(std::move(stale)), StatusIs(absl::StatusCode::kAborted));
+  // A fresh token and version go through.
+  AppendRequest fresh = Request("s", 2, {"c"});
+  fresh.read_token = log->ReadToken();
+  EXPECT_THAT(log->Append(std::move(fresh)), IsOk());
 }
 
 }  // namespace

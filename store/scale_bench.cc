@@ -1,6 +1,7 @@
 // The store at scale: fills a log to N events (default 10 million) on many streams, then
 // measures what must not grow with the log:
-//   - durable append throughput with 64 appends in flight, on the empty log and at N;
+//   - durable append throughput with 64 appends in flight, on the empty log and at N (each
+//     append reads its stream's version first, on one of four feeder threads);
 //   - reopening the log (start-up after the process stops; nothing is replayed);
 //   - reading one stream's events (what GetCase's fold reads) by p50 / p99 / p99.9;
 //   - the process's resident memory after reopening.
@@ -20,6 +21,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -49,12 +51,16 @@ int64_t RssKiB() {
 std::string StreamName(int64_t i) { return absl::StrCat("cases/s", i); }
 
 // Appends `appends` one-event appends with request ids, `window` in flight, streams taken
-// round-robin from `next_stream` over `streams`; returns events per second.
+// round-robin from `next_stream` over `streams`; returns events per second. Each append
+// first reads its stream's version with a read token, as a command reads its case; the
+// reads run on `feeders` threads, as commands arrive on several of the server's.
 double Fill(RocksEventLog& log, int64_t appends, int window, int64_t streams, int64_t* next_stream,
-            bool progress) {
+            bool progress, int feeders = 4) {
   absl::Mutex mu;
   int in_flight = 0;
   int64_t errors = 0;
+  std::atomic<int64_t> issued{0};
+  const int64_t first_stream = *next_stream;
   const std::string payload(kEventBytes, 'e');
   struct Room {
     const int* in_flight;
@@ -62,32 +68,43 @@ double Fill(RocksEventLog& log, int64_t appends, int window, int64_t streams, in
     bool Ready() const { return *in_flight < window; }
   } room{&in_flight, window};
   const auto start = Clock::now();
-  auto last_print = start;
-  for (int64_t i = 0; i < appends; ++i) {
-    const int64_t s = (*next_stream)++ % streams;
-    const std::string stream = StreamName(s);
-    auto version = log.StreamVersion(stream);
-    if (!version.ok()) std::abort();
-    {
-      absl::MutexLock lock(&mu);
-      mu.Await(absl::Condition(&room, &Room::Ready));
-      ++in_flight;
-    }
-    log.AppendAsync({.stream = stream,
-                     .expected_version = *version,
-                     .events = {payload},
-                     .request_id = absl::StrCat("r", *version + 1)},
-                    [&](absl::StatusOr<AppendResult> result) {
-                      absl::MutexLock lock(&mu);
-                      --in_flight;
-                      if (!result.ok()) ++errors;
-                    });
-    if (progress && Seconds(last_print) > 2) {
-      last_print = Clock::now();
-      std::fprintf(stderr, "\r  %lld / %lld events, %.0f events/s   ", static_cast<long long>(i),
-                   static_cast<long long>(appends), static_cast<double>(i) / Seconds(start));
-    }
+  std::vector<std::thread> threads;
+  for (int f = 0; f < feeders; ++f) {
+    threads.emplace_back([&, f] {
+      auto last_print = Clock::now();
+      for (;;) {
+        const int64_t i = issued.fetch_add(1);
+        if (i >= appends) return;
+        const std::string stream = StreamName((first_stream + i) % streams);
+        const uint64_t token = log.ReadToken();
+        auto version = log.StreamVersion(stream);
+        if (!version.ok()) std::abort();
+        {
+          absl::MutexLock lock(&mu);
+          mu.Await(absl::Condition(&room, &Room::Ready));
+          ++in_flight;
+        }
+        log.AppendAsync({.stream = stream,
+                         .expected_version = *version,
+                         .events = {payload},
+                         .request_id = absl::StrCat("r", *version + 1),
+                         .read_token = token},
+                        [&](absl::StatusOr<AppendResult> result) {
+                          absl::MutexLock lock(&mu);
+                          --in_flight;
+                          if (!result.ok()) ++errors;
+                        });
+        if (progress && f == 0 && Seconds(last_print) > 2) {
+          last_print = Clock::now();
+          std::fprintf(stderr, "\r  %lld / %lld events, %.0f events/s   ",
+                       static_cast<long long>(i), static_cast<long long>(appends),
+                       static_cast<double>(i) / Seconds(start));
+        }
+      }
+    });
   }
+  for (std::thread& t : threads) t.join();
+  *next_stream = first_stream + appends;
   absl::MutexLock lock(&mu);
   mu.Await(absl::Condition(
       +[](int* n) { return *n == 0; }, &in_flight));

@@ -209,6 +209,8 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
     return;
   }
 
+  // Taken before the state is read, so that the log may trust the version read with it.
+  const uint64_t read_token = log_->ReadToken();
   auto loaded = LoadCase(case_id);
   if (!loaded.ok()) {
     std::move(done)(FromStoreStatus(loaded.status()));
@@ -256,6 +258,7 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   store::AppendRequest append;
   append.stream = stream;
   append.expected_version = before.version();
+  append.read_token = read_token;
   append.request_id = request_id;
   append.request_fingerprint = fingerprint;
   append.events.reserve(events.size());
