@@ -1,7 +1,5 @@
 #include "clients/casectl/audit_commands.h"
 
-#include <openssl/evp.h>
-
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -17,6 +15,7 @@
 #include "clients/table.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
+#include "services/shell/ed25519.h"
 #include "services/workflow/statement.h"
 #include "store/checkpoint.h"
 #include "store/export.h"
@@ -69,22 +68,6 @@ std::string KindOf(const v1::Event& e) {
   return field == nullptr ? "?" : field->name();
 }
 
-bool VerifyEd25519(std::string_view key, std::string_view message, std::string_view signature) {
-  if (key.size() != 32 || signature.size() != 64) return false;
-  EVP_PKEY* pkey = EVP_PKEY_new_raw_public_key(
-      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(key.data()), key.size());
-  if (pkey == nullptr) return false;
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  const bool ok =
-      ctx != nullptr && EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, pkey) == 1 &&
-      EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(signature.data()),
-                       signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
-                       message.size()) == 1;
-  EVP_MD_CTX_free(ctx);
-  EVP_PKEY_free(pkey);
-  return ok;
-}
-
 // Sign-off signatures of an export, checked against keys registered earlier in it.
 class SignOffChecker {
  public:
@@ -111,7 +94,9 @@ class SignOffChecker {
     }
     const std::string statement =
         workflow::SignOffStatement(r.stream.substr(6), r.version - 1, s.inspection_id());
-    if (!VerifyEd25519(it->second.public_key, statement, s.signature())) {
+    // The server's own strict check (services/shell/ed25519.h): what it would refuse to
+    // admit, an export must not pass with.
+    if (!shell::VerifyEd25519Strict(it->second.public_key, statement, s.signature())) {
       return "sign-off signature of " + e.actor() + " does not verify";
     }
     ++checked_;
