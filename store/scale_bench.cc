@@ -3,7 +3,8 @@
 //   - durable append throughput with 64 appends in flight, on the empty log and at N (each
 //     append reads its stream's version first, on one of four feeder threads);
 //   - reopening the log (start-up after the process stops; nothing is replayed);
-//   - reading one stream's events (what GetCase's fold reads) by p50 / p99 / p99.9;
+//   - reading one stream's events by p50 / p99 / p99.9, and reading its state from a
+//     projection (each append also puts one, as a command puts its case; GetCase reads it);
 //   - the process's resident memory after reopening.
 // Prints a table and one JSON line. Usage:
 //   bench_store_scale [--events N] [--streams S] [--dir DIR] [--keep]
@@ -34,6 +35,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kEventBytes = 200;
+// Each append also puts its stream's state into a projection table, as a command puts its
+// case (GetCase reads it back): one more key per event.
+constexpr size_t kStateBytes = 300;
+constexpr char kStateTable[] = "case";
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
@@ -62,6 +67,7 @@ double Fill(RocksEventLog& log, int64_t appends, int window, int64_t streams, in
   std::atomic<int64_t> issued{0};
   const int64_t first_stream = *next_stream;
   const std::string payload(kEventBytes, 'e');
+  const std::string state(kStateBytes, 's');
   struct Room {
     const int* in_flight;
     int window;
@@ -88,6 +94,10 @@ double Fill(RocksEventLog& log, int64_t appends, int window, int64_t streams, in
                          .expected_version = *version,
                          .events = {payload},
                          .request_id = absl::StrCat("r", *version + 1),
+                         .projections = {{.op = ProjectionWrite::Op::kPut,
+                                          .table = kStateTable,
+                                          .key = stream,
+                                          .value = state}},
                          .read_token = token},
                         [&](absl::StatusOr<AppendResult> result) {
                           absl::MutexLock lock(&mu);
@@ -197,6 +207,16 @@ int main(int argc, char** argv) {
     if (!version.ok() || !events_read.ok()) std::abort();
     read_micros.push_back(Seconds(t) * 1e6);
   }
+  // Reading one stream's state from its projection, as GetCase does: one point read.
+  std::vector<double> get_micros;
+  for (int i = 0; i < 20'000; ++i) {
+    const std::string stream =
+        StreamName(static_cast<int64_t>(rng() % static_cast<uint64_t>(streams)));
+    const auto t = Clock::now();
+    auto value = log->GetProjection(kStateTable, stream);
+    if (!value.ok()) std::abort();
+    get_micros.push_back(Seconds(t) * 1e6);
+  }
   const int64_t rss_after_reads = RssKiB();
   std::printf("| measure | value |\n|---|---|\n");
   std::printf("| events in the log | %lld on %lld streams |\n", static_cast<long long>(size),
@@ -209,15 +229,20 @@ int main(int argc, char** argv) {
   std::printf("| read one stream (version + events) p50 / p99 / p99.9 | %.0f / %.0f / %.0f us |\n",
               Percentile(read_micros, 0.5), Percentile(read_micros, 0.99),
               Percentile(read_micros, 0.999));
-  std::printf("| RSS after reopen / after 20k reads | %lld / %lld MiB |\n",
+  std::printf(
+      "| one stream's state (projection point read, as GetCase) p50 / p99 / p99.9 | %.1f / "
+      "%.1f / %.1f us |\n",
+      Percentile(get_micros, 0.5), Percentile(get_micros, 0.99), Percentile(get_micros, 0.999));
+  std::printf("| RSS after reopen / after 40k reads | %lld / %lld MiB |\n",
               static_cast<long long>(rss_after_open / 1024),
               static_cast<long long>(rss_after_reads / 1024));
   std::printf(
       "{\"events\":%lld,\"empty_appends_per_s\":%.0f,\"full_appends_per_s\":%.0f,"
-      "\"open_s\":%.3f,\"read_p50_us\":%.0f,\"read_p99_us\":%.0f,\"rss_mib\":%lld}\n",
+      "\"open_s\":%.3f,\"read_p50_us\":%.0f,\"read_p99_us\":%.0f,\"get_p50_us\":%.1f,"
+      "\"get_p99_us\":%.1f,\"rss_mib\":%lld}\n",
       static_cast<long long>(size), empty_rate, full_rate, open_seconds,
-      Percentile(read_micros, 0.5), Percentile(read_micros, 0.99),
-      static_cast<long long>(rss_after_reads / 1024));
+      Percentile(read_micros, 0.5), Percentile(read_micros, 0.99), Percentile(get_micros, 0.5),
+      Percentile(get_micros, 0.99), static_cast<long long>(rss_after_reads / 1024));
   log.reset();
   if (made_dir && !keep) std::filesystem::remove_all(dir);
   return 0;
