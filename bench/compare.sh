@@ -4,12 +4,12 @@
 # and prints the ratio. Build first:
 #   cmake -S . -B build/bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DCW_BUILD_TESTS=OFF
 #   ninja -C build/bench caseworkd casework-load
-# Usage: bench/compare.sh [clients=32] [seconds=10]
+# Usage: [BIN=build dir] bench/compare.sh [clients=32] [seconds=10]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 clients=${1:-32}
 seconds=${2:-10}
-bin=$root/build/bench
+bin=${BIN:-$root/build/bench}  # BIN=build/rel: another release build
 
 work=$(mktemp -d /tmp/casework-compare-XXXXXX)
 port_file=$work/port

@@ -27,6 +27,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "store/log_format.h"
 #include "store/rocks_event_log.h"
 
 namespace casework::store {
@@ -57,8 +58,9 @@ std::string StreamName(int64_t i) { return absl::StrCat("cases/s", i); }
 
 // Appends `appends` one-event appends with request ids, `window` in flight, streams taken
 // round-robin from `next_stream` over `streams`; returns events per second. Each append
-// first reads its stream's version with a read token, as a command reads its case; the
-// reads run on `feeders` threads, as commands arrive on several of the server's.
+// first reads its stream's state (a projection holding its version) with a read token,
+// as a command reads its case; the reads run on `feeders` threads, as commands arrive on
+// several of the server's.
 double Fill(RocksEventLog& log, int64_t appends, int window, int64_t streams, int64_t* next_stream,
             bool progress, int feeders = 4) {
   absl::Mutex mu;
@@ -67,7 +69,7 @@ double Fill(RocksEventLog& log, int64_t appends, int window, int64_t streams, in
   std::atomic<int64_t> issued{0};
   const int64_t first_stream = *next_stream;
   const std::string payload(kEventBytes, 'e');
-  const std::string state(kStateBytes, 's');
+  const std::string padding(kStateBytes - 8, 's');
   struct Room {
     const int* in_flight;
     int window;
@@ -83,21 +85,26 @@ double Fill(RocksEventLog& log, int64_t appends, int window, int64_t streams, in
         if (i >= appends) return;
         const std::string stream = StreamName((first_stream + i) % streams);
         const uint64_t token = log.ReadToken();
-        auto version = log.StreamVersion(stream);
-        if (!version.ok()) std::abort();
+        auto stored = log.GetProjection(kStateTable, stream);
+        if (!stored.ok()) std::abort();
+        int64_t version = 0;
+        if (stored->has_value() &&
+            !format::DecodeInt64(std::string_view(**stored).substr(0, 8), &version)) {
+          std::abort();
+        }
         {
           absl::MutexLock lock(&mu);
           mu.Await(absl::Condition(&room, &Room::Ready));
           ++in_flight;
         }
         log.AppendAsync({.stream = stream,
-                         .expected_version = *version,
+                         .expected_version = version,
                          .events = {payload},
-                         .request_id = absl::StrCat("r", *version + 1),
+                         .request_id = absl::StrCat("r", version + 1),
                          .projections = {{.op = ProjectionWrite::Op::kPut,
                                           .table = kStateTable,
                                           .key = stream,
-                                          .value = state}},
+                                          .value = format::EncodeInt64(version + 1) + padding}},
                          .read_token = token},
                         [&](absl::StatusOr<AppendResult> result) {
                           absl::MutexLock lock(&mu);
@@ -127,6 +134,7 @@ double Fill(RocksEventLog& log, int64_t appends, int window, int64_t streams, in
 }
 
 double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
@@ -140,6 +148,8 @@ int main(int argc, char** argv) {
   int64_t streams = 100'000;
   std::string dir;
   bool keep = false;
+  int64_t probe_appends = 20'000;
+  bool reads = true;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--events") == 0 && i + 1 < argc) {
       events = std::atoll(argv[++i]);
@@ -149,8 +159,15 @@ int main(int argc, char** argv) {
       dir = argv[++i];
     } else if (std::strcmp(argv[i], "--keep") == 0) {
       keep = true;
+    } else if (std::strcmp(argv[i], "--probe") == 0 && i + 1 < argc) {
+      probe_appends = std::atoll(argv[++i]);
+    } else if (std::strcmp(argv[i], "--no-reads") == 0) {
+      reads = false;
     } else {
-      std::fprintf(stderr, "usage: %s [--events N] [--streams S] [--dir DIR] [--keep]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--events N] [--streams S] [--dir DIR] [--keep] [--probe APPENDS] "
+                   "[--no-reads]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -171,7 +188,7 @@ int main(int argc, char** argv) {
     return *std::move(log);
   };
 
-  constexpr int64_t kProbeAppends = 20'000;
+  const int64_t kProbeAppends = probe_appends;
   constexpr int kProbeWindow = 64;
   auto log = open();
   int64_t next_stream = log->Size();
@@ -198,7 +215,7 @@ int main(int argc, char** argv) {
   // Reading one stream's events, as GetCase's fold does, for random streams.
   std::mt19937_64 rng(7);
   std::vector<double> read_micros;
-  for (int i = 0; i < 20'000; ++i) {
+  for (int i = 0; reads && i < 20'000; ++i) {
     const std::string stream =
         StreamName(static_cast<int64_t>(rng() % static_cast<uint64_t>(streams)));
     const auto t = Clock::now();
@@ -209,7 +226,7 @@ int main(int argc, char** argv) {
   }
   // Reading one stream's state from its projection, as GetCase does: one point read.
   std::vector<double> get_micros;
-  for (int i = 0; i < 20'000; ++i) {
+  for (int i = 0; reads && i < 20'000; ++i) {
     const std::string stream =
         StreamName(static_cast<int64_t>(rng() % static_cast<uint64_t>(streams)));
     const auto t = Clock::now();
