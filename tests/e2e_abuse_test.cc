@@ -36,6 +36,7 @@
 #include "casework/v1/event_service.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tests/e2e_support.h"
 #include "tests/raw_http2.h"
 #include "tests/server_process.h"
 
@@ -52,17 +53,8 @@ int EnvInt(const char* name, int fallback) {
   return value != nullptr ? std::atoi(value) : fallback;
 }
 
-int64_t NowSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::shared_ptr<grpc::Channel> OwnChannel(const std::string& address) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
-}
+using casework::testing::NowSeconds;
+using casework::testing::OwnChannel;
 
 std::unique_ptr<grpc::ClientContext> As(const std::string& identity,
                                         std::chrono::milliseconds deadline) {

@@ -25,11 +25,11 @@
 #include <mutex>
 #include <thread>
 
-#include "casework/v1/audit_service.grpc.pb.h"
+#include "casework/v1/case_service.grpc.pb.h"
 #include "clients/client.h"
 #include "gtest/gtest.h"
-#include "services/shell/projections.h"
 #include "store/rocks_event_log.h"
+#include "tests/e2e_support.h"
 #include "tests/server_process.h"
 
 namespace casework {
@@ -57,11 +57,7 @@ struct JoinOnExit {
   }
 };
 
-int64_t NowSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using casework::testing::NowSeconds;
 
 // Writes `path` until the file system is full (ENOSPC), in shrinking chunks so that no
 // page is left. Returns the bytes written, or -1 on another error (errno set).
@@ -282,25 +278,7 @@ TEST_F(DiskFullTest, WritesRefusedWhileFullReadsServedAndWritesResumeWhenSpaceRe
   ASSERT_EQ(server_->Stop(), 0) << server_->log();
   Start();
   if (HasFatalFailure()) return;
-  auto auditor = As("auditor");
-  for (bool deep : {false, true}) {
-    auto ctx = auditor->NewContext();
-    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
-    v1::VerifyLogRequest req;
-    req.set_deep(deep);
-    auto stream = v1::AuditService::NewStub(auditor->channel())->VerifyLog(ctx.get(), req);
-    v1::VerifyLogResponse m;
-    bool ok = false;
-    std::string problem;
-    while (stream->Read(&m)) {
-      if (m.done()) {
-        ok = m.ok();
-        problem = m.problem();
-      }
-    }
-    EXPECT_TRUE(stream->Finish().ok());
-    EXPECT_TRUE(ok) << (deep ? "deep: " : "tree: ") << problem;
-  }
+  casework::testing::ExpectLogVerifies(server_->address());
   ASSERT_EQ(server_->Stop(), 0);
 
   // Exactly the acknowledged commands, each where it was acknowledged; the read models
@@ -316,26 +294,10 @@ TEST_F(DiskFullTest, WritesRefusedWhileFullReadsServedAndWritesResumeWhenSpaceRe
     ASSERT_EQ(events->size(), 1u) << case_id;
     EXPECT_EQ((*events)[0].position, position) << case_id;
   }
-  std::map<std::string, std::string> maintained, rebuilt;
-  ASSERT_TRUE((*log)
-                  ->ScanAllProjections([&](std::string_view k, std::string_view v) {
-                    maintained.emplace(std::string(k), std::string(v));
-                  })
-                  .ok());
-  shell::ProjectionReplayer replayer;
-  ASSERT_TRUE((*log)
-                  ->RebuildProjections([&](const store::StoredEvent& e) {
-                    auto writes = replayer.Project(e);
-                    EXPECT_TRUE(writes.ok());
-                    return writes.ok() ? *writes : std::vector<store::ProjectionWrite>{};
-                  })
-                  .ok());
-  ASSERT_TRUE((*log)
-                  ->ScanAllProjections([&](std::string_view k, std::string_view v) {
-                    rebuilt.emplace(std::string(k), std::string(v));
-                  })
-                  .ok());
-  EXPECT_TRUE(maintained == rebuilt) << "the read models differ from a rebuild";
+  log->reset();
+  int64_t events = 0;
+  casework::testing::ExpectProjectionsEqualRebuild(options.path, &events);
+  EXPECT_EQ(events, static_cast<int64_t>(acked.size()));
 
   std::sort(resume_seconds.begin(), resume_seconds.end());
   std::printf(

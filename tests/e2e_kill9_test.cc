@@ -18,11 +18,9 @@
 #include <set>
 #include <thread>
 
-#include "casework/v1/audit_service.grpc.pb.h"
 #include "clients/client.h"
 #include "gtest/gtest.h"
-#include "services/shell/projections.h"
-#include "store/rocks_event_log.h"
+#include "tests/e2e_support.h"
 #include "tests/server_process.h"
 
 namespace casework {
@@ -47,11 +45,7 @@ struct Acked {
   std::vector<int64_t> positions;
 };
 
-int64_t NowSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using casework::testing::NowSeconds;
 
 class Kill9Test : public ::testing::Test {
  protected:
@@ -230,54 +224,13 @@ TEST_F(Kill9Test, EveryAcknowledgedEventSurvivesAndNothingIsDuplicated) {
     Record(c, resp);
   }
   Check();
-  auto auditor = As("auditor");
-  for (bool deep : {false, true}) {
-    auto ctx = auditor->NewContext();
-    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(300));
-    v1::VerifyLogRequest req;
-    req.set_deep(deep);
-    auto reader = v1::AuditService::NewStub(auditor->channel())->VerifyLog(ctx.get(), req);
-    v1::VerifyLogResponse m;
-    bool ok = false;
-    std::string problem;
-    while (reader->Read(&m)) {
-      if (m.done()) {
-        ok = m.ok();
-        problem = m.problem();
-      }
-    }
-    EXPECT_TRUE(reader->Finish().ok());
-    EXPECT_TRUE(ok) << (deep ? "deep: " : "tree: ") << problem;
-  }
+  casework::testing::ExpectLogVerifies(server_->address());
   ASSERT_EQ(server_->Stop(), 0);
 
   // The read models as maintained equal a rebuild from the log.
-  store::RocksEventLog::Options options;
-  options.path = (dir_.path() / "data" / "log").string();
-  auto log = store::RocksEventLog::Open(options);
-  ASSERT_TRUE(log.ok()) << log.status();
-  std::map<std::string, std::string> maintained, rebuilt;
-  ASSERT_TRUE((*log)
-                  ->ScanAllProjections([&](std::string_view k, std::string_view v) {
-                    maintained.emplace(std::string(k), std::string(v));
-                  })
-                  .ok());
-  shell::ProjectionReplayer replayer;
-  ASSERT_TRUE((*log)
-                  ->RebuildProjections([&](const store::StoredEvent& e) {
-                    auto writes = replayer.Project(e);
-                    EXPECT_TRUE(writes.ok());
-                    return writes.ok() ? *writes : std::vector<store::ProjectionWrite>{};
-                  })
-                  .ok());
-  ASSERT_TRUE((*log)
-                  ->ScanAllProjections([&](std::string_view k, std::string_view v) {
-                    rebuilt.emplace(std::string(k), std::string(v));
-                  })
-                  .ok());
-  EXPECT_EQ(maintained.size(), rebuilt.size());
-  EXPECT_TRUE(maintained == rebuilt) << "the read models differ from a rebuild";
-  const int64_t events = (*log)->Size();
+  int64_t events = 0;
+  const size_t entries = casework::testing::ExpectProjectionsEqualRebuild(
+      (dir_.path() / "data" / "log").string(), &events);
 
   std::sort(restart_seconds.begin(), restart_seconds.end());
   std::printf(
@@ -288,8 +241,8 @@ TEST_F(Kill9Test, EveryAcknowledgedEventSurvivesAndNothingIsDuplicated) {
       cycles, acked_.size(), static_cast<long long>(checked_),
       static_cast<long long>(retried_replayed + retried_fresh),
       static_cast<long long>(retried_replayed), static_cast<long long>(retried_fresh),
-      static_cast<long long>(events), maintained.size(),
-      restart_seconds[restart_seconds.size() / 2], restart_seconds.back());
+      static_cast<long long>(events), entries, restart_seconds[restart_seconds.size() / 2],
+      restart_seconds.back());
 }
 
 }  // namespace
