@@ -214,6 +214,37 @@ TEST_F(ConnectionLimits, AnIdleConnectionIsClosedByTheServer) {
   EXPECT_TRUE(Create(channel, "again-1").ok());
 }
 
+// Many connections that complete the HTTP/2 handshake and then make no call are all closed
+// by the idle limit, while a client with calls is served.
+TEST_F(ConnectionLimits, ManyIdleConnectionsAreAllClosed) {
+  constexpr int kIdle = 500;
+  Start({"--max-connection-idle-seconds=2"});
+  const int port = std::stoi(server_->address().substr(server_->address().rfind(':') + 1));
+  std::vector<std::unique_ptr<RawConnection>> idle;
+  for (int i = 0; i < kIdle; ++i) {
+    auto raw = std::make_unique<RawConnection>(port);
+    ASSERT_TRUE(raw->connected()) << i;
+    ASSERT_TRUE(raw->Send(casework::testing::ClientPreface()));
+    // The server's SETTINGS, acknowledged: a proper connection, just without calls.
+    for (;;) {
+      auto f = raw->Read(Clock::now() + seconds(30));
+      ASSERT_TRUE(f.has_value()) << "no SETTINGS from the server on connection " << i;
+      if (f->type == kSettings && (f->flags & kAck) == 0) break;
+    }
+    ASSERT_TRUE(raw->Send(FrameBytes(kSettings, kAck, "")));
+    idle.push_back(std::move(raw));
+  }
+  // Served meanwhile.
+  EXPECT_TRUE(Create(OwnChannel(server_->address()), "among-idle").ok());
+  const auto start = Clock::now();
+  const auto deadline = start + seconds(60);
+  int closed = 0;
+  for (auto& raw : idle) closed += raw->ClosedBy(deadline) ? 1 : 0;
+  const double took = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_EQ(closed, kIdle) << "after " << took << " s";
+  std::printf("%d idle connections closed by the server within %.1f s (limit 2 s)\n", closed, took);
+}
+
 TEST_F(ConnectionLimits, AnOldConnectionIsEndedAfterItsAgeAndTheGrace) {
   constexpr int kAgeSeconds = 10;    // the smallest --max-connection-age-seconds
   constexpr int kGraceSeconds = 30;  // ServerLimits::connection_age_grace_ms

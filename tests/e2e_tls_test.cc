@@ -228,7 +228,7 @@ TEST(TlsFlags, TheServerRefusesToStartWithoutAnExplicitTransport) {
 // Connections that open TCP and never start the TLS handshake are closed by the server
 // after the handshake timeout (10 s), while a real client is served meanwhile.
 TEST_F(TlsTest, StalledHandshakesAreClosedAndOthersAreServed) {
-  constexpr int kStalled = 200;
+  constexpr int kStalled = 500;
   const int port = std::stoi(server_->address().substr(server_->address().rfind(':') + 1));
   std::vector<int> sockets;
   for (int i = 0; i < kStalled; ++i) {
