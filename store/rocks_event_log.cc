@@ -404,6 +404,10 @@ absl::Status RocksEventLog::Impl::OpenDb() {
   rocksdb::ColumnFamilyOptions with_filter;
   with_filter.write_buffer_size = plain.write_buffer_size;
   with_filter.table_factory.reset(rocksdb::NewBlockBasedTableFactory(point_lookups));
+  // The same filter in front of the memtable: a lookup of an absent key (a new request id,
+  // a new case) skips the skip-list search there too.
+  with_filter.memtable_prefix_bloom_size_ratio = 0.02;
+  with_filter.memtable_whole_key_filtering = true;
   // Positions are big-endian and only grow: every insert into the events memtable lands
   // right after the last one, so a hint shared by all keys (the same 4-byte prefix below
   // 2^32 events) makes it O(1) instead of a skip-list search.
