@@ -336,12 +336,26 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
         !filter_.stream.empty() || !filter_.kinds.empty() || !filter_.all_jurisdictions;
     while (position < scan_end && count < events_per_message_ &&
            out.size() < options.message_bytes_max) {
-      const int64_t want =
-          std::min<int64_t>(scan_end - position, filtered ? 1024 : events_per_message_ - count);
-      auto events = log->ReadRange(position, static_cast<size_t>(want));
-      if (!events.ok()) return events.status();
+      // A whole chunk of committed events comes from the chunks every watch shares;
+      // the chunk the log is still filling is read for this watch alone.
+      std::shared_ptr<const std::vector<store::StoredEvent>> events;
+      const int64_t chunk = position / kChunkEvents;
+      if ((chunk + 1) * kChunkEvents <= size) {
+        auto shared = service_->chunks_.Get(chunk);
+        if (!shared.ok()) return shared.status();
+        events = *std::move(shared);
+      } else {
+        const int64_t want =
+            std::min<int64_t>(scan_end - position, filtered ? 1024 : events_per_message_ - count);
+        auto read = log->ReadRange(position, static_cast<size_t>(want));
+        if (!read.ok()) return read.status();
+        events = std::make_shared<const std::vector<store::StoredEvent>>(*std::move(read));
+      }
       if (events->empty()) break;
+      const int64_t before = position;
       for (const store::StoredEvent& event : *events) {
+        if (event.position < position) continue;  // a shared chunk starts before
+        if (event.position >= scan_end) break;
         position = event.position + 1;
         auto matches = Matches(event);
         if (!matches.ok()) return matches.status();
@@ -349,6 +363,7 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
         PutEventRecord(&out, event);
         if (++count >= events_per_message_ || out.size() >= options.message_bytes_max) break;
       }
+      if (position == before) break;  // nothing at or after it (cannot happen below size)
     }
     if (count == 0 && position == next_ && checkpoint.empty() && caught_up_sent_) {
       return std::nullopt;
@@ -389,13 +404,43 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   int64_t current_bytes_ = 0;
 };
 
+absl::StatusOr<std::shared_ptr<const std::vector<store::StoredEvent>>>
+EventServiceImpl::Chunks::Get(int64_t chunk) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = map_.find(chunk); it != map_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second.lru);
+      return it->second.events;
+    }
+  }
+  // Read outside the lock; two watches missing the same chunk read it twice, harmlessly.
+  auto read = log_->ReadRange(chunk * kChunkEvents, static_cast<size_t>(kChunkEvents));
+  if (!read.ok()) return read.status();
+  if (static_cast<int64_t>(read->size()) != kChunkEvents) {
+    return absl::DataLossError(absl::StrCat("positions ", chunk * kChunkEvents, " to ",
+                                            (chunk + 1) * kChunkEvents - 1, " read back ",
+                                            read->size(), " events"));
+  }
+  auto events = std::make_shared<const std::vector<store::StoredEvent>>(*std::move(read));
+  absl::MutexLock lock(&mu_);
+  if (map_.contains(chunk)) return events;
+  lru_.push_front(chunk);
+  map_[chunk] = Entry{events, lru_.begin()};
+  while (map_.size() > chunks_max_) {
+    map_.erase(lru_.back());
+    lru_.pop_back();
+  }
+  return events;
+}
+
 EventServiceImpl::EventServiceImpl(store::RocksEventLog* log, const Authenticator* auth,
                                    CommitBroadcaster* commits, WatchOptions options)
     : log_(log),
       auth_(auth),
       commits_(commits),
       options_(std::move(options)),
-      jurisdiction_cache_(options_.jurisdiction_cache_entries_max) {
+      jurisdiction_cache_(options_.jurisdiction_cache_entries_max),
+      chunks_(log, options_.shared_chunks_max) {
   {
     absl::MutexLock lock(&mu_);
     committed_size_ = dispatched_size_ = log_->Size();

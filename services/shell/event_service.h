@@ -25,6 +25,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <list>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -60,6 +61,9 @@ struct WatchOptions {
   // jurisdiction is read once, not once per watch, and a watch that scans past cases
   // outside its jurisdiction holds nothing of its own.
   size_t jurisdiction_cache_entries_max = 262144;
+  // Chunks of committed events (kChunkEvents each) kept for all watches (least recently
+  // used out): watches catching up from the same place read the log once.
+  size_t shared_chunks_max = 128;
   // A caught-up watch receives a signed checkpoint at least this often when the log grew.
   absl::Duration checkpoint_interval = absl::Seconds(1);
 };
@@ -102,6 +106,29 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
   const WatchOptions options_;
   WatchCounters counters_;
   JurisdictionResolver::Cache jurisdiction_cache_;
+
+  // Positions per shared chunk of events.
+  static constexpr int64_t kChunkEvents = 256;
+  // The shared chunks of committed events. Thread-safe.
+  class Chunks {
+   public:
+    Chunks(store::RocksEventLog* log, size_t chunks_max) : log_(log), chunks_max_(chunks_max) {}
+    // The events at positions [chunk * kChunkEvents, (chunk + 1) * kChunkEvents), all of
+    // which must be committed.
+    absl::StatusOr<std::shared_ptr<const std::vector<store::StoredEvent>>> Get(int64_t chunk);
+
+   private:
+    struct Entry {
+      std::shared_ptr<const std::vector<store::StoredEvent>> events;
+      std::list<int64_t>::iterator lru;
+    };
+    store::RocksEventLog* const log_;
+    const size_t chunks_max_;
+    absl::Mutex mu_;
+    absl::flat_hash_map<int64_t, Entry> map_ ABSL_GUARDED_BY(mu_);
+    std::list<int64_t> lru_ ABSL_GUARDED_BY(mu_);  // most recent first
+  };
+  Chunks chunks_;
   CommitBroadcaster::Token token_ = 0;
 
   absl::Mutex mu_;

@@ -192,6 +192,45 @@ TEST_F(WatchTest, CatchUpThenLiveUnderConcurrentWritersDeliversEveryPositionOnce
   EXPECT_GE(checkpoints, 1);
 }
 
+// Watches read whole chunks of committed events from a cache they share, and the chunk
+// the log is still filling on their own: from any position, filtered or not, and several
+// at once, every watch gets exactly its positions, in order.
+TEST_F(WatchTest, SharedChunksServeEveryWatchExactlyItsPositions) {
+  constexpr int kEvents = 700;  // two whole chunks of 256 and part of a third
+  for (int i = 0; i < kEvents; ++i) {
+    CreateCase("s" + std::to_string(i), i % 3 == 0 ? "dongshan" : "xihe");
+  }
+  struct Case {
+    int64_t from;
+    std::string jurisdiction;
+  };
+  const std::vector<Case> cases = {
+      {0, ""}, {300, ""}, {255, ""}, {100, "jiangcheng/dongshan"}, {511, "jiangcheng/xihe"}};
+  std::vector<std::future<Received>> running;
+  std::vector<std::vector<int64_t>> expected;
+  for (const Case& c : cases) {
+    std::vector<int64_t> want;
+    for (int64_t p = c.from; p < kEvents; ++p) {
+      const bool dongshan = p % 3 == 0;
+      if (c.jurisdiction.empty() || (c.jurisdiction == "jiangcheng/dongshan") == dongshan) {
+        want.push_back(p);
+      }
+    }
+    v1::WatchEventsRequest request;
+    request.set_from_position(c.from);
+    request.set_max_events_per_message(50);
+    if (!c.jurisdiction.empty()) request.mutable_filter()->set_jurisdiction(c.jurisdiction);
+    running.push_back(std::async(std::launch::async,
+                                 [this, request, n = want.size()] { return Watch(request, n); }));
+    expected.push_back(std::move(want));
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    Received got = running[i].get();
+    EXPECT_EQ(got.positions, expected[i])
+        << "watch from " << cases[i].from << " " << cases[i].jurisdiction;
+  }
+}
+
 TEST_F(WatchTest, FiltersByStreamKindAndJurisdictionAndResumes) {
   for (int i = 0; i < 20; ++i) CreateCase("e" + std::to_string(i), "dongshan");
   for (int i = 0; i < 20; ++i) CreateCase("x" + std::to_string(i), "xihe");
