@@ -232,6 +232,14 @@ class RocksEventLog::Impl {
   // The sequencer, with the writer idle and no batch open, after RocksDB resumed: forgets
   // the batches that failed and continues from the durable log.
   absl::Status ResetAfterResume();
+  // The free space of the log's file system (through its Env); nullopt when unknown.
+  std::optional<uint64_t> FreeBytes() const;
+  // Appends are refused below this much free space, and taken again from the second.
+  uint64_t DiskReserveBytes() const {
+    return options_.disk_reserve_bytes != 0 ? options_.disk_reserve_bytes
+                                            : options_.memtable_bytes_max;
+  }
+  uint64_t DiskResumeBytes() const { return DiskReserveBytes() + DiskReserveBytes() / 4; }
   WriteState WriteStateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyWriteState();
   void SequencerLoop();
@@ -298,6 +306,9 @@ class RocksEventLog::Impl {
   // A full disk (Options::disk_full_retry_ms): read_only_ is a lack of space, which the
   // maintenance thread lifts once space returns.
   bool disk_full_ ABSL_GUARDED_BY(mu_) = false;
+  // ... refused by the free-space guard before anything was written (RocksDB has no
+  // error to recover from).
+  bool disk_guarded_ ABSL_GUARDED_BY(mu_) = false;
   bool resume_ready_ ABSL_GUARDED_BY(mu_) = false;  // RocksDB resumed; the sequencer resets
   int64_t disk_full_count_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t resumed_count_ ABSL_GUARDED_BY(mu_) = 0;
@@ -576,7 +587,15 @@ void RocksEventLog::Impl::CheckpointerLoop() {
     {
       absl::MutexLock lock(&mu_);
       const bool waiting = disk_full_ && !resume_ready_;
-      mu_.AwaitWithTimeout(absl::Condition(&checkpointer_exit_), waiting ? retry : interval);
+      // Woken at once when the log turns read-only for lack of space, so that the first
+      // look at the free space comes `retry` after it, not up to an interval later.
+      auto wake = [this, waiting]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return checkpointer_exit_ || (!waiting && disk_full_ && !resume_ready_);
+      };
+      mu_.AwaitWithTimeout(absl::Condition(&wake), waiting ? retry : interval);
+      if (!waiting && disk_full_ && !resume_ready_ && !checkpointer_exit_) {
+        mu_.AwaitWithTimeout(absl::Condition(&checkpointer_exit_), retry);
+      }
       if (checkpointer_exit_) return;
       disk_full = disk_full_ && !resume_ready_;
     }
@@ -587,7 +606,28 @@ void RocksEventLog::Impl::CheckpointerLoop() {
   }
 }
 
+std::optional<uint64_t> RocksEventLog::Impl::FreeBytes() const {
+  uint64_t free_bytes = 0;
+  rocksdb::Env* env = options_.env != nullptr ? options_.env : rocksdb::Env::Default();
+  if (!env->GetFreeSpace(options_.path, &free_bytes).ok()) return std::nullopt;
+  return free_bytes;
+}
+
 void RocksEventLog::Impl::TryResume() {
+  bool guarded = false;
+  {
+    absl::MutexLock lock(&mu_);
+    guarded = disk_guarded_;
+  }
+  if (guarded) {
+    // Nothing failed inside RocksDB: wait for room, with a margin so that the log does
+    // not flap at the reserve.
+    const std::optional<uint64_t> free_bytes = FreeBytes();
+    if (!free_bytes.has_value() || *free_bytes < DiskResumeBytes()) return;
+    absl::MutexLock lock(&mu_);
+    resume_ready_ = true;
+    return;
+  }
   // RocksDB recovers from a lack of space by itself: its SstFileManager checks the free
   // space every 5 s and, once one memtable (write_buffer_size) fits, flushes every
   // memtable (what was acknowledged is in them) into new table files and switches to a
@@ -779,6 +819,7 @@ void RocksEventLog::Impl::SequencerLoop() {
         absl::MutexLock lock(&mu_);
         resume_ready_ = false;
         disk_full_ = false;
+        disk_guarded_ = false;
         if (status.ok()) {
           write_status_ = absl::OkStatus();
           read_only_ = absl::OkStatus();
@@ -973,7 +1014,25 @@ void RocksEventLog::Impl::WriterLoop() {
     }
     absl::Status status;
     bool no_space = false;
+    bool guarded = false;
     if (batch->write.Count() > 0) {
+      // The guard: below the reserve, nothing is written, so RocksDB never meets a full
+      // disk in its own write path (docs/storage.md, "Write failures").
+      if (const std::optional<uint64_t> free_bytes = FreeBytes();
+          free_bytes.has_value() && *free_bytes < DiskReserveBytes()) {
+        no_space = true;
+        guarded = true;
+        status = WithReason(
+            absl::ResourceExhaustedError(absl::StrCat(
+                "the disk is nearly full (", *free_bytes, " bytes free, below the ",
+                DiskReserveBytes(),
+                " the event log keeps for its own flushes), so it takes no appends for now "
+                "(reads keep working); it resumes by itself once ",
+                DiskResumeBytes(), " bytes are free. Free space or retry later")),
+            kRefusalDiskFull);
+      }
+    }
+    if (batch->write.Count() > 0 && !guarded) {
       rocksdb::WriteOptions write_options;
       write_options.sync = true;
       rocksdb::Status s = db_->Write(write_options, &batch->write);
@@ -1004,6 +1063,7 @@ void RocksEventLog::Impl::WriterLoop() {
           read_only_ = status;
           read_only_since_us_ = NowMicros();
           disk_full_ = no_space;
+          disk_guarded_ = guarded;
           if (no_space) ++disk_full_count_;
           turned = true;
         }

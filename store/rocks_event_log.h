@@ -65,14 +65,20 @@ class RocksEventLog final : public EventLog {
     // LOG.old beyond this size.
     size_t info_log_bytes_max = 16u << 20;
 
-    // A full disk. A write that fails for lack of space turns the log read-only: appends
-    // are refused at once with kResourceExhausted (reads keep working). RocksDB recovers
-    // by itself once the file system has room for one column family's memtable
-    // (memtable_bytes_max / 2; it checks every 5 s): it flushes the memtables to new files
-    // and starts a new write-ahead log, so the failed write is never replayed. The log
-    // checks every `disk_full_retry_ms` whether RocksDB has recovered and then takes
-    // appends again. Any other write error keeps the log read-only until restart (after a
-    // failed sync the kernel may have dropped the unsynced pages).
+    // A full disk. Before each synced write the log checks the free space of its file
+    // system (through the Env): below `disk_reserve_bytes` (0: memtable_bytes_max, room
+    // for RocksDB to flush every memtable) it writes nothing and turns read-only:
+    // appends are refused at once with kResourceExhausted (reads keep working), and taken
+    // again once a quarter more than the reserve is free, checked every
+    // `disk_full_retry_ms`. So in the common case (a disk that fills gradually) RocksDB
+    // never meets a full disk. When it does (the disk filled faster than one batch), the
+    // write fails for lack of space with the same effect, and RocksDB recovers by itself
+    // once the file system has room for one column family's memtable (memtable_bytes_max
+    // / 2; it checks every 5 s): it flushes the memtables to new files and starts a new
+    // write-ahead log, so the failed write is never replayed; the log asks RocksDB every
+    // `disk_full_retry_ms` whether it has. Any other write error keeps the log read-only
+    // until restart (after a failed sync the kernel may have dropped the unsynced pages).
+    uint64_t disk_reserve_bytes = 0;
     int64_t disk_full_retry_ms = 250;
     size_t append_events_max = 4096;       // events per append
     size_t append_projections_max = 4096;  // projection writes per append

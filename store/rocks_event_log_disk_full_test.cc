@@ -78,9 +78,11 @@ bool AwaitMode(const RocksEventLog& log, Mode mode, std::chrono::milliseconds li
   }
 }
 
-TEST(RocksEventLogDiskFull, RefusedWhileFullAndResumedByItselfWhenSpaceReturns) {
-  const int trials = EnvInt("CW_DISK_FULL_TRIALS", 2);
-  constexpr int kFillsPerTrial = 3;
+// Fills the disk `fills_per_trial` times a trial while 8 writers append, and checks the
+// oracle after each trial. `hidden`: the file system's free space does not show the full
+// disk, so the log's guard lets the write through and RocksDB meets the full disk itself.
+void RunFills(bool hidden, int trials, int fills_per_trial) {
+  const int kFillsPerTrial = fills_per_trial;
   constexpr int kWriters = 8;
   const uint64_t seed = EnvInt("CW_TEST_SEED", 0) != 0
                             ? static_cast<uint64_t>(EnvInt("CW_TEST_SEED", 0))
@@ -92,6 +94,7 @@ TEST(RocksEventLogDiskFull, RefusedWhileFullAndResumedByItselfWhenSpaceReturns) 
   int64_t total_refused = 0;
   int64_t total_fills = 0;
   int64_t total_syncs_failing = 0;
+  int64_t total_turns = 0;
   std::chrono::microseconds resume_max{0};
   std::chrono::microseconds resume_sum{0};
 
@@ -101,9 +104,12 @@ TEST(RocksEventLogDiskFull, RefusedWhileFullAndResumedByItselfWhenSpaceReturns) 
     RocksEventLog::Options options;
     options.path = dir.Sub("log");
     std::filesystem::create_directories(options.path);
-    // Small memtables, so that flushes (and their failures) happen during the trial too.
-    options.memtable_bytes_max = 1u << 20;
-    options.wal_bytes_max = 2u << 20;
+    // Through RocksDB: small memtables, so that flushes (and their failures) happen during
+    // the trial too. Through the guard: memtables that rarely flush, so that RocksDB meets
+    // the full disk only when a flush was under way (a second read-only turn).
+    options.memtable_bytes_max = hidden ? 1u << 20 : 16u << 20;
+    options.wal_bytes_max = hidden ? 2u << 20 : 32u << 20;
+    options.disk_reserve_bytes = 1u << 20;
     std::vector<Ack> acks;
     int64_t refused = 0;
     {
@@ -165,7 +171,13 @@ TEST(RocksEventLogDiskFull, RefusedWhileFullAndResumedByItselfWhenSpaceReturns) 
         std::this_thread::sleep_for(std::chrono::milliseconds(10 + rng() % 60));
         const bool syncs_fail = rng() % 2 == 1;
         total_syncs_failing += syncs_fail ? 1 : 0;
-        fs->SetFull(true, syncs_fail);
+        if (!hidden) {
+          // As a disk fills: its free space falls below the reserve before writes fail,
+          // so the guard refuses the next batch; the one already past it still lands.
+          fs->SetFreeBytes(0);
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        fs->SetFull(true, syncs_fail, hidden);
         std::chrono::microseconds waited{};
         ASSERT_TRUE(AwaitMode(log, Mode::kDiskFull, std::chrono::seconds(30), &waited))
             << "the log did not notice the full disk";
@@ -194,6 +206,7 @@ TEST(RocksEventLogDiskFull, RefusedWhileFullAndResumedByItselfWhenSpaceReturns) 
         std::this_thread::sleep_for(std::chrono::milliseconds(30 + rng() % 150));
         EXPECT_EQ(log.GetWriteState().mode, Mode::kDiskFull);
         fs->SetFull(false);
+        fs->SetFreeBytes(std::nullopt);
         ASSERT_TRUE(AwaitMode(log, Mode::kWritable, std::chrono::seconds(30), &waited))
             << "appends did not resume within 30 s of space returning: "
             << log.GetWriteState().detail;
@@ -205,9 +218,13 @@ TEST(RocksEventLogDiskFull, RefusedWhileFullAndResumedByItselfWhenSpaceReturns) 
       stop = true;
       for (std::thread& t : writers) t.join();
       EXPECT_TRUE(bad_refusals.empty()) << bad_refusals.front();
-      EXPECT_EQ(log.GetWriteState().disk_full_count, kFillsPerTrial);
-      EXPECT_EQ(log.GetWriteState().resumed_count, kFillsPerTrial);
-      EXPECT_EQ(transitions.load(), 2 * kFillsPerTrial);
+      // A fill can take two turns: the guard refuses, and a flush that was due fails in
+      // RocksDB meanwhile, whose error the first write after the guard lifts meets.
+      const RocksEventLog::WriteState state = log.GetWriteState();
+      EXPECT_GE(state.disk_full_count, kFillsPerTrial);
+      EXPECT_EQ(state.resumed_count, state.disk_full_count);
+      EXPECT_EQ(transitions.load(), 2 * state.disk_full_count);
+      total_turns += state.disk_full_count;
       // In process: exactly the acknowledged events.
       EXPECT_EQ(log.Size(), static_cast<int64_t>(acks.size()));
       opened->reset();
@@ -242,18 +259,36 @@ TEST(RocksEventLogDiskFull, RefusedWhileFullAndResumedByItselfWhenSpaceReturns) 
     total_refused += refused;
   }
   std::printf(
-      "disk full: %d trials, %lld fills (%lld with failing syncs); %lld appends acknowledged, "
-      "all found after restart and nothing else; %lld refusals, all RESOURCE_EXHAUSTED "
-      "DISK_FULL; appends resumed %.1f ms after space returned on average, %.1f ms at most "
-      "(RocksDB checks every 5 s)\n",
-      trials, static_cast<long long>(total_fills), static_cast<long long>(total_syncs_failing),
-      static_cast<long long>(total_acked), static_cast<long long>(total_refused),
+      "disk full (%s): %d trials, %lld fills (%lld with failing syncs), %lld read-only turns; "
+      "%lld appends acknowledged, all found after restart and nothing else; %lld refusals, all "
+      "RESOURCE_EXHAUSTED DISK_FULL; appends resumed %.1f ms after space returned on average, "
+      "%.1f ms at most\n",
+      hidden ? "the full disk met by RocksDB" : "the full disk seen by the guard", trials,
+      static_cast<long long>(total_fills), static_cast<long long>(total_syncs_failing),
+      static_cast<long long>(total_turns), static_cast<long long>(total_acked),
+      static_cast<long long>(total_refused),
       total_fills > 0 ? static_cast<double>(resume_sum.count()) / 1000.0 / total_fills : 0.0,
       static_cast<double>(resume_max.count()) / 1000.0);
 }
 
+// The guard sees the disk fill (its free space reads 0): nothing is written while it is full.
+TEST(RocksEventLogDiskFull, RefusedWhileFullAndResumedByItselfWhenSpaceReturns) {
+  RunFills(/*hidden=*/false, EnvInt("CW_DISK_FULL_TRIALS", 2), 5);
+}
+
+// The disk fills between two looks at its free space: RocksDB's write fails for lack of
+// space and RocksDB recovers by itself. Disabled in CI: on a full disk, Debian's
+// librocksdb 7.8 (built with assertions) has been seen to abort on an assertion in its
+// file writer (`sync_without_flush_called_`, an operation on a file whose write had
+// failed), once in about fifty such fills, which the guard above keeps RocksDB from
+// meeting in the common case (docs/storage.md). Run it with
+// --gtest_also_run_disabled_tests; CW_DISK_FULL_TRIALS sets the trials (3 fills each).
+TEST(RocksEventLogDiskFull, DISABLED_AWriteThatFindsNoSpaceRecoversThroughRocksDb) {
+  RunFills(/*hidden=*/true, EnvInt("CW_DISK_FULL_TRIALS", 2), 3);
+}
+
 // The write state names the mode and the error; appends stay refused while the free space
-// is below one memtable, and resume once it is above.
+// is below the reserve, and resume once a quarter more is free.
 TEST(RocksEventLogDiskFull, WriteStateReportsTheModeAndWaitsForRoom) {
   TempDir dir;
   RocksEventLog::Options options;
@@ -263,35 +298,36 @@ TEST(RocksEventLogDiskFull, WriteStateReportsTheModeAndWaitsForRoom) {
   std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
   options.env = env.get();
   options.disk_full_retry_ms = 10;
-  options.memtable_bytes_max = 8u << 20;  // RocksDB waits for 4 MiB free
+  options.disk_reserve_bytes = 8u << 20;  // refused below 8 MiB, taken again from 10 MiB
   absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(options);
   ASSERT_THAT(log, IsOk());
   ASSERT_THAT((*log)->Append({.stream = "s", .expected_version = 0, .events = {"a"}}), IsOk());
   EXPECT_EQ((*log)->GetWriteState().mode, Mode::kWritable);
   EXPECT_EQ((*log)->GetWriteState().read_only_since_us, 0);
-  fs->SetFull(true);
+  // Below the reserve (the disk is not full yet): refused, nothing written.
+  fs->SetFreeBytes(7u << 20);
   absl::StatusOr<AppendResult> refused =
       (*log)->Append({.stream = "s", .expected_version = 1, .events = {"b"}});
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(RefusalReason(refused.status()), kRefusalDiskFull);
+  EXPECT_EQ(fs->refused(), 0u) << "the guard let a write reach the disk";
   RocksEventLog::WriteState state = (*log)->GetWriteState();
   EXPECT_EQ(state.mode, Mode::kDiskFull);
-  EXPECT_NE(state.detail.find("disk is full"), std::string::npos) << state.detail;
+  EXPECT_NE(state.detail.find("7340032 bytes free"), std::string::npos) << state.detail;
   EXPECT_GT(state.read_only_since_us, 0);
   EXPECT_EQ(state.disk_full_count, 1);
-  // Some space is back, but less than a memtable: still refused, nothing written, reads
-  // served. (RocksDB looks every 5 s: two looks.)
-  fs->SetFreeBytes(1u << 20);
-  fs->SetFull(false);
-  std::this_thread::sleep_for(std::chrono::milliseconds(6000));
+  // Above the reserve but below the margin: still refused, reads served.
+  fs->SetFreeBytes(9u << 20);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_EQ((*log)->GetWriteState().mode, Mode::kDiskFull);
   EXPECT_EQ((*log)->Size(), 1);
   absl::StatusOr<std::vector<StoredEvent>> events = (*log)->ReadStream("s", 1, 10);
   ASSERT_THAT(events, IsOk());
   ASSERT_EQ(events->size(), 1u);
   EXPECT_EQ((*events)[0].bytes, "a");
-  // Room for a memtable: appends resume.
-  fs->SetFreeBytes(std::nullopt);
+  // A quarter more than the reserve: appends resume.
+  fs->SetFreeBytes(10u << 20);
   std::chrono::microseconds waited{};
   ASSERT_TRUE(AwaitMode(**log, Mode::kWritable, std::chrono::seconds(30), &waited));
   EXPECT_THAT((*log)->Append({.stream = "s", .expected_version = 1, .events = {"b"}}), IsOk());

@@ -55,7 +55,7 @@ bool FullDiskFs::Refuse(bool sync) {
 
 IOStatus FullDiskFs::GetFreeSpace(const std::string& path, const rocksdb::IOOptions& options,
                                   uint64_t* free_space, rocksdb::IODebugContext* dbg) {
-  if (full()) {
+  if (full() && !hidden_.load(std::memory_order_acquire)) {
     *free_space = 0;
     return IOStatus::OK();
   }

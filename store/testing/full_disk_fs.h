@@ -3,9 +3,10 @@
 // While full, every append to a file (Append, PositionedAppend) and, with
 // `syncs_fail`, every Sync and Fsync fails with IOStatus::NoSpace() before reaching the
 // file, as write(2) and fsync(2) fail with ENOSPC; nothing of the refused call is
-// written; and GetFreeSpace reports 0 bytes. Everything else (reads, creating, renaming
-// and deleting files) passes through. SetFull(false) gives the space back; until
-// SetFreeBytes(nullopt), GetFreeSpace then reports the given number. Thread-safe.
+// written; and GetFreeSpace reports 0 bytes, unless `hidden` (a disk that fills between
+// two looks at its free space). Everything else (reads, creating, renaming and deleting
+// files) passes through. SetFull(false) gives the space back; until SetFreeBytes(nullopt),
+// GetFreeSpace then reports the given number. Thread-safe.
 #pragma once
 
 #include <rocksdb/env.h>
@@ -27,8 +28,9 @@ class FullDiskFs final : public rocksdb::FileSystemWrapper {
   static const char* kClassName() { return "CaseworkFullDiskFs"; }
   const char* Name() const override { return kClassName(); }
 
-  void SetFull(bool full, bool syncs_fail = false) {
+  void SetFull(bool full, bool syncs_fail = false, bool hidden = false) {
     syncs_fail_.store(syncs_fail, std::memory_order_release);
+    hidden_.store(hidden, std::memory_order_release);
     full_.store(full, std::memory_order_release);
   }
   bool full() const { return full_.load(std::memory_order_acquire); }
@@ -61,6 +63,7 @@ class FullDiskFs final : public rocksdb::FileSystemWrapper {
 
   std::atomic<bool> full_{false};
   std::atomic<bool> syncs_fail_{false};
+  std::atomic<bool> hidden_{false};
   std::atomic<uint64_t> refused_{0};
   std::atomic<int64_t> free_bytes_{-1};
 };
