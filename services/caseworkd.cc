@@ -74,6 +74,7 @@ struct Flags {
   int64_t memtable_mib = 64;
   int64_t wal_mib = 64;
   int64_t disk_full_retry_ms = 250;
+  int64_t disk_reserve_mib = 0;
   int64_t fold_state_mib = 128;
   int64_t watches_per_identity_max = 32;
   int64_t follow_up_review_days = 365;
@@ -204,10 +205,16 @@ int main(int argc, char** argv) {
                  "(a restart after a crash replays at most this much)")
       ->capture_default_str()
       ->check(CLI::Range(8, 1 << 20));
+  app.add_option("--disk-reserve-mib", flags.disk_reserve_mib,
+                 "free space kept for the event log's own flushes, MiB (0: --memtable-mib): "
+                 "below it appends are refused (RESOURCE_EXHAUSTED, DISK_FULL) and nothing is "
+                 "written; they resume once a quarter more is free")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
   app.add_option("--disk-full-retry-ms", flags.disk_full_retry_ms,
-                 "when the disk is full, appends are refused (RESOURCE_EXHAUSTED, DISK_FULL) "
-                 "until RocksDB has recovered (once half of --memtable-mib is free; it checks "
-                 "every 5 s); this is how often the log asks whether it has")
+                 "how often a log refusing appends for lack of space looks whether it may "
+                 "take them again (free space above the reserve, or RocksDB recovered from a "
+                 "write that found the disk full: it checks every 5 s)")
       ->capture_default_str()
       ->check(CLI::Range(10, 600000));
   app.add_option("--max-watches-per-identity", flags.watches_per_identity_max,
@@ -317,6 +324,7 @@ int main(int argc, char** argv) {
   log_options.memtable_bytes_max = static_cast<size_t>(flags.memtable_mib) << 20;
   log_options.wal_bytes_max = static_cast<size_t>(flags.wal_mib) << 20;
   log_options.disk_full_retry_ms = flags.disk_full_retry_ms;
+  log_options.disk_reserve_bytes = static_cast<uint64_t>(flags.disk_reserve_mib) << 20;
   auto log = casework::store::RocksEventLog::Open(log_options);
   if (!log.ok()) {
     spdlog::error("cannot open the event log in {}: {}", log_options.path, log.status().ToString());
