@@ -77,6 +77,7 @@ struct Flags {
   int64_t disk_reserve_mib = 0;
   int64_t fold_state_mib = 128;
   int64_t watches_per_identity_max = 32;
+  int64_t watch_catch_up_mib_per_second = 32;
   int64_t follow_up_review_days = 365;
 };
 
@@ -222,6 +223,13 @@ int main(int argc, char** argv) {
                  "RESOURCE_EXHAUSTED, TOO_MANY_WATCHES); the server holds 1,024 in all")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
+  app.add_option("--watch-catch-up-mib-per-second", flags.watch_catch_up_mib_per_second,
+                 "MiB a second sent to WatchEvents streams catching up (more than one "
+                 "message behind the head), all together, so that subscribers reading the "
+                 "log from the start do not take the CPU from commands and reads; streams "
+                 "at the head are not limited; 0: no limit")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65536));
   app.add_option("--fold-state-mib", flags.fold_state_mib,
                  "case states one fold over the whole log keeps (deep verification, the "
                  "ledger as of a position), MiB; beyond, they are dropped and refolded from "
@@ -391,8 +399,9 @@ int main(int argc, char** argv) {
   });
   casework::shell::EventServiceImpl event_service(
       log->get(), &auth, &commits,
-      casework::shell::WatchOptions{.watches_per_principal_max =
-                                        static_cast<size_t>(flags.watches_per_identity_max)});
+      casework::shell::WatchOptions{
+          .watches_per_principal_max = static_cast<size_t>(flags.watches_per_identity_max),
+          .catch_up_bytes_per_second = flags.watch_catch_up_mib_per_second << 20});
   casework::shell::AuditServiceImpl audit_service(
       log->get(), &auth, casework::shell::DeepVerifyOptions{.policy = policy},
       casework::shell::AuditOptions{.fold_state_bytes_max =

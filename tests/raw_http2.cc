@@ -38,6 +38,29 @@ std::string ClientPreface() {
   return std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") + FrameBytes(kSettings, 0, "");
 }
 
+namespace {
+
+void AppendU32(std::string* out, uint32_t v) {
+  out->push_back(static_cast<char>(v >> 24));
+  out->push_back(static_cast<char>(v >> 16));
+  out->push_back(static_cast<char>(v >> 8));
+  out->push_back(static_cast<char>(v));
+}
+
+}  // namespace
+
+std::string InitialWindowSettings(uint32_t bytes) {
+  std::string payload{'\0', '\x04'};  // SETTINGS_INITIAL_WINDOW_SIZE
+  AppendU32(&payload, bytes);
+  return FrameBytes(kSettings, 0, payload);
+}
+
+std::string WindowUpdate(uint32_t stream, uint32_t increment) {
+  std::string payload;
+  AppendU32(&payload, increment & 0x7fffffffu);
+  return FrameBytes(kWindowUpdate, 0, payload, stream);
+}
+
 std::string FrameBytes(uint8_t type, uint8_t flags, const std::string& payload, uint32_t stream) {
   std::string out;
   const auto n = static_cast<uint32_t>(payload.size());
@@ -101,23 +124,29 @@ bool RawConnection::Send(const std::string& bytes) {
 }
 
 std::optional<Frame> RawConnection::Read(Clock::time_point deadline) {
-  std::string header;
-  if (!ReadExactly(9, deadline, &header)) return std::nullopt;
-  const auto b = [&](int i) { return static_cast<uint8_t>(header[static_cast<size_t>(i)]); };
+  // Takes nothing from the buffer until the whole frame is there, so a frame that a
+  // deadline cuts short is read whole by the next call.
+  if (!Await(9, deadline)) return std::nullopt;
+  const auto b = [&](int i) {
+    return static_cast<uint8_t>(buffer_[consumed_ + static_cast<size_t>(i)]);
+  };
   Frame f;
   const size_t length = (size_t{b(0)} << 16) | (size_t{b(1)} << 8) | b(2);
   f.type = b(3);
   f.flags = b(4);
   f.stream =
       ((uint32_t{b(5)} & 0x7f) << 24) | (uint32_t{b(6)} << 16) | (uint32_t{b(7)} << 8) | b(8);
-  if (!ReadExactly(length, deadline, &f.payload)) return std::nullopt;
+  if (!Await(9 + length, deadline)) return std::nullopt;
+  f.payload.assign(buffer_, consumed_ + 9, length);
+  Consume(9 + length);
   return f;
 }
 
 bool RawConnection::ClosedBy(Clock::time_point deadline) {
   while (Clock::now() < deadline) {
-    if (!buffer_.empty()) {
+    if (buffer_.size() > consumed_) {
       buffer_.clear();
+      consumed_ = 0;
       continue;
     }
     const int r = Fill(deadline);
@@ -141,21 +170,34 @@ int RawConnection::Fill(Clock::time_point deadline) {
   if (left.count() <= 0) return -1;
   pollfd p{.fd = fd_, .events = POLLIN, .revents = 0};
   if (poll(&p, 1, static_cast<int>(left.count())) <= 0) return -1;
-  char chunk[4096];
+  char chunk[65536];
   const ssize_t n = recv(fd_, chunk, sizeof chunk, 0);
-  if (n == 0) return 0;
-  if (n < 0) return errno == ECONNRESET ? 0 : -1;
+  if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+    closed_ = true;
+    return 0;
+  }
+  if (n < 0) return -1;
   buffer_.append(chunk, static_cast<size_t>(n));
   return 1;
 }
 
-bool RawConnection::ReadExactly(size_t n, Clock::time_point deadline, std::string* out) {
-  while (buffer_.size() < n) {
+bool RawConnection::Await(size_t n, Clock::time_point deadline) {
+  while (buffer_.size() - consumed_ < n) {
+    if (consumed_ > 0) {
+      buffer_.erase(0, consumed_);
+      consumed_ = 0;
+    }
     if (Fill(deadline) <= 0) return false;
   }
-  out->assign(buffer_, 0, n);
-  buffer_.erase(0, n);
   return true;
+}
+
+void RawConnection::Consume(size_t n) {
+  consumed_ += n;
+  if (consumed_ == buffer_.size()) {
+    buffer_.clear();
+    consumed_ = 0;
+  }
 }
 
 }  // namespace casework::testing

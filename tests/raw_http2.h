@@ -26,6 +26,7 @@ inline constexpr uint8_t kRstStream = 0x3;
 inline constexpr uint8_t kSettings = 0x4;
 inline constexpr uint8_t kPing = 0x6;
 inline constexpr uint8_t kGoaway = 0x7;
+inline constexpr uint8_t kWindowUpdate = 0x8;
 inline constexpr uint8_t kAck = 0x1;
 inline constexpr uint8_t kEndStream = 0x1;
 inline constexpr uint8_t kEndHeaders = 0x4;
@@ -34,6 +35,12 @@ inline constexpr uint32_t kEnhanceYourCalm = 0xb;
 
 // The client connection preface and an empty SETTINGS frame.
 [[nodiscard]] std::string ClientPreface();
+
+// A SETTINGS frame setting SETTINGS_INITIAL_WINDOW_SIZE (the window of each new stream).
+[[nodiscard]] std::string InitialWindowSettings(uint32_t bytes);
+
+// A WINDOW_UPDATE frame granting `increment` more bytes on `stream` (0: the connection).
+[[nodiscard]] std::string WindowUpdate(uint32_t stream, uint32_t increment);
 
 // One frame: 9-byte header (length, type, flags, stream) and the payload.
 [[nodiscard]] std::string FrameBytes(uint8_t type, uint8_t flags, const std::string& payload,
@@ -68,15 +75,21 @@ class RawConnection {
   bool ClosedBy(Clock::time_point deadline);
   // Reads and drops whatever has arrived, without waiting; false once the peer closed.
   bool Drain();
+  // True once a read found the connection closed by the peer.
+  [[nodiscard]] bool closed() const { return closed_; }
 
  private:
   // 1: read some bytes; 0: the peer closed; -1: timeout or error.
   int Fill(Clock::time_point deadline);
-  bool ReadExactly(size_t n, Clock::time_point deadline, std::string* out);
+  // True once n bytes wait in the buffer (bounded by `deadline`).
+  bool Await(size_t n, Clock::time_point deadline);
+  void Consume(size_t n);
 
   int fd_ = -1;
   bool connected_ = false;
+  bool closed_ = false;
   std::string buffer_;
+  size_t consumed_ = 0;  // bytes at the front of buffer_ already taken
 };
 
 }  // namespace casework::testing

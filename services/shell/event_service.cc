@@ -109,6 +109,9 @@ grpc::Status InvalidArgument(std::string_view field, std::string en, std::string
 
 // One watch. Owned by a shared_ptr held by the service's registry (and by the dispatch
 // queue while scheduled); the registry lets go in OnDone.
+// What a position a catching-up watch scans counts for its catch-up rate, at least.
+constexpr int64_t kScanChargeBytes = 8;
+
 class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   struct Filter {
@@ -125,23 +128,59 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
         principal_(std::move(principal)),
         next_(from),
         filter_(std::move(filter)),
-        events_per_message_(events_per_message),
-        jurisdictions_(service->log_, &service->jurisdiction_cache_) {}
+        events_per_message_(events_per_message) {}
 
   void Start(std::shared_ptr<Watch> self) { self_ = std::move(self); }
   [[nodiscard]] const std::string& principal() const { return principal_; }
 
   // Builds and writes messages until one is in flight and one is prepared, or there is
   // nothing to send. Runs on a dispatcher thread; only one Pump runs at a time per watch.
+  // Every write starts here, never in OnWriteDone: gRPC does much of a write's work
+  // (framing, the socket write) in the thread that starts it, and the dispatcher threads
+  // run below the threads that serve commands and reads, so a flood of watch traffic
+  // yields to them.
   void Pump() {
     for (;;) {
+      bool start_ready = false;
       {
         absl::MutexLock lock(&mu_);
-        if (finishing_ || ready_.has_value()) {
+        if (finishing_ || (ready_.has_value() && writing_)) {
           scheduled_ = false;
           return;
         }
+        if (ready_.has_value()) {
+          current_bytes_ = static_cast<int64_t>(ready_->size());
+          current_ = ToByteBuffer(std::move(*ready_));
+          ready_.reset();
+          service_->counters_.messages_ready.fetch_sub(1, std::memory_order_relaxed);
+          writing_ = true;
+          start_ready = true;
+        }
       }
+      if (start_ready) {
+        StartWrite(&current_);
+        continue;
+      }
+      const bool catching_up = service_->options_.catch_up_bytes_per_second > 0 &&
+                               service_->log_->Size() - next_ > events_per_message_;
+      if (catching_up) {
+        bool pass = false;
+        {
+          absl::MutexLock lock(&mu_);
+          pass = std::exchange(throttle_pass_, false);
+        }
+        if (!pass && !service_->CatchUpMayProceed()) {
+          {
+            absl::MutexLock lock(&mu_);
+            scheduled_ = false;
+            throttled_ = true;
+          }
+          service_->counters_.catch_up_throttled.fetch_add(1, std::memory_order_relaxed);
+          service_->Throttle(self_ptr());
+          return;
+        }
+      }
+      const int64_t from = next_;
       absl::StatusOr<std::optional<std::string>> built = Build();
       if (!built.ok()) {
         bool finish = false;
@@ -164,6 +203,13 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
         return;
       }
       const int64_t bytes = static_cast<int64_t>((*built)->size());
+      if (catching_up) {
+        // A filtered watch may scan many positions for a small message: each position
+        // scanned counts as kScanChargeBytes at least.
+        const int64_t charge = std::max(bytes, (next_ - from) * kScanChargeBytes);
+        service_->ChargeCatchUp(charge);
+        service_->counters_.catch_up_bytes.fetch_add(charge, std::memory_order_relaxed);
+      }
       AddBuffered(bytes);
       bool start = false;
       {
@@ -190,14 +236,21 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   // Schedules a Pump unless one is pending or running, or a prepared message waits.
   bool WantsPump() ABSL_EXCLUSIVE_LOCKS_REQUIRED(service_->mu_) {
     absl::MutexLock lock(&mu_);
-    if (scheduled_ || finishing_ || ready_.has_value()) return false;
+    if (scheduled_ || throttled_ || finishing_ || (ready_.has_value() && writing_)) return false;
     scheduled_ = true;
     return true;
   }
 
+  // Ends a wait for the catch-up rate: the next message may go whatever the rate says
+  // (the service let this watch have the room there is). The caller then asks WantsPump.
+  void Unthrottle() {
+    absl::MutexLock lock(&mu_);
+    throttled_ = false;
+    throttle_pass_ = true;
+  }
+
   void OnWriteDone(bool ok) override {
     service_->counters_.messages_sent.fetch_add(ok ? 1 : 0, std::memory_order_relaxed);
-    bool start = false;
     bool finish = false;
     {
       absl::MutexLock lock(&mu_);
@@ -217,20 +270,13 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
       } else if (finishing_) {
         finish = !finished_;
         finished_ = true;
-      } else if (ready_.has_value()) {
-        current_bytes_ = static_cast<int64_t>(ready_->size());
-        current_ = ToByteBuffer(std::move(*ready_));
-        ready_.reset();
-        service_->counters_.messages_ready.fetch_sub(1, std::memory_order_relaxed);
-        writing_ = true;
-        start = true;
       }
     }
     if (finish) {
       Finish(final_status_);
       return;
     }
-    if (start) StartWrite(&current_);
+    // The next write (a prepared message, or one to build) starts on a dispatcher thread.
     service_->Schedule(self_ptr());
   }
 
@@ -287,17 +333,13 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
     return true;
   }
 
-  absl::StatusOr<bool> Matches(const store::StoredEvent& event) {
+  // Matches, with the scope of the event worked out already (no lookups).
+  bool Matches(const store::StoredEvent& event, const EventScope& scope) const {
     if (!filter_.stream.empty() && event.stream != filter_.stream) return false;
-    if (!filter_.kinds.empty() && !filter_.kinds.contains(EventBodyField(event.bytes))) {
-      return false;
-    }
+    if (!filter_.kinds.empty() && !filter_.kinds.contains(scope.kind)) return false;
     if (filter_.all_jurisdictions) return true;
-    jurisdictions_.Learn(event.stream, event.bytes);
-    auto jurisdiction = jurisdictions_.Of(event.stream);
-    if (!jurisdiction.ok()) return jurisdiction.status();
-    if (!jurisdiction->has_value()) return filter_.include_unscoped;
-    return SubtreeHolds(filter_.jurisdiction, **jurisdiction);
+    if (!scope.jurisdiction.has_value()) return filter_.include_unscoped;
+    return SubtreeHolds(filter_.jurisdiction, *scope.jurisdiction);
   }
 
   // The next message, or nullopt when there is nothing to send now. Owns next_ (only
@@ -332,40 +374,43 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
     int count = 0;
     int64_t position = next_;
     const int64_t scan_end = std::min(end, next_ + options.scan_positions_per_message_max);
-    const bool filtered =
-        !filter_.stream.empty() || !filter_.kinds.empty() || !filter_.all_jurisdictions;
     while (position < scan_end && count < events_per_message_ &&
            out.size() < options.message_bytes_max) {
-      // A whole chunk of committed events comes from the chunks every watch shares;
-      // the chunk the log is still filling is read for this watch alone.
-      std::shared_ptr<const std::vector<store::StoredEvent>> events;
+      // A whole chunk of committed events comes from the chunks every watch shares, and
+      // so does the part of the chunk the log is still filling (read once per commit, not
+      // once per watch).
+      std::shared_ptr<const EventRun> run;
       const int64_t chunk = position / kChunkEvents;
       if ((chunk + 1) * kChunkEvents <= size) {
         auto shared = service_->chunks_.Get(chunk);
         if (!shared.ok()) return shared.status();
-        events = *std::move(shared);
+        run = *std::move(shared);
       } else {
-        const int64_t want =
-            std::min<int64_t>(scan_end - position, filtered ? 1024 : events_per_message_ - count);
-        auto read = log->ReadRange(position, static_cast<size_t>(want));
-        if (!read.ok()) return read.status();
-        events = std::make_shared<const std::vector<store::StoredEvent>>(*std::move(read));
+        auto tail = service_->chunks_.GetTail(chunk, size);
+        if (!tail.ok()) return tail.status();
+        run = *std::move(tail);
       }
-      if (events->empty()) break;
+      if (run->events.empty()) break;
       const int64_t before = position;
-      for (const store::StoredEvent& event : *events) {
+      for (size_t i = 0; i < run->events.size(); ++i) {
+        const store::StoredEvent& event = run->events[i];
         if (event.position < position) continue;  // a shared chunk starts before
         if (event.position >= scan_end) break;
         position = event.position + 1;
-        auto matches = Matches(event);
-        if (!matches.ok()) return matches.status();
-        if (!*matches) continue;
+        if (!Matches(event, run->scopes[i])) continue;
         PutEventRecord(&out, event);
         if (++count >= events_per_message_ || out.size() >= options.message_bytes_max) break;
       }
       if (position == before) break;  // nothing at or after it (cannot happen below size)
     }
-    if (count == 0 && position == next_ && checkpoint.empty() && caught_up_sent_) {
+    if (count == 0 && checkpoint.empty() && caught_up_sent_ &&
+        (position == next_ || position >= size)) {
+      // Nothing new for this watch. At the head, positions it scanned past without a match
+      // are not worth a message of their own: the next checkpoint (at most
+      // checkpoint_interval away) carries scanned_through, and a client that resumes from
+      // an older one only scans them again. (A filtered watch would otherwise get a
+      // message for every commit.)
+      next_ = position;
       return std::nullopt;
     }
     next_ = position;
@@ -387,7 +432,6 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   int64_t next_;
   Filter filter_;
   int events_per_message_;
-  JurisdictionResolver jurisdictions_;
   int64_t checkpoint_size_ = -1;
   absl::Time checkpoint_time_ = absl::InfinitePast();
   bool caught_up_sent_ = false;
@@ -395,6 +439,8 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   absl::Mutex mu_;
   std::shared_ptr<Watch> self_ ABSL_GUARDED_BY(mu_);
   bool scheduled_ ABSL_GUARDED_BY(mu_) = false;
+  bool throttled_ ABSL_GUARDED_BY(mu_) = false;      // held by the service for the catch-up rate
+  bool throttle_pass_ ABSL_GUARDED_BY(mu_) = false;  // let go by the service: may send one
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -404,13 +450,13 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   int64_t current_bytes_ = 0;
 };
 
-absl::StatusOr<std::shared_ptr<const std::vector<store::StoredEvent>>>
-EventServiceImpl::Chunks::Get(int64_t chunk) {
+absl::StatusOr<std::shared_ptr<const EventServiceImpl::EventRun>> EventServiceImpl::Chunks::Get(
+    int64_t chunk) {
   {
     absl::MutexLock lock(&mu_);
     if (auto it = map_.find(chunk); it != map_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second.lru);
-      return it->second.events;
+      return it->second.run;
     }
   }
   // Read outside the lock; two watches missing the same chunk read it twice, harmlessly.
@@ -421,16 +467,68 @@ EventServiceImpl::Chunks::Get(int64_t chunk) {
                                             (chunk + 1) * kChunkEvents - 1, " read back ",
                                             read->size(), " events"));
   }
-  auto events = std::make_shared<const std::vector<store::StoredEvent>>(*std::move(read));
+  auto run = std::make_shared<EventRun>();
+  run->events = *std::move(read);
+  if (auto status = AddScopes(run.get()); !status.ok()) return status;
+  std::shared_ptr<const EventRun> shared = std::move(run);
   absl::MutexLock lock(&mu_);
-  if (map_.contains(chunk)) return events;
+  if (map_.contains(chunk)) return shared;
   lru_.push_front(chunk);
-  map_[chunk] = Entry{events, lru_.begin()};
+  map_[chunk] = Entry{shared, lru_.begin()};
   while (map_.size() > chunks_max_) {
     map_.erase(lru_.back());
     lru_.pop_back();
   }
-  return events;
+  return shared;
+}
+
+absl::StatusOr<std::shared_ptr<const EventServiceImpl::EventRun>> EventServiceImpl::Chunks::GetTail(
+    int64_t chunk, int64_t size) {
+  auto cached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> std::shared_ptr<const EventRun> {
+    if (tail_ != nullptr && tail_chunk_ == chunk && tail_end_ >= size) return tail_;
+    return nullptr;
+  };
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto run = cached()) return run;
+  }
+  // One reader at a time: the watches woken by a commit wait for the first one's read.
+  absl::MutexLock reading(&tail_read_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto run = cached()) return run;
+  }
+  const int64_t first = chunk * kChunkEvents;
+  auto read = log_->ReadRange(first, static_cast<size_t>(size - first));
+  if (!read.ok()) return read.status();
+  if (static_cast<int64_t>(read->size()) != size - first) {
+    return absl::DataLossError(absl::StrCat("positions ", first, " to ", size - 1, " read back ",
+                                            read->size(), " events"));
+  }
+  auto run = std::make_shared<EventRun>();
+  run->events = *std::move(read);
+  if (auto status = AddScopes(run.get()); !status.ok()) return status;
+  std::shared_ptr<const EventRun> shared = std::move(run);
+  absl::MutexLock lock(&mu_);
+  if (tail_ == nullptr || chunk > tail_chunk_ || (chunk == tail_chunk_ && size > tail_end_)) {
+    tail_ = shared;
+    tail_chunk_ = chunk;
+    tail_end_ = size;
+  }
+  return shared;
+}
+
+absl::Status EventServiceImpl::Chunks::AddScopes(EventRun* run) {
+  // Each event's kind and jurisdiction, once for every watch that will scan the run.
+  JurisdictionResolver resolver(log_, cache_);
+  run->scopes.reserve(run->events.size());
+  for (const store::StoredEvent& event : run->events) {
+    resolver.Learn(event.stream, event.bytes);
+    auto jurisdiction = resolver.Of(event.stream);
+    if (!jurisdiction.ok()) return jurisdiction.status();
+    run->scopes.push_back(EventScope{EventBodyField(event.bytes), *std::move(jurisdiction)});
+  }
+  return absl::OkStatus();
 }
 
 EventServiceImpl::EventServiceImpl(store::RocksEventLog* log, const Authenticator* auth,
@@ -440,7 +538,7 @@ EventServiceImpl::EventServiceImpl(store::RocksEventLog* log, const Authenticato
       commits_(commits),
       options_(std::move(options)),
       jurisdiction_cache_(options_.jurisdiction_cache_entries_max),
-      chunks_(log, options_.shared_chunks_max) {
+      chunks_(log, options_.shared_chunks_max, &jurisdiction_cache_) {
   {
     absl::MutexLock lock(&mu_);
     committed_size_ = dispatched_size_ = log_->Size();
@@ -472,6 +570,43 @@ void EventServiceImpl::Schedule(const std::shared_ptr<Watch>& watch) {
   if (watch->WantsPump()) queue_.push_back(watch);
 }
 
+absl::Time EventServiceImpl::CatchUpAllowedAt() {
+  absl::MutexLock lock(&rate_mu_);
+  return catch_up_tat_ - options_.catch_up_burst;
+}
+
+bool EventServiceImpl::CatchUpMayProceed() {
+  absl::MutexLock lock(&mu_);
+  // Watches already waiting go first.
+  return throttled_.empty() && CatchUpAllowedAt() <= absl::Now();
+}
+
+void EventServiceImpl::ChargeCatchUp(int64_t bytes) {
+  const double seconds =
+      static_cast<double>(bytes) / static_cast<double>(options_.catch_up_bytes_per_second);
+  absl::Time allowed;
+  {
+    absl::MutexLock lock(&rate_mu_);
+    catch_up_tat_ = std::max(catch_up_tat_, absl::Now()) + absl::Seconds(seconds);
+    allowed = catch_up_tat_ - options_.catch_up_burst;
+  }
+  absl::MutexLock lock(&mu_);
+  // The first waiting watch goes when the rate has room for it.
+  if (!throttled_.empty()) {
+    throttle_kick_ = throttle_kick_ || allowed < throttled_until_;
+    throttled_until_ = allowed;
+  }
+}
+
+void EventServiceImpl::Throttle(std::shared_ptr<Watch> watch) {
+  absl::MutexLock lock(&mu_);
+  if (throttled_.empty()) {
+    throttled_until_ = CatchUpAllowedAt();
+    throttle_kick_ = true;  // a dispatcher may be waiting for a later time
+  }
+  throttled_.push_back(std::move(watch));
+}
+
 void EventServiceImpl::Register(const std::shared_ptr<Watch>& watch) {
   absl::MutexLock lock(&mu_);
   watches_.push_back(watch);
@@ -499,11 +634,28 @@ void EventServiceImpl::DispatchLoop() {
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !queue_.empty() || committed_size_ != dispatched_size_;
+        return stopping_ || !queue_.empty() || committed_size_ != dispatched_size_ ||
+               throttle_kick_;
       };
-      mu_.AwaitWithDeadline(absl::Condition(&ready), next_tick_);
+      mu_.AwaitWithDeadline(absl::Condition(&ready), std::min(next_tick_, throttled_until_));
       if (stopping_) return;
+      throttle_kick_ = false;
       const absl::Time now = absl::Now();
+      if (now >= throttled_until_) {
+        // The catch-up rate has room again: the watch that has waited longest goes (its
+        // charge sets when the next may; should it send nothing, the next goes in 10 ms).
+        throttled_until_ = absl::InfiniteFuture();
+        while (!throttled_.empty()) {
+          std::shared_ptr<Watch> w = std::move(throttled_.front());
+          throttled_.pop_front();
+          w->Unthrottle();
+          if (w->WantsPump()) {
+            queue_.push_back(std::move(w));
+            if (!throttled_.empty()) throttled_until_ = now + absl::Milliseconds(10);
+            break;
+          }
+        }
+      }
       if (committed_size_ != dispatched_size_ || now >= next_tick_) {
         // New events, or time for checkpoints: every idle watch looks at the log.
         dispatched_size_ = committed_size_;

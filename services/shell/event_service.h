@@ -56,7 +56,7 @@ struct WatchOptions {
   // Threads that read the log and build messages for all watches, and their nice value
   // (Linux, per thread): they yield the CPU to the threads that serve commands and reads.
   int dispatcher_threads = 2;
-  int dispatcher_nice = 10;
+  int dispatcher_nice = 19;
   // Case jurisdictions remembered, for all watches together (cleared when full): a case's
   // jurisdiction is read once, not once per watch, and a watch that scans past cases
   // outside its jurisdiction holds nothing of its own.
@@ -64,6 +64,16 @@ struct WatchOptions {
   // Chunks of committed events (kChunkEvents each) kept for all watches (least recently
   // used out): watches catching up from the same place read the log once.
   size_t shared_chunks_max = 128;
+  // Bytes a second that watches catching up (more than one message behind the head) may
+  // be sent, all together; 0: no limit. Messages to watches at the head are not counted;
+  // a position a catching-up watch scans counts as 8 bytes at least (a filtered watch
+  // may scan many for a small message).
+  // Sending is work for gRPC's own threads, at the priority of the threads that serve
+  // commands: without a limit, hundreds of subscribers catching up at once from position
+  // 0 take the CPU from callers (docs/reliability.md, "Slow readers, subscribers").
+  int64_t catch_up_bytes_per_second = 32 << 20;
+  // How far ahead of the rate the catch-up traffic may run in a burst.
+  absl::Duration catch_up_burst = absl::Milliseconds(250);
   // A caught-up watch receives a signed checkpoint at least this often when the log grew.
   absl::Duration checkpoint_interval = absl::Seconds(1);
 };
@@ -75,6 +85,8 @@ struct WatchCounters {
   std::atomic<int64_t> messages_ready{0};  // prepared and waiting for the write slot, now
   std::atomic<int64_t> bytes_buffered{0};  // bytes of messages in flight or prepared, now
   std::atomic<int64_t> bytes_buffered_peak{0};
+  std::atomic<int64_t> catch_up_bytes{0};      // charged to watches catching up, in all
+  std::atomic<int64_t> catch_up_throttled{0};  // times a watch waited for the catch-up rate
 };
 
 class EventServiceImpl final : public casework::v1::EventService::WithRawCallbackMethod_WatchEvents<
@@ -99,6 +111,16 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
   void Register(const std::shared_ptr<Watch>& watch);
   void Unregister(Watch* watch);
   void DispatchLoop();
+  // The catch-up rate (options_.catch_up_bytes_per_second) as a generic cell rate
+  // algorithm: the time from which the next catch-up message may be sent, and the charge
+  // for one that was built.
+  // Watches wait in turn (first in, first out): at each opening one goes, so a crowd of
+  // them costs one wake-up per message sent, not one per watch.
+  absl::Time CatchUpAllowedAt();
+  bool CatchUpMayProceed() ABSL_LOCKS_EXCLUDED(mu_);
+  void ChargeCatchUp(int64_t bytes) ABSL_LOCKS_EXCLUDED(mu_);
+  // Holds `watch` until its turn; the dispatcher schedules it again then.
+  void Throttle(std::shared_ptr<Watch> watch) ABSL_LOCKS_EXCLUDED(mu_);
 
   store::RocksEventLog* log_;
   const Authenticator* auth_;
@@ -109,24 +131,45 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
 
   // Positions per shared chunk of events.
   static constexpr int64_t kChunkEvents = 256;
-  // The shared chunks of committed events. Thread-safe.
+  // What a watch's filter looks at in an event, worked out once for all watches.
+  struct EventScope {
+    int kind = 0;                             // the Event body field
+    std::optional<std::string> jurisdiction;  // nullopt: the stream has none
+  };
+  // Events read for watches; `scopes` (one per event) only in shared chunks.
+  struct EventRun {
+    std::vector<store::StoredEvent> events;
+    std::vector<EventScope> scopes;
+  };
+  // The shared chunks of committed events, with their scopes. Thread-safe.
   class Chunks {
    public:
-    Chunks(store::RocksEventLog* log, size_t chunks_max) : log_(log), chunks_max_(chunks_max) {}
+    Chunks(store::RocksEventLog* log, size_t chunks_max, JurisdictionResolver::Cache* cache)
+        : log_(log), chunks_max_(chunks_max), cache_(cache) {}
     // The events at positions [chunk * kChunkEvents, (chunk + 1) * kChunkEvents), all of
     // which must be committed.
-    absl::StatusOr<std::shared_ptr<const std::vector<store::StoredEvent>>> Get(int64_t chunk);
+    absl::StatusOr<std::shared_ptr<const EventRun>> Get(int64_t chunk);
+    // The committed events of `chunk`, the one the log is still filling, up to position
+    // `size` (exclusive) at least: the last such read is kept for every watch.
+    absl::StatusOr<std::shared_ptr<const EventRun>> GetTail(int64_t chunk, int64_t size);
 
    private:
     struct Entry {
-      std::shared_ptr<const std::vector<store::StoredEvent>> events;
+      std::shared_ptr<const EventRun> run;
       std::list<int64_t>::iterator lru;
     };
     store::RocksEventLog* const log_;
     const size_t chunks_max_;
+    JurisdictionResolver::Cache* const cache_;
     absl::Mutex mu_;
     absl::flat_hash_map<int64_t, Entry> map_ ABSL_GUARDED_BY(mu_);
     std::list<int64_t> lru_ ABSL_GUARDED_BY(mu_);  // most recent first
+    absl::Mutex tail_read_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+    std::shared_ptr<const EventRun> tail_ ABSL_GUARDED_BY(mu_);
+    int64_t tail_chunk_ ABSL_GUARDED_BY(mu_) = -1;
+    int64_t tail_end_ ABSL_GUARDED_BY(mu_) = 0;
+
+    absl::Status AddScopes(EventRun* run);
   };
   Chunks chunks_;
   CommitBroadcaster::Token token_ = 0;
@@ -138,6 +181,12 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
   int64_t committed_size_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t dispatched_size_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time next_tick_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::shared_ptr<Watch>> throttled_ ABSL_GUARDED_BY(mu_);
+  absl::Time throttled_until_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  bool throttle_kick_ ABSL_GUARDED_BY(mu_) = false;  // throttled_until_ came sooner: look again
+
+  absl::Mutex rate_mu_;
+  absl::Time catch_up_tat_ ABSL_GUARDED_BY(rate_mu_) = absl::InfinitePast();
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };

@@ -231,6 +231,51 @@ TEST_F(WatchTest, SharedChunksServeEveryWatchExactlyItsPositions) {
   }
 }
 
+// Watches catching up share a rate (bytes a second); a watch at the head is not held by
+// it. The rate is a floor on the catch-up time: it cannot finish sooner than the bytes
+// charged allow (a lower bound; a slow machine only makes it later).
+TEST_F(WatchTest, CatchUpRateHoldsWatchesBehindTheHeadButNotOneAtIt) {
+  TearDown();
+  WatchOptions options;
+  options.catch_up_bytes_per_second = 96 << 10;
+  options.catch_up_burst = absl::ZeroDuration();
+  Start(options);
+  constexpr int kEvents = 300;  // about 1 KiB each: ~3 s at 96 KiB/s
+  for (int i = 0; i < kEvents; ++i) CreateCase("r" + std::to_string(i), "xihe", 1000);
+  v1::WatchEventsRequest request;
+  request.set_max_events_per_message(20);
+  const auto started = std::chrono::steady_clock::now();
+  auto catching_up = std::async(std::launch::async, [&] { return Watch(request, kEvents + 1); });
+  // Bounded: until the rate holds the watch (or 30 s).
+  for (int i = 0; i < 3000 && service_->counters().catch_up_throttled.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_GT(service_->counters().catch_up_throttled.load(), 0);
+
+  v1::WatchEventsRequest live;
+  live.set_from_position(log_->Size());
+  auto at_head = std::async(std::launch::async, [&] { return Watch(live, 1); });
+  CreateCase("r-live", "xihe", 1000);
+  Received head = at_head.get();
+  ASSERT_EQ(head.positions, std::vector<int64_t>{kEvents});
+  EXPECT_EQ(catching_up.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+      << "the watch at the head was served while the one behind it was still held";
+
+  Received got = catching_up.get();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  ASSERT_EQ(got.positions.size(), static_cast<size_t>(kEvents + 1));
+  for (size_t i = 0; i < got.positions.size(); ++i) {
+    ASSERT_EQ(got.positions[i], static_cast<int64_t>(i));
+  }
+  const int64_t charged = service_->counters().catch_up_bytes.load();
+  EXPECT_GT(charged, 250 << 10);
+  // Every charged message but the first waited for the one before it.
+  const double floor_seconds =
+      static_cast<double>(charged - (30 << 10)) / static_cast<double>(96 << 10);
+  EXPECT_GE(seconds, floor_seconds * 0.95) << charged << " bytes charged";
+}
+
 TEST_F(WatchTest, FiltersByStreamKindAndJurisdictionAndResumes) {
   for (int i = 0; i < 20; ++i) CreateCase("e" + std::to_string(i), "dongshan");
   for (int i = 0; i < 20; ++i) CreateCase("x" + std::to_string(i), "xihe");
