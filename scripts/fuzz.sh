@@ -10,6 +10,8 @@
 #   FUZZ_SECONDS=600 bash scripts/fuzz.sh      10 minutes per target
 #   FUZZ_RUNS=10000000 bash scripts/fuzz.sh    10 million executions per target (long run)
 #   FUZZ_TARGETS="export_fuzz decide_fuzz" bash scripts/fuzz.sh
+#   FUZZ_WORKERS=2 FUZZ_RUNS=10000000 ...     the long run with 2 fuzzer processes per target
+#                                              (sharing its corpus, each its own seed)
 #
 # Findings (crash-*, leak-*, timeout-*, oom-*) and the corpora the fuzzers grow go to
 # FUZZ_OUT (default ${TMPDIR:-/tmp}/casework-fuzz), outside the repository; the grown
@@ -22,6 +24,7 @@ cd "$root"
 
 seconds=${FUZZ_SECONDS:-20}
 runs=${FUZZ_RUNS:-}
+workers=${FUZZ_WORKERS:-1}
 out=${FUZZ_OUT:-${TMPDIR:-/tmp}/casework-fuzz}
 lock=/tmp/casework-build.lock
 build=build/fuzz
@@ -51,6 +54,27 @@ session() {
   local rc=0
   flock "$lock" "$bin" -print_final_stats=1 -timeout=10 "$@" >"$log" 2>&1 || rc=$?
   grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{s += $2} END {print s + 0}'
+  return $rc
+}
+
+# Runs $workers libFuzzer sessions of `bin` at once under the lock, splitting -runs=N
+# between them, each with its own seed and log ($log.<worker>); prints the executed units
+# of all. Returns non-zero when any found something.
+sessions() {
+  local bin=$1 log=$2 total=$3
+  shift 3
+  local rc=0 w pids=() per=$(( (total + workers - 1) / workers ))
+  exec 9>"$lock"
+  flock 9
+  for (( w = 0; w < workers; w++ )); do
+    "$bin" -print_final_stats=1 -timeout=10 -seed=$((RANDOM * 32768 + RANDOM + w)) \
+      -runs=$per "$@" >"$log.$w" 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  flock -u 9
+  exec 9>&-
+  cat "$log".* | grep -o 'stat::number_of_executed_units: [0-9]*' | awk '{s += $2} END {print s + 0}'
   return $rc
 }
 
@@ -84,7 +108,16 @@ for t in "${targets[@]}"; do
       args=(-max_total_time="$seconds" "${args[@]}")
     fi
     log=$out/$t.log
-    if n=$(session "$bin" "$log" "${args[@]}"); then
+    if [[ -n $runs ]] && (( workers > 1 )); then
+      rm -f "$log".*
+      if n=$(sessions "$bin" "$log" $((runs - executed)) -max_total_time=$chunk_seconds \
+               -artifact_prefix="$findings/" "$work" "$seeds"); then
+        executed=$((executed + n))
+      else
+        executed=$((executed + n))
+        status="FINDING (see $log.*)"
+      fi
+    elif n=$(session "$bin" "$log" "${args[@]}"); then
       executed=$((executed + n))
     else
       executed=$((executed + n))
