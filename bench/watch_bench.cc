@@ -3,7 +3,10 @@
 // Fills a fresh log with N events (one small case listing each, ~250 bytes, over many
 // streams), serves EventService on 127.0.0.1 in this process, and reads the whole log with
 // one subscriber from position 0, parsing every message as a client would. Prints
-// events/s and MB/s. Usage: watch_bench [events=1000000] [max_events_per_message=4096]
+// events/s and MB/s. Usage:
+//   watch_bench [events=1000000] [max_events_per_message=4096] [catch_up_mib_per_second=0]
+// The last is the server's --watch-catch-up-mib-per-second (caseworkd's default is 32);
+// 0 here, so that the bench measures what the stream can do.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -47,6 +50,7 @@ std::string EventBytes(int64_t i) {
 int main(int argc, char** argv) {
   const int64_t events = argc > 1 ? std::atoll(argv[1]) : 1'000'000;
   const int per_message = argc > 2 ? std::atoi(argv[2]) : 4096;
+  const int64_t catch_up_mib = argc > 3 ? std::atoll(argv[3]) : 0;
   const auto dir =
       std::filesystem::temp_directory_path() / ("cw-watch-bench-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
@@ -85,7 +89,9 @@ int main(int argc, char** argv) {
     casework::shell::Authenticator auth(&holder);
     casework::shell::CommitBroadcaster commits;
     (*log)->SetCommitListener([&commits](int64_t size) { commits.Publish(size); });
-    casework::shell::EventServiceImpl service(log->get(), &auth, &commits);
+    casework::shell::EventServiceImpl service(
+        log->get(), &auth, &commits,
+        casework::shell::WatchOptions{.catch_up_bytes_per_second = catch_up_mib << 20});
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
