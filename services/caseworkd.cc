@@ -224,8 +224,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
   app.add_option("--watch-catch-up-mib-per-second", flags.watch_catch_up_mib_per_second,
-                 "MiB a second sent to WatchEvents streams catching up (more than one "
-                 "message behind the head), all together, so that subscribers reading the "
+                 "MiB a second sent to WatchEvents streams catching up (more than 4,096 "
+                 "positions behind the head), all together, so that subscribers reading the "
                  "log from the start do not take the CPU from commands and reads; streams "
                  "at the head are not limited; 0: no limit")
       ->capture_default_str()

@@ -140,6 +140,13 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   // run below the threads that serve commands and reads, so a flood of watch traffic
   // yields to them.
   void Pump() {
+    // A pass from the service (this watch's turn at the catch-up rate) is for this Pump
+    // only.
+    bool pass = false;
+    {
+      absl::MutexLock lock(&mu_);
+      pass = std::exchange(throttle_pass_, false);
+    }
     for (;;) {
       bool start_ready = false;
       {
@@ -161,22 +168,22 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
         StartWrite(&current_);
         continue;
       }
-      const bool catching_up = service_->options_.catch_up_bytes_per_second > 0 &&
-                               service_->log_->Size() - next_ > events_per_message_;
+      const bool catching_up =
+          service_->options_.catch_up_bytes_per_second > 0 &&
+          service_->log_->Size() - next_ > service_->options_.catch_up_lag_positions;
       if (catching_up) {
-        bool pass = false;
-        {
-          absl::MutexLock lock(&mu_);
-          pass = std::exchange(throttle_pass_, false);
-        }
-        if (!pass && !service_->CatchUpMayProceed()) {
+        const bool go = std::exchange(pass, false) || service_->CatchUpMayProceed();
+        if (!go) {
+          std::shared_ptr<Watch> self;
           {
             absl::MutexLock lock(&mu_);
             scheduled_ = false;
+            if (finishing_) return;  // cancelled meanwhile: nothing more to send
             throttled_ = true;
+            self = self_;
           }
           service_->counters_.catch_up_throttled.fetch_add(1, std::memory_order_relaxed);
-          service_->Throttle(self_ptr());
+          service_->Throttle(std::move(self));
           return;
         }
       }
@@ -334,12 +341,14 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   }
 
   // Matches, with the scope of the event worked out already (no lookups).
-  bool Matches(const store::StoredEvent& event, const EventScope& scope) const {
+  absl::StatusOr<bool> Matches(const store::StoredEvent& event, const EventScope& scope) const {
     if (!filter_.stream.empty() && event.stream != filter_.stream) return false;
     if (!filter_.kinds.empty() && !filter_.kinds.contains(scope.kind)) return false;
     if (filter_.all_jurisdictions) return true;
-    if (!scope.jurisdiction.has_value()) return filter_.include_unscoped;
-    return SubtreeHolds(filter_.jurisdiction, *scope.jurisdiction);
+    // Only a watch that needs the jurisdiction fails when it could not be worked out.
+    if (!scope.jurisdiction.ok()) return scope.jurisdiction.status();
+    if (!scope.jurisdiction->has_value()) return filter_.include_unscoped;
+    return SubtreeHolds(filter_.jurisdiction, **scope.jurisdiction);
   }
 
   // The next message, or nullopt when there is nothing to send now. Owns next_ (only
@@ -397,7 +406,9 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
         if (event.position < position) continue;  // a shared chunk starts before
         if (event.position >= scan_end) break;
         position = event.position + 1;
-        if (!Matches(event, run->scopes[i])) continue;
+        auto matches = Matches(event, run->scopes[i]);
+        if (!matches.ok()) return matches.status();
+        if (!*matches) continue;
         PutEventRecord(&out, event);
         if (++count >= events_per_message_ || out.size() >= options.message_bytes_max) break;
       }
@@ -469,7 +480,7 @@ absl::StatusOr<std::shared_ptr<const EventServiceImpl::EventRun>> EventServiceIm
   }
   auto run = std::make_shared<EventRun>();
   run->events = *std::move(read);
-  if (auto status = AddScopes(run.get()); !status.ok()) return status;
+  AddScopes(run.get());
   std::shared_ptr<const EventRun> shared = std::move(run);
   absl::MutexLock lock(&mu_);
   if (map_.contains(chunk)) return shared;
@@ -507,7 +518,7 @@ absl::StatusOr<std::shared_ptr<const EventServiceImpl::EventRun>> EventServiceIm
   }
   auto run = std::make_shared<EventRun>();
   run->events = *std::move(read);
-  if (auto status = AddScopes(run.get()); !status.ok()) return status;
+  AddScopes(run.get());
   std::shared_ptr<const EventRun> shared = std::move(run);
   absl::MutexLock lock(&mu_);
   if (tail_ == nullptr || chunk > tail_chunk_ || (chunk == tail_chunk_ && size > tail_end_)) {
@@ -518,17 +529,16 @@ absl::StatusOr<std::shared_ptr<const EventServiceImpl::EventRun>> EventServiceIm
   return shared;
 }
 
-absl::Status EventServiceImpl::Chunks::AddScopes(EventRun* run) {
+void EventServiceImpl::Chunks::AddScopes(EventRun* run) {
   // Each event's kind and jurisdiction, once for every watch that will scan the run.
   JurisdictionResolver resolver(log_, cache_);
   run->scopes.reserve(run->events.size());
   for (const store::StoredEvent& event : run->events) {
     resolver.Learn(event.stream, event.bytes);
-    auto jurisdiction = resolver.Of(event.stream);
-    if (!jurisdiction.ok()) return jurisdiction.status();
-    run->scopes.push_back(EventScope{EventBodyField(event.bytes), *std::move(jurisdiction)});
+    // An error stays with its event: it fails only the watches that filter by
+    // jurisdiction and reach it, as when each watch looked the jurisdiction up itself.
+    run->scopes.push_back(EventScope{EventBodyField(event.bytes), resolver.Of(event.stream)});
   }
-  return absl::OkStatus();
 }
 
 EventServiceImpl::EventServiceImpl(store::RocksEventLog* log, const Authenticator* auth,
@@ -584,21 +594,22 @@ bool EventServiceImpl::CatchUpMayProceed() {
 void EventServiceImpl::ChargeCatchUp(int64_t bytes) {
   const double seconds =
       static_cast<double>(bytes) / static_cast<double>(options_.catch_up_bytes_per_second);
-  absl::Time allowed;
   {
     absl::MutexLock lock(&rate_mu_);
     catch_up_tat_ = std::max(catch_up_tat_, absl::Now()) + absl::Seconds(seconds);
-    allowed = catch_up_tat_ - options_.catch_up_burst;
   }
   absl::MutexLock lock(&mu_);
-  // The first waiting watch goes when the rate has room for it.
+  // The first waiting watch goes when the rate has room for it (read again under mu_, so
+  // that of two charges at once the later one sets the time).
   if (!throttled_.empty()) {
+    const absl::Time allowed = CatchUpAllowedAt();
     throttle_kick_ = throttle_kick_ || allowed < throttled_until_;
     throttled_until_ = allowed;
   }
 }
 
 void EventServiceImpl::Throttle(std::shared_ptr<Watch> watch) {
+  if (watch == nullptr) return;
   absl::MutexLock lock(&mu_);
   if (throttled_.empty()) {
     throttled_until_ = CatchUpAllowedAt();

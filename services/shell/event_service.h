@@ -18,8 +18,10 @@
 // lie inside it). Streams that belong to no jurisdiction (approvers/..., samples/...) are
 // sent only to auditors and admins watching without a jurisdiction filter. An auditor or
 // admin of the whole city (a one-segment jurisdiction, the root of every path of a
-// deployment) is served without any per-stream lookup; others pay one case-projection
-// read per case stream, remembered per watch (a case's first event spares even that).
+// deployment) is served without any per-stream lookup; for the others, each event's
+// jurisdiction is worked out once for every watch, with the chunk of events it comes in
+// (one case-projection read per case stream, remembered; a case's first event spares
+// even that).
 #pragma once
 
 #include <atomic>
@@ -64,7 +66,7 @@ struct WatchOptions {
   // Chunks of committed events (kChunkEvents each) kept for all watches (least recently
   // used out): watches catching up from the same place read the log once.
   size_t shared_chunks_max = 128;
-  // Bytes a second that watches catching up (more than one message behind the head) may
+  // Bytes a second that watches catching up (far behind the head, below) may
   // be sent, all together; 0: no limit. Messages to watches at the head are not counted;
   // a position a catching-up watch scans counts as 8 bytes at least (a filtered watch
   // may scan many for a small message).
@@ -72,6 +74,9 @@ struct WatchOptions {
   // commands: without a limit, hundreds of subscribers catching up at once from position
   // 0 take the CPU from callers (docs/reliability.md, "Slow readers, subscribers").
   int64_t catch_up_bytes_per_second = 32 << 20;
+  // A watch is catching up while more than this many positions behind the head; nearer,
+  // it is live (not limited), whatever its message size.
+  int64_t catch_up_lag_positions = 4096;
   // How far ahead of the rate the catch-up traffic may run in a burst.
   absl::Duration catch_up_burst = absl::Milliseconds(250);
   // A caught-up watch receives a signed checkpoint at least this often when the log grew.
@@ -116,7 +121,7 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
   // for one that was built.
   // Watches wait in turn (first in, first out): at each opening one goes, so a crowd of
   // them costs one wake-up per message sent, not one per watch.
-  absl::Time CatchUpAllowedAt();
+  absl::Time CatchUpAllowedAt() ABSL_LOCKS_EXCLUDED(rate_mu_);
   bool CatchUpMayProceed() ABSL_LOCKS_EXCLUDED(mu_);
   void ChargeCatchUp(int64_t bytes) ABSL_LOCKS_EXCLUDED(mu_);
   // Holds `watch` until its turn; the dispatcher schedules it again then.
@@ -133,10 +138,12 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
   static constexpr int64_t kChunkEvents = 256;
   // What a watch's filter looks at in an event, worked out once for all watches.
   struct EventScope {
-    int kind = 0;                             // the Event body field
-    std::optional<std::string> jurisdiction;  // nullopt: the stream has none
+    int kind = 0;  // the Event body field
+    // nullopt: the stream has none; an error when it could not be worked out (a watch
+    // that needs it fails with it).
+    absl::StatusOr<std::optional<std::string>> jurisdiction;
   };
-  // Events read for watches; `scopes` (one per event) only in shared chunks.
+  // Events read for watches, each with its scope.
   struct EventRun {
     std::vector<store::StoredEvent> events;
     std::vector<EventScope> scopes;
@@ -169,7 +176,7 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
     int64_t tail_chunk_ ABSL_GUARDED_BY(mu_) = -1;
     int64_t tail_end_ ABSL_GUARDED_BY(mu_) = 0;
 
-    absl::Status AddScopes(EventRun* run);
+    void AddScopes(EventRun* run);
   };
   Chunks chunks_;
   CommitBroadcaster::Token token_ = 0;
@@ -185,7 +192,7 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
   absl::Time throttled_until_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   bool throttle_kick_ ABSL_GUARDED_BY(mu_) = false;  // throttled_until_ came sooner: look again
 
-  absl::Mutex rate_mu_;
+  absl::Mutex rate_mu_ ABSL_ACQUIRED_AFTER(mu_);
   absl::Time catch_up_tat_ ABSL_GUARDED_BY(rate_mu_) = absl::InfinitePast();
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;

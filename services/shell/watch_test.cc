@@ -239,6 +239,7 @@ TEST_F(WatchTest, CatchUpRateHoldsWatchesBehindTheHeadButNotOneAtIt) {
   WatchOptions options;
   options.catch_up_bytes_per_second = 96 << 10;
   options.catch_up_burst = absl::ZeroDuration();
+  options.catch_up_lag_positions = 20;
   Start(options);
   constexpr int kEvents = 300;  // about 1 KiB each: ~3 s at 96 KiB/s
   for (int i = 0; i < kEvents; ++i) CreateCase("r" + std::to_string(i), "xihe", 1000);
