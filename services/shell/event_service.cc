@@ -471,17 +471,9 @@ absl::StatusOr<std::shared_ptr<const EventServiceImpl::EventRun>> EventServiceIm
     }
   }
   // Read outside the lock; two watches missing the same chunk read it twice, harmlessly.
-  auto read = log_->ReadRange(chunk * kChunkEvents, static_cast<size_t>(kChunkEvents));
+  auto read = Read(chunk * kChunkEvents, (chunk + 1) * kChunkEvents);
   if (!read.ok()) return read.status();
-  if (static_cast<int64_t>(read->size()) != kChunkEvents) {
-    return absl::DataLossError(absl::StrCat("positions ", chunk * kChunkEvents, " to ",
-                                            (chunk + 1) * kChunkEvents - 1, " read back ",
-                                            read->size(), " events"));
-  }
-  auto run = std::make_shared<EventRun>();
-  run->events = *std::move(read);
-  AddScopes(run.get());
-  std::shared_ptr<const EventRun> shared = std::move(run);
+  std::shared_ptr<const EventRun> shared = *std::move(read);
   absl::MutexLock lock(&mu_);
   if (map_.contains(chunk)) return shared;
   lru_.push_front(chunk);
@@ -509,17 +501,9 @@ absl::StatusOr<std::shared_ptr<const EventServiceImpl::EventRun>> EventServiceIm
     absl::MutexLock lock(&mu_);
     if (auto run = cached()) return run;
   }
-  const int64_t first = chunk * kChunkEvents;
-  auto read = log_->ReadRange(first, static_cast<size_t>(size - first));
+  auto read = Read(chunk * kChunkEvents, size);
   if (!read.ok()) return read.status();
-  if (static_cast<int64_t>(read->size()) != size - first) {
-    return absl::DataLossError(absl::StrCat("positions ", first, " to ", size - 1, " read back ",
-                                            read->size(), " events"));
-  }
-  auto run = std::make_shared<EventRun>();
-  run->events = *std::move(read);
-  AddScopes(run.get());
-  std::shared_ptr<const EventRun> shared = std::move(run);
+  std::shared_ptr<const EventRun> shared = *std::move(read);
   absl::MutexLock lock(&mu_);
   if (tail_ == nullptr || chunk > tail_chunk_ || (chunk == tail_chunk_ && size > tail_end_)) {
     tail_ = shared;
@@ -527,6 +511,20 @@ absl::StatusOr<std::shared_ptr<const EventServiceImpl::EventRun>> EventServiceIm
     tail_end_ = size;
   }
   return shared;
+}
+
+absl::StatusOr<std::shared_ptr<const EventServiceImpl::EventRun>> EventServiceImpl::Chunks::Read(
+    int64_t first, int64_t end) {
+  auto read = log_->ReadRange(first, static_cast<size_t>(end - first));
+  if (!read.ok()) return read.status();
+  if (static_cast<int64_t>(read->size()) != end - first) {
+    return absl::DataLossError(
+        absl::StrCat("positions ", first, " to ", end - 1, " read back ", read->size(), " events"));
+  }
+  auto run = std::make_shared<EventRun>();
+  run->events = *std::move(read);
+  AddScopes(run.get());
+  return run;
 }
 
 void EventServiceImpl::Chunks::AddScopes(EventRun* run) {

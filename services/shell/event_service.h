@@ -176,6 +176,8 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
     int64_t tail_chunk_ ABSL_GUARDED_BY(mu_) = -1;
     int64_t tail_end_ ABSL_GUARDED_BY(mu_) = 0;
 
+    // The committed events at positions [first, end), all of them, with their scopes.
+    absl::StatusOr<std::shared_ptr<const EventRun>> Read(int64_t first, int64_t end);
     void AddScopes(EventRun* run);
   };
   Chunks chunks_;
