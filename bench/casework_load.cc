@@ -14,11 +14,13 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -52,7 +54,8 @@ struct Options {
   std::string run_id;
   bool json = false;
   bool no_sign_off = false;
-  int sign_offs = 2;  // approvers who sign each closure: the county one, then the city one
+  int sign_offs = 2;       // approvers who sign each closure: the county one, then the city one
+  std::string record_dir;  // keep the first answer of each method here (casework-echo)
 };
 
 // The approvers who sign closures, with their keys (registered at start).
@@ -83,6 +86,19 @@ class Recorder {
                       casework::client::DecodeError(status).reason];
     }
   }
+  // Writes the first successful answer of `method` to dir/<method>.pb (the answers
+  // casework-echo sends back).
+  void Keep(const std::string& dir, const std::string& method,
+            const google::protobuf::Message& answer) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!kept_.insert(method).second) return;
+    }
+    std::ofstream out(dir + "/" + method + ".pb", std::ios::binary | std::ios::trunc);
+    out << answer.SerializeAsString();
+    if (!out)
+      std::fprintf(stderr, "casework-load: cannot write %s/%s.pb\n", dir.c_str(), method.c_str());
+  }
   std::map<std::string, Series> Take() {
     std::lock_guard<std::mutex> lock(mu_);
     return std::move(series_);
@@ -91,6 +107,7 @@ class Recorder {
  private:
   std::mutex mu_;
   std::map<std::string, Series> series_;
+  std::set<std::string> kept_;
 };
 
 int64_t Percentile(std::vector<int64_t>& v, double p) {
@@ -313,6 +330,7 @@ class Worker {
         const auto micros =
             std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
         rec_->Record(method, micros, s);
+        if (s.ok() && !o_.record_dir.empty()) rec_->Keep(o_.record_dir, method, *resp);
         after(s, *resp);
         Next();
       });
@@ -367,6 +385,9 @@ int main(int argc, char** argv) {
                  "--closure-approvers-min 1)")
       ->capture_default_str()
       ->check(CLI::Range(1, 2));
+  app.add_option("--record-responses", o.record_dir,
+                 "write the first answer of each method to DIR/<Method>.pb (for casework-echo)")
+      ->check(CLI::ExistingDirectory);
   CLI11_PARSE(app, argc, argv);
   if (o.run_id.empty()) o.run_id = casework::client::NewRequestId().substr(0, 8);
 

@@ -73,6 +73,7 @@ struct Flags {
   int64_t block_cache_mib = 64;
   int64_t memtable_mib = 64;
   int64_t wal_mib = 64;
+  bool direct_commit = true;
   int64_t disk_full_retry_ms = 250;
   int64_t disk_reserve_mib = 0;
   int64_t fold_state_mib = 128;
@@ -206,6 +207,11 @@ int main(int argc, char** argv) {
                  "(a restart after a crash replays at most this much)")
       ->capture_default_str()
       ->check(CLI::Range(8, 1 << 20));
+  app.add_option("--direct-commit", flags.direct_commit,
+                 "write a lone command (nothing else queued or being written) on the thread "
+                 "that handles it instead of handing it to the log's sequencer and writer "
+                 "threads; under concurrency commands are batched either way")
+      ->capture_default_str();
   app.add_option("--disk-reserve-mib", flags.disk_reserve_mib,
                  "free space kept for the event log's own flushes, MiB (0: --memtable-mib): "
                  "below it appends are refused (RESOURCE_EXHAUSTED, DISK_FULL) and nothing is "
@@ -331,6 +337,7 @@ int main(int argc, char** argv) {
   log_options.block_cache_bytes = static_cast<size_t>(flags.block_cache_mib) << 20;
   log_options.memtable_bytes_max = static_cast<size_t>(flags.memtable_mib) << 20;
   log_options.wal_bytes_max = static_cast<size_t>(flags.wal_mib) << 20;
+  log_options.direct_commit = flags.direct_commit;
   log_options.disk_full_retry_ms = flags.disk_full_retry_ms;
   log_options.disk_reserve_bytes = static_cast<uint64_t>(flags.disk_reserve_mib) << 20;
   auto log = casework::store::RocksEventLog::Open(log_options);

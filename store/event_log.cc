@@ -13,6 +13,7 @@ absl::StatusOr<AppendResult> EventLog::Append(AppendRequest request) {
   // notification orders the write of `result` before its read.
   absl::Notification done;
   std::optional<absl::StatusOr<AppendResult>> result;
+  request.may_block = true;  // this thread waits for the answer anyway
   AppendAsync(std::move(request), [&](absl::StatusOr<AppendResult> r) {
     result = std::move(r);
     done.Notify();

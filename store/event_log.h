@@ -64,6 +64,12 @@ struct AppendRequest {
   // log trust expected_version instead of reading the stream's version itself, when it
   // knows that nothing was appended to the stream since the token was taken.
   uint64_t read_token = 0;
+  // The caller has this one append in flight on its thread (a server handler, or the
+  // blocking Append): AppendAsync may write it on the calling thread when the log is idle,
+  // and so block for one sync before it returns (RocksEventLog::Options::direct_commit).
+  // Leave false on a thread that queues many appends without waiting for their answers:
+  // each would be written alone.
+  bool may_block = false;
 };
 
 // The result of an append (or of the first append with the same request id).
@@ -116,8 +122,11 @@ class EventLog {
 
   using AppendCallback = absl::AnyInvocable<void(absl::StatusOr<AppendResult>) &&>;
 
-  // Queues an append. `done` runs exactly once, on the log's commit thread, after the
-  // batch holding the append is durable (or refused). `done` must not block.
+  // Queues an append. `done` runs exactly once, after the batch holding the append is
+  // durable (or refused): on the log's commit thread, or on the calling thread before
+  // AppendAsync returns (an immediate refusal, or, with `may_block`, an append the
+  // implementation wrote on the calling thread). So the caller must not hold a lock that
+  // `done` takes. `done` must not block.
   virtual void AppendAsync(AppendRequest request, AppendCallback done) = 0;
 
   // Blocking convenience over AppendAsync.

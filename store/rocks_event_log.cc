@@ -256,15 +256,33 @@ class RocksEventLog::Impl {
     version_epoch_.fetch_add(1, std::memory_order_acq_rel);
     version_cache_.clear();
   }
+  // Hands a built batch to the writer thread (the writer is idle).
   void Publish(std::unique_ptr<Batch> batch, Overlay overlay) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What a hand-off to the writer changes in the sequencer's state: the previous batch is
+  // durable, so its versions join the cache, and `overlay` is the one in flight. False
+  // (and `batch` answered with the failure) when a previous write failed.
+  bool Promote(std::unique_ptr<Batch>& batch, Overlay overlay) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes one batch as one synced RocksDB write and answers it; `writing_` is set, and
+  // cleared here once the batch is answered.
+  void WriteAndAnswer(std::unique_ptr<Batch> batch);
+  // Options::direct_commit: the caller holds the sequencer's state (direct_) and the
+  // writer's turn (writing_).
+  void CommitDirect(Pending pending);
   absl::StatusOr<StoredEvent> DecodeEvent(int64_t position, std::string_view value) const;
 
   // The sequencer wakes for new appends it has room for, and for an idle writer when it
   // holds an open batch.
   bool SequencerHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return (stopping_ && !open_pending_) || ResetDue() ||
-           ((!paused_ || stopping_) && !queue_.empty() && !open_full_) ||
+    return (stopping_ && !open_pending_ && !direct_) || ResetDue() ||
+           (!direct_ && (!paused_ || stopping_) && !queue_.empty() && !open_full_) ||
            (open_pending_ && WriterIdle() && OpenReady());
+  }
+  // A caller may write its append itself: nothing is queued, built or written, and the
+  // last batch held at most one append (a lone caller; under concurrency the sequencer
+  // batches).
+  bool DirectCommitAllowed() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return options_.direct_commit && queue_.empty() && !open_pending_ && !seq_busy_ && !direct_ &&
+           WriterIdle() && last_answered_ <= 1 && !paused_ && !resume_ready_ && write_status_.ok();
   }
   bool SequencerHasWorkOrIdleWriter() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return SequencerHasWork() || (open_pending_ && WriterIdle());
@@ -323,12 +341,18 @@ class RocksEventLog::Impl {
   std::unique_ptr<Batch> slot_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;  // a taken batch is not yet synced and answered
   bool writer_exit_ ABSL_GUARDED_BY(mu_) = false;
-  bool open_pending_ ABSL_GUARDED_BY(mu_) = false;  // the sequencer holds an open batch
-  bool open_full_ ABSL_GUARDED_BY(mu_) = false;     // ... that has no room for more
-  size_t open_appends_ ABSL_GUARDED_BY(mu_) = 0;    // ... with this many appends
-  size_t last_answered_ ABSL_GUARDED_BY(mu_) = 0;   // appends of the last batch written
-  absl::Time writer_idle_at_ ABSL_GUARDED_BY(mu_);  // when the writer last turned idle
-  absl::Status write_status_ ABSL_GUARDED_BY(mu_);  // the first failed write
+  // The sequencer's state (next_position_, inflight_, version_cache_, frontier_, failed_)
+  // belongs to one thread at a time: the sequencer thread while it applies what it took
+  // (seq_busy_), or a caller writing a lone append itself (direct_, Options::direct_commit).
+  bool seq_busy_ ABSL_GUARDED_BY(mu_) = false;
+  bool direct_ ABSL_GUARDED_BY(mu_) = false;
+  bool direct_active_ ABSL_GUARDED_BY(mu_) = false;  // ... until its append is answered
+  bool open_pending_ ABSL_GUARDED_BY(mu_) = false;   // the sequencer holds an open batch
+  bool open_full_ ABSL_GUARDED_BY(mu_) = false;      // ... that has no room for more
+  size_t open_appends_ ABSL_GUARDED_BY(mu_) = 0;     // ... with this many appends
+  size_t last_answered_ ABSL_GUARDED_BY(mu_) = 0;    // appends of the last batch written
+  absl::Time writer_idle_at_ ABSL_GUARDED_BY(mu_);   // when the writer last turned idle
+  absl::Status write_status_ ABSL_GUARDED_BY(mu_);   // the first failed write
 
   absl::Mutex listener_mu_;
   std::shared_ptr<const std::function<void(int64_t)>> listener_ ABSL_GUARDED_BY(listener_mu_);
@@ -556,6 +580,9 @@ void RocksEventLog::Impl::Shutdown() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+    // A caller writing its own append (direct_commit) finishes first.
+    mu_.Await(absl::Condition(
+        +[](Impl* impl) ABSL_NO_THREAD_SAFETY_ANALYSIS { return !impl->direct_active_; }, this));
   }
   if (sequencer_.joinable()) sequencer_.join();
   if (writer_.joinable()) writer_.join();
@@ -755,12 +782,46 @@ void RocksEventLog::Impl::AppendAsync(AppendRequest request, AppendCallback done
                               "the append queue is full (queue_appends_max = ",
                               options_.queue_appends_max, "); retry after a short backoff")),
                           kRefusalQueueFull);
+    } else if (request.may_block && DirectCommitAllowed()) {
+      direct_ = true;
+      direct_active_ = true;
+      writing_ = true;
     } else {
       queue_.push_back(Pending{std::move(request), std::move(done)});
       return;
     }
   }
+  if (status.ok()) {
+    CommitDirect(Pending{std::move(request), std::move(done)});
+    return;
+  }
   std::move(done)(std::move(status));
+}
+
+void RocksEventLog::Impl::CommitDirect(Pending pending) {
+  auto batch = std::make_unique<Batch>();
+  Overlay overlay;
+  batch->size_before = next_position_;
+  batch->events = pending.request.events.size();
+  batch->bytes = RequestBytes(pending.request);
+  absl::StatusOr<AppendResult> result = Apply(pending.request, batch.get(), &overlay);
+  batch->outcomes.push_back(Outcome{std::move(pending.done), std::move(result)});
+  batch->size_after = next_position_;
+  batch->root_after = frontier_.Root();
+  {
+    absl::MutexLock lock(&mu_);
+    const bool promoted = Promote(batch, std::move(overlay));
+    // The sequencer may build the next batch on top of this one from here on.
+    direct_ = false;
+    if (!promoted) {
+      writing_ = false;
+      direct_active_ = false;
+      return;
+    }
+  }
+  WriteAndAnswer(std::move(batch));
+  absl::MutexLock lock(&mu_);
+  direct_active_ = false;
 }
 
 std::vector<Pending> RocksEventLog::Impl::Take(size_t events, size_t bytes) {
@@ -808,15 +869,17 @@ void RocksEventLog::Impl::SequencerLoop() {
       if (stopping_ && queue_.empty() && open == nullptr) break;
       if (ResetDue() && open == nullptr) {
         reset = true;
-      } else if (!paused_ || stopping_) {
+      } else if ((!paused_ || stopping_) && !direct_) {
         taken = open == nullptr ? Take(0, 0) : Take(open->events, open->bytes);
       }
+      seq_busy_ = true;
     }
     if (reset) {
       // Nothing is in flight: every batch built on the failed one was refused.
       absl::Status status = ResetAfterResume();
       {
         absl::MutexLock lock(&mu_);
+        seq_busy_ = false;
         resume_ready_ = false;
         disk_full_ = false;
         disk_guarded_ = false;
@@ -857,6 +920,7 @@ void RocksEventLog::Impl::SequencerLoop() {
       open->root_after = frontier_.Root();
     }
     absl::MutexLock lock(&mu_);
+    seq_busy_ = false;
     open_pending_ = open != nullptr;
     open_full_ = open != nullptr && (open->events >= options_.batch_events_max ||
                                      open->bytes >= options_.batch_bytes_max);
@@ -986,20 +1050,24 @@ absl::StatusOr<AppendResult> RocksEventLog::Impl::Apply(const AppendRequest& req
 }
 
 void RocksEventLog::Impl::Publish(std::unique_ptr<Batch> batch, Overlay overlay) {
+  if (Promote(batch, std::move(overlay))) slot_ = std::move(batch);
+}
+
+bool RocksEventLog::Impl::Promote(std::unique_ptr<Batch>& batch, Overlay overlay) {
   // The writer is idle: every batch before this one is durable (or failed).
   if (!write_status_.ok()) {
     // The batch was built on top of one that did not become durable.
     failed_ = write_status_;
     for (Outcome& outcome : batch->outcomes) std::move(outcome.done)(failed_);
-    return;
+    return false;
   }
-  slot_ = std::move(batch);
   // The previous batch is durable: its versions join the cache.
   for (auto& [stream, version] : inflight_.versions) {
     if (version_cache_.size() >= options_.version_cache_entries_max) ClearVersionCache();
     version_cache_[stream] = version;
   }
   inflight_ = std::move(overlay);
+  return true;
 }
 
 void RocksEventLog::Impl::WriterLoop() {
@@ -1012,85 +1080,90 @@ void RocksEventLog::Impl::WriterLoop() {
       batch = std::move(slot_);
       writing_ = true;
     }
-    absl::Status status;
-    bool no_space = false;
-    bool guarded = false;
-    if (batch->write.Count() > 0) {
-      // The guard: below the reserve, nothing is written, so RocksDB never meets a full
-      // disk in its own write path (docs/storage.md, "Write failures").
-      if (const std::optional<uint64_t> free_bytes = FreeBytes();
-          free_bytes.has_value() && *free_bytes < DiskReserveBytes()) {
-        no_space = true;
-        guarded = true;
-        status = WithReason(
-            absl::ResourceExhaustedError(absl::StrCat(
-                "the disk is nearly full (", *free_bytes, " bytes free, below the ",
-                DiskReserveBytes(),
-                " the event log keeps for its own flushes), so it takes no appends for now "
-                "(reads keep working); it resumes by itself once ",
-                DiskResumeBytes(), " bytes are free. Free space or retry later")),
-            kRefusalDiskFull);
-      }
-    }
-    if (batch->write.Count() > 0 && !guarded) {
-      rocksdb::WriteOptions write_options;
-      write_options.sync = true;
-      rocksdb::Status s = db_->Write(write_options, &batch->write);
-      if (!s.ok()) {
-        no_space = s.IsNoSpace();
-        status = no_space
-                     ? WithReason(absl::ResourceExhaustedError(absl::StrCat(
-                                      "the disk is full, so the event log takes no appends for "
-                                      "now (reads keep working); it resumes by itself within "
-                                      "about 5 s of the file system having ",
-                                      std::max<size_t>(options_.memtable_bytes_max / 2, 1u << 20),
-                                      " bytes free. Free space or retry later: ", s.ToString())),
-                                  kRefusalDiskFull)
-                     : WithReason(absl::UnavailableError(absl::StrCat(
-                                      "a write failed and the event log turned read-only: ",
-                                      s.ToString(), "; fix the disk and restart the server")),
-                                  kRefusalReadOnly);
-      }
-    }
-    if (!status.ok()) {
-      bool turned = false;
-      {
-        absl::MutexLock lock(&mu_);
-        if (write_status_.ok()) write_status_ = status;
-        if (read_only_.ok()) {
-          // The first failure decides: a full disk is lifted by itself, anything else only
-          // by a restart.
-          read_only_ = status;
-          read_only_since_us_ = NowMicros();
-          disk_full_ = no_space;
-          disk_guarded_ = guarded;
-          if (no_space) ++disk_full_count_;
-          turned = true;
-        }
-      }
-      if (turned) NotifyWriteState();
-      for (Outcome& outcome : batch->outcomes) outcome.result = status;
-    } else if (batch->size_after > batch->size_before) {
-      {
-        absl::MutexLock lock(&head_mu_);
-        head_ = TreeHead{.size = batch->size_after, .root = batch->root_after};
-      }
-      size_.store(batch->size_after, std::memory_order_release);
-      std::shared_ptr<const std::function<void(int64_t)>> listener;
-      {
-        absl::MutexLock lock(&listener_mu_);
-        listener = listener_;
-      }
-      if (listener != nullptr && *listener) (*listener)(batch->size_after);
-    }
-    const size_t answered = batch->outcomes.size();
-    Answer(std::move(batch));
-    // Idle only now; the open batch lingers for the appends that these answers release.
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    last_answered_ = answered;
-    writer_idle_at_ = absl::Now();
+    WriteAndAnswer(std::move(batch));
   }
+}
+
+void RocksEventLog::Impl::WriteAndAnswer(std::unique_ptr<Batch> batch) {
+  absl::Status status;
+  bool no_space = false;
+  bool guarded = false;
+  if (batch->write.Count() > 0) {
+    // The guard: below the reserve, nothing is written, so RocksDB never meets a full
+    // disk in its own write path (docs/storage.md, "Write failures").
+    if (const std::optional<uint64_t> free_bytes = FreeBytes();
+        free_bytes.has_value() && *free_bytes < DiskReserveBytes()) {
+      no_space = true;
+      guarded = true;
+      status = WithReason(
+          absl::ResourceExhaustedError(absl::StrCat(
+              "the disk is nearly full (", *free_bytes, " bytes free, below the ",
+              DiskReserveBytes(),
+              " the event log keeps for its own flushes), so it takes no appends for now "
+              "(reads keep working); it resumes by itself once ",
+              DiskResumeBytes(), " bytes are free. Free space or retry later")),
+          kRefusalDiskFull);
+    }
+  }
+  if (batch->write.Count() > 0 && !guarded) {
+    rocksdb::WriteOptions write_options;
+    write_options.sync = true;
+    rocksdb::Status s = db_->Write(write_options, &batch->write);
+    if (!s.ok()) {
+      no_space = s.IsNoSpace();
+      status =
+          no_space
+              ? WithReason(absl::ResourceExhaustedError(absl::StrCat(
+                               "the disk is full, so the event log takes no appends for "
+                               "now (reads keep working); it resumes by itself within "
+                               "about 5 s of the file system having ",
+                               std::max<size_t>(options_.memtable_bytes_max / 2, 1u << 20),
+                               " bytes free. Free space or retry later: ", s.ToString())),
+                           kRefusalDiskFull)
+              : WithReason(absl::UnavailableError(absl::StrCat(
+                               "a write failed and the event log turned read-only: ", s.ToString(),
+                               "; fix the disk and restart the server")),
+                           kRefusalReadOnly);
+    }
+  }
+  if (!status.ok()) {
+    bool turned = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (write_status_.ok()) write_status_ = status;
+      if (read_only_.ok()) {
+        // The first failure decides: a full disk is lifted by itself, anything else only
+        // by a restart.
+        read_only_ = status;
+        read_only_since_us_ = NowMicros();
+        disk_full_ = no_space;
+        disk_guarded_ = guarded;
+        if (no_space) ++disk_full_count_;
+        turned = true;
+      }
+    }
+    if (turned) NotifyWriteState();
+    for (Outcome& outcome : batch->outcomes) outcome.result = status;
+  } else if (batch->size_after > batch->size_before) {
+    {
+      absl::MutexLock lock(&head_mu_);
+      head_ = TreeHead{.size = batch->size_after, .root = batch->root_after};
+    }
+    size_.store(batch->size_after, std::memory_order_release);
+    std::shared_ptr<const std::function<void(int64_t)>> listener;
+    {
+      absl::MutexLock lock(&listener_mu_);
+      listener = listener_;
+    }
+    if (listener != nullptr && *listener) (*listener)(batch->size_after);
+  }
+  const size_t answered = batch->outcomes.size();
+  Answer(std::move(batch));
+  // Idle only now; the open batch lingers for the appends that these answers release.
+  absl::MutexLock lock(&mu_);
+  writing_ = false;
+  last_answered_ = answered;
+  writer_idle_at_ = absl::Now();
 }
 
 void RocksEventLog::Impl::Answer(std::unique_ptr<Batch> batch) {

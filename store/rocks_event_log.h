@@ -50,6 +50,14 @@ class RocksEventLog final : public EventLog {
     // Answer each synced batch on a thread of its own, so that the writer starts the next
     // sync while the callers' callbacks run (a server's callbacks send the responses).
     bool answer_thread = true;
+    // A lone append is written by the caller's own thread: for a request with
+    // `may_block`, when nothing is queued, being built or being written, and the last
+    // batch held at most one append, AppendAsync checks, writes and syncs the append
+    // itself and runs `done` before it returns, sparing the two thread hand-offs (to the
+    // sequencer, then to the writer) that cost a lone caller more than the work. Under
+    // concurrency batches hold more than one append and everything goes through the
+    // sequencer and the writer as before.
+    bool direct_commit = true;
 
     // Memory and start-up. All memtables together stay below `memtable_bytes_max`; the
     // write-ahead log is kept below `wal_bytes_max` by flushing the column families that
@@ -149,7 +157,8 @@ class RocksEventLog final : public EventLog {
 
   // EventLog. A request refused before it is queued (malformed: kInvalidArgument;
   // queue full: kResourceExhausted; shutting down or read-only: kUnavailable) has its
-  // `done` run inline, on the calling thread, before AppendAsync returns.
+  // `done` run inline, on the calling thread, before AppendAsync returns; so does a lone
+  // append with `may_block` written by the calling thread (Options::direct_commit).
   void AppendAsync(AppendRequest request, AppendCallback done) override;
   absl::StatusOr<int64_t> StreamVersion(std::string_view stream) override;
   absl::StatusOr<std::vector<StoredEvent>> ReadStream(std::string_view stream, int64_t from_version,

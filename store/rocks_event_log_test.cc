@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -346,6 +347,122 @@ TEST(RocksEventLog, CommitListenerSeesEachDurableSize) {
   EXPECT_EQ(last.load(), 2);
   ASSERT_THAT(log->Append(Request("s", 2, {"e3"})), IsOk());
   EXPECT_EQ(last.load(), 3);
+}
+
+// Options::direct_commit: an append that may block, sent to an idle log, is checked,
+// written and synced on the calling thread and answered before AppendAsync returns; one
+// that may not block is answered on the log's thread.
+TEST(RocksEventLog, ALoneAppendThatMayBlockIsWrittenOnTheCallingThread) {
+  TempDir dir;
+  auto log = OpenLog(dir.Sub("log"));
+  std::atomic<int64_t> committed{0};
+  log->SetCommitListener([&](int64_t size) { committed.store(size); });
+
+  AppendRequest request = Request("cases/a", 0, {"a1", "a2"}, "r1");
+  request.may_block = true;
+  std::thread::id answered_on;
+  std::optional<absl::StatusOr<AppendResult>> result;
+  log->AppendAsync(std::move(request), [&](absl::StatusOr<AppendResult> r) {
+    answered_on = std::this_thread::get_id();
+    result = std::move(r);
+  });
+  ASSERT_TRUE(result.has_value()) << "not answered before AppendAsync returned";
+  EXPECT_EQ(answered_on, std::this_thread::get_id());
+  ASSERT_THAT(*result, IsOk());
+  EXPECT_EQ((*result)->first_position, 0);
+  EXPECT_EQ((*result)->version, 2);
+  EXPECT_EQ(log->Size(), 2);
+  EXPECT_EQ(committed.load(), 2);
+  EXPECT_THAT(log->StreamVersion("cases/a"), IsOkAndHolds(2));
+
+  // A stale version and a repeated request id are answered the same way on this path.
+  request = Request("cases/a", 1, {"a3"}, "r2");
+  request.may_block = true;
+  result.reset();
+  log->AppendAsync(std::move(request), [&](absl::StatusOr<AppendResult> r) { result = r; });
+  ASSERT_TRUE(result.has_value());
+  EXPECT_THAT(*result, StatusIs(absl::StatusCode::kAborted));
+  request = Request("cases/a", 0, {"a1", "a2"}, "r1");
+  request.may_block = true;
+  result.reset();
+  log->AppendAsync(std::move(request), [&](absl::StatusOr<AppendResult> r) { result = r; });
+  ASSERT_TRUE(result.has_value());
+  ASSERT_THAT(*result, IsOk());
+  EXPECT_TRUE((*result)->replayed);
+  EXPECT_EQ(log->Size(), 2);
+
+  // Without may_block the caller's thread is never the one that writes.
+  absl::Notification done;
+  std::thread::id other;
+  log->AppendAsync(Request("cases/a", 2, {"a3"}, "r3"), [&](absl::StatusOr<AppendResult> r) {
+    EXPECT_THAT(r, IsOk());
+    other = std::this_thread::get_id();
+    done.Notify();
+  });
+  done.WaitForNotification();
+  EXPECT_NE(other, std::this_thread::get_id());
+  EXPECT_EQ(log->Size(), 3);
+}
+
+// With direct_commit off, an append that may block still goes through the log's threads.
+TEST(RocksEventLog, DirectCommitCanBeTurnedOff) {
+  TempDir dir;
+  RocksEventLog::Options options;
+  options.direct_commit = false;
+  auto log = OpenLog(dir.Sub("log"), options);
+  AppendRequest request = Request("cases/a", 0, {"a1"});
+  request.may_block = true;
+  absl::Notification done;
+  std::thread::id answered_on;
+  log->AppendAsync(std::move(request), [&](absl::StatusOr<AppendResult> r) {
+    EXPECT_THAT(r, IsOk());
+    answered_on = std::this_thread::get_id();
+    done.Notify();
+  });
+  done.WaitForNotification();
+  EXPECT_NE(answered_on, std::this_thread::get_id());
+}
+
+// Appends that may block and appends that may not, from many threads at once, interleave
+// the direct path with the sequencer's batches; positions stay gapless and every stream's
+// versions contiguous, also after a reopen.
+TEST(RocksEventLog, DirectAndBatchedAppendsInterleave) {
+  TempDir dir;
+  constexpr int kThreads = 6;
+  constexpr int kAppends = 200;
+  {
+    auto log = OpenLog(dir.Sub("log"));
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        const std::string stream = absl::StrCat("cases/", t);
+        for (int i = 0; i < kAppends; ++i) {
+          AppendRequest request = Request(stream, i, {absl::StrCat(t, "/", i)});
+          // Odd threads wait for each answer on a notification instead of blocking.
+          request.may_block = t % 2 == 0;
+          absl::Notification done;
+          log->AppendAsync(std::move(request), [&](absl::StatusOr<AppendResult> r) {
+            EXPECT_THAT(r, IsOk());
+            done.Notify();
+          });
+          done.WaitForNotification();
+        }
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+    EXPECT_EQ(log->Size(), kThreads * kAppends);
+  }
+  auto log = OpenLog(dir.Sub("log"));
+  ASSERT_EQ(log->Size(), kThreads * kAppends);
+  auto all = log->ReadRange(0, kThreads * kAppends);
+  ASSERT_THAT(all, IsOk());
+  std::map<std::string, int64_t> versions;
+  for (size_t i = 0; i < all->size(); ++i) {
+    const StoredEvent& event = (*all)[i];
+    EXPECT_EQ(event.position, static_cast<int64_t>(i));
+    EXPECT_EQ(event.version, ++versions[event.stream]);
+  }
+  EXPECT_EQ(versions.size(), static_cast<size_t>(kThreads));
 }
 
 TEST(RocksEventLog, ReopenRecoversSizeAndVersions) {

@@ -259,6 +259,7 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   append.stream = stream;
   append.expected_version = before.version();
   append.read_token = read_token;
+  append.may_block = true;  // a handler with this one command in flight
   append.request_id = request_id;
   append.request_fingerprint = fingerprint;
   append.events.reserve(events.size());
