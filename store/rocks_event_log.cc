@@ -93,6 +93,15 @@ size_t RequestBytes(const AppendRequest& request) {
   return bytes;
 }
 
+// Counter additions waiting to be written into a batch, by projection key. The merge
+// operator is associative and a batch is atomic, so the additions of one batch to one key
+// are written as one merge operand holding their sum: the stored result is the same, with
+// fewer memtable entries (the per-jurisdiction counts of a batch's cases share their
+// upper levels). A pending sum is written before any later Put or Delete of its key, so
+// the order of writes to a key is kept; a sum of 0 is written too, so that a key exists
+// exactly when it would without summing.
+using CounterSums = absl::flat_hash_map<std::string, uint64_t>;
+
 struct Pending {
   AppendRequest request;
   EventLog::AppendCallback done;
@@ -106,6 +115,7 @@ struct Outcome {
 // One synced write and the answers that wait for it.
 struct Batch {
   rocksdb::WriteBatch write;
+  CounterSums counter_sums;  // written into `write` by FlushCounterSums before it is synced
   std::vector<Outcome> outcomes;
   size_t events = 0;  // events and event bytes of the appends taken into it
   size_t bytes = 0;
@@ -122,8 +132,18 @@ struct Overlay {
 };
 
 void ApplyProjection(rocksdb::WriteBatch& write, rocksdb::ColumnFamilyHandle* family,
-                     const ProjectionWrite& projection) {
+                     const ProjectionWrite& projection, CounterSums* sums) {
   std::string key = format::ProjectionKey(projection.table, projection.key);
+  if (projection.op == ProjectionWrite::Op::kAddInt64) {
+    // Two's complement wrap-around, as the merge operator adds.
+    sums->try_emplace(std::move(key), 0).first->second += static_cast<uint64_t>(projection.delta);
+    return;
+  }
+  if (auto it = sums->find(key); it != sums->end()) {
+    STORE_CHECK(
+        write.Merge(family, key, format::EncodeInt64(static_cast<int64_t>(it->second))).ok());
+    sums->erase(it);
+  }
   switch (projection.op) {
     case ProjectionWrite::Op::kPut:
       STORE_CHECK(write.Put(family, key, projection.value).ok());
@@ -132,9 +152,17 @@ void ApplyProjection(rocksdb::WriteBatch& write, rocksdb::ColumnFamilyHandle* fa
       STORE_CHECK(write.Delete(family, key).ok());
       break;
     case ProjectionWrite::Op::kAddInt64:
-      STORE_CHECK(write.Merge(family, key, format::EncodeInt64(projection.delta)).ok());
       break;
   }
+}
+
+// Writes the pending sums; before the batch is written.
+void FlushCounterSums(rocksdb::WriteBatch& write, rocksdb::ColumnFamilyHandle* family,
+                      CounterSums* sums) {
+  for (const auto& [key, sum] : *sums) {
+    STORE_CHECK(write.Merge(family, key, format::EncodeInt64(static_cast<int64_t>(sum))).ok());
+  }
+  sums->clear();
 }
 
 }  // namespace
@@ -1042,7 +1070,7 @@ absl::StatusOr<AppendResult> RocksEventLog::Impl::Apply(const AppendRequest& req
     overlay->requests[request_key] = result;
   }
   for (const ProjectionWrite& projection : request.projections) {
-    ApplyProjection(write, projections_, projection);
+    ApplyProjection(write, projections_, projection, &batch->counter_sums);
   }
   overlay->versions[request.stream] = result.version;
   next_position_ += count;
@@ -1054,6 +1082,7 @@ void RocksEventLog::Impl::Publish(std::unique_ptr<Batch> batch, Overlay overlay)
 }
 
 bool RocksEventLog::Impl::Promote(std::unique_ptr<Batch>& batch, Overlay overlay) {
+  FlushCounterSums(batch->write, projections_, &batch->counter_sums);
   // The writer is idle: every batch before this one is durable (or failed).
   if (!write_status_.ok()) {
     // The batch was built on top of one that did not become durable.
@@ -1611,11 +1640,13 @@ absl::Status RocksEventLog::Impl::RebuildProjections(
                            ReadRange(from, options_.read_events_max));
     if (events.empty()) return absl::DataLossError("the log ended early during a rebuild");
     rocksdb::WriteBatch write;
+    CounterSums sums;
     for (const StoredEvent& event : events) {
       for (const ProjectionWrite& projection : project(event)) {
-        ApplyProjection(write, projections_, projection);
+        ApplyProjection(write, projections_, projection, &sums);
       }
     }
+    FlushCounterSums(write, projections_, &sums);
     STORE_RETURN_IF_ERROR(FromRocks(db_->Write(unsynced, &write), "writing projections"));
     from += static_cast<int64_t>(events.size());
   }

@@ -233,6 +233,56 @@ TEST(RocksEventLog, OneBatchChecksVersionsAndRequestIdsOfItsOwnAppends) {
   EXPECT_EQ(log->Size(), 3);
 }
 
+// The counter additions of one batch are summed into one merge operand per key (fewer
+// memtable entries); the stored values are the same as without summing: a Put between
+// additions keeps its place, a refused append adds nothing, and a sum of 0 still leaves
+// the key in place.
+TEST(RocksEventLog, CounterAdditionsOfOneBatchAreSummedInOrder) {
+  TempDir dir;
+  auto log = OpenLog(dir.Sub("log"));
+  auto with = [](std::string stream, int64_t expected, std::vector<ProjectionWrite> writes) {
+    AppendRequest request = Request(std::move(stream), expected, {"e"});
+    request.projections = std::move(writes);
+    return request;
+  };
+  auto add = [](std::string key, int64_t delta) {
+    return ProjectionWrite{
+        .op = ProjectionWrite::Op::kAddInt64, .table = "n", .key = std::move(key), .delta = delta};
+  };
+  Answers answers;
+  log->PauseCommitsForTesting(true);
+  log->AppendAsync(with("s1", 0, {add("k", 5), add("z", 1)}), answers.Slot(0));
+  log->AppendAsync(with("s2", 0, {add("k", -2)}), answers.Slot(1));
+  log->AppendAsync(with("s3", 0,
+                        {{.op = ProjectionWrite::Op::kPut,
+                          .table = "n",
+                          .key = "k",
+                          .value = format::EncodeInt64(100)}}),
+                   answers.Slot(2));
+  log->AppendAsync(with("s4", 0, {add("k", 7), add("z", -1)}), answers.Slot(3));
+  log->AppendAsync(with("s4", 0, {add("k", 1000)}), answers.Slot(4));  // stale: refused
+  log->AppendAsync(
+      with("s5", 0,
+           {add("gone", 3), {.op = ProjectionWrite::Op::kDelete, .table = "n", .key = "gone"}}),
+      answers.Slot(5));
+  log->AppendAsync(with("s6", 0, {add("max", INT64_MAX), add("max", 2)}), answers.Slot(6));
+  log->PauseCommitsForTesting(false);
+  answers.WaitAll();
+  {
+    absl::MutexLock lock(&answers.mu);
+    for (int i : {0, 1, 2, 3, 5, 6}) EXPECT_THAT(answers.results[i], IsOk()) << i;
+    EXPECT_THAT(answers.results[4], StatusIs(absl::StatusCode::kAborted));
+  }
+  EXPECT_THAT(log->GetProjection("n", "k"),
+              IsOkAndHolds(std::optional<std::string>(format::EncodeInt64(107))));
+  EXPECT_THAT(log->GetProjection("n", "z"),
+              IsOkAndHolds(std::optional<std::string>(format::EncodeInt64(0))));
+  EXPECT_THAT(log->GetProjection("n", "gone"), IsOkAndHolds(std::optional<std::string>()));
+  // Wraps around as the merge operator does.
+  EXPECT_THAT(log->GetProjection("n", "max"),
+              IsOkAndHolds(std::optional<std::string>(format::EncodeInt64(INT64_MIN + 1))));
+}
+
 TEST(RocksEventLog, RefusedAppendWritesNothing) {
   TempDir dir;
   auto log = OpenLog(dir.Sub("log"));

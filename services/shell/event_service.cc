@@ -643,8 +643,9 @@ void EventServiceImpl::DispatchLoop() {
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !queue_.empty() || committed_size_ != dispatched_size_ ||
-               throttle_kick_;
+        // New events matter only to watches: with none, a commit wakes no thread.
+        return stopping_ || !queue_.empty() ||
+               (committed_size_ != dispatched_size_ && !watches_.empty()) || throttle_kick_;
       };
       mu_.AwaitWithDeadline(absl::Condition(&ready), std::min(next_tick_, throttled_until_));
       if (stopping_) return;
@@ -665,7 +666,7 @@ void EventServiceImpl::DispatchLoop() {
           }
         }
       }
-      if (committed_size_ != dispatched_size_ || now >= next_tick_) {
+      if ((committed_size_ != dispatched_size_ && !watches_.empty()) || now >= next_tick_) {
         // New events, or time for checkpoints: every idle watch looks at the log.
         dispatched_size_ = committed_size_;
         if (now >= next_tick_) next_tick_ = now + options_.checkpoint_interval;
