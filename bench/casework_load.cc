@@ -56,6 +56,7 @@ struct Options {
   bool no_sign_off = false;
   int sign_offs = 2;       // approvers who sign each closure: the county one, then the city one
   std::string record_dir;  // keep the first answer of each method here (casework-echo)
+  int channels = 4;        // connections the workers are spread over
 };
 
 // The approvers who sign closures, with their keys (registered at start).
@@ -385,6 +386,10 @@ int main(int argc, char** argv) {
                  "--closure-approvers-min 1)")
       ->capture_default_str()
       ->check(CLI::Range(1, 2));
+  app.add_option("--channels", o.channels,
+                 "gRPC channels (connections) the workers are spread over")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
   app.add_option("--record-responses", o.record_dir,
                  "write the first answer of each method to DIR/<Method>.pb (for casework-echo)")
       ->check(CLI::ExistingDirectory);
@@ -430,7 +435,7 @@ int main(int argc, char** argv) {
 
   // A few channels spread the load over connections and completion threads.
   std::vector<std::shared_ptr<grpc::Channel>> channels;
-  const int channel_count = std::min(o.concurrency, 4);
+  const int channel_count = std::min(o.concurrency, o.channels);
   for (int i = 0; i < channel_count; ++i) {
     grpc::ChannelArguments args;
     args.SetInt("casework.load.channel", i);  // distinct channels, not one shared subchannel
