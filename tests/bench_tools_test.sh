@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The benchmark tools work end to end, bounded and on loopback only: casework-load drives a
+# fresh caseworkd with the full mix (sign-offs with real signatures, reads) and records
+# each method's first answer; casework-echo then answers with those, and casework-load
+# walks its cases against it. Fails on any error either tool reports.
+# Usage: bench_tools_test.sh CASEWORKD CASEWORK_LOAD CASEWORK_ECHO PRINCIPALS_JSON
+set -euo pipefail
+caseworkd=$1 load=$2 echo_server=$3 principals=$4
+work=$(mktemp -d /tmp/casework-bench-tools-XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_for_port() {
+  for _ in $(seq 1 600); do [[ -s $1 ]] && return 0; sleep 0.1; done
+  echo "no port file $1 within 60 s" >&2
+  return 1
+}
+check() {  # json file, expected methods...
+  /usr/bin/python3 - "$@" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+total = report["total"]
+assert total["errors"] == 0, report
+assert total["ok"] > 0, report
+seen = {m["method"] for m in report["methods"]}
+missing = set(sys.argv[2:]) - seen
+assert not missing, ("methods never called", missing, report)
+print(f"{sys.argv[1]}: {total['ok']} calls, 0 errors, p50 {total['p50_us']} us")
+PY
+}
+
+"$caseworkd" --listen 127.0.0.1:0 --insecure-plaintext --data-dir "$work/data" \
+  --principals "$principals" --port-file "$work/port" --metrics-listen off \
+  >"$work/caseworkd.log" 2>&1 &
+pids+=($!)
+wait_for_port "$work/port" || { cat "$work/caseworkd.log"; exit 1; }
+mkdir "$work/responses"
+"$load" --server "127.0.0.1:$(cat "$work/port")" --concurrency 4 --count 400 \
+  --read-percent 20 --json --record-responses "$work/responses" >"$work/ours.json"
+check "$work/ours.json" CreateCase ReviewListing AssignAssistance RecordFieldVisit \
+  RecordMeasure RecordInspection SignOffClosure GetCase
+for method in CreateCase ReviewListing SignOffClosure GetCase; do
+  [[ -s $work/responses/$method.pb ]] || { echo "no recorded answer of $method" >&2; exit 1; }
+done
+
+"$echo_server" --listen 127.0.0.1:0 --port-file "$work/echo-port" \
+  --responses "$work/responses" >"$work/echo.log" 2>&1 &
+pids+=($!)
+wait_for_port "$work/echo-port" || { cat "$work/echo.log"; exit 1; }
+"$load" --server "127.0.0.1:$(cat "$work/echo-port")" --concurrency 4 --count 400 \
+  --read-percent 20 --no-sign-off --json >"$work/echo.json"
+check "$work/echo.json" CreateCase ReviewListing AssignAssistance RecordFieldVisit \
+  RecordMeasure RecordInspection GetCase
