@@ -166,7 +166,10 @@ class EventLog {
   virtual absl::StatusOr<std::optional<AppendResult>> FindRequest(std::string_view stream,
                                                                   std::string_view request_id) = 0;
 
-  // Called on the commit thread after each durable batch with the new log size.
+  // Called after each durable batch with the new log size, on the thread that wrote it
+  // (the log's commit thread, or the caller of a `may_block` append the log wrote on the
+  // caller's thread). Must not block, nor take a lock that a caller of AppendAsync may
+  // hold.
   virtual void SetCommitListener(std::function<void(int64_t size)> listener) = 0;
 };
 

@@ -292,12 +292,17 @@ class RocksEventLog::Impl {
     version_epoch_.fetch_add(1, std::memory_order_acq_rel);
     version_cache_.clear();
   }
-  // Hands a built batch to the writer thread (the writer is idle).
-  void Publish(std::unique_ptr<Batch> batch, Overlay overlay) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Hands a built batch to the writer thread (the writer is idle). Returns the batch
+  // instead when a previous write failed, its outcomes set to the failure, to be answered
+  // once mu_ is released (AnswerNow).
+  [[nodiscard]] std::unique_ptr<Batch> Publish(std::unique_ptr<Batch> batch, Overlay overlay)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // What a hand-off to the writer changes in the sequencer's state: the previous batch is
   // durable, so its versions join the cache, and `overlay` is the one in flight. False
-  // (and `batch` answered with the failure) when a previous write failed.
-  bool Promote(std::unique_ptr<Batch>& batch, Overlay overlay) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // (and every outcome of `batch` set to the failure) when a previous write failed.
+  bool Promote(Batch& batch, Overlay overlay) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs the callbacks of a batch that was never written, on this thread.
+  static void AnswerNow(Batch& batch);
   // Writes one batch as one synced RocksDB write and answers it; `writing_` is set, and
   // cleared here once the batch is answered.
   void WriteAndAnswer(std::unique_ptr<Batch> batch);
@@ -313,12 +318,13 @@ class RocksEventLog::Impl {
            (!direct_ && (!paused_ || stopping_) && !queue_.empty() && !open_full_) ||
            (open_pending_ && WriterIdle() && OpenReady());
   }
-  // A caller may write its append itself: nothing is queued, built or written, and the
-  // last batch held at most one append (a lone caller; under concurrency the sequencer
-  // batches).
+  // A caller may write its append itself: nothing is queued, built or written (nor is
+  // another caller's direct append still being answered), and the last batch held at
+  // most one append (a lone caller; under concurrency the sequencer batches).
   bool DirectCommitAllowed() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return options_.direct_commit && queue_.empty() && !open_pending_ && !seq_busy_ && !direct_ &&
-           WriterIdle() && last_answered_ <= 1 && !paused_ && !resume_ready_ && write_status_.ok();
+           !direct_active_ && WriterIdle() && last_answered_ <= 1 && !paused_ && !resume_ready_ &&
+           write_status_.ok();
   }
   bool SequencerHasWorkOrIdleWriter() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return SequencerHasWork() || (open_pending_ && WriterIdle());
@@ -844,20 +850,28 @@ void RocksEventLog::Impl::CommitDirect(Pending pending) {
   batch->outcomes.push_back(Outcome{std::move(pending.done), std::move(result)});
   batch->size_after = next_position_;
   batch->root_after = frontier_.Root();
+  bool promoted = false;
   {
     absl::MutexLock lock(&mu_);
-    const bool promoted = Promote(batch, std::move(overlay));
+    promoted = Promote(*batch, std::move(overlay));
     // The sequencer may build the next batch on top of this one from here on.
     direct_ = false;
     if (!promoted) {
       writing_ = false;
       direct_active_ = false;
-      return;
     }
+  }
+  if (!promoted) {
+    AnswerNow(*batch);
+    return;
   }
   WriteAndAnswer(std::move(batch));
   absl::MutexLock lock(&mu_);
   direct_active_ = false;
+}
+
+void RocksEventLog::Impl::AnswerNow(Batch& batch) {
+  for (Outcome& outcome : batch.outcomes) std::move(outcome.done)(std::move(outcome.result));
 }
 
 std::vector<Pending> RocksEventLog::Impl::Take(size_t events, size_t bytes) {
@@ -956,20 +970,25 @@ void RocksEventLog::Impl::SequencerLoop() {
       open->size_after = next_position_;
       open->root_after = frontier_.Root();
     }
-    absl::MutexLock lock(&mu_);
-    seq_busy_ = false;
-    open_pending_ = open != nullptr;
-    open_full_ = open != nullptr && (open->events >= options_.batch_events_max ||
-                                     open->bytes >= options_.batch_bytes_max);
-    open_appends_ = open == nullptr ? 0 : open->outcomes.size();
-    if (open != nullptr && WriterIdle() && (lingered || OpenReady())) {
-      Publish(std::move(open), std::move(overlay));
-      open = nullptr;
-      overlay = Overlay();
-      open_pending_ = false;
-      open_full_ = false;
-      open_appends_ = 0;
+    std::unique_ptr<Batch> refused;
+    {
+      absl::MutexLock lock(&mu_);
+      seq_busy_ = false;
+      open_pending_ = open != nullptr;
+      open_full_ = open != nullptr && (open->events >= options_.batch_events_max ||
+                                       open->bytes >= options_.batch_bytes_max);
+      open_appends_ = open == nullptr ? 0 : open->outcomes.size();
+      if (open != nullptr && WriterIdle() && (lingered || OpenReady())) {
+        refused = Publish(std::move(open), std::move(overlay));
+        open = nullptr;
+        overlay = Overlay();
+        open_pending_ = false;
+        open_full_ = false;
+        open_appends_ = 0;
+      }
     }
+    // Outside mu_: a callback may append again.
+    if (refused != nullptr) AnswerNow(*refused);
   }
   absl::MutexLock lock(&mu_);
   writer_exit_ = true;
@@ -1086,17 +1105,18 @@ absl::StatusOr<AppendResult> RocksEventLog::Impl::Apply(const AppendRequest& req
   return result;
 }
 
-void RocksEventLog::Impl::Publish(std::unique_ptr<Batch> batch, Overlay overlay) {
-  if (Promote(batch, std::move(overlay))) slot_ = std::move(batch);
+std::unique_ptr<Batch> RocksEventLog::Impl::Publish(std::unique_ptr<Batch> batch, Overlay overlay) {
+  if (!Promote(*batch, std::move(overlay))) return batch;
+  slot_ = std::move(batch);
+  return nullptr;
 }
 
-bool RocksEventLog::Impl::Promote(std::unique_ptr<Batch>& batch, Overlay overlay) {
-  FlushCounterSums(batch->write, projections_, &batch->counter_sums);
+bool RocksEventLog::Impl::Promote(Batch& batch, Overlay overlay) {
   // The writer is idle: every batch before this one is durable (or failed).
   if (!write_status_.ok()) {
     // The batch was built on top of one that did not become durable.
     failed_ = write_status_;
-    for (Outcome& outcome : batch->outcomes) std::move(outcome.done)(failed_);
+    for (Outcome& outcome : batch.outcomes) outcome.result = failed_;
     return false;
   }
   // The previous batch is durable: its versions join the cache.
@@ -1124,6 +1144,7 @@ void RocksEventLog::Impl::WriterLoop() {
 }
 
 void RocksEventLog::Impl::WriteAndAnswer(std::unique_ptr<Batch> batch) {
+  FlushCounterSums(batch->write, projections_, &batch->counter_sums);
   absl::Status status;
   bool no_space = false;
   bool guarded = false;

@@ -53,8 +53,11 @@ class RocksEventLog final : public EventLog {
     // A lone append is written by the caller's own thread: for a request with
     // `may_block`, when nothing is queued, being built or being written, and the last
     // batch held at most one append, AppendAsync checks, writes and syncs the append
-    // itself and runs `done` before it returns, sparing the two thread hand-offs (to the
-    // sequencer, then to the writer) that cost a lone caller more than the work. Under
+    // itself before it returns, sparing the two thread hand-offs (to the sequencer, then
+    // to the writer) that cost a lone caller more than the work. `done` then runs on the
+    // calling thread too, unless answers of an earlier batch are still being run or
+    // another append arrived meanwhile (then on the answer thread, to keep answers in
+    // order). The commit and write-state listeners run on that thread as well. Under
     // concurrency batches hold more than one append and everything goes through the
     // sequencer and the writer as before.
     bool direct_commit = true;
@@ -157,8 +160,9 @@ class RocksEventLog final : public EventLog {
 
   // EventLog. A request refused before it is queued (malformed: kInvalidArgument;
   // queue full: kResourceExhausted; shutting down or read-only: kUnavailable) has its
-  // `done` run inline, on the calling thread, before AppendAsync returns; so does a lone
-  // append with `may_block` written by the calling thread (Options::direct_commit).
+  // `done` run inline, on the calling thread, before AppendAsync returns; a lone append
+  // with `may_block` may be written by the calling thread (Options::direct_commit), which
+  // then usually runs `done` too.
   void AppendAsync(AppendRequest request, AppendCallback done) override;
   absl::StatusOr<int64_t> StreamVersion(std::string_view stream) override;
   absl::StatusOr<std::vector<StoredEvent>> ReadStream(std::string_view stream, int64_t from_version,
@@ -223,8 +227,10 @@ class RocksEventLog final : public EventLog {
 
   // The current write state.
   WriteState GetWriteState() const;
-  // Called (on a thread of the log's; must not block, must not call the log) whenever the
-  // write state changes mode. Replaces the previous listener.
+  // Called whenever the write state changes mode, on the thread that wrote (a thread of
+  // the log's, or a caller's writing a direct append) or the log's maintenance thread;
+  // it must not block, must not call the log, and must not take a lock that a caller of
+  // AppendAsync may hold. Replaces the previous listener.
   void SetWriteStateListener(std::function<void(const WriteState&)> listener);
 
   // Stops the sequencer from taking queued appends until resumed (tests use it to
