@@ -150,6 +150,7 @@ int main(int argc, char** argv) {
   bool keep = false;
   int64_t probe_appends = 20'000;
   bool reads = true;
+  int64_t block_cache_mib = 0;  // 0: the log's default
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--events") == 0 && i + 1 < argc) {
       events = std::atoll(argv[++i]);
@@ -163,10 +164,12 @@ int main(int argc, char** argv) {
       probe_appends = std::atoll(argv[++i]);
     } else if (std::strcmp(argv[i], "--no-reads") == 0) {
       reads = false;
+    } else if (std::strcmp(argv[i], "--block-cache-mib") == 0 && i + 1 < argc) {
+      block_cache_mib = std::atoll(argv[++i]);
     } else {
       std::fprintf(stderr,
                    "usage: %s [--events N] [--streams S] [--dir DIR] [--keep] [--probe APPENDS] "
-                   "[--no-reads]\n",
+                   "[--no-reads] [--block-cache-mib M]\n",
                    argv[0]);
       return 2;
     }
@@ -179,6 +182,7 @@ int main(int argc, char** argv) {
   }
   RocksEventLog::Options options;
   options.path = dir + "/log";
+  if (block_cache_mib > 0) options.block_cache_bytes = static_cast<size_t>(block_cache_mib) << 20;
   auto open = [&options]() {
     auto log = RocksEventLog::Open(options);
     if (!log.ok()) {
