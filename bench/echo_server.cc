@@ -14,6 +14,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
 
 #include "CLI/CLI.hpp"
 #include "casework/v1/case_service.grpc.pb.h"
@@ -43,25 +44,12 @@ Message Recorded(const std::string& dir, const char* method) {
 }
 
 class EchoService final : public casework::v1::CaseService::CallbackService {
+  // Declared first: every recorded answer below is read from it as the members are
+  // initialised, in declaration order.
+  const std::string dir_;
+
  public:
-  explicit EchoService(const std::string& dir)
-      : get_case_(Recorded<Case>(dir, "GetCase")),
-        list_cases_(Recorded<ListCasesResponse>(dir, "ListCases")),
-        create_case_(Recorded<CaseCommandResponse>(dir, "CreateCase")),
-        review_listing_(Recorded<CaseCommandResponse>(dir, "ReviewListing")),
-        amend_listing_(Recorded<CaseCommandResponse>(dir, "AmendListing")),
-        assign_assistance_(Recorded<CaseCommandResponse>(dir, "AssignAssistance")),
-        replace_assignment_(Recorded<CaseCommandResponse>(dir, "ReplaceAssignment")),
-        record_field_visit_(Recorded<CaseCommandResponse>(dir, "RecordFieldVisit")),
-        record_measure_(Recorded<CaseCommandResponse>(dir, "RecordMeasure")),
-        record_funds_(Recorded<CaseCommandResponse>(dir, "RecordFunds")),
-        record_inspection_(Recorded<CaseCommandResponse>(dir, "RecordInspection")),
-        sign_off_closure_(Recorded<CaseCommandResponse>(dir, "SignOffClosure")),
-        send_back_(Recorded<CaseCommandResponse>(dir, "SendBack")),
-        record_follow_up_review_(Recorded<CaseCommandResponse>(dir, "RecordFollowUpReview")),
-        record_admonishment_talk_(Recorded<CaseCommandResponse>(dir, "RecordAdmonishmentTalk")),
-        issue_rectification_notice_(
-            Recorded<CaseCommandResponse>(dir, "IssueRectificationNotice")) {}
+  explicit EchoService(std::string dir) : dir_(std::move(dir)) {}
 
   grpc::ServerUnaryReactor* GetCase(grpc::CallbackServerContext* ctx,
                                     const casework::v1::GetCaseRequest* /*req*/,
@@ -83,28 +71,34 @@ class EchoService final : public casework::v1::CaseService::CallbackService {
     return Done(ctx);
   }
 
-#define CW_ECHO_COMMAND(Method, Request, recorded)                                              \
-  grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* ctx,                            \
-                                   const casework::v1::Request* req, CaseCommandResponse* resp) \
-      override {                                                                                \
-    *resp = recorded;                                                                           \
-    resp->mutable_case_()->set_version(req->expected_version() + 1);                            \
-    return Done(ctx);                                                                           \
-  }
-  CW_ECHO_COMMAND(ReviewListing, ReviewListingRequest, review_listing_)
-  CW_ECHO_COMMAND(AmendListing, AmendListingRequest, amend_listing_)
-  CW_ECHO_COMMAND(AssignAssistance, AssignAssistanceRequest, assign_assistance_)
-  CW_ECHO_COMMAND(ReplaceAssignment, ReplaceAssignmentRequest, replace_assignment_)
-  CW_ECHO_COMMAND(RecordFieldVisit, RecordFieldVisitRequest, record_field_visit_)
-  CW_ECHO_COMMAND(RecordMeasure, RecordMeasureRequest, record_measure_)
-  CW_ECHO_COMMAND(RecordFunds, RecordFundsRequest, record_funds_)
-  CW_ECHO_COMMAND(RecordInspection, RecordInspectionRequest, record_inspection_)
-  CW_ECHO_COMMAND(SignOffClosure, SignOffClosureRequest, sign_off_closure_)
-  CW_ECHO_COMMAND(SendBack, SendBackRequest, send_back_)
-  CW_ECHO_COMMAND(RecordFollowUpReview, RecordFollowUpReviewRequest, record_follow_up_review_)
-  CW_ECHO_COMMAND(RecordAdmonishmentTalk, RecordAdmonishmentTalkRequest, record_admonishment_talk_)
-  CW_ECHO_COMMAND(IssueRectificationNotice, IssueRectificationNoticeRequest,
-                  issue_rectification_notice_)
+  // Each command: its recorded answer (loaded at construction), sent back with the
+  // version the case would have after it.
+#define CW_ECHO_COMMAND(Method)                                                       \
+  grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* ctx,                  \
+                                   const casework::v1::Method##Request* req,          \
+                                   CaseCommandResponse* resp) override {              \
+    *resp = Method##_;                                                                \
+    resp->mutable_case_()->set_version(req->expected_version() + 1);                  \
+    return Done(ctx);                                                                 \
+  }                                                                                   \
+                                                                                      \
+ private:                                                                             \
+  const CaseCommandResponse Method##_ = Recorded<CaseCommandResponse>(dir_, #Method); \
+                                                                                      \
+ public:
+  CW_ECHO_COMMAND(ReviewListing)
+  CW_ECHO_COMMAND(AmendListing)
+  CW_ECHO_COMMAND(AssignAssistance)
+  CW_ECHO_COMMAND(ReplaceAssignment)
+  CW_ECHO_COMMAND(RecordFieldVisit)
+  CW_ECHO_COMMAND(RecordMeasure)
+  CW_ECHO_COMMAND(RecordFunds)
+  CW_ECHO_COMMAND(RecordInspection)
+  CW_ECHO_COMMAND(SignOffClosure)
+  CW_ECHO_COMMAND(SendBack)
+  CW_ECHO_COMMAND(RecordFollowUpReview)
+  CW_ECHO_COMMAND(RecordAdmonishmentTalk)
+  CW_ECHO_COMMAND(IssueRectificationNotice)
 #undef CW_ECHO_COMMAND
 
  private:
@@ -114,22 +108,9 @@ class EchoService final : public casework::v1::CaseService::CallbackService {
     return reactor;
   }
 
-  const Case get_case_;
-  const ListCasesResponse list_cases_;
-  const CaseCommandResponse create_case_;
-  const CaseCommandResponse review_listing_;
-  const CaseCommandResponse amend_listing_;
-  const CaseCommandResponse assign_assistance_;
-  const CaseCommandResponse replace_assignment_;
-  const CaseCommandResponse record_field_visit_;
-  const CaseCommandResponse record_measure_;
-  const CaseCommandResponse record_funds_;
-  const CaseCommandResponse record_inspection_;
-  const CaseCommandResponse sign_off_closure_;
-  const CaseCommandResponse send_back_;
-  const CaseCommandResponse record_follow_up_review_;
-  const CaseCommandResponse record_admonishment_talk_;
-  const CaseCommandResponse issue_rectification_notice_;
+  const Case get_case_ = Recorded<Case>(dir_, "GetCase");
+  const ListCasesResponse list_cases_ = Recorded<ListCasesResponse>(dir_, "ListCases");
+  const CaseCommandResponse create_case_ = Recorded<CaseCommandResponse>(dir_, "CreateCase");
 };
 
 }  // namespace

@@ -322,7 +322,7 @@ class RocksEventLog::Impl {
   // another caller's direct append still being answered), and the last batch held at
   // most one append (a lone caller; under concurrency the sequencer batches).
   bool DirectCommitAllowed() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return options_.direct_commit && queue_.empty() && !open_pending_ && !seq_busy_ && !direct_ &&
+    return options_.direct_commit && queue_.empty() && !open_pending_ && !seq_busy_ &&
            !direct_active_ && WriterIdle() && last_answered_ <= 1 && !paused_ && !resume_ready_ &&
            write_status_.ok();
   }
