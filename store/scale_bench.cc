@@ -10,6 +10,7 @@
 //   bench_store_scale [--events N] [--streams S] [--dir DIR] [--keep]
 // DIR defaults to a fresh folder under $TMPDIR, removed unless --keep. An existing log in
 // DIR is reused (and grown to N), so a second run measures without filling again.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,7 +21,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -52,6 +55,40 @@ int64_t RssKiB() {
     if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6);
   }
   return -1;
+}
+
+// CPU time of the whole process (every thread, user and system), in seconds: the probe's
+// cost per append includes the flushes and compactions its writes cause.
+double CpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) * 1e-6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+// CPU time of RocksDB's background threads (flushes and compactions: the threads it names
+// "rocksdb:low" and "rocksdb:high"), in seconds, from /proc/self/task/*/stat.
+double BackgroundCpuSeconds() {
+  double ticks = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream in(task.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t open = stat.find('(');
+    const size_t close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    if (stat.compare(open + 1, 8, "rocksdb:") != 0) continue;
+    // After the name: state, then fields 4..; utime and stime are fields 14 and 15.
+    std::istringstream rest(stat.substr(close + 2));
+    std::string field;
+    for (int i = 3; i <= 13 && rest >> field; ++i) {
+    }
+    long long utime = 0, stime = 0;
+    rest >> utime >> stime;
+    ticks += static_cast<double>(utime + stime);
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 std::string StreamName(int64_t i) { return absl::StrCat("cases/s", i); }
@@ -197,8 +234,15 @@ int main(int argc, char** argv) {
   auto log = open();
   int64_t next_stream = log->Size();
   double empty_rate = 0;
+  double empty_cpu_us = 0;
+  double empty_background_us = 0;
+  const double per_append = 1e6 / static_cast<double>(kProbeAppends);
   if (log->Size() == 0) {
+    const double cpu = CpuSeconds();
+    const double background = BackgroundCpuSeconds();
     empty_rate = Fill(*log, kProbeAppends, kProbeWindow, streams, &next_stream, false);
+    empty_cpu_us = (CpuSeconds() - cpu) * per_append;
+    empty_background_us = (BackgroundCpuSeconds() - background) * per_append;
   }
   if (log->Size() < events) {
     std::fprintf(stderr, "filling to %lld events on %lld streams\n", static_cast<long long>(events),
@@ -207,7 +251,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "filled at %.0f events/s\n", rate);
   }
   const int64_t size = log->Size();
+  const double full_cpu = CpuSeconds();
+  const double full_background = BackgroundCpuSeconds();
   const double full_rate = Fill(*log, kProbeAppends, kProbeWindow, streams, &next_stream, false);
+  const double full_cpu_us = (CpuSeconds() - full_cpu) * per_append;
+  const double full_background_us = (BackgroundCpuSeconds() - full_background) * per_append;
   log.reset();
 
   // Start-up: open the stopped log (the checkpoint is checked, nothing is replayed).
@@ -242,10 +290,16 @@ int main(int argc, char** argv) {
   std::printf("| measure | value |\n|---|---|\n");
   std::printf("| events in the log | %lld on %lld streams |\n", static_cast<long long>(size),
               static_cast<long long>(streams));
-  if (empty_rate > 0)
-    std::printf("| durable appends/s, 64 in flight, empty log | %.0f |\n", empty_rate);
-  std::printf("| durable appends/s, 64 in flight, at %lld events | %.0f |\n",
-              static_cast<long long>(size), full_rate);
+  if (empty_rate > 0) {
+    std::printf(
+        "| durable appends/s, 64 in flight, empty log | %.0f (%.1f us CPU each, %.1f of it "
+        "flushes and compactions) |\n",
+        empty_rate, empty_cpu_us, empty_background_us);
+  }
+  std::printf(
+      "| durable appends/s, 64 in flight, at %lld events | %.0f (%.1f us CPU each, %.1f of it "
+      "flushes and compactions) |\n",
+      static_cast<long long>(size), full_rate, full_cpu_us, full_background_us);
   std::printf("| reopen (start-up) | %.3f s |\n", open_seconds);
   std::printf("| read one stream (version + events) p50 / p99 / p99.9 | %.0f / %.0f / %.0f us |\n",
               Percentile(read_micros, 0.5), Percentile(read_micros, 0.99),
@@ -259,9 +313,12 @@ int main(int argc, char** argv) {
               static_cast<long long>(rss_after_reads / 1024));
   std::printf(
       "{\"events\":%lld,\"empty_appends_per_s\":%.0f,\"full_appends_per_s\":%.0f,"
+      "\"empty_cpu_us\":%.1f,\"full_cpu_us\":%.1f,\"empty_background_us\":%.1f,"
+      "\"full_background_us\":%.1f,"
       "\"open_s\":%.3f,\"read_p50_us\":%.0f,\"read_p99_us\":%.0f,\"get_p50_us\":%.1f,"
       "\"get_p99_us\":%.1f,\"rss_mib\":%lld}\n",
-      static_cast<long long>(size), empty_rate, full_rate, open_seconds,
+      static_cast<long long>(size), empty_rate, full_rate, empty_cpu_us, full_cpu_us, empty_background_us,
+      full_background_us, open_seconds,
       Percentile(read_micros, 0.5), Percentile(read_micros, 0.99), Percentile(get_micros, 0.5),
       Percentile(get_micros, 0.99), static_cast<long long>(rss_after_reads / 1024));
   log.reset();
