@@ -317,10 +317,10 @@ int main(int argc, char** argv) {
       "\"full_background_us\":%.1f,"
       "\"open_s\":%.3f,\"read_p50_us\":%.0f,\"read_p99_us\":%.0f,\"get_p50_us\":%.1f,"
       "\"get_p99_us\":%.1f,\"rss_mib\":%lld}\n",
-      static_cast<long long>(size), empty_rate, full_rate, empty_cpu_us, full_cpu_us, empty_background_us,
-      full_background_us, open_seconds,
-      Percentile(read_micros, 0.5), Percentile(read_micros, 0.99), Percentile(get_micros, 0.5),
-      Percentile(get_micros, 0.99), static_cast<long long>(rss_after_reads / 1024));
+      static_cast<long long>(size), empty_rate, full_rate, empty_cpu_us, full_cpu_us,
+      empty_background_us, full_background_us, open_seconds, Percentile(read_micros, 0.5),
+      Percentile(read_micros, 0.99), Percentile(get_micros, 0.5), Percentile(get_micros, 0.99),
+      static_cast<long long>(rss_after_reads / 1024));
   log.reset();
   if (made_dir && !keep) std::filesystem::remove_all(dir);
   return 0;
