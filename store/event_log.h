@@ -44,6 +44,16 @@ struct ProjectionWrite {
   int64_t delta = 0;
 };
 
+// What the log had committed when a caller began to read from it
+// (EventLog::TakeReadToken). An append that carries it lets the log trust what the caller
+// read after taking it (the stream's version; that its request id was not there) instead
+// of reading it again on its one sequencer thread, as long as the log can tell that
+// nothing was appended to the stream since.
+struct ReadToken {
+  uint64_t epoch = 0;  // 0: no token
+  int64_t size = 0;    // the number of committed events when it was taken
+};
+
 // One command's worth of events for one stream.
 struct AppendRequest {
   // The stream, e.g. "cases/c-0001".
@@ -59,11 +69,15 @@ struct AppendRequest {
   std::string request_fingerprint;
   // Projection writes applied atomically with the events.
   std::vector<ProjectionWrite> projections;
-  // EventLog::ReadToken(), taken before the caller read expected_version from this log
-  // (StreamVersion, or a projection written with the stream's events); 0: none. Lets the
-  // log trust expected_version instead of reading the stream's version itself, when it
-  // knows that nothing was appended to the stream since the token was taken.
-  uint64_t read_token = 0;
+  // EventLog::TakeReadToken(), taken before the caller read expected_version from this log
+  // (StreamVersion, or a projection written with the stream's events). Lets the log trust
+  // expected_version instead of reading the stream's version itself, when it knows that
+  // nothing was appended to the stream since the token was taken.
+  ReadToken read_token;
+  // The caller looked request_id up with FindRequest after taking read_token, and it was
+  // not there. The log then trusts that too, on the same condition, and spares its own
+  // lookup of the stored request ids (it still checks the appends not yet durable).
+  bool request_id_checked = false;
   // The caller has this one append in flight on its thread (a server handler, or the
   // blocking Append): AppendAsync may write it on the calling thread when the log is idle,
   // and so block for one sync before it returns (RocksEventLog::Options::direct_commit).
@@ -132,8 +146,8 @@ class EventLog {
   // Blocking convenience over AppendAsync.
   absl::StatusOr<AppendResult> Append(AppendRequest request);
 
-  // A token for AppendRequest::read_token; 0 when the log does not use them.
-  virtual uint64_t ReadToken() const { return 0; }
+  // A token for AppendRequest::read_token; epoch 0 when the log does not use them.
+  virtual ReadToken TakeReadToken() const { return {}; }
 
   // The stream's committed version (0 when it does not exist).
   virtual absl::StatusOr<int64_t> StreamVersion(std::string_view stream) = 0;

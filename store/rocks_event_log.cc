@@ -1,5 +1,6 @@
 #include "store/rocks_event_log.h"
 
+#include <pthread.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
@@ -195,10 +196,25 @@ class RocksEventLog::Impl {
   absl::Status OpenDb();
   void Start() {
     started_ = true;
-    sequencer_ = std::thread([this] { SequencerLoop(); });
-    writer_ = std::thread([this] { WriterLoop(); });
-    if (options_.answer_thread) answerer_ = std::thread([this] { AnswererLoop(); });
-    checkpointer_ = std::thread([this] { CheckpointerLoop(); });
+    // Named, so that top -H, perf and a debugger tell them apart (15 bytes at most).
+    sequencer_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "log-sequencer");
+      SequencerLoop();
+    });
+    writer_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "log-writer");
+      WriterLoop();
+    });
+    if (options_.answer_thread) {
+      answerer_ = std::thread([this] {
+        pthread_setname_np(pthread_self(), "log-answerer");
+        AnswererLoop();
+      });
+    }
+    checkpointer_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "log-checkpoint");
+      CheckpointerLoop();
+    });
   }
   void Shutdown();
 
@@ -285,8 +301,13 @@ class RocksEventLog::Impl {
   std::vector<Pending> Take(size_t events, size_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<AppendResult> Apply(const AppendRequest& request, Batch* batch, Overlay* overlay);
   absl::StatusOr<std::optional<AppendResult>> FindRequest(const std::string& key,
+                                                          const AppendRequest& request,
                                                           const Overlay& overlay) const;
   absl::StatusOr<int64_t> CurrentVersion(const AppendRequest& request, const Overlay& overlay);
+  // Whether nothing was stored for the request's stream since its read token was taken:
+  // appends not yet durable aside (overlay, inflight_), which FindRequest and
+  // CurrentVersion check first.
+  bool UnchangedSinceToken(const AppendRequest& request) const;
   // Empties the version cache; tokens taken before are no longer trusted.
   void ClearVersionCache() {
     version_epoch_.fetch_add(1, std::memory_order_acq_rel);
@@ -403,15 +424,24 @@ class RocksEventLog::Impl {
 
   // Owned by the sequencer thread.
   int64_t next_position_ = 0;
-  Overlay inflight_;  // the batch handed to the writer and not yet known durable
-  absl::flat_hash_map<std::string, int64_t> version_cache_;  // durable versions
+  Overlay inflight_;                 // the batch handed to the writer and not yet known durable
+  int64_t inflight_size_after_ = 0;  // the log's size once inflight_ is durable
+  struct CachedVersion {
+    int64_t version = 0;
+    // The log's size after the batch with the stream's last append since the cache was
+    // emptied; 0 when it had none since.
+    int64_t appended_by = 0;
+  };
+  absl::flat_hash_map<std::string, CachedVersion> version_cache_;  // durable versions
 
  public:
-  // The read token (AppendRequest::read_token): the number of times the version cache
-  // was emptied, plus one. Every append that became durable since the cache was last
-  // emptied is in it or in a batch not yet merged into it, so a stream found in none of
-  // them had no append since a token equal to the current value was taken: the version
-  // the caller read after taking it is still the stored one.
+  // The read token's epoch (AppendRequest::read_token): the number of times the version
+  // cache was emptied, plus one. Every append that became durable since the cache was
+  // last emptied is in it or in a batch not yet merged into it, so a stream found in none
+  // of them had no append since a token of the current epoch was taken: the version the
+  // caller read after taking it is still the stored one. A stream in the cache had none
+  // since either when its appended_by is at most the token's size: the caller's reads
+  // (its request id) saw everything stored for it.
   std::atomic<uint64_t> version_epoch_{1};
 
  private:
@@ -1012,12 +1042,24 @@ void RocksEventLog::Impl::SequencerLoop() {
 }
 
 absl::StatusOr<std::optional<AppendResult>> RocksEventLog::Impl::FindRequest(
-    const std::string& key, const Overlay& overlay) const {
+    const std::string& key, const AppendRequest& request, const Overlay& overlay) const {
   if (auto it = overlay.requests.find(key); it != overlay.requests.end()) return it->second;
   if (auto it = inflight_.requests.find(key); it != inflight_.requests.end()) {
     return it->second;
   }
+  // The caller looked among the stored request ids after taking its token, and nothing
+  // was stored for the stream since: its lookup stands and spares this one.
+  if (request.request_id_checked && UnchangedSinceToken(request)) return std::nullopt;
   return StoredRequest(key);
+}
+
+bool RocksEventLog::Impl::UnchangedSinceToken(const AppendRequest& request) const {
+  const ReadToken& token = request.read_token;
+  if (token.epoch == 0 || token.epoch != version_epoch_.load(std::memory_order_acquire)) {
+    return false;
+  }
+  auto it = version_cache_.find(request.stream);
+  return it == version_cache_.end() || it->second.appended_by <= token.size;
 }
 
 absl::StatusOr<std::optional<AppendResult>> RocksEventLog::Impl::StoredRequest(
@@ -1044,19 +1086,20 @@ absl::StatusOr<int64_t> RocksEventLog::Impl::CurrentVersion(const AppendRequest&
   if (auto it = inflight_.versions.find(stream); it != inflight_.versions.end()) {
     return it->second;
   }
-  if (auto it = version_cache_.find(stream); it != version_cache_.end()) return it->second;
+  if (auto it = version_cache_.find(stream); it != version_cache_.end()) {
+    return it->second.version;
+  }
   // Not in a batch that is not yet durable, so the stored version is the current one. The
   // caller read it after taking a token that is still current: nothing was appended to
   // the stream since (see version_epoch_), so its read stands and spares this one.
   int64_t version = 0;
-  if (request.read_token != 0 &&
-      request.read_token == version_epoch_.load(std::memory_order_acquire)) {
+  if (UnchangedSinceToken(request)) {
     version = request.expected_version;
   } else {
     STORE_ASSIGN_OR_RETURN(version, StoredVersion(stream));
   }
   if (version_cache_.size() >= options_.version_cache_entries_max) ClearVersionCache();
-  version_cache_.emplace(stream, version);
+  version_cache_.emplace(stream, CachedVersion{.version = version, .appended_by = 0});
   return version;
 }
 
@@ -1066,7 +1109,8 @@ absl::StatusOr<AppendResult> RocksEventLog::Impl::Apply(const AppendRequest& req
   std::string request_key;
   if (!request.request_id.empty()) {
     request_key = format::RequestKey(request.stream, request.request_id);
-    STORE_ASSIGN_OR_RETURN(std::optional<AppendResult> prior, FindRequest(request_key, *overlay));
+    STORE_ASSIGN_OR_RETURN(std::optional<AppendResult> prior,
+                           FindRequest(request_key, request, *overlay));
     if (prior.has_value()) {
       prior->replayed = true;
       return *std::move(prior);
@@ -1139,9 +1183,10 @@ bool RocksEventLog::Impl::Promote(Batch& batch, Overlay overlay) {
   // The previous batch is durable: its versions join the cache.
   for (auto& [stream, version] : inflight_.versions) {
     if (version_cache_.size() >= options_.version_cache_entries_max) ClearVersionCache();
-    version_cache_[stream] = version;
+    version_cache_[stream] = CachedVersion{.version = version, .appended_by = inflight_size_after_};
   }
   inflight_ = std::move(overlay);
+  inflight_size_after_ = batch.size_after;
   return true;
 }
 
@@ -1813,8 +1858,11 @@ absl::StatusOr<std::vector<StoredEvent>> RocksEventLog::ReadRange(int64_t from_p
 }
 int64_t RocksEventLog::Size() const { return impl_->Size(); }
 
-uint64_t RocksEventLog::ReadToken() const {
-  return impl_->version_epoch_.load(std::memory_order_acquire);
+ReadToken RocksEventLog::TakeReadToken() const {
+  // The epoch first: a size read after it is at least the size when the epoch began, so a
+  // stream appended since the token is in the cache with a larger appended_by.
+  const uint64_t epoch = impl_->version_epoch_.load(std::memory_order_acquire);
+  return ReadToken{.epoch = epoch, .size = impl_->Size()};
 }
 absl::StatusOr<std::optional<AppendResult>> RocksEventLog::FindRequest(
     std::string_view stream, std::string_view request_id) {

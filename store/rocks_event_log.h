@@ -177,7 +177,7 @@ class RocksEventLog final : public EventLog {
       std::string_view table, std::string_view start_key, size_t limit,
       const std::function<bool(std::string_view key, std::string_view value)>& visit) override;
   void SetCommitListener(std::function<void(int64_t size)> listener) override;
-  uint64_t ReadToken() const override;
+  ReadToken TakeReadToken() const override;
 
   // The committed tree head (published after each durable batch).
   TreeHead Head() const;

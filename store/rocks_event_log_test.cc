@@ -569,11 +569,19 @@ TEST_P(ConcurrentAppenders, KeepPositionsGaplessAndVersionsContiguous) {
         for (unsigned n = 0; n < 1 + rng() % 3; ++n)
           events.push_back(absl::StrCat(t, "/", i, "/", n));
         for (int attempt = 0; attempt < kAttemptsMax; ++attempt) {
-          const uint64_t token = tokens ? log->ReadToken() : 0;
+          const ReadToken token = tokens ? log->TakeReadToken() : ReadToken{};
+          const std::string request_id = absl::StrCat(t, "-", i);
+          auto first = log->FindRequest(stream, request_id);
+          ASSERT_THAT(first, IsOk());
+          if (first->has_value()) {
+            // An earlier attempt that was refused as stale did not store its id.
+            FAIL() << "request id " << request_id << " stored before it was appended";
+          }
           auto version = log->StreamVersion(stream);
           ASSERT_THAT(version, IsOk());
-          AppendRequest request = Request(stream, *version, events, absl::StrCat(t, "-", i));
+          AppendRequest request = Request(stream, *version, events, request_id);
           request.read_token = token;
+          request.request_id_checked = tokens;
           auto result = log->Append(std::move(request));
           if (result.status().code() == absl::StatusCode::kAborted) continue;
           ASSERT_THAT(result, IsOk());
@@ -621,12 +629,58 @@ TEST(RocksEventLog, AReadTokenDoesNotHideAnAppendMadeSince) {
   TempDir dir;
   auto log = OpenLog(dir.Sub("log"));
   ASSERT_THAT(log->Append(Request("s", 0, {"a"})), IsOk());
-  const uint64_t token = log->ReadToken();
+  const ReadToken token = log->TakeReadToken();
   ASSERT_THAT(log->StreamVersion("s"), IsOkAndHolds(1));
   ASSERT_THAT(log->Append(Request("s", 1, {"b"})), IsOk());  // another writer
   AppendRequest stale = Request("s", 1, {"c"});
   stale.read_token = token;
   EXPECT_THAT(log->Append(std::move(stale)), StatusIs(absl::StatusCode::kAborted));
+}
+
+// Nor a request id stored since: a retry whose first attempt another thread appended after
+// the retry's token (and lookup) was taken gets the first answer, not a second append.
+TEST(RocksEventLog, AReadTokenDoesNotHideARequestIdStoredSince) {
+  TempDir dir;
+  auto log = OpenLog(dir.Sub("log"));
+  ASSERT_THAT(log->Append(Request("s", 0, {"a"}, "first")), IsOk());
+  const ReadToken token = log->TakeReadToken();
+  auto absent = log->FindRequest("s", "r");
+  ASSERT_THAT(absent, IsOk());
+  ASSERT_FALSE(absent->has_value());
+  auto original = log->Append(Request("s", 1, {"b"}, "r"));  // the first attempt, elsewhere
+  ASSERT_THAT(original, IsOk());
+  // Another stream's append, so that the first attempt is durable and no longer the batch
+  // in flight: the log finds it among the stored ids, after the token's size.
+  ASSERT_THAT(log->Append(Request("t", 0, {"c"})), IsOk());
+  AppendRequest retry = Request("s", 1, {"b"}, "r");
+  retry.read_token = token;
+  retry.request_id_checked = true;
+  auto answer = log->Append(std::move(retry));
+  ASSERT_THAT(answer, IsOk());
+  EXPECT_TRUE(answer->replayed);
+  EXPECT_EQ(answer->first_position, original->first_position);
+  EXPECT_EQ(log->Size(), 3);
+}
+
+// The log trusts a request id that the caller checked after taking a token, when nothing
+// was stored for the stream since: it does not look it up again. (So a caller must only
+// claim a check it made: here it claims one it did not, and a second append goes through.)
+TEST(RocksEventLog, ARequestIdCheckedAfterTheTokenIsNotLookedUpAgain) {
+  TempDir dir;
+  auto log = OpenLog(dir.Sub("log"));
+  ASSERT_THAT(log->Append(Request("s", 0, {"a"}, "r")), IsOk());
+  AppendRequest unchecked = Request("s", 1, {"b"}, "r");
+  unchecked.read_token = log->TakeReadToken();
+  auto replayed = log->Append(std::move(unchecked));
+  ASSERT_THAT(replayed, IsOk());
+  EXPECT_TRUE(replayed->replayed);
+  AppendRequest claimed = Request("s", 1, {"b"}, "r");
+  claimed.read_token = log->TakeReadToken();
+  claimed.request_id_checked = true;
+  auto appended = log->Append(std::move(claimed));
+  ASSERT_THAT(appended, IsOk());
+  EXPECT_FALSE(appended->replayed);
+  EXPECT_EQ(log->Size(), 2);
 }
 
 // Nor after the version cache was emptied (the stream fell out of it): the token is then
@@ -637,19 +691,27 @@ TEST(RocksEventLog, AReadTokenGoesStaleWhenTheVersionCacheIsEmptied) {
   options.version_cache_entries_max = 2;
   auto log = OpenLog(dir.Sub("log"), options);
   ASSERT_THAT(log->Append(Request("s", 0, {"a"})), IsOk());
-  const uint64_t token = log->ReadToken();
+  const ReadToken token = log->TakeReadToken();
   ASSERT_THAT(log->StreamVersion("s"), IsOkAndHolds(1));
-  ASSERT_THAT(log->Append(Request("s", 1, {"b"})), IsOk());  // another writer
+  ASSERT_THAT(log->Append(Request("s", 1, {"b"}, "r")), IsOk());  // another writer
   for (const char* other : {"x", "y", "z", "w"}) {
     ASSERT_THAT(log->Append(Request(other, 0, {"o"})), IsOk());  // s falls out of the cache
   }
-  EXPECT_NE(log->ReadToken(), token);
+  EXPECT_NE(log->TakeReadToken().epoch, token.epoch);
   AppendRequest stale = Request("s", 1, {"c"});
   stale.read_token = token;
   EXPECT_THAT(log->Append(std::move(stale)), StatusIs(absl::StatusCode::kAborted));
+  // The same for a request id: the other writer's "r" is found, though the caller claims
+  // it looked (before that append) and did not find it.
+  AppendRequest retry = Request("s", 1, {"b"}, "r");
+  retry.read_token = token;
+  retry.request_id_checked = true;
+  auto answer = log->Append(std::move(retry));
+  ASSERT_THAT(answer, IsOk());
+  EXPECT_TRUE(answer->replayed);
   // A fresh token and version go through.
   AppendRequest fresh = Request("s", 2, {"c"});
-  fresh.read_token = log->ReadToken();
+  fresh.read_token = log->TakeReadToken();
   EXPECT_THAT(log->Append(std::move(fresh)), IsOk());
 }
 

@@ -121,7 +121,11 @@ double Fill(RocksEventLog& log, int64_t appends, int window, int64_t streams, in
         const int64_t i = issued.fetch_add(1);
         if (i >= appends) return;
         const std::string stream = StreamName((first_stream + i) % streams);
-        const uint64_t token = log.ReadToken();
+        // As the server's command handler: the token, then the request id and the state.
+        const ReadToken token = log.TakeReadToken();
+        const std::string request_id = absl::StrCat("r", first_stream + i);
+        auto first = log.FindRequest(stream, request_id);
+        if (!first.ok() || first->has_value()) std::abort();
         auto stored = log.GetProjection(kStateTable, stream);
         if (!stored.ok()) std::abort();
         int64_t version = 0;
@@ -137,12 +141,13 @@ double Fill(RocksEventLog& log, int64_t appends, int window, int64_t streams, in
         log.AppendAsync({.stream = stream,
                          .expected_version = version,
                          .events = {payload},
-                         .request_id = absl::StrCat("r", version + 1),
+                         .request_id = request_id,
                          .projections = {{.op = ProjectionWrite::Op::kPut,
                                           .table = kStateTable,
                                           .key = stream,
                                           .value = format::EncodeInt64(version + 1) + padding}},
-                         .read_token = token},
+                         .read_token = token,
+                         .request_id_checked = true},
                         [&](absl::StatusOr<AppendResult> result) {
                           absl::MutexLock lock(&mu);
                           --in_flight;

@@ -199,6 +199,9 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   const std::string stream = CaseStream(case_id);
   const std::string fingerprint = Fingerprint(command);
 
+  // Taken before the request id and the state are read, so that the log may trust both
+  // reads instead of repeating them on its sequencer (store::ReadToken).
+  const store::ReadToken read_token = log_->TakeReadToken();
   auto first = log_->FindRequest(stream, request_id);
   if (!first.ok()) {
     std::move(done)(FromStoreStatus(first.status()));
@@ -209,8 +212,6 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
     return;
   }
 
-  // Taken before the state is read, so that the log may trust the version read with it.
-  const uint64_t read_token = log_->ReadToken();
   auto loaded = LoadCase(case_id);
   if (!loaded.ok()) {
     std::move(done)(FromStoreStatus(loaded.status()));
@@ -259,7 +260,8 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   append.stream = stream;
   append.expected_version = before.version();
   append.read_token = read_token;
-  append.may_block = true;  // a handler with this one command in flight
+  append.request_id_checked = true;  // FindRequest above, after the token
+  append.may_block = true;           // a handler with this one command in flight
   append.request_id = request_id;
   append.request_fingerprint = fingerprint;
   append.events.reserve(events.size());
