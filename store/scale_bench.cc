@@ -68,9 +68,11 @@ double CpuSeconds() {
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
-// CPU time of RocksDB's background threads (flushes and compactions: the threads it names
-// "rocksdb:low" and "rocksdb:high"), in seconds, from /proc/self/task/*/stat.
-double BackgroundCpuSeconds() {
+// CPU time of the process's threads whose name starts with `prefix`, in seconds, from
+// /proc/self/task/*/stat: "rocksdb:" for RocksDB's flushes and compactions (its threads
+// "rocksdb:low" and "rocksdb:high"), "log-sequencer" and "log-writer" for the log's two
+// serial threads.
+double ThreadCpuSeconds(std::string_view prefix) {
   double ticks = 0;
   for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
     std::ifstream in(task.path() / "stat");
@@ -78,7 +80,7 @@ double BackgroundCpuSeconds() {
     const size_t open = stat.find('(');
     const size_t close = stat.rfind(')');
     if (open == std::string::npos || close == std::string::npos) continue;
-    if (stat.compare(open + 1, 8, "rocksdb:") != 0) continue;
+    if (stat.compare(open + 1, prefix.size(), prefix) != 0) continue;
     // After the name: state, then fields 4..; utime and stime are fields 14 and 15.
     std::istringstream rest(stat.substr(close + 2));
     std::string field;
@@ -90,6 +92,32 @@ double BackgroundCpuSeconds() {
   }
   return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
+
+// Where a probe's CPU went, in µs per append.
+struct CpuSplit {
+  double total = 0;       // the whole process
+  double background = 0;  // flushes and compactions
+  double sequencer = 0;
+  double writer = 0;
+
+  static CpuSplit Now() {
+    return {.total = CpuSeconds(),
+            .background = ThreadCpuSeconds("rocksdb:"),
+            .sequencer = ThreadCpuSeconds("log-sequencer"),
+            .writer = ThreadCpuSeconds("log-writer")};
+  }
+  void Print() const {
+    std::printf("%.1f us CPU each: %.1f flushes and compactions, %.1f sequencer, %.1f writer",
+                total, background, sequencer, writer);
+  }
+  CpuSplit PerAppendSince(const CpuSplit& start, int64_t appends) const {
+    const double scale = 1e6 / static_cast<double>(appends);
+    return {.total = (total - start.total) * scale,
+            .background = (background - start.background) * scale,
+            .sequencer = (sequencer - start.sequencer) * scale,
+            .writer = (writer - start.writer) * scale};
+  }
+};
 
 std::string StreamName(int64_t i) { return absl::StrCat("cases/s", i); }
 
@@ -239,15 +267,11 @@ int main(int argc, char** argv) {
   auto log = open();
   int64_t next_stream = log->Size();
   double empty_rate = 0;
-  double empty_cpu_us = 0;
-  double empty_background_us = 0;
-  const double per_append = 1e6 / static_cast<double>(kProbeAppends);
+  CpuSplit empty_cpu;
   if (log->Size() == 0) {
-    const double cpu = CpuSeconds();
-    const double background = BackgroundCpuSeconds();
+    const CpuSplit start = CpuSplit::Now();
     empty_rate = Fill(*log, kProbeAppends, kProbeWindow, streams, &next_stream, false);
-    empty_cpu_us = (CpuSeconds() - cpu) * per_append;
-    empty_background_us = (BackgroundCpuSeconds() - background) * per_append;
+    empty_cpu = CpuSplit::Now().PerAppendSince(start, kProbeAppends);
   }
   if (log->Size() < events) {
     std::fprintf(stderr, "filling to %lld events on %lld streams\n", static_cast<long long>(events),
@@ -256,11 +280,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "filled at %.0f events/s\n", rate);
   }
   const int64_t size = log->Size();
-  const double full_cpu = CpuSeconds();
-  const double full_background = BackgroundCpuSeconds();
+  const CpuSplit full_start = CpuSplit::Now();
   const double full_rate = Fill(*log, kProbeAppends, kProbeWindow, streams, &next_stream, false);
-  const double full_cpu_us = (CpuSeconds() - full_cpu) * per_append;
-  const double full_background_us = (BackgroundCpuSeconds() - full_background) * per_append;
+  const CpuSplit full_cpu = CpuSplit::Now().PerAppendSince(full_start, kProbeAppends);
   log.reset();
 
   // Start-up: open the stopped log (the checkpoint is checked, nothing is replayed).
@@ -296,15 +318,14 @@ int main(int argc, char** argv) {
   std::printf("| events in the log | %lld on %lld streams |\n", static_cast<long long>(size),
               static_cast<long long>(streams));
   if (empty_rate > 0) {
-    std::printf(
-        "| durable appends/s, 64 in flight, empty log | %.0f (%.1f us CPU each, %.1f of it "
-        "flushes and compactions) |\n",
-        empty_rate, empty_cpu_us, empty_background_us);
+    std::printf("| durable appends/s, 64 in flight, empty log | %.0f (", empty_rate);
+    empty_cpu.Print();
+    std::printf(") |\n");
   }
-  std::printf(
-      "| durable appends/s, 64 in flight, at %lld events | %.0f (%.1f us CPU each, %.1f of it "
-      "flushes and compactions) |\n",
-      static_cast<long long>(size), full_rate, full_cpu_us, full_background_us);
+  std::printf("| durable appends/s, 64 in flight, at %lld events | %.0f (",
+              static_cast<long long>(size), full_rate);
+  full_cpu.Print();
+  std::printf(") |\n");
   std::printf("| reopen (start-up) | %.3f s |\n", open_seconds);
   std::printf("| read one stream (version + events) p50 / p99 / p99.9 | %.0f / %.0f / %.0f us |\n",
               Percentile(read_micros, 0.5), Percentile(read_micros, 0.99),
@@ -319,13 +340,13 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"events\":%lld,\"empty_appends_per_s\":%.0f,\"full_appends_per_s\":%.0f,"
       "\"empty_cpu_us\":%.1f,\"full_cpu_us\":%.1f,\"empty_background_us\":%.1f,"
-      "\"full_background_us\":%.1f,"
+      "\"full_background_us\":%.1f,\"full_sequencer_us\":%.1f,\"full_writer_us\":%.1f,"
       "\"open_s\":%.3f,\"read_p50_us\":%.0f,\"read_p99_us\":%.0f,\"get_p50_us\":%.1f,"
       "\"get_p99_us\":%.1f,\"rss_mib\":%lld}\n",
-      static_cast<long long>(size), empty_rate, full_rate, empty_cpu_us, full_cpu_us,
-      empty_background_us, full_background_us, open_seconds, Percentile(read_micros, 0.5),
-      Percentile(read_micros, 0.99), Percentile(get_micros, 0.5), Percentile(get_micros, 0.99),
-      static_cast<long long>(rss_after_reads / 1024));
+      static_cast<long long>(size), empty_rate, full_rate, empty_cpu.total, full_cpu.total,
+      empty_cpu.background, full_cpu.background, full_cpu.sequencer, full_cpu.writer, open_seconds,
+      Percentile(read_micros, 0.5), Percentile(read_micros, 0.99), Percentile(get_micros, 0.5),
+      Percentile(get_micros, 0.99), static_cast<long long>(rss_after_reads / 1024));
   log.reset();
   if (made_dir && !keep) std::filesystem::remove_all(dir);
   return 0;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -20,6 +21,22 @@ namespace {
 
 constexpr auto kStartTimeout = std::chrono::seconds(30);
 constexpr auto kStopTimeout = std::chrono::seconds(30);
+
+// Every thread's stack of a running process, through gdb when the machine has it (bounded
+// by `timeout`): a server that hangs leaves evidence of where, not only that it did.
+std::string ThreadStacks(pid_t pid) {
+  if (access("/usr/bin/gdb", X_OK) != 0) return "(no /usr/bin/gdb here to show its threads)\n";
+  const std::string command = "timeout 60 /usr/bin/gdb -p " + std::to_string(pid) +
+                              " -batch -nx -ex 'thread apply all bt' 2>&1";
+  std::string out;
+  if (FILE* pipe = popen(command.c_str(), "r")) {
+    char buffer[4096];
+    size_t n = 0;
+    while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
+    pclose(pipe);
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -79,7 +96,8 @@ bool ServerProcess::Start() {
     if (in >> port_ && port_ > 0) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  error_ = "caseworkd did not start within the time limit; its log:\n" + log();
+  error_ = "caseworkd did not start within the time limit; its log:\n" + log() +
+           "\nits threads:\n" + ThreadStacks(pid_);
   Kill();
   return false;
 }
@@ -104,6 +122,7 @@ int ServerProcess::Stop() {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  error_ = "caseworkd did not stop within the time limit; its threads:\n" + ThreadStacks(pid_);
   Kill();
   return -1;
 }

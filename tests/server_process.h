@@ -18,7 +18,8 @@ class ServerProcess {
   ~ServerProcess();
 
   // Starts the server and waits (bounded) until it listens; false with a message in
-  // `error()` when it exited or did not come up.
+  // `error()` when it exited or did not come up (with its log, and every thread's stack
+  // when gdb is installed).
   bool Start();
   // Whether Start passes --insecure-plaintext (default true); false for servers given
   // --tls-* flags in `extra_args`.
@@ -30,7 +31,8 @@ class ServerProcess {
   void set_log_file(std::filesystem::path path) { log_file_ = std::move(path); }
   // SIGKILL and reap.
   void Kill();
-  // SIGTERM, wait (bounded) and reap; returns the exit status (-1 on timeout, then kills).
+  // SIGTERM, wait (bounded) and reap; returns the exit status (-1 on timeout, then kills,
+  // with the threads' stacks in `error()`).
   int Stop();
 
   [[nodiscard]] std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
