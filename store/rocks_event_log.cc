@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <thread>
 #include <utility>
 
@@ -135,6 +136,15 @@ struct Batch {
 
 // What a batch changes, kept by the sequencer until the batch is durable, so that the
 // next batch is checked against it.
+// A thread named `name` (15 bytes at most), so that top -H, perf and a debugger tell the
+// log's threads apart.
+std::thread NamedThread(const char* name, std::function<void()> body) {
+  return std::thread([name, body = std::move(body)] {
+    pthread_setname_np(pthread_self(), name);
+    body();
+  });
+}
+
 struct Overlay {
   absl::flat_hash_map<std::string, int64_t> versions;       // stream -> version
   absl::flat_hash_map<std::string, AppendResult> requests;  // request key -> result
@@ -196,25 +206,10 @@ class RocksEventLog::Impl {
   absl::Status OpenDb();
   void Start() {
     started_ = true;
-    // Named, so that top -H, perf and a debugger tell them apart (15 bytes at most).
-    sequencer_ = std::thread([this] {
-      pthread_setname_np(pthread_self(), "log-sequencer");
-      SequencerLoop();
-    });
-    writer_ = std::thread([this] {
-      pthread_setname_np(pthread_self(), "log-writer");
-      WriterLoop();
-    });
-    if (options_.answer_thread) {
-      answerer_ = std::thread([this] {
-        pthread_setname_np(pthread_self(), "log-answerer");
-        AnswererLoop();
-      });
-    }
-    checkpointer_ = std::thread([this] {
-      pthread_setname_np(pthread_self(), "log-checkpoint");
-      CheckpointerLoop();
-    });
+    sequencer_ = NamedThread("log-sequencer", [this] { SequencerLoop(); });
+    writer_ = NamedThread("log-writer", [this] { WriterLoop(); });
+    if (options_.answer_thread) answerer_ = NamedThread("log-answerer", [this] { AnswererLoop(); });
+    checkpointer_ = NamedThread("log-checkpoint", [this] { CheckpointerLoop(); });
   }
   void Shutdown();
 

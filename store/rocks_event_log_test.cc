@@ -50,6 +50,14 @@ AppendRequest Request(std::string stream, int64_t expected, std::vector<std::str
                        .request_fingerprint = "fp"};
 }
 
+// `request` with a read token and the claim that its request id was looked up (and not
+// found) after the token was taken.
+AppendRequest Checked(AppendRequest request, ReadToken token) {
+  request.read_token = token;
+  request.request_id_checked = true;
+  return request;
+}
+
 std::vector<std::string> Bytes(const std::vector<StoredEvent>& events) {
   std::vector<std::string> out;
   for (const StoredEvent& e : events) out.push_back(e.bytes);
@@ -652,10 +660,7 @@ TEST(RocksEventLog, AReadTokenDoesNotHideARequestIdStoredSince) {
   // Another stream's append, so that the first attempt is durable and no longer the batch
   // in flight: the log finds it among the stored ids, after the token's size.
   ASSERT_THAT(log->Append(Request("t", 0, {"c"})), IsOk());
-  AppendRequest retry = Request("s", 1, {"b"}, "r");
-  retry.read_token = token;
-  retry.request_id_checked = true;
-  auto answer = log->Append(std::move(retry));
+  auto answer = log->Append(Checked(Request("s", 1, {"b"}, "r"), token));
   ASSERT_THAT(answer, IsOk());
   EXPECT_TRUE(answer->replayed);
   EXPECT_EQ(answer->first_position, original->first_position);
@@ -674,10 +679,7 @@ TEST(RocksEventLog, ARequestIdCheckedAfterTheTokenIsNotLookedUpAgain) {
   auto replayed = log->Append(std::move(unchecked));
   ASSERT_THAT(replayed, IsOk());
   EXPECT_TRUE(replayed->replayed);
-  AppendRequest claimed = Request("s", 1, {"b"}, "r");
-  claimed.read_token = log->TakeReadToken();
-  claimed.request_id_checked = true;
-  auto appended = log->Append(std::move(claimed));
+  auto appended = log->Append(Checked(Request("s", 1, {"b"}, "r"), log->TakeReadToken()));
   ASSERT_THAT(appended, IsOk());
   EXPECT_FALSE(appended->replayed);
   EXPECT_EQ(log->Size(), 2);
@@ -703,10 +705,7 @@ TEST(RocksEventLog, AReadTokenGoesStaleWhenTheVersionCacheIsEmptied) {
   EXPECT_THAT(log->Append(std::move(stale)), StatusIs(absl::StatusCode::kAborted));
   // The same for a request id: the other writer's "r" is found, though the caller claims
   // it looked (before that append) and did not find it.
-  AppendRequest retry = Request("s", 1, {"b"}, "r");
-  retry.read_token = token;
-  retry.request_id_checked = true;
-  auto answer = log->Append(std::move(retry));
+  auto answer = log->Append(Checked(Request("s", 1, {"b"}, "r"), token));
   ASSERT_THAT(answer, IsOk());
   EXPECT_TRUE(answer->replayed);
   // A fresh token and version go through.
