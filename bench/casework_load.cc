@@ -9,6 +9,11 @@
 // the canonical statement; keys made and registered at start; --no-sign-off leaves them
 // out), with GetCase and ListCases
 // pages mixed in (--read-percent). Identities come from deploy/principals.sample.json.
+//
+// --existing reads instead of writing: it first collects the names of the cases already
+// in the log from ListCases pages (ordered by case id), then every worker calls GetCase on
+// one of them chosen at random, so that reads reach old cases as well as new ones (the
+// read side of a log of millions of events).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -25,6 +30,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/status/statusor.h"
 #include "casework/v1/admin_service.grpc.pb.h"
 #include "clients/client.h"
 #include "clients/signing.h"
@@ -57,7 +63,12 @@ struct Options {
   int sign_offs = 2;       // approvers who sign each closure: the county one, then the city one
   std::string record_dir;  // keep the first answer of each method here (casework-echo)
   int channels = 4;        // connections the workers are spread over
+  bool existing = false;   // GetCase on random cases already in the log, nothing else
+  int64_t existing_max = 2'000'000;  // at most this many case names collected for it
 };
+
+// The case names --existing reads from.
+const std::vector<std::string>* existing_cases = nullptr;
 
 // The approvers who sign closures, with their keys (registered at start).
 struct Signer {
@@ -169,6 +180,10 @@ class Worker {
   void Next() {
     if (Clock::now() >= stop_at_ || (o_.count > 0 && budget_->fetch_sub(1) <= 0)) {
       Finish();
+      return;
+    }
+    if (existing_cases != nullptr) {
+      GetExisting();
       return;
     }
     const bool read = version_ > 0 && static_cast<int>(rng_() % 100) < o_.read_percent;
@@ -292,6 +307,14 @@ class Worker {
         [](const grpc::Status&, const casework::v1::Case&) {});
   }
 
+  void GetExisting() {
+    auto req = std::make_shared<casework::v1::GetCaseRequest>();
+    req->set_name((*existing_cases)[rng_() % existing_cases->size()]);
+    Call<casework::v1::GetCaseRequest, casework::v1::Case>(
+        "GetCase", "zhou.hua", req, CW_ASYNC(GetCase),
+        [](const grpc::Status&, const casework::v1::Case&) {});
+  }
+
   void List() {
     auto req = std::make_shared<casework::v1::ListCasesRequest>();
     req->set_page_size(20);
@@ -356,6 +379,32 @@ class Worker {
   bool done_ = false;
 };
 
+// Collects up to `max` case names from ListCases pages (blocking calls, before the run).
+absl::StatusOr<std::vector<std::string>> CollectCases(const Options& o) {
+  casework::client::Client reader(
+      casework::client::ClientOptions{.server = o.server, .identity = "zhou.hua"});
+  auto stub = casework::v1::CaseService::NewStub(reader.channel());
+  std::vector<std::string> names;
+  casework::v1::ListCasesRequest req;
+  req.set_page_size(1000);
+  do {
+    casework::v1::ListCasesResponse resp;
+    auto ctx = reader.NewContext();
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    grpc::Status s = stub->ListCases(ctx.get(), req, &resp);
+    if (!s.ok()) {
+      return absl::UnavailableError("ListCases: " + s.error_message());
+    }
+    for (const auto& c : resp.cases()) {
+      if (static_cast<int64_t>(names.size()) >= o.existing_max) break;
+      names.push_back(c.name());
+    }
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty() && static_cast<int64_t>(names.size()) < o.existing_max);
+  if (names.empty()) return absl::FailedPreconditionError("the log holds no case to read");
+  return names;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -393,13 +442,31 @@ int main(int argc, char** argv) {
   app.add_option("--record-responses", o.record_dir,
                  "write the first answer of each method to DIR/<Method>.pb (for casework-echo)")
       ->check(CLI::ExistingDirectory);
+  app.add_flag("--existing", o.existing,
+               "read only: collect the names of the cases already in the log (ListCases pages), "
+               "then call GetCase on them at random");
+  app.add_option("--existing-max", o.existing_max, "at most this many case names for --existing")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   CLI11_PARSE(app, argc, argv);
   if (o.run_id.empty()) o.run_id = casework::client::NewRequestId().substr(0, 8);
 
   // Approver keys for the sign-offs: made now, registered by the admin (a request id per
   // run and approver, so a rerun with the same --run-id registers nothing new).
   std::vector<Signer> signer_list;
-  if (!o.no_sign_off) {
+  std::vector<std::string> existing;
+  if (o.existing) {
+    const auto t0 = Clock::now();
+    auto names = CollectCases(o);
+    if (!names.ok()) {
+      std::fprintf(stderr, "casework-load: %s\n", names.status().ToString().c_str());
+      return 2;
+    }
+    existing = *std::move(names);
+    existing_cases = &existing;
+    std::fprintf(stderr, "casework-load: %zu existing cases collected in %.1f s\n", existing.size(),
+                 std::chrono::duration<double>(Clock::now() - t0).count());
+  } else if (!o.no_sign_off) {
     signer_list.push_back({"approver.dongshan", casework::v1::APPROVAL_LEVEL_COUNTY, nullptr});
     if (o.sign_offs == 2) {
       signer_list.push_back({"sun.li", casework::v1::APPROVAL_LEVEL_CITY, nullptr});
@@ -466,6 +533,7 @@ int main(int argc, char** argv) {
   out["server"] = o.server;
   out["concurrency"] = o.concurrency;
   out["seconds"] = elapsed;
+  if (o.existing) out["existing_cases"] = existing.size();
   auto row = [&](const std::string& name, Series& s) {
     nlohmann::json j;
     j["method"] = name;

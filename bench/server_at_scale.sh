@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Serving at scale (docs/benchmarks.md): a release caseworkd on a log of COMMANDS commands,
+# measured beside a fresh one in the same run.
+#
+#   bench/server_at_scale.sh [BUILD_DIR] [COMMANDS]     defaults: build/rel 10000000
+#
+# Fills a fresh caseworkd through casework-load (128 in flight; each case created,
+# reviewed, assigned, visited three times, measured, inspected and closed by the county
+# approver's signed sign-off, as bench/replay_at_scale.sh does), restarts it, and measures:
+#   - restart to serving, and the server's resident memory after the restart;
+#   - GetCase on cases chosen at random from the whole log (casework-load --existing), at
+#     1 and at 32 in flight;
+#   - commands at 32 in flight on the big log and on a fresh, empty one, ROUNDS times each,
+#     alternating (the machine drifts; pairs say more than single runs);
+#   - the big server's peak and current resident memory (VmHWM, VmRSS) at the end.
+# BUILD_DIR is a release build with caseworkd and casework-load. The data lives under
+# $TMPDIR (or /tmp) and is removed at the end unless KEEP=1; WORK=DIR uses (and keeps) DIR,
+# and a DIR that holds a filled log is measured again without filling. SERVER_ARGS adds
+# caseworkd options to both servers (for example "--block-cache-mib 32"); SECONDS_EACH
+# (default 10) and ROUNDS (default 2) shape the runs.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${1:-$root/build/rel}
+commands=${2:-10000000}
+seconds=${SECONDS_EACH:-10}
+rounds=${ROUNDS:-2}
+py=/usr/bin/python3
+if [[ -n ${WORK:-} ]]; then
+  work=$WORK; KEEP=1; mkdir -p "$work"
+else
+  work=$(mktemp -d "${TMPDIR:-/tmp}/casework-scale-XXXXXX")
+fi
+pid=
+cleanup() {
+  [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  rm -rf "$work/fresh"
+  [[ ${KEEP:-0} == 1 ]] || rm -rf "$work"
+}
+trap cleanup EXIT
+load="$bin/bench/casework-load"
+
+start() {  # start DATA_DIR: starts caseworkd on it; sets pid, server, started (seconds)
+  rm -f "$work/port"
+  # shellcheck disable=SC2086
+  "$bin/services/caseworkd" --listen 127.0.0.1:0 --insecure-plaintext --data-dir "$1" \
+    --principals "$root/deploy/principals.sample.json" --port-file "$work/port" \
+    --metrics-listen off --closure-approvers-min 1 --closure-county-approvers-min 1 \
+    ${SERVER_ARGS:-} >>"$work/caseworkd.log" 2>&1 &
+  pid=$!
+  local t0
+  t0=$(date +%s.%N)
+  for _ in $(seq 1 1000); do [[ -s $work/port ]] && break; sleep 0.01; done
+  [[ -s $work/port ]] || { echo "caseworkd did not start"; tail "$work/caseworkd.log"; exit 1; }
+  server=127.0.0.1:$(cat "$work/port")
+  started=$(echo "$(date +%s.%N) - $t0" | bc)
+}
+stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
+memory() { awk '/VmHWM|VmRSS/ {printf "%s %d MiB  ", $1, $2 / 1024}' "/proc/$pid/status"; }
+row() {  # row LABEL JSON: one line of the run's total
+  "$py" -c '
+import json, sys
+label, t = sys.argv[1], json.loads(sys.argv[2])["total"]
+print("%-46s %8.0f/s  p50 %6d us  p99 %6d us  p99.9 %6d us  errors %d" % (
+    label, t["per_second"], t["p50_us"], t["p99_us"], t["p999_us"], t["errors"]))' "$1" "$2"
+}
+
+if [[ ! -d $work/data/log ]]; then
+  start "$work/data"
+  echo "== filling with $commands commands (128 in flight, sign-offs by the county approver)"
+  "$load" --server "$server" --concurrency 128 --count "$commands" --read-percent 0 \
+    --sign-offs 1 --duration 3600 --run-id fill | tail -4
+  echo "after the fill: $(memory)"
+  stop
+fi
+du -sh "$work/data/log" | awk '{print "on disk: " $1}'
+
+start "$work/data"
+echo "restart to serving: $started s; $(memory)"
+for c in 1 32; do
+  out=$("$load" --server "$server" --existing --concurrency "$c" --duration "$seconds" --json \
+    2>"$work/existing.err")
+  row "GetCase, random existing case, $c in flight" "$out"
+done
+grep -h 'existing cases collected' "$work/existing.err" || true
+echo "after the reads: $(memory)"
+stop
+
+for r in $(seq 1 "$rounds"); do
+  for which in big fresh; do
+    if [[ $which == big ]]; then start "$work/data"; else rm -rf "$work/fresh"; start "$work/fresh"; fi
+    out=$("$load" --server "$server" --concurrency 32 --duration "$seconds" --read-percent 0 \
+      --sign-offs 1 --json --run-id "r$r-$which-$RANDOM")
+    row "commands, 32 in flight, $which log (round $r)" "$out"
+    [[ $which == big ]] && echo "  $(memory)"
+    stop
+  done
+done
