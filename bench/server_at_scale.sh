@@ -59,9 +59,13 @@ memory() { awk '/VmHWM|VmRSS/ {printf "%s %d MiB  ", $1, $2 / 1024}' "/proc/$pid
 row() {  # row LABEL JSON: one line of the run's total
   "$py" -c '
 import json, sys
-label, t = sys.argv[1], json.loads(sys.argv[2])["total"]
+label, j = sys.argv[1], json.loads(sys.argv[2])
+t = j["total"]
 print("%-46s %8.0f/s  p50 %6d us  p99 %6d us  p99.9 %6d us  errors %d" % (
-    label, t["per_second"], t["p50_us"], t["p99_us"], t["p999_us"], t["errors"]))' "$1" "$2"
+    label, t["per_second"], t["p50_us"], t["p99_us"], t["p999_us"], t["errors"]))
+for m in j["methods"]:
+    for code, n in m.get("error_codes", {}).items():
+        print("  %s errors: %s x %d" % (m["method"], code, n))' "$1" "$2"
 }
 
 if [[ ! -d $work/data/log ]]; then
@@ -78,7 +82,7 @@ start "$work/data"
 echo "restart to serving: $started s; $(memory)"
 for c in 1 32; do
   out=$("$load" --server "$server" --existing --concurrency "$c" --duration "$seconds" --json \
-    2>"$work/existing.err")
+    2>"$work/existing.err") || true
   row "GetCase, random existing case, $c in flight" "$out"
 done
 grep -h 'existing cases collected' "$work/existing.err" || true
@@ -88,8 +92,9 @@ stop
 for r in $(seq 1 "$rounds"); do
   for which in big fresh; do
     if [[ $which == big ]]; then start "$work/data"; else rm -rf "$work/fresh"; start "$work/fresh"; fi
+    # A run with errors exits 1 and still prints its figures (the row shows the errors).
     out=$("$load" --server "$server" --concurrency 32 --duration "$seconds" --read-percent 0 \
-      --sign-offs 1 --json --run-id "r$r-$which-$RANDOM")
+      --sign-offs 1 --json --run-id "r$r-$which-$RANDOM" 2>>"$work/load.err") || true
     row "commands, 32 in flight, $which log (round $r)" "$out"
     [[ $which == big ]] && echo "  $(memory)"
     stop
