@@ -462,6 +462,14 @@ int main(int argc, char** argv) {
         break;
     }
   });
+  metrics.SetLogMemorySource([store = log->get()] {
+    const auto usage = store->GetMemoryUsage();
+    return std::vector<std::pair<std::string, int64_t>>{
+        {"block_cache", usage.block_cache},
+        {"block_cache_pinned", usage.block_cache_pinned},
+        {"memtables", usage.memtables},
+        {"table_readers", usage.table_readers}};
+  });
   commits.Subscribe([&metrics, last = (*log)->Size()](int64_t size) mutable {
     metrics.RecordBatch(size - last, size);
     last = size;

@@ -234,6 +234,22 @@ class RocksEventLog::Impl {
     absl::MutexLock lock(&mu_);
     return WriteStateLocked();
   }
+  MemoryUsage GetMemoryUsage() const {
+    MemoryUsage usage;
+    auto aggregated = [&](const std::string& property) {
+      uint64_t value = 0;
+      return db_->GetAggregatedIntProperty(property, &value) ? static_cast<int64_t>(value) : 0;
+    };
+    auto one = [&](const std::string& property) {  // the cache is shared by every family
+      uint64_t value = 0;
+      return db_->GetIntProperty(events_, property, &value) ? static_cast<int64_t>(value) : 0;
+    };
+    usage.block_cache = one(rocksdb::DB::Properties::kBlockCacheUsage);
+    usage.block_cache_pinned = one(rocksdb::DB::Properties::kBlockCachePinnedUsage);
+    usage.memtables = aggregated(rocksdb::DB::Properties::kSizeAllMemTables);
+    usage.table_readers = aggregated(rocksdb::DB::Properties::kEstimateTableReadersMem);
+    return usage;
+  }
   void SetWriteStateListener(std::function<void(const WriteState&)> listener) {
     auto shared =
         std::make_shared<const std::function<void(const WriteState&)>>(std::move(listener));
@@ -1882,6 +1898,7 @@ void RocksEventLog::SetCommitListener(std::function<void(int64_t)> listener) {
 void RocksEventLog::PauseCommitsForTesting(bool paused) { impl_->Pause(paused); }
 
 RocksEventLog::WriteState RocksEventLog::GetWriteState() const { return impl_->GetWriteState(); }
+RocksEventLog::MemoryUsage RocksEventLog::GetMemoryUsage() const { return impl_->GetMemoryUsage(); }
 
 void RocksEventLog::SetWriteStateListener(std::function<void(const WriteState&)> listener) {
   impl_->SetWriteStateListener(std::move(listener));

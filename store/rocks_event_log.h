@@ -131,6 +131,17 @@ class RocksEventLog final : public EventLog {
     int64_t read_only_since_us = 0;  // Unix µs; 0 when writable
   };
 
+  // Memory the log holds, in bytes, for metrics and capacity planning. The block cache
+  // is bounded by Options::block_cache_bytes and the memtables by memtable_bytes_max (an
+  // immutable memtable waiting for its flush comes on top until the flush ends); index
+  // and filter blocks of table files live outside the cache and grow with the log.
+  struct MemoryUsage {
+    int64_t block_cache = 0;         // data blocks in the cache (RocksDB block-cache-usage)
+    int64_t block_cache_pinned = 0;  // of those, pinned by open iterators and reads
+    int64_t memtables = 0;           // all memtables, mutable and immutable, allocated
+    int64_t table_readers = 0;       // index and filter blocks of open table files
+  };
+
   // The committed tree: size and RFC 9162 root.
   struct TreeHead {
     int64_t size = 0;
@@ -227,6 +238,8 @@ class RocksEventLog final : public EventLog {
 
   // The current write state.
   WriteState GetWriteState() const;
+  // What the log holds in memory now (RocksDB's own estimates; cheap, any thread).
+  MemoryUsage GetMemoryUsage() const;
   // Called whenever the write state changes mode, on the thread that wrote (a thread of
   // the log's, or a caller's writing a direct append) or the log's maintenance thread;
   // it must not block, must not call the log, and must not take a lock that a caller of

@@ -4,6 +4,7 @@
 #include "store/rocks_event_log.h"
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -536,6 +537,33 @@ TEST(RocksEventLog, ReopenRecoversSizeAndVersions) {
   EXPECT_THAT(log->StreamVersion("s0"), IsOkAndHolds(7));
   EXPECT_THAT(log->Append(Request("s0", 6, {"e"})), StatusIs(absl::StatusCode::kAborted));
   EXPECT_THAT(log->Append(Request("s0", 7, {"e"})), IsOk());
+}
+
+TEST(RocksEventLog, MemoryUsageNamesWhatTheLogHolds) {
+  TempDir dir;
+  RocksEventLog::Options options;
+  options.memtable_bytes_max = 1u << 20;  // flushed after about a MiB of appends
+  options.block_cache_bytes = 8u << 20;
+  auto log = OpenLog(dir.Sub("log"), options);
+  EXPECT_EQ(log->GetMemoryUsage().table_readers, 0);  // no table file yet
+  const std::string event(2000, 'x');
+  for (int i = 0; i < 2000; ++i) {
+    ASSERT_THAT(log->Append(Request(absl::StrCat("s", i % 20), i / 20, {event})), IsOk());
+  }
+  // Flushes run in the background: wait (bounded) for the first table file.
+  RocksEventLog::MemoryUsage usage = log->GetMemoryUsage();
+  for (int i = 0; i < 200 && usage.table_readers == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    usage = log->GetMemoryUsage();
+  }
+  EXPECT_GT(usage.table_readers, 0);
+  EXPECT_GT(usage.memtables, 0);
+  // Reading the flushed events brings their blocks into the cache, within its bound.
+  ASSERT_THAT(log->ReadRange(0, 2000), IsOk());
+  usage = log->GetMemoryUsage();
+  EXPECT_GT(usage.block_cache, 0);
+  EXPECT_LE(usage.block_cache, static_cast<int64_t>(options.block_cache_bytes));
+  EXPECT_LE(usage.block_cache_pinned, usage.block_cache);
 }
 
 // Many threads append to many streams, reading the version and retrying on kAborted.

@@ -38,6 +38,11 @@ PY
   >"$work/caseworkd.log" 2>&1 &
 pids+=($!)
 wait_for_port "$work/port" || { cat "$work/caseworkd.log"; exit 1; }
+# --existing on an empty log: refused before any call, with a reason.
+if "$load" --server "127.0.0.1:$(cat "$work/port")" --existing --duration 1 2>"$work/existing-empty.err"; then
+  echo "casework-load --existing ran on an empty log" >&2; exit 1
+fi
+grep -q 'the log holds no case to read' "$work/existing-empty.err" || { cat "$work/existing-empty.err"; exit 1; }
 mkdir "$work/responses"
 "$load" --server "127.0.0.1:$(cat "$work/port")" --concurrency 4 --count 400 \
   --read-percent 20 --json --record-responses "$work/responses" >"$work/ours.json"
@@ -46,6 +51,16 @@ check "$work/ours.json" CreateCase ReviewListing AssignAssistance RecordFieldVis
 for method in CreateCase ReviewListing SignOffClosure GetCase; do
   [[ -s $work/responses/$method.pb ]] || { echo "no recorded answer of $method" >&2; exit 1; }
 done
+# GetCase on the cases the run above created, chosen at random.
+"$load" --server "127.0.0.1:$(cat "$work/port")" --existing --concurrency 4 --count 200 \
+  --json >"$work/existing.json"
+check "$work/existing.json" GetCase
+/usr/bin/python3 - "$work/existing.json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+assert [m["method"] for m in report["methods"]] == ["GetCase"], report
+assert report["existing_cases"] >= 4, report  # each of the 4 workers created cases
+PY
 
 "$echo_server" --listen 127.0.0.1:0 --port-file "$work/echo-port" \
   --responses "$work/responses" >"$work/echo.log" 2>&1 &

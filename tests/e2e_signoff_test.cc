@@ -468,6 +468,15 @@ TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) 
             std::string::npos);
   EXPECT_NE(metrics.find("casework_refused_attempts_total{reason=\"SIGNATURE_MALFORMED\"} 1"),
             std::string::npos);
+  // Memory, by part and for the whole process, beside them.
+  for (const char* gauge : {R"(casework_log_memory_bytes\{part="memtables"\} [1-9])",
+                            R"(casework_log_memory_bytes\{part="block_cache"\} [0-9])",
+                            R"(casework_log_memory_bytes\{part="table_readers"\} [0-9])",
+                            R"(process_resident_memory_bytes [1-9])",
+                            R"(casework_process_resident_memory_peak_bytes [1-9])",
+                            R"(casework_malloc_bytes\{state="in_use"\} [1-9])"}) {
+    EXPECT_TRUE(std::regex_search(metrics, std::regex(gauge))) << gauge;
+  }
   // And logged with the identity.
   EXPECT_NE(server_->log().find("identity=approver.other code=PERMISSION_DENIED "
                                 "reason=KEY_REVOKED"),

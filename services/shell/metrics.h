@@ -9,9 +9,12 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
@@ -59,6 +62,10 @@ class Metrics {
   void RecordWriteMode(int mode, int64_t disk_full_count);
   // Counts a refused attempt (reason: e.g. "PERMISSION_DENIED", "IDENTITY_UNKNOWN").
   void RecordRefusal(const std::string& reason);
+  // The event log's memory by part (name, bytes), read at each scrape on the metrics
+  // thread and rendered as casework_log_memory_bytes{part="..."}.
+  using MemorySource = std::function<std::vector<std::pair<std::string, int64_t>>()>;
+  void SetLogMemorySource(MemorySource source);
 
   // The Prometheus text exposition.
   [[nodiscard]] std::string Render() const;
@@ -74,6 +81,7 @@ class Metrics {
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<MethodStats>> methods_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int64_t> refusals_ ABSL_GUARDED_BY(mu_);
+  MemorySource log_memory_ ABSL_GUARDED_BY(mu_);
   Histogram batch_events_;
   std::atomic<int64_t> batches_{0};
   std::atomic<int64_t> log_size_{0};
