@@ -13,6 +13,8 @@
 #   - commands at 32 in flight on the big log and on a fresh, empty one, ROUNDS times each,
 #     alternating (the machine drifts; pairs say more than single runs);
 #   - the big server's peak and current resident memory (VmHWM, VmRSS) at the end.
+# Memory is shown as the kernel sees it (VmHWM, VmRSS) and as the event log reports its
+# parts in the server's metrics (casework_log_memory_bytes).
 # BUILD_DIR is a release build with caseworkd and casework-load. The data lives under
 # $TMPDIR (or /tmp) and is removed at the end unless KEEP=1; WORK=DIR uses (and keeps) DIR,
 # and a DIR that holds a filled log is measured again without filling. SERVER_ARGS adds
@@ -44,18 +46,26 @@ start() {  # start DATA_DIR: starts caseworkd on it; sets pid, server, started (
   # shellcheck disable=SC2086
   "$bin/services/caseworkd" --listen 127.0.0.1:0 --insecure-plaintext --data-dir "$1" \
     --principals "$root/deploy/principals.sample.json" --port-file "$work/port" \
-    --metrics-listen off --closure-approvers-min 1 --closure-county-approvers-min 1 \
-    ${SERVER_ARGS:-} >>"$work/caseworkd.log" 2>&1 &
+    --metrics-listen 127.0.0.1:0 --closure-approvers-min 1 --closure-county-approvers-min 1 \
+    ${SERVER_ARGS:-} >"$work/caseworkd.log" 2>&1 &
   pid=$!
   local t0
   t0=$(date +%s.%N)
   for _ in $(seq 1 1000); do [[ -s $work/port ]] && break; sleep 0.01; done
   [[ -s $work/port ]] || { echo "caseworkd did not start"; tail "$work/caseworkd.log"; exit 1; }
   server=127.0.0.1:$(cat "$work/port")
+  metrics=$(grep -o 'metrics on http://[0-9.:]*/metrics' "$work/caseworkd.log" | tail -1 | cut -d' ' -f3)
   started=$(echo "$(date +%s.%N) - $t0" | bc)
 }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
-memory() { awk '/VmHWM|VmRSS/ {printf "%s %d MiB  ", $1, $2 / 1024}' "/proc/$pid/status"; }
+memory() {  # the server's resident memory, and the event log's parts from its metrics
+  awk '/VmHWM|VmRSS/ {printf "%s %d MiB  ", $1, $2 / 1024}' "/proc/$pid/status"
+  "$py" -c '
+import re, sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
+parts = re.findall(r"casework_log_memory_bytes\{part=\"(\w+)\"\} (\d+)", text)
+print("log: " + ", ".join("%s %d MiB" % (p, int(b) >> 20) for p, b in parts))' "$metrics"
+}
 row() {  # row LABEL JSON: one line of the run's total
   "$py" -c '
 import json, sys
