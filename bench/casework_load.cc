@@ -176,7 +176,9 @@ class Worker {
     cv_.notify_all();
   }
 
-  // Issues the next call, or finishes when the time or count budget is spent.
+  // Issues the next call, or finishes when the time or count budget is spent. A call's
+  // answer may arrive, and the next call start, on another thread before the statement
+  // after the one that issued it: the worker's state is set before a call, never after.
   void Next() {
     if (Clock::now() >= stop_at_ || (o_.count > 0 && budget_->fetch_sub(1) <= 0)) {
       Finish();
@@ -241,6 +243,7 @@ class Worker {
             CW_ASYNC(RecordMeasure), Step::kInspect);
         break;
       case Step::kInspect:
+        signed_ = 0;
         Command<casework::v1::RecordInspectionRequest>(
             "RecordInspection", "chen.jing",
             [&](auto* r) {
@@ -249,7 +252,6 @@ class Worker {
               r->set_findings("problems solved");
             },
             CW_ASYNC(RecordInspection), o_.no_sign_off ? Step::kCreate : Step::kSignOff);
-        signed_ = 0;
         break;
       case Step::kSignOff: {
         const Signer& signer = (*signers)[static_cast<size_t>(signed_)];
@@ -260,6 +262,7 @@ class Worker {
           std::abort();
         }
         const bool last = static_cast<size_t>(signed_ + 1) == signers->size();
+        ++signed_;
         Command<casework::v1::SignOffClosureRequest>(
             "SignOffClosure", signer.identity,
             [&](auto* r) {
@@ -268,7 +271,6 @@ class Worker {
               r->set_signature(*signature);
             },
             CW_ASYNC(SignOffClosure), last ? Step::kCreate : Step::kSignOff);
-        ++signed_;
         break;
       }
     }
