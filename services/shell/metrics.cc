@@ -247,17 +247,20 @@ std::string Metrics::Render() const {
                     peak, "\n");
   }
   // What malloc holds: in use, and freed but kept in its arenas (not given back to the
-  // system), which is what resident memory beyond the parts above is mostly made of.
+  // system). Only glibc's malloc answers mallinfo2; under another allocator (a sanitizer's,
+  // a preloaded one) it reports nothing, and the gauges are left out rather than shown as 0.
   const struct mallinfo2 info = mallinfo2();
-  absl::StrAppend(&out,
-                  "# HELP casework_malloc_bytes Heap memory by state: in_use (allocated), free "
-                  "(freed, kept by malloc and not yet returned to the system).\n"
-                  "# TYPE casework_malloc_bytes gauge\n"
-                  "casework_malloc_bytes{state=\"in_use\"} ",
-                  info.uordblks + info.hblkhd,
-                  "\n"
-                  "casework_malloc_bytes{state=\"free\"} ",
-                  info.fordblks, "\n");
+  if (info.uordblks + info.hblkhd > 0) {
+    absl::StrAppend(&out,
+                    "# HELP casework_malloc_bytes Heap memory by state: in_use (allocated), free "
+                    "(freed, kept by malloc and not yet returned to the system).\n"
+                    "# TYPE casework_malloc_bytes gauge\n"
+                    "casework_malloc_bytes{state=\"in_use\"} ",
+                    info.uordblks + info.hblkhd,
+                    "\n"
+                    "casework_malloc_bytes{state=\"free\"} ",
+                    info.fordblks, "\n");
+  }
   return out;
 }
 
