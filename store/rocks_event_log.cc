@@ -540,6 +540,13 @@ absl::Status RocksEventLog::Impl::OpenDb() {
   // up mostly where they do not exist (a first attempt), which is what the filter is for.
   rocksdb::ColumnFamilyOptions events = plain;
   events.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(4));
+  // Events are read in runs (verification, export, the event stream) or one at a time by
+  // position, and every table file keeps its index in memory: 16 KiB blocks make that
+  // index a quarter of what 4 KiB blocks need (at 21 M events, the events' index was 21
+  // of the 88 MiB of index and filter blocks held for all families).
+  rocksdb::BlockBasedTableOptions event_blocks = cached;
+  event_blocks.block_size = 16u << 10;
+  events.table_factory.reset(rocksdb::NewBlockBasedTableFactory(event_blocks));
   // Projections: a command reads its case's entry first, and for a new case (the most
   // common first command) the entry does not exist yet: the filter answers that without
   // reading a block in every level.

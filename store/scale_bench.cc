@@ -314,6 +314,7 @@ int main(int argc, char** argv) {
     get_micros.push_back(Seconds(t) * 1e6);
   }
   const int64_t rss_after_reads = RssKiB();
+  const RocksEventLog::MemoryUsage memory = log->GetMemoryUsage();
   std::printf("| measure | value |\n|---|---|\n");
   std::printf("| events in the log | %lld on %lld streams |\n", static_cast<long long>(size),
               static_cast<long long>(streams));
@@ -338,15 +339,22 @@ int main(int argc, char** argv) {
               static_cast<long long>(rss_after_open / 1024),
               static_cast<long long>(rss_after_reads / 1024));
   std::printf(
+      "| the log's memory after the reads: block cache / memtables / index and filter blocks | "
+      "%lld / %lld / %lld MiB |\n",
+      static_cast<long long>(memory.block_cache >> 20),
+      static_cast<long long>(memory.memtables >> 20),
+      static_cast<long long>(memory.table_readers >> 20));
+  std::printf(
       "{\"events\":%lld,\"empty_appends_per_s\":%.0f,\"full_appends_per_s\":%.0f,"
       "\"empty_cpu_us\":%.1f,\"full_cpu_us\":%.1f,\"empty_background_us\":%.1f,"
       "\"full_background_us\":%.1f,\"full_sequencer_us\":%.1f,\"full_writer_us\":%.1f,"
       "\"open_s\":%.3f,\"read_p50_us\":%.0f,\"read_p99_us\":%.0f,\"get_p50_us\":%.1f,"
-      "\"get_p99_us\":%.1f,\"rss_mib\":%lld}\n",
+      "\"get_p99_us\":%.1f,\"rss_mib\":%lld,\"table_readers_mib\":%lld}\n",
       static_cast<long long>(size), empty_rate, full_rate, empty_cpu.total, full_cpu.total,
       empty_cpu.background, full_cpu.background, full_cpu.sequencer, full_cpu.writer, open_seconds,
       Percentile(read_micros, 0.5), Percentile(read_micros, 0.99), Percentile(get_micros, 0.5),
-      Percentile(get_micros, 0.99), static_cast<long long>(rss_after_reads / 1024));
+      Percentile(get_micros, 0.99), static_cast<long long>(rss_after_reads / 1024),
+      static_cast<long long>(memory.table_readers >> 20));
   log.reset();
   if (made_dir && !keep) std::filesystem::remove_all(dir);
   return 0;
