@@ -11,9 +11,9 @@
 // pages mixed in (--read-percent). Identities come from deploy/principals.sample.json.
 //
 // --existing reads instead of writing: it first collects the names of the cases already
-// in the log from ListCases pages (ordered by case id), then every worker calls GetCase on
-// one of them chosen at random, so that reads reach old cases as well as new ones (the
-// read side of a log of millions of events).
+// in the log from ListCases pages (all, or a uniform sample of --existing-max), then every
+// worker calls GetCase on one of them chosen at random, so that reads reach old cases as
+// well as new ones (the read side of a log of millions of events).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -64,7 +64,7 @@ struct Options {
   std::string record_dir;  // keep the first answer of each method here (casework-echo)
   int channels = 4;        // connections the workers are spread over
   bool existing = false;   // GetCase on random cases already in the log, nothing else
-  int64_t existing_max = 2'000'000;  // at most this many case names collected for it
+  int64_t existing_max = 2'000'000;  // a uniform sample of this many case names, at most
 };
 
 // The case names --existing reads from.
@@ -381,12 +381,16 @@ class Worker {
   bool done_ = false;
 };
 
-// Collects up to `max` case names from ListCases pages (blocking calls, before the run).
+// Collects the names of the cases in the log from ListCases pages (blocking calls, before
+// the run): all of them, or a uniform random sample of --existing-max when there are more
+// (reservoir sampling over every page, so that old and new cases are equally likely).
 absl::StatusOr<std::vector<std::string>> CollectCases(const Options& o) {
   casework::client::Client reader(
       casework::client::ClientOptions{.server = o.server, .identity = "zhou.hua"});
   auto stub = casework::v1::CaseService::NewStub(reader.channel());
   std::vector<std::string> names;
+  std::mt19937_64 rng(o.seed);
+  int64_t seen = 0;
   casework::v1::ListCasesRequest req;
   req.set_page_size(1000);
   do {
@@ -398,11 +402,16 @@ absl::StatusOr<std::vector<std::string>> CollectCases(const Options& o) {
       return absl::UnavailableError("ListCases: " + s.error_message());
     }
     for (const auto& c : resp.cases()) {
-      if (static_cast<int64_t>(names.size()) >= o.existing_max) break;
-      names.push_back(c.name());
+      ++seen;
+      if (static_cast<int64_t>(names.size()) < o.existing_max) {
+        names.push_back(c.name());
+      } else if (const uint64_t slot = rng() % static_cast<uint64_t>(seen);
+                 slot < static_cast<uint64_t>(o.existing_max)) {
+        names[slot] = c.name();
+      }
     }
     req.set_page_token(resp.next_page_token());
-  } while (!req.page_token().empty() && static_cast<int64_t>(names.size()) < o.existing_max);
+  } while (!req.page_token().empty());
   if (names.empty()) return absl::FailedPreconditionError("the log holds no case to read");
   return names;
 }
@@ -447,7 +456,8 @@ int main(int argc, char** argv) {
   app.add_flag("--existing", o.existing,
                "read only: collect the names of the cases already in the log (ListCases pages), "
                "then call GetCase on them at random");
-  app.add_option("--existing-max", o.existing_max, "at most this many case names for --existing")
+  app.add_option("--existing-max", o.existing_max,
+                 "--existing reads from all cases, or from a uniform random sample of this many")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   CLI11_PARSE(app, argc, argv);

@@ -61,6 +61,12 @@ report = json.load(open(sys.argv[1]))
 assert [m["method"] for m in report["methods"]] == ["GetCase"], report
 assert report["existing_cases"] >= 4, report  # each of the 4 workers created cases
 PY
+# A sample of three of them.
+"$load" --server "127.0.0.1:$(cat "$work/port")" --existing --existing-max 3 --concurrency 2 \
+  --count 20 --json >"$work/sample.json"
+check "$work/sample.json" GetCase
+/usr/bin/python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); assert r["existing_cases"] == 3, r' \
+  "$work/sample.json"
 
 "$echo_server" --listen 127.0.0.1:0 --port-file "$work/echo-port" \
   --responses "$work/responses" >"$work/echo.log" 2>&1 &
