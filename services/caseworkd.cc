@@ -564,6 +564,9 @@ int main(int argc, char** argv) {
     break;
   }
   server->Wait();
+  // The metrics server outlives the log: it must stop asking the log for its memory first
+  // (a scrape holds the metrics' lock while it asks).
+  metrics.SetLogMemorySource(nullptr);
   log->reset();
   spdlog::info("stopped");
   return 0;

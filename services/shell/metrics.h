@@ -1,5 +1,6 @@
 // Prometheus metrics: requests by method and code, latency histograms by method, append
-// batch sizes, log size, refused attempts. Rendered in the Prometheus text format
+// batch sizes, log size, refused attempts, and the memory of the event log (by part) and
+// of the process (resident, malloc). Rendered in the Prometheus text format
 // (version 0.0.4) and served over HTTP on a separate port (cpp-httplib).
 //
 // Hot-path cost: one reader-locked map lookup per RPC (at interceptor creation), then
@@ -63,7 +64,9 @@ class Metrics {
   // Counts a refused attempt (reason: e.g. "PERMISSION_DENIED", "IDENTITY_UNKNOWN").
   void RecordRefusal(const std::string& reason);
   // The event log's memory by part (name, bytes), read at each scrape on the metrics
-  // thread and rendered as casework_log_memory_bytes{part="..."}.
+  // thread and rendered as casework_log_memory_bytes{part="..."}. Once this returns, no
+  // scrape calls the previous source (nullptr: none), so a source can be cleared before
+  // what it reads is destroyed.
   using MemorySource = std::function<std::vector<std::pair<std::string, int64_t>>()>;
   void SetLogMemorySource(MemorySource source);
 
