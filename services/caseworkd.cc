@@ -73,6 +73,7 @@ struct Flags {
   int64_t block_cache_mib = 64;
   int64_t memtable_mib = 64;
   int64_t wal_mib = 64;
+  int64_t version_cache_streams = 1 << 18;
   bool direct_commit = true;
   int64_t disk_full_retry_ms = 250;
   int64_t disk_reserve_mib = 0;
@@ -207,6 +208,11 @@ int main(int argc, char** argv) {
                  "(a restart after a crash replays at most this much)")
       ->capture_default_str()
       ->check(CLI::Range(8, 1 << 20));
+  app.add_option("--version-cache-streams", flags.version_cache_streams,
+                 "cases whose version the event log keeps in memory to check commands without "
+                 "a read (about 100 bytes each; emptied when full)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 24));
   app.add_option("--direct-commit", flags.direct_commit,
                  "write a lone command (nothing else queued or being written) on the thread "
                  "that handles it instead of handing it to the log's sequencer and writer "
@@ -337,6 +343,7 @@ int main(int argc, char** argv) {
   log_options.block_cache_bytes = static_cast<size_t>(flags.block_cache_mib) << 20;
   log_options.memtable_bytes_max = static_cast<size_t>(flags.memtable_mib) << 20;
   log_options.wal_bytes_max = static_cast<size_t>(flags.wal_mib) << 20;
+  log_options.version_cache_entries_max = static_cast<size_t>(flags.version_cache_streams);
   log_options.direct_commit = flags.direct_commit;
   log_options.disk_full_retry_ms = flags.disk_full_retry_ms;
   log_options.disk_reserve_bytes = static_cast<uint64_t>(flags.disk_reserve_mib) << 20;

@@ -97,8 +97,12 @@ class RocksEventLog final : public EventLog {
     size_t stream_bytes_max = 512;         // bytes of a stream name
     size_t request_id_bytes_max = 512;     // bytes of a request id (and of a fingerprint)
     size_t projection_key_bytes_max = 4096;
-    size_t read_events_max = 65536;               // events returned by one read
-    size_t version_cache_entries_max = 1u << 20;  // streams whose version is cached
+    size_t read_events_max = 65536;  // events returned by one read
+    // Streams whose durable version the sequencer keeps, so that a command on a case in
+    // progress is checked without a read; emptied when full. About 100 bytes a stream
+    // with the hash table's slack: at 1,048,576 (the former default) it held ~100 MiB of
+    // a server's memory, and its growth to 2^21 slots added ~100 MiB more for a moment.
+    size_t version_cache_entries_max = 1u << 18;
 
     // Checkpoints. The origin line (and the signing key's name) of every checkpoint.
     std::string checkpoint_origin = "casework/log";
