@@ -134,8 +134,6 @@ struct Batch {
   Hash root_after{};
 };
 
-// What a batch changes, kept by the sequencer until the batch is durable, so that the
-// next batch is checked against it.
 // A thread named `name` (15 bytes at most), so that top -H, perf and a debugger tell the
 // log's threads apart.
 std::thread NamedThread(const char* name, std::function<void()> body) {
@@ -145,6 +143,8 @@ std::thread NamedThread(const char* name, std::function<void()> body) {
   });
 }
 
+// What a batch changes, kept by the sequencer until the batch is durable, so that the
+// next batch is checked against it.
 struct Overlay {
   absl::flat_hash_map<std::string, int64_t> versions;       // stream -> version
   absl::flat_hash_map<std::string, AppendResult> requests;  // request key -> result
