@@ -352,12 +352,18 @@ class Worker {
     auto resp = std::make_shared<Resp>();
     const auto start = Clock::now();
     m(stub_->async(), ctx.get(), req.get(), resp.get(),
-      [this, ctx, req, resp, start, method, after](grpc::Status s) {
+      [this, ctx, req, resp, start, method, after](grpc::Status s) mutable {
         const auto micros =
             std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
         rec_->Record(method, micros, s);
         if (s.ok() && !o_.record_dir.empty()) rec_->Keep(o_.record_dir, method, *resp);
         after(s, *resp);
+        // The context holds a reference to the channel. Dropped after Next() (which may
+        // let main go on and release its channels), it could be the channel's last one:
+        // the channel would then be destroyed on this gRPC thread, which joins the threads
+        // of gRPC's callback queue, this one among them, and frees the queue it is still
+        // running (a double free at exit, seen under AddressSanitizer).
+        ctx.reset();
         Next();
       });
   }
