@@ -3,11 +3,13 @@
 // Serves casework.v1 over gRPC on an embedded RocksDB log in a data folder. Flags and a
 // config file (TOML/INI, same names, --config) configure it. SIGTERM/SIGINT drain
 // gracefully; SIGHUP reloads the principals file without dropping connections.
+#include <malloc.h>
 #include <pthread.h>
 
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -96,6 +98,15 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+#if defined(__GLIBC__)
+  // Blocks of 256 KiB and more (RocksDB's memtable arena blocks) are mapped and unmapped
+  // one by one. glibc's default raises that threshold to the size of the largest mapped
+  // block freed, after which such blocks come from malloc's heaps, and a flushed
+  // memtable's blocks stay there as freed memory the process keeps (60-70 MiB under
+  // sustained writes at 10 M events; docs/benchmarks.md). MALLOC_MMAP_THRESHOLD_ in the
+  // environment still decides.
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 256 << 10);
+#endif
 
   Flags flags;
   CLI::App app{
