@@ -19,7 +19,8 @@
 # $TMPDIR (or /tmp) and is removed at the end unless KEEP=1; WORK=DIR uses (and keeps) DIR,
 # and a DIR that holds a filled log is measured again without filling. SERVER_ARGS adds
 # caseworkd options to both servers (for example "--block-cache-mib 32"); SECONDS_EACH
-# (default 10) and ROUNDS (default 2) shape the runs.
+# (default 10) and ROUNDS (default 2) shape the runs; WRITE_SECONDS (default 0: none) adds
+# a run of 128 writing clients on the big log with its memory sampled every 2 s.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$root/build/rel}
@@ -110,3 +111,24 @@ for r in $(seq 1 "$rounds"); do
     stop
   done
 done
+
+# Sustained writes (WRITE_SECONDS > 0): 128 writing clients on the big log for that long,
+# the server's memory sampled every 2 s (the highest resident sample, VmHWM at the end,
+# and the log's parts at the highest sample).
+if (( ${WRITE_SECONDS:-0} > 0 )); then
+  start "$work/data"
+  "$load" --server "$server" --concurrency 128 --duration "$WRITE_SECONDS" --read-percent 0 \
+    --sign-offs 1 --json --run-id "w-$RANDOM" >"$work/write.json" 2>>"$work/load.err" &
+  lpid=$!
+  highest=0 at=
+  while kill -0 "$lpid" 2>/dev/null; do
+    rss=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$pid/status")
+    if (( rss > highest )); then highest=$rss; at=$(memory); fi
+    sleep 2
+  done
+  wait "$lpid" || true
+  row "commands, 128 in flight, big log, $WRITE_SECONDS s" "$(cat "$work/write.json")"
+  echo "  highest resident sample $highest MiB: $at"
+  echo "  at the end: $(memory)"
+  stop
+fi
