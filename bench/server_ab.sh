@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# A/B of two server environments (docs/benchmarks.md): a fresh release caseworkd per run,
+# alternating A and B, each run driven by casework-load (commands only, no sign-offs), and
+# the server's own CPU per command read from /proc (user + system time of the process).
+# On this kind of machine single runs drift by tens of percent; alternating pairs and the
+# server's CPU per command say more than one figure.
+#
+#   bench/server_ab.sh [BUILD_DIR] "ENV_A" "ENV_B"
+#     e.g. bench/server_ab.sh build/rel "" "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+#
+# ENV_A and ENV_B are VAR=value words given to env(1) for the server only. ROUNDS (3),
+# SECONDS_EACH (8) and CONCURRENCY (32) shape the runs; SERVER_ARGS adds caseworkd options.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${1:-$root/build/rel}
+env_a=${2:-}
+env_b=${3:-}
+rounds=${ROUNDS:-3}
+seconds=${SECONDS_EACH:-8}
+concurrency=${CONCURRENCY:-32}
+work=$(mktemp -d "${TMPDIR:-/tmp}/casework-ab-XXXXXX")
+pid=
+cleanup() {
+  [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+ticks=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+for r in $(seq 1 "$rounds"); do
+  for which in A B; do
+    if [[ $which == A ]]; then envs=$env_a; else envs=$env_b; fi
+    rm -rf "$work/data" "$work/port"
+    # shellcheck disable=SC2086
+    env $envs "$bin/services/caseworkd" --listen 127.0.0.1:0 --insecure-plaintext \
+      --data-dir "$work/data" --principals "$root/deploy/principals.sample.json" \
+      --port-file "$work/port" --metrics-listen off ${SERVER_ARGS:-} >"$work/caseworkd.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 1000); do [[ -s $work/port ]] && break; sleep 0.01; done
+    [[ -s $work/port ]] || { echo "caseworkd did not start"; tail "$work/caseworkd.log"; exit 1; }
+    before=$(cpu_ticks "$pid")
+    "$bin/bench/casework-load" --server "127.0.0.1:$(cat "$work/port")" \
+      --concurrency "$concurrency" --duration "$seconds" --read-percent 0 --no-sign-off \
+      --json >"$work/run.json" 2>>"$work/load.err" || true
+    after=$(cpu_ticks "$pid")
+    kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+    /usr/bin/python3 - "$which" "$r" "$((after - before))" "$ticks" "$work/run.json" <<'PY'
+import json, sys
+which, r, ticks, hz, path = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+t = json.load(open(path))["total"]
+cpu = ticks / hz * 1e6 / max(t["ok"], 1)
+print("%s round %s: %8.0f commands/s  p50 %6d us  p99 %6d us  errors %d  server CPU %6.1f us per command"
+      % (which, r, t["per_second"], t["p50_us"], t["p99_us"], t["errors"], cpu))
+PY
+  done
+done
