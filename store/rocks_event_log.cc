@@ -544,9 +544,9 @@ absl::Status RocksEventLog::Impl::OpenDb() {
   // position, and every table file keeps its index in memory: 16 KiB blocks make that
   // index a quarter of what 4 KiB blocks need (at 21 M events, the events' index was 21
   // of the 88 MiB of index and filter blocks held for all families).
-  rocksdb::BlockBasedTableOptions event_blocks = cached;
-  event_blocks.block_size = 16u << 10;
-  events.table_factory.reset(rocksdb::NewBlockBasedTableFactory(event_blocks));
+  rocksdb::BlockBasedTableOptions large_blocks = cached;
+  large_blocks.block_size = 16u << 10;
+  events.table_factory.reset(rocksdb::NewBlockBasedTableFactory(large_blocks));
   // Projections: a command reads its case's entry first, and for a new case (the most
   // common first command) the entry does not exist yet: the filter answers that without
   // reading a block in every level.
@@ -569,7 +569,7 @@ absl::Status RocksEventLog::Impl::OpenDb() {
   // looked up mostly where it does not exist, which the filter answers without a block;
   // a stream's extents are read in runs.
   rocksdb::ColumnFamilyOptions streams = plain;
-  streams.table_factory.reset(rocksdb::NewBlockBasedTableFactory(event_blocks));
+  streams.table_factory.reset(rocksdb::NewBlockBasedTableFactory(large_blocks));
   rocksdb::ColumnFamilyOptions requests = with_filter;
   rocksdb::BlockBasedTableOptions large_filtered_blocks = point_lookups;
   large_filtered_blocks.block_size = 16u << 10;
