@@ -58,3 +58,9 @@ Hash HashNodeBytes(std::string_view left, std::string_view right) {
 }
 
 }  // namespace casework::store::rfc9162
+
+namespace casework::store {
+
+Hash Sha256(std::string_view bytes) { return rfc9162::Digest(bytes, {}, {}); }
+
+}  // namespace casework::store

@@ -33,3 +33,13 @@ inline std::string_view AsBytes(const Hash& hash) {
 }
 
 }  // namespace casework::store::rfc9162
+
+namespace casework::store {
+
+// Plain SHA-256 of `bytes` (no prefix): for digests outside the tree, such as request
+// fingerprints. The same fetched digest and per-thread context as the tree hasher; the
+// one-shot SHA256() and EVP_Digest(..., EVP_sha256(), ...) of OpenSSL 3 look the
+// algorithm up again on every call.
+Hash Sha256(std::string_view bytes);
+
+}  // namespace casework::store

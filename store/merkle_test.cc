@@ -4,9 +4,11 @@
 // random trees: every proof equals the reference, verifies, and fails when any byte flips.
 #include "store/merkle.h"
 
+#include <atomic>
 #include <filesystem>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -94,6 +96,29 @@ TEST(Rfc9162Hasher, PublishedValues) {
     }
     EXPECT_EQ(Hex(got), v["wantHex"].get<std::string>());
   }
+}
+
+// Plain SHA-256 (request fingerprints): FIPS 180-2 appendix B.1 and B.2, and the empty
+// string; the same digest computed on other threads at once agrees.
+TEST(Sha256, PublishedValues) {
+  EXPECT_EQ(Hex(Sha256("abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(Hex(Sha256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  EXPECT_EQ(Hex(Sha256("")), Hex(rfc9162::EmptyRoot()));
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&wrong] {
+      for (int i = 0; i < 1000; ++i) {
+        if (Hex(Sha256("abc")) !=
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") {
+          ++wrong;
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 TEST(Merkle, ExampleTreeNodesAndRoots) {

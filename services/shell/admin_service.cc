@@ -1,7 +1,5 @@
 #include "services/shell/admin_service.h"
 
-#include <openssl/sha.h>
-
 #include <optional>
 #include <thread>
 #include <utility>
@@ -15,6 +13,7 @@
 #include "services/workflow/decider.h"
 #include "services/workflow/limits.h"
 #include "services/workflow/names.h"
+#include "store/hasher.h"
 
 namespace casework::shell {
 namespace {
@@ -36,9 +35,7 @@ std::string Fingerprint(const google::protobuf::Message& m) {
     coded.SetSerializationDeterministic(true);
     m.SerializeToCodedStream(&coded);
   }
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
-  return std::string(reinterpret_cast<const char*>(digest), sizeof digest);
+  return std::string(store::rfc9162::AsBytes(store::Sha256(bytes)));
 }
 
 std::string Shown(const std::string& id) {

@@ -1,7 +1,5 @@
 #include "services/shell/command_processor.h"
 
-#include <openssl/sha.h>
-
 #include <chrono>
 #include <optional>
 
@@ -12,6 +10,7 @@
 #include "services/shell/projections.h"
 #include "services/shell/receipts.h"
 #include "services/shell/status_mapping.h"
+#include "store/hasher.h"
 
 namespace casework::shell {
 namespace {
@@ -37,9 +36,7 @@ std::string DeterministicBytes(const google::protobuf::Message& m) {
 // told from a reuse of the same request id for another request.
 std::string Fingerprint(const Command& command) {
   const std::string bytes = DeterministicBytes(command);
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
-  return std::string(reinterpret_cast<const char*>(digest), sizeof digest);
+  return std::string(store::rfc9162::AsBytes(store::Sha256(bytes)));
 }
 
 const std::string& RequestIdOf(const Command& command) {
