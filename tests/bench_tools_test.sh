@@ -76,3 +76,13 @@ wait_for_port "$work/echo-port" || { cat "$work/echo.log"; exit 1; }
   --read-percent 20 --no-sign-off --json >"$work/echo.json"
 check "$work/echo.json" CreateCase ReviewListing AssignAssistance RecordFieldVisit \
   RecordMeasure RecordInspection GetCase
+
+# The same answers on the completion-queue API (--async-threads).
+"$echo_server" --listen 127.0.0.1:0 --port-file "$work/echo-async-port" \
+  --responses "$work/responses" --async-threads 1 >"$work/echo-async.log" 2>&1 &
+pids+=($!)
+wait_for_port "$work/echo-async-port" || { cat "$work/echo-async.log"; exit 1; }
+"$load" --server "127.0.0.1:$(cat "$work/echo-async-port")" --concurrency 4 --count 400 \
+  --read-percent 20 --no-sign-off --json >"$work/echo-async.json"
+check "$work/echo-async.json" CreateCase ReviewListing AssignAssistance RecordFieldVisit \
+  RecordMeasure RecordInspection GetCase
