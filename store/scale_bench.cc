@@ -349,12 +349,13 @@ int main(int argc, char** argv) {
       "\"empty_cpu_us\":%.1f,\"full_cpu_us\":%.1f,\"empty_background_us\":%.1f,"
       "\"full_background_us\":%.1f,\"full_sequencer_us\":%.1f,\"full_writer_us\":%.1f,"
       "\"open_s\":%.3f,\"read_p50_us\":%.0f,\"read_p99_us\":%.0f,\"get_p50_us\":%.1f,"
-      "\"get_p99_us\":%.1f,\"rss_mib\":%lld,\"table_readers_mib\":%lld}\n",
+      "\"get_p99_us\":%.1f,\"rss_mib\":%lld,\"table_readers_mib\":%lld,"
+      "\"empty_sequencer_us\":%.1f,\"empty_writer_us\":%.1f}\n",
       static_cast<long long>(size), empty_rate, full_rate, empty_cpu.total, full_cpu.total,
       empty_cpu.background, full_cpu.background, full_cpu.sequencer, full_cpu.writer, open_seconds,
       Percentile(read_micros, 0.5), Percentile(read_micros, 0.99), Percentile(get_micros, 0.5),
       Percentile(get_micros, 0.99), static_cast<long long>(rss_after_reads / 1024),
-      static_cast<long long>(memory.table_readers >> 20));
+      static_cast<long long>(memory.table_readers >> 20), empty_cpu.sequencer, empty_cpu.writer);
   log.reset();
   if (made_dir && !keep) std::filesystem::remove_all(dir);
   return 0;
