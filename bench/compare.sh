@@ -6,51 +6,78 @@
 # Build first:
 #   cmake -S . -B build/bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DCW_BUILD_TESTS=OFF
 #   ninja -C build/bench caseworkd casework-load casework-echo
-# Usage: [BIN=build dir] bench/compare.sh [clients=32] [seconds=10]
+# Usage: [BIN=build dir] [ROUNDS=n] bench/compare.sh [clients=32] [seconds=10]
+# ROUNDS (1) repeats the three runs, one after the other each time, and prints each
+# round's ratio and their median: this machine drifts by tens of percent from one minute
+# to the next, so one round's ratio says less than the median of several.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 clients=${1:-32}
 seconds=${2:-10}
+rounds=${ROUNDS:-1}
 bin=${BIN:-$root/build/bench}  # BIN=build/rel: another release build
+py=/usr/bin/python3
 
 work=$(mktemp -d /tmp/casework-compare-XXXXXX)
-port_file=$work/port
-"$bin/services/caseworkd" --listen 127.0.0.1:0 --insecure-plaintext --data-dir "$work/data" \
-  --principals "$root/deploy/principals.sample.json" --port-file "$port_file" \
-  --metrics-listen off >"$work/caseworkd.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 1 300); do [[ -s $port_file ]] && break; sleep 0.1; done
-server=127.0.0.1:$(cat "$port_file")
+pid=
+cleanup() {
+  if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+wait_port() {
+  for _ in $(seq 1 300); do [[ -s $1 ]] && return 0; sleep 0.1; done
+  return 1
+}
+rate() { $py -c 'import json,sys; print(int(json.load(sys.stdin)["total"]["per_second"]))'; }
+p99_ms() { $py -c 'import json,sys; print("%.1f" % (json.load(sys.stdin)["total"]["p99_us"] / 1000))'; }
 
 echo "== fsync floor: 4 KiB writes with O_DSYNC"
 dd if=/dev/zero of="$work/dsync" bs=4k count=500 oflag=dsync 2>&1 | tail -1
-echo "== casework: commands only (--read-percent 0; no sign-offs, whose signatures the peer does not check), $clients in flight, $seconds s"
-mkdir -p "$work/responses"
-ours=$("$bin/bench/casework-load" --server "$server" --concurrency "$clients" \
-  --duration "$seconds" --read-percent 0 --no-sign-off --json \
-  --record-responses "$work/responses")
-echo "$ours"
-kill $pid 2>/dev/null || true
-wait $pid 2>/dev/null || true
 
-echo "== ceiling: casework-echo (no work, the same responses), $clients in flight, $seconds s"
-"$bin/bench/casework-echo" --listen 127.0.0.1:0 --port-file "$work/echo-port" \
-  --responses "$work/responses" >"$work/echo.log" 2>&1 &
-pid=$!
-for _ in $(seq 1 300); do [[ -s $work/echo-port ]] && break; sleep 0.1; done
-ceiling=$("$bin/bench/casework-load" --server "127.0.0.1:$(cat "$work/echo-port")" \
-  --concurrency "$clients" --duration "$seconds" --read-percent 0 --no-sign-off --json)
-echo "$ceiling"
-kill $pid 2>/dev/null || true
-wait $pid 2>/dev/null || true
-echo "== PostgreSQL 15, Marten layout, $clients clients, $seconds s"
-pg=$("$root/bench/peers/postgres.sh" "$clients" "$seconds" | tail -1 | awk '{print $2}')
-echo "postgres appends/s: $pg"
-rate() { /usr/bin/python3 -c 'import json,sys; print(int(json.load(sys.stdin)["total"]["per_second"]))'; }
-ours_rate=$(echo "$ours" | rate)
-ceiling_rate=$(echo "$ceiling" | rate)
-echo "casework commands/s: $ours_rate"
-echo "ceiling calls/s: $ceiling_rate"
-/usr/bin/python3 -c "print('ratio casework/postgres: %.2f' % ($ours_rate / max(1, $pg)))"
-/usr/bin/python3 -c "print('ratio casework/ceiling: %.2f' % ($ours_rate / max(1, $ceiling_rate)))"
+ratios=()
+for round in $(seq 1 "$rounds"); do
+  [[ $rounds -gt 1 ]] && echo "== round $round of $rounds"
+  rm -rf "$work/data" "$work/port" "$work/echo-port" "$work/responses"
+  mkdir -p "$work/responses"
+  "$bin/services/caseworkd" --listen 127.0.0.1:0 --insecure-plaintext --data-dir "$work/data" \
+    --principals "$root/deploy/principals.sample.json" --port-file "$work/port" \
+    --metrics-listen off >"$work/caseworkd.log" 2>&1 &
+  pid=$!
+  wait_port "$work/port" || { tail "$work/caseworkd.log"; exit 1; }
+  echo "== casework: commands only (--read-percent 0; no sign-offs, whose signatures the peer does not check), $clients in flight, $seconds s"
+  ours=$("$bin/bench/casework-load" --server "127.0.0.1:$(cat "$work/port")" \
+    --concurrency "$clients" --duration "$seconds" --read-percent 0 --no-sign-off --json \
+    --record-responses "$work/responses")
+  echo "$ours"
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  pid=
+
+  echo "== ceiling: casework-echo (no work, the same responses), $clients in flight, $seconds s"
+  "$bin/bench/casework-echo" --listen 127.0.0.1:0 --port-file "$work/echo-port" \
+    --responses "$work/responses" >"$work/echo.log" 2>&1 &
+  pid=$!
+  wait_port "$work/echo-port" || { tail "$work/echo.log"; exit 1; }
+  ceiling=$("$bin/bench/casework-load" --server "127.0.0.1:$(cat "$work/echo-port")" \
+    --concurrency "$clients" --duration "$seconds" --read-percent 0 --no-sign-off --json)
+  echo "$ceiling"
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  pid=
+
+  echo "== PostgreSQL 15, Marten layout, $clients clients, $seconds s"
+  pg=$("$root/bench/peers/postgres.sh" "$clients" "$seconds" | tail -1 | awk '{print $2}')
+  echo "postgres appends/s: $pg"
+  ours_rate=$(echo "$ours" | rate)
+  ceiling_rate=$(echo "$ceiling" | rate)
+  echo "casework commands/s: $ours_rate (p99 $(echo "$ours" | p99_ms) ms)"
+  echo "ceiling calls/s: $ceiling_rate (p99 $(echo "$ceiling" | p99_ms) ms)"
+  ratio=$($py -c "print('%.2f' % ($ours_rate / max(1, $pg)))")
+  ratios+=("$ratio")
+  echo "ratio casework/postgres: $ratio"
+  $py -c "print('ratio casework/ceiling: %.2f' % ($ours_rate / max(1, $ceiling_rate)))"
+done
+if [[ $rounds -gt 1 ]]; then
+  $py -c "import statistics, sys; r = [float(x) for x in sys.argv[1:]]; print('median ratio casework/postgres over %d rounds: %.2f (each: %s)' % (len(r), statistics.median(r), ' '.join(sys.argv[1:])))" "${ratios[@]}"
+fi
