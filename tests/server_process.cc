@@ -69,18 +69,23 @@ bool ServerProcess::Start() {
   if (plaintext_) args.push_back("--insecure-plaintext");
   if (!record_principals_) args.push_back("--no-record-principals");
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+  // Everything the child needs is made before fork(): this process has other threads (gRPC's,
+  // the sanitizers'), and one of them may hold an allocator lock at the moment of the fork,
+  // which the child would then wait for forever. So the child only calls async-signal-safe
+  // functions (open, dup2, execv, _exit) and allocates nothing.
+  const std::string log_file =
+      (log_file_.empty() ? data_dir_ / "caseworkd.log" : log_file_).string();
+  std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   pid_ = fork();
   if (pid_ == 0) {
-    const std::filesystem::path log_file =
-        log_file_.empty() ? data_dir_ / "caseworkd.log" : log_file_;
     int fd = open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
       dup2(fd, STDOUT_FILENO);
       dup2(fd, STDERR_FILENO);
     }
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
     execv(argv[0], argv.data());
     _exit(127);
   }
