@@ -1,7 +1,6 @@
 #include "services/shell/projections.h"
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
@@ -30,27 +29,24 @@ void Delete(std::vector<ProjectionWrite>* out, const char* table, std::string ke
   out->push_back({.op = ProjectionWrite::Op::kDelete, .table = table, .key = std::move(key)});
 }
 
-// "a/b/c/d" -> {"a", "a/b", "a/b/c"}: the counters a case contributes to (the
-// organisation itself is not a level of the report).
-std::vector<std::string> CountPrefixes(std::string_view jurisdiction) {
-  std::vector<std::string> parts = absl::StrSplit(std::string(jurisdiction), '/');
-  const size_t levels = parts.size() > 1 ? parts.size() - 1 : 1;
-  std::vector<std::string> prefixes;
-  std::string acc;
-  for (size_t i = 0; i < levels; ++i) {
-    if (i > 0) acc.push_back('/');
-    acc.append(parts[i]);
-    prefixes.push_back(acc);
-  }
-  return prefixes;
-}
-
+// The counters a case contributes to: "a/b/c/d" counts under "a", "a/b" and "a/b/c" (the
+// organisation itself is not a level of the report), a jurisdiction without '/' under
+// itself. The prefixes are views of the jurisdiction: only the keys are allocated.
 void AddCount(std::vector<ProjectionWrite>* out, const Case& c, int64_t delta) {
-  for (const auto& prefix : CountPrefixes(c.organisation().jurisdiction())) {
+  const std::string_view jurisdiction = c.organisation().jurisdiction();
+  auto add = [&](std::string_view prefix) {
     out->push_back({.op = ProjectionWrite::Op::kAddInt64,
                     .table = kCountsTable,
                     .key = CountKey(prefix, c.state()),
                     .delta = delta});
+  };
+  size_t slash = jurisdiction.find('/');
+  if (slash == std::string_view::npos) {
+    add(jurisdiction);
+    return;
+  }
+  for (; slash != std::string_view::npos; slash = jurisdiction.find('/', slash + 1)) {
+    add(jurisdiction.substr(0, slash));
   }
 }
 
