@@ -214,7 +214,7 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
     std::move(done)(FromStoreStatus(loaded.status()));
     return;
   }
-  const Case before = std::move(*loaded);
+  Case before = std::move(*loaded);
 
   workflow::Context context{.actor = actor, .now_micros = clock_(), .policy = &policy_};
   // A sign-off's signature is verified here, against the registered key, before the core
@@ -247,15 +247,17 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   auto& events = std::get<workflow::Events>(decision);
   if (events.empty()) {
     // Already satisfied: nothing to append.
-    *response->mutable_case_() = before;
+    *response->mutable_case_() = std::move(before);
     std::move(done)(grpc::Status::OK);
     return;
   }
 
-  Case after = before;
+  // The case evolves in place; the projections need only this much of it as it was.
+  const CaseRowBefore row_before = CaseRowBefore::Of(before);
+  Case after = std::move(before);
   store::AppendRequest append;
   append.stream = stream;
-  append.expected_version = before.version();
+  append.expected_version = row_before.version;
   append.read_token = read_token;
   append.request_id_checked = true;  // FindRequest above, after the token
   append.may_block = true;           // a handler with this one command in flight
@@ -266,12 +268,12 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
     workflow::Evolve(after, event);
     append.events.push_back(event.SerializeAsString());
   }
-  ProjectCase(before, after, &append.projections);
+  ProjectCase(row_before, after, &append.projections);
 
   *response->mutable_case_() = std::move(after);
   for (Event& event : events) *response->add_events()->mutable_event() = std::move(event);
 
-  const bool creating = before.version() == 0;
+  const bool creating = row_before.version == 0;
   log_->AppendAsync(std::move(append), [response, creating, done = std::move(done)](
                                            absl::StatusOr<store::AppendResult> result) mutable {
     if (!result.ok()) {

@@ -32,12 +32,12 @@ void Delete(std::vector<ProjectionWrite>* out, const char* table, std::string ke
 // The counters a case contributes to: "a/b/c/d" counts under "a", "a/b" and "a/b/c" (the
 // organisation itself is not a level of the report), a jurisdiction without '/' under
 // itself. The prefixes are views of the jurisdiction: only the keys are allocated.
-void AddCount(std::vector<ProjectionWrite>* out, const Case& c, int64_t delta) {
-  const std::string_view jurisdiction = c.organisation().jurisdiction();
+void AddCount(std::vector<ProjectionWrite>* out, std::string_view jurisdiction,
+              casework::v1::CaseState state, int64_t delta) {
   auto add = [&](std::string_view prefix) {
     out->push_back({.op = ProjectionWrite::Op::kAddInt64,
                     .table = kCountsTable,
-                    .key = CountKey(prefix, c.state()),
+                    .key = CountKey(prefix, state),
                     .delta = delta});
   };
   size_t slash = jurisdiction.find('/');
@@ -94,23 +94,35 @@ std::string CountKey(std::string_view prefix, casework::v1::CaseState state) {
   return key;
 }
 
-void ProjectCase(const Case& before, const Case& after, std::vector<ProjectionWrite>* out) {
+CaseRowBefore CaseRowBefore::Of(const Case& c) {
+  return {.version = c.version(),
+          .state = c.state(),
+          .deadline_micros = DeadlineMicros(c),
+          .jurisdiction = c.organisation().jurisdiction()};
+}
+
+void ProjectCase(const CaseRowBefore& before, const Case& after,
+                 std::vector<ProjectionWrite>* out) {
   const std::string& id = after.case_id();
-  const bool is_new = before.version() == 0;
+  const bool is_new = before.version == 0;
   Put(out, kCaseTable, id, SerializeCase(after));
-  if (is_new || before.state() != after.state()) {
-    if (!is_new) Delete(out, kByStateTable, StateKey(before.state(), id));
+  if (is_new || before.state != after.state()) {
+    if (!is_new) Delete(out, kByStateTable, StateKey(before.state, id));
     Put(out, kByStateTable, StateKey(after.state(), id));
-    if (!is_new) AddCount(out, before, -1);
-    AddCount(out, after, +1);
+    if (!is_new) AddCount(out, before.jurisdiction, before.state, -1);
+    AddCount(out, after.organisation().jurisdiction(), after.state(), +1);
   }
   if (is_new) {
     Put(out, kByJurisdictionTable, JurisdictionKey(after.organisation().jurisdiction(), id));
   }
-  if (is_new || DeadlineMicros(before) != DeadlineMicros(after)) {
-    if (!is_new) Delete(out, kByDeadlineTable, DeadlineKey(DeadlineMicros(before), id));
+  if (is_new || before.deadline_micros != DeadlineMicros(after)) {
+    if (!is_new) Delete(out, kByDeadlineTable, DeadlineKey(before.deadline_micros, id));
     Put(out, kByDeadlineTable, DeadlineKey(DeadlineMicros(after), id));
   }
+}
+
+void ProjectCase(const Case& before, const Case& after, std::vector<ProjectionWrite>* out) {
+  ProjectCase(CaseRowBefore::Of(before), after, out);
 }
 
 absl::StatusOr<std::vector<ProjectionWrite>> ProjectionReplayer::Project(

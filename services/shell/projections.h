@@ -28,8 +28,21 @@ inline constexpr char kByJurisdictionTable[] = "by_jur";
 inline constexpr char kByDeadlineTable[] = "by_due";
 inline constexpr char kCountsTable[] = "counts";
 
+// What ProjectCase reads of a case as it was before a command: a command handler keeps
+// this instead of a copy of the whole case, and evolves the case itself into `after`.
+struct CaseRowBefore {
+  int64_t version = 0;  // 0: the case is new
+  casework::v1::CaseState state = casework::v1::CASE_STATE_UNSPECIFIED;
+  int64_t deadline_micros = 0;
+  std::string jurisdiction;
+
+  static CaseRowBefore Of(const casework::v1::Case& c);
+};
+
 // Appends to `out` the writes that move the projections from `before` (version 0 when
 // the case is new) to `after`.
+void ProjectCase(const CaseRowBefore& before, const casework::v1::Case& after,
+                 std::vector<store::ProjectionWrite>* out);
 void ProjectCase(const casework::v1::Case& before, const casework::v1::Case& after,
                  std::vector<store::ProjectionWrite>* out);
 
