@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instructions per command in caseworkd, counted by callgrind (valgrind): the measure of the
-# server's own work that this machine's noise does not move. Wall-clock CPU per command
+# server's own work that this machine's noise moves least. Wall-clock CPU per command
 # drifts by 5-10% between identical runs here, and up to 2x in slow spells; instruction
 # counts move by a few percent (how many commands share a synced batch, and how large the
 # memtables are when the case rows are read, still vary).
