@@ -28,6 +28,24 @@
 #include "casework/v1/case_service.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
+// Every command method of CaseService (each answered with a CaseCommandResponse).
+// clang-format off
+#define CW_ECHO_COMMANDS(X) \
+  X(ReviewListing) \
+  X(AmendListing) \
+  X(AssignAssistance) \
+  X(ReplaceAssignment) \
+  X(RecordFieldVisit) \
+  X(RecordMeasure) \
+  X(RecordFunds) \
+  X(RecordInspection) \
+  X(SignOffClosure) \
+  X(SendBack) \
+  X(RecordFollowUpReview) \
+  X(RecordAdmonishmentTalk) \
+  X(IssueRectificationNotice)
+// clang-format on
+
 namespace {
 
 using casework::v1::Case;
@@ -109,19 +127,7 @@ class EchoService final : public casework::v1::CaseService::CallbackService {
   const CaseCommandResponse Method##_ = Recorded<CaseCommandResponse>(dir_, #Method);    \
                                                                                          \
  public:
-  CW_ECHO_COMMAND(ReviewListing)
-  CW_ECHO_COMMAND(AmendListing)
-  CW_ECHO_COMMAND(AssignAssistance)
-  CW_ECHO_COMMAND(ReplaceAssignment)
-  CW_ECHO_COMMAND(RecordFieldVisit)
-  CW_ECHO_COMMAND(RecordMeasure)
-  CW_ECHO_COMMAND(RecordFunds)
-  CW_ECHO_COMMAND(RecordInspection)
-  CW_ECHO_COMMAND(SignOffClosure)
-  CW_ECHO_COMMAND(SendBack)
-  CW_ECHO_COMMAND(RecordFollowUpReview)
-  CW_ECHO_COMMAND(RecordAdmonishmentTalk)
-  CW_ECHO_COMMAND(IssueRectificationNotice)
+  CW_ECHO_COMMANDS(CW_ECHO_COMMAND)
 #undef CW_ECHO_COMMAND
 
  private:
@@ -193,7 +199,10 @@ class AsyncEcho {
     Spawn<casework::v1::CreateCaseRequest, CaseCommandResponse>(&CreateCase_, cq);
     Spawn<casework::v1::ListCaseEventsRequest, casework::v1::ListCaseEventsResponse>(
         &ListCaseEvents_, cq);
-    for (const auto& ask : commands_) ask(this, cq);
+#define CW_ECHO_SPAWN(Method) \
+  Spawn<casework::v1::Method##Request, CaseCommandResponse>(&Method##_, cq);
+    CW_ECHO_COMMANDS(CW_ECHO_SPAWN)
+#undef CW_ECHO_SPAWN
   }
 
  private:
@@ -222,42 +231,9 @@ class AsyncEcho {
 
 #define CW_ECHO_ASK_COMMAND(Method) \
   CW_ECHO_ASK(Method, casework::v1::Method##Request, CaseCommandResponse)
-  CW_ECHO_ASK_COMMAND(ReviewListing)
-  CW_ECHO_ASK_COMMAND(AmendListing)
-  CW_ECHO_ASK_COMMAND(AssignAssistance)
-  CW_ECHO_ASK_COMMAND(ReplaceAssignment)
-  CW_ECHO_ASK_COMMAND(RecordFieldVisit)
-  CW_ECHO_ASK_COMMAND(RecordMeasure)
-  CW_ECHO_ASK_COMMAND(RecordFunds)
-  CW_ECHO_ASK_COMMAND(RecordInspection)
-  CW_ECHO_ASK_COMMAND(SignOffClosure)
-  CW_ECHO_ASK_COMMAND(SendBack)
-  CW_ECHO_ASK_COMMAND(RecordFollowUpReview)
-  CW_ECHO_ASK_COMMAND(RecordAdmonishmentTalk)
-  CW_ECHO_ASK_COMMAND(IssueRectificationNotice)
+  CW_ECHO_COMMANDS(CW_ECHO_ASK_COMMAND)
 #undef CW_ECHO_ASK_COMMAND
 #undef CW_ECHO_ASK
-
-#define CW_ECHO_SPAWN(Method)                                                              \
-  [](AsyncEcho* echo, grpc::ServerCompletionQueue* cq) {                                   \
-    echo->Spawn<casework::v1::Method##Request, CaseCommandResponse>(&echo->Method##_, cq); \
-  }
-  const std::vector<void (*)(AsyncEcho*, grpc::ServerCompletionQueue*)> commands_ = {
-      CW_ECHO_SPAWN(ReviewListing),
-      CW_ECHO_SPAWN(AmendListing),
-      CW_ECHO_SPAWN(AssignAssistance),
-      CW_ECHO_SPAWN(ReplaceAssignment),
-      CW_ECHO_SPAWN(RecordFieldVisit),
-      CW_ECHO_SPAWN(RecordMeasure),
-      CW_ECHO_SPAWN(RecordFunds),
-      CW_ECHO_SPAWN(RecordInspection),
-      CW_ECHO_SPAWN(SignOffClosure),
-      CW_ECHO_SPAWN(SendBack),
-      CW_ECHO_SPAWN(RecordFollowUpReview),
-      CW_ECHO_SPAWN(RecordAdmonishmentTalk),
-      CW_ECHO_SPAWN(IssueRectificationNotice),
-  };
-#undef CW_ECHO_SPAWN
 };
 
 }  // namespace
