@@ -50,7 +50,6 @@ print("commands: %d ok, %d errors" % (total["ok"], total["errors"]))
 watch = [
     ("PROGRAM TOTALS", "all of caseworkd"),
     ("CommandProcessor::Execute(", "the command handler (CommandProcessor::Execute)"),
-    ("CommandProcessor::LoadCase(", "  reading the case row (LoadCase)"),
     ("shell::ProjectCase(", "  the read-model rows (ProjectCase)"),
     ("RocksEventLog::Impl::SequencerLoop()", "the log's sequencer"),
     ("RocksEventLog::Impl::WriterLoop()", "the log's writer"),

@@ -10,6 +10,14 @@ namespace casework::shell {
 
 grpc::Status Authenticator::Authenticate(grpc::CallbackServerContext* context,
                                          workflow::Principal* out) const {
+  std::shared_ptr<const workflow::Principal> principal;
+  grpc::Status status = Authenticate(context, &principal);
+  if (status.ok()) *out = *principal;
+  return status;
+}
+
+grpc::Status Authenticator::Authenticate(grpc::CallbackServerContext* context,
+                                         std::shared_ptr<const workflow::Principal>* out) const {
   std::string id;
   if (transport_ == Transport::kMutualTls) {
     const auto auth_context = context->auth_context();
@@ -46,7 +54,7 @@ grpc::Status Authenticator::Authenticate(grpc::CallbackServerContext* context,
                                     "to add it"),
                        absl::StrCat("身份 \"", id, "\" 不在授权名单中；请联系管理员添加"));
   }
-  *out = *p;
+  *out = std::shared_ptr<const workflow::Principal>(std::move(principals), p);
   return grpc::Status::OK;
 }
 

@@ -31,6 +31,10 @@ class Authenticator {
   // initial metadata.
   [[nodiscard]] grpc::Status Authenticate(grpc::CallbackServerContext* context,
                                           workflow::Principal* out) const;
+  // The same without a copy: the registered principal, which keeps the principals set it
+  // belongs to alive (a reload publishes a new set; this one stays as it was).
+  [[nodiscard]] grpc::Status Authenticate(grpc::CallbackServerContext* context,
+                                          std::shared_ptr<const workflow::Principal>* out) const;
 
  private:
   const PrincipalsHolder* principals_;

@@ -53,15 +53,37 @@ grpc::Status BadPageToken() {
                      "page_token 无效或与查询条件不符；请不带 page_token 重新查询");
 }
 
+// The command that carries `req`. On the call's arena it wraps the request, which is on
+// the same arena, instead of copying it; a copy only without an arena.
+template <typename Request>
+const Command& Wrap(const Request* req, CaseCommandResponse* resp, Command* local,
+                    void (Command::*wrap)(Request*), Request* (Command::*field)()) {
+  if (google::protobuf::Arena* arena = resp->GetArena(); arena != nullptr) {
+    auto* command = google::protobuf::Arena::CreateMessage<Command>(arena);
+    (command->*wrap)(const_cast<Request*>(req));
+    return *command;
+  }
+  *(local->*field)() = *req;
+  return *local;
+}
+
 }  // namespace
 
+CaseServiceImpl::CaseServiceImpl(CommandProcessor* processor, const Authenticator* auth)
+    : processor_(processor), auth_(auth) {
+  SetMessageAllocatorFor_CreateCase(&create_case_messages_);
+#define CW_SET_MESSAGES(Method, Request, field) SetMessageAllocatorFor_##Method(&field##_messages_);
+  CW_CASE_COMMANDS(CW_SET_MESSAGES)
+#undef CW_SET_MESSAGES
+}
+
 grpc::ServerUnaryReactor* CaseServiceImpl::Run(grpc::CallbackServerContext* ctx,
-                                               std::string case_id, Command command,
+                                               std::string case_id, const Command& command,
                                                CaseCommandResponse* resp) {
-  workflow::Principal actor;
+  std::shared_ptr<const workflow::Principal> actor;
   if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) return Finish(ctx, status);
   auto* reactor = ctx->DefaultReactor();
-  processor_->Execute(actor, case_id, std::move(command), resp,
+  processor_->Execute(*actor, case_id, command, resp,
                       [reactor](grpc::Status status) { reactor->Finish(std::move(status)); });
   return reactor;
 }
@@ -69,9 +91,11 @@ grpc::ServerUnaryReactor* CaseServiceImpl::Run(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* CaseServiceImpl::CreateCase(grpc::CallbackServerContext* ctx,
                                                       const casework::v1::CreateCaseRequest* req,
                                                       CaseCommandResponse* resp) {
-  Command command;
-  *command.mutable_create_case() = *req;
-  return Run(ctx, req->case_id(), std::move(command), resp);
+  Command local;
+  return Run(ctx, req->case_id(),
+             Wrap(req, resp, &local, &Command::unsafe_arena_set_allocated_create_case,
+                  &Command::mutable_create_case),
+             resp);
 }
 
 #define CW_COMMAND_RPC(Method, Request, field)                                        \
@@ -86,24 +110,13 @@ grpc::ServerUnaryReactor* CaseServiceImpl::CreateCase(grpc::CallbackServerContex
       }                                                                               \
       return Finish(ctx, BadName(req->name()));                                       \
     }                                                                                 \
-    Command command;                                                                  \
-    *command.mutable_##field() = *req;                                                \
-    return Run(ctx, std::move(case_id), std::move(command), resp);                    \
+    Command local;                                                                    \
+    return Run(ctx, std::move(case_id),                                               \
+               Wrap(req, resp, &local, &Command::unsafe_arena_set_allocated_##field,  \
+                    &Command::mutable_##field),                                       \
+               resp);                                                                 \
   }
-CW_COMMAND_RPC(ReviewListing, ReviewListingRequest, review_listing)
-CW_COMMAND_RPC(AmendListing, AmendListingRequest, amend_listing)
-CW_COMMAND_RPC(AssignAssistance, AssignAssistanceRequest, assign_assistance)
-CW_COMMAND_RPC(ReplaceAssignment, ReplaceAssignmentRequest, replace_assignment)
-CW_COMMAND_RPC(RecordFieldVisit, RecordFieldVisitRequest, record_field_visit)
-CW_COMMAND_RPC(RecordMeasure, RecordMeasureRequest, record_measure)
-CW_COMMAND_RPC(RecordFunds, RecordFundsRequest, record_funds)
-CW_COMMAND_RPC(RecordInspection, RecordInspectionRequest, record_inspection)
-CW_COMMAND_RPC(SignOffClosure, SignOffClosureRequest, sign_off_closure)
-CW_COMMAND_RPC(SendBack, SendBackRequest, send_back)
-CW_COMMAND_RPC(RecordFollowUpReview, RecordFollowUpReviewRequest, record_follow_up_review)
-CW_COMMAND_RPC(RecordAdmonishmentTalk, RecordAdmonishmentTalkRequest, record_admonishment_talk)
-CW_COMMAND_RPC(IssueRectificationNotice, IssueRectificationNoticeRequest,
-               issue_rectification_notice)
+CW_CASE_COMMANDS(CW_COMMAND_RPC)
 #undef CW_COMMAND_RPC
 
 grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* ctx,

@@ -106,15 +106,21 @@ std::string CaseIdFromName(const std::string& name) {
 std::string CaseStream(const std::string& case_id) { return absl::StrCat("cases/", case_id); }
 
 absl::StatusOr<Case> CommandProcessor::LoadCase(const std::string& case_id) {
+  Case state;
+  if (absl::Status status = LoadCaseInto(case_id, &state); !status.ok()) return status;
+  return state;
+}
+
+absl::Status CommandProcessor::LoadCaseInto(const std::string& case_id, Case* state) {
+  state->Clear();
   auto bytes = log_->GetProjection(kCaseTable, case_id);
   if (!bytes.ok()) return bytes.status();
-  Case state;
-  if (!bytes->has_value()) return state;
-  if (!state.ParseFromString(**bytes)) {
+  if (!bytes->has_value()) return absl::OkStatus();
+  if (!state->ParseFromString(**bytes)) {
     return absl::DataLossError(absl::StrCat("the stored projection of case ", case_id,
                                             " does not parse; rebuild the projections"));
   }
-  return state;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<EventRecord>> CommandProcessor::ReadCaseEvents(
@@ -170,7 +176,7 @@ void CommandProcessor::AnswerRetry(const std::string& case_id, const store::Appe
 }
 
 void CommandProcessor::Execute(const workflow::Principal& actor, const std::string& case_id,
-                               Command command, CaseCommandResponse* response, Done done) {
+                               const Command& command, CaseCommandResponse* response, Done done) {
   if (receipts_ && WantsReceipt(command)) {
     // After the answer is final (appended and durable, or a retry's first answer): the
     // receipt of the command's last event.
@@ -209,12 +215,13 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
     return;
   }
 
-  auto loaded = LoadCase(case_id);
-  if (!loaded.ok()) {
-    std::move(done)(FromStoreStatus(loaded.status()));
+  // The case as it is, then as the command leaves it: the answer's own case, so that
+  // neither is copied (and both are on the response's arena when it has one).
+  Case& state = *response->mutable_case_();
+  if (absl::Status loaded = LoadCaseInto(case_id, &state); !loaded.ok()) {
+    std::move(done)(FromStoreStatus(loaded));
     return;
   }
-  Case before = std::move(*loaded);
 
   workflow::Context context{.actor = actor, .now_micros = clock_(), .policy = &policy_};
   // A sign-off's signature is verified here, against the registered key, before the core
@@ -234,7 +241,7 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
     }
     signature_refusal = std::move(verdict->refusal);
   }
-  workflow::Decision decision = workflow::Decide(before, command, context);
+  workflow::Decision decision = workflow::Decide(state, command, context);
   if (auto* refusal = std::get_if<workflow::Refusal>(&decision)) {
     if (refusal->reason == workflow::Reason::kSignOffSignatureNotVerified &&
         signature_refusal.has_value()) {
@@ -246,15 +253,13 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   }
   auto& events = std::get<workflow::Events>(decision);
   if (events.empty()) {
-    // Already satisfied: nothing to append.
-    *response->mutable_case_() = std::move(before);
+    // Already satisfied: nothing to append; the answer holds the case as it is.
     std::move(done)(grpc::Status::OK);
     return;
   }
 
   // The case evolves in place; the projections need only this much of it as it was.
-  const CaseRowBefore row_before = CaseRowBefore::Of(before);
-  Case after = std::move(before);
+  const CaseRowBefore row_before = CaseRowBefore::Of(state);
   store::AppendRequest append;
   append.stream = stream;
   append.expected_version = row_before.version;
@@ -265,12 +270,11 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   append.request_fingerprint = fingerprint;
   append.events.reserve(events.size());
   for (const Event& event : events) {
-    workflow::Evolve(after, event);
+    workflow::Evolve(state, event);
     append.events.push_back(event.SerializeAsString());
   }
-  ProjectCase(row_before, after, &append.projections);
+  ProjectCase(row_before, state, &append.projections);
 
-  *response->mutable_case_() = std::move(after);
   for (Event& event : events) *response->add_events()->mutable_event() = std::move(event);
 
   const bool creating = row_before.version == 0;

@@ -32,12 +32,16 @@ class CommandProcessor {
 
   // Executes one command for `case_id` as `actor`; fills `response` and calls `done`
   // exactly once. `response` must stay alive until then.
+  // `command` is read before Execute returns. The case is decided and evolved in
+  // response->case_ (on the response's arena, when it has one).
   void Execute(const workflow::Principal& actor, const std::string& case_id,
-               casework::v1::Command command, casework::v1::CaseCommandResponse* response,
+               const casework::v1::Command& command, casework::v1::CaseCommandResponse* response,
                Done done);
 
   // The committed state of a case: version 0 when it does not exist.
   [[nodiscard]] absl::StatusOr<casework::v1::Case> LoadCase(const std::string& case_id);
+  // The same, parsed into `state` (cleared first).
+  [[nodiscard]] absl::Status LoadCaseInto(const std::string& case_id, casework::v1::Case* state);
 
   // The events of a case from `from_version`, at most `limit`, with their positions.
   [[nodiscard]] absl::StatusOr<std::vector<casework::v1::EventRecord>> ReadCaseEvents(
