@@ -5,15 +5,13 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
 #include "services/shell/ed25519.h"
+#include "services/shell/fingerprint.h"
 #include "services/shell/status_mapping.h"
 #include "services/workflow/decider.h"
 #include "services/workflow/limits.h"
 #include "services/workflow/names.h"
-#include "store/hasher.h"
 
 namespace casework::shell {
 namespace {
@@ -25,17 +23,6 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, grpc::Status 
   auto* reactor = ctx->DefaultReactor();
   reactor->Finish(std::move(status));
   return reactor;
-}
-
-std::string Fingerprint(const google::protobuf::Message& m) {
-  std::string bytes;
-  {
-    google::protobuf::io::StringOutputStream stream(&bytes);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    m.SerializeToCodedStream(&coded);
-  }
-  return std::string(store::rfc9162::AsBytes(store::Sha256(bytes)));
 }
 
 std::string Shown(const std::string& id) {
@@ -131,7 +118,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RegisterApproverKey(
     return Finish(ctx, *refused);
   }
   const std::string stream = ApproverStream(req->approver());
-  const std::string fingerprint = Fingerprint(*req);
+  const std::string fingerprint = RequestFingerprint(*req);
 
   auto first = log_->FindRequest(stream, req->request_id());
   if (!first.ok()) return Finish(ctx, FromStoreStatus(first.status()));
@@ -262,7 +249,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeApproverKey(
     return Finish(ctx, *refused);
   }
   const std::string stream = ApproverStream(req->approver());
-  const std::string fingerprint = Fingerprint(*req);
+  const std::string fingerprint = RequestFingerprint(*req);
 
   auto first = log_->FindRequest(stream, req->request_id());
   if (!first.ok()) return Finish(ctx, FromStoreStatus(first.status()));

@@ -5,12 +5,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "services/shell/fingerprint.h"
 #include "services/shell/projections.h"
 #include "services/shell/receipts.h"
 #include "services/shell/status_mapping.h"
-#include "store/hasher.h"
 
 namespace casework::shell {
 namespace {
@@ -20,24 +18,6 @@ using casework::v1::CaseCommandResponse;
 using casework::v1::Command;
 using casework::v1::Event;
 using casework::v1::EventRecord;
-
-std::string DeterministicBytes(const google::protobuf::Message& m) {
-  std::string bytes;
-  {
-    google::protobuf::io::StringOutputStream stream(&bytes);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    m.SerializeToCodedStream(&coded);
-  }
-  return bytes;
-}
-
-// The fingerprint of a command: SHA-256 of its deterministic bytes, so a retry can be
-// told from a reuse of the same request id for another request.
-std::string Fingerprint(const Command& command) {
-  const std::string bytes = DeterministicBytes(command);
-  return std::string(store::rfc9162::AsBytes(store::Sha256(bytes)));
-}
 
 const std::string& RequestIdOf(const Command& command) {
   switch (command.kind_case()) {
@@ -200,7 +180,7 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
     return;
   }
   const std::string stream = CaseStream(case_id);
-  const std::string fingerprint = Fingerprint(command);
+  const std::string fingerprint = RequestFingerprint(command);
 
   // Taken before the request id and the state are read, so that the log may trust both
   // reads instead of repeating them on its sequencer (store::ReadToken).
