@@ -72,6 +72,7 @@ const Command& Wrap(const Request* req, CaseCommandResponse* resp, Command* loca
 CaseServiceImpl::CaseServiceImpl(CommandProcessor* processor, const Authenticator* auth)
     : processor_(processor), auth_(auth) {
   SetMessageAllocatorFor_CreateCase(&create_case_messages_);
+  SetMessageAllocatorFor_GetCase(&get_case_messages_);
 #define CW_SET_MESSAGES(Method, Request, field) SetMessageAllocatorFor_##Method(&field##_messages_);
   CW_CASE_COMMANDS(CW_SET_MESSAGES)
 #undef CW_SET_MESSAGES
@@ -122,17 +123,18 @@ CW_CASE_COMMANDS(CW_COMMAND_RPC)
 grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* ctx,
                                                    const casework::v1::GetCaseRequest* req,
                                                    Case* resp) {
-  workflow::Principal actor;
+  std::shared_ptr<const workflow::Principal> actor;
   if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) return Finish(ctx, status);
   const std::string case_id = CaseIdFromName(req->name());
   if (case_id.empty()) return Finish(ctx, BadName(req->name()));
-  auto loaded = processor_->LoadCase(case_id);
-  if (!loaded.ok()) return Finish(ctx, FromStoreStatus(loaded.status()));
-  if (loaded->version() == 0) return Finish(ctx, CaseNotFound(case_id));
-  if (!actor.Covers(loaded->organisation().jurisdiction())) {
-    return Finish(ctx, OutsideJurisdiction(actor, case_id));
+  // Read straight into the answer, on the call's arena; a refusal sends none of it.
+  if (absl::Status loaded = processor_->LoadCaseInto(case_id, resp); !loaded.ok()) {
+    return Finish(ctx, FromStoreStatus(loaded));
   }
-  *resp = std::move(*loaded);
+  if (resp->version() == 0) return Finish(ctx, CaseNotFound(case_id));
+  if (!actor->Covers(resp->organisation().jurisdiction())) {
+    return Finish(ctx, OutsideJurisdiction(*actor, case_id));
+  }
   return Finish(ctx, grpc::Status::OK);
 }
 

@@ -27,7 +27,8 @@ namespace casework::shell {
 
 class CaseServiceImpl final : public casework::v1::CaseService::CallbackService {
  public:
-  // Every command's request and answer live on an arena of the call (arena_messages.h).
+  // Every command's and GetCase's request and answer live on an arena of the call
+  // (arena_messages.h).
   CaseServiceImpl(CommandProcessor* processor, const Authenticator* auth);
 
   grpc::ServerUnaryReactor* CreateCase(grpc::CallbackServerContext* ctx,
@@ -60,6 +61,7 @@ class CaseServiceImpl final : public casework::v1::CaseService::CallbackService 
   const Authenticator* auth_;
   ArenaMessages<casework::v1::CreateCaseRequest, casework::v1::CaseCommandResponse>
       create_case_messages_;
+  ArenaMessages<casework::v1::GetCaseRequest, casework::v1::Case> get_case_messages_;
 #define CW_COMMAND_MESSAGES(Method, Request, field) \
   ArenaMessages<casework::v1::Request, casework::v1::CaseCommandResponse> field##_messages_;
   CW_CASE_COMMANDS(CW_COMMAND_MESSAGES)
