@@ -255,7 +255,19 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   }
   ProjectCase(row_before, state, &append.projections);
 
-  for (Event& event : events) *response->add_events()->mutable_event() = std::move(event);
+  // The core's events join the answer without a copy: each moves into a heap message
+  // that the answer's arena owns (a copy onto the arena would allocate every string again).
+  google::protobuf::Arena* arena = response->GetArena();
+  for (Event& event : events) {
+    EventRecord* record = response->add_events();
+    if (arena == nullptr) {
+      *record->mutable_event() = std::move(event);
+      continue;
+    }
+    auto* owned = new Event(std::move(event));
+    arena->Own(owned);
+    record->unsafe_arena_set_allocated_event(owned);
+  }
 
   const bool creating = row_before.version == 0;
   log_->AppendAsync(std::move(append), [response, creating, done = std::move(done)](
