@@ -47,7 +47,15 @@ if (( want_test )); then
      [[ "$("$root/.cache/npm/node_modules/.bin/buf" --version 2>/dev/null)" != "$buf_version" ]]; then
     echo "deps: installing @bufbuild/buf@$buf_version from npm"
     mkdir -p "$root/.cache/npm"
-    npm install --silent --no-audit --no-fund --prefix "$root/.cache/npm" \
-      "@bufbuild/buf@$buf_version" >/dev/null
+    npm_log=$(mktemp)
+    if ! npm install --no-audit --no-fund --prefix "$root/.cache/npm" \
+      "@bufbuild/buf@$buf_version" >"$npm_log" 2>&1; then
+      cat "$npm_log" >&2
+      rm -f "$npm_log"
+      echo "deps: npm could not install @bufbuild/buf@$buf_version (its messages are above);" \
+        "check that the npm registry is reachable and its certificate trusted" >&2
+      exit 1
+    fi
+    rm -f "$npm_log"
   fi
 fi
