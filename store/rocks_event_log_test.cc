@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -13,6 +14,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -397,6 +399,79 @@ TEST(RocksEventLog, DestructionCommitsWhatIsQueued) {
   EXPECT_EQ(log->Size(), 10);
 }
 
+// Options::answer_thread off: the writer (or, for a lone append, the calling thread) runs
+// each batch's callbacks itself before it takes the next batch. Callbacks that append
+// again from there are taken into later batches, answers keep the order of the log, and
+// nothing is lost or answered twice.
+TEST(RocksEventLog, WithoutTheAnswerThreadCallbacksRunInOrderAndMayAppendAgain) {
+  TempDir dir;
+  RocksEventLog::Options options;
+  options.answer_thread = false;
+  auto log = OpenLog(dir.Sub("log"), options);
+  constexpr int kChains = 8;
+  constexpr int kAppendsPerChain = 40;
+  absl::Mutex mu;
+  std::vector<int64_t> answered_positions;  // in the order the callbacks ran
+  int failures = 0;
+  int chains_done = 0;
+  absl::Notification all_done;
+  // Appends event `i` to chain `c`; its callback appends event i + 1.
+  std::function<void(int, int)> append = [&](int c, int i) {
+    log->AppendAsync(Request(absl::StrCat("chain/", c), i, {absl::StrCat(c, "/", i)}),
+                     [&, c, i](absl::StatusOr<AppendResult> result) {
+                       {
+                         absl::MutexLock lock(&mu);
+                         if (!result.ok()) {
+                           ++failures;
+                         } else {
+                           answered_positions.push_back(result->first_position);
+                         }
+                         if (!result.ok() || i + 1 == kAppendsPerChain) {
+                           if (++chains_done == kChains) all_done.Notify();
+                           return;
+                         }
+                       }
+                       append(c, i + 1);
+                     });
+  };
+  for (int c = 0; c < kChains; ++c) append(c, 0);
+  ASSERT_TRUE(all_done.WaitForNotificationWithTimeout(absl::Seconds(120)));
+  EXPECT_EQ(log->Size(), kChains * kAppendsPerChain);
+  for (int c = 0; c < kChains; ++c) {
+    EXPECT_THAT(log->StreamVersion(absl::StrCat("chain/", c)), IsOkAndHolds(kAppendsPerChain));
+  }
+  // The log's threads end before the state their callbacks touched.
+  log.reset();
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(failures, 0);
+  ASSERT_EQ(answered_positions.size(), static_cast<size_t>(kChains * kAppendsPerChain));
+  for (size_t i = 1; i < answered_positions.size(); ++i) {
+    ASSERT_LT(answered_positions[i - 1], answered_positions[i]) << "answer " << i;
+  }
+}
+
+// The same as DestructionCommitsWhatIsQueued, with the writer answering.
+TEST(RocksEventLog, WithoutTheAnswerThreadDestructionCommitsWhatIsQueued) {
+  TempDir dir;
+  Answers answers;
+  RocksEventLog::Options options;
+  options.answer_thread = false;
+  {
+    auto log = OpenLog(dir.Sub("log"), options);
+    log->PauseCommitsForTesting(true);
+    for (size_t i = 0; i < 10; ++i) {
+      log->AppendAsync(Request(absl::StrCat("s", i), 0, {"e"}), answers.Slot(i));
+    }
+  }
+  answers.WaitAll();
+  {
+    absl::MutexLock lock(&answers.mu);
+    for (const auto& r : answers.results) EXPECT_THAT(r, IsOk());
+  }
+  auto log = OpenLog(dir.Sub("log"), options);
+  EXPECT_EQ(log->Size(), 10);
+}
+
 TEST(RocksEventLog, CommitListenerSeesEachDurableSize) {
   TempDir dir;
   auto log = OpenLog(dir.Sub("log"));
@@ -573,13 +648,15 @@ TEST(RocksEventLog, MemoryUsageNamesWhatTheLogHolds) {
 // tokens (the log then trusts the version the caller read when nothing was appended to
 // the stream since the token) and a version cache of four entries, emptied all the time,
 // so that tokens go stale: a token trusted wrongly would put two events at one version.
-class ConcurrentAppenders : public ::testing::TestWithParam<bool> {};
+// Both with the answer thread and with the writer answering each batch itself.
+class ConcurrentAppenders : public ::testing::TestWithParam<std::tuple<bool, bool>> {};
 
 TEST_P(ConcurrentAppenders, KeepPositionsGaplessAndVersionsContiguous) {
-  const bool tokens = GetParam();
+  const auto [tokens, answer_thread] = GetParam();
   TempDir dir;
   RocksEventLog::Options options;
   options.batch_events_max = 64;  // many batches, so pipelining is exercised
+  options.answer_thread = answer_thread;
   if (tokens) options.version_cache_entries_max = 4;
   auto log = OpenLog(dir.Sub("log"), options);
   constexpr int kThreads = 8;
@@ -654,9 +731,12 @@ TEST_P(ConcurrentAppenders, KeepPositionsGaplessAndVersionsContiguous) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(RocksEventLog, ConcurrentAppenders, ::testing::Values(false, true),
-                         [](const ::testing::TestParamInfo<bool>& info) {
-                           return info.param ? "WithReadTokens" : "WithoutReadTokens";
+INSTANTIATE_TEST_SUITE_P(RocksEventLog, ConcurrentAppenders,
+                         ::testing::Combine(::testing::Bool(), ::testing::Bool()),
+                         [](const ::testing::TestParamInfo<std::tuple<bool, bool>>& info) {
+                           return absl::StrCat(
+                               std::get<0>(info.param) ? "WithReadTokens" : "WithoutReadTokens",
+                               std::get<1>(info.param) ? "AnswerThread" : "WriterAnswers");
                          });
 
 // A token taken before another append to the stream does not make a stale version pass:
