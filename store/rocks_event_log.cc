@@ -344,16 +344,17 @@ class RocksEventLog::Impl {
   absl::StatusOr<StoredEvent> DecodeEvent(int64_t position, std::string_view value) const;
 
   // The sequencer wakes for new appends it has room for, and for an idle writer when it
-  // holds an open batch. While the writer is busy it waits until half as many appends as
-  // the last batch held have queued, not for each one: at 32 in flight it woke about 4
-  // times per batch of 10, and a wake-up (a context switch, about 10 us of CPU on this
-  // machine's virtual CPUs) cost more than taking the appends two at a time saves. The
-  // batch is still built while the previous one syncs (docs/benchmarks.md).
+  // holds an open batch. While the writer is busy it waits until as many appends as the
+  // last batch held have queued, not for each one: at 32 in flight it woke about 4 times
+  // per batch of 10 when it took each append, and a wake-up (a context switch, about
+  // 10 us of CPU on these virtual CPUs) cost more than taking the appends a few at a time
+  // saves. Waiting for half a batch was better, waiting for a whole one better still
+  // (docs/benchmarks.md). When appends arrive faster than the writer syncs, the next
+  // batch is still built while the previous one syncs.
   bool SequencerHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return (stopping_ && !open_pending_ && !direct_) || ResetDue() ||
            (!direct_ && (!paused_ || stopping_) && !queue_.empty() && !open_full_ &&
-            (WriterIdle() || stopping_ ||
-             queue_.size() >= std::max<size_t>(1, last_answered_ / 2))) ||
+            (WriterIdle() || stopping_ || queue_.size() >= std::max<size_t>(1, last_answered_))) ||
            (open_pending_ && WriterIdle() && OpenReady());
   }
   // A caller may write its append itself: nothing is queued, built or written (nor is
