@@ -62,9 +62,10 @@ class RocksEventLog final : public EventLog {
     // to the writer) that cost a lone caller more than the work. `done` then runs on the
     // calling thread too, unless answers of an earlier batch are still being run or
     // another append arrived meanwhile (then on the answer thread, to keep answers in
-    // order). The commit and write-state listeners run on that thread as well. Under
-    // concurrency batches hold more than one append and everything goes through the
-    // sequencer and the writer as before.
+    // order; without an answer thread always on the calling thread, which holds the
+    // writer's turn until its answers have run). The commit and write-state listeners
+    // run on that thread as well. Under concurrency batches hold more than one append
+    // and everything goes through the sequencer and the writer as before.
     bool direct_commit = true;
 
     // Memory and start-up. All memtables together stay below `memtable_bytes_max`; the
