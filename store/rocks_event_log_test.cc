@@ -380,11 +380,17 @@ TEST(RocksEventLog, FullQueueIsResourceExhausted) {
   EXPECT_THAT(answers.results[1], IsOk());
 }
 
-TEST(RocksEventLog, DestructionCommitsWhatIsQueued) {
+// Appends queued behind paused commits are written and answered when the log is
+// destroyed, with the answer thread or with the writer answering.
+class DestructionCommitsWhatIsQueued : public ::testing::TestWithParam<bool> {};
+
+TEST_P(DestructionCommitsWhatIsQueued, AndAnswersIt) {
   TempDir dir;
   Answers answers;
+  RocksEventLog::Options options;
+  options.answer_thread = GetParam();
   {
-    auto log = OpenLog(dir.Sub("log"));
+    auto log = OpenLog(dir.Sub("log"), options);
     log->PauseCommitsForTesting(true);
     for (size_t i = 0; i < 10; ++i) {
       log->AppendAsync(Request(absl::StrCat("s", i), 0, {"e"}), answers.Slot(i));
@@ -395,9 +401,14 @@ TEST(RocksEventLog, DestructionCommitsWhatIsQueued) {
     absl::MutexLock lock(&answers.mu);
     for (const auto& r : answers.results) EXPECT_THAT(r, IsOk());
   }
-  auto log = OpenLog(dir.Sub("log"));
+  auto log = OpenLog(dir.Sub("log"), options);
   EXPECT_EQ(log->Size(), 10);
 }
+
+INSTANTIATE_TEST_SUITE_P(RocksEventLog, DestructionCommitsWhatIsQueued, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "AnswerThread" : "WriterAnswers";
+                         });
 
 // Options::answer_thread off: the writer (or, for a lone append, the calling thread) runs
 // each batch's callbacks itself before it takes the next batch. Callbacks that append
@@ -448,28 +459,6 @@ TEST(RocksEventLog, WithoutTheAnswerThreadCallbacksRunInOrderAndMayAppendAgain) 
   for (size_t i = 1; i < answered_positions.size(); ++i) {
     ASSERT_LT(answered_positions[i - 1], answered_positions[i]) << "answer " << i;
   }
-}
-
-// The same as DestructionCommitsWhatIsQueued, with the writer answering.
-TEST(RocksEventLog, WithoutTheAnswerThreadDestructionCommitsWhatIsQueued) {
-  TempDir dir;
-  Answers answers;
-  RocksEventLog::Options options;
-  options.answer_thread = false;
-  {
-    auto log = OpenLog(dir.Sub("log"), options);
-    log->PauseCommitsForTesting(true);
-    for (size_t i = 0; i < 10; ++i) {
-      log->AppendAsync(Request(absl::StrCat("s", i), 0, {"e"}), answers.Slot(i));
-    }
-  }
-  answers.WaitAll();
-  {
-    absl::MutexLock lock(&answers.mu);
-    for (const auto& r : answers.results) EXPECT_THAT(r, IsOk());
-  }
-  auto log = OpenLog(dir.Sub("log"), options);
-  EXPECT_EQ(log->Size(), 10);
 }
 
 TEST(RocksEventLog, CommitListenerSeesEachDurableSize) {
