@@ -309,7 +309,10 @@ class RocksEventLog::Impl {
   void WriterLoop();
   void AnswererLoop();
   void Answer(std::unique_ptr<Batch> batch);
-  std::vector<Pending> Take(size_t events, size_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes queued appends that fit a batch already holding `events` and `bytes`; sets
+  // `*blocked` when the queue's first append does not fit.
+  std::vector<Pending> Take(size_t events, size_t bytes, bool* blocked)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<AppendResult> Apply(const AppendRequest& request, Batch* batch, Overlay* overlay);
   absl::StatusOr<std::optional<AppendResult>> FindRequest(const std::string& key,
                                                           const AppendRequest& request,
@@ -957,7 +960,7 @@ void RocksEventLog::Impl::AnswerNow(Batch& batch) {
   for (Outcome& outcome : batch.outcomes) std::move(outcome.done)(std::move(outcome.result));
 }
 
-std::vector<Pending> RocksEventLog::Impl::Take(size_t events, size_t bytes) {
+std::vector<Pending> RocksEventLog::Impl::Take(size_t events, size_t bytes, bool* blocked) {
   // `events` and `bytes` are already in the open batch; a batch always takes at least one
   // append, whatever its size (Validate bounds each append).
   std::vector<Pending> taken;
@@ -967,6 +970,7 @@ std::vector<Pending> RocksEventLog::Impl::Take(size_t events, size_t bytes) {
     size_t next_bytes = RequestBytes(next);
     if ((events > 0 || !taken.empty()) && (events + next_events > options_.batch_events_max ||
                                            bytes + next_bytes > options_.batch_bytes_max)) {
+      *blocked = true;
       break;
     }
     events += next_events;
@@ -986,6 +990,7 @@ void RocksEventLog::Impl::SequencerLoop() {
     std::vector<Pending> taken;
     bool lingered = false;
     bool reset = false;
+    bool blocked = false;  // the queue's first append does not fit the open batch
     {
       absl::MutexLock lock(&mu_);
       while (!SequencerHasWork()) {
@@ -1004,7 +1009,7 @@ void RocksEventLog::Impl::SequencerLoop() {
       if (ResetDue() && open == nullptr) {
         reset = true;
       } else if ((!paused_ || stopping_) && !direct_) {
-        taken = open == nullptr ? Take(0, 0) : Take(open->events, open->bytes);
+        taken = open == nullptr ? Take(0, 0, &blocked) : Take(open->events, open->bytes, &blocked);
       }
       seq_busy_ = true;
     }
@@ -1058,8 +1063,13 @@ void RocksEventLog::Impl::SequencerLoop() {
       absl::MutexLock lock(&mu_);
       seq_busy_ = false;
       open_pending_ = open != nullptr;
-      open_full_ = open != nullptr && (open->events >= options_.batch_events_max ||
-                                       open->bytes >= options_.batch_bytes_max);
+      // An open batch that the next queued append does not fit is full as well: it cannot
+      // grow (only this thread takes from the queue, callers add at its back), so it is
+      // handed over as soon as the writer is idle, and the sequencer does not wake for a
+      // queue it cannot take from.
+      open_full_ =
+          open != nullptr && (open_full_ || blocked || open->events >= options_.batch_events_max ||
+                              open->bytes >= options_.batch_bytes_max);
       open_appends_ = open == nullptr ? 0 : open->outcomes.size();
       if (open != nullptr && WriterIdle() && (lingered || OpenReady())) {
         refused = Publish(std::move(open), std::move(overlay));

@@ -216,6 +216,21 @@ struct Answers {
         },
         &results));
   }
+  // False when some answer is still missing after `timeout`.
+  bool WaitAllFor(absl::Duration timeout) {
+    absl::MutexLock lock(&mu);
+    return mu.AwaitWithTimeout(absl::Condition(
+                                   +[](std::vector<absl::StatusOr<AppendResult>>* r) {
+                                     for (const auto& x : *r) {
+                                       if (x.status().code() == absl::StatusCode::kUnknown) {
+                                         return false;
+                                       }
+                                     }
+                                     return true;
+                                   },
+                                   &results),
+                               timeout);
+  }
 };
 
 TEST(RocksEventLog, OneBatchChecksVersionsAndRequestIdsOfItsOwnAppends) {
@@ -379,6 +394,51 @@ TEST(RocksEventLog, FullQueueIsResourceExhausted) {
   EXPECT_THAT(answers.results[0], IsOk());
   EXPECT_THAT(answers.results[1], IsOk());
 }
+
+// An open batch that the next queued append does not fit is written at once, whatever
+// the size of the last batch: it can take nothing more. Three appends of 3 events (or of
+// 3 KiB) arrive after a batch of five; the batch limit (8 events, or 8 KiB) fits two of
+// them, so the first batch holds two appends and the third follows in a second one.
+class AnAppendThatDoesNotFit : public ::testing::TestWithParam<bool> {};
+
+TEST_P(AnAppendThatDoesNotFit, ClosesTheOpenBatch) {
+  const bool by_bytes = GetParam();
+  TempDir dir;
+  RocksEventLog::Options options;
+  if (by_bytes) {
+    options.batch_bytes_max = 8 * 1024;
+  } else {
+    options.batch_events_max = 8;
+  }
+  Answers first;
+  Answers answers;  // outlives the log, which answers what is left when destroyed
+  auto log = OpenLog(dir.Sub("log"), options);
+  // A batch of five appends: the log then waits for about five before it writes.
+  log->PauseCommitsForTesting(true);
+  for (size_t i = 0; i < 5; ++i) {
+    log->AppendAsync(Request(absl::StrCat("small", i), 0, {"e"}), first.Slot(i));
+  }
+  log->PauseCommitsForTesting(false);
+  first.WaitAll();
+  log->PauseCommitsForTesting(true);
+  const std::vector<std::string> events = by_bytes
+                                              ? std::vector<std::string>{std::string(3 * 1024, 'x')}
+                                              : std::vector<std::string>{"e1", "e2", "e3"};
+  for (size_t i = 0; i < 3; ++i) {
+    log->AppendAsync(Request(absl::StrCat("large", i), 0, events), answers.Slot(i));
+  }
+  log->PauseCommitsForTesting(false);
+  ASSERT_TRUE(answers.WaitAllFor(absl::Seconds(20)))
+      << "appends that do not fit one batch were not written";
+  absl::MutexLock lock(&answers.mu);
+  for (const auto& r : answers.results) EXPECT_THAT(r, IsOk());
+  EXPECT_EQ(log->Size(), by_bytes ? 8 : 14);
+}
+
+INSTANTIATE_TEST_SUITE_P(RocksEventLog, AnAppendThatDoesNotFit, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "ByBytes" : "ByEvents";
+                         });
 
 // Appends queued behind paused commits are written and answered when the log is
 // destroyed, with the answer thread or with the writer answering.
