@@ -441,8 +441,8 @@ TEST_F(AuditTest, SignedClosureVerifiesDeepAndOffline) {
   {"id": "inspector", "roles": ["inspector"], "jurisdiction": "jiangcheng"},
   {"id": "admin", "roles": ["admin"], "jurisdiction": "jiangcheng"},
   {"id": "auditor", "roles": ["auditor"], "jurisdiction": "jiangcheng"},
-  {"id": "approver.county", "roles": ["approver"], "jurisdiction": "jiangcheng/dongshan"},
-  {"id": "approver.city", "roles": ["approver"], "jurisdiction": "jiangcheng"}
+  {"id": "approver.county", "roles": ["approver"], "jurisdiction": "jiangcheng/dongshan", "approval_level": "county"},
+  {"id": "approver.city", "roles": ["approver"], "jurisdiction": "jiangcheng", "approval_level": "city"}
 ]})";
   }
   principals_ = dir_.path() / "signers.json";

@@ -47,9 +47,10 @@ std::filesystem::path WritePrincipals(const std::filesystem::path& dir) {
   {"id": "inspector", "roles": ["inspector"], "jurisdiction": "jiangcheng"},
   {"id": "admin", "roles": ["admin"], "jurisdiction": "jiangcheng"},
   {"id": "admin.xihe", "roles": ["admin"], "jurisdiction": "jiangcheng/xihe"},
-  {"id": "approver.county", "roles": ["approver"], "jurisdiction": "jiangcheng/dongshan"},
-  {"id": "approver.city", "roles": ["approver"], "jurisdiction": "jiangcheng"},
-  {"id": "approver.other", "roles": ["approver"], "jurisdiction": "jiangcheng"}
+  {"id": "approver.county", "roles": ["approver"], "jurisdiction": "jiangcheng/dongshan", "approval_level": "county"},
+  {"id": "approver.city", "roles": ["approver"], "jurisdiction": "jiangcheng", "approval_level": "city"},
+  {"id": "approver.other", "roles": ["approver"], "jurisdiction": "jiangcheng", "approval_level": "county"},
+  {"id": "approver.unlevelled", "roles": ["approver"], "jurisdiction": "jiangcheng"}
 ]})";
   return path;
 }
@@ -230,6 +231,11 @@ TEST_F(SignOffTest, EnrollmentChecksCallerKeyAndApprover) {
                  INVALID_ARGUMENT, "PERSON_ID_INVALID");
   EXPECT_REFUSED(Register("admin", "approver.county", pk, v1::APPROVAL_LEVEL_UNSPECIFIED, &resp),
                  INVALID_ARGUMENT, "APPROVER_LEVEL_INVALID");
+  // The level is the approver's, from the principals file: a registration cannot raise it.
+  EXPECT_REFUSED(Register("admin", "approver.county", pk, v1::APPROVAL_LEVEL_CITY, &resp),
+                 FAILED_PRECONDITION, "APPROVER_LEVEL_MISMATCH");
+  EXPECT_REFUSED(Register("admin", "approver.unlevelled", pk, v1::APPROVAL_LEVEL_COUNTY, &resp),
+                 FAILED_PRECONDITION, "APPROVER_LEVEL_NOT_IN_PRINCIPALS");
   EXPECT_REFUSED(
       Register("admin", "approver.county", pk.substr(0, 31), v1::APPROVAL_LEVEL_COUNTY, &resp),
       INVALID_ARGUMENT, "PUBLIC_KEY_MALFORMED");

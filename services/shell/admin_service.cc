@@ -140,6 +140,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RegisterApproverKey(
     return Finish(ctx, grpc::Status::OK);
   }
 
+  // The level the approver holds in the principals file: a key signs at that level and
+  // no other, so that registering a key cannot raise an approver's level.
+  casework::v1::ApprovalLevel held = casework::v1::APPROVAL_LEVEL_UNSPECIFIED;
   {
     auto principals = principals_->Get();
     const workflow::Principal* approver = principals->Find(req->approver());
@@ -154,6 +157,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RegisterApproverKey(
                                         "\" 不是具有审批人角色的授权用户；请先将其加入授权名单")));
     }
     if (!actor.Covers(approver->jurisdiction)) return Finish(ctx, NotCovered(actor, *approver));
+    held = approver->approval_level;
   }
   if (req->level() != casework::v1::APPROVAL_LEVEL_COUNTY &&
       req->level() != casework::v1::APPROVAL_LEVEL_CITY) {
@@ -161,6 +165,30 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RegisterApproverKey(
                   ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "APPROVER_LEVEL_INVALID", "level",
                               "level must be APPROVAL_LEVEL_COUNTY or APPROVAL_LEVEL_CITY",
                               "层级须为县级（COUNTY）或市级（CITY）"));
+  }
+  if (held == casework::v1::APPROVAL_LEVEL_UNSPECIFIED) {
+    return Finish(
+        ctx, ErrorStatus(grpc::StatusCode::FAILED_PRECONDITION, "APPROVER_LEVEL_NOT_IN_PRINCIPALS",
+                         "level",
+                         absl::StrCat("\"", req->approver(),
+                                      "\" has no approval_level in the principals file; set it "
+                                      "to \"county\" or \"city\" there first (a key signs at "
+                                      "the level its approver holds)"),
+                         absl::StrCat("\"", req->approver(),
+                                      "\" 在授权名单中未设置审批层级（approval_level）；请先设为 "
+                                      "\"county\" 或 \"city\"（密钥按审批人的层级签署）")));
+  }
+  if (req->level() != held) {
+    const bool city = held == casework::v1::APPROVAL_LEVEL_CITY;
+    return Finish(
+        ctx,
+        ErrorStatus(grpc::StatusCode::FAILED_PRECONDITION, "APPROVER_LEVEL_MISMATCH", "level",
+                    absl::StrCat("\"", req->approver(), "\" holds level ", city ? "CITY" : "COUNTY",
+                                 " in the principals file; register the key at that level "
+                                 "(APPROVAL_LEVEL_",
+                                 city ? "CITY" : "COUNTY", ")"),
+                    absl::StrCat("\"", req->approver(), "\" 在授权名单中的审批层级为",
+                                 city ? "市级" : "县级", "；请按该层级登记密钥")));
   }
   switch (CheckApproverPublicKey(req->public_key())) {
     case PublicKeyCheck::kOk:
@@ -232,11 +260,26 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RegisterApproverKey(
   resp->set_key_id(key_id);
 
   auto* reactor = ctx->DefaultReactor();
-  log_->AppendAsync(
-      std::move(append), [this, reactor, key_id](absl::StatusOr<store::AppendResult> result) {
-        Release(key_id);
-        reactor->Finish(result.ok() ? grpc::Status::OK : AppendFailed(result.status()));
-      });
+  log_->AppendAsync(std::move(append), [this, reactor, resp, key_id,
+                                        fingerprint](absl::StatusOr<store::AppendResult> result) {
+    Release(key_id);
+    if (!result.ok()) {
+      reactor->Finish(AppendFailed(result.status()));
+      return;
+    }
+    if (result->replayed) {
+      // The same request id was appended first by another call, not yet durable when
+      // this one looked: this registration was not appended.
+      if (result->request_fingerprint != fingerprint) {
+        resp->Clear();
+        reactor->Finish(ReusedRequestId());
+        return;
+      }
+      auto key = keys_.Find(key_id);
+      if (key.ok() && key->has_value()) *resp->mutable_key() = **key;
+    }
+    reactor->Finish(grpc::Status::OK);
+  });
   return reactor;
 }
 
@@ -314,9 +357,19 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeApproverKey(
   append.events.push_back(event.SerializeAsString());
 
   auto* reactor = ctx->DefaultReactor();
-  log_->AppendAsync(std::move(append), [reactor](absl::StatusOr<store::AppendResult> result) {
-    reactor->Finish(result.ok() ? grpc::Status::OK : AppendFailed(result.status()));
-  });
+  log_->AppendAsync(std::move(append),
+                    [reactor, fingerprint](absl::StatusOr<store::AppendResult> result) {
+                      if (!result.ok()) {
+                        reactor->Finish(AppendFailed(result.status()));
+                        return;
+                      }
+                      // A replay of another call's request id (appended first, not yet durable when
+                      // this one looked): this revocation was not appended; only the same request
+                      // succeeded.
+                      reactor->Finish(result->replayed && result->request_fingerprint != fingerprint
+                                          ? ReusedRequestId()
+                                          : grpc::Status::OK);
+                    });
   return reactor;
 }
 

@@ -270,7 +270,8 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   }
 
   const bool creating = row_before.version == 0;
-  log_->AppendAsync(std::move(append), [response, creating, done = std::move(done)](
+  log_->AppendAsync(std::move(append), [this, case_id, fingerprint, response, creating,
+                                        done = std::move(done)](
                                            absl::StatusOr<store::AppendResult> result) mutable {
     if (!result.ok()) {
       if (result.status().code() == absl::StatusCode::kAborted && creating) {
@@ -292,11 +293,19 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
       std::move(done)(FromStoreStatus(result.status()));
       return;
     }
+    if (result->replayed) {
+      // The same request id reached the log first in another call, which was not yet
+      // durable when this one looked it up: this decision was not appended. Answer as a
+      // retry: the first request's answer, or REQUEST_ID_REUSED when it was another request.
+      // The first append is durable by now (in this batch or an earlier one).
+      response->Clear();
+      AnswerRetry(case_id, *result, fingerprint, response, std::move(done));
+      return;
+    }
     for (int i = 0; i < response->events_size(); ++i) {
       response->mutable_events(i)->set_position(result->first_position + i);
     }
     response->mutable_case_()->set_last_position(result->first_position + result->event_count - 1);
-    if (result->replayed) response->set_replayed(true);
     std::move(done)(grpc::Status::OK);
   });
 }

@@ -461,20 +461,26 @@ grpc::ServerUnaryReactor* OversightServiceImpl::RecordCounty(
   append.request_fingerprint = fingerprint;
   append.events.push_back(envelope.SerializeAsString());
   auto* reactor = ctx->DefaultReactor();
-  log_->AppendAsync(std::move(append), [reactor, resp](absl::StatusOr<store::AppendResult> result) {
-    if (!result.ok()) {
-      reactor->Finish(result.status().code() == absl::StatusCode::kAborted
-                          ? ErrorStatus(grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "",
-                                        "another record was written to this county "
-                                        "meanwhile; retry with the same request_id",
-                                        "该县同时有其他记录写入；请用同一 request_id 重试")
-                          : FromStoreStatus(result.status()));
-      return;
-    }
-    resp->set_version(result->version);
-    resp->set_position(result->first_position);
-    reactor->Finish(grpc::Status::OK);
-  });
+  log_->AppendAsync(
+      std::move(append), [reactor, resp, fingerprint](absl::StatusOr<store::AppendResult> result) {
+        if (result.ok() && result->replayed && result->request_fingerprint != fingerprint) {
+          // Another call appended this request id first with another request.
+          reactor->Finish(RequestIdReused());
+          return;
+        }
+        if (!result.ok()) {
+          reactor->Finish(result.status().code() == absl::StatusCode::kAborted
+                              ? ErrorStatus(grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "",
+                                            "another record was written to this county "
+                                            "meanwhile; retry with the same request_id",
+                                            "该县同时有其他记录写入；请用同一 request_id 重试")
+                              : FromStoreStatus(result.status()));
+          return;
+        }
+        resp->set_version(result->version);
+        resp->set_position(result->first_position);
+        reactor->Finish(grpc::Status::OK);
+      });
   return reactor;
 }
 
@@ -638,6 +644,11 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
                                                       " 的登记数据同时被修改；请用同一 "
                                                       "request_id 重试"))
                           : FromStoreStatus(result.status()));
+      return;
+    }
+    if (result->replayed && result->request_fingerprint != fingerprint) {
+      // Another import appended this request id first with other rows.
+      reactor->Finish(RequestIdReused());
       return;
     }
     resp->set_imported(resp->imported() + imported);

@@ -1,0 +1,120 @@
+// CommandProcessor on a real RocksEventLog: a request id sent twice before the first is
+// durable. Both calls look the id up, find nothing stored, and decide; the log finds the
+// first among the appends not yet durable and appends nothing for the second. The second
+// must then be answered as a retry (the first answer), or refused as REQUEST_ID_REUSED
+// when its request differs, never with its own decision, which was not appended.
+#include "services/shell/command_processor.h"
+
+#include <memory>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "gtest/gtest.h"
+#include "services/workflow/workflow_testing.h"
+#include "store/rocks_event_log.h"
+#include "store/testing/temp_dir.h"
+
+namespace casework::shell {
+namespace {
+
+namespace v1 = ::casework::v1;
+using store::testing::TempDir;
+using workflow::testing::Cast;
+using workflow::testing::kCaseId;
+using workflow::testing::kHourMicros;
+using workflow::testing::kStartMicros;
+
+// One command's answer, waited for.
+struct Answer {
+  absl::Mutex mu;
+  bool done ABSL_GUARDED_BY(mu) = false;
+  grpc::Status status ABSL_GUARDED_BY(mu);
+  v1::CaseCommandResponse response;
+
+  CommandProcessor::Done Callback() {
+    return [this](grpc::Status s) {
+      absl::MutexLock lock(&mu);
+      status = std::move(s);
+      done = true;
+    };
+  }
+  grpc::Status Wait() {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&done));
+    return status;
+  }
+};
+
+class ConcurrentRetry : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store::RocksEventLog::Options options;
+    options.path = dir_.Sub("log");
+    auto log = store::RocksEventLog::Open(options);
+    ASSERT_TRUE(log.ok()) << log.status();
+    log_ = *std::move(log);
+    // Every call reads a later time, so a decision made anew shows in its events.
+    processor_ = std::make_unique<CommandProcessor>(log_.get(), workflow::Policy{},
+                                                    [this] { return now_ += kHourMicros; });
+    Answer created;
+    processor_->Execute(cast_.lister, kCaseId, workflow::testing::CreateCase(kStartMicros),
+                        &created.response, created.Callback());
+    ASSERT_TRUE(created.Wait().ok());
+  }
+
+  // Executes `first` and `second` while the log holds its commits, then lets them go.
+  void Race(const v1::Command& first, const v1::Command& second, Answer* a, Answer* b) {
+    log_->PauseCommitsForTesting(true);
+    processor_->Execute(cast_.reviewer, kCaseId, first, &a->response, a->Callback());
+    processor_->Execute(cast_.reviewer, kCaseId, second, &b->response, b->Callback());
+    log_->PauseCommitsForTesting(false);
+  }
+
+  TempDir dir_;
+  Cast cast_;
+  int64_t now_ = kStartMicros;
+  std::unique_ptr<store::RocksEventLog> log_;
+  std::unique_ptr<CommandProcessor> processor_;
+};
+
+TEST_F(ConcurrentRetry, TheSameRequestIsAnsweredWithTheFirstAnswer) {
+  Answer a;
+  Answer b;
+  const v1::Command review = workflow::testing::ReviewListing(1);
+  Race(review, review, &a, &b);
+  ASSERT_TRUE(a.Wait().ok());
+  ASSERT_TRUE(b.Wait().ok());
+  EXPECT_FALSE(a.response.replayed());
+  EXPECT_TRUE(b.response.replayed());
+  ASSERT_EQ(a.response.events_size(), 1);
+  ASSERT_EQ(b.response.events_size(), 1);
+  // The recorded event, not the second decision (which read a later clock).
+  EXPECT_EQ(b.response.events(0).position(), a.response.events(0).position());
+  EXPECT_EQ(b.response.events(0).event().time().seconds(),
+            a.response.events(0).event().time().seconds());
+  EXPECT_EQ(b.response.events(0).event().SerializeAsString(),
+            a.response.events(0).event().SerializeAsString());
+  EXPECT_EQ(b.response.case_().version(), 2);
+  EXPECT_EQ(b.response.case_().last_position(), a.response.events(0).position());
+  EXPECT_EQ(log_->Size(), 2);
+}
+
+TEST_F(ConcurrentRetry, ADifferentRequestWithTheSameIdIsRefused) {
+  Answer a;
+  Answer b;
+  Race(workflow::testing::ReviewListing(1, /*confirmed=*/true),
+       workflow::testing::ReviewListing(1, /*confirmed=*/false), &a, &b);
+  ASSERT_TRUE(a.Wait().ok());
+  const grpc::Status refused = b.Wait();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(refused.error_message().find("request_id was already used"), std::string::npos)
+      << refused.error_message();
+  EXPECT_EQ(b.response.events_size(), 0);
+  EXPECT_EQ(log_->Size(), 2);
+  auto state = processor_->LoadCase(kCaseId);
+  ASSERT_TRUE(state.ok());
+  EXPECT_TRUE(state->listing_review().confirmed());
+}
+
+}  // namespace
+}  // namespace casework::shell
