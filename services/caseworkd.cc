@@ -586,6 +586,9 @@ int main(int argc, char** argv) {
     break;
   }
   server->Wait();
+  // No watch is left, but a dispatcher may still be reading the log for one that was
+  // cancelled: stop them before the log closes.
+  event_service.Stop();
   // The metrics server outlives the log: it must stop asking the log for its memory first
   // (a scrape holds the metrics' lock while it asks).
   metrics.SetLogMemorySource(nullptr);

@@ -564,11 +564,17 @@ EventServiceImpl::EventServiceImpl(store::RocksEventLog* log, const Authenticato
 
 EventServiceImpl::~EventServiceImpl() {
   commits_->Unsubscribe(token_);
+  Stop();
+}
+
+void EventServiceImpl::Stop() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
-  for (std::thread& t : threads_) t.join();
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
 }
 
 void EventServiceImpl::Schedule(const std::shared_ptr<Watch>& watch) {

@@ -103,6 +103,12 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
   // Call after the gRPC server has stopped (no watch left).
   ~EventServiceImpl() override;
 
+  // Stops the dispatcher threads and waits for them: a dispatcher may still be building a
+  // message from the log for a watch that was cancelled and finished meanwhile, so the
+  // log must not go before this returns. Call after the gRPC server has stopped and
+  // before the log is closed; the destructor calls it too. Idempotent.
+  void Stop();
+
   grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchEvents(grpc::CallbackServerContext* ctx,
                                                           const grpc::ByteBuffer* request) override;
 
