@@ -12,9 +12,11 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/synchronization/notification.h"
 #include "casework/v1/admin_service.grpc.pb.h"
 #include "clients/client.h"
 #include "clients/signing.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "services/workflow/statement.h"
@@ -466,8 +468,33 @@ TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) 
   }
   EXPECT_EQ(verified, 2);
 
+  // A call of a method the server does not serve, with a quote in its path: counted as
+  // "unknown", so that clients cannot add labels (nor break the text format).
+  {
+    auto c = As("admin");
+    grpc::GenericStub generic(c->channel());
+    grpc::Slice empty("");
+    grpc::ByteBuffer request(&empty, 1);
+    grpc::ByteBuffer reply;
+    auto ctx = c->NewContext();
+    absl::Notification answered;
+    grpc::Status unknown;
+    generic.UnaryCall(ctx.get(), "/x.Y/not\"served", grpc::StubOptions(), &request, &reply,
+                      [&](grpc::Status status) {
+                        unknown = std::move(status);
+                        answered.Notify();
+                      });
+    answered.WaitForNotification();
+    EXPECT_EQ(unknown.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  }
+
   // Refused signatures are counted by reason.
   const std::string metrics = MetricsText();
+  EXPECT_NE(
+      metrics.find("casework_rpc_requests_total{method=\"unknown\",code=\"UNIMPLEMENTED\"} 1"),
+      std::string::npos)
+      << metrics;
+  EXPECT_EQ(metrics.find("x.Y"), std::string::npos);
   EXPECT_NE(metrics.find("casework_refused_attempts_total{reason=\"SIGNATURE_INVALID\"} 6"),
             std::string::npos)
       << metrics;

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "google/protobuf/descriptor.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "grpcpp/server_context.h"
@@ -42,6 +43,26 @@ std::string ReasonOf(const grpc::Status& status) {
 // counted as a refused attempt whatever its status code.
 bool IsSignatureReason(const std::string& reason) {
   return reason.rfind("SIGNATURE_", 0) == 0 || reason.rfind("KEY_", 0) == 0;
+}
+
+// Whether `path` ("/package.Service/Method") names a method of a service compiled into
+// this server (its descriptor is in the generated pool), or of gRPC's health service.
+// Clients choose the path, and gRPC runs interceptors for unknown methods as well (it
+// answers them UNIMPLEMENTED), so the metrics record such calls under "unknown": a table
+// keyed by any path would grow without bound, and a quote in one would break the text
+// format of every later scrape.
+bool KnownMethod(std::string_view path) {
+  if (path == "/grpc.health.v1.Health/Check" || path == "/grpc.health.v1.Health/Watch") {
+    return true;
+  }
+  if (path.size() < 4 || path[0] != '/') return false;
+  const size_t slash = path.find('/', 1);
+  if (slash == std::string_view::npos || slash + 1 == path.size()) return false;
+  const google::protobuf::ServiceDescriptor* service =
+      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+          std::string(path.substr(1, slash - 1)));
+  return service != nullptr &&
+         service->FindMethodByName(std::string(path.substr(slash + 1))) != nullptr;
 }
 
 class MetricsInterceptor final : public grpc::experimental::Interceptor {
@@ -106,8 +127,11 @@ Metrics::MethodStats* Metrics::StatsFor(const std::string& method) {
     auto it = methods_.find(method);
     if (it != methods_.end()) return it->second.get();
   }
+  // A method's first call (or a call of no known method, every time).
+  static const std::string kUnknown = "unknown";
+  const std::string& key = KnownMethod(method) ? method : kUnknown;
   absl::MutexLock lock(&mu_);
-  auto& slot = methods_[method];
+  auto& slot = methods_[key];
   if (!slot) slot = std::make_unique<MethodStats>();
   return slot.get();
 }
