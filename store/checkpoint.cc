@@ -97,17 +97,6 @@ absl::Status Errno(std::string_view what, const std::string& path) {
   return absl::UnavailableError(absl::StrCat(Sv(what), " ", path, ": ", std::strerror(errno)));
 }
 
-absl::Status SyncDirectoryOf(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Errno("cannot open directory", dir);
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return Errno("cannot sync directory", dir);
-  return absl::OkStatus();
-}
-
 absl::Status WriteAll(int fd, std::string_view data, const std::string& path) {
   while (!data.empty()) {
     ssize_t n = ::write(fd, data.data(), data.size());
@@ -119,6 +108,17 @@ absl::Status WriteAll(int fd, std::string_view data, const std::string& path) {
 }
 
 }  // namespace
+
+absl::Status SyncDirectoryOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Errno("cannot open directory", dir);
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return Errno("cannot sync directory", dir);
+  return absl::OkStatus();
+}
 
 bool IsValidNoteKeyName(std::string_view name) {
   if (name.empty()) return false;

@@ -122,6 +122,8 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(std::string_view message, const NoteVe
 // readable by group or others; kUnavailable on I/O errors.
 absl::StatusOr<NoteSigner> LoadOrCreateSigningKey(const std::string& path, std::string name);
 
+// Fsyncs the directory that holds `path` (after a rename or a create in it).
+absl::Status SyncDirectoryOf(const std::string& path);
 // Replaces `path` with `contents` durably: write a temporary file, fsync, rename,
 // fsync the directory.
 absl::Status WriteFileDurably(const std::string& path, std::string_view contents);

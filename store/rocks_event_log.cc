@@ -1812,8 +1812,26 @@ absl::StatusOr<std::unique_ptr<rocksdb::BackupEngine>> OpenBackupEngine(const st
   return std::unique_ptr<rocksdb::BackupEngine>(engine);
 }
 
+// Checks the files of backup `id` and restores them into `target`; nothing is left at
+// `target` when either fails.
+absl::Status RestoreFiles(rocksdb::BackupEngine& engine, uint32_t id, const std::string& target) {
+  absl::Status status = FromRocks(engine.VerifyBackup(id, /*verify_with_checksum=*/true),
+                                  absl::StrCat("checking the files of backup ", id));
+  if (status.ok()) {
+    status = FromRocks(engine.RestoreDBFromBackup(id, target, target),
+                       absl::StrCat("restoring backup ", id));
+  }
+  if (!status.ok()) {
+    std::error_code ec;
+    std::filesystem::remove_all(target, ec);
+  }
+  return status;
+}
+
 // Restores the latest backup of `dir` into `target` and verifies it in full against the
-// checkpoint saved with it. Leaves the restored log at `target` only when it verifies.
+// checkpoint saved with it: its tree must have exactly the checkpoint's size and root
+// (an event past the checkpoint is covered by no signature), and every stored event and
+// subtree must match. Leaves the restored log at `target` only when it verifies.
 absl::Status RestoreAndVerify(rocksdb::BackupEngine& engine, const std::string& dir,
                               const RocksEventLog::Options& options, const std::string& target) {
   std::vector<rocksdb::BackupInfo> backups;
@@ -1823,27 +1841,39 @@ absl::Status RestoreAndVerify(rocksdb::BackupEngine& engine, const std::string& 
   }
   const uint32_t id = backups.back().backup_id;
   const std::string checkpoint = absl::StrCat(dir, "/checkpoint-", id);
-  if (!std::filesystem::exists(checkpoint)) {
+  constexpr size_t kCheckpointFileBytesMax = 64 * 1024;
+  STORE_ASSIGN_OR_RETURN(std::optional<std::string> checkpoint_text,
+                         ReadSmallFile(checkpoint, kCheckpointFileBytesMax));
+  if (!checkpoint_text.has_value()) {
     return absl::DataLossError(absl::StrCat("backup ", id, " in ", dir,
                                             " has no signed checkpoint beside it; refusing it"));
   }
-  STORE_RETURN_IF_ERROR(FromRocks(engine.VerifyBackup(id, /*verify_with_checksum=*/true),
-                                  absl::StrCat("checking the files of backup ", id)));
-  STORE_RETURN_IF_ERROR(FromRocks(engine.RestoreDBFromBackup(id, target, target),
-                                  absl::StrCat("restoring backup ", id)));
+  // The server key signed it (Restore checked that the key file exists).
+  STORE_ASSIGN_OR_RETURN(NoteSigner signer, LoadOrCreateSigningKey(options.signing_key_path,
+                                                                   options.checkpoint_origin));
+  absl::StatusOr<Checkpoint> covered =
+      OpenCheckpoint(*checkpoint_text, signer.verifier(), options.checkpoint_origin);
+  if (!covered.ok()) {
+    return absl::DataLossError(absl::StrCat("the checkpoint of backup ", id, " in ", dir,
+                                            " does not verify with the server key ",
+                                            options.signing_key_path, ": ",
+                                            covered.status().message()));
+  }
+  STORE_RETURN_IF_ERROR(RestoreFiles(engine, id, target));
   RocksEventLog::Options restored = options;
   restored.path = target;
   restored.create_if_missing = false;
   restored.checkpoint_path = target + ".checkpoint";
-  std::error_code ec;
-  std::filesystem::copy_file(checkpoint, restored.checkpoint_path,
-                             std::filesystem::copy_options::overwrite_existing, ec);
-  absl::Status status;
-  if (ec) status = absl::UnavailableError(absl::StrCat("copying ", checkpoint, ": ", ec.message()));
+  absl::Status status = WriteFileDurably(restored.checkpoint_path, *checkpoint_text);
   if (status.ok()) {
     absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(restored);
     if (!log.ok()) {
       status = log.status();
+    } else if ((*log)->Size() != covered->size) {
+      status = absl::DataLossError(
+          absl::StrCat("backup ", id, " in ", dir, " holds ", (*log)->Size(),
+                       " events but its signed checkpoint covers ", covered->size,
+                       "; the events past the checkpoint are covered by no signature"));
     } else {
       absl::StatusOr<RocksEventLog::VerifyReport> report = (*log)->Verify(0, (*log)->Size());
       if (!report.ok()) {
@@ -1855,6 +1885,7 @@ absl::Status RestoreAndVerify(rocksdb::BackupEngine& engine, const std::string& 
     }
   }
   if (!status.ok()) {
+    std::error_code ec;
     std::filesystem::remove_all(target, ec);
     std::filesystem::remove(restored.checkpoint_path, ec);
     if (status.code() != absl::StatusCode::kDataLoss) {
@@ -1985,8 +2016,6 @@ absl::Status RocksEventLog::ScanAllProjections(
 }
 
 absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir) {
-  // The checkpoint first: the backup holds at least the events it covers.
-  STORE_ASSIGN_OR_RETURN(std::string checkpoint, SignedCheckpoint());
   STORE_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngine> engine,
                          OpenBackupEngine(backup_dir));
   STORE_RETURN_IF_ERROR(FromRocks(engine->CreateNewBackup(impl_->db(), /*flush=*/true),
@@ -1995,17 +2024,63 @@ absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir) {
   engine->GetBackupInfo(&backups);
   STORE_CHECK(!backups.empty());
   const uint32_t id = backups.back().backup_id;
-  STORE_RETURN_IF_ERROR(WriteFileDurably(absl::StrCat(backup_dir, "/checkpoint-", id), checkpoint));
+  const std::string checkpoint_path = absl::StrCat(backup_dir, "/checkpoint-", id);
   const std::string scratch = absl::StrCat(backup_dir, "/verify-", id);
   std::error_code ec;
   std::filesystem::remove_all(scratch, ec);
-  Options options;
-  options.signing_key_path = impl_->key_path();
-  options.checkpoint_origin = impl_->origin();
-  absl::Status verified = RestoreAndVerify(*engine, backup_dir, options, scratch);
+  // Appends go on while the backup is made, so it holds some prefix of the log whose
+  // size is known only once it is restored. It is restored into a scratch directory,
+  // verified in full (every event against the stored subtrees), and its head proved a
+  // prefix of this log's tree (a consistency proof to this log's current head); only then
+  // is that exact head signed and kept beside it as checkpoint-<id>.
+  absl::Status status = RestoreFiles(*engine, id, scratch);
+  if (status.ok()) {
+    Options options;
+    options.path = scratch;
+    options.create_if_missing = false;
+    options.checkpoint_path = scratch + ".checkpoint";  // none: nothing to check against yet
+    options.signing_key_path = impl_->key_path();
+    options.checkpoint_origin = impl_->origin();
+    status = [&]() -> absl::Status {
+      STORE_ASSIGN_OR_RETURN(std::unique_ptr<RocksEventLog> copy, RocksEventLog::Open(options));
+      const TreeHead head = copy->Head();
+      STORE_ASSIGN_OR_RETURN(VerifyReport report, copy->Verify(0, head.size));
+      if (report.first_mismatch.has_value()) {
+        return absl::DataLossError(absl::StrCat("the backup does not verify: ", report.detail));
+      }
+      const TreeHead live = Head();
+      if (head.size > live.size) {
+        return absl::DataLossError(absl::StrCat("the backup holds ", head.size,
+                                                " events, more than the log (", live.size, ")"));
+      }
+      if (head.size == live.size) {
+        if (head.root != live.root) {
+          return absl::DataLossError("the backup's tree head differs from the log's");
+        }
+      } else if (head.size > 0) {
+        STORE_ASSIGN_OR_RETURN(std::vector<Hash> proof, ConsistencyProof(head.size, live.size));
+        const std::vector<std::string> bytes = merkle::ToBytes(proof);
+        if (absl::Status consistent =
+                merkle::VerifyConsistency(head.size, live.size, bytes, rfc9162::AsBytes(head.root),
+                                          rfc9162::AsBytes(live.root));
+            !consistent.ok()) {
+          return absl::DataLossError(absl::StrCat(
+              "the backup's tree is not a prefix of the log's: ", consistent.message()));
+        }
+      }
+      STORE_ASSIGN_OR_RETURN(std::string note, impl_->SignHead(head));
+      return WriteFileDurably(checkpoint_path, note);
+    }();
+  }
   std::filesystem::remove_all(scratch, ec);
   std::filesystem::remove(scratch + ".checkpoint", ec);
-  STORE_RETURN_IF_ERROR(verified);
+  if (!status.ok()) {
+    // A backup that is not good is not kept: it would be the latest, the one a restore
+    // takes.
+    std::filesystem::remove(checkpoint_path, ec);
+    (void)engine->DeleteBackup(id);
+    return status;
+  }
   return id;
 }
 
@@ -2014,19 +2089,38 @@ absl::Status RocksEventLog::Restore(const std::string& backup_dir, const Options
     return absl::FailedPreconditionError(
         absl::StrCat("restore target ", options.path, " exists; restore into a new directory"));
   }
+  const std::string checkpoint_path =
+      options.checkpoint_path.empty() ? options.path + ".checkpoint" : options.checkpoint_path;
+  if (std::filesystem::exists(checkpoint_path)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the checkpoint file ", checkpoint_path,
+        " exists (it is the evidence of what an earlier log held); move it away before "
+        "restoring"));
+  }
+  // The key that signed the backup's checkpoint: the server's, beside options.path.
+  Options with_key = options;
+  if (with_key.signing_key_path.empty()) with_key.signing_key_path = options.path + ".key";
+  if (!std::filesystem::exists(with_key.signing_key_path)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the server key ", with_key.signing_key_path,
+                     " is missing; put back the key that signed the backup's checkpoint"));
+  }
   STORE_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngine> engine,
                          OpenBackupEngine(backup_dir));
   const std::string staging = options.path + ".restoring";
   std::error_code ec;
   std::filesystem::remove_all(staging, ec);
-  STORE_RETURN_IF_ERROR(RestoreAndVerify(*engine, backup_dir, options, staging));
-  const std::string checkpoint_path =
-      options.checkpoint_path.empty() ? options.path + ".checkpoint" : options.checkpoint_path;
-  std::filesystem::rename(staging, options.path, ec);
-  if (!ec) std::filesystem::rename(staging + ".checkpoint", checkpoint_path, ec);
-  if (ec)
+  STORE_RETURN_IF_ERROR(RestoreAndVerify(*engine, backup_dir, with_key, staging));
+  // The checkpoint first: should the machine stop before the log is in place, a server
+  // started there finds a checkpoint and no log, and refuses to serve (fail closed)
+  // instead of starting an empty log.
+  std::filesystem::rename(staging + ".checkpoint", checkpoint_path, ec);
+  if (!ec) std::filesystem::rename(staging, options.path, ec);
+  if (ec) {
     return absl::UnavailableError(absl::StrCat("installing the restored log: ", ec.message()));
-  return absl::OkStatus();
+  }
+  STORE_RETURN_IF_ERROR(SyncDirectoryOf(checkpoint_path));
+  return SyncDirectoryOf(options.path);
 }
 
 }  // namespace casework::store

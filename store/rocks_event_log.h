@@ -236,14 +236,17 @@ class RocksEventLog final : public EventLog {
       const std::function<void(std::string_view key, std::string_view value)>& visit);
 
   // Online backup into `backup_dir` (RocksDB BackupEngine, checksummed). The backup is
-  // called good only after it was restored into a scratch directory, opened against the
-  // signed checkpoint taken before it, and verified in full; the checkpoint is kept
-  // beside it as `checkpoint-<id>`. Returns the backup id. Errors: kDataLoss when the
-  // backup does not verify, kUnavailable on I/O errors.
+  // restored into a scratch directory and verified in full, its tree head is proved a
+  // prefix of this log's (a consistency proof), and only then is that exact head signed
+  // and kept beside it as `checkpoint-<id>`; a backup that fails is deleted. Returns the
+  // backup id. Errors: kDataLoss when the backup does not verify, kUnavailable on I/O
+  // errors.
   absl::StatusOr<uint32_t> Backup(const std::string& backup_dir);
   // Restores the latest backup in `backup_dir` into `options.path` (which must not
-  // exist), refusing (kDataLoss, nothing left at options.path) a backup whose tree does
-  // not verify against its checkpoint. Writes the checkpoint file of the restored log.
+  // exist, nor its checkpoint file), refusing (kDataLoss, nothing left at options.path)
+  // a backup whose tree does not verify or has not exactly its checkpoint's size and
+  // root. The server key (options.signing_key_path, else `<path>.key`) must exist.
+  // Installs the checkpoint file, then the log, and syncs their directories.
   static absl::Status Restore(const std::string& backup_dir, const Options& options);
 
   // The current write state.

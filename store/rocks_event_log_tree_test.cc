@@ -5,10 +5,12 @@
 #include <rocksdb/db.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -371,6 +373,102 @@ TEST(RocksEventLogBackup, RestoreRefusesABackupThatDoesNotVerify) {
   RocksEventLog::Options restored = LogOptions(dir, "restored");
   EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backups"), restored),
               StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_FALSE(std::filesystem::exists(restored.path));
+}
+
+// A backup holding events past its signed checkpoint is refused: those events are covered
+// by no signature (someone who can write the backup directory could have added or altered
+// them and rebuilt its tree), and a restore would sign them. Here the backup's own
+// checkpoint is replaced by a validly signed one of the same log taken earlier, which
+// covers only a prefix of the backup.
+TEST(RocksEventLogBackup, RestoreRefusesEventsPastTheCheckpoint) {
+  TempDir dir;
+  std::mt19937 rng(Seed());
+  std::string earlier;
+  uint32_t id = 0;
+  {
+    auto log = MustOpen(LogOptions(dir, "log"));
+    Fill(*log, 40, "a", rng);
+    auto note = log->SignedCheckpoint();
+    ASSERT_THAT(note, IsOk());
+    earlier = *note;
+    Fill(*log, 20, "b", rng);
+    auto backup = log->Backup(dir.Sub("backups"));
+    ASSERT_THAT(backup, IsOk());
+    id = *backup;
+  }
+  ASSERT_THAT(WriteFileDurably(dir.Sub(absl::StrCat("backups/checkpoint-", id)), earlier), IsOk());
+  RocksEventLog::Options restored = LogOptions(dir, "restored");
+  absl::Status refused = RocksEventLog::Restore(dir.Sub("backups"), restored);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_NE(refused.message().find("covered by no signature"), std::string::npos) << refused;
+  EXPECT_FALSE(std::filesystem::exists(restored.path));
+  EXPECT_FALSE(std::filesystem::exists(restored.path + ".checkpoint"));
+}
+
+// The checkpoint kept beside a backup covers exactly what the backup holds, also while
+// appends go on during the backup.
+TEST(RocksEventLogBackup, TheBackupsCheckpointCoversExactlyTheBackup) {
+  TempDir dir;
+  std::mt19937 rng(Seed());
+  auto log = MustOpen(LogOptions(dir, "log"));
+  Fill(*log, 100, "a", rng);
+  std::atomic<bool> stop{false};
+  std::thread appender([&] {
+    for (int i = 0; !stop.load() && i < 100000; ++i) {
+      AppendRequest request{.stream = absl::StrCat("during/", i % 7),
+                            .expected_version = 0,
+                            .events = {absl::StrCat("e", i)}};
+      auto version = log->StreamVersion(request.stream);
+      ASSERT_THAT(version, IsOk());
+      request.expected_version = *version;
+      auto appended = log->Append(std::move(request));
+      ASSERT_THAT(appended, IsOk());
+    }
+  });
+  std::vector<uint32_t> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto backup = log->Backup(dir.Sub("backups"));
+    ASSERT_THAT(backup, IsOk());
+    ids.push_back(*backup);
+  }
+  stop = true;
+  appender.join();
+  RocksEventLog::Options restored = LogOptions(dir, "restored");
+  ASSERT_THAT(RocksEventLog::Restore(dir.Sub("backups"), restored), IsOk());
+  auto copy = MustOpen(restored);
+  ASSERT_NE(copy, nullptr);
+  EXPECT_GE(copy->Size(), 100);
+  EXPECT_LE(copy->Size(), log->Size());
+  // Its head is a prefix of the log's tree.
+  if (copy->Size() < log->Size()) {
+    auto proof = log->ConsistencyProof(copy->Size(), log->Size());
+    ASSERT_THAT(proof, IsOk());
+    const std::vector<std::string> bytes = merkle::ToBytes(*proof);
+    EXPECT_THAT(merkle::VerifyConsistency(copy->Size(), log->Size(), bytes,
+                                          rfc9162::AsBytes(copy->Head().root),
+                                          rfc9162::AsBytes(log->Head().root)),
+                IsOk());
+  }
+}
+
+TEST(RocksEventLogBackup, RestoreRefusesWithoutTheKeyOrOverAnExistingCheckpoint) {
+  TempDir dir;
+  std::mt19937 rng(Seed());
+  {
+    auto log = MustOpen(LogOptions(dir, "log"));
+    Fill(*log, 20, "a", rng);
+    ASSERT_THAT(log->Backup(dir.Sub("backups")), IsOk());
+  }
+  RocksEventLog::Options restored = LogOptions(dir, "restored");
+  restored.signing_key_path = dir.Sub("missing.key");
+  EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backups"), restored),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("missing.key")));  // no key made up
+  restored = LogOptions(dir, "restored");
+  ASSERT_THAT(WriteFileDurably(restored.path + ".checkpoint", "evidence\n"), IsOk());
+  EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backups"), restored),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_FALSE(std::filesystem::exists(restored.path));
 }
 
