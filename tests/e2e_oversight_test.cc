@@ -107,7 +107,8 @@ class OversightTest : public ::testing::Test {
   }
 
   // Confirms the listing of case `id` (at version 1) and assigns assistance.
-  void Assist(const std::string& id) {
+  // A reviewer confirms the listing of case `id` (version 1).
+  void Confirm(const std::string& id) {
     auto reviewer = As("reviewer");
     v1::ReviewListingRequest review;
     review.set_name("cases/" + id);
@@ -118,6 +119,12 @@ class OversightTest : public ::testing::Test {
     auto ctx = reviewer->NewContext();
     auto status = reviewer->cases().ReviewListing(ctx.get(), review, &resp);
     ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+
+  void Assist(const std::string& id) {
+    Confirm(id);
+    v1::CaseCommandResponse resp;
+    grpc::Status status;
     auto lister = As("lister");
     v1::AssignAssistanceRequest assign;
     assign.set_name("cases/" + id);
@@ -248,6 +255,7 @@ TEST_F(OversightTest, FlagsAndCountyReportAsOfATime) {
   List("c-1", "dongshan", "org-d03", 10);
   Assist("c-1");
   List("c-2", "dongshan", "org-d00");
+  Confirm("c-2");  // only confirmed listings count toward the ratio
 
   // Now: dongshan listed 2 of 20 (10%) but skipped org-d01 and org-d02 (ranked below
   // org-d03); xihe listed none of its 5.

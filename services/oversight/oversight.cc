@@ -275,6 +275,17 @@ std::vector<std::string> Ledger::Counties() const {
   return {out.begin(), out.end()};
 }
 
+namespace {
+
+// Whether the case's listing counts toward the listed ratio: confirmed by a reviewer (a
+// listing returned for correction, or not yet reviewed, does not; a case past LISTED was
+// confirmed before assistance could start).
+bool ListingConfirmed(const v1::Case& state) {
+  return state.state() != v1::CASE_STATE_LISTED || state.listing_review().confirmed();
+}
+
+}  // namespace
+
 std::vector<v1::Flag> ComputeFlags(const Ledger& ledger, const workflow::Policy& policy,
                                    int64_t now, std::string_view scope) {
   std::vector<v1::Flag> flags;
@@ -353,6 +364,7 @@ std::vector<v1::Flag> ComputeFlags(const Ledger& ledger, const workflow::Policy&
       if (record.county != county) continue;
       const std::string& id = record.state.organisation().organisation_id();
       if (!orgs.contains(id)) continue;
+      if (!ListingConfirmed(record.state)) continue;  // a listing is reviewed (逐个过筛子)
       listed.emplace(id, &record);
       listing_positions.push_back(record.listed_position);
       const std::string& who = record.state.listed_by();
@@ -465,7 +477,8 @@ std::vector<v1::CountyLine> CountyReport(const Ledger& ledger, const workflow::P
     const std::string& org = record.state.organisation().organisation_id();
     listed_orgs[record.county].insert(org);
     auto reg = ledger.registry().find(record.county);
-    if (reg != ledger.registry().end() && reg->second.contains(org)) {
+    if (reg != ledger.registry().end() && reg->second.contains(org) &&
+        ListingConfirmed(record.state)) {
       listed_in_reg[record.county].insert(org);
     }
     switch (record.state.state()) {

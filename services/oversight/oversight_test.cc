@@ -42,7 +42,7 @@ class Log {
 
   // A case listed in "city/<county>/t1/<org>", confirmed, with a deadline.
   void List(const std::string& id, const std::string& county, const std::string& org,
-            int64_t micros, int64_t deadline) {
+            int64_t micros, int64_t deadline, bool confirmed = true) {
     v1::Event& e = Next("cases/" + id, "lister." + county, micros);
     auto* l = e.mutable_organisation_listed();
     l->mutable_organisation()->set_organisation_id(org);
@@ -51,7 +51,7 @@ class Log {
     l->set_case_type(v1::CASE_TYPE_WEAK);
     l->add_problem_categories(v1::PROBLEM_CATEGORY_LEADERSHIP);
     *l->mutable_deadline() = At(deadline);
-    Next("cases/" + id, "reviewer", micros).mutable_listing_reviewed()->set_confirmed(true);
+    Next("cases/" + id, "reviewer", micros).mutable_listing_reviewed()->set_confirmed(confirmed);
   }
   void Assign(const std::string& id, int64_t micros, const std::vector<std::string>& cadres) {
     auto* a = Next("cases/" + id, "assigner", micros).mutable_assistance_assigned();
@@ -248,6 +248,29 @@ TEST(FlagsTest, ListedRatioBelowTenPercentIsFlaggedExactlyTenPercentIsNot) {
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_EQ(lines[0].listed_ratio_bp(), 1000);
   EXPECT_EQ(lines[0].organisations(), 20);
+}
+
+// Listing is reviewed (逐个过筛子): a listing returned for correction does not count toward
+// the 10%, so a county cannot reach it with listings its reviewers turned down.
+TEST(FlagsTest, OnlyConfirmedListingsCountTowardTheListedRatio) {
+  Log log;
+  for (int i = 0; i < 20; ++i) log.Register("east", "o" + std::to_string(i), 4, 0);
+  log.List("c1", "east", "o0", kT0, kT0 + 1000 * kDay);
+  log.List("c2", "east", "o1", kT0, kT0 + 1000 * kDay, /*confirmed=*/false);
+  auto flags = ComputeFlags(log.Fold(), Periods(), kT0 + kDay, "");
+  ASSERT_THAT(Rules(flags), ElementsAre("LISTED_RATIO_BELOW_10_PERCENT counties/city/east"));
+  EXPECT_NE(flags[0].detail().find("1 of its 20"), std::string::npos) << flags[0].detail();
+  auto lines = CountyReport(log.Fold(), Periods(), kT0 + kDay, 0, "");
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].listed_ratio_bp(), 500);
+  EXPECT_EQ(lines[0].listed(), 2);  // both are on the ledger
+  // Amended and confirmed on a second review: now it counts.
+  *log.Next("cases/c2", "lister.east", kT0).mutable_listing_amended()->mutable_deadline() =
+      At(kT0 + 1000 * kDay);
+  log.Next("cases/c2", "reviewer", kT0).mutable_listing_reviewed()->set_confirmed(true);
+  EXPECT_THAT(Rules(ComputeFlags(log.Fold(), Periods(), kT0 + kDay, "")), ElementsAre());
+  lines = CountyReport(log.Fold(), Periods(), kT0 + kDay, 0, "");
+  EXPECT_EQ(lines[0].listed_ratio_bp(), 1000);
 }
 
 TEST(FlagsTest, ACountyThatListedNothingIsFlaggedAgainstTheRegistry) {
