@@ -534,6 +534,28 @@ TEST_F(RulesOverTheWire, EveryRefusalHasItsStatusReasonAndField) {
                  return c;
                },
                Code::INVALID_ARGUMENT, "REPLACEMENT_REASON_REQUIRED", "reason"},
+              // 不转化不脱钩: a replacement cannot withdraw the first secretary or the cadres.
+              {"replace: first secretary required", Stage::kAssisted, "lister",
+               [](const std::string& id, int64_t v) {
+                 Command c;
+                 auto* r = Common(c.mutable_replace_assignment(), id, v);
+                 *r->mutable_assignment() = GoodAssignment();
+                 r->mutable_assignment()->clear_first_secretary();
+                 r->set_reason("the first secretary left");
+                 return c;
+               },
+               Code::INVALID_ARGUMENT, "FIRST_SECRETARY_REQUIRED",
+               "assignment.first_secretary.person_id"},
+              {"replace: stationed cadres required", Stage::kAssisted, "lister",
+               [](const std::string& id, int64_t v) {
+                 Command c;
+                 auto* r = Common(c.mutable_replace_assignment(), id, v);
+                 *r->mutable_assignment() = GoodAssignment();
+                 r->mutable_assignment()->clear_stationed_cadres();
+                 r->set_reason("the cadres went home");
+                 return c;
+               },
+               Code::INVALID_ARGUMENT, "STATIONED_CADRES_REQUIRED", "assignment.stationed_cadres"},
               {"visit: visitor not assigned", Stage::kAssisted, "assister",
                [](const std::string& id, int64_t v) {
                  Command c;

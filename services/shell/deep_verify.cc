@@ -216,10 +216,12 @@ std::optional<DeepVerifier::Problem> DeepVerifier::CheckPending() {
   const int64_t position = pending_position_;
   ++commands_checked_;
   for (const v1::Event& e : events) {
-    if (e.rules_version() != workflow::kRulesVersion) {
+    if (!workflow::KnownRulesVersion(e.rules_version()) ||
+        e.rules_version() != first.rules_version()) {
       return Problem{position, absl::StrCat("admitted under rules \"", e.rules_version(),
                                             "\", which this build cannot re-run (it knows ",
-                                            workflow::kRulesVersion, ")")};
+                                            workflow::kRulesVersion, " and ",
+                                            workflow::kRulesVersion2026_1, ")")};
     }
   }
   const int64_t at = cases_.Version(first.stream());
@@ -245,6 +247,7 @@ std::optional<DeepVerifier::Problem> DeepVerifier::CheckPending() {
                                     .jurisdiction = CountyOf(jurisdiction)},
       .now_micros = MicrosOf(first.time()),
       .policy = &options_.policy,
+      .rules = first.rules_version(),  // the rule set that admitted it
   };
   if (first.has_closure_signed_off()) {
     const v1::SignOff& s = first.closure_signed_off().sign_off();

@@ -145,5 +145,24 @@ TEST_F(DeepVerifyPrincipalsTest, EventsWithoutAVersionAreJudgedAsBefore) {
   EXPECT_FALSE(problem.has_value()) << problem->detail;
 }
 
+// Each command is re-run under the rule set that admitted it: an older set this build
+// still knows verifies, an unknown one is named.
+TEST_F(DeepVerifyPrincipalsTest, EachCommandIsReRunUnderItsOwnRuleSet) {
+  std::vector<v1::Event> log = {Record(set_->record())};
+  for (auto& e : Create("li.na", "c1")) {
+    e.set_rules_version(workflow::kRulesVersion2026_1);
+    log.push_back(e);
+  }
+  auto problem = Feed(log);
+  EXPECT_FALSE(problem.has_value()) << problem->detail;
+  EXPECT_EQ(verifier_.commands_checked(), 1);
+
+  std::vector<v1::Event> unknown = Create("li.na", "c2");
+  for (auto& e : unknown) e.set_rules_version("rules/1999.1");
+  problem = Feed(unknown);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_THAT(problem->detail, HasSubstr("rules/1999.1")) << problem->detail;
+}
+
 }  // namespace
 }  // namespace casework::shell

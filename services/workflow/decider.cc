@@ -363,7 +363,7 @@ class Decider {
     event.set_actor(actor());
     *event.mutable_time() = FromMicros(context_.now_micros);
     event.set_request_id(request_id);
-    event.set_rules_version(kRulesVersion);
+    event.set_rules_version(std::string(context_.rules));
     if (!context_.actor.principals_version.empty()) {
       event.set_principals_version(context_.actor.principals_version);
     }
@@ -467,7 +467,21 @@ class Decider {
                       info_->name_zh, "；仅在", StatesText(info_->states, true), "状态下可以办理"));
   }
 
+  // rules/2026.1 kept separation of duties within the latest round.
+  bool AcrossRounds() const { return context_.rules != kRulesVersion2026_1; }
+
   std::optional<Refusal> CheckInspectorDidNotAssist() const {
+    if (AcrossRounds() && Contains(state_.earlier_assisters(), actor()) &&
+        !Contains(state_.assisters(), actor())) {
+      return Refuse(
+          Reason::kInspectorMustNotHaveAssisted, "",
+          Cat(actor(), " assisted case ", case_id(),
+              " in an earlier round (before its latest reopening) and may not inspect "
+              "or review it; an inspector who never assisted it must do it"),
+          Cat(actor(), " 曾在案件 ", case_id(),
+              " 此前的整顿轮次中参与帮扶，不能对其验收或回头看，请由从未参与帮扶的验收人员"
+              "办理"));
+    }
     if (!Contains(state_.assisters(), actor())) return std::nullopt;
     return Refuse(Reason::kInspectorMustNotHaveAssisted, "",
                   Cat(actor(), " assisted case ", case_id(),
@@ -1041,8 +1055,14 @@ class Decider {
 
     google::protobuf::RepeatedPtrField<v1::SignOff> after = state_.sign_offs();
     *after.Add() = sign_off;
-    const bool closes =
-        ClosurePolicySatisfied(context_.policy->closure, after, passed->inspector());
+    // Who may not be the only signers: the inspector of the passed inspection
+    // (rules/2026.1), or everyone who inspected the case in any round (rules/2026.2).
+    std::vector<std::string> inspectors = {passed->inspector()};
+    if (AcrossRounds()) {
+      for (const v1::Inspection& i : state_.inspections()) inspectors.push_back(i.inspector());
+      for (const std::string& who : state_.earlier_inspectors()) inspectors.push_back(who);
+    }
+    const bool closes = ClosurePolicySatisfied(context_.policy->closure, after, inspectors);
 
     Events events;
     events.reserve(2);
@@ -1212,6 +1232,10 @@ v1::Inspection* AppendInspection(v1::Case& state, const v1::Event& event, const 
 
 }  // namespace
 
+bool KnownRulesVersion(std::string_view version) {
+  return version == kRulesVersion || version == kRulesVersion2026_1;
+}
+
 Decision Decide(const v1::Case& state, const v1::Command& command, const Context& context) {
   CW_CHECK_MSG(context.policy != nullptr, "Decide needs a policy");
   return Decider(state, command, context).Run();
@@ -1356,7 +1380,16 @@ void Evolve(v1::Case& state, const v1::Event& event) {
       *state.mutable_deadline() = e.deadline();
       *state.mutable_opened_time() = event.time();
       state.set_reopen_count(state.reopen_count() + 1);
-      // A new round: who assisted, what was inspected and who signed belong to the last one.
+      // A new round: who assisted, what was inspected and who signed belong to the last one;
+      // who assisted and who inspected are kept as earlier rounds' (separation of duties).
+      for (const std::string& who : state.assisters()) {
+        if (!Contains(state.earlier_assisters(), who)) state.add_earlier_assisters(who);
+      }
+      for (const v1::Inspection& i : state.inspections()) {
+        if (!Contains(state.earlier_inspectors(), i.inspector())) {
+          state.add_earlier_inspectors(i.inspector());
+        }
+      }
       state.clear_assisters();
       state.clear_inspections();
       state.clear_sign_offs();

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -20,8 +21,16 @@
 namespace casework::workflow {
 
 // The version of the rule set this build enforces. Recorded on every event, so an audit
-// can re-run the rules that admitted it. Bump it whenever a rule changes.
-inline constexpr char kRulesVersion[] = "rules/2026.1";
+// can re-run the rules that admitted it. Bump it whenever a rule changes, and keep the
+// older sets decidable (Context::rules) for deep verification of older events.
+//   rules/2026.1  separation of duties within the latest round only.
+//   rules/2026.2  whoever assisted the case in any round may not inspect or review it; a
+//                 closure needs a signer who inspected the case in no round.
+inline constexpr char kRulesVersion[] = "rules/2026.2";
+inline constexpr char kRulesVersion2026_1[] = "rules/2026.1";
+
+// Whether this build can decide (and so re-run) the rule set `version`.
+[[nodiscard]] bool KnownRulesVersion(std::string_view version);
 
 // Who is acting, when, and under which policy. Built by the shell from the
 // authenticated identity and its clock.
@@ -36,6 +45,9 @@ struct Context {
   // (statement.h) with this key of the actor, at this level; empty when it did not.
   std::string verified_key_id;
   casework::v1::ApprovalLevel verified_level = casework::v1::APPROVAL_LEVEL_UNSPECIFIED;
+  // The rule set to decide by, stamped on the events: the current one, or an older one
+  // (KnownRulesVersion) when a deep verification re-runs an older event.
+  std::string_view rules = kRulesVersion;
 };
 
 // The events a command emits, in order, each complete (envelope filled: stream, version,

@@ -419,6 +419,20 @@ TEST(Rules, ReplacementReasonRequired) {
          Category::kInvalidArgument, "reason");
 }
 
+// No decoupling before transformation (不转化不脱钩): a replacement is an assignment in full,
+// so it cannot drop the first secretary or the stationed cadres either.
+TEST(Rules, AReplacementKeepsAFirstSecretaryAndStationedCadres) {
+  Scenario s(Stage::kAssisted);
+  v1::Command c = testing::ReplaceAssignment(s.version());
+  c.mutable_replace_assignment()->mutable_assignment()->clear_first_secretary();
+  Expect(s.Refused(s.cast().lister, c), Reason::kFirstSecretaryRequired, Category::kInvalidArgument,
+         "assignment.first_secretary.person_id");
+  c = testing::ReplaceAssignment(s.version());
+  c.mutable_replace_assignment()->mutable_assignment()->clear_stationed_cadres();
+  Expect(s.Refused(s.cast().lister, c), Reason::kStationedCadresRequired,
+         Category::kInvalidArgument, "assignment.stationed_cadres");
+}
+
 TEST(Rules, PairedDepartmentRequired) {
   Scenario s(Stage::kListedConfirmed);
   v1::Command c = testing::AssignAssistance(s.version());
@@ -790,6 +804,62 @@ TEST(Transitions, InspectorMayNotBeTheOnlySigner) {
           .size(),
       2u);
   EXPECT_EQ(s.state().state(), v1::CASE_STATE_CLOSED);
+}
+
+// rules/2026.2: whoever inspected the case in this round or an earlier one may not be the
+// only signer: a failed inspection's inspector and the passed inspection's inspector do not
+// close it together; under rules/2026.1 (only the passed inspection's inspector counted)
+// they did.
+TEST(Transitions, InspectorsOfTheCaseMayNotBeItsOnlySigners) {
+  Scenario s;
+  s.AdvanceTo(Stage::kAssisted);
+  Principal first = With(s.cast().inspector, "qin.lan", {Role::kInspector, Role::kApprover});
+  first.approval_level = v1::APPROVAL_LEVEL_COUNTY;
+  Principal second = With(s.cast().inspector, "zhao.lei", {Role::kInspector, Role::kApprover});
+  second.approval_level = v1::APPROVAL_LEVEL_CITY;
+  s.Do(first, testing::RecordInspection(s.version(), "i1", false));
+  s.Do(second, testing::RecordInspection(s.version(), "i2", true));
+  s.Do(first, testing::SignOffClosure(s.version(), "i2", testing::KeyIdOf(first)));
+  const v1::Command last = testing::SignOffClosure(s.version(), "i2", testing::KeyIdOf(second));
+  Context older = s.As(second);
+  older.rules = kRulesVersion2026_1;
+  const Decision before = Decide(s.state(), last, older);
+  ASSERT_TRUE(std::holds_alternative<Events>(before));
+  EXPECT_EQ(std::get<Events>(before).size(), 2u);  // it closed the case
+  EXPECT_EQ(std::get<Events>(before)[0].rules_version(), kRulesVersion2026_1);
+  EXPECT_EQ(s.Do(second, last).size(), 1u);
+  EXPECT_EQ(s.state().state(), v1::CASE_STATE_VERIFIED);
+  EXPECT_EQ(
+      s.Do(s.cast().county_approver,
+           testing::SignOffClosure(s.version(), "i2", testing::KeyIdOf(s.cast().county_approver)))
+          .size(),
+      2u);
+  EXPECT_EQ(s.state().state(), v1::CASE_STATE_CLOSED);
+}
+
+// rules/2026.2: whoever assisted the case in an earlier round may not inspect it (nor
+// review it) in a later one; rules/2026.1 looked at the latest round only.
+TEST(Transitions, WhoAssistedInAnEarlierRoundMayNotInspect) {
+  Scenario s(Stage::kReopened);
+  EXPECT_THAT(s.state().earlier_assisters(), ::testing::IsSupersetOf({"zhang.wei", "chen.jie"}));
+  EXPECT_THAT(s.state().earlier_inspectors(), ::testing::ElementsAre("zhao.lei"));
+  v1::Command assign = testing::AssignAssistance(s.version());
+  v1::Assignment* a = assign.mutable_assign_assistance()->mutable_assignment();
+  a->mutable_first_secretary()->set_person_id("he.ping");
+  for (v1::Person& cadre : *a->mutable_stationed_cadres()) cadre.set_person_id("lu.yan");
+  s.Do(s.cast().lister, assign);
+  EXPECT_EQ(s.state().assisters_size(), 2);
+  const Principal former = With(s.cast().inspector, "zhang.wei", {Role::kInspector});
+  const v1::Command inspect = testing::RecordInspection(s.version(), "i9", true);
+  const Refusal refused = s.Refused(former, inspect);
+  Expect(refused, Reason::kInspectorMustNotHaveAssisted, Category::kPermissionDenied, "");
+  EXPECT_NE(refused.message_en.find("earlier round"), std::string::npos) << refused.message_en;
+  Context older = s.As(former);
+  older.rules = kRulesVersion2026_1;
+  EXPECT_TRUE(std::holds_alternative<Events>(Decide(s.state(), inspect, older)));
+  // Someone who never assisted it inspects.
+  s.Do(s.cast().inspector, inspect);
+  EXPECT_EQ(s.state().state(), v1::CASE_STATE_VERIFIED);
 }
 
 TEST(Transitions, SendBackClearsSignOffsAndNeedsANewInspection) {

@@ -72,6 +72,14 @@ bool ClosurePolicySatisfied(
     const ClosurePolicy& policy,
     const google::protobuf::RepeatedPtrField<casework::v1::SignOff>& sign_offs,
     std::string_view inspector) {
+  return ClosurePolicySatisfied(policy, sign_offs,
+                                std::vector<std::string>{std::string(inspector)});
+}
+
+bool ClosurePolicySatisfied(
+    const ClosurePolicy& policy,
+    const google::protobuf::RepeatedPtrField<casework::v1::SignOff>& sign_offs,
+    const std::vector<std::string>& inspectors) {
   int approvers = 0;
   int city = 0;
   int county = 0;
@@ -85,7 +93,9 @@ bool ClosurePolicySatisfied(
     ++approvers;
     if (s.level() == casework::v1::APPROVAL_LEVEL_CITY) ++city;
     if (s.level() == casework::v1::APPROVAL_LEVEL_COUNTY) ++county;
-    if (s.approver() != inspector) someone_else = true;
+    if (std::find(inspectors.begin(), inspectors.end(), s.approver()) == inspectors.end()) {
+      someone_else = true;
+    }
   }
   return someone_else && approvers >= std::max(1, policy.approvers_min) &&
          city >= policy.city_approvers_min && county >= policy.county_approvers_min;

@@ -88,5 +88,11 @@ struct Policy {
     const ClosurePolicy& policy,
     const google::protobuf::RepeatedPtrField<casework::v1::SignOff>& sign_offs,
     std::string_view inspector);
+// The same with every inspector of the case (rules/2026.2): at least one signer must be
+// none of `inspectors`.
+[[nodiscard]] bool ClosurePolicySatisfied(
+    const ClosurePolicy& policy,
+    const google::protobuf::RepeatedPtrField<casework::v1::SignOff>& sign_offs,
+    const std::vector<std::string>& inspectors);
 
 }  // namespace casework::workflow
