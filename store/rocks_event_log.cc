@@ -1702,14 +1702,21 @@ absl::StatusOr<RocksEventLog::VerifyReport> RocksEventLog::Impl::Verify(int64_t 
   for (it->Seek(format::PositionKey(expected)); it->Valid(); it->Next(), ++expected) {
     int64_t position = 0;
     format::EventRecord record;
+    // A missing or malformed event also leaves the earlier events of its 16-event subtree
+    // unchecked (the subtree's hash needs all of them), so the report names where that
+    // subtree begins: nothing before the first mismatch is left unverified.
+    const int64_t unchecked_from = std::max(start, expected / kBlock * kBlock);
     if (!format::DecodePositionKey(ToView(it->key()), &position) || position != expected) {
-      report.first_mismatch = expected;
-      report.detail = absl::StrCat("position ", expected, " is missing");
+      report.first_mismatch = unchecked_from;
+      report.detail = absl::StrCat("position ", expected, " is missing (the events from ",
+                                   unchecked_from, " on are not verified)");
       return report;
     }
     if (!format::DecodeEventRecord(ToView(it->value()), &record)) {
-      report.first_mismatch = position;
-      report.detail = absl::StrCat("the event at position ", position, " is malformed");
+      report.first_mismatch = unchecked_from;
+      report.detail =
+          absl::StrCat("the event at position ", position, " is malformed (the events from ",
+                       unchecked_from, " on are not verified)");
       return report;
     }
     const Hash leaf = rfc9162::HashLeaf(ToView(it->value()));
@@ -1740,8 +1747,10 @@ absl::StatusOr<RocksEventLog::VerifyReport> RocksEventLog::Impl::Verify(int64_t 
   }
   STORE_RETURN_IF_ERROR(FromRocks(it->status(), "reading events"));
   if (expected != to) {
-    report.first_mismatch = expected;
-    report.detail = absl::StrCat("position ", expected, " is missing");
+    const int64_t unchecked_from = std::max(start, expected / kBlock * kBlock);
+    report.first_mismatch = unchecked_from;
+    report.detail = absl::StrCat("position ", expected, " is missing (the events from ",
+                                 unchecked_from, " on are not verified)");
   } else if (anchor_differs || (anchored && whole.size() < anchor_->size)) {
     // Every stored subtree agrees with the events, yet the signed root does not: the
     // change is among the last events before the checkpoint that no stored subtree
@@ -1854,10 +1863,9 @@ absl::Status RestoreAndVerify(rocksdb::BackupEngine& engine, const std::string& 
   absl::StatusOr<Checkpoint> covered =
       OpenCheckpoint(*checkpoint_text, signer.verifier(), options.checkpoint_origin);
   if (!covered.ok()) {
-    return absl::DataLossError(absl::StrCat("the checkpoint of backup ", id, " in ", dir,
-                                            " does not verify with the server key ",
-                                            options.signing_key_path, ": ",
-                                            covered.status().message()));
+    return absl::DataLossError(absl::StrCat(
+        "the checkpoint of backup ", id, " in ", dir, " does not verify with the server key ",
+        options.signing_key_path, ": ", covered.status().message()));
   }
   STORE_RETURN_IF_ERROR(RestoreFiles(engine, id, target));
   RocksEventLog::Options restored = options;

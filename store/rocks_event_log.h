@@ -159,8 +159,9 @@ class RocksEventLog final : public EventLog {
   };
 
   // The outcome of Verify. `first_mismatch` is the first position of the first stored
-  // subtree (16 events at the lowest stored level) whose recomputed hash differs, or of
-  // the first malformed event; nullopt when everything matched.
+  // subtree (16 events at the lowest stored level) whose recomputed hash differs, or that
+  // holds a missing or malformed event (`detail` names the event); every event before it
+  // verified. nullopt when everything matched.
   struct VerifyReport {
     int64_t from = 0;
     int64_t to = 0;
