@@ -6,9 +6,12 @@
 // with its exact status and reason. The stored sign-offs verify from the events alone.
 #include <sodium.h>
 
+#include <chrono>
+#include <csignal>
 #include <fstream>
 #include <regex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -40,7 +43,8 @@ int64_t NowSeconds() {
       .count();
 }
 
-std::filesystem::path WritePrincipals(const std::filesystem::path& dir) {
+std::filesystem::path WritePrincipals(const std::filesystem::path& dir,
+                                      const std::string& city_level = "city") {
   const auto path = dir / "principals.json";
   std::ofstream out(path);
   out << R"({"principals": [
@@ -50,7 +54,8 @@ std::filesystem::path WritePrincipals(const std::filesystem::path& dir) {
   {"id": "admin", "roles": ["admin"], "jurisdiction": "jiangcheng"},
   {"id": "admin.xihe", "roles": ["admin"], "jurisdiction": "jiangcheng/xihe"},
   {"id": "approver.county", "roles": ["approver"], "jurisdiction": "jiangcheng/dongshan", "approval_level": "county"},
-  {"id": "approver.city", "roles": ["approver"], "jurisdiction": "jiangcheng", "approval_level": "city"},
+  {"id": "approver.city", "roles": ["approver"], "jurisdiction": "jiangcheng", "approval_level": ")"
+      << city_level << R"("},
   {"id": "approver.other", "roles": ["approver"], "jurisdiction": "jiangcheng", "approval_level": "county"},
   {"id": "approver.unlevelled", "roles": ["approver"], "jurisdiction": "jiangcheng"}
 ]})";
@@ -217,6 +222,25 @@ class SignOffTest : public ::testing::Test {
   std::unique_ptr<ServerProcess> server_;
   std::unique_ptr<SigningKey> county_key_, city_key_, other_key_;
 };
+
+// A key signs at the level its approver holds now: after the principals file moves the
+// city approver to county level (and SIGHUP), the key registered at city level is refused.
+TEST_F(SignOffTest, AKeySignsOnlyAtTheLevelItsApproverHoldsNow) {
+  v1::RegisterApproverKeyResponse reg;
+  ASSERT_TRUE(
+      Register("admin", "approver.city", city_key_->public_key(), v1::APPROVAL_LEVEL_CITY, &reg)
+          .ok());
+  ASSERT_NO_FATAL_FAILURE(BringToVerified());
+  WritePrincipals(dir_.path(), "county");
+  ASSERT_EQ(kill(server_->pid(), SIGHUP), 0);
+  for (int i = 0; i < 200 && server_->log().find("reloaded principals") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  ASSERT_NE(server_->log().find("reloaded principals"), std::string::npos) << server_->log();
+  v1::CaseCommandResponse resp;
+  EXPECT_REFUSED(SignOff("approver.city", SignedRequest(*city_key_, 4), &resp), PERMISSION_DENIED,
+                 "APPROVER_LEVEL_MISMATCH");
+}
 
 TEST_F(SignOffTest, EnrollmentChecksCallerKeyAndApprover) {
   v1::RegisterApproverKeyResponse resp;

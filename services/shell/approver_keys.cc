@@ -144,6 +144,20 @@ absl::StatusOr<SignOffVerdict> VerifySignOff(const ApproverKeys& keys,
                                  " 吊销；请使用当前有效的登记密钥签批"));
     return verdict;
   }
+  if (key->level() != actor.approval_level) {
+    // The principals file changed the approver's level (or took it away) since the key was
+    // registered: a key signs at the level its approver holds now, or not at all.
+    verdict.refusal = ErrorStatus(
+        grpc::StatusCode::PERMISSION_DENIED, "APPROVER_LEVEL_MISMATCH", "key_id",
+        absl::StrCat("key ", shown, " of ", actor.id, " was registered at level ",
+                     casework::v1::ApprovalLevel_Name(key->level()),
+                     ", but the principals file now gives ", actor.id, " level ",
+                     casework::v1::ApprovalLevel_Name(actor.approval_level),
+                     "; ask an administrator to register a key at the current level"),
+        absl::StrCat(actor.id, " 的密钥 ", shown, " 登记时的审批层级与授权名单中当前的层级不一致；",
+                     "请管理员按当前层级重新登记密钥"));
+    return verdict;
+  }
   if (request.signature().size() != kEd25519SignatureBytes) {
     verdict.refusal =
         ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "SIGNATURE_MALFORMED", "signature",
