@@ -122,15 +122,17 @@ absl::StatusOr<std::vector<EventRecord>> CommandProcessor::ReadCaseEvents(
   return records;
 }
 
-void CommandProcessor::AnswerRetry(const std::string& case_id, const store::AppendResult& first,
-                                   const std::string& fingerprint, CaseCommandResponse* response,
-                                   Done done) {
+void CommandProcessor::AnswerRetry(const std::string& actor_id, const std::string& case_id,
+                                   const store::AppendResult& first, const std::string& fingerprint,
+                                   CaseCommandResponse* response, Done done) {
+  const auto reused = [] {
+    return ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "REQUEST_ID_REUSED", "request_id",
+                       "this request_id was already used for a different request on this case; "
+                       "use a new request_id for a new request",
+                       "该 request_id 已用于本案件的另一请求；新请求请使用新的 request_id");
+  };
   if (first.request_fingerprint != fingerprint) {
-    std::move(done)(ErrorStatus(
-        grpc::StatusCode::INVALID_ARGUMENT, "REQUEST_ID_REUSED", "request_id",
-        "this request_id was already used for a different request on this case; use a new "
-        "request_id for a new request",
-        "该 request_id 已用于本案件的另一请求；新请求请使用新的 request_id"));
+    std::move(done)(reused());
     return;
   }
   // The first answer: the case as of the first append, and its events.
@@ -138,6 +140,14 @@ void CommandProcessor::AnswerRetry(const std::string& case_id, const store::Appe
   if (!history.ok()) {
     std::move(done)(FromStoreStatus(history.status()));
     return;
+  }
+  // A retry comes from whoever made the first request: the same request from someone
+  // else is another request (and must not hand them the case without their own checks).
+  for (const auto& record : *history) {
+    if (record.position() == first.first_position && record.event().actor() != actor_id) {
+      std::move(done)(reused());
+      return;
+    }
   }
   Case state;
   for (const auto& record : *history) {
@@ -191,7 +201,7 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
     return;
   }
   if (first->has_value()) {
-    AnswerRetry(case_id, **first, fingerprint, response, std::move(done));
+    AnswerRetry(actor.id, case_id, **first, fingerprint, response, std::move(done));
     return;
   }
 
@@ -270,8 +280,8 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   }
 
   const bool creating = row_before.version == 0;
-  log_->AppendAsync(std::move(append), [this, case_id, fingerprint, response, creating,
-                                        done = std::move(done)](
+  log_->AppendAsync(std::move(append), [this, actor_id = actor.id, case_id, fingerprint, response,
+                                        creating, done = std::move(done)](
                                            absl::StatusOr<store::AppendResult> result) mutable {
     if (!result.ok()) {
       if (result.status().code() == absl::StatusCode::kAborted && creating) {
@@ -299,7 +309,7 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
       // retry: the first request's answer, or REQUEST_ID_REUSED when it was another request.
       // The first append is durable by now (in this batch or an earlier one).
       response->Clear();
-      AnswerRetry(case_id, *result, fingerprint, response, std::move(done));
+      AnswerRetry(actor_id, case_id, *result, fingerprint, response, std::move(done));
       return;
     }
     for (int i = 0; i < response->events_size(); ++i) {

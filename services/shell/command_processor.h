@@ -61,9 +61,11 @@ class CommandProcessor {
   [[nodiscard]] store::EventLog* log() const { return log_; }
 
  private:
-  void AnswerRetry(const std::string& case_id, const store::AppendResult& first,
-                   const std::string& fingerprint, casework::v1::CaseCommandResponse* response,
-                   Done done);
+  // The first answer to a request id, for `actor_id` who sent it again: REQUEST_ID_REUSED
+  // when the request differs or the first was someone else's.
+  void AnswerRetry(const std::string& actor_id, const std::string& case_id,
+                   const store::AppendResult& first, const std::string& fingerprint,
+                   casework::v1::CaseCommandResponse* response, Done done);
 
   store::EventLog* log_;
   workflow::Policy policy_;

@@ -1,5 +1,5 @@
-// CommandProcessor on a real RocksEventLog: a request id sent twice before the first is
-// durable. Both calls look the id up, find nothing stored, and decide; the log finds the
+// CommandProcessor on a real RocksEventLog, retries: a request id sent twice before the
+// first is durable. Both calls look the id up, find nothing stored, and decide; the log finds the
 // first among the appends not yet durable and appends nothing for the second. The second
 // must then be answered as a retry (the first answer), or refused as REQUEST_ID_REUSED
 // when its request differs, never with its own decision, which was not appended.
@@ -45,7 +45,7 @@ struct Answer {
   }
 };
 
-class ConcurrentRetry : public ::testing::Test {
+class Retries : public ::testing::Test {
  protected:
   void SetUp() override {
     store::RocksEventLog::Options options;
@@ -77,7 +77,7 @@ class ConcurrentRetry : public ::testing::Test {
   std::unique_ptr<CommandProcessor> processor_;
 };
 
-TEST_F(ConcurrentRetry, TheSameRequestIsAnsweredWithTheFirstAnswer) {
+TEST_F(Retries, TheSameRequestIsAnsweredWithTheFirstAnswer) {
   Answer a;
   Answer b;
   const v1::Command review = workflow::testing::ReviewListing(1);
@@ -99,7 +99,7 @@ TEST_F(ConcurrentRetry, TheSameRequestIsAnsweredWithTheFirstAnswer) {
   EXPECT_EQ(log_->Size(), 2);
 }
 
-TEST_F(ConcurrentRetry, ADifferentRequestWithTheSameIdIsRefused) {
+TEST_F(Retries, ADifferentRequestWithTheSameIdIsRefused) {
   Answer a;
   Answer b;
   Race(workflow::testing::ReviewListing(1, /*confirmed=*/true),
@@ -114,6 +114,24 @@ TEST_F(ConcurrentRetry, ADifferentRequestWithTheSameIdIsRefused) {
   auto state = processor_->LoadCase(kCaseId);
   ASSERT_TRUE(state.ok());
   EXPECT_TRUE(state->listing_review().confirmed());
+}
+
+// A retry comes from whoever made the first request. Someone else sending the same
+// request with the same id (here an outsider, who could not act on the case at all) is
+// refused, not handed the first answer and with it the case.
+TEST_F(Retries, AnotherPersonsRequestIdIsNotAnswered) {
+  Answer again;
+  processor_->Execute(cast_.outsider, kCaseId, workflow::testing::CreateCase(kStartMicros),
+                      &again.response, again.Callback());
+  const grpc::Status refused = again.Wait();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << refused.error_message();
+  EXPECT_FALSE(again.response.has_case_());
+  // The lister's own retry is answered.
+  Answer retry;
+  processor_->Execute(cast_.lister, kCaseId, workflow::testing::CreateCase(kStartMicros),
+                      &retry.response, retry.Callback());
+  ASSERT_TRUE(retry.Wait().ok());
+  EXPECT_TRUE(retry.response.replayed());
 }
 
 }  // namespace
