@@ -1313,11 +1313,13 @@ void RocksEventLog::Impl::WriteAndAnswer(std::unique_ptr<Batch> batch) {
     if (turned) NotifyWriteState();
     for (Outcome& outcome : batch->outcomes) outcome.result = status;
   } else if (batch->size_after > batch->size_before) {
+    // The size first: a reader that sees the new head (and asks for proofs up to its size)
+    // must find Size() at least as large.
+    size_.store(batch->size_after, std::memory_order_release);
     {
       absl::MutexLock lock(&head_mu_);
       head_ = TreeHead{.size = batch->size_after, .root = batch->root_after};
     }
-    size_.store(batch->size_after, std::memory_order_release);
     std::shared_ptr<const std::function<void(int64_t)>> listener;
     {
       absl::MutexLock lock(&listener_mu_);
