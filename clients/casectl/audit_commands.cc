@@ -58,7 +58,9 @@ std::optional<google::protobuf::Timestamp> ParseTime(const std::string& text) {
     return std::nullopt;
   }
   google::protobuf::Timestamp ts;
-  ts.set_seconds(absl::ToUnixSeconds(t));
+  const int64_t nanos = absl::ToUnixNanos(t);
+  ts.set_seconds(nanos >= 0 ? nanos / 1'000'000'000 : -((-nanos + 999'999'999) / 1'000'000'000));
+  ts.set_nanos(static_cast<int32_t>(nanos - ts.seconds() * 1'000'000'000));
   return ts;
 }
 
@@ -87,6 +89,11 @@ class SignOffChecker {
     }
     if (!e.has_closure_signed_off() || r.stream.rfind("cases/", 0) != 0) return std::nullopt;
     const v1::SignOff& s = e.closure_signed_off().sign_off();
+    if (s.approver() != e.actor()) {
+      // The closure policy counts approvers by this field, and the signed statement does
+      // not name the approver: it must be the event's actor.
+      return "sign-off by " + e.actor() + " names another approver, \"" + s.approver() + "\"";
+    }
     auto it = keys_.find(s.key_id());
     if (it == keys_.end() || it->second.person != e.actor() || it->second.revoked) {
       return "sign-off by " + e.actor() + " names key \"" + s.key_id() +
@@ -344,15 +351,26 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     }
     if (!p->out.empty()) std::ofstream(p->out, std::ios::binary) << resp.checkpoint();
     std::optional<bool> verified;
+    // The size and root shown are the signed note's own, never the response's other fields
+    // (which the signature does not cover); a response whose fields disagree with its note
+    // does not verify.
+    int64_t size = resp.tree_size();
+    std::string root = resp.root_hash();
     if (!p->key.empty()) {
       auto verifier = store::NoteVerifier::FromVerifierKey(p->key);
-      verified = verifier.ok() &&
-                 store::OpenCheckpoint(resp.checkpoint(), *verifier, verifier->name()).ok();
+      absl::StatusOr<store::Checkpoint> opened =
+          verifier.ok() ? store::OpenCheckpoint(resp.checkpoint(), *verifier, verifier->name())
+                        : absl::StatusOr<store::Checkpoint>(verifier.status());
+      verified = opened.ok();
+      if (opened.ok()) {
+        verified = opened->size == resp.tree_size() &&
+                   store::rfc9162::AsBytes(opened->root) == resp.root_hash();
+        size = opened->size;
+        root = std::string(store::rfc9162::AsBytes(opened->root));
+      }
     }
     if (*json_mode) {
-      json out = {{"checkpoint", resp.checkpoint()},
-                  {"tree_size", resp.tree_size()},
-                  {"root_hash", Hex(resp.root_hash())}};
+      json out = {{"checkpoint", resp.checkpoint()}, {"tree_size", size}, {"root_hash", Hex(root)}};
       if (verified.has_value()) out["verified"] = *verified;
       std::cout << out.dump() << "\n";
     } else {
@@ -366,6 +384,9 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
   auto* inc = proof->add_subcommand("inclusion", "prove one event is in the log 包含证明");
   inc->add_option("--position", p->position, "the event's position")->required();
   inc->add_option("--size", p->size, "tree size (0: the latest checkpoint)");
+  inc->add_option("--key", p->key,
+                  "check the proof under the checkpoint signed with this verifier key "
+                  "(name+hash+base64); without it nothing is verified");
   inc->callback([shared, p, json_mode] {
     auto c = shared->client();
     v1::GetInclusionProofRequest req;
@@ -378,18 +399,27 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       *shared->exit_code = shared->report_error(status);
       return;
     }
-    // Checked here against the root of the checkpoint that came with it (if any).
+    // Checked here, with --key, under the checkpoint that came with it: its signature, the
+    // proof against the signed root at the signed size (not a size the response names), and
+    // the leaf hashed here from the event bytes returned.
     const store::Hash leaf = store::rfc9162::HashLeaf(resp.leaf());
     std::vector<std::string> nodes(resp.proof().begin(), resp.proof().end());
     std::optional<bool> verified;
-    if (!resp.checkpoint().empty()) {
-      auto note = store::ParseNote(resp.checkpoint());
-      auto body = note.ok() ? store::ParseCheckpoint(note->text)
-                            : absl::StatusOr<store::Checkpoint>(note.status());
-      verified = body.ok() && store::merkle::VerifyInclusion(p->position, resp.tree_size(),
-                                                             store::rfc9162::AsBytes(leaf), nodes,
-                                                             store::rfc9162::AsBytes(body->root))
-                                  .ok();
+    if (!p->key.empty()) {
+      auto verifier = store::NoteVerifier::FromVerifierKey(p->key);
+      absl::StatusOr<store::Checkpoint> body =
+          !verifier.ok() ? absl::StatusOr<store::Checkpoint>(verifier.status())
+          : resp.checkpoint().empty()
+              ? absl::StatusOr<store::Checkpoint>(absl::NotFoundError("no checkpoint"))
+              : store::OpenCheckpoint(resp.checkpoint(), *verifier, verifier->name());
+      verified =
+          body.ok() && body->size == resp.tree_size() &&
+          store::merkle::VerifyInclusion(p->position, body->size, store::rfc9162::AsBytes(leaf),
+                                         nodes, store::rfc9162::AsBytes(body->root))
+              .ok();
+    } else {
+      std::cerr << "no --key: the proof was not checked under a signed checkpoint "
+                   "未提供 --key：未在签名检查点下验证证明\n";
     }
     json out = {{"position", p->position},
                 {"tree_size", resp.tree_size()},
