@@ -1,5 +1,7 @@
 #include "services/shell/list_filter.h"
 
+#include <set>
+#include <string>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -62,6 +64,7 @@ absl::StatusOr<int64_t> ParseTime(const std::string& value) {
 }  // namespace
 
 bool PathWithin(std::string_view path, std::string_view root) {
+  while (!root.empty() && root.back() == '/') root.remove_suffix(1);
   if (root.empty()) return true;
   if (path.size() < root.size() || path.substr(0, root.size()) != root) return false;
   return path.size() == root.size() || path[root.size()] == '/';
@@ -76,6 +79,7 @@ absl::StatusOr<CaseFilter> ParseCaseFilter(std::string_view text) {
   auto tokens = Tokenize(text);
   if (!tokens.ok()) return tokens.status();
   size_t i = 0, terms = 0;
+  std::set<std::string> seen;  // fields (deadline: with its operator) already given
   while (i < tokens->size()) {
     if (++terms > kTermsMax) {
       return absl::InvalidArgumentError(absl::StrCat("at most ", kTermsMax, " terms"));
@@ -95,6 +99,13 @@ absl::StatusOr<CaseFilter> ParseCaseFilter(std::string_view text) {
     if (field != "deadline" && op != "=") {
       return absl::InvalidArgumentError(absl::StrCat("\"", field, "\" supports = only"));
     }
+    // Each field once (deadline once with < and once with >): a second term would replace
+    // the first, and the page would hold cases that do not match what was asked.
+    if (!seen.insert(field == "deadline" ? field + op : field).second) {
+      return absl::InvalidArgumentError(absl::StrCat("\"", field,
+                                                     field == "deadline" ? " " + op : "",
+                                                     "\" appears twice; give each field once"));
+    }
     if (field == "state") {
       casework::v1::CaseState s;
       if (!casework::v1::CaseState_Parse(absl::StrCat("CASE_STATE_", value), &s) ||
@@ -104,7 +115,9 @@ absl::StatusOr<CaseFilter> ParseCaseFilter(std::string_view text) {
       }
       filter.state = s;
     } else if (field == "jurisdiction") {
-      filter.jurisdiction = value;
+      std::string_view root = value;
+      while (!root.empty() && root.back() == '/') root.remove_suffix(1);
+      filter.jurisdiction = std::string(root);
     } else if (field == "case_type") {
       casework::v1::CaseType t;
       if (!casework::v1::CaseType_Parse(absl::StrCat("CASE_TYPE_", value), &t) ||

@@ -45,10 +45,14 @@ TEST(ListFilter, TypeCategoryDeadline) {
 }
 
 TEST(ListFilter, RefusesMalformed) {
-  for (const char* bad : {"state", "state = BOGUS", "colour = red", "state < LISTED",
-                          "state = LISTED OR state = CLOSED", "state = LISTED AND",
-                          "deadline = \"2020-01-01T00:00:00Z\"", "deadline < yesterday",
-                          "problem_category = 7", "jurisdiction = \"open"}) {
+  for (const char* bad :
+       {"state", "state = BOGUS", "colour = red", "state < LISTED",
+        "state = LISTED OR state = CLOSED", "state = LISTED AND",
+        "deadline = \"2020-01-01T00:00:00Z\"", "deadline < yesterday", "problem_category = 7",
+        "jurisdiction = \"open",
+        // A field twice: the second term would replace the first.
+        "state = LISTED AND state = CLOSED", "problem_category = 1 AND problem_category = 2",
+        "deadline < \"2026-01-01T00:00:00Z\" AND deadline < \"2027-01-01T00:00:00Z\""}) {
     SCOPED_TRACE(bad);
     auto f = ParseCaseFilter(bad);
     EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
@@ -61,6 +65,13 @@ TEST(ListFilter, PathWithinIsSegmentWise) {
   EXPECT_TRUE(PathWithin("a/b", "a/b"));
   EXPECT_FALSE(PathWithin("a/bc", "a/b"));
   EXPECT_TRUE(PathWithin("a", ""));
+  // A trailing slash names the same subtree.
+  EXPECT_TRUE(PathWithin("a/b/c", "a/b/"));
+  EXPECT_FALSE(PathWithin("a/bc", "a/b/"));
+  auto f = ParseCaseFilter("jurisdiction = \"c/a/\"");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->jurisdiction, "c/a");
+  EXPECT_TRUE(f->Matches(MakeCase(casework::v1::CASE_STATE_ASSISTED, "c/a/t/o")));
 }
 
 }  // namespace
