@@ -195,14 +195,19 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
   }
 
   constexpr size_t kScanMax = 20000;  // entries examined for one page, at most
+  // The cases of one page in bytes, at most (well below the send limit): a case grows with
+  // its replaced assignments and failed inspections, so a count alone does not bound it.
+  constexpr size_t kPageBytesMax = 4u << 20;
   std::string next_key;
   bool more = false;
   size_t examined = 0;
+  size_t page_bytes = 0;
   absl::Status lookup_status;
   absl::Status scan_status = processor_->log()->ScanProjection(
       table, start_key, kScanMax + 1, [&](std::string_view key, std::string_view value) {
         if (key.substr(0, prefix.size()) != prefix) return false;
-        if (resp->cases_size() >= page_size || ++examined > kScanMax) {
+        if (resp->cases_size() >= page_size || page_bytes >= kPageBytesMax ||
+            ++examined > kScanMax) {
           next_key = std::string(key);
           more = true;
           return false;
@@ -231,6 +236,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
         if (c.version() == 0) return true;
         if (!actor.Covers(c.organisation().jurisdiction())) return true;
         if (!filter->Matches(c)) return true;
+        page_bytes += c.ByteSizeLong();
         *resp->add_cases() = std::move(c);
         return true;
       });

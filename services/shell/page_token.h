@@ -1,8 +1,11 @@
 // The page tokens of CaseService: opaque to clients, decoded from untrusted bytes.
 //
-//   ListCases:      web-safe base64 of u32be key length || key || query tag
-//                   (the key is the first index key of the next page; the query tag,
-//                   ListCasesQueryTag, binds the token to the filter and order that made it)
+//   ListCases:      web-safe base64 of AES-256-GCM(key) under a key drawn at process start,
+//                   as nonce || ciphertext || tag, with the query tag as associated data
+//                   (the key is the first index key of the next page, which may belong to a
+//                   case the caller may not see; the query tag, ListCasesQueryTag, binds
+//                   the token to the filter and order that made it). Good for the process
+//                   that issued it: after a restart a listing starts over.
 //   ListCaseEvents: web-safe base64 of the decimal version to go on from (>= 1)
 #pragma once
 
