@@ -286,6 +286,18 @@ bool ListingConfirmed(const v1::Case& state) {
 
 }  // namespace
 
+AsOfCut::Verdict AsOfCut::Judge(std::string_view stream, int64_t event_micros) {
+  if (event_micros > cut_micros_) {
+    if (cut_micros_ <= INT64_MAX - kSkewMicros && event_micros > cut_micros_ + kSkewMicros) {
+      return Verdict::kEnd;
+    }
+    past_.emplace(stream);
+    return Verdict::kSkip;
+  }
+  if (!past_.empty() && past_.find(stream) != past_.end()) return Verdict::kSkip;
+  return Verdict::kTake;
+}
+
 std::vector<v1::Flag> ComputeFlags(const Ledger& ledger, const workflow::Policy& policy,
                                    int64_t now, std::string_view scope) {
   std::vector<v1::Flag> flags;

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -95,6 +96,26 @@ struct Occurrence {
   std::string actor;
   std::vector<std::string> people;  // approvers of a closure; people talked with
   std::string detail;
+};
+
+// Which events a fold "as of time t" takes, in log order. Event times follow log order
+// only roughly (a command is stamped when decided and appended a little later, and a
+// clock may step back), so the cut is per stream: a stream's events recorded at or before
+// t, up to its first event recorded after t (its later events are left out with it, as a
+// fold takes each stream's events in order). The scan ends at the first event recorded
+// more than kSkewMicros after t.
+class AsOfCut {
+ public:
+  static constexpr int64_t kSkewMicros = int64_t{10} * 60 * 1'000'000;  // 10 minutes
+
+  explicit AsOfCut(int64_t cut_micros) : cut_micros_(cut_micros) {}
+
+  enum class Verdict { kTake, kSkip, kEnd };
+  Verdict Judge(std::string_view stream, int64_t event_micros);
+
+ private:
+  int64_t cut_micros_;
+  std::set<std::string, std::less<>> past_;  // streams with an event after the cut
 };
 
 // The whole ledger as folded from the log.

@@ -273,6 +273,22 @@ TEST(FlagsTest, OnlyConfirmedListingsCountTowardTheListedRatio) {
   EXPECT_EQ(lines[0].listed_ratio_bp(), 1000);
 }
 
+// "As of t" per stream: an event stamped after t leaves out its stream's later events and
+// no other's; an event stamped more than the skew after t ends the scan.
+TEST(AsOfCutTest, PerStreamWithinTheSkewThenEnd) {
+  using V = AsOfCut::Verdict;
+  AsOfCut cut(1000);
+  EXPECT_EQ(cut.Judge("cases/a", 900), V::kTake);
+  EXPECT_EQ(cut.Judge("cases/b", 1001), V::kSkip);  // appended before a's next, stamped later
+  EXPECT_EQ(cut.Judge("cases/a", 999), V::kTake);   // a's event at or before t still counts
+  EXPECT_EQ(cut.Judge("cases/a", 1000), V::kTake);
+  EXPECT_EQ(cut.Judge("cases/b", 950), V::kSkip);  // b went past t: its later events too
+  EXPECT_EQ(cut.Judge("cases/c", 1000 + AsOfCut::kSkewMicros), V::kSkip);
+  EXPECT_EQ(cut.Judge("cases/d", 1001 + AsOfCut::kSkewMicros), V::kEnd);
+  AsOfCut everything(INT64_MAX);
+  EXPECT_EQ(everything.Judge("cases/a", INT64_MAX), V::kTake);
+}
+
 TEST(FlagsTest, ACountyThatListedNothingIsFlaggedAgainstTheRegistry) {
   Log log;
   log.Register("west", "w1", 4, 0);

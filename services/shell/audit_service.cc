@@ -10,6 +10,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "services/oversight/oversight.h"
 #include "services/shell/command_processor.h"
 #include "services/shell/event_view.h"
 #include "services/shell/status_mapping.h"
@@ -425,6 +426,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
     v1::Event event;  // reused: parsing into it keeps its allocations
     int64_t position = 0;
     int64_t end = cut.position;
+    oversight::AsOfCut as_of(cut.by_time ? cut.time_micros : INT64_MAX);
     while (position < end) {
       if (ctx->IsCancelled()) {
         reactor->Finish(grpc::Status::CANCELLED);
@@ -445,9 +447,13 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
               absl::StrCat("the event at position ", e.position, " does not parse"))));
           return;
         }
-        if (cut.by_time && MicrosOf(event.time()) > cut.time_micros) {
-          end = e.position;
-          break;
+        if (cut.by_time) {
+          const auto verdict = as_of.Judge(e.stream, MicrosOf(event.time()));
+          if (verdict == oversight::AsOfCut::Verdict::kEnd) {
+            end = e.position;
+            break;
+          }
+          if (verdict == oversight::AsOfCut::Verdict::kSkip) continue;
         }
         const int64_t version = cases.Version(e.stream);
         if (cases.size() >= options_.ledger_cases_max && version == 0) {

@@ -13,6 +13,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
+#include "services/oversight/oversight.h"
 #include "services/oversight/registry_csv.h"
 #include "services/oversight/sample.h"
 #include "services/shell/status_mapping.h"
@@ -216,6 +217,7 @@ absl::Status OversightServiceImpl::Fold(grpc::CallbackServerContext* ctx, int64_
   int64_t position = 0;
   const int64_t end = size_max >= 0 ? std::min(size_max, log_->Size()) : log_->Size();
   v1::Event event;
+  oversight::AsOfCut cut(cut_micros);
   while (position < end) {
     if (ctx->IsCancelled()) return absl::CancelledError("the call was cancelled");
     auto events = log_->ReadRange(
@@ -231,8 +233,15 @@ absl::Status OversightServiceImpl::Fold(grpc::CallbackServerContext* ctx, int64_
         return absl::DataLossError(
             workflow::Cat("the event at position ", e.position, " does not parse"));
       }
-      if (MicrosOf(event.time()) > cut_micros) return absl::OkStatus();
-      ledger->Add(e.position, event);
+      switch (cut.Judge(e.stream, MicrosOf(event.time()))) {
+        case oversight::AsOfCut::Verdict::kEnd:
+          return absl::OkStatus();
+        case oversight::AsOfCut::Verdict::kSkip:
+          continue;
+        case oversight::AsOfCut::Verdict::kTake:
+          ledger->Add(e.position, event);
+          break;
+      }
     }
   }
   return absl::OkStatus();
