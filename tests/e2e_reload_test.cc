@@ -146,9 +146,9 @@ class ReloadTest : public ::testing::Test {
     return cases_->GetCase(ctx.get(), req, &c);
   }
 
-  // Opens a watch of the whole log as "watcher" on the shared channel.
-  void OpenWatch() {
-    watch_ctx_ = As("watcher");
+  // Opens a watch of the whole log as `identity` on the shared channel.
+  void OpenWatch(const std::string& identity = "watcher") {
+    watch_ctx_ = As(identity);
     watch_ctx_->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
     watch_stub_ = v1::EventService::NewStub(channel_);
     v1::WatchEventsRequest req;
@@ -244,6 +244,22 @@ TEST_F(ReloadTest, SighupAppliesNewPrincipalsOnTheOpenConnection) {
   EXPECT_FALSE(monitor.left_ready())
       << "the channel left READY (state " << monitor.last_state() << ") during the reload";
   EXPECT_EQ(channel_->GetState(false), GRPC_CHANNEL_READY);
+}
+
+// A watch opened by someone the reload removes ends before it sends anything more.
+TEST_F(ReloadTest, AWatchOfARemovedIdentityEndsAtTheNextEvent) {
+  ASSERT_TRUE(Create("lister", "before-1").ok());
+  OpenWatch("leaving");
+  ASSERT_TRUE(WatchSees("cases/before-1"));
+  WriteAtomically(principals_, kAfter);
+  ASSERT_EQ(kill(server_->pid(), SIGHUP), 0);
+  ASSERT_TRUE(Eventually([&] { return Get("newcomer", "before-1").ok(); })) << server_->log();
+  ASSERT_TRUE(Create("lister", "after-1").ok());
+  EXPECT_FALSE(WatchSees("cases/after-1")) << "the removed identity still received events";
+  const grpc::Status ended = watch_->Finish();
+  watch_.reset();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAUTHENTICATED) << ended.error_message();
+  EXPECT_EQ(casework::client::DecodeError(ended).reason, "IDENTITY_UNKNOWN");
 }
 
 TEST_F(ReloadTest, ABadFileKeepsTheOldPrincipals) {

@@ -36,6 +36,11 @@ class Authenticator {
   [[nodiscard]] grpc::Status Authenticate(grpc::CallbackServerContext* context,
                                           std::shared_ptr<const workflow::Principal>* out) const;
 
+  // The principals in force now (a reload publishes a new set).
+  [[nodiscard]] std::shared_ptr<const Principals> CurrentPrincipals() const {
+    return principals_->Get();
+  }
+
  private:
   const PrincipalsHolder* principals_;
   Transport transport_;

@@ -122,10 +122,13 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
     absl::flat_hash_set<int> kinds;  // empty: all
   };
 
-  Watch(EventServiceImpl* service, std::string principal, int64_t from, Filter filter,
+  Watch(EventServiceImpl* service, workflow::Principal caller,
+        std::shared_ptr<const Principals> principals, int64_t from, Filter filter,
         int events_per_message)
       : service_(service),
-        principal_(std::move(principal)),
+        principal_(caller.id),
+        caller_(std::move(caller)),
+        principals_(std::move(principals)),
         next_(from),
         filter_(std::move(filter)),
         events_per_message_(events_per_message) {}
@@ -186,6 +189,16 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
           service_->Throttle(std::move(self));
           return;
         }
+      }
+      if (std::optional<grpc::Status> revoked = Revoked()) {
+        bool finish = false;
+        {
+          absl::MutexLock lock(&mu_);
+          scheduled_ = false;
+          finish = FinishLocked(*std::move(revoked));
+        }
+        if (finish) Finish(final_status_);
+        return;
       }
       const int64_t from = next_;
       absl::StatusOr<std::optional<std::string>> built = Build();
@@ -353,6 +366,30 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
 
   // The next message, or nullopt when there is nothing to send now. Owns next_ (only
   // one Pump runs at a time).
+  // The watch was opened under one principals set; after a reload (SIGHUP) its caller must
+  // still be there with the same roles and jurisdiction, or the watch ends before it sends
+  // anything more: a person removed or narrowed sees nothing new.
+  std::optional<grpc::Status> Revoked() {
+    std::shared_ptr<const Principals> now = service_->auth_->CurrentPrincipals();
+    if (now == principals_) return std::nullopt;
+    const workflow::Principal* current = now->Find(caller_.id);
+    if (current == nullptr) {
+      return ErrorStatus(
+          grpc::StatusCode::UNAUTHENTICATED, "IDENTITY_UNKNOWN", "",
+          absl::StrCat(caller_.id, " is no longer in the principals; the watch ended"),
+          absl::StrCat(caller_.id, " 已不在授权名单中，订阅已结束"));
+    }
+    if (current->roles != caller_.roles || current->jurisdiction != caller_.jurisdiction) {
+      return ErrorStatus(
+          grpc::StatusCode::PERMISSION_DENIED, "PRINCIPAL_CHANGED", "",
+          absl::StrCat("the roles or the jurisdiction of ", caller_.id,
+                       " changed in the principals; the watch ended, open a new one"),
+          absl::StrCat(caller_.id, " 的角色或管辖范围已变更，订阅已结束，请重新订阅"));
+    }
+    principals_ = std::move(now);
+    return std::nullopt;
+  }
+
   absl::StatusOr<std::optional<std::string>> Build() {
     const WatchOptions& options = service_->options_;
     store::RocksEventLog* log = service_->log_;
@@ -437,7 +474,11 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   }
 
   EventServiceImpl* service_;
-  const std::string principal_;  // the identity that opened it
+  const std::string principal_;       // the identity that opened it
+  const workflow::Principal caller_;  // ... as it was then
+  // The principals set caller_ was last checked against; only Pump touches it (one Pump at
+  // a time per watch).
+  std::shared_ptr<const Principals> principals_;
 
   // Owned by the running Pump.
   int64_t next_;
@@ -690,6 +731,9 @@ void EventServiceImpl::DispatchLoop() {
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* EventServiceImpl::WatchEvents(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request_bytes) {
+  // The set first, then the caller: a reload in between shows as a change at the first
+  // message (Watch::Revoked), never as a change missed.
+  std::shared_ptr<const Principals> principals = auth_->CurrentPrincipals();
   workflow::Principal caller;
   if (auto status = auth_->Authenticate(ctx, &caller); !status.ok()) return new Refused(status);
   WatchEventsRequest request;
@@ -783,8 +827,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* EventServiceImpl::WatchEvents(
     }
     ++mine;  // given back by Unregister
   }
-  auto watch = std::make_shared<Watch>(this, caller.id, request.from_position(), std::move(filter),
-                                       per_message);
+  auto watch = std::make_shared<Watch>(this, caller, std::move(principals), request.from_position(),
+                                       std::move(filter), per_message);
   watch->Start(watch);
   Register(watch);
   return watch.get();
