@@ -408,6 +408,9 @@ class Decider {
             has_zh, "]，请申请相应角色或由", RolesText(info_->roles, true), "办理"));
   }
 
+  // Whether the actor could read the loaded case (GetCase): its jurisdiction covers it.
+  bool MayReadCase() const { return context_.actor.Covers(state_.organisation().jurisdiction()); }
+
   std::optional<Refusal> CheckCovers(const std::string& jurisdiction,
                                      std::string_view field) const {
     if (context_.actor.Covers(jurisdiction)) return std::nullopt;
@@ -445,6 +448,15 @@ class Decider {
                     Cat("name“", request.name(), "”与加载的案件“", state_.name(), "”不符，请重试"));
     }
     if (request.expected_version() != state_.version()) {
+      // The current version only to someone who may read the case (the version check comes
+      // before the role and the jurisdiction).
+      if (!MayReadCase()) {
+        return Refuse(Reason::kStaleExpectedVersion, "expected_version",
+                      Cat("expected_version ", request.expected_version(), " of case ", case_id(),
+                          " is stale; read the case again and retry with its current version"),
+                      Cat("案件 ", case_id(), " 的 expected_version ", request.expected_version(),
+                          " 已过期，请重新读取案件后重试"));
+      }
       return Refuse(Reason::kStaleExpectedVersion, "expected_version",
                     Cat("expected_version ", request.expected_version(), " of case ", case_id(),
                         " is stale: the case is at version ", state_.version(),
@@ -682,6 +694,13 @@ class Decider {
                         "with '-'"),
                     Cat("case_id“", request.case_id().substr(0, kCaseIdBytesMax + 1),
                         "”无效，请使用 1-64 个 [a-z0-9-] 字符，且不以“-”开头"));
+    }
+    if (state_.version() != 0 && !MayReadCase()) {
+      // Case ids are one namespace, so the existence shows; its state only to those who
+      // may read the case.
+      return Refuse(Reason::kCaseAlreadyExists, "case_id",
+                    Cat("case ", request.case_id(), " already exists; choose another case_id"),
+                    Cat("案件 ", request.case_id(), " 已存在，请使用其他 case_id"));
     }
     if (state_.version() != 0) {
       return Refuse(Reason::kCaseAlreadyExists, "case_id",

@@ -637,6 +637,25 @@ TEST(Precedence, NotFoundBeforeStaleVersion) {
   EXPECT_EQ(s.Refused(s.cast().reviewer, testing::ReviewListing(7)).reason, Reason::kCaseNotFound);
 }
 
+// The version check comes before the role and the jurisdiction, so its refusal tells the
+// current version (and CASE_ALREADY_EXISTS the state) only to someone who may read the
+// case.
+TEST(Precedence, AStaleVersionOrAnExistingCaseShowsNothingOutsideTheJurisdiction) {
+  Scenario s(Stage::kAssisted);
+  const Principal far = testing::MakePrincipal("far.away", {Role::kLister}, "city/west");
+  v1::Command c = testing::RecordMeasure(s.version() - 1);
+  Refusal r = s.Refused(far, c);
+  Expect(r, Reason::kStaleExpectedVersion, Category::kAborted, "expected_version");
+  EXPECT_EQ(r.message_en.find(std::to_string(s.version())), std::string::npos) << r.message_en;
+  r = s.Refused(s.cast().lister, c);
+  EXPECT_NE(r.message_en.find(std::to_string(s.version())), std::string::npos) << r.message_en;
+  r = s.Refused(far, testing::CreateCase(s.now()));
+  Expect(r, Reason::kCaseAlreadyExists, Category::kAlreadyExists, "case_id");
+  EXPECT_EQ(r.message_en.find("ASSISTED"), std::string::npos) << r.message_en;
+  r = s.Refused(s.cast().lister, testing::CreateCase(s.now()));
+  EXPECT_NE(r.message_en.find("ASSISTED"), std::string::npos) << r.message_en;
+}
+
 TEST(Precedence, StaleVersionBeforeRole) {
   Scenario s(Stage::kListed);
   EXPECT_EQ(s.Refused(s.cast().auditor, testing::ReviewListing(99)).reason,
