@@ -309,6 +309,12 @@ TEST_F(SignOffTest, EnrollmentChecksCallerKeyAndApprover) {
                  "KEY_NOT_OWNED_BY_APPROVER");
   EXPECT_REFUSED(Revoke("admin.xihe", "approver.county", resp.key_id(), "lost"), PERMISSION_DENIED,
                  "JURISDICTION_NOT_COVERED");
+  // Whose key it is shows only to an administrator of the approver named; an approver not
+  // in the principals file has no jurisdiction to check, so only a city administrator may.
+  EXPECT_REFUSED(Revoke("admin.xihe", "approver.other", resp.key_id(), "lost"), PERMISSION_DENIED,
+                 "JURISDICTION_NOT_COVERED");
+  EXPECT_REFUSED(Revoke("admin.xihe", "approver.gone", resp.key_id(), "lost"), PERMISSION_DENIED,
+                 "JURISDICTION_NOT_COVERED");
   ASSERT_TRUE(Revoke("admin", "approver.county", resp.key_id(), "laptop lost").ok());
   ASSERT_TRUE(Revoke("admin", "approver.county", resp.key_id(), "laptop lost").ok());
   EXPECT_REFUSED(Register("admin", "approver.county", pk, v1::APPROVAL_LEVEL_COUNTY, &again),

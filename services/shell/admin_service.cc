@@ -324,6 +324,27 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeApproverKey(
                                                 " is not a registered approver key"),
                                    absl::StrCat("密钥 ", Shown(req->key_id()), " 未登记")));
   }
+  {
+    // The jurisdiction first, so that whose key it is shows only to an administrator of
+    // the approver. An approver no longer in the principals file has no jurisdiction to
+    // check: only an administrator of the whole city revokes their keys.
+    auto principals = principals_->Get();
+    const workflow::Principal* approver = principals->Find(req->approver());
+    if (approver != nullptr && !actor.Covers(approver->jurisdiction)) {
+      return Finish(ctx, NotCovered(actor, *approver));
+    }
+    if (approver == nullptr && workflow::JurisdictionDepth(actor.jurisdiction) > 1) {
+      return Finish(
+          ctx, ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "",
+                           absl::StrCat("\"", req->approver(),
+                                        "\" is not in the principals file, so no jurisdiction "
+                                        "shows whose they were; an administrator of the whole "
+                                        "city must revoke their keys"),
+                           absl::StrCat(
+                               "\"", req->approver(),
+                               "\" 不在授权名单中，无法确定其管辖范围；须由全市管理员吊销其密钥")));
+    }
+  }
   if (key->approver() != req->approver()) {
     return Finish(
         ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "KEY_NOT_OWNED_BY_APPROVER", "key_id",
@@ -331,13 +352,6 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeApproverKey(
                                       req->approver(), "; name its approver"),
                          absl::StrCat("密钥 ", key->key_id(), " 未登记在 ", req->approver(),
                                       " 名下；请填写其所属审批人")));
-  }
-  {
-    auto principals = principals_->Get();
-    const workflow::Principal* approver = principals->Find(req->approver());
-    if (approver != nullptr && !actor.Covers(approver->jurisdiction)) {
-      return Finish(ctx, NotCovered(actor, *approver));
-    }
   }
   if (key->revoke_version() != 0) return Finish(ctx, grpc::Status::OK);  // already revoked
 
