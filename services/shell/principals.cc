@@ -13,6 +13,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "nlohmann/json.hpp"
 #include "services/workflow/decider.h"
+#include "services/workflow/names.h"
 
 namespace casework::shell {
 namespace {
@@ -36,6 +37,7 @@ absl::StatusOr<std::shared_ptr<const Principals>> Principals::Parse(std::string_
   }
   auto out = std::make_shared<Principals>();
   size_t index = 0;
+  std::string city;  // the first segment every jurisdiction shares
   for (const auto& entry : *list) {
     const std::string where = absl::StrCat("principals[", index++, "]");
     if (!entry.is_object()) return absl::InvalidArgumentError(where + " is not an object");
@@ -50,6 +52,24 @@ absl::StatusOr<std::shared_ptr<const Principals>> Principals::Parse(std::string_
       return absl::InvalidArgumentError(where + ".jurisdiction must be a non-empty path");
     }
     p.jurisdiction = jur->get<std::string>();
+    // A path of the deployment's city, checked here: a mistyped one ("xihe" for
+    // "jiangcheng/xihe") would cover no case yet pass as a whole city where one segment
+    // means that (exports, backups, watches of everything).
+    if (!workflow::IsValidJurisdiction(p.jurisdiction)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ".jurisdiction \"", p.jurisdiction.substr(0, 300),
+          "\" is not a path of one to four segments (city/county/township/organisation), "
+          "each 1-64 bytes without spaces, and no '/' at either end"));
+    }
+    const std::string_view root =
+        std::string_view(p.jurisdiction).substr(0, p.jurisdiction.find('/'));
+    if (city.empty()) {
+      city = std::string(root);
+    } else if (root != city) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".jurisdiction \"", p.jurisdiction, "\" is not under \"", city,
+                       "\", the city of the principals before it; one file serves one city"));
+    }
     auto roles = entry.find("roles");
     if (roles == entry.end() || !roles->is_array() || roles->empty()) {
       return absl::InvalidArgumentError(where + ".roles must be a non-empty array");

@@ -38,6 +38,16 @@ TEST(Principals, RefusesMistakesNamingTheEntry) {
       {R"({"principals": [{"id": "a", "roles": ["approver"], "jurisdiction": "c",
                            "approval_level": "province"}]})",
        "approval_level"},
+      // Jurisdictions: a path of one to four segments, all under one city.
+      {R"({"principals": [{"id": "a", "roles": ["admin"], "jurisdiction": "/"}]})", "segments"},
+      {R"({"principals": [{"id": "a", "roles": ["admin"], "jurisdiction": "c/x/"}]})", "segments"},
+      {R"({"principals": [{"id": "a", "roles": ["admin"], "jurisdiction": "c//x"}]})", "segments"},
+      {R"({"principals": [{"id": "a", "roles": ["admin"], "jurisdiction": "c/x y"}]})", "segments"},
+      {R"({"principals": [{"id": "a", "roles": ["admin"], "jurisdiction": "c/a/b/c/d"}]})",
+       "segments"},
+      {R"({"principals": [{"id": "a", "roles": ["admin"], "jurisdiction": "c/a"},
+                          {"id": "b", "roles": ["auditor"], "jurisdiction": "xihe"}]})",
+       "one city"},
   };
   for (const auto& row : rows) {
     SCOPED_TRACE(row.json);

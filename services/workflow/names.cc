@@ -62,6 +62,19 @@ bool IsValidOrganisationJurisdiction(std::string_view path) {
   return segments == kJurisdictionSegments;
 }
 
+bool IsValidJurisdiction(std::string_view path) {
+  size_t segments = 0;
+  while (true) {
+    const size_t slash = path.find('/');
+    const std::string_view segment = path.substr(0, slash);
+    if (!IsValidId(segment) || segment.size() > kJurisdictionSegmentBytesMax) return false;
+    ++segments;
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  return segments <= kJurisdictionSegments;
+}
+
 int JurisdictionDepth(std::string_view path) {
   while (!path.empty() && path.back() == '/') path.remove_suffix(1);
   if (path.empty()) return 0;

@@ -27,6 +27,10 @@ namespace casework::workflow {
 // segments, each a valid id (IsValidId) of at most 64 bytes.
 [[nodiscard]] bool IsValidOrganisationJurisdiction(std::string_view path);
 
+// True for a person's jurisdiction: one to four segments ("city" to an organisation),
+// each a valid id (IsValidId) of at most 64 bytes, without a leading or trailing '/'.
+[[nodiscard]] bool IsValidJurisdiction(std::string_view path);
+
 // The number of segments of a jurisdiction path ("city" is 1, "city/county" is 2);
 // a trailing '/' is ignored; 0 for an empty path.
 [[nodiscard]] int JurisdictionDepth(std::string_view path);
