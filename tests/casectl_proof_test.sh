@@ -57,4 +57,16 @@ rc=0; ctl proof inclusion --position 7 --key "$bad" >"$work/inc-bad.json" || rc=
 ctl proof inclusion --position 7 >"$work/inc-nokey.json" 2>"$work/inc-nokey.err"
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert "verified_under_checkpoint" not in d, d' "$work/inc-nokey.json"
 grep -q "no --key" "$work/inc-nokey.err"
-echo "casectl proofs: verified under the server key, refused under another, nothing claimed without one"
+
+# The log only grew: from the checkpoint kept above to a later one.
+first=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["tree_size"])' "$work/cp.json")
+root=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["root_hash"])' "$work/cp.json")
+"$load" --server "$server" --concurrency 2 --count 20 --read-percent 0 --no-sign-off \
+  --json >"$work/load2.json"
+sleep 1.5
+ctl proof consistency --first "$first" --first-root "$root" --key "$good" >"$work/con.json"
+"$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["verified"] is True and d["second_tree_size"] > d["first_tree_size"], d' "$work/con.json"
+wrong=$("$py" -c 'import sys; r=sys.argv[1]; print(("1" if r[0] == "0" else "0") + r[1:])' "$root")
+rc=0; ctl proof consistency --first "$first" --first-root "$wrong" --key "$good" >"$work/con-bad.json" || rc=$?
+[[ $rc == 4 ]] || { echo "consistency from another root: exit $rc, want 4" >&2; exit 1; }
+echo "casectl proofs: verified under the server key, refused under another or from another root, nothing claimed without one"

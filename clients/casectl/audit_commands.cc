@@ -332,7 +332,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
   // --- proof checkpoint | inclusion | consistency ---
   struct ProofArgs {
     int64_t position = 0, size = 0, first = 0, second = 0;
-    std::string key, out;
+    std::string key, out, first_root;
   };
   auto p = std::make_shared<ProofArgs>();
   auto* proof = app->add_subcommand("proof", "checkpoints and Merkle proofs 检查点与证明");
@@ -435,6 +435,11 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
   auto* con = proof->add_subcommand("consistency", "prove the log only grew 一致性证明");
   con->add_option("--first", p->first, "the older tree size (a checkpoint you kept)")->required();
   con->add_option("--second", p->second, "the newer tree size (0: the latest checkpoint)");
+  con->add_option("--first-root", p->first_root,
+                  "the root (hex) of the checkpoint you kept at --first; with --key, the proof "
+                  "is checked from it to the latest signed checkpoint");
+  con->add_option("--key", p->key,
+                  "the verifier key (name+hash+base64) the checkpoint is signed with");
   con->callback([shared, p, json_mode] {
     auto c = shared->client();
     v1::GetConsistencyProofRequest req;
@@ -453,7 +458,34 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
                 {"checkpoint", resp.checkpoint()}};
     out["proof"] = json::array();
     for (const auto& n : resp.proof()) out["proof"].push_back(Hex(n));
+    // The log only grew from the kept checkpoint: the proof from (first, first root) to the
+    // signed checkpoint that came with it, at the signed size.
+    std::optional<bool> verified;
+    if (!p->key.empty() && !p->first_root.empty()) {
+      std::string first_root;
+      auto verifier = store::NoteVerifier::FromVerifierKey(p->key);
+      absl::StatusOr<store::Checkpoint> body =
+          !verifier.ok() ? absl::StatusOr<store::Checkpoint>(verifier.status())
+          : resp.checkpoint().empty()
+              ? absl::StatusOr<store::Checkpoint>(absl::NotFoundError("no checkpoint"))
+              : store::OpenCheckpoint(resp.checkpoint(), *verifier, verifier->name());
+      const std::vector<std::string> nodes(resp.proof().begin(), resp.proof().end());
+      const bool hex =
+          p->first_root.size() == 64 &&
+          p->first_root.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos;
+      if (hex) first_root = absl::HexStringToBytes(p->first_root);
+      verified = hex && body.ok() && resp.first_tree_size() == p->first &&
+                 body->size == resp.second_tree_size() &&
+                 store::merkle::VerifyConsistency(p->first, body->size, nodes, first_root,
+                                                  store::rfc9162::AsBytes(body->root))
+                     .ok();
+      out["verified"] = *verified;
+    } else {
+      std::cerr << "no --key and --first-root: the proof was not checked "
+                   "未提供 --key 与 --first-root：未验证证明\n";
+    }
     std::cout << (*json_mode ? out.dump() : out.dump(2)) << "\n";
+    if (verified.has_value() && !*verified) *shared->exit_code = kExitNotVerified;
   });
 
   // --- export ---
