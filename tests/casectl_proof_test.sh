@@ -69,4 +69,7 @@ ctl proof consistency --first "$first" --first-root "$root" --key "$good" >"$wor
 wrong=$("$py" -c 'import sys; r=sys.argv[1]; print(("1" if r[0] == "0" else "0") + r[1:])' "$root")
 rc=0; ctl proof consistency --first "$first" --first-root "$wrong" --key "$good" >"$work/con-bad.json" || rc=$?
 [[ $rc == 4 ]] || { echo "consistency from another root: exit $rc, want 4" >&2; exit 1; }
+# An export that cannot be written is a failure, not "exported".
+rc=0; ctl export --out "$work/no-such-dir/x.log" >/dev/null 2>&1 || rc=$?
+[[ $rc == 4 ]] || { echo "export to an unwritable path: exit $rc, want 4" >&2; exit 1; }
 echo "casectl proofs: verified under the server key, refused under another or from another root, nothing claimed without one"

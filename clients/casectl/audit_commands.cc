@@ -32,6 +32,7 @@ using nlohmann::json;
 constexpr int kExitOk = 0;
 constexpr int kExitUsage = 2;
 constexpr int kExitNotVerified = 4;
+constexpr int kExitWriteFailed = 4;  // a file could not be written (any other failure)
 
 std::string Hex(std::string_view bytes) {
   return absl::BytesToHexString(absl::string_view(bytes.data(), bytes.size()));
@@ -349,7 +350,16 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       *shared->exit_code = shared->report_error(status);
       return;
     }
-    if (!p->out.empty()) std::ofstream(p->out, std::ios::binary) << resp.checkpoint();
+    if (!p->out.empty()) {
+      std::ofstream note(p->out, std::ios::binary | std::ios::trunc);
+      note << resp.checkpoint();
+      note.close();
+      if (note.fail()) {
+        std::cerr << "cannot write " << p->out << " 无法写入文件\n";
+        *shared->exit_code = kExitWriteFailed;
+        return;
+      }
+    }
     std::optional<bool> verified;
     // The size and root shown are the signed note's own, never the response's other fields
     // (which the signature does not cover); a response whose fields disagree with its note
@@ -499,6 +509,12 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
   exp->add_option("--to", e->to, "end position, exclusive (0: the latest checkpoint)");
   exp->add_option("--out", e->out, "file to write")->required();
   exp->callback([shared, e, json_mode] {
+    std::ofstream out(e->out, std::ios::binary | std::ios::trunc);
+    if (!out.is_open()) {
+      std::cerr << "cannot write " << e->out << " 无法写入文件\n";
+      *shared->exit_code = kExitWriteFailed;
+      return;
+    }
     auto c = shared->client();
     auto ctx = c->NewContext();
     Unbounded(ctx.get());
@@ -506,7 +522,6 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     req.set_from_position(e->from);
     req.set_to_position(e->to);
     auto reader = v1::AuditService::NewStub(c->channel())->ExportLog(ctx.get(), req);
-    std::ofstream out(e->out, std::ios::binary | std::ios::trunc);
     Progress progress(!*json_mode, "export");
     v1::ExportLogResponse m;
     int64_t bytes = 0, from = e->from, to = 0, done = 0;
@@ -538,6 +553,11 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     auto status = reader->Finish();
     if (!status.ok()) {
       *shared->exit_code = shared->report_error(status);
+      return;
+    }
+    if (out.fail()) {  // a full disk, say: the file is not the export
+      std::cerr << "writing " << e->out << " failed; the file is incomplete 写入失败，文件不完整\n";
+      *shared->exit_code = kExitWriteFailed;
       return;
     }
     if (*json_mode) {

@@ -88,6 +88,16 @@ int ReportError(const grpc::Status& status, const Globals& g) {
     std::cerr << "\n";
     if (!details.message_zh.empty()) std::cerr << "  " << details.message_zh << "\n";
   }
+  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    // The server may have done it: a retry with a new request id could do it twice.
+    if (!g.json) {
+      std::cerr << "no answer from " << g.server
+                << " within the deadline: the command may have been applied. Read it back "
+                   "before trying again, or retry with the same --request-id "
+                   "未在时限内收到答复，命令可能已执行；请先查询结果，或用同一 --request-id 重试\n";
+    }
+    return kExitUnreachable;
+  }
   if (casework::client::IsConnectionFailure(status)) {
     if (!g.json) std::cerr << "cannot reach caseworkd at " << g.server << " 无法连接服务器\n";
     return kExitUnreachable;

@@ -56,22 +56,6 @@ bool DecodePublicKey(const std::string& text, std::string* out) {
   return absl::Base64Unescape(text, out) && out->size() == 32;
 }
 
-// The version to sign: --expected-version, else the case's current version.
-bool ResolveVersion(State& s, Client& client) {
-  if (s.expected_version >= 0) return true;
-  casework::v1::GetCaseRequest req;
-  req.set_name(absl::StrCat("cases/", s.case_id));
-  casework::v1::Case c;
-  auto ctx = client.NewContext();
-  auto status = client.cases().GetCase(ctx.get(), req, &c);
-  if (!status.ok()) {
-    *s.hooks.exit_code = s.hooks.report_error(status);
-    return false;
-  }
-  s.expected_version = c.version();
-  return true;
-}
-
 void Keygen(State& s) {
   auto key = SigningKey::Generate();
   if (!key.ok()) {
@@ -130,7 +114,6 @@ void Sign(State& s) {
 
 void SignOff(State& s) {
   auto client = s.hooks.client();
-  if (!ResolveVersion(s, *client)) return;
   casework::v1::SignOffClosureRequest req;
   req.set_name(absl::StrCat("cases/", s.case_id));
   req.set_request_id(RequestId(s));
@@ -278,9 +261,12 @@ void AddKeyCommands(CLI::App* app, KeyCommandHooks hooks) {
   auto* sign_off = app->add_subcommand("sign-off", "sign and submit a closure 销号签批");
   sign_off->add_option("case_id", s->case_id, "case id")->required();
   sign_off->add_option("--inspection-id", s->inspection_id, "the passed inspection")->required();
+  // Required: a signature is for the version the approver checked (`casectl get`), not
+  // whatever version the case has reached when the command runs.
   sign_off
       ->add_option("--expected-version", s->expected_version,
-                   "the version you sign for (default: the case's current version)")
+                   "the case version you checked and sign for (see `casectl get`)")
+      ->required()
       ->check(CLI::NonNegativeNumber);
   sign_off->add_option("--key", s->key_file, "sign now with this private key file");
   sign_off->add_option("--key-id", s->key_id, "or: the key id of a signature made with sign");
