@@ -31,10 +31,12 @@ Client::Client(ClientOptions options) : options_(std::move(options)) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(16 << 20);
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
-  if (!options_.tls_ca.empty() || !options_.tls_cert.empty() || !options_.tls_key.empty()) {
+  if (!options_.tls_ca.empty() || !options_.tls_cert.empty() || !options_.tls_key.empty() ||
+      !options_.tls_server_name.empty()) {
     grpc::SslCredentialsOptions ssl;
     if (options_.tls_ca.empty()) {
-      credentials_error_ = "--tls-cert and --tls-key need --tls-ca (the CA of the server)";
+      credentials_error_ =
+          "--tls-cert, --tls-key and --tls-server-name need --tls-ca (the CA of the server)";
     } else {
       ssl.pem_root_certs = ReadPemFile(options_.tls_ca, &credentials_error_);
     }

@@ -362,9 +362,14 @@ int RunSeed(const SeedOptions& options, bool json) {
     Client admin(ClientOptions{.server = options.server, .identity = kSeedAdmin});
     RegistryImportTotals totals;
     std::string local_error;
-    grpc::Status s =
-        ImportRegistryFile(admin, SampleRegistryCsv(plans),
-                           absl::StrCat("seed-registry-", options.seed), &totals, &local_error);
+    // The request id names the rows, not only the seed: another --cases makes another
+    // registry, which must not reuse the first one's id.
+    const std::string csv = SampleRegistryCsv(plans);
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(csv.data()), csv.size(), digest);
+    std::string id = absl::StrCat("seed-registry-", options.seed, "-");
+    for (int i = 0; i < 8; ++i) absl::StrAppendFormat(&id, "%02x", digest[i]);
+    grpc::Status s = ImportRegistryFile(admin, csv, id, &totals, &local_error);
     if (!s.ok()) {
       auto d = DecodeError(s);
       std::cerr << "seed: importing the sample registry: " << s.error_message() << " [" << d.reason
