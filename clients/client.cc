@@ -1,6 +1,7 @@
 #include "clients/client.h"
 
 #include <openssl/rand.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <fstream>
@@ -42,6 +43,14 @@ Client::Client(ClientOptions options) : options_(std::move(options)) {
     }
     if (!options_.tls_cert.empty() || !options_.tls_key.empty()) {
       ssl.pem_cert_chain = ReadPemFile(options_.tls_cert, &credentials_error_);
+      // A private key readable by others is a key others may have: refused, as the
+      // signing key and the server's key are.
+      struct stat st {};
+      if (stat(options_.tls_key.c_str(), &st) == 0 && (st.st_mode & 077) != 0 &&
+          credentials_error_.empty()) {
+        credentials_error_ =
+            "--tls-key " + options_.tls_key + " is readable by group or others; chmod 600 it";
+      }
       ssl.pem_private_key = ReadPemFile(options_.tls_key, &credentials_error_);
     }
     if (!options_.tls_server_name.empty()) {

@@ -109,27 +109,47 @@ absl::StatusOr<SigningKey> SigningKey::Load(const std::string& path) {
 }
 
 absl::Status SigningKey::Save(const std::string& path) const {
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    if (errno == EEXIST) {
+  // Written whole to a temporary file beside it (mode 0600), synced, then linked to `path`:
+  // the key file appears complete or not at all, and link() never replaces an existing
+  // file. The directory is synced so that a key whose public half was handed out survives
+  // a power loss.
+  if (access(path.c_str(), F_OK) == 0) {
+    return absl::AlreadyExistsError(absl::StrCat(path, " exists; a key file is never overwritten"));
+  }
+  std::string tmp = path + ".tmp-XXXXXX";
+  const int fd = mkstemp(tmp.data());  // mode 0600
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot create a file beside ", path));
+  FILE* f = fdopen(fd, "w");
+  if (f == nullptr) {
+    close(fd);
+    unlink(tmp.c_str());
+    return absl::UnavailableError(absl::StrCat("cannot write ", path));
+  }
+  const bool written =
+      fchmod(fd, 0600) == 0 &&
+      PEM_write_PrivateKey(f, impl_->pkey.get(), nullptr, nullptr, 0, nullptr, nullptr) == 1 &&
+      std::fflush(f) == 0 && fsync(fileno(f)) == 0;
+  const bool closed = std::fclose(f) == 0;
+  if (!written || !closed) {
+    unlink(tmp.c_str());
+    return absl::UnavailableError(absl::StrCat("cannot write ", path));
+  }
+  const int linked = link(tmp.c_str(), path.c_str());
+  const int link_errno = errno;
+  unlink(tmp.c_str());
+  if (linked != 0) {
+    if (link_errno == EEXIST) {
       return absl::AlreadyExistsError(
           absl::StrCat(path, " exists; a key file is never overwritten"));
     }
     return absl::UnavailableError(absl::StrCat("cannot create ", path));
   }
-  FILE* f = fdopen(fd, "w");
-  if (f == nullptr) {
-    close(fd);
-    return absl::UnavailableError(absl::StrCat("cannot write ", path));
-  }
-  const bool written =
-      PEM_write_PrivateKey(f, impl_->pkey.get(), nullptr, nullptr, 0, nullptr, nullptr) == 1 &&
-      std::fflush(f) == 0 && fsync(fileno(f)) == 0;
-  const bool closed = std::fclose(f) == 0;
-  if (!written || !closed) {
-    unlink(path.c_str());
-    return absl::UnavailableError(absl::StrCat("cannot write ", path));
-  }
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  const int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const bool synced = dfd >= 0 && fsync(dfd) == 0;
+  if (dfd >= 0) close(dfd);
+  if (!synced) return absl::UnavailableError(absl::StrCat("cannot sync the directory of ", path));
   return absl::OkStatus();
 }
 

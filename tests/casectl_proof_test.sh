@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # casectl's proof commands verify what they say they verify, against a real caseworkd on
 # loopback: a checkpoint and an inclusion proof verify under the server's verifier key,
-# do not under another key (exit status 4), and without --key nothing is claimed.
+# do not under another key (exit status 4), and without --key nothing is claimed; keygen
+# and export write their files whole or fail.
 # Usage: casectl_proof_test.sh CASEWORKD CASEWORK_LOAD CASECTL PRINCIPALS_JSON
 set -euo pipefail
 caseworkd=$1 load=$2 casectl=$3 principals=$4
@@ -69,6 +70,19 @@ ctl proof consistency --first "$first" --first-root "$root" --key "$good" >"$wor
 wrong=$("$py" -c 'import sys; r=sys.argv[1]; print(("1" if r[0] == "0" else "0") + r[1:])' "$root")
 rc=0; ctl proof consistency --first "$first" --first-root "$wrong" --key "$good" >"$work/con-bad.json" || rc=$?
 [[ $rc == 4 ]] || { echo "consistency from another root: exit $rc, want 4" >&2; exit 1; }
+# keygen: the key file appears whole with mode 0600, is never overwritten, and leaves no
+# temporary file behind.
+"$casectl" keygen --out "$work/keys/approver.key" >/dev/null 2>&1 && {
+  echo "keygen into a missing directory succeeded" >&2; exit 1; }
+mkdir "$work/keys"
+"$casectl" keygen --out "$work/keys/approver.key" >/dev/null
+[[ $(stat -c %a "$work/keys/approver.key") == 600 ]] || { echo "key file not 0600" >&2; exit 1; }
+before=$(sha256sum "$work/keys/approver.key")
+rc=0; "$casectl" keygen --out "$work/keys/approver.key" >/dev/null 2>&1 || rc=$?
+[[ $rc != 0 && $(sha256sum "$work/keys/approver.key") == "$before" ]] || {
+  echo "keygen overwrote a key file" >&2; exit 1; }
+[[ $(ls "$work/keys") == approver.key ]] || { echo "keygen left: $(ls "$work/keys")" >&2; exit 1; }
+
 # An export that cannot be written is a failure, not "exported".
 rc=0; ctl export --out "$work/no-such-dir/x.log" >/dev/null 2>&1 || rc=$?
 [[ $rc == 4 ]] || { echo "export to an unwritable path: exit $rc, want 4" >&2; exit 1; }
