@@ -665,6 +665,16 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
   seed->callback([&] {
+    // The sample data is made by several sample identities, which only a plaintext
+    // server takes from the identity header; with TLS each connection is one certificate.
+    if (!g.tls_ca.empty() || !g.tls_cert.empty() || !g.tls_key.empty() ||
+        !g.tls_server_name.empty()) {
+      std::cerr << "seed acts as the sample identities of deploy/principals.sample.json and "
+                   "runs only against a plaintext (--insecure-plaintext) server; drop the "
+                   "--tls-* options 示例数据仅可载入明文测试服务器\n";
+      exit_code = kExitUsage;
+      return;
+    }
     seed_options.server = g.server;
     exit_code = casework::client::RunSeed(seed_options, g.json);
   });
