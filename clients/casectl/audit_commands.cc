@@ -265,7 +265,8 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
   for (auto* sub : {asof->add_subcommand("case", "one case 单个案件"),
                     asof->add_subcommand("ledger", "counts and conversion rates 台账统计")}) {
     sub->add_option("--position", a->position, "every event before this position");
-    sub->add_option("--at", a->at, "every event up to this time (RFC 3339 or YYYY-MM-DD)");
+    sub->add_option("--at", a->at,
+                    "each stream's events up to this time (RFC 3339 or YYYY-MM-DD; docs/audit.md)");
   }
   auto* asof_case = asof->get_subcommand("case");
   asof_case->add_option("case_id", a->case_id, "case id")->required();

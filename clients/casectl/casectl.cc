@@ -3,7 +3,8 @@
 // Output: tables with Chinese labels beside English on a terminal; --json prints the
 // response messages as JSON (one object per line) for scripts.
 // Exit codes: 0 done; 1 the server refused (the reason is printed); 2 usage error;
-// 3 could not reach the server; 4 any other failure.
+// 3 could not reach the server, or no answer within the deadline (the outcome is
+// unknown); 4 any other failure.
 #include <unistd.h>
 
 #include <cstdlib>
@@ -202,8 +203,9 @@ int main(int argc, char** argv) {
       "casectl: command-line client of caseworkd (the rectification ledger 整顿台账).\n"
       "Server and identity come from flags, the environment (CASEWORK_SERVER, "
       "CASEWORK_IDENTITY, CASEWORK_CONFIG) or a config file.\n"
-      "Exit codes: 0 done, 1 refused by the server, 2 usage error, 3 server unreachable, "
-      "4 other failure."};
+      "Exit codes: 0 done, 1 refused by the server, 2 usage error, 3 server unreachable or "
+      "no answer in time (the command may have been applied: retry with the same "
+      "--request-id), 4 other failure."};
   app.set_config(
       "--config", default_config,
       "TOML/INI file with server=, identity=, tls-ca=, tls-cert=, tls-key=, json=, timeout-ms=");

@@ -16,6 +16,9 @@
 //   the caller's jurisdiction covers the
 //   approver's                           PERMISSION_DENIED JURISDICTION_NOT_COVERED
 //   level is COUNTY or CITY              INVALID_ARGUMENT APPROVER_LEVEL_INVALID
+//   the approver has an approval_level
+//   in the principals file               FAILED_PRECONDITION APPROVER_LEVEL_NOT_IN_PRINCIPALS
+//   ... and it is the level given        FAILED_PRECONDITION APPROVER_LEVEL_MISMATCH
 //   public_key is 32 bytes               INVALID_ARGUMENT PUBLIC_KEY_MALFORMED
 //   ... a canonical encoding             INVALID_ARGUMENT PUBLIC_KEY_NOT_CANONICAL
 //   ... of a prime-order point           INVALID_ARGUMENT PUBLIC_KEY_WEAK
@@ -25,9 +28,10 @@
 //   reason is given, at most 16 KiB      INVALID_ARGUMENT REVOKE_REASON_REQUIRED,
 //                                        TEXT_TOO_LONG
 //   the key is registered                NOT_FOUND KEY_UNKNOWN
-//   ... to this approver                 INVALID_ARGUMENT KEY_NOT_OWNED_BY_APPROVER
-//   the caller covers the approver (when
-//   the approver is still a principal)   PERMISSION_DENIED JURISDICTION_NOT_COVERED
+//   the caller covers the approver (an
+//   approver no longer a principal needs
+//   an admin of the whole city)          PERMISSION_DENIED JURISDICTION_NOT_COVERED
+//   the key is the approver's            INVALID_ARGUMENT KEY_NOT_OWNED_BY_APPROVER
 //   already revoked                      OK, nothing appended
 // Two requests for the same approver at once: one gets ABORTED STALE_EXPECTED_VERSION.
 #pragma once

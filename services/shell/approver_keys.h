@@ -66,6 +66,8 @@ struct SignOffVerdict {
 //   the key was never registered      -> PERMISSION_DENIED KEY_UNKNOWN (field key_id)
 //   the key is another approver's     -> PERMISSION_DENIED KEY_NOT_OWNED_BY_CALLER
 //   the key was revoked               -> PERMISSION_DENIED KEY_REVOKED
+//   the key's level is not the one the
+//   principals file gives the approver -> PERMISSION_DENIED APPROVER_LEVEL_MISMATCH
 //   the signature is not 64 bytes     -> INVALID_ARGUMENT SIGNATURE_MALFORMED
 //   the request names no valid case   -> neither set (the core refuses it)
 //   the signature does not verify over the canonical statement built from the request

@@ -7,8 +7,9 @@
 //   op     := "=" | "<" | ">"      ("<" and ">" only for deadline)
 //   value  := bare word | "quoted string"
 // state takes LISTED, ASSISTED, VERIFIED, CLOSED, REOPENED; case_type WEAK, POOR,
-// DISORDERLY, INDUSTRY; problem_category 1-6; jurisdiction a path (matches its subtree);
-// deadline an RFC 3339 time.
+// DISORDERLY, INDUSTRY; problem_category 1-6; jurisdiction a path (matches its subtree; a
+// trailing '/' names the same one); deadline an RFC 3339 time. Each field at most once
+// (deadline once with < and once with >): a repeated one is INVALID_ARGUMENT.
 #pragma once
 
 #include <optional>
