@@ -65,6 +65,15 @@ std::optional<google::protobuf::Timestamp> ParseTime(const std::string& text) {
   return ts;
 }
 
+// The checkpoint `note`, opened with the verifier key `key` (name+hash+base64): its
+// signature checked, its size and root read from the signed text.
+absl::StatusOr<store::Checkpoint> OpenSigned(const std::string& note, const std::string& key) {
+  absl::StatusOr<store::NoteVerifier> verifier = store::NoteVerifier::FromVerifierKey(key);
+  if (!verifier.ok()) return verifier.status();
+  if (note.empty()) return absl::NotFoundError("no checkpoint came with the answer");
+  return store::OpenCheckpoint(note, *verifier, verifier->name());
+}
+
 std::string KindOf(const v1::Event& e) {
   const auto* field = e.GetReflection()->GetOneofFieldDescriptor(
       e, v1::Event::descriptor()->FindOneofByName("body"));
@@ -417,12 +426,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     std::vector<std::string> nodes(resp.proof().begin(), resp.proof().end());
     std::optional<bool> verified;
     if (!p->key.empty()) {
-      auto verifier = store::NoteVerifier::FromVerifierKey(p->key);
-      absl::StatusOr<store::Checkpoint> body =
-          !verifier.ok() ? absl::StatusOr<store::Checkpoint>(verifier.status())
-          : resp.checkpoint().empty()
-              ? absl::StatusOr<store::Checkpoint>(absl::NotFoundError("no checkpoint"))
-              : store::OpenCheckpoint(resp.checkpoint(), *verifier, verifier->name());
+      const absl::StatusOr<store::Checkpoint> body = OpenSigned(resp.checkpoint(), p->key);
       verified =
           body.ok() && body->size == resp.tree_size() &&
           store::merkle::VerifyInclusion(p->position, body->size, store::rfc9162::AsBytes(leaf),
@@ -474,12 +478,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     std::optional<bool> verified;
     if (!p->key.empty() && !p->first_root.empty()) {
       std::string first_root;
-      auto verifier = store::NoteVerifier::FromVerifierKey(p->key);
-      absl::StatusOr<store::Checkpoint> body =
-          !verifier.ok() ? absl::StatusOr<store::Checkpoint>(verifier.status())
-          : resp.checkpoint().empty()
-              ? absl::StatusOr<store::Checkpoint>(absl::NotFoundError("no checkpoint"))
-              : store::OpenCheckpoint(resp.checkpoint(), *verifier, verifier->name());
+      const absl::StatusOr<store::Checkpoint> body = OpenSigned(resp.checkpoint(), p->key);
       const std::vector<std::string> nodes(resp.proof().begin(), resp.proof().end());
       const bool hex =
           p->first_root.size() == 64 &&

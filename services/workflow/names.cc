@@ -49,30 +49,31 @@ bool IsValidId(std::string_view id) {
   return true;
 }
 
-bool IsValidOrganisationJurisdiction(std::string_view path) {
+namespace {
+
+// The number of segments of `path` when each is a valid id of at most 64 bytes (so no
+// '/' at either end and none doubled); 0 otherwise.
+size_t ValidSegments(std::string_view path) {
   size_t segments = 0;
   while (true) {
     const size_t slash = path.find('/');
     const std::string_view segment = path.substr(0, slash);
-    if (!IsValidId(segment) || segment.size() > kJurisdictionSegmentBytesMax) return false;
+    if (!IsValidId(segment) || segment.size() > kJurisdictionSegmentBytesMax) return 0;
     ++segments;
-    if (slash == std::string_view::npos) break;
+    if (slash == std::string_view::npos) return segments;
     path.remove_prefix(slash + 1);
   }
-  return segments == kJurisdictionSegments;
+}
+
+}  // namespace
+
+bool IsValidOrganisationJurisdiction(std::string_view path) {
+  return ValidSegments(path) == kJurisdictionSegments;
 }
 
 bool IsValidJurisdiction(std::string_view path) {
-  size_t segments = 0;
-  while (true) {
-    const size_t slash = path.find('/');
-    const std::string_view segment = path.substr(0, slash);
-    if (!IsValidId(segment) || segment.size() > kJurisdictionSegmentBytesMax) return false;
-    ++segments;
-    if (slash == std::string_view::npos) break;
-    path.remove_prefix(slash + 1);
-  }
-  return segments <= kJurisdictionSegments;
+  const size_t segments = ValidSegments(path);
+  return segments >= 1 && segments <= kJurisdictionSegments;
 }
 
 int JurisdictionDepth(std::string_view path) {
