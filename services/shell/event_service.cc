@@ -126,7 +126,6 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
         std::shared_ptr<const Principals> principals, int64_t from, Filter filter,
         int events_per_message)
       : service_(service),
-        principal_(caller.id),
         caller_(std::move(caller)),
         principals_(std::move(principals)),
         next_(from),
@@ -134,7 +133,7 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
         events_per_message_(events_per_message) {}
 
   void Start(std::shared_ptr<Watch> self) { self_ = std::move(self); }
-  [[nodiscard]] const std::string& principal() const { return principal_; }
+  [[nodiscard]] const std::string& principal() const { return caller_.id; }
 
   // Builds and writes messages until one is in flight and one is prepared, or there is
   // nothing to send. Runs on a dispatcher thread; only one Pump runs at a time per watch.
@@ -364,8 +363,6 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
     return SubtreeHolds(filter_.jurisdiction, **scope.jurisdiction);
   }
 
-  // The next message, or nullopt when there is nothing to send now. Owns next_ (only
-  // one Pump runs at a time).
   // The watch was opened under one principals set; after a reload (SIGHUP) its caller must
   // still be there with the same roles and jurisdiction, or the watch ends before it sends
   // anything more: a person removed or narrowed sees nothing new.
@@ -390,6 +387,8 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
     return std::nullopt;
   }
 
+  // The next message, or nullopt when there is nothing to send now. Owns next_ (only
+  // one Pump runs at a time).
   absl::StatusOr<std::optional<std::string>> Build() {
     const WatchOptions& options = service_->options_;
     store::RocksEventLog* log = service_->log_;
@@ -474,8 +473,7 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   }
 
   EventServiceImpl* service_;
-  const std::string principal_;       // the identity that opened it
-  const workflow::Principal caller_;  // ... as it was then
+  const workflow::Principal caller_;  // the identity that opened it, as it was then
   // The principals set caller_ was last checked against; only Pump touches it (one Pump at
   // a time per watch).
   std::shared_ptr<const Principals> principals_;

@@ -483,24 +483,22 @@ class Decider {
   bool AcrossRounds() const { return context_.rules != kRulesVersion2026_1; }
 
   std::optional<Refusal> CheckInspectorDidNotAssist() const {
-    if (AcrossRounds() && Contains(state_.earlier_assisters(), actor()) &&
-        !Contains(state_.assisters(), actor())) {
-      return Refuse(
-          Reason::kInspectorMustNotHaveAssisted, "",
-          Cat(actor(), " assisted case ", case_id(),
-              " in an earlier round (before its latest reopening) and may not inspect "
-              "or review it; an inspector who never assisted it must do it"),
-          Cat(actor(), " 曾在案件 ", case_id(),
-              " 此前的整顿轮次中参与帮扶，不能对其验收或回头看，请由从未参与帮扶的验收人员"
-              "办理"));
+    if (Contains(state_.assisters(), actor())) {
+      return Refuse(Reason::kInspectorMustNotHaveAssisted, "",
+                    Cat(actor(), " assisted case ", case_id(),
+                        " since its latest opening and may not inspect or review it; "
+                        "an inspector who did not assist must do it"),
+                    Cat(actor(), " 自本轮列入或重整以来参与了案件 ", case_id(),
+                        " 的帮扶，不能对其验收或回头看，请由未参与帮扶的验收人员办理"));
     }
-    if (!Contains(state_.assisters(), actor())) return std::nullopt;
+    if (!AcrossRounds() || !Contains(state_.earlier_assisters(), actor())) return std::nullopt;
     return Refuse(Reason::kInspectorMustNotHaveAssisted, "",
                   Cat(actor(), " assisted case ", case_id(),
-                      " since its latest opening and may not inspect or review it; "
-                      "an inspector who did not assist must do it"),
-                  Cat(actor(), " 自本轮列入或重整以来参与了案件 ", case_id(),
-                      " 的帮扶，不能对其验收或回头看，请由未参与帮扶的验收人员办理"));
+                      " in an earlier round (before its latest reopening) and may not inspect "
+                      "or review it; an inspector who never assisted it must do it"),
+                  Cat(actor(), " 曾在案件 ", case_id(),
+                      " 此前的整顿轮次中参与帮扶，不能对其验收或回头看，请由从未参与帮扶的验收人员"
+                      "办理"));
   }
 
   static std::optional<Refusal> CheckLengths(std::initializer_list<LengthRule> rules) {
