@@ -187,7 +187,9 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingDirectory);
   app.add_flag("--rebuild-projections", flags.rebuild_projections,
                "drop the read models (case table, indexes, counters, approver keys) and "
-               "re-derive them from the log, then exit (the server must be stopped)");
+               "re-derive them from the log, then exit (the server must be stopped); done at start "
+               "without asking when the stored read models are of another layout than this "
+               "build writes");
   app.add_flag("--record-principals,!--no-record-principals", flags.record_principals,
                "record the principals file in the log (stream config/principals) at start and "
                "on each reload, and stamp every event with the version its actor was "
@@ -362,31 +364,35 @@ int main(int argc, char** argv) {
   log_options.answer_thread = false;
   log_options.disk_full_retry_ms = flags.disk_full_retry_ms;
   log_options.disk_reserve_bytes = static_cast<uint64_t>(flags.disk_reserve_mib) << 20;
+  log_options.projection_layout = casework::shell::kProjectionLayout;
   auto log = casework::store::RocksEventLog::Open(log_options);
   if (!log.ok()) {
     spdlog::error("cannot open the event log in {}: {}", log_options.path, log.status().ToString());
     return 3;
   }
 
-  if (flags.rebuild_projections) {
-    casework::shell::ProjectionReplayer replayer;
+  // Projections an earlier build wrote in another layout are rebuilt before serving, so
+  // that no command is decided on a case row that lacks what this build's rules read.
+  if (const uint32_t stored = (*log)->ProjectionLayout();
+      flags.rebuild_projections || stored != casework::shell::kProjectionLayout) {
+    if (!flags.rebuild_projections) {
+      spdlog::warn(
+          "the projections were written in layout {}, this build writes layout {}: "
+          "rebuilding them from the {} events of the log before serving",
+          stored, casework::shell::kProjectionLayout, (*log)->Size());
+    }
     const auto started = std::chrono::steady_clock::now();
-    auto rebuilt = (*log)->RebuildProjections([&replayer](const casework::store::StoredEvent& e)
-                                                  -> std::vector<casework::store::ProjectionWrite> {
-      auto writes = replayer.Project(e);
-      if (!writes.ok()) {
-        spdlog::error("rebuild: {}", writes.status().ToString());
-        std::exit(3);
-      }
-      return *std::move(writes);
-    });
-    if (!rebuilt.ok()) {
-      spdlog::error("rebuilding the projections failed: {}", rebuilt.ToString());
+    if (auto rebuilt = casework::shell::BringProjectionsUpToDate(**log, /*force=*/true);
+        !rebuilt.ok()) {
+      spdlog::error(
+          "rebuilding the projections failed: {}; nothing is served until a rebuild "
+          "completes",
+          rebuilt.status().ToString());
       return 3;
     }
     spdlog::info("projections rebuilt from {} events in {:.1f} s", (*log)->Size(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    return 0;
+    if (flags.rebuild_projections) return 0;
   }
   if (flags.record_principals) {
     if (auto recorded = casework::shell::RecordPrincipals(log->get(), **principals,

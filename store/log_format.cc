@@ -33,7 +33,8 @@
 //   key   := level:uint8 index:uint64be
 //   value := hash:byte[32]    the perfect subtree of leaves [index*2^level, (index+1)*2^level)
 //
-// Column family "meta": small named values (see rocks_event_log.cc).
+// Column family "meta": small named values. "projection_layout" -> uint32be, the layout
+// of the stored projections (RocksEventLog::Options::projection_layout).
 //
 // Stream and table names never contain 0x00, so the first 0x00 of a key ends the name.
 #include "store/log_format.h"

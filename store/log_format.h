@@ -17,6 +17,11 @@ inline constexpr char kProjectionsFamily[] = "projections";
 inline constexpr char kTreeFamily[] = "tree";
 inline constexpr char kMetaFamily[] = "meta";
 
+// meta keys. DO NOT CHANGE: on disk.
+// The layout of the stored projections (RocksEventLog::Options::projection_layout):
+// uint32be.
+inline constexpr char kProjectionLayoutKey[] = "projection_layout";
+
 // Record format tags. DO NOT CHANGE: on disk.
 inline constexpr uint8_t kEventRecordV1 = 0x01;
 inline constexpr uint8_t kStreamExtentV1 = 0x01;

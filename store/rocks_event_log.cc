@@ -274,7 +274,8 @@ class RocksEventLog::Impl {
   absl::Status WriteCheckpointFile();
   absl::StatusOr<VerifyReport> Verify(int64_t from, int64_t to) const;
   absl::Status RebuildProjections(
-      const std::function<std::vector<ProjectionWrite>(const StoredEvent&)>& project);
+      const std::function<absl::StatusOr<std::vector<ProjectionWrite>>(const StoredEvent&)>&
+          project);
   absl::Status ScanAllProjections(
       const std::function<void(std::string_view, std::string_view)>& visit) const;
   rocksdb::DB* db() const { return db_.get(); }
@@ -288,6 +289,9 @@ class RocksEventLog::Impl {
   absl::Status RecoverSize();
   absl::Status RecoverTree();
   absl::Status CheckAnchor();
+  absl::Status RecoverProjectionLayout();
+  // Records Options::projection_layout as the stored projections' layout (synced).
+  absl::Status RecordProjectionLayout();
   void CheckpointerLoop();
   // The maintenance thread, after a write failed for lack of space: once RocksDB has
   // recovered, lets the sequencer reset and take appends again.
@@ -464,6 +468,8 @@ class RocksEventLog::Impl {
   // since either when its appended_by is at most the token's size: the caller's reads
   // (its request id) saw everything stored for it.
   std::atomic<uint64_t> version_epoch_{1};
+  // The recorded layout of the stored projections (Options::projection_layout).
+  std::atomic<uint32_t> projection_layout_{0};
 
  private:
   absl::Status failed_;  // sticky: once a write failed, everything fails
@@ -620,7 +626,36 @@ absl::Status RocksEventLog::Impl::OpenDb() {
   meta_ = handles_[6];
   STORE_RETURN_IF_ERROR(RecoverSize());
   STORE_RETURN_IF_ERROR(RecoverTree());
-  return CheckAnchor();
+  STORE_RETURN_IF_ERROR(CheckAnchor());
+  return RecoverProjectionLayout();
+}
+
+absl::Status RocksEventLog::Impl::RecoverProjectionLayout() {
+  std::string value;
+  const rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), meta_, format::kProjectionLayoutKey, &value);
+  if (s.ok()) {
+    if (value.size() != 4) {
+      return absl::DataLossError(absl::StrCat("the projection layout recorded in ", options_.path,
+                                              " is ", value.size(), " bytes, not 4"));
+    }
+    projection_layout_ = format::DecodeFixed32BE(value.data());
+    return absl::OkStatus();
+  }
+  if (!s.IsNotFound()) return FromRocks(s, "reading the projection layout");
+  if (Size() > 0) return absl::OkStatus();  // written before layouts were recorded: 0
+  return RecordProjectionLayout();          // a new log: its projections are the owner's
+}
+
+absl::Status RocksEventLog::Impl::RecordProjectionLayout() {
+  std::string value;
+  format::PutFixed32BE(&value, options_.projection_layout);
+  rocksdb::WriteOptions synced;
+  synced.sync = true;
+  STORE_RETURN_IF_ERROR(FromRocks(db_->Put(synced, meta_, format::kProjectionLayoutKey, value),
+                                  "recording the projection layout"));
+  projection_layout_ = options_.projection_layout;
+  return absl::OkStatus();
 }
 
 absl::Status RocksEventLog::Impl::RecoverTree() {
@@ -1769,7 +1804,8 @@ absl::StatusOr<RocksEventLog::VerifyReport> RocksEventLog::Impl::Verify(int64_t 
 }
 
 absl::Status RocksEventLog::Impl::RebuildProjections(
-    const std::function<std::vector<ProjectionWrite>(const StoredEvent&)>& project) {
+    const std::function<absl::StatusOr<std::vector<ProjectionWrite>>(const StoredEvent&)>&
+        project) {
   constexpr size_t kKeysPerWriteMax = 4096;
   rocksdb::WriteOptions unsynced;
   {
@@ -1793,7 +1829,8 @@ absl::Status RocksEventLog::Impl::RebuildProjections(
     rocksdb::WriteBatch write;
     CounterSums sums;
     for (const StoredEvent& event : events) {
-      for (const ProjectionWrite& projection : project(event)) {
+      STORE_ASSIGN_OR_RETURN(std::vector<ProjectionWrite> writes, project(event));
+      for (const ProjectionWrite& projection : writes) {
         ApplyProjection(write, projections_, projection, &sums);
       }
     }
@@ -1801,7 +1838,8 @@ absl::Status RocksEventLog::Impl::RebuildProjections(
     STORE_RETURN_IF_ERROR(FromRocks(db_->Write(unsynced, &write), "writing projections"));
     from += static_cast<int64_t>(events.size());
   }
-  return FromRocks(db_->FlushWAL(/*sync=*/true), "syncing rebuilt projections");
+  STORE_RETURN_IF_ERROR(FromRocks(db_->FlushWAL(/*sync=*/true), "syncing rebuilt projections"));
+  return RecordProjectionLayout();
 }
 
 absl::Status RocksEventLog::Impl::ScanAllProjections(
@@ -2016,8 +2054,11 @@ absl::Status RocksEventLog::WriteCheckpointFile() { return impl_->WriteCheckpoin
 absl::StatusOr<RocksEventLog::VerifyReport> RocksEventLog::Verify(int64_t from, int64_t to) {
   return impl_->Verify(from, to);
 }
+uint32_t RocksEventLog::ProjectionLayout() const { return impl_->projection_layout_; }
+
 absl::Status RocksEventLog::RebuildProjections(
-    const std::function<std::vector<ProjectionWrite>(const StoredEvent&)>& project) {
+    const std::function<absl::StatusOr<std::vector<ProjectionWrite>>(const StoredEvent&)>&
+        project) {
   return impl_->RebuildProjections(project);
 }
 absl::Status RocksEventLog::ScanAllProjections(

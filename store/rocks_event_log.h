@@ -120,6 +120,12 @@ class RocksEventLog final : public EventLog {
     std::string checkpoint_path;
     int64_t checkpoint_interval_ms = 1000;
 
+    // The layout of the projections that the log's owner writes (its own numbering; 0:
+    // not tracked). A log opened empty records it; RebuildProjections records it when
+    // done. A log whose projections were written in another layout (by an older build)
+    // says so through ProjectionLayout(), and its owner rebuilds them before serving.
+    uint32_t projection_layout = 0;
+
     // Tests: a fault-injecting RocksDB Env (for example one made with
     // rocksdb::NewCompositeEnv over a FileSystem wrapper); it must outlive the log.
     // nullptr: the default Env. Only the RocksDB directory goes through it; the key and
@@ -229,9 +235,16 @@ class RocksEventLog final : public EventLog {
   // Drops every projection and re-derives them from the log with `project` (which must
   // be the function that produced the incremental writes). Call with no appends in
   // flight (before serving, or with writes stopped). The result equals incremental
-  // maintenance byte for byte.
+  // maintenance byte for byte. An error from `project` ends the rebuild with that error.
+  // When done (synced), records Options::projection_layout as the layout of the stored
+  // projections; a rebuild cut short leaves the old record, so it is done again.
   absl::Status RebuildProjections(
-      const std::function<std::vector<ProjectionWrite>(const StoredEvent&)>& project);
+      const std::function<absl::StatusOr<std::vector<ProjectionWrite>>(const StoredEvent&)>&
+          project);
+  // The layout the stored projections were written in: Options::projection_layout of
+  // the build that created the log empty or last rebuilt them; 0 for a log that has
+  // events and no record (written before layouts were recorded).
+  uint32_t ProjectionLayout() const;
   // Visits every projection entry as stored (key = table 0x00 key), in key order.
   absl::Status ScanAllProjections(
       const std::function<void(std::string_view key, std::string_view value)>& visit);

@@ -327,6 +327,75 @@ TEST(RocksEventLogProjections, RebuildEqualsIncrementalByteForByte) {
   EXPECT_EQ(DumpProjections(*log), once);
 }
 
+// The layout of the projections: recorded when the log is created empty and when a
+// rebuild completes; a log with events and no record (from a build before layouts were
+// recorded) reads 0, and reopening with another layout changes nothing until a rebuild.
+TEST(RocksEventLogProjections, TheLayoutIsRecordedAtCreationAndByARebuild) {
+  TempDir dir;
+  RocksEventLog::Options options = LogOptions(dir, "log");
+  options.projection_layout = 3;
+  {
+    auto log = MustOpen(options);
+    ASSERT_NE(log, nullptr);
+    EXPECT_EQ(log->ProjectionLayout(), 3u);
+    ASSERT_THAT(log->Append({.stream = "s", .expected_version = 0, .events = {"j0/open"}}), IsOk());
+  }
+  options.projection_layout = 4;
+  {
+    auto log = MustOpen(options);
+    ASSERT_NE(log, nullptr);
+    EXPECT_EQ(log->ProjectionLayout(), 3u) << "an open must not claim a layout it did not write";
+    // A rebuild that fails part way keeps the old record, so it is done again.
+    EXPECT_THAT(log->RebuildProjections(
+                    [](const StoredEvent&) -> absl::StatusOr<std::vector<ProjectionWrite>> {
+                      return absl::DataLossError("does not parse");
+                    }),
+                StatusIs(absl::StatusCode::kDataLoss));
+    EXPECT_EQ(log->ProjectionLayout(), 3u);
+    ASSERT_THAT(log->RebuildProjections(Project), IsOk());
+    EXPECT_EQ(log->ProjectionLayout(), 4u);
+  }
+  {
+    auto log = MustOpen(options);
+    ASSERT_NE(log, nullptr);
+    EXPECT_EQ(log->ProjectionLayout(), 4u);
+  }
+
+  // A log with events whose layout was never recorded.
+  RocksEventLog::Options old_options = LogOptions(dir, "old");
+  {
+    auto log = MustOpen(old_options);
+    ASSERT_NE(log, nullptr);
+    ASSERT_THAT(log->Append({.stream = "s", .expected_version = 0, .events = {"j0/open"}}), IsOk());
+  }
+  {
+    // What a build before the record left: drop the record.
+    rocksdb::DB* raw = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    std::vector<rocksdb::ColumnFamilyDescriptor> families;
+    std::vector<std::string> names;
+    ASSERT_TRUE(
+        rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), old_options.path, &names).ok());
+    for (const std::string& name : names)
+      families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    ASSERT_TRUE(
+        rocksdb::DB::Open(rocksdb::DBOptions(), old_options.path, families, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    const size_t meta = std::find(names.begin(), names.end(), "meta") - names.begin();
+    ASSERT_LT(meta, names.size());
+    rocksdb::WriteOptions synced;
+    synced.sync = true;
+    ASSERT_TRUE(db->Delete(synced, handles[meta], "projection_layout").ok());
+    for (auto* handle : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(handle).ok());
+  }
+  old_options.projection_layout = 2;
+  auto log = MustOpen(old_options);
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(log->ProjectionLayout(), 0u);
+  ASSERT_THAT(log->RebuildProjections(Project), IsOk());
+  EXPECT_EQ(log->ProjectionLayout(), 2u);
+}
+
 TEST(RocksEventLogBackup, BackupVerifiesAndRestores) {
   TempDir dir;
   std::mt19937 rng(Seed());

@@ -10,6 +10,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
+#include "services/shell/projections.h"
 #include "services/workflow/workflow_testing.h"
 #include "store/rocks_event_log.h"
 #include "store/testing/temp_dir.h"
@@ -132,6 +133,59 @@ TEST_F(Retries, AnotherPersonsRequestIdIsNotAnswered) {
                       &retry.response, retry.Callback());
   ASSERT_TRUE(retry.Wait().ok());
   EXPECT_TRUE(retry.response.replayed());
+}
+
+// A log whose read models an earlier build wrote in another layout is rebuilt from its
+// events before it is served (caseworkd does this at start): here the case row is gone
+// (as if an earlier layout had kept it elsewhere), and the rebuild restores it.
+TEST(ProjectionLayout, ALogOfAnotherLayoutIsRebuiltBeforeItIsServed) {
+  TempDir dir;
+  Cast cast;
+  store::RocksEventLog::Options options;
+  options.path = dir.Sub("log");
+  options.projection_layout = 0;  // an earlier build's
+  {
+    auto log = store::RocksEventLog::Open(options);
+    ASSERT_TRUE(log.ok()) << log.status();
+    int64_t now = kStartMicros;
+    CommandProcessor processor(log->get(), workflow::Policy{},
+                               [&now] { return now += kHourMicros; });
+    Answer created;
+    processor.Execute(cast.lister, kCaseId, workflow::testing::CreateCase(kStartMicros),
+                      &created.response, created.Callback());
+    ASSERT_TRUE(created.Wait().ok());
+    ASSERT_TRUE(processor.LoadCase(kCaseId).ok());
+    v1::Event unrelated;
+    unrelated.set_stream("misc/other");
+    unrelated.set_version(1);
+    store::AppendRequest other{
+        .stream = "misc/other", .expected_version = 0, .events = {unrelated.SerializeAsString()}};
+    other.projections.push_back(
+        {.op = store::ProjectionWrite::Op::kDelete, .table = kCaseTable, .key = kCaseId});
+    ASSERT_TRUE((*log)->Append(other).ok());
+  }
+  options.projection_layout = kProjectionLayout;
+  auto log = store::RocksEventLog::Open(options);
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_EQ((*log)->ProjectionLayout(), 0u);
+  CommandProcessor processor(log->get(), workflow::Policy{}, [] { return kStartMicros; });
+  auto missing = processor.LoadCase(kCaseId);
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  EXPECT_EQ(missing->version(), 0) << "the case row should be gone before the rebuild";
+
+  auto rebuilt = BringProjectionsUpToDate(**log, /*force=*/false);
+  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
+  EXPECT_TRUE(*rebuilt);
+  EXPECT_EQ((*log)->ProjectionLayout(), kProjectionLayout);
+  auto state = processor.LoadCase(kCaseId);
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->version(), 1);
+  EXPECT_EQ(state->state(), v1::CASE_STATE_LISTED);
+
+  // Up to date now: nothing to do.
+  rebuilt = BringProjectionsUpToDate(**log, /*force=*/false);
+  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
+  EXPECT_FALSE(*rebuilt);
 }
 
 }  // namespace

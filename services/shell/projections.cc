@@ -145,4 +145,18 @@ absl::StatusOr<std::vector<ProjectionWrite>> ProjectionReplayer::Project(
   return out;
 }
 
+absl::StatusOr<bool> BringProjectionsUpToDate(store::RocksEventLog& log, bool force) {
+  if (!force && log.ProjectionLayout() == kProjectionLayout) return false;
+  ProjectionReplayer replayer;
+  absl::Status rebuilt = log.RebuildProjections(
+      [&replayer](const store::StoredEvent& e) { return replayer.Project(e); });
+  if (!rebuilt.ok()) return rebuilt;
+  if (log.ProjectionLayout() != kProjectionLayout) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the log was opened with projection layout ", log.ProjectionLayout(), ", not this build's ",
+        kProjectionLayout, " (RocksEventLog::Options::projection_layout)"));
+  }
+  return true;
+}
+
 }  // namespace casework::shell

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "casework/v1/case.pb.h"
 #include "store/event_log.h"
+#include "store/rocks_event_log.h"
 
 namespace casework::shell {
 
@@ -58,6 +59,22 @@ class ProjectionReplayer {
  private:
   absl::flat_hash_map<std::string, casework::v1::Case> cases_;
 };
+
+// The layout of the projections this build writes (RocksEventLog::Options::
+// projection_layout). Raise it whenever ProjectCase or ProjectApproverKeyEvent write
+// something else for the same events, so that a log an earlier build wrote is rebuilt
+// before it is served, and say here what changed:
+//   0  logs from before layouts were recorded: case rows without earlier_assisters and
+//      earlier_inspectors (which rules/2026.2 reads to decide)
+//   1  case rows with earlier_assisters and earlier_inspectors
+inline constexpr uint32_t kProjectionLayout = 1;
+
+// Rebuilds the projections of `log` from its events (ProjectionReplayer) when they were
+// written in another layout than kProjectionLayout, or always when `force`. Call before
+// serving, with no appends in flight. Returns whether it rebuilt. An event that does not
+// parse ends the rebuild with kDataLoss, and the log keeps its old layout record, so
+// that the next start rebuilds again instead of serving what was left half done.
+absl::StatusOr<bool> BringProjectionsUpToDate(store::RocksEventLog& log, bool force);
 
 // Index keys, shared by the writer and the readers.
 [[nodiscard]] std::string StateKey(casework::v1::CaseState state, std::string_view case_id);
