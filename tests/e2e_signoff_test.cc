@@ -53,6 +53,7 @@ std::filesystem::path WritePrincipals(const std::filesystem::path& dir,
   {"id": "inspector", "roles": ["inspector"], "jurisdiction": "jiangcheng"},
   {"id": "admin", "roles": ["admin"], "jurisdiction": "jiangcheng"},
   {"id": "admin.xihe", "roles": ["admin"], "jurisdiction": "jiangcheng/xihe"},
+  {"id": "admin.second", "roles": ["admin"], "jurisdiction": "jiangcheng"},
   {"id": "approver.county", "roles": ["approver"], "jurisdiction": "jiangcheng/dongshan", "approval_level": "county"},
   {"id": "approver.city", "roles": ["approver"], "jurisdiction": "jiangcheng", "approval_level": ")"
       << city_level << R"("},
@@ -240,6 +241,48 @@ TEST_F(SignOffTest, AKeySignsOnlyAtTheLevelItsApproverHoldsNow) {
   v1::CaseCommandResponse resp;
   EXPECT_REFUSED(SignOff("approver.city", SignedRequest(*city_key_, 4), &resp), PERMISSION_DENIED,
                  "APPROVER_LEVEL_MISMATCH");
+}
+
+// A registration sent again while its first attempt is still being written (a client
+// retrying on a timeout) gets the first answer, not KEY_ALREADY_REGISTERED; later
+// retries too. The same request id and body from another administrator is another
+// request, and is refused.
+TEST_F(SignOffTest, ARetriedRegistrationGetsTheFirstAnswer) {
+  for (int round = 0; round < 8; ++round) {
+    SCOPED_TRACE(round);
+    auto key = SigningKey::Generate();
+    ASSERT_TRUE(key.ok()) << key.status();
+    const std::string request_id = casework::client::NewRequestId();
+    v1::RegisterApproverKeyResponse first, second;
+    grpc::Status first_status, second_status;
+    std::thread a([&] {
+      first_status = Register("admin", "approver.other", key->public_key(),
+                              v1::APPROVAL_LEVEL_COUNTY, &first, request_id);
+    });
+    std::thread b([&] {
+      second_status = Register("admin", "approver.other", key->public_key(),
+                               v1::APPROVAL_LEVEL_COUNTY, &second, request_id);
+    });
+    a.join();
+    b.join();
+    ASSERT_TRUE(first_status.ok()) << first_status.error_message();
+    ASSERT_TRUE(second_status.ok()) << second_status.error_message();
+    EXPECT_EQ(first.key_id(), key->key_id());
+    EXPECT_EQ(second.key_id(), key->key_id());
+    EXPECT_EQ(first.key().SerializeAsString(), second.key().SerializeAsString());
+    EXPECT_EQ(second.key().level(), v1::APPROVAL_LEVEL_COUNTY);
+
+    v1::RegisterApproverKeyResponse later;
+    ASSERT_TRUE(Register("admin", "approver.other", key->public_key(), v1::APPROVAL_LEVEL_COUNTY,
+                         &later, request_id)
+                    .ok());
+    EXPECT_EQ(later.key().SerializeAsString(), first.key().SerializeAsString());
+    v1::RegisterApproverKeyResponse other;
+    EXPECT_REFUSED(Register("admin.second", "approver.other", key->public_key(),
+                            v1::APPROVAL_LEVEL_COUNTY, &other, request_id),
+                   INVALID_ARGUMENT, "REQUEST_ID_REUSED");
+    EXPECT_TRUE(other.key_id().empty());
+  }
 }
 
 TEST_F(SignOffTest, EnrollmentChecksCallerKeyAndApprover) {

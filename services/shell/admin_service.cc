@@ -104,9 +104,65 @@ Event Envelope(const std::string& stream, int64_t version, const workflow::Princ
 
 }  // namespace
 
+bool AdminServiceImpl::Reserve(const std::string& key_id, const std::string& stream,
+                               const std::string& request_id, const std::string& fingerprint) {
+  absl::MutexLock lock(&mu_);
+  auto [it, inserted] = pending_key_ids_.try_emplace(key_id);
+  PendingKey& pending = it->second;
+  if (inserted) {
+    pending = PendingKey{.stream = stream, .request_id = request_id, .fingerprint = fingerprint};
+  } else if (pending.stream != stream || pending.request_id != request_id ||
+             pending.fingerprint != fingerprint) {
+    return false;
+  }
+  ++pending.holders;
+  return true;
+}
+
 void AdminServiceImpl::Release(const std::string& key_id) {
   absl::MutexLock lock(&mu_);
-  pending_key_ids_.erase(key_id);
+  auto it = pending_key_ids_.find(key_id);
+  if (it != pending_key_ids_.end() && --it->second.holders == 0) pending_key_ids_.erase(it);
+}
+
+grpc::Status AdminServiceImpl::RecordedAnswer(const std::string& actor_id,
+                                              const std::string& stream,
+                                              const store::AppendResult& first,
+                                              const std::string& fingerprint,
+                                              const std::string& request_id, Event* event) {
+  if (first.request_fingerprint != fingerprint) return ReusedRequestId();
+  auto stored = log_->ReadStream(stream, first.version, 1);
+  if (!stored.ok()) return FromStoreStatus(stored.status());
+  if (stored->empty() || !event->ParseFromString(stored->front().bytes)) {
+    return FromStoreStatus(absl::DataLossError(
+        absl::StrCat("the event recorded for request ", request_id, " is missing from ", stream)));
+  }
+  // A retry comes from whoever made the first request; the same request from someone
+  // else is another request.
+  if (event->actor() != actor_id) return ReusedRequestId();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::AnswerRegistrationRetry(
+    const std::string& actor_id, const std::string& stream, const store::AppendResult& first,
+    const std::string& fingerprint, const std::string& request_id,
+    casework::v1::RegisterApproverKeyResponse* resp) {
+  resp->Clear();
+  Event event;
+  if (grpc::Status answer =
+          RecordedAnswer(actor_id, stream, first, fingerprint, request_id, &event);
+      !answer.ok()) {
+    return answer;
+  }
+  if (!event.has_approver_key_registered()) {
+    return FromStoreStatus(absl::DataLossError(absl::StrCat(
+        "the registration recorded for request ", request_id, " is missing from ", stream)));
+  }
+  resp->set_key_id(event.approver_key_registered().key_id());
+  auto key = keys_.Find(resp->key_id());
+  if (!key.ok()) return FromStoreStatus(key.status());
+  if (key->has_value()) *resp->mutable_key() = **key;
+  return grpc::Status::OK;
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::RegisterApproverKey(
@@ -123,21 +179,8 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RegisterApproverKey(
   auto first = log_->FindRequest(stream, req->request_id());
   if (!first.ok()) return Finish(ctx, FromStoreStatus(first.status()));
   if (first->has_value()) {
-    if ((*first)->request_fingerprint != fingerprint) return Finish(ctx, ReusedRequestId());
-    auto stored = log_->ReadStream(stream, (*first)->version, 1);
-    if (!stored.ok()) return Finish(ctx, FromStoreStatus(stored.status()));
-    Event event;
-    if (stored->empty() || !event.ParseFromString(stored->front().bytes) ||
-        !event.has_approver_key_registered()) {
-      return Finish(ctx, FromStoreStatus(absl::DataLossError(
-                             absl::StrCat("the registration recorded for request ",
-                                          req->request_id(), " is missing from ", stream))));
-    }
-    resp->set_key_id(event.approver_key_registered().key_id());
-    auto key = keys_.Find(resp->key_id());
-    if (!key.ok()) return Finish(ctx, FromStoreStatus(key.status()));
-    if (key->has_value()) *resp->mutable_key() = **key;
-    return Finish(ctx, grpc::Status::OK);
+    return Finish(ctx, AnswerRegistrationRetry(actor.id, stream, **first, fingerprint,
+                                               req->request_id(), resp));
   }
 
   // The level the approver holds in the principals file: a key signs at that level and
@@ -226,14 +269,19 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RegisterApproverKey(
                    "and never again after revocation); generate a new key"),
       absl::StrCat("密钥 ", key_id,
                    " 已登记（一个密钥只能登记一次，吊销后也不能再登记）；请生成新密钥"));
-  {
-    absl::MutexLock lock(&mu_);
-    if (!pending_key_ids_.insert(key_id).second) return Finish(ctx, already);
-  }
+  if (!Reserve(key_id, stream, req->request_id(), fingerprint)) return Finish(ctx, already);
   auto existing = keys_.Find(key_id);
   if (!existing.ok() || existing->has_value()) {
     Release(key_id);
-    return Finish(ctx, existing.ok() ? already : FromStoreStatus(existing.status()));
+    if (!existing.ok()) return Finish(ctx, FromStoreStatus(existing.status()));
+    // Registered meanwhile: by this request's first attempt (answer it), or by another.
+    auto recorded = log_->FindRequest(stream, req->request_id());
+    if (!recorded.ok()) return Finish(ctx, FromStoreStatus(recorded.status()));
+    if (recorded->has_value()) {
+      return Finish(ctx, AnswerRegistrationRetry(actor.id, stream, **recorded, fingerprint,
+                                                 req->request_id(), resp));
+    }
+    return Finish(ctx, already);
   }
   auto version = log_->StreamVersion(stream);
   if (!version.ok()) {
@@ -260,26 +308,24 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RegisterApproverKey(
   resp->set_key_id(key_id);
 
   auto* reactor = ctx->DefaultReactor();
-  log_->AppendAsync(std::move(append), [this, reactor, resp, key_id,
-                                        fingerprint](absl::StatusOr<store::AppendResult> result) {
-    Release(key_id);
-    if (!result.ok()) {
-      reactor->Finish(AppendFailed(result.status()));
-      return;
-    }
-    if (result->replayed) {
-      // The same request id was appended first by another call, not yet durable when
-      // this one looked: this registration was not appended.
-      if (result->request_fingerprint != fingerprint) {
-        resp->Clear();
-        reactor->Finish(ReusedRequestId());
-        return;
-      }
-      auto key = keys_.Find(key_id);
-      if (key.ok() && key->has_value()) *resp->mutable_key() = **key;
-    }
-    reactor->Finish(grpc::Status::OK);
-  });
+  log_->AppendAsync(std::move(append),
+                    [this, reactor, resp, key_id, fingerprint, stream, actor_id = actor.id,
+                     request_id = req->request_id()](absl::StatusOr<store::AppendResult> result) {
+                      Release(key_id);
+                      if (!result.ok()) {
+                        reactor->Finish(AppendFailed(result.status()));
+                        return;
+                      }
+                      if (result->replayed) {
+                        // The same request id was appended first by another call, not yet durable
+                        // when this one looked: this registration was not appended; answer as a
+                        // retry.
+                        reactor->Finish(AnswerRegistrationRetry(actor_id, stream, *result,
+                                                                fingerprint, request_id, resp));
+                        return;
+                      }
+                      reactor->Finish(grpc::Status::OK);
+                    });
   return reactor;
 }
 
@@ -297,8 +343,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeApproverKey(
   auto first = log_->FindRequest(stream, req->request_id());
   if (!first.ok()) return Finish(ctx, FromStoreStatus(first.status()));
   if (first->has_value()) {
+    Event recorded;
     return Finish(
-        ctx, (*first)->request_fingerprint == fingerprint ? grpc::Status::OK : ReusedRequestId());
+        ctx, RecordedAnswer(actor.id, stream, **first, fingerprint, req->request_id(), &recorded));
   }
 
   if (workflow::IsBlank(req->reason())) {
@@ -372,17 +419,22 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeApproverKey(
 
   auto* reactor = ctx->DefaultReactor();
   log_->AppendAsync(std::move(append),
-                    [reactor, fingerprint](absl::StatusOr<store::AppendResult> result) {
+                    [this, reactor, fingerprint, stream, actor_id = actor.id,
+                     request_id = req->request_id()](absl::StatusOr<store::AppendResult> result) {
                       if (!result.ok()) {
                         reactor->Finish(AppendFailed(result.status()));
                         return;
                       }
-                      // A replay of another call's request id (appended first, not yet durable when
-                      // this one looked): this revocation was not appended; only the same request
-                      // succeeded.
-                      reactor->Finish(result->replayed && result->request_fingerprint != fingerprint
-                                          ? ReusedRequestId()
-                                          : grpc::Status::OK);
+                      if (result->replayed) {
+                        // A replay of another call's request id (appended first, not yet durable
+                        // when this one looked): this revocation was not appended; answer as a
+                        // retry.
+                        Event recorded;
+                        reactor->Finish(RecordedAnswer(actor_id, stream, *result, fingerprint,
+                                                       request_id, &recorded));
+                        return;
+                      }
+                      reactor->Finish(grpc::Status::OK);
                     });
   return reactor;
 }

@@ -39,7 +39,7 @@
 #include <functional>
 #include <string>
 
-#include "absl/container/flat_hash_set.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "casework/v1/admin_service.grpc.pb.h"
 #include "services/shell/approver_keys.h"
@@ -78,8 +78,25 @@ class AdminServiceImpl final : public casework::v1::AdminService::CallbackServic
   [[nodiscard]] const ApproverKeys& keys() const { return keys_; }
 
  private:
-  // Frees a key id reserved by RegisterApproverKey.
+  // Reserves `key_id` for a registration of `request_id` on `stream` with `fingerprint`;
+  // false when another registration holds it. The same request (a retry racing its first
+  // attempt) shares the reservation, and the log answers it as a retry.
+  bool Reserve(const std::string& key_id, const std::string& stream, const std::string& request_id,
+               const std::string& fingerprint);
+  // Frees one reservation of a key id made by Reserve.
   void Release(const std::string& key_id);
+  // The answer to a request whose id the log already holds on `stream` (`first`): OK
+  // with the stored event in `event` when it is the same request from the same actor,
+  // else REQUEST_ID_REUSED.
+  grpc::Status RecordedAnswer(const std::string& actor_id, const std::string& stream,
+                              const store::AppendResult& first, const std::string& fingerprint,
+                              const std::string& request_id, casework::v1::Event* event);
+  // The first answer of a registration whose request id the log already holds.
+  grpc::Status AnswerRegistrationRetry(const std::string& actor_id, const std::string& stream,
+                                       const store::AppendResult& first,
+                                       const std::string& fingerprint,
+                                       const std::string& request_id,
+                                       casework::v1::RegisterApproverKeyResponse* resp);
 
   store::EventLog* log_;
   ApproverKeys keys_;
@@ -89,7 +106,13 @@ class AdminServiceImpl final : public casework::v1::AdminService::CallbackServic
   // Key ids being registered (between the uniqueness check and the durable append), so
   // that one key cannot be registered twice at once for two approvers (two streams).
   absl::Mutex mu_;
-  absl::flat_hash_set<std::string> pending_key_ids_ ABSL_GUARDED_BY(mu_);
+  struct PendingKey {
+    std::string stream;
+    std::string request_id;
+    std::string fingerprint;
+    int holders = 0;
+  };
+  absl::flat_hash_map<std::string, PendingKey> pending_key_ids_ ABSL_GUARDED_BY(mu_);
   BackupFn backup_;
   bool backup_running_ ABSL_GUARDED_BY(mu_) = false;
 };
