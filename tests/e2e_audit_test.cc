@@ -239,6 +239,70 @@ TEST_F(AuditTest, OnlyAuditorsAndAdminsMayAudit) {
   }
 }
 
+// Requests an auditor can get wrong, each refused naming the field: a negative size is
+// INVALID_ARGUMENT, a size past the log OUT_OF_RANGE, an as-of time outside the API's
+// range TIME_INVALID (no overflow), a verify range with from past to names from_position.
+TEST_F(AuditTest, MalformedAuditRequestsAreRefusedNamingTheField) {
+  CreateCases(5, "d", "dongshan");
+  ASSERT_EQ(Checkpoint().tree_size(), 5);
+  auto auditor = As("auditor");
+  auto audit = Audit(*auditor);
+  const auto expect = [](const grpc::Status& status, grpc::StatusCode code,
+                         const std::string& reason, const std::string& field) {
+    EXPECT_EQ(status.error_code(), code) << status.error_message();
+    const auto error = client::DecodeError(status);
+    EXPECT_EQ(error.reason, reason) << status.error_message();
+    EXPECT_EQ(error.field, field) << status.error_message();
+  };
+  {
+    auto ctx = auditor->NewContext();
+    v1::GetInclusionProofRequest req;
+    req.set_tree_size(-1);
+    v1::GetInclusionProofResponse resp;
+    expect(audit->GetInclusionProof(ctx.get(), req, &resp), grpc::StatusCode::INVALID_ARGUMENT,
+           "AUDIT_REQUEST_INVALID", "tree_size");
+    auto ctx2 = auditor->NewContext();
+    req.set_tree_size(6);
+    expect(audit->GetInclusionProof(ctx2.get(), req, &resp), grpc::StatusCode::OUT_OF_RANGE,
+           "POSITION_BEYOND_LOG", "tree_size");
+  }
+  {
+    v1::GetConsistencyProofResponse resp;
+    v1::GetConsistencyProofRequest req;
+    req.set_first_tree_size(0);
+    auto ctx = auditor->NewContext();
+    expect(audit->GetConsistencyProof(ctx.get(), req, &resp), grpc::StatusCode::INVALID_ARGUMENT,
+           "AUDIT_REQUEST_INVALID", "first_tree_size");
+    req.set_first_tree_size(2);
+    req.set_second_tree_size(-3);
+    auto ctx2 = auditor->NewContext();
+    expect(audit->GetConsistencyProof(ctx2.get(), req, &resp), grpc::StatusCode::INVALID_ARGUMENT,
+           "AUDIT_REQUEST_INVALID", "second_tree_size");
+  }
+  for (const int64_t seconds : {int64_t{-1}, int64_t{253402300800}, INT64_MAX}) {
+    SCOPED_TRACE(seconds);
+    auto ctx = auditor->NewContext();
+    v1::GetCaseAsOfRequest req;
+    req.set_name("cases/d1");
+    req.mutable_as_of()->mutable_time()->set_seconds(seconds);
+    v1::Case c;
+    expect(audit->GetCaseAsOf(ctx.get(), req, &c), grpc::StatusCode::INVALID_ARGUMENT,
+           "TIME_INVALID", "as_of.time");
+    auto ctx2 = auditor->NewContext();
+    v1::GetLedgerAsOfRequest ledger;
+    *ledger.mutable_as_of() = req.as_of();
+    v1::GetLedgerAsOfResponse resp;
+    expect(audit->GetLedgerAsOf(ctx2.get(), ledger, &resp), grpc::StatusCode::INVALID_ARGUMENT,
+           "TIME_INVALID", "as_of.time");
+  }
+  {
+    Verdict v = VerifyLog(false, 4, 2);
+    expect(v.status, grpc::StatusCode::OUT_OF_RANGE, "POSITION_BEYOND_LOG", "from_position");
+    v = VerifyLog(false, 0, 9);
+    expect(v.status, grpc::StatusCode::OUT_OF_RANGE, "POSITION_BEYOND_LOG", "to_position");
+  }
+}
+
 TEST_F(AuditTest, ProofsReplayVerifyExportAndReceipts) {
   CreateCases(30, "d", "dongshan");
   const v1::GetCheckpointResponse old = Checkpoint();

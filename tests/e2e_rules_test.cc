@@ -683,6 +683,16 @@ TEST_F(RulesOverTheWire, EveryRefusalHasItsStatusReasonAndField) {
                  return c;
                },
                Code::INVALID_ARGUMENT, "NOTICE_CONTENT_REQUIRED", "content"},
+              {"name with a case id out of [a-z0-9-]", Stage::kNone, "reviewer",
+               [](const std::string&, int64_t) {
+                 Command c;
+                 auto* r = c.mutable_review_listing();
+                 r->set_name("cases/Bad_ID");
+                 r->set_request_id("r-name-2");
+                 r->set_confirmed(true);
+                 return c;
+               },
+               Code::INVALID_ARGUMENT, "CASE_NAME_INVALID", "name"},
               {"name malformed", Stage::kNone, "reviewer",
                [](const std::string&, int64_t) {
                  Command c;
@@ -705,7 +715,7 @@ TEST_F(RulesOverTheWire, EveryRefusalHasItsStatusReasonAndField) {
                  Command c;
                  auto* r = Common(c.mutable_review_listing(), id, v);
                  r->set_confirmed(true);
-                 r->set_request_id("has space");
+                 r->set_request_id("tab\tin it");
                  return c;
                },
                Code::INVALID_ARGUMENT, "REQUEST_ID_INVALID", "request_id"},

@@ -171,14 +171,18 @@ TEST_F(SkeletonTest, RefusalsCarryStatusAndReason) {
     EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
     EXPECT_EQ(client::DecodeError(status).reason, "CASE_NOT_FOUND");
   }
-  {  // Malformed name: INVALID_ARGUMENT naming the field.
+  // Malformed names, also a case id no case can have: INVALID_ARGUMENT naming the field.
+  for (const std::string& name : {std::string("c-1"), std::string("cases/Bad_ID"),
+                                  std::string("cases/") + std::string(600, 'a')}) {
     v1::GetCaseRequest get;
-    get.set_name("c-1");
+    get.set_name(name);
     v1::Case c;
     auto ctx = lister->NewContext();
     auto status = lister->cases().GetCase(ctx.get(), get, &c);
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << name.substr(0, 20);
+    EXPECT_EQ(client::DecodeError(status).reason, "CASE_NAME_INVALID") << name.substr(0, 20);
     EXPECT_EQ(client::DecodeError(status).field, "name");
+    EXPECT_LT(status.error_message().size(), 300u) << "the name is shown cut short";
   }
   {  // No identity: UNAUTHENTICATED; unknown identity: UNAUTHENTICATED.
     v1::GetCaseRequest get;

@@ -166,13 +166,31 @@ struct Cut {
   int64_t time_micros = 0;
 };
 
-absl::StatusOr<Cut> CutOf(const v1::AsOf& as_of, int64_t size) {
+// The cut of `as_of` in a log of `size` events, or INVALID_ARGUMENT naming the field.
+absl::StatusOr<Cut> CutOf(const v1::AsOf& as_of, int64_t size, grpc::Status* refused) {
   switch (as_of.point_case()) {
     case v1::AsOf::kPosition:
-      if (as_of.position() < 0) return absl::InvalidArgumentError("as_of.position");
+      if (as_of.position() < 0) {
+        *refused = Invalid("as_of.position", "as_of.position must not be negative",
+                           "as_of.position 不能为负数");
+        return absl::InvalidArgumentError("as_of.position");
+      }
       return Cut{.position = std::min(as_of.position(), size)};
-    case v1::AsOf::kTime:
-      return Cut{.by_time = true, .position = size, .time_micros = MicrosOf(as_of.time())};
+    case v1::AsOf::kTime: {
+      // RFC 3339 times from 1970 on, as everywhere in the API (no event is older).
+      constexpr int64_t kLastSecond = 253402300799;  // 9999-12-31T23:59:59Z
+      const google::protobuf::Timestamp& t = as_of.time();
+      if (t.seconds() < 0 || t.seconds() > kLastSecond || t.nanos() < 0 ||
+          t.nanos() > 999'999'999) {
+        *refused = ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "TIME_INVALID", "as_of.time",
+                               absl::StrCat("as_of.time (", t.seconds(), " s, ", t.nanos(),
+                                            " ns) is not a time from 1970-01-01 to 9999-12-31"),
+                               absl::StrCat("as_of.time（", t.seconds(), " 秒，", t.nanos(),
+                                            " 纳秒）不是 1970-01-01 至 9999-12-31 之间的时间"));
+        return absl::InvalidArgumentError("as_of.time");
+      }
+      return Cut{.by_time = true, .position = size, .time_micros = MicrosOf(t)};
+    }
     case v1::AsOf::POINT_NOT_SET:
       break;
   }
@@ -250,12 +268,22 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(
   auto head = LatestCheckpoint(log_);
   if (!head.ok()) return Finish(ctx, FromStoreStatus(head.status()));
   const int64_t size = req->tree_size() == 0 ? head->checkpoint.size : req->tree_size();
-  if (req->tree_size() < 0 || size > log_->Size()) {
-    return Finish(ctx, OutOfRange("tree_size",
-                                  absl::StrCat("tree_size ", req->tree_size(),
-                                               " is not a tree this log has; it holds ",
-                                               log_->Size(), " events"),
-                                  absl::StrCat("tree_size ", req->tree_size(), " 无效")));
+  if (req->tree_size() < 0) {
+    return Finish(ctx, Invalid("tree_size",
+                               absl::StrCat("tree_size ", req->tree_size(),
+                                            " is negative; give a size, or 0 for the latest "
+                                            "checkpoint"),
+                               absl::StrCat("tree_size ", req->tree_size(),
+                                            " 为负数；请给出树的规模，或以 0 表示最新检查点")));
+  }
+  if (size > log_->Size()) {
+    return Finish(
+        ctx,
+        OutOfRange("tree_size",
+                   absl::StrCat("tree_size ", req->tree_size(),
+                                " is not a tree this log has; it holds ", log_->Size(), " events"),
+                   absl::StrCat("tree_size ", req->tree_size(), " 超出日志长度；日志共有 ",
+                                log_->Size(), " 个事件")));
   }
   if (req->position() < 0 || req->position() >= size) {
     return Finish(
@@ -314,14 +342,30 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetConsistencyProof(
   if (!head.ok()) return Finish(ctx, FromStoreStatus(head.status()));
   const int64_t second =
       req->second_tree_size() == 0 ? head->checkpoint.size : req->second_tree_size();
-  if (req->second_tree_size() < 0 || second > log_->Size()) {
+  if (req->second_tree_size() < 0) {
+    return Finish(ctx, Invalid("second_tree_size",
+                               absl::StrCat("second_tree_size ", req->second_tree_size(),
+                                            " is negative; give a size, or 0 for the latest "
+                                            "checkpoint"),
+                               absl::StrCat("second_tree_size ", req->second_tree_size(),
+                                            " 为负数；请给出树的规模，或以 0 表示最新检查点")));
+  }
+  if (second > log_->Size()) {
     return Finish(
         ctx, OutOfRange("second_tree_size",
                         absl::StrCat("second_tree_size ", second,
                                      " is beyond the log, which holds ", log_->Size(), " events"),
-                        absl::StrCat("second_tree_size ", second, " 超出日志长度")));
+                        absl::StrCat("second_tree_size ", second, " 超出日志长度；日志共有 ",
+                                     log_->Size(), " 个事件")));
   }
-  if (req->first_tree_size() <= 0 || req->first_tree_size() > second) {
+  if (req->first_tree_size() <= 0) {
+    return Finish(ctx, Invalid("first_tree_size",
+                               absl::StrCat("first_tree_size ", req->first_tree_size(),
+                                            " must be in 1..", second),
+                               absl::StrCat("first_tree_size ", req->first_tree_size(), " 须在 1..",
+                                            second, " 之间")));
+  }
+  if (req->first_tree_size() > second) {
     return Finish(ctx, OutOfRange("first_tree_size",
                                   absl::StrCat("first_tree_size ", req->first_tree_size(),
                                                " must be in 1..", second,
@@ -346,16 +390,11 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetCaseAsOf(grpc::CallbackServerCont
   if (auto s = RequireAuditor(auth_, ctx, &caller); !s.ok()) return Finish(ctx, s);
   const std::string case_id = CaseIdFromName(req->name());
   if (case_id.empty()) {
-    return Finish(ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "CASE_NAME_INVALID", "name",
-                                   absl::StrCat("name \"", req->name(),
-                                                "\" is not a case name; use \"cases/{case_id}\""),
-                                   absl::StrCat("名称 \"", req->name(), "\" 不是案件名称")));
+    return Finish(ctx, CaseNameInvalid(req->name()));
   }
-  auto cut = CutOf(req->as_of(), log_->Size());
-  if (!cut.ok()) {
-    return Finish(ctx, Invalid("as_of.position", "as_of.position must not be negative",
-                               "as_of.position 不能为负数"));
-  }
+  grpc::Status refused;
+  auto cut = CutOf(req->as_of(), log_->Size(), &refused);
+  if (!cut.ok()) return Finish(ctx, refused);
   // One case's events: bounded by the case's length, read in chunks.
   v1::Case state;
   for (int64_t version = 1;;) {
@@ -414,11 +453,9 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
                                  caller.jurisdiction, "\""),
                     absl::StrCat("辖区 \"", root, "\" 不在您的管辖范围内")));
   }
-  auto cut = CutOf(req->as_of(), log_->Size());
-  if (!cut.ok()) {
-    return Finish(ctx, Invalid("as_of.position", "as_of.position must not be negative",
-                               "as_of.position 不能为负数"));
-  }
+  grpc::Status refused;
+  auto cut = CutOf(req->as_of(), log_->Size(), &refused);
+  if (!cut.ok()) return Finish(ctx, refused);
   auto* reactor = ctx->DefaultReactor();
   const bool started = StartJob([this, reactor, resp, root, cut = *cut, ctx] {
     // Fold every case through Evolve up to the cut.
@@ -536,12 +573,15 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
   const int64_t to = req->to_position() == 0 ? head->checkpoint.size : req->to_position();
   const int64_t from = req->from_position();
   if (from < 0 || to > log_->Size() || from > to) {
-    return new Refuse(OutOfRange("to_position",
-                                 absl::StrCat("cannot verify [", from, ", ", to,
-                                              "): need 0 <= from_position <= "
-                                              "to_position <= ",
-                                              log_->Size()),
-                                 absl::StrCat("无法校验 [", from, ", ", to, ")")));
+    const bool from_wrong = from < 0 || (from > to && to <= log_->Size());
+    return new Refuse(
+        OutOfRange(from_wrong ? "from_position" : "to_position",
+                   absl::StrCat("cannot verify [", from, ", ", to,
+                                "): need 0 <= from_position <= "
+                                "to_position <= ",
+                                log_->Size()),
+                   absl::StrCat("无法校验 [", from, ", ", to,
+                                ")：须满足 0 <= from_position <= to_position <= ", log_->Size())));
   }
   auto writer = JobWriter<v1::VerifyLogResponse>::Create();
   const bool deep = req->deep();
@@ -679,12 +719,15 @@ grpc::ServerWriteReactor<v1::ExportLogResponse>* AuditServiceImpl::ExportLog(
   const int64_t from = req->from_position();
   if (from < 0 || from > to || to > head->checkpoint.size ||
       (to == 0 && head->checkpoint.size != 0)) {
-    return new Refuse(OutOfRange("to_position",
+    const bool from_wrong = from < 0 || (from > to && to <= head->checkpoint.size);
+    return new Refuse(OutOfRange(from_wrong ? "from_position" : "to_position",
                                  absl::StrCat("cannot export [", from, ", ", to,
                                               "): need 0 <= from_position <= "
                                               "to_position <= ",
                                               head->checkpoint.size, " (the latest checkpoint)"),
-                                 absl::StrCat("无法导出 [", from, ", ", to, ")")));
+                                 absl::StrCat("无法导出 [", from, ", ", to,
+                                              ")：须满足 0 <= from_position <= to_position <= ",
+                                              head->checkpoint.size, "（最新检查点）")));
   }
   auto writer = JobWriter<v1::ExportLogResponse>::Create();
   const SignedHead signed_head = *head;

@@ -26,13 +26,6 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, grpc::Status 
   return reactor;
 }
 
-grpc::Status BadName(const std::string& name) {
-  return ErrorStatus(
-      grpc::StatusCode::INVALID_ARGUMENT, "CASE_NAME_INVALID", "name",
-      absl::StrCat("name \"", name, "\" is not a case name; use \"cases/{case_id}\""),
-      absl::StrCat("名称 \"", name, "\" 不是案件名称；应为 \"cases/{案件编号}\""));
-}
-
 grpc::Status CaseNotFound(const std::string& case_id) {
   return ErrorStatus(grpc::StatusCode::NOT_FOUND, "CASE_NOT_FOUND", "name",
                      absl::StrCat("case ", case_id, " does not exist; check the case id"),
@@ -109,7 +102,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::CreateCase(grpc::CallbackServerContex
       if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) {             \
         return Finish(ctx, status);                                                   \
       }                                                                               \
-      return Finish(ctx, BadName(req->name()));                                       \
+      return Finish(ctx, CaseNameInvalid(req->name()));                               \
     }                                                                                 \
     Command local;                                                                    \
     return Run(ctx, std::move(case_id),                                               \
@@ -126,7 +119,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* 
   std::shared_ptr<const workflow::Principal> actor;
   if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) return Finish(ctx, status);
   const std::string case_id = CaseIdFromName(req->name());
-  if (case_id.empty()) return Finish(ctx, BadName(req->name()));
+  if (case_id.empty()) return Finish(ctx, CaseNameInvalid(req->name()));
   // Read straight into the answer, on the call's arena; a refusal sends none of it.
   if (absl::Status loaded = processor_->LoadCaseInto(case_id, resp); !loaded.ok()) {
     return Finish(ctx, FromStoreStatus(loaded));
@@ -254,7 +247,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCaseEvents(
   workflow::Principal actor;
   if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) return Finish(ctx, status);
   const std::string case_id = CaseIdFromName(req->name());
-  if (case_id.empty()) return Finish(ctx, BadName(req->name()));
+  if (case_id.empty()) return Finish(ctx, CaseNameInvalid(req->name()));
   auto loaded = processor_->LoadCase(case_id);
   if (!loaded.ok()) return Finish(ctx, FromStoreStatus(loaded.status()));
   if (loaded->version() == 0) return Finish(ctx, CaseNotFound(case_id));

@@ -9,6 +9,8 @@
 #include "services/shell/projections.h"
 #include "services/shell/receipts.h"
 #include "services/shell/status_mapping.h"
+#include "services/workflow/limits.h"
+#include "services/workflow/names.h"
 
 namespace casework::shell {
 namespace {
@@ -56,16 +58,6 @@ const std::string& RequestIdOf(const Command& command) {
   return kEmpty;
 }
 
-constexpr size_t kRequestIdMax = 128;
-
-bool ValidRequestId(std::string_view id) {
-  if (id.empty() || id.size() > kRequestIdMax) return false;
-  for (char ch : id) {
-    if (ch < 0x21 || ch > 0x7e) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 int64_t SystemClockMicros() {
@@ -75,12 +67,8 @@ int64_t SystemClockMicros() {
 }
 
 std::string CaseIdFromName(const std::string& name) {
-  constexpr char kPrefix[] = "cases/";
-  constexpr size_t kPrefixSize = sizeof kPrefix - 1;
-  if (name.size() <= kPrefixSize || name.compare(0, kPrefixSize, kPrefix) != 0) return "";
-  std::string id = name.substr(kPrefixSize);
-  if (id.find('/') != std::string::npos) return "";
-  return id;
+  const std::optional<std::string_view> id = workflow::CaseIdFromName(name);
+  return id.has_value() ? std::string(*id) : std::string();
 }
 
 std::string CaseStream(const std::string& case_id) { return absl::StrCat("cases/", case_id); }
@@ -180,13 +168,18 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
     };
   }
   const std::string& request_id = RequestIdOf(command);
-  if (!ValidRequestId(request_id)) {
+  if (!workflow::IsValidRequestId(request_id)) {
+    // The rule of the core (workflow::IsValidRequestId), checked here before the request
+    // id is looked up in the log.
     std::move(done)(ErrorStatus(
         grpc::StatusCode::INVALID_ARGUMENT, "REQUEST_ID_INVALID", "request_id",
-        absl::StrCat("request_id must be 1-", kRequestIdMax,
-                     " printable ASCII characters without spaces; a UUID is a good choice"),
-        absl::StrCat("request_id 须为 1-", kRequestIdMax,
-                     " 个可打印 ASCII 字符（不含空格），建议使用 UUID")));
+        absl::StrCat("request_id of ", request_id.size(), " bytes is invalid; use 1-",
+                     workflow::kRequestIdBytesMax,
+                     " printable ASCII characters (not only spaces), unique per request; a "
+                     "UUID is a good choice"),
+        absl::StrCat("request_id（", request_id.size(), " 字节）无效，请使用 1-",
+                     workflow::kRequestIdBytesMax,
+                     " 个可打印 ASCII 字符（不能全为空格），每个请求唯一，建议使用 UUID")));
     return;
   }
   const std::string stream = CaseStream(case_id);

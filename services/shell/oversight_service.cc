@@ -174,8 +174,8 @@ absl::StatusOr<int64_t> CutOf(const google::protobuf::Timestamp* as_of, int64_t 
 
 grpc::Status TimeInvalid(std::string_view field) {
   return Invalid("TIME_INVALID", field,
-                 workflow::Cat(field, " is not a valid time (0001-01-01 to 9999-12-31)"),
-                 workflow::Cat(field, " 不是有效的时间"));
+                 workflow::Cat(field, " is not a valid time (1970-01-01 to 9999-12-31)"),
+                 workflow::Cat(field, " 不是有效的时间（1970-01-01 至 9999-12-31）"));
 }
 
 }  // namespace

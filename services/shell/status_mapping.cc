@@ -1,7 +1,9 @@
 #include "services/shell/status_mapping.h"
 
+#include "absl/strings/str_cat.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
+#include "services/workflow/limits.h"
 #include "store/event_log.h"
 
 namespace casework::shell {
@@ -65,6 +67,18 @@ grpc::Status FromStoreStatus(const absl::Status& status) {
   }
   return ErrorStatus(code, reason.empty() ? "STORE_ERROR" : reason, "",
                      std::string(status.message()), std::move(zh));
+}
+
+grpc::Status CaseNameInvalid(std::string_view name) {
+  const std::string shown(name.substr(0, workflow::kCaseIdBytesMax + 8));
+  return ErrorStatus(
+      grpc::StatusCode::INVALID_ARGUMENT, "CASE_NAME_INVALID", "name",
+      absl::StrCat("name \"", shown,
+                   "\" is not a case name; use \"cases/{case_id}\" with 1-64 characters of "
+                   "[a-z0-9-], not starting with '-'"),
+      absl::StrCat("名称 \"", shown,
+                   "\" 不是案件名称；应为 \"cases/{案件编号}\"，编号为 1-64 个小写字母、数字或 "
+                   "'-'（不以 '-' 开头）"));
 }
 
 }  // namespace casework::shell

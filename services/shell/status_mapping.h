@@ -29,6 +29,10 @@ inline constexpr char kErrorDomain[] = "casework.gov";
                                        std::string_view field, std::string message_en,
                                        std::string message_zh);
 
+// INVALID_ARGUMENT CASE_NAME_INVALID for a `name` that is not "cases/{case_id}" with a
+// valid case id (workflow::CaseIdFromName), saying what one looks like.
+[[nodiscard]] grpc::Status CaseNameInvalid(std::string_view name);
+
 // An operating error of the store (absl code == gRPC code). The ErrorInfo reason is the
 // store's refusal reason when it names one (store/event_log.h: "DISK_FULL", "QUEUE_FULL",
 // "READ_ONLY", "SHUTTING_DOWN"), else "STORE_ERROR".
