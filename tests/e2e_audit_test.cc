@@ -303,6 +303,37 @@ TEST_F(AuditTest, MalformedAuditRequestsAreRefusedNamingTheField) {
   }
 }
 
+// An inclusion proof carries its event: the principals recorded in the log (a stream of
+// no jurisdiction) only to an auditor of the whole city, not to a county's.
+TEST_F(AuditTest, AnEventOfNoJurisdictionIsProvedOnlyToTheWholeCity) {
+  server_.reset();
+  std::filesystem::create_directories(dir_.path() / "data2");
+  server_ = std::make_unique<ServerProcess>(dir_.path() / "data2", principals_);
+  server_->set_record_principals(true);
+  ASSERT_TRUE(server_->Start()) << server_->error();
+  CreateCases(1, "x", "xihe");
+  ASSERT_EQ(Checkpoint().tree_size(), 2);
+  const auto proof = [this](const std::string& who, int64_t position,
+                            v1::GetInclusionProofResponse* resp) {
+    auto c = As(who);
+    auto ctx = c->NewContext();
+    v1::GetInclusionProofRequest req;
+    req.set_position(position);
+    return Audit(*c)->GetInclusionProof(ctx.get(), req, resp);
+  };
+  v1::GetInclusionProofResponse resp;
+  ASSERT_TRUE(proof("auditor", 0, &resp).ok());
+  EXPECT_EQ(resp.record().event().stream(), "config/principals");
+  v1::GetInclusionProofResponse county;
+  const grpc::Status refused = proof("auditor.xihe", 0, &county);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED) << refused.error_message();
+  EXPECT_EQ(client::DecodeError(refused).reason, "OUTSIDE_JURISDICTION");
+  EXPECT_FALSE(county.has_record());
+  // The county's own case: proved to its auditor.
+  ASSERT_TRUE(proof("auditor.xihe", 1, &county).ok());
+  EXPECT_EQ(county.record().event().stream(), "cases/x0");
+}
+
 TEST_F(AuditTest, ProofsReplayVerifyExportAndReceipts) {
   CreateCases(30, "d", "dongshan");
   const v1::GetCheckpointResponse old = Checkpoint();

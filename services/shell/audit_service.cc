@@ -298,13 +298,22 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(
     return Finish(ctx, FromStoreStatus(absl::DataLossError("the event is missing")));
   }
   const store::StoredEvent& e = events->front();
-  // The proof carries the event itself: a case's event only for a caller whose
-  // jurisdiction holds the case (streams of no jurisdiction, such as approvers' keys, for
-  // every auditor).
+  // The proof carries the event itself: an event of a case, a county or a sample only for
+  // a caller whose jurisdiction holds it; of a stream of no jurisdiction (approvers' keys,
+  // the principals) only for an auditor of the whole city.
   {
     JurisdictionResolver resolver(log_, 1);
-    auto jurisdiction = resolver.Of(e.stream);
+    auto jurisdiction = resolver.Of(e.stream, e.bytes);
     if (!jurisdiction.ok()) return Finish(ctx, FromStoreStatus(jurisdiction.status()));
+    if (!jurisdiction->has_value() && !WholeCity(caller.jurisdiction)) {
+      return Finish(
+          ctx, ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "OUTSIDE_JURISDICTION", "position",
+                           absl::StrCat("the event at position ", req->position(),
+                                        " belongs to no jurisdiction (stream ", e.stream,
+                                        "); only an auditor of the whole city may read it"),
+                           absl::StrCat("位置 ", req->position(), " 的事件不属于任何辖区（",
+                                        e.stream, "）；仅全市审计人员可查看")));
+    }
     if (jurisdiction->has_value() && !SubtreeHolds(caller.jurisdiction, **jurisdiction)) {
       return Finish(
           ctx, ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "OUTSIDE_JURISDICTION", "position",

@@ -117,7 +117,6 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   struct Filter {
     std::string stream;              // empty: all
     std::string jurisdiction;        // the subtree events must lie in
-    bool include_unscoped = false;   // streams with no jurisdiction
     bool all_jurisdictions = false;  // no jurisdiction test at all
     absl::flat_hash_set<int> kinds;  // empty: all
   };
@@ -359,7 +358,9 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
     if (filter_.all_jurisdictions) return true;
     // Only a watch that needs the jurisdiction fails when it could not be worked out.
     if (!scope.jurisdiction.ok()) return scope.jurisdiction.status();
-    if (!scope.jurisdiction->has_value()) return filter_.include_unscoped;
+    // A stream of no jurisdiction (approvers' keys, the principals) only for an overseer of
+    // the whole city, served above.
+    if (!scope.jurisdiction->has_value()) return false;
     return SubtreeHolds(filter_.jurisdiction, **scope.jurisdiction);
   }
 
@@ -574,7 +575,8 @@ void EventServiceImpl::Chunks::AddScopes(EventRun* run) {
     resolver.Learn(event.stream, event.bytes);
     // An error stays with its event: it fails only the watches that filter by
     // jurisdiction and reach it, as when each watch looked the jurisdiction up itself.
-    run->scopes.push_back(EventScope{EventBodyField(event.bytes), resolver.Of(event.stream)});
+    run->scopes.push_back(
+        EventScope{EventBodyField(event.bytes), resolver.Of(event.stream, event.bytes)});
   }
 }
 
@@ -795,7 +797,6 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* EventServiceImpl::WatchEvents(
     filter.jurisdiction = request.filter().jurisdiction();
   } else {
     filter.jurisdiction = caller.jurisdiction;
-    filter.include_unscoped = overseer;
     // An auditor or admin of the whole city (a one-segment jurisdiction, the root of every
     // path in a deployment) sees every stream: no lookups at all.
     filter.all_jurisdictions = overseer && !caller.jurisdiction.empty() &&

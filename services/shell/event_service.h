@@ -15,10 +15,12 @@
 //
 // Who sees what: every authenticated principal may watch, and sees the events of cases
 // inside its jurisdiction subtree (narrowed further by filter.jurisdiction, which must
-// lie inside it). Streams that belong to no jurisdiction (approvers/..., samples/...) are
-// sent only to auditors and admins watching without a jurisdiction filter. An auditor or
-// admin of the whole city (a one-segment jurisdiction, the root of every path of a
-// deployment) is served without any per-stream lookup; for the others, each event's
+// lie inside it); so are a county's registry and oversight records (registry/{county},
+// counties/{county}) and inspection samples (samples/..., by the scope drawn from).
+// Streams that belong to no jurisdiction (approvers/..., config/principals) are sent only
+// to auditors and admins of the whole city (a one-segment jurisdiction, the root of every
+// path of a deployment) watching without a jurisdiction filter, who are served without
+// any per-stream lookup; for the others, each event's
 // jurisdiction is worked out once for every watch, with the chunk of events it comes in
 // (one case-projection read per case stream, remembered; a case's first event spares
 // even that).

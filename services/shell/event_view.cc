@@ -5,6 +5,7 @@
 #include "casework/v1/events.pb.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/wire_format_lite.h"
+#include "services/oversight/oversight.h"
 #include "services/shell/projections.h"
 
 namespace casework::shell {
@@ -83,11 +84,24 @@ void JurisdictionResolver::Learn(std::string_view stream, std::string_view event
   cache_->Put(key, event.organisation_listed().organisation().jurisdiction());
 }
 
-absl::StatusOr<std::optional<std::string>> JurisdictionResolver::Of(std::string_view stream) {
+absl::StatusOr<std::optional<std::string>> JurisdictionResolver::Of(std::string_view stream,
+                                                                    std::string_view event_bytes) {
   constexpr std::string_view kCases = "cases/";
-  constexpr std::string_view kRegistry = "registry/";
-  if (stream.substr(0, kRegistry.size()) == kRegistry) {
-    return std::string(stream.substr(kRegistry.size()));
+  for (const std::string_view prefix : {std::string_view(oversight::kRegistryStreamPrefix),
+                                        std::string_view(oversight::kCountyStreamPrefix)}) {
+    if (stream.substr(0, prefix.size()) == prefix) return std::string(stream.substr(prefix.size()));
+  }
+  if (const std::string_view samples = oversight::kSampleStreamPrefix;
+      stream.substr(0, samples.size()) == samples) {
+    // One event per sample stream, which names its scope: the sample lists that scope's
+    // cases, so it goes where they go.
+    casework::v1::Event event;
+    if (!event.ParseFromArray(event_bytes.data(), static_cast<int>(event_bytes.size())) ||
+        !event.has_inspection_sample_drawn() || event.inspection_sample_drawn().scope().empty()) {
+      return absl::DataLossError(absl::StrCat("the event of ", std::string(stream),
+                                              " is not an inspection sample with a scope"));
+    }
+    return event.inspection_sample_drawn().scope();
   }
   if (stream.substr(0, kCases.size()) != kCases) return std::nullopt;
   const std::string key(stream);

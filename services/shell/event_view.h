@@ -31,7 +31,10 @@ namespace casework::shell {
 
 // The jurisdiction of a stream: a case's organisation jurisdiction (read once from the
 // case projection, then remembered: it never changes), the county path of a registry
-// stream; nullopt for streams that belong to no jurisdiction.
+// stream (registry/{county}) or of a county's oversight record (counties/{county}), the
+// scope an inspection sample was drawn from (samples/..., read from the event itself);
+// nullopt for streams that belong to no jurisdiction (approvers' keys, the principals),
+// which only an overseer of the whole city may see.
 class JurisdictionResolver {
  public:
   // The remembered jurisdictions, shareable by resolvers on several threads (the event
@@ -59,8 +62,10 @@ class JurisdictionResolver {
   // Takes the jurisdiction of a case from its first event (OrganisationListed) when
   // `event_bytes` is one, sparing a projection read later.
   void Learn(std::string_view stream, std::string_view event_bytes);
-  // kDataLoss when a case projection does not parse.
-  [[nodiscard]] absl::StatusOr<std::optional<std::string>> Of(std::string_view stream);
+  // `event_bytes`: an event of the stream (a sample's scope is in its event). kDataLoss
+  // when a case projection or a sample's event does not parse.
+  [[nodiscard]] absl::StatusOr<std::optional<std::string>> Of(std::string_view stream,
+                                                              std::string_view event_bytes);
 
  private:
   store::EventLog* log_;

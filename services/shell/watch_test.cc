@@ -28,7 +28,8 @@ namespace v1 = ::casework::v1;
 constexpr char kPrincipals[] = R"({"principals": [
   {"id": "lister", "roles": ["lister"], "jurisdiction": "jiangcheng"},
   {"id": "auditor", "roles": ["auditor"], "jurisdiction": "jiangcheng"},
-  {"id": "east", "roles": ["inspector"], "jurisdiction": "jiangcheng/dongshan"}
+  {"id": "east", "roles": ["inspector"], "jurisdiction": "jiangcheng/dongshan"},
+  {"id": "east.auditor", "roles": ["auditor"], "jurisdiction": "jiangcheng/dongshan"}
 ]})";
 
 int64_t NowSeconds() {
@@ -337,6 +338,53 @@ TEST_F(WatchTest, FiltersByStreamKindAndJurisdictionAndResumes) {
     request.set_from_position(41);
     EXPECT_EQ(Watch(request, 1).status.error_code(), grpc::StatusCode::OUT_OF_RANGE);
   }
+}
+
+// Streams other than cases: a county's oversight record and an inspection sample belong
+// to their county (the sample to the scope drawn from, whose cases it lists); approvers'
+// keys and the principals to no jurisdiction, which only an overseer of the whole city
+// sees. A county auditor watching without a filter gets exactly its county's.
+TEST_F(WatchTest, CountyRecordsAndSamplesGoOnlyWhereTheirCountyGoes) {
+  const auto append = [this](const std::string& stream, v1::Event event) {
+    event.set_stream(stream);
+    event.set_version(1);
+    ASSERT_TRUE(
+        log_->Append(
+                {.stream = stream, .expected_version = 0, .events = {event.SerializeAsString()}})
+            .ok());
+  };
+  const auto talk = [] {
+    v1::Event e;
+    e.mutable_admonishment_talk_recorded()->set_subject("slow rectification");
+    return e;
+  };
+  const auto sample = [](const std::string& scope) {
+    v1::Event e;
+    e.mutable_inspection_sample_drawn()->set_scope(scope);
+    e.mutable_inspection_sample_drawn()->add_case_ids("c1");
+    return e;
+  };
+  v1::Event principals;
+  principals.mutable_principals_recorded();
+  v1::Event key;
+  key.mutable_approver_key_registered()->set_key_id("ed25519:0011223344556677");
+  append("counties/jiangcheng/xihe", talk());                         // 0
+  append("samples/00000000000000aa", sample("jiangcheng/xihe"));      // 1
+  append("samples/00000000000000ab", sample("jiangcheng"));           // 2: the whole city's
+  append("config/principals", principals);                            // 3
+  append("approvers/approver.x", key);                                // 4
+  append("counties/jiangcheng/dongshan", talk());                     // 5
+  append("samples/00000000000000ac", sample("jiangcheng/dongshan"));  // 6
+
+  v1::WatchEventsRequest request;
+  Received county = Watch(request, 2, "east.auditor");
+  EXPECT_EQ(county.positions, (std::vector<int64_t>{5, 6}));
+  Received city = Watch(request, 7, "auditor");
+  EXPECT_EQ(city.positions, (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6}));
+  // A city auditor narrowing to a county gets that county's, and nothing unscoped.
+  request.mutable_filter()->set_jurisdiction("jiangcheng/xihe");
+  Received narrowed = Watch(request, 2, "auditor");
+  EXPECT_EQ(narrowed.positions, (std::vector<int64_t>{0, 1}));
 }
 
 TEST_F(WatchTest, ConsumerThatStopsReadingHoldsBoundedMemoryAndDoesNotSlowWriters) {
