@@ -135,13 +135,19 @@ void Ledger::Add(int64_t position, const v1::Event& event) {
     if (!event.has_organisation_registered()) return;
     const v1::OrganisationRegistered& r = event.organisation_registered();
     const std::string county = CountyOf(r.organisation().jurisdiction());
-    registry_[county][r.organisation().organisation_id()] =
-        RegistryEntry{.organisation = r.organisation(),
-                      .grade = r.grade(),
-                      .stars = r.stars(),
-                      .position = position,
-                      .time_micros = micros,
-                      .actor = event.actor()};
+    const std::string& id = r.organisation().organisation_id();
+    // Moved: out of the county it was registered in before (the county stays known).
+    if (auto [was, inserted] = registry_county_.try_emplace(id, county);
+        !inserted && was->second != county) {
+      registry_[was->second].erase(id);
+      was->second = county;
+    }
+    registry_[county][id] = RegistryEntry{.organisation = r.organisation(),
+                                          .grade = r.grade(),
+                                          .stars = r.stars(),
+                                          .position = position,
+                                          .time_micros = micros,
+                                          .actor = event.actor()};
     return;
   }
   if (StartsWith(stream, kCountyStreamPrefix)) {
@@ -475,6 +481,8 @@ std::vector<v1::CountyLine> CountyReport(const Ledger& ledger, const workflow::P
   std::map<std::string, std::set<std::string>> listed_orgs;    // county -> organisation ids
   std::map<std::string, std::set<std::string>> listed_in_reg;  // ... that are registered
   std::map<std::string, int64_t> open_in_period;
+  std::map<std::string, int64_t> cases_listed;                   // county -> cases
+  std::map<std::string, std::set<std::string>> converted_cases;  // county -> cases closed in period
   for (const std::string& county : ledger.Counties()) {
     if (InSubtree(scope, county)) lines[county].set_jurisdiction(county);
   }
@@ -488,6 +496,7 @@ std::vector<v1::CountyLine> CountyReport(const Ledger& ledger, const workflow::P
     v1::CountyLine& line = it->second;
     const std::string& org = record.state.organisation().organisation_id();
     listed_orgs[record.county].insert(org);
+    ++cases_listed[record.county];
     auto reg = ledger.registry().find(record.county);
     if (reg != ledger.registry().end() && reg->second.contains(org) &&
         ListingConfirmed(record.state)) {
@@ -533,6 +542,7 @@ std::vector<v1::CountyLine> CountyReport(const Ledger& ledger, const workflow::P
     switch (o.kind) {
       case Occurrence::Kind::kConversion:
         line.set_conversions_in_period(line.conversions_in_period() + 1);
+        converted_cases[o.county].insert(o.subject);
         break;
       case Occurrence::Kind::kRelapse:
         line.set_relapses_in_period(line.relapses_in_period() + 1);
@@ -555,9 +565,13 @@ std::vector<v1::CountyLine> CountyReport(const Ledger& ledger, const workflow::P
     const int64_t in_registry = static_cast<int64_t>(listed_in_reg[county].size());
     line.set_listed_ratio_bp(
         line.organisations() == 0 ? 0 : in_registry * 10000 / line.organisations());
-    line.set_conversion_rate_bp(line.listed() == 0 ? 0 : line.closed() * 10000 / line.listed());
+    // Cases over cases: an organisation with two cases, or a case closed twice in the
+    // period (closed, relapsed, closed again), never lifts a rate above 100%.
+    const int64_t listed_cases = cases_listed[county];
+    line.set_conversion_rate_bp(listed_cases == 0 ? 0 : line.closed() * 10000 / listed_cases);
     const int64_t open = open_in_period[county];
-    line.set_period_conversion_rate_bp(open == 0 ? 0 : line.conversions_in_period() * 10000 / open);
+    const int64_t converted = static_cast<int64_t>(converted_cases[county].size());
+    line.set_period_conversion_rate_bp(open == 0 ? 0 : converted * 10000 / open);
     out.push_back(std::move(line));
   }
   return out;

@@ -128,7 +128,8 @@ class Ledger {
   // The next position (one past the last event folded).
   [[nodiscard]] int64_t through_position() const { return through_position_; }
   [[nodiscard]] const std::map<std::string, CaseRecord>& cases() const { return cases_; }
-  // county -> organisation id -> entry.
+  // county -> organisation id -> entry. An organisation is in one county: its latest
+  // registration's (one registered again under another county has moved there).
   [[nodiscard]] const std::map<std::string, std::map<std::string, RegistryEntry>>& registry()
       const {
     return registry_;
@@ -140,6 +141,7 @@ class Ledger {
  private:
   std::map<std::string, CaseRecord> cases_;
   std::map<std::string, std::map<std::string, RegistryEntry>> registry_;
+  std::map<std::string, std::string> registry_county_;  // organisation id -> county
   std::vector<Occurrence> occurrences_;
   std::map<std::string, bool> county_streams_;
   int64_t through_position_ = 0;

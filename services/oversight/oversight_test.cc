@@ -380,6 +380,52 @@ TEST(ReportTest, CountyLinesCountStatesConversionsAndPeriods) {
   EXPECT_EQ(later[0].talks_in_period(), 0);
 }
 
+// Rates are cases over cases: an organisation listed twice (two cases) and a case closed
+// twice in the period (closed, relapsed, closed again) cannot lift a rate above 100%
+// (虚报转化率). The closures themselves are all counted.
+TEST(ReportTest, ConversionRatesNeverExceedAllTheCases) {
+  Log log;
+  log.Register("east", "o1", 4, 0);
+  log.List("c1", "east", "o1", kT0, kT0 + 1000 * kDay);
+  log.List("c2", "east", "o1", kT0, kT0 + 1000 * kDay);  // the same organisation again
+  for (const char* id : {"c1", "c2"}) {
+    log.Assign(id, kT0, {});
+    log.Close(id, kT0 + 10 * kDay);
+  }
+  log.Relapse("c1", kT0 + 20 * kDay, kT0 + 1000 * kDay);
+  log.Assign("c1", kT0 + 21 * kDay, {});
+  log.Close("c1", kT0 + 30 * kDay);
+  const auto lines = CountyReport(log.Fold(), Periods(), kT0 + 40 * kDay, kT0, "city");
+  ASSERT_EQ(lines.size(), 1u);
+  const v1::CountyLine& east = lines[0];
+  EXPECT_EQ(east.listed(), 1);  // distinct organisations
+  EXPECT_EQ(east.closed(), 2);
+  EXPECT_EQ(east.conversion_rate_bp(), 10000);  // 2 closed of 2 cases (was 2 of 1: 200%)
+  EXPECT_EQ(east.conversions_in_period(), 3);
+  EXPECT_EQ(east.period_conversion_rate_bp(), 10000);  // 2 cases converted of 2 open
+}
+
+// An organisation registered again under another county has moved: it counts in the new
+// county only (the latest record), for the ratio and for the order of listing.
+TEST(ReportTest, AnOrganisationThatMovedCountsInItsNewCountyOnly) {
+  Log log;
+  for (int i = 0; i < 9; ++i) log.Register("east", "e" + std::to_string(i), 1, 5);
+  log.Register("east", "moved", 4, 0);  // the worst-ranked of east, until it moves
+  log.List("c1", "east", "e0", kT0, kT0 + 1000 * kDay);
+  EXPECT_THAT(Rules(ComputeFlags(log.Fold(), Periods(), kT0 + kDay, "city/east")),
+              ElementsAre("LOWER_RANKED_SKIPPED counties/city/east"));
+  log.Register("west", "moved", 4, 0);
+  const Ledger ledger = log.Fold();
+  EXPECT_THAT(Rules(ComputeFlags(ledger, Periods(), kT0 + kDay, "city/east")), ElementsAre());
+  const auto lines = CountyReport(ledger, Periods(), kT0 + kDay, kT0, "city");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0].jurisdiction(), "city/east");
+  EXPECT_EQ(lines[0].organisations(), 9);
+  EXPECT_EQ(lines[0].listed_ratio_bp(), 1111);
+  EXPECT_EQ(lines[1].jurisdiction(), "city/west");
+  EXPECT_EQ(lines[1].organisations(), 1);
+}
+
 TEST(ReportTest, AccountabilityReportTracesEveryLineToItsEvents) {
   Log log;
   log.List("c1", "east", "o1", kT0, kT0 + 1000 * kDay);

@@ -211,13 +211,16 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
         return;
       }
       if (!built->has_value()) {
+        // Read before the watch is unscheduled: once it is, another dispatcher may run
+        // Build, which moves next_.
+        const int64_t next = next_;
         {
           absl::MutexLock lock(&mu_);
           scheduled_ = false;
         }
         // A commit published between Build's read of the size and the line above saw
         // this watch scheduled and skipped it: look again.
-        if (service_->log_->Size() > next_) service_->Schedule(self_ptr());
+        if (service_->log_->Size() > next) service_->Schedule(self_ptr());
         return;
       }
       const int64_t bytes = static_cast<int64_t>((*built)->size());
