@@ -378,6 +378,34 @@ TEST_F(OversightTest, CountyTalksAndNoticesAppearInTheAccountabilityReport) {
     status = stub->RecordCountyTalk(ctx4.get(), bad, &r);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_EQ(DecodeError(status).reason, "TALK_SUBJECT_REQUIRED");
+    // The reasons a case's talk and notice get for the same mistakes, naming the field.
+    const auto expect = [&](const grpc::Status& s, const std::string& reason,
+                            const std::string& field) {
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+      EXPECT_EQ(DecodeError(s).reason, reason) << s.error_message();
+      EXPECT_EQ(DecodeError(s).field, field) << s.error_message();
+    };
+    bad = talk;
+    bad.set_request_id("talk-bad-2");
+    bad.set_notes(std::string(16 * 1024 + 1, 'n'));
+    auto ctx5 = approver->NewContext();
+    expect(stub->RecordCountyTalk(ctx5.get(), bad, &r), "TEXT_TOO_LONG", "notes");
+    bad = talk;
+    bad.set_request_id("talk-bad-3");
+    for (int i = 0; i < 40; ++i) bad.add_talked_with()->set_person_id(absl::StrCat("p", i));
+    auto ctx6 = approver->NewContext();
+    expect(stub->RecordCountyTalk(ctx6.get(), bad, &r), "TOO_MANY_ITEMS", "talked_with");
+    bad = talk;
+    bad.set_request_id("talk-bad-4");
+    bad.mutable_talked_with(0)->set_display_name(std::string(300, 'd'));
+    auto ctx7 = approver->NewContext();
+    expect(stub->RecordCountyTalk(ctx7.get(), bad, &r), "TEXT_TOO_LONG",
+           "talked_with[0].display_name");
+    v1::IssueCountyNoticeRequest late = notice;
+    late.set_request_id("notice-bad");
+    *late.mutable_deadline() = Seconds(NowSeconds() - kDay);
+    auto ctx8 = approver->NewContext();
+    expect(stub->IssueCountyNotice(ctx8.get(), late, &r), "DEADLINE_NOT_AFTER_NOW", "deadline");
   }
 
   v1::GetAccountabilityReportRequest req;

@@ -372,29 +372,9 @@ grpc::ServerUnaryReactor* OversightServiceImpl::RecordCountyTalk(
   if (!workflow::IsValidRequestId(req->request_id())) return Finish(ctx, RequestIdInvalid());
   if (!IsCountyPath(req->county())) return Finish(ctx, CountyInvalid(req->county()));
   if (!caller.Covers(req->county())) return Finish(ctx, Outside(caller, "county", req->county()));
-  if (req->talked_with().empty() || req->talked_with_size() > workflow::kPeopleMax) {
-    return Finish(ctx,
-                  Invalid("TALKED_WITH_REQUIRED", "talked_with",
-                          workflow::Cat("name 1 to ", workflow::kPeopleMax, " people talked with"),
-                          workflow::Cat("请填写 1 至 ", workflow::kPeopleMax, " 名约谈对象")));
-  }
-  for (int i = 0; i < req->talked_with_size(); ++i) {
-    const v1::Person& p = req->talked_with(i);
-    if (!workflow::IsValidId(p.person_id()) ||
-        p.display_name().size() > workflow::kDisplayNameBytesMax) {
-      return Finish(ctx, Invalid("PERSON_ID_INVALID", workflow::Cat("talked_with[", i, "]"),
-                                 workflow::Cat("talked_with[", i,
-                                               "] needs a person_id of 1-64 "
-                                               "bytes without spaces or '/' and a display name "
-                                               "of at most 256 bytes"),
-                                 workflow::Cat("talked_with[", i, "] 的人员标识或姓名无效")));
-    }
-  }
-  if (workflow::IsBlank(req->subject()) || req->subject().size() > workflow::kTextBytesMax ||
-      req->notes().size() > workflow::kTextBytesMax) {
-    return Finish(ctx, Invalid("TALK_SUBJECT_REQUIRED", "subject",
-                               "give the subject of the talk (at most 16 KiB, notes too)",
-                               "请填写约谈事由（事由与记录各不超过 16 KiB）"));
+  // The rules of a case's talk (workflow::CheckTalkContent): one mistake, one reason.
+  if (auto refused = workflow::CheckTalkContent(req->talked_with(), req->subject(), req->notes())) {
+    return Finish(ctx, ToGrpcStatus(*refused));
   }
   v1::Event event;
   auto* body = event.mutable_admonishment_talk_recorded();
@@ -417,24 +397,11 @@ grpc::ServerUnaryReactor* OversightServiceImpl::IssueCountyNotice(
   if (!workflow::IsValidRequestId(req->request_id())) return Finish(ctx, RequestIdInvalid());
   if (!IsCountyPath(req->county())) return Finish(ctx, CountyInvalid(req->county()));
   if (!caller.Covers(req->county())) return Finish(ctx, Outside(caller, "county", req->county()));
-  if (!workflow::IsValidId(req->notice_id())) {
-    return Finish(ctx, Invalid("NOTICE_ID_REQUIRED", "notice_id",
-                               "give the notice's document number (1-64 bytes, no spaces or '/')",
-                               "请填写通报文号（1-64 字节，不含空格和“/”）"));
-  }
-  if (workflow::IsBlank(req->content()) || req->content().size() > workflow::kTextBytesMax) {
-    return Finish(ctx, Invalid("NOTICE_CONTENT_REQUIRED", "content",
-                               "give the content of the notice (at most 16 KiB)",
-                               "请填写通报内容（不超过 16 KiB）"));
-  }
-  const int64_t now = clock_();
-  if (req->has_deadline()) {
-    auto deadline = CutOf(&req->deadline(), 0);
-    if (!deadline.ok() || *deadline <= now) {
-      return Finish(
-          ctx, Invalid("DEADLINE_INVALID", "deadline", "deadline must be a valid time after now",
-                       "整改期限须为晚于当前时间的有效时间"));
-    }
+  // The rules of a case's notice (workflow::CheckNoticeContent).
+  if (auto refused = workflow::CheckNoticeContent(req->notice_id(), req->content(),
+                                                  req->has_deadline() ? &req->deadline() : nullptr,
+                                                  clock_())) {
+    return Finish(ctx, ToGrpcStatus(*refused));
   }
   v1::Event event;
   auto* body = event.mutable_rectification_notice_issued();

@@ -571,14 +571,18 @@ class Decider {
   }
 
   std::optional<Refusal> CheckFutureDeadline(bool has, const Timestamp& deadline) const {
-    if (has && IsValidTimestamp(deadline) && ToMicros(deadline) > context_.now_micros) {
+    return CheckFutureDeadlineAt(has, deadline, context_.now_micros);
+  }
+  static std::optional<Refusal> CheckFutureDeadlineAt(bool has, const Timestamp& deadline,
+                                                      int64_t now_micros) {
+    if (has && IsValidTimestamp(deadline) && ToMicros(deadline) > now_micros) {
       return std::nullopt;
     }
     const std::string given = has ? FormatTimestamp(deadline) : std::string("(unset)");
     return Refuse(Reason::kDeadlineNotAfterNow, "deadline",
-                  Cat("deadline ", given, " is not after now (", FormatMicros(context_.now_micros),
+                  Cat("deadline ", given, " is not after now (", FormatMicros(now_micros),
                       "); set a deadline in the future"),
-                  Cat("deadline ", given, " 不晚于当前时间（", FormatMicros(context_.now_micros),
+                  Cat("deadline ", given, " 不晚于当前时间（", FormatMicros(now_micros),
                       "），请设置未来的期限"));
   }
 
@@ -594,7 +598,7 @@ class Decider {
     return CheckFutureDeadline(request.has_deadline(), request.deadline());
   }
 
-  std::optional<Refusal> CheckPerson(std::string_view field, const std::string& id) const {
+  static std::optional<Refusal> CheckPerson(std::string_view field, const std::string& id) {
     if (IsValidId(id)) return std::nullopt;
     return Refuse(Reason::kPersonIdInvalid, field,
                   Cat(field, " \"", id.substr(0, kIdBytesMax),
@@ -1156,32 +1160,7 @@ class Decider {
   Decision RecordAdmonishmentTalk(const v1::RecordAdmonishmentTalkRequest& request) {
     if (auto r = CheckExistingCase(request)) return *r;
     if (auto r = CheckState()) return *r;
-    if (auto r = CheckLengths({{"subject", request.subject(), kTextBytesMax},
-                               {"notes", request.notes(), kTextBytesMax}})) {
-      return *r;
-    }
-    for (int i = 0; i < request.talked_with_size() && i < kPeopleMax; ++i) {
-      if (auto r = CheckLengths({{Cat("talked_with[", i, "].display_name"),
-                                  request.talked_with(i).display_name(), kDisplayNameBytesMax}})) {
-        return *r;
-      }
-    }
-    if (auto r = CheckCount("talked_with", request.talked_with_size(), kPeopleMax)) return *r;
-    if (request.talked_with().empty()) {
-      return Refuse(Reason::kTalkedWithRequired, "talked_with",
-                    "talked_with is empty; name the people talked with",
-                    "talked_with 为空，请填写约谈对象");
-    }
-    for (int i = 0; i < request.talked_with_size(); ++i) {
-      if (auto r = CheckPerson(Cat("talked_with[", i, "].person_id"),
-                               request.talked_with(i).person_id())) {
-        return *r;
-      }
-    }
-    if (auto r = CheckRequired(Reason::kTalkSubjectRequired, "subject", request.subject(),
-                               "give the subject of the talk", "请填写约谈事由")) {
-      return *r;
-    }
+    if (auto r = CheckTalk(request.talked_with(), request.subject(), request.notes())) return *r;
     Events events;
     v1::Event& event = Emit(events, state_.name(), request.request_id());
     v1::AdmonishmentTalkRecorded* body = event.mutable_admonishment_talk_recorded();
@@ -1194,20 +1173,10 @@ class Decider {
   Decision IssueRectificationNotice(const v1::IssueRectificationNoticeRequest& request) {
     if (auto r = CheckExistingCase(request)) return *r;
     if (auto r = CheckState()) return *r;
-    if (auto r = CheckLengths({{"notice_id", request.notice_id(), kIdBytesMax},
-                               {"content", request.content(), kTextBytesMax}})) {
+    if (auto r = CheckNotice(request.notice_id(), request.content(),
+                             request.has_deadline() ? &request.deadline() : nullptr,
+                             context_.now_micros)) {
       return *r;
-    }
-    if (auto r = CheckRequired(Reason::kNoticeIdRequired, "notice_id", request.notice_id(),
-                               "give the notice's document number", "请填写通报文号")) {
-      return *r;
-    }
-    if (auto r = CheckRequired(Reason::kNoticeContentRequired, "content", request.content(),
-                               "give the content of the notice", "请填写通报内容")) {
-      return *r;
-    }
-    if (request.has_deadline()) {
-      if (auto r = CheckFutureDeadline(true, request.deadline())) return *r;
     }
     Events events;
     v1::Event& event = Emit(events, state_.name(), request.request_id());
@@ -1218,6 +1187,57 @@ class Decider {
     return events;
   }
 
+ public:
+  // The content of an admonishment talk: the first refusal, in order of precedence.
+  static std::optional<Refusal> CheckTalk(
+      const google::protobuf::RepeatedPtrField<v1::Person>& talked_with, const std::string& subject,
+      const std::string& notes) {
+    if (auto r =
+            CheckLengths({{"subject", subject, kTextBytesMax}, {"notes", notes, kTextBytesMax}})) {
+      return r;
+    }
+    for (int i = 0; i < talked_with.size() && i < kPeopleMax; ++i) {
+      if (auto r = CheckLengths({{Cat("talked_with[", i, "].display_name"),
+                                  talked_with[i].display_name(), kDisplayNameBytesMax}})) {
+        return r;
+      }
+    }
+    if (auto r = CheckCount("talked_with", talked_with.size(), kPeopleMax)) return r;
+    if (talked_with.empty()) {
+      return Refuse(Reason::kTalkedWithRequired, "talked_with",
+                    "talked_with is empty; name the people talked with",
+                    "talked_with 为空，请填写约谈对象");
+    }
+    for (int i = 0; i < talked_with.size(); ++i) {
+      if (auto r = CheckPerson(Cat("talked_with[", i, "].person_id"), talked_with[i].person_id())) {
+        return r;
+      }
+    }
+    return CheckRequired(Reason::kTalkSubjectRequired, "subject", subject,
+                         "give the subject of the talk", "请填写约谈事由");
+  }
+
+  // The content of a rectification notice: the first refusal, in order of precedence.
+  static std::optional<Refusal> CheckNotice(const std::string& notice_id,
+                                            const std::string& content, const Timestamp* deadline,
+                                            int64_t now_micros) {
+    if (auto r = CheckLengths(
+            {{"notice_id", notice_id, kIdBytesMax}, {"content", content, kTextBytesMax}})) {
+      return r;
+    }
+    if (auto r = CheckRequired(Reason::kNoticeIdRequired, "notice_id", notice_id,
+                               "give the notice's document number", "请填写通报文号")) {
+      return r;
+    }
+    if (auto r = CheckRequired(Reason::kNoticeContentRequired, "content", content,
+                               "give the content of the notice", "请填写通报内容")) {
+      return r;
+    }
+    if (deadline != nullptr) return CheckFutureDeadlineAt(true, *deadline, now_micros);
+    return std::nullopt;
+  }
+
+ private:
   const v1::Case& state_;
   const v1::Command& command_;
   const Context& context_;
@@ -1251,6 +1271,18 @@ v1::Inspection* AppendInspection(v1::Case& state, const v1::Event& event, const 
 
 bool KnownRulesVersion(std::string_view version) {
   return version == kRulesVersion || version == kRulesVersion2026_1;
+}
+
+std::optional<Refusal> CheckTalkContent(
+    const google::protobuf::RepeatedPtrField<v1::Person>& talked_with, const std::string& subject,
+    const std::string& notes) {
+  return Decider::CheckTalk(talked_with, subject, notes);
+}
+
+std::optional<Refusal> CheckNoticeContent(const std::string& notice_id, const std::string& content,
+                                          const google::protobuf::Timestamp* deadline,
+                                          int64_t now_micros) {
+  return Decider::CheckNotice(notice_id, content, deadline, now_micros);
 }
 
 Decision Decide(const v1::Case& state, const v1::Command& command, const Context& context) {

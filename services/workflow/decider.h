@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -68,6 +69,18 @@ using Decision = std::variant<Events, Refusal>;
 // Applies one event to a state. An event is a fact: it never fails. An event impossible
 // in its state is corruption and aborts (CW_CHECK).
 void Evolve(casework::v1::Case& state, const casework::v1::Event& event);
+
+// The content rules of an admonishment talk and of a rectification notice, as the decider
+// applies them to a case's: the first refusal in its order of precedence, or nullopt.
+// OversightService applies the same to a county's, so that one mistake gets one reason.
+[[nodiscard]] std::optional<Refusal> CheckTalkContent(
+    const google::protobuf::RepeatedPtrField<casework::v1::Person>& talked_with,
+    const std::string& subject, const std::string& notes);
+// `deadline`: nullptr when the notice sets none; otherwise it must be after `now_micros`.
+[[nodiscard]] std::optional<Refusal> CheckNoticeContent(const std::string& notice_id,
+                                                        const std::string& content,
+                                                        const google::protobuf::Timestamp* deadline,
+                                                        int64_t now_micros);
 
 // Folds a whole history from the initial state.
 [[nodiscard]] casework::v1::Case Replay(const std::vector<casework::v1::Event>& events);
