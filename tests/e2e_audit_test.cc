@@ -327,7 +327,7 @@ TEST_F(AuditTest, AnEventOfNoJurisdictionIsProvedOnlyToTheWholeCity) {
   v1::GetInclusionProofResponse county;
   const grpc::Status refused = proof("auditor.xihe", 0, &county);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED) << refused.error_message();
-  EXPECT_EQ(client::DecodeError(refused).reason, "OUTSIDE_JURISDICTION");
+  EXPECT_EQ(client::DecodeError(refused).reason, "JURISDICTION_NOT_COVERED");
   EXPECT_FALSE(county.has_record());
   // The county's own case: proved to its auditor.
   ASSERT_TRUE(proof("auditor.xihe", 1, &county).ok());

@@ -17,9 +17,8 @@
 //  - a caller without the role is refused PERMISSION_DENIED for its role
 //    (ACTOR_LACKS_ROLE, AUDITOR_ROLE_REQUIRED);
 //  - a caller with the role but outside the target's jurisdiction is refused
-//    PERMISSION_DENIED for its jurisdiction (JURISDICTION_NOT_COVERED,
-//    OUTSIDE_JURISDICTION), or, for RPCs that filter rather than refuse (ListCases), is
-//    answered without the target;
+//    PERMISSION_DENIED for its jurisdiction (JURISDICTION_NOT_COVERED), or, for RPCs that filter
+//    rather than refuse (ListCases), is answered without the target;
 //  - an unknown identity is refused UNAUTHENTICATED IDENTITY_UNKNOWN, a call without
 //    identity UNAUTHENTICATED IDENTITY_MISSING.
 #include <chrono>
@@ -204,8 +203,7 @@ const Expectation kExpectations[] = {
 };
 
 const std::set<std::string> kRoleRefusals = {"ACTOR_LACKS_ROLE", "AUDITOR_ROLE_REQUIRED"};
-const std::set<std::string> kJurisdictionRefusals = {"JURISDICTION_NOT_COVERED",
-                                                     "OUTSIDE_JURISDICTION"};
+const std::set<std::string> kJurisdictionRefusals = {"JURISDICTION_NOT_COVERED"};
 
 // --- The RPCs of the contract, from the descriptors ------------------------------------
 

@@ -348,6 +348,8 @@ TEST_F(SignOffTest, EnrollmentChecksCallerKeyAndApprover) {
                  "REVOKE_REASON_REQUIRED");
   EXPECT_REFUSED(Revoke("admin", "approver.county", "ed25519:0000000000000000", "lost"), NOT_FOUND,
                  "KEY_UNKNOWN");
+  EXPECT_REFUSED(Revoke("admin", "approver.county", "", "lost"), INVALID_ARGUMENT,
+                 "KEY_ID_REQUIRED");
   EXPECT_REFUSED(Revoke("admin", "approver.other", resp.key_id(), "lost"), INVALID_ARGUMENT,
                  "KEY_NOT_OWNED_BY_APPROVER");
   EXPECT_REFUSED(Revoke("admin.xihe", "approver.county", resp.key_id(), "lost"), PERMISSION_DENIED,

@@ -359,8 +359,15 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeApproverKey(
                                    absl::StrCat("原因长度为 ", req->reason().size(), " 字节，最多 ",
                                                 workflow::kTextBytesMax, " 字节")));
   }
+  if (req->key_id().empty()) {
+    return Finish(ctx,
+                  ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "KEY_ID_REQUIRED", "key_id",
+                              "key_id is empty; give the id of the key to revoke "
+                              "(ed25519:<16 hex digits>, as printed when it was registered)",
+                              "key_id 为空；请填写要吊销的密钥编号（ed25519:<16 位十六进制>）"));
+  }
   std::optional<ApproverKey> key;
-  if (req->key_id().size() <= workflow::kIdBytesMax && !req->key_id().empty()) {
+  if (req->key_id().size() <= workflow::kIdBytesMax) {
     auto found = keys_.Find(req->key_id());
     if (!found.ok()) return Finish(ctx, FromStoreStatus(found.status()));
     key = std::move(*found);

@@ -307,21 +307,23 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(
     if (!jurisdiction.ok()) return Finish(ctx, FromStoreStatus(jurisdiction.status()));
     if (!jurisdiction->has_value() && !WholeCity(caller.jurisdiction)) {
       return Finish(
-          ctx, ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "OUTSIDE_JURISDICTION", "position",
-                           absl::StrCat("the event at position ", req->position(),
-                                        " belongs to no jurisdiction (stream ", e.stream,
-                                        "); only an auditor of the whole city may read it"),
-                           absl::StrCat("位置 ", req->position(), " 的事件不属于任何辖区（",
-                                        e.stream, "）；仅全市审计人员可查看")));
+          ctx,
+          ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "position",
+                      absl::StrCat("the event at position ", req->position(),
+                                   " belongs to no jurisdiction (stream ", e.stream,
+                                   "); only an auditor of the whole city may read it"),
+                      absl::StrCat("位置 ", req->position(), " 的事件不属于任何辖区（", e.stream,
+                                   "）；仅全市审计人员可查看")));
     }
     if (jurisdiction->has_value() && !SubtreeHolds(caller.jurisdiction, **jurisdiction)) {
       return Finish(
-          ctx, ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "OUTSIDE_JURISDICTION", "position",
-                           absl::StrCat("the event at position ", req->position(), " belongs to ",
-                                        **jurisdiction, ", outside your jurisdiction ",
-                                        caller.jurisdiction),
-                           absl::StrCat("位置 ", req->position(), " 的事件属于 ", **jurisdiction,
-                                        "，不在您的管辖范围 ", caller.jurisdiction, " 内")));
+          ctx,
+          ErrorStatus(
+              grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "position",
+              absl::StrCat("the event at position ", req->position(), " belongs to ",
+                           **jurisdiction, ", outside your jurisdiction ", caller.jurisdiction),
+              absl::StrCat("位置 ", req->position(), " 的事件属于 ", **jurisdiction,
+                           "，不在您的管辖范围 ", caller.jurisdiction, " 内")));
     }
   }
   auto proof = log_->InclusionProof(req->position(), size);
@@ -440,7 +442,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetCaseAsOf(grpc::CallbackServerCont
     return Finish(
         ctx,
         ErrorStatus(
-            grpc::StatusCode::PERMISSION_DENIED, "OUTSIDE_JURISDICTION", "name",
+            grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "name",
             absl::StrCat("case ", case_id, " is outside your jurisdiction ", caller.jurisdiction),
             absl::StrCat("案件 ", case_id, " 不在您的管辖范围 ", caller.jurisdiction, " 内")));
   }
@@ -457,7 +459,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
   if (!SubtreeHolds(caller.jurisdiction, root)) {
     return Finish(
         ctx,
-        ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "OUTSIDE_JURISDICTION", "jurisdiction",
+        ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "jurisdiction",
                     absl::StrCat("jurisdiction \"", root, "\" is outside your jurisdiction \"",
                                  caller.jurisdiction, "\""),
                     absl::StrCat("辖区 \"", root, "\" 不在您的管辖范围内")));
@@ -503,9 +505,13 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
         }
         const int64_t version = cases.Version(e.stream);
         if (cases.size() >= options_.ledger_cases_max && version == 0) {
-          reactor->Finish(FromStoreStatus(absl::ResourceExhaustedError(absl::StrCat(
-              "the ledger holds more than ", options_.ledger_cases_max,
-              " cases, the most one replay may hold; ask for a narrower jurisdiction"))));
+          reactor->Finish(
+              ErrorStatus(grpc::StatusCode::RESOURCE_EXHAUSTED, "LEDGER_TOO_LARGE", "jurisdiction",
+                          absl::StrCat("the ledger holds more than ", options_.ledger_cases_max,
+                                       " cases, the most one replay may hold; ask for a narrower "
+                                       "jurisdiction"),
+                          absl::StrCat("台账超过 ", options_.ledger_cases_max,
+                                       " 个案件，超出单次回放的上限；请缩小辖区范围")));
           return;
         }
         absl::StatusOr<v1::Case*> folded = cases.Open(e.stream);
@@ -714,7 +720,7 @@ grpc::ServerWriteReactor<v1::ExportLogResponse>* AuditServiceImpl::ExportLog(
   // or admin of the whole city (a one-segment jurisdiction) may take one.
   if (!WholeCity(caller.jurisdiction)) {
     return new Refuse(ErrorStatus(
-        grpc::StatusCode::PERMISSION_DENIED, "OUTSIDE_JURISDICTION", "",
+        grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "",
         absl::StrCat("an export holds the events of every jurisdiction; ", caller.id, " acts in \"",
                      caller.jurisdiction,
                      "\" only. An auditor or admin of the whole city must export; "

@@ -2,7 +2,7 @@
 //
 // Only principals with the role `auditor` or `admin` may call it (PERMISSION_DENIED,
 // reason AUDITOR_ROLE_REQUIRED, otherwise). Jurisdiction (PERMISSION_DENIED
-// OUTSIDE_JURISDICTION): GetCaseAsOf, GetLedgerAsOf and GetInclusionProof (which returns
+// JURISDICTION_NOT_COVERED): GetCaseAsOf, GetLedgerAsOf and GetInclusionProof (which returns
 // the event) serve only what lies in the caller's subtree; ExportLog, which holds every
 // jurisdiction's events, needs an auditor or admin of the whole city (a one-segment
 // jurisdiction); checkpoints, consistency proofs and VerifyLog carry hashes and

@@ -34,7 +34,7 @@ grpc::Status CaseNotFound(const std::string& case_id) {
 
 grpc::Status OutsideJurisdiction(const workflow::Principal& p, const std::string& case_id) {
   return ErrorStatus(
-      grpc::StatusCode::PERMISSION_DENIED, "OUTSIDE_JURISDICTION", "name",
+      grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "name",
       absl::StrCat("case ", case_id, " is outside your jurisdiction ", p.jurisdiction),
       absl::StrCat("案件 ", case_id, " 不在您的管辖范围 ", p.jurisdiction, " 内"));
 }

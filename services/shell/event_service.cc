@@ -791,7 +791,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* EventServiceImpl::WatchEvents(
   if (!request.filter().jurisdiction().empty()) {
     if (!SubtreeHolds(caller.jurisdiction, request.filter().jurisdiction())) {
       return new Refused(ErrorStatus(
-          grpc::StatusCode::PERMISSION_DENIED, "OUTSIDE_JURISDICTION", "filter.jurisdiction",
+          grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "filter.jurisdiction",
           absl::StrCat("filter.jurisdiction \"", request.filter().jurisdiction(),
                        "\" is outside your jurisdiction \"", caller.jurisdiction, "\""),
           absl::StrCat("filter.jurisdiction \"", request.filter().jurisdiction(),
