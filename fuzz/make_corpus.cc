@@ -377,7 +377,8 @@ int main(int argc, char** argv) {
       Write("page_token_fuzz", "list-" + r.name, req.SerializeAsString());
     }
     v1::ListCasesRequest events_req;
-    events_req.set_page_token(shell::EncodeEventsPageToken(last.version));
+    events_req.set_filter("c-1");
+    events_req.set_page_token(shell::EncodeEventsPageToken("c-1", last.version));
     Write("page_token_fuzz", "events-token", events_req.SerializeAsString());
   }
   std::filesystem::remove_all(dir);

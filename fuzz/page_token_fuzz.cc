@@ -27,10 +27,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!req.ParseFromArray(data, static_cast<int>(size))) return 0;
 
   // ListCaseEvents reads the same field of its own request.
-  if (std::optional<int64_t> version = shell::DecodeEventsPageToken(req.page_token())) {
+  // The case it is bound to: the filter field stands in for one.
+  const std::string& case_id = req.filter();
+  if (std::optional<int64_t> version = shell::DecodeEventsPageToken(req.page_token(), case_id)) {
     FUZZ_CHECK(*version >= 1, "an events token names a version >= 1");
-    FUZZ_CHECK(shell::DecodeEventsPageToken(shell::EncodeEventsPageToken(*version)) == version,
+    FUZZ_CHECK(shell::DecodeEventsPageToken(shell::EncodeEventsPageToken(case_id, *version),
+                                            case_id) == version,
                "an events token round-trips");
+    FUZZ_CHECK(!shell::DecodeEventsPageToken(shell::EncodeEventsPageToken(case_id, *version),
+                                             case_id + "x")
+                    .has_value(),
+               "an events token is good for its case only");
   }
 
   auto filter = shell::ParseCaseFilter(req.filter());

@@ -263,7 +263,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCaseEvents(
                                               : std::min(req->page_size(), kEventsPageSizeMax);
   int64_t from_version = 1;
   if (!req->page_token().empty()) {
-    std::optional<int64_t> version = DecodeEventsPageToken(req->page_token());
+    std::optional<int64_t> version = DecodeEventsPageToken(req->page_token(), case_id);
     if (!version.has_value()) return Finish(ctx, BadPageToken());
     from_version = *version;
   }
@@ -272,7 +272,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCaseEvents(
   for (auto& r : *records) *resp->add_events() = std::move(r);
   const int64_t next = from_version + static_cast<int64_t>(records->size());
   if (next <= loaded->version()) {
-    resp->set_next_page_token(EncodeEventsPageToken(next));
+    resp->set_next_page_token(EncodeEventsPageToken(case_id, next));
   }
   return Finish(ctx, grpc::Status::OK);
 }

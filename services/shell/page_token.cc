@@ -97,15 +97,17 @@ std::optional<std::string> DecodePageToken(std::string_view token, std::string_v
   return Open(sealed, query_tag);
 }
 
-std::string EncodeEventsPageToken(int64_t next_version) {
-  return absl::WebSafeBase64Escape(absl::StrCat(next_version));
+std::string EncodeEventsPageToken(std::string_view case_id, int64_t next_version) {
+  return absl::WebSafeBase64Escape(absl::StrCat(Sv(case_id), "\n", next_version));
 }
 
-std::optional<int64_t> DecodeEventsPageToken(std::string_view token) {
+std::optional<int64_t> DecodeEventsPageToken(std::string_view token, std::string_view case_id) {
   std::string raw;
   int64_t version = 0;
-  if (!absl::WebSafeBase64Unescape(Sv(token), &raw) || !absl::SimpleAtoi(raw, &version) ||
-      version < 1) {
+  if (!absl::WebSafeBase64Unescape(Sv(token), &raw)) return std::nullopt;
+  const size_t newline = raw.rfind('\n');
+  if (newline == std::string::npos || std::string_view(raw).substr(0, newline) != case_id ||
+      !absl::SimpleAtoi(Sv(std::string_view(raw).substr(newline + 1)), &version) || version < 1) {
     return std::nullopt;
   }
   return version;

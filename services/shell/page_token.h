@@ -24,8 +24,11 @@ namespace casework::shell {
 [[nodiscard]] std::optional<std::string> DecodePageToken(std::string_view token,
                                                          std::string_view query_tag);
 
-[[nodiscard]] std::string EncodeEventsPageToken(int64_t next_version);
-// The version (>= 1), or nullopt when `token` is not an events page token.
-[[nodiscard]] std::optional<int64_t> DecodeEventsPageToken(std::string_view token);
+// ListCaseEvents: the next version of one case, bound to that case (a token is good for
+// the case it was issued for only; versions are no secret to whoever may read the case).
+[[nodiscard]] std::string EncodeEventsPageToken(std::string_view case_id, int64_t next_version);
+// The version (>= 1), or nullopt when `token` is not an events page token of `case_id`.
+[[nodiscard]] std::optional<int64_t> DecodeEventsPageToken(std::string_view token,
+                                                           std::string_view case_id);
 
 }  // namespace casework::shell

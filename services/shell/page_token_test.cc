@@ -30,5 +30,18 @@ TEST(PageToken, SealedBoundToItsQueryAndTamperEvident) {
   EXPECT_FALSE(DecodePageToken("not-a-token!", tag));
 }
 
+// ListCaseEvents: a token names the next version of the case it was issued for, and is
+// refused for any other case (also one whose id extends it) or when garbled.
+TEST(PageToken, EventsTokenIsBoundToItsCase) {
+  const std::string token = EncodeEventsPageToken("c-1", 21);
+  EXPECT_EQ(DecodeEventsPageToken(token, "c-1"), 21);
+  EXPECT_FALSE(DecodeEventsPageToken(token, "c-2").has_value());
+  EXPECT_FALSE(DecodeEventsPageToken(token, "c-10").has_value());
+  EXPECT_FALSE(DecodeEventsPageToken(token, "c").has_value());
+  EXPECT_FALSE(DecodeEventsPageToken(EncodeEventsPageToken("c-1", 0), "c-1").has_value());
+  EXPECT_FALSE(DecodeEventsPageToken("MjE", "c-1").has_value());  // "21", the old form
+  EXPECT_FALSE(DecodeEventsPageToken("not-a-token!", "c-1").has_value());
+}
+
 }  // namespace
 }  // namespace casework::shell
