@@ -290,8 +290,8 @@ class RocksEventLog::Impl {
   absl::Status RecoverTree();
   absl::Status CheckAnchor();
   absl::Status RecoverProjectionLayout();
-  // Records Options::projection_layout as the stored projections' layout (synced).
-  absl::Status RecordProjectionLayout();
+  // Records `layout` as the stored projections' layout (synced).
+  absl::Status RecordProjectionLayout(uint32_t layout);
   void CheckpointerLoop();
   // The maintenance thread, after a write failed for lack of space: once RocksDB has
   // recovered, lets the sequencer reset and take appends again.
@@ -644,17 +644,17 @@ absl::Status RocksEventLog::Impl::RecoverProjectionLayout() {
   }
   if (!s.IsNotFound()) return FromRocks(s, "reading the projection layout");
   if (Size() > 0) return absl::OkStatus();  // written before layouts were recorded: 0
-  return RecordProjectionLayout();          // a new log: its projections are the owner's
+  return RecordProjectionLayout(options_.projection_layout);  // a new log: the owner's
 }
 
-absl::Status RocksEventLog::Impl::RecordProjectionLayout() {
+absl::Status RocksEventLog::Impl::RecordProjectionLayout(uint32_t layout) {
   std::string value;
-  format::PutFixed32BE(&value, options_.projection_layout);
+  format::PutFixed32BE(&value, layout);
   rocksdb::WriteOptions synced;
   synced.sync = true;
   STORE_RETURN_IF_ERROR(FromRocks(db_->Put(synced, meta_, format::kProjectionLayoutKey, value),
                                   "recording the projection layout"));
-  projection_layout_ = options_.projection_layout;
+  projection_layout_ = layout;
   return absl::OkStatus();
 }
 
@@ -1808,6 +1808,10 @@ absl::Status RocksEventLog::Impl::RebuildProjections(
         project) {
   constexpr size_t kKeysPerWriteMax = 4096;
   rocksdb::WriteOptions unsynced;
+  // First, durably, "being rebuilt": a rebuild cut short (a crash, an event that does not
+  // parse) leaves projections half dropped, and a layout that matches no build's, so the
+  // next start rebuilds again instead of serving them.
+  STORE_RETURN_IF_ERROR(RecordProjectionLayout(kProjectionLayoutRebuilding));
   {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), projections_));
     rocksdb::WriteBatch drop;
@@ -1839,7 +1843,7 @@ absl::Status RocksEventLog::Impl::RebuildProjections(
     from += static_cast<int64_t>(events.size());
   }
   STORE_RETURN_IF_ERROR(FromRocks(db_->FlushWAL(/*sync=*/true), "syncing rebuilt projections"));
-  return RecordProjectionLayout();
+  return RecordProjectionLayout(options_.projection_layout);
 }
 
 absl::Status RocksEventLog::Impl::ScanAllProjections(

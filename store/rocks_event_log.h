@@ -236,15 +236,18 @@ class RocksEventLog final : public EventLog {
   // be the function that produced the incremental writes). Call with no appends in
   // flight (before serving, or with writes stopped). The result equals incremental
   // maintenance byte for byte. An error from `project` ends the rebuild with that error.
-  // When done (synced), records Options::projection_layout as the layout of the stored
-  // projections; a rebuild cut short leaves the old record, so it is done again.
+  // Records kProjectionLayoutRebuilding (synced) before it drops anything and, when done
+  // (synced), Options::projection_layout: a rebuild cut short leaves a layout no build
+  // writes, so it is done again.
   absl::Status RebuildProjections(
       const std::function<absl::StatusOr<std::vector<ProjectionWrite>>(const StoredEvent&)>&
           project);
   // The layout the stored projections were written in: Options::projection_layout of
   // the build that created the log empty or last rebuilt them; 0 for a log that has
-  // events and no record (written before layouts were recorded).
+  // events and no record (written before layouts were recorded);
+  // kProjectionLayoutRebuilding while a rebuild runs or after one was cut short.
   uint32_t ProjectionLayout() const;
+  static constexpr uint32_t kProjectionLayoutRebuilding = 0xFFFFFFFF;
   // Visits every projection entry as stored (key = table 0x00 key), in key order.
   absl::Status ScanAllProjections(
       const std::function<void(std::string_view key, std::string_view value)>& visit);

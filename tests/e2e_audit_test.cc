@@ -265,6 +265,15 @@ TEST_F(AuditTest, MalformedAuditRequestsAreRefusedNamingTheField) {
     req.set_tree_size(6);
     expect(audit->GetInclusionProof(ctx2.get(), req, &resp), grpc::StatusCode::OUT_OF_RANGE,
            "POSITION_BEYOND_LOG", "tree_size");
+    req.set_tree_size(0);
+    req.set_position(-2);
+    auto ctx3 = auditor->NewContext();
+    expect(audit->GetInclusionProof(ctx3.get(), req, &resp), grpc::StatusCode::INVALID_ARGUMENT,
+           "AUDIT_REQUEST_INVALID", "position");
+    req.set_position(5);
+    auto ctx4 = auditor->NewContext();
+    expect(audit->GetInclusionProof(ctx4.get(), req, &resp), grpc::StatusCode::OUT_OF_RANGE,
+           "POSITION_BEYOND_LOG", "position");
   }
   {
     v1::GetConsistencyProofResponse resp;
@@ -300,6 +309,8 @@ TEST_F(AuditTest, MalformedAuditRequestsAreRefusedNamingTheField) {
     expect(v.status, grpc::StatusCode::OUT_OF_RANGE, "POSITION_BEYOND_LOG", "from_position");
     v = VerifyLog(false, 0, 9);
     expect(v.status, grpc::StatusCode::OUT_OF_RANGE, "POSITION_BEYOND_LOG", "to_position");
+    v = VerifyLog(false, -1, 3);
+    expect(v.status, grpc::StatusCode::INVALID_ARGUMENT, "AUDIT_REQUEST_INVALID", "from_position");
   }
 }
 

@@ -43,6 +43,12 @@ grpc::Status OutOfRange(std::string_view field, std::string en, std::string zh) 
                      std::move(zh));
 }
 
+// A position or size that is negative: never a place in the log.
+grpc::Status Negative(const std::string& field, int64_t value) {
+  return Invalid(field, absl::StrCat(field, " ", value, " is negative; positions start at 0"),
+                 absl::StrCat(field, " ", value, " 为负数；位置从 0 开始"));
+}
+
 grpc::Status Busy() {
   return ErrorStatus(grpc::StatusCode::RESOURCE_EXHAUSTED, "AUDIT_JOBS_BUSY", "",
                      "the server is already running its maximum of audit jobs (ledger replay, "
@@ -285,7 +291,8 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(
                    absl::StrCat("tree_size ", req->tree_size(), " 超出日志长度；日志共有 ",
                                 log_->Size(), " 个事件")));
   }
-  if (req->position() < 0 || req->position() >= size) {
+  if (req->position() < 0) return Finish(ctx, Negative("position", req->position()));
+  if (req->position() >= size) {
     return Finish(
         ctx,
         OutOfRange("position",
@@ -587,8 +594,10 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
   if (!head.ok()) return new Refuse(FromStoreStatus(head.status()));
   const int64_t to = req->to_position() == 0 ? head->checkpoint.size : req->to_position();
   const int64_t from = req->from_position();
-  if (from < 0 || to > log_->Size() || from > to) {
-    const bool from_wrong = from < 0 || (from > to && to <= log_->Size());
+  if (from < 0) return new Refuse(Negative("from_position", from));
+  if (to < 0) return new Refuse(Negative("to_position", to));
+  if (to > log_->Size() || from > to) {
+    const bool from_wrong = from > to && to <= log_->Size();
     return new Refuse(
         OutOfRange(from_wrong ? "from_position" : "to_position",
                    absl::StrCat("cannot verify [", from, ", ", to,
@@ -732,9 +741,10 @@ grpc::ServerWriteReactor<v1::ExportLogResponse>* AuditServiceImpl::ExportLog(
   if (!head.ok()) return new Refuse(FromStoreStatus(head.status()));
   const int64_t to = req->to_position() == 0 ? head->checkpoint.size : req->to_position();
   const int64_t from = req->from_position();
-  if (from < 0 || from > to || to > head->checkpoint.size ||
-      (to == 0 && head->checkpoint.size != 0)) {
-    const bool from_wrong = from < 0 || (from > to && to <= head->checkpoint.size);
+  if (from < 0) return new Refuse(Negative("from_position", from));
+  if (to < 0) return new Refuse(Negative("to_position", to));
+  if (from > to || to > head->checkpoint.size || (to == 0 && head->checkpoint.size != 0)) {
+    const bool from_wrong = from > to && to <= head->checkpoint.size;
     return new Refuse(OutOfRange(from_wrong ? "from_position" : "to_position",
                                  absl::StrCat("cannot export [", from, ", ", to,
                                               "): need 0 <= from_position <= "

@@ -72,8 +72,9 @@ inline constexpr uint32_t kProjectionLayout = 1;
 // Rebuilds the projections of `log` from its events (ProjectionReplayer) when they were
 // written in another layout than kProjectionLayout, or always when `force`. Call before
 // serving, with no appends in flight. Returns whether it rebuilt. An event that does not
-// parse ends the rebuild with kDataLoss, and the log keeps its old layout record, so
-// that the next start rebuilds again instead of serving what was left half done.
+// parse ends the rebuild with kDataLoss, and the log's layout says "being rebuilt"
+// (RocksEventLog::kProjectionLayoutRebuilding), so that the next start rebuilds again
+// instead of serving what was left half done.
 absl::StatusOr<bool> BringProjectionsUpToDate(store::RocksEventLog& log, bool force);
 
 // Index keys, shared by the writer and the readers.

@@ -26,8 +26,46 @@ grpc::StatusCode CodeOf(workflow::Category category) {
   return grpc::StatusCode::FAILED_PRECONDITION;
 }
 
+std::string ValidUtf8(std::string text) {
+  const auto continuation = [&text](size_t at) {
+    return at < text.size() && (static_cast<unsigned char>(text[at]) & 0xC0) == 0x80;
+  };
+  for (size_t i = 0; i < text.size();) {
+    const auto lead = static_cast<unsigned char>(text[i]);
+    size_t length = 0;
+    if (lead < 0x80) {
+      length = 1;
+    } else if (lead >= 0xC2 && lead <= 0xDF) {
+      length = 2;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+      length = 3;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      length = 4;
+    }
+    bool ok = length > 0;
+    for (size_t k = 1; ok && k < length; ++k) ok = continuation(i + k);
+    if (ok && length == 3) {  // no overlong forms, no surrogates
+      const auto second = static_cast<unsigned char>(text[i + 1]);
+      ok = !(lead == 0xE0 && second < 0xA0) && !(lead == 0xED && second > 0x9F);
+    } else if (ok && length == 4) {  // no overlong forms, nothing past U+10FFFF
+      const auto second = static_cast<unsigned char>(text[i + 1]);
+      ok = !(lead == 0xF0 && second < 0x90) && !(lead == 0xF4 && second > 0x8F);
+    }
+    if (!ok) {
+      text[i] = '?';
+      length = 1;
+    }
+    i += length;
+  }
+  return text;
+}
+
 grpc::Status ErrorStatus(grpc::StatusCode code, std::string_view reason, std::string_view field,
                          std::string message_en, std::string message_zh) {
+  // Messages quote what the caller sent, sometimes cut short: never in the middle of a
+  // character, which would make the details unparsable (proto3 strings are UTF-8).
+  message_en = ValidUtf8(std::move(message_en));
+  message_zh = ValidUtf8(std::move(message_zh));
   google::rpc::Status rich;
   rich.set_code(static_cast<int>(code));
   rich.set_message(message_en);

@@ -29,6 +29,10 @@ inline constexpr char kErrorDomain[] = "casework.gov";
                                        std::string_view field, std::string message_en,
                                        std::string message_zh);
 
+// `text` with every byte that does not belong to a well-formed UTF-8 sequence replaced
+// by '?' (a message that quotes a request cut short at a byte count).
+[[nodiscard]] std::string ValidUtf8(std::string text);
+
 // INVALID_ARGUMENT CASE_NAME_INVALID for a `name` that is not "cases/{case_id}" with a
 // valid case id (workflow::CaseIdFromName), saying what one looks like.
 [[nodiscard]] grpc::Status CaseNameInvalid(std::string_view name);
