@@ -118,6 +118,8 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
     std::string stream;              // empty: all
     std::string jurisdiction;        // the subtree events must lie in
     bool all_jurisdictions = false;  // no jurisdiction test at all
+    bool oversight = false;          // receives counties/ records (approver, auditor, admin)
+    bool auditor = false;            // receives samples/ (auditor, admin)
     absl::flat_hash_set<int> kinds;  // empty: all
   };
 
@@ -358,6 +360,8 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   absl::StatusOr<bool> Matches(const store::StoredEvent& event, const EventScope& scope) const {
     if (!filter_.stream.empty() && event.stream != filter_.stream) return false;
     if (!filter_.kinds.empty() && !filter_.kinds.contains(scope.kind)) return false;
+    if (scope.audience == EventAudience::kOversight && !filter_.oversight) return false;
+    if (scope.audience == EventAudience::kAuditors && !filter_.auditor) return false;
     if (filter_.all_jurisdictions) return true;
     // Only a watch that needs the jurisdiction fails when it could not be worked out.
     if (!scope.jurisdiction.ok()) return scope.jurisdiction.status();
@@ -578,8 +582,9 @@ void EventServiceImpl::Chunks::AddScopes(EventRun* run) {
     resolver.Learn(event.stream, event.bytes);
     // An error stays with its event: it fails only the watches that filter by
     // jurisdiction and reach it, as when each watch looked the jurisdiction up itself.
-    run->scopes.push_back(
-        EventScope{EventBodyField(event.bytes), resolver.Of(event.stream, event.bytes)});
+    run->scopes.push_back(EventScope{.kind = EventBodyField(event.bytes),
+                                     .audience = AudienceOf(event.stream),
+                                     .jurisdiction = resolver.Of(event.stream, event.bytes)});
   }
 }
 
@@ -788,6 +793,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* EventServiceImpl::WatchEvents(
   }
   const bool overseer =
       caller.HasRole(workflow::Role::kAuditor) || caller.HasRole(workflow::Role::kAdmin);
+  filter.auditor = overseer;
+  filter.oversight = overseer || caller.HasRole(workflow::Role::kApprover);
   if (!request.filter().jurisdiction().empty()) {
     if (!SubtreeHolds(caller.jurisdiction, request.filter().jurisdiction())) {
       return new Refused(ErrorStatus(

@@ -16,7 +16,8 @@
 // Who sees what: every authenticated principal may watch, and sees the events of cases
 // inside its jurisdiction subtree (narrowed further by filter.jurisdiction, which must
 // lie inside it); so are a county's registry and oversight records (registry/{county},
-// counties/{county}) and inspection samples (samples/..., by the scope drawn from).
+// counties/{county}) and inspection samples (samples/..., by the scope drawn from), the
+// first only to approvers, auditors and admins, the second only to auditors and admins.
 // Streams that belong to no jurisdiction (approvers/..., config/principals) are sent only
 // to auditors and admins of the whole city (a one-segment jurisdiction, the root of every
 // path of a deployment) watching without a jurisdiction filter, who are served without
@@ -147,6 +148,7 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
   // What a watch's filter looks at in an event, worked out once for all watches.
   struct EventScope {
     int kind = 0;  // the Event body field
+    EventAudience audience = EventAudience::kAnyone;
     // nullopt: the stream has none; an error when it could not be worked out (a watch
     // that needs it fails with it).
     absl::StatusOr<std::optional<std::string>> jurisdiction;

@@ -48,6 +48,15 @@ std::string EventKindName(int field) {
   return f->name();
 }
 
+EventAudience AudienceOf(std::string_view stream) {
+  const auto starts = [stream](std::string_view prefix) {
+    return stream.substr(0, prefix.size()) == prefix;
+  };
+  if (starts(oversight::kCountyStreamPrefix)) return EventAudience::kOversight;
+  if (starts(oversight::kSampleStreamPrefix)) return EventAudience::kAuditors;
+  return EventAudience::kAnyone;
+}
+
 bool SubtreeHolds(std::string_view root, std::string_view path) {
   while (!root.empty() && root.back() == '/') root.remove_suffix(1);
   if (root.empty() || path.size() < root.size() || path.substr(0, root.size()) != root) {

@@ -29,6 +29,13 @@ namespace casework::shell {
 // "a/b/c", never "a/bc". An empty root holds nothing.
 [[nodiscard]] bool SubtreeHolds(std::string_view root, std::string_view path);
 
+// Who may receive an event besides its jurisdiction: a county's oversight record
+// (counties/...) goes to approvers, auditors and admins, as the accountability report
+// does; an inspection sample (samples/...) to auditors and admins; any other to whoever
+// covers it.
+enum class EventAudience { kAnyone, kOversight, kAuditors };
+[[nodiscard]] EventAudience AudienceOf(std::string_view stream);
+
 // The jurisdiction of a stream: a case's organisation jurisdiction (read once from the
 // case projection, then remembered: it never changes), the county path of a registry
 // stream (registry/{county}) or of a county's oversight record (counties/{county}), the

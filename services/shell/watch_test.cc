@@ -29,7 +29,8 @@ constexpr char kPrincipals[] = R"({"principals": [
   {"id": "lister", "roles": ["lister"], "jurisdiction": "jiangcheng"},
   {"id": "auditor", "roles": ["auditor"], "jurisdiction": "jiangcheng"},
   {"id": "east", "roles": ["inspector"], "jurisdiction": "jiangcheng/dongshan"},
-  {"id": "east.auditor", "roles": ["auditor"], "jurisdiction": "jiangcheng/dongshan"}
+  {"id": "east.auditor", "roles": ["auditor"], "jurisdiction": "jiangcheng/dongshan"},
+  {"id": "east.approver", "roles": ["approver"], "jurisdiction": "jiangcheng/dongshan", "approval_level": "county"}
 ]})";
 
 int64_t NowSeconds() {
@@ -385,6 +386,15 @@ TEST_F(WatchTest, CountyRecordsAndSamplesGoOnlyWhereTheirCountyGoes) {
   request.mutable_filter()->set_jurisdiction("jiangcheng/xihe");
   Received narrowed = Watch(request, 2, "auditor");
   EXPECT_EQ(narrowed.positions, (std::vector<int64_t>{0, 1}));
+  // Beyond the jurisdiction, the role: a county's records go to approvers, auditors and
+  // admins (who read them in the accountability report), samples to auditors and admins.
+  // A lister of the whole city gets neither; then its own case, to show the watch runs.
+  CreateCase("after", "dongshan");  // 7
+  request.clear_filter();
+  Received lister = Watch(request, 1, "lister");
+  EXPECT_EQ(lister.positions, (std::vector<int64_t>{7}));
+  Received approver = Watch(request, 2, "east.approver");
+  EXPECT_EQ(approver.positions, (std::vector<int64_t>{5, 7}));
 }
 
 TEST_F(WatchTest, ConsumerThatStopsReadingHoldsBoundedMemoryAndDoesNotSlowWriters) {
