@@ -200,6 +200,44 @@ int RunPythonVerifier(const std::string& args, std::string* output) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// An organisation registered under another county has moved: it counts there only. Moved
+// back with the row it had before, it is registered again (the old record is not its
+// latest any more), and counts where it is.
+TEST_F(OversightTest, AnOrganisationMovedAndMovedBackCountsWhereItIsNow) {
+  v1::ImportRegistryResponse resp;
+  ASSERT_TRUE(Import("admin", "reg-1", RegistryCsv(), &resp).ok());
+  const std::string header = "organisation_id,display_name,jurisdiction,kind,grade,stars\n";
+  const std::string in_xihe =
+      header + "org-d07,东山 7 村,jiangcheng/xihe/t02/org-d07,village,3,2\n";
+  const std::string in_dongshan =
+      header + "org-d07,\"东山 7 村, 党支部\",jiangcheng/dongshan/t01/org-d07,village,3,2\n";
+  const auto organisations = [this]() {
+    auto auditor = As("auditor");
+    auto ctx = auditor->NewContext();
+    v1::GetCountyReportRequest req;
+    v1::GetCountyReportResponse report;
+    EXPECT_TRUE(v1::OversightService::NewStub(auditor->channel())
+                    ->GetCountyReport(ctx.get(), req, &report)
+                    .ok());
+    std::map<std::string, int64_t> out;
+    for (const auto& line : report.lines()) out[line.jurisdiction()] = line.organisations();
+    return out;
+  };
+  EXPECT_EQ(organisations()["jiangcheng/dongshan"], 20);
+  ASSERT_TRUE(Import("admin", "move-1", in_xihe, &resp).ok());
+  EXPECT_EQ(resp.imported(), 1);
+  EXPECT_EQ(organisations()["jiangcheng/dongshan"], 19);
+  EXPECT_EQ(organisations()["jiangcheng/xihe"], 6);
+  ASSERT_TRUE(Import("admin", "move-2", in_dongshan, &resp).ok());
+  EXPECT_EQ(resp.unchanged(), 0) << "the row it had before is not where it is now";
+  EXPECT_EQ(resp.updated(), 1);
+  EXPECT_EQ(organisations()["jiangcheng/dongshan"], 20);
+  EXPECT_EQ(organisations()["jiangcheng/xihe"], 5);
+  // And now the same row again is unchanged.
+  ASSERT_TRUE(Import("admin", "move-3", in_dongshan, &resp).ok());
+  EXPECT_EQ(resp.unchanged(), 1);
+}
+
 TEST_F(OversightTest, RegistryImportIsIdempotentAndRefusesBadInputClearly) {
   v1::ImportRegistryResponse resp;
   auto status = Import("admin", "reg-1", RegistryCsv(), &resp);

@@ -16,6 +16,7 @@
 #include "services/oversight/oversight.h"
 #include "services/oversight/registry_csv.h"
 #include "services/oversight/sample.h"
+#include "services/shell/projections.h"
 #include "services/shell/status_mapping.h"
 #include "services/workflow/decider.h"
 #include "services/workflow/limits.h"
@@ -571,12 +572,22 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
       continue;
     }
     std::vector<std::string> events;
+    std::vector<store::ProjectionWrite> projections;
     int64_t imported = 0;
     for (const oversight::RegistryRow* row : list) {
-      auto it = current.find(row->organisation.organisation_id());
+      const std::string& id = row->organisation.organisation_id();
+      auto it = current.find(id);
       if (it != current.end()) {
         const v1::OrganisationRegistered& was = it->second.first;
-        if (was.grade() == row->grade && was.stars() == row->stars &&
+        // Unchanged only where its latest registration is: one that moved to another
+        // county and comes back is registered here again.
+        auto latest = log_->GetProjection(kRegistryCountyTable, id);
+        if (!latest.ok()) {
+          reactor->Finish(FromStoreStatus(latest.status()));
+          return;
+        }
+        const bool here = !latest->has_value() || **latest == county;
+        if (here && was.grade() == row->grade && was.stars() == row->stars &&
             was.organisation().SerializeAsString() == row->organisation.SerializeAsString()) {
           resp->set_unchanged(resp->unchanged() + 1);
           continue;
@@ -584,6 +595,7 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
       } else {
         ++imported;
       }
+      ProjectRegistration(id, county, &projections);
       v1::Event event = Envelope(stream, *version + static_cast<int64_t>(events.size()) + 1, caller,
                                  now, req.request_id());
       auto* body = event.mutable_organisation_registered();
@@ -609,6 +621,7 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
     append.request_id = req.request_id();
     append.request_fingerprint = fingerprint;
     append.events = std::move(events);
+    append.projections = std::move(projections);
     auto result = log_->Append(std::move(append));
     if (!result.ok()) {
       reactor->Finish(result.status().code() == absl::StatusCode::kAborted

@@ -4,6 +4,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
+#include "services/oversight/oversight.h"
 #include "services/shell/approver_keys.h"
 #include "services/workflow/decider.h"
 
@@ -141,8 +142,21 @@ absl::StatusOr<std::vector<ProjectionWrite>> ProjectionReplayer::Project(
     state = std::move(after);
   } else if (stored.stream.rfind(kApproverStreamPrefix, 0) == 0) {
     out = ProjectApproverKeyEvent(event);
+  } else if (stored.stream.rfind(oversight::kRegistryStreamPrefix, 0) == 0 &&
+             event.has_organisation_registered()) {
+    ProjectRegistration(
+        event.organisation_registered().organisation().organisation_id(),
+        stored.stream.substr(std::string_view(oversight::kRegistryStreamPrefix).size()), &out);
   }
   return out;
+}
+
+void ProjectRegistration(const std::string& id, const std::string& county,
+                         std::vector<store::ProjectionWrite>* out) {
+  out->push_back({.op = store::ProjectionWrite::Op::kPut,
+                  .table = kRegistryCountyTable,
+                  .key = id,
+                  .value = county});
 }
 
 absl::StatusOr<bool> BringProjectionsUpToDate(store::RocksEventLog& log, bool force) {

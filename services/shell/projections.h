@@ -9,6 +9,8 @@
 //   by_due    u64 deadline micros + 2^63 || case_id   -> ""
 //   counts    prefix || 0x00 || u8 state              -> int64 counter
 //             for every jurisdiction prefix of the case ("city", "city/county", ...)
+//   reg_county organisation_id                        -> "city/county" of its latest
+//             registration (an organisation registered under another county moved there)
 #pragma once
 
 #include <string>
@@ -28,6 +30,8 @@ inline constexpr char kByStateTable[] = "by_state";
 inline constexpr char kByJurisdictionTable[] = "by_jur";
 inline constexpr char kByDeadlineTable[] = "by_due";
 inline constexpr char kCountsTable[] = "counts";
+// organisation id -> the county of its latest registration (registry/{county})
+inline constexpr char kRegistryCountyTable[] = "reg_county";
 
 // What ProjectCase reads of a case as it was before a command: a command handler keeps
 // this instead of a copy of the whole case, and evolves the case itself into `after`.
@@ -46,6 +50,10 @@ void ProjectCase(const CaseRowBefore& before, const casework::v1::Case& after,
                  std::vector<store::ProjectionWrite>* out);
 void ProjectCase(const casework::v1::Case& before, const casework::v1::Case& after,
                  std::vector<store::ProjectionWrite>* out);
+
+// Appends the write that records `county` as where organisation `id` is registered now.
+void ProjectRegistration(const std::string& id, const std::string& county,
+                         std::vector<store::ProjectionWrite>* out);
 
 // Re-derives the projection writes of the stored events, fed in position order from 0,
 // for RocksEventLog::RebuildProjections: folds every case through Evolve and emits what
@@ -67,7 +75,8 @@ class ProjectionReplayer {
 //   0  logs from before layouts were recorded: case rows without earlier_assisters and
 //      earlier_inspectors (which rules/2026.2 reads to decide)
 //   1  case rows with earlier_assisters and earlier_inspectors
-inline constexpr uint32_t kProjectionLayout = 1;
+//   2  reg_county: the county of each organisation's latest registration
+inline constexpr uint32_t kProjectionLayout = 2;
 
 // Rebuilds the projections of `log` from its events (ProjectionReplayer) when they were
 // written in another layout than kProjectionLayout, or always when `force`. Call before
