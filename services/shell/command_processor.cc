@@ -258,6 +258,17 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   }
   ProjectCase(row_before, state, &append.projections);
 
+  // One case per organisation (a relapse reopens its case; it is not listed again).
+  std::optional<std::string> reserved;
+  if (row_before.version == 0) {
+    const std::string& organisation_id = state.organisation().organisation_id();
+    if (auto refused = ReserveOrganisation(actor, organisation_id, case_id)) {
+      std::move(done)(*std::move(refused));
+      return;
+    }
+    reserved = organisation_id;
+  }
+
   // The core's events join the answer without a copy: each moves into a heap message
   // that the answer's arena owns (a copy onto the arena would allocate every string again).
   google::protobuf::Arena* arena = response->GetArena();
@@ -274,8 +285,11 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
 
   const bool creating = row_before.version == 0;
   log_->AppendAsync(std::move(append), [this, actor_id = actor.id, case_id, fingerprint, response,
-                                        creating, done = std::move(done)](
+                                        creating, reserved = std::move(reserved),
+                                        done = std::move(done)](
                                            absl::StatusOr<store::AppendResult> result) mutable {
+    // Durable (and its org_case row visible) or refused: the reservation has done its part.
+    if (reserved.has_value()) ReleaseOrganisation(*reserved);
     if (!result.ok()) {
       if (result.status().code() == absl::StatusCode::kAborted && creating) {
         std::move(done)(ErrorStatus(
@@ -311,6 +325,63 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
     response->mutable_case_()->set_last_position(result->first_position + result->event_count - 1);
     std::move(done)(grpc::Status::OK);
   });
+}
+
+std::optional<grpc::Status> CommandProcessor::ReserveOrganisation(
+    const workflow::Principal& actor, const std::string& organisation_id,
+    const std::string& case_id) {
+  const auto listed = [&](const std::string& other) {
+    // The other case's id only to whoever may read it.
+    std::string shown;
+    Case existing;
+    if (LoadCaseInto(other, &existing).ok() && existing.version() > 0 &&
+        actor.Covers(existing.organisation().jurisdiction())) {
+      shown = other;
+    }
+    return ErrorStatus(
+        grpc::StatusCode::ALREADY_EXISTS, "ORGANISATION_ALREADY_LISTED",
+        "organisation.organisation_id",
+        absl::StrCat("organisation ", organisation_id, " is already on the ledger",
+                     shown.empty() ? std::string() : absl::StrCat(" as case ", shown),
+                     " (one case per organisation; a relapse found in a follow-up review "
+                     "reopens that case)"),
+        absl::StrCat("组织 ", organisation_id, " 已列入台账",
+                     shown.empty() ? std::string() : absl::StrCat("（案件 ", shown, "）"),
+                     "；每个组织只有一个案件，回头看发现反弹时重新整顿该案件"));
+  };
+  std::string in_flight;
+  {
+    absl::MutexLock lock(&organisations_mu_);
+    auto [it, inserted] = organisations_in_flight_.try_emplace(organisation_id, case_id, 0);
+    // Another case being created for it now. The same case: a retry, or a second create
+    // of that id, which the log answers (replayed, or CASE_ALREADY_EXISTS).
+    if (!inserted && it->second.first != case_id) {
+      in_flight = it->second.first;
+    } else {
+      ++it->second.second;
+    }
+  }
+  if (!in_flight.empty()) return listed(in_flight);
+  // Read while holding the reservation: a creation that released it before had made its
+  // row visible first.
+  auto other = log_->GetProjection(kOrganisationCaseTable, organisation_id);
+  if (!other.ok()) {
+    ReleaseOrganisation(organisation_id);
+    return FromStoreStatus(other.status());
+  }
+  if (other->has_value() && **other != case_id) {
+    ReleaseOrganisation(organisation_id);
+    return listed(**other);
+  }
+  return std::nullopt;
+}
+
+void CommandProcessor::ReleaseOrganisation(const std::string& organisation_id) {
+  absl::MutexLock lock(&organisations_mu_);
+  auto it = organisations_in_flight_.find(organisation_id);
+  if (it != organisations_in_flight_.end() && --it->second.second == 0) {
+    organisations_in_flight_.erase(it);
+  }
 }
 
 }  // namespace casework::shell

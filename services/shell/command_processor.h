@@ -7,9 +7,12 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
+#include "absl/synchronization/mutex.h"
 #include "casework/v1/case_service.pb.h"
 #include "casework/v1/command.pb.h"
 #include "grpcpp/support/status.h"
@@ -67,11 +70,24 @@ class CommandProcessor {
                    const store::AppendResult& first, const std::string& fingerprint,
                    casework::v1::CaseCommandResponse* response, Done done);
 
+  // One case per organisation: reserves `organisation_id` for the creation of `case_id`
+  // while it is appended, then checks that no other case lists it. nullopt when the
+  // creation may go on (Release afterwards), else the refusal, for `actor`.
+  std::optional<grpc::Status> ReserveOrganisation(const workflow::Principal& actor,
+                                                  const std::string& organisation_id,
+                                                  const std::string& case_id);
+  void ReleaseOrganisation(const std::string& organisation_id);
+
   store::EventLog* log_;
   workflow::Policy policy_;
   Clock clock_;
   const ApproverKeys* keys_ = nullptr;
   ReceiptFn receipts_;
+  // Organisations whose creation is being appended: the case and how many calls hold it
+  // (a retry racing its first attempt shares it; the log answers it as a retry).
+  absl::Mutex organisations_mu_;
+  absl::flat_hash_map<std::string, std::pair<std::string, int>> organisations_in_flight_
+      ABSL_GUARDED_BY(organisations_mu_);
 };
 
 // "cases/{case_id}" -> case_id; empty when the name is malformed.

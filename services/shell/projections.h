@@ -9,6 +9,7 @@
 //   by_due    u64 deadline micros + 2^63 || case_id   -> ""
 //   counts    prefix || 0x00 || u8 state              -> int64 counter
 //             for every jurisdiction prefix of the case ("city", "city/county", ...)
+//   org_case  organisation_id                         -> case_id of the case listing it
 //   reg_county organisation_id                        -> "city/county" of its latest
 //             registration (an organisation registered under another county moved there)
 #pragma once
@@ -32,6 +33,8 @@ inline constexpr char kByDeadlineTable[] = "by_due";
 inline constexpr char kCountsTable[] = "counts";
 // organisation id -> the county of its latest registration (registry/{county})
 inline constexpr char kRegistryCountyTable[] = "reg_county";
+// organisation id -> the case that lists it (one case per organisation)
+inline constexpr char kOrganisationCaseTable[] = "org_case";
 
 // What ProjectCase reads of a case as it was before a command: a command handler keeps
 // this instead of a copy of the whole case, and evolves the case itself into `after`.
@@ -76,7 +79,8 @@ class ProjectionReplayer {
 //      earlier_inspectors (which rules/2026.2 reads to decide)
 //   1  case rows with earlier_assisters and earlier_inspectors
 //   2  reg_county: the county of each organisation's latest registration
-inline constexpr uint32_t kProjectionLayout = 2;
+//   3  org_case: the case of each listed organisation
+inline constexpr uint32_t kProjectionLayout = 3;
 
 // Rebuilds the projections of `log` from its events (ProjectionReplayer) when they were
 // written in another layout than kProjectionLayout, or always when `force`. Call before
