@@ -86,4 +86,16 @@ rc=0; "$casectl" keygen --out "$work/keys/approver.key" >/dev/null 2>&1 || rc=$?
 # An export that cannot be written is a failure, not "exported".
 rc=0; ctl export --out "$work/no-such-dir/x.log" >/dev/null 2>&1 || rc=$?
 [[ $rc == 4 ]] || { echo "export to an unwritable path: exit $rc, want 4" >&2; exit 1; }
+# A TLS client key that group or others may read is refused before anything is sent, and
+# the call does not fall back to plaintext.
+printf -- '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' >"$work/ca.pem"; cp "$work/ca.pem" "$work/client.pem"; cp "$work/ca.pem" "$work/client.key"
+chmod 644 "$work/client.key"
+rc=0; "$casectl" --server "$server" --timeout-ms 3000 --tls-ca "$work/ca.pem" \
+  --tls-cert "$work/client.pem" --tls-key "$work/client.key" get c-1 >/dev/null 2>"$work/tls.err" || rc=$?
+[[ $rc != 0 ]] && grep -q "readable by group or others; chmod 600" "$work/tls.err" || {
+  echo "a world-readable --tls-key: exit $rc, $(cat "$work/tls.err")" >&2; exit 1; }
+# seed acts as the sample identities only: --identity is refused, not ignored.
+rc=0; "$casectl" --server "$server" --identity zhou.hua seed --cases 1 >/dev/null 2>"$work/seed.err" || rc=$?
+[[ $rc == 2 ]] && grep -q "drop it" "$work/seed.err" || {
+  echo "seed with --identity: exit $rc, $(cat "$work/seed.err")" >&2; exit 1; }
 echo "casectl proofs: verified under the server key, refused under another or from another root, nothing claimed without one"

@@ -677,7 +677,14 @@ int main(int argc, char** argv) {
       exit_code = kExitUsage;
       return;
     }
+    if (app.get_option("--identity")->count() > 0) {
+      std::cerr << "seed acts as the sample identities of deploy/principals.sample.json, not as "
+                   "--identity; drop it 示例数据以示例身份载入，请去掉 --identity\n";
+      exit_code = kExitUsage;
+      return;
+    }
     seed_options.server = g.server;
+    seed_options.timeout = std::chrono::milliseconds(g.timeout_ms);
     exit_code = casework::client::RunSeed(seed_options, g.json);
   });
 

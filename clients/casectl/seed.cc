@@ -119,7 +119,8 @@ std::vector<Plan> MakePlans(const SeedOptions& o) {
 // (a second run) is skipped.
 grpc::Status RunPlan(const Plan& p, const SeedOptions& o, uint64_t seed) {
   auto make = [&](const char* who) {
-    return std::make_unique<Client>(ClientOptions{.server = o.server, .identity = who});
+    return std::make_unique<Client>(
+        ClientOptions{.server = o.server, .identity = who, .timeout = o.timeout});
   };
   auto lister = make(kSeedLister);
   auto reviewer = make(kSeedReviewer);
@@ -328,7 +329,7 @@ std::string SampleRegistryCsv(const std::vector<Plan>& plans) {
 
 // Registers the sample approvers' keys as the admin (idempotent: fixed request ids).
 grpc::Status RegisterSampleKeys(const SeedOptions& o) {
-  Client admin(ClientOptions{.server = o.server, .identity = kSeedAdmin});
+  Client admin(ClientOptions{.server = o.server, .identity = kSeedAdmin, .timeout = o.timeout});
   auto stub = casework::v1::AdminService::NewStub(admin.channel());
   std::vector<std::pair<std::string, casework::v1::ApprovalLevel>> approvers = {
       {kSeedCityApprover, casework::v1::APPROVAL_LEVEL_CITY}};
@@ -359,7 +360,8 @@ int RunSeed(const SeedOptions& options, bool json) {
   }
   const std::vector<Plan> plans = MakePlans(options);
   {
-    Client admin(ClientOptions{.server = options.server, .identity = kSeedAdmin});
+    Client admin(ClientOptions{
+        .server = options.server, .identity = kSeedAdmin, .timeout = options.timeout});
     RegistryImportTotals totals;
     std::string local_error;
     // The request id names the rows, not only the seed: another --cases makes another

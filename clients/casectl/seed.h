@@ -4,6 +4,7 @@
 // by two approvers' real Ed25519 sign-offs, reviewed after closure, and reopened.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -14,6 +15,8 @@ struct SeedOptions {
   uint64_t seed = 20261124;
   int cases = 400;
   int concurrency = 8;
+  // Per-call deadline (casectl --timeout-ms).
+  std::chrono::milliseconds timeout{10000};
 };
 
 // The identities the generator acts as; deploy/principals.sample.json defines them.
