@@ -28,6 +28,14 @@ cleanup() {
 }
 trap cleanup EXIT
 casectl="$bin/clients/casectl"
+# A log kept from an earlier run (WORK=DIR) may hold projections of another layout, which
+# caseworkd rebuilds before it serves: do that here, so that start() times a restart only.
+if [[ -d $work/data/log ]]; then
+  echo "bringing the kept log's projections to this build's layout"
+  "$bin/services/caseworkd" --insecure-plaintext --data-dir "$work/data" \
+    --principals "$root/deploy/principals.sample.json" \
+    --rebuild-projections >>"$work/caseworkd.log" 2>&1
+fi
 
 start() {
   rm -f "$work/port"

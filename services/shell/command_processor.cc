@@ -261,12 +261,12 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   // One case per organisation (a relapse reopens its case; it is not listed again).
   std::optional<std::string> reserved;
   if (row_before.version == 0) {
-    const std::string& organisation_id = state.organisation().organisation_id();
-    if (auto refused = ReserveOrganisation(actor, organisation_id, case_id)) {
+    const std::string& organisation = state.organisation().jurisdiction();
+    if (auto refused = ReserveOrganisation(organisation, case_id)) {
       std::move(done)(*std::move(refused));
       return;
     }
-    reserved = organisation_id;
+    reserved = organisation;
   }
 
   // The core's events join the answer without a copy: each moves into a heap message
@@ -327,32 +327,24 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   });
 }
 
-std::optional<grpc::Status> CommandProcessor::ReserveOrganisation(
-    const workflow::Principal& actor, const std::string& organisation_id,
-    const std::string& case_id) {
+std::optional<grpc::Status> CommandProcessor::ReserveOrganisation(const std::string& organisation,
+                                                                  const std::string& case_id) {
+  // The caller covers `organisation` (the core checked), so it may read a case there.
   const auto listed = [&](const std::string& other) {
-    // The other case's id only to whoever may read it.
-    std::string shown;
-    Case existing;
-    if (LoadCaseInto(other, &existing).ok() && existing.version() > 0 &&
-        actor.Covers(existing.organisation().jurisdiction())) {
-      shown = other;
-    }
     return ErrorStatus(
         grpc::StatusCode::ALREADY_EXISTS, "ORGANISATION_ALREADY_LISTED",
-        "organisation.organisation_id",
-        absl::StrCat("organisation ", organisation_id, " is already on the ledger",
-                     shown.empty() ? std::string() : absl::StrCat(" as case ", shown),
+        "organisation.jurisdiction",
+        absl::StrCat("the organisation at ", organisation, " is already on the ledger as case ",
+                     other,
                      " (one case per organisation; a relapse found in a follow-up review "
                      "reopens that case)"),
-        absl::StrCat("组织 ", organisation_id, " 已列入台账",
-                     shown.empty() ? std::string() : absl::StrCat("（案件 ", shown, "）"),
-                     "；每个组织只有一个案件，回头看发现反弹时重新整顿该案件"));
+        absl::StrCat("组织 ", organisation, " 已列入台账（案件 ", other,
+                     "）；每个组织只有一个案件，回头看发现反弹时重新整顿该案件"));
   };
   std::string in_flight;
   {
     absl::MutexLock lock(&organisations_mu_);
-    auto [it, inserted] = organisations_in_flight_.try_emplace(organisation_id, case_id, 0);
+    auto [it, inserted] = organisations_in_flight_.try_emplace(organisation, case_id, 0);
     // Another case being created for it now. The same case: a retry, or a second create
     // of that id, which the log answers (replayed, or CASE_ALREADY_EXISTS).
     if (!inserted && it->second.first != case_id) {
@@ -361,24 +353,32 @@ std::optional<grpc::Status> CommandProcessor::ReserveOrganisation(
       ++it->second.second;
     }
   }
-  if (!in_flight.empty()) return listed(in_flight);
+  if (!in_flight.empty()) {
+    // That creation may still fail: not final, retry.
+    return ErrorStatus(
+        grpc::StatusCode::ABORTED, "ORGANISATION_BEING_LISTED", "organisation.jurisdiction",
+        absl::StrCat("case ", in_flight, " is being created for the organisation at ", organisation,
+                     " right now; retry in a moment (it is then either listed "
+                     "there or free)"),
+        absl::StrCat("组织 ", organisation, " 正在被列入台账（案件 ", in_flight, "）；请稍后重试"));
+  }
   // Read while holding the reservation: a creation that released it before had made its
   // row visible first.
-  auto other = log_->GetProjection(kOrganisationCaseTable, organisation_id);
+  auto other = log_->GetProjection(kOrganisationCaseTable, organisation);
   if (!other.ok()) {
-    ReleaseOrganisation(organisation_id);
+    ReleaseOrganisation(organisation);
     return FromStoreStatus(other.status());
   }
   if (other->has_value() && **other != case_id) {
-    ReleaseOrganisation(organisation_id);
+    ReleaseOrganisation(organisation);
     return listed(**other);
   }
   return std::nullopt;
 }
 
-void CommandProcessor::ReleaseOrganisation(const std::string& organisation_id) {
+void CommandProcessor::ReleaseOrganisation(const std::string& organisation) {
   absl::MutexLock lock(&organisations_mu_);
-  auto it = organisations_in_flight_.find(organisation_id);
+  auto it = organisations_in_flight_.find(organisation);
   if (it != organisations_in_flight_.end() && --it->second.second == 0) {
     organisations_in_flight_.erase(it);
   }

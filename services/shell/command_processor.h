@@ -70,20 +70,20 @@ class CommandProcessor {
                    const store::AppendResult& first, const std::string& fingerprint,
                    casework::v1::CaseCommandResponse* response, Done done);
 
-  // One case per organisation: reserves `organisation_id` for the creation of `case_id`
-  // while it is appended, then checks that no other case lists it. nullopt when the
-  // creation may go on (Release afterwards), else the refusal, for `actor`.
-  std::optional<grpc::Status> ReserveOrganisation(const workflow::Principal& actor,
-                                                  const std::string& organisation_id,
+  // One case per organisation (by its jurisdiction path, city/county/township/org, which
+  // the caller covers): reserves `organisation` for the creation of `case_id` while it is
+  // appended, then checks that no other case lists it. nullopt when the creation may go
+  // on (ReleaseOrganisation afterwards), else the refusal.
+  std::optional<grpc::Status> ReserveOrganisation(const std::string& organisation,
                                                   const std::string& case_id);
-  void ReleaseOrganisation(const std::string& organisation_id);
+  void ReleaseOrganisation(const std::string& organisation);
 
   store::EventLog* log_;
   workflow::Policy policy_;
   Clock clock_;
   const ApproverKeys* keys_ = nullptr;
   ReceiptFn receipts_;
-  // Organisations whose creation is being appended: the case and how many calls hold it
+  // Organisations (paths) whose creation is being appended: the case and how many calls hold it
   // (a retry racing its first attempt shares it; the log answers it as a retry).
   absl::Mutex organisations_mu_;
   absl::flat_hash_map<std::string, std::pair<std::string, int>> organisations_in_flight_

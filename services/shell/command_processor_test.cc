@@ -135,21 +135,22 @@ TEST_F(Retries, AnotherPersonsRequestIdIsNotAnswered) {
   EXPECT_TRUE(retry.response.replayed());
 }
 
-// One case per organisation (DOMAIN: one case = one organisation on the ledger): a second
-// listing of it is refused naming the case that lists it, also while the first is still
-// being written; a retry of the first, racing it, is answered as a retry.
+// One case per organisation (DOMAIN: one case = one organisation on the ledger), by its
+// place (city/county/township/org): a second listing there is refused naming the case
+// that lists it; while the first is still being written, the second is told to retry
+// (that creation may yet fail); a retry of the first, racing it, is answered as a retry.
+// The same organisation id at another place (moved) is another listing.
 TEST_F(Retries, AnOrganisationIsListedOnce) {
-  const auto create = [](const std::string& case_id, const std::string& org,
+  const auto create = [](const std::string& case_id, const std::string& place,
                          const std::string& request_id) {
     v1::Command c = workflow::testing::CreateCase(kStartMicros, case_id);
-    c.mutable_create_case()->mutable_organisation()->set_organisation_id(org);
+    c.mutable_create_case()->mutable_organisation()->set_jurisdiction(place);
     c.mutable_create_case()->set_request_id(request_id);
     return c;
   };
-  const std::string org =
-      workflow::testing::CreateCase(kStartMicros).create_case().organisation().organisation_id();
+  const std::string here = workflow::testing::kOrgJurisdiction;
   Answer again;
-  processor_->Execute(cast_.lister, "c2", create("c2", org, "r-c2"), &again.response,
+  processor_->Execute(cast_.lister, "c2", create("c2", here, "r-c2"), &again.response,
                       again.Callback());
   grpc::Status refused = again.Wait();
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::ALREADY_EXISTS) << refused.error_message();
@@ -157,30 +158,35 @@ TEST_F(Retries, AnOrganisationIsListedOnce) {
       << refused.error_message();
   EXPECT_EQ(log_->Size(), 1);
 
-  // Two cases for a new organisation at once: the second waits for nothing and is refused.
+  // Two cases for a new place at once: the second is told to retry.
+  const std::string there = "city/east/hill/another";
   Answer a, b, retry;
   log_->PauseCommitsForTesting(true);
-  processor_->Execute(cast_.lister, "c3", create("c3", "org-new", "r-c3"), &a.response,
-                      a.Callback());
-  processor_->Execute(cast_.lister, "c3", create("c3", "org-new", "r-c3"), &retry.response,
+  processor_->Execute(cast_.lister, "c3", create("c3", there, "r-c3"), &a.response, a.Callback());
+  processor_->Execute(cast_.lister, "c3", create("c3", there, "r-c3"), &retry.response,
                       retry.Callback());
-  processor_->Execute(cast_.lister, "c4", create("c4", "org-new", "r-c4"), &b.response,
-                      b.Callback());
+  processor_->Execute(cast_.lister, "c4", create("c4", there, "r-c4"), &b.response, b.Callback());
   refused = b.Wait();
   log_->PauseCommitsForTesting(false);
-  EXPECT_EQ(refused.error_code(), grpc::StatusCode::ALREADY_EXISTS) << refused.error_message();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::ABORTED) << refused.error_message();
+  EXPECT_NE(refused.error_message().find("retry"), std::string::npos) << refused.error_message();
   ASSERT_TRUE(a.Wait().ok());
   ASSERT_TRUE(retry.Wait().ok()) << "a retry racing its first attempt is answered as one";
   EXPECT_TRUE(retry.response.replayed());
   EXPECT_EQ(log_->Size(), 2);
-  // And once it is written, by the read model.
+  // Once it is written, by the read model.
   Answer later;
-  processor_->Execute(cast_.lister, "c5", create("c5", "org-new", "r-c5"), &later.response,
+  processor_->Execute(cast_.lister, "c5", create("c5", there, "r-c5"), &later.response,
                       later.Callback());
   refused = later.Wait();
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::ALREADY_EXISTS) << refused.error_message();
   EXPECT_NE(refused.error_message().find("as case c3"), std::string::npos)
       << refused.error_message();
+  // The organisation id of c1 at another place: another organisation's listing.
+  Answer moved;
+  processor_->Execute(cast_.lister, "c6", create("c6", "city/east/hill/third", "r-c6"),
+                      &moved.response, moved.Callback());
+  EXPECT_TRUE(moved.Wait().ok());
 }
 
 // A log whose read models an earlier build wrote in another layout is rebuilt from its

@@ -115,7 +115,7 @@ void ProjectCase(const CaseRowBefore& before, const Case& after,
   }
   if (is_new) {
     Put(out, kByJurisdictionTable, JurisdictionKey(after.organisation().jurisdiction(), id));
-    Put(out, kOrganisationCaseTable, after.organisation().organisation_id(), id);
+    Put(out, kOrganisationCaseTable, after.organisation().jurisdiction(), id);
   }
   if (is_new || before.deadline_micros != DeadlineMicros(after)) {
     if (!is_new) Delete(out, kByDeadlineTable, DeadlineKey(before.deadline_micros, id));

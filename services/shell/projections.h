@@ -9,7 +9,8 @@
 //   by_due    u64 deadline micros + 2^63 || case_id   -> ""
 //   counts    prefix || 0x00 || u8 state              -> int64 counter
 //             for every jurisdiction prefix of the case ("city", "city/county", ...)
-//   org_case  organisation_id                         -> case_id of the case listing it
+//   org_case  organisation jurisdiction path          -> case_id of the case listing it
+//             (city/county/township/org: one case per organisation and place)
 //   reg_county organisation_id                        -> "city/county" of its latest
 //             registration (an organisation registered under another county moved there)
 #pragma once
@@ -33,7 +34,7 @@ inline constexpr char kByDeadlineTable[] = "by_due";
 inline constexpr char kCountsTable[] = "counts";
 // organisation id -> the county of its latest registration (registry/{county})
 inline constexpr char kRegistryCountyTable[] = "reg_county";
-// organisation id -> the case that lists it (one case per organisation)
+// organisation jurisdiction path -> the case that lists it (one case per organisation)
 inline constexpr char kOrganisationCaseTable[] = "org_case";
 
 // What ProjectCase reads of a case as it was before a command: a command handler keeps
