@@ -186,7 +186,8 @@ int main(int argc, char** argv) {
                  "no log yet), verified against its signed checkpoint, then exit")
       ->check(CLI::ExistingDirectory);
   app.add_flag("--rebuild-projections", flags.rebuild_projections,
-               "drop the read models (case table, indexes, counters, approver keys) and "
+               "drop the read models (case table, indexes, counters, approver keys, "
+               "organisation to case, organisation to county) and "
                "re-derive them from the log, then exit (the server must be stopped); done at start "
                "without asking when the stored read models are of another layout than this "
                "build writes");

@@ -660,9 +660,14 @@ int main(int argc, char** argv) {
   // seed
   casework::client::SeedOptions seed_options;
   auto* seed =
-      app.add_subcommand("seed", "load deterministic sample data through the API 载入示例数据");
+      app.add_subcommand("seed",
+                         "load deterministic sample data through the API, acting as the sample "
+                         "identities (plaintext servers only; --identity is refused, "
+                         "--timeout-ms applies to each call) 载入示例数据");
   seed->add_option("--seed", seed_options.seed, "generator seed")->capture_default_str();
-  seed->add_option("--cases", seed_options.cases, "number of cases")->capture_default_str();
+  seed->add_option("--cases", seed_options.cases,
+                   "number of cases, at most 3,000 (one per organisation of the sample city)")
+      ->capture_default_str();
   seed->add_option("--concurrency", seed_options.concurrency, "requests in flight")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));

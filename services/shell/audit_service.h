@@ -3,7 +3,8 @@
 // Only principals with the role `auditor` or `admin` may call it (PERMISSION_DENIED,
 // reason AUDITOR_ROLE_REQUIRED, otherwise). Jurisdiction (PERMISSION_DENIED
 // JURISDICTION_NOT_COVERED): GetCaseAsOf, GetLedgerAsOf and GetInclusionProof (which returns
-// the event) serve only what lies in the caller's subtree; ExportLog, which holds every
+// the event) serve only what lies in the caller's subtree (an event of no jurisdiction
+// only to the whole city); ExportLog, which holds every
 // jurisdiction's events, needs an auditor or admin of the whole city (a one-segment
 // jurisdiction); checkpoints, consistency proofs and VerifyLog carry hashes and
 // positions only and serve any auditor. Everything is computed from the log: states

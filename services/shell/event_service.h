@@ -15,9 +15,10 @@
 //
 // Who sees what: every authenticated principal may watch, and sees the events of cases
 // inside its jurisdiction subtree (narrowed further by filter.jurisdiction, which must
-// lie inside it); so are a county's registry and oversight records (registry/{county},
-// counties/{county}) and inspection samples (samples/..., by the scope drawn from), the
-// first only to approvers, auditors and admins, the second only to auditors and admins.
+// lie inside it); so are a county's registry records (registry/{county}, to anyone
+// covering it), its oversight records (counties/{county}, only to approvers, auditors and
+// admins) and inspection samples (samples/..., by the scope drawn from, only to auditors
+// and admins).
 // Streams that belong to no jurisdiction (approvers/..., config/principals) are sent only
 // to auditors and admins of the whole city (a one-segment jurisdiction, the root of every
 // path of a deployment) watching without a jurisdiction filter, who are served without

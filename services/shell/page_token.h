@@ -6,7 +6,8 @@
 //                   case the caller may not see; the query tag, ListCasesQueryTag, binds
 //                   the token to the filter and order that made it). Good for the process
 //                   that issued it: after a restart a listing starts over.
-//   ListCaseEvents: web-safe base64 of the decimal version to go on from (>= 1)
+//   ListCaseEvents: web-safe base64 of case_id "\n" the decimal version to go on from
+//                   (>= 1); good only for the case it was issued for.
 #pragma once
 
 #include <cstdint>

@@ -61,7 +61,8 @@ void ProjectRegistration(const std::string& id, const std::string& county,
 
 // Re-derives the projection writes of the stored events, fed in position order from 0,
 // for RocksEventLog::RebuildProjections: folds every case through Evolve and emits what
-// the write path emitted for it (ProjectCase, ProjectApproverKeyEvent). A rebuild with it
+// the write path emitted for it (ProjectCase, ProjectApproverKeyEvent, and
+// ProjectRegistration for registry/ events). A rebuild with it
 // equals incremental maintenance byte for byte.
 class ProjectionReplayer {
  public:
@@ -73,7 +74,8 @@ class ProjectionReplayer {
 };
 
 // The layout of the projections this build writes (RocksEventLog::Options::
-// projection_layout). Raise it whenever ProjectCase or ProjectApproverKeyEvent write
+// projection_layout). Raise it whenever ProjectCase, ProjectApproverKeyEvent or
+// ProjectRegistration write
 // something else for the same events, so that a log an earlier build wrote is rebuilt
 // before it is served, and say here what changed:
 //   0  logs from before layouts were recorded: case rows without earlier_assisters and
