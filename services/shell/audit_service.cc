@@ -49,6 +49,14 @@ grpc::Status Negative(const std::string& field, int64_t value) {
                  absl::StrCat(field, " ", value, " 为负数；位置从 0 开始"));
 }
 
+// A tree size that is negative (0 means the latest checkpoint).
+grpc::Status NegativeSize(const std::string& field, int64_t value) {
+  return Invalid(
+      field,
+      absl::StrCat(field, " ", value, " is negative; give a size, or 0 for the latest checkpoint"),
+      absl::StrCat(field, " ", value, " 为负数；请给出树的规模，或以 0 表示最新检查点"));
+}
+
 grpc::Status Busy() {
   return ErrorStatus(grpc::StatusCode::RESOURCE_EXHAUSTED, "AUDIT_JOBS_BUSY", "",
                      "the server is already running its maximum of audit jobs (ledger replay, "
@@ -274,14 +282,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(
   auto head = LatestCheckpoint(log_);
   if (!head.ok()) return Finish(ctx, FromStoreStatus(head.status()));
   const int64_t size = req->tree_size() == 0 ? head->checkpoint.size : req->tree_size();
-  if (req->tree_size() < 0) {
-    return Finish(ctx, Invalid("tree_size",
-                               absl::StrCat("tree_size ", req->tree_size(),
-                                            " is negative; give a size, or 0 for the latest "
-                                            "checkpoint"),
-                               absl::StrCat("tree_size ", req->tree_size(),
-                                            " 为负数；请给出树的规模，或以 0 表示最新检查点")));
-  }
+  if (req->tree_size() < 0) return Finish(ctx, NegativeSize("tree_size", req->tree_size()));
   if (size > log_->Size()) {
     return Finish(
         ctx,
@@ -361,12 +362,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetConsistencyProof(
   const int64_t second =
       req->second_tree_size() == 0 ? head->checkpoint.size : req->second_tree_size();
   if (req->second_tree_size() < 0) {
-    return Finish(ctx, Invalid("second_tree_size",
-                               absl::StrCat("second_tree_size ", req->second_tree_size(),
-                                            " is negative; give a size, or 0 for the latest "
-                                            "checkpoint"),
-                               absl::StrCat("second_tree_size ", req->second_tree_size(),
-                                            " 为负数；请给出树的规模，或以 0 表示最新检查点")));
+    return Finish(ctx, NegativeSize("second_tree_size", req->second_tree_size()));
   }
   if (second > log_->Size()) {
     return Finish(
