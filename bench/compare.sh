@@ -7,9 +7,12 @@
 #   cmake -S . -B build/bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DCW_BUILD_TESTS=OFF
 #   ninja -C build/bench caseworkd casework-load casework-echo
 # Usage: [BIN=build dir] [ROUNDS=n] bench/compare.sh [clients=32] [seconds=10]
-# ROUNDS (1) repeats the three runs, one after the other each time, and prints each
-# round's ratio and their median: this machine drifts by tens of percent from one minute
-# to the next, so one round's ratio says less than the median of several.
+# ROUNDS (1) repeats the three runs, the peer after casework and the ceiling in odd
+# rounds and before them in even ones, and prints each round's ratios and their medians:
+# this machine drifts by tens of percent from one minute to the next, so one round's
+# ratio says less than the median of several. The load tool is closed-loop (each caller
+# sends its next call when the last answer arrives): its latencies are service times at
+# that concurrency, and pgbench's clients work the same way.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 clients=${1:-32}
@@ -35,9 +38,19 @@ p99_ms() { $py -c 'import json,sys; print("%.1f" % (json.load(sys.stdin)["total"
 echo "== fsync floor: 4 KiB writes with O_DSYNC"
 dd if=/dev/zero of="$work/dsync" bs=4k count=500 oflag=dsync 2>&1 | tail -1
 
+run_pg() {
+  echo "== PostgreSQL 15, Marten layout, $clients clients, $seconds s"
+  pg=$("$root/bench/peers/postgres.sh" "$clients" "$seconds" | tail -1 | awk '{print $2}')
+  echo "postgres appends/s: $pg"
+}
+
 ratios=()
+ceiling_ratios=()
 for round in $(seq 1 "$rounds"); do
   [[ $rounds -gt 1 ]] && echo "== round $round of $rounds"
+  # The machine drifts: every other round the peer runs first (the ceiling needs
+  # casework's answers, so it always follows casework).
+  if (( round % 2 == 0 )); then run_pg; fi
   rm -rf "$work/data" "$work/port" "$work/echo-port" "$work/responses"
   mkdir -p "$work/responses"
   "$bin/services/caseworkd" --listen 127.0.0.1:0 --insecure-plaintext --data-dir "$work/data" \
@@ -66,9 +79,7 @@ for round in $(seq 1 "$rounds"); do
   wait "$pid" 2>/dev/null || true
   pid=
 
-  echo "== PostgreSQL 15, Marten layout, $clients clients, $seconds s"
-  pg=$("$root/bench/peers/postgres.sh" "$clients" "$seconds" | tail -1 | awk '{print $2}')
-  echo "postgres appends/s: $pg"
+  if (( round % 2 == 1 )); then run_pg; fi
   ours_rate=$(echo "$ours" | rate)
   ceiling_rate=$(echo "$ceiling" | rate)
   echo "casework commands/s: $ours_rate (p99 $(echo "$ours" | p99_ms) ms)"
@@ -76,8 +87,12 @@ for round in $(seq 1 "$rounds"); do
   ratio=$($py -c "print('%.2f' % ($ours_rate / max(1, $pg)))")
   ratios+=("$ratio")
   echo "ratio casework/postgres: $ratio"
-  $py -c "print('ratio casework/ceiling: %.2f' % ($ours_rate / max(1, $ceiling_rate)))"
+  ceiling_ratio=$($py -c "print('%.2f' % ($ours_rate / max(1, $ceiling_rate)))")
+  ceiling_ratios+=("$ceiling_ratio")
+  echo "ratio casework/ceiling: $ceiling_ratio"
 done
 if [[ $rounds -gt 1 ]]; then
-  $py -c "import statistics, sys; r = [float(x) for x in sys.argv[1:]]; print('median ratio casework/postgres over %d rounds: %.2f (each: %s)' % (len(r), statistics.median(r), ' '.join(sys.argv[1:])))" "${ratios[@]}"
+  median='import statistics, sys; r = [float(x) for x in sys.argv[2:]]; print("median ratio %s over %d rounds: %.2f (each: %s)" % (sys.argv[1], len(r), statistics.median(r), " ".join(sys.argv[2:])))'
+  $py -c "$median" casework/postgres "${ratios[@]}"
+  $py -c "$median" casework/ceiling "${ceiling_ratios[@]}"
 fi
