@@ -8,8 +8,8 @@
 // Asserts: no crash and no sanitizer report; an accepted token continues only its own
 // query (the same token with any other query tag is refused) and its key re-encodes to a
 // token that decodes to the same key; an accepted events token names a version >= 1 that
-// re-encodes to a token naming the same version, and is refused for any other case id. (ListCases then refuses a key outside
-// the index prefix of the query; that check reads no token bytes.)
+// re-encodes to a token naming the same version, and is refused for any other case id. (ListCases
+// then refuses a key outside the index prefix of the query; that check reads no token bytes.)
 #include "casework/v1/case_service.pb.h"
 #include "fuzz/fuzz_protobuf.h"
 #include "fuzz/fuzz_support.h"
