@@ -75,6 +75,14 @@ class OversightTest : public ::testing::Test {
         ClientOptions{.server = server_->address(), .identity = identity});
   }
 
+  // The whole city's county table, as the auditor sees it now.
+  grpc::Status CountyReport(v1::GetCountyReportResponse* report) {
+    auto auditor = As("auditor");
+    auto ctx = auditor->NewContext();
+    return v1::OversightService::NewStub(auditor->channel())
+        ->GetCountyReport(ctx.get(), v1::GetCountyReportRequest(), report);
+  }
+
   grpc::Status Import(const std::string& who, const std::string& request_id, const std::string& csv,
                       v1::ImportRegistryResponse* resp) {
     auto c = As(who);
@@ -212,13 +220,8 @@ TEST_F(OversightTest, AnOrganisationMovedAndMovedBackCountsWhereItIsNow) {
   const std::string in_dongshan =
       header + "org-d07,\"东山 7 村, 党支部\",jiangcheng/dongshan/t01/org-d07,village,3,2\n";
   const auto organisations = [this]() {
-    auto auditor = As("auditor");
-    auto ctx = auditor->NewContext();
-    v1::GetCountyReportRequest req;
     v1::GetCountyReportResponse report;
-    EXPECT_TRUE(v1::OversightService::NewStub(auditor->channel())
-                    ->GetCountyReport(ctx.get(), req, &report)
-                    .ok());
+    EXPECT_TRUE(CountyReport(&report).ok());
     std::map<std::string, int64_t> out;
     for (const auto& line : report.lines()) out[line.jurisdiction()] = line.organisations();
     return out;
@@ -322,13 +325,8 @@ TEST_F(OversightTest, FlagsAndCountyReportAsOfATime) {
   EXPECT_EQ(earlier.flags_size(), 0);
 
   // The county table.
-  auto auditor = As("auditor");
-  auto ctx = auditor->NewContext();
-  v1::GetCountyReportRequest req;
   v1::GetCountyReportResponse report;
-  ASSERT_TRUE(v1::OversightService::NewStub(auditor->channel())
-                  ->GetCountyReport(ctx.get(), req, &report)
-                  .ok());
+  ASSERT_TRUE(CountyReport(&report).ok());
   ASSERT_EQ(report.lines_size(), 2);
   const v1::CountyLine& d = report.lines(0);
   EXPECT_EQ(d.jurisdiction(), "jiangcheng/dongshan");

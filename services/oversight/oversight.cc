@@ -127,6 +127,14 @@ bool RanksBelow(const RegistryEntry& a, const RegistryEntry& b) {
   return a.stars < b.stars;
 }
 
+std::optional<int64_t> RequestTimeMicros(const google::protobuf::Timestamp& t) {
+  constexpr int64_t kLastSecond = 253402300799;  // 9999-12-31T23:59:59Z
+  if (t.seconds() < 0 || t.seconds() > kLastSecond || t.nanos() < 0 || t.nanos() > 999'999'999) {
+    return std::nullopt;
+  }
+  return t.seconds() * 1'000'000 + t.nanos() / 1000;
+}
+
 void Ledger::Add(int64_t position, const v1::Event& event) {
   through_position_ = position + 1;
   const std::string& stream = event.stream();

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -25,6 +26,11 @@
 namespace casework::oversight {
 
 inline constexpr int64_t kMicrosPerDay = 86'400'000'000;
+
+// The microseconds since the epoch of a time a request gives (an "as of", a period),
+// when it is one the API takes: 1970-01-01 to 9999-12-31, nanos within a second; else
+// nullopt (such seconds would overflow in microseconds).
+[[nodiscard]] std::optional<int64_t> RequestTimeMicros(const google::protobuf::Timestamp& t);
 
 // Flag rules (Flag.rule).
 inline constexpr char kStationedButAbsent[] = "STATIONED_BUT_ABSENT";

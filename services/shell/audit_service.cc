@@ -180,35 +180,36 @@ struct Cut {
   int64_t time_micros = 0;
 };
 
-// The cut of `as_of` in a log of `size` events, or INVALID_ARGUMENT naming the field.
-absl::StatusOr<Cut> CutOf(const v1::AsOf& as_of, int64_t size, grpc::Status* refused) {
+// The cut of `as_of` in a log of `size` events into *cut, or INVALID_ARGUMENT naming the
+// field.
+grpc::Status CutOf(const v1::AsOf& as_of, int64_t size, Cut* cut) {
+  *cut = Cut{.position = size};  // unset: now
   switch (as_of.point_case()) {
     case v1::AsOf::kPosition:
       if (as_of.position() < 0) {
-        *refused = Invalid("as_of.position", "as_of.position must not be negative",
-                           "as_of.position 不能为负数");
-        return absl::InvalidArgumentError("as_of.position");
+        return Invalid("as_of.position", "as_of.position must not be negative",
+                       "as_of.position 不能为负数");
       }
-      return Cut{.position = std::min(as_of.position(), size)};
+      cut->position = std::min(as_of.position(), size);
+      break;
     case v1::AsOf::kTime: {
-      // RFC 3339 times from 1970 on, as everywhere in the API (no event is older).
-      constexpr int64_t kLastSecond = 253402300799;  // 9999-12-31T23:59:59Z
       const google::protobuf::Timestamp& t = as_of.time();
-      if (t.seconds() < 0 || t.seconds() > kLastSecond || t.nanos() < 0 ||
-          t.nanos() > 999'999'999) {
-        *refused = ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "TIME_INVALID", "as_of.time",
-                               absl::StrCat("as_of.time (", t.seconds(), " s, ", t.nanos(),
-                                            " ns) is not a time from 1970-01-01 to 9999-12-31"),
-                               absl::StrCat("as_of.time（", t.seconds(), " 秒，", t.nanos(),
-                                            " 纳秒）不是 1970-01-01 至 9999-12-31 之间的时间"));
-        return absl::InvalidArgumentError("as_of.time");
+      const std::optional<int64_t> micros = oversight::RequestTimeMicros(t);
+      if (!micros.has_value()) {
+        return ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "TIME_INVALID", "as_of.time",
+                           absl::StrCat("as_of.time (", t.seconds(), " s, ", t.nanos(),
+                                        " ns) is not a time from 1970-01-01 to 9999-12-31"),
+                           absl::StrCat("as_of.time（", t.seconds(), " 秒，", t.nanos(),
+                                        " 纳秒）不是 1970-01-01 至 9999-12-31 之间的时间"));
       }
-      return Cut{.by_time = true, .position = size, .time_micros = MicrosOf(t)};
+      cut->by_time = true;
+      cut->time_micros = *micros;
+      break;
     }
     case v1::AsOf::POINT_NOT_SET:
       break;
   }
-  return Cut{.position = size};  // unset: now
+  return grpc::Status::OK;
 }
 
 }  // namespace
@@ -406,9 +407,10 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetCaseAsOf(grpc::CallbackServerCont
   if (case_id.empty()) {
     return Finish(ctx, CaseNameInvalid(req->name()));
   }
-  grpc::Status refused;
-  auto cut = CutOf(req->as_of(), log_->Size(), &refused);
-  if (!cut.ok()) return Finish(ctx, refused);
+  Cut cut;
+  if (grpc::Status refused = CutOf(req->as_of(), log_->Size(), &cut); !refused.ok()) {
+    return Finish(ctx, refused);
+  }
   // One case's events: bounded by the case's length, read in chunks.
   v1::Case state;
   for (int64_t version = 1;;) {
@@ -416,7 +418,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetCaseAsOf(grpc::CallbackServerCont
     if (!events.ok()) return Finish(ctx, FromStoreStatus(events.status()));
     bool past = false;
     for (const store::StoredEvent& e : *events) {
-      if (e.position >= cut->position) {
+      if (e.position >= cut.position) {
         past = true;
         break;
       }
@@ -425,7 +427,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetCaseAsOf(grpc::CallbackServerCont
         return Finish(ctx, FromStoreStatus(absl::DataLossError(absl::StrCat(
                                "the event at position ", e.position, " does not parse"))));
       }
-      if (cut->by_time && MicrosOf(event.time()) > cut->time_micros) {
+      if (cut.by_time && MicrosOf(event.time()) > cut.time_micros) {
         past = true;
         break;
       }
@@ -467,11 +469,12 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
                                  caller.jurisdiction, "\""),
                     absl::StrCat("辖区 \"", root, "\" 不在您的管辖范围内")));
   }
-  grpc::Status refused;
-  auto cut = CutOf(req->as_of(), log_->Size(), &refused);
-  if (!cut.ok()) return Finish(ctx, refused);
+  Cut cut;
+  if (grpc::Status refused = CutOf(req->as_of(), log_->Size(), &cut); !refused.ok()) {
+    return Finish(ctx, refused);
+  }
   auto* reactor = ctx->DefaultReactor();
-  const bool started = StartJob([this, reactor, resp, root, cut = *cut, ctx] {
+  const bool started = StartJob([this, reactor, resp, root, cut, ctx] {
     // Fold every case through Evolve up to the cut.
     CaseStates cases(options_.fold_state_bytes_max, StreamLoader());
     v1::Event event;  // reused: parsing into it keeps its allocations

@@ -166,11 +166,9 @@ grpc::Status CountyInvalid(std::string_view county) {
 // Cut of an as-of time: unset means now.
 absl::StatusOr<int64_t> CutOf(const google::protobuf::Timestamp* as_of, int64_t now) {
   if (as_of == nullptr) return now;
-  if (as_of->seconds() < 0 || as_of->seconds() > 253402300799 || as_of->nanos() < 0 ||
-      as_of->nanos() > 999'999'999) {
-    return absl::InvalidArgumentError("invalid timestamp");
-  }
-  return MicrosOf(*as_of);
+  const std::optional<int64_t> micros = oversight::RequestTimeMicros(*as_of);
+  if (!micros.has_value()) return absl::InvalidArgumentError("invalid timestamp");
+  return *micros;
 }
 
 grpc::Status TimeInvalid(std::string_view field) {
