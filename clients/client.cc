@@ -74,6 +74,14 @@ std::unique_ptr<grpc::ClientContext> Client::NewContext() const {
   return context;
 }
 
+std::unique_ptr<grpc::ClientContext> Client::NewLongContext() const {
+  auto context = NewContext();
+  context->set_deadline(options_.long_call_timeout.count() > 0
+                            ? std::chrono::system_clock::now() + options_.long_call_timeout
+                            : std::chrono::system_clock::time_point::max());
+  return context;
+}
+
 ErrorDetails DecodeError(const grpc::Status& status) {
   ErrorDetails out;
   google::rpc::Status rich;
@@ -93,8 +101,11 @@ ErrorDetails DecodeError(const grpc::Status& status) {
 }
 
 bool IsConnectionFailure(const grpc::Status& status) {
-  return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-         (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+  // An UNAVAILABLE that carries a reason was sent by caseworkd itself (read-only, shutting
+  // down): the server was reached and refused.
+  return (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+          DecodeError(status).reason.empty()) ||
+         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
 }
 
 std::string NewRequestId() {

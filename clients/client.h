@@ -27,6 +27,9 @@ struct ClientOptions {
   std::string tls_server_name;
   // Per-call deadline.
   std::chrono::milliseconds timeout{10000};
+  // Deadline of a call that may run long (a report or verification over the whole log, an
+  // export, a backup); zero: none, the caller waits as long as it takes.
+  std::chrono::milliseconds long_call_timeout{0};
 };
 
 class Client {
@@ -35,6 +38,8 @@ class Client {
 
   // A context with the identity header and the deadline set.
   [[nodiscard]] std::unique_ptr<grpc::ClientContext> NewContext() const;
+  // The same for a call that may run long: its deadline is long_call_timeout, if any.
+  [[nodiscard]] std::unique_ptr<grpc::ClientContext> NewLongContext() const;
 
   [[nodiscard]] casework::v1::CaseService::Stub& cases() { return *cases_; }
   [[nodiscard]] const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
@@ -63,8 +68,9 @@ struct ErrorDetails {
 // Decodes the google.rpc.Status details of a failed call.
 [[nodiscard]] ErrorDetails DecodeError(const grpc::Status& status);
 
-// True when the call never reached a server that could answer (connect failure,
-// deadline before an answer): the exit code tells this apart from a refusal.
+// True when no answer came from the server (connect failure, connection lost, deadline
+// before an answer): the exit code tells this apart from a refusal. An UNAVAILABLE the
+// server sent with a reason (read-only, shutting down) is an answer.
 [[nodiscard]] bool IsConnectionFailure(const grpc::Status& status);
 
 // A fresh random request id (UUID v4 text).

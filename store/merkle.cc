@@ -114,15 +114,13 @@ std::vector<std::string> ToBytes(std::span<const Hash> hashes) {
   return out;
 }
 
-absl::Status VerifyInclusion(int64_t index, int64_t size, std::string_view leaf_hash,
-                             std::span<const std::string> proof, std::string_view root) {
+absl::StatusOr<Hash> RootFromInclusion(int64_t index, int64_t size, std::string_view leaf_hash,
+                                       std::span<const std::string> proof) {
   if (index < 0 || index >= size) {
     return absl::InvalidArgumentError(
         absl::StrCat("leaf index ", index, " is not in a tree of size ", size));
   }
-  if (leaf_hash.size() != 32 || root.size() != 32) {
-    return absl::InvalidArgumentError("leaf hash and root must be 32 bytes");
-  }
+  if (leaf_hash.size() != 32) return absl::InvalidArgumentError("leaf hash must be 32 bytes");
   for (const std::string& node : proof) {
     if (node.size() != 32) return absl::InvalidArgumentError("a proof node is not 32 bytes");
   }
@@ -147,7 +145,15 @@ absl::Status VerifyInclusion(int64_t index, int64_t size, std::string_view leaf_
     sn >>= 1;
   }
   if (sn != 0) return absl::InvalidArgumentError("the inclusion proof is too short");
-  if (!SameBytes(r, root)) {
+  return r;
+}
+
+absl::Status VerifyInclusion(int64_t index, int64_t size, std::string_view leaf_hash,
+                             std::span<const std::string> proof, std::string_view root) {
+  if (root.size() != 32) return absl::InvalidArgumentError("leaf hash and root must be 32 bytes");
+  absl::StatusOr<Hash> computed = RootFromInclusion(index, size, leaf_hash, proof);
+  if (!computed.ok()) return computed.status();
+  if (!SameBytes(*computed, root)) {
     return absl::InvalidArgumentError("the inclusion proof does not lead to the root");
   }
   return absl::OkStatus();

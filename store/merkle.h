@@ -61,6 +61,11 @@ absl::StatusOr<std::vector<Range>> ConsistencyRanges(int64_t size1, int64_t size
 // OK when the proof holds; kInvalidArgument with the reason otherwise.
 absl::Status VerifyInclusion(int64_t index, int64_t size, std::string_view leaf_hash,
                              std::span<const std::string> proof, std::string_view root);
+// The root an inclusion proof leads to (RFC 9162 2.1.3.2 without the final comparison),
+// for checking it by other means (a consistency proof to a signed root); the same
+// strictness, kInvalidArgument with the reason.
+absl::StatusOr<Hash> RootFromInclusion(int64_t index, int64_t size, std::string_view leaf_hash,
+                                       std::span<const std::string> proof);
 absl::Status VerifyConsistency(int64_t size1, int64_t size2, std::span<const std::string> proof,
                                std::string_view root1, std::string_view root2);
 std::vector<std::string> ToBytes(std::span<const Hash> hashes);

@@ -1,16 +1,22 @@
 #include "clients/casectl/audit_commands.h"
 
+#include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "casework/v1/audit_service.grpc.pb.h"
 #include "casework/v1/event_service.grpc.pb.h"
+#include "clients/casectl/dates.h"
+#include "clients/casectl/labels.h"
 #include "clients/casectl/progress.h"
 #include "clients/table.h"
 #include "google/protobuf/util/json_util.h"
@@ -42,27 +48,22 @@ std::string Json(const google::protobuf::Message& m) {
   std::string out;
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
+  // Zero values too (position 0, a count of 0, state fields at their default): a script
+  // reads a field without knowing proto3's rule that defaults are left out.
+  options.always_print_primitive_fields = true;
   (void)google::protobuf::util::MessageToJsonString(m, &out, options);
   return out;
 }
 
-// No deadline: long streams end by themselves or by Ctrl-C.
+// No deadline: a watch ends by --count or by Ctrl-C.
 void Unbounded(grpc::ClientContext* ctx) {
   ctx->set_deadline(std::chrono::system_clock::time_point::max());
 }
 
 std::optional<google::protobuf::Timestamp> ParseTime(const std::string& text) {
-  absl::Time t;
-  std::string err;
-  if (!absl::ParseTime(absl::RFC3339_full, text, &t, &err) &&
-      !absl::ParseTime("%Y-%m-%d", text, absl::LocalTimeZone(), &t, &err)) {
-    return std::nullopt;
-  }
-  google::protobuf::Timestamp ts;
-  const int64_t nanos = absl::ToUnixNanos(t);
-  ts.set_seconds(nanos >= 0 ? nanos / 1'000'000'000 : -((-nanos + 999'999'999) / 1'000'000'000));
-  ts.set_nanos(static_cast<int32_t>(nanos - ts.seconds() * 1'000'000'000));
-  return ts;
+  auto parsed = ParseDate(text);
+  if (!parsed.ok()) return std::nullopt;
+  return *parsed;
 }
 
 // The checkpoint `note`, opened with the verifier key `key` (name+hash+base64): its
@@ -74,10 +75,23 @@ absl::StatusOr<store::Checkpoint> OpenSigned(const std::string& note, const std:
   return store::OpenCheckpoint(note, *verifier, verifier->name());
 }
 
-std::string KindOf(const v1::Event& e) {
-  const auto* field = e.GetReflection()->GetOneofFieldDescriptor(
-      e, v1::Event::descriptor()->FindOneofByName("body"));
-  return field == nullptr ? "?" : field->name();
+// A --key that is not a verifier key is a usage error, found before anything is sent;
+// false (printed, exit status set) then.
+bool UsableKey(const std::string& key, int* exit_code) {
+  if (key.empty()) return true;
+  auto verifier = store::NoteVerifier::FromVerifierKey(key);
+  if (verifier.ok()) return true;
+  std::cerr << "--key: not a verifier key (name+hash+base64): " << verifier.status().message()
+            << " 验证密钥格式错误\n";
+  *exit_code = kExitUsage;
+  return false;
+}
+
+// A time as casectl prints it: local time to the minute, "-" when unset.
+std::string TimeLabel(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M", absl::FromUnixSeconds(t.seconds()),
+                          absl::LocalTimeZone());
 }
 
 // Sign-off signatures of an export, checked against keys registered earlier in it.
@@ -158,7 +172,9 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
   };
   auto w = std::make_shared<WatchArgs>();
   auto* watch = app->add_subcommand("watch", "follow the log as it changes 订阅事件流");
-  watch->add_option("--from", w->from, "first position (resume: the last scanned_through)")
+  watch
+      ->add_option("--from", w->from,
+                   "first position (to resume, the position the last watch printed at its end)")
       ->capture_default_str();
   watch->add_option("--stream", w->stream, "only this stream, e.g. cases/c-1");
   watch->add_option("--jurisdiction", w->jurisdiction, "only this jurisdiction subtree");
@@ -168,43 +184,73 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
   watch->callback([shared, w, json_mode] {
     auto c = shared->client();
     auto stub = v1::EventService::NewStub(c->channel());
-    auto ctx = c->NewContext();
-    Unbounded(ctx.get());
     v1::WatchEventsRequest req;
-    req.set_from_position(w->from);
     req.set_max_events_per_message(w->per_message);
     req.mutable_filter()->set_stream(w->stream);
     req.mutable_filter()->set_jurisdiction(w->jurisdiction);
     for (const auto& k : w->kinds) req.mutable_filter()->add_kinds(k);
-    auto reader = stub->WatchEvents(ctx.get(), req);
-    v1::WatchEventsResponse m;
+    // Where to resume: every position below it was delivered or examined.
+    int64_t next = w->from;
     int64_t seen = 0;
     bool live = false;
-    while ((w->count == 0 || seen < w->count) && reader->Read(&m)) {
-      for (const auto& r : m.events()) {
-        if (*json_mode) {
-          std::cout << Json(r) << "\n";
-        } else {
-          std::cout << r.position() << "  " << r.event().stream() << " v" << r.event().version()
-                    << "  " << KindOf(r.event()) << "  " << r.event().actor() << "\n";
+    // A lost connection (the server restarted, or closed the connection at its maximum
+    // age) is resumed from `next` on a new one; only a run of failed attempts without a
+    // message in between ends the watch.
+    constexpr int kAttemptsMax = 8;
+    int failed_attempts = 0;
+    grpc::Status status;
+    for (;;) {
+      auto ctx = c->NewContext();
+      Unbounded(ctx.get());  // a watch follows the log until stopped, whatever --timeout-ms
+      req.set_from_position(next);
+      auto reader = stub->WatchEvents(ctx.get(), req);
+      v1::WatchEventsResponse m;
+      while ((w->count == 0 || seen < w->count) && reader->Read(&m)) {
+        failed_attempts = 0;
+        for (const auto& r : m.events()) {
+          if (*json_mode) {
+            std::cout << Json(r) << "\n";
+          } else {
+            std::cout << r.position() << "  " << r.event().stream() << " v" << r.event().version()
+                      << "  " << EventKindLabel(r.event()) << "  " << r.event().actor() << "  "
+                      << TimeLabel(r.event().time()) << "\n";
+          }
+          next = std::max(next, r.position() + 1);
+          if (w->count != 0 && ++seen >= w->count) break;
         }
-        if (w->count != 0 && ++seen >= w->count) break;
+        if (w->count == 0 || seen < w->count) next = std::max(next, m.scanned_through());
+        if (*json_mode && !m.checkpoint().empty()) {
+          std::cout << json{{"checkpoint", m.checkpoint()},
+                            {"scanned_through", m.scanned_through()}}
+                           .dump()
+                    << "\n";
+        }
+        if (m.caught_up() && !live && !*json_mode) {
+          std::cerr << "-- caught up at " << m.scanned_through()
+                    << "; following live 已追平，实时跟随\n";
+          live = true;
+        }
+        std::cout.flush();
       }
-      if (*json_mode && !m.checkpoint().empty()) {
-        std::cout
-            << json{{"checkpoint", m.checkpoint()}, {"scanned_through", m.scanned_through()}}.dump()
-            << "\n";
+      const bool done = w->count != 0 && seen >= w->count;
+      if (done) ctx->TryCancel();
+      status = reader->Finish();
+      // The server going away shows as UNAVAILABLE, or as CANCELLED when it cancels its
+      // calls on shutdown; this client cancels only once it has what it asked for.
+      const bool lost = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                        status.error_code() == grpc::StatusCode::CANCELLED;
+      if (done || !lost || ++failed_attempts > kAttemptsMax) break;
+      // 0.25 s, 0.5 s, ... at most 8 s between attempts: about 30 s in all.
+      const auto wait = std::chrono::milliseconds(std::min(250 << (failed_attempts - 1), 8000));
+      if (!*json_mode) {
+        std::cerr << "-- connection lost (" << status.error_message() << "); resuming from " << next
+                  << " 连接中断，从位置 " << next << " 继续\n";
       }
-      if (m.caught_up() && !live && !*json_mode) {
-        std::cerr << "-- caught up at " << m.scanned_through()
-                  << "; following live 已追平，实时跟随\n";
-        live = true;
-      }
-      std::cout.flush();
+      std::this_thread::sleep_for(wait);
     }
-    ctx->TryCancel();
-    auto status = reader->Finish();
-    if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
+    if (!*json_mode)
+      std::cerr << "-- to resume: --from " << next << " 续订请用 --from " << next << "\n";
+    if (!status.ok() && !(w->count != 0 && seen >= w->count)) {
       *shared->exit_code = shared->report_error(status);
     }
   });
@@ -222,8 +268,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
   verify->callback([shared, v, json_mode] {
     auto c = shared->client();
     auto stub = v1::AuditService::NewStub(c->channel());
-    auto ctx = c->NewContext();
-    Unbounded(ctx.get());
+    auto ctx = c->NewLongContext();
     v1::VerifyLogRequest req;
     req.set_from_position(v->from);
     req.set_to_position(v->to);
@@ -231,14 +276,21 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     auto reader = stub->VerifyLog(ctx.get(), req);
     Progress progress(!*json_mode, "verify");
     v1::VerifyLogResponse m, last;
+    bool received = false;
     while (reader->Read(&m)) {
       progress.Update(m.checked(), m.total(), m.phase());
       last = m;
+      received = true;
     }
     progress.Finish();
     auto status = reader->Finish();
     if (!status.ok()) {
       *shared->exit_code = shared->report_error(status);
+      return;
+    }
+    if (!received) {
+      std::cerr << "the server ended the verification without a result 服务器未返回校验结果\n";
+      *shared->exit_code = kExitNotVerified;
       return;
     }
     if (*json_mode) {
@@ -298,10 +350,16 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     if (*json_mode) {
       std::cout << Json(resp) << "\n";
     } else {
-      std::cout << resp.name() << "  state " << v1::CaseState_Name(resp.state()) << "  version "
-                << resp.version() << "  last position " << resp.last_position() << "\n"
-                << resp.organisation().display_name() << "  " << resp.organisation().jurisdiction()
-                << "\n";
+      PrintRecord(std::cout,
+                  {{"Case 案件", resp.case_id()},
+                   {"State 状态", StateLabel(resp.state())},
+                   {"Version 版本", std::to_string(resp.version())},
+                   {"Last position 末位置", std::to_string(resp.last_position())},
+                   {"Organisation 组织", resp.organisation().display_name() + " (" +
+                                             resp.organisation().organisation_id() + ")"},
+                   {"Jurisdiction 辖区", resp.organisation().jurisdiction()},
+                   {"Deadline 整改期限", TimeLabel(resp.deadline())},
+                   {"Updated 更新时间", TimeLabel(resp.update_time())}});
     }
   });
   auto* asof_ledger = asof->get_subcommand("ledger");
@@ -316,8 +374,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     }
     auto c = shared->client();
     v1::GetLedgerAsOfResponse resp;
-    auto ctx = c->NewContext();
-    Unbounded(ctx.get());
+    auto ctx = c->NewLongContext();
     auto status = v1::AuditService::NewStub(c->channel())->GetLedgerAsOf(ctx.get(), req, &resp);
     if (!status.ok()) {
       *shared->exit_code = shared->report_error(status);
@@ -352,6 +409,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
   cp->add_option("--out", p->out, "also write the note to this file");
   cp->add_option("--key", p->key, "verify it with this verifier key (name+hash+base64)");
   cp->callback([shared, p, json_mode] {
+    if (!UsableKey(p->key, shared->exit_code)) return;
     auto c = shared->client();
     v1::GetCheckpointResponse resp;
     auto ctx = c->NewContext();
@@ -408,6 +466,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
                   "check the proof under the checkpoint signed with this verifier key "
                   "(name+hash+base64); without it nothing is verified");
   inc->callback([shared, p, json_mode] {
+    if (!UsableKey(p->key, shared->exit_code)) return;
     auto c = shared->client();
     v1::GetInclusionProofRequest req;
     req.set_position(p->position);
@@ -425,7 +484,34 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     const store::Hash leaf = store::rfc9162::HashLeaf(resp.leaf());
     std::vector<std::string> nodes(resp.proof().begin(), resp.proof().end());
     std::optional<bool> verified;
-    if (!p->key.empty()) {
+    std::string via;
+    if (!p->key.empty() && resp.checkpoint().empty()) {
+      // A proof at an older size comes unsigned (the server signs its latest size): the
+      // root it leads to is checked by a consistency proof from that size to the latest
+      // signed checkpoint.
+      const absl::StatusOr<store::Hash> root_then = store::merkle::RootFromInclusion(
+          p->position, resp.tree_size(), store::rfc9162::AsBytes(leaf), nodes);
+      v1::GetConsistencyProofRequest creq;
+      creq.set_first_tree_size(resp.tree_size());
+      v1::GetConsistencyProofResponse cresp;
+      auto cctx = c->NewContext();
+      const grpc::Status cstatus =
+          v1::AuditService::NewStub(c->channel())->GetConsistencyProof(cctx.get(), creq, &cresp);
+      if (!cstatus.ok()) {
+        *shared->exit_code = shared->report_error(cstatus);
+        return;
+      }
+      const absl::StatusOr<store::Checkpoint> body = OpenSigned(cresp.checkpoint(), p->key);
+      const std::vector<std::string> cnodes(cresp.proof().begin(), cresp.proof().end());
+      verified = root_then.ok() && body.ok() && cresp.first_tree_size() == resp.tree_size() &&
+                 body->size == cresp.second_tree_size() &&
+                 store::merkle::VerifyConsistency(resp.tree_size(), body->size, cnodes,
+                                                  store::rfc9162::AsBytes(*root_then),
+                                                  store::rfc9162::AsBytes(body->root))
+                     .ok();
+      via = absl::StrCat("a consistency proof from size ", resp.tree_size(),
+                         " to the signed checkpoint of size ", cresp.second_tree_size());
+    } else if (!p->key.empty()) {
       const absl::StatusOr<store::Checkpoint> body = OpenSigned(resp.checkpoint(), p->key);
       verified =
           body.ok() && body->size == resp.tree_size() &&
@@ -444,7 +530,12 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     out["proof"] = json::array();
     for (const auto& n : nodes) out["proof"].push_back(Hex(n));
     if (verified.has_value()) out["verified_under_checkpoint"] = *verified;
+    if (!via.empty()) out["verified_via"] = via;
     std::cout << (*json_mode ? out.dump() : out.dump(2)) << "\n";
+    if (!*json_mode && verified.has_value()) {
+      std::cout << (*verified ? "verified under the signed checkpoint 已在签名检查点下验证\n"
+                              : "NOT VERIFIED under the signed checkpoint 未通过验证\n");
+    }
     if (verified.has_value() && !*verified) *shared->exit_code = kExitNotVerified;
   });
   auto* con = proof->add_subcommand("consistency", "prove the log only grew 一致性证明");
@@ -456,6 +547,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
   con->add_option("--key", p->key,
                   "the verifier key (name+hash+base64) the checkpoint is signed with");
   con->callback([shared, p, json_mode] {
+    if (!UsableKey(p->key, shared->exit_code)) return;
     auto c = shared->client();
     v1::GetConsistencyProofRequest req;
     req.set_first_tree_size(p->first);
@@ -476,6 +568,13 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     // The log only grew from the kept checkpoint: the proof from (first, first root) to the
     // signed checkpoint that came with it, at the signed size.
     std::optional<bool> verified;
+    if (!p->key.empty() && !p->first_root.empty() && resp.checkpoint().empty()) {
+      std::cerr << "no signed checkpoint came with a proof to size " << resp.second_tree_size()
+                << " (the server signs its latest size only): drop --second to check the proof "
+                   "to the latest signed checkpoint 服务器仅签名最新检查点，请去掉 --second\n";
+      *shared->exit_code = kExitUsage;
+      return;
+    }
     if (!p->key.empty() && !p->first_root.empty()) {
       std::string first_root;
       const absl::StatusOr<store::Checkpoint> body = OpenSigned(resp.checkpoint(), p->key);
@@ -495,6 +594,10 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
                    "未提供 --key 与 --first-root：未验证证明\n";
     }
     std::cout << (*json_mode ? out.dump() : out.dump(2)) << "\n";
+    if (!*json_mode && verified.has_value()) {
+      std::cout << (*verified ? "verified: the log only grew 已验证：日志仅追加\n"
+                              : "NOT VERIFIED 未通过验证\n");
+    }
     if (verified.has_value() && !*verified) *shared->exit_code = kExitNotVerified;
   });
 
@@ -516,8 +619,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       return;
     }
     auto c = shared->client();
-    auto ctx = c->NewContext();
-    Unbounded(ctx.get());
+    auto ctx = c->NewLongContext();
     v1::ExportLogRequest req;
     req.set_from_position(e->from);
     req.set_to_position(e->to);
@@ -600,8 +702,15 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
         [&](int64_t done, int64_t total) { progress.Update(done, total); });
     progress.Finish();
     if (!verdict.ok()) {
-      std::cerr << ve->file << ": " << verdict.status().message() << "\n";
-      *shared->exit_code = kExitUsage;
+      // A file that cannot be read as an export (its header damaged, or not an export at
+      // all) does not verify: the same exit status as a damaged record.
+      if (*json_mode) {
+        std::cout << json{{"ok", false}, {"problem", verdict.status().message()}}.dump() << "\n";
+      } else {
+        std::cout << "NOT VERIFIED: " << ve->file << ": " << verdict.status().message()
+                  << "\n校验未通过\n";
+      }
+      *shared->exit_code = kExitNotVerified;
       return;
     }
     if (*json_mode) {

@@ -7,6 +7,7 @@
 // unknown); 4 any other failure.
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -25,6 +26,7 @@
 #include "clients/casectl/keys.h"
 #include "clients/casectl/labels.h"
 #include "clients/casectl/oversight_commands.h"
+#include "clients/casectl/request_id.h"
 #include "clients/casectl/seed.h"
 #include "clients/casectl/transitions.h"
 #include "clients/client.h"
@@ -37,6 +39,7 @@ namespace {
 
 using casework::client::Client;
 using casework::client::ParseDate;
+using casework::client::ParseDeadline;
 using casework::v1::Case;
 using casework::v1::CaseCommandResponse;
 
@@ -63,6 +66,9 @@ std::string Json(const google::protobuf::Message& m) {
   std::string out;
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
+  // Zero values too (position 0, a count of 0, state fields at their default): a script
+  // reads a field without knowing proto3's rule that defaults are left out.
+  options.always_print_primitive_fields = true;
   (void)google::protobuf::util::MessageToJsonString(m, &out, options);
   return out;
 }
@@ -73,14 +79,25 @@ std::string TimeText(const google::protobuf::Timestamp& t) {
                           absl::LocalTimeZone());
 }
 
+// Thrown by a command that cannot start (a TLS option that cannot be used): exit 2.
+struct UsageFailure {};
+
 int ReportError(const grpc::Status& status, const Globals& g) {
   auto details = casework::client::DecodeError(status);
+  // The server answered with a reason (a refusal, or "read-only", "shutting down"), or
+  // the call never got an answer, in which case a command may or may not have been applied.
+  const bool unreachable =
+      status.error_code() == grpc::StatusCode::UNAVAILABLE && details.reason.empty();
+  const bool outcome_unknown =
+      status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED || unreachable;
+  const std::string& request_id = casework::client::SentRequestId();
   if (g.json) {
     nlohmann::json error = {{"code", static_cast<int>(status.error_code())},
                             {"reason", details.reason},
                             {"field", details.field},
                             {"message", status.error_message()},
                             {"message_zh", details.message_zh}};
+    if (!request_id.empty()) error["request_id"] = request_id;
     std::cout << nlohmann::json{{"error", error}}.dump() << "\n";
   } else {
     std::cerr << "error 错误: " << status.error_message();
@@ -88,21 +105,20 @@ int ReportError(const grpc::Status& status, const Globals& g) {
     if (!details.field.empty()) std::cerr << " (field 字段: " << details.field << ")";
     std::cerr << "\n";
     if (!details.message_zh.empty()) std::cerr << "  " << details.message_zh << "\n";
-  }
-  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-    // The server may have done it: a retry with a new request id could do it twice.
-    if (!g.json) {
-      std::cerr << "no answer from " << g.server
-                << " within the deadline: the command may have been applied. Read it back "
-                   "before trying again, or retry with the same --request-id "
-                   "未在时限内收到答复，命令可能已执行；请先查询结果，或用同一 --request-id 重试\n";
+    if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      std::cerr << "no answer from " << g.server << " within the deadline 未在时限内收到答复\n";
+    } else if (unreachable) {
+      std::cerr << "cannot reach caseworkd at " << g.server << ", or the connection was lost "
+                << "无法连接服务器或连接中断\n";
     }
-    return kExitUnreachable;
+    if (outcome_unknown && !request_id.empty()) {
+      // A retry with a new request id could do it twice; the same id is answered once.
+      std::cerr << "the command may have been applied: read it back, or retry with --request-id "
+                << request_id << " (a retry with the same id is applied at most once) "
+                << "命令可能已执行；请先查询结果，或用 --request-id " << request_id << " 重试\n";
+    }
   }
-  if (casework::client::IsConnectionFailure(status)) {
-    if (!g.json) std::cerr << "cannot reach caseworkd at " << g.server << " 无法连接服务器\n";
-    return kExitUnreachable;
-  }
+  if (outcome_unknown) return kExitUnreachable;
   switch (status.error_code()) {
     case grpc::StatusCode::INTERNAL:
     case grpc::StatusCode::UNKNOWN:
@@ -112,6 +128,14 @@ int ReportError(const grpc::Status& status, const Globals& g) {
     default:
       return kExitRefused;
   }
+}
+
+// An amount in fen as yuan with two decimals: 99 -> "0.99".
+std::string YuanText(int64_t fen) {
+  const uint64_t magnitude = fen < 0 ? 0 - static_cast<uint64_t>(fen) : static_cast<uint64_t>(fen);
+  char cents[3];
+  std::snprintf(cents, sizeof cents, "%02u", static_cast<unsigned>(magnitude % 100));
+  return absl::StrCat(fen < 0 ? "-" : "", magnitude / 100, ".", cents);
 }
 
 void PrintCase(const Case& c) {
@@ -152,7 +176,7 @@ void PrintCase(const Case& c) {
   }
   rows.push_back({"Activities 帮扶活动",
                   absl::StrCat(c.field_visit_count(), " visits 走访, ", c.measure_count(),
-                               " measures 措施, ", c.funds_provided_fen() / 100, " CNY 资金")});
+                               " measures 措施, ", YuanText(c.funds_provided_fen()), " CNY 元")});
   if (c.inspections_size() > 0) {
     const auto& i = c.inspections(c.inspections_size() - 1);
     rows.push_back({"Inspection 验收", absl::StrCat(i.inspection_id(), " ",
@@ -179,8 +203,7 @@ int PrintCommandResult(const grpc::Status& status, const CaseCommandResponse& re
   if (resp.replayed()) std::cout << "(retry: first answer returned 重复请求，返回首次结果)\n";
   for (const auto& e : resp.events()) {
     std::cout << "event 事件 #" << e.position() << " v" << e.event().version() << " "
-              << e.event().GetDescriptor()->FindFieldByNumber(e.event().body_case())->name()
-              << "\n";
+              << casework::client::EventKindLabel(e.event()) << "\n";
   }
   PrintCase(resp.case_());
   return kExitOk;
@@ -225,22 +248,32 @@ int main(int argc, char** argv) {
                  "mutual TLS: the name to expect in the server's certificate (default: the host "
                  "of --server)");
   app.add_flag("--json", g.json, "print JSON (one object per line) instead of tables");
-  app.add_option("--timeout-ms", g.timeout_ms, "deadline of each call in milliseconds")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 3600000));
+  CLI::Option* timeout_option =
+      app.add_option("--timeout-ms", g.timeout_ms,
+                     "deadline of each call in milliseconds; reports, verify, export, as-of "
+                     "ledger, registry import, sample and backup wait as long as they take "
+                     "unless it is given; watch follows until stopped")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 3600000));
   app.require_subcommand(1);
 
   int exit_code = kExitOk;
   auto client = [&]() {
-    auto c = std::make_unique<Client>(
-        casework::client::ClientOptions{.server = g.server,
-                                        .identity = g.identity,
-                                        .tls_ca = g.tls_ca,
-                                        .tls_cert = g.tls_cert,
-                                        .tls_key = g.tls_key,
-                                        .tls_server_name = g.tls_server_name,
-                                        .timeout = std::chrono::milliseconds(g.timeout_ms)});
-    if (!c->credentials_error().empty()) std::cerr << "TLS: " << c->credentials_error() << "\n";
+    auto c = std::make_unique<Client>(casework::client::ClientOptions{
+        .server = g.server,
+        .identity = g.identity,
+        .tls_ca = g.tls_ca,
+        .tls_cert = g.tls_cert,
+        .tls_key = g.tls_key,
+        .tls_server_name = g.tls_server_name,
+        .timeout = std::chrono::milliseconds(g.timeout_ms),
+        .long_call_timeout =
+            std::chrono::milliseconds(timeout_option->count() > 0 ? g.timeout_ms : 0)});
+    if (!c->credentials_error().empty()) {
+      // Nothing is sent: the channel could only fail, and "unreachable" would mislead.
+      std::cerr << "TLS: " << c->credentials_error() << " TLS 配置无法使用\n";
+      throw UsageFailure{};
+    }
     return c;
   };
 
@@ -274,12 +307,16 @@ int main(int argc, char** argv) {
   list->add_option("--order-by", list_order, "case_id");
   list->add_option("--page-size", list_page_size, "cases per page")->capture_default_str();
   list->add_flag("--all", list_all, "follow page tokens to the end");
+  std::string list_page_token;
+  list->add_option("--page-token", list_page_token,
+                   "go on from a page's next_page_token (same --filter and --order-by)");
   list->callback([&] {
     auto c = client();
     casework::v1::ListCasesRequest req;
     req.set_filter(list_filter);
     req.set_order_by(list_order);
     req.set_page_size(list_page_size);
+    req.set_page_token(list_page_token);
     casework::client::Table table({"Case 案件", "State 状态", "Organisation 组织",
                                    "Jurisdiction 辖区", "Type 类型", "Deadline 期限"});
     size_t total = 0;
@@ -302,12 +339,27 @@ int main(int argc, char** argv) {
         }
       }
       if (resp.next_page_token().empty() || !list_all) {
-        if (!g.json) {
+        if (g.json) {
+          // A script goes on with --page-token; without this line it could not tell a
+          // last page from a first one.
+          if (!resp.next_page_token().empty()) {
+            std::cout << nlohmann::json{{"next_page_token", resp.next_page_token()}}.dump() << "\n";
+          }
+        } else {
           table.Print(std::cout);
           std::cout << total << " cases 个案件";
-          if (!resp.next_page_token().empty()) std::cout << " (more: use --all 还有更多)";
+          if (!resp.next_page_token().empty()) {
+            std::cout << " (more 还有更多: --all, or --page-token " << resp.next_page_token()
+                      << ")";
+          }
           std::cout << "\n";
         }
+        return;
+      }
+      if (resp.next_page_token() == req.page_token()) {
+        std::cerr << "the server returned the same page token again; stopping "
+                     "服务器重复返回同一分页标记，已停止\n";
+        exit_code = kExitFailure;
         return;
       }
       req.set_page_token(resp.next_page_token());
@@ -338,11 +390,17 @@ int main(int argc, char** argv) {
           std::cout << Json(r) << "\n";
           continue;
         }
-        const auto* field = r.event().GetDescriptor()->FindFieldByNumber(r.event().body_case());
         table.AddRow({absl::StrCat(r.position()), absl::StrCat(r.event().version()),
-                      field ? field->name() : "?", r.event().actor(), TimeText(r.event().time())});
+                      casework::client::EventKindLabel(r.event()), r.event().actor(),
+                      TimeText(r.event().time())});
       }
       if (resp.next_page_token().empty()) break;
+      if (resp.next_page_token() == req.page_token()) {
+        std::cerr << "the server returned the same page token again; stopping "
+                     "服务器重复返回同一分页标记，已停止\n";
+        exit_code = kExitFailure;
+        return;
+      }
       req.set_page_token(resp.next_page_token());
     }
     if (!g.json) table.Print(std::cout);
@@ -360,7 +418,7 @@ int main(int argc, char** argv) {
                     "the version you last saw (see `casectl get`)")
         ->required();
   };
-  auto rid = [&] { return request_id.empty() ? casework::client::NewRequestId() : request_id; };
+  auto rid = [&] { return casework::client::CommandRequestId(request_id); };
 
   // create
   struct {
@@ -383,7 +441,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 6))
       ->required();
   create->add_option("--findings", cr.findings, "investigation findings 排查情况")->required();
-  create->add_option("--deadline", cr.deadline, "deadline YYYY-MM-DD 整改期限")->required();
+  create
+      ->add_option("--deadline", cr.deadline,
+                   "deadline: YYYY-MM-DD (by the end of that day, local time) 整改期限")
+      ->required();
   add_common(create);
   create->callback([&] {
     casework::v1::CreateCaseRequest req;
@@ -402,7 +463,7 @@ int main(int argc, char** argv) {
       req.add_problem_categories(static_cast<casework::v1::ProblemCategory>(p));
     }
     req.set_findings(cr.findings);
-    auto deadline = ParseDate(cr.deadline);
+    auto deadline = ParseDeadline(cr.deadline);
     if (!deadline.ok()) {
       std::cerr << deadline.status().message() << "\n";
       exit_code = kExitUsage;
@@ -497,7 +558,7 @@ int main(int argc, char** argv) {
   visit->add_option("--visitors", vi_visitors, "person ids of assigned people")
       ->delimiter(',')
       ->required();
-  visit->add_option("--time", vi_time, "when (YYYY-MM-DD or RFC 3339; default now)");
+  visit->add_option("--time", vi_time, "when (YYYY-MM-DD, local time, or RFC 3339; default now)");
   visit->add_option("--notes", vi_notes, "what was done");
   add_common(visit);
   add_version(visit);
@@ -629,7 +690,8 @@ int main(int argc, char** argv) {
   follow_up->add_option("--categories", fr_categories, "relapsed categories 1-6")
       ->delimiter(',')
       ->check(CLI::Range(1, 6));
-  follow_up->add_option("--deadline", fr_deadline, "new deadline YYYY-MM-DD (relapsed)");
+  follow_up->add_option("--deadline", fr_deadline,
+                        "new deadline YYYY-MM-DD, by the end of that day (relapsed)");
   add_common(follow_up);
   add_version(follow_up);
   follow_up->callback([&] {
@@ -643,7 +705,7 @@ int main(int argc, char** argv) {
       req.add_problem_categories(static_cast<casework::v1::ProblemCategory>(p));
     }
     if (!fr_deadline.empty()) {
-      auto t = ParseDate(fr_deadline);
+      auto t = ParseDeadline(fr_deadline);
       if (!t.ok()) {
         std::cerr << t.status().message() << "\n";
         exit_code = kExitUsage;
@@ -723,6 +785,14 @@ int main(int argc, char** argv) {
              .exit_code = &exit_code,
              .report_error = [&g](const grpc::Status& status) { return ReportError(status, g); }});
 
-  CLI11_PARSE(app, argc, argv);
+  // Options are parsed and the command runs inside parse(); every usage error exits 2
+  // (CLI11's own codes, 105-114, are not casectl's), --help exits 0.
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? kExitOk : kExitUsage;
+  } catch (const UsageFailure&) {
+    return kExitUsage;
+  }
   return exit_code;
 }

@@ -9,6 +9,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "casework/v1/admin_service.grpc.pb.h"
+#include "clients/casectl/request_id.h"
 #include "clients/signing.h"
 #include "nlohmann/json.hpp"
 #include "services/workflow/statement.h"
@@ -34,9 +35,7 @@ struct State {
   std::string approver, public_key_text, level = "county", revoke_key_id, reason;
 };
 
-std::string RequestId(const State& s) {
-  return s.request_id.empty() ? NewRequestId() : s.request_id;
-}
+std::string RequestId(const State& s) { return CommandRequestId(s.request_id); }
 
 int Fail(const State& s, const std::string& message, int code) {
   if (*s.hooks.json) {
@@ -211,9 +210,8 @@ void Backup(State& s) {
   auto client = s.hooks.client();
   auto stub = casework::v1::AdminService::NewStub(client->channel());
   casework::v1::CreateBackupResponse resp;
-  auto ctx = client->NewContext();
-  // A backup is verified in full before it is called good: no deadline but the user's.
-  ctx->set_deadline(std::chrono::system_clock::time_point::max());
+  // A backup is verified in full before it is called good: a long call.
+  auto ctx = client->NewLongContext();
   auto status = stub->CreateBackup(ctx.get(), casework::v1::CreateBackupRequest(), &resp);
   if (!status.ok()) {
     *s.hooks.exit_code = s.hooks.report_error(status);

@@ -69,3 +69,41 @@ std::string DepartmentKindLabel(casework::v1::DepartmentKind k) {
 }
 
 }  // namespace casework::client
+
+namespace casework::client {
+
+std::string EventKindLabel(const casework::v1::Event& e) {
+  const auto* field = e.GetDescriptor()->FindFieldByNumber(e.body_case());
+  // An event kind newer than this casectl: its number, not a crash.
+  if (field == nullptr) return "event " + std::to_string(e.body_case()) + " 未知事件";
+  static const char* const kChinese[][2] = {
+      {"organisation_listed", "列入台账"},
+      {"listing_reviewed", "审核列入"},
+      {"listing_amended", "修改列入"},
+      {"assistance_assigned", "安排帮扶"},
+      {"assignment_replaced", "更换帮扶力量"},
+      {"field_visit_recorded", "走访"},
+      {"measure_completed", "整改措施"},
+      {"funds_provided", "帮扶资金"},
+      {"inspection_passed", "验收通过"},
+      {"inspection_failed", "验收未通过"},
+      {"closure_signed_off", "销号签字"},
+      {"case_closed", "销号"},
+      {"case_sent_back", "退回整改"},
+      {"follow_up_review_held", "回头看：巩固"},
+      {"relapse_found", "回头看：反弹"},
+      {"admonishment_talk_recorded", "约谈"},
+      {"rectification_notice_issued", "通报整改"},
+      {"approver_key_registered", "登记签字密钥"},
+      {"approver_key_revoked", "吊销签字密钥"},
+      {"organisation_registered", "组织登记"},
+      {"inspection_sample_drawn", "随机抽取"},
+      {"principals_recorded", "人员名册"},
+  };
+  for (const auto& [name, chinese] : kChinese) {
+    if (field->name() == name) return field->name() + " " + chinese;
+  }
+  return field->name();
+}
+
+}  // namespace casework::client

@@ -10,13 +10,17 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "casework/v1/oversight_service.grpc.pb.h"
 #include "clients/casectl/dates.h"
+#include "clients/casectl/request_id.h"
 #include "clients/table.h"
 #include "google/protobuf/util/json_util.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
 #include "services/oversight/oversight.h"
 #include "services/oversight/registry_csv.h"
 
@@ -34,13 +38,11 @@ std::string Json(const google::protobuf::Message& m) {
   std::string out;
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
+  // Zero values too (position 0, a count of 0, state fields at their default): a script
+  // reads a field without knowing proto3's rule that defaults are left out.
+  options.always_print_primitive_fields = true;
   (void)google::protobuf::util::MessageToJsonString(m, &out, options);
   return out;
-}
-
-// Reports compute over the whole log: no deadline but the user's patience.
-void Unbounded(grpc::ClientContext* ctx) {
-  ctx->set_deadline(std::chrono::system_clock::time_point::max());
 }
 
 std::string Percent(int64_t bp) {
@@ -50,7 +52,7 @@ std::string Percent(int64_t bp) {
 }
 
 std::string Day(const google::protobuf::Timestamp& t) {
-  return absl::FormatTime("%Y-%m-%d", absl::FromUnixSeconds(t.seconds()), absl::UTCTimeZone());
+  return absl::FormatTime("%Y-%m-%d", absl::FromUnixSeconds(t.seconds()), absl::LocalTimeZone());
 }
 
 std::string RuleLabel(const std::string& rule) {
@@ -114,6 +116,49 @@ bool ReadFile(const std::string& path, std::string* out) {
   return true;
 }
 
+// A refusal of request `index` (of `count`) in the terms of the file: "line N" (and
+// "第 N 行") of the request become the file's line, and a note says what earlier requests
+// imported, so that the message matches what the user holds.
+grpc::Status InFileTerms(const grpc::Status& status, const std::vector<int64_t>& file_lines,
+                         size_t index, size_t count, const RegistryImportTotals& before) {
+  auto to_file_line = [&](std::string text, const std::string& prefix, const std::string& suffix) {
+    if (text.rfind(prefix, 0) != 0) return text;
+    const size_t digits_end = text.find(suffix, prefix.size());
+    int64_t line = 0;
+    if (digits_end == std::string::npos ||
+        !absl::SimpleAtoi(text.substr(prefix.size(), digits_end - prefix.size()), &line) ||
+        line < 2 || line - 2 >= static_cast<int64_t>(file_lines.size())) {
+      return text;
+    }
+    return absl::StrCat(prefix, file_lines[line - 2], text.substr(digits_end));
+  };
+  std::string message = to_file_line(status.error_message(), "line ", ":");
+  std::string earlier;
+  if (index > 0) {
+    earlier = absl::StrCat(" (request ", index + 1, " of ", count, "; the ", index,
+                           " before it were imported: ", before.imported, " new, ", before.updated,
+                           " updated, ", before.unchanged, " unchanged)");
+  } else if (count > 1) {
+    earlier = absl::StrCat(" (request 1 of ", count, ")");
+  }
+  std::string details = status.error_details();
+  google::rpc::Status rich;
+  if (!details.empty() && rich.ParseFromString(details)) {
+    for (auto& any : *rich.mutable_details()) {
+      google::rpc::LocalizedMessage localized;
+      if (any.UnpackTo(&localized) && localized.locale() == "zh-CN") {
+        std::string zh = to_file_line(localized.message(), "第 ", " 行");
+        if (index > 0) absl::StrAppend(&zh, "（此前 ", index, " 个请求已导入）");
+        localized.set_message(zh);
+        any.PackFrom(localized);
+      }
+    }
+    rich.set_message(message + earlier);
+    details = rich.SerializeAsString();
+  }
+  return grpc::Status(status.error_code(), message + earlier, details);
+}
+
 }  // namespace
 
 grpc::Status ImportRegistryFile(Client& admin, std::string_view csv, const std::string& request_id,
@@ -124,25 +169,31 @@ grpc::Status ImportRegistryFile(Client& admin, std::string_view csv, const std::
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, *error);
   }
   totals->rows = static_cast<int64_t>(rows->size());
-  std::map<std::string, std::vector<std::string>> by_county;
+  std::map<std::string, std::vector<std::pair<int64_t, std::string>>> by_county;
   for (const oversight::RegistryRow& row : *rows) {
-    by_county[oversight::CountyOf(row.organisation.jurisdiction())].push_back(
-        oversight::RegistryCsvLine(row));
+    by_county[oversight::CountyOf(row.organisation.jurisdiction())].emplace_back(
+        row.line, oversight::RegistryCsvLine(row));
   }
   std::vector<std::string> chunks;
+  // For each request, the file's line number of each of its rows (its own line 2, 3, ...).
+  std::vector<std::vector<int64_t>> chunk_lines(1);
   std::string chunk;
   auto flush = [&] {
-    if (!chunk.empty()) chunks.push_back(std::string(oversight::kRegistryCsvHeader) + "\n" + chunk);
+    if (!chunk.empty()) {
+      chunks.push_back(std::string(oversight::kRegistryCsvHeader) + "\n" + chunk);
+      chunk_lines.emplace_back();
+    }
     chunk.clear();
   };
-  for (const auto& [county, lines] : by_county) {
+  for (const auto& [county, county_rows] : by_county) {
     size_t county_bytes = 0;
-    for (const std::string& line : lines) county_bytes += line.size() + 1;
+    for (const auto& [line, text] : county_rows) county_bytes += text.size() + 1;
     // A county goes whole into one request when it fits.
     if (chunk.size() + county_bytes > kImportChunkBytes) flush();
-    for (const std::string& line : lines) {
-      if (chunk.size() + line.size() + 1 > kImportChunkBytes) flush();
-      absl::StrAppend(&chunk, line, "\n");
+    for (const auto& [line, text] : county_rows) {
+      if (chunk.size() + text.size() + 1 > kImportChunkBytes) flush();
+      absl::StrAppend(&chunk, text, "\n");
+      chunk_lines.back().push_back(line);
     }
   }
   flush();
@@ -152,10 +203,13 @@ grpc::Status ImportRegistryFile(Client& admin, std::string_view csv, const std::
     req.set_request_id(absl::StrCat(request_id, "/", i + 1));
     req.set_csv(chunks[i]);
     v1::ImportRegistryResponse resp;
-    auto ctx = admin.NewContext();
-    Unbounded(ctx.get());
+    auto ctx = admin.NewLongContext();
     grpc::Status status = stub->ImportRegistry(ctx.get(), req, &resp);
-    if (!status.ok()) return status;
+    if (!status.ok()) {
+      // The server names a line of this request, which regrouped the file by county: the
+      // line is put back to the file's own, and earlier requests are said to be in.
+      return InFileTerms(status, chunk_lines[i], i, chunks.size(), *totals);
+    }
     ++totals->requests;
     totals->imported += resp.imported();
     totals->updated += resp.updated();
@@ -180,7 +234,7 @@ void AddOversightCommands(CLI::App* app, AuditCommandContext context) {
   };
   // Sets `out` from a typed date; false (usage printed) when it is not one.
   auto date = [usage](const std::string& text, const char* flag, google::protobuf::Timestamp* out) {
-    auto parsed = ParseDate(text);
+    auto parsed = std::string_view(flag) == "--deadline" ? ParseDeadline(text) : ParseDate(text);
     if (!parsed.ok()) {
       usage(absl::StrCat(flag, ": ", parsed.status().message()));
       return false;
@@ -254,8 +308,7 @@ report->callback([shared, a, json, date] {
   if (!a->since.empty() && !date(a->since, "--since", req.mutable_period_start_time())) return;
   auto c = shared->client();
   v1::GetCountyReportResponse resp;
-  auto ctx = c->NewContext();
-  Unbounded(ctx.get());
+  auto ctx = c->NewLongContext();
   auto status = v1::OversightService::NewStub(c->channel())->GetCountyReport(ctx.get(), req, &resp);
   if (!status.ok()) {
     *shared->exit_code = shared->report_error(status);
@@ -313,8 +366,7 @@ flags->callback([shared, a, json, date] {
   if (!a->at.empty() && !date(a->at, "--at", req.mutable_as_of_time())) return;
   auto c = shared->client();
   v1::ListFlagsResponse resp;
-  auto ctx = c->NewContext();
-  Unbounded(ctx.get());
+  auto ctx = c->NewLongContext();
   auto status = v1::OversightService::NewStub(c->channel())->ListFlags(ctx.get(), req, &resp);
   if (!status.ok()) {
     *shared->exit_code = shared->report_error(status);
@@ -349,8 +401,7 @@ acc->callback([shared, a, json, date] {
   if (!a->until.empty() && !date(a->until, "--until", req.mutable_period_end_time())) return;
   auto c = shared->client();
   v1::GetAccountabilityReportResponse resp;
-  auto ctx = c->NewContext();
-  Unbounded(ctx.get());
+  auto ctx = c->NewLongContext();
   auto status =
       v1::OversightService::NewStub(c->channel())->GetAccountabilityReport(ctx.get(), req, &resp);
   if (!status.ok()) {
@@ -380,7 +431,7 @@ acc->callback([shared, a, json, date] {
       {"Section 部分", "Subject 对象", "Date 日期", "People 人员", "Detail 说明", "Events 事件"});
   for (const v1::AccountabilityLine& l : resp.lines()) {
     std::string detail = l.detail();
-    if (detail.size() > 120) detail = detail.substr(0, 117) + "...";
+    detail = Clip(detail, 120);
     table.AddRow({SectionLabel(l.section()), l.subject(), Day(l.time()),
                   absl::StrJoin(l.people(), ", "), detail, Positions(l.positions())});
   }
@@ -396,13 +447,12 @@ sample->add_option("--request-id", a->request_id,
                    "idempotency key; part of the seed (default: random)");
 sample->callback([shared, a, json] {
   v1::DrawInspectionSampleRequest req;
-  req.set_request_id(a->request_id.empty() ? NewRequestId() : a->request_id);
+  req.set_request_id(CommandRequestId(a->request_id));
   req.set_scope(a->scope);
   req.set_sample_size(a->size);
   auto c = shared->client();
   v1::DrawInspectionSampleResponse resp;
-  auto ctx = c->NewContext();
-  Unbounded(ctx.get());
+  auto ctx = c->NewLongContext();
   auto status =
       v1::OversightService::NewStub(c->channel())->DrawInspectionSample(ctx.get(), req, &resp);
   if (!status.ok()) {
@@ -451,7 +501,7 @@ talk->add_option("--notes", a->notes, "record of the talk 记录");
 talk->add_option("--request-id", a->request_id, "idempotency key (default: random)");
 talk->callback([shared, a, print_recorded] {
   v1::RecordCountyTalkRequest req;
-  req.set_request_id(a->request_id.empty() ? NewRequestId() : a->request_id);
+  req.set_request_id(CommandRequestId(a->request_id));
   req.set_county(a->county);
   for (const std::string& p : a->talked_with) req.add_talked_with()->set_person_id(p);
   req.set_subject(a->subject);
@@ -471,7 +521,7 @@ notice->add_option("--deadline", a->deadline, "rectification deadline 整改期�
 notice->add_option("--request-id", a->request_id, "idempotency key (default: random)");
 notice->callback([shared, a, print_recorded, date] {
   v1::IssueCountyNoticeRequest req;
-  req.set_request_id(a->request_id.empty() ? NewRequestId() : a->request_id);
+  req.set_request_id(CommandRequestId(a->request_id));
   req.set_county(a->county);
   req.set_notice_id(a->notice_id);
   req.set_content(a->content);

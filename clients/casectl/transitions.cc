@@ -7,6 +7,7 @@
 
 #include "absl/strings/ascii.h"
 #include "clients/casectl/dates.h"
+#include "clients/casectl/request_id.h"
 
 namespace casework::client {
 namespace {
@@ -22,13 +23,11 @@ struct State {
   std::vector<std::string> cadres, talked_with;
 };
 
-std::string RequestId(const State& s) {
-  return s.request_id.empty() ? NewRequestId() : s.request_id;
-}
+std::string RequestId(const State& s) { return CommandRequestId(s.request_id); }
 
-// Sets `out` from a typed date; prints why and returns false when it is not one.
-bool ReadDate(const std::string& text, google::protobuf::Timestamp* out) {
-  auto parsed = ParseDate(text);
+// Sets `out` from a typed deadline; prints why and returns false when it is not one.
+bool ReadDeadline(const std::string& text, google::protobuf::Timestamp* out) {
+  auto parsed = ParseDeadline(text);
   if (!parsed.ok()) {
     std::cerr << parsed.status().message() << "\n";
     return false;
@@ -78,7 +77,10 @@ void AddTransitionCommands(CLI::App* app, KeyCommandHooks hooks) {
       ->check(CLI::Range(1, 6))
       ->required();
   amend->add_option("--findings", s->findings, "investigation findings 排查情况")->required();
-  amend->add_option("--deadline", s->deadline, "deadline YYYY-MM-DD 整改期限")->required();
+  amend
+      ->add_option("--deadline", s->deadline,
+                   "deadline: YYYY-MM-DD (by the end of that day, local time) 整改期限")
+      ->required();
   amend->callback([s] {
     casework::v1::AmendListingRequest req;
     Common(*s, &req);
@@ -89,7 +91,7 @@ void AddTransitionCommands(CLI::App* app, KeyCommandHooks hooks) {
       req.add_problem_categories(static_cast<casework::v1::ProblemCategory>(p));
     }
     req.set_findings(s->findings);
-    if (!ReadDate(s->deadline, req.mutable_deadline())) {
+    if (!ReadDeadline(s->deadline, req.mutable_deadline())) {
       *s->hooks.exit_code = kExitUsage;
       return;
     }
@@ -168,13 +170,14 @@ void AddTransitionCommands(CLI::App* app, KeyCommandHooks hooks) {
   AddCommon(notice, s.get());
   notice->add_option("--notice-id", s->notice_id, "document number 文号")->required();
   notice->add_option("--content", s->content, "content of the notice 通报内容")->required();
-  notice->add_option("--deadline", s->deadline, "deadline YYYY-MM-DD 整改期限");
+  notice->add_option("--deadline", s->deadline,
+                     "deadline: YYYY-MM-DD (by the end of that day, local time) 整改期限");
   notice->callback([s] {
     casework::v1::IssueRectificationNoticeRequest req;
     Common(*s, &req);
     req.set_notice_id(s->notice_id);
     req.set_content(s->content);
-    if (!s->deadline.empty() && !ReadDate(s->deadline, req.mutable_deadline())) {
+    if (!s->deadline.empty() && !ReadDeadline(s->deadline, req.mutable_deadline())) {
       *s->hooks.exit_code = kExitUsage;
       return;
     }
