@@ -70,6 +70,8 @@ struct Flags {
   std::string backup_dir;
   std::string restore_backup;
   bool rebuild_projections = false;
+  bool start_without_checkpoint = false;
+  uint32_t restore_backup_id = 0;
   int64_t absence_flag_days = 30;
   int64_t stale_case_days = 3 * 365;
   int64_t block_cache_mib = 64;
@@ -185,12 +187,21 @@ int main(int argc, char** argv) {
                  "restore the latest backup in this directory into <data-dir> (which must hold "
                  "no log yet), verified against its signed checkpoint, then exit")
       ->check(CLI::ExistingDirectory);
+  app.add_option("--restore-backup-id", flags.restore_backup_id,
+                 "with --restore-backup: restore this backup (casectl admin backup names it) "
+                 "instead of the newest verified one");
   app.add_flag("--rebuild-projections", flags.rebuild_projections,
                "drop the read models (case table, indexes, counters, approver keys, "
                "organisation to case, organisation to county) and "
                "re-derive them from the log, then exit (the server must be stopped); done at start "
                "without asking when the stored read models are of another layout than this "
                "build writes");
+  app.add_flag("--start-without-checkpoint", flags.start_without_checkpoint,
+               "open a log that holds events although its checkpoint file (log.checkpoint) or "
+               "its key (log.key) is missing, which is otherwise refused as a possible "
+               "rollback; only once you have checked the log against a checkpoint kept "
+               "elsewhere (an auditor's, a verified backup's). A missing key is made anew, so "
+               "earlier checkpoints and exports no longer verify against it");
   app.add_flag("--record-principals,!--no-record-principals", flags.record_principals,
                "record the principals file in the log (stream config/principals) at start and "
                "on each reload, and stamp every event with the version its actor was "
@@ -298,14 +309,21 @@ int main(int argc, char** argv) {
           restore_options.signing_key_path);
       return 2;
     }
-    if (auto restored =
-            casework::store::RocksEventLog::Restore(flags.restore_backup, restore_options);
+    uint32_t restored_id = 0;
+    if (auto restored = casework::store::RocksEventLog::Restore(
+            flags.restore_backup, restore_options, flags.restore_backup_id, &restored_id);
         !restored.ok()) {
-      spdlog::error("restore from {} into {} refused: {}", flags.restore_backup,
-                    restore_options.path, restored.ToString());
-      return 3;
+      if (restored.code() == absl::StatusCode::kDataLoss) {
+        // The backup is bad; an older one may not be (--restore-backup-id).
+        spdlog::error("restore from {} into {} refused: {}", flags.restore_backup,
+                      restore_options.path, restored.ToString());
+        return 3;
+      }
+      spdlog::error("could not restore from {} into {} (the backup itself was not found bad): {}",
+                    flags.restore_backup, restore_options.path, restored.ToString());
+      return 4;
     }
-    spdlog::info("restored the latest backup of {} into {}, verified against its checkpoint",
+    spdlog::info("restored backup {} of {} into {}, verified against its checkpoint", restored_id,
                  flags.restore_backup, restore_options.path);
     return 0;
   }
@@ -366,6 +384,12 @@ int main(int argc, char** argv) {
   log_options.disk_full_retry_ms = flags.disk_full_retry_ms;
   log_options.disk_reserve_bytes = static_cast<uint64_t>(flags.disk_reserve_mib) << 20;
   log_options.projection_layout = casework::shell::kProjectionLayout;
+  log_options.start_without_anchor = flags.start_without_checkpoint;
+  if (flags.start_without_checkpoint) {
+    spdlog::warn(
+        "--start-without-checkpoint: a log without its checkpoint file or key is "
+        "opened as it is, and signed anew");
+  }
   auto log = casework::store::RocksEventLog::Open(log_options);
   if (!log.ok()) {
     spdlog::error("cannot open the event log in {}: {}", log_options.path, log.status().ToString());
@@ -489,6 +513,18 @@ int main(int argc, char** argv) {
         spdlog::critical("a write failed: the event log is read-only until restart: {}",
                          state.detail);
         break;
+    }
+  });
+  (*log)->SetCheckpointFileListener([&metrics](const absl::Status& written) {
+    metrics.RecordCheckpointFile(written.ok());
+    if (written.ok()) {
+      spdlog::warn("the checkpoint file is written again");
+    } else {
+      spdlog::error(
+          "cannot write the checkpoint file (retried every second): {}. Until it is written, a "
+          "rollback of the log would not be refused at the next start; check the data "
+          "folder's permissions and free space",
+          written.ToString());
     }
   });
   metrics.SetLogMemorySource([store = log->get()] {

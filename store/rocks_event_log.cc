@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <filesystem>
@@ -23,6 +24,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "store/hasher.h"
 #include "store/info_log.h"
@@ -256,6 +258,12 @@ class RocksEventLog::Impl {
     absl::MutexLock lock(&listener_mu_);
     state_listener_ = std::move(shared);
   }
+  void SetCheckpointFileListener(std::function<void(const absl::Status&)> listener) {
+    auto shared =
+        std::make_shared<const std::function<void(const absl::Status&)>>(std::move(listener));
+    absl::MutexLock lock(&listener_mu_);
+    checkpoint_listener_ = std::move(shared);
+  }
   void Pause(bool paused) {
     absl::MutexLock lock(&mu_);
     paused_ = paused;
@@ -446,6 +454,9 @@ class RocksEventLog::Impl {
   std::shared_ptr<const std::function<void(int64_t)>> listener_ ABSL_GUARDED_BY(listener_mu_);
   std::shared_ptr<const std::function<void(const WriteState&)>> state_listener_
       ABSL_GUARDED_BY(listener_mu_);
+  std::shared_ptr<const std::function<void(const absl::Status&)>> checkpoint_listener_
+      ABSL_GUARDED_BY(listener_mu_);
+  bool checkpoint_file_failing_ = false;  // owned by the checkpointer thread
 
   // Owned by the sequencer thread.
   int64_t next_position_ = 0;
@@ -678,13 +689,39 @@ absl::Status RocksEventLog::Impl::CheckAnchor() {
   const std::string& key_path = key_path_;
   checkpoint_path_ =
       options_.checkpoint_path.empty() ? options_.path + ".checkpoint" : options_.checkpoint_path;
+  const int64_t held = Size();
+  std::error_code exists_error;
+  if (held > 0 && !options_.start_without_anchor &&
+      !std::filesystem::exists(key_path, exists_error) && !exists_error) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the event log at ", options_.path, " holds ", held, " events but its signing key ",
+        key_path,
+        " is missing. The key signed this log's checkpoints and exports; a new one would "
+        "leave them unverifiable. Put the key back (from where it is kept safe, or with the "
+        "backup the log came from); refusing to serve (docs/storage.md, recovery)"));
+  }
   STORE_ASSIGN_OR_RETURN(NoteSigner signer,
                          LoadOrCreateSigningKey(key_path, options_.checkpoint_origin));
   signer_ = std::move(signer);
   constexpr size_t kCheckpointFileBytesMax = 64 * 1024;
   STORE_ASSIGN_OR_RETURN(std::optional<std::string> text,
                          ReadSmallFile(checkpoint_path_, kCheckpointFileBytesMax));
-  if (!text.has_value()) return absl::OkStatus();  // a new log, or one never closed
+  if (!text.has_value()) {
+    if (held == 0) {
+      // A new log signs its empty tree at once: from here on a log with events always
+      // has a checkpoint file beside it, so one without it was tampered with.
+      return WriteCheckpointFile();
+    }
+    if (options_.start_without_anchor) return absl::OkStatus();
+    return absl::DataLossError(absl::StrCat(
+        "the event log at ", options_.path, " holds ", held, " events but its checkpoint file ",
+        checkpoint_path_,
+        " is missing: it was removed, or the log is not the one it signed (a copy of the "
+        "directory from earlier would serve a rolled-back log). Refusing to serve. Restore "
+        "the last verified backup; or, once you have checked this log against a checkpoint "
+        "kept elsewhere (an auditor's, a backup's), start once with "
+        "--start-without-checkpoint (docs/storage.md, recovery)"));
+  }
   absl::StatusOr<Checkpoint> checkpoint =
       OpenCheckpoint(*text, signer_->verifier(), options_.checkpoint_origin);
   if (!checkpoint.ok()) {
@@ -694,7 +731,7 @@ absl::Status RocksEventLog::Impl::CheckAnchor() {
         ". Put back the key that signed it, or find out who altered the file; refusing to "
         "serve"));
   }
-  const int64_t size = Size();
+  const int64_t size = held;
   if (checkpoint->size > size) {
     return absl::DataLossError(absl::StrCat(
         "the event log at ", options_.path, " holds ", size,
@@ -790,9 +827,19 @@ void RocksEventLog::Impl::CheckpointerLoop() {
       disk_full = disk_full_ && !resume_ready_;
     }
     if (disk_full) TryResume();
-    // A failure is retried at the next interval; the file only ever lags.
-    absl::Status ignored = WriteCheckpointFile();
-    (void)ignored;
+    // A failure is retried at the next interval; the file only ever lags. While it lags,
+    // a rollback of the log to a size between the file's and the log's would go unseen
+    // at the next start, so the owner hears of the first failure and of the recovery.
+    const absl::Status written = WriteCheckpointFile();
+    if (written.ok() == checkpoint_file_failing_) {
+      checkpoint_file_failing_ = !written.ok();
+      std::shared_ptr<const std::function<void(const absl::Status&)>> listener;
+      {
+        absl::MutexLock lock(&listener_mu_);
+        listener = checkpoint_listener_;
+      }
+      if (listener != nullptr && *listener) (*listener)(written);
+    }
   }
 }
 
@@ -1886,13 +1933,36 @@ absl::Status RestoreFiles(rocksdb::BackupEngine& engine, uint32_t id, const std:
 // (an event past the checkpoint is covered by no signature), and every stored event and
 // subtree must match. Leaves the restored log at `target` only when it verifies.
 absl::Status RestoreAndVerify(rocksdb::BackupEngine& engine, const std::string& dir,
-                              const RocksEventLog::Options& options, const std::string& target) {
+                              const RocksEventLog::Options& options, const std::string& target,
+                              uint32_t wanted, uint32_t* restored_id) {
   std::vector<rocksdb::BackupInfo> backups;
   engine.GetBackupInfo(&backups);
   if (backups.empty()) {
     return absl::FailedPreconditionError(absl::StrCat("no backup in ", dir));
   }
-  const uint32_t id = backups.back().backup_id;
+  // The newest backup that was called good: one without its checkpoint beside it was cut
+  // short (the server stopped while verifying it) or failed, and never was.
+  uint32_t id = 0;
+  std::vector<uint32_t> unverified;
+  for (auto it = backups.rbegin(); it != backups.rend(); ++it) {
+    if (wanted != 0 && it->backup_id != wanted) continue;
+    if (std::filesystem::exists(absl::StrCat(dir, "/checkpoint-", it->backup_id))) {
+      id = it->backup_id;
+      break;
+    }
+    unverified.push_back(it->backup_id);
+  }
+  if (id == 0) {
+    if (wanted != 0 && unverified.empty()) {
+      return absl::NotFoundError(absl::StrCat("no backup ", wanted, " in ", dir));
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        wanted != 0 ? absl::StrCat("backup ", wanted) : absl::StrCat("no backup"), " in ", dir,
+        wanted != 0 ? " has no signed checkpoint beside it" : " has a signed checkpoint beside it",
+        " (backups without one were cut short or failed and are never restored: ",
+        absl::StrJoin(unverified, ", "), "); take a new backup from a running server"));
+  }
+  *restored_id = id;
   const std::string checkpoint = absl::StrCat(dir, "/checkpoint-", id);
   constexpr size_t kCheckpointFileBytesMax = 64 * 1024;
   STORE_ASSIGN_OR_RETURN(std::optional<std::string> checkpoint_text,
@@ -1940,9 +2010,11 @@ absl::Status RestoreAndVerify(rocksdb::BackupEngine& engine, const std::string& 
     std::error_code ec;
     std::filesystem::remove_all(target, ec);
     std::filesystem::remove(restored.checkpoint_path, ec);
+    // DATA_LOSS says the backup is bad; any other error (no space, no permission) is about
+    // this restore, not the backup, and keeps its code so that nobody discards a good one.
     if (status.code() != absl::StatusCode::kDataLoss) {
-      status = absl::DataLossError(
-          absl::StrCat("backup ", id, " in ", dir, " does not verify: ", status.message()));
+      status = absl::Status(status.code(), absl::StrCat("restoring backup ", id, " of ", dir,
+                                                        " (nothing was kept): ", status.message()));
     }
   }
   return status;
@@ -2017,6 +2089,10 @@ void RocksEventLog::PauseCommitsForTesting(bool paused) { impl_->Pause(paused); 
 
 RocksEventLog::WriteState RocksEventLog::GetWriteState() const { return impl_->GetWriteState(); }
 RocksEventLog::MemoryUsage RocksEventLog::GetMemoryUsage() const { return impl_->GetMemoryUsage(); }
+
+void RocksEventLog::SetCheckpointFileListener(std::function<void(const absl::Status&)> listener) {
+  impl_->SetCheckpointFileListener(std::move(listener));
+}
 
 void RocksEventLog::SetWriteStateListener(std::function<void(const WriteState&)> listener) {
   impl_->SetWriteStateListener(std::move(listener));
@@ -2094,6 +2170,7 @@ absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir) {
     options.path = scratch;
     options.create_if_missing = false;
     options.checkpoint_path = scratch + ".checkpoint";  // none: nothing to check against yet
+    options.start_without_anchor = true;                // it is verified in full below
     options.signing_key_path = impl_->key_path();
     options.checkpoint_origin = impl_->origin();
     status = [&]() -> absl::Status {
@@ -2103,7 +2180,13 @@ absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir) {
       if (report.first_mismatch.has_value()) {
         return absl::DataLossError(absl::StrCat("the backup does not verify: ", report.detail));
       }
-      const TreeHead live = Head();
+      // The backup copies the live WAL as far as it is written, which can include a batch
+      // whose sync has not returned yet: its head is published a moment later.
+      TreeHead live = Head();
+      for (int i = 0; i < 1000 && head.size > live.size; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        live = Head();
+      }
       if (head.size > live.size) {
         return absl::DataLossError(absl::StrCat("the backup holds ", head.size,
                                                 " events, more than the log (", live.size, ")"));
@@ -2139,7 +2222,10 @@ absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir) {
   return id;
 }
 
-absl::Status RocksEventLog::Restore(const std::string& backup_dir, const Options& options) {
+absl::Status RocksEventLog::Restore(const std::string& backup_dir, const Options& options,
+                                    uint32_t backup_id, uint32_t* restored_id) {
+  uint32_t restored_here = 0;
+  if (restored_id == nullptr) restored_id = &restored_here;
   if (std::filesystem::exists(options.path)) {
     return absl::FailedPreconditionError(
         absl::StrCat("restore target ", options.path, " exists; restore into a new directory"));
@@ -2165,16 +2251,23 @@ absl::Status RocksEventLog::Restore(const std::string& backup_dir, const Options
   const std::string staging = options.path + ".restoring";
   std::error_code ec;
   std::filesystem::remove_all(staging, ec);
-  STORE_RETURN_IF_ERROR(RestoreAndVerify(*engine, backup_dir, with_key, staging));
-  // The checkpoint first: should the machine stop before the log is in place, a server
-  // started there finds a checkpoint and no log, and refuses to serve (fail closed)
-  // instead of starting an empty log.
+  STORE_RETURN_IF_ERROR(
+      RestoreAndVerify(*engine, backup_dir, with_key, staging, backup_id, restored_id));
+  // The checkpoint first, durably: should the machine stop before the log is in place, a
+  // server started there finds a checkpoint and no log, and refuses to serve (fail
+  // closed) instead of starting an empty log.
   std::filesystem::rename(staging + ".checkpoint", checkpoint_path, ec);
-  if (!ec) std::filesystem::rename(staging, options.path, ec);
   if (ec) {
-    return absl::UnavailableError(absl::StrCat("installing the restored log: ", ec.message()));
+    return absl::UnavailableError(
+        absl::StrCat("installing the restored checkpoint file: ", ec.message()));
   }
   STORE_RETURN_IF_ERROR(SyncDirectoryOf(checkpoint_path));
+  std::filesystem::rename(staging, options.path, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat(
+        "installing the restored log (its checkpoint file is in place at ", checkpoint_path,
+        ", the verified log at ", staging, "; move it to ", options.path, "): ", ec.message()));
+  }
   return SyncDirectoryOf(options.path);
 }
 

@@ -112,13 +112,22 @@ class RocksEventLog final : public EventLog {
 
     // Checkpoints. The origin line (and the signing key's name) of every checkpoint.
     std::string checkpoint_origin = "casework/log";
-    // The raw 32-byte Ed25519 seed, created 0600 when absent. Default: path + ".key".
+    // The raw 32-byte Ed25519 seed. Default: path + ".key". Created 0600 for an empty
+    // log; a log that holds events and has lost its key is refused (see below).
     std::string signing_key_path;
     // The last signed checkpoint, kept outside RocksDB and synced. Default:
-    // path + ".checkpoint". Written every checkpoint_interval_ms when the log grew, and
-    // on close. On open, a log shorter than it or with another root is refused.
+    // path + ".checkpoint". Written when an empty log is opened (size 0), every
+    // checkpoint_interval_ms when the log grew, and on close. On open, a log shorter than
+    // it or with another root is refused, and so is a log that holds events but has no
+    // checkpoint file: the file was removed, or the log beside it is not the one it
+    // signed (a directory copied back from earlier, or another log's).
     std::string checkpoint_path;
     int64_t checkpoint_interval_ms = 1000;
+    // Opens a log that holds events without its checkpoint file or its key (making a new
+    // key): for an operator who has checked by other means (a verified backup's or an
+    // auditor's checkpoint, an export) that the log is whole. The log then signs what it
+    // holds. Never set by default.
+    bool start_without_anchor = false;
 
     // The layout of the projections that the log's owner writes (its own numbering; 0:
     // not tracked). A log opened empty records it; RebuildProjections records it when
@@ -264,7 +273,11 @@ class RocksEventLog final : public EventLog {
   // a backup whose tree does not verify or has not exactly its checkpoint's size and
   // root. The server key (options.signing_key_path, else `<path>.key`) must exist.
   // Installs the checkpoint file, then the log, and syncs their directories.
-  static absl::Status Restore(const std::string& backup_dir, const Options& options);
+  // `backup_id` 0 takes the newest backup with its checkpoint beside it (one without was
+  // cut short or failed); `restored_id` (if set) receives the backup restored. DATA_LOSS
+  // when the backup does not verify; other codes when the restore itself failed.
+  static absl::Status Restore(const std::string& backup_dir, const Options& options,
+                              uint32_t backup_id = 0, uint32_t* restored_id = nullptr);
 
   // The current write state.
   WriteState GetWriteState() const;
@@ -275,6 +288,12 @@ class RocksEventLog final : public EventLog {
   // it must not block, must not call the log, and must not take a lock that a caller of
   // AppendAsync may hold. Replaces the previous listener.
   void SetWriteStateListener(std::function<void(const WriteState&)> listener);
+  // Called on the log's maintenance thread when writing the checkpoint file (every
+  // checkpoint_interval_ms while the log grows) first fails (the error), and when it
+  // succeeds again after failing (OK). While it fails the file lags the log, and a
+  // rollback to a size between the two would not be refused at the next start. The
+  // same rules as the write-state listener; replaces the previous one.
+  void SetCheckpointFileListener(std::function<void(const absl::Status&)> listener);
 
   // Stops the sequencer from taking queued appends until resumed (tests use it to
   // build batches of a known composition). Appends queue up meanwhile.

@@ -10,8 +10,8 @@
 //    Verify names the altered position or its 16-event block) and by the read path (the
 //    read refuses with DATA_LOSS, or the event's leaf hash fails its inclusion proof
 //    against the kept checkpoint). When the open refuses, the edit is tried again with
-//    the checkpoint file removed too (an attacker would), to show what Verify and a
-//    client see then.
+//    the checkpoint file removed too (an attacker would): refused again, and opened only
+//    with start_without_anchor, to show what Verify and a client see then.
 //  - SST damage: one byte of one SST file flipped. The store refuses to open with an
 //    actionable DATA_LOSS, or Verify or a read returns DATA_LOSS, or every event, index
 //    entry, request and projection reads back exactly as written; never a wrong value.
@@ -437,10 +437,12 @@ bool ConsistencyRefuses(RocksEventLog& log, const Checkpoint& kept, const NoteVe
 
 struct Tally {
   int trials = 0;
-  int refused_at_open = 0;        // DATA_LOSS at open, with the checkpoint file beside
-  int opened = 0;                 // opened with the checkpoint file
-  int verify_named = 0;           // ... and Verify named the edit
-  int reopened_without_file = 0;  // refused, then opened with the checkpoint file removed
+  int refused_at_open = 0;  // DATA_LOSS at open, with the checkpoint file beside
+  int opened = 0;           // opened with the checkpoint file
+  int verify_named = 0;     // ... and Verify named the edit
+  // Refused, then opened with the checkpoint file removed and start_without_anchor (an
+  // operator's override; without it the missing file is refused).
+  int reopened_without_file = 0;
   int verify_named_without_file = 0;
   int refused_without_file = 0;  // refused even without the file
   int store_detected = 0;        // refused at open, or Verify named it
@@ -464,9 +466,18 @@ void Judge(const Shared& shared, const std::string& root, const std::string& wha
       ++tally.refused_at_open;
       store = true;
     }
-    // The attacker removes the checkpoint file as well.
+    // The attacker removes the checkpoint file as well: a log with events and no
+    // checkpoint file is refused too, unless an operator overrides that.
     fs::remove(root + "/log.checkpoint");
     log = RocksEventLog::Open(OptionsAt(shared, root));
+    if (log.ok() || log.status().code() != absl::StatusCode::kDataLoss) {
+      tally.misses.push_back(absl::StrCat(what, ": opened without its checkpoint file (",
+                                          log.status().ToString(), ")"));
+    }
+    log = absl::StatusOr<std::unique_ptr<RocksEventLog>>(absl::UnknownError("closed"));
+    RocksEventLog::Options overridden = OptionsAt(shared, root);
+    overridden.start_without_anchor = true;
+    log = RocksEventLog::Open(overridden);
     if (!log.ok()) {
       ++tally.refused_without_file;
       read = log.status().code() == absl::StatusCode::kDataLoss;  // nothing is served

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <random>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "store/checkpoint.h"
@@ -195,6 +197,90 @@ TEST(RocksEventLogTree, RefusesAnAlteredCheckpointFile) {
   EXPECT_THAT(RocksEventLog::Open(LogOptions(dir, "log")), StatusIs(absl::StatusCode::kDataLoss));
 }
 
+TEST(RocksEventLogTree, ANewLogSignsItsEmptyTreeAtOnce) {
+  TempDir dir;
+  auto log = MustOpen(LogOptions(dir, "log"));
+  auto text = ReadSmallFile(dir.Sub("log.checkpoint"), 4096);
+  ASSERT_THAT(text, IsOk());
+  ASSERT_TRUE(text->has_value()) << "no checkpoint file beside a new log";
+  auto opened = OpenCheckpoint(**text, log->CheckpointVerifier(), "casework.test/log");
+  ASSERT_THAT(opened, IsOk());
+  EXPECT_EQ(opened->size, 0);
+}
+
+TEST(RocksEventLogTree, RefusesALogWithEventsWithoutItsCheckpointFileOrKey) {
+  TempDir dir;
+  std::mt19937 rng(Seed());
+  RocksEventLog::Options options = LogOptions(dir, "log");
+  {
+    auto log = MustOpen(options);
+    Fill(*log, 20, "a", rng);
+  }
+  // A copy of the directory without the file beside it (or the file removed): refused,
+  // naming the file and the way out.
+  std::filesystem::rename(dir.Sub("log.checkpoint"), dir.Sub("kept.checkpoint"));
+  auto refused = RocksEventLog::Open(options);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::AllOf(::testing::HasSubstr("checkpoint file"),
+                               ::testing::HasSubstr("--start-without-checkpoint")));
+  std::filesystem::rename(dir.Sub("kept.checkpoint"), dir.Sub("log.checkpoint"));
+  // The key removed: refused, not replaced by a new one.
+  std::filesystem::rename(dir.Sub("server.key"), dir.Sub("kept.key"));
+  auto no_key = RocksEventLog::Open(options);
+  EXPECT_THAT(no_key, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(std::string(no_key.status().message()), ::testing::HasSubstr("signing key"));
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("server.key")));
+  std::filesystem::rename(dir.Sub("kept.key"), dir.Sub("server.key"));
+  EXPECT_THAT(RocksEventLog::Open(options), IsOk());
+  // The operator's override opens it and signs what it holds.
+  std::filesystem::remove(dir.Sub("log.checkpoint"));
+  options.start_without_anchor = true;
+  {
+    auto log = MustOpen(options);
+    EXPECT_GT(log->Size(), 0);
+  }
+  options.start_without_anchor = false;
+  EXPECT_THAT(RocksEventLog::Open(options), IsOk());
+}
+
+TEST(RocksEventLogTree, AFailingCheckpointFileIsReportedAndItsRecovery) {
+  TempDir dir;
+  std::mt19937 rng(Seed());
+  RocksEventLog::Options options = LogOptions(dir, "log");
+  options.checkpoint_interval_ms = 10;
+  auto log = MustOpen(options);
+  absl::Mutex mu;
+  std::vector<absl::Status> heard;
+  log->SetCheckpointFileListener([&](const absl::Status& status) {
+    absl::MutexLock lock(&mu);
+    heard.push_back(status);
+  });
+  auto wait_for = [&](size_t count) {
+    for (int i = 0; i < 500; ++i) {  // at most 5 s
+      {
+        absl::MutexLock lock(&mu);
+        if (heard.size() >= count) return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  // Writing goes through path + ".tmp": a directory there makes every write fail.
+  std::filesystem::create_directory(dir.Sub("log.checkpoint.tmp"));
+  Fill(*log, 5, "a", rng);
+  ASSERT_TRUE(wait_for(1)) << "the failure was not reported";
+  Fill(*log, 5, "b", rng);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::filesystem::remove(dir.Sub("log.checkpoint.tmp"));
+  ASSERT_TRUE(wait_for(2)) << "the recovery was not reported";
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(heard.size(), 2u) << "each change is reported once";
+  EXPECT_FALSE(heard[0].ok());
+  EXPECT_THAT(std::string(heard[0].message()), ::testing::HasSubstr("log.checkpoint.tmp"));
+  EXPECT_TRUE(heard[1].ok()) << heard[1];
+}
+
 // Rewrites one stored event behind the log's back.
 void Overwrite(const std::string& path, int64_t position, const std::string& value) {
   std::vector<rocksdb::ColumnFamilyDescriptor> families;
@@ -247,6 +333,9 @@ TEST(RocksEventLogTree, VerifyNamesAMalformedEventExactly) {
   }
   Overwrite(options.path, 21, "garbage");
   std::filesystem::remove(options.checkpoint_path);
+  // Without its checkpoint file the log is refused unless the operator overrides that.
+  EXPECT_THAT(RocksEventLog::Open(options), StatusIs(absl::StatusCode::kDataLoss));
+  options.start_without_anchor = true;
   auto log = MustOpen(options);
   auto report = log->Verify(0, log->Size());
   ASSERT_THAT(report, IsOk());
@@ -423,6 +512,44 @@ TEST(RocksEventLogBackup, BackupVerifiesAndRestores) {
   EXPECT_EQ(log->Head().root, root);
   EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backups"), restored),
               StatusIs(absl::StatusCode::kFailedPrecondition));  // target exists
+}
+
+// A backup whose verification was cut short has no checkpoint beside it: a restore takes
+// the newest one that has, names it, and takes an older one on request.
+TEST(RocksEventLogBackup, RestoreTakesTheNewestVerifiedBackupOrTheOneNamed) {
+  TempDir dir;
+  std::mt19937 rng(Seed());
+  RocksEventLog::Options options = LogOptions(dir, "log");
+  std::vector<int64_t> sizes;
+  std::vector<uint32_t> ids;
+  {
+    auto log = MustOpen(options);
+    for (int b = 0; b < 3; ++b) {
+      Fill(*log, 20, absl::StrCat("b", b), rng);
+      auto id = log->Backup(dir.Sub("backups"));
+      ASSERT_THAT(id, IsOk());
+      ids.push_back(*id);
+      sizes.push_back(log->Size());
+    }
+  }
+  // The newest was cut short: its checkpoint was never written.
+  std::filesystem::remove(dir.Sub(absl::StrCat("backups/checkpoint-", ids[2])));
+  uint32_t restored_id = 0;
+  RocksEventLog::Options first = LogOptions(dir, "restored-newest");
+  ASSERT_THAT(RocksEventLog::Restore(dir.Sub("backups"), first, 0, &restored_id), IsOk());
+  EXPECT_EQ(restored_id, ids[1]);
+  EXPECT_EQ(MustOpen(first)->Size(), sizes[1]);
+  RocksEventLog::Options named = LogOptions(dir, "restored-named");
+  ASSERT_THAT(RocksEventLog::Restore(dir.Sub("backups"), named, ids[0], &restored_id), IsOk());
+  EXPECT_EQ(restored_id, ids[0]);
+  EXPECT_EQ(MustOpen(named)->Size(), sizes[0]);
+  RocksEventLog::Options cut = LogOptions(dir, "restored-cut");
+  absl::Status refused = RocksEventLog::Restore(dir.Sub("backups"), cut, ids[2]);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(std::string(refused.message()), ::testing::HasSubstr("no signed checkpoint"));
+  EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backups"), cut, 99),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_FALSE(std::filesystem::exists(cut.path));
 }
 
 TEST(RocksEventLogBackup, RestoreRefusesABackupThatDoesNotVerify) {

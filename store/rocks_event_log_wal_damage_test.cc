@@ -73,6 +73,8 @@ struct Ack {
 struct Written {
   std::vector<Ack> acks;
   std::string wal;  // the newest WAL, relative to `root`
+  // The checkpoint file as the open of the empty log wrote it (size 0).
+  std::string checkpoint_at_open;
   uint64_t synced = 0;
   uint64_t written = 0;
 };
@@ -99,6 +101,10 @@ Written Write(const std::string& root, std::mt19937_64& rng, uint64_t cut_at_syn
     absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(options);
     EXPECT_THAT(log, IsOk());
     if (!log.ok()) return out;
+    {
+      std::ifstream file(root + "/log.checkpoint", std::ios::binary);
+      out.checkpoint_at_open.assign(std::istreambuf_iterator<char>(file), {});
+    }
     if (cut_at_sync > 0) disk->CutAtOp(PowerLossFs::kWalSync, cut_at_sync);
     absl::Mutex mu;
     std::atomic<bool> stop{false};
@@ -346,9 +352,14 @@ TEST(RocksEventLogWalDamage, DISABLED_FlippedLastRecordLengthAfterPowerLossIsNot
                                 /*checkpoint_interval_ms=*/3'600'000);
   ASSERT_FALSE(written.acks.empty());
   ASSERT_GT(written.synced, 0u);
-  // What the disk holds: no checkpoint file (the one written at close came after the
-  // power was off) and the WAL up to its synced length.
-  fs::remove(pristine + "/log.checkpoint");
+  // What the disk holds: the checkpoint file of the empty log, written when it was opened
+  // (the one written at close came after the power was off), and the WAL up to its
+  // synced length.
+  ASSERT_FALSE(written.checkpoint_at_open.empty());
+  {
+    std::ofstream file(pristine + "/log.checkpoint", std::ios::binary | std::ios::trunc);
+    file << written.checkpoint_at_open;
+  }
   fs::resize_file(pristine + "/" + written.wal, written.synced);
   const std::vector<std::pair<uint64_t, char>> flips =
       LastBlockLengthFlips(pristine + "/" + written.wal, written.synced);

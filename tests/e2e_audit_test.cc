@@ -85,8 +85,8 @@ class AuditTest : public ::testing::Test {
     StartServer();
   }
 
-  void StartServer() {
-    server_ = std::make_unique<ServerProcess>(dir_.path() / "data", principals_);
+  void StartServer(std::vector<std::string> extra_args = {}) {
+    server_ = std::make_unique<ServerProcess>(dir_.path() / "data", principals_, extra_args);
     ASSERT_TRUE(server_->Start()) << server_->error();
   }
 
@@ -713,10 +713,16 @@ TEST_F(TamperTest, TruncatedLogIsDetected) {
   // The server keeps its last checkpoint outside RocksDB and refuses a shorter log.
   server_ = std::make_unique<ServerProcess>(dir_.path() / "data", principals_);
   EXPECT_FALSE(server_->Start());
-  // An attacker who also removes that file: the server starts, and the auditor's kept
-  // checkpoint exposes it, before and after new events hide the length.
+  // An attacker who also removes that file: the server still refuses to start (a log
+  // with events and no checkpoint file is a rollback until shown otherwise).
   std::filesystem::remove(dir_.path() / "data" / "log.checkpoint");
-  StartServer();
+  server_ = std::make_unique<ServerProcess>(dir_.path() / "data", principals_);
+  EXPECT_FALSE(server_->Start());
+  EXPECT_NE(server_->error().find("checkpoint file"), std::string::npos) << server_->error();
+  EXPECT_NE(server_->error().find("--start-without-checkpoint"), std::string::npos);
+  // Started anyway by an operator who overrides that: the auditor's kept checkpoint
+  // exposes it, before and after new events hide the length.
+  StartServer({"--start-without-checkpoint"});
   auto auditor = As("auditor");
   {
     auto ctx = auditor->NewContext();

@@ -234,7 +234,14 @@ std::string Metrics::Render() const {
                     "# HELP casework_log_disk_full_total Times the event log found the disk full.\n"
                     "# TYPE casework_log_disk_full_total counter\n"
                     "casework_log_disk_full_total ",
-                    disk_full_count_.load(std::memory_order_relaxed), "\n");
+                    disk_full_count_.load(std::memory_order_relaxed),
+                    "\n"
+                    "# HELP casework_checkpoint_file_current 1 while the signed checkpoint "
+                    "file beside the log is written as the log grows; 0 when writing it fails "
+                    "(it lags, and a rollback would not be caught at the next start).\n"
+                    "# TYPE casework_checkpoint_file_current gauge\n"
+                    "casework_checkpoint_file_current ",
+                    checkpoint_file_current_.load(std::memory_order_relaxed), "\n");
   }
   out +=
       "# HELP casework_refused_attempts_total Refused attempts (identity, permission, "

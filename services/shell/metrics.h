@@ -61,6 +61,10 @@ class Metrics {
   // Records the event log's write mode (0 writable, 1 disk full, 2 failed until restart)
   // and how often the disk was found full since start.
   void RecordWriteMode(int mode, int64_t disk_full_count);
+  // Records whether the last write of the checkpoint file succeeded.
+  void RecordCheckpointFile(bool written) {
+    checkpoint_file_current_.store(written ? 1 : 0, std::memory_order_relaxed);
+  }
   // Counts a refused attempt (reason: e.g. "PERMISSION_DENIED", "IDENTITY_UNKNOWN").
   void RecordRefusal(const std::string& reason);
   // The event log's memory by part (name, bytes), read at each scrape on the metrics
@@ -90,6 +94,7 @@ class Metrics {
   std::atomic<int64_t> log_size_{0};
   std::atomic<int> write_mode_{0};
   std::atomic<int64_t> disk_full_count_{0};
+  std::atomic<int> checkpoint_file_current_{1};
 };
 
 // A server interceptor factory that times every RPC and counts it by status code.
