@@ -211,6 +211,17 @@ TEST_F(RulesOverTheWire, EveryRefusalHasItsStatusReasonAndField) {
                  return c;
                },
                Code::ALREADY_EXISTS, "CASE_ALREADY_EXISTS", "case_id"},
+              {"create: organisation already listed", Stage::kListed, "lister",
+               [](const std::string& id, int64_t) {
+                 // Another case id for the same organisation (the same place).
+                 Command c;
+                 *c.mutable_create_case() = Listing(id + "-again");
+                 c.mutable_create_case()->mutable_organisation()->set_organisation_id("org-" + id);
+                 c.mutable_create_case()->mutable_organisation()->set_jurisdiction(
+                     "jiangcheng/dongshan/t01/org-" + id);
+                 return c;
+               },
+               Code::ALREADY_EXISTS, "ORGANISATION_ALREADY_LISTED", "organisation.jurisdiction"},
               {"create: lacks role", Stage::kNone, "inspector",
                [](const std::string& id, int64_t) {
                  Command c;

@@ -58,7 +58,8 @@ std::filesystem::path WritePrincipals(const std::filesystem::path& dir,
   {"id": "approver.city", "roles": ["approver"], "jurisdiction": "jiangcheng", "approval_level": ")"
       << city_level << R"("},
   {"id": "approver.other", "roles": ["approver"], "jurisdiction": "jiangcheng", "approval_level": "county"},
-  {"id": "approver.unlevelled", "roles": ["approver"], "jurisdiction": "jiangcheng"}
+  {"id": "approver.unlevelled", "roles": ["approver"], "jurisdiction": "jiangcheng"},
+  {"id": "zhang.wei", "roles": ["inspector"], "jurisdiction": "jiangcheng"}
 ]})";
   return path;
 }
@@ -594,6 +595,114 @@ TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) 
   EXPECT_NE(server_->log().find("identity=approver.other code=PERMISSION_DENIED "
                                 "reason=KEY_REVOKED"),
             std::string::npos);
+}
+
+// The whole cycle over the wire, past a closure: a follow-up review finds a relapse
+// (CLOSED -> REOPENED), assistance is assigned again (-> ASSISTED), and the people of the
+// first round still may not inspect the case or review it; each refusal of the relapse
+// with its status and reason.
+TEST_F(SignOffTest, ARelapseReopensTheCaseAndTheFirstRoundsAssistersStillMayNotInspect) {
+  v1::RegisterApproverKeyResponse reg;
+  ASSERT_TRUE(Register("admin", "approver.county", county_key_->public_key(),
+                       v1::APPROVAL_LEVEL_COUNTY, &reg)
+                  .ok());
+  ASSERT_TRUE(
+      Register("admin", "approver.city", city_key_->public_key(), v1::APPROVAL_LEVEL_CITY, &reg)
+          .ok());
+  ASSERT_NO_FATAL_FAILURE(BringToVerified());  // zhang.wei is the first secretary
+  v1::CaseCommandResponse resp;
+  ASSERT_TRUE(SignOff("approver.county", SignedRequest(*county_key_, 4), &resp).ok());
+  ASSERT_TRUE(SignOff("approver.city", SignedRequest(*city_key_, 5), &resp).ok());
+  ASSERT_EQ(resp.case_().state(), v1::CASE_STATE_CLOSED);
+  ASSERT_EQ(resp.case_().version(), 7);
+
+  auto review = [](const std::string& request_id) {
+    v1::RecordFollowUpReviewRequest r;
+    r.set_name(std::string("cases/") + kCaseId);
+    r.set_request_id(request_id);
+    r.set_expected_version(7);
+    r.set_relapsed(true);
+    r.set_findings("the collective income stopped; meetings lapsed");
+    r.add_problem_categories(v1::PROBLEM_CATEGORY_DEVELOPMENT);
+    r.add_problem_categories(v1::PROBLEM_CATEGORY_ORGANISATIONAL_LIFE);
+    r.mutable_deadline()->set_seconds(NowSeconds() + 120 * 86400);
+    return r;
+  };
+  auto follow_up = [&](const std::string& identity, const v1::RecordFollowUpReviewRequest& r) {
+    return Do(identity, &v1::CaseService::Stub::RecordFollowUpReview, r, &resp);
+  };
+  // The first secretary of the case may not review it.
+  EXPECT_REFUSED(follow_up("zhang.wei", review("fu-1")), PERMISSION_DENIED,
+                 "INSPECTOR_MUST_NOT_HAVE_ASSISTED");
+  {  // A relapse names what relapsed ...
+    v1::RecordFollowUpReviewRequest r = review("fu-2");
+    r.clear_problem_categories();
+    const grpc::Status s = follow_up("inspector", r);
+    EXPECT_REFUSED(s, INVALID_ARGUMENT, "PROBLEM_CATEGORIES_REQUIRED");
+    EXPECT_EQ(casework::client::DecodeError(s).field, "problem_categories");
+    EXPECT_FALSE(casework::client::DecodeError(s).message_zh.empty());
+  }
+  {  // ... and a new deadline after now.
+    v1::RecordFollowUpReviewRequest r = review("fu-3");
+    r.mutable_deadline()->set_seconds(NowSeconds() - 60);
+    const grpc::Status s = follow_up("inspector", r);
+    EXPECT_REFUSED(s, INVALID_ARGUMENT, "DEADLINE_NOT_AFTER_NOW");
+    EXPECT_EQ(casework::client::DecodeError(s).field, "deadline");
+  }
+  ASSERT_TRUE(follow_up("inspector", review("fu-4")).ok());
+  ASSERT_EQ(resp.case_().state(), v1::CASE_STATE_REOPENED);
+  EXPECT_EQ(resp.case_().version(), 8);
+  EXPECT_EQ(resp.case_().reopen_count(), 1);
+  EXPECT_EQ(resp.case_().problem_categories_size(), 2);
+  ASSERT_EQ(resp.events_size(), 1);
+  EXPECT_TRUE(resp.events(0).event().has_relapse_found());
+
+  // A reopened case takes no inspection before assistance is assigned again.
+  v1::RecordInspectionRequest inspect;
+  inspect.set_name(std::string("cases/") + kCaseId);
+  inspect.set_request_id("inspect-round-2");
+  inspect.set_expected_version(8);
+  inspect.set_inspection_id("insp-2027-001");
+  inspect.set_passed(true);
+  inspect.set_findings("income restored");
+  EXPECT_REFUSED(Do("inspector", &v1::CaseService::Stub::RecordInspection, inspect, &resp),
+                 FAILED_PRECONDITION, "COMMAND_NOT_ALLOWED_IN_STATE");
+
+  // The second round, with other people.
+  v1::AssignAssistanceRequest assign;
+  assign.set_name(std::string("cases/") + kCaseId);
+  assign.set_request_id("assign-round-2");
+  assign.set_expected_version(8);
+  auto* a = assign.mutable_assignment();
+  a->mutable_paired_department()->set_department_id("dept-agri");
+  a->mutable_paired_department()->set_display_name("市农业农村局");
+  a->mutable_paired_department()->set_kind(v1::DEPARTMENT_KIND_ECONOMIC);
+  a->mutable_first_secretary()->set_person_id("li.ming");
+  a->mutable_first_secretary()->set_display_name("李明");
+  auto* cadre = a->add_stationed_cadres();
+  cadre->set_person_id("zhao.lei");
+  cadre->set_display_name("赵磊");
+  a->set_plan("restart the cooperative with a new board");
+  const grpc::Status assigned =
+      Do("lister", &v1::CaseService::Stub::AssignAssistance, assign, &resp);
+  ASSERT_TRUE(assigned.ok()) << assigned.error_message();
+  ASSERT_EQ(resp.case_().state(), v1::CASE_STATE_ASSISTED);
+  EXPECT_EQ(resp.case_().version(), 9);
+
+  // zhang.wei assisted the first round only: still refused (rules/2026.2).
+  inspect.set_expected_version(9);
+  inspect.set_request_id("inspect-round-2-by-first-secretary");
+  const grpc::Status earlier =
+      Do("zhang.wei", &v1::CaseService::Stub::RecordInspection, inspect, &resp);
+  EXPECT_REFUSED(earlier, PERMISSION_DENIED, "INSPECTOR_MUST_NOT_HAVE_ASSISTED");
+  EXPECT_FALSE(casework::client::DecodeError(earlier).message_zh.empty());
+  // Someone who never assisted it inspects: verified again, with no sign-off carried over.
+  inspect.set_request_id("inspect-round-2");
+  const grpc::Status passed =
+      Do("inspector", &v1::CaseService::Stub::RecordInspection, inspect, &resp);
+  ASSERT_TRUE(passed.ok()) << passed.error_message();
+  EXPECT_EQ(resp.case_().state(), v1::CASE_STATE_VERIFIED);
+  EXPECT_EQ(resp.case_().sign_offs_size(), 0);
 }
 
 }  // namespace

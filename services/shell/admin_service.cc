@@ -47,10 +47,7 @@ std::optional<grpc::Status> CheckCommon(const workflow::Principal& actor,
                        absl::StrCat(actor.id, " 不具有管理员角色；审批人密钥须由管理员登记和吊销"));
   }
   if (!workflow::IsValidRequestId(request_id)) {
-    return ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "REQUEST_ID_INVALID", "request_id",
-                       "request_id must be 1-128 printable ASCII characters; a UUID is a good "
-                       "choice",
-                       "request_id 须为 1-128 个可打印 ASCII 字符，建议使用 UUID");
+    return RequestIdInvalid(request_id);
   }
   if (!workflow::IsValidId(approver)) {
     return ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PERSON_ID_INVALID", "approver",

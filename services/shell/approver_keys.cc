@@ -153,9 +153,14 @@ absl::StatusOr<SignOffVerdict> VerifySignOff(const ApproverKeys& keys,
                      casework::v1::ApprovalLevel_Name(key->level()),
                      ", but the principals file now gives ", actor.id, " level ",
                      casework::v1::ApprovalLevel_Name(actor.approval_level),
-                     "; ask an administrator to register a key at the current level"),
+                     actor.approval_level == casework::v1::APPROVAL_LEVEL_UNSPECIFIED
+                         ? "; an administrator gives the approver a level in the principals "
+                           "file, or registers no key for someone who no longer approves"
+                         : "; ask an administrator to register a key at the current level"),
         absl::StrCat(actor.id, " 的密钥 ", shown, " 登记时的审批层级与授权名单中当前的层级不一致；",
-                     "请管理员按当前层级重新登记密钥"));
+                     actor.approval_level == casework::v1::APPROVAL_LEVEL_UNSPECIFIED
+                         ? "人员名册中已无其审批层级，请管理员在名册中设定层级"
+                         : "请管理员按当前层级重新登记密钥"));
     return verdict;
   }
   if (request.signature().size() != kEd25519SignatureBytes) {

@@ -7,6 +7,7 @@
 #include "services/shell/page_token.h"
 #include "services/shell/projections.h"
 #include "services/shell/status_mapping.h"
+#include "services/workflow/names.h"
 
 namespace casework::shell {
 namespace {
@@ -101,6 +102,9 @@ grpc::ServerUnaryReactor* CaseServiceImpl::CreateCase(grpc::CallbackServerContex
       workflow::Principal actor;                                                      \
       if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) {             \
         return Finish(ctx, status);                                                   \
+      }                                                                               \
+      if (!workflow::IsValidRequestId(req->request_id())) {                           \
+        return Finish(ctx, RequestIdInvalid(req->request_id()));                      \
       }                                                                               \
       return Finish(ctx, CaseNameInvalid(req->name()));                               \
     }                                                                                 \

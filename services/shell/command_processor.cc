@@ -171,15 +171,7 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   if (!workflow::IsValidRequestId(request_id)) {
     // The rule of the core (workflow::IsValidRequestId), checked here before the request
     // id is looked up in the log.
-    std::move(done)(ErrorStatus(
-        grpc::StatusCode::INVALID_ARGUMENT, "REQUEST_ID_INVALID", "request_id",
-        absl::StrCat("request_id of ", request_id.size(), " bytes is invalid; use 1-",
-                     workflow::kRequestIdBytesMax,
-                     " printable ASCII characters (not only spaces), unique per request; a "
-                     "UUID is a good choice"),
-        absl::StrCat("request_id（", request_id.size(), " 字节）无效，请使用 1-",
-                     workflow::kRequestIdBytesMax,
-                     " 个可打印 ASCII 字符（不能全为空格），每个请求唯一，建议使用 UUID")));
+    std::move(done)(RequestIdInvalid(request_id));
     return;
   }
   const std::string stream = CaseStream(case_id);

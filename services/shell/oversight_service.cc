@@ -94,12 +94,6 @@ grpc::Status Busy() {
                      "监督报表任务数已达上限，请稍后重试");
 }
 
-grpc::Status RequestIdInvalid() {
-  return Invalid("REQUEST_ID_INVALID", "request_id",
-                 "request_id must be 1-128 printable ASCII characters; a UUID is a good choice",
-                 "request_id 须为 1-128 个可打印 ASCII 字符，建议使用 UUID");
-}
-
 grpc::Status RequestIdReused() {
   return Invalid("REQUEST_ID_REUSED", "request_id",
                  "this request_id was already used for a different request; use a new "
@@ -111,7 +105,9 @@ std::string RoleList(const std::vector<Role>& roles, bool zh) {
   std::string out;
   for (size_t i = 0; i < roles.size(); ++i) {
     if (i > 0) out += zh ? "、" : (i + 1 == roles.size() ? " or " : ", ");
-    out += std::string(workflow::RoleName(roles[i]));
+    out +=
+        zh ? workflow::Cat(workflow::RoleNameZh(roles[i]), "（", workflow::RoleName(roles[i]), "）")
+           : std::string(workflow::RoleName(roles[i]));
   }
   return out;
 }
@@ -368,7 +364,9 @@ grpc::ServerUnaryReactor* OversightServiceImpl::RecordCountyTalk(
       !s.ok()) {
     return Finish(ctx, s);
   }
-  if (!workflow::IsValidRequestId(req->request_id())) return Finish(ctx, RequestIdInvalid());
+  if (!workflow::IsValidRequestId(req->request_id())) {
+    return Finish(ctx, RequestIdInvalid(req->request_id()));
+  }
   if (!IsCountyPath(req->county())) return Finish(ctx, CountyInvalid(req->county()));
   if (!caller.Covers(req->county())) return Finish(ctx, Outside(caller, "county", req->county()));
   // The rules of a case's talk (workflow::CheckTalkContent): one mistake, one reason.
@@ -393,7 +391,9 @@ grpc::ServerUnaryReactor* OversightServiceImpl::IssueCountyNotice(
       !s.ok()) {
     return Finish(ctx, s);
   }
-  if (!workflow::IsValidRequestId(req->request_id())) return Finish(ctx, RequestIdInvalid());
+  if (!workflow::IsValidRequestId(req->request_id())) {
+    return Finish(ctx, RequestIdInvalid(req->request_id()));
+  }
   if (!IsCountyPath(req->county())) return Finish(ctx, CountyInvalid(req->county()));
   if (!caller.Covers(req->county())) return Finish(ctx, Outside(caller, "county", req->county()));
   // The rules of a case's notice (workflow::CheckNoticeContent).
@@ -469,7 +469,9 @@ grpc::ServerUnaryReactor* OversightServiceImpl::ImportRegistry(grpc::CallbackSer
   if (auto s = Require(auth_, ctx, {Role::kAdmin}, "importing the registry", &caller); !s.ok()) {
     return Finish(ctx, s);
   }
-  if (!workflow::IsValidRequestId(req->request_id())) return Finish(ctx, RequestIdInvalid());
+  if (!workflow::IsValidRequestId(req->request_id())) {
+    return Finish(ctx, RequestIdInvalid(req->request_id()));
+  }
   auto* reactor = ctx->DefaultReactor();
   const bool started = StartJob([this, reactor, caller, req = *req, resp]() mutable {
     Import(reactor, std::move(caller), std::move(req), resp);
@@ -655,7 +657,9 @@ grpc::ServerUnaryReactor* OversightServiceImpl::DrawInspectionSample(
   if (auto s = Require(auth_, ctx, {Role::kAuditor}, "an inspection draw", &caller); !s.ok()) {
     return Finish(ctx, s);
   }
-  if (!workflow::IsValidRequestId(req->request_id())) return Finish(ctx, RequestIdInvalid());
+  if (!workflow::IsValidRequestId(req->request_id())) {
+    return Finish(ctx, RequestIdInvalid(req->request_id()));
+  }
   const std::string scope = ScopeOf(req->scope(), caller);
   if (!caller.Covers(scope)) return Finish(ctx, Outside(caller, "scope", scope));
   if (req->sample_size() < 1 || req->sample_size() > oversight::kSampleSizeMax) {

@@ -107,6 +107,18 @@ grpc::Status FromStoreStatus(const absl::Status& status) {
                      std::string(status.message()), std::move(zh));
 }
 
+grpc::Status RequestIdInvalid(std::string_view request_id) {
+  return ErrorStatus(
+      grpc::StatusCode::INVALID_ARGUMENT, "REQUEST_ID_INVALID", "request_id",
+      absl::StrCat("request_id of ", request_id.size(), " bytes is invalid; use 1-",
+                   workflow::kRequestIdBytesMax,
+                   " printable ASCII characters (not only spaces), unique per request; a UUID "
+                   "is a good choice"),
+      absl::StrCat("request_id（", request_id.size(), " 字节）无效，请使用 1-",
+                   workflow::kRequestIdBytesMax,
+                   " 个可打印 ASCII 字符（不能全为空格），每个请求唯一，建议使用 UUID"));
+}
+
 grpc::Status CaseNameInvalid(std::string_view name) {
   const std::string shown(name.substr(0, workflow::kCaseIdBytesMax + 8));
   return ErrorStatus(

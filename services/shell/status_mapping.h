@@ -37,6 +37,10 @@ inline constexpr char kErrorDomain[] = "casework.gov";
 // valid case id (workflow::CaseIdFromName), saying what one looks like.
 [[nodiscard]] grpc::Status CaseNameInvalid(std::string_view name);
 
+// INVALID_ARGUMENT REQUEST_ID_INVALID for a request id that breaks the core's rule
+// (workflow::IsValidRequestId), saying what one looks like; the same in every service.
+[[nodiscard]] grpc::Status RequestIdInvalid(std::string_view request_id);
+
 // An operating error of the store (absl code == gRPC code). The ErrorInfo reason is the
 // store's refusal reason when it names one (store/event_log.h: "DISK_FULL", "QUEUE_FULL",
 // "READ_ONLY", "SHUTTING_DOWN"), else "STORE_ERROR".

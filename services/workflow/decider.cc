@@ -96,26 +96,6 @@ std::string_view StateNameZh(v1::CaseState state) {
   }
 }
 
-std::string_view RoleNameZh(Role role) {
-  switch (role) {
-    case Role::kLister:
-      return "列入人员";
-    case Role::kReviewer:
-      return "审核人员";
-    case Role::kAssister:
-      return "帮扶人员";
-    case Role::kInspector:
-      return "验收人员";
-    case Role::kApprover:
-      return "审批人员";
-    case Role::kAuditor:
-      return "监督审计人员";
-    case Role::kAdmin:
-      return "管理员";
-  }
-  return "未知角色";
-}
-
 std::string_view CaseTypeName(v1::CaseType type) {
   switch (type) {
     case v1::CASE_TYPE_WEAK:
@@ -128,6 +108,21 @@ std::string_view CaseTypeName(v1::CaseType type) {
       return "INDUSTRY";
     default:
       return "UNSPECIFIED";
+  }
+}
+
+std::string_view CaseTypeNameZh(v1::CaseType type) {
+  switch (type) {
+    case v1::CASE_TYPE_WEAK:
+      return "软村";
+    case v1::CASE_TYPE_POOR:
+      return "穷村";
+    case v1::CASE_TYPE_DISORDERLY:
+      return "乱村";
+    case v1::CASE_TYPE_INDUSTRY:
+      return "产业村";
+    default:
+      return "未指定类型";
   }
 }
 
@@ -639,8 +634,9 @@ class Decider {
                         ", which is paired with a department of kind ", DepartmentKindName(want),
                         ", not ", DepartmentKindName(dept.kind()), "; pair a ",
                         DepartmentKindName(want), " department"),
-                    Cat("案件 ", case_id(), " 的类型应结对", DepartmentKindNameZh(want), "，而不是",
-                        DepartmentKindNameZh(dept.kind()), "，请改派", DepartmentKindNameZh(want)));
+                    Cat("案件 ", case_id(), " 为", CaseTypeNameZh(state_.case_type()), "，应结对",
+                        DepartmentKindNameZh(want), "，而不是", DepartmentKindNameZh(dept.kind()),
+                        "，请改派", DepartmentKindNameZh(want)));
     }
     if (IsBlank(a.first_secretary().person_id())) {
       return Refuse(Reason::kFirstSecretaryRequired, "assignment.first_secretary.person_id",
@@ -839,6 +835,16 @@ class Decider {
     if (auto r = CheckExistingCase(request)) return *r;
     if (auto r = CheckState()) return *r;
     if (state_.state() == v1::CASE_STATE_LISTED && !state_.listing_review().confirmed()) {
+      if (state_.has_listing_review()) {  // returned for correction
+        return Refuse(
+            Reason::kListingNotConfirmed, "",
+            Cat("the listing of case ", case_id(), " was returned for correction by ",
+                state_.listing_review().reviewer(), "; its lister (", state_.listed_by(),
+                ") amends it, then a reviewer confirms it, before assistance is "
+                "assigned"),
+            Cat("案件 ", case_id(), " 的列入已被 ", state_.listing_review().reviewer(),
+                " 退回修改；请列入人（", state_.listed_by(), "）修改后经审核确认，再安排帮扶"));
+      }
       return Refuse(Reason::kListingNotConfirmed, "",
                     Cat("the listing of case ", case_id(),
                         " is not confirmed yet; a reviewer of the city or county "
@@ -930,14 +936,19 @@ class Decider {
       return *r;
     }
     bool listed = false;
-    for (int c : state_.problem_categories()) listed = listed || c == request.problem_category();
+    std::string categories;
+    for (int c : state_.problem_categories()) {
+      listed = listed || c == request.problem_category();
+      Append(&categories, categories.empty() ? "" : ", ", c);
+    }
     if (!listed) {
-      return Refuse(Reason::kMeasureCategoryNotListed, "problem_category",
-                    Cat("problem category ", static_cast<int>(request.problem_category()),
-                        " is not among the categories of case ", case_id(),
-                        "; record measures against a listed problem"),
-                    Cat("问题类别 ", static_cast<int>(request.problem_category()), " 不在案件 ",
-                        case_id(), " 列入的问题类别中，请针对列入的问题记录措施"));
+      return Refuse(
+          Reason::kMeasureCategoryNotListed, "problem_category",
+          Cat("problem category ", static_cast<int>(request.problem_category()),
+              " is not among the categories of case ", case_id(), " (", categories,
+              "); record measures against a listed problem"),
+          Cat("问题类别 ", static_cast<int>(request.problem_category()), " 不在案件 ", case_id(),
+              " 列入的问题类别（", categories, "）中，请针对列入的问题记录措施"));
     }
     Events events;
     v1::Event& event = Emit(events, state_.name(), request.request_id());
@@ -1042,11 +1053,11 @@ class Decider {
     }
     const v1::ApprovalLevel level = SignOffLevel();
     if (level != v1::APPROVAL_LEVEL_COUNTY && level != v1::APPROVAL_LEVEL_CITY) {
-      return Refuse(Reason::kApproverLevelUnknown, "",
-                    Cat(actor(),
-                        " signs at no known level (county or city); register the "
-                        "approver's key with its level"),
-                    Cat(actor(), " 的审批层级未知（县级或市级），请登记审批人密钥及其层级"));
+      return Refuse(
+          Reason::kApproverLevelUnknown, "",
+          Cat(actor(), " signs at no known level (county or city); an administrator gives ",
+              actor(), " an approval_level in the principals file"),
+          Cat(actor(), " 的审批层级未知（县级或市级）；请管理员在人员名册中为其设定审批层级"));
     }
     const v1::Inspection* passed = LatestPassedInspection(state_);
     CW_CHECK_MSG(passed != nullptr, "a VERIFIED case has a passed inspection");

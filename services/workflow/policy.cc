@@ -28,6 +28,26 @@ std::string_view RoleName(Role role) {
   return "unknown";
 }
 
+std::string_view RoleNameZh(Role role) {
+  switch (role) {
+    case Role::kLister:
+      return "列入人员";
+    case Role::kReviewer:
+      return "审核人员";
+    case Role::kAssister:
+      return "帮扶人员";
+    case Role::kInspector:
+      return "验收人员";
+    case Role::kApprover:
+      return "审批人员";
+    case Role::kAuditor:
+      return "监督审计人员";
+    case Role::kAdmin:
+      return "管理员";
+  }
+  return "未知角色";
+}
+
 std::optional<Role> RoleFromName(std::string_view name) {
   for (const auto& [r, n] : kRoleNames) {
     if (n == name) return r;

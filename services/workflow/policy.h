@@ -29,6 +29,8 @@ enum class Role : uint8_t {
 // The name of a role as written in principals files: "lister", "reviewer", "assister",
 // "inspector", "approver", "auditor", "admin".
 [[nodiscard]] std::string_view RoleName(Role role);
+// The role's Chinese name, e.g. "审批人员" for kApprover.
+[[nodiscard]] std::string_view RoleNameZh(Role role);
 // The role with that name; nullopt for an unknown name.
 [[nodiscard]] std::optional<Role> RoleFromName(std::string_view name);
 
