@@ -327,6 +327,17 @@ TEST_F(RulesOverTheWire, EveryRefusalHasItsStatusReasonAndField) {
                  return c;
                },
                Code::INVALID_ARGUMENT, "PROBLEM_CATEGORY_INVALID", "problem_categories[1]"},
+              {"review: request id before the case name", Stage::kNone, "reviewer",
+               [](const std::string&, int64_t) {
+                 // Both are wrong: the request id is checked first, as in the core.
+                 Command c;
+                 auto* r = c.mutable_review_listing();
+                 r->set_name("cases/Bad_Name");
+                 r->set_request_id("");
+                 r->set_expected_version(1);
+                 return c;
+               },
+               Code::INVALID_ARGUMENT, "REQUEST_ID_INVALID", "request_id"},
               {"review: not found", Stage::kNone, "reviewer",
                [](const std::string& id, int64_t) {
                  Command c;
