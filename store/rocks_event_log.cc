@@ -4,6 +4,7 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/merge_operator.h>
 #include <rocksdb/options.h>
 #include <rocksdb/perf_level.h>
@@ -61,6 +62,31 @@ absl::Status FromRocks(const rocksdb::Status& s, std::string_view context) {
 // The merge operator of counters: value += operand, both int64 big-endian (8 bytes).
 // A malformed operand or base fails the merge, which RocksDB reports as corruption on
 // read. DO NOT CHANGE the name: RocksDB records it with the column family.
+// Watches RocksDB's background errors. A failed WAL write (the write path's own error,
+// BackgroundErrorReason::kWriteCallback or kMemTable) is remembered and RocksDB's own
+// recovery from it vetoed: the log turns read-only until restart instead (see the
+// writer). A failed flush or compaction (the disk full, say) is left to RocksDB's
+// recovery, which rewrites nothing of the WAL.
+class RecoveryGate final : public rocksdb::EventListener {
+ public:
+  void OnBackgroundError(rocksdb::BackgroundErrorReason reason,
+                         rocksdb::Status* /*error*/) override {
+    if (FromWritePath(reason)) wal_write_failed_.store(true, std::memory_order_release);
+  }
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason reason, rocksdb::Status /*error*/,
+                            bool* auto_recovery) override {
+    if (FromWritePath(reason)) *auto_recovery = false;
+  }
+  bool wal_write_failed() const { return wal_write_failed_.load(std::memory_order_acquire); }
+
+ private:
+  static bool FromWritePath(rocksdb::BackgroundErrorReason reason) {
+    return reason == rocksdb::BackgroundErrorReason::kWriteCallback ||
+           reason == rocksdb::BackgroundErrorReason::kMemTable;
+  }
+  std::atomic<bool> wal_write_failed_{false};
+};
+
 class AddInt64Operator final : public rocksdb::AssociativeMergeOperator {
  public:
   bool Merge(const rocksdb::Slice& /*key*/, const rocksdb::Slice* existing,
@@ -491,6 +517,7 @@ class RocksEventLog::Impl {
   mutable absl::Mutex head_mu_;
   TreeHead head_ ABSL_GUARDED_BY(head_mu_);
 
+  std::shared_ptr<RecoveryGate> recovery_gate_ = std::make_shared<RecoveryGate>();
   std::optional<NoteSigner> signer_;  // set by OpenDb
   std::string checkpoint_path_;
   std::string key_path_;
@@ -527,6 +554,7 @@ absl::Status RocksEventLog::Impl::OpenDb() {
   db_options.max_background_jobs = 2;
   db_options.bytes_per_sync = 1u << 20;
   db_options.keep_log_file_num = 10;
+  db_options.listeners.push_back(recovery_gate_);
   // Our own LOG writer: RocksDB's aborts on the line after a failed append (info_log.h).
   std::error_code dir_error;
   if (options_.create_if_missing) std::filesystem::create_directories(options_.path, dir_error);
@@ -1338,6 +1366,7 @@ void RocksEventLog::Impl::WriteAndAnswer(std::unique_ptr<Batch> batch) {
   absl::Status status;
   bool no_space = false;
   bool guarded = false;
+  bool counted_no_space = false;  // a WAL write failed for lack of space (not resumed)
   if (batch->write.Count() > 0) {
     // The guard: below the reserve, nothing is written, so RocksDB never meets a full
     // disk in its own write path (docs/storage.md, "Write failures").
@@ -1359,7 +1388,28 @@ void RocksEventLog::Impl::WriteAndAnswer(std::unique_ptr<Batch> batch) {
     rocksdb::WriteOptions write_options;
     write_options.sync = true;
     rocksdb::Status s = db_->Write(write_options, &batch->write);
-    if (!s.ok()) {
+    // A write of its own that failed in RocksDB's WAL (rather than one refused because a
+    // flush had failed before it) turns the log read-only until restart, the disk full
+    // included: RocksDB 7.8 resuming in place after a failed WAL write can write the next
+    // batch into the same WAL after the failed record, with the same sequence numbers,
+    // when the memtables are empty (facebook/rocksdb#12873; upstream later made WAL write
+    // errors fatal, #12995). Positions reused after it could meet the failed record again
+    // at the next open. So its recovery is vetoed (RecoveryGate), and at the restart the
+    // log is read back as it is on disk; the failed record may be whole there, so the
+    // outcome is unknown to its callers. The guard above keeps this rare.
+    if (!s.ok() && recovery_gate_->wal_write_failed()) {
+      status = WithReason(
+          absl::UnavailableError(absl::StrCat(
+              s.IsNoSpace() ? "the disk filled up during a write" : "a write failed",
+              " and the event log turned read-only until restart (reads keep working): ",
+              s.ToString(),
+              s.IsNoSpace() ? "; free space and restart the server"
+                            : "; fix the disk and restart the server",
+              ". This append's outcome is unknown: after the restart, read it back or retry "
+              "it with the same request id")),
+          kRefusalReadOnly);
+      counted_no_space = s.IsNoSpace();
+    } else if (!s.ok()) {
       no_space = s.IsNoSpace();
       status =
           no_space
@@ -1388,7 +1438,7 @@ void RocksEventLog::Impl::WriteAndAnswer(std::unique_ptr<Batch> batch) {
         read_only_since_us_ = NowMicros();
         disk_full_ = no_space;
         disk_guarded_ = guarded;
-        if (no_space) ++disk_full_count_;
+        if (no_space || counted_no_space) ++disk_full_count_;
         turned = true;
       }
     }
