@@ -94,6 +94,24 @@ absl::StatusOr<std::shared_ptr<const Principals>> Principals::Parse(std::string_
       } else {
         return absl::InvalidArgumentError(where + ".approval_level must be \"county\" or \"city\"");
       }
+      // A level is a department's: a city approval belongs to the city department (a
+      // jurisdiction of one segment), a county one to a county's or the city's. A township
+      // principal with a level would count towards the closure policy's minimums.
+      const auto depth = 1 + std::count(p.jurisdiction.begin(), p.jurisdiction.end(), '/');
+      if (p.approval_level == casework::v1::APPROVAL_LEVEL_CITY && depth != 1) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where,
+                         ".approval_level \"city\" is for an approver of the whole city (a "
+                         "jurisdiction of one segment), not of \"",
+                         p.jurisdiction, "\""));
+      }
+      if (p.approval_level == casework::v1::APPROVAL_LEVEL_COUNTY && depth > 2) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where,
+                         ".approval_level \"county\" is for an approver of a county or of the city "
+                         "(a jurisdiction of one or two segments), not of \"",
+                         p.jurisdiction, "\""));
+      }
     }
     if (!out->by_id_.emplace(p.id, p).second) {
       return absl::InvalidArgumentError(

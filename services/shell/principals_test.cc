@@ -38,6 +38,13 @@ TEST(Principals, RefusesMistakesNamingTheEntry) {
       {R"({"principals": [{"id": "a", "roles": ["approver"], "jurisdiction": "c",
                            "approval_level": "province"}]})",
        "approval_level"},
+      // A level belongs to the city's department, or a county's (or the city's).
+      {R"({"principals": [{"id": "a", "roles": ["approver"], "jurisdiction": "c/x",
+                           "approval_level": "city"}]})",
+       "whole city"},
+      {R"({"principals": [{"id": "a", "roles": ["approver"], "jurisdiction": "c/x/t",
+                           "approval_level": "county"}]})",
+       "one or two segments"},
       // Jurisdictions: a path of one to four segments, all under one city.
       {R"({"principals": [{"id": "a", "roles": ["admin"], "jurisdiction": "/"}]})", "segments"},
       {R"({"principals": [{"id": "a", "roles": ["admin"], "jurisdiction": "c/x/"}]})", "segments"},
