@@ -1922,23 +1922,41 @@ absl::Status RocksEventLog::Impl::RebuildProjections(
     STORE_RETURN_IF_ERROR(FromRocks(it->status(), "scanning projections"));
     STORE_RETURN_IF_ERROR(FromRocks(db_->Write(unsynced, &drop), "dropping projections"));
   }
+  // One event at a time from an iterator, the projections written in batches of a bounded
+  // size: memory stays small whatever the events weigh (up to event_bytes_max each).
+  constexpr size_t kRebuildBatchBytes = 16u << 20;
   const int64_t size = Size();
-  for (int64_t from = 0; from < size;) {
-    STORE_ASSIGN_OR_RETURN(std::vector<StoredEvent> events,
-                           ReadRange(from, options_.read_events_max));
-    if (events.empty()) return absl::DataLossError("the log ended early during a rebuild");
-    rocksdb::WriteBatch write;
-    CounterSums sums;
-    for (const StoredEvent& event : events) {
-      STORE_ASSIGN_OR_RETURN(std::vector<ProjectionWrite> writes, project(event));
-      for (const ProjectionWrite& projection : writes) {
-        ApplyProjection(write, projections_, projection, &sums);
-      }
-    }
+  const std::string upper = format::PositionKey(size);
+  const rocksdb::Slice upper_slice = ToSlice(upper);
+  rocksdb::ReadOptions read_options;
+  read_options.iterate_upper_bound = &upper_slice;
+  read_options.fill_cache = false;  // read once, in order
+  std::unique_ptr<rocksdb::Iterator> events(db_->NewIterator(read_options, events_));
+  rocksdb::WriteBatch write;
+  CounterSums sums;
+  auto write_out = [&]() -> absl::Status {
     FlushCounterSums(write, projections_, &sums);
     STORE_RETURN_IF_ERROR(FromRocks(db_->Write(unsynced, &write), "writing projections"));
-    from += static_cast<int64_t>(events.size());
+    write.Clear();
+    return absl::OkStatus();
+  };
+  int64_t expected = 0;
+  for (events->Seek(format::PositionKey(0)); events->Valid(); events->Next(), ++expected) {
+    int64_t position = 0;
+    if (!format::DecodePositionKey(ToView(events->key()), &position) || position != expected) {
+      return absl::DataLossError(
+          absl::StrCat("position ", expected, " is missing from the event log; run verify"));
+    }
+    STORE_ASSIGN_OR_RETURN(StoredEvent event, DecodeEvent(position, ToView(events->value())));
+    STORE_ASSIGN_OR_RETURN(std::vector<ProjectionWrite> writes, project(event));
+    for (const ProjectionWrite& projection : writes) {
+      ApplyProjection(write, projections_, projection, &sums);
+    }
+    if (write.GetDataSize() >= kRebuildBatchBytes) STORE_RETURN_IF_ERROR(write_out());
   }
+  STORE_RETURN_IF_ERROR(FromRocks(events->status(), "reading events for a rebuild"));
+  if (expected != size) return absl::DataLossError("the log ended early during a rebuild");
+  STORE_RETURN_IF_ERROR(write_out());
   STORE_RETURN_IF_ERROR(FromRocks(db_->FlushWAL(/*sync=*/true), "syncing rebuilt projections"));
   return RecordProjectionLayout(options_.projection_layout);
 }
