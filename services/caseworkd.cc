@@ -183,13 +183,15 @@ int main(int argc, char** argv) {
   app.add_option("--backup-dir", flags.backup_dir,
                  "where AdminService.CreateBackup puts verified backups (default: "
                  "<data-dir>/backups)");
-  app.add_option("--restore-backup", flags.restore_backup,
-                 "restore the latest backup in this directory into <data-dir> (which must hold "
-                 "no log yet), verified against its signed checkpoint, then exit")
-      ->check(CLI::ExistingDirectory);
+  CLI::Option* restore_option =
+      app.add_option("--restore-backup", flags.restore_backup,
+                     "restore the latest backup in this directory into <data-dir> (which must hold "
+                     "no log yet), verified against its signed checkpoint, then exit")
+          ->check(CLI::ExistingDirectory);
   app.add_option("--restore-backup-id", flags.restore_backup_id,
                  "with --restore-backup: restore this backup (casectl admin backup names it) "
-                 "instead of the newest verified one");
+                 "instead of the newest verified one")
+      ->needs(restore_option);
   app.add_flag("--rebuild-projections", flags.rebuild_projections,
                "drop the read models (case table, indexes, counters, approver keys, "
                "organisation to case, organisation to county) and "
@@ -390,6 +392,9 @@ int main(int argc, char** argv) {
         "--start-without-checkpoint: a log without its checkpoint file or key is "
         "opened as it is, and signed anew");
   }
+  // Declared before the log: the log's listeners (below) report into it from the log's
+  // threads until the log is closed, on every return.
+  casework::shell::Metrics metrics;
   auto log = casework::store::RocksEventLog::Open(log_options);
   if (!log.ok()) {
     spdlog::error("cannot open the event log in {}: {}", log_options.path, log.status().ToString());
@@ -492,7 +497,6 @@ int main(int argc, char** argv) {
     return absl::OkStatus();
   });
 
-  casework::shell::Metrics metrics;
   // The write mode, in the metrics and the log (the listener runs on a store thread).
   (*log)->SetWriteStateListener([&metrics](
                                     const casework::store::RocksEventLog::WriteState& state) {

@@ -59,9 +59,6 @@ absl::Status FromRocks(const rocksdb::Status& s, std::string_view context) {
   return absl::UnavailableError(message);
 }
 
-// The merge operator of counters: value += operand, both int64 big-endian (8 bytes).
-// A malformed operand or base fails the merge, which RocksDB reports as corruption on
-// read. DO NOT CHANGE the name: RocksDB records it with the column family.
 // Watches RocksDB's background errors. A failed WAL write (the write path's own error,
 // BackgroundErrorReason::kWriteCallback or kMemTable) is remembered and RocksDB's own
 // recovery from it vetoed: the log turns read-only until restart instead (see the
@@ -87,6 +84,9 @@ class RecoveryGate final : public rocksdb::EventListener {
   std::atomic<bool> wal_write_failed_{false};
 };
 
+// The merge operator of counters: value += operand, both int64 big-endian (8 bytes).
+// A malformed operand or base fails the merge, which RocksDB reports as corruption on
+// read. DO NOT CHANGE the name: RocksDB records it with the column family.
 class AddInt64Operator final : public rocksdb::AssociativeMergeOperator {
  public:
   bool Merge(const rocksdb::Slice& /*key*/, const rocksdb::Slice* existing,
@@ -728,9 +728,25 @@ absl::Status RocksEventLog::Impl::CheckAnchor() {
         "leave them unverifiable. Put the key back (from where it is kept safe, or with the "
         "backup the log came from); refusing to serve (docs/storage.md, recovery)"));
   }
+  const bool key_missing = !std::filesystem::exists(key_path, exists_error) && !exists_error;
   STORE_ASSIGN_OR_RETURN(NoteSigner signer,
                          LoadOrCreateSigningKey(key_path, options_.checkpoint_origin));
   signer_ = std::move(signer);
+  if (held > 0 && key_missing && options_.start_without_anchor) {
+    // The key was made anew: the checkpoint file beside the log (signed with the lost key)
+    // cannot be checked. It is kept, renamed, as the evidence it is; the log signs what it
+    // holds from here on.
+    std::error_code moved;
+    const std::string aside = absl::StrCat(checkpoint_path_, ".set-aside-", NowMicros());
+    if (std::filesystem::exists(checkpoint_path_, moved)) {
+      std::filesystem::rename(checkpoint_path_, aside, moved);
+      if (moved) {
+        return absl::UnavailableError(absl::StrCat(
+            "setting aside ", checkpoint_path_, ", which the lost key signed: ", moved.message()));
+      }
+      STORE_RETURN_IF_ERROR(SyncDirectoryOf(checkpoint_path_));
+    }
+  }
   constexpr size_t kCheckpointFileBytesMax = 64 * 1024;
   STORE_ASSIGN_OR_RETURN(std::optional<std::string> text,
                          ReadSmallFile(checkpoint_path_, kCheckpointFileBytesMax));
@@ -2078,9 +2094,16 @@ absl::Status RestoreAndVerify(rocksdb::BackupEngine& engine, const std::string& 
     std::error_code ec;
     std::filesystem::remove_all(target, ec);
     std::filesystem::remove(restored.checkpoint_path, ec);
-    // DATA_LOSS says the backup is bad; any other error (no space, no permission) is about
-    // this restore, not the backup, and keeps its code so that nobody discards a good one.
-    if (status.code() != absl::StatusCode::kDataLoss) {
+    // DATA_LOSS says the backup is bad: damaged or missing files (NOT_FOUND from RocksDB's
+    // checksums of the backup), a database that does not open as a log. A lack of space
+    // or an I/O error of this machine is about this restore, not the backup, and keeps its
+    // code, so that nobody discards a good backup over a full disk.
+    if (status.code() == absl::StatusCode::kNotFound ||
+        status.code() == absl::StatusCode::kFailedPrecondition ||
+        status.code() == absl::StatusCode::kInvalidArgument) {
+      status = absl::DataLossError(
+          absl::StrCat("backup ", id, " in ", dir, " does not verify: ", status.message()));
+    } else if (status.code() != absl::StatusCode::kDataLoss) {
       status = absl::Status(status.code(), absl::StrCat("restoring backup ", id, " of ", dir,
                                                         " (nothing was kept): ", status.message()));
     }
@@ -2256,8 +2279,13 @@ absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir) {
         live = Head();
       }
       if (head.size > live.size) {
-        return absl::DataLossError(absl::StrCat("the backup holds ", head.size,
-                                                " events, more than the log (", live.size, ")"));
+        // Not the backup's fault: a batch was being written when the WAL was copied and
+        // did not become durable (its sync failed), or is slower than the wait above.
+        return absl::AbortedError(
+            absl::StrCat("the backup holds ", head.size,
+                         " events, more than the log has made durable (", live.size,
+                         "): it copied a batch that was still being written. It was not kept; "
+                         "take the backup again"));
       }
       if (head.size == live.size) {
         if (head.root != live.root) {

@@ -242,6 +242,22 @@ TEST(RocksEventLogTree, RefusesALogWithEventsWithoutItsCheckpointFileOrKey) {
   }
   options.start_without_anchor = false;
   EXPECT_THAT(RocksEventLog::Open(options), IsOk());
+  // The key lost for good, with the override: a new key, and the checkpoint file the lost
+  // key signed kept aside (renamed) instead of refusing the open.
+  std::filesystem::remove(dir.Sub("server.key"));
+  options.start_without_anchor = true;
+  {
+    auto log = MustOpen(options);
+    ASSERT_NE(log, nullptr);
+  }
+  int set_aside = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::filesystem::path(dir.Sub("log")).parent_path())) {
+    if (entry.path().filename().string().rfind("log.checkpoint.set-aside-", 0) == 0) ++set_aside;
+  }
+  EXPECT_EQ(set_aside, 1);
+  options.start_without_anchor = false;
+  EXPECT_THAT(RocksEventLog::Open(options), IsOk());
 }
 
 TEST(RocksEventLogTree, AFailingCheckpointFileIsReportedAndItsRecovery) {

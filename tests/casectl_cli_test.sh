@@ -18,6 +18,15 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
+# The sample principals, and an administrator of one county (for the registry import).
+"$py" - "$principals" "$work/principals.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+doc["principals"].append({"id": "admin.xihe", "roles": ["admin"], "jurisdiction": "jiangcheng/xihe"})
+json.dump(doc, open(sys.argv[2], "w"), ensure_ascii=False)
+PY
+principals=$work/principals.json
+
 start_server() {  # $1: listen address
   rm -f "$work/port"
   "$caseworkd" --listen "$1" --insecure-plaintext --data-dir "$work/data" \
@@ -76,6 +85,18 @@ rc=0; ctl --identity li.na create --case-id cli-2 --org-id org-cli-2 --org-name 
   --jurisdiction jiangcheng/dongshan/t01/org-cli-2 --type weak --categories 1 --findings f \
   --deadline 2030-02-30 >/dev/null 2>"$work/date.err" || rc=$?
 [[ $rc == 2 ]] && grep -q "YYYY-MM-DD" "$work/date.err" || fail "bad date: exit $rc, $(cat "$work/date.err")"
+
+# --- registry import: a refusal names the line of the user's file, not of the request
+# (the rows are regrouped by county before they are sent) ---
+cat >"$work/registry.csv" <<'CSV'
+organisation_id,display_name,jurisdiction,kind,grade,stars
+org-x1,西河村党支部,jiangcheng/xihe/t01/org-x1,village,2,1
+org-d1,东山村党支部,jiangcheng/dongshan/t01/org-d1,village,3,0
+CSV
+rc=0; ctl --identity admin.xihe registry import "$work/registry.csv" >/dev/null 2>"$work/reg.err" || rc=$?
+[[ $rc == 1 ]] && grep -q "JURISDICTION_NOT_COVERED" "$work/reg.err" &&
+  grep -q "line 3:" "$work/reg.err" && grep -q "第 3 行" "$work/reg.err" ||
+  fail "registry import outside the jurisdiction: exit $rc, $(cat "$work/reg.err")"
 
 # --- paging: --json says where the next page starts, --page-token goes on from it ---
 "$load" --server "$server" --concurrency 2 --count 40 --read-percent 0 --no-sign-off \

@@ -198,6 +198,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     // message in between ends the watch.
     constexpr int kAttemptsMax = 8;
     int failed_attempts = 0;
+    bool connected = false;  // a message came on some connection
     grpc::Status status;
     for (;;) {
       auto ctx = c->NewContext();
@@ -207,6 +208,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       v1::WatchEventsResponse m;
       while ((w->count == 0 || seen < w->count) && reader->Read(&m)) {
         failed_attempts = 0;
+        connected = true;
         for (const auto& r : m.events()) {
           if (*json_mode) {
             std::cout << Json(r) << "\n";
@@ -239,7 +241,8 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       // calls on shutdown; this client cancels only once it has what it asked for.
       const bool lost = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
                         status.error_code() == grpc::StatusCode::CANCELLED;
-      if (done || !lost || ++failed_attempts > kAttemptsMax) break;
+      // A server never reached (a wrong address) ends the watch at once.
+      if (done || !lost || !connected || ++failed_attempts > kAttemptsMax) break;
       // 0.25 s, 0.5 s, ... at most 8 s between attempts: about 30 s in all.
       const auto wait = std::chrono::milliseconds(std::min(250 << (failed_attempts - 1), 8000));
       if (!*json_mode) {

@@ -3,8 +3,9 @@
 // Output: tables with Chinese labels beside English on a terminal; --json prints the
 // response messages as JSON (one object per line) for scripts.
 // Exit codes: 0 done; 1 the server refused (the reason is printed); 2 usage error;
-// 3 could not reach the server, or no answer within the deadline (the outcome is
-// unknown); 4 any other failure.
+// 3 the outcome is unknown: no answer (the server unreachable, the connection lost, the
+// deadline passed) or the server unavailable (read-only, shutting down); 4 not
+// verified, or any other failure.
 #include <unistd.h>
 
 #include <cstdio>
@@ -84,12 +85,15 @@ struct UsageFailure {};
 
 int ReportError(const grpc::Status& status, const Globals& g) {
   auto details = casework::client::DecodeError(status);
-  // The server answered with a reason (a refusal, or "read-only", "shutting down"), or
-  // the call never got an answer, in which case a command may or may not have been applied.
+  // No answer came (no connection, the connection lost, the deadline passed, the call
+  // cancelled by a server going down), or the server said it is unavailable (read-only
+  // after a failed write, shutting down): a command may or may not have been applied, and
+  // a retry with the same request id is the safe way on.
   const bool unreachable =
       status.error_code() == grpc::StatusCode::UNAVAILABLE && details.reason.empty();
-  const bool outcome_unknown =
-      status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED || unreachable;
+  const bool outcome_unknown = status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+                               status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                               status.error_code() == grpc::StatusCode::CANCELLED;
   const std::string& request_id = casework::client::SentRequestId();
   if (g.json) {
     nlohmann::json error = {{"code", static_cast<int>(status.error_code())},
@@ -98,7 +102,10 @@ int ReportError(const grpc::Status& status, const Globals& g) {
                             {"message", status.error_message()},
                             {"message_zh", details.message_zh}};
     if (!request_id.empty()) error["request_id"] = request_id;
-    std::cout << nlohmann::json{{"error", error}}.dump() << "\n";
+    // A request id typed in another encoding is not UTF-8: replaced, not thrown.
+    std::cout << nlohmann::json{{"error", error}}.dump(-1, ' ', false,
+                                                       nlohmann::json::error_handler_t::replace)
+              << "\n";
   } else {
     std::cerr << "error 错误: " << status.error_message();
     if (!details.reason.empty()) std::cerr << " [" << details.reason << "]";
@@ -226,9 +233,10 @@ int main(int argc, char** argv) {
       "casectl: command-line client of caseworkd (the rectification ledger 整顿台账).\n"
       "Server and identity come from flags, the environment (CASEWORK_SERVER, "
       "CASEWORK_IDENTITY, CASEWORK_CONFIG) or a config file.\n"
-      "Exit codes: 0 done, 1 refused by the server, 2 usage error, 3 server unreachable or "
-      "no answer in time (the command may have been applied: retry with the same "
-      "--request-id), 4 other failure."};
+      "Exit codes: 0 done, 1 refused by the server, 2 usage error, 3 outcome unknown: server "
+      "unreachable, connection lost, no answer in time, or the server unavailable (the "
+      "command may have been applied: retry with the --request-id the error names), 4 not "
+      "verified or other failure."};
   app.set_config(
       "--config", default_config,
       "TOML/INI file with server=, identity=, tls-ca=, tls-cert=, tls-key=, json=, timeout-ms=");

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -9,6 +10,7 @@
 #include <sstream>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -121,18 +123,19 @@ bool ReadFile(const std::string& path, std::string* out) {
 // imported, so that the message matches what the user holds.
 grpc::Status InFileTerms(const grpc::Status& status, const std::vector<int64_t>& file_lines,
                          size_t index, size_t count, const RegistryImportTotals& before) {
-  auto to_file_line = [&](std::string text, const std::string& prefix, const std::string& suffix) {
+  // "line N..." / "第 N 行...": the number right after the prefix.
+  auto to_file_line = [&](std::string text, const std::string& prefix) {
     if (text.rfind(prefix, 0) != 0) return text;
-    const size_t digits_end = text.find(suffix, prefix.size());
+    size_t digits_end = prefix.size();
+    while (digits_end < text.size() && absl::ascii_isdigit(text[digits_end])) ++digits_end;
     int64_t line = 0;
-    if (digits_end == std::string::npos ||
-        !absl::SimpleAtoi(text.substr(prefix.size(), digits_end - prefix.size()), &line) ||
+    if (!absl::SimpleAtoi(text.substr(prefix.size(), digits_end - prefix.size()), &line) ||
         line < 2 || line - 2 >= static_cast<int64_t>(file_lines.size())) {
       return text;
     }
     return absl::StrCat(prefix, file_lines[line - 2], text.substr(digits_end));
   };
-  std::string message = to_file_line(status.error_message(), "line ", ":");
+  std::string message = to_file_line(status.error_message(), "line ");
   std::string earlier;
   if (index > 0) {
     earlier = absl::StrCat(" (request ", index + 1, " of ", count, "; the ", index,
@@ -147,7 +150,7 @@ grpc::Status InFileTerms(const grpc::Status& status, const std::vector<int64_t>&
     for (auto& any : *rich.mutable_details()) {
       google::rpc::LocalizedMessage localized;
       if (any.UnpackTo(&localized) && localized.locale() == "zh-CN") {
-        std::string zh = to_file_line(localized.message(), "第 ", " 行");
+        std::string zh = to_file_line(localized.message(), "第 ");
         if (index > 0) absl::StrAppend(&zh, "（此前 ", index, " 个请求已导入）");
         localized.set_message(zh);
         any.PackFrom(localized);
@@ -175,7 +178,8 @@ grpc::Status ImportRegistryFile(Client& admin, std::string_view csv, const std::
         row.line, oversight::RegistryCsvLine(row));
   }
   std::vector<std::string> chunks;
-  // For each request, the file's line number of each of its rows (its own line 2, 3, ...).
+  // For each request, the file's line number of each of its physical lines (its own line
+  // 2, 3, ...; line 1 is the header).
   std::vector<std::vector<int64_t>> chunk_lines(1);
   std::string chunk;
   auto flush = [&] {
@@ -193,7 +197,10 @@ grpc::Status ImportRegistryFile(Client& admin, std::string_view csv, const std::
     for (const auto& [line, text] : county_rows) {
       if (chunk.size() + text.size() + 1 > kImportChunkBytes) flush();
       absl::StrAppend(&chunk, text, "\n");
-      chunk_lines.back().push_back(line);
+      // A quoted field may hold line breaks: each physical line of the request maps to
+      // the file's.
+      const auto breaks = std::count(text.begin(), text.end(), '\n');
+      for (int64_t k = 0; k <= breaks; ++k) chunk_lines.back().push_back(line + k);
     }
   }
   flush();
