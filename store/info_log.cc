@@ -25,7 +25,7 @@ class InfoLog final : public rocksdb::Logger {
         path_(std::move(path)),
         bytes_max_(bytes_max) {
     std::lock_guard<std::mutex> lock(mu_);
-    OpenLocked();
+    if (!path_.empty()) OpenLocked();
   }
   ~InfoLog() override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -34,6 +34,7 @@ class InfoLog final : public rocksdb::Logger {
 
   using rocksdb::Logger::Logv;
   void Logv(const char* format, va_list ap) override {
+    if (path_.empty()) return;  // a log that keeps nothing (an inspection writes no file)
     char line[kLineBytesMax];
     timespec now{};
     ::clock_gettime(CLOCK_REALTIME, &now);

@@ -23,7 +23,7 @@ class Logger;
 namespace casework::store {
 
 // Never fails: when the file cannot be opened, lines are dropped until a rotation
-// succeeds in opening it.
+// succeeds in opening it. An empty `path` keeps nothing.
 std::shared_ptr<rocksdb::Logger> NewInfoLog(std::string path, size_t bytes_max);
 
 }  // namespace casework::store

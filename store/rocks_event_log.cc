@@ -49,9 +49,10 @@ absl::Status FromRocks(const rocksdb::Status& s, std::string_view context) {
     // Stored data is damaged: say what an operator can do about it.
     return absl::DataLossError(absl::StrCat(
         message,
-        ". Stored data is damaged; run verify to find the first damaged position, keep the "
-        "directory as it is for inspection, and restore the last verified backup "
-        "(docs/storage.md, recovery)"));
+        ". Stored data is damaged; find the first damaged position with verify (casectl "
+        "verify, or caseworkd --verify-offline with the server stopped), keep the directory "
+        "as it is for inspection, and restore the last verified backup (docs/storage.md, "
+        "recovery)"));
   }
   if (s.IsNoSpace()) return absl::ResourceExhaustedError(message);
   if (s.IsNotFound()) return absl::NotFoundError(message);
@@ -317,12 +318,15 @@ class RocksEventLog::Impl {
   const std::string& origin() const { return options_.checkpoint_origin; }
   const std::string& checkpoint_path() const { return checkpoint_path_; }
   const NoteVerifier& verifier() const { return signer_->verifier(); }
+  const std::string& anchor_problem() const { return anchor_problem_; }
 
  private:
   absl::Status Validate(const AppendRequest& request) const;
   absl::Status RecoverSize();
   absl::Status RecoverTree();
   absl::Status CheckAnchor();
+  // Options::inspect_only: the checks of CheckAnchor without writing; the first problem.
+  absl::Status InspectAnchor(int64_t held);
   absl::Status RecoverProjectionLayout();
   // Records `layout` as the stored projections' layout (synced).
   absl::Status RecordProjectionLayout(uint32_t layout);
@@ -522,6 +526,7 @@ class RocksEventLog::Impl {
   std::string checkpoint_path_;
   std::string key_path_;
   std::optional<Checkpoint> anchor_;  // the checkpoint file found at open
+  std::string anchor_problem_;        // inspect_only: why the open would have been refused
   absl::Mutex signed_mu_;
   int64_t signed_size_ ABSL_GUARDED_BY(signed_mu_) = -1;
   std::string signed_note_ ABSL_GUARDED_BY(signed_mu_);
@@ -557,8 +562,11 @@ absl::Status RocksEventLog::Impl::OpenDb() {
   db_options.listeners.push_back(recovery_gate_);
   // Our own LOG writer: RocksDB's aborts on the line after a failed append (info_log.h).
   std::error_code dir_error;
-  if (options_.create_if_missing) std::filesystem::create_directories(options_.path, dir_error);
-  db_options.info_log = NewInfoLog(options_.path + "/LOG", options_.info_log_bytes_max);
+  if (options_.create_if_missing && !options_.inspect_only) {
+    std::filesystem::create_directories(options_.path, dir_error);
+  }
+  db_options.info_log =
+      NewInfoLog(options_.inspect_only ? "" : options_.path + "/LOG", options_.info_log_bytes_max);
   // Bounded memory and a bounded replay at start-up (see Options).
   db_options.db_write_buffer_size = options_.memtable_bytes_max;
   db_options.max_total_wal_size = options_.wal_bytes_max;
@@ -640,7 +648,11 @@ absl::Status RocksEventLog::Impl::OpenDb() {
       {format::kMetaFamily, plain},
   };
   rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, options_.path, families, &handles_, &db);
+  // Inspection opens RocksDB read-only: its WAL is replayed in memory, nothing is flushed.
+  rocksdb::Status s =
+      options_.inspect_only
+          ? rocksdb::DB::OpenForReadOnly(db_options, options_.path, families, &handles_, &db)
+          : rocksdb::DB::Open(db_options, options_.path, families, &handles_, &db);
   if (!s.ok()) {
     if (s.IsCorruption()) {
       return absl::DataLossError(absl::StrCat(
@@ -682,8 +694,8 @@ absl::Status RocksEventLog::Impl::RecoverProjectionLayout() {
     return absl::OkStatus();
   }
   if (!s.IsNotFound()) return FromRocks(s, "reading the projection layout");
-  if (Size() > 0) return absl::OkStatus();  // written before layouts were recorded: 0
-  return RecordProjectionLayout(options_.projection_layout);  // a new log: the owner's
+  if (Size() > 0 || options_.inspect_only) return absl::OkStatus();  // 0: not recorded
+  return RecordProjectionLayout(options_.projection_layout);         // a new log: the owner's
 }
 
 absl::Status RocksEventLog::Impl::RecordProjectionLayout(uint32_t layout) {
@@ -719,6 +731,11 @@ absl::Status RocksEventLog::Impl::CheckAnchor() {
       options_.checkpoint_path.empty() ? options_.path + ".checkpoint" : options_.checkpoint_path;
   const int64_t held = Size();
   std::error_code exists_error;
+  if (options_.inspect_only) {
+    absl::Status inspected = InspectAnchor(held);
+    if (!inspected.ok()) anchor_problem_ = std::string(inspected.message());
+    return absl::OkStatus();
+  }
   if (held > 0 && !options_.start_without_anchor &&
       !std::filesystem::exists(key_path, exists_error) && !exists_error) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -788,10 +805,53 @@ absl::Status RocksEventLog::Impl::CheckAnchor() {
     return absl::DataLossError(absl::StrCat(
         "the event log at ", options_.path, " does not match its last signed checkpoint (",
         checkpoint_path_, "): the root of the first ", checkpoint->size,
-        " events differs, so stored events were altered. Refusing to serve; run verify to "
-        "find the first altered position and restore the last verified backup"));
+        " events differs, so stored events were altered. Refusing to serve; caseworkd "
+        "--verify-offline (writes nothing) names the first altered position; restore the "
+        "last verified backup"));
   }
   anchor_ = *std::move(checkpoint);
+  return absl::OkStatus();
+}
+
+absl::Status RocksEventLog::Impl::InspectAnchor(int64_t held) {
+  // The checks of CheckAnchor, writing nothing; the first problem is returned.
+  std::error_code exists_error;
+  if (!std::filesystem::exists(key_path_, exists_error) || exists_error) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the signing key ", key_path_, " is missing: the checkpoint file cannot be checked"));
+  }
+  STORE_ASSIGN_OR_RETURN(NoteSigner signer,
+                         LoadOrCreateSigningKey(key_path_, options_.checkpoint_origin));
+  signer_ = std::move(signer);
+  constexpr size_t kCheckpointFileBytesMax = 64 * 1024;
+  STORE_ASSIGN_OR_RETURN(std::optional<std::string> text,
+                         ReadSmallFile(checkpoint_path_, kCheckpointFileBytesMax));
+  if (!text.has_value()) {
+    if (held == 0) return absl::OkStatus();
+    return absl::DataLossError(absl::StrCat("the log holds ", held,
+                                            " events but its checkpoint file ", checkpoint_path_,
+                                            " is missing"));
+  }
+  absl::StatusOr<Checkpoint> checkpoint =
+      OpenCheckpoint(*text, signer_->verifier(), options_.checkpoint_origin);
+  if (!checkpoint.ok()) {
+    return absl::DataLossError(absl::StrCat("the checkpoint file ", checkpoint_path_,
+                                            " does not verify with the server key ", key_path_,
+                                            ": ", checkpoint.status().message()));
+  }
+  if (checkpoint->size > held) {
+    return absl::DataLossError(absl::StrCat(
+        "the log holds ", held, " events but its last signed checkpoint covers ", checkpoint->size,
+        ": ", checkpoint->size - held, " acknowledged events are missing"));
+  }
+  // Verify compares the events with the signed root from here (and names where they
+  // differ); the root of the stored subtrees is compared here.
+  anchor_ = *checkpoint;
+  STORE_ASSIGN_OR_RETURN(Hash root, RootAt(checkpoint->size));
+  if (root != checkpoint->root) {
+    return absl::DataLossError(absl::StrCat("the root of the first ", checkpoint->size,
+                                            " events differs from the signed checkpoint"));
+  }
   return absl::OkStatus();
 }
 
@@ -1029,6 +1089,10 @@ void RocksEventLog::Impl::AppendAsync(AppendRequest request, AppendCallback done
       status =
           WithReason(absl::UnavailableError("the event log is shutting down; retry after restart"),
                      kRefusalShuttingDown);
+    } else if (options_.inspect_only) {
+      status =
+          WithReason(absl::FailedPreconditionError("the event log is open for inspection only"),
+                     kRefusalReadOnly);
     } else if (!read_only_.ok()) {
       status = read_only_;
     } else if (queue_.size() >= options_.queue_appends_max) {
@@ -1799,6 +1863,7 @@ absl::StatusOr<std::string> RocksEventLog::Impl::SignHead(const TreeHead& head) 
 }
 
 absl::Status RocksEventLog::Impl::WriteCheckpointFile() {
+  if (options_.inspect_only) return absl::OkStatus();  // nothing is written
   absl::MutexLock lock(&file_mu_);
   // The head is published only after its batch is durable, so the file never runs
   // ahead of the log.
@@ -2221,6 +2286,7 @@ absl::StatusOr<std::vector<Hash>> RocksEventLog::EdgeHashes(int64_t size) {
 }
 absl::StatusOr<std::string> RocksEventLog::SignedCheckpoint() { return impl_->SignedCheckpoint(); }
 const NoteVerifier& RocksEventLog::CheckpointVerifier() const { return impl_->verifier(); }
+std::string RocksEventLog::AnchorProblem() const { return impl_->anchor_problem(); }
 absl::Status RocksEventLog::WriteCheckpointFile() { return impl_->WriteCheckpointFile(); }
 absl::StatusOr<RocksEventLog::VerifyReport> RocksEventLog::Verify(int64_t from, int64_t to) {
   return impl_->Verify(from, to);

@@ -128,6 +128,12 @@ class RocksEventLog final : public EventLog {
     // auditor's checkpoint, an export) that the log is whole. The log then signs what it
     // holds. Never set by default.
     bool start_without_anchor = false;
+    // Opens the log only to inspect it (caseworkd --verify-offline): what would refuse
+    // the open for its checkpoint file or key is recorded (AnchorProblem) instead, and
+    // nothing is written: no key made, no checkpoint file written, appends refused.
+    // Verify then checks the events against the stored subtrees and, where the checkpoint
+    // file could be read, against its signed root.
+    bool inspect_only = false;
 
     // The layout of the projections that the log's owner writes (its own numbering; 0:
     // not tracked). A log opened empty records it; RebuildProjections records it when
@@ -288,6 +294,9 @@ class RocksEventLog final : public EventLog {
   // it must not block, must not call the log, and must not take a lock that a caller of
   // AppendAsync may hold. Replaces the previous listener.
   void SetWriteStateListener(std::function<void(const WriteState&)> listener);
+  // With Options::inspect_only: why the open would have been refused for the checkpoint
+  // file or the key; empty when it would not.
+  [[nodiscard]] std::string AnchorProblem() const;
   // Called on the log's maintenance thread when writing the checkpoint file (every
   // checkpoint_interval_ms while the log grows) first fails (the error), and when it
   // succeeds again after failing (OK). While it fails the file lags the log, and a

@@ -7,13 +7,18 @@
 #include <rocksdb/merge_operator.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "casework/v1/admin_service.grpc.pb.h"
 #include "casework/v1/audit_service.grpc.pb.h"
@@ -685,6 +690,51 @@ TEST_F(TamperTest, DeletedEventIsDetected) {
   EXPECT_EQ(v.first_bad, 0) << v.problem;
   EXPECT_NE(v.problem.find("position 7"), std::string::npos) << v.problem;
   EXPECT_FALSE(IncludedUnder(7, kept_));
+}
+
+// caseworkd --verify-offline: with the server stopped, it reads the log without serving
+// it or writing anything, and names the first position that does not verify, or says
+// why the server would not start. Exit 0 intact, 3 not.
+TEST_F(TamperTest, OfflineVerificationNamesTheFirstBadPositionAndWritesNothing) {
+  const auto data = dir_.path() / "data";
+  auto verify_offline = [&](const std::string& out) {
+    const std::string command = std::string(CASEWORKD_PATH) + " --verify-offline --data-dir " +
+                                data.string() + " > " + out + " 2>&1";
+    const int status = std::system(command.c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string intact_out = (dir_.path() / "intact.out").string();
+  EXPECT_EQ(verify_offline(intact_out), 0) << read(intact_out);
+  EXPECT_NE(read(intact_out).find("every one of the 40 events verifies"), std::string::npos)
+      << read(intact_out);
+
+  Tamper([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events) {
+    ASSERT_TRUE(db->Delete({}, events, store::format::PositionKey(7)).ok());
+  });
+  // What the directory holds, file by file, before the offline verification.
+  auto listing = [&] {
+    std::vector<std::pair<std::string, uintmax_t>> files;
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(data)) {
+      if (entry.is_regular_file()) files.emplace_back(entry.path().string(), entry.file_size());
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+  };
+  const auto before = listing();
+  const std::string bad_out = (dir_.path() / "bad.out").string();
+  EXPECT_EQ(verify_offline(bad_out), 3) << read(bad_out);
+  EXPECT_NE(read(bad_out).find("position 7"), std::string::npos) << read(bad_out);
+  EXPECT_EQ(listing(), before) << "the offline verification wrote to the data folder";
+  // Without the checkpoint file too: it says why the server would refuse to start.
+  std::filesystem::rename(data / "log.checkpoint", dir_.path() / "kept.checkpoint");
+  const std::string no_file_out = (dir_.path() / "no-file.out").string();
+  EXPECT_EQ(verify_offline(no_file_out), 3) << read(no_file_out);
+  EXPECT_NE(read(no_file_out).find("checkpoint file"), std::string::npos) << read(no_file_out);
+  EXPECT_NE(read(no_file_out).find("position 7"), std::string::npos) << read(no_file_out);
 }
 
 TEST_F(TamperTest, ReorderedEventsAreDetected) {

@@ -674,6 +674,42 @@ TEST_F(RulesOverTheWire, EveryRefusalHasItsStatusReasonAndField) {
                  return c;
                },
                Code::PERMISSION_DENIED, "ACTOR_LACKS_ROLE", ""},
+              {"inspect: not while LISTED", Stage::kConfirmed, "inspector",
+               [](const std::string& id, int64_t v) {
+                 Command c;
+                 auto* r = Common(c.mutable_record_inspection(), id, v);
+                 r->set_inspection_id("insp-early");
+                 r->set_passed(true);
+                 r->set_findings("too early");
+                 return c;
+               },
+               Code::FAILED_PRECONDITION, "COMMAND_NOT_ALLOWED_IN_STATE", ""},
+              {"assign: not while ASSISTED (replace instead)", Stage::kAssisted, "lister",
+               [](const std::string& id, int64_t v) {
+                 Command c;
+                 *Common(c.mutable_assign_assistance(), id, v)->mutable_assignment() =
+                     GoodAssignment();
+                 return c;
+               },
+               Code::FAILED_PRECONDITION, "COMMAND_NOT_ALLOWED_IN_STATE", ""},
+              {"send back: not while ASSISTED", Stage::kAssisted, "approver",
+               [](const std::string& id, int64_t v) {
+                 Command c;
+                 Common(c.mutable_send_back(), id, v)->set_reason("not verified yet");
+                 return c;
+               },
+               Code::FAILED_PRECONDITION, "COMMAND_NOT_ALLOWED_IN_STATE", ""},
+              {"amend: not after confirmation", Stage::kConfirmed, "lister",
+               [](const std::string& id, int64_t v) {
+                 Command c;
+                 auto* r = Common(c.mutable_amend_listing(), id, v);
+                 r->set_case_type(v1::CASE_TYPE_POOR);
+                 r->add_problem_categories(v1::PROBLEM_CATEGORY_DEVELOPMENT);
+                 r->set_findings("changed");
+                 r->mutable_deadline()->set_seconds(NowSeconds() + 100 * 86400);
+                 return c;
+               },
+               Code::FAILED_PRECONDITION, "LISTING_ALREADY_CONFIRMED", ""},
               {"follow-up: not closed", Stage::kVerified, "inspector",
                [](const std::string& id, int64_t v) {
                  Command c;

@@ -425,10 +425,10 @@ class Decider {
     const std::optional<std::string_view> id = CaseIdFromName(request.name());
     if (!id.has_value()) {
       return Refuse(Reason::kCaseNameInvalid, "name",
-                    Cat("name \"", request.name().substr(0, kCaseIdBytesMax + 8),
+                    Cat("name \"", Shown(request.name(), kCaseIdBytesMax + 8),
                         "\" is not a case name; use \"cases/{case_id}\" with 1-64 "
                         "characters of [a-z0-9-]"),
-                    Cat("name“", request.name().substr(0, kCaseIdBytesMax + 8),
+                    Cat("name“", Shown(request.name(), kCaseIdBytesMax + 8),
                         "”不是案件名称，请使用“cases/{case_id}”格式"));
     }
     if (state_.version() == 0) {
@@ -596,9 +596,9 @@ class Decider {
   static std::optional<Refusal> CheckPerson(std::string_view field, const std::string& id) {
     if (IsValidId(id)) return std::nullopt;
     return Refuse(Reason::kPersonIdInvalid, field,
-                  Cat(field, " \"", id.substr(0, kIdBytesMax),
+                  Cat(field, " \"", Shown(id, kIdBytesMax),
                       "\" is not a person id; use 1-64 bytes without spaces or '/'"),
-                  Cat(field, "“", id.substr(0, kIdBytesMax),
+                  Cat(field, "“", Shown(id, kIdBytesMax),
                       "”不是有效的人员标识，请使用 1-64 字节且不含空格或“/”"));
   }
 
@@ -687,10 +687,10 @@ class Decider {
     if (auto r = CheckActorAndRequestId(request.request_id())) return *r;
     if (!IsValidCaseId(request.case_id())) {
       return Refuse(Reason::kCaseIdInvalid, "case_id",
-                    Cat("case_id \"", request.case_id().substr(0, kCaseIdBytesMax + 1),
+                    Cat("case_id \"", Shown(request.case_id(), kCaseIdBytesMax + 1),
                         "\" is invalid; use 1-64 characters of [a-z0-9-], not starting "
                         "with '-'"),
-                    Cat("case_id“", request.case_id().substr(0, kCaseIdBytesMax + 1),
+                    Cat("case_id“", Shown(request.case_id(), kCaseIdBytesMax + 1),
                         "”无效，请使用 1-64 个 [a-z0-9-] 字符，且不以“-”开头"));
     }
     if (state_.version() != 0 && !MayReadCase()) {
@@ -726,7 +726,7 @@ class Decider {
     if (!IsValidId(org.organisation_id())) {
       return Refuse(
           Reason::kOrganisationIdInvalid, "organisation.organisation_id",
-          Cat("organisation.organisation_id \"", org.organisation_id().substr(0, kIdBytesMax + 1),
+          Cat("organisation.organisation_id \"", Shown(org.organisation_id(), kIdBytesMax + 1),
               "\" is invalid; use 1-64 bytes without spaces or '/'"),
           "organisation.organisation_id 无效，请使用 1-64 字节且不含空格或“/”");
     }
@@ -891,18 +891,18 @@ class Decider {
       for (int j = 0; j < i; ++j) {
         if (request.visitors(i) != request.visitors(j)) continue;
         return Refuse(Reason::kVisitorRepeated, Cat("visitors[", i, "]"),
-                      Cat(request.visitors(i).substr(0, kIdBytesMax),
+                      Cat(Shown(request.visitors(i), kIdBytesMax),
                           " is named twice among the visitors; name each visitor once"),
-                      Cat(request.visitors(i).substr(0, kIdBytesMax),
+                      Cat(Shown(request.visitors(i), kIdBytesMax),
                           " 在走访人员中重复出现，请每人只填写一次"));
       }
     }
     for (int i = 0; i < request.visitors_size(); ++i) {
       if (IsAssigned(state_.assignment(), request.visitors(i))) continue;
       return Refuse(Reason::kVisitorNotAssigned, Cat("visitors[", i, "]"),
-                    Cat(request.visitors(i).substr(0, kIdBytesMax), " is not assigned to case ",
+                    Cat(Shown(request.visitors(i), kIdBytesMax), " is not assigned to case ",
                         case_id(), "; only its first secretary and stationed cadres record visits"),
-                    Cat(request.visitors(i).substr(0, kIdBytesMax), " 不是案件 ", case_id(),
+                    Cat(Shown(request.visitors(i), kIdBytesMax), " 不是案件 ", case_id(),
                         " 的第一书记或驻村干部，不能记录走访"));
     }
     if (!request.has_visit_time() || !IsValidTimestamp(request.visit_time()) ||
@@ -993,7 +993,7 @@ class Decider {
     }
     if (!IsValidId(request.inspection_id())) {
       return Refuse(Reason::kInspectionIdInvalid, "inspection_id",
-                    Cat("inspection_id \"", request.inspection_id().substr(0, kIdBytesMax + 1),
+                    Cat("inspection_id \"", Shown(request.inspection_id(), kIdBytesMax + 1),
                         "\" is invalid; use 1-64 bytes without spaces or '/'"),
                     "inspection_id 无效，请使用 1-64 字节且不含空格或“/”");
     }
@@ -1045,10 +1045,10 @@ class Decider {
         request.signature().empty()) {
       return Refuse(Reason::kSignOffSignatureNotVerified, "signature",
                     Cat("the signature of ", actor(), " with key \"",
-                        request.key_id().substr(0, kIdBytesMax + 1),
+                        Shown(request.key_id(), kIdBytesMax + 1),
                         "\" was not verified; sign the canonical sign-off statement with "
                         "your registered key and send its key_id and signature"),
-                    Cat(actor(), " 使用密钥“", request.key_id().substr(0, kIdBytesMax + 1),
+                    Cat(actor(), " 使用密钥“", Shown(request.key_id(), kIdBytesMax + 1),
                         "”的签名未通过验证，请用已登记的密钥对标准销号声明签名后提交"));
     }
     const v1::ApprovalLevel level = SignOffLevel();
@@ -1063,10 +1063,10 @@ class Decider {
     CW_CHECK_MSG(passed != nullptr, "a VERIFIED case has a passed inspection");
     if (request.inspection_id() != passed->inspection_id()) {
       return Refuse(Reason::kSignOffInspectionNotLatestPassed, "inspection_id",
-                    Cat("inspection_id \"", request.inspection_id().substr(0, kIdBytesMax + 1),
+                    Cat("inspection_id \"", Shown(request.inspection_id(), kIdBytesMax + 1),
                         "\" is not the latest passed inspection of case ", case_id(), " (",
                         passed->inspection_id(), "); sign off on ", passed->inspection_id()),
-                    Cat("inspection_id“", request.inspection_id().substr(0, kIdBytesMax + 1),
+                    Cat("inspection_id“", Shown(request.inspection_id(), kIdBytesMax + 1),
                         "”不是案件 ", case_id(), " 最近一次通过的验收（", passed->inspection_id(),
                         "），请针对 ", passed->inspection_id(), " 签批"));
     }

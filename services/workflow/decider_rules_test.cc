@@ -13,6 +13,7 @@
 #include "services/workflow/limits.h"
 #include "services/workflow/names.h"
 #include "services/workflow/policy.h"
+#include "services/workflow/text.h"
 #include "services/workflow/workflow_testing.h"
 
 namespace casework::workflow {
@@ -1006,6 +1007,42 @@ TEST(Names, Identifiers) {
   EXPECT_EQ(JurisdictionDepth("city/east/"), 2);
   EXPECT_TRUE(IsValidOrganisationJurisdiction("city/east/hill/dongshan"));
   EXPECT_FALSE(IsValidOrganisationJurisdiction("city/east/hill/"));
+}
+
+// A request's value quoted in a message is cut at a character boundary: the message stays
+// UTF-8 (a gRPC status detail that is not would not parse), and "…" marks the cut.
+TEST(Shown, CutsAtACharacterBoundary) {
+  EXPECT_EQ(Shown("abc", 3), "abc");
+  EXPECT_EQ(Shown("abcd", 3), "abc…");
+  // "东" is 3 bytes: a cut at 4 or 5 bytes keeps the first character whole.
+  EXPECT_EQ(Shown("东山村", 4), "东…");
+  EXPECT_EQ(Shown("东山村", 5), "东…");
+  EXPECT_EQ(Shown("东山村", 6), "东山…");
+  EXPECT_EQ(Shown("东山村", 2), "…");
+  // The decider's own refusal of a long, non-ASCII case id.
+  v1::Command command;
+  v1::CreateCaseRequest* create = command.mutable_create_case();
+  create->set_case_id(std::string(200, 'a') + "东山村");
+  create->set_request_id("r-1");
+  Scenario s(Stage::kListed);
+  const Decision decision = Decide(v1::Case(), command, s.As(s.cast().lister));
+  ASSERT_TRUE(std::holds_alternative<Refusal>(decision));
+  const Refusal& refusal = std::get<Refusal>(decision);
+  EXPECT_EQ(refusal.reason, Reason::kCaseIdInvalid);
+  for (const std::string* text : {&refusal.message_en, &refusal.message_zh}) {
+    EXPECT_NE(text->find("…"), std::string::npos) << *text;
+    // Well-formed UTF-8 throughout: every lead byte has its continuation bytes.
+    size_t i = 0;
+    while (i < text->size()) {
+      const auto c = static_cast<unsigned char>((*text)[i]);
+      const size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : 4;
+      ASSERT_LE(i + n, text->size()) << *text;
+      for (size_t k = 1; k < n; ++k) {
+        ASSERT_EQ(static_cast<unsigned char>((*text)[i + k]) & 0xC0, 0x80) << *text;
+      }
+      i += n;
+    }
+  }
 }
 
 }  // namespace
