@@ -185,8 +185,10 @@ int main(int argc, char** argv) {
                  "<data-dir>/backups)");
   CLI::Option* restore_option =
       app.add_option("--restore-backup", flags.restore_backup,
-                     "restore the latest backup in this directory into <data-dir> (which must hold "
-                     "no log yet), verified against its signed checkpoint, then exit")
+                     "restore the newest verified backup in this directory (one with its "
+                     "checkpoint beside it) into <data-dir> (which must hold no log yet, only "
+                     "the server's log.key), verified against its signed checkpoint, then exit "
+                     "(3: the backup is damaged; 4: the restore failed otherwise)")
           ->check(CLI::ExistingDirectory);
   app.add_option("--restore-backup-id", flags.restore_backup_id,
                  "with --restore-backup: restore this backup (casectl admin backup names it) "
@@ -208,7 +210,8 @@ int main(int argc, char** argv) {
                "its key (log.key) is missing, which is otherwise refused as a possible "
                "rollback; only once you have checked the log against a checkpoint kept "
                "elsewhere (an auditor's, a verified backup's). A missing key is made anew, so "
-               "earlier checkpoints and exports no longer verify against it");
+               "earlier checkpoints and exports no longer verify against it, and a checkpoint "
+               "file the lost key signed is kept, renamed log.checkpoint.set-aside-<us>");
   app.add_flag("--record-principals,!--no-record-principals", flags.record_principals,
                "record the principals file in the log (stream config/principals) at start and "
                "on each reload, and stamp every event with the version its actor was "
@@ -259,7 +262,8 @@ int main(int argc, char** argv) {
   app.add_option("--disk-full-retry-ms", flags.disk_full_retry_ms,
                  "how often a log refusing appends for lack of space looks whether it may "
                  "take them again (free space above the reserve, or RocksDB recovered from a "
-                 "write that found the disk full: it checks every 5 s)")
+                 "flush that found the disk full: it checks every 5 s); a write whose own WAL "
+                 "append found the disk full leaves the log read-only until restart")
       ->capture_default_str()
       ->check(CLI::Range(10, 600000));
   app.add_option("--max-watches-per-identity", flags.watches_per_identity_max,

@@ -227,8 +227,9 @@ void Backup(State& s) {
   } else {
     std::cout << "backup 备份 " << resp.backup_id() << " in " << resp.directory() << ": "
               << resp.tree_size() << " events, verified against its checkpoint 已校验\n"
-              << "restore with 恢复: caseworkd --restore-backup " << resp.directory()
-              << " --data-dir <new folder> --principals <file>\n";
+              << "restore with 恢复: copy log.key into a new folder, then caseworkd "
+                 "--restore-backup "
+              << resp.directory() << " --data-dir <new folder>\n";
   }
   *s.hooks.exit_code = kExitOk;
 }
