@@ -116,18 +116,7 @@ PY
 # --- proofs: a malformed key is a usage error; an older size is checked through a
 # consistency proof to the latest signed checkpoint ---
 sleep 1.5  # a checkpoint is signed every second while the log grows
-vkey=$("$py" - "$work/data/log.key" <<'PY'
-import base64, hashlib, sys
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives import serialization
-seed = open(sys.argv[1], "rb").read()
-pub = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(
-    serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-name = b"casework/log"
-h = hashlib.sha256(name + b"\n" + b"\x01" + pub).digest()[:4]
-print("%s+%s+%s" % (name.decode(), h.hex(), base64.b64encode(b"\x01" + pub).decode()))
-PY
-)
+vkey=$("$py" "$(dirname "$0")/verifier_key.py" "$work/data/log.key")
 rc=0; ctl --identity zhou.hua proof checkpoint --key not-a-key >/dev/null 2>&1 || rc=$?
 [[ $rc == 2 ]] || fail "malformed --key: exit $rc, want 2"
 ctl --identity zhou.hua --json proof inclusion --position 5 --size 20 --key "$vkey" >"$work/inc.json"

@@ -27,19 +27,7 @@ server=127.0.0.1:$(cat "$work/port")
 sleep 1.5  # a checkpoint is signed every second while the log grows
 
 # The verifier key of a 32-byte Ed25519 seed (C2SP signed note: name+hash+base64(0x01||key)).
-vkey() {
-  "$py" - "$1" <<'PY'
-import base64, hashlib, sys
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives import serialization
-seed = open(sys.argv[1], "rb").read()
-pub = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(
-    serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-name = b"casework/log"
-h = hashlib.sha256(name + b"\n" + b"\x01" + pub).digest()[:4]
-print("%s+%s+%s" % (name.decode(), h.hex(), base64.b64encode(b"\x01" + pub).decode()))
-PY
-}
+vkey() { "$py" "$(dirname "$0")/verifier_key.py" "$1"; }
 good=$(vkey "$work/data/log.key")
 head -c 32 /dev/urandom >"$work/other.key"
 bad=$(vkey "$work/other.key")

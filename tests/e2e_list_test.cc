@@ -205,6 +205,26 @@ TEST_F(ListTest, TokenContinuesOnlyItsOwnQuery) {
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_EQ(client::DecodeError(status).reason, "ORDER_BY_INVALID");
   }
+  req.clear_order_by();
+  req.set_page_size(-1);
+  {
+    auto ctx = c.NewContext();
+    auto status = c.cases().ListCases(ctx.get(), req, &resp);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(client::DecodeError(status).reason, "PAGE_SIZE_INVALID");
+    EXPECT_EQ(client::DecodeError(status).field, "page_size");
+    EXPECT_FALSE(client::DecodeError(status).message_zh.empty());
+  }
+  {  // The same for a case's events.
+    v1::ListCaseEventsRequest events;
+    events.set_name("cases/l-000");
+    events.set_page_size(-5);
+    v1::ListCaseEventsResponse page;
+    auto ctx = c.NewContext();
+    auto status = c.cases().ListCaseEvents(ctx.get(), events, &page);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(client::DecodeError(status).reason, "PAGE_SIZE_INVALID");
+  }
 }
 
 TEST_F(ListTest, CaseEventsPageThroughHistory) {

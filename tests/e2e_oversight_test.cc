@@ -446,8 +446,23 @@ TEST_F(OversightTest, CountyTalksAndNoticesAppearInTheAccountabilityReport) {
 
   v1::GetAccountabilityReportRequest req;
   req.set_county("jiangcheng/dongshan");
-  *req.mutable_period_start_time() = Seconds(start);
   v1::GetAccountabilityReportResponse report;
+  {  // A period needs its start, and ends after it starts.
+    auto ctx = approver->NewContext();
+    const grpc::Status no_start = stub->GetAccountabilityReport(ctx.get(), req, &report);
+    EXPECT_EQ(no_start.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(client::DecodeError(no_start).reason, "PERIOD_INVALID");
+    EXPECT_EQ(client::DecodeError(no_start).field, "period_start_time");
+    v1::GetAccountabilityReportRequest backwards = req;
+    *backwards.mutable_period_start_time() = Seconds(start);
+    *backwards.mutable_period_end_time() = Seconds(start - kDay);
+    auto ctx2 = approver->NewContext();
+    const grpc::Status ends_first = stub->GetAccountabilityReport(ctx2.get(), backwards, &report);
+    EXPECT_EQ(client::DecodeError(ends_first).reason, "PERIOD_INVALID");
+    EXPECT_EQ(client::DecodeError(ends_first).field, "period_end_time");
+    EXPECT_FALSE(client::DecodeError(ends_first).message_zh.empty());
+  }
+  *req.mutable_period_start_time() = Seconds(start);
   {
     auto ctx = approver->NewContext();
     auto status = stub->GetAccountabilityReport(ctx.get(), req, &report);

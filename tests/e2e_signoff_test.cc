@@ -133,6 +133,39 @@ class SignOffTest : public ::testing::Test {
     return (c->cases().*method)(ctx.get(), req, resp);
   }
 
+  // AssignAssistance at `version`: an economic department (the case is of type POOR), the
+  // first secretary and one cadre named.
+  static v1::AssignAssistanceRequest Assign(const std::string& request_id, int64_t version,
+                                            const std::string& secretary,
+                                            const std::string& cadre) {
+    v1::AssignAssistanceRequest assign;
+    assign.set_name(std::string("cases/") + kCaseId);
+    assign.set_request_id(request_id);
+    assign.set_expected_version(version);
+    auto* a = assign.mutable_assignment();
+    a->mutable_paired_department()->set_department_id("dept-finance");
+    a->mutable_paired_department()->set_display_name("市财政局");
+    a->mutable_paired_department()->set_kind(v1::DEPARTMENT_KIND_ECONOMIC);
+    a->mutable_first_secretary()->set_person_id(secretary);
+    a->mutable_first_secretary()->set_display_name(secretary);
+    auto* stationed = a->add_stationed_cadres();
+    stationed->set_person_id(cadre);
+    stationed->set_display_name(cadre);
+    a->set_plan("build a cooperative");
+    return assign;
+  }
+
+  // The county approver's and the city approver's keys, each at its level.
+  void RegisterCountyAndCityKeys() {
+    v1::RegisterApproverKeyResponse reg;
+    ASSERT_TRUE(Register("admin", "approver.county", county_key_->public_key(),
+                         v1::APPROVAL_LEVEL_COUNTY, &reg)
+                    .ok());
+    ASSERT_TRUE(
+        Register("admin", "approver.city", city_key_->public_key(), v1::APPROVAL_LEVEL_CITY, &reg)
+            .ok());
+  }
+
   // Lists, confirms, assigns and inspects (passed) the case: version 4, VERIFIED.
   void BringToVerified() {
     v1::CaseCommandResponse resp;
@@ -157,21 +190,9 @@ class SignOffTest : public ::testing::Test {
     review.set_confirmed(true);
     ASSERT_TRUE(Do("reviewer", &v1::CaseService::Stub::ReviewListing, review, &resp).ok());
 
-    v1::AssignAssistanceRequest assign;
-    assign.set_name(std::string("cases/") + kCaseId);
-    assign.set_request_id("assign");
-    assign.set_expected_version(2);
-    auto* a = assign.mutable_assignment();
-    a->mutable_paired_department()->set_department_id("dept-finance");
-    a->mutable_paired_department()->set_display_name("市财政局");
-    a->mutable_paired_department()->set_kind(v1::DEPARTMENT_KIND_ECONOMIC);
-    a->mutable_first_secretary()->set_person_id("zhang.wei");
-    a->mutable_first_secretary()->set_display_name("张伟");
-    auto* cadre = a->add_stationed_cadres();
-    cadre->set_person_id("chen.jie");
-    cadre->set_display_name("陈杰");
-    a->set_plan("build a cooperative");
-    ASSERT_TRUE(Do("lister", &v1::CaseService::Stub::AssignAssistance, assign, &resp).ok());
+    ASSERT_TRUE(Do("lister", &v1::CaseService::Stub::AssignAssistance,
+                   Assign("assign", 2, "zhang.wei", "chen.jie"), &resp)
+                    .ok());
 
     v1::RecordInspectionRequest inspect;
     inspect.set_name(std::string("cases/") + kCaseId);
@@ -368,13 +389,8 @@ TEST_F(SignOffTest, EnrollmentChecksCallerKeyAndApprover) {
 }
 
 TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(RegisterCountyAndCityKeys());
   v1::RegisterApproverKeyResponse reg;
-  ASSERT_TRUE(Register("admin", "approver.county", county_key_->public_key(),
-                       v1::APPROVAL_LEVEL_COUNTY, &reg)
-                  .ok());
-  ASSERT_TRUE(
-      Register("admin", "approver.city", city_key_->public_key(), v1::APPROVAL_LEVEL_CITY, &reg)
-          .ok());
   ASSERT_TRUE(
       Register("admin", "approver.other", other_key_->public_key(), v1::APPROVAL_LEVEL_COUNTY, &reg)
           .ok());
@@ -602,13 +618,7 @@ TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) 
 // first round still may not inspect the case or review it; each refusal of the relapse
 // with its status and reason.
 TEST_F(SignOffTest, ARelapseReopensTheCaseAndTheFirstRoundsAssistersStillMayNotInspect) {
-  v1::RegisterApproverKeyResponse reg;
-  ASSERT_TRUE(Register("admin", "approver.county", county_key_->public_key(),
-                       v1::APPROVAL_LEVEL_COUNTY, &reg)
-                  .ok());
-  ASSERT_TRUE(
-      Register("admin", "approver.city", city_key_->public_key(), v1::APPROVAL_LEVEL_CITY, &reg)
-          .ok());
+  ASSERT_NO_FATAL_FAILURE(RegisterCountyAndCityKeys());
   ASSERT_NO_FATAL_FAILURE(BringToVerified());  // zhang.wei is the first secretary
   v1::CaseCommandResponse resp;
   ASSERT_TRUE(SignOff("approver.county", SignedRequest(*county_key_, 4), &resp).ok());
@@ -669,22 +679,8 @@ TEST_F(SignOffTest, ARelapseReopensTheCaseAndTheFirstRoundsAssistersStillMayNotI
                  FAILED_PRECONDITION, "COMMAND_NOT_ALLOWED_IN_STATE");
 
   // The second round, with other people.
-  v1::AssignAssistanceRequest assign;
-  assign.set_name(std::string("cases/") + kCaseId);
-  assign.set_request_id("assign-round-2");
-  assign.set_expected_version(8);
-  auto* a = assign.mutable_assignment();
-  a->mutable_paired_department()->set_department_id("dept-agri");
-  a->mutable_paired_department()->set_display_name("市农业农村局");
-  a->mutable_paired_department()->set_kind(v1::DEPARTMENT_KIND_ECONOMIC);
-  a->mutable_first_secretary()->set_person_id("li.ming");
-  a->mutable_first_secretary()->set_display_name("李明");
-  auto* cadre = a->add_stationed_cadres();
-  cadre->set_person_id("zhao.lei");
-  cadre->set_display_name("赵磊");
-  a->set_plan("restart the cooperative with a new board");
-  const grpc::Status assigned =
-      Do("lister", &v1::CaseService::Stub::AssignAssistance, assign, &resp);
+  const grpc::Status assigned = Do("lister", &v1::CaseService::Stub::AssignAssistance,
+                                   Assign("assign-round-2", 8, "li.ming", "zhao.lei"), &resp);
   ASSERT_TRUE(assigned.ok()) << assigned.error_message();
   ASSERT_EQ(resp.case_().state(), v1::CASE_STATE_ASSISTED);
   EXPECT_EQ(resp.case_().version(), 9);

@@ -250,6 +250,10 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
                   << " 连接中断，从位置 " << next << " 继续\n";
       }
       std::this_thread::sleep_for(wait);
+      // A new channel: the old one waits out gRPC's own reconnect backoff (1 s, growing
+      // 1.6 times), failing calls at once meanwhile, however soon the server is back.
+      c = shared->client();
+      stub = v1::EventService::NewStub(c->channel());
     }
     if (!*json_mode)
       std::cerr << "-- to resume: --from " << next << " 续订请用 --from " << next << "\n";

@@ -801,6 +801,11 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? kExitOk : kExitUsage;
   } catch (const UsageFailure&) {
     return kExitUsage;
+  } catch (const nlohmann::json::exception& e) {
+    // --json output of a value typed in another encoding than UTF-8 (a path, a name).
+    std::cerr << "cannot print the result as JSON: " << e.what()
+              << " (a value that is not UTF-8) 结果含非 UTF-8 文本，无法输出 JSON\n";
+    return kExitFailure;
   }
   return exit_code;
 }
