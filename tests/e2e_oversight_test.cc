@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "casework/v1/audit_service.grpc.pb.h"
@@ -287,6 +288,37 @@ TEST_F(OversightTest, RegistryImportIsIdempotentAndRefusesBadInputClearly) {
   status = Import("lister", "reg-5", RegistryCsv(), &resp);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(DecodeError(status).reason, "ACTOR_LACKS_ROLE");
+}
+
+// Two identical imports at once (a client's retry racing its first attempt) get the same
+// answer, whichever is written first: the retry reads the registry before it looks for the
+// request, so it never counts the first import's rows as its own "unchanged".
+TEST_F(OversightTest, IdenticalImportsRacingGetTheSameAnswer) {
+  for (int round = 0; round < 12; ++round) {
+    std::string csv = "organisation_id,display_name,jurisdiction,kind,grade,stars\n";
+    for (int i = 0; i < 3; ++i) {
+      const std::string id = absl::StrCat("org-race-", round, "-", i);
+      absl::StrAppend(&csv, id, ",竞态村党支部,jiangcheng/dongshan/t02/", id, ",village,3,1\n");
+    }
+    const std::string request_id = absl::StrCat("race-", round);
+    v1::ImportRegistryResponse answers[2];
+    grpc::Status statuses[2];
+    std::thread other([&] { statuses[1] = Import("admin", request_id, csv, &answers[1]); });
+    statuses[0] = Import("admin", request_id, csv, &answers[0]);
+    other.join();
+    for (int k = 0; k < 2; ++k) {
+      SCOPED_TRACE(absl::StrCat("round ", round, ", call ", k));
+      // A call that lost the race to append may be asked to retry; its retry then gets the
+      // first answer like any other.
+      if (statuses[k].error_code() == grpc::StatusCode::ABORTED) {
+        statuses[k] = Import("admin", request_id, csv, &answers[k]);
+      }
+      ASSERT_TRUE(statuses[k].ok()) << statuses[k].error_message();
+      EXPECT_EQ(answers[k].imported(), 3);
+      EXPECT_EQ(answers[k].updated(), 0);
+      EXPECT_EQ(answers[k].unchanged(), 0);
+    }
+  }
 }
 
 TEST_F(OversightTest, FlagsAndCountyReportAsOfATime) {

@@ -519,44 +519,58 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
       workflow::Append(&canonical, oversight::RegistryCsvLine(*row), "\n");
     }
     const std::string fingerprint = Sha256(canonical);
-    auto first = log_->FindRequest(stream, req.request_id());
-    if (!first.ok()) {
-      reactor->Finish(FromStoreStatus(first.status()));
-      return;
-    }
-    // The registry of the county as recorded: organisation -> (latest event, first version).
+    // The registry of the county as recorded: organisation -> (latest event, first version),
+    // read up to `read_to`.
     std::map<std::string, std::pair<v1::OrganisationRegistered, int64_t>> current;
+    int64_t read_to = 0;
+    auto read_until = [&](int64_t until) -> absl::Status {
+      for (int64_t from = read_to + 1; from <= until;) {
+        auto events = log_->ReadStream(stream, from, options_.read_chunk_events);
+        if (!events.ok()) return events.status();
+        if (events->empty()) return absl::DataLossError("registry stream ended");
+        for (const store::StoredEvent& e : *events) {
+          if (e.version > until) break;
+          from = e.version + 1;
+          v1::Event event;
+          if (!event.ParseFromString(e.bytes) || !event.has_organisation_registered()) {
+            return absl::DataLossError(workflow::Cat("the event at position ", e.position, " of ",
+                                                     stream, " is not an OrganisationRegistered"));
+          }
+          const std::string id = event.organisation_registered().organisation().organisation_id();
+          auto it = current.find(id);
+          const int64_t first_version = it == current.end() ? e.version : it->second.second;
+          current[id] = {event.organisation_registered(), first_version};
+        }
+      }
+      read_to = std::max(read_to, until);
+      return absl::OkStatus();
+    };
     auto version = log_->StreamVersion(stream);
     if (!version.ok()) {
       reactor->Finish(FromStoreStatus(version.status()));
       return;
     }
-    for (int64_t from = 1; from <= *version;) {
-      auto events = log_->ReadStream(stream, from, options_.read_chunk_events);
-      if (!events.ok() || events->empty()) {
-        reactor->Finish(FromStoreStatus(events.ok() ? absl::DataLossError("registry stream ended")
-                                                    : events.status()));
-        return;
-      }
-      for (const store::StoredEvent& e : *events) {
-        from = e.version + 1;
-        v1::Event event;
-        if (!event.ParseFromString(e.bytes) || !event.has_organisation_registered()) {
-          reactor->Finish(FromStoreStatus(
-              absl::DataLossError(workflow::Cat("the event at position ", e.position, " of ",
-                                                stream, " is not an OrganisationRegistered"))));
-          return;
-        }
-        const std::string id = event.organisation_registered().organisation().organisation_id();
-        auto it = current.find(id);
-        const int64_t first_version = it == current.end() ? e.version : it->second.second;
-        current[id] = {event.organisation_registered(), first_version};
-      }
+    if (absl::Status read = read_until(*version); !read.ok()) {
+      reactor->Finish(FromStoreStatus(read));
+      return;
+    }
+    // Looked up after the registry was read: an identical import that committed before the
+    // read is answered as its retry (below), not counted again as all unchanged; one that
+    // commits later makes this append a replay of the same rows, or stale.
+    auto first = log_->FindRequest(stream, req.request_id());
+    if (!first.ok()) {
+      reactor->Finish(FromStoreStatus(first.status()));
+      return;
     }
     if (first->has_value()) {
-      // A retry: answer what the first import did in this county.
+      // A retry: answer what the first import did in this county (its events read too,
+      // should it have committed between the two reads above).
       if ((*first)->request_fingerprint != fingerprint) {
         reactor->Finish(RequestIdReused());
+        return;
+      }
+      if (absl::Status read = read_until((*first)->version); !read.ok()) {
+        reactor->Finish(FromStoreStatus(read));
         return;
       }
       const int64_t appended_from = (*first)->version - (*first)->event_count + 1;
