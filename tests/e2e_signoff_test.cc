@@ -488,6 +488,10 @@ TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) 
   ASSERT_EQ(resp.case_().sign_offs_size(), 1);
   EXPECT_EQ(resp.case_().sign_offs(0).key_id(), county_key_->key_id());
   EXPECT_EQ(resp.case_().sign_offs(0).level(), v1::APPROVAL_LEVEL_COUNTY);
+  // Signed, not closed: the answer says what the closure still needs.
+  EXPECT_EQ(resp.closure_outstanding(),
+            "the closure of case sig-1 still needs 1 more approver(s) (2 in all)");
+  EXPECT_EQ(resp.closure_outstanding_zh(), "案件 sig-1 销号尚需：还需 1 名审批人（共 2 名）");
 
   // The county approver's signature for version 4, replayed at version 5: refused.
   EXPECT_REFUSED(SignOff("approver.city", SignedRequest(*county_key_, 5, 4), &resp),
@@ -512,6 +516,7 @@ TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) 
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(resp.case_().state(), v1::CASE_STATE_CLOSED);
   EXPECT_EQ(resp.case_().version(), 7);
+  EXPECT_TRUE(resp.closure_outstanding().empty());
   ASSERT_EQ(resp.events_size(), 2);
   EXPECT_TRUE(resp.events(0).event().has_closure_signed_off());
   EXPECT_TRUE(resp.events(1).event().has_case_closed());

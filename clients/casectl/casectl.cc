@@ -213,6 +213,9 @@ int PrintCommandResult(const grpc::Status& status, const CaseCommandResponse& re
               << casework::client::EventKindLabel(e.event()) << "\n";
   }
   PrintCase(resp.case_());
+  if (!resp.closure_outstanding().empty()) {
+    std::cout << resp.closure_outstanding() << "\n" << resp.closure_outstanding_zh() << "\n";
+  }
   return kExitOk;
 }
 

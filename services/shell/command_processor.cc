@@ -249,6 +249,13 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
     append.events.push_back(event.SerializeAsString());
   }
   ProjectCase(row_before, state, &append.projections);
+  if (command.kind_case() == Command::kSignOffClosure &&
+      state.state() == casework::v1::CASE_STATE_VERIFIED) {
+    // Signed, not closed: say what the closure still needs.
+    workflow::ClosureOutstanding outstanding = workflow::DescribeClosureOutstanding(state, policy_);
+    response->set_closure_outstanding(std::move(outstanding.en));
+    response->set_closure_outstanding_zh(std::move(outstanding.zh));
+  }
 
   // One case per organisation (a relapse reopens its case; it is not listed again).
   std::optional<std::string> reserved;

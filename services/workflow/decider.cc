@@ -1301,6 +1301,58 @@ Decision Decide(const v1::Case& state, const v1::Command& command, const Context
   return Decider(state, command, context).Run();
 }
 
+ClosureOutstanding DescribeClosureOutstanding(const v1::Case& state, const Policy& policy) {
+  ClosureOutstanding out;
+  if (state.state() != v1::CASE_STATE_VERIFIED) return out;
+  const v1::Inspection* passed = LatestPassedInspection(state);
+  if (passed == nullptr) return out;
+  // Who may not be the only signers, as the current rules count them (every inspector of
+  // the case, in every round).
+  std::vector<std::string> inspectors = {passed->inspector()};
+  for (const v1::Inspection& i : state.inspections()) inspectors.push_back(i.inspector());
+  for (const std::string& who : state.earlier_inspectors()) inspectors.push_back(who);
+  const ClosurePolicy& closure = policy.closure;
+  if (ClosurePolicySatisfied(closure, state.sign_offs(), inspectors)) return out;
+  int approvers = 0, city = 0, county = 0;
+  bool someone_else = false;
+  for (int i = 0; i < state.sign_offs_size(); ++i) {
+    const v1::SignOff& s = state.sign_offs(i);
+    bool seen = false;
+    for (int j = 0; j < i && !seen; ++j) seen = state.sign_offs(j).approver() == s.approver();
+    if (seen) continue;
+    ++approvers;
+    if (s.level() == v1::APPROVAL_LEVEL_CITY) ++city;
+    if (s.level() == v1::APPROVAL_LEVEL_COUNTY) ++county;
+    if (std::find(inspectors.begin(), inspectors.end(), s.approver()) == inspectors.end()) {
+      someone_else = true;
+    }
+  }
+  std::vector<std::string> en, zh;
+  const int in_all = std::max(1, closure.approvers_min);
+  if (approvers < in_all) {
+    en.push_back(Cat(in_all - approvers, " more approver(s) (", in_all, " in all)"));
+    zh.push_back(Cat("还需 ", in_all - approvers, " 名审批人（共 ", in_all, " 名）"));
+  }
+  if (city < closure.city_approvers_min) {
+    en.push_back(Cat(closure.city_approvers_min - city, " more at city level"));
+    zh.push_back(Cat("其中市级还需 ", closure.city_approvers_min - city, " 名"));
+  }
+  if (county < closure.county_approvers_min) {
+    en.push_back(Cat(closure.county_approvers_min - county, " more at county level"));
+    zh.push_back(Cat("其中县级还需 ", closure.county_approvers_min - county, " 名"));
+  }
+  if (!someone_else) {
+    en.push_back("a sign-off by someone who never inspected the case");
+    zh.push_back("须有未参与验收的审批人签字");
+  }
+  std::string en_text, zh_text;
+  for (size_t i = 0; i < en.size(); ++i) Append(&en_text, i == 0 ? "" : "; ", en[i]);
+  for (size_t i = 0; i < zh.size(); ++i) Append(&zh_text, i == 0 ? "" : "；", zh[i]);
+  out.en = Cat("the closure of case ", state.case_id(), " still needs ", en_text);
+  out.zh = Cat("案件 ", state.case_id(), " 销号尚需：", zh_text);
+  return out;
+}
+
 void Evolve(v1::Case& state, const v1::Event& event) {
   CW_CHECK_MSG(event.version() == state.version() + 1, "event version is not the case's next");
   if (state.version() == 0) {

@@ -66,6 +66,17 @@ using Decision = std::variant<Events, Refusal>;
 [[nodiscard]] Decision Decide(const casework::v1::Case& state, const casework::v1::Command& command,
                               const Context& context);
 
+// What the closure of a VERIFIED case still needs under `policy` and the current rules,
+// in English and Chinese (each empty when its sign-offs would close it): more approvers in
+// all, at city or county level, or one who never inspected the case (an inspector's own
+// sign-off counts but never closes a case alone).
+struct ClosureOutstanding {
+  std::string en;
+  std::string zh;
+};
+[[nodiscard]] ClosureOutstanding DescribeClosureOutstanding(const casework::v1::Case& state,
+                                                            const Policy& policy);
+
 // Applies one event to a state. An event is a fact: it never fails. An event impossible
 // in its state is corruption and aborts (CW_CHECK).
 void Evolve(casework::v1::Case& state, const casework::v1::Event& event);

@@ -818,12 +818,18 @@ TEST(Transitions, InspectorMayNotBeTheOnlySigner) {
                 .size(),
             1u);
   EXPECT_EQ(s.state().state(), v1::CASE_STATE_VERIFIED);
+  // What the closure still needs, said to the caller (CaseCommandResponse).
+  const ClosureOutstanding outstanding = DescribeClosureOutstanding(s.state(), s.policy());
+  EXPECT_THAT(outstanding.en,
+              ::testing::HasSubstr("a sign-off by someone who never inspected the case"));
+  EXPECT_THAT(outstanding.zh, ::testing::HasSubstr("未参与验收"));
   EXPECT_EQ(
       s.Do(s.cast().county_approver,
            testing::SignOffClosure(s.version(), "i1", testing::KeyIdOf(s.cast().county_approver)))
           .size(),
       2u);
   EXPECT_EQ(s.state().state(), v1::CASE_STATE_CLOSED);
+  EXPECT_TRUE(DescribeClosureOutstanding(s.state(), s.policy()).en.empty());
 }
 
 // rules/2026.2: whoever inspected the case in this round or an earlier one may not be the
