@@ -60,12 +60,6 @@ void Unbounded(grpc::ClientContext* ctx) {
   ctx->set_deadline(std::chrono::system_clock::time_point::max());
 }
 
-std::optional<google::protobuf::Timestamp> ParseTime(const std::string& text) {
-  auto parsed = ParseDate(text);
-  if (!parsed.ok()) return std::nullopt;
-  return *parsed;
-}
-
 // The checkpoint `note`, opened with the verifier key `key` (name+hash+base64): its
 // signature checked, its size and root read from the signed text.
 absl::StatusOr<store::Checkpoint> OpenSigned(const std::string& note, const std::string& key) {
@@ -324,8 +318,8 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     if (a->position >= 0) {
       out->set_position(a->position);
     } else if (!a->at.empty()) {
-      auto t = ParseTime(a->at);
-      if (!t.has_value()) return false;
+      auto t = ParseDate(a->at);
+      if (!t.ok()) return false;
       *out->mutable_time() = *t;
     }
     return true;

@@ -273,6 +273,18 @@ const v1::Inspection* LatestPassedInspection(const v1::Case& state) {
   return nullptr;
 }
 
+// Who may not be the only signers of a closure resting on `passed`: its inspector
+// (rules/2026.1), or everyone who inspected the case in any round (rules/2026.2).
+std::vector<std::string> ClosureInspectors(const v1::Case& state, const v1::Inspection& passed,
+                                           bool across_rounds) {
+  std::vector<std::string> inspectors = {passed.inspector()};
+  if (across_rounds) {
+    for (const v1::Inspection& i : state.inspections()) inspectors.push_back(i.inspector());
+    for (const std::string& who : state.earlier_inspectors()) inspectors.push_back(who);
+  }
+  return inspectors;
+}
+
 bool IsAssigned(const v1::Assignment& assignment, std::string_view person) {
   if (assignment.first_secretary().person_id() == person) return true;
   for (const v1::Person& cadre : assignment.stationed_cadres()) {
@@ -1087,14 +1099,8 @@ class Decider {
 
     google::protobuf::RepeatedPtrField<v1::SignOff> after = state_.sign_offs();
     *after.Add() = sign_off;
-    // Who may not be the only signers: the inspector of the passed inspection
-    // (rules/2026.1), or everyone who inspected the case in any round (rules/2026.2).
-    std::vector<std::string> inspectors = {passed->inspector()};
-    if (AcrossRounds()) {
-      for (const v1::Inspection& i : state_.inspections()) inspectors.push_back(i.inspector());
-      for (const std::string& who : state_.earlier_inspectors()) inspectors.push_back(who);
-    }
-    const bool closes = ClosurePolicySatisfied(context_.policy->closure, after, inspectors);
+    const bool closes = ClosurePolicySatisfied(context_.policy->closure, after,
+                                               ClosureInspectors(state_, *passed, AcrossRounds()));
 
     Events events;
     events.reserve(2);
@@ -1306,27 +1312,12 @@ ClosureOutstanding DescribeClosureOutstanding(const v1::Case& state, const Polic
   if (state.state() != v1::CASE_STATE_VERIFIED) return out;
   const v1::Inspection* passed = LatestPassedInspection(state);
   if (passed == nullptr) return out;
-  // Who may not be the only signers, as the current rules count them (every inspector of
-  // the case, in every round).
-  std::vector<std::string> inspectors = {passed->inspector()};
-  for (const v1::Inspection& i : state.inspections()) inspectors.push_back(i.inspector());
-  for (const std::string& who : state.earlier_inspectors()) inspectors.push_back(who);
+  // The current rules count every inspector of the case, in every round.
+  const ClosureTally tally =
+      TallyClosure(state.sign_offs(), ClosureInspectors(state, *passed, /*across_rounds=*/true));
   const ClosurePolicy& closure = policy.closure;
-  if (ClosurePolicySatisfied(closure, state.sign_offs(), inspectors)) return out;
-  int approvers = 0, city = 0, county = 0;
-  bool someone_else = false;
-  for (int i = 0; i < state.sign_offs_size(); ++i) {
-    const v1::SignOff& s = state.sign_offs(i);
-    bool seen = false;
-    for (int j = 0; j < i && !seen; ++j) seen = state.sign_offs(j).approver() == s.approver();
-    if (seen) continue;
-    ++approvers;
-    if (s.level() == v1::APPROVAL_LEVEL_CITY) ++city;
-    if (s.level() == v1::APPROVAL_LEVEL_COUNTY) ++county;
-    if (std::find(inspectors.begin(), inspectors.end(), s.approver()) == inspectors.end()) {
-      someone_else = true;
-    }
-  }
+  const int approvers = tally.approvers, city = tally.city, county = tally.county;
+  const bool someone_else = tally.someone_else;
   std::vector<std::string> en, zh;
   const int in_all = std::max(1, closure.approvers_min);
   if (approvers < in_all) {
@@ -1345,6 +1336,7 @@ ClosureOutstanding DescribeClosureOutstanding(const v1::Case& state, const Polic
     en.push_back("a sign-off by someone who never inspected the case");
     zh.push_back("须有未参与验收的审批人签字");
   }
+  if (en.empty()) return out;  // the sign-offs close it (ClosurePolicySatisfied)
   std::string en_text, zh_text;
   for (size_t i = 0; i < en.size(); ++i) Append(&en_text, i == 0 ? "" : "; ", en[i]);
   for (size_t i = 0; i < zh.size(); ++i) Append(&zh_text, i == 0 ? "" : "；", zh[i]);

@@ -96,29 +96,33 @@ bool ClosurePolicySatisfied(
                                 std::vector<std::string>{std::string(inspector)});
 }
 
-bool ClosurePolicySatisfied(
-    const ClosurePolicy& policy,
+ClosureTally TallyClosure(
     const google::protobuf::RepeatedPtrField<casework::v1::SignOff>& sign_offs,
     const std::vector<std::string>& inspectors) {
-  int approvers = 0;
-  int city = 0;
-  int county = 0;
-  bool someone_else = false;
+  ClosureTally tally;
   for (int i = 0; i < sign_offs.size(); ++i) {
     const casework::v1::SignOff& s = sign_offs[i];
     // Count each approver once, at the level of their first sign-off.
     bool seen = false;
     for (int j = 0; j < i && !seen; ++j) seen = sign_offs[j].approver() == s.approver();
     if (seen) continue;
-    ++approvers;
-    if (s.level() == casework::v1::APPROVAL_LEVEL_CITY) ++city;
-    if (s.level() == casework::v1::APPROVAL_LEVEL_COUNTY) ++county;
+    ++tally.approvers;
+    if (s.level() == casework::v1::APPROVAL_LEVEL_CITY) ++tally.city;
+    if (s.level() == casework::v1::APPROVAL_LEVEL_COUNTY) ++tally.county;
     if (std::find(inspectors.begin(), inspectors.end(), s.approver()) == inspectors.end()) {
-      someone_else = true;
+      tally.someone_else = true;
     }
   }
-  return someone_else && approvers >= std::max(1, policy.approvers_min) &&
-         city >= policy.city_approvers_min && county >= policy.county_approvers_min;
+  return tally;
+}
+
+bool ClosurePolicySatisfied(
+    const ClosurePolicy& policy,
+    const google::protobuf::RepeatedPtrField<casework::v1::SignOff>& sign_offs,
+    const std::vector<std::string>& inspectors) {
+  const ClosureTally tally = TallyClosure(sign_offs, inspectors);
+  return tally.someone_else && tally.approvers >= std::max(1, policy.approvers_min) &&
+         tally.city >= policy.city_approvers_min && tally.county >= policy.county_approvers_min;
 }
 
 }  // namespace casework::workflow

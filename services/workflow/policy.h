@@ -80,6 +80,19 @@ struct Policy {
 // calls it when it loads configuration; Decide assumes a valid policy.
 [[nodiscard]] absl::Status ValidatePolicy(const Policy& policy);
 
+// The sign-offs of a pending closure as the policy counts them: distinct approvers (each
+// at the level of their first sign-off), how many at city and at county level, and
+// whether one of them is none of `inspectors`.
+struct ClosureTally {
+  int approvers = 0;
+  int city = 0;
+  int county = 0;
+  bool someone_else = false;
+};
+[[nodiscard]] ClosureTally TallyClosure(
+    const google::protobuf::RepeatedPtrField<casework::v1::SignOff>& sign_offs,
+    const std::vector<std::string>& inspectors);
+
 // True when these sign-offs close a case under `policy`: at least `approvers_min`
 // distinct approvers, of whom at least `city_approvers_min` signed at city level and
 // `county_approvers_min` at county level, AND at least one of them is not `inspector`
