@@ -32,6 +32,7 @@
 #include "store/export.h"
 #include "store/log_format.h"
 #include "store/rocks_event_log.h"
+#include "store/wal_tail.h"
 
 namespace {
 
@@ -336,6 +337,31 @@ int main(int argc, char** argv) {
                                        .fingerprint = "req-c2-5"}));
     Write("event_bytes_fuzz", "value-counter", format::EncodeInt64(2));
     Write("event_bytes_fuzz", "key-tree-node", format::NodeKey(4, 1));
+
+    // --- wal_tail: the log's write-ahead log as RocksDB wrote it (its last block), and
+    // the two damages the check finds in it: a length past the end, a recyclable type.
+    int wal_files = 0;
+    for (const std::filesystem::directory_entry& entry :
+         std::filesystem::directory_iterator(options.path)) {
+      if (entry.path().extension() != ".log" || entry.file_size() == 0) continue;
+      const std::string wal = ReadFile(entry.path());
+      const std::string block =
+          wal.substr((wal.size() - 1) / store::wal::kBlockSize * store::wal::kBlockSize);
+      if (block.size() < store::wal::kHeaderSize || block[6] < 1 || block[6] > 3) {
+        Fail("the WAL's last block does not start with a full, first or middle record");
+      }
+      Write("wal_tail_fuzz", "last-block", block);
+      std::string damaged = block;
+      damaged[5] = static_cast<char>(damaged[5] ^ 0x80);
+      if (!store::wal::FindHiddenDamage(damaged, 0).has_value()) Fail("length damage not found");
+      Write("wal_tail_fuzz", "length-past-the-end", damaged);
+      damaged = block;
+      damaged[6] = static_cast<char>(damaged[6] ^ 0x04);
+      if (!store::wal::FindHiddenDamage(damaged, 0).has_value()) Fail("type damage not found");
+      Write("wal_tail_fuzz", "recyclable-type", damaged);
+      ++wal_files;
+    }
+    if (wal_files != 1) Fail("expected one write-ahead log file");
 
     // --- base64: what the store writes in base64
     const std::string vkey_bytes =

@@ -42,6 +42,7 @@
 #include "spdlog/spdlog.h"
 #include "store/checkpoint.h"
 #include "store/rocks_event_log.h"
+#include "store/wal_tail.h"
 
 namespace {
 
@@ -72,6 +73,7 @@ struct Flags {
   bool rebuild_projections = false;
   bool start_without_checkpoint = false;
   bool verify_offline = false;
+  bool repair_wal = false;
   uint32_t restore_backup_id = 0;
   int64_t absence_flag_days = 30;
   int64_t stale_case_days = 3 * 365;
@@ -205,6 +207,12 @@ int main(int argc, char** argv) {
                "against the stored tree and the signed checkpoint, naming the first position "
                "that does not match and what keeps the server from starting; writes nothing "
                "(exit 0 intact, 3 not intact, 4 could not be read)");
+  app.add_flag("--repair-wal", flags.repair_wal,
+               "with the server stopped: rewrite the damaged length or type field of each "
+               "write-ahead log record that the start refused as whole behind it (its checksum "
+               "shows the true value), keeping each file as it was beside it "
+               "(<file>.damaged-<us>), then exit (0 repaired or nothing to repair, 4 failed); "
+               "start the server again afterwards");
   app.add_flag("--start-without-checkpoint", flags.start_without_checkpoint,
                "open a log that holds events although its checkpoint file (log.checkpoint) or "
                "its key (log.key) is missing, which is otherwise refused as a possible "
@@ -339,6 +347,32 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  // Nor does an offline repair of the write-ahead log (store/wal_tail.h).
+  if (flags.repair_wal) {
+    const std::string path = (std::filesystem::path(flags.data_dir) / "log").string();
+    auto repairs = casework::store::wal::RepairWalFiles(path);
+    if (!repairs.ok()) {
+      spdlog::error("repairing the write-ahead log in {} failed: {}", path,
+                    repairs.status().ToString());
+      return 4;
+    }
+    for (const casework::store::wal::WalRepair& repair : *repairs) {
+      const bool length = repair.damage.field == casework::store::wal::HiddenDamage::Field::kLength;
+      spdlog::warn(
+          "rewrote the {} field of the record at byte {} of {} from {} to {} (the file as "
+          "it was is kept as {})",
+          length ? "length" : "type", repair.damage.offset, repair.file, repair.damage.stated,
+          repair.damage.whole, repair.kept);
+    }
+    if (repairs->empty()) {
+      spdlog::info(
+          "no write-ahead log record in {} is whole behind a damaged field: nothing to "
+          "repair",
+          path);
+    }
+    return 0;
+  }
+
   // An offline verification, too, needs neither TLS nor principals.
   if (flags.verify_offline) {
     casework::store::RocksEventLog::Options inspect;
@@ -346,6 +380,11 @@ int main(int argc, char** argv) {
     inspect.create_if_missing = false;
     inspect.inspect_only = true;
     auto log = casework::store::RocksEventLog::Open(inspect);
+    if (!log.ok() && log.status().code() == absl::StatusCode::kDataLoss) {
+      spdlog::error("NOT INTACT: the event log in {} is damaged where it opens: {}", inspect.path,
+                    log.status().ToString());
+      return 3;
+    }
     if (!log.ok()) {
       spdlog::error("cannot open the event log in {} to verify it: {}", inspect.path,
                     log.status().ToString());

@@ -32,6 +32,7 @@
 #include "store/internal/status_macros.h"
 #include "store/log_format.h"
 #include "store/merkle.h"
+#include "store/wal_tail.h"
 
 namespace casework::store {
 namespace {
@@ -647,6 +648,9 @@ absl::Status RocksEventLog::Impl::OpenDb() {
       {format::kTreeFamily, universal(plain)},
       {format::kMetaFamily, plain},
   };
+  // RocksDB drops, as a torn write and in silence, a whole record whose length or type
+  // was damaged on disk, with everything after it (store/wal_tail.h): look first.
+  STORE_RETURN_IF_ERROR(wal::CheckWalFiles(db_options.env, options_.path));
   rocksdb::DB* db = nullptr;
   // Inspection opens RocksDB read-only: its WAL is replayed in memory, nothing is flushed.
   rocksdb::Status s =

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "casework/v1/admin_service.grpc.pb.h"
 #include "casework/v1/audit_service.grpc.pb.h"
 #include "clients/client.h"
@@ -31,6 +32,7 @@
 #include "store/hasher.h"
 #include "store/log_format.h"
 #include "store/merkle.h"
+#include "store/testing/wal_records.h"
 #include "tests/server_process.h"
 
 namespace casework {
@@ -735,6 +737,70 @@ TEST_F(TamperTest, OfflineVerificationNamesTheFirstBadPositionAndWritesNothing) 
   EXPECT_EQ(verify_offline(no_file_out), 3) << read(no_file_out);
   EXPECT_NE(read(no_file_out).find("checkpoint file"), std::string::npos) << read(no_file_out);
   EXPECT_NE(read(no_file_out).find("position 7"), std::string::npos) << read(no_file_out);
+}
+
+// A write-ahead log record whose type byte was damaged on disk (bit 2: a full record then
+// reads as the recyclable format's, which RocksDB takes for the end of the log and drops
+// with everything after it, in silence). The server refuses to start and says how to
+// repair it; --verify-offline says it is not intact; --repair-wal rewrites the byte the
+// record's checksum shows, and the server starts with every event.
+TEST_F(TamperTest, ADamagedWalRecordIsRefusedAndRepairedWithoutLoss) {
+  const auto data = dir_.path() / "data";
+  std::string wal;
+  for (const auto& entry : std::filesystem::directory_iterator(data / "log")) {
+    if (entry.path().extension() == ".log" && entry.file_size() > 0) wal = entry.path().string();
+  }
+  ASSERT_FALSE(wal.empty()) << "no write-ahead log holds the events";
+  std::string bytes;
+  {
+    std::ifstream in(wal, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const std::vector<store::testing::WalRecord> records = store::testing::WalRecords(bytes);
+  ASSERT_GT(records.size(), 10u);
+  const store::testing::WalRecord& victim = records[records.size() / 2];
+  ASSERT_GE(victim.type, 1);
+  ASSERT_LE(victim.type, 3);
+  {
+    std::fstream file(wal, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(victim.offset + 6));
+    file.put(static_cast<char>(victim.type ^ 4));
+  }
+
+  server_ = std::make_unique<ServerProcess>(data, principals_);
+  EXPECT_FALSE(server_->Start());
+  EXPECT_NE(server_->error().find(absl::StrCat("is damaged at byte ", victim.offset)),
+            std::string::npos)
+      << server_->error();
+  EXPECT_NE(server_->error().find("caseworkd --repair-wal"), std::string::npos) << server_->error();
+
+  auto run = [&](const std::string& flag, const std::string& out) {
+    const std::string command = std::string(CASEWORKD_PATH) + " " + flag + " --data-dir " +
+                                data.string() + " > " + out + " 2>&1";
+    const int status = std::system(command.c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string offline_out = (dir_.path() / "offline.out").string();
+  EXPECT_EQ(run("--verify-offline", offline_out), 3) << read(offline_out);
+  EXPECT_NE(read(offline_out).find("NOT INTACT"), std::string::npos) << read(offline_out);
+  const std::string repair_out = (dir_.path() / "repair.out").string();
+  EXPECT_EQ(run("--repair-wal", repair_out), 0) << read(repair_out);
+  EXPECT_NE(read(repair_out)
+                .find(absl::StrCat("rewrote the type field of the record at byte ", victim.offset)),
+            std::string::npos)
+      << read(repair_out);
+  EXPECT_EQ(run("--repair-wal", repair_out), 0) << read(repair_out);
+  EXPECT_NE(read(repair_out).find("nothing to repair"), std::string::npos) << read(repair_out);
+
+  StartServer();
+  EXPECT_EQ(Checkpoint().tree_size(), 40);
+  const Verdict v = VerifyLog(true);
+  EXPECT_TRUE(v.ok) << v.problem;
+  EXPECT_TRUE(IncludedUnder(39, kept_));
 }
 
 TEST_F(TamperTest, ReorderedEventsAreDetected) {
