@@ -262,6 +262,28 @@ TEST_F(ReloadTest, AWatchOfARemovedIdentityEndsAtTheNextEvent) {
   EXPECT_EQ(casework::client::DecodeError(ended).reason, "IDENTITY_UNKNOWN");
 }
 
+// A watch opened by someone whose roles the reload changes ends too: what it may see was
+// decided under the old roles. It says to open a new one.
+TEST_F(ReloadTest, AWatchOfAChangedIdentityEndsAtTheNextEvent) {
+  ASSERT_TRUE(Create("lister", "before-1").ok());
+  OpenWatch("changing");
+  ASSERT_TRUE(WatchSees("cases/before-1"));
+  WriteAtomically(principals_, kAfter);
+  ASSERT_EQ(kill(server_->pid(), SIGHUP), 0);
+  ASSERT_TRUE(Eventually([&] { return Get("newcomer", "before-1").ok(); })) << server_->log();
+  ASSERT_TRUE(Create("lister", "after-1").ok());
+  EXPECT_FALSE(WatchSees("cases/after-1")) << "the changed identity still received events";
+  const grpc::Status ended = watch_->Finish();
+  watch_.reset();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::PERMISSION_DENIED) << ended.error_message();
+  EXPECT_EQ(casework::client::DecodeError(ended).reason, "PRINCIPAL_CHANGED");
+  EXPECT_NE(ended.error_message().find("open a new one"), std::string::npos)
+      << ended.error_message();
+  // The same identity, under its new roles, opens a new watch.
+  OpenWatch("changing");
+  EXPECT_TRUE(WatchSees("cases/after-1"));
+}
+
 TEST_F(ReloadTest, ABadFileKeepsTheOldPrincipals) {
   ASSERT_TRUE(Create("lister", "before-1").ok());
   OpenWatch();

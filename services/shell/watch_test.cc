@@ -11,6 +11,8 @@
 #include <thread>
 
 #include "casework/v1/event_service.grpc.pb.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "services/shell/auth.h"
@@ -150,6 +152,145 @@ class WatchTest : public ::testing::Test {
   std::shared_ptr<grpc::Channel> channel_;
 };
 int WatchTest::counter_ = 0;
+
+// The reason and the field of a refusal's ErrorInfo.
+std::pair<std::string, std::string> ReasonAndField(const grpc::Status& status) {
+  google::rpc::Status rich;
+  google::rpc::ErrorInfo info;
+  if (!rich.ParseFromString(status.error_details()) || rich.details_size() < 1 ||
+      !rich.details(0).UnpackTo(&info)) {
+    return {"(no ErrorInfo)", ""};
+  }
+  const auto field = info.metadata().find("field");
+  return {info.reason(), field == info.metadata().end() ? "" : field->second};
+}
+
+// A request that cannot be served is refused before anything is sent, naming the field.
+TEST_F(WatchTest, AnInvalidRequestIsRefusedNamingItsField) {
+  CreateCase("c1", "dongshan");
+  struct Row {
+    std::string name;
+    v1::WatchEventsRequest request;
+    grpc::StatusCode code;
+    std::string reason;
+    std::string field;
+  };
+  std::vector<Row> rows;
+  {
+    Row row{"negative from_position",
+            {},
+            grpc::StatusCode::INVALID_ARGUMENT,
+            "WATCH_REQUEST_INVALID",
+            "from_position"};
+    row.request.set_from_position(-1);
+    rows.push_back(row);
+  }
+  {
+    Row row{"beyond the log",
+            {},
+            grpc::StatusCode::OUT_OF_RANGE,
+            "POSITION_BEYOND_LOG",
+            "from_position"};
+    row.request.set_from_position(2);
+    rows.push_back(row);
+  }
+  {
+    Row row{"negative max_events_per_message",
+            {},
+            grpc::StatusCode::INVALID_ARGUMENT,
+            "WATCH_REQUEST_INVALID",
+            "max_events_per_message"};
+    row.request.set_max_events_per_message(-5);
+    rows.push_back(row);
+  }
+  {
+    Row row{"unknown kind",
+            {},
+            grpc::StatusCode::INVALID_ARGUMENT,
+            "WATCH_REQUEST_INVALID",
+            "filter.kinds[1]"};
+    row.request.mutable_filter()->add_kinds("organisation_listed");
+    row.request.mutable_filter()->add_kinds("case_exploded");
+    rows.push_back(row);
+  }
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.name);
+    const Received got = Watch(row.request, 1);
+    EXPECT_TRUE(got.messages.empty());
+    EXPECT_EQ(got.status.error_code(), row.code) << got.status.error_message();
+    EXPECT_EQ(ReasonAndField(got.status), std::make_pair(row.reason, row.field))
+        << got.status.error_message();
+  }
+  // The kind's message says what a kind is.
+  v1::WatchEventsRequest request;
+  request.mutable_filter()->add_kinds("case_exploded");
+  const Received got = Watch(request, 1);
+  EXPECT_NE(got.status.error_message().find("\"case_exploded\" is not an event kind"),
+            std::string::npos)
+      << got.status.error_message();
+}
+
+// Watches are bounded per identity and in all; the refusal says which bound and what to
+// do, and a watch that ends frees its place.
+TEST_F(WatchTest, WatchesBeyondTheBoundsAreRefused) {
+  TearDown();
+  WatchOptions options;
+  options.watches_max = 2;
+  options.watches_per_principal_max = 1;
+  Start(options);
+  CreateCase("c1", "dongshan");
+  struct Open {
+    std::unique_ptr<v1::EventService::Stub> stub;
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<grpc::ClientReader<v1::WatchEventsResponse>> reader;
+  };
+  // Opens a watch and reads its first message (or its end).
+  auto open = [&](const std::string& identity, Open* watch) {
+    watch->stub = Stub();
+    watch->ctx = Context(identity);
+    watch->reader = watch->stub->WatchEvents(watch->ctx.get(), v1::WatchEventsRequest());
+    v1::WatchEventsResponse message;
+    return watch->reader->Read(&message);
+  };
+  auto close = [](Open* watch) {
+    watch->ctx->TryCancel();
+    v1::WatchEventsResponse message;
+    while (watch->reader->Read(&message)) {
+    }
+    return watch->reader->Finish();
+  };
+  Open first;
+  ASSERT_TRUE(open("auditor", &first));
+  Open same_identity;
+  EXPECT_FALSE(open("auditor", &same_identity));
+  const grpc::Status per_identity = same_identity.reader->Finish();
+  EXPECT_EQ(per_identity.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(ReasonAndField(per_identity).first, "TOO_MANY_WATCHES") << per_identity.error_message();
+  Open second;
+  ASSERT_TRUE(open("east.auditor", &second));
+  Open third;
+  EXPECT_FALSE(open("east", &third));
+  const grpc::Status in_all = third.reader->Finish();
+  EXPECT_EQ(in_all.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(ReasonAndField(in_all).first, "TOO_MANY_WATCHES") << in_all.error_message();
+  EXPECT_NE(in_all.error_message(), per_identity.error_message());
+  // The first watch ends: its identity may open one again (its place is freed when the
+  // server has finished the call, so allow a moment).
+  EXPECT_EQ(close(&first).error_code(), grpc::StatusCode::CANCELLED);
+  bool reopened = false;
+  for (int attempt = 0; attempt < 100 && !reopened; ++attempt) {
+    Open again;
+    reopened = open("auditor", &again);
+    if (reopened) {
+      close(&again);
+    } else {
+      (void)again.reader->Finish();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  EXPECT_TRUE(reopened);
+  close(&second);
+}
 
 TEST_F(WatchTest, CatchUpThenLiveUnderConcurrentWritersDeliversEveryPositionOnceInOrder) {
   constexpr int kBefore = 300;
