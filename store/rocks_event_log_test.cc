@@ -387,6 +387,9 @@ TEST(RocksEventLog, FullQueueIsResourceExhausted) {
   {
     absl::MutexLock lock(&answers.mu);
     EXPECT_THAT(answers.results[2], StatusIs(absl::StatusCode::kResourceExhausted));
+    EXPECT_EQ(RefusalReason(answers.results[2].status()), kRefusalQueueFull);
+    EXPECT_THAT(std::string(answers.results[2].status().message()),
+                ::testing::HasSubstr("queue_appends_max = 2"));
   }
   log->PauseCommitsForTesting(false);
   answers.WaitAll();

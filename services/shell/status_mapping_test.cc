@@ -3,9 +3,11 @@
 
 #include <string>
 
+#include "absl/strings/cord.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "gtest/gtest.h"
+#include "store/event_log.h"
 
 namespace casework::shell {
 namespace {
@@ -35,6 +37,54 @@ TEST(ErrorStatus, DetailsParseWhenAMessageQuotesACutName) {
   EXPECT_EQ(info.reason(), "CASE_NAME_INVALID");
   EXPECT_EQ(info.metadata().at("field"), "name");
   EXPECT_EQ(ValidUtf8(rich.message()), rich.message());
+}
+
+// The store's refusals keep their code and message and carry the store's reason, with a
+// Chinese message that says what to do; an error without a reason is STORE_ERROR.
+TEST(FromStoreStatus, KeepsTheCodeAndNamesTheStoresReason) {
+  auto with_reason = [](absl::Status status, std::string_view reason) {
+    status.SetPayload(
+        absl::string_view(store::kRefusalPayloadUrl.data(), store::kRefusalPayloadUrl.size()),
+        absl::Cord(absl::string_view(reason.data(), reason.size())));
+    return status;
+  };
+  struct Row {
+    absl::Status in;
+    grpc::StatusCode code;
+    std::string reason;
+    std::string zh;  // a part of the Chinese message
+  };
+  const Row rows[] = {
+      {with_reason(absl::ResourceExhaustedError("the append queue is full"),
+                   store::kRefusalQueueFull),
+       grpc::StatusCode::RESOURCE_EXHAUSTED, "QUEUE_FULL", "写入队列已满"},
+      {with_reason(absl::ResourceExhaustedError("the disk is full"), store::kRefusalDiskFull),
+       grpc::StatusCode::RESOURCE_EXHAUSTED, "DISK_FULL", "磁盘已满"},
+      {with_reason(absl::UnavailableError("read-only"), store::kRefusalReadOnly),
+       grpc::StatusCode::UNAVAILABLE, "READ_ONLY", "只读"},
+      {with_reason(absl::UnavailableError("shutting down"), store::kRefusalShuttingDown),
+       grpc::StatusCode::UNAVAILABLE, "SHUTTING_DOWN", "服务正在关闭"},
+      {absl::InternalError("something else"), grpc::StatusCode::INTERNAL, "STORE_ERROR",
+       "存储层错误"},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.reason);
+    const grpc::Status status = FromStoreStatus(row.in);
+    EXPECT_EQ(status.error_code(), row.code);
+    EXPECT_EQ(status.error_message(), std::string(row.in.message()));
+    google::rpc::Status rich;
+    ASSERT_TRUE(rich.ParseFromString(status.error_details()));
+    google::rpc::ErrorInfo info;
+    ASSERT_GE(rich.details_size(), 1);
+    ASSERT_TRUE(rich.details(0).UnpackTo(&info));
+    EXPECT_EQ(info.reason(), row.reason);
+    std::string zh;
+    for (const auto& any : rich.details()) {
+      google::rpc::LocalizedMessage localized;
+      if (any.UnpackTo(&localized) && localized.locale() == "zh-CN") zh = localized.message();
+    }
+    EXPECT_NE(zh.find(row.zh), std::string::npos) << zh;
+  }
 }
 
 }  // namespace
