@@ -16,6 +16,7 @@
 #include <iterator>
 #include <map>
 #include <sstream>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -646,6 +647,80 @@ TEST_F(AuditTest, SignedClosureVerifiesDeepAndOffline) {
 }
 
 // --- Tampering: each case on its own log of 40 events -------------------------------
+
+// Audit jobs (ledger replays, verifications, exports) run at most four at once: a fifth
+// is refused with AUDIT_JOBS_BUSY, whatever its kind, and a job that ends frees its place.
+// Four exports of a log far larger than the transport buffers hold their places while
+// their readers stop after the first message.
+TEST_F(AuditTest, AFifthAuditJobIsRefusedWhileFourRun) {
+  // About 32 MiB of events: 2,000 listings with 16,000 bytes of findings each.
+  {
+    std::vector<std::thread> writers;
+    for (int t = 0; t < 4; ++t) {
+      writers.emplace_back([&, t] {
+        auto lister = As("lister");
+        for (int i = t; i < 2000; i += 4) {
+          v1::CreateCaseRequest req = ListingOf(absl::StrCat("big", i), "dongshan");
+          req.set_findings(std::string(16000, 'f'));
+          v1::CaseCommandResponse resp;
+          auto ctx = lister->NewContext();
+          const grpc::Status status = lister->cases().CreateCase(ctx.get(), req, &resp);
+          ASSERT_TRUE(status.ok()) << status.error_message();
+        }
+      });
+    }
+    for (std::thread& writer : writers) writer.join();
+  }
+  struct Export {
+    std::unique_ptr<Client> client;
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<v1::AuditService::Stub> stub;
+    std::unique_ptr<grpc::ClientReader<v1::ExportLogResponse>> reader;
+  };
+  // Starts an export and reads its first message; false when it ended instead.
+  auto start = [&](Export* e) {
+    e->client = As("auditor");
+    e->ctx = e->client->NewContext();
+    e->ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    e->stub = Audit(*e->client);
+    e->reader = e->stub->ExportLog(e->ctx.get(), v1::ExportLogRequest());
+    v1::ExportLogResponse message;
+    return e->reader->Read(&message);
+  };
+  auto stop = [](Export* e) {
+    e->ctx->TryCancel();
+    v1::ExportLogResponse message;
+    while (e->reader->Read(&message)) {
+    }
+    return e->reader->Finish();
+  };
+  Export running[4];
+  for (Export& e : running) ASSERT_TRUE(start(&e));
+
+  Export fifth;
+  EXPECT_FALSE(start(&fifth));
+  const grpc::Status refused = fifth.reader->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_EQ(casework::client::DecodeError(refused).reason, "AUDIT_JOBS_BUSY");
+  EXPECT_NE(refused.error_message().find("retry when one has finished"), std::string::npos)
+      << refused.error_message();
+  // Another kind of job shares the bound.
+  const Verdict busy = VerifyLog(false);
+  EXPECT_EQ(busy.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << busy.status.error_message();
+  EXPECT_EQ(casework::client::DecodeError(busy.status).reason, "AUDIT_JOBS_BUSY");
+
+  // One export ends: a job may start again (once the server has seen the cancellation).
+  EXPECT_EQ(stop(&running[0]).error_code(), grpc::StatusCode::CANCELLED);
+  bool verified = false;
+  for (int attempt = 0; attempt < 200 && !verified; ++attempt) {
+    const Verdict v = VerifyLog(false);
+    verified = v.status.ok() && v.ok;
+    if (!verified) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(verified);
+  for (int i = 1; i < 4; ++i) stop(&running[i]);
+}
 
 class TamperTest : public AuditTest {
  protected:
