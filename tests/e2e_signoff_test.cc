@@ -481,7 +481,8 @@ TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) 
   }
 
   // The county approver signs version 4; the city approver signs version 5: closed.
-  auto status = SignOff("approver.county", SignedRequest(*county_key_, 4), &resp);
+  const v1::SignOffClosureRequest county_request = SignedRequest(*county_key_, 4);
+  auto status = SignOff("approver.county", county_request, &resp);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(resp.case_().state(), v1::CASE_STATE_VERIFIED);
   EXPECT_EQ(resp.case_().version(), 5);
@@ -492,6 +493,14 @@ TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) 
   EXPECT_EQ(resp.closure_outstanding(),
             "the closure of case sig-1 still needs 1 more approver(s) (2 in all)");
   EXPECT_EQ(resp.closure_outstanding_zh(), "案件 sig-1 销号尚需：还需 1 名审批人（共 2 名）");
+  {  // The same request again (a retry after a lost answer): the first answer, in full.
+    v1::CaseCommandResponse again;
+    ASSERT_TRUE(SignOff("approver.county", county_request, &again).ok());
+    EXPECT_TRUE(again.replayed());
+    EXPECT_EQ(again.case_().version(), 5);
+    EXPECT_EQ(again.closure_outstanding(), resp.closure_outstanding());
+    EXPECT_EQ(again.closure_outstanding_zh(), resp.closure_outstanding_zh());
+  }
 
   // The county approver's signature for version 4, replayed at version 5: refused.
   EXPECT_REFUSED(SignOff("approver.city", SignedRequest(*county_key_, 5, 4), &resp),

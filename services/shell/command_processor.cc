@@ -142,13 +142,21 @@ void CommandProcessor::AnswerRetry(const std::string& actor_id, const std::strin
     workflow::Evolve(state, record.event());
     state.set_last_position(record.position());
   }
-  *response->mutable_case_() = std::move(state);
+  bool signed_off = false;
   for (const auto& record : *history) {
     if (record.position() >= first.first_position &&
         record.position() < first.first_position + first.event_count) {
+      signed_off = signed_off || record.event().has_closure_signed_off();
       *response->add_events() = record;
     }
   }
+  if (signed_off && state.state() == casework::v1::CASE_STATE_VERIFIED) {
+    // As the first answer said: what the closure still needed after this sign-off.
+    workflow::ClosureOutstanding outstanding = workflow::DescribeClosureOutstanding(state, policy_);
+    response->set_closure_outstanding(std::move(outstanding.en));
+    response->set_closure_outstanding_zh(std::move(outstanding.zh));
+  }
+  *response->mutable_case_() = std::move(state);
   response->set_replayed(true);
   std::move(done)(grpc::Status::OK);
 }
