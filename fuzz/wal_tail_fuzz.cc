@@ -1,45 +1,93 @@
 // Fuzz target: the check of RocksDB's write-ahead log before the log opens
 // (store/wal_tail.h), which reads whatever bytes the disk holds.
 //
-// Feeds the input to FindHiddenDamage as one block of a file.
-// Asserts: no crash and no sanitizer report; what it calls damage is a record inside the
-// block whose stated field differs from the whole one, and whose checksum holds with the
-// whole value, over bytes inside the block.
+// Feeds the input to WalkBlock as one block of a file, and to FindWholeRecord.
+// Asserts: no crash and no sanitizer report; where the walk stops or skips is a header
+// inside the block, of the kind it names; a value it calls whole makes the record's
+// checksum hold over bytes inside the block; a whole record it finds is a full record or
+// a first fragment inside its block whose checksum holds.
 #include <algorithm>
 
 #include "fuzz/fuzz_support.h"
 #include "store/wal_tail.h"
 
+namespace {
+
+namespace wal = ::casework::store::wal;
+
+uint32_t Fixed32(std::string_view bytes, uint64_t at) {
+  uint32_t value = 0;
+  for (int i = 3; i >= 0; --i) value = (value << 8) | static_cast<uint8_t>(bytes[at + i]);
+  return value;
+}
+
+uint32_t Fixed16(std::string_view bytes, uint64_t at) {
+  return static_cast<uint8_t>(bytes[at]) |
+         (static_cast<uint32_t>(static_cast<uint8_t>(bytes[at + 1])) << 8);
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  namespace wal = ::casework::store::wal;
-  constexpr uint64_t kBase = 1'000'000;  // where the block is in its file
+  constexpr uint64_t kBase = 32 * wal::kBlockSize;  // where the block is in its file
   const std::string_view input = casework::fuzz::AsText(data, size);
-  const std::optional<wal::HiddenDamage> damage = wal::FindHiddenDamage(input, kBase);
-  if (!damage.has_value()) return 0;
   const std::string_view block = input.substr(0, std::min<size_t>(size, wal::kBlockSize));
-  FUZZ_CHECK(damage->offset >= kBase, "the offset is in the file's terms");
-  const uint64_t at = damage->offset - kBase;
-  FUZZ_CHECK(at + wal::kHeaderSize <= block.size(), "the damaged header is in the block");
-  uint32_t checksum = 0;
-  for (int i = 3; i >= 0; --i) checksum = (checksum << 8) | static_cast<uint8_t>(block[at + i]);
-  const uint32_t length = static_cast<uint8_t>(block[at + 4]) |
-                          (static_cast<uint32_t>(static_cast<uint8_t>(block[at + 5])) << 8);
-  const auto type = static_cast<uint8_t>(block[at + 6]);
-  const std::string_view payload = block.substr(at + wal::kHeaderSize);
-  FUZZ_CHECK(damage->stated != damage->whole, "damage changes the field");
-  if (damage->field == wal::HiddenDamage::Field::kLength) {
-    FUZZ_CHECK(damage->stated == length, "the stated length is the header's");
-    FUZZ_CHECK(length > payload.size(), "the stated length runs past the block");
-    FUZZ_CHECK(damage->whole <= payload.size(), "the whole record is in the block");
-    FUZZ_CHECK(wal::RecordChecksum(type, payload.substr(0, damage->whole)) == checksum,
-               "the checksum holds over the whole length");
-  } else {
-    FUZZ_CHECK(damage->stated == type, "the stated type is the header's");
-    FUZZ_CHECK(damage->whole >= 1 && damage->whole <= 4, "the whole type is a plain one");
-    FUZZ_CHECK(length <= payload.size(), "the record is in the block");
-    FUZZ_CHECK(wal::RecordChecksum(static_cast<uint8_t>(damage->whole),
-                                   payload.substr(0, length)) == checksum,
-               "the checksum holds under the whole type");
+
+  const wal::BlockWalk walk = wal::WalkBlock(input, kBase);
+  FUZZ_CHECK(walk.end == wal::BlockWalk::End::kRead || walk.stop.has_value(),
+             "a skip or a stop says where");
+  if (walk.stop.has_value()) {
+    const wal::HiddenDamage& stop = *walk.stop;
+    FUZZ_CHECK(stop.offset >= kBase, "the offset is in the file's terms");
+    const uint64_t at = stop.offset - kBase;
+    FUZZ_CHECK(at + wal::kHeaderSize <= block.size(), "the header is in the block");
+    const uint32_t checksum = Fixed32(block, at);
+    const uint32_t length = Fixed16(block, at + 4);
+    const auto type = static_cast<uint8_t>(block[at + 6]);
+    const std::string_view payload = block.substr(at + wal::kHeaderSize);
+    switch (stop.field) {
+      case wal::HiddenDamage::Field::kLength:
+        FUZZ_CHECK(stop.stated == length, "the stated length is the header's");
+        FUZZ_CHECK(length > payload.size(), "the stated length runs past the block");
+        if (stop.whole.has_value()) {
+          FUZZ_CHECK(*stop.whole != length && *stop.whole <= payload.size(),
+                     "the whole length differs and fits");
+          FUZZ_CHECK(wal::RecordChecksum(type, payload.substr(0, *stop.whole)) == checksum,
+                     "the checksum holds over the whole length");
+        }
+        break;
+      case wal::HiddenDamage::Field::kType:
+        FUZZ_CHECK(walk.end == wal::BlockWalk::End::kStopFile, "a recyclable type stops");
+        FUZZ_CHECK(stop.stated == type && type >= 5 && type <= 8, "the type is recyclable");
+        if (stop.whole.has_value()) {
+          FUZZ_CHECK(*stop.whole >= 1 && *stop.whole <= 4, "the whole type is a plain one");
+          FUZZ_CHECK(length <= payload.size(), "the record is in the block");
+          FUZZ_CHECK(wal::RecordChecksum(static_cast<uint8_t>(*stop.whole),
+                                         payload.substr(0, length)) == checksum,
+                     "the checksum holds under the whole type");
+        }
+        break;
+      case wal::HiddenDamage::Field::kZeroHeader:
+        FUZZ_CHECK(walk.end == wal::BlockWalk::End::kSkipRest, "zeros skip the block's rest");
+        FUZZ_CHECK(type == 0 && length == 0, "the header is zeros");
+        FUZZ_CHECK(!stop.whole.has_value(), "zeros are not repaired");
+        break;
+    }
+  }
+
+  const std::optional<uint64_t> whole = wal::FindWholeRecord(input, kBase + 3);
+  if (whole.has_value()) {
+    FUZZ_CHECK(*whole >= kBase + 3, "the record starts in the bytes");
+    const uint64_t at = *whole - kBase - 3;
+    FUZZ_CHECK(at + wal::kHeaderSize <= input.size(), "its header is in the bytes");
+    const uint32_t length = Fixed16(input, at + 4);
+    const auto type = static_cast<uint8_t>(input[at + 6]);
+    FUZZ_CHECK(type == 1 || type == 2, "a full record or a first fragment");
+    FUZZ_CHECK(*whole % wal::kBlockSize + wal::kHeaderSize + length <= wal::kBlockSize,
+               "inside its block");
+    FUZZ_CHECK(wal::RecordChecksum(type, input.substr(at + wal::kHeaderSize, length)) ==
+                   Fixed32(input, at),
+               "its checksum holds");
   }
   return 0;
 }

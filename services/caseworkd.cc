@@ -196,23 +196,32 @@ int main(int argc, char** argv) {
                  "with --restore-backup: restore this backup (casectl admin backup names it) "
                  "instead of the newest verified one")
       ->needs(restore_option);
-  app.add_flag("--rebuild-projections", flags.rebuild_projections,
-               "drop the read models (case table, indexes, counters, approver keys, "
-               "organisation to case, organisation to county) and "
-               "re-derive them from the log, then exit (the server must be stopped); done at start "
-               "without asking when the stored read models are of another layout than this "
-               "build writes");
-  app.add_flag("--verify-offline", flags.verify_offline,
-               "verify the log in <data-dir> without serving it, then exit: every event "
-               "against the stored tree and the signed checkpoint, naming the first position "
-               "that does not match and what keeps the server from starting; writes nothing "
-               "(exit 0 intact, 3 not intact, 4 could not be read)");
-  app.add_flag("--repair-wal", flags.repair_wal,
-               "with the server stopped: rewrite the damaged length or type field of each "
-               "write-ahead log record that the start refused as whole behind it (its checksum "
-               "shows the true value), keeping each file as it was beside it "
-               "(<file>.damaged-<us>), then exit (0 repaired or nothing to repair, 4 failed); "
-               "start the server again afterwards");
+  CLI::Option* rebuild_option = app.add_flag(
+      "--rebuild-projections", flags.rebuild_projections,
+      "drop the read models (case table, indexes, counters, approver keys, "
+      "organisation to case, organisation to county) and "
+      "re-derive them from the log, then exit (the server must be stopped); done at start "
+      "without asking when the stored read models are of another layout than this "
+      "build writes");
+  CLI::Option* verify_offline_option =
+      app.add_flag("--verify-offline", flags.verify_offline,
+                   "verify the log in <data-dir> without serving it, then exit: every event "
+                   "against the stored tree and the signed checkpoint, naming the first position "
+                   "that does not match and what keeps the server from starting; writes nothing "
+                   "(exit 0 intact, 3 not intact, 4 could not be read)");
+  CLI::Option* repair_wal_option = app.add_flag(
+      "--repair-wal", flags.repair_wal,
+      "with the server stopped: rewrite the damaged length or type field of each "
+      "write-ahead log record that the start refused as whole behind it (its checksum "
+      "shows the true value), keeping each file as it was beside it (<file>.damaged-<us>), "
+      "then exit (0 repaired or nothing to repair, 3 damage that cannot be repaired in "
+      "place, 4 failed); start the server again afterwards");
+  // The offline actions each do one thing and exit: given together, one would be skipped.
+  repair_wal_option->excludes(verify_offline_option)
+      ->excludes(restore_option)
+      ->excludes(rebuild_option);
+  verify_offline_option->excludes(restore_option)->excludes(rebuild_option);
+  restore_option->excludes(rebuild_option);
   app.add_flag("--start-without-checkpoint", flags.start_without_checkpoint,
                "open a log that holds events although its checkpoint file (log.checkpoint) or "
                "its key (log.key) is missing, which is otherwise refused as a possible "
@@ -299,12 +308,15 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version exit 0; every usage error exits 2 (CLI11's own codes, 100 and
+    // up, say nothing more to a supervisor or a script).
+    return app.exit(e) == 0 ? 0 : 2;
   } catch (const std::logic_error& e) {
     // CLI11 2.3 reads the value of a negated flag (--no-record-principals=N, on the
     // command line or in --config) with std::stoll, whose std::out_of_range escapes its
     // own errors: a usage error, not std::terminate (found by fuzz/config_fuzz.cc).
-    return app.exit(CLI::ConversionError(std::string("a flag value is out of range: ") + e.what()));
+    (void)app.exit(CLI::ConversionError(std::string("a flag value is out of range: ") + e.what()));
+    return 2;
   }
   // Abseil's mutex deadlock detection (a lock-order graph on every acquisition) is a
   // debugging aid; the sanitizer test build keeps it, the server does not pay for it.
@@ -350,19 +362,26 @@ int main(int argc, char** argv) {
   // Nor does an offline repair of the write-ahead log (store/wal_tail.h).
   if (flags.repair_wal) {
     const std::string path = (std::filesystem::path(flags.data_dir) / "log").string();
-    auto repairs = casework::store::wal::RepairWalFiles(path);
+    // Each rewrite is logged as it is made, so that it is known even if a later one fails.
+    auto repairs = casework::store::wal::RepairWalFiles(
+        path, [](const casework::store::wal::WalRepair& repair) {
+          const bool length =
+              repair.damage.field == casework::store::wal::HiddenDamage::Field::kLength;
+          spdlog::warn(
+              "rewrote the {} field of the record at byte {} of {} from {} to {} (the file as "
+              "it was is kept as {})",
+              length ? "length" : "type", repair.damage.offset, repair.file, repair.damage.stated,
+              repair.damage.whole.value_or(0), repair.kept);
+        });
+    if (!repairs.ok() && repairs.status().code() == absl::StatusCode::kFailedPrecondition) {
+      spdlog::error("the write-ahead log in {} was not repaired: {}", path,
+                    repairs.status().ToString());
+      return 3;
+    }
     if (!repairs.ok()) {
       spdlog::error("repairing the write-ahead log in {} failed: {}", path,
                     repairs.status().ToString());
       return 4;
-    }
-    for (const casework::store::wal::WalRepair& repair : *repairs) {
-      const bool length = repair.damage.field == casework::store::wal::HiddenDamage::Field::kLength;
-      spdlog::warn(
-          "rewrote the {} field of the record at byte {} of {} from {} to {} (the file as "
-          "it was is kept as {})",
-          length ? "length" : "type", repair.damage.offset, repair.file, repair.damage.stated,
-          repair.damage.whole, repair.kept);
     }
     if (repairs->empty()) {
       spdlog::info(

@@ -23,6 +23,8 @@ namespace {
 // RocksDB's record types: zero (padding, preallocated space), full, first, middle, last.
 // Types 5 to 8 are the recyclable format (another header size), which the log never
 // writes (recycle_log_file_num is 0).
+constexpr uint8_t kFullType = 1;
+constexpr uint8_t kFirstType = 2;
 constexpr uint8_t kLastPlainType = 4;
 constexpr uint8_t kLastRecyclableType = 8;
 
@@ -68,51 +70,78 @@ uint32_t RecordChecksum(uint8_t type, std::string_view payload) {
   return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
 }
 
-std::optional<HiddenDamage> FindHiddenDamage(std::string_view block, uint64_t block_offset) {
+BlockWalk WalkBlock(std::string_view block, uint64_t block_offset) {
   block = block.substr(0, kBlockSize);
+  const bool end_of_file = block.size() < kBlockSize;
   uint64_t at = 0;
+  // The order of RocksDB's checks (log::Reader::ReadPhysicalRecord): a recyclable type
+  // first (then the log number, which a damaged type never matches: kOldRecord, read as
+  // the end of the file), then the length, then a header of zeros, then the checksum.
   while (at + kHeaderSize <= block.size()) {
     const char* header = block.data() + at;
     const uint32_t checksum = DecodeFixed32(header);
     const uint32_t length = DecodeFixed16(header + 4);
     const auto type = static_cast<uint8_t>(header[6]);
-    // Zeros: the padding of preallocated space; RocksDB skips the rest of the block.
-    if (type == 0 && length == 0) return std::nullopt;
     const uint64_t room = block.size() - at - kHeaderSize;
     const std::string_view payload = block.substr(at + kHeaderSize);
+    HiddenDamage stop{.offset = block_offset + at};
     if (type > kLastPlainType && type <= kLastRecyclableType) {
-      if (length > room) return std::nullopt;
-      for (uint8_t plain = 1; plain <= kLastPlainType; ++plain) {
-        if (std::popcount(static_cast<unsigned>(plain ^ type)) > 2) continue;
+      stop.field = HiddenDamage::Field::kType;
+      stop.stated = type;
+      for (uint8_t plain = 1; plain <= kLastPlainType && length <= room; ++plain) {
         if (RecordChecksum(plain, payload.substr(0, length)) == checksum) {
-          return HiddenDamage{.field = HiddenDamage::Field::kType,
-                              .offset = block_offset + at,
-                              .stated = type,
-                              .whole = plain};
+          stop.whole = plain;
+          break;
         }
       }
-      return std::nullopt;  // not one of ours made unreadable: RocksDB's to judge
+      return BlockWalk{.end = BlockWalk::End::kStopFile, .stop = stop};
     }
-    if (length <= room) {
-      // Inside the block; a checksum that does not hold here RocksDB reports by itself.
-      at += kHeaderSize + length;
-      continue;
-    }
-    // RocksDB drops this record and the rest of the file as a torn write (in the last
-    // block; elsewhere it reports a bad length). Is it whole?
-    for (int i = 0; i < 16; ++i) {
-      for (int j = i; j < 16; ++j) {
-        const uint32_t candidate = length ^ (1u << i) ^ (i == j ? 0u : 1u << j);
-        if (candidate == length || candidate > room) continue;
-        if (RecordChecksum(type, payload.substr(0, candidate)) == checksum) {
-          return HiddenDamage{.field = HiddenDamage::Field::kLength,
-                              .offset = block_offset + at,
-                              .stated = length,
-                              .whole = candidate};
+    if (length > room) {
+      stop.field = HiddenDamage::Field::kLength;
+      stop.stated = length;
+      for (int i = 0; i < 16 && !stop.whole.has_value(); ++i) {
+        for (int j = i; j < 16; ++j) {
+          const uint32_t candidate = length ^ (1u << i) ^ (i == j ? 0u : 1u << j);
+          if (candidate == length || candidate > room) continue;
+          if (RecordChecksum(type, payload.substr(0, candidate)) == checksum) {
+            stop.whole = candidate;
+            break;
+          }
         }
       }
+      // Past the end of the file: taken for a torn write. Past the end of a whole block:
+      // RocksDB reports a bad record length (the repair still applies).
+      if (end_of_file) return BlockWalk{.end = BlockWalk::End::kStopFile, .stop = stop};
+      if (stop.whole.has_value()) return BlockWalk{.end = BlockWalk::End::kRead, .stop = stop};
+      return BlockWalk{};
     }
-    return std::nullopt;  // a torn write (or damage RocksDB reports)
+    if (type == 0 && length == 0) {
+      stop.field = HiddenDamage::Field::kZeroHeader;
+      return BlockWalk{.end = BlockWalk::End::kSkipRest, .stop = stop};
+    }
+    // Any other type, or a checksum that does not hold, RocksDB reports by itself.
+    if (type == 0 || type > kLastPlainType) return BlockWalk{};
+    at += kHeaderSize + length;
+  }
+  return BlockWalk{};
+}
+
+std::optional<uint64_t> FindWholeRecord(std::string_view bytes, uint64_t offset) {
+  for (uint64_t i = 0; i + kHeaderSize <= bytes.size(); ++i) {
+    const uint64_t in_block = (offset + i) % kBlockSize;
+    if (in_block + kHeaderSize > kBlockSize) continue;  // a block's trailer
+    const auto type = static_cast<uint8_t>(bytes[i + 6]);
+    if (type != kFullType && type != kFirstType) continue;
+    const uint32_t length = DecodeFixed16(bytes.data() + i + 4);
+    if (in_block + kHeaderSize + length > kBlockSize) continue;
+    // A first fragment fills the rest of its block (the writer splits only what does
+    // not fit).
+    if (type == kFirstType && in_block + kHeaderSize + length != kBlockSize) continue;
+    if (i + kHeaderSize + length > bytes.size()) continue;
+    if (RecordChecksum(type, bytes.substr(i + kHeaderSize, length)) ==
+        DecodeFixed32(bytes.data() + i)) {
+      return offset + i;
+    }
   }
   return std::nullopt;
 }
@@ -124,6 +153,32 @@ struct Found {
   HiddenDamage damage;
 };
 
+constexpr uint64_t kReadBytes = 32 * kBlockSize;
+
+// The first whole record at or after byte `from` of `file` (`size` bytes).
+absl::StatusOr<std::optional<uint64_t>> ScanForWholeRecord(rocksdb::RandomAccessFile& file,
+                                                           const std::string& path, uint64_t from,
+                                                           uint64_t size, std::string& scratch) {
+  for (uint64_t offset = from / kBlockSize * kBlockSize; offset < size;) {
+    rocksdb::Slice read;
+    const uint64_t asked = std::min(kReadBytes, size - offset);
+    const rocksdb::Status s = file.Read(offset, asked, &read, scratch.data());
+    if (!s.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("reading the write-ahead log ", path, ": ", s.ToString()));
+    }
+    const uint64_t skip = from > offset ? from - offset : 0;
+    if (read.size() > skip) {
+      std::optional<uint64_t> found =
+          FindWholeRecord(std::string_view(read.data() + skip, read.size() - skip), offset + skip);
+      if (found.has_value()) return found;
+    }
+    if (read.size() < asked) break;
+    offset += read.size();
+  }
+  return std::nullopt;
+}
+
 // The first hidden damage in the WAL files of `dir`, in the order of their names.
 absl::StatusOr<std::optional<Found>> FindFirstDamage(rocksdb::Env* env, const std::string& dir) {
   std::vector<std::string> children;
@@ -134,7 +189,6 @@ absl::StatusOr<std::optional<Found>> FindFirstDamage(rocksdb::Env* env, const st
         absl::StrCat("listing the write-ahead log files in ", dir, ": ", s.ToString()));
   }
   std::sort(children.begin(), children.end());
-  constexpr uint64_t kReadBytes = 32 * kBlockSize;
   std::string scratch(kReadBytes, '\0');
   for (const std::string& name : children) {
     if (!IsWalName(name)) continue;
@@ -149,15 +203,40 @@ absl::StatusOr<std::optional<Found>> FindFirstDamage(rocksdb::Env* env, const st
           absl::StrCat("reading the write-ahead log ", path, ": ", s.ToString()));
     };
     if (!s.ok()) return unreadable();
-    for (uint64_t offset = 0; offset < size;) {
+    bool file_done = false;
+    for (uint64_t offset = 0; offset < size && !file_done;) {
       rocksdb::Slice read;
       const uint64_t asked = std::min(kReadBytes, size - offset);
       s = file->Read(offset, asked, &read, scratch.data());
       if (!s.ok()) return unreadable();
-      const std::string_view bytes(read.data(), read.size());
-      for (uint64_t block = 0; block < bytes.size(); block += kBlockSize) {
-        std::optional<HiddenDamage> damage = FindHiddenDamage(bytes.substr(block), offset + block);
-        if (damage.has_value()) return Found{path, *damage};
+      // Copied: a scan past a stop reads into the same scratch.
+      const std::string bytes(read.data(), read.size());
+      for (uint64_t block = 0; block < bytes.size() && !file_done; block += kBlockSize) {
+        const std::string_view view = std::string_view(bytes).substr(block, kBlockSize);
+        BlockWalk walk = WalkBlock(view, offset + block);
+        if (!walk.stop.has_value()) continue;
+        HiddenDamage& stop = *walk.stop;
+        if (stop.whole.has_value()) return Found{path, stop};
+        if (walk.end == BlockWalk::End::kSkipRest) {
+          const uint64_t after = stop.offset + kHeaderSize - (offset + block);
+          if (after < view.size()) {
+            std::optional<uint64_t> next =
+                FindWholeRecord(view.substr(after), stop.offset + kHeaderSize);
+            if (next.has_value()) {
+              stop.next_record = *next;
+              return Found{path, stop};
+            }
+          }
+        } else if (walk.end == BlockWalk::End::kStopFile) {
+          absl::StatusOr<std::optional<uint64_t>> next =
+              ScanForWholeRecord(*file, path, stop.offset + 1, size, scratch);
+          if (!next.ok()) return next.status();
+          if (next->has_value()) {
+            stop.next_record = **next;
+            return Found{path, stop};
+          }
+          file_done = true;  // a torn write: RocksDB is right to drop it
+        }
       }
       if (read.size() < asked) break;  // the file ends here (it was cut since its size was read)
       offset += read.size();
@@ -166,25 +245,76 @@ absl::StatusOr<std::optional<Found>> FindFirstDamage(rocksdb::Env* env, const st
   return std::nullopt;
 }
 
-absl::Status Unwritable(const std::string& what, const std::string& path) {
-  return absl::UnavailableError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
+std::string DamageMessage(const std::string& path, const HiddenDamage& damage) {
+  std::string what;
+  switch (damage.field) {
+    case HiddenDamage::Field::kLength:
+      what = absl::StrCat("its length field says ", damage.stated,
+                          " bytes, past the end of its block");
+      break;
+    case HiddenDamage::Field::kType:
+      what = absl::StrCat("its type field says ", damage.stated,
+                          ", the recyclable format, which the log never writes");
+      break;
+    case HiddenDamage::Field::kZeroHeader:
+      what = "its header is zeros";
+      break;
+  }
+  const std::string head =
+      absl::StrCat("the write-ahead log ", path, " is damaged at byte ", damage.offset, ": ");
+  if (damage.whole.has_value()) {
+    const std::string under = damage.field == HiddenDamage::Field::kLength
+                                  ? absl::StrCat("over ", *damage.whole, " bytes")
+                                  : absl::StrCat("with type ", *damage.whole);
+    return absl::StrCat(
+        head, "the record there is whole (its checksum holds ", under, "), but ", what,
+        ". RocksDB cannot read past it and would drop it and the records after it in this "
+        "file (in silence, taking them for a write cut short by a crash), acknowledged events "
+        "included; refusing to serve. The checksum shows the field's true value: with the "
+        "server stopped, caseworkd --repair-wal rewrites it (keeping the file as it was beside "
+        "it) and loses nothing; or keep the directory as it is for inspection and restore the "
+        "last verified backup (docs/storage.md, recovery)");
+  }
+  return absl::StrCat(
+      head, what, ", and a whole record starts after it at byte ", damage.next_record,
+      ", so this is no write cut short by a crash. RocksDB would drop ",
+      damage.field == HiddenDamage::Field::kZeroHeader ? "the rest of its 32 KiB block"
+                                                       : "the records from there to the end of "
+                                                         "this file",
+      " in silence, acknowledged events included; refusing to serve. No value of the field "
+      "makes the record's checksum hold, so it cannot be repaired in place: keep the directory "
+      "as it is for inspection and restore the last verified backup (docs/storage.md, "
+      "recovery)");
+}
+
+absl::Status Unwritable(const std::string& what, const std::string& path, int error) {
+  return absl::UnavailableError(absl::StrCat(what, " ", path, ": ", std::strerror(error)));
 }
 
 // Writes `bytes` at `offset` of `path` and syncs it.
 absl::Status WriteAt(const std::string& path, uint64_t offset, std::string_view bytes) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return Unwritable("opening", path);
-  const ssize_t written = ::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset));
-  const bool ok = written == static_cast<ssize_t>(bytes.size()) && ::fsync(fd) == 0;
-  absl::Status status = ok ? absl::OkStatus() : Unwritable("rewriting", path);
+  if (fd < 0) return Unwritable("opening", path, errno);
+  absl::Status status;
+  while (!bytes.empty()) {
+    const ssize_t n = ::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      status = Unwritable("rewriting", path, n < 0 ? errno : EIO);
+      break;
+    }
+    bytes.remove_prefix(static_cast<size_t>(n));
+    offset += static_cast<uint64_t>(n);
+  }
+  if (status.ok() && ::fsync(fd) != 0) status = Unwritable("syncing", path, errno);
   ::close(fd);
   return status;
 }
 
 absl::Status SyncPath(const std::string& path, int flags) {
   const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
-  if (fd < 0) return Unwritable("opening", path);
-  absl::Status status = ::fsync(fd) == 0 ? absl::OkStatus() : Unwritable("syncing", path);
+  if (fd < 0) return Unwritable("opening", path, errno);
+  absl::Status status = ::fsync(fd) == 0 ? absl::OkStatus() : Unwritable("syncing", path, errno);
   ::close(fd);
   return status;
 }
@@ -195,72 +325,78 @@ absl::Status CheckWalFiles(rocksdb::Env* env, const std::string& dir) {
   absl::StatusOr<std::optional<Found>> found = FindFirstDamage(env, dir);
   if (!found.ok()) return found.status();
   if (!found->has_value()) return absl::OkStatus();
-  const std::string& path = (*found)->path;
-  const HiddenDamage& damage = (*found)->damage;
-  const bool length = damage.field == HiddenDamage::Field::kLength;
-  return absl::DataLossError(absl::StrCat(
-      "the write-ahead log ", path, " is damaged at byte ", damage.offset,
-      ": the record there is whole (its checksum holds ",
-      length ? absl::StrCat("over ", damage.whole, " bytes), but its length field says ",
-                            damage.stated, " bytes, past the end of its block")
-             : absl::StrCat("with type ", damage.whole, "), but its type field says ",
-                            damage.stated, ", a format the log never writes"),
-      ". RocksDB would take it for the end of the log and drop it and every record after it, "
-      "acknowledged events included; refusing to serve. The checksum shows the field's true "
-      "value: with the server stopped, caseworkd --repair-wal rewrites it (keeping the file as "
-      "it was beside it) and loses nothing; or keep the directory as it is for inspection and "
-      "restore the last verified backup (docs/storage.md, recovery)"));
+  return absl::DataLossError(DamageMessage((*found)->path, (*found)->damage));
 }
 
-absl::StatusOr<std::vector<WalRepair>> RepairWalFiles(const std::string& dir) {
+absl::StatusOr<std::vector<WalRepair>> RepairWalFiles(
+    const std::string& dir, const std::function<void(const WalRepair&)>& repaired) {
   rocksdb::Env* env = rocksdb::Env::Default();
   std::vector<WalRepair> repairs;
-  std::vector<std::string> kept;  // files already copied as they were
-  // Each pass rewrites one field; a record repaired is read past on the next pass. The
-  // bound only stops a loop that would not end (a repair that did not take).
-  for (int pass = 0; pass < 100'000; ++pass) {
-    absl::StatusOr<std::optional<Found>> found = FindFirstDamage(env, dir);
-    if (!found.ok()) return found.status();
-    if (!found->has_value()) return repairs;
-    const Found& damaged = **found;
-    WalRepair repair{.file = damaged.path, .kept = "", .damage = damaged.damage};
-    for (const WalRepair& earlier : repairs) {
-      if (earlier.file == damaged.path) repair.kept = earlier.kept;
-      if (earlier.file == damaged.path && earlier.damage.offset == damaged.damage.offset &&
-          earlier.damage.field == damaged.damage.field) {
-        return absl::InternalError(absl::StrCat("rewriting the field at byte ",
-                                                damaged.damage.offset, " of ", damaged.path,
-                                                " did not take"));
-      }
-    }
-    if (repair.kept.empty()) {
-      repair.kept = absl::StrCat(damaged.path, ".damaged-",
-                                 std::chrono::duration_cast<std::chrono::microseconds>(
-                                     std::chrono::system_clock::now().time_since_epoch())
-                                     .count());
-      std::error_code error;
-      std::filesystem::copy_file(damaged.path, repair.kept, error);
-      if (error) {
-        return absl::UnavailableError(
-            absl::StrCat("keeping ", damaged.path, " as ", repair.kept, ": ", error.message()));
-      }
-      if (absl::Status s = SyncPath(repair.kept, O_RDONLY); !s.ok()) return s;
-      if (absl::Status s = SyncPath(dir, O_RDONLY | O_DIRECTORY); !s.ok()) return s;
-    }
-    std::string field;
-    uint64_t at = damaged.damage.offset;
-    if (damaged.damage.field == HiddenDamage::Field::kLength) {
-      field = {static_cast<char>(damaged.damage.whole & 0xff),
-               static_cast<char>(damaged.damage.whole >> 8)};
-      at += 4;
-    } else {
-      field = {static_cast<char>(damaged.damage.whole)};
-      at += 6;
-    }
-    if (absl::Status s = WriteAt(damaged.path, at, field); !s.ok()) return s;
-    repairs.push_back(std::move(repair));
+  if (!env->FileExists(dir).ok()) return repairs;
+  // Offline only: RocksDB's own lock keeps a server (or another repair) out meanwhile.
+  rocksdb::FileLock* lock = nullptr;
+  if (rocksdb::Status s = env->LockFile(dir + "/LOCK", &lock); !s.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the log in ", dir, " is open elsewhere (its LOCK is held: ", s.ToString(),
+                     "); stop the server before repairing its write-ahead log"));
   }
-  return absl::InternalError(absl::StrCat("too many damaged records in ", dir));
+  absl::StatusOr<std::vector<WalRepair>> result = [&]() -> absl::StatusOr<std::vector<WalRepair>> {
+    // Each pass rewrites one field; a record repaired is read past on the next pass. The
+    // bound only stops a loop that would not end (a repair that did not take).
+    for (int pass = 0; pass < 100'000; ++pass) {
+      absl::StatusOr<std::optional<Found>> found = FindFirstDamage(env, dir);
+      if (!found.ok()) return found.status();
+      if (!found->has_value()) return repairs;
+      const Found& damaged = **found;
+      if (!damaged.damage.whole.has_value()) {
+        return absl::FailedPreconditionError(DamageMessage(damaged.path, damaged.damage));
+      }
+      WalRepair repair{.file = damaged.path, .kept = "", .damage = damaged.damage};
+      for (const WalRepair& earlier : repairs) {
+        if (earlier.file != damaged.path) continue;
+        repair.kept = earlier.kept;
+        if (earlier.damage.offset == damaged.damage.offset &&
+            earlier.damage.field == damaged.damage.field) {
+          return absl::InternalError(absl::StrCat("rewriting the field at byte ",
+                                                  damaged.damage.offset, " of ", damaged.path,
+                                                  " did not take"));
+        }
+      }
+      if (repair.kept.empty()) {
+        repair.kept = absl::StrCat(damaged.path, ".damaged-",
+                                   std::chrono::duration_cast<std::chrono::microseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count());
+        std::error_code error;
+        std::filesystem::copy_file(damaged.path, repair.kept, error);
+        absl::Status kept =
+            error ? absl::UnavailableError(absl::StrCat("keeping ", damaged.path, " as ",
+                                                        repair.kept, ": ", error.message()))
+                  : SyncPath(repair.kept, O_RDONLY);
+        if (kept.ok()) kept = SyncPath(dir, O_RDONLY | O_DIRECTORY);
+        if (!kept.ok()) {
+          std::filesystem::remove(repair.kept, error);  // a partial copy is no copy
+          return kept;
+        }
+      }
+      std::string field;
+      uint64_t at = damaged.damage.offset;
+      const uint32_t whole = *damaged.damage.whole;
+      if (damaged.damage.field == HiddenDamage::Field::kLength) {
+        field = {static_cast<char>(whole & 0xff), static_cast<char>(whole >> 8)};
+        at += 4;
+      } else {
+        field = {static_cast<char>(whole)};
+        at += 6;
+      }
+      if (absl::Status s = WriteAt(damaged.path, at, field); !s.ok()) return s;
+      repairs.push_back(std::move(repair));
+      if (repaired) repaired(repairs.back());
+    }
+    return absl::InternalError(absl::StrCat("too many damaged records in ", dir));
+  }();
+  (void)env->UnlockFile(lock);
+  return result;
 }
 
 }  // namespace casework::store::wal

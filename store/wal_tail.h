@@ -1,29 +1,44 @@
 // RocksDB's write-ahead log files, read before RocksDB recovers them.
 //
-// The log opens RocksDB with kTolerateCorruptedTailRecords: a record that runs past the
-// end of the newest data is taken for a write cut short by a crash and dropped, with
-// every record after it, silently. That is right for a torn write (it was never
-// acknowledged), and wrong for a whole record whose length field was damaged on disk (a
-// flipped bit): that record and those after it were synced and acknowledged. The signed
-// checkpoint file catches the loss only when it already covers those events, and after a
-// power loss it lags the log by up to its interval.
+// The log opens RocksDB (7.8) with kTolerateCorruptedTailRecords, which is meant to drop
+// only a write cut short by a crash (never acknowledged) and to refuse any other damage.
+// Three kinds of damage get past it, each dropping acknowledged records in silence:
+//  - a record whose length runs past the end of the file (in its last block, which is
+//    partial): RocksDB takes it for a torn write and stops reading the file there;
+//  - a record whose type reads as one of the recyclable WAL format's (5 to 8), anywhere
+//    in a file: RocksDB takes it for a record left by an earlier use of a recycled file,
+//    and stops reading the file there (the next file is read: a hole, not a lost tail);
+//  - a header of zeros inside a block: RocksDB takes it for preallocated space and skips
+//    the rest of the block.
+// The signed checkpoint file catches such a loss only when it already covers those
+// events, and after a power loss it lags the log by up to its interval.
 //
-// The two look alike to RocksDB and differ in one thing: a whole record's checksum holds
-// over its true length. So for the record that RocksDB would drop, this check tries the
-// lengths a damaged field could have hidden (those within two flipped bits of the stated
-// one that fit in the file); when the checksum (CRC32C over type and payload, as RocksDB
-// writes it) holds for one of them, the record is whole and the log refuses to open. A
-// torn payload matches one of those 136 lengths by chance with a probability of about
-// 3 in 10^8. A record whose type byte was damaged into one of the recyclable format's is
-// the same kind of silent loss, anywhere in a file, and is found the same way.
+// For each place where RocksDB would stop or skip in silence, this check asks whether
+// what it would drop was acknowledged:
+//  - Repairable: the record there is whole under another value of the damaged field.
+//    Its checksum (CRC32C over type and payload, as RocksDB writes it) holds over a
+//    length within two flipped bits of the stated one that fits in the block, or under a
+//    plain type (1 to 4). A torn payload matches one of those 136 lengths by chance with a
+//    probability of about 3 in 10^8.
+//  - Not repairable: a whole record (a full one or the first fragment of one, its
+//    checksum holding) starts after that place in what RocksDB would drop. A torn write is
+//    the last write to a file (the log syncs each batch before the next), so nothing whole
+//    can follow one.
+// Either refuses the open with DATA_LOSS; the first can be rewritten in place
+// (RepairWalFiles, caseworkd --repair-wal), the second needs the last verified backup.
+// What stays undetected: damage to the last record of a file beyond two bits of its
+// length (or its type and its payload at once), which looks like a torn write.
 //
 // The format (RocksDB's db/log_format.h): 32 KiB blocks; a record is checksum (4 bytes,
 // little-endian, masked CRC32C), length (2, little-endian), type (1) and its payload; a
 // block ends in zeros when fewer than 7 bytes are left in it; a record never crosses a
-// block boundary (a long one is split into fragments, each with its own header).
+// block boundary (a long one is split into fragments, each with its own header). The
+// reader reads a block at a time, and knows it is at the end of the file when a read
+// returns less than a block.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -41,34 +56,50 @@ namespace casework::store::wal {
 inline constexpr uint64_t kBlockSize = 32 * 1024;
 inline constexpr uint64_t kHeaderSize = 7;
 
-// A whole record that RocksDB would drop as the end of the file.
+// A place where RocksDB would drop acknowledged records in silence.
 struct HiddenDamage {
-  enum class Field { kLength, kType };
+  enum class Field {
+    kLength,      // the record's length runs past the end of the file
+    kType,        // the record's type is one of the recyclable format's
+    kZeroHeader,  // the record's header is zeros
+  };
   Field field = Field::kLength;
   uint64_t offset = 0;  // of the record's header, in the file
-  uint32_t stated = 0;  // what the damaged field says
-  uint32_t whole = 0;   // the value under which the record's checksum holds
+  uint32_t stated = 0;  // what the damaged field says (the length or the type)
+  // The value under which the record's checksum holds: it can be rewritten. Never set
+  // for a header of zeros.
+  std::optional<uint32_t> whole;
+  // Not repairable: where a whole record starts in what RocksDB would drop.
+  uint64_t next_record = 0;
 };
 
 // The masked CRC32C of `type` followed by `payload`, as a record's header holds it.
 uint32_t RecordChecksum(uint8_t type, std::string_view payload);
 
-// Walks the records of one block of a file (`block` starts at byte `block_offset`; it is
-// the file's last block when it reaches the end of the file) and finds the first whole
-// record that RocksDB would take for the end of the file:
-//  - its length runs past the end of the block (past the end of the file in the last
-//    block, which RocksDB takes for a torn write), and the checksum holds over a length
-//    within two flipped bits of the stated one that fits;
-//  - its type is one of the recyclable format's (5 to 8, which the log never writes;
-//    RocksDB takes such a record for one left by an earlier use of the file and stops
-//    there, anywhere in the file), and the checksum holds under a plain type (1 to 4)
-//    within two flipped bits.
-// Never fails: any bytes are read as far as they go.
-std::optional<HiddenDamage> FindHiddenDamage(std::string_view block, uint64_t block_offset);
+// How RocksDB's reader leaves one block. `block` starts at byte `block_offset` of the
+// file (a multiple of kBlockSize); a block shorter than kBlockSize is the end of the file.
+struct BlockWalk {
+  enum class End {
+    kRead,      // read to its end, or to damage that RocksDB reports by itself
+    kSkipRest,  // a header of zeros at `stop.offset`: the rest of the block is skipped
+    kStopFile,  // stops reading the file at `stop.offset`, in silence
+  };
+  End end = End::kRead;
+  // Where it skips or stops; also set with kRead for a length past the end of a whole
+  // block (RocksDB reports it) when the record is whole under another length.
+  std::optional<HiddenDamage> stop;
+};
+// Never fails: any bytes are read as far as they go (at most kBlockSize of them).
+BlockWalk WalkBlock(std::string_view block, uint64_t block_offset);
 
-// Reads every write-ahead log file (NNNNNN.log) in `dir` through `env`, block by block.
-// OK when none holds hidden damage (or `dir` does not exist); DATA_LOSS naming the file
-// and the byte when one does; UNAVAILABLE when a file cannot be read.
+// The file offset of the first whole record (a full one or a first fragment, inside its
+// block, its checksum holding) that starts in `bytes`, which start at file offset
+// `offset`.
+std::optional<uint64_t> FindWholeRecord(std::string_view bytes, uint64_t offset);
+
+// Reads every write-ahead log file (NNNNNN.log) in `dir` through `env`. OK when none
+// holds hidden damage (or `dir` does not exist); DATA_LOSS naming the file, the byte,
+// what is damaged and what to do when one does; UNAVAILABLE when a file cannot be read.
 absl::Status CheckWalFiles(rocksdb::Env* env, const std::string& dir);
 
 // A field the repair rewrote.
@@ -78,12 +109,15 @@ struct WalRepair {
   HiddenDamage damage;
 };
 
-// Rewrites, in the WAL files of `dir`, the damaged field of every whole record that
+// Rewrites, in the WAL files of `dir`, the damaged field of every repairable record that
 // CheckWalFiles finds, to the value under which its checksum holds: the record, and
 // those after it, are then read again. Each file is first copied as it was to
-// `<file>.damaged-<µs>` (synced). Returns what was rewritten (nothing when nothing is
-// damaged); UNAVAILABLE when a file cannot be read or written. Offline only: no process
-// may have the log open.
-absl::StatusOr<std::vector<WalRepair>> RepairWalFiles(const std::string& dir);
+// `<file>.damaged-<µs>` (synced). `repaired` is called after each rewrite, so that what
+// was done is known even when a later step fails. Returns every rewrite (none when
+// nothing is damaged); FAILED_PRECONDITION when a damage is found that cannot be repaired
+// (or the database's LOCK is held: a server has it open); UNAVAILABLE when a file cannot
+// be read or written.
+absl::StatusOr<std::vector<WalRepair>> RepairWalFiles(
+    const std::string& dir, const std::function<void(const WalRepair&)>& repaired = {});
 
 }  // namespace casework::store::wal

@@ -129,22 +129,73 @@ TEST_F(WalTailTest, AWholeRecordBehindALengthPastTheEndIsDamage) {
 }
 
 TEST_F(WalTailTest, AWholeRecordWithARecyclableTypeIsDamageAnywhere) {
-  // Bit 2 of the type turns full, first and middle (1, 2, 3) into the recyclable format's
-  // 5, 6, 7, which RocksDB reads as the end of the log.
+  // A type turned into one of the recyclable format's (5 to 8), which RocksDB reads as
+  // the end of the file: bit 2 of full, first and middle (1, 2, 3 to 5, 6, 7), bit 0 of
+  // last (4 to 5), and three bits (1 to 6). Each is found, with its true type.
   int checked = 0;
-  for (size_t i = 0; i < headers_.size(); i += 7) {
+  for (size_t i = 0; i < headers_.size(); i += 5) {
     const Header& header = headers_[i];
-    if (header.type > 3) continue;
+    for (const uint8_t mask : {0x04, 0x01, 0x07}) {
+      const uint8_t damaged_type = header.type ^ mask;
+      if (damaged_type < 5 || damaged_type > 8) continue;
+      std::string damaged = pristine_;
+      damaged[header.offset + 6] = static_cast<char>(damaged_type);
+      const absl::Status status = CheckWith(damaged);
+      EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << header.offset;
+      EXPECT_NE(status.message().find(absl::StrCat(" is damaged at byte ", header.offset, ":")),
+                std::string_view::npos)
+          << status;
+      EXPECT_NE(status.message().find(absl::StrCat("holds with type ", header.type, ")")),
+                std::string_view::npos)
+          << status;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 8);
+}
+
+// Damage that no value of the field explains (the type and the payload of one record,
+// or a header of zeros inside a block) is still refused when a whole record follows it:
+// a torn write is the last write to a file, so this one is not torn. It cannot be
+// repaired in place.
+TEST_F(WalTailTest, UnexplainedDamageBeforeAWholeRecordIsRefusedAndNotRepaired) {
+  const Header* victim = nullptr;
+  for (const Header& header : headers_) {
+    if (header.type == 1 && header.offset > kBlockSize && header.length > 16 &&
+        header.offset % kBlockSize + kHeaderSize + header.length + kHeaderSize < kBlockSize) {
+      victim = &header;  // a full record with another record after it in its block
+      break;
+    }
+  }
+  ASSERT_NE(victim, nullptr);
+  {
     std::string damaged = pristine_;
-    damaged[header.offset + 6] = static_cast<char>(header.type ^ 4);
+    damaged[victim->offset + 6] = '\x05';
+    damaged[victim->offset + kHeaderSize + 8] ^= 0x10;
     const absl::Status status = CheckWith(damaged);
-    EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << header.offset;
-    EXPECT_NE(status.message().find(absl::StrCat(" is damaged at byte ", header.offset, ":")),
+    EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+    EXPECT_NE(status.message().find(
+                  absl::StrCat(" is damaged at byte ", victim->offset, ": its type field says 5")),
               std::string_view::npos)
         << status;
-    ++checked;
+    EXPECT_NE(status.message().find(absl::StrCat("a whole record starts after it at byte ",
+                                                 victim->offset + kHeaderSize + victim->length)),
+              std::string_view::npos)
+        << status;
+    EXPECT_NE(status.message().find("cannot be repaired in place"), std::string_view::npos);
+    const absl::StatusOr<std::vector<WalRepair>> repairs = RepairWalFiles(dir_.Sub("db"));
+    EXPECT_EQ(repairs.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(ReadFile(wal_), damaged) << "the repair changed a file it cannot repair";
   }
-  EXPECT_GT(checked, 3);
+  {
+    std::string damaged = pristine_;
+    for (uint64_t i = 0; i < kHeaderSize; ++i) damaged[victim->offset + i] = '\0';
+    const absl::Status status = CheckWith(damaged);
+    EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+    EXPECT_NE(status.message().find("its header is zeros"), std::string_view::npos) << status;
+    EXPECT_NE(status.message().find("the rest of its 32 KiB block"), std::string_view::npos)
+        << status;
+  }
 }
 
 TEST_F(WalTailTest, ATornTailIsNotDamage) {
@@ -159,18 +210,21 @@ TEST_F(WalTailTest, ATornTailIsNotDamage) {
   EXPECT_TRUE(CheckWith(pristine_ + std::string(5000, '\0')).ok());
 }
 
-TEST_F(WalTailTest, RandomBytesAreReadWithoutHarm) {
-  std::string bytes(3 * kBlockSize + 1234, '\0');
+TEST_F(WalTailTest, GarbageAfterTheLastRecordIsNotDamage) {
+  // What a crash may leave after the last synced record besides a cut: bytes of no
+  // record. Nothing whole follows them, so they are taken for a torn write.
   for (int trial = 0; trial < 50; ++trial) {
-    for (char& c : bytes) c = static_cast<char>(rng_());
-    // Whatever it says, it says it without reading past the block.
-    const std::optional<HiddenDamage> damage = FindHiddenDamage(bytes, 0);
-    if (damage.has_value()) {
-      EXPECT_LT(damage->offset, kBlockSize);
-    }
+    std::string garbage(1 + rng_() % 6000, '\0');
+    for (char& c : garbage) c = static_cast<char>(rng_());
+    const std::string bytes = pristine_ + garbage;
+    // RocksDB itself refuses garbage whose first header fits and fails its checksum; the
+    // check must not refuse any of it.
+    const absl::Status status = CheckWith(bytes);
+    EXPECT_TRUE(status.ok()) << status;
   }
-  EXPECT_FALSE(FindHiddenDamage("", 0).has_value());
-  EXPECT_FALSE(FindHiddenDamage("abc", 0).has_value());
+  EXPECT_FALSE(WalkBlock("", 0).stop.has_value());
+  EXPECT_FALSE(WalkBlock("abc", 0).stop.has_value());
+  EXPECT_FALSE(FindWholeRecord("abcdefgh", 0).has_value());
 }
 
 // What the check is for: RocksDB alone (7.8, with the log's recovery mode) opens a WAL
@@ -231,9 +285,12 @@ TEST_F(WalTailTest, RepairRewritesTheDamagedFieldsAndKeepsTheFileAsItWas) {
   ASSERT_EQ(CheckWalFiles(rocksdb::Env::Default(), dir_.Sub("db")).code(),
             absl::StatusCode::kDataLoss);
 
-  absl::StatusOr<std::vector<WalRepair>> repairs = RepairWalFiles(dir_.Sub("db"));
+  int reported = 0;
+  absl::StatusOr<std::vector<WalRepair>> repairs =
+      RepairWalFiles(dir_.Sub("db"), [&](const WalRepair&) { ++reported; });
   ASSERT_TRUE(repairs.ok()) << repairs.status();
   ASSERT_EQ(repairs->size(), 2u);
+  EXPECT_EQ(reported, 2);
   EXPECT_EQ((*repairs)[0].damage.field, HiddenDamage::Field::kType);
   EXPECT_EQ((*repairs)[0].damage.offset, full_early->offset);
   EXPECT_EQ((*repairs)[1].damage.field, HiddenDamage::Field::kLength);
@@ -258,6 +315,17 @@ TEST_F(WalTailTest, RepairRewritesTheDamagedFieldsAndKeepsTheFileAsItWas) {
   std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
   for (it->SeekToFirst(); it->Valid(); it->Next()) ++keys;
   EXPECT_EQ(keys, 60);
+}
+
+TEST_F(WalTailTest, TheRepairRefusesALogThatIsOpen) {
+  rocksdb::Options options;
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(options, dir_.Sub("db"), &raw).ok());
+  std::unique_ptr<rocksdb::DB> db(raw);
+  const absl::StatusOr<std::vector<WalRepair>> repairs = RepairWalFiles(dir_.Sub("db"));
+  EXPECT_EQ(repairs.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(repairs.status().message().find("stop the server"), std::string_view::npos)
+      << repairs.status();
 }
 
 TEST(WalTail, AMissingDirectoryHoldsNoDamage) {

@@ -870,6 +870,9 @@ TEST_F(TamperTest, ADamagedWalRecordIsRefusedAndRepairedWithoutLoss) {
       << read(repair_out);
   EXPECT_EQ(run("--repair-wal", repair_out), 0) << read(repair_out);
   EXPECT_NE(read(repair_out).find("nothing to repair"), std::string::npos) << read(repair_out);
+  // Offline actions one at a time: given together, one would be skipped without a word.
+  EXPECT_EQ(run("--repair-wal --verify-offline", repair_out), 2) << read(repair_out);
+  EXPECT_NE(read(repair_out).find("excludes"), std::string::npos) << read(repair_out);
 
   StartServer();
   EXPECT_EQ(Checkpoint().tree_size(), 40);
