@@ -353,11 +353,17 @@ int main(int argc, char** argv) {
       Write("wal_tail_fuzz", "last-block", block);
       std::string damaged = block;
       damaged[5] = static_cast<char>(damaged[5] ^ 0x80);
-      if (!store::wal::WalkBlock(damaged, 0).stop.has_value()) Fail("length damage not found");
+      bool in_fragment = false;
+      if (!store::wal::WalkBlock(damaged, 0, &in_fragment).stop.has_value()) {
+        Fail("length damage not found");
+      }
       Write("wal_tail_fuzz", "length-past-the-end", damaged);
       damaged = block;
       damaged[6] = static_cast<char>(damaged[6] ^ 0x04);
-      if (!store::wal::WalkBlock(damaged, 0).stop.has_value()) Fail("type damage not found");
+      in_fragment = false;
+      if (!store::wal::WalkBlock(damaged, 0, &in_fragment).stop.has_value()) {
+        Fail("type damage not found");
+      }
       Write("wal_tail_fuzz", "recyclable-type", damaged);
       ++wal_files;
     }

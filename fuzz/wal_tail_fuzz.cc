@@ -1,11 +1,12 @@
 // Fuzz target: the check of RocksDB's write-ahead log before the log opens
 // (store/wal_tail.h), which reads whatever bytes the disk holds.
 //
-// Feeds the input to WalkBlock as one block of a file, and to FindWholeRecord.
+// Feeds the input to WalkBlock as one block of a file (outside a fragmented record, and
+// inside one), and to RecordsToTheEnd.
 // Asserts: no crash and no sanitizer report; where the walk stops or skips is a header
 // inside the block, of the kind it names; a value it calls whole makes the record's
-// checksum hold over bytes inside the block; a whole record it finds is a full record or
-// a first fragment inside its block whose checksum holds.
+// checksum hold over bytes inside the block; where RecordsToTheEnd says whole records
+// start, they do, one after the other, to the block's end or to a trailer of zeros.
 #include <algorithm>
 
 #include "fuzz/fuzz_support.h"
@@ -33,7 +34,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view input = casework::fuzz::AsText(data, size);
   const std::string_view block = input.substr(0, std::min<size_t>(size, wal::kBlockSize));
 
-  const wal::BlockWalk walk = wal::WalkBlock(input, kBase);
+  bool in_fragment = (size % 2) == 1;
+  const wal::BlockWalk walk = wal::WalkBlock(input, kBase, &in_fragment);
   FUZZ_CHECK(walk.end == wal::BlockWalk::End::kRead || walk.stop.has_value(),
              "a skip or a stop says where");
   if (walk.stop.has_value()) {
@@ -75,19 +77,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
 
-  const std::optional<uint64_t> whole = wal::FindWholeRecord(input, kBase + 3);
-  if (whole.has_value()) {
-    FUZZ_CHECK(*whole >= kBase + 3, "the record starts in the bytes");
-    const uint64_t at = *whole - kBase - 3;
-    FUZZ_CHECK(at + wal::kHeaderSize <= input.size(), "its header is in the bytes");
-    const uint32_t length = Fixed16(input, at + 4);
-    const auto type = static_cast<uint8_t>(input[at + 6]);
-    FUZZ_CHECK(type == 1 || type == 2, "a full record or a first fragment");
-    FUZZ_CHECK(*whole % wal::kBlockSize + wal::kHeaderSize + length <= wal::kBlockSize,
-               "inside its block");
-    FUZZ_CHECK(wal::RecordChecksum(type, input.substr(at + wal::kHeaderSize, length)) ==
-                   Fixed32(input, at),
-               "its checksum holds");
+  const std::optional<uint64_t> start = wal::RecordsToTheEnd(block, 3);
+  if (start.has_value()) {
+    FUZZ_CHECK(*start >= 3, "the records start where they were looked for");
+    const auto type = static_cast<uint8_t>(block[*start + 6]);
+    FUZZ_CHECK(type == 1 || type == 2, "a full record or a first fragment starts them");
+    uint64_t at = *start;
+    while (at + wal::kHeaderSize <= block.size()) {
+      FUZZ_CHECK(wal::WholeRecordAt(block, at), "whole records one after the other");
+      at += wal::kHeaderSize + Fixed16(block, at + 4);
+    }
+    FUZZ_CHECK(std::all_of(block.begin() +
+                               static_cast<std::ptrdiff_t>(std::min<uint64_t>(at, block.size())),
+                           block.end(), [](char c) { return c == '\0'; }),
+               "to the end of the block, or to a trailer of zeros");
   }
   return 0;
 }

@@ -1989,7 +1989,11 @@ absl::Status RocksEventLog::Impl::RebuildProjections(
     const std::function<absl::StatusOr<std::vector<ProjectionWrite>>(const StoredEvent&)>&
         project) {
   constexpr size_t kKeysPerWriteMax = 4096;
-  rocksdb::WriteOptions unsynced;
+  // Every write synced, as every other write of the log is: the check of the write-ahead
+  // log before an open (wal_tail.h) counts on a torn write being the last record of its
+  // file, which unsynced writes (whose pages reach the disk in any order) would not keep.
+  rocksdb::WriteOptions synced;
+  synced.sync = true;
   // First, durably, "being rebuilt": a rebuild cut short (a crash, an event that does not
   // parse) leaves projections half dropped, and a layout that matches no build's, so the
   // next start rebuilds again instead of serving them.
@@ -2000,12 +2004,12 @@ absl::Status RocksEventLog::Impl::RebuildProjections(
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       STORE_CHECK(drop.Delete(projections_, it->key()).ok());
       if (static_cast<size_t>(drop.Count()) >= kKeysPerWriteMax) {
-        STORE_RETURN_IF_ERROR(FromRocks(db_->Write(unsynced, &drop), "dropping projections"));
+        STORE_RETURN_IF_ERROR(FromRocks(db_->Write(synced, &drop), "dropping projections"));
         drop.Clear();
       }
     }
     STORE_RETURN_IF_ERROR(FromRocks(it->status(), "scanning projections"));
-    STORE_RETURN_IF_ERROR(FromRocks(db_->Write(unsynced, &drop), "dropping projections"));
+    STORE_RETURN_IF_ERROR(FromRocks(db_->Write(synced, &drop), "dropping projections"));
   }
   // One event at a time from an iterator, the projections written in batches of a bounded
   // size: memory stays small whatever the events weigh (up to event_bytes_max each).
@@ -2021,7 +2025,7 @@ absl::Status RocksEventLog::Impl::RebuildProjections(
   CounterSums sums;
   auto write_out = [&]() -> absl::Status {
     FlushCounterSums(write, projections_, &sums);
-    STORE_RETURN_IF_ERROR(FromRocks(db_->Write(unsynced, &write), "writing projections"));
+    STORE_RETURN_IF_ERROR(FromRocks(db_->Write(synced, &write), "writing projections"));
     write.Clear();
     return absl::OkStatus();
   };

@@ -25,6 +25,7 @@ namespace {
 // writes (recycle_log_file_num is 0).
 constexpr uint8_t kFullType = 1;
 constexpr uint8_t kFirstType = 2;
+constexpr uint8_t kMiddleType = 3;
 constexpr uint8_t kLastPlainType = 4;
 constexpr uint8_t kLastRecyclableType = 8;
 
@@ -70,13 +71,14 @@ uint32_t RecordChecksum(uint8_t type, std::string_view payload) {
   return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
 }
 
-BlockWalk WalkBlock(std::string_view block, uint64_t block_offset) {
+BlockWalk WalkBlock(std::string_view block, uint64_t block_offset, bool* in_fragment) {
   block = block.substr(0, kBlockSize);
   const bool end_of_file = block.size() < kBlockSize;
   uint64_t at = 0;
   // The order of RocksDB's checks (log::Reader::ReadPhysicalRecord): a recyclable type
-  // first (then the log number, which a damaged type never matches: kOldRecord, read as
-  // the end of the file), then the length, then a header of zeros, then the checksum.
+  // first (then the log number, which the bytes of a damaged record match only by
+  // chance: kOldRecord, read as the end of the file), then the length, then a header of
+  // zeros, then the checksum.
   while (at + kHeaderSize <= block.size()) {
     const char* header = block.data() + at;
     const uint32_t checksum = DecodeFixed32(header);
@@ -116,31 +118,45 @@ BlockWalk WalkBlock(std::string_view block, uint64_t block_offset) {
       return BlockWalk{};
     }
     if (type == 0 && length == 0) {
+      // Inside a record of several fragments, RocksDB reports the gap; otherwise it skips
+      // the rest of the block in silence.
+      if (*in_fragment) return BlockWalk{};
       stop.field = HiddenDamage::Field::kZeroHeader;
       return BlockWalk{.end = BlockWalk::End::kSkipRest, .stop = stop};
     }
     // Any other type, or a checksum that does not hold, RocksDB reports by itself.
     if (type == 0 || type > kLastPlainType) return BlockWalk{};
+    *in_fragment = type == kFirstType || type == kMiddleType;
     at += kHeaderSize + length;
   }
   return BlockWalk{};
 }
 
-std::optional<uint64_t> FindWholeRecord(std::string_view bytes, uint64_t offset) {
-  for (uint64_t i = 0; i + kHeaderSize <= bytes.size(); ++i) {
-    const uint64_t in_block = (offset + i) % kBlockSize;
-    if (in_block + kHeaderSize > kBlockSize) continue;  // a block's trailer
-    const auto type = static_cast<uint8_t>(bytes[i + 6]);
-    if (type != kFullType && type != kFirstType) continue;
-    const uint32_t length = DecodeFixed16(bytes.data() + i + 4);
-    if (in_block + kHeaderSize + length > kBlockSize) continue;
-    // A first fragment fills the rest of its block (the writer splits only what does
-    // not fit).
-    if (type == kFirstType && in_block + kHeaderSize + length != kBlockSize) continue;
-    if (i + kHeaderSize + length > bytes.size()) continue;
-    if (RecordChecksum(type, bytes.substr(i + kHeaderSize, length)) ==
-        DecodeFixed32(bytes.data() + i)) {
-      return offset + i;
+bool WholeRecordAt(std::string_view block, uint64_t at) {
+  block = block.substr(0, kBlockSize);
+  if (at + kHeaderSize > block.size()) return false;
+  const auto type = static_cast<uint8_t>(block[at + 6]);
+  if (type < 1 || type > kLastPlainType) return false;
+  const uint32_t length = DecodeFixed16(block.data() + at + 4);
+  if (at + kHeaderSize + length > block.size()) return false;
+  return RecordChecksum(type, block.substr(at + kHeaderSize, length)) ==
+         DecodeFixed32(block.data() + at);
+}
+
+std::optional<uint64_t> RecordsToTheEnd(std::string_view block, uint64_t from) {
+  block = block.substr(0, kBlockSize);
+  for (uint64_t start = from; start + kHeaderSize <= block.size(); ++start) {
+    const auto type = static_cast<uint8_t>(block[start + 6]);
+    if (type != kFullType && type != kFirstType) continue;  // a record's start
+    uint64_t at = start;
+    while (at + kHeaderSize <= block.size() && WholeRecordAt(block, at)) {
+      at += kHeaderSize + DecodeFixed16(block.data() + at + 4);
+    }
+    // To the end of the block (or of the file), or to the block's trailer of zeros.
+    if (at + kHeaderSize <= block.size()) continue;
+    if (std::all_of(block.begin() + static_cast<std::ptrdiff_t>(at), block.end(),
+                    [](char c) { return c == '\0'; })) {
+      return start;
     }
   }
   return std::nullopt;
@@ -155,30 +171,6 @@ struct Found {
 
 constexpr uint64_t kReadBytes = 32 * kBlockSize;
 
-// The first whole record at or after byte `from` of `file` (`size` bytes).
-absl::StatusOr<std::optional<uint64_t>> ScanForWholeRecord(rocksdb::RandomAccessFile& file,
-                                                           const std::string& path, uint64_t from,
-                                                           uint64_t size, std::string& scratch) {
-  for (uint64_t offset = from / kBlockSize * kBlockSize; offset < size;) {
-    rocksdb::Slice read;
-    const uint64_t asked = std::min(kReadBytes, size - offset);
-    const rocksdb::Status s = file.Read(offset, asked, &read, scratch.data());
-    if (!s.ok()) {
-      return absl::UnavailableError(
-          absl::StrCat("reading the write-ahead log ", path, ": ", s.ToString()));
-    }
-    const uint64_t skip = from > offset ? from - offset : 0;
-    if (read.size() > skip) {
-      std::optional<uint64_t> found =
-          FindWholeRecord(std::string_view(read.data() + skip, read.size() - skip), offset + skip);
-      if (found.has_value()) return found;
-    }
-    if (read.size() < asked) break;
-    offset += read.size();
-  }
-  return std::nullopt;
-}
-
 // The first hidden damage in the WAL files of `dir`, in the order of their names.
 absl::StatusOr<std::optional<Found>> FindFirstDamage(rocksdb::Env* env, const std::string& dir) {
   std::vector<std::string> children;
@@ -190,6 +182,7 @@ absl::StatusOr<std::optional<Found>> FindFirstDamage(rocksdb::Env* env, const st
   }
   std::sort(children.begin(), children.end());
   std::string scratch(kReadBytes, '\0');
+  std::string next_block(kBlockSize, '\0');
   for (const std::string& name : children) {
     if (!IsWalName(name)) continue;
     const std::string path = absl::StrCat(dir, "/", name);
@@ -203,39 +196,56 @@ absl::StatusOr<std::optional<Found>> FindFirstDamage(rocksdb::Env* env, const st
           absl::StrCat("reading the write-ahead log ", path, ": ", s.ToString()));
     };
     if (!s.ok()) return unreadable();
+    bool in_fragment = false;
     bool file_done = false;
     for (uint64_t offset = 0; offset < size && !file_done;) {
       rocksdb::Slice read;
       const uint64_t asked = std::min(kReadBytes, size - offset);
       s = file->Read(offset, asked, &read, scratch.data());
       if (!s.ok()) return unreadable();
-      // Copied: a scan past a stop reads into the same scratch.
-      const std::string bytes(read.data(), read.size());
+      const std::string_view bytes(read.data(), read.size());
       for (uint64_t block = 0; block < bytes.size() && !file_done; block += kBlockSize) {
-        const std::string_view view = std::string_view(bytes).substr(block, kBlockSize);
-        BlockWalk walk = WalkBlock(view, offset + block);
+        const std::string_view view = bytes.substr(block, kBlockSize);
+        BlockWalk walk = WalkBlock(view, offset + block, &in_fragment);
         if (!walk.stop.has_value()) continue;
         HiddenDamage& stop = *walk.stop;
         if (stop.whole.has_value()) return Found{path, stop};
+        const uint64_t at = stop.offset - (offset + block);  // in `view`
         if (walk.end == BlockWalk::End::kSkipRest) {
-          const uint64_t after = stop.offset + kHeaderSize - (offset + block);
-          if (after < view.size()) {
-            std::optional<uint64_t> next =
-                FindWholeRecord(view.substr(after), stop.offset + kHeaderSize);
-            if (next.has_value()) {
-              stop.next_record = *next;
-              return Found{path, stop};
-            }
-          }
-        } else if (walk.end == BlockWalk::End::kStopFile) {
-          absl::StatusOr<std::optional<uint64_t>> next =
-              ScanForWholeRecord(*file, path, stop.offset + 1, size, scratch);
-          if (!next.ok()) return next.status();
-          if (next->has_value()) {
-            stop.next_record = **next;
+          // Records that run from after the zeros to the end of the block were written
+          // whole: the zeros are no preallocated space.
+          std::optional<uint64_t> next = RecordsToTheEnd(view, at + kHeaderSize);
+          if (next.has_value()) {
+            stop.next_record = offset + block + *next;
             return Found{path, stop};
           }
-          file_done = true;  // a torn write: RocksDB is right to drop it
+          in_fragment = false;
+        } else if (walk.end == BlockWalk::End::kStopFile) {
+          file_done = true;  // RocksDB reads no further in this file
+          if (stop.field != HiddenDamage::Field::kType) continue;  // a torn write
+          // The type alone is damaged when the record's stated length leads to a whole
+          // record: the next one in the block, or the first of the next block.
+          const uint64_t length = DecodeFixed16(view.data() + at + 4);
+          if (at + kHeaderSize + length > view.size()) continue;
+          uint64_t next = offset + block + at + kHeaderSize + length;
+          if (next % kBlockSize + kHeaderSize > kBlockSize)
+            next = (next / kBlockSize + 1) * kBlockSize;
+          if (next + kHeaderSize > size) continue;  // nothing after it: a torn write
+          const uint64_t next_block_start = next / kBlockSize * kBlockSize;
+          std::string_view holder;
+          if (next_block_start >= offset && next_block_start - offset < bytes.size()) {
+            holder = bytes.substr(next_block_start - offset, kBlockSize);
+          } else {
+            rocksdb::Slice other;
+            s = file->Read(next_block_start, std::min(kBlockSize, size - next_block_start), &other,
+                           next_block.data());
+            if (!s.ok()) return unreadable();
+            holder = std::string_view(other.data(), other.size());
+          }
+          if (WholeRecordAt(holder, next - next_block_start)) {
+            stop.next_record = next;
+            return Found{path, stop};
+          }
         }
       }
       if (read.size() < asked) break;  // the file ends here (it was cut since its size was read)
@@ -262,29 +272,39 @@ std::string DamageMessage(const std::string& path, const HiddenDamage& damage) {
   }
   const std::string head =
       absl::StrCat("the write-ahead log ", path, " is damaged at byte ", damage.offset, ": ");
+  constexpr char kBackup[] =
+      "keep the directory as it is for inspection and restore the last verified backup "
+      "(docs/storage.md, recovery)";
   if (damage.whole.has_value()) {
     const std::string under = damage.field == HiddenDamage::Field::kLength
                                   ? absl::StrCat("over ", *damage.whole, " bytes")
                                   : absl::StrCat("with type ", *damage.whole);
     return absl::StrCat(
         head, "the record there is whole (its checksum holds ", under, "), but ", what,
-        ". RocksDB cannot read past it and would drop it and the records after it in this "
-        "file (in silence, taking them for a write cut short by a crash), acknowledged events "
-        "included; refusing to serve. The checksum shows the field's true value: with the "
-        "server stopped, caseworkd --repair-wal rewrites it (keeping the file as it was beside "
-        "it) and loses nothing; or keep the directory as it is for inspection and restore the "
-        "last verified backup (docs/storage.md, recovery)");
+        ". RocksDB cannot read past it: it would drop it and the records after it in this "
+        "file (in silence where it takes them for a write cut short by a crash), acknowledged "
+        "events included; refusing to serve. The checksum shows the field's true value: with "
+        "the server stopped, caseworkd --repair-wal rewrites it (keeping the file as it was "
+        "beside it) and loses nothing; or ",
+        kBackup);
+  }
+  if (damage.field == HiddenDamage::Field::kZeroHeader) {
+    return absl::StrCat(
+        head, what, ", and whole records run from byte ", damage.next_record,
+        " to the end of its 32 KiB block, so this is no preallocated space. RocksDB would skip "
+        "the rest of the block in silence, acknowledged events included; refusing to serve. "
+        "The record cannot be repaired in place: ",
+        kBackup);
   }
   return absl::StrCat(
-      head, what, ", and a whole record starts after it at byte ", damage.next_record,
-      ", so this is no write cut short by a crash. RocksDB would drop ",
-      damage.field == HiddenDamage::Field::kZeroHeader ? "the rest of its 32 KiB block"
-                                                       : "the records from there to the end of "
-                                                         "this file",
-      " in silence, acknowledged events included; refusing to serve. No value of the field "
-      "makes the record's checksum hold, so it cannot be repaired in place: keep the directory "
-      "as it is for inspection and restore the last verified backup (docs/storage.md, "
-      "recovery)");
+      head, what,
+      ", and no plain type makes the record's checksum hold, but its length leads to a whole "
+      "record at byte ",
+      damage.next_record,
+      ", so this is no write cut short by a crash. RocksDB would drop the records from there "
+      "to the end of this file in silence, acknowledged events included; refusing to serve. "
+      "The record cannot be repaired in place: ",
+      kBackup);
 }
 
 absl::Status Unwritable(const std::string& what, const std::string& path, int error) {
@@ -332,15 +352,25 @@ absl::StatusOr<std::vector<WalRepair>> RepairWalFiles(
     const std::string& dir, const std::function<void(const WalRepair&)>& repaired) {
   rocksdb::Env* env = rocksdb::Env::Default();
   std::vector<WalRepair> repairs;
-  if (!env->FileExists(dir).ok()) return repairs;
+  if (rocksdb::Status s = env->FileExists(dir); s.IsNotFound()) {
+    return repairs;
+  } else if (!s.ok()) {
+    return absl::UnavailableError(absl::StrCat("reading ", dir, ": ", s.ToString()));
+  }
   // Offline only: RocksDB's own lock keeps a server (or another repair) out meanwhile.
   rocksdb::FileLock* lock = nullptr;
   if (rocksdb::Status s = env->LockFile(dir + "/LOCK", &lock); !s.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("the log in ", dir, " is open elsewhere (its LOCK is held: ", s.ToString(),
-                     "); stop the server before repairing its write-ahead log"));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot take the lock of the log in ", dir, " (", s.ToString(),
+        "): stop the server that has it open (or check the folder's permissions) before "
+        "repairing its write-ahead log"));
   }
-  absl::StatusOr<std::vector<WalRepair>> result = [&]() -> absl::StatusOr<std::vector<WalRepair>> {
+  struct Unlock {
+    rocksdb::Env* env;
+    rocksdb::FileLock* lock;
+    ~Unlock() { (void)env->UnlockFile(lock); }
+  } unlock{env, lock};
+  return [&]() -> absl::StatusOr<std::vector<WalRepair>> {
     // Each pass rewrites one field; a record repaired is read past on the next pass. The
     // bound only stops a loop that would not end (a repair that did not take).
     for (int pass = 0; pass < 100'000; ++pass) {
@@ -368,6 +398,11 @@ absl::StatusOr<std::vector<WalRepair>> RepairWalFiles(
                                        std::chrono::system_clock::now().time_since_epoch())
                                        .count());
         std::error_code error;
+        if (std::filesystem::exists(repair.kept, error)) {
+          return absl::AlreadyExistsError(absl::StrCat("cannot keep ", damaged.path, " as ",
+                                                       repair.kept,
+                                                       ": that file exists; run the repair again"));
+        }
         std::filesystem::copy_file(damaged.path, repair.kept, error);
         absl::Status kept =
             error ? absl::UnavailableError(absl::StrCat("keeping ", damaged.path, " as ",
@@ -395,8 +430,6 @@ absl::StatusOr<std::vector<WalRepair>> RepairWalFiles(
     }
     return absl::InternalError(absl::StrCat("too many damaged records in ", dir));
   }();
-  (void)env->UnlockFile(lock);
-  return result;
 }
 
 }  // namespace casework::store::wal

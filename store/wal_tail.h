@@ -20,10 +20,13 @@
 //    length within two flipped bits of the stated one that fits in the block, or under a
 //    plain type (1 to 4). A torn payload matches one of those 136 lengths by chance with a
 //    probability of about 3 in 10^8.
-//  - Not repairable: a whole record (a full one or the first fragment of one, its
-//    checksum holding) starts after that place in what RocksDB would drop. A torn write is
-//    the last write to a file (the log syncs each batch before the next), so nothing whole
-//    can follow one.
+//  - Not repairable: a recyclable type whose record's length leads to a whole record (the
+//    type alone is damaged, and the payload too), or a header of zeros after which whole
+//    records run to the end of the block (no preallocated space ends like that). A torn
+//    write is the last record of its file (every write of the log is synced before the
+//    next), and its own payload is not searched: bytes a client wrote into an event can
+//    look like a record, but not at the place a stated length points to, nor as records
+//    that tile a block to its end.
 // Either refuses the open with DATA_LOSS; the first can be rewritten in place
 // (RepairWalFiles, caseworkd --repair-wal), the second needs the last verified backup.
 // What stays undetected: damage to the last record of a file beyond two bits of its
@@ -69,7 +72,7 @@ struct HiddenDamage {
   // The value under which the record's checksum holds: it can be rewritten. Never set
   // for a header of zeros.
   std::optional<uint32_t> whole;
-  // Not repairable: where a whole record starts in what RocksDB would drop.
+  // Not repairable: where the whole record starts that shows it is no torn write.
   uint64_t next_record = 0;
 };
 
@@ -89,13 +92,19 @@ struct BlockWalk {
   // block (RocksDB reports it) when the record is whole under another length.
   std::optional<HiddenDamage> stop;
 };
-// Never fails: any bytes are read as far as they go (at most kBlockSize of them).
-BlockWalk WalkBlock(std::string_view block, uint64_t block_offset);
+// `in_fragment` carries, from one block to the next, whether the reader is inside a
+// record of several fragments (false at the start of a file). Never fails: any bytes are
+// read as far as they go (at most kBlockSize of them).
+BlockWalk WalkBlock(std::string_view block, uint64_t block_offset, bool* in_fragment);
 
-// The file offset of the first whole record (a full one or a first fragment, inside its
-// block, its checksum holding) that starts in `bytes`, which start at file offset
-// `offset`.
-std::optional<uint64_t> FindWholeRecord(std::string_view bytes, uint64_t offset);
+// Whether a whole record (a plain type, inside the block, its checksum holding) starts at
+// byte `at` of `block` (a block of a file, from its start).
+bool WholeRecordAt(std::string_view block, uint64_t at);
+
+// The first byte of `block`, at or after `from`, where a full record or a first fragment
+// starts from which whole records run to the end of the block (or to its trailer of
+// zeros); nullopt when there is none.
+std::optional<uint64_t> RecordsToTheEnd(std::string_view block, uint64_t from);
 
 // Reads every write-ahead log file (NNNNNN.log) in `dir` through `env`. OK when none
 // holds hidden damage (or `dir` does not exist); DATA_LOSS naming the file, the byte,

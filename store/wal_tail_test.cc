@@ -178,7 +178,7 @@ TEST_F(WalTailTest, UnexplainedDamageBeforeAWholeRecordIsRefusedAndNotRepaired) 
                   absl::StrCat(" is damaged at byte ", victim->offset, ": its type field says 5")),
               std::string_view::npos)
         << status;
-    EXPECT_NE(status.message().find(absl::StrCat("a whole record starts after it at byte ",
+    EXPECT_NE(status.message().find(absl::StrCat("its length leads to a whole record at byte ",
                                                  victim->offset + kHeaderSize + victim->length)),
               std::string_view::npos)
         << status;
@@ -193,7 +193,10 @@ TEST_F(WalTailTest, UnexplainedDamageBeforeAWholeRecordIsRefusedAndNotRepaired) 
     const absl::Status status = CheckWith(damaged);
     EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
     EXPECT_NE(status.message().find("its header is zeros"), std::string_view::npos) << status;
-    EXPECT_NE(status.message().find("the rest of its 32 KiB block"), std::string_view::npos)
+    EXPECT_NE(status.message().find(absl::StrCat("whole records run from byte ",
+                                                 victim->offset + kHeaderSize + victim->length,
+                                                 " to the end of its 32 KiB block")),
+              std::string_view::npos)
         << status;
   }
 }
@@ -210,6 +213,57 @@ TEST_F(WalTailTest, ATornTailIsNotDamage) {
   EXPECT_TRUE(CheckWith(pristine_ + std::string(5000, '\0')).ok());
 }
 
+// A client can write bytes that form a whole record into an event. When the batch that
+// holds them is torn, they are the torn record's own payload: not refused, whether the
+// torn record is cut short or its header reads as zeros.
+TEST(WalTail, ARecordInsideATornRecordsPayloadIsNotDamage) {
+  TempDir dir;
+  const std::string db_dir = dir.Sub("db");
+  std::string planted(200, 'p');
+  const uint32_t crc = RecordChecksum(1, planted);
+  std::string header(7, '\0');
+  for (int i = 0; i < 4; ++i) header[i] = static_cast<char>(crc >> (8 * i));
+  header[4] = static_cast<char>(planted.size() & 0xff);
+  header[5] = static_cast<char>(planted.size() >> 8);
+  header[6] = '\x01';
+  const std::string value = std::string(300, 'v') + header + planted + std::string(3000, 'w');
+  {
+    rocksdb::Options options;
+    options.create_if_missing = true;
+    options.avoid_flush_during_shutdown = true;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(options, db_dir, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    ASSERT_TRUE(db->Put(sync, "first", std::string(500, 'a')).ok());
+    ASSERT_TRUE(db->Put(sync, "planted", value).ok());
+    ASSERT_TRUE(db->Close().ok());
+  }
+  std::string wal;
+  for (const fs::directory_entry& entry : fs::directory_iterator(db_dir)) {
+    if (entry.path().extension() == ".log" && fs::file_size(entry.path()) > 0) {
+      wal = entry.path().string();
+    }
+  }
+  ASSERT_FALSE(wal.empty());
+  const std::string pristine = ReadFile(wal);
+  const std::vector<Header> records = ::casework::store::testing::WalRecords(pristine);
+  ASSERT_EQ(records.size(), 2u);
+  const size_t inside = pristine.find(header + planted);
+  ASSERT_NE(inside, std::string::npos);
+  ASSERT_TRUE(WholeRecordAt(pristine.substr(0, kBlockSize), inside));
+  // Cut after the planted bytes: the batch is torn.
+  const std::string cut = pristine.substr(0, inside + header.size() + planted.size() + 100);
+  WriteFile(wal, cut);
+  EXPECT_TRUE(CheckWalFiles(rocksdb::Env::Default(), db_dir).ok());
+  // And the torn record's header as zeros (a page that never reached the disk).
+  std::string zeroed = cut;
+  for (uint64_t i = 0; i < kHeaderSize; ++i) zeroed[records[1].offset + i] = '\0';
+  WriteFile(wal, zeroed);
+  EXPECT_TRUE(CheckWalFiles(rocksdb::Env::Default(), db_dir).ok());
+}
+
 TEST_F(WalTailTest, GarbageAfterTheLastRecordIsNotDamage) {
   // What a crash may leave after the last synced record besides a cut: bytes of no
   // record. Nothing whole follows them, so they are taken for a torn write.
@@ -222,9 +276,10 @@ TEST_F(WalTailTest, GarbageAfterTheLastRecordIsNotDamage) {
     const absl::Status status = CheckWith(bytes);
     EXPECT_TRUE(status.ok()) << status;
   }
-  EXPECT_FALSE(WalkBlock("", 0).stop.has_value());
-  EXPECT_FALSE(WalkBlock("abc", 0).stop.has_value());
-  EXPECT_FALSE(FindWholeRecord("abcdefgh", 0).has_value());
+  bool in_fragment = false;
+  EXPECT_FALSE(WalkBlock("", 0, &in_fragment).stop.has_value());
+  EXPECT_FALSE(WalkBlock("abc", 0, &in_fragment).stop.has_value());
+  EXPECT_FALSE(RecordsToTheEnd("abcdefgh", 0).has_value());
 }
 
 // What the check is for: RocksDB alone (7.8, with the log's recovery mode) opens a WAL
@@ -323,7 +378,7 @@ TEST_F(WalTailTest, TheRepairRefusesALogThatIsOpen) {
   ASSERT_TRUE(rocksdb::DB::Open(options, dir_.Sub("db"), &raw).ok());
   std::unique_ptr<rocksdb::DB> db(raw);
   const absl::StatusOr<std::vector<WalRepair>> repairs = RepairWalFiles(dir_.Sub("db"));
-  EXPECT_EQ(repairs.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(repairs.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_NE(repairs.status().message().find("stop the server"), std::string_view::npos)
       << repairs.status();
 }
