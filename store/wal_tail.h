@@ -1,4 +1,4 @@
-// RocksDB's write-ahead log files, read before RocksDB recovers them.
+// RocksDB's write-ahead log files (and its manifest), read before RocksDB recovers them.
 //
 // The log opens RocksDB (7.8) with kTolerateCorruptedTailRecords, which is meant to drop
 // only a write cut short by a crash (never acknowledged) and to refuse any other damage.
@@ -106,8 +106,11 @@ bool WholeRecordAt(std::string_view block, uint64_t at);
 // zeros); nullopt when there is none.
 std::optional<uint64_t> RecordsToTheEnd(std::string_view block, uint64_t from);
 
-// Reads every write-ahead log file (NNNNNN.log) in `dir` through `env`. OK when none
-// holds hidden damage (or `dir` does not exist); DATA_LOSS naming the file, the byte,
+// Reads every write-ahead log file (NNNNNN.log) in `dir` through `env`, then the manifest
+// that CURRENT names (RocksDB reads it with the same reader and the same tolerance: a
+// damaged length in its last block drops the newest version edits, and so the table
+// files that flushes wrote, in silence). OK when none holds hidden damage (or `dir` does
+// not exist); DATA_LOSS naming the file, the byte,
 // what is damaged and what to do when one does; UNAVAILABLE when a file cannot be read.
 absl::Status CheckWalFiles(rocksdb::Env* env, const std::string& dir);
 
@@ -118,8 +121,8 @@ struct WalRepair {
   HiddenDamage damage;
 };
 
-// Rewrites, in the WAL files of `dir`, the damaged field of every repairable record that
-// CheckWalFiles finds, to the value under which its checksum holds: the record, and
+// Rewrites, in the WAL files (and the manifest) of `dir`, the damaged field of every repairable
+// record that CheckWalFiles finds, to the value under which its checksum holds: the record, and
 // those after it, are then read again. Each file is first copied as it was to
 // `<file>.damaged-<µs>` (synced). `repaired` is called after each rewrite, so that what
 // was done is known even when a later step fails. Returns every rewrite (none when

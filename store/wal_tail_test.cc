@@ -383,6 +383,78 @@ TEST_F(WalTailTest, TheRepairRefusesALogThatIsOpen) {
       << repairs.status();
 }
 
+// RocksDB reads its manifest with the same reader and the same tolerance for a torn last
+// record: a length flipped in its last block drops the newest version edits, and with
+// them a flush's table file, in silence. The check reads the manifest CURRENT names too,
+// and the repair restores it.
+TEST(WalTail, ADamagedManifestIsRefusedAndRepaired) {
+  TempDir dir;
+  const std::string db_dir = dir.Sub("db");
+  auto count_keys = [&](int* keys) {
+    rocksdb::Options options;
+    options.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+    options.paranoid_checks = true;
+    rocksdb::DB* raw = nullptr;
+    const rocksdb::Status opened = rocksdb::DB::Open(options, db_dir, &raw);
+    ASSERT_TRUE(opened.ok()) << opened.ToString();
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    *keys = 0;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) ++*keys;
+  };
+  {
+    rocksdb::Options options;
+    options.create_if_missing = true;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(options, db_dir, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    for (const char* prefix : {"a", "b"}) {
+      for (int i = 0; i < 100; ++i) ASSERT_TRUE(db->Put(sync, absl::StrCat(prefix, i), "v").ok());
+      ASSERT_TRUE(db->Flush(rocksdb::FlushOptions()).ok());
+    }
+    ASSERT_TRUE(db->Close().ok());
+  }
+  std::string manifest;
+  for (const fs::directory_entry& entry : fs::directory_iterator(db_dir)) {
+    if (entry.path().filename().string().starts_with("MANIFEST-")) manifest = entry.path().string();
+  }
+  ASSERT_FALSE(manifest.empty());
+  const std::string pristine = ReadFile(manifest);
+  const std::vector<Header> records = ::casework::store::testing::WalRecords(pristine);
+  ASSERT_GE(records.size(), 3u);
+  ASSERT_LT(pristine.size(), kBlockSize);  // one block: its last
+  // The second flush's edit: the one before the last.
+  const Header& victim = records[records.size() - 2];
+  std::string damaged = pristine;
+  damaged[victim.offset + 5] = static_cast<char>(damaged[victim.offset + 5] ^ 0x80);
+
+  // RocksDB alone: opens with the second flush's keys gone.
+  const std::string copy = dir.Sub("copy");
+  fs::copy(db_dir, copy, fs::copy_options::recursive);
+  WriteFile(manifest, damaged);
+  int keys = 0;
+  count_keys(&keys);
+  EXPECT_EQ(keys, 100) << "RocksDB kept the damaged manifest's last edits";
+  fs::remove_all(db_dir);
+  fs::copy(copy, db_dir, fs::copy_options::recursive);
+  WriteFile(manifest, damaged);
+
+  const absl::Status status = CheckWalFiles(rocksdb::Env::Default(), db_dir);
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+  EXPECT_NE(status.message().find(absl::StrCat("RocksDB's manifest ", manifest,
+                                               " is damaged at byte ", victim.offset)),
+            std::string_view::npos)
+      << status;
+  const absl::StatusOr<std::vector<WalRepair>> repairs = RepairWalFiles(db_dir);
+  ASSERT_TRUE(repairs.ok()) << repairs.status();
+  ASSERT_EQ(repairs->size(), 1u);
+  EXPECT_EQ(ReadFile(manifest), pristine);
+  count_keys(&keys);
+  EXPECT_EQ(keys, 200);
+}
+
 TEST(WalTail, AMissingDirectoryHoldsNoDamage) {
   TempDir dir;
   EXPECT_TRUE(CheckWalFiles(rocksdb::Env::Default(), dir.Sub("absent")).ok());
