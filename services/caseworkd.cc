@@ -190,7 +190,8 @@ int main(int argc, char** argv) {
                      "restore the newest verified backup in this directory (one with its "
                      "checkpoint beside it) into <data-dir> (which must hold no log yet, only "
                      "the server's log.key), verified against its signed checkpoint, then exit "
-                     "(3: the backup is damaged; 4: the restore failed otherwise)")
+                     "(2: the server's log.key is not in <data-dir> yet; 3: the backup is "
+                     "damaged; 4: the restore failed otherwise)")
           ->check(CLI::ExistingDirectory);
   app.add_option("--restore-backup-id", flags.restore_backup_id,
                  "with --restore-backup: restore this backup (casectl admin backup names it) "
@@ -212,8 +213,9 @@ int main(int argc, char** argv) {
   CLI::Option* repair_wal_option = app.add_flag(
       "--repair-wal", flags.repair_wal,
       "with the server stopped: rewrite the damaged length or type field of each "
-      "write-ahead log record that the start refused as whole behind it (its checksum "
-      "shows the true value), keeping each file as it was beside it (<file>.damaged-<us>), "
+      "write-ahead log (or RocksDB manifest) record that the start refused as whole behind "
+      "it (its checksum shows the true value), keeping each file as it was beside it "
+      "(<file>.damaged-<us>), "
       "then exit (0 repaired or nothing to repair, 3 damage that cannot be repaired in "
       "place, 4 failed); start the server again afterwards");
   // The offline actions each do one thing and exit: given together, one would be skipped.
@@ -308,7 +310,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    // --help and --version exit 0; every usage error exits 2 (CLI11's own codes, 100 and
+    // --help exits 0; every usage error exits 2 (CLI11's own codes, 100 and
     // up, say nothing more to a supervisor or a script).
     return app.exit(e) == 0 ? 0 : 2;
   } catch (const std::logic_error& e) {
@@ -362,6 +364,10 @@ int main(int argc, char** argv) {
   // Nor does an offline repair of the write-ahead log (store/wal_tail.h).
   if (flags.repair_wal) {
     const std::string path = (std::filesystem::path(flags.data_dir) / "log").string();
+    if (!std::filesystem::is_directory(path)) {
+      spdlog::error("there is no event log in {} to repair (is --data-dir right?)", path);
+      return 4;
+    }
     // Each rewrite is logged as it is made, so that it is known even if a later one fails.
     auto repairs = casework::store::wal::RepairWalFiles(
         path, [](const casework::store::wal::WalRepair& repair) {

@@ -237,13 +237,39 @@ absl::StatusOr<std::optional<Found>> FindFirstDamage(rocksdb::Env* env, const st
         HiddenDamage& stop = *walk.stop;
         if (stop.whole.has_value()) return Found{path, stop};
         const uint64_t at = stop.offset - (offset + block);  // in `view`
+        // The block of the file that starts at `start` (a multiple of kBlockSize).
+        auto block_at = [&](uint64_t start) -> absl::StatusOr<std::string_view> {
+          if (start >= offset && start - offset < bytes.size()) {
+            return bytes.substr(start - offset, kBlockSize);
+          }
+          rocksdb::Slice other;
+          s = file->Read(start, std::min(kBlockSize, size - start), &other, next_block.data());
+          if (!s.ok()) return unreadable();
+          return std::string_view(other.data(), other.size());
+        };
         if (walk.end == BlockWalk::End::kSkipRest) {
-          // Records that run from after the zeros to the end of the block were written
-          // whole: the zeros are no preallocated space.
+          // The zeros are no preallocated space when whole records run from after them to
+          // the end of the block, or when bytes follow them and the next block, where
+          // RocksDB reads on, starts a whole record (a torn write is the last of its file,
+          // and its continuation would start with a middle or last fragment).
           std::optional<uint64_t> next = RecordsToTheEnd(view, at + kHeaderSize);
           if (next.has_value()) {
             stop.next_record = offset + block + *next;
             return Found{path, stop};
+          }
+          const uint64_t next_start = offset + block + kBlockSize;
+          const bool bytes_follow =
+              view.size() == kBlockSize &&
+              !std::all_of(view.begin() + static_cast<std::ptrdiff_t>(at + kHeaderSize), view.end(),
+                           [](char c) { return c == '\0'; });
+          if (bytes_follow && next_start + kHeaderSize <= size) {
+            absl::StatusOr<std::string_view> following = block_at(next_start);
+            if (!following.ok()) return following.status();
+            const auto type = static_cast<uint8_t>((*following)[6]);
+            if ((type == kFullType || type == kFirstType) && WholeRecordAt(*following, 0)) {
+              stop.next_record = next_start;
+              return Found{path, stop};
+            }
           }
           in_fragment = false;
         } else if (walk.end == BlockWalk::End::kStopFile) {
@@ -258,17 +284,9 @@ absl::StatusOr<std::optional<Found>> FindFirstDamage(rocksdb::Env* env, const st
             next = (next / kBlockSize + 1) * kBlockSize;
           if (next + kHeaderSize > size) continue;  // nothing after it: a torn write
           const uint64_t next_block_start = next / kBlockSize * kBlockSize;
-          std::string_view holder;
-          if (next_block_start >= offset && next_block_start - offset < bytes.size()) {
-            holder = bytes.substr(next_block_start - offset, kBlockSize);
-          } else {
-            rocksdb::Slice other;
-            s = file->Read(next_block_start, std::min(kBlockSize, size - next_block_start), &other,
-                           next_block.data());
-            if (!s.ok()) return unreadable();
-            holder = std::string_view(other.data(), other.size());
-          }
-          if (WholeRecordAt(holder, next - next_block_start)) {
+          absl::StatusOr<std::string_view> holder = block_at(next_block_start);
+          if (!holder.ok()) return holder.status();
+          if (WholeRecordAt(*holder, next - next_block_start)) {
             stop.next_record = next;
             return Found{path, stop};
           }
@@ -318,10 +336,10 @@ std::string DamageMessage(const std::string& path, const HiddenDamage& damage) {
   }
   if (damage.field == HiddenDamage::Field::kZeroHeader) {
     return absl::StrCat(
-        head, what, ", and whole records run from byte ", damage.next_record,
-        " to the end of its 32 KiB block, so this is no preallocated space. RocksDB would skip "
-        "the rest of the block in silence, acknowledged events included; refusing to serve. "
-        "The record cannot be repaired in place: ",
+        head, what, ", but whole records follow it from byte ", damage.next_record,
+        ", so this is no preallocated space. RocksDB would skip the rest of its 32 KiB block "
+        "in silence, acknowledged events included; refusing to serve. The record cannot be "
+        "repaired in place: ",
         kBackup);
   }
   return absl::StrCat(
