@@ -265,8 +265,10 @@ absl::StatusOr<std::optional<Found>> FindFirstDamage(rocksdb::Env* env, const st
           if (bytes_follow && next_start + kHeaderSize <= size) {
             absl::StatusOr<std::string_view> following = block_at(next_start);
             if (!following.ok()) return following.status();
-            const auto type = static_cast<uint8_t>((*following)[6]);
-            if ((type == kFullType || type == kFirstType) && WholeRecordAt(*following, 0)) {
+            const bool starts_record = following->size() >= kHeaderSize &&
+                                       (static_cast<uint8_t>((*following)[6]) == kFullType ||
+                                        static_cast<uint8_t>((*following)[6]) == kFirstType);
+            if (starts_record && WholeRecordAt(*following, 0)) {
               stop.next_record = next_start;
               return Found{path, stop};
             }
@@ -280,8 +282,9 @@ absl::StatusOr<std::optional<Found>> FindFirstDamage(rocksdb::Env* env, const st
           const uint64_t length = DecodeFixed16(view.data() + at + 4);
           if (at + kHeaderSize + length > view.size()) continue;
           uint64_t next = offset + block + at + kHeaderSize + length;
-          if (next % kBlockSize + kHeaderSize > kBlockSize)
-            next = (next / kBlockSize + 1) * kBlockSize;
+          if (next % kBlockSize + kHeaderSize > kBlockSize) {
+            next = (next / kBlockSize + 1) * kBlockSize;  // past the block's trailer
+          }
           if (next + kHeaderSize > size) continue;  // nothing after it: a torn write
           const uint64_t next_block_start = next / kBlockSize * kBlockSize;
           absl::StatusOr<std::string_view> holder = block_at(next_block_start);
