@@ -62,6 +62,12 @@ std::string WriteWal(const std::string& dir, int puts, std::mt19937_64& rng) {
 
 using Header = ::casework::store::testing::WalRecord;
 
+// That `status`'s message holds `part`.
+void ExpectHas(const absl::Status& status, const std::string& part) {
+  EXPECT_NE(status.message().find(part), std::string_view::npos)
+      << "no \"" << part << "\" in: " << status;
+}
+
 class WalTailTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -116,12 +122,8 @@ TEST_F(WalTailTest, AWholeRecordBehindALengthPastTheEndIsDamage) {
       damaged[header.offset + 5] = static_cast<char>(flipped >> 8);
       const absl::Status status = CheckWith(damaged);
       EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << header.offset << " " << mask;
-      EXPECT_NE(status.message().find(absl::StrCat(" is damaged at byte ", header.offset, ":")),
-                std::string_view::npos)
-          << status;
-      EXPECT_NE(status.message().find(absl::StrCat("holds over ", header.length, " bytes")),
-                std::string_view::npos)
-          << status;
+      ExpectHas(status, absl::StrCat(" is damaged at byte ", header.offset, ":"));
+      ExpectHas(status, absl::StrCat("holds over ", header.length, " bytes"));
       ++checked;
     }
   }
@@ -142,12 +144,8 @@ TEST_F(WalTailTest, AWholeRecordWithARecyclableTypeIsDamageAnywhere) {
       damaged[header.offset + 6] = static_cast<char>(damaged_type);
       const absl::Status status = CheckWith(damaged);
       EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << header.offset;
-      EXPECT_NE(status.message().find(absl::StrCat(" is damaged at byte ", header.offset, ":")),
-                std::string_view::npos)
-          << status;
-      EXPECT_NE(status.message().find(absl::StrCat("holds with type ", header.type, ")")),
-                std::string_view::npos)
-          << status;
+      ExpectHas(status, absl::StrCat(" is damaged at byte ", header.offset, ":"));
+      ExpectHas(status, absl::StrCat("holds with type ", header.type, ")"));
       ++checked;
     }
   }
@@ -174,15 +172,11 @@ TEST_F(WalTailTest, UnexplainedDamageBeforeAWholeRecordIsRefusedAndNotRepaired) 
     damaged[victim->offset + kHeaderSize + 8] ^= 0x10;
     const absl::Status status = CheckWith(damaged);
     EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
-    EXPECT_NE(status.message().find(
-                  absl::StrCat(" is damaged at byte ", victim->offset, ": its type field says 5")),
-              std::string_view::npos)
-        << status;
-    EXPECT_NE(status.message().find(absl::StrCat("its length leads to a whole record at byte ",
-                                                 victim->offset + kHeaderSize + victim->length)),
-              std::string_view::npos)
-        << status;
-    EXPECT_NE(status.message().find("cannot be repaired in place"), std::string_view::npos);
+    ExpectHas(status,
+              absl::StrCat(" is damaged at byte ", victim->offset, ": its type field says 5"));
+    ExpectHas(status, absl::StrCat("its length leads to a whole record at byte ",
+                                   victim->offset + kHeaderSize + victim->length));
+    ExpectHas(status, "cannot be repaired in place");
     const absl::StatusOr<std::vector<WalRepair>> repairs = RepairWalFiles(dir_.Sub("db"));
     EXPECT_EQ(repairs.status().code(), absl::StatusCode::kFailedPrecondition);
     EXPECT_EQ(ReadFile(wal_), damaged) << "the repair changed a file it cannot repair";
@@ -192,11 +186,9 @@ TEST_F(WalTailTest, UnexplainedDamageBeforeAWholeRecordIsRefusedAndNotRepaired) 
     for (uint64_t i = 0; i < kHeaderSize; ++i) damaged[victim->offset + i] = '\0';
     const absl::Status status = CheckWith(damaged);
     EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
-    EXPECT_NE(status.message().find("its header is zeros"), std::string_view::npos) << status;
-    EXPECT_NE(status.message().find(absl::StrCat("whole records follow it from byte ",
-                                                 victim->offset + kHeaderSize + victim->length)),
-              std::string_view::npos)
-        << status;
+    ExpectHas(status, "its header is zeros");
+    ExpectHas(status, absl::StrCat("whole records follow it from byte ",
+                                   victim->offset + kHeaderSize + victim->length));
   }
 }
 
@@ -245,9 +237,7 @@ TEST(WalTail, AZeroedHeaderOfABlocksLastRecordIsRefused) {
   const absl::Status status = CheckWalFiles(rocksdb::Env::Default(), db_dir);
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
   const uint64_t next_block = (last_in_block->offset / kBlockSize + 1) * kBlockSize;
-  EXPECT_NE(status.message().find(absl::StrCat("whole records follow it from byte ", next_block)),
-            std::string_view::npos)
-      << status;
+  ExpectHas(status, absl::StrCat("whole records follow it from byte ", next_block));
 }
 
 TEST_F(WalTailTest, ATornTailIsNotDamage) {
@@ -492,10 +482,8 @@ TEST(WalTail, ADamagedManifestIsRefusedAndRepaired) {
 
   const absl::Status status = CheckWalFiles(rocksdb::Env::Default(), db_dir);
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
-  EXPECT_NE(status.message().find(absl::StrCat("RocksDB's manifest ", manifest,
-                                               " is damaged at byte ", victim.offset)),
-            std::string_view::npos)
-      << status;
+  ExpectHas(status,
+            absl::StrCat("RocksDB's manifest ", manifest, " is damaged at byte ", victim.offset));
   const absl::StatusOr<std::vector<WalRepair>> repairs = RepairWalFiles(db_dir);
   ASSERT_TRUE(repairs.ok()) << repairs.status();
   ASSERT_EQ(repairs->size(), 1u);

@@ -724,6 +724,19 @@ TEST_F(AuditTest, AFifthAuditJobIsRefusedWhileFourRun) {
 
 class TamperTest : public AuditTest {
  protected:
+  // Runs caseworkd with `flags` on the stopped server's data folder, its output into
+  // `out`; returns its exit status.
+  int RunCaseworkd(const std::string& flags, const std::string& out) {
+    const std::string command = std::string(CASEWORKD_PATH) + " " + flags + " --data-dir " +
+                                (dir_.path() / "data").string() + " > " + out + " 2>&1";
+    const int status = std::system(command.c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  static std::string ReadText(const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
   void SetUp() override {
     AuditTest::SetUp();
     CreateCases(40);
@@ -775,15 +788,9 @@ TEST_F(TamperTest, DeletedEventIsDetected) {
 TEST_F(TamperTest, OfflineVerificationNamesTheFirstBadPositionAndWritesNothing) {
   const auto data = dir_.path() / "data";
   auto verify_offline = [&](const std::string& out) {
-    const std::string command = std::string(CASEWORKD_PATH) + " --verify-offline --data-dir " +
-                                data.string() + " > " + out + " 2>&1";
-    const int status = std::system(command.c_str());
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return RunCaseworkd("--verify-offline", out);
   };
-  auto read = [](const std::string& path) {
-    std::ifstream in(path);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
+  auto read = &TamperTest::ReadText;
   const std::string intact_out = (dir_.path() / "intact.out").string();
   EXPECT_EQ(verify_offline(intact_out), 0) << read(intact_out);
   EXPECT_NE(read(intact_out).find("every one of the 40 events verifies"), std::string::npos)
@@ -849,16 +856,10 @@ TEST_F(TamperTest, ADamagedWalRecordIsRefusedAndRepairedWithoutLoss) {
       << server_->error();
   EXPECT_NE(server_->error().find("caseworkd --repair-wal"), std::string::npos) << server_->error();
 
-  auto run = [&](const std::string& flag, const std::string& out) {
-    const std::string command = std::string(CASEWORKD_PATH) + " " + flag + " --data-dir " +
-                                data.string() + " > " + out + " 2>&1";
-    const int status = std::system(command.c_str());
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  auto run = [&](const std::string& flags, const std::string& out) {
+    return RunCaseworkd(flags, out);
   };
-  auto read = [](const std::string& path) {
-    std::ifstream in(path);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
+  auto read = &TamperTest::ReadText;
   const std::string offline_out = (dir_.path() / "offline.out").string();
   EXPECT_EQ(run("--verify-offline", offline_out), 3) << read(offline_out);
   EXPECT_NE(read(offline_out).find("NOT INTACT"), std::string::npos) << read(offline_out);
