@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <memory>
 #include <random>
@@ -33,22 +34,17 @@ void WriteFile(const std::string& path, const std::string& bytes) {
   out << bytes;
 }
 
-// A database whose WAL holds `puts` synced writes of 100 bytes to 40 KiB (so that some
-// records are split into fragments across blocks), closed without a flush. Returns the
-// WAL's path.
-std::string WriteWal(const std::string& dir, int puts, std::mt19937_64& rng) {
+// A database in `dir` whose WAL holds what `write` wrote, closed without a flush. Returns
+// the WAL's path.
+std::string WalOf(const std::string& dir, const std::function<void(rocksdb::DB&)>& write) {
   rocksdb::Options options;
   options.create_if_missing = true;
   options.avoid_flush_during_shutdown = true;
   rocksdb::DB* raw = nullptr;
   EXPECT_TRUE(rocksdb::DB::Open(options, dir, &raw).ok());
   std::unique_ptr<rocksdb::DB> db(raw);
-  rocksdb::WriteOptions sync;
-  sync.sync = true;
-  for (int i = 0; i < puts; ++i) {
-    std::string value(100 + rng() % (40 << 10), static_cast<char>('a' + rng() % 26));
-    EXPECT_TRUE(db->Put(sync, absl::StrCat("key", i), value).ok());
-  }
+  write(*db);
+  EXPECT_TRUE(db->FlushWAL(/*sync=*/true).ok());
   EXPECT_TRUE(db->Close().ok());
   std::string wal;
   for (const fs::directory_entry& entry : fs::directory_iterator(dir)) {
@@ -58,6 +54,19 @@ std::string WriteWal(const std::string& dir, int puts, std::mt19937_64& rng) {
   }
   EXPECT_FALSE(wal.empty());
   return wal;
+}
+
+// `puts` synced writes of 100 bytes to 40 KiB (so that some records are split into
+// fragments across blocks).
+std::string WriteWal(const std::string& dir, int puts, std::mt19937_64& rng) {
+  return WalOf(dir, [&](rocksdb::DB& db) {
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    for (int i = 0; i < puts; ++i) {
+      std::string value(100 + rng() % (40 << 10), static_cast<char>('a' + rng() % 26));
+      EXPECT_TRUE(db.Put(sync, absl::StrCat("key", i), value).ok());
+    }
+  });
 }
 
 using Header = ::casework::store::testing::WalRecord;
@@ -199,28 +208,13 @@ TEST(WalTail, AZeroedHeaderOfABlocksLastRecordIsRefused) {
   TempDir dir;
   const std::string db_dir = dir.Sub("db");
   std::mt19937_64 rng(7);
-  {
-    rocksdb::Options options;
-    options.create_if_missing = true;
-    options.avoid_flush_during_shutdown = true;
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(options, db_dir, &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
+  const std::string wal = WalOf(db_dir, [&](rocksdb::DB& db) {
     for (int i = 0; i < 20000; ++i) {
-      ASSERT_TRUE(
-          db->Put(rocksdb::WriteOptions(), absl::StrCat("k", i), std::string(50 + rng() % 100, 'v'))
+      EXPECT_TRUE(
+          db.Put(rocksdb::WriteOptions(), absl::StrCat("k", i), std::string(50 + rng() % 100, 'v'))
               .ok());
     }
-    ASSERT_TRUE(db->FlushWAL(/*sync=*/true).ok());
-    ASSERT_TRUE(db->Close().ok());
-  }
-  std::string wal;
-  for (const fs::directory_entry& entry : fs::directory_iterator(db_dir)) {
-    if (entry.path().extension() == ".log" && fs::file_size(entry.path()) > 0) {
-      wal = entry.path().string();
-    }
-  }
-  ASSERT_FALSE(wal.empty());
+  });
   const std::string pristine = ReadFile(wal);
   const std::vector<Header> records = ::casework::store::testing::WalRecords(pristine);
   const Header* last_in_block = nullptr;
@@ -266,26 +260,12 @@ TEST(WalTail, ARecordInsideATornRecordsPayloadIsNotDamage) {
   header[5] = static_cast<char>(planted.size() >> 8);
   header[6] = '\x01';
   const std::string value = std::string(300, 'v') + header + planted + std::string(3000, 'w');
-  {
-    rocksdb::Options options;
-    options.create_if_missing = true;
-    options.avoid_flush_during_shutdown = true;
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(options, db_dir, &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
+  const std::string wal = WalOf(db_dir, [&](rocksdb::DB& db) {
     rocksdb::WriteOptions sync;
     sync.sync = true;
-    ASSERT_TRUE(db->Put(sync, "first", std::string(500, 'a')).ok());
-    ASSERT_TRUE(db->Put(sync, "planted", value).ok());
-    ASSERT_TRUE(db->Close().ok());
-  }
-  std::string wal;
-  for (const fs::directory_entry& entry : fs::directory_iterator(db_dir)) {
-    if (entry.path().extension() == ".log" && fs::file_size(entry.path()) > 0) {
-      wal = entry.path().string();
-    }
-  }
-  ASSERT_FALSE(wal.empty());
+    EXPECT_TRUE(db.Put(sync, "first", std::string(500, 'a')).ok());
+    EXPECT_TRUE(db.Put(sync, "planted", value).ok());
+  });
   const std::string pristine = ReadFile(wal);
   const std::vector<Header> records = ::casework::store::testing::WalRecords(pristine);
   ASSERT_EQ(records.size(), 2u);
