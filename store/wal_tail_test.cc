@@ -69,6 +69,21 @@ std::string WriteWal(const std::string& dir, int puts, std::mt19937_64& rng) {
   });
 }
 
+// Opens the database in `dir` as RocksDB alone would with the log's recovery mode, and
+// counts its keys (a void function, for ASSERT_*).
+void CountKeys(const std::string& dir, int* keys) {
+  rocksdb::Options options;
+  options.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+  options.paranoid_checks = true;
+  rocksdb::DB* raw = nullptr;
+  const rocksdb::Status opened = rocksdb::DB::Open(options, dir, &raw);
+  ASSERT_TRUE(opened.ok()) << opened.ToString();
+  std::unique_ptr<rocksdb::DB> db(raw);
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+  *keys = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) ++*keys;
+}
+
 using Header = ::casework::store::testing::WalRecord;
 
 // That `status`'s message holds `part`.
@@ -326,16 +341,8 @@ TEST_F(WalTailTest, RocksDbAloneOpensWithoutTheRecordsBehindTheDamage) {
     damaged[offset] = static_cast<char>(damaged[offset] ^ mask);
     WriteFile(db_dir + "/" + fs::path(wal_).filename().string(), damaged);
     EXPECT_EQ(CheckWalFiles(rocksdb::Env::Default(), db_dir).code(), absl::StatusCode::kDataLoss);
-    rocksdb::Options options;
-    options.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
-    options.paranoid_checks = true;
-    rocksdb::DB* raw = nullptr;
-    const rocksdb::Status opened = rocksdb::DB::Open(options, db_dir, &raw);
-    ASSERT_TRUE(opened.ok()) << opened.ToString();
-    std::unique_ptr<rocksdb::DB> db(raw);
     int keys = 0;
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) ++keys;
+    CountKeys(db_dir, &keys);
     EXPECT_LT(keys, 60) << "RocksDB kept every record";
   }
 }
@@ -379,15 +386,8 @@ TEST_F(WalTailTest, RepairRewritesTheDamagedFieldsAndKeepsTheFileAsItWas) {
   EXPECT_TRUE(repairs->empty());
 
   // RocksDB reads every record again.
-  rocksdb::Options options;
-  options.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
-  options.paranoid_checks = true;
-  rocksdb::DB* raw = nullptr;
-  ASSERT_TRUE(rocksdb::DB::Open(options, dir_.Sub("db"), &raw).ok());
-  std::unique_ptr<rocksdb::DB> db(raw);
   int keys = 0;
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) ++keys;
+  CountKeys(dir_.Sub("db"), &keys);
   EXPECT_EQ(keys, 60);
 }
 
@@ -409,18 +409,6 @@ TEST_F(WalTailTest, TheRepairRefusesALogThatIsOpen) {
 TEST(WalTail, ADamagedManifestIsRefusedAndRepaired) {
   TempDir dir;
   const std::string db_dir = dir.Sub("db");
-  auto count_keys = [&](int* keys) {
-    rocksdb::Options options;
-    options.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
-    options.paranoid_checks = true;
-    rocksdb::DB* raw = nullptr;
-    const rocksdb::Status opened = rocksdb::DB::Open(options, db_dir, &raw);
-    ASSERT_TRUE(opened.ok()) << opened.ToString();
-    std::unique_ptr<rocksdb::DB> db(raw);
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
-    *keys = 0;
-    for (it->SeekToFirst(); it->Valid(); it->Next()) ++*keys;
-  };
   {
     rocksdb::Options options;
     options.create_if_missing = true;
@@ -454,7 +442,7 @@ TEST(WalTail, ADamagedManifestIsRefusedAndRepaired) {
   fs::copy(db_dir, copy, fs::copy_options::recursive);
   WriteFile(manifest, damaged);
   int keys = 0;
-  count_keys(&keys);
+  CountKeys(db_dir, &keys);
   EXPECT_EQ(keys, 100) << "RocksDB kept the damaged manifest's last edits";
   fs::remove_all(db_dir);
   fs::copy(copy, db_dir, fs::copy_options::recursive);
@@ -468,7 +456,7 @@ TEST(WalTail, ADamagedManifestIsRefusedAndRepaired) {
   ASSERT_TRUE(repairs.ok()) << repairs.status();
   ASSERT_EQ(repairs->size(), 1u);
   EXPECT_EQ(ReadFile(manifest), pristine);
-  count_keys(&keys);
+  CountKeys(db_dir, &keys);
   EXPECT_EQ(keys, 200);
 }
 

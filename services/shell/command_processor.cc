@@ -110,6 +110,15 @@ absl::StatusOr<std::vector<EventRecord>> CommandProcessor::ReadCaseEvents(
   return records;
 }
 
+void CommandProcessor::SetClosureOutstanding(const Case& state,
+                                             CaseCommandResponse* response) const {
+  if (state.state() != casework::v1::CASE_STATE_VERIFIED) return;  // closed: nothing more
+  // Signed, not closed: say what the closure still needs.
+  workflow::ClosureOutstanding outstanding = workflow::DescribeClosureOutstanding(state, policy_);
+  response->set_closure_outstanding(std::move(outstanding.en));
+  response->set_closure_outstanding_zh(std::move(outstanding.zh));
+}
+
 void CommandProcessor::AnswerRetry(const std::string& actor_id, const std::string& case_id,
                                    const store::AppendResult& first, const std::string& fingerprint,
                                    CaseCommandResponse* response, Done done) {
@@ -150,12 +159,8 @@ void CommandProcessor::AnswerRetry(const std::string& actor_id, const std::strin
       *response->add_events() = record;
     }
   }
-  if (signed_off && state.state() == casework::v1::CASE_STATE_VERIFIED) {
-    // As the first answer said: what the closure still needed after this sign-off.
-    workflow::ClosureOutstanding outstanding = workflow::DescribeClosureOutstanding(state, policy_);
-    response->set_closure_outstanding(std::move(outstanding.en));
-    response->set_closure_outstanding_zh(std::move(outstanding.zh));
-  }
+  // As the first answer said: what the closure still needed after this sign-off.
+  if (signed_off) SetClosureOutstanding(state, response);
   *response->mutable_case_() = std::move(state);
   response->set_replayed(true);
   std::move(done)(grpc::Status::OK);
@@ -257,13 +262,7 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
     append.events.push_back(event.SerializeAsString());
   }
   ProjectCase(row_before, state, &append.projections);
-  if (command.kind_case() == Command::kSignOffClosure &&
-      state.state() == casework::v1::CASE_STATE_VERIFIED) {
-    // Signed, not closed: say what the closure still needs.
-    workflow::ClosureOutstanding outstanding = workflow::DescribeClosureOutstanding(state, policy_);
-    response->set_closure_outstanding(std::move(outstanding.en));
-    response->set_closure_outstanding_zh(std::move(outstanding.zh));
-  }
+  if (command.kind_case() == Command::kSignOffClosure) SetClosureOutstanding(state, response);
 
   // One case per organisation (a relapse reopens its case; it is not listed again).
   std::optional<std::string> reserved;

@@ -64,6 +64,9 @@ class CommandProcessor {
   [[nodiscard]] store::EventLog* log() const { return log_; }
 
  private:
+  // For a sign-off that left `state` VERIFIED: what the closure still needs, in the answer.
+  void SetClosureOutstanding(const casework::v1::Case& state,
+                             casework::v1::CaseCommandResponse* response) const;
   // The first answer to a request id, for `actor_id` who sent it again: REQUEST_ID_REUSED
   // when the request differs or the first was someone else's.
   void AnswerRetry(const std::string& actor_id, const std::string& case_id,
