@@ -473,6 +473,41 @@ INSTANTIATE_TEST_SUITE_P(RocksEventLog, DestructionCommitsWhatIsQueued, ::testin
                            return info.param ? "AnswerThread" : "WriterAnswers";
                          });
 
+// An append that arrives once the log has begun to close (here: from the answer of an
+// append the closing log still commits) is refused with UNAVAILABLE and the reason
+// SHUTTING_DOWN, writes nothing, and what was queued before stays committed.
+TEST_P(DestructionCommitsWhatIsQueued, AndRefusesAnAppendThatArrivesMeanwhile) {
+  TempDir dir;
+  Answers answers;
+  RocksEventLog::Options options;
+  options.answer_thread = GetParam();
+  {
+    auto log = OpenLog(dir.Sub("log"), options);
+    RocksEventLog* closing = log.get();
+    EventLog::AppendCallback late = answers.Slot(1);
+    EventLog::AppendCallback first = answers.Slot(0);
+    log->PauseCommitsForTesting(true);
+    log->AppendAsync(Request("queued", 0, {"e"}),
+                     [closing, first = std::move(first),
+                      late = std::move(late)](absl::StatusOr<AppendResult> result) mutable {
+                       std::move(first)(std::move(result));
+                       closing->AppendAsync(Request("late", 0, {"e"}), std::move(late));
+                     });
+  }
+  answers.WaitAll();
+  {
+    absl::MutexLock lock(&answers.mu);
+    EXPECT_THAT(answers.results[0], IsOk());
+    EXPECT_THAT(answers.results[1], StatusIs(absl::StatusCode::kUnavailable));
+    EXPECT_EQ(RefusalReason(answers.results[1].status()), kRefusalShuttingDown);
+    EXPECT_THAT(std::string(answers.results[1].status().message()),
+                ::testing::HasSubstr("retry after restart"));
+  }
+  auto log = OpenLog(dir.Sub("log"), options);
+  EXPECT_EQ(log->Size(), 1);
+  EXPECT_THAT(log->StreamVersion("late"), IsOkAndHolds(0));
+}
+
 // Options::answer_thread off: the writer (or, for a lone append, the calling thread) runs
 // each batch's callbacks itself before it takes the next batch. Callbacks that append
 // again from there are taken into later batches, answers keep the order of the log, and
