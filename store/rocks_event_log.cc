@@ -296,6 +296,10 @@ class RocksEventLog::Impl {
     absl::MutexLock lock(&mu_);
     paused_ = paused;
   }
+  size_t Queued() const {
+    absl::MutexLock lock(&mu_);
+    return queue_.size();
+  }
 
   TreeHead Head() const {
     absl::MutexLock lock(&head_mu_);
@@ -2250,6 +2254,7 @@ void RocksEventLog::SetCommitListener(std::function<void(int64_t)> listener) {
   impl_->SetCommitListener(std::move(listener));
 }
 void RocksEventLog::PauseCommitsForTesting(bool paused) { impl_->Pause(paused); }
+size_t RocksEventLog::QueuedAppendsForTesting() const { return impl_->Queued(); }
 
 RocksEventLog::WriteState RocksEventLog::GetWriteState() const { return impl_->GetWriteState(); }
 RocksEventLog::MemoryUsage RocksEventLog::GetMemoryUsage() const { return impl_->GetMemoryUsage(); }

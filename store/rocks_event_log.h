@@ -307,6 +307,8 @@ class RocksEventLog final : public EventLog {
   // Stops the sequencer from taking queued appends until resumed (tests use it to
   // build batches of a known composition). Appends queue up meanwhile.
   void PauseCommitsForTesting(bool paused);
+  // Appends queued and not yet taken into a batch (with commits paused: all of them).
+  size_t QueuedAppendsForTesting() const;
 
  private:
   class Impl;

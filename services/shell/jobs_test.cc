@@ -1,0 +1,269 @@
+// The bounds on long jobs, over loopback against an in-process server on a real log:
+// one backup at a time (BACKUP_RUNNING) and at most `jobs_max` oversight jobs at once
+// (OVERSIGHT_JOBS_BUSY, shared by every kind of report and the inspection draw). Each
+// refusal says what to do, and a job that ends frees its place.
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "casework/v1/admin_service.grpc.pb.h"
+#include "casework/v1/oversight_service.grpc.pb.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "services/shell/admin_service.h"
+#include "services/shell/auth.h"
+#include "services/shell/command_processor.h"
+#include "services/shell/oversight_service.h"
+#include "store/rocks_event_log.h"
+
+namespace casework::shell {
+namespace {
+
+namespace v1 = ::casework::v1;
+
+constexpr char kPrincipals[] = R"({"principals": [
+  {"id": "lister", "roles": ["lister"], "jurisdiction": "jiangcheng"},
+  {"id": "auditor", "roles": ["auditor"], "jurisdiction": "jiangcheng"},
+  {"id": "admin", "roles": ["admin"], "jurisdiction": "jiangcheng"}
+]})";
+
+constexpr int kJobsMax = 2;
+
+int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The reason in a refusal's google.rpc.ErrorInfo, or "" when it has none.
+std::string ReasonOf(const grpc::Status& status) {
+  google::rpc::Status details;
+  if (!details.ParseFromString(status.error_details())) return "";
+  for (const auto& any : details.details()) {
+    google::rpc::ErrorInfo info;
+    if (any.UnpackTo(&info)) return info.reason();
+  }
+  return "";
+}
+
+// Opens the gate once, from any thread; waiters block until then.
+class Gate {
+ public:
+  void Open() { opened_.set_value(); }
+  void Wait() { future_.wait(); }
+
+ private:
+  std::promise<void> opened_;
+  std::shared_future<void> future_ = opened_.get_future().share();
+};
+
+class JobsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("cw-jobs-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    store::RocksEventLog::Options log_options;
+    log_options.path = (dir_ / "log").string();
+    auto log = store::RocksEventLog::Open(log_options);
+    ASSERT_TRUE(log.ok()) << log.status();
+    log_ = std::move(*log);
+    auto principals = Principals::Parse(kPrincipals);
+    ASSERT_TRUE(principals.ok()) << principals.status();
+    holder_ = std::make_unique<PrincipalsHolder>(*principals);
+    auth_ = std::make_unique<Authenticator>(holder_.get());
+    processor_ =
+        std::make_unique<CommandProcessor>(log_.get(), workflow::Policy{}, SystemClockMicros);
+    lister_ = *(*principals)->Find("lister");
+    oversight_ = std::make_unique<OversightServiceImpl>(log_.get(), auth_.get(), workflow::Policy{},
+                                                        SystemClockMicros,
+                                                        OversightOptions{.jobs_max = kJobsMax});
+    admin_ = std::make_unique<AdminServiceImpl>(log_.get(), auth_.get(), holder_.get(),
+                                                SystemClockMicros);
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(oversight_.get());
+    builder.RegisterService(admin_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(port, 0);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                   grpc::InsecureChannelCredentials());
+    for (int i = 0; i < 3; ++i) CreateCase("c" + std::to_string(i));
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    server_.reset();
+    admin_.reset();
+    oversight_.reset();
+    processor_.reset();
+    log_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void CreateCase(const std::string& case_id) {
+    v1::Command command;
+    v1::CreateCaseRequest* req = command.mutable_create_case();
+    req->set_case_id(case_id);
+    req->set_request_id("r-" + case_id);
+    auto* org = req->mutable_organisation();
+    org->set_organisation_id("org-" + case_id);
+    org->set_display_name("村党支部");
+    org->set_jurisdiction("jiangcheng/dongshan/t01/org-" + case_id);
+    org->set_kind(v1::ORGANISATION_KIND_VILLAGE);
+    req->set_case_type(v1::CASE_TYPE_POOR);
+    req->add_problem_categories(v1::PROBLEM_CATEGORY_DEVELOPMENT);
+    req->set_findings("findings");
+    req->mutable_deadline()->set_seconds(NowSeconds() + 180 * 86400);
+    v1::CaseCommandResponse response;
+    std::promise<grpc::Status> done;
+    processor_->Execute(lister_, case_id, std::move(command), &response,
+                        [&done](grpc::Status s) { done.set_value(std::move(s)); });
+    const grpc::Status status = done.get_future().get();
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+
+  static std::unique_ptr<grpc::ClientContext> Context(const std::string& identity) {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->AddMetadata("x-casework-identity", identity);
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    return ctx;
+  }
+
+  grpc::Status Draw(const std::string& request_id, v1::DrawInspectionSampleResponse* resp) {
+    auto ctx = Context("auditor");
+    v1::DrawInspectionSampleRequest req;
+    req.set_request_id(request_id);
+    req.set_sample_size(2);
+    return v1::OversightService::NewStub(channel_)->DrawInspectionSample(ctx.get(), req, resp);
+  }
+
+  grpc::Status CountyReport() {
+    auto ctx = Context("auditor");
+    v1::GetCountyReportResponse resp;
+    return v1::OversightService::NewStub(channel_)->GetCountyReport(
+        ctx.get(), v1::GetCountyReportRequest(), &resp);
+  }
+
+  grpc::Status Backup(v1::CreateBackupResponse* resp) {
+    auto ctx = Context("admin");
+    return v1::AdminService::NewStub(channel_)->CreateBackup(ctx.get(), v1::CreateBackupRequest(),
+                                                             resp);
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<store::RocksEventLog> log_;
+  std::unique_ptr<PrincipalsHolder> holder_;
+  std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<CommandProcessor> processor_;
+  workflow::Principal lister_;
+  std::unique_ptr<OversightServiceImpl> oversight_;
+  std::unique_ptr<AdminServiceImpl> admin_;
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+// Draws hold their places while the log holds their appends back; every kind of
+// oversight job beyond jobs_max is refused, and once the draws are written a report runs.
+TEST_F(JobsTest, OversightJobsBeyondTheBoundAreRefusedUntilOneEnds) {
+  log_->PauseCommitsForTesting(true);
+  std::vector<std::future<grpc::Status>> draws;
+  std::vector<v1::DrawInspectionSampleResponse> drawn(kJobsMax);
+  for (int i = 0; i < kJobsMax; ++i) {
+    draws.push_back(std::async(std::launch::async, [this, i, &drawn] {
+      return Draw("draw-" + std::to_string(i), &drawn[i]);
+    }));
+  }
+  // Both draws have folded the log and wait on their appends.
+  for (int tries = 0;
+       tries < 600 && log_->QueuedAppendsForTesting() < static_cast<size_t>(kJobsMax); ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(log_->QueuedAppendsForTesting(), static_cast<size_t>(kJobsMax));
+
+  v1::DrawInspectionSampleResponse third;
+  const grpc::Status refused = Draw("draw-x", &third);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_EQ(ReasonOf(refused), "OVERSIGHT_JOBS_BUSY");
+  EXPECT_NE(refused.error_message().find("retry when one has finished"), std::string::npos)
+      << refused.error_message();
+  const grpc::Status report = CountyReport();
+  EXPECT_EQ(report.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << report.error_message();
+  EXPECT_EQ(ReasonOf(report), "OVERSIGHT_JOBS_BUSY");
+
+  log_->PauseCommitsForTesting(false);
+  for (int i = 0; i < kJobsMax; ++i) {
+    const grpc::Status status = draws[i].get();
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(drawn[i].case_ids_size(), 2);
+  }
+  // The places are freed once the jobs' threads end, just after their answers.
+  grpc::Status after = CountyReport();
+  for (int tries = 0; tries < 200 && ReasonOf(after) == "OVERSIGHT_JOBS_BUSY"; ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    after = CountyReport();
+  }
+  EXPECT_TRUE(after.ok()) << after.error_message();
+  // The refused draw wrote nothing: drawn now, it is a new draw.
+  const grpc::Status redrawn = Draw("draw-x", &third);
+  EXPECT_TRUE(redrawn.ok()) << redrawn.error_message();
+  EXPECT_EQ(third.position(), log_->Size() - 1);
+}
+
+// A second backup while one is being taken is refused; the first completes, verified,
+// and a backup may be taken again afterwards.
+TEST_F(JobsTest, ABackupWhileOneRunsIsRefused) {
+  const std::string backups = (dir_ / "backups").string();
+  Gate started;
+  Gate release;
+  std::atomic<int> calls{0};
+  admin_->set_backup([&](v1::CreateBackupResponse* resp) -> absl::Status {
+    if (calls.fetch_add(1) == 0) {
+      started.Open();
+      release.Wait();
+    }
+    auto id = log_->Backup(backups);
+    if (!id.ok()) return id.status();
+    resp->set_backup_id(*id);
+    resp->set_directory(backups);
+    return absl::OkStatus();
+  });
+  v1::CreateBackupResponse first;
+  auto running = std::async(std::launch::async, [&] { return Backup(&first); });
+  started.Wait();
+
+  v1::CreateBackupResponse second;
+  const grpc::Status refused = Backup(&second);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_EQ(ReasonOf(refused), "BACKUP_RUNNING");
+  EXPECT_NE(refused.error_message().find("retry when it is done"), std::string::npos)
+      << refused.error_message();
+  EXPECT_EQ(calls.load(), 1);
+
+  release.Open();
+  const grpc::Status done = running.get();
+  ASSERT_TRUE(done.ok()) << done.error_message();
+  EXPECT_EQ(first.backup_id(), 1u);
+  // The place is freed once the backup's thread ends, just after its answer.
+  v1::CreateBackupResponse third;
+  grpc::Status again = Backup(&third);
+  for (int tries = 0; tries < 200 && ReasonOf(again) == "BACKUP_RUNNING"; ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    again = Backup(&third);
+  }
+  ASSERT_TRUE(again.ok()) << again.error_message();
+  EXPECT_EQ(third.backup_id(), 2u);
+}
+
+}  // namespace
+}  // namespace casework::shell
