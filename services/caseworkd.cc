@@ -380,7 +380,7 @@ int main(int argc, char** argv) {
               repair.damage.whole.value_or(0), repair.kept);
         });
     if (!repairs.ok() && repairs.status().code() == absl::StatusCode::kFailedPrecondition) {
-      spdlog::error("the write-ahead log in {} was not repaired: {}", path,
+      spdlog::error("the write-ahead log in {} was not repaired, and no file was changed: {}", path,
                     repairs.status().ToString());
       return 3;
     }

@@ -397,12 +397,105 @@ absl::Status CheckWalFiles(rocksdb::Env* env, const std::string& dir) {
   return absl::DataLossError(DamageMessage((*found)->path, (*found)->damage));
 }
 
+namespace {
+
+// Where a repair writes, and what: the field's true value, as stored.
+struct FieldRewrite {
+  uint64_t offset = 0;
+  std::string bytes;
+};
+
+FieldRewrite RewriteOf(const HiddenDamage& damage) {
+  const uint32_t whole = *damage.whole;
+  if (damage.field == HiddenDamage::Field::kLength) {
+    return {damage.offset + 4, {static_cast<char>(whole & 0xff), static_cast<char>(whole >> 8)}};
+  }
+  return {damage.offset + 6, {static_cast<char>(whole)}};
+}
+
+// Finds the first damage in `dir` (read through `env`), has `rewrite` put its field right,
+// and looks again, until the files read clean or damage is found that cannot be repaired
+// (FAILED_PRECONDITION, naming it). `rewrite` gets the repair to make; its `kept` is that
+// of an earlier repair of the same file, else empty. Each pass rewrites one field; a record
+// repaired is read past on the next pass. The bound only stops a loop that would not end.
+absl::StatusOr<std::vector<WalRepair>> RepairEach(
+    rocksdb::Env* env, const std::string& dir,
+    const std::function<absl::Status(WalRepair*)>& rewrite,
+    const std::function<void(const WalRepair&)>& repaired) {
+  std::vector<WalRepair> repairs;
+  for (int pass = 0; pass < 100'000; ++pass) {
+    absl::StatusOr<std::optional<Found>> found = FindFirstDamage(env, dir);
+    if (!found.ok()) return found.status();
+    if (!found->has_value()) return repairs;
+    const Found& damaged = **found;
+    if (!damaged.damage.whole.has_value()) {
+      return absl::FailedPreconditionError(DamageMessage(damaged.path, damaged.damage));
+    }
+    WalRepair repair{.file = damaged.path, .kept = "", .damage = damaged.damage};
+    for (const WalRepair& earlier : repairs) {
+      if (earlier.file != damaged.path) continue;
+      repair.kept = earlier.kept;
+      if (earlier.damage.offset == damaged.damage.offset &&
+          earlier.damage.field == damaged.damage.field) {
+        return absl::InternalError(absl::StrCat("rewriting the field at byte ",
+                                                damaged.damage.offset, " of ", damaged.path,
+                                                " did not take"));
+      }
+    }
+    if (absl::Status s = rewrite(&repair); !s.ok()) return s;
+    repairs.push_back(std::move(repair));
+    if (repaired) repaired(repairs.back());
+  }
+  return absl::InternalError(absl::StrCat("too many damaged records in ", dir));
+}
+
+// The whole repair, made on copies in memory of the files it reads: whether it can be
+// done to the end. Nothing on disk is written.
+absl::Status RehearseRepair(const std::string& dir) {
+  rocksdb::Env* disk = rocksdb::Env::Default();
+  std::unique_ptr<rocksdb::Env> memory(rocksdb::NewMemEnv(disk));
+  std::vector<std::string> children;
+  if (rocksdb::Status s = disk->GetChildren(dir, &children); !s.ok()) {
+    return absl::UnavailableError(absl::StrCat("listing ", dir, ": ", s.ToString()));
+  }
+  if (rocksdb::Status s = memory->CreateDirIfMissing(dir); !s.ok()) {
+    return absl::InternalError(absl::StrCat("rehearsing the repair: ", s.ToString()));
+  }
+  for (const std::string& name : children) {
+    if (!IsWalName(name) && !IsManifestName(name) && name != "CURRENT") continue;
+    const std::string path = absl::StrCat(dir, "/", name);
+    std::string bytes;
+    rocksdb::Status s = rocksdb::ReadFileToString(disk, path, &bytes);
+    if (s.IsNotFound() || s.IsPathNotFound()) continue;  // removed since the listing
+    if (!s.ok()) return absl::UnavailableError(absl::StrCat("reading ", path, ": ", s.ToString()));
+    s = rocksdb::WriteStringToFile(memory.get(), bytes, path);
+    if (!s.ok()) return absl::InternalError(absl::StrCat("rehearsing the repair: ", s.ToString()));
+  }
+  return RepairEach(memory.get(), dir,
+                    [&](WalRepair* repair) -> absl::Status {
+                      std::string bytes;
+                      rocksdb::Status s =
+                          rocksdb::ReadFileToString(memory.get(), repair->file, &bytes);
+                      const FieldRewrite field = RewriteOf(repair->damage);
+                      if (s.ok() && field.offset + field.bytes.size() <= bytes.size()) {
+                        bytes.replace(field.offset, field.bytes.size(), field.bytes);
+                        s = rocksdb::WriteStringToFile(memory.get(), bytes, repair->file);
+                      }
+                      return s.ok() ? absl::OkStatus()
+                                    : absl::InternalError(
+                                          absl::StrCat("rehearsing the repair: ", s.ToString()));
+                    },
+                    {})
+      .status();
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<WalRepair>> RepairWalFiles(
     const std::string& dir, const std::function<void(const WalRepair&)>& repaired) {
   rocksdb::Env* env = rocksdb::Env::Default();
-  std::vector<WalRepair> repairs;
   if (rocksdb::Status s = env->FileExists(dir); s.IsNotFound()) {
-    return repairs;
+    return std::vector<WalRepair>();
   } else if (!s.ok()) {
     return absl::UnavailableError(absl::StrCat("reading ", dir, ": ", s.ToString()));
   }
@@ -419,66 +512,38 @@ absl::StatusOr<std::vector<WalRepair>> RepairWalFiles(
     rocksdb::FileLock* lock;
     ~Unlock() { (void)env->UnlockFile(lock); }
   } unlock{env, lock};
-  return [&]() -> absl::StatusOr<std::vector<WalRepair>> {
-    // Each pass rewrites one field; a record repaired is read past on the next pass. The
-    // bound only stops a loop that would not end (a repair that did not take).
-    for (int pass = 0; pass < 100'000; ++pass) {
-      absl::StatusOr<std::optional<Found>> found = FindFirstDamage(env, dir);
-      if (!found.ok()) return found.status();
-      if (!found->has_value()) return repairs;
-      const Found& damaged = **found;
-      if (!damaged.damage.whole.has_value()) {
-        return absl::FailedPreconditionError(DamageMessage(damaged.path, damaged.damage));
-      }
-      WalRepair repair{.file = damaged.path, .kept = "", .damage = damaged.damage};
-      for (const WalRepair& earlier : repairs) {
-        if (earlier.file != damaged.path) continue;
-        repair.kept = earlier.kept;
-        if (earlier.damage.offset == damaged.damage.offset &&
-            earlier.damage.field == damaged.damage.field) {
-          return absl::InternalError(absl::StrCat("rewriting the field at byte ",
-                                                  damaged.damage.offset, " of ", damaged.path,
-                                                  " did not take"));
+  // All or nothing: damage that cannot be repaired, wherever it lies, leaves every file as
+  // it was, so the directory stays as found for inspection and a restore.
+  if (absl::Status s = RehearseRepair(dir); !s.ok()) return s;
+  return RepairEach(
+      env, dir,
+      [&](WalRepair* repair) -> absl::Status {
+        if (repair->kept.empty()) {
+          repair->kept = absl::StrCat(repair->file, ".damaged-",
+                                      std::chrono::duration_cast<std::chrono::microseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count());
+          std::error_code error;
+          if (std::filesystem::exists(repair->kept, error)) {
+            return absl::AlreadyExistsError(
+                absl::StrCat("cannot keep ", repair->file, " as ", repair->kept,
+                             ": that file exists; run the repair again"));
+          }
+          std::filesystem::copy_file(repair->file, repair->kept, error);
+          absl::Status kept =
+              error ? absl::UnavailableError(absl::StrCat("keeping ", repair->file, " as ",
+                                                          repair->kept, ": ", error.message()))
+                    : SyncPath(repair->kept, O_RDONLY);
+          if (kept.ok()) kept = SyncPath(dir, O_RDONLY | O_DIRECTORY);
+          if (!kept.ok()) {
+            std::filesystem::remove(repair->kept, error);  // a partial copy is no copy
+            return kept;
+          }
         }
-      }
-      if (repair.kept.empty()) {
-        repair.kept = absl::StrCat(damaged.path, ".damaged-",
-                                   std::chrono::duration_cast<std::chrono::microseconds>(
-                                       std::chrono::system_clock::now().time_since_epoch())
-                                       .count());
-        std::error_code error;
-        if (std::filesystem::exists(repair.kept, error)) {
-          return absl::AlreadyExistsError(absl::StrCat("cannot keep ", damaged.path, " as ",
-                                                       repair.kept,
-                                                       ": that file exists; run the repair again"));
-        }
-        std::filesystem::copy_file(damaged.path, repair.kept, error);
-        absl::Status kept =
-            error ? absl::UnavailableError(absl::StrCat("keeping ", damaged.path, " as ",
-                                                        repair.kept, ": ", error.message()))
-                  : SyncPath(repair.kept, O_RDONLY);
-        if (kept.ok()) kept = SyncPath(dir, O_RDONLY | O_DIRECTORY);
-        if (!kept.ok()) {
-          std::filesystem::remove(repair.kept, error);  // a partial copy is no copy
-          return kept;
-        }
-      }
-      std::string field;
-      uint64_t at = damaged.damage.offset;
-      const uint32_t whole = *damaged.damage.whole;
-      if (damaged.damage.field == HiddenDamage::Field::kLength) {
-        field = {static_cast<char>(whole & 0xff), static_cast<char>(whole >> 8)};
-        at += 4;
-      } else {
-        field = {static_cast<char>(whole)};
-        at += 6;
-      }
-      if (absl::Status s = WriteAt(damaged.path, at, field); !s.ok()) return s;
-      repairs.push_back(std::move(repair));
-      if (repaired) repaired(repairs.back());
-    }
-    return absl::InternalError(absl::StrCat("too many damaged records in ", dir));
-  }();
+        const FieldRewrite field = RewriteOf(repair->damage);
+        return WriteAt(repair->file, field.offset, field.bytes);
+      },
+      repaired);
 }
 
 }  // namespace casework::store::wal

@@ -126,9 +126,10 @@ struct WalRepair {
 // those after it, are then read again. Each file is first copied as it was to
 // `<file>.damaged-<µs>` (synced). `repaired` is called after each rewrite, so that what
 // was done is known even when a later step fails. Returns every rewrite (none when
-// nothing is damaged, or `dir` does not exist). FAILED_PRECONDITION only for damage that
-// cannot be repaired (nothing more is changed; earlier rewrites stay, with their kept
-// copies); UNAVAILABLE when the database's LOCK cannot be taken (a server has it open) or
+// nothing is damaged, or `dir` does not exist). All or nothing: the whole repair is first
+// made on copies in memory, and when it meets damage that cannot be repaired anywhere, it
+// returns FAILED_PRECONDITION naming that damage and no file is changed. UNAVAILABLE when
+// the database's LOCK cannot be taken (a server has it open) or
 // a file cannot be read or written; ALREADY_EXISTS when a kept copy's name is taken;
 // INTERNAL when a rewrite does not take.
 absl::StatusOr<std::vector<WalRepair>> RepairWalFiles(

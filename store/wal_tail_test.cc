@@ -391,6 +391,50 @@ TEST_F(WalTailTest, RepairRewritesTheDamagedFieldsAndKeepsTheFileAsItWas) {
   EXPECT_EQ(keys, 60);
 }
 
+// All or nothing: a repairable record before damage that cannot be repaired is not
+// rewritten either. The files stay exactly as found, with no kept copies, and the
+// refusal names the damage that cannot be repaired.
+TEST_F(WalTailTest, RepairChangesNothingWhenLaterDamageCannotBeRepaired) {
+  const Header* repairable = nullptr;
+  const Header* beyond_repair = nullptr;
+  for (const Header& header : headers_) {
+    if (header.type != 1 || header.offset < kBlockSize ||
+        header.offset % kBlockSize + kHeaderSize + header.length + kHeaderSize >= kBlockSize) {
+      continue;  // a full record with another record after it in its block
+    }
+    if (repairable == nullptr) {
+      repairable = &header;
+    } else if (header.offset / kBlockSize > repairable->offset / kBlockSize && header.length > 16) {
+      beyond_repair = &header;
+      break;
+    }
+  }
+  ASSERT_NE(repairable, nullptr);
+  ASSERT_NE(beyond_repair, nullptr);
+  std::string damaged = pristine_;
+  damaged[repairable->offset + 6] = '\x05';     // the type alone: its checksum shows the true one
+  damaged[beyond_repair->offset + 6] = '\x05';  // the type and the payload
+  damaged[beyond_repair->offset + kHeaderSize + 8] ^= 0x10;
+  WriteFile(wal_, damaged);
+  const auto before = std::filesystem::directory_iterator(dir_.Sub("db"));
+  const size_t files_before = std::distance(before, std::filesystem::directory_iterator());
+
+  int reported = 0;
+  const absl::StatusOr<std::vector<WalRepair>> repairs =
+      RepairWalFiles(dir_.Sub("db"), [&](const WalRepair&) { ++reported; });
+  EXPECT_EQ(repairs.status().code(), absl::StatusCode::kFailedPrecondition) << repairs.status();
+  ExpectHas(repairs.status(), absl::StrCat(" is damaged at byte ", beyond_repair->offset, ":"));
+  ExpectHas(repairs.status(), "cannot be repaired in place");
+  EXPECT_EQ(reported, 0);
+  EXPECT_EQ(ReadFile(wal_), damaged) << "the repair changed a file it cannot repair whole";
+  const auto after = std::filesystem::directory_iterator(dir_.Sub("db"));
+  EXPECT_EQ(std::distance(after, std::filesystem::directory_iterator()), files_before)
+      << "the repair kept a copy of a file it did not change";
+  // The check still names the first damage, the repairable one.
+  const absl::Status status = CheckWalFiles(rocksdb::Env::Default(), dir_.Sub("db"));
+  ExpectHas(status, absl::StrCat(" is damaged at byte ", repairable->offset, ":"));
+}
+
 TEST_F(WalTailTest, TheRepairRefusesALogThatIsOpen) {
   rocksdb::Options options;
   rocksdb::DB* raw = nullptr;
