@@ -128,35 +128,45 @@ void CommandProcessor::AnswerRetry(const std::string& actor_id, const std::strin
                        "use a new request_id for a new request",
                        "该 request_id 已用于本案件的另一请求；新请求请使用新的 request_id");
   };
+  // Nothing of this call's own reading or deciding goes out with a retry's answer.
+  response->clear_case_();
+  response->clear_events();
   if (first.request_fingerprint != fingerprint) {
     std::move(done)(reused());
     return;
   }
-  // The first answer: the case as of the first append, and its events.
-  auto history = ReadCaseEvents(case_id, 1, static_cast<size_t>(first.version));
-  if (!history.ok()) {
-    std::move(done)(FromStoreStatus(history.status()));
-    return;
-  }
-  // A retry comes from whoever made the first request: the same request from someone
-  // else is another request (and must not hand them the case without their own checks).
-  for (const auto& record : *history) {
-    if (record.position() == first.first_position && record.event().actor() != actor_id) {
-      std::move(done)(reused());
+  // The first answer: the case as of the first append, and its events, read in as many
+  // pages as the log's bound on one read takes.
+  Case state;
+  bool signed_off = false;
+  for (int64_t from = 1; from <= first.version;) {
+    auto page = ReadCaseEvents(case_id, from, static_cast<size_t>(first.version - from + 1));
+    if (!page.ok()) {
+      std::move(done)(FromStoreStatus(page.status()));
       return;
     }
-  }
-  Case state;
-  for (const auto& record : *history) {
-    workflow::Evolve(state, record.event());
-    state.set_last_position(record.position());
-  }
-  bool signed_off = false;
-  for (const auto& record : *history) {
-    if (record.position() >= first.first_position &&
-        record.position() < first.first_position + first.event_count) {
-      signed_off = signed_off || record.event().has_closure_signed_off();
-      *response->add_events() = record;
+    if (page->empty()) {
+      std::move(done)(FromStoreStatus(absl::DataLossError(
+          absl::StrCat("the events of case ", case_id, " end before version ", from,
+                       ", though the log records a request answered at version ", first.version))));
+      return;
+    }
+    from += static_cast<int64_t>(page->size());
+    for (auto& record : *page) {
+      const bool answered = record.position() >= first.first_position &&
+                            record.position() < first.first_position + first.event_count;
+      // A retry comes from whoever made the first request: the same request from someone
+      // else is another request (and must not hand them the case without their own checks).
+      if (record.position() == first.first_position && record.event().actor() != actor_id) {
+        std::move(done)(reused());
+        return;
+      }
+      workflow::Evolve(state, record.event());
+      state.set_last_position(record.position());
+      if (answered) {
+        signed_off = signed_off || record.event().has_closure_signed_off();
+        *response->add_events() = std::move(record);
+      }
     }
   }
   // As the first answer said: what the closure still needed after this sign-off.
@@ -190,9 +200,35 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   const std::string stream = CaseStream(case_id);
   const std::string fingerprint = RequestFingerprint(command);
 
-  // Taken before the request id and the state are read, so that the log may trust both
+  workflow::Context context{.actor = actor, .now_micros = clock_(), .policy = &policy_};
+  // The case as it is, then as the command leaves it: the answer's own case, so that
+  // neither is copied (and both are on the response's arena when it has one).
+  Case& state = *response->mutable_case_();
+  if (!workflow::IsValidCaseId(case_id)) {
+    // Only CreateCase names its case by a bare id: the core refuses it (CASE_ID_INVALID,
+    // after the checks that come first) before the id reaches the log as a stream name.
+    workflow::Decision decision = workflow::Decide(state, command, context);
+    auto* refusal = std::get_if<workflow::Refusal>(&decision);
+    std::move(done)(refusal != nullptr
+                        ? ToGrpcStatus(*refusal)
+                        : ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "CASE_ID_INVALID",
+                                      "case_id", "the case id is invalid", "案件编号无效"));
+    return;
+  }
+
+  // Taken before the state and the request id are read, so that the log may trust both
   // reads instead of repeating them on its sequencer (store::ReadToken).
   const store::ReadToken read_token = log_->TakeReadToken();
+  // The state first, then the request id: a first attempt that becomes durable between
+  // the two reads is then found as a retry's first answer. Read the other way round, the
+  // retry would miss its first attempt and then decide on the state that attempt left
+  // (refused as stale, or the transition already made); read this way, a first attempt
+  // that lands after both reads is found by the log, which looks the id up again for a
+  // stream appended to since the token.
+  if (absl::Status loaded = LoadCaseInto(case_id, &state); !loaded.ok()) {
+    std::move(done)(FromStoreStatus(loaded));
+    return;
+  }
   auto first = log_->FindRequest(stream, request_id);
   if (!first.ok()) {
     std::move(done)(FromStoreStatus(first.status()));
@@ -202,16 +238,6 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
     AnswerRetry(actor.id, case_id, **first, fingerprint, response, std::move(done));
     return;
   }
-
-  // The case as it is, then as the command leaves it: the answer's own case, so that
-  // neither is copied (and both are on the response's arena when it has one).
-  Case& state = *response->mutable_case_();
-  if (absl::Status loaded = LoadCaseInto(case_id, &state); !loaded.ok()) {
-    std::move(done)(FromStoreStatus(loaded));
-    return;
-  }
-
-  workflow::Context context{.actor = actor, .now_micros = clock_(), .policy = &policy_};
   // A sign-off's signature is verified here, against the registered key, before the core
   // decides; the core then records the verified key id and level. When it does not
   // verify, the shell's precise reason replaces the core's SIGN_OFF_SIGNATURE_NOT_VERIFIED,

@@ -5,8 +5,13 @@
 // when its request differs, never with its own decision, which was not appended.
 #include "services/shell/command_processor.h"
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
@@ -187,6 +192,139 @@ TEST_F(Retries, AnOrganisationIsListedOnce) {
   processor_->Execute(cast_.lister, "c6", create("c6", "city/east/hill/third", "r-c6"),
                       &moved.response, moved.Callback());
   EXPECT_TRUE(moved.Wait().ok());
+}
+
+// The log, read through: after a FindRequest, `after_find_request` (when set) runs once.
+// Lets a test put another call's commit exactly between a command's reads.
+class SteppedLog final : public store::EventLog {
+ public:
+  explicit SteppedLog(store::EventLog* log) : log_(log) {}
+
+  std::function<void()> after_find_request;
+
+  void AppendAsync(store::AppendRequest request, AppendCallback done) override {
+    log_->AppendAsync(std::move(request), std::move(done));
+  }
+  store::ReadToken TakeReadToken() const override { return log_->TakeReadToken(); }
+  absl::StatusOr<int64_t> StreamVersion(std::string_view stream) override {
+    return log_->StreamVersion(stream);
+  }
+  absl::StatusOr<std::vector<store::StoredEvent>> ReadStream(std::string_view stream,
+                                                             int64_t from_version,
+                                                             size_t limit) override {
+    return log_->ReadStream(stream, from_version, limit);
+  }
+  absl::StatusOr<std::vector<store::StoredEvent>> ReadRange(int64_t from_position,
+                                                            size_t limit) override {
+    return log_->ReadRange(from_position, limit);
+  }
+  int64_t Size() const override { return log_->Size(); }
+  absl::StatusOr<std::optional<std::string>> GetProjection(std::string_view table,
+                                                           std::string_view key) override {
+    return log_->GetProjection(table, key);
+  }
+  absl::Status ScanProjection(
+      std::string_view table, std::string_view start_key, size_t limit,
+      const std::function<bool(std::string_view key, std::string_view value)>& visit) override {
+    return log_->ScanProjection(table, start_key, limit, visit);
+  }
+  absl::StatusOr<std::optional<store::AppendResult>> FindRequest(
+      std::string_view stream, std::string_view request_id) override {
+    auto found = log_->FindRequest(stream, request_id);
+    if (auto step = std::exchange(after_find_request, nullptr)) step();
+    return found;
+  }
+  void SetCommitListener(std::function<void(int64_t size)> listener) override {
+    log_->SetCommitListener(std::move(listener));
+  }
+
+ private:
+  store::EventLog* log_;
+};
+
+// A retry whose first attempt becomes durable while the retry reads (after its request-id
+// lookup found nothing) is answered with the first answer: not refused as stale, nor
+// decided again on the state the first attempt left.
+TEST_F(Retries, AFirstAttemptThatLandsWhileItsRetryReadsIsFound) {
+  SteppedLog stepped(log_.get());
+  CommandProcessor retrying(&stepped, workflow::Policy{}, [this] { return now_ += kHourMicros; });
+  const v1::Command review = workflow::testing::ReviewListing(1);
+  Answer a;
+  Answer b;
+  log_->PauseCommitsForTesting(true);
+  processor_->Execute(cast_.reviewer, kCaseId, review, &a.response, a.Callback());
+  stepped.after_find_request = [&] {
+    log_->PauseCommitsForTesting(false);
+    ASSERT_TRUE(a.Wait().ok());
+  };
+  retrying.Execute(cast_.reviewer, kCaseId, review, &b.response, b.Callback());
+  const grpc::Status status = b.Wait();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_FALSE(a.response.replayed());
+  EXPECT_TRUE(b.response.replayed());
+  ASSERT_EQ(b.response.events_size(), 1);
+  EXPECT_EQ(b.response.events(0).position(), a.response.events(0).position());
+  EXPECT_EQ(b.response.events(0).event().SerializeAsString(),
+            a.response.events(0).event().SerializeAsString());
+  EXPECT_EQ(b.response.case_().version(), 2);
+  EXPECT_EQ(log_->Size(), 2);
+}
+
+// A retry's first answer is read in pages when the case holds more events than the log
+// returns in one read: all of the first answer's events, the case as of them, and the
+// check that the retry comes from whoever made the first request.
+TEST(RetriesOfLongCases, AreAnsweredWholeWhateverTheLogsReadBound) {
+  TempDir dir;
+  Cast cast;
+  store::RocksEventLog::Options options;
+  options.path = dir.Sub("log");
+  options.read_events_max = 1;
+  auto log = store::RocksEventLog::Open(options);
+  ASSERT_TRUE(log.ok()) << log.status();
+  int64_t now = kStartMicros;
+  CommandProcessor processor(log->get(), workflow::Policy{}, [&now] { return now += kHourMicros; });
+  const auto run = [&](const workflow::Principal& who, const v1::Command& command, Answer* answer) {
+    processor.Execute(who, kCaseId, command, &answer->response, answer->Callback());
+    return answer->Wait();
+  };
+  Answer created, reviewed, assigned;
+  ASSERT_TRUE(run(cast.lister, workflow::testing::CreateCase(kStartMicros), &created).ok());
+  ASSERT_TRUE(run(cast.reviewer, workflow::testing::ReviewListing(1), &reviewed).ok());
+  const v1::Command assign = workflow::testing::AssignAssistance(2);
+  ASSERT_TRUE(run(cast.lister, assign, &assigned).ok());
+  ASSERT_EQ(assigned.response.events_size(), 1);
+
+  Answer retry;
+  ASSERT_TRUE(run(cast.lister, assign, &retry).ok());
+  EXPECT_TRUE(retry.response.replayed());
+  ASSERT_EQ(retry.response.events_size(), 1);
+  EXPECT_EQ(retry.response.events(0).position(), assigned.response.events(0).position());
+  EXPECT_EQ(retry.response.events(0).event().SerializeAsString(),
+            assigned.response.events(0).event().SerializeAsString());
+  EXPECT_EQ(retry.response.case_().SerializeAsString(),
+            assigned.response.case_().SerializeAsString());
+  // Someone else's request with that id: the first event's actor is checked on its page.
+  Answer other;
+  const grpc::Status refused = run(cast.reviewer, assign, &other);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << refused.error_message();
+  EXPECT_FALSE(other.response.has_case_());
+  EXPECT_EQ((*log)->Size(), 3);
+}
+
+// A case id that is not one (CreateCase names its case by a bare id) is refused by the
+// core's rule, naming the field, before it reaches the log as a stream name.
+TEST_F(Retries, AnInvalidCaseIdIsRefusedByItsRuleNotByTheStore) {
+  for (const std::string& bad : {std::string("a\0b", 3), std::string("UPPER"), std::string()}) {
+    Answer answer;
+    processor_->Execute(cast_.lister, bad, workflow::testing::CreateCase(kStartMicros, bad),
+                        &answer.response, answer.Callback());
+    const grpc::Status refused = answer.Wait();
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << refused.error_message();
+    EXPECT_NE(refused.error_message().find("case_id"), std::string::npos)
+        << refused.error_message();
+    EXPECT_EQ(refused.error_message().find("stream"), std::string::npos) << refused.error_message();
+  }
+  EXPECT_EQ(log_->Size(), 1);
 }
 
 // A log whose read models an earlier build wrote in another layout is rebuilt from its
