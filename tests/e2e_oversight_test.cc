@@ -301,6 +301,15 @@ TEST_F(OversightTest, RegistryImportIsIdempotentAndRefusesBadInputClearly) {
         absl::StrCat(id, ",村,jiangcheng/xihe/t02/", id, ",village,3,0\n");
   }
   const std::string all = first_part + second_part.substr(second_part.find('\n') + 1);
+  // With a new organisation of another county, which comes first: nothing is written
+  // for it either.
+  const std::string header = "organisation_id,display_name,jurisdiction,kind,grade,stars\n";
+  const std::string dongshan_row = "org-dnew,新村,jiangcheng/dongshan/t03/org-dnew,village,3,0\n";
+  status = Import("admin", "reg-6a", all + dongshan_row, &resp);
+  EXPECT_EQ(DecodeError(status).reason, "REGISTRY_TOO_LARGE");
+  EXPECT_THAT(status.error_message(), HasSubstr("nothing was imported"));
+  ASSERT_TRUE(Import("admin", "reg-6b", header + dongshan_row, &resp).ok());
+  EXPECT_EQ(resp.imported(), 1) << "the refused import wrote another county's rows";
   status = Import("admin", "reg-6", all, &resp);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(DecodeError(status).reason, "REGISTRY_TOO_LARGE");
@@ -435,6 +444,16 @@ TEST_F(OversightTest, CountyTalksAndNoticesAppearInTheAccountabilityReport) {
     ASSERT_TRUE(stub->RecordCountyTalk(ctx.get(), talk, &retried).ok());
     EXPECT_EQ(retried.position(), talked.position());
   }
+  {  // The same request from someone else (who may record talks there too) is another
+     // request: refused, not answered as if they had recorded the talk.
+    auto auditor = As("auditor");
+    v1::CountyAccountabilityResponse r;
+    auto ctx = auditor->NewContext();
+    auto status =
+        v1::OversightService::NewStub(auditor->channel())->RecordCountyTalk(ctx.get(), talk, &r);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    EXPECT_EQ(DecodeError(status).reason, "REQUEST_ID_REUSED");
+  }
   v1::IssueCountyNoticeRequest notice;
   notice.set_request_id("notice-1");
   notice.set_county("jiangcheng/dongshan");
@@ -540,6 +559,27 @@ TEST_F(OversightTest, CountyTalksAndNoticesAppearInTheAccountabilityReport) {
   EXPECT_EQ(report.summary().talks_in_period(), 1);
   EXPECT_EQ(report.summary().notices_in_period(), 1);
   EXPECT_EQ(report.summary().listed(), 1);
+  {  // A notice whose deadline has passed since it was issued: its retry is answered with
+     // the recorded notice, not refused for the deadline a new notice would need.
+    v1::IssueCountyNoticeRequest soon = notice;
+    soon.set_request_id("notice-soon");
+    soon.set_notice_id("JZ-2026-08");
+    *soon.mutable_deadline() = Seconds(NowSeconds() + 2);
+    v1::CountyAccountabilityResponse issued;
+    auto ctx = approver->NewContext();
+    auto status = stub->IssueCountyNotice(ctx.get(), soon, &issued);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    v1::CountyAccountabilityResponse retried;
+    auto ctx2 = approver->NewContext();
+    status = stub->IssueCountyNotice(ctx2.get(), soon, &retried);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(retried.position(), issued.position());
+    soon.set_request_id("notice-late");  // as a new notice, it is refused
+    auto ctx3 = approver->NewContext();
+    status = stub->IssueCountyNotice(ctx3.get(), soon, &retried);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  }
 }
 
 TEST_F(OversightTest, TheInspectionDrawIsRecordedFirstAndReproducible) {
@@ -622,6 +662,24 @@ TEST_F(OversightTest, TheInspectionDrawIsRecordedFirstAndReproducible) {
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_EQ(DecodeError(status).reason, "REQUEST_ID_REUSED");
   }
+  {  // The same request from another auditor is another request, not a way to be handed
+     // the first auditor's draw.
+    v1::DrawInspectionSampleRequest xihe = req;
+    xihe.set_request_id("draw-xihe");
+    xihe.set_scope("jiangcheng/xihe");
+    xihe.set_sample_size(1);
+    auto county_auditor = As("auditor.xihe");
+    v1::DrawInspectionSampleResponse first;
+    auto ctx = county_auditor->NewContext();
+    ASSERT_TRUE(v1::OversightService::NewStub(county_auditor->channel())
+                    ->DrawInspectionSample(ctx.get(), xihe, &first)
+                    .ok());
+    v1::DrawInspectionSampleResponse r;
+    auto ctx2 = auditor->NewContext();
+    auto status = stub->DrawInspectionSample(ctx2.get(), xihe, &r);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    EXPECT_EQ(DecodeError(status).reason, "REQUEST_ID_REUSED");
+  }
   for (const std::string who : {"admin", "lister", "approver"}) {  // auditors only
     auto c = As(who);
     auto ctx = c->NewContext();
@@ -643,7 +701,7 @@ TEST_F(OversightTest, TheInspectionDrawIsRecordedFirstAndReproducible) {
     EXPECT_EQ(DecodeError(status).reason, "SAMPLE_SIZE_INVALID");
   }
 
-  // The independent verifier redoes both draws from an export of the log.
+  // The independent verifier redoes every draw (three) from an export of the log.
   const std::string path = (dir_.path() / "ledger.export").string();
   {
     std::ofstream out(path, std::ios::binary);
@@ -652,7 +710,7 @@ TEST_F(OversightTest, TheInspectionDrawIsRecordedFirstAndReproducible) {
   std::string verdict;
   EXPECT_EQ(RunPythonVerifier("export " + path + " --key " + VerifierKey(), &verdict), 0)
       << verdict;
-  EXPECT_THAT(verdict, HasSubstr("\"draws_checked\": 2")) << verdict;
+  EXPECT_THAT(verdict, HasSubstr("\"draws_checked\": 3")) << verdict;
 
   // The whole log, draws included, passes the deep audit.
   auto ctx = auditor->NewContext();

@@ -94,6 +94,21 @@ grpc::Status Busy() {
                      "监督报表任务数已达上限，请稍后重试");
 }
 
+// Whether the first event of the request answered by `first` was recorded by `actor_id`.
+// The same request from someone else is another request (REQUEST_ID_REUSED): a retry
+// comes from whoever made the first, and the log credits the first's actor.
+absl::StatusOr<bool> RecordedBy(store::RocksEventLog* log, const store::AppendResult& first,
+                                const std::string& actor_id) {
+  auto stored = log->ReadRange(first.first_position, 1);
+  if (!stored.ok()) return stored.status();
+  v1::Event event;
+  if (stored->empty() || !event.ParseFromString(stored->front().bytes)) {
+    return absl::DataLossError(
+        workflow::Cat("the event at position ", first.first_position, " does not parse"));
+  }
+  return event.actor() == actor_id;
+}
+
 grpc::Status RequestIdReused() {
   return Invalid("REQUEST_ID_REUSED", "request_id",
                  "this request_id was already used for a different request; use a new "
@@ -396,34 +411,45 @@ grpc::ServerUnaryReactor* OversightServiceImpl::IssueCountyNotice(
   }
   if (!IsCountyPath(req->county())) return Finish(ctx, CountyInvalid(req->county()));
   if (!caller.Covers(req->county())) return Finish(ctx, Outside(caller, "county", req->county()));
-  // The rules of a case's notice (workflow::CheckNoticeContent).
-  if (auto refused = workflow::CheckNoticeContent(req->notice_id(), req->content(),
-                                                  req->has_deadline() ? &req->deadline() : nullptr,
-                                                  clock_())) {
-    return Finish(ctx, ToGrpcStatus(*refused));
-  }
   v1::Event event;
   auto* body = event.mutable_rectification_notice_issued();
   body->set_notice_id(req->notice_id());
   body->set_content(req->content());
   if (req->has_deadline()) *body->mutable_deadline() = req->deadline();
+  // The rules of a case's notice (workflow::CheckNoticeContent), once the request is
+  // known not to be a retry: its deadline must be after now, which a retry sent after
+  // the deadline no longer is.
+  auto check = [this, req]() -> std::optional<grpc::Status> {
+    if (auto refused = workflow::CheckNoticeContent(
+            req->notice_id(), req->content(), req->has_deadline() ? &req->deadline() : nullptr,
+            clock_())) {
+      return ToGrpcStatus(*refused);
+    }
+    return std::nullopt;
+  };
   return RecordCounty(ctx, caller, req->county(), req->request_id(), Fingerprint(*req),
-                      std::move(event), resp);
+                      std::move(event), resp, std::move(check));
 }
 
 grpc::ServerUnaryReactor* OversightServiceImpl::RecordCounty(
     grpc::CallbackServerContext* ctx, const workflow::Principal& actor, const std::string& county,
     const std::string& request_id, const std::string& fingerprint, v1::Event event,
-    v1::CountyAccountabilityResponse* resp) {
+    v1::CountyAccountabilityResponse* resp, std::function<std::optional<grpc::Status>()> check) {
   const std::string stream = workflow::Cat(oversight::kCountyStreamPrefix, county);
   resp->set_stream(stream);
   auto first = log_->FindRequest(stream, request_id);
   if (!first.ok()) return Finish(ctx, FromStoreStatus(first.status()));
   if (first->has_value()) {
     if ((*first)->request_fingerprint != fingerprint) return Finish(ctx, RequestIdReused());
+    auto same_actor = RecordedBy(log_, **first, actor.id);
+    if (!same_actor.ok()) return Finish(ctx, FromStoreStatus(same_actor.status()));
+    if (!*same_actor) return Finish(ctx, RequestIdReused());
     resp->set_version((*first)->version);
     resp->set_position((*first)->first_position);
     return Finish(ctx, grpc::Status::OK);
+  }
+  if (check) {
+    if (std::optional<grpc::Status> refused = check()) return Finish(ctx, *std::move(refused));
   }
   auto version = log_->StreamVersion(stream);
   if (!version.ok()) return Finish(ctx, FromStoreStatus(version.status()));
@@ -436,26 +462,35 @@ grpc::ServerUnaryReactor* OversightServiceImpl::RecordCounty(
   append.request_fingerprint = fingerprint;
   append.events.push_back(envelope.SerializeAsString());
   auto* reactor = ctx->DefaultReactor();
-  log_->AppendAsync(
-      std::move(append), [reactor, resp, fingerprint](absl::StatusOr<store::AppendResult> result) {
-        if (result.ok() && result->replayed && result->request_fingerprint != fingerprint) {
-          // Another call appended this request id first with another request.
-          reactor->Finish(RequestIdReused());
-          return;
-        }
-        if (!result.ok()) {
-          reactor->Finish(result.status().code() == absl::StatusCode::kAborted
-                              ? ErrorStatus(grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "",
-                                            "another record was written to this county "
-                                            "meanwhile; retry with the same request_id",
-                                            "该县同时有其他记录写入；请用同一 request_id 重试")
-                              : FromStoreStatus(result.status()));
-          return;
-        }
-        resp->set_version(result->version);
-        resp->set_position(result->first_position);
-        reactor->Finish(grpc::Status::OK);
-      });
+  log_->AppendAsync(std::move(append), [this, reactor, resp, fingerprint, actor_id = actor.id](
+                                           absl::StatusOr<store::AppendResult> result) {
+    if (result.ok() && result->replayed) {
+      // Another call appended this request id first: the same request from the same
+      // person is a retry; anything else is another request.
+      absl::StatusOr<bool> same_actor =
+          result->request_fingerprint == fingerprint ? RecordedBy(log_, *result, actor_id) : false;
+      if (!same_actor.ok()) {
+        reactor->Finish(FromStoreStatus(same_actor.status()));
+        return;
+      }
+      if (!*same_actor) {
+        reactor->Finish(RequestIdReused());
+        return;
+      }
+    }
+    if (!result.ok()) {
+      reactor->Finish(result.status().code() == absl::StatusCode::kAborted
+                          ? ErrorStatus(grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "",
+                                        "another record was written to this county "
+                                        "meanwhile; retry with the same request_id",
+                                        "该县同时有其他记录写入；请用同一 request_id 重试")
+                          : FromStoreStatus(result.status()));
+      return;
+    }
+    resp->set_version(result->version);
+    resp->set_position(result->first_position);
+    reactor->Finish(grpc::Status::OK);
+  });
   return reactor;
 }
 
@@ -511,6 +546,15 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
     });
   }
   const int64_t now = clock_();
+  // First every county is read and its append built, then the appends are made: a county
+  // refused (too many rows) refuses the import before any county is written.
+  struct Pending {
+    std::string county;
+    store::AppendRequest append;
+    std::string fingerprint;
+    int64_t imported = 0;
+  };
+  std::vector<Pending> pending;
   for (const auto& [county, list] : by_county) {
     const std::string stream = workflow::Cat(oversight::kRegistryStreamPrefix, county);
     // The county's rows as a canonical text: the request's content for this stream.
@@ -569,6 +613,15 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
         reactor->Finish(RequestIdReused());
         return;
       }
+      auto same_actor = RecordedBy(log_, **first, caller.id);
+      if (!same_actor.ok()) {
+        reactor->Finish(FromStoreStatus(same_actor.status()));
+        return;
+      }
+      if (!*same_actor) {
+        reactor->Finish(RequestIdReused());
+        return;
+      }
       if (absl::Status read = read_until((*first)->version); !read.ok()) {
         reactor->Finish(FromStoreStatus(read));
         return;
@@ -623,20 +676,27 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
       reactor->Finish(Invalid(
           "REGISTRY_TOO_LARGE", "csv",
           workflow::Cat(county, " has ", events.size(), " new or changed organisations; at most ",
-                        kRegistryEventsPerCountyMax, " per county and import"),
+                        kRegistryEventsPerCountyMax,
+                        " per county and import; nothing was imported: split the file"),
           workflow::Cat(county, " 新增或变更的组织有 ", events.size(), " 个；每县每次最多 ",
-                        kRegistryEventsPerCountyMax, " 个")));
+                        kRegistryEventsPerCountyMax, " 个；未导入任何数据，请拆分文件")));
       return;
     }
-    const int64_t appended = static_cast<int64_t>(events.size());
-    store::AppendRequest append;
-    append.stream = stream;
-    append.expected_version = *version;
-    append.request_id = req.request_id();
-    append.request_fingerprint = fingerprint;
-    append.events = std::move(events);
-    append.projections = std::move(projections);
-    auto result = log_->Append(std::move(append));
+    Pending& next = pending.emplace_back();
+    next.county = county;
+    next.fingerprint = fingerprint;
+    next.imported = imported;
+    next.append.stream = stream;
+    next.append.expected_version = *version;
+    next.append.request_id = req.request_id();
+    next.append.request_fingerprint = fingerprint;
+    next.append.events = std::move(events);
+    next.append.projections = std::move(projections);
+  }
+  for (Pending& next : pending) {
+    const std::string& county = next.county;
+    const int64_t appended = static_cast<int64_t>(next.append.events.size());
+    auto result = log_->Append(std::move(next.append));
     if (!result.ok()) {
       reactor->Finish(result.status().code() == absl::StatusCode::kAborted
                           ? ErrorStatus(grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "",
@@ -649,13 +709,23 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
                           : FromStoreStatus(result.status()));
       return;
     }
-    if (result->replayed && result->request_fingerprint != fingerprint) {
-      // Another import appended this request id first with other rows.
-      reactor->Finish(RequestIdReused());
-      return;
+    if (result->replayed) {
+      // Another import appended this request id first: with other rows, or by someone
+      // else, it is another request.
+      absl::StatusOr<bool> same_actor = result->request_fingerprint == next.fingerprint
+                                            ? RecordedBy(log_, *result, caller.id)
+                                            : false;
+      if (!same_actor.ok()) {
+        reactor->Finish(FromStoreStatus(same_actor.status()));
+        return;
+      }
+      if (!*same_actor) {
+        reactor->Finish(RequestIdReused());
+        return;
+      }
     }
-    resp->set_imported(resp->imported() + imported);
-    resp->set_updated(resp->updated() + appended - imported);
+    resp->set_imported(resp->imported() + next.imported);
+    resp->set_updated(resp->updated() + appended - next.imported);
     resp->add_counties(county);
   }
   reactor->Finish(grpc::Status::OK);
@@ -711,6 +781,12 @@ void OversightServiceImpl::Draw(grpc::ServerUnaryReactor* reactor, grpc::Callbac
           stored.ok()
               ? absl::DataLossError(workflow::Cat("the draw recorded on ", stream, " is missing"))
               : stored.status()));
+      return;
+    }
+    // A retry comes from whoever drew first; the same request from someone else is
+    // another request, not a way to be handed their draw as one's own.
+    if (event.actor() != caller.id) {
+      reactor->Finish(RequestIdReused());
       return;
     }
     const v1::InspectionSampleDrawn& d = event.inspection_sample_drawn();

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "absl/synchronization/mutex.h"
@@ -70,12 +71,15 @@ class OversightServiceImpl final : public casework::v1::OversightService::Callba
   // `size_max` >= 0, position < size_max). Stops early when the call is cancelled.
   absl::Status Fold(grpc::CallbackServerContext* ctx, int64_t cut_micros, int64_t size_max,
                     oversight::Ledger* ledger);
-  // Records a county's talk or notice.
+  // Records a county's talk or notice. A retry (the request id recorded on the county's
+  // stream) is answered first; otherwise `check`, when set, may refuse the request (its
+  // rules that depend on the time, which a retry made later must not meet again).
   grpc::ServerUnaryReactor* RecordCounty(grpc::CallbackServerContext* ctx,
                                          const workflow::Principal& actor,
                                          const std::string& county, const std::string& request_id,
                                          const std::string& fingerprint, casework::v1::Event event,
-                                         casework::v1::CountyAccountabilityResponse* resp);
+                                         casework::v1::CountyAccountabilityResponse* resp,
+                                         std::function<std::optional<grpc::Status>()> check = {});
   void Draw(grpc::ServerUnaryReactor* reactor, grpc::CallbackServerContext* ctx,
             workflow::Principal caller, casework::v1::DrawInspectionSampleRequest req,
             casework::v1::DrawInspectionSampleResponse* resp);
