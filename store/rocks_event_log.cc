@@ -300,6 +300,7 @@ class RocksEventLog::Impl {
     absl::MutexLock lock(&mu_);
     return queue_.size();
   }
+  absl::Status DamageEvent(int64_t position);
 
   TreeHead Head() const {
     absl::MutexLock lock(&head_mu_);
@@ -328,6 +329,7 @@ class RocksEventLog::Impl {
  private:
   absl::Status Validate(const AppendRequest& request) const;
   absl::Status RecoverSize();
+  absl::StatusOr<merkle::CompactRange> ReadFrontier(int64_t size) const;
   absl::Status RecoverTree();
   absl::Status CheckAnchor();
   // Options::inspect_only: the checks of CheckAnchor without writing; the first problem.
@@ -717,18 +719,33 @@ absl::Status RocksEventLog::Impl::RecordProjectionLayout(uint32_t layout) {
   return absl::OkStatus();
 }
 
-absl::Status RocksEventLog::Impl::RecoverTree() {
+absl::StatusOr<merkle::CompactRange> RocksEventLog::Impl::ReadFrontier(int64_t size) const {
   // O(log n) reads: the stored nodes of the right edge, and at most 15 events.
-  const int64_t size = Size();
   std::vector<Hash> hashes;
   for (const merkle::NodeId& node : merkle::RangeNodes(0, size)) {
     STORE_ASSIGN_OR_RETURN(Hash hash, NodeHash(node));
     hashes.push_back(hash);
   }
-  STORE_ASSIGN_OR_RETURN(frontier_, merkle::CompactRange::FromNodes(size, std::move(hashes)));
+  return merkle::CompactRange::FromNodes(size, std::move(hashes));
+}
+
+absl::Status RocksEventLog::Impl::RecoverTree() {
+  const int64_t size = Size();
+  STORE_ASSIGN_OR_RETURN(frontier_, ReadFrontier(size));
   absl::MutexLock lock(&head_mu_);
   head_ = TreeHead{.size = size, .root = frontier_.Root()};
   return absl::OkStatus();
+}
+
+absl::Status RocksEventLog::Impl::DamageEvent(int64_t position) {
+  const std::string key = format::PositionKey(position);
+  std::string value;
+  STORE_RETURN_IF_ERROR(FromRocks(db_->Get(rocksdb::ReadOptions(), events_, key, &value),
+                                  "reading an event to damage"));
+  value.back() = static_cast<char>(value.back() ^ 0x01);
+  rocksdb::WriteOptions synced;
+  synced.sync = true;
+  return FromRocks(db_->Put(synced, events_, key, value), "damaging an event");
 }
 
 absl::Status RocksEventLog::Impl::CheckAnchor() {
@@ -1002,13 +1019,15 @@ absl::Status RocksEventLog::Impl::ResetAfterResume() {
   failed_ = absl::OkStatus();
   inflight_ = Overlay();
   next_position_ = durable.size;
-  STORE_RETURN_IF_ERROR(RecoverTree());
   // Pair assertion: the tree rebuilt from storage is the one published after the last
-  // durable batch.
-  if (Head().root != durable.root) {
+  // durable batch. Only then does it replace the right edge: a head that does not match
+  // is never published (the checkpointer would sign it).
+  STORE_ASSIGN_OR_RETURN(merkle::CompactRange rebuilt, ReadFrontier(durable.size));
+  if (rebuilt.Root() != durable.root) {
     return absl::DataLossError(absl::StrCat("the tree read back at size ", durable.size,
                                             " does not match the one committed; run verify"));
   }
+  frontier_ = std::move(rebuilt);
   return absl::OkStatus();
 }
 
@@ -2255,6 +2274,9 @@ void RocksEventLog::SetCommitListener(std::function<void(int64_t)> listener) {
 }
 void RocksEventLog::PauseCommitsForTesting(bool paused) { impl_->Pause(paused); }
 size_t RocksEventLog::QueuedAppendsForTesting() const { return impl_->Queued(); }
+absl::Status RocksEventLog::DamageEventForTesting(int64_t position) {
+  return impl_->DamageEvent(position);
+}
 
 RocksEventLog::WriteState RocksEventLog::GetWriteState() const { return impl_->GetWriteState(); }
 RocksEventLog::MemoryUsage RocksEventLog::GetMemoryUsage() const { return impl_->GetMemoryUsage(); }

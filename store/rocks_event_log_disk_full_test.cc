@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
+#include "store/checkpoint.h"
 #include "store/rocks_event_log.h"
 #include "store/testing/full_disk_fs.h"
 #include "store/testing/status_matchers.h"
@@ -384,6 +385,51 @@ TEST(RocksEventLogDiskFull, WriteStateReportsTheModeAndWaitsForRoom) {
   ASSERT_TRUE(AwaitMode(**log, Mode::kWritable, std::chrono::seconds(30), &waited));
   EXPECT_THAT((*log)->Append({.stream = "s", .expected_version = 1, .events = {"b"}}), IsOk());
   EXPECT_EQ((*log)->GetWriteState().resumed_count, 1);
+}
+
+// Resuming after a full disk reads the tree's right edge back from storage and checks it
+// against the head committed before. When storage gives back other bytes (here one of the
+// last events, which the right edge's lowest node is computed from), the log stays
+// read-only, and the head it publishes, and signs, stays the committed one.
+TEST(RocksEventLogDiskFull, ATreeReadBackOtherwiseOnResumeIsNeitherPublishedNorSigned) {
+  TempDir dir;
+  RocksEventLog::Options options;
+  options.path = dir.Sub("log");
+  std::filesystem::create_directories(options.path);
+  auto fs = std::make_shared<FullDiskFs>(rocksdb::FileSystem::Default());
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+  options.env = env.get();
+  options.disk_full_retry_ms = 10;
+  options.disk_reserve_bytes = 8u << 20;
+  absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(options);
+  ASSERT_THAT(log, IsOk());
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_THAT(
+        (*log)->Append({.stream = "s", .expected_version = i, .events = {absl::StrCat("e", i)}}),
+        IsOk());
+  }
+  const RocksEventLog::TreeHead committed = (*log)->Head();
+  ASSERT_EQ(committed.size, 20);
+  fs->SetFreeBytes(7u << 20);
+  ASSERT_FALSE((*log)->Append({.stream = "s", .expected_version = 20, .events = {"x"}}).ok());
+  ASSERT_EQ((*log)->GetWriteState().mode, Mode::kDiskFull);
+  ASSERT_THAT((*log)->DamageEventForTesting(18), IsOk());
+  fs->SetFreeBytes(10u << 20);
+  std::chrono::microseconds waited{};
+  ASSERT_TRUE(AwaitMode(**log, Mode::kFailed, std::chrono::seconds(30), &waited))
+      << "the log resumed on a tree that does not match";
+  EXPECT_NE((*log)->GetWriteState().detail.find("does not match the one committed"),
+            std::string::npos)
+      << (*log)->GetWriteState().detail;
+  EXPECT_EQ((*log)->Head().size, committed.size);
+  EXPECT_EQ((*log)->Head().root, committed.root) << "a head read back otherwise was published";
+  absl::StatusOr<std::string> note = (*log)->SignedCheckpoint();
+  ASSERT_THAT(note, IsOk());
+  absl::StatusOr<Checkpoint> opened =
+      OpenCheckpoint(*note, (*log)->CheckpointVerifier(), (*log)->CheckpointVerifier().name());
+  ASSERT_THAT(opened, IsOk());
+  EXPECT_EQ(opened->root, committed.root) << "a head read back otherwise was signed";
+  EXPECT_FALSE((*log)->Append({.stream = "s", .expected_version = 20, .events = {"x"}}).ok());
 }
 
 }  // namespace
