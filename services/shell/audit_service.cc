@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "services/oversight/oversight.h"
@@ -481,6 +482,12 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
     int64_t position = 0;
     int64_t end = cut.position;
     oversight::AsOfCut as_of(cut.by_time ? cut.time_micros : INT64_MAX);
+    std::string trimmed = root;
+    while (!trimmed.empty() && trimmed.back() == '/') trimmed.pop_back();
+    // Cases outside the jurisdiction asked for, known by their first event (a case's
+    // organisation and place never change): neither folded nor counted against the bound,
+    // so that a narrower jurisdiction is a smaller replay.
+    absl::flat_hash_set<std::string> outside;
     while (position < end) {
       if (ctx->IsCancelled()) {
         reactor->Finish(grpc::Status::CANCELLED);
@@ -509,7 +516,16 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
           }
           if (verdict == oversight::AsOfCut::Verdict::kSkip) continue;
         }
+        if (outside.contains(e.stream)) continue;
         const int64_t version = cases.Version(e.stream);
+        if (version == 0) {
+          v1::Case first;
+          workflow::Evolve(first, event);
+          if (!SubtreeHolds(trimmed, first.organisation().jurisdiction())) {
+            outside.insert(e.stream);
+            continue;
+          }
+        }
         if (cases.size() >= options_.ledger_cases_max && version == 0) {
           reactor->Finish(
               ErrorStatus(grpc::StatusCode::RESOURCE_EXHAUSTED, "LEDGER_TOO_LARGE", "jurisdiction",
@@ -553,8 +569,6 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
           break;
       }
     };
-    std::string trimmed = root;
-    while (!trimmed.empty() && trimmed.back() == '/') trimmed.pop_back();
     rows[trimmed].set_jurisdiction(trimmed);
     absl::Status visited = cases.ForEach([&](const std::string& /*stream*/, const v1::Case& state) {
       const std::string& j = state.organisation().jurisdiction();

@@ -1,7 +1,8 @@
 // The bounds on long jobs, over loopback against an in-process server on a real log:
-// one backup at a time (BACKUP_RUNNING) and at most `jobs_max` oversight jobs at once
-// (OVERSIGHT_JOBS_BUSY, shared by every kind of report and the inspection draw). Each
-// refusal says what to do, and a job that ends frees its place.
+// one backup at a time (BACKUP_RUNNING), at most `jobs_max` oversight jobs at once
+// (OVERSIGHT_JOBS_BUSY, shared by every kind of report and the inspection draw), and the
+// cases one ledger replay may hold (LEDGER_TOO_LARGE, counted within the jurisdiction
+// asked for). Each refusal says what to do, and a job that ends frees its place.
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -12,12 +13,14 @@
 #include <vector>
 
 #include "casework/v1/admin_service.grpc.pb.h"
+#include "casework/v1/audit_service.grpc.pb.h"
 #include "casework/v1/oversight_service.grpc.pb.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "services/shell/admin_service.h"
+#include "services/shell/audit_service.h"
 #include "services/shell/auth.h"
 #include "services/shell/command_processor.h"
 #include "services/shell/oversight_service.h"
@@ -35,6 +38,7 @@ constexpr char kPrincipals[] = R"({"principals": [
 ]})";
 
 constexpr int kJobsMax = 2;
+constexpr size_t kLedgerCasesMax = 2;
 
 int64_t NowSeconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -89,11 +93,14 @@ class JobsTest : public ::testing::Test {
                                                         OversightOptions{.jobs_max = kJobsMax});
     admin_ = std::make_unique<AdminServiceImpl>(log_.get(), auth_.get(), holder_.get(),
                                                 SystemClockMicros);
+    audit_ = std::make_unique<AuditServiceImpl>(log_.get(), auth_.get(), DeepVerifyOptions{},
+                                                AuditOptions{.ledger_cases_max = kLedgerCasesMax});
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(oversight_.get());
     builder.RegisterService(admin_.get());
+    builder.RegisterService(audit_.get());
     server_ = builder.BuildAndStart();
     ASSERT_NE(port, 0);
     channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
@@ -104,6 +111,7 @@ class JobsTest : public ::testing::Test {
   void TearDown() override {
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     server_.reset();
+    audit_.reset();
     admin_.reset();
     oversight_.reset();
     processor_.reset();
@@ -111,7 +119,7 @@ class JobsTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  void CreateCase(const std::string& case_id) {
+  void CreateCase(const std::string& case_id, const std::string& county = "dongshan") {
     v1::Command command;
     v1::CreateCaseRequest* req = command.mutable_create_case();
     req->set_case_id(case_id);
@@ -119,7 +127,7 @@ class JobsTest : public ::testing::Test {
     auto* org = req->mutable_organisation();
     org->set_organisation_id("org-" + case_id);
     org->set_display_name("村党支部");
-    org->set_jurisdiction("jiangcheng/dongshan/t01/org-" + case_id);
+    org->set_jurisdiction("jiangcheng/" + county + "/t01/org-" + case_id);
     org->set_kind(v1::ORGANISATION_KIND_VILLAGE);
     req->set_case_type(v1::CASE_TYPE_POOR);
     req->add_problem_categories(v1::PROBLEM_CATEGORY_DEVELOPMENT);
@@ -169,6 +177,7 @@ class JobsTest : public ::testing::Test {
   workflow::Principal lister_;
   std::unique_ptr<OversightServiceImpl> oversight_;
   std::unique_ptr<AdminServiceImpl> admin_;
+  std::unique_ptr<AuditServiceImpl> audit_;
   std::unique_ptr<grpc::Server> server_;
   std::shared_ptr<grpc::Channel> channel_;
 };
@@ -263,6 +272,36 @@ TEST_F(JobsTest, ABackupWhileOneRunsIsRefused) {
   }
   ASSERT_TRUE(again.ok()) << again.error_message();
   EXPECT_EQ(third.backup_id(), 2u);
+}
+
+// A ledger replay holds at most ledger_cases_max cases of the jurisdiction asked for:
+// beyond, it is refused and told to ask for a narrower one, which then is answered (cases
+// elsewhere are not counted against it).
+TEST_F(JobsTest, ALedgerTooLargeIsRefusedAndANarrowerJurisdictionAnswered) {
+  CreateCase("x0", "xihe");  // three cases in dongshan (SetUp), one in xihe
+  auto ledger = [&](const std::string& jurisdiction, v1::GetLedgerAsOfResponse* resp) {
+    auto ctx = Context("auditor");
+    v1::GetLedgerAsOfRequest req;
+    req.set_jurisdiction(jurisdiction);
+    return v1::AuditService::NewStub(channel_)->GetLedgerAsOf(ctx.get(), req, resp);
+  };
+  v1::GetLedgerAsOfResponse resp;
+  const grpc::Status refused = ledger("jiangcheng", &resp);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_EQ(ReasonOf(refused), "LEDGER_TOO_LARGE");
+  EXPECT_NE(refused.error_message().find("ask for a narrower jurisdiction"), std::string::npos)
+      << refused.error_message();
+  EXPECT_EQ(ledger("jiangcheng/dongshan", &resp).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // Another county, with one case, and one organisation's place are answered.
+  const grpc::Status xihe = ledger("jiangcheng/xihe", &resp);
+  ASSERT_TRUE(xihe.ok()) << xihe.error_message();
+  ASSERT_GE(resp.counts_size(), 1);
+  EXPECT_EQ(resp.counts(0).jurisdiction(), "jiangcheng/xihe");
+  EXPECT_EQ(resp.counts(0).listed(), 1);
+  const grpc::Status one = ledger("jiangcheng/dongshan/t01/org-c1", &resp);
+  ASSERT_TRUE(one.ok()) << one.error_message();
+  EXPECT_EQ(resp.counts(0).listed(), 1);
 }
 
 }  // namespace
