@@ -684,6 +684,7 @@ void EventServiceImpl::Unregister(Watch* watch) {
   if (auto it = watches_by_principal_.find(watch->principal()); it != watches_by_principal_.end()) {
     if (--it->second == 0) watches_by_principal_.erase(it);
   }
+  if (watches_admitted_ > 0) --watches_admitted_;
   counters_.watches.store(static_cast<int64_t>(watches_.size()), std::memory_order_relaxed);
 }
 
@@ -815,9 +816,9 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* EventServiceImpl::WatchEvents(
 
   {
     absl::MutexLock lock(&mu_);
-    if (watches_.size() >= options_.watches_max) {
+    if (watches_admitted_ >= options_.watches_max) {
       return new Refused(ErrorStatus(grpc::StatusCode::RESOURCE_EXHAUSTED, "TOO_MANY_WATCHES", "",
-                                     absl::StrCat("the server already serves ", watches_.size(),
+                                     absl::StrCat("the server already serves ", watches_admitted_,
                                                   " watches; retry later or share one watch"),
                                      "当前订阅数已达上限，请稍后重试"));
     }
@@ -834,7 +835,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* EventServiceImpl::WatchEvents(
               caller.id, " 已打开 ", mine,
               " 个订阅，达到单个身份上限；请关闭一个，或用一个带过滤条件的订阅跟踪多个案件")));
     }
-    ++mine;  // given back by Unregister
+    ++mine;  // given back by Unregister, with the place in all
+    ++watches_admitted_;
   }
   auto watch = std::make_shared<Watch>(this, caller, std::move(principals), request.from_position(),
                                        std::move(filter), per_message);

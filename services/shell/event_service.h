@@ -198,6 +198,9 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
   std::deque<std::shared_ptr<Watch>> queue_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Watch>> watches_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, size_t> watches_by_principal_ ABSL_GUARDED_BY(mu_);
+  // Watches admitted (counted when admitted, under the same lock as the check, so that
+  // handlers admitting at once cannot all pass it; given back by Unregister).
+  size_t watches_admitted_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t committed_size_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t dispatched_size_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time next_tick_ ABSL_GUARDED_BY(mu_);

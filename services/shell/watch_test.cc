@@ -292,6 +292,54 @@ TEST_F(WatchTest, WatchesBeyondTheBoundsAreRefused) {
   close(&second);
 }
 
+// The bound in all holds for watches opened at once: the place is taken when a watch is
+// admitted, not when it starts.
+TEST_F(WatchTest, WatchesOpenedAtOnceDoNotExceedTheBound) {
+  TearDown();
+  WatchOptions options;
+  options.watches_max = 1;
+  Start(options);
+  CreateCase("c1", "dongshan");
+  const std::vector<std::string> identities = {"auditor", "east.auditor", "east", "lister"};
+  for (int round = 0; round < 20; ++round) {
+    std::atomic<int> opened{0};
+    std::atomic<int> refused{0};
+    std::vector<std::thread> threads;
+    std::vector<std::unique_ptr<grpc::ClientContext>> contexts(identities.size());
+    std::atomic<int> finished{0};
+    for (size_t i = 0; i < identities.size(); ++i) {
+      contexts[i] = Context(identities[i]);
+      threads.emplace_back([&, i] {
+        auto stub = Stub();
+        auto reader = stub->WatchEvents(contexts[i].get(), v1::WatchEventsRequest());
+        v1::WatchEventsResponse message;
+        if (reader->Read(&message)) {
+          ++opened;
+          // Hold the watch until every other call has its answer.
+          while (finished.load() + opened.load() < static_cast<int>(identities.size())) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          }
+          contexts[i]->TryCancel();
+          while (reader->Read(&message)) {
+          }
+          (void)reader->Finish();
+          return;
+        }
+        if (ReasonAndField(reader->Finish()).first == "TOO_MANY_WATCHES") ++refused;
+        ++finished;
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    ASSERT_LE(opened.load(), 1) << "round " << round;
+    EXPECT_EQ(opened.load() + refused.load(), static_cast<int>(identities.size()))
+        << "round " << round;
+    // Let the server see the held watch end before the next round.
+    for (int attempt = 0; attempt < 200 && service_->counters().watches.load() > 0; ++attempt) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+}
+
 TEST_F(WatchTest, CatchUpThenLiveUnderConcurrentWritersDeliversEveryPositionOnceInOrder) {
   constexpr int kBefore = 300;
   constexpr int kWriters = 4;
