@@ -97,16 +97,22 @@ absl::StatusOr<SignedHead> LatestCheckpoint(store::RocksEventLog* log) {
 
 // A server-streaming reactor written to by a job thread: Write blocks the job (never a
 // gRPC thread) until the client took the message, so at most one message is buffered.
+// A client that takes no message for `stall_max` (it stopped reading, and its flow-control
+// window is full) has its call cancelled, so that it does not hold a job's place for as
+// long as its connection lives.
 template <typename Response>
 class JobWriter final : public grpc::ServerWriteReactor<Response> {
  public:
-  static std::shared_ptr<JobWriter> Create() {
+  static std::shared_ptr<JobWriter> Create(grpc::CallbackServerContext* ctx,
+                                           absl::Duration stall_max) {
     auto writer = std::shared_ptr<JobWriter>(new JobWriter());
     writer->self_ = writer;
+    writer->ctx_ = ctx;
+    writer->stall_max_ = stall_max;
     return writer;
   }
 
-  // False when the call is gone (cancelled or the write failed).
+  // False when the call is gone (cancelled, stalled or the write failed).
   bool Write(const Response& message) {
     {
       absl::MutexLock lock(&mu_);
@@ -116,8 +122,16 @@ class JobWriter final : public grpc::ServerWriteReactor<Response> {
     }
     this->StartWrite(&message_);
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(
-        +[](bool* pending) { return !*pending; }, &pending_));
+    const absl::Condition written(
+        +[](bool* pending) { return !*pending; }, &pending_);
+    if (!mu_.AwaitWithTimeout(written, stall_max_)) {
+      // The call is still live (Finish comes after this returns), so is its context.
+      spdlog::warn("{}: the client took no message for {}; cancelling its call to free its job",
+                   ctx_->peer(), absl::FormatDuration(stall_max_));
+      failed_ = true;
+      ctx_->TryCancel();
+      mu_.Await(written);  // the message stays put until gRPC is done with it
+    }
     return !failed_;
   }
 
@@ -146,6 +160,8 @@ class JobWriter final : public grpc::ServerWriteReactor<Response> {
   JobWriter() = default;
   absl::Mutex mu_;
   std::shared_ptr<JobWriter> self_;
+  grpc::CallbackServerContext* ctx_ = nullptr;
+  absl::Duration stall_max_ = absl::InfiniteDuration();
   Response message_;
   bool pending_ ABSL_GUARDED_BY(mu_) = false;
   bool failed_ ABSL_GUARDED_BY(mu_) = false;
@@ -620,7 +636,8 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
                    absl::StrCat("无法校验 [", from, ", ", to,
                                 ")：须满足 0 <= from_position <= to_position <= ", log_->Size())));
   }
-  auto writer = JobWriter<v1::VerifyLogResponse>::Create();
+  auto writer =
+      JobWriter<v1::VerifyLogResponse>::Create(ctx, absl::Milliseconds(options_.write_stall_ms));
   const bool deep = req->deep();
   const SignedHead signed_head = *head;
   const bool started = StartJob([this, writer, from, to, deep, signed_head] {
@@ -767,7 +784,8 @@ grpc::ServerWriteReactor<v1::ExportLogResponse>* AuditServiceImpl::ExportLog(
                                               ")：须满足 0 <= from_position <= to_position <= ",
                                               head->checkpoint.size, "（最新检查点）")));
   }
-  auto writer = JobWriter<v1::ExportLogResponse>::Create();
+  auto writer =
+      JobWriter<v1::ExportLogResponse>::Create(ctx, absl::Milliseconds(options_.write_stall_ms));
   const SignedHead signed_head = *head;
   const bool started = StartJob([this, writer, from, to, signed_head] {
     store::ExportHeader header{.origin = signed_head.checkpoint.origin,

@@ -13,7 +13,8 @@
 // Short calls (checkpoint, proofs, one case as of) answer on the gRPC thread. Calls that
 // read the whole log (ledger as of, verify, export) run as jobs on their own threads, at
 // most `jobs_max` at once (RESOURCE_EXHAUSTED beyond); a streaming job writes one message
-// at a time and waits for the client to take it, so a slow client slows only its job.
+// at a time and waits for the client to take it, so a slow client slows only its job, and
+// one that takes nothing for `write_stall_ms` has its call cancelled (its place freed).
 #pragma once
 
 #include <atomic>
@@ -43,6 +44,9 @@ struct AuditOptions {
   // Bytes of case states one fold (a ledger replay, a deep verification) keeps; beyond,
   // they are dropped and refolded from the log (case_states.h).
   size_t fold_state_bytes_max = 128u << 20;
+  // A streaming job (a verification, an export) whose client takes no message for this
+  // long has its call cancelled, which frees its place.
+  int64_t write_stall_ms = 60'000;
 };
 
 class AuditServiceImpl final : public casework::v1::AuditService::CallbackService {

@@ -94,7 +94,10 @@ class JobsTest : public ::testing::Test {
     admin_ = std::make_unique<AdminServiceImpl>(log_.get(), auth_.get(), holder_.get(),
                                                 SystemClockMicros);
     audit_ = std::make_unique<AuditServiceImpl>(log_.get(), auth_.get(), DeepVerifyOptions{},
-                                                AuditOptions{.ledger_cases_max = kLedgerCasesMax});
+                                                AuditOptions{.jobs_max = 1,
+                                                             .export_chunk_bytes = 16u << 10,
+                                                             .ledger_cases_max = kLedgerCasesMax,
+                                                             .write_stall_ms = 300});
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -103,8 +106,8 @@ class JobsTest : public ::testing::Test {
     builder.RegisterService(audit_.get());
     server_ = builder.BuildAndStart();
     ASSERT_NE(port, 0);
-    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
-                                   grpc::InsecureChannelCredentials());
+    channel_target_ = "127.0.0.1:" + std::to_string(port);
+    channel_ = grpc::CreateChannel(channel_target_, grpc::InsecureChannelCredentials());
     for (int i = 0; i < 3; ++i) CreateCase("c" + std::to_string(i));
   }
 
@@ -119,7 +122,8 @@ class JobsTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  void CreateCase(const std::string& case_id, const std::string& county = "dongshan") {
+  void CreateCase(const std::string& case_id, const std::string& county = "dongshan",
+                  size_t findings_bytes = 8) {
     v1::Command command;
     v1::CreateCaseRequest* req = command.mutable_create_case();
     req->set_case_id(case_id);
@@ -131,7 +135,7 @@ class JobsTest : public ::testing::Test {
     org->set_kind(v1::ORGANISATION_KIND_VILLAGE);
     req->set_case_type(v1::CASE_TYPE_POOR);
     req->add_problem_categories(v1::PROBLEM_CATEGORY_DEVELOPMENT);
-    req->set_findings("findings");
+    req->set_findings(std::string(findings_bytes, 'f'));
     req->mutable_deadline()->set_seconds(NowSeconds() + 180 * 86400);
     v1::CaseCommandResponse response;
     std::promise<grpc::Status> done;
@@ -179,6 +183,7 @@ class JobsTest : public ::testing::Test {
   std::unique_ptr<AdminServiceImpl> admin_;
   std::unique_ptr<AuditServiceImpl> audit_;
   std::unique_ptr<grpc::Server> server_;
+  std::string channel_target_;
   std::shared_ptr<grpc::Channel> channel_;
 };
 
@@ -279,11 +284,19 @@ TEST_F(JobsTest, ABackupWhileOneRunsIsRefused) {
 // elsewhere are not counted against it).
 TEST_F(JobsTest, ALedgerTooLargeIsRefusedAndANarrowerJurisdictionAnswered) {
   CreateCase("x0", "xihe");  // three cases in dongshan (SetUp), one in xihe
+  // The one audit job's place is freed once the last one's thread ends, just after its
+  // answer: a call that comes sooner is told to retry.
   auto ledger = [&](const std::string& jurisdiction, v1::GetLedgerAsOfResponse* resp) {
-    auto ctx = Context("auditor");
     v1::GetLedgerAsOfRequest req;
     req.set_jurisdiction(jurisdiction);
-    return v1::AuditService::NewStub(channel_)->GetLedgerAsOf(ctx.get(), req, resp);
+    grpc::Status status;
+    for (int tries = 0; tries < 200; ++tries) {
+      auto ctx = Context("auditor");
+      status = v1::AuditService::NewStub(channel_)->GetLedgerAsOf(ctx.get(), req, resp);
+      if (ReasonOf(status) != "AUDIT_JOBS_BUSY") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return status;
   };
   v1::GetLedgerAsOfResponse resp;
   const grpc::Status refused = ledger("jiangcheng", &resp);
@@ -302,6 +315,48 @@ TEST_F(JobsTest, ALedgerTooLargeIsRefusedAndANarrowerJurisdictionAnswered) {
   const grpc::Status one = ledger("jiangcheng/dongshan/t01/org-c1", &resp);
   ASSERT_TRUE(one.ok()) << one.error_message();
   EXPECT_EQ(resp.counts(0).listed(), 1);
+}
+
+// An export whose client stopped reading, its flow-control window full, has its call
+// cancelled once it took no message for write_stall_ms: it does not hold the audit job's
+// place (here the only one) for as long as its connection lives.
+TEST_F(JobsTest, AStreamWhoseClientStopsReadingFreesItsJob) {
+  for (int i = 0; i < 300; ++i) CreateCase("big" + std::to_string(i), "dongshan", 16000);
+  // A client with a fixed 64 KiB window (no growth from bandwidth probes), far below the
+  // export's 4.8 MB.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 10);
+  auto slow = grpc::CreateCustomChannel(channel_target_, grpc::InsecureChannelCredentials(), args);
+  auto export_ctx = Context("auditor");
+  auto reader =
+      v1::AuditService::NewStub(slow)->ExportLog(export_ctx.get(), v1::ExportLogRequest());
+  v1::ExportLogResponse message;
+  ASSERT_TRUE(reader->Read(&message));
+  size_t received = message.data().size();
+
+  // The export holds the one place until its writes stall for 300 ms.
+  auto verify = [&] {
+    auto ctx = Context("auditor");
+    auto stream = v1::AuditService::NewStub(channel_)->VerifyLog(ctx.get(), v1::VerifyLogRequest());
+    v1::VerifyLogResponse progress;
+    bool ok = false;
+    while (stream->Read(&progress)) ok = progress.done() && progress.ok();
+    const grpc::Status status = stream->Finish();
+    return std::make_pair(status, ok);
+  };
+  std::pair<grpc::Status, bool> verified = verify();
+  for (int tries = 0; tries < 100 && ReasonOf(verified.first) == "AUDIT_JOBS_BUSY"; ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    verified = verify();
+  }
+  ASSERT_TRUE(verified.first.ok()) << verified.first.error_message();
+  EXPECT_TRUE(verified.second);
+
+  // The stalled export was cancelled by the server, short of its end.
+  while (reader->Read(&message)) received += message.data().size();
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_LT(received, 4'000'000u);
 }
 
 }  // namespace
