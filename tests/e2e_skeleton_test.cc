@@ -198,6 +198,7 @@ TEST_F(SkeletonTest, RefusalsCarryStatusAndReason) {
     status = stranger->cases().GetCase(ctx2.get(), get, &c);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
     EXPECT_EQ(client::DecodeError(status).reason, "IDENTITY_UNKNOWN");
+    EXPECT_EQ(client::DecodeError(status).field, "x-casework-identity");
   }
   {  // Outside the caller's jurisdiction: PERMISSION_DENIED.
     v1::GetCaseRequest get;

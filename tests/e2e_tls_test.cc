@@ -148,6 +148,8 @@ TEST_F(TlsTest, UnknownOrMissingIdentityIsUnauthenticated) {
   auto status = Get(*stranger);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(casework::client::DecodeError(status).reason, "IDENTITY_UNKNOWN");
+  // The identity came from the certificate: no header to point at.
+  EXPECT_EQ(casework::client::DecodeError(status).field, "");
 
   // Two principal URIs: ambiguous, no identity. No CN and no URI: no identity.
   auto two = With("two", casework::testing::Issue({.common_name = "lister",

@@ -48,7 +48,10 @@ grpc::Status Authenticator::Authenticate(grpc::CallbackServerContext* context,
   auto principals = principals_->Get();
   const workflow::Principal* p = principals->Find(id);
   if (p == nullptr) {
-    return ErrorStatus(grpc::StatusCode::UNAUTHENTICATED, "IDENTITY_UNKNOWN", kIdentityHeader,
+    // The field names the header only where the identity came from it: a certificate's
+    // identity is not changed by a header.
+    return ErrorStatus(grpc::StatusCode::UNAUTHENTICATED, "IDENTITY_UNKNOWN",
+                       transport_ == Transport::kMutualTls ? "" : kIdentityHeader,
                        absl::StrCat("identity \"", id,
                                     "\" is not in the principals file; ask an administrator "
                                     "to add it"),
