@@ -8,6 +8,15 @@
 
 namespace casework::store {
 
+absl::StatusOr<int64_t> EventLog::PositionOf(std::string_view stream, int64_t version) {
+  auto events = ReadStream(stream, version, 1);
+  if (!events.ok()) return events.status();
+  if (events->empty() || events->front().version != version) {
+    return absl::NotFoundError("the stream has no such version");
+  }
+  return events->front().position;
+}
+
 absl::StatusOr<AppendResult> EventLog::Append(AppendRequest request) {
   // The callback runs on another thread (or inline for an immediate refusal); the
   // notification orders the write of `result` before its read.

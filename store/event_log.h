@@ -157,6 +157,10 @@ class EventLog {
                                                               int64_t from_version,
                                                               size_t limit) = 0;
 
+  // The position of event `version` of the stream; kNotFound when the stream has no such
+  // version. The default reads the event; an implementation may answer from its index.
+  virtual absl::StatusOr<int64_t> PositionOf(std::string_view stream, int64_t version);
+
   // Events with from_position <= position, at most `limit`, in order.
   virtual absl::StatusOr<std::vector<StoredEvent>> ReadRange(int64_t from_position,
                                                              size_t limit) = 0;

@@ -245,6 +245,7 @@ class RocksEventLog::Impl {
 
   void AppendAsync(AppendRequest request, AppendCallback done);
   absl::StatusOr<int64_t> StoredVersion(std::string_view stream) const;
+  absl::StatusOr<int64_t> PositionOf(std::string_view stream, int64_t version) const;
   absl::StatusOr<std::vector<StoredEvent>> ReadStream(std::string_view stream, int64_t from_version,
                                                       size_t limit) const;
   absl::StatusOr<std::vector<StoredEvent>> ReadRange(int64_t from_position, size_t limit) const;
@@ -1656,6 +1657,38 @@ absl::StatusOr<StoredEvent> RocksEventLog::Impl::DecodeEvent(int64_t position,
                      .leaf_hash = rfc9162::HashLeaf(value)};
 }
 
+absl::StatusOr<int64_t> RocksEventLog::Impl::PositionOf(std::string_view stream,
+                                                        int64_t version) const {
+  if (!ValidName(stream, options_.stream_bytes_max)) {
+    return absl::InvalidArgumentError("stream name must be non-empty, without a NUL byte");
+  }
+  if (version < 1) return absl::NotFoundError("the stream has no such version");
+  // The extent holding `version`: the first whose last version is at or after it.
+  std::string upper = format::StreamKeyEnd(stream);
+  rocksdb::Slice upper_slice = ToSlice(upper);
+  rocksdb::ReadOptions read_options;
+  read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, streams_));
+  it->Seek(format::StreamKey(stream, version));
+  STORE_RETURN_IF_ERROR(FromRocks(it->status(), "reading a stream's index"));
+  if (!it->Valid()) return absl::NotFoundError("the stream has no such version");
+  std::string_view found;
+  int64_t last_version = 0;
+  format::StreamExtent extent;
+  if (!format::DecodeStreamKey(ToView(it->key()), &found, &last_version) || found != stream ||
+      !format::DecodeStreamExtent(ToView(it->value()), &extent) || extent.first_version < 1 ||
+      extent.first_version > last_version || extent.first_position < 0 ||
+      last_version - extent.first_version > INT64_MAX - extent.first_position) {
+    return absl::DataLossError(
+        absl::StrCat("an index entry of stream ", Sv(stream), " is malformed; run verify"));
+  }
+  if (version < extent.first_version) {
+    return absl::DataLossError(absl::StrCat("the index of stream ", Sv(stream),
+                                            " has no entry for version ", version, "; run verify"));
+  }
+  return extent.first_position + (version - extent.first_version);
+}
+
 absl::StatusOr<std::vector<StoredEvent>> RocksEventLog::Impl::ReadStream(std::string_view stream,
                                                                          int64_t from_version,
                                                                          size_t limit) const {
@@ -2235,6 +2268,10 @@ absl::StatusOr<int64_t> RocksEventLog::StreamVersion(std::string_view stream) {
   }
   return impl_->StoredVersion(stream);
 }
+absl::StatusOr<int64_t> RocksEventLog::PositionOf(std::string_view stream, int64_t version) {
+  return impl_->PositionOf(stream, version);
+}
+
 absl::StatusOr<std::vector<StoredEvent>> RocksEventLog::ReadStream(std::string_view stream,
                                                                    int64_t from_version,
                                                                    size_t limit) {

@@ -208,6 +208,7 @@ class RocksEventLog final : public EventLog {
   // then usually runs `done` too.
   void AppendAsync(AppendRequest request, AppendCallback done) override;
   absl::StatusOr<int64_t> StreamVersion(std::string_view stream) override;
+  absl::StatusOr<int64_t> PositionOf(std::string_view stream, int64_t version) override;
   absl::StatusOr<std::vector<StoredEvent>> ReadStream(std::string_view stream, int64_t from_version,
                                                       size_t limit) override;
   absl::StatusOr<std::vector<StoredEvent>> ReadRange(int64_t from_position, size_t limit) override;

@@ -110,6 +110,27 @@ TEST(RocksEventLog, AppendThenReadStreamAndRange) {
   EXPECT_THAT(log->ReadRange(4, 10), IsOkAndHolds(::testing::IsEmpty()));
 }
 
+TEST(RocksEventLog, PositionOfEachVersionMatchesTheStreamsEvents) {
+  TempDir dir;
+  auto log = OpenLog(dir.Sub("log"));
+  ASSERT_THAT(log->Append(Request("other", 0, {"o1"})), IsOk());
+  ASSERT_THAT(log->Append(Request("s", 0, {"a", "b", "c"})), IsOk());  // one extent
+  ASSERT_THAT(log->Append(Request("other", 1, {"o2"})), IsOk());
+  ASSERT_THAT(log->Append(Request("s", 3, {"d", "e"})), IsOk());
+  auto events = log->ReadStream("s", 1, 10);
+  ASSERT_THAT(events, IsOk());
+  ASSERT_EQ(events->size(), 5u);
+  for (const StoredEvent& e : *events) {
+    EXPECT_THAT(log->PositionOf("s", e.version), IsOkAndHolds(e.position)) << e.version;
+  }
+  EXPECT_THAT(log->PositionOf("s", 6), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(log->PositionOf("s", 0), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(log->PositionOf("none", 1), StatusIs(absl::StatusCode::kNotFound));
+  // The interface's own reading (through the events) agrees.
+  EXPECT_THAT(log->EventLog::PositionOf("s", 4), IsOkAndHolds((*events)[3].position));
+  EXPECT_THAT(log->EventLog::PositionOf("s", 6), StatusIs(absl::StatusCode::kNotFound));
+}
+
 TEST(RocksEventLog, StaleExpectedVersionIsAborted) {
   TempDir dir;
   auto log = OpenLog(dir.Sub("log"));

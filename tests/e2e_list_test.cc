@@ -244,5 +244,36 @@ TEST_F(ListTest, CaseEventsPageThroughHistory) {
   EXPECT_EQ(versions, (std::vector<int64_t>{1, 2}));
 }
 
+// A listed or fetched case carries the log position of its latest event (the stored row
+// cannot: it is written before the log places its events), the same the case's own events
+// show.
+TEST_F(ListTest, CasesCarryThePositionOfTheirLatestEvent) {
+  Client c = As("auditor");
+  v1::ListCasesRequest req;
+  req.set_page_size(100);
+  v1::ListCasesResponse listed;
+  auto ctx = c.NewContext();
+  ASSERT_TRUE(c.cases().ListCases(ctx.get(), req, &listed).ok());
+  ASSERT_GE(listed.cases_size(), 10);
+  for (const v1::Case& listed_case : listed.cases()) {
+    SCOPED_TRACE(listed_case.case_id());
+    v1::ListCaseEventsRequest events_req;
+    events_req.set_name(listed_case.name());
+    events_req.set_page_size(100);
+    v1::ListCaseEventsResponse events;
+    auto ctx2 = c.NewContext();
+    ASSERT_TRUE(c.cases().ListCaseEvents(ctx2.get(), events_req, &events).ok());
+    ASSERT_EQ(events.events_size(), listed_case.version());
+    const int64_t latest = events.events(events.events_size() - 1).position();
+    EXPECT_EQ(listed_case.last_position(), latest);
+    v1::GetCaseRequest get;
+    get.set_name(listed_case.name());
+    v1::Case fetched;
+    auto ctx3 = c.NewContext();
+    ASSERT_TRUE(c.cases().GetCase(ctx3.get(), get, &fetched).ok());
+    EXPECT_EQ(fetched.last_position(), latest);
+  }
+}
+
 }  // namespace
 }  // namespace casework

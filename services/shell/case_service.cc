@@ -132,6 +132,9 @@ grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* 
   if (!actor->Covers(resp->organisation().jurisdiction())) {
     return Finish(ctx, OutsideJurisdiction(*actor, case_id));
   }
+  if (absl::Status placed = processor_->SetLastPosition(resp); !placed.ok()) {
+    return Finish(ctx, FromStoreStatus(placed));
+  }
   return Finish(ctx, grpc::Status::OK);
 }
 
@@ -233,6 +236,10 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
         if (c.version() == 0) return true;
         if (!actor.Covers(c.organisation().jurisdiction())) return true;
         if (!filter->Matches(c)) return true;
+        if (absl::Status placed = processor_->SetLastPosition(&c); !placed.ok()) {
+          lookup_status = placed;
+          return false;
+        }
         page_bytes += c.ByteSizeLong();
         *resp->add_cases() = std::move(c);
         return true;
@@ -273,8 +280,16 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCaseEvents(
   }
   auto records = processor_->ReadCaseEvents(case_id, from_version, page_size);
   if (!records.ok()) return Finish(ctx, FromStoreStatus(records.status()));
-  for (auto& r : *records) *resp->add_events() = std::move(r);
-  const int64_t next = from_version + static_cast<int64_t>(records->size());
+  // A page ends at the case's version when it was read: events appended since are not on
+  // it (the next listing, or the next page of a later one, has them), so that the page and
+  // its token agree on where the listing ends.
+  int64_t returned = 0;
+  for (auto& r : *records) {
+    if (r.event().version() > loaded->version()) break;
+    *resp->add_events() = std::move(r);
+    ++returned;
+  }
+  const int64_t next = from_version + returned;
   if (next <= loaded->version()) {
     resp->set_next_page_token(EncodeEventsPageToken(case_id, next));
   }

@@ -45,6 +45,9 @@ class CommandProcessor {
   [[nodiscard]] absl::StatusOr<casework::v1::Case> LoadCase(const std::string& case_id);
   // The same, parsed into `state` (cleared first).
   [[nodiscard]] absl::Status LoadCaseInto(const std::string& case_id, casework::v1::Case* state);
+  // Sets the position of the latest event of a loaded case (the stored row does not hold
+  // it: a row is written before the log places its events). Nothing for version 0.
+  [[nodiscard]] absl::Status SetLastPosition(casework::v1::Case* state);
 
   // The events of a case from `from_version`, at most `limit`, with their positions.
   [[nodiscard]] absl::StatusOr<std::vector<casework::v1::EventRecord>> ReadCaseEvents(
