@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -32,6 +33,7 @@
 #include "services/shell/command_processor.h"
 #include "services/shell/commit_broadcaster.h"
 #include "services/shell/event_service.h"
+#include "services/shell/health.h"
 #include "services/shell/metrics.h"
 #include "services/shell/oversight_service.h"
 #include "services/shell/principals.h"
@@ -607,11 +609,14 @@ int main(int argc, char** argv) {
     return absl::OkStatus();
   });
 
-  // The write mode, in the metrics and the log (the listener runs on a store thread).
-  (*log)->SetWriteStateListener([&metrics](
-                                    const casework::store::RocksEventLog::WriteState& state) {
+  // The write mode, in the metrics, the health status and the log (the listener runs on a
+  // store thread).
+  casework::shell::HealthFollower health;
+  (*log)->SetWriteStateListener([&metrics,
+                                 &health](const casework::store::RocksEventLog::WriteState& state) {
     using Mode = casework::store::RocksEventLog::WriteState::Mode;
     metrics.RecordWriteMode(static_cast<int>(state.mode), state.disk_full_count);
+    health.OnWriteState(state);
     switch (state.mode) {
       case Mode::kWritable:
         spdlog::warn("the event log takes appends again (disk space returned; {} time(s) so far)",
@@ -649,6 +654,7 @@ int main(int argc, char** argv) {
         {"memtables", usage.memtables},
         {"table_readers", usage.table_readers}};
   });
+  metrics.RecordLogSize((*log)->Size());  // from the start, not from the first batch
   commits.Subscribe([&metrics, last = (*log)->Size()](int64_t size) mutable {
     metrics.RecordBatch(size - last, size);
     last = size;
@@ -691,15 +697,28 @@ int main(int argc, char** argv) {
   builder.RegisterService(&admin_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || bound_port == 0) {
-    spdlog::error("cannot listen on {}", flags.listen);
+    spdlog::error(
+        "cannot listen on {}: the port may be in use or need privileges, or the TLS "
+        "certificate and key may not be a pair (gRPC's own message above says which)",
+        flags.listen);
     return 4;
   }
+  health.Attach(server->GetHealthCheckService());
   if (!flags.port_file.empty()) {
     const std::string tmp = flags.port_file + ".tmp";
-    if (FILE* f = std::fopen(tmp.c_str(), "w")) {
-      std::fprintf(f, "%d\n", bound_port);
-      std::fclose(f);
-      std::rename(tmp.c_str(), flags.port_file.c_str());
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    bool written = f != nullptr && std::fprintf(f, "%d\n", bound_port) > 0;
+    if (f != nullptr) written = std::fclose(f) == 0 && written;
+    if (!written || std::rename(tmp.c_str(), flags.port_file.c_str()) != 0) {
+      spdlog::error("cannot write the port file {}: {}; stopping", flags.port_file,
+                    std::strerror(errno));
+      health.Shutdown();
+      server->Shutdown(std::chrono::system_clock::now());
+      server->Wait();
+      event_service.Stop();
+      metrics.SetLogMemorySource(nullptr);
+      log->reset();
+      return 4;
     }
   }
   if (tls) {
@@ -739,6 +758,7 @@ int main(int argc, char** argv) {
       continue;
     }
     spdlog::info("signal {}: draining for up to {} s", sig, flags.drain_seconds);
+    health.Shutdown();  // NOT_SERVING first: health watchers see the server going
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(flags.drain_seconds));
     break;
   }

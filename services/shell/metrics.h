@@ -58,6 +58,8 @@ class Metrics {
   void RecordRpc(const std::string& method, int code, double seconds);
   // Records a durable append batch of `events` events, the log then holding `log_size`.
   void RecordBatch(int64_t events, int64_t log_size);
+  // Records the event log's size without a batch (at start).
+  void RecordLogSize(int64_t log_size) { log_size_.store(log_size, std::memory_order_relaxed); }
   // Records the event log's write mode (0 writable, 1 disk full, 2 failed until restart)
   // and how often the disk was found full since start.
   void RecordWriteMode(int mode, int64_t disk_full_count);
