@@ -98,6 +98,11 @@ rc=0; ctl --identity admin.xihe registry import "$work/registry.csv" >/dev/null 
   grep -q "line 3:" "$work/reg.err" && grep -q "第 3 行" "$work/reg.err" ||
   fail "registry import outside the jurisdiction: exit $rc, $(cat "$work/reg.err")"
 
+# --- registry import --json: valid JSON whatever the request id holds ---
+ctl --identity admin --json registry import "$work/registry.csv" --request-id 'q"1\x' >"$work/reg.json"
+"$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["request_id"] == "q\"1\\x" and d["imported"] == 2, d' "$work/reg.json" ||
+  fail "registry import --json: $(cat "$work/reg.json")"
+
 # --- paging: --json says where the next page starts, --page-token goes on from it ---
 "$load" --server "$server" --concurrency 2 --count 40 --read-percent 0 --no-sign-off \
   --json >"$work/load.json"
@@ -111,6 +116,17 @@ second = [json.loads(x) for x in open(sys.argv[2])]
 ids1 = [c["case_id"] for c in first]
 ids2 = [c["case_id"] for c in second if "case_id" in c]
 assert len(ids2) == 3 and not set(ids1) & set(ids2) and max(ids1) < min(ids2), (ids1, ids2)
+PY
+
+# --- watch --json --count: no resume point past the events it printed ---
+ctl --identity zhou.hua --json watch --count 3 >"$work/watch3.json"
+"$py" - "$work/watch3.json" <<'PY' || fail "watch --count: $(cat "$work/watch3.json")"
+import json, sys
+records = [json.loads(x) for x in open(sys.argv[1])]
+positions = [int(r["position"]) for r in records if "event" in r]
+assert positions == [0, 1, 2], positions
+scanned = [int(r["scanned_through"]) for r in records if "scanned_through" in r]
+assert all(s <= positions[-1] + 1 for s in scanned), (scanned, positions)
 PY
 
 # --- proofs: a malformed key is a usage error; an older size is checked through a

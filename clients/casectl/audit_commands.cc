@@ -214,8 +214,11 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
           next = std::max(next, r.position() + 1);
           if (w->count != 0 && ++seen >= w->count) break;
         }
-        if (w->count == 0 || seen < w->count) next = std::max(next, m.scanned_through());
-        if (*json_mode && !m.checkpoint().empty()) {
+        // A message cut short by --count: its scan and checkpoint reach past events that
+        // were not printed, so neither is a place to resume from.
+        const bool whole = w->count == 0 || seen < w->count;
+        if (whole) next = std::max(next, m.scanned_through());
+        if (*json_mode && whole && !m.checkpoint().empty()) {
           std::cout << json{{"checkpoint", m.checkpoint()},
                             {"scanned_through", m.scanned_through()}}
                            .dump()

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 namespace casework::client {
@@ -43,7 +44,9 @@ void Progress::Update(int64_t done, int64_t total, const std::string& phase) {
   if (!phase_.empty()) line += " " + phase_;
   if (total > 0) {
     constexpr int kWidth = 30;
-    const double fraction = std::min(1.0, static_cast<double>(done) / static_cast<double>(total));
+    // Clamped: a server's figures are not trusted to stay in range.
+    const double fraction =
+        std::clamp(static_cast<double>(done) / static_cast<double>(total), 0.0, 1.0);
     const int filled = static_cast<int>(fraction * kWidth);
     line += " [" + std::string(filled, '#') + std::string(kWidth - filled, '-') + "] ";
     char pct[16];
