@@ -76,6 +76,7 @@ struct Flags {
   bool start_without_checkpoint = false;
   bool verify_offline = false;
   bool repair_wal = false;
+  bool print_verifier_key = false;
   uint32_t restore_backup_id = 0;
   int64_t absence_flag_days = 30;
   int64_t stale_case_days = 3 * 365;
@@ -220,12 +221,21 @@ int main(int argc, char** argv) {
       "(<file>.damaged-<us>), "
       "then exit (0 repaired or nothing to repair, 3 damage that cannot be repaired in "
       "place, 4 failed); start the server again afterwards");
+  CLI::Option* print_key_option = app.add_flag(
+      "--print-verifier-key", flags.print_verifier_key,
+      "print the verifier key of the log's checkpoints (name+hash+key, what auditors check "
+      "signed checkpoints and exports against), read from the log in <data-dir>, then exit; "
+      "writes nothing (exit 0, or 4 when there is no log to read)");
   // The offline actions each do one thing and exit: given together, one would be skipped.
   repair_wal_option->excludes(verify_offline_option)
       ->excludes(restore_option)
-      ->excludes(rebuild_option);
-  verify_offline_option->excludes(restore_option)->excludes(rebuild_option);
-  restore_option->excludes(rebuild_option);
+      ->excludes(rebuild_option)
+      ->excludes(print_key_option);
+  verify_offline_option->excludes(restore_option)
+      ->excludes(rebuild_option)
+      ->excludes(print_key_option);
+  restore_option->excludes(rebuild_option)->excludes(print_key_option);
+  rebuild_option->excludes(print_key_option);
   app.add_flag("--start-without-checkpoint", flags.start_without_checkpoint,
                "open a log that holds events although its checkpoint file (log.checkpoint) or "
                "its key (log.key) is missing, which is otherwise refused as a possible "
@@ -329,6 +339,32 @@ int main(int argc, char** argv) {
 #endif
   spdlog::set_level(spdlog::level::from_str(flags.log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %l caseworkd %v", spdlog::pattern_time_type::utc);
+
+  // An offline action ends by itself and has no drain: Ctrl-C and SIGTERM end it at once
+  // (what it writes is synced, and each is safe to run again).
+  if (!flags.restore_backup.empty() || flags.repair_wal || flags.verify_offline ||
+      flags.rebuild_projections || flags.print_verifier_key) {
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_UNBLOCK, &stop, nullptr);
+  }
+
+  if (flags.print_verifier_key) {
+    casework::store::RocksEventLog::Options inspect;
+    inspect.path = (std::filesystem::path(flags.data_dir) / "log").string();
+    inspect.create_if_missing = false;
+    inspect.inspect_only = true;
+    auto log = casework::store::RocksEventLog::Open(inspect);
+    if (!log.ok()) {
+      spdlog::error("cannot read the event log in {} (is --data-dir right?): {}", inspect.path,
+                    log.status().ToString());
+      return 4;
+    }
+    std::printf("%s\n", (*log)->CheckpointVerifier().VerifierKey().c_str());
+    return 0;
+  }
 
   // An offline restore needs neither TLS nor principals: it happens before either.
   if (!flags.restore_backup.empty()) {
@@ -478,6 +514,13 @@ int main(int argc, char** argv) {
   }
   casework::shell::PrincipalsHolder principals_holder(*principals);
 
+  if (flags.rebuild_projections &&
+      !std::filesystem::is_directory(std::filesystem::path(flags.data_dir) / "log")) {
+    spdlog::error(
+        "there is no event log in {} to rebuild the projections of (is --data-dir right?)",
+        flags.data_dir);
+    return 4;
+  }
   std::error_code ec;
   std::filesystem::create_directories(flags.data_dir, ec);
   if (ec) {
@@ -535,6 +578,13 @@ int main(int argc, char** argv) {
     spdlog::info("projections rebuilt from {} events in {:.1f} s", (*log)->Size(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     if (flags.rebuild_projections) return 0;
+    // A stop asked for during the rebuild (it can take minutes): honoured before serving.
+    sigset_t pending;
+    sigpending(&pending);
+    if (sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1) {
+      spdlog::info("a stop was asked for during the rebuild: stopping before serving");
+      return 0;
+    }
   }
   if (flags.record_principals) {
     if (auto recorded = casework::shell::RecordPrincipals(log->get(), **principals,
@@ -730,6 +780,8 @@ int main(int argc, char** argv) {
   }
   spdlog::info("serving casework.v1 on {} (data {}, {} events, {} principals)", flags.listen,
                flags.data_dir, (*log)->Size(), (*principals)->size());
+  spdlog::info("checkpoints are signed for the verifier key {}",
+               (*log)->CheckpointVerifier().VerifierKey());
 
   for (;;) {
     int sig = 0;

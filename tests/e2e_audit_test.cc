@@ -882,6 +882,30 @@ TEST_F(TamperTest, ADamagedWalRecordIsRefusedAndRepairedWithoutLoss) {
   EXPECT_TRUE(IncludedUnder(39, kept_));
 }
 
+// The verifier key auditors check checkpoints against, printed offline from the log
+// (and logged at start); a rebuild of the read models refuses a folder without a log
+// rather than making a new one.
+TEST_F(TamperTest, TheVerifierKeyIsPrintedOfflineAndARebuildNeedsALog) {
+  auto read = &TamperTest::ReadText;
+  const std::string key_out = (dir_.path() / "key.out").string();
+  ASSERT_EQ(RunCaseworkd("--print-verifier-key", key_out), 0) << read(key_out);
+  EXPECT_NE(read(key_out).find(Verifier().VerifierKey() + "\n"), std::string::npos)
+      << read(key_out);
+  EXPECT_NE(server_->log().find("checkpoints are signed for the verifier key " +
+                                Verifier().VerifierKey()),
+            std::string::npos);
+
+  const auto missing = dir_.path() / "no-such-folder";
+  const std::string rebuild_out = (dir_.path() / "rebuild.out").string();
+  const std::string command =
+      std::string(CASEWORKD_PATH) + " --rebuild-projections --insecure-plaintext --principals " +
+      principals_.string() + " --data-dir " + missing.string() + " > " + rebuild_out + " 2>&1";
+  const int status = std::system(command.c_str());
+  EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 4) << read(rebuild_out);
+  EXPECT_NE(read(rebuild_out).find("no event log"), std::string::npos) << read(rebuild_out);
+  EXPECT_FALSE(std::filesystem::exists(missing)) << "a rebuild made a new, empty log";
+}
+
 TEST_F(TamperTest, ReorderedEventsAreDetected) {
   Tamper([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events) {
     const std::string a = Get(db, events, 3);
