@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -110,6 +111,37 @@ class TlsTest : public ::testing::Test {
   std::filesystem::path principals_;
   std::unique_ptr<ServerProcess> server_;
 };
+
+// A server key that is not its certificate's is refused at start as a usage error that
+// names both files, not reported later as a port the server cannot listen on.
+TEST_F(TlsTest, AKeyThatIsNotTheCertificatesIsRefusedAtStart) {
+  const Pem other = casework::testing::Issue({.common_name = "other", .server = true}, ca_);
+  WriteFile(Path("other.key"), other.key);
+  WriteFile(Path("garbage.pem"),
+            "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n");
+  struct Case {
+    std::string cert, key, ca, says;
+  };
+  for (const Case& c : std::vector<Case>{
+           {Path("server.pem"), Path("other.key"), Path("ca.pem"),
+            "is not the key of the certificate"},
+           {Path("garbage.pem"), Path("server.key"), Path("ca.pem"),
+            "holds no readable certificate"},
+           {Path("server.pem"), Path("server.key"), Path("garbage.pem"), "client CA file"}}) {
+    SCOPED_TRACE(c.says);
+    const std::string out = Path("start.out");
+    const std::string command = std::string(CASEWORKD_PATH) + " --listen 127.0.0.1:0" +
+                                " --tls-cert " + c.cert + " --tls-key " + c.key +
+                                " --tls-client-ca " + c.ca + " --principals " +
+                                principals_.string() + " --data-dir " + Path("other-data") +
+                                " --metrics-listen off > " + out + " 2>&1";
+    const int status = std::system(command.c_str());
+    std::ifstream in(out);
+    const std::string said((std::istreambuf_iterator<char>(in)), {});
+    EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 2) << said;
+    EXPECT_NE(said.find(c.says), std::string::npos) << said;
+  }
+}
 
 TEST_F(TlsTest, IdentityComesFromTheCertificateNotTheMetadata) {
   // URI SAN identity; the metadata claims "admin" and is ignored.

@@ -1,11 +1,13 @@
 #include "services/shell/tls.h"
 
 #include <openssl/bio.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -38,6 +40,51 @@ absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
 struct X509Free {
   void operator()(X509* x) const { X509_free(x); }
 };
+struct PkeyFree {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+struct BioFree {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+
+std::unique_ptr<BIO, BioFree> Bio(const std::string& pem) {
+  return std::unique_ptr<BIO, BioFree>(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+}
+
+// What gRPC would otherwise find only when it builds the listener, reported as a port it
+// cannot listen on: a certificate or key that does not parse, a key that is not the
+// certificate's, a client CA file without a certificate.
+absl::Status CheckPair(const std::string& cert_pem, const std::string& key_pem,
+                       const std::string& ca_pem, const TlsFiles& files) {
+  auto cert_bio = Bio(cert_pem);
+  std::unique_ptr<X509, X509Free> cert(
+      cert_bio ? PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr) : nullptr);
+  if (!cert) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the server certificate file ", files.cert, " holds no readable certificate"));
+  }
+  auto key_bio = Bio(key_pem);
+  std::unique_ptr<EVP_PKEY, PkeyFree> key(
+      key_bio ? PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr) : nullptr);
+  if (!key) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the server key file ", files.key,
+                     " holds no readable private key (an encrypted key is not supported)"));
+  }
+  if (X509_check_private_key(cert.get(), key.get()) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("the server key ", files.key,
+                                                   " is not the key of the certificate ",
+                                                   files.cert, "; give the pair issued together"));
+  }
+  auto ca_bio = Bio(ca_pem);
+  std::unique_ptr<X509, X509Free> ca(
+      ca_bio ? PEM_read_bio_X509(ca_bio.get(), nullptr, nullptr, nullptr) : nullptr);
+  if (!ca) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the client CA file ", files.client_ca, " holds no readable certificate"));
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -49,6 +96,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MutualTlsCredentials(
   if (!key.ok()) return key.status();
   auto ca = ReadPem(files.client_ca, "client CA");
   if (!ca.ok()) return ca.status();
+  if (absl::Status pair = CheckPair(*cert, *key, *ca, files); !pair.ok()) return pair;
   grpc::SslServerCredentialsOptions options(
       GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   options.pem_root_certs = *std::move(ca);
