@@ -362,6 +362,11 @@ int main(int argc, char** argv) {
                     log.status().ToString());
       return 4;
     }
+    if (!(*log)->HasCheckpointKey()) {
+      spdlog::error("the log in {} has no readable checkpoint key: {}", inspect.path,
+                    (*log)->AnchorProblem());
+      return 4;
+    }
     std::printf("%s\n", (*log)->CheckpointVerifier().VerifierKey().c_str());
     return 0;
   }
@@ -684,6 +689,8 @@ int main(int argc, char** argv) {
         break;
     }
   });
+  // A write that failed before the listener was set is in the health status too.
+  health.OnWriteState((*log)->GetWriteState());
   (*log)->SetCheckpointFileListener([&metrics](const absl::Status& written) {
     metrics.RecordCheckpointFile(written.ok());
     if (written.ok()) {

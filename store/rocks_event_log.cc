@@ -325,6 +325,7 @@ class RocksEventLog::Impl {
   const std::string& origin() const { return options_.checkpoint_origin; }
   const std::string& checkpoint_path() const { return checkpoint_path_; }
   const NoteVerifier& verifier() const { return signer_->verifier(); }
+  bool has_signer() const { return signer_.has_value(); }
   const std::string& anchor_problem() const { return anchor_problem_; }
 
  private:
@@ -1657,6 +1658,21 @@ absl::StatusOr<StoredEvent> RocksEventLog::Impl::DecodeEvent(int64_t position,
                      .leaf_hash = rfc9162::HashLeaf(value)};
 }
 
+// The stream extent an iterator over `streams` is on, checked: it belongs to `stream`,
+// its versions run forward from 1, and its positions do not overflow.
+static absl::Status DecodeExtent(const rocksdb::Iterator& it, std::string_view stream,
+                                 int64_t* last_version, format::StreamExtent* extent) {
+  std::string_view found;
+  if (!format::DecodeStreamKey(ToView(it.key()), &found, last_version) || found != stream ||
+      !format::DecodeStreamExtent(ToView(it.value()), extent) || extent->first_version < 1 ||
+      extent->first_version > *last_version || extent->first_position < 0 ||
+      *last_version - extent->first_version > INT64_MAX - extent->first_position) {
+    return absl::DataLossError(
+        absl::StrCat("an index entry of stream ", Sv(stream), " is malformed; run verify"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int64_t> RocksEventLog::Impl::PositionOf(std::string_view stream,
                                                         int64_t version) const {
   if (!ValidName(stream, options_.stream_bytes_max)) {
@@ -1672,16 +1688,9 @@ absl::StatusOr<int64_t> RocksEventLog::Impl::PositionOf(std::string_view stream,
   it->Seek(format::StreamKey(stream, version));
   STORE_RETURN_IF_ERROR(FromRocks(it->status(), "reading a stream's index"));
   if (!it->Valid()) return absl::NotFoundError("the stream has no such version");
-  std::string_view found;
   int64_t last_version = 0;
   format::StreamExtent extent;
-  if (!format::DecodeStreamKey(ToView(it->key()), &found, &last_version) || found != stream ||
-      !format::DecodeStreamExtent(ToView(it->value()), &extent) || extent.first_version < 1 ||
-      extent.first_version > last_version || extent.first_position < 0 ||
-      last_version - extent.first_version > INT64_MAX - extent.first_position) {
-    return absl::DataLossError(
-        absl::StrCat("an index entry of stream ", Sv(stream), " is malformed; run verify"));
-  }
+  STORE_RETURN_IF_ERROR(DecodeExtent(*it, stream, &last_version, &extent));
   if (version < extent.first_version) {
     return absl::DataLossError(absl::StrCat("the index of stream ", Sv(stream),
                                             " has no entry for version ", version, "; run verify"));
@@ -1716,16 +1725,9 @@ absl::StatusOr<std::vector<StoredEvent>> RocksEventLog::Impl::ReadStream(std::st
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, streams_));
   for (it->Seek(format::StreamKey(stream, from_version)); it->Valid() && wanted.size() < limit;
        it->Next()) {
-    std::string_view found;
     int64_t last_version = 0;
     format::StreamExtent extent;
-    if (!format::DecodeStreamKey(ToView(it->key()), &found, &last_version) || found != stream ||
-        !format::DecodeStreamExtent(ToView(it->value()), &extent) || extent.first_version < 1 ||
-        extent.first_version > last_version || extent.first_position < 0 ||
-        last_version - extent.first_version > INT64_MAX - extent.first_position) {
-      return absl::DataLossError(
-          absl::StrCat("an index entry of stream ", Sv(stream), " is malformed; run verify"));
-    }
+    STORE_RETURN_IF_ERROR(DecodeExtent(*it, stream, &last_version, &extent));
     for (int64_t v = std::max(from_version, extent.first_version);
          v <= last_version && wanted.size() < limit; ++v) {
       const int64_t position = extent.first_position + (v - extent.first_version);
@@ -2358,6 +2360,7 @@ absl::StatusOr<std::vector<Hash>> RocksEventLog::EdgeHashes(int64_t size) {
 }
 absl::StatusOr<std::string> RocksEventLog::SignedCheckpoint() { return impl_->SignedCheckpoint(); }
 const NoteVerifier& RocksEventLog::CheckpointVerifier() const { return impl_->verifier(); }
+bool RocksEventLog::HasCheckpointKey() const { return impl_->has_signer(); }
 std::string RocksEventLog::AnchorProblem() const { return impl_->anchor_problem(); }
 absl::Status RocksEventLog::WriteCheckpointFile() { return impl_->WriteCheckpointFile(); }
 absl::StatusOr<RocksEventLog::VerifyReport> RocksEventLog::Verify(int64_t from, int64_t to) {

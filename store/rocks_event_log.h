@@ -238,8 +238,10 @@ class RocksEventLog final : public EventLog {
   // A C2SP signed checkpoint (note text) of the committed head, signed with the server
   // key. Cached per size.
   absl::StatusOr<std::string> SignedCheckpoint();
-  // The verifier of the server key ("name+hash+key" via VerifierKey()).
+  // The verifier of the server key ("name+hash+key" via VerifierKey()). Only when
+  // HasCheckpointKey(): a log opened for inspection may lack its key (AnchorProblem says).
   const NoteVerifier& CheckpointVerifier() const;
+  bool HasCheckpointKey() const;
   // Signs the committed head and replaces the checkpoint file durably (also done
   // periodically and on close).
   absl::Status WriteCheckpointFile();

@@ -894,6 +894,13 @@ TEST_F(TamperTest, TheVerifierKeyIsPrintedOfflineAndARebuildNeedsALog) {
   EXPECT_NE(server_->log().find("checkpoints are signed for the verifier key " +
                                 Verifier().VerifierKey()),
             std::string::npos);
+  // Without its key the log has no verifier key to print: said, exit 4.
+  const auto key = dir_.path() / "data" / "log.key";
+  const auto kept = dir_.path() / "log.key.kept";
+  std::filesystem::rename(key, kept);
+  EXPECT_EQ(RunCaseworkd("--print-verifier-key", key_out), 4) << read(key_out);
+  EXPECT_NE(read(key_out).find("no readable checkpoint key"), std::string::npos) << read(key_out);
+  std::filesystem::rename(kept, key);
 
   const auto missing = dir_.path() / "no-such-folder";
   const std::string rebuild_out = (dir_.path() / "rebuild.out").string();

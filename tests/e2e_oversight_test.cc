@@ -564,12 +564,12 @@ TEST_F(OversightTest, CountyTalksAndNoticesAppearInTheAccountabilityReport) {
     v1::IssueCountyNoticeRequest soon = notice;
     soon.set_request_id("notice-soon");
     soon.set_notice_id("JZ-2026-08");
-    *soon.mutable_deadline() = Seconds(NowSeconds() + 2);
+    *soon.mutable_deadline() = Seconds(NowSeconds() + 5);
     v1::CountyAccountabilityResponse issued;
     auto ctx = approver->NewContext();
     auto status = stub->IssueCountyNotice(ctx.get(), soon, &issued);
     ASSERT_TRUE(status.ok()) << status.error_message();
-    std::this_thread::sleep_for(std::chrono::seconds(3));
+    std::this_thread::sleep_for(std::chrono::seconds(6));
     v1::CountyAccountabilityResponse retried;
     auto ctx2 = approver->NewContext();
     status = stub->IssueCountyNotice(ctx2.get(), soon, &retried);

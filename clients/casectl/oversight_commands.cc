@@ -270,13 +270,23 @@ void AddOversightCommands(CLI::App* app, AuditCommandContext context) {
     *shared->exit_code = kExitUsage;
     return;
   }
+  auto c = shared->client();
   std::string rid = a->request_id;
   if (rid.empty()) {
+    // From the file and who imports it (the identity header, or the client certificate):
+    // the same person importing the same file again records nothing new; another person's
+    // import of it is their own request (the server refuses a request id from someone
+    // else as REQUEST_ID_REUSED).
+    std::string who = c->options().identity;
+    if (!c->options().tls_cert.empty()) {
+      std::string cert;
+      if (ReadFile(c->options().tls_cert, &cert)) who += "\n" + cert;
+    }
+    const std::string keyed = who + "\n" + csv;
     unsigned char digest[32];
-    EVP_Digest(csv.data(), csv.size(), digest, nullptr, EVP_sha256(), nullptr);
+    EVP_Digest(keyed.data(), keyed.size(), digest, nullptr, EVP_sha256(), nullptr);
     rid = "registry-" + Hex(std::string_view(reinterpret_cast<char*>(digest), 8));
   }
-  auto c = shared->client();
   RegistryImportTotals totals;
   std::string local_error;
   grpc::Status status = ImportRegistryFile(*c, csv, rid, &totals, &local_error);

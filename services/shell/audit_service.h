@@ -44,8 +44,8 @@ struct AuditOptions {
   // Bytes of case states one fold (a ledger replay, a deep verification) keeps; beyond,
   // they are dropped and refolded from the log (case_states.h).
   size_t fold_state_bytes_max = 128u << 20;
-  // A streaming job (a verification, an export) whose client takes no message for this
-  // long has its call cancelled, which frees its place.
+  // A streaming job (a verification, an export) whose message waits this long to be
+  // taken by its client has its call cancelled, which frees its place.
   int64_t write_stall_ms = 60'000;
 };
 

@@ -97,7 +97,7 @@ class JobsTest : public ::testing::Test {
                                                 AuditOptions{.jobs_max = 1,
                                                              .export_chunk_bytes = 16u << 10,
                                                              .ledger_cases_max = kLedgerCasesMax,
-                                                             .write_stall_ms = 300});
+                                                             .write_stall_ms = 2000});
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -318,8 +318,8 @@ TEST_F(JobsTest, ALedgerTooLargeIsRefusedAndANarrowerJurisdictionAnswered) {
 }
 
 // An export whose client stopped reading, its flow-control window full, has its call
-// cancelled once it took no message for write_stall_ms: it does not hold the audit job's
-// place (here the only one) for as long as its connection lives.
+// cancelled once a message waited write_stall_ms (2 s here) to be taken: it does not hold the audit
+// job's place (here the only one) for as long as its connection lives.
 TEST_F(JobsTest, AStreamWhoseClientStopsReadingFreesItsJob) {
   for (int i = 0; i < 300; ++i) CreateCase("big" + std::to_string(i), "dongshan", 16000);
   // A client with a fixed 64 KiB window (no growth from bandwidth probes), far below the
@@ -335,7 +335,7 @@ TEST_F(JobsTest, AStreamWhoseClientStopsReadingFreesItsJob) {
   ASSERT_TRUE(reader->Read(&message));
   size_t received = message.data().size();
 
-  // The export holds the one place until its writes stall for 300 ms.
+  // The export holds the one place until a write has waited 2 s.
   auto verify = [&] {
     auto ctx = Context("auditor");
     auto stream = v1::AuditService::NewStub(channel_)->VerifyLog(ctx.get(), v1::VerifyLogRequest());
@@ -346,7 +346,7 @@ TEST_F(JobsTest, AStreamWhoseClientStopsReadingFreesItsJob) {
     return std::make_pair(status, ok);
   };
   std::pair<grpc::Status, bool> verified = verify();
-  for (int tries = 0; tries < 100 && ReasonOf(verified.first) == "AUDIT_JOBS_BUSY"; ++tries) {
+  for (int tries = 0; tries < 300 && ReasonOf(verified.first) == "AUDIT_JOBS_BUSY"; ++tries) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     verified = verify();
   }

@@ -116,6 +116,20 @@ grpc::Status RequestIdReused() {
                  "该 request_id 已用于另一请求；新请求请使用新的 request_id");
 }
 
+// Whether `first`, the recorded answer to a request id, answers this request: the same
+// content (`fingerprint`) from the same person. Otherwise the refusal to send:
+// REQUEST_ID_REUSED, or the store's error when the first event cannot be read.
+std::optional<grpc::Status> NotThisRequest(store::RocksEventLog* log,
+                                           const store::AppendResult& first,
+                                           const std::string& fingerprint,
+                                           const std::string& actor_id) {
+  if (first.request_fingerprint != fingerprint) return RequestIdReused();
+  absl::StatusOr<bool> same_actor = RecordedBy(log, first, actor_id);
+  if (!same_actor.ok()) return FromStoreStatus(same_actor.status());
+  if (!*same_actor) return RequestIdReused();
+  return std::nullopt;
+}
+
 std::string RoleList(const std::vector<Role>& roles, bool zh) {
   std::string out;
   for (size_t i = 0; i < roles.size(); ++i) {
@@ -440,10 +454,9 @@ grpc::ServerUnaryReactor* OversightServiceImpl::RecordCounty(
   auto first = log_->FindRequest(stream, request_id);
   if (!first.ok()) return Finish(ctx, FromStoreStatus(first.status()));
   if (first->has_value()) {
-    if ((*first)->request_fingerprint != fingerprint) return Finish(ctx, RequestIdReused());
-    auto same_actor = RecordedBy(log_, **first, actor.id);
-    if (!same_actor.ok()) return Finish(ctx, FromStoreStatus(same_actor.status()));
-    if (!*same_actor) return Finish(ctx, RequestIdReused());
+    if (auto refused = NotThisRequest(log_, **first, fingerprint, actor.id)) {
+      return Finish(ctx, *std::move(refused));
+    }
     resp->set_version((*first)->version);
     resp->set_position((*first)->first_position);
     return Finish(ctx, grpc::Status::OK);
@@ -467,14 +480,8 @@ grpc::ServerUnaryReactor* OversightServiceImpl::RecordCounty(
     if (result.ok() && result->replayed) {
       // Another call appended this request id first: the same request from the same
       // person is a retry; anything else is another request.
-      absl::StatusOr<bool> same_actor =
-          result->request_fingerprint == fingerprint ? RecordedBy(log_, *result, actor_id) : false;
-      if (!same_actor.ok()) {
-        reactor->Finish(FromStoreStatus(same_actor.status()));
-        return;
-      }
-      if (!*same_actor) {
-        reactor->Finish(RequestIdReused());
+      if (auto refused = NotThisRequest(log_, *result, fingerprint, actor_id)) {
+        reactor->Finish(*std::move(refused));
         return;
       }
     }
@@ -609,17 +616,8 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
     if (first->has_value()) {
       // A retry: answer what the first import did in this county (its events read too,
       // should it have committed between the two reads above).
-      if ((*first)->request_fingerprint != fingerprint) {
-        reactor->Finish(RequestIdReused());
-        return;
-      }
-      auto same_actor = RecordedBy(log_, **first, caller.id);
-      if (!same_actor.ok()) {
-        reactor->Finish(FromStoreStatus(same_actor.status()));
-        return;
-      }
-      if (!*same_actor) {
-        reactor->Finish(RequestIdReused());
+      if (auto refused = NotThisRequest(log_, **first, fingerprint, caller.id)) {
+        reactor->Finish(*std::move(refused));
         return;
       }
       if (absl::Status read = read_until((*first)->version); !read.ok()) {
@@ -712,15 +710,8 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
     if (result->replayed) {
       // Another import appended this request id first: with other rows, or by someone
       // else, it is another request.
-      absl::StatusOr<bool> same_actor = result->request_fingerprint == next.fingerprint
-                                            ? RecordedBy(log_, *result, caller.id)
-                                            : false;
-      if (!same_actor.ok()) {
-        reactor->Finish(FromStoreStatus(same_actor.status()));
-        return;
-      }
-      if (!*same_actor) {
-        reactor->Finish(RequestIdReused());
+      if (auto refused = NotThisRequest(log_, *result, next.fingerprint, caller.id)) {
+        reactor->Finish(*std::move(refused));
         return;
       }
     }

@@ -64,8 +64,10 @@ absl::Status CheckPair(const std::string& cert_pem, const std::string& key_pem,
         absl::StrCat("the server certificate file ", files.cert, " holds no readable certificate"));
   }
   auto key_bio = Bio(key_pem);
+  // No passphrase: OpenSSL's default would prompt on the terminal for one.
+  pem_password_cb* no_passphrase = +[](char*, int, int, void*) { return 0; };
   std::unique_ptr<EVP_PKEY, PkeyFree> key(
-      key_bio ? PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr) : nullptr);
+      key_bio ? PEM_read_bio_PrivateKey(key_bio.get(), nullptr, no_passphrase, nullptr) : nullptr);
   if (!key) {
     return absl::InvalidArgumentError(
         absl::StrCat("the server key file ", files.key,
