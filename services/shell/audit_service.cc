@@ -121,18 +121,22 @@ class JobWriter final : public grpc::ServerWriteReactor<Response> {
       pending_ = true;
     }
     this->StartWrite(&message_);
-    absl::MutexLock lock(&mu_);
     const absl::Condition written(
         +[](bool* pending) { return !*pending; }, &pending_);
-    if (!mu_.AwaitWithTimeout(written, stall_max_)) {
-      // The call is still live (Finish comes after this returns), so is its context.
-      spdlog::warn("{}: the client took no message for {}; cancelling its call to free its job",
-                   ctx_->peer(), absl::FormatDuration(stall_max_));
+    {
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(written, stall_max_)) return !failed_;
       failed_ = true;
-      ctx_->TryCancel();
-      mu_.Await(written);  // the message stays put until gRPC is done with it
     }
-    return !failed_;
+    // Without the lock: gRPC may run this reactor's callbacks (which take it) from within
+    // the cancellation. The call is still live (Finish comes after this returns), so is
+    // its context.
+    spdlog::warn("{}: a message waited {} to be taken; cancelling the call to free its job",
+                 ctx_->peer(), absl::FormatDuration(stall_max_));
+    ctx_->TryCancel();
+    absl::MutexLock lock(&mu_);
+    mu_.Await(written);  // the message stays put until gRPC is done with it
+    return false;
   }
 
   bool cancelled() {
