@@ -93,6 +93,15 @@ struct Flags {
   int64_t follow_up_review_days = 365;
 };
 
+// Opens the log in `data_dir` to read it only: never created, nothing written.
+casework::store::RocksEventLog::Options InspectOptions(const std::string& data_dir) {
+  casework::store::RocksEventLog::Options inspect;
+  inspect.path = (std::filesystem::path(data_dir) / "log").string();
+  inspect.create_if_missing = false;
+  inspect.inspect_only = true;
+  return inspect;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -352,10 +361,7 @@ int main(int argc, char** argv) {
   }
 
   if (flags.print_verifier_key) {
-    casework::store::RocksEventLog::Options inspect;
-    inspect.path = (std::filesystem::path(flags.data_dir) / "log").string();
-    inspect.create_if_missing = false;
-    inspect.inspect_only = true;
+    const casework::store::RocksEventLog::Options inspect = InspectOptions(flags.data_dir);
     auto log = casework::store::RocksEventLog::Open(inspect);
     if (!log.ok()) {
       spdlog::error("cannot read the event log in {} (is --data-dir right?): {}", inspect.path,
@@ -443,10 +449,7 @@ int main(int argc, char** argv) {
 
   // An offline verification, too, needs neither TLS nor principals.
   if (flags.verify_offline) {
-    casework::store::RocksEventLog::Options inspect;
-    inspect.path = (std::filesystem::path(flags.data_dir) / "log").string();
-    inspect.create_if_missing = false;
-    inspect.inspect_only = true;
+    const casework::store::RocksEventLog::Options inspect = InspectOptions(flags.data_dir);
     auto log = casework::store::RocksEventLog::Open(inspect);
     if (!log.ok() && log.status().code() == absl::StatusCode::kDataLoss) {
       spdlog::error("NOT INTACT: the event log in {} is damaged where it opens: {}", inspect.path,
@@ -761,6 +764,7 @@ int main(int argc, char** argv) {
     return 4;
   }
   health.Attach(server->GetHealthCheckService());
+  int exit_code = 0;
   if (!flags.port_file.empty()) {
     const std::string tmp = flags.port_file + ".tmp";
     FILE* f = std::fopen(tmp.c_str(), "w");
@@ -769,13 +773,7 @@ int main(int argc, char** argv) {
     if (!written || std::rename(tmp.c_str(), flags.port_file.c_str()) != 0) {
       spdlog::error("cannot write the port file {}: {}; stopping", flags.port_file,
                     std::strerror(errno));
-      health.Shutdown();
-      server->Shutdown(std::chrono::system_clock::now());
-      server->Wait();
-      event_service.Stop();
-      metrics.SetLogMemorySource(nullptr);
-      log->reset();
-      return 4;
+      exit_code = 4;
     }
   }
   if (tls) {
@@ -790,7 +788,7 @@ int main(int argc, char** argv) {
   spdlog::info("checkpoints are signed for the verifier key {}",
                (*log)->CheckpointVerifier().VerifierKey());
 
-  for (;;) {
+  while (exit_code == 0) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
@@ -817,10 +815,11 @@ int main(int argc, char** argv) {
       continue;
     }
     spdlog::info("signal {}: draining for up to {} s", sig, flags.drain_seconds);
-    health.Shutdown();  // NOT_SERVING first: health watchers see the server going
-    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(flags.drain_seconds));
     break;
   }
+  health.Shutdown();  // NOT_SERVING first: health watchers see the server going
+  server->Shutdown(std::chrono::system_clock::now() +
+                   std::chrono::seconds(exit_code == 0 ? flags.drain_seconds : 0));
   server->Wait();
   // No watch is left, but a dispatcher may still be reading the log for one that was
   // cancelled: stop them before the log closes.
@@ -830,5 +829,5 @@ int main(int argc, char** argv) {
   metrics.SetLogMemorySource(nullptr);
   log->reset();
   spdlog::info("stopped");
-  return 0;
+  return exit_code;
 }

@@ -53,6 +53,20 @@ int HealthStatus(const std::shared_ptr<grpc::Channel>& channel) {
   return bytes.size() == 2 && bytes[0] == '\x08' ? bytes[1] : -101;
 }
 
+// A server on loopback with the default health service and nothing else to serve.
+struct HealthServer {
+  HealthServer() {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterCallbackGenericService(&unknown_methods);  // a server serves something
+    server = builder.BuildAndStart();
+  }
+  int port = 0;
+  grpc::CallbackGenericService unknown_methods;
+  std::unique_ptr<grpc::Server> server;
+};
+
 TEST(Health, FollowsTheLogsWriteModeAndTheShutdown) {
   store::testing::TempDir dir;
   auto fs = std::make_shared<store::testing::FullDiskFs>(rocksdb::FileSystem::Default());
@@ -68,17 +82,11 @@ TEST(Health, FollowsTheLogsWriteModeAndTheShutdown) {
   (*log)->SetWriteStateListener(
       [&follower](const store::RocksEventLog::WriteState& state) { follower.OnWriteState(state); });
 
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  grpc::CallbackGenericService unknown_methods;  // a server serves at least one service
-  builder.RegisterCallbackGenericService(&unknown_methods);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(port, 0);
-  follower.Attach(server->GetHealthCheckService());
-  auto channel =
-      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  HealthServer health;
+  ASSERT_NE(health.port, 0);
+  follower.Attach(health.server->GetHealthCheckService());
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(health.port),
+                                     grpc::InsecureChannelCredentials());
   ASSERT_TRUE((*log)->Append({.stream = "s", .expected_version = 0, .events = {"e1"}}).ok());
   EXPECT_EQ(HealthStatus(channel), 1);
 
@@ -94,27 +102,21 @@ TEST(Health, FollowsTheLogsWriteModeAndTheShutdown) {
   follower.Shutdown();
   follower.OnWriteState({});
   EXPECT_EQ(HealthStatus(channel), 2);
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  health.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   log->reset();
 }
 
 TEST(Health, ServesUntilTheShutdown) {
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  grpc::CallbackGenericService unknown_methods;  // a server serves at least one service
-  builder.RegisterCallbackGenericService(&unknown_methods);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(port, 0);
+  HealthServer health;
+  ASSERT_NE(health.port, 0);
   HealthFollower follower;
-  follower.Attach(server->GetHealthCheckService());
-  auto channel =
-      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  follower.Attach(health.server->GetHealthCheckService());
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(health.port),
+                                     grpc::InsecureChannelCredentials());
   EXPECT_EQ(HealthStatus(channel), 1);
   follower.Shutdown();
   EXPECT_EQ(HealthStatus(channel), 2);
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  health.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }
 
 }  // namespace
