@@ -776,17 +776,19 @@ int main(int argc, char** argv) {
       exit_code = 4;
     }
   }
-  if (tls) {
-    spdlog::info("mutual TLS: client certificates required, issued by {}", flags.tls_client_ca);
-  } else {
-    spdlog::warn(
-        "PLAINTEXT MODE: no TLS; callers name themselves in the x-casework-identity header; "
-        "for local use and tests only");
+  if (exit_code == 0) {
+    if (tls) {
+      spdlog::info("mutual TLS: client certificates required, issued by {}", flags.tls_client_ca);
+    } else {
+      spdlog::warn(
+          "PLAINTEXT MODE: no TLS; callers name themselves in the x-casework-identity header; "
+          "for local use and tests only");
+    }
+    spdlog::info("serving casework.v1 on {} (data {}, {} events, {} principals)", flags.listen,
+                 flags.data_dir, (*log)->Size(), (*principals)->size());
+    spdlog::info("checkpoints are signed for the verifier key {}",
+                 (*log)->CheckpointVerifier().VerifierKey());
   }
-  spdlog::info("serving casework.v1 on {} (data {}, {} events, {} principals)", flags.listen,
-               flags.data_dir, (*log)->Size(), (*principals)->size());
-  spdlog::info("checkpoints are signed for the verifier key {}",
-               (*log)->CheckpointVerifier().VerifierKey());
 
   while (exit_code == 0) {
     int sig = 0;
