@@ -15,10 +15,13 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "casework/v1/admin_service.grpc.pb.h"
 #include "casework/v1/audit_service.grpc.pb.h"
 #include "casework/v1/event_service.grpc.pb.h"
@@ -174,7 +177,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(16, 64 * 1024));
   app.add_option("--drain-seconds", flags.drain_seconds,
-                 "on SIGTERM, how long in-flight calls may take to finish")
+                 "on SIGTERM, how long in-flight calls may take to finish; a backup still "
+                 "being taken then is stopped and keeps nothing")
       ->capture_default_str()
       ->check(CLI::Range(0, 600));
   app.add_option("--metrics-listen", flags.metrics_listen,
@@ -820,9 +824,22 @@ int main(int argc, char** argv) {
     break;
   }
   health.Shutdown();  // NOT_SERVING first: health watchers see the server going
-  server->Shutdown(std::chrono::system_clock::now() +
-                   std::chrono::seconds(exit_code == 0 ? flags.drain_seconds : 0));
+  const int drain_seconds = exit_code == 0 ? flags.drain_seconds : 0;
+  // A backup holds its call open until its copy is verified, which takes a while on a
+  // large log: it drains like any call, then is stopped and keeps nothing (the call
+  // answers UNAVAILABLE), so that it cannot hold the stop past the drain.
+  absl::Notification drained;
+  std::thread backup_stopper([&drained, &log, drain_seconds] {
+    if (!drained.WaitForNotificationWithTimeout(absl::Seconds(drain_seconds)) &&
+        drain_seconds > 0) {
+      spdlog::info("drain over: stopping a backup if one is being taken");
+    }
+    (*log)->StopBackups();
+  });
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(drain_seconds));
   server->Wait();
+  drained.Notify();
+  backup_stopper.join();
   // No watch is left, but a dispatcher may still be reading the log for one that was
   // cancelled: stop them before the log closes.
   event_service.Stop();

@@ -314,7 +314,9 @@ class RocksEventLog::Impl {
   absl::StatusOr<std::string> SignedCheckpoint();
   absl::StatusOr<std::string> SignHead(const TreeHead& head);
   absl::Status WriteCheckpointFile();
-  absl::StatusOr<VerifyReport> Verify(int64_t from, int64_t to) const;
+  // `stop` (optional): when it turns true, Verify returns kCancelled within 4,096 events.
+  absl::StatusOr<VerifyReport> Verify(int64_t from, int64_t to,
+                                      const std::atomic<bool>* stop = nullptr) const;
   absl::Status RebuildProjections(
       const std::function<absl::StatusOr<std::vector<ProjectionWrite>>(const StoredEvent&)>&
           project);
@@ -327,6 +329,33 @@ class RocksEventLog::Impl {
   const NoteVerifier& verifier() const { return signer_->verifier(); }
   bool has_signer() const { return signer_.has_value(); }
   const std::string& anchor_problem() const { return anchor_problem_; }
+
+  // Backups (RocksEventLog::Backup, StopBackups).
+  bool backups_stopped() const { return backups_stopped_.load(std::memory_order_acquire); }
+  const std::atomic<bool>* backups_stopped_flag() const { return &backups_stopped_; }
+  void StopBackups() {
+    backups_stopped_.store(true, std::memory_order_release);
+    absl::MutexLock lock(&backup_mu_);
+    if (running_backup_ != nullptr) running_backup_->StopBackup();
+  }
+  // The engine of the backup being taken (nullptr when it is done), for StopBackups.
+  void SetRunningBackup(rocksdb::BackupEngine* engine) {
+    absl::MutexLock lock(&backup_mu_);
+    running_backup_ = engine;
+    if (engine != nullptr && backups_stopped()) engine->StopBackup();
+  }
+  void BackupStep(std::string_view step) {
+    std::function<void(std::string_view)> hook;
+    {
+      absl::MutexLock lock(&backup_mu_);
+      hook = backup_step_hook_;
+    }
+    if (hook) hook(step);
+  }
+  void SetBackupStepHook(std::function<void(std::string_view)> hook) {
+    absl::MutexLock lock(&backup_mu_);
+    backup_step_hook_ = std::move(hook);
+  }
 
  private:
   absl::Status Validate(const AppendRequest& request) const;
@@ -446,6 +475,13 @@ class RocksEventLog::Impl {
   rocksdb::ColumnFamilyHandle* projections_ = nullptr;
   rocksdb::ColumnFamilyHandle* tree_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+
+  // Backups: once stopped, the running backup's engine is told to stop (StopBackup,
+  // which its copies, checks and restores heed between chunks) and no other starts.
+  std::atomic<bool> backups_stopped_{false};
+  absl::Mutex backup_mu_;
+  rocksdb::BackupEngine* running_backup_ ABSL_GUARDED_BY(backup_mu_) = nullptr;
+  std::function<void(std::string_view)> backup_step_hook_ ABSL_GUARDED_BY(backup_mu_);
 
   // The committed (durable) size, published by the writer before it answers.
   std::atomic<int64_t> size_{0};
@@ -1937,8 +1973,8 @@ absl::Status RocksEventLog::Impl::WriteCheckpointFile() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<RocksEventLog::VerifyReport> RocksEventLog::Impl::Verify(int64_t from,
-                                                                        int64_t to) const {
+absl::StatusOr<RocksEventLog::VerifyReport> RocksEventLog::Impl::Verify(
+    int64_t from, int64_t to, const std::atomic<bool>* stop) const {
   if (from < 0 || from > to || to > Size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot verify [", from, ", ", to, "): need 0 <= from <= to <= ", Size()));
@@ -1977,6 +2013,10 @@ absl::StatusOr<RocksEventLog::VerifyReport> RocksEventLog::Impl::Verify(int64_t 
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, events_));
   int64_t expected = anchored ? 0 : start;
   for (it->Seek(format::PositionKey(expected)); it->Valid(); it->Next(), ++expected) {
+    if (stop != nullptr && expected % 4096 == 0 && stop->load(std::memory_order_acquire)) {
+      return absl::CancelledError(
+          absl::StrCat("the verification was stopped at position ", expected));
+    }
     int64_t position = 0;
     format::EventRecord record;
     // A missing or malformed event also leaves the earlier events of its 16-event subtree
@@ -2378,13 +2418,44 @@ absl::Status RocksEventLog::ScanAllProjections(
   return impl_->ScanAllProjections(visit);
 }
 
+namespace {
+
+absl::Status BackupStopped() {
+  return WithReason(absl::UnavailableError(
+                        "the backup was stopped because the server is shutting down; nothing of "
+                        "it was kept. Take it again once the server is back"),
+                    kRefusalShuttingDown);
+}
+
+}  // namespace
+
+void RocksEventLog::StopBackups() { impl_->StopBackups(); }
+void RocksEventLog::SetBackupStepHookForTesting(std::function<void(std::string_view)> hook) {
+  impl_->SetBackupStepHook(std::move(hook));
+}
+
 absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir) {
+  if (impl_->backups_stopped()) return BackupStopped();
   STORE_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngine> engine,
                          OpenBackupEngine(backup_dir));
-  STORE_RETURN_IF_ERROR(FromRocks(engine->CreateNewBackup(impl_->db(), /*flush=*/true),
+  impl_->SetRunningBackup(engine.get());
+  absl::StatusOr<uint32_t> id = BackupWith(*engine, backup_dir);
+  impl_->SetRunningBackup(nullptr);
+  if (!id.ok() && impl_->backups_stopped()) {
+    // What the stopped copy left behind (a backup it had not finished).
+    (void)engine->GarbageCollect();
+    return BackupStopped();
+  }
+  return id;
+}
+
+absl::StatusOr<uint32_t> RocksEventLog::BackupWith(rocksdb::BackupEngine& engine,
+                                                   const std::string& backup_dir) {
+  impl_->BackupStep("copying");
+  STORE_RETURN_IF_ERROR(FromRocks(engine.CreateNewBackup(impl_->db(), /*flush=*/true),
                                   absl::StrCat("backing up into ", backup_dir)));
   std::vector<rocksdb::BackupInfo> backups;
-  engine->GetBackupInfo(&backups);
+  engine.GetBackupInfo(&backups);
   STORE_CHECK(!backups.empty());
   const uint32_t id = backups.back().backup_id;
   const std::string checkpoint_path = absl::StrCat(backup_dir, "/checkpoint-", id);
@@ -2396,7 +2467,8 @@ absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir) {
   // verified in full (every event against the stored subtrees), and its head proved a
   // prefix of this log's tree (a consistency proof to this log's current head); only then
   // is that exact head signed and kept beside it as checkpoint-<id>.
-  absl::Status status = RestoreFiles(*engine, id, scratch);
+  impl_->BackupStep("checking");
+  absl::Status status = RestoreFiles(engine, id, scratch);
   if (status.ok()) {
     Options options;
     options.path = scratch;
@@ -2408,7 +2480,9 @@ absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir) {
     status = [&]() -> absl::Status {
       STORE_ASSIGN_OR_RETURN(std::unique_ptr<RocksEventLog> copy, RocksEventLog::Open(options));
       const TreeHead head = copy->Head();
-      STORE_ASSIGN_OR_RETURN(VerifyReport report, copy->Verify(0, head.size));
+      impl_->BackupStep("verifying");
+      STORE_ASSIGN_OR_RETURN(VerifyReport report,
+                             copy->impl_->Verify(0, head.size, impl_->backups_stopped_flag()));
       if (report.first_mismatch.has_value()) {
         return absl::DataLossError(absl::StrCat("the backup does not verify: ", report.detail));
       }
@@ -2453,7 +2527,7 @@ absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir) {
     // A backup that is not good is not kept: it would be the latest, the one a restore
     // takes.
     std::filesystem::remove(checkpoint_path, ec);
-    (void)engine->DeleteBackup(id);
+    (void)engine.DeleteBackup(id);
     return status;
   }
   return id;

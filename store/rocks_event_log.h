@@ -27,6 +27,7 @@
 #include "store/event_log.h"
 
 namespace rocksdb {
+class BackupEngine;
 class Env;
 }  // namespace rocksdb
 
@@ -277,6 +278,11 @@ class RocksEventLog final : public EventLog {
   // backup id. Errors: kDataLoss when the backup does not verify, kUnavailable on I/O
   // errors.
   absl::StatusOr<uint32_t> Backup(const std::string& backup_dir);
+  // Stops the backup being taken, if any, and refuses every later one: for a server that
+  // is shutting down. The backup returns kUnavailable (reason kRefusalShuttingDown) and
+  // keeps nothing; its copy stops at the next chunk of a file it copies, checks or
+  // restores, its verification within 4,096 events. Returns at once; any thread.
+  void StopBackups();
   // Restores the latest backup in `backup_dir` into `options.path` (which must not
   // exist, nor its checkpoint file), refusing (kDataLoss, nothing left at options.path)
   // a backup whose tree does not verify or has not exactly its checkpoint's size and
@@ -315,10 +321,16 @@ class RocksEventLog final : public EventLog {
   // Flips a bit of the stored event at `position` behind the log's back (synced), as
   // damaged storage would: tests of what the log does when it reads back other bytes.
   absl::Status DamageEventForTesting(int64_t position);
+  // Called by Backup as each of its steps begins, on Backup's thread: "copying" (the
+  // backup engine copies the log's files), "checking" (the copy's files are checked and
+  // restored into a scratch directory), "verifying" (the restored copy is verified).
+  void SetBackupStepHookForTesting(std::function<void(std::string_view step)> hook);
 
  private:
   class Impl;
   explicit RocksEventLog(std::unique_ptr<Impl> impl);
+  // Backup's steps with the engine it opened.
+  absl::StatusOr<uint32_t> BackupWith(rocksdb::BackupEngine& engine, const std::string& backup_dir);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -3,6 +3,7 @@
 // it refuses to open behind or beside its checkpoint file, and Verify names the first
 // altered position. Seeded; the seed is printed.
 #include <rocksdb/db.h>
+#include <rocksdb/utilities/backup_engine.h>
 
 #include <algorithm>
 #include <atomic>
@@ -669,6 +670,44 @@ TEST(RocksEventLogBackup, TheBackupsCheckpointCoversExactlyTheBackup) {
                                           rfc9162::AsBytes(copy->Head().root),
                                           rfc9162::AsBytes(log->Head().root)),
                 IsOk());
+  }
+}
+
+// A server that shuts down stops the backup it is taking, whichever step it is at, and
+// keeps nothing of it: no backup a restore could take, no checkpoint, no scratch copy.
+// The log goes on taking appends; later backups are refused the same way.
+TEST(RocksEventLogBackup, AStoppedBackupKeepsNothing) {
+  for (const std::string_view step : {"copying", "checking", "verifying"}) {
+    SCOPED_TRACE(step);
+    TempDir dir;
+    std::mt19937 rng(Seed());
+    auto log = MustOpen(LogOptions(dir, "log"));
+    Fill(*log, 60, "a", rng);
+    std::vector<std::string> steps;
+    log->SetBackupStepHookForTesting([&](std::string_view at) {
+      steps.emplace_back(at);
+      if (at == step) log->StopBackups();
+    });
+    auto backup = log->Backup(dir.Sub("backups"));
+    EXPECT_THAT(backup, StatusIs(absl::StatusCode::kUnavailable));
+    EXPECT_EQ(RefusalReason(backup.status()), kRefusalShuttingDown);
+    EXPECT_EQ(steps.back(), step);  // it went no further
+    for (const auto& entry : std::filesystem::directory_iterator(dir.Sub("backups"))) {
+      const std::string name = entry.path().filename().string();
+      EXPECT_FALSE(name.starts_with("checkpoint-") || name.starts_with("verify-")) << name;
+    }
+    rocksdb::BackupEngineReadOnly* raw = nullptr;
+    ASSERT_TRUE(rocksdb::BackupEngineReadOnly::Open(
+                    rocksdb::Env::Default(), rocksdb::BackupEngineOptions(dir.Sub("backups")), &raw)
+                    .ok());
+    std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
+    std::vector<rocksdb::BackupInfo> backups;
+    engine->GetBackupInfo(&backups);
+    EXPECT_TRUE(backups.empty());
+    const int64_t size = log->Size();
+    Fill(*log, 5, "b", rng);
+    EXPECT_GT(log->Size(), size);
+    EXPECT_THAT(log->Backup(dir.Sub("backups")), StatusIs(absl::StatusCode::kUnavailable));
   }
 }
 
