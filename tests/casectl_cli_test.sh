@@ -102,6 +102,15 @@ rc=0; ctl --identity admin.xihe registry import "$work/registry.csv" >/dev/null 
 ctl --identity admin --json registry import "$work/registry.csv" --request-id 'q"1\x' >"$work/reg.json"
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["request_id"] == "q\"1\\x" and d["imported"] == 2, d' "$work/reg.json" ||
   fail "registry import --json: $(cat "$work/reg.json")"
+# The same file and request id again: nothing recorded, and said so (the counts shown are
+# the first import's).
+ctl --identity admin registry import "$work/registry.csv" --request-id 'q"1\x' >"$work/reg-again.txt"
+grep -q "Imported before with this request id: 2 of 2 counties" "$work/reg-again.txt" &&
+  grep -q "已用同一请求标识导入过" "$work/reg-again.txt" ||
+  fail "registry import replayed: $(cat "$work/reg-again.txt")"
+ctl --identity admin --json registry import "$work/registry.csv" --request-id 'q"1\x' >"$work/reg-again.json"
+"$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["replayed_counties"] == ["jiangcheng/dongshan", "jiangcheng/xihe"], d' "$work/reg-again.json" ||
+  fail "registry import replayed --json: $(cat "$work/reg-again.json")"
 
 # --- paging: --json says where the next page starts, --page-token goes on from it ---
 "$load" --server "$server" --concurrency 2 --count 40 --read-percent 0 --no-sign-off \

@@ -249,12 +249,16 @@ TEST_F(OversightTest, RegistryImportIsIdempotentAndRefusesBadInputClearly) {
   EXPECT_EQ(resp.imported(), 25);
   EXPECT_EQ(resp.updated(), 0);
   EXPECT_THAT(resp.counties(), ::testing::ElementsAre("jiangcheng/dongshan", "jiangcheng/xihe"));
+  EXPECT_THAT(resp.replayed_counties(), ::testing::IsEmpty());
 
-  // The same request again: the first answer, nothing recorded twice.
+  // The same request again: the first answer, nothing recorded twice, and said to be a
+  // replay.
   v1::ImportRegistryResponse again;
   ASSERT_TRUE(Import("admin", "reg-1", RegistryCsv(), &again).ok());
   EXPECT_EQ(again.imported(), 25);
   EXPECT_EQ(again.unchanged(), 0);
+  EXPECT_THAT(again.replayed_counties(),
+              ::testing::ElementsAre("jiangcheng/dongshan", "jiangcheng/xihe"));
 
   // A new import with one star changed: one event, the rest unchanged.
   std::string changed = RegistryCsv();
@@ -266,6 +270,23 @@ TEST_F(OversightTest, RegistryImportIsIdempotentAndRefusesBadInputClearly) {
   EXPECT_EQ(update.updated(), 1);
   EXPECT_EQ(update.unchanged(), 24);
   EXPECT_THAT(update.counties(), ::testing::ElementsAre("jiangcheng/xihe"));
+  EXPECT_THAT(update.replayed_counties(), ::testing::IsEmpty());
+
+  // The first file again under its first request id, to go back to it: answered as the
+  // first import was, recorded nowhere (the changed star stays), and said to be a replay;
+  // under a new request id it is recorded.
+  v1::ImportRegistryResponse back;
+  ASSERT_TRUE(Import("admin", "reg-1", RegistryCsv(), &back).ok());
+  EXPECT_EQ(back.imported(), 25);
+  EXPECT_THAT(back.replayed_counties(),
+              ::testing::ElementsAre("jiangcheng/dongshan", "jiangcheng/xihe"));
+  ASSERT_TRUE(Import("admin", "reg-1-again", RegistryCsv(), &back).ok());
+  EXPECT_EQ(back.updated(), 1) << "the replay recorded the first file again";
+  EXPECT_EQ(back.unchanged(), 24);
+  EXPECT_THAT(back.replayed_counties(), ::testing::IsEmpty());
+  // And the changed file once more, so that the registry is as the checks below expect.
+  ASSERT_TRUE(Import("admin", "reg-2-again", changed, &update).ok());
+  EXPECT_EQ(update.updated(), 1);
 
   // The same request id with other bytes.
   status = Import("admin", "reg-2", RegistryCsv(), &resp);

@@ -225,6 +225,9 @@ grpc::Status ImportRegistryFile(Client& admin, std::string_view csv, const std::
     totals->imported += resp.imported();
     totals->updated += resp.updated();
     totals->unchanged += resp.unchanged();
+    totals->counties.insert(resp.counties().begin(), resp.counties().end());
+    totals->replayed_counties.insert(resp.replayed_counties().begin(),
+                                     resp.replayed_counties().end());
   }
   return grpc::Status::OK;
 }
@@ -302,9 +305,13 @@ void AddOversightCommands(CLI::App* app, AuditCommandContext context) {
     return;
   }
   if (*json) {
-    std::cout << nlohmann::json{{"rows", totals.rows},           {"requests", totals.requests},
-                                {"imported", totals.imported},   {"updated", totals.updated},
-                                {"unchanged", totals.unchanged}, {"request_id", rid}}
+    std::cout << nlohmann::json{{"rows", totals.rows},
+                                {"requests", totals.requests},
+                                {"imported", totals.imported},
+                                {"updated", totals.updated},
+                                {"unchanged", totals.unchanged},
+                                {"request_id", rid},
+                                {"replayed_counties", totals.replayed_counties}}
                      .dump()
               << "\n";
     return;
@@ -315,6 +322,19 @@ void AddOversightCommands(CLI::App* app, AuditCommandContext context) {
                           {"Unchanged 未变", std::to_string(totals.unchanged)},
                           {"Requests 请求数", std::to_string(totals.requests)},
                           {"Request id 请求标识", rid}});
+  if (!totals.replayed_counties.empty()) {
+    // The counts above are the earlier import's: say so, or a file imported again to go
+    // back to it would look recorded while the registry still holds the later file.
+    std::cout << "\nImported before with this request id: " << totals.replayed_counties.size()
+              << " of " << totals.counties.size()
+              << " counties were answered from that import and nothing was recorded there now. "
+                 "To record this file again (to go back to it after a later file), give "
+                 "--request-id a new value.\n"
+              << "此文件已用同一请求标识导入过：" << totals.replayed_counties.size() << " / "
+              << totals.counties.size()
+              << " 个县按当时的导入作答，本次未重新登记。如需重新登记（例如恢复为较早的名册），"
+                 "请用 --request-id 指定新的请求标识。\n";
+  }
 });
 
 // --- report ---

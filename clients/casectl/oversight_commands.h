@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -21,6 +22,10 @@ struct RegistryImportTotals {
   int64_t imported = 0;
   int64_t updated = 0;
   int64_t unchanged = 0;
+  // Counties the server recorded or answered for, and those of them it answered from an
+  // earlier import with the same request id (nothing recorded there now).
+  std::set<std::string> counties;
+  std::set<std::string> replayed_counties;
 };
 
 // Imports a registry file through ImportRegistry: checks it locally first (a bad row is

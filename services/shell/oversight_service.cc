@@ -634,6 +634,7 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
       resp->set_unchanged(resp->unchanged() + static_cast<int64_t>(list.size()) -
                           (*first)->event_count);
       resp->add_counties(county);
+      resp->add_replayed_counties(county);
       continue;
     }
     std::vector<std::string> events;
@@ -714,6 +715,7 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
         reactor->Finish(*std::move(refused));
         return;
       }
+      resp->add_replayed_counties(county);
     }
     resp->set_imported(resp->imported() + next.imported);
     resp->set_updated(resp->updated() + appended - next.imported);
