@@ -32,9 +32,8 @@ casectl="$bin/clients/casectl"
 # caseworkd rebuilds before it serves: do that here, so that start() times a restart only.
 if [[ -d $work/data/log ]]; then
   echo "bringing the kept log's projections to this build's layout"
-  "$bin/services/caseworkd" --insecure-plaintext --data-dir "$work/data" \
-    --principals "$root/deploy/principals.sample.json" \
-    --rebuild-projections >>"$work/caseworkd.log" 2>&1
+  "$bin/services/caseworkd" --data-dir "$work/data" --rebuild-projections \
+    >>"$work/caseworkd.log" 2>&1
 fi
 
 start() {

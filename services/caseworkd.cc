@@ -105,6 +105,48 @@ casework::store::RocksEventLog::Options InspectOptions(const std::string& data_d
   return inspect;
 }
 
+// The options of the log as the server opens it to serve it (and to rebuild its
+// projections, which it may then serve).
+casework::store::RocksEventLog::Options ServingLogOptions(const Flags& flags) {
+  casework::store::RocksEventLog::Options log_options;
+  log_options.path = (std::filesystem::path(flags.data_dir) / "log").string();
+  log_options.block_cache_bytes = static_cast<size_t>(flags.block_cache_mib) << 20;
+  log_options.memtable_bytes_max = static_cast<size_t>(flags.memtable_mib) << 20;
+  log_options.wal_bytes_max = static_cast<size_t>(flags.wal_mib) << 20;
+  log_options.version_cache_entries_max = static_cast<size_t>(flags.version_cache_streams);
+  log_options.direct_commit = flags.direct_commit;
+  // The writer answers each synced batch itself (each answer sends a gRPC response): the
+  // next batch then holds the commands those answers released, and the server switches
+  // threads less per command (docs/benchmarks.md, "the writer answers").
+  log_options.answer_thread = false;
+  log_options.disk_full_retry_ms = flags.disk_full_retry_ms;
+  log_options.disk_reserve_bytes = static_cast<uint64_t>(flags.disk_reserve_mib) << 20;
+  log_options.projection_layout = casework::shell::kProjectionLayout;
+  log_options.start_without_anchor = flags.start_without_checkpoint;
+  if (flags.start_without_checkpoint) {
+    spdlog::warn(
+        "--start-without-checkpoint: a log without its checkpoint file or key is "
+        "opened as it is, and signed anew");
+  }
+  return log_options;
+}
+
+// Re-derives every projection of the opened log; false (logged) when that failed.
+bool RebuildProjections(casework::store::RocksEventLog& log) {
+  const auto started = std::chrono::steady_clock::now();
+  if (auto rebuilt = casework::shell::BringProjectionsUpToDate(log, /*force=*/true);
+      !rebuilt.ok()) {
+    spdlog::error(
+        "rebuilding the projections failed: {}; nothing is served until a rebuild "
+        "completes",
+        rebuilt.status().ToString());
+    return false;
+  }
+  spdlog::info("projections rebuilt from {} events in {:.1f} s", log.Size(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -139,7 +181,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--principals", flags.principals,
                  "principals file (JSON): identities, roles and jurisdictions; reloaded on "
-                 "SIGHUP. Needed to serve (not for --restore-backup or --verify-offline)")
+                 "SIGHUP. Needed to serve (not for --restore-backup, --verify-offline or "
+                 "--rebuild-projections)")
       ->check(CLI::ExistingFile);
   app.add_flag("--insecure-plaintext", flags.insecure_plaintext,
                "serve without TLS and take the caller's identity from the x-casework-identity "
@@ -486,6 +529,24 @@ int main(int argc, char** argv) {
     return anchor.empty() && !report->first_mismatch.has_value() ? 0 : 3;
   }
 
+  if (flags.rebuild_projections) {
+    // Offline: no transport or principals needed, as for the other offline actions.
+    const casework::store::RocksEventLog::Options log_options = ServingLogOptions(flags);
+    if (!std::filesystem::is_directory(log_options.path)) {
+      spdlog::error(
+          "there is no event log in {} to rebuild the projections of (is --data-dir right?)",
+          flags.data_dir);
+      return 4;
+    }
+    auto log = casework::store::RocksEventLog::Open(log_options);
+    if (!log.ok()) {
+      spdlog::error("cannot open the event log in {}: {}", log_options.path,
+                    log.status().ToString());
+      return 3;
+    }
+    return RebuildProjections(**log) ? 0 : 3;
+  }
+
   const bool tls =
       !flags.tls_cert.empty() || !flags.tls_key.empty() || !flags.tls_client_ca.empty();
   if (tls && flags.insecure_plaintext) {
@@ -526,39 +587,13 @@ int main(int argc, char** argv) {
   }
   casework::shell::PrincipalsHolder principals_holder(*principals);
 
-  if (flags.rebuild_projections &&
-      !std::filesystem::is_directory(std::filesystem::path(flags.data_dir) / "log")) {
-    spdlog::error(
-        "there is no event log in {} to rebuild the projections of (is --data-dir right?)",
-        flags.data_dir);
-    return 4;
-  }
   std::error_code ec;
   std::filesystem::create_directories(flags.data_dir, ec);
   if (ec) {
     spdlog::error("cannot create data folder {}: {}", flags.data_dir, ec.message());
     return 2;
   }
-  casework::store::RocksEventLog::Options log_options;
-  log_options.path = (std::filesystem::path(flags.data_dir) / "log").string();
-  log_options.block_cache_bytes = static_cast<size_t>(flags.block_cache_mib) << 20;
-  log_options.memtable_bytes_max = static_cast<size_t>(flags.memtable_mib) << 20;
-  log_options.wal_bytes_max = static_cast<size_t>(flags.wal_mib) << 20;
-  log_options.version_cache_entries_max = static_cast<size_t>(flags.version_cache_streams);
-  log_options.direct_commit = flags.direct_commit;
-  // The writer answers each synced batch itself (each answer sends a gRPC response): the
-  // next batch then holds the commands those answers released, and the server switches
-  // threads less per command (docs/benchmarks.md, "the writer answers").
-  log_options.answer_thread = false;
-  log_options.disk_full_retry_ms = flags.disk_full_retry_ms;
-  log_options.disk_reserve_bytes = static_cast<uint64_t>(flags.disk_reserve_mib) << 20;
-  log_options.projection_layout = casework::shell::kProjectionLayout;
-  log_options.start_without_anchor = flags.start_without_checkpoint;
-  if (flags.start_without_checkpoint) {
-    spdlog::warn(
-        "--start-without-checkpoint: a log without its checkpoint file or key is "
-        "opened as it is, and signed anew");
-  }
+  const casework::store::RocksEventLog::Options log_options = ServingLogOptions(flags);
   // Declared before the log: the log's listeners (below) report into it from the log's
   // threads until the log is closed, on every return.
   casework::shell::Metrics metrics;
@@ -571,25 +606,12 @@ int main(int argc, char** argv) {
   // Projections an earlier build wrote in another layout are rebuilt before serving, so
   // that no command is decided on a case row that lacks what this build's rules read.
   if (const uint32_t stored = (*log)->ProjectionLayout();
-      flags.rebuild_projections || stored != casework::shell::kProjectionLayout) {
-    if (!flags.rebuild_projections) {
-      spdlog::warn(
-          "the projections were written in layout {}, this build writes layout {}: "
-          "rebuilding them from the {} events of the log before serving",
-          stored, casework::shell::kProjectionLayout, (*log)->Size());
-    }
-    const auto started = std::chrono::steady_clock::now();
-    if (auto rebuilt = casework::shell::BringProjectionsUpToDate(**log, /*force=*/true);
-        !rebuilt.ok()) {
-      spdlog::error(
-          "rebuilding the projections failed: {}; nothing is served until a rebuild "
-          "completes",
-          rebuilt.status().ToString());
-      return 3;
-    }
-    spdlog::info("projections rebuilt from {} events in {:.1f} s", (*log)->Size(),
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    if (flags.rebuild_projections) return 0;
+      stored != casework::shell::kProjectionLayout) {
+    spdlog::warn(
+        "the projections were written in layout {}, this build writes layout {}: "
+        "rebuilding them from the {} events of the log before serving",
+        stored, casework::shell::kProjectionLayout, (*log)->Size());
+    if (!RebuildProjections(**log)) return 3;
     // A stop asked for during the rebuild (it can take minutes): honoured before serving.
     sigset_t pending;
     sigpending(&pending);
