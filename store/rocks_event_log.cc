@@ -338,11 +338,14 @@ class RocksEventLog::Impl {
     absl::MutexLock lock(&backup_mu_);
     if (running_backup_ != nullptr) running_backup_->StopBackup();
   }
-  // The engine of the backup being taken (nullptr when it is done), for StopBackups.
-  void SetRunningBackup(rocksdb::BackupEngine* engine) {
+  // Registers the engine of the backup being taken, for StopBackups; false when another
+  // backup is being taken. Cleared (nullptr) before the engine is destroyed.
+  bool SetRunningBackup(rocksdb::BackupEngine* engine) {
     absl::MutexLock lock(&backup_mu_);
+    if (engine != nullptr && running_backup_ != nullptr) return false;
     running_backup_ = engine;
     if (engine != nullptr && backups_stopped()) engine->StopBackup();
+    return true;
   }
   void BackupStep(std::string_view step) {
     std::function<void(std::string_view)> hook;
@@ -2438,19 +2441,33 @@ absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir) {
   if (impl_->backups_stopped()) return BackupStopped();
   STORE_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngine> engine,
                          OpenBackupEngine(backup_dir));
-  impl_->SetRunningBackup(engine.get());
-  absl::StatusOr<uint32_t> id = BackupWith(*engine, backup_dir);
-  impl_->SetRunningBackup(nullptr);
-  if (!id.ok() && impl_->backups_stopped()) {
-    // What the stopped copy left behind (a backup it had not finished).
-    (void)engine->GarbageCollect();
-    return BackupStopped();
+  if (!impl_->SetRunningBackup(engine.get())) {
+    return absl::FailedPreconditionError(
+        "a backup of this log is already being taken; take one at a time");
   }
+  std::string scratch;
+  absl::StatusOr<uint32_t> id = BackupWith(*engine, backup_dir, &scratch);
+  impl_->SetRunningBackup(nullptr);
+  const bool stopped = !id.ok() && impl_->backups_stopped();
+  // What a stopped copy left behind (a backup it had not finished).
+  if (stopped) (void)engine->GarbageCollect();
+  // The engine's copying threads are joined only when it is destroyed: a restore into the
+  // scratch directory that was stopped or failed may still have added files to it after
+  // it was removed.
+  engine.reset();
+  if (!id.ok() && !scratch.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(scratch, ec);
+  }
+  // A stop's own errors, and any other but a finding that the copy does not verify (which
+  // says something about the log), are reported as the stop.
+  if (stopped && id.status().code() != absl::StatusCode::kDataLoss) return BackupStopped();
   return id;
 }
 
 absl::StatusOr<uint32_t> RocksEventLog::BackupWith(rocksdb::BackupEngine& engine,
-                                                   const std::string& backup_dir) {
+                                                   const std::string& backup_dir,
+                                                   std::string* scratch_out) {
   impl_->BackupStep("copying");
   STORE_RETURN_IF_ERROR(FromRocks(engine.CreateNewBackup(impl_->db(), /*flush=*/true),
                                   absl::StrCat("backing up into ", backup_dir)));
@@ -2460,6 +2477,7 @@ absl::StatusOr<uint32_t> RocksEventLog::BackupWith(rocksdb::BackupEngine& engine
   const uint32_t id = backups.back().backup_id;
   const std::string checkpoint_path = absl::StrCat(backup_dir, "/checkpoint-", id);
   const std::string scratch = absl::StrCat(backup_dir, "/verify-", id);
+  *scratch_out = scratch;
   std::error_code ec;
   std::filesystem::remove_all(scratch, ec);
   // Appends go on while the backup is made, so it holds some prefix of the log whose
@@ -2488,11 +2506,14 @@ absl::StatusOr<uint32_t> RocksEventLog::BackupWith(rocksdb::BackupEngine& engine
       }
       // The backup copies the live WAL as far as it is written, which can include a batch
       // whose sync has not returned yet: its head is published a moment later.
+      impl_->BackupStep("signing");
       TreeHead live = Head();
-      for (int i = 0; i < 1000 && head.size > live.size; ++i) {
+      for (int i = 0; i < 1000 && head.size > live.size && !impl_->backups_stopped(); ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
         live = Head();
       }
+      // Stopped: not signed, not kept (the caller reports the stop).
+      if (impl_->backups_stopped()) return absl::CancelledError("the backup was stopped");
       if (head.size > live.size) {
         // Not the backup's fault: a batch was being written when the WAL was copied and
         // did not become durable (its sync failed), or is slower than the wait above.

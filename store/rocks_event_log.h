@@ -276,7 +276,8 @@ class RocksEventLog final : public EventLog {
   // prefix of this log's (a consistency proof), and only then is that exact head signed
   // and kept beside it as `checkpoint-<id>`; a backup that fails is deleted. Returns the
   // backup id. Errors: kDataLoss when the backup does not verify, kUnavailable on I/O
-  // errors.
+  // errors and once StopBackups was called, kFailedPrecondition while another backup of
+  // this log is being taken (one at a time).
   absl::StatusOr<uint32_t> Backup(const std::string& backup_dir);
   // Stops the backup being taken, if any, and refuses every later one: for a server that
   // is shutting down. The backup returns kUnavailable (reason kRefusalShuttingDown) and
@@ -323,14 +324,17 @@ class RocksEventLog final : public EventLog {
   absl::Status DamageEventForTesting(int64_t position);
   // Called by Backup as each of its steps begins, on Backup's thread: "copying" (the
   // backup engine copies the log's files), "checking" (the copy's files are checked and
-  // restored into a scratch directory), "verifying" (the restored copy is verified).
+  // restored into a scratch directory), "verifying" (the restored copy is verified),
+  // "signing" (its head is checked against the log's and signed).
   void SetBackupStepHookForTesting(std::function<void(std::string_view step)> hook);
 
  private:
   class Impl;
   explicit RocksEventLog(std::unique_ptr<Impl> impl);
-  // Backup's steps with the engine it opened.
-  absl::StatusOr<uint32_t> BackupWith(rocksdb::BackupEngine& engine, const std::string& backup_dir);
+  // Backup's steps with the engine it opened; `scratch` receives the directory the
+  // backup is restored into for its verification (once it is known).
+  absl::StatusOr<uint32_t> BackupWith(rocksdb::BackupEngine& engine, const std::string& backup_dir,
+                                      std::string* scratch);
   std::unique_ptr<Impl> impl_;
 };
 

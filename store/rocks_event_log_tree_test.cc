@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -677,7 +678,7 @@ TEST(RocksEventLogBackup, TheBackupsCheckpointCoversExactlyTheBackup) {
 // keeps nothing of it: no backup a restore could take, no checkpoint, no scratch copy.
 // The log goes on taking appends; later backups are refused the same way.
 TEST(RocksEventLogBackup, AStoppedBackupKeepsNothing) {
-  for (const std::string_view step : {"copying", "checking", "verifying"}) {
+  for (const std::string_view step : {"copying", "checking", "verifying", "signing"}) {
     SCOPED_TRACE(step);
     TempDir dir;
     std::mt19937 rng(Seed());
@@ -692,9 +693,12 @@ TEST(RocksEventLogBackup, AStoppedBackupKeepsNothing) {
     EXPECT_THAT(backup, StatusIs(absl::StatusCode::kUnavailable));
     EXPECT_EQ(RefusalReason(backup.status()), kRefusalShuttingDown);
     EXPECT_EQ(steps.back(), step);  // it went no further
-    for (const auto& entry : std::filesystem::directory_iterator(dir.Sub("backups"))) {
+    // Only the engine's empty folders are left: no file of the backup, no checkpoint, no
+    // scratch copy.
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(dir.Sub("backups"))) {
       const std::string name = entry.path().filename().string();
-      EXPECT_FALSE(name.starts_with("checkpoint-") || name.starts_with("verify-")) << name;
+      EXPECT_TRUE(entry.is_directory()) << entry.path();
+      EXPECT_FALSE(name.starts_with("verify-")) << entry.path();
     }
     rocksdb::BackupEngineReadOnly* raw = nullptr;
     ASSERT_TRUE(rocksdb::BackupEngineReadOnly::Open(
@@ -707,8 +711,28 @@ TEST(RocksEventLogBackup, AStoppedBackupKeepsNothing) {
     const int64_t size = log->Size();
     Fill(*log, 5, "b", rng);
     EXPECT_GT(log->Size(), size);
-    EXPECT_THAT(log->Backup(dir.Sub("backups")), StatusIs(absl::StatusCode::kUnavailable));
+    auto later = log->Backup(dir.Sub("backups"));
+    EXPECT_THAT(later, StatusIs(absl::StatusCode::kUnavailable));
+    EXPECT_EQ(RefusalReason(later.status()), kRefusalShuttingDown);
   }
+}
+
+// One backup at a time: another asked for while one is being taken is refused, and the
+// first goes on to be kept.
+TEST(RocksEventLogBackup, OneBackupAtATime) {
+  TempDir dir;
+  std::mt19937 rng(Seed());
+  auto log = MustOpen(LogOptions(dir, "log"));
+  Fill(*log, 20, "a", rng);
+  std::optional<absl::StatusOr<uint32_t>> second;
+  log->SetBackupStepHookForTesting([&](std::string_view step) {
+    if (step == "verifying" && !second.has_value()) second = log->Backup(dir.Sub("other"));
+  });
+  EXPECT_THAT(log->Backup(dir.Sub("backups")), IsOk());
+  ASSERT_TRUE(second.has_value());
+  EXPECT_THAT(*second, StatusIs(absl::StatusCode::kFailedPrecondition));
+  log->SetBackupStepHookForTesting(nullptr);
+  EXPECT_THAT(log->Backup(dir.Sub("other")), IsOk());  // and once it is done, another
 }
 
 TEST(RocksEventLogBackup, RestoreRefusesWithoutTheKeyOrOverAnExistingCheckpoint) {
