@@ -209,6 +209,7 @@ grpc::Status ImportRegistryFile(Client& admin, std::string_view csv, const std::
   // Remembered for an unknown outcome: the same file with this id splits into the same
   // requests, so a retry with it records each at most once.
   (void)CommandRequestId(request_id);
+  std::set<std::string> recorded;  // counties some request recorded rows in now
   for (size_t i = 0; i < chunks.size(); ++i) {
     v1::ImportRegistryRequest req;
     req.set_request_id(absl::StrCat(request_id, "/", i + 1));
@@ -225,10 +226,17 @@ grpc::Status ImportRegistryFile(Client& admin, std::string_view csv, const std::
     totals->imported += resp.imported();
     totals->updated += resp.updated();
     totals->unchanged += resp.unchanged();
-    totals->counties.insert(resp.counties().begin(), resp.counties().end());
-    totals->replayed_counties.insert(resp.replayed_counties().begin(),
-                                     resp.replayed_counties().end());
+    // A county split over two requests may be answered from an earlier import in one and
+    // recorded now in the other (an interrupted import run again): recorded, then.
+    const std::set<std::string> replayed(resp.replayed_counties().begin(),
+                                         resp.replayed_counties().end());
+    for (const std::string& county : resp.counties()) {
+      totals->counties.insert(county);
+      if (!replayed.contains(county)) recorded.insert(county);
+    }
+    totals->replayed_counties.insert(replayed.begin(), replayed.end());
   }
+  for (const std::string& county : recorded) totals->replayed_counties.erase(county);
   return grpc::Status::OK;
 }
 

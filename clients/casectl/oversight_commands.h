@@ -22,8 +22,8 @@ struct RegistryImportTotals {
   int64_t imported = 0;
   int64_t updated = 0;
   int64_t unchanged = 0;
-  // Counties the server recorded or answered for, and those of them it answered from an
-  // earlier import with the same request id (nothing recorded there now).
+  // Counties the server recorded or answered for, and those of them it answered only from
+  // an earlier import with the same request id (nothing recorded there now).
   std::set<std::string> counties;
   std::set<std::string> replayed_counties;
 };
