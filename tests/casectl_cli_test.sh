@@ -112,6 +112,28 @@ ctl --identity admin --json registry import "$work/registry.csv" --request-id 'q
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["replayed_counties"] == ["jiangcheng/dongshan", "jiangcheng/xihe"], d' "$work/reg-again.json" ||
   fail "registry import replayed --json: $(cat "$work/reg-again.json")"
 
+# A county too large for one request is split over two. An import cut short after the
+# first request, run again with the same id: the first request is answered from that
+# import, the second records the rest now, so the county counts as recorded (no note).
+# The whole file again: both are answered from before, and the county is named.
+"$py" - "$work" <<'PY'
+import sys
+work = sys.argv[1]
+line = "org-s{0:05d},南山村党支部{0:05d},jiangcheng/nanshan/t01/org-s{0:05d},village,2,1"
+first = (192 * 1024) // (len(line.format(0).encode()) + 1)  # rows of the first request
+header = "organisation_id,display_name,jurisdiction,kind,grade,stars\n"
+rows = [line.format(i) for i in range(first + 300)]
+open(work + "/county-part.csv", "w", encoding="utf-8").write(header + "\n".join(rows[:first]) + "\n")
+open(work + "/county-whole.csv", "w", encoding="utf-8").write(header + "\n".join(rows) + "\n")
+PY
+ctl --identity admin --json registry import "$work/county-part.csv" --request-id split-1 >/dev/null
+ctl --identity admin --json registry import "$work/county-whole.csv" --request-id split-1 >"$work/split.json"
+"$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["replayed_counties"] == [] and d["requests"] == 2, d' "$work/split.json" ||
+  fail "an interrupted import run again: $(cat "$work/split.json")"
+ctl --identity admin registry import "$work/county-whole.csv" --request-id split-1 >"$work/split-again.txt"
+grep -q "Imported before with this request id: 1 of 1 counties" "$work/split-again.txt" ||
+  fail "a split county imported again: $(cat "$work/split-again.txt")"
+
 # --- paging: --json says where the next page starts, --page-token goes on from it ---
 "$load" --server "$server" --concurrency 2 --count 40 --read-percent 0 --no-sign-off \
   --json >"$work/load.json"
