@@ -2,7 +2,8 @@
 //
 // Serves casework.v1 over gRPC on an embedded RocksDB log in a data folder. Flags and a
 // config file (TOML/INI, same names, --config) configure it. SIGTERM/SIGINT drain
-// gracefully; SIGHUP reloads the principals file without dropping connections.
+// gracefully; SIGHUP reloads the principals file, and the TLS certificates for new
+// connections, without dropping connections.
 #include <malloc.h>
 #include <pthread.h>
 
@@ -187,7 +188,9 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure-plaintext", flags.insecure_plaintext,
                "serve without TLS and take the caller's identity from the x-casework-identity "
                "metadata header (local use and tests only)");
-  app.add_option("--tls-cert", flags.tls_cert, "server certificate chain (PEM) for mutual TLS")
+  app.add_option("--tls-cert", flags.tls_cert,
+                 "server certificate chain (PEM) for mutual TLS; the three --tls-* files are read "
+                 "again on SIGHUP, for new connections")
       ->check(CLI::ExistingFile);
   app.add_option("--tls-key", flags.tls_key, "server private key (PEM)")->check(CLI::ExistingFile);
   app.add_option("--tls-client-ca", flags.tls_client_ca,
@@ -566,14 +569,17 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  // Read again on SIGHUP: new connections get the new set, open ones keep theirs.
+  std::shared_ptr<casework::shell::ReloadableTls> tls_set;
   if (tls) {
-    auto mtls = casework::shell::MutualTlsCredentials(
+    auto loaded = casework::shell::ReloadableTls::Load(
         {.cert = flags.tls_cert, .key = flags.tls_key, .client_ca = flags.tls_client_ca});
-    if (!mtls.ok()) {
-      spdlog::error("mutual TLS: {}", mtls.status().ToString());
+    if (!loaded.ok()) {
+      spdlog::error("mutual TLS: {}", loaded.status().ToString());
       return 2;
     }
-    credentials = *std::move(mtls);
+    tls_set = *std::move(loaded);
+    credentials = tls_set->Credentials();
   }
 
   if (flags.principals.empty()) {
@@ -804,7 +810,8 @@ int main(int argc, char** argv) {
   }
   if (exit_code == 0) {
     if (tls) {
-      spdlog::info("mutual TLS: client certificates required, issued by {}", flags.tls_client_ca);
+      spdlog::info("mutual TLS: client certificates required, issued by {}; {}",
+                   flags.tls_client_ca, tls_set->Describe());
     } else {
       spdlog::warn(
           "PLAINTEXT MODE: no TLS; callers name themselves in the x-casework-identity header; "
@@ -820,6 +827,15 @@ int main(int argc, char** argv) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
+      if (tls_set != nullptr) {
+        // The same paths read again, checked whole before anything changes.
+        if (absl::Status reloaded = tls_set->Reload(); reloaded.ok()) {
+          spdlog::info("reloaded mutual TLS for new connections: {}", tls_set->Describe());
+        } else {
+          spdlog::error("mutual TLS not reloaded, keeping the certificates in use: {}",
+                        reloaded.ToString());
+        }
+      }
       auto reloaded = casework::shell::Principals::Load(flags.principals);
       if (reloaded.ok() && flags.record_principals) {
         // Recorded before anyone is authorised under it; kept out if it cannot be.

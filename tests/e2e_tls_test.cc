@@ -12,8 +12,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "clients/client.h"
@@ -117,6 +120,14 @@ class TlsTest : public ::testing::Test {
 TEST_F(TlsTest, AKeyThatIsNotTheCertificatesIsRefusedAtStart) {
   const Pem other = casework::testing::Issue({.common_name = "other", .server = true}, ca_);
   WriteFile(Path("other.key"), other.key);
+  const Pem expired = casework::testing::Issue({.common_name = "caseworkd",
+                                                .ip_names = {"127.0.0.1"},
+                                                .server = true,
+                                                .not_before_seconds = -2 * 86400,
+                                                .not_after_seconds = -86400},
+                                               ca_);
+  WriteFile(Path("expired.pem"), expired.certificate);
+  WriteFile(Path("expired.key"), expired.key);
   WriteFile(Path("garbage.pem"),
             "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n");
   struct Case {
@@ -127,7 +138,8 @@ TEST_F(TlsTest, AKeyThatIsNotTheCertificatesIsRefusedAtStart) {
             "is not the key of the certificate"},
            {Path("garbage.pem"), Path("server.key"), Path("ca.pem"),
             "holds no readable certificate"},
-           {Path("server.pem"), Path("server.key"), Path("garbage.pem"), "client CA file"}}) {
+           {Path("server.pem"), Path("server.key"), Path("garbage.pem"), "client CA file"},
+           {Path("expired.pem"), Path("expired.key"), Path("ca.pem"), "expired on"}}) {
     SCOPED_TRACE(c.says);
     const std::string out = Path("start.out");
     const std::string command = std::string(CASEWORKD_PATH) + " --listen 127.0.0.1:0" +
@@ -233,6 +245,80 @@ TEST_F(TlsTest, BadCertificatesAreRefusedAtTheHandshake) {
   EXPECT_EQ(Get(plaintext).error_code(), grpc::StatusCode::UNAVAILABLE);
   // None of them reached a handler: the server logged no refusal.
   EXPECT_EQ(server_->log().find("refused method="), std::string::npos) << server_->log();
+}
+
+// SIGHUP reads the three files again. A set that fails a check is refused whole and the
+// one in use stays; a good one applies from the next connection on, while a connection
+// opened before it keeps working with the set it was opened with.
+TEST_F(TlsTest, SighupReloadsTheCertificatesForNewConnections) {
+  const CertificateSpec lister{.uri_names = {"urn:casework:principal:lister"}};
+  const Pem client = casework::testing::Issue(lister, ca_);
+  auto before = With("before", client);
+  ASSERT_EQ(Get(*before).error_code(), grpc::StatusCode::NOT_FOUND);  // reached a handler
+
+  auto count = [&](const std::string& text) {
+    const std::string log = server_->log();
+    int n = 0;
+    for (size_t at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) ++n;
+    return n;
+  };
+  auto hangup_until = [&](const std::string& text, int times) {
+    if (kill(server_->pid(), SIGHUP) != 0) return false;
+    for (int i = 0; i < 200 && count(text) < times; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return count(text) == times;
+  };
+
+  // The next set: the server's certificate and the client certificates from a new CA.
+  const Pem ca2 =
+      casework::testing::SelfSigned({.common_name = "casework test CA 2", .is_ca = true});
+  const CertificateSpec server{.common_name = "caseworkd",
+                               .dns_names = {"localhost"},
+                               .ip_names = {"127.0.0.1"},
+                               .server = true};
+  const Pem server2 = casework::testing::Issue(server, ca2);
+  const Pem client2 = casework::testing::Issue(lister, ca2);
+  CertificateSpec expired_spec = server;
+  expired_spec.not_before_seconds = -2 * 86400;
+  expired_spec.not_after_seconds = -86400;
+  const Pem expired = casework::testing::Issue(expired_spec, ca2);
+
+  // Refused whole, the old set kept: a key that is not the certificate's; an expired
+  // certificate; an unreadable client CA file.
+  const char* kept = "mutual TLS not reloaded, keeping the certificates in use";
+  WriteFile(Path("server.pem"), server2.certificate);
+  WriteFile(Path("server.key"), client2.key);
+  ASSERT_TRUE(hangup_until(kept, 1)) << server_->log();
+  EXPECT_EQ(count("is not the key of the certificate"), 1) << server_->log();
+  WriteFile(Path("server.pem"), expired.certificate);
+  WriteFile(Path("server.key"), expired.key);
+  ASSERT_TRUE(hangup_until(kept, 2)) << server_->log();
+  EXPECT_EQ(count("expired on"), 1) << server_->log();
+  WriteFile(Path("server.pem"), server2.certificate);
+  WriteFile(Path("server.key"), server2.key);
+  std::filesystem::remove(Path("ca.pem"));
+  ASSERT_TRUE(hangup_until(kept, 3)) << server_->log();
+  EXPECT_EQ(count("reloaded mutual TLS"), 0) << server_->log();
+  auto still_old = With("still-old", client);
+  EXPECT_EQ(Get(*still_old).error_code(), grpc::StatusCode::NOT_FOUND);
+  auto not_yet_new = With("not-yet-new", client2, ca2.certificate);
+  EXPECT_EQ(Get(*not_yet_new).error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  // A good set: new connections use it at once.
+  WriteFile(Path("ca.pem"), ca2.certificate);
+  ASSERT_TRUE(hangup_until("reloaded mutual TLS for new connections", 1)) << server_->log();
+  EXPECT_EQ(count("client certificates issued by CN=casework test CA 2"), 1) << server_->log();
+  auto renewed = With("renewed", client2, ca2.certificate);
+  EXPECT_EQ(Get(*renewed).error_code(), grpc::StatusCode::NOT_FOUND);
+  // The old server certificate is gone (a client that trusts only the old CA stops), and
+  // so is the old client CA (a client certificate it issued is refused).
+  auto old_trust = With("old-trust", client);
+  EXPECT_EQ(Get(*old_trust).error_code(), grpc::StatusCode::UNAVAILABLE);
+  auto old_client = With("old-client", client, ca2.certificate);
+  EXPECT_EQ(Get(*old_client).error_code(), grpc::StatusCode::UNAVAILABLE);
+  // The connection opened before the reload is still served.
+  EXPECT_EQ(Get(*before).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
 TEST(TlsFlags, TheServerRefusesToStartWithoutAnExplicitTransport) {

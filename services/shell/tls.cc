@@ -6,11 +6,17 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "grpc/grpc.h"
+#include "grpc/grpc_security.h"
 #include "grpc/grpc_security_constants.h"
 #include "grpcpp/security/server_credentials.h"
 
@@ -51,11 +57,31 @@ std::unique_ptr<BIO, BioFree> Bio(const std::string& pem) {
   return std::unique_ptr<BIO, BioFree>(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
 }
 
+std::string Subject(X509* cert) {
+  auto bio = std::unique_ptr<BIO, BioFree>(BIO_new(BIO_s_mem()));
+  if (!bio || X509_NAME_print_ex(bio.get(), X509_get_subject_name(cert), 0,
+                                 XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) < 0) {
+    return "?";
+  }
+  char* data = nullptr;
+  const long size = BIO_get_mem_data(bio.get(), &data);
+  return size > 0 ? std::string(data, static_cast<size_t>(size)) : "(no subject)";
+}
+
+std::string Utc(const ASN1_TIME* time) {
+  std::tm tm{};
+  if (time == nullptr || ASN1_TIME_to_tm(time, &tm) != 1) return "?";
+  char out[32];
+  return std::strftime(out, sizeof out, "%Y-%m-%d %H:%M:%S UTC", &tm) > 0 ? out : "?";
+}
+
 // What gRPC would otherwise find only when it builds the listener, reported as a port it
-// cannot listen on: a certificate or key that does not parse, a key that is not the
-// certificate's, a client CA file without a certificate.
-absl::Status CheckPair(const std::string& cert_pem, const std::string& key_pem,
-                       const std::string& ca_pem, const TlsFiles& files) {
+// cannot listen on (or, at a reload, at the next handshake): a certificate or key that
+// does not parse, a key that is not the certificate's, a client CA file without a
+// certificate; and a server certificate outside its validity, which every client would
+// refuse. Returns the set's description for the log.
+absl::StatusOr<std::string> CheckSet(const std::string& cert_pem, const std::string& key_pem,
+                                     const std::string& ca_pem, const TlsFiles& files) {
   auto cert_bio = Bio(cert_pem);
   std::unique_ptr<X509, X509Free> cert(
       cert_bio ? PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr) : nullptr);
@@ -78,6 +104,18 @@ absl::Status CheckPair(const std::string& cert_pem, const std::string& key_pem,
                                                    " is not the key of the certificate ",
                                                    files.cert, "; give the pair issued together"));
   }
+  const ASN1_TIME* not_before = X509_get0_notBefore(cert.get());
+  const ASN1_TIME* not_after = X509_get0_notAfter(cert.get());
+  if (X509_cmp_current_time(not_before) >= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("the server certificate ", files.cert,
+                                                   " is not valid until ", Utc(not_before),
+                                                   "; clients would refuse it"));
+  }
+  if (X509_cmp_current_time(not_after) <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("the server certificate ", files.cert,
+                                                   " expired on ", Utc(not_after),
+                                                   "; clients would refuse it"));
+  }
   auto ca_bio = Bio(ca_pem);
   std::unique_ptr<X509, X509Free> ca(
       ca_bio ? PEM_read_bio_X509(ca_bio.get(), nullptr, nullptr, nullptr) : nullptr);
@@ -85,25 +123,124 @@ absl::Status CheckPair(const std::string& cert_pem, const std::string& key_pem,
     return absl::InvalidArgumentError(
         absl::StrCat("the client CA file ", files.client_ca, " holds no readable certificate"));
   }
-  return absl::OkStatus();
+  return absl::StrCat("server certificate ", Subject(cert.get()), " valid until ", Utc(not_after),
+                      ", client certificates issued by ", Subject(ca.get()));
 }
+
+// What the fetcher of one port's credentials is given, for as long as gRPC's credentials
+// live. They may outlive the C++ object (the listener holds a reference) and give no hook
+// to free it, so every state is kept, reachable, until the process ends: one per
+// listening port.
+struct FetchState {
+  std::shared_ptr<const ReloadableTls> tls;
+  uint64_t served = 0;  // the generation this port's handshakes use (FetchIfNewer)
+};
+ABSL_CONST_INIT absl::Mutex fetch_states_mu(absl::kConstInit);
+std::vector<std::unique_ptr<FetchState>>* fetch_states ABSL_GUARDED_BY(fetch_states_mu) = nullptr;
+
+// Called by gRPC at each new connection's handshake (and once when the port is added): a
+// new config when a reload made one since this port last took one.
+grpc_ssl_certificate_config_reload_status FetchConfig(void* user_data,
+                                                      grpc_ssl_server_certificate_config** config) {
+  auto* state = static_cast<FetchState*>(user_data);
+  std::string cert, key, client_ca;
+  if (!state->tls->FetchIfNewer(&state->served, &cert, &key, &client_ca)) {
+    return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
+  }
+  const grpc_ssl_pem_key_cert_pair pair{key.c_str(), cert.c_str()};
+  *config = grpc_ssl_server_certificate_config_create(client_ca.c_str(), &pair, 1);  // copies
+  return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
+}
+
+// gRPC's SSL server credentials with a certificate config fetcher (its C API for
+// reloading without a restart), as grpc::ServerBuilder takes them.
+class FetchedCredentials final : public grpc::ServerCredentials {
+ public:
+  explicit FetchedCredentials(FetchState* state)
+      // After the base class has initialised gRPC.
+      : creds_(grpc_ssl_server_credentials_create_with_options(
+            grpc_ssl_server_credentials_create_options_using_config_fetcher(
+                GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, &FetchConfig, state))) {
+  }
+  ~FetchedCredentials() override { grpc_server_credentials_release(creds_); }
+  FetchedCredentials(const FetchedCredentials&) = delete;
+  FetchedCredentials& operator=(const FetchedCredentials&) = delete;
+
+  void SetAuthMetadataProcessor(const std::shared_ptr<grpc::AuthMetadataProcessor>&) override {
+    // caseworkd authenticates in its handlers (auth.h) and never sets one.
+    std::fprintf(stderr, "casework: an AuthMetadataProcessor is not supported with TLS reload\n");
+    std::abort();
+  }
+
+ private:
+  int AddPortToServer(const std::string& addr, grpc_server* server) override {
+    return grpc_server_add_http2_port(server, addr.c_str(), creds_);
+  }
+
+  grpc_server_credentials* const creds_;
+};
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MutualTlsCredentials(
-    const TlsFiles& files) {
-  auto cert = ReadPem(files.cert, "server certificate");
+absl::StatusOr<std::shared_ptr<ReloadableTls>> ReloadableTls::Load(const TlsFiles& files) {
+  std::shared_ptr<ReloadableTls> tls(new ReloadableTls(files));
+  auto set = tls->Read();
+  if (!set.ok()) return set.status();
+  absl::MutexLock lock(&tls->mu_);
+  tls->current_ = *std::move(set);
+  tls->generation_ = 1;
+  return tls;
+}
+
+absl::StatusOr<ReloadableTls::Set> ReloadableTls::Read() const {
+  auto cert = ReadPem(files_.cert, "server certificate");
   if (!cert.ok()) return cert.status();
-  auto key = ReadPem(files.key, "server key");
+  auto key = ReadPem(files_.key, "server key");
   if (!key.ok()) return key.status();
-  auto ca = ReadPem(files.client_ca, "client CA");
+  auto ca = ReadPem(files_.client_ca, "client CA");
   if (!ca.ok()) return ca.status();
-  if (absl::Status pair = CheckPair(*cert, *key, *ca, files); !pair.ok()) return pair;
-  grpc::SslServerCredentialsOptions options(
-      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  options.pem_root_certs = *std::move(ca);
-  options.pem_key_cert_pairs.push_back({*std::move(key), *std::move(cert)});
-  return grpc::SslServerCredentials(options);
+  auto description = CheckSet(*cert, *key, *ca, files_);
+  if (!description.ok()) return description.status();
+  return Set{.cert = *std::move(cert),
+             .key = *std::move(key),
+             .client_ca = *std::move(ca),
+             .description = *std::move(description)};
+}
+
+absl::Status ReloadableTls::Reload() {
+  auto set = Read();
+  if (!set.ok()) return set.status();
+  absl::MutexLock lock(&mu_);
+  current_ = *std::move(set);
+  ++generation_;
+  return absl::OkStatus();
+}
+
+std::shared_ptr<grpc::ServerCredentials> ReloadableTls::Credentials() {
+  FetchState* state = nullptr;
+  {
+    absl::MutexLock lock(&fetch_states_mu);
+    if (fetch_states == nullptr) fetch_states = new std::vector<std::unique_ptr<FetchState>>();
+    fetch_states->push_back(std::make_unique<FetchState>(FetchState{.tls = shared_from_this()}));
+    state = fetch_states->back().get();
+  }
+  return std::make_shared<FetchedCredentials>(state);
+}
+
+std::string ReloadableTls::Describe() const {
+  absl::MutexLock lock(&mu_);
+  return current_.description;
+}
+
+bool ReloadableTls::FetchIfNewer(uint64_t* served, std::string* cert, std::string* key,
+                                 std::string* client_ca) const {
+  absl::MutexLock lock(&mu_);
+  if (*served == generation_) return false;
+  *cert = current_.cert;
+  *key = current_.key;
+  *client_ca = current_.client_ca;
+  *served = generation_;
+  return true;
 }
 
 std::optional<std::string> IdentityFromCertificatePem(const std::string& pem) {

@@ -8,11 +8,16 @@
 // DNS, IP and e-mail names are never identities: they name hosts and mailboxes.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "grpcpp/security/auth_context.h"
 #include "grpcpp/security/server_credentials.h"
 
@@ -26,10 +31,45 @@ struct TlsFiles {
   std::string client_ca;  // the CA(s) that issue client certificates (PEM)
 };
 
-// Server credentials that require and verify a client certificate. kNotFound when a file
-// cannot be read, kInvalidArgument when one holds no PEM block.
-[[nodiscard]] absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MutualTlsCredentials(
-    const TlsFiles& files);
+// The server's mutual TLS (a client certificate required and verified against the client
+// CA), reloadable while serving. The three files are read and checked at Load and again
+// at each Reload (caseworkd: SIGHUP): every file readable PEM, the key the certificate's,
+// the certificate valid now. A set that fails is refused whole and the set in use stays.
+// gRPC asks for the current set at the handshake of each new connection (its server
+// certificate config fetcher, grpc/grpc_security.h), so a reload applies to the next
+// connection; connections already open keep the set they were opened with.
+class ReloadableTls : public std::enable_shared_from_this<ReloadableTls> {
+ public:
+  // kNotFound when a file cannot be read, kInvalidArgument when a check fails.
+  [[nodiscard]] static absl::StatusOr<std::shared_ptr<ReloadableTls>> Load(const TlsFiles& files);
+
+  // Reads and checks the same paths again; on success the next handshakes use the new set.
+  [[nodiscard]] absl::Status Reload();
+
+  // Credentials for one listening port (each port takes its own first set from here).
+  [[nodiscard]] std::shared_ptr<grpc::ServerCredentials> Credentials();
+
+  // The set in use, for the log: the server certificate's subject and validity, the
+  // client CA's subject.
+  [[nodiscard]] std::string Describe() const;
+
+  // For the fetcher of one port's credentials: a new set when `*served` (the generation
+  // that port's handshakes use) is behind, and `*served` brought up to date.
+  bool FetchIfNewer(uint64_t* served, std::string* cert, std::string* key,
+                    std::string* client_ca) const;
+
+ private:
+  struct Set {
+    std::string cert, key, client_ca, description;
+  };
+  explicit ReloadableTls(TlsFiles files) : files_(std::move(files)) {}
+  [[nodiscard]] absl::StatusOr<Set> Read() const;
+
+  const TlsFiles files_;
+  mutable absl::Mutex mu_;
+  Set current_ ABSL_GUARDED_BY(mu_);
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+};
 
 // The identity in a verified peer certificate (rule above); nullopt when the call did not
 // come over TLS with a client certificate or the certificate names no identity.
