@@ -117,7 +117,9 @@ class StreamPrefix final : public rocksdb::SliceTransform {
  public:
   const char* Name() const override { return "casework.StreamPrefix"; }
   rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
-    return rocksdb::Slice(key.data(), key.size() - 8);
+    // RocksDB also asks for the prefix of keys outside the domain (a damaged key met by
+    // an iterator): never past the key's start.
+    return key.size() < 9 ? key : rocksdb::Slice(key.data(), key.size() - 8);
   }
   bool InDomain(const rocksdb::Slice& key) const override {
     return key.size() >= 10 && key[key.size() - 9] == format::kSeparator;

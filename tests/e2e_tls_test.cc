@@ -126,6 +126,7 @@ TEST_F(TlsTest, AKeyThatIsNotTheCertificatesIsRefusedAtStart) {
                                                 .not_before_seconds = -2 * 86400,
                                                 .not_after_seconds = -86400},
                                                ca_);
+  WriteFile(Path("nul.pem"), expired.certificate + std::string(1, '\0'));
   WriteFile(Path("expired.pem"), expired.certificate);
   WriteFile(Path("expired.key"), expired.key);
   WriteFile(Path("garbage.pem"),
@@ -139,7 +140,8 @@ TEST_F(TlsTest, AKeyThatIsNotTheCertificatesIsRefusedAtStart) {
            {Path("garbage.pem"), Path("server.key"), Path("ca.pem"),
             "holds no readable certificate"},
            {Path("server.pem"), Path("server.key"), Path("garbage.pem"), "client CA file"},
-           {Path("expired.pem"), Path("expired.key"), Path("ca.pem"), "expired on"}}) {
+           {Path("expired.pem"), Path("expired.key"), Path("ca.pem"), "expired on"},
+           {Path("server.pem"), Path("server.key"), Path("nul.pem"), "holds a NUL byte"}}) {
     SCOPED_TRACE(c.says);
     const std::string out = Path("start.out");
     const std::string command = std::string(CASEWORKD_PATH) + " --listen 127.0.0.1:0" +

@@ -36,6 +36,11 @@ absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
   if (text.size() > static_cast<size_t>(kPemFileBytesMax)) {
     return absl::InvalidArgumentError(absl::StrCat("the ", what, " file ", path, " is over 1 MiB"));
   }
+  if (text.find('\0') != std::string::npos) {
+    // gRPC takes the text as a C string: it would see only what comes before.
+    return absl::InvalidArgumentError(
+        absl::StrCat("the ", what, " file ", path, " holds a NUL byte; it is not PEM text"));
+  }
   if (text.find("-----BEGIN ") == std::string::npos) {
     return absl::InvalidArgumentError(
         absl::StrCat("the ", what, " file ", path, " holds no PEM block"));

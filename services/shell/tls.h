@@ -46,7 +46,8 @@ class ReloadableTls : public std::enable_shared_from_this<ReloadableTls> {
   // Reads and checks the same paths again; on success the next handshakes use the new set.
   [[nodiscard]] absl::Status Reload();
 
-  // Credentials for one listening port (each port takes its own first set from here).
+  // Credentials for one listening port: give each port its own (each takes its first set
+  // from its own fetcher; a second port on the same credentials would find nothing new).
   [[nodiscard]] std::shared_ptr<grpc::ServerCredentials> Credentials();
 
   // The set in use, for the log: the server certificate's subject and validity, the
