@@ -603,6 +603,7 @@ int main(int argc, char** argv) {
   // Declared before the log: the log's listeners (below) report into it from the log's
   // threads until the log is closed, on every return.
   casework::shell::Metrics metrics;
+  if (tls_set != nullptr) metrics.RecordTlsCertificate(tls_set->NotAfterUnixSeconds());
   auto log = casework::store::RocksEventLog::Open(log_options);
   if (!log.ok()) {
     spdlog::error("cannot open the event log in {}: {}", log_options.path, log.status().ToString());
@@ -829,7 +830,10 @@ int main(int argc, char** argv) {
     if (sig == SIGHUP) {
       if (tls_set != nullptr) {
         // The same paths read again, checked whole before anything changes.
-        if (absl::Status reloaded = tls_set->Reload(); reloaded.ok()) {
+        absl::Status reloaded = tls_set->Reload();
+        metrics.RecordTlsReload(reloaded.ok());
+        if (reloaded.ok()) {
+          metrics.RecordTlsCertificate(tls_set->NotAfterUnixSeconds());
           spdlog::info("reloaded mutual TLS for new connections: {}", tls_set->Describe());
         } else {
           spdlog::error("mutual TLS not reloaded, keeping the certificates in use: {}",

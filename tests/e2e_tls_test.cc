@@ -15,12 +15,14 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "clients/client.h"
 #include "gtest/gtest.h"
+#include "httplib.h"
 #include "tests/server_process.h"
 #include "tests/test_certs.h"
 
@@ -107,6 +109,26 @@ class TlsTest : public ::testing::Test {
     v1::Case resp;
     auto ctx = c.NewContext();
     return c.cases().GetCase(ctx.get(), req, &resp);
+  }
+
+  // The metrics text of the running server (plain HTTP; its port is in its log).
+  std::string MetricsText() {
+    std::smatch m;
+    const std::string log = server_->log();
+    if (!std::regex_search(log, m,
+                           std::regex("metrics on http://127\\.0\\.0\\.1:([0-9]+)/metrics"))) {
+      return "";
+    }
+    httplib::Client http("127.0.0.1", std::stoi(m[1]));
+    http.set_connection_timeout(5);
+    auto res = http.Get("/metrics");
+    return res && res->status == 200 ? res->body : "";
+  }
+
+  // The value of a metric line `name` (with its labels) in `text`; -1 when absent.
+  static int64_t Metric(const std::string& text, const std::string& name) {
+    const size_t at = text.find("\n" + name + " ");
+    return at == std::string::npos ? -1 : std::stoll(text.substr(at + name.size() + 2));
   }
 
   TempDir dir_;
@@ -257,6 +279,11 @@ TEST_F(TlsTest, SighupReloadsTheCertificatesForNewConnections) {
   const Pem client = casework::testing::Issue(lister, ca_);
   auto before = With("before", client);
   ASSERT_EQ(Get(*before).error_code(), grpc::StatusCode::NOT_FOUND);  // reached a handler
+  // The certificate's end of validity is a metric (issued for a day).
+  const std::string expiry = "casework_tls_certificate_expiry_timestamp_seconds";
+  std::string metrics = MetricsText();
+  EXPECT_NEAR(static_cast<double>(Metric(metrics, expiry)), NowSeconds() + 86400.0, 120) << metrics;
+  EXPECT_EQ(Metric(metrics, "casework_tls_reloads_total{outcome=\"refused\"}"), 0) << metrics;
 
   auto count = [&](const std::string& text) {
     const std::string log = server_->log();
@@ -279,7 +306,9 @@ TEST_F(TlsTest, SighupReloadsTheCertificatesForNewConnections) {
                                .dns_names = {"localhost"},
                                .ip_names = {"127.0.0.1"},
                                .server = true};
-  const Pem server2 = casework::testing::Issue(server, ca2);
+  CertificateSpec server_for_a_year = server;
+  server_for_a_year.not_after_seconds = 365 * 86400;
+  const Pem server2 = casework::testing::Issue(server_for_a_year, ca2);
   const Pem client2 = casework::testing::Issue(lister, ca2);
   CertificateSpec expired_spec = server;
   expired_spec.not_before_seconds = -2 * 86400;
@@ -321,6 +350,11 @@ TEST_F(TlsTest, SighupReloadsTheCertificatesForNewConnections) {
   EXPECT_EQ(Get(*old_client).error_code(), grpc::StatusCode::UNAVAILABLE);
   // The connection opened before the reload is still served.
   EXPECT_EQ(Get(*before).error_code(), grpc::StatusCode::NOT_FOUND);
+  metrics = MetricsText();
+  EXPECT_NEAR(static_cast<double>(Metric(metrics, expiry)), NowSeconds() + 365 * 86400.0, 120)
+      << metrics;
+  EXPECT_EQ(Metric(metrics, "casework_tls_reloads_total{outcome=\"refused\"}"), 3) << metrics;
+  EXPECT_EQ(Metric(metrics, "casework_tls_reloads_total{outcome=\"applied\"}"), 1) << metrics;
 }
 
 TEST(TlsFlags, TheServerRefusesToStartWithoutAnExplicitTransport) {

@@ -243,6 +243,25 @@ std::string Metrics::Render() const {
                     "casework_checkpoint_file_current ",
                     checkpoint_file_current_.load(std::memory_order_relaxed), "\n");
   }
+  if (const int64_t not_after = tls_not_after_.load(std::memory_order_relaxed); not_after != 0) {
+    absl::StrAppend(
+        &out,
+        "# HELP casework_tls_certificate_expiry_timestamp_seconds When the server certificate "
+        "that new connections get stops being valid (Unix time): renew it and send SIGHUP "
+        "before then.\n"
+        "# TYPE casework_tls_certificate_expiry_timestamp_seconds gauge\n"
+        "casework_tls_certificate_expiry_timestamp_seconds ",
+        not_after,
+        "\n"
+        "# HELP casework_tls_reloads_total Certificate reloads on SIGHUP: applied, or refused "
+        "(the set in use kept; the server log says why).\n"
+        "# TYPE casework_tls_reloads_total counter\n"
+        "casework_tls_reloads_total{outcome=\"applied\"} ",
+        tls_reloads_applied_.load(std::memory_order_relaxed),
+        "\n"
+        "casework_tls_reloads_total{outcome=\"refused\"} ",
+        tls_reloads_refused_.load(std::memory_order_relaxed), "\n");
+  }
   out +=
       "# HELP casework_refused_attempts_total Refused attempts (identity, permission, "
       "signature), by reason.\n"

@@ -67,6 +67,15 @@ class Metrics {
   void RecordCheckpointFile(bool written) {
     checkpoint_file_current_.store(written ? 1 : 0, std::memory_order_relaxed);
   }
+  // Records the end of validity (Unix seconds) of the server certificate that new
+  // connections get; rendered only once one is recorded (mutual TLS).
+  void RecordTlsCertificate(int64_t not_after_unix_seconds) {
+    tls_not_after_.store(not_after_unix_seconds, std::memory_order_relaxed);
+  }
+  // Counts a certificate reload on SIGHUP: applied, or refused (the old set kept).
+  void RecordTlsReload(bool applied) {
+    (applied ? tls_reloads_applied_ : tls_reloads_refused_).fetch_add(1, std::memory_order_relaxed);
+  }
   // Counts a refused attempt (reason: e.g. "PERMISSION_DENIED", "IDENTITY_UNKNOWN").
   void RecordRefusal(const std::string& reason);
   // The event log's memory by part (name, bytes), read at each scrape on the metrics
@@ -97,6 +106,9 @@ class Metrics {
   std::atomic<int> write_mode_{0};
   std::atomic<int64_t> disk_full_count_{0};
   std::atomic<int> checkpoint_file_current_{1};
+  std::atomic<int64_t> tls_not_after_{0};  // 0: no TLS
+  std::atomic<int64_t> tls_reloads_applied_{0};
+  std::atomic<int64_t> tls_reloads_refused_{0};
 };
 
 // A server interceptor factory that times every RPC and counts it by status code.

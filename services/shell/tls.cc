@@ -86,7 +86,8 @@ std::string Utc(const ASN1_TIME* time) {
 // certificate; and a server certificate outside its validity, which every client would
 // refuse. Returns the set's description for the log.
 absl::StatusOr<std::string> CheckSet(const std::string& cert_pem, const std::string& key_pem,
-                                     const std::string& ca_pem, const TlsFiles& files) {
+                                     const std::string& ca_pem, const TlsFiles& files,
+                                     int64_t* not_after_unix) {
   auto cert_bio = Bio(cert_pem);
   std::unique_ptr<X509, X509Free> cert(
       cert_bio ? PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr) : nullptr);
@@ -128,6 +129,8 @@ absl::StatusOr<std::string> CheckSet(const std::string& cert_pem, const std::str
     return absl::InvalidArgumentError(
         absl::StrCat("the client CA file ", files.client_ca, " holds no readable certificate"));
   }
+  std::tm tm{};
+  *not_after_unix = ASN1_TIME_to_tm(not_after, &tm) == 1 ? static_cast<int64_t>(timegm(&tm)) : 0;
   return absl::StrCat("server certificate ", Subject(cert.get()), " valid until ", Utc(not_after),
                       ", client certificates issued by ", Subject(ca.get()));
 }
@@ -204,12 +207,14 @@ absl::StatusOr<ReloadableTls::Set> ReloadableTls::Read() const {
   if (!key.ok()) return key.status();
   auto ca = ReadPem(files_.client_ca, "client CA");
   if (!ca.ok()) return ca.status();
-  auto description = CheckSet(*cert, *key, *ca, files_);
+  int64_t not_after = 0;
+  auto description = CheckSet(*cert, *key, *ca, files_, &not_after);
   if (!description.ok()) return description.status();
   return Set{.cert = *std::move(cert),
              .key = *std::move(key),
              .client_ca = *std::move(ca),
-             .description = *std::move(description)};
+             .description = *std::move(description),
+             .not_after = not_after};
 }
 
 absl::Status ReloadableTls::Reload() {
@@ -235,6 +240,11 @@ std::shared_ptr<grpc::ServerCredentials> ReloadableTls::Credentials() {
 std::string ReloadableTls::Describe() const {
   absl::MutexLock lock(&mu_);
   return current_.description;
+}
+
+int64_t ReloadableTls::NotAfterUnixSeconds() const {
+  absl::MutexLock lock(&mu_);
+  return current_.not_after;
 }
 
 bool ReloadableTls::FetchIfNewer(uint64_t* served, std::string* cert, std::string* key,

@@ -54,6 +54,9 @@ class ReloadableTls : public std::enable_shared_from_this<ReloadableTls> {
   // client CA's subject.
   [[nodiscard]] std::string Describe() const;
 
+  // When the server certificate in use stops being valid, in Unix seconds.
+  [[nodiscard]] int64_t NotAfterUnixSeconds() const;
+
   // For the fetcher of one port's credentials: a new set when `*served` (the generation
   // that port's handshakes use) is behind, and `*served` brought up to date.
   bool FetchIfNewer(uint64_t* served, std::string* cert, std::string* key,
@@ -62,6 +65,7 @@ class ReloadableTls : public std::enable_shared_from_this<ReloadableTls> {
  private:
   struct Set {
     std::string cert, key, client_ca, description;
+    int64_t not_after = 0;  // Unix seconds
   };
   explicit ReloadableTls(TlsFiles files) : files_(std::move(files)) {}
   [[nodiscard]] absl::StatusOr<Set> Read() const;
