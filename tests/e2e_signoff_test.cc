@@ -601,6 +601,8 @@ TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) 
       std::string::npos)
       << metrics;
   EXPECT_EQ(metrics.find("x.Y"), std::string::npos);
+  // A plaintext server has no certificate to report.
+  EXPECT_EQ(metrics.find("casework_tls_"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("casework_refused_attempts_total{reason=\"SIGNATURE_INVALID\"} 6"),
             std::string::npos)
       << metrics;
