@@ -19,29 +19,10 @@ std::string HumanCount(double n) {
   return buf;
 }
 
-Progress::Progress(bool enabled, std::string label)
-    : enabled_(enabled && isatty(STDOUT_FILENO) == 1 && isatty(STDERR_FILENO) == 1),
-      label_(std::move(label)),
-      start_(std::chrono::steady_clock::now()),
-      phase_start_(start_) {}
-
-Progress::~Progress() { Finish(); }
-
-void Progress::Update(int64_t done, int64_t total, const std::string& phase) {
-  if (!enabled_) return;
-  const auto now = std::chrono::steady_clock::now();
-  if (phase != phase_) {
-    phase_ = phase;
-    phase_start_ = now;
-    phase_start_done_ = done;
-  }
-  if (drawn_ && now - last_draw_ < std::chrono::milliseconds(100) && done < total) return;
-  last_draw_ = now;
-  drawn_ = true;
-  const double seconds = std::chrono::duration<double>(now - phase_start_).count();
-  const double rate = seconds > 0 ? static_cast<double>(done - phase_start_done_) / seconds : 0;
-  std::string line = label_;
-  if (!phase_.empty()) line += " " + phase_;
+std::string ProgressLine(const std::string& label, const std::string& phase, int64_t done,
+                         int64_t total, double rate) {
+  std::string line = label;
+  if (!phase.empty()) line += " " + phase;
   if (total > 0) {
     constexpr int kWidth = 30;
     // Clamped: a server's figures are not trusted to stay in range.
@@ -64,6 +45,31 @@ void Progress::Update(int64_t done, int64_t total, const std::string& phase) {
                   static_cast<long long>(left % 60));
     line += eta;
   }
+  return line;
+}
+
+Progress::Progress(bool enabled, std::string label)
+    : enabled_(enabled && isatty(STDOUT_FILENO) == 1 && isatty(STDERR_FILENO) == 1),
+      label_(std::move(label)),
+      start_(std::chrono::steady_clock::now()),
+      phase_start_(start_) {}
+
+Progress::~Progress() { Finish(); }
+
+void Progress::Update(int64_t done, int64_t total, const std::string& phase) {
+  if (!enabled_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (phase != phase_) {
+    phase_ = phase;
+    phase_start_ = now;
+    phase_start_done_ = done;
+  }
+  if (drawn_ && now - last_draw_ < std::chrono::milliseconds(100) && done < total) return;
+  last_draw_ = now;
+  drawn_ = true;
+  const double seconds = std::chrono::duration<double>(now - phase_start_).count();
+  const double rate = seconds > 0 ? static_cast<double>(done - phase_start_done_) / seconds : 0;
+  const std::string line = ProgressLine(label_, phase_, done, total, rate);
   std::fprintf(stderr, "\r\033[K%s", line.c_str());
   std::fflush(stderr);
 }

@@ -35,4 +35,11 @@ class Progress {
 // "1.2M", "350k", "999".
 [[nodiscard]] std::string HumanCount(double n);
 
+// One line of the bar: `label`, `phase`, then with a `total` (> 0) a 30-wide bar, the
+// percentage and done/total, the rate, and the time left while `done` < `total` and the
+// rate is positive. The figures come from a server and are not trusted to stay in range:
+// the bar and the percentage are clamped to 0-100%.
+[[nodiscard]] std::string ProgressLine(const std::string& label, const std::string& phase,
+                                       int64_t done, int64_t total, double rate);
+
 }  // namespace casework::client
