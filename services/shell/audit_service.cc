@@ -1,7 +1,5 @@
 #include "services/shell/audit_service.h"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <map>
 #include <thread>
@@ -15,6 +13,7 @@
 #include "services/shell/command_processor.h"
 #include "services/shell/event_view.h"
 #include "services/shell/status_mapping.h"
+#include "services/shell/trim.h"
 #include "services/workflow/decider.h"
 #include "spdlog/spdlog.h"
 #include "store/checkpoint.h"
@@ -274,9 +273,7 @@ bool AuditServiceImpl::StartJob(std::function<void()> job) {
   }
   std::thread([this, job = std::move(job)] {
     job();
-    // A fold over the whole log frees a few hundred MiB in this thread's malloc arena,
-    // which the next job, on another thread and arena, would not reuse: hand it back.
-    malloc_trim(0);
+    ReturnFreedMemory();
     absl::MutexLock lock(&jobs_mu_);
     --jobs_running_;
   }).detach();

@@ -1,6 +1,5 @@
 #include "services/shell/oversight_service.h"
 
-#include <malloc.h>
 #include <openssl/evp.h>
 
 #include <algorithm>
@@ -18,6 +17,7 @@
 #include "services/oversight/sample.h"
 #include "services/shell/projections.h"
 #include "services/shell/status_mapping.h"
+#include "services/shell/trim.h"
 #include "services/workflow/decider.h"
 #include "services/workflow/limits.h"
 #include "services/workflow/names.h"
@@ -227,9 +227,7 @@ bool OversightServiceImpl::StartJob(std::function<void()> job) {
   }
   std::thread([this, job = std::move(job)] {
     job();
-    // A fold over the whole log frees a few hundred MiB in this thread's malloc arena,
-    // which the next job, on another thread and arena, would not reuse: hand it back.
-    malloc_trim(0);
+    ReturnFreedMemory();
     absl::MutexLock lock(&jobs_mu_);
     --jobs_running_;
   }).detach();
