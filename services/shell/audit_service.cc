@@ -2,18 +2,17 @@
 
 #include <algorithm>
 #include <map>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "services/oversight/oversight.h"
 #include "services/shell/command_processor.h"
 #include "services/shell/event_view.h"
 #include "services/shell/status_mapping.h"
-#include "services/shell/trim.h"
 #include "services/workflow/decider.h"
 #include "spdlog/spdlog.h"
 #include "store/checkpoint.h"
@@ -236,7 +235,11 @@ grpc::Status CutOf(const v1::AsOf& as_of, int64_t size, Cut* cut) {
 
 AuditServiceImpl::AuditServiceImpl(store::RocksEventLog* log, const Authenticator* auth,
                                    DeepVerifyOptions deep, AuditOptions options)
-    : log_(log), auth_(auth), deep_(std::move(deep)), options_(std::move(options)) {}
+    : log_(log),
+      auth_(auth),
+      deep_(std::move(deep)),
+      options_(std::move(options)),
+      jobs_(options_.jobs_max) {}
 
 CaseStates::Loader AuditServiceImpl::StreamLoader() const {
   return [log = log_, chunk = options_.read_chunk_events](
@@ -257,27 +260,6 @@ CaseStates::Loader AuditServiceImpl::StreamLoader() const {
     }
     return all;
   };
-}
-
-AuditServiceImpl::~AuditServiceImpl() {
-  absl::MutexLock lock(&jobs_mu_);
-  jobs_mu_.Await(absl::Condition(
-      +[](int* running) { return *running == 0; }, &jobs_running_));
-}
-
-bool AuditServiceImpl::StartJob(std::function<void()> job) {
-  {
-    absl::MutexLock lock(&jobs_mu_);
-    if (jobs_running_ >= options_.jobs_max) return false;
-    ++jobs_running_;
-  }
-  std::thread([this, job = std::move(job)] {
-    job();
-    ReturnFreedMemory();
-    absl::MutexLock lock(&jobs_mu_);
-    --jobs_running_;
-  }).detach();
-  return true;
 }
 
 grpc::ServerUnaryReactor* AuditServiceImpl::GetCheckpoint(grpc::CallbackServerContext* ctx,
@@ -492,7 +474,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
     return Finish(ctx, refused);
   }
   auto* reactor = ctx->DefaultReactor();
-  const bool started = StartJob([this, reactor, resp, root, cut, ctx] {
+  const bool started = jobs_.Start([this, reactor, resp, root, cut, ctx] {
     // Fold every case through Evolve up to the cut.
     CaseStates cases(options_.fold_state_bytes_max, StreamLoader());
     v1::Event event;  // reused: parsing into it keeps its allocations
@@ -641,7 +623,7 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
       JobWriter<v1::VerifyLogResponse>::Create(ctx, absl::Milliseconds(options_.write_stall_ms));
   const bool deep = req->deep();
   const SignedHead signed_head = *head;
-  const bool started = StartJob([this, writer, from, to, deep, signed_head] {
+  const bool started = jobs_.Start([this, writer, from, to, deep, signed_head] {
     const int64_t chunk = options_.verify_progress_positions;
     const absl::Time started_at = absl::Now();
     v1::VerifyLogResponse progress;
@@ -788,7 +770,7 @@ grpc::ServerWriteReactor<v1::ExportLogResponse>* AuditServiceImpl::ExportLog(
   auto writer =
       JobWriter<v1::ExportLogResponse>::Create(ctx, absl::Milliseconds(options_.write_stall_ms));
   const SignedHead signed_head = *head;
-  const bool started = StartJob([this, writer, from, to, signed_head] {
+  const bool started = jobs_.Start([this, writer, from, to, signed_head] {
     store::ExportHeader header{.origin = signed_head.checkpoint.origin,
                                .from = from,
                                .to = to,

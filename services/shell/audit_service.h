@@ -23,10 +23,10 @@
 #include <memory>
 #include <string>
 
-#include "absl/synchronization/mutex.h"
 #include "casework/v1/audit_service.grpc.pb.h"
 #include "services/shell/auth.h"
 #include "services/shell/deep_verify.h"
+#include "services/shell/jobs.h"
 #include "store/rocks_event_log.h"
 
 namespace casework::shell {
@@ -56,7 +56,7 @@ class AuditServiceImpl final : public casework::v1::AuditService::CallbackServic
   AuditServiceImpl(store::RocksEventLog* log, const Authenticator* auth, DeepVerifyOptions deep,
                    AuditOptions options = {});
   // Waits for running jobs (call after the server stopped; jobs see their calls cancelled).
-  ~AuditServiceImpl() override;
+  ~AuditServiceImpl() override = default;
 
   grpc::ServerUnaryReactor* GetCheckpoint(grpc::CallbackServerContext* ctx,
                                           const casework::v1::GetCheckpointRequest* req,
@@ -81,16 +81,14 @@ class AuditServiceImpl final : public casework::v1::AuditService::CallbackServic
  private:
   // Reads events 1..through of a stream from the log, for the folds' CaseStates.
   [[nodiscard]] CaseStates::Loader StreamLoader() const;
-  // Runs `job` on a new thread unless jobs_max are running (then false).
-  bool StartJob(std::function<void()> job);
 
   store::RocksEventLog* log_;
   const Authenticator* auth_;
   const DeepVerifyOptions deep_;
   const AuditOptions options_;
 
-  absl::Mutex jobs_mu_;
-  int jobs_running_ ABSL_GUARDED_BY(jobs_mu_) = 0;
+  // Last: destroyed first, it waits for the jobs, which use the members above.
+  JobRunner jobs_;
 };
 
 }  // namespace casework::shell

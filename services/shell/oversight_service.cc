@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <map>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -17,7 +16,6 @@
 #include "services/oversight/sample.h"
 #include "services/shell/projections.h"
 #include "services/shell/status_mapping.h"
-#include "services/shell/trim.h"
 #include "services/workflow/decider.h"
 #include "services/workflow/limits.h"
 #include "services/workflow/names.h"
@@ -211,28 +209,8 @@ OversightServiceImpl::OversightServiceImpl(store::RocksEventLog* log, const Auth
       auth_(auth),
       policy_(std::move(policy)),
       clock_(std::move(clock)),
-      options_(options) {}
-
-OversightServiceImpl::~OversightServiceImpl() {
-  absl::MutexLock lock(&jobs_mu_);
-  jobs_mu_.Await(absl::Condition(
-      +[](int* running) { return *running == 0; }, &jobs_running_));
-}
-
-bool OversightServiceImpl::StartJob(std::function<void()> job) {
-  {
-    absl::MutexLock lock(&jobs_mu_);
-    if (jobs_running_ >= options_.jobs_max) return false;
-    ++jobs_running_;
-  }
-  std::thread([this, job = std::move(job)] {
-    job();
-    ReturnFreedMemory();
-    absl::MutexLock lock(&jobs_mu_);
-    --jobs_running_;
-  }).detach();
-  return true;
-}
+      options_(options),
+      jobs_(options_.jobs_max) {}
 
 absl::Status OversightServiceImpl::Fold(grpc::CallbackServerContext* ctx, int64_t cut_micros,
                                         int64_t size_max, oversight::Ledger* ledger) {
@@ -293,7 +271,7 @@ grpc::ServerUnaryReactor* OversightServiceImpl::GetCountyReport(
                      "period_start_time 晚于 as_of_time"));
   }
   auto* reactor = ctx->DefaultReactor();
-  const bool started = StartJob([this, reactor, ctx, resp, scope, cut = *cut, start = *start] {
+  const bool started = jobs_.Start([this, reactor, ctx, resp, scope, cut = *cut, start = *start] {
     oversight::Ledger ledger;
     if (auto s = Fold(ctx, cut, -1, &ledger); !s.ok()) {
       reactor->Finish(FromStoreStatus(s));
@@ -323,7 +301,7 @@ grpc::ServerUnaryReactor* OversightServiceImpl::ListFlags(grpc::CallbackServerCo
   auto cut = CutOf(req->has_as_of_time() ? &req->as_of_time() : nullptr, clock_());
   if (!cut.ok()) return Finish(ctx, TimeInvalid("as_of_time"));
   auto* reactor = ctx->DefaultReactor();
-  const bool started = StartJob([this, reactor, ctx, resp, scope, cut = *cut] {
+  const bool started = jobs_.Start([this, reactor, ctx, resp, scope, cut = *cut] {
     oversight::Ledger ledger;
     if (auto s = Fold(ctx, cut, -1, &ledger); !s.ok()) {
       reactor->Finish(FromStoreStatus(s));
@@ -366,7 +344,7 @@ grpc::ServerUnaryReactor* OversightServiceImpl::GetAccountabilityReport(
   }
   auto* reactor = ctx->DefaultReactor();
   const bool started =
-      StartJob([this, reactor, ctx, resp, county = req->county(), start = *start, end = *end] {
+      jobs_.Start([this, reactor, ctx, resp, county = req->county(), start = *start, end = *end] {
         oversight::Ledger ledger;
         if (auto s = Fold(ctx, end - 1, -1, &ledger); !s.ok()) {
           reactor->Finish(FromStoreStatus(s));
@@ -513,7 +491,7 @@ grpc::ServerUnaryReactor* OversightServiceImpl::ImportRegistry(grpc::CallbackSer
     return Finish(ctx, RequestIdInvalid(req->request_id()));
   }
   auto* reactor = ctx->DefaultReactor();
-  const bool started = StartJob([this, reactor, caller, req = *req, resp]() mutable {
+  const bool started = jobs_.Start([this, reactor, caller, req = *req, resp]() mutable {
     Import(reactor, std::move(caller), std::move(req), resp);
   });
   if (!started) reactor->Finish(Busy());
@@ -744,7 +722,7 @@ grpc::ServerUnaryReactor* OversightServiceImpl::DrawInspectionSample(
                           workflow::Cat("抽取数量须为 1 至 ", oversight::kSampleSizeMax)));
   }
   auto* reactor = ctx->DefaultReactor();
-  const bool started = StartJob([this, reactor, ctx, caller, req = *req, resp]() mutable {
+  const bool started = jobs_.Start([this, reactor, ctx, caller, req = *req, resp]() mutable {
     Draw(reactor, ctx, std::move(caller), std::move(req), resp);
   });
   if (!started) reactor->Finish(Busy());

@@ -19,11 +19,11 @@
 #include <optional>
 #include <string>
 
-#include "absl/synchronization/mutex.h"
 #include "casework/v1/oversight_service.grpc.pb.h"
 #include "services/oversight/oversight.h"
 #include "services/shell/auth.h"
 #include "services/shell/command_processor.h"
+#include "services/shell/jobs.h"
 #include "store/rocks_event_log.h"
 
 namespace casework::shell {
@@ -40,7 +40,7 @@ class OversightServiceImpl final : public casework::v1::OversightService::Callba
   OversightServiceImpl(store::RocksEventLog* log, const Authenticator* auth,
                        workflow::Policy policy, Clock clock, OversightOptions options = {});
   // Waits for running jobs (call after the server stopped).
-  ~OversightServiceImpl() override;
+  ~OversightServiceImpl() override = default;
 
   grpc::ServerUnaryReactor* ImportRegistry(grpc::CallbackServerContext* ctx,
                                            const casework::v1::ImportRegistryRequest* req,
@@ -65,8 +65,6 @@ class OversightServiceImpl final : public casework::v1::OversightService::Callba
       casework::v1::GetAccountabilityReportResponse* resp) override;
 
  private:
-  // Runs `job` on a new thread unless jobs_max are running (then false).
-  bool StartJob(std::function<void()> job);
   // Folds the log into `ledger`: every event with time <= cut_micros (and, when
   // `size_max` >= 0, position < size_max). Stops early when the call is cancelled.
   absl::Status Fold(grpc::CallbackServerContext* ctx, int64_t cut_micros, int64_t size_max,
@@ -91,8 +89,8 @@ class OversightServiceImpl final : public casework::v1::OversightService::Callba
   const workflow::Policy policy_;
   Clock clock_;
   const OversightOptions options_;
-  absl::Mutex jobs_mu_;
-  int jobs_running_ ABSL_GUARDED_BY(jobs_mu_) = 0;
+  // Last: destroyed first, it waits for the jobs, which use the members above.
+  JobRunner jobs_;
 };
 
 }  // namespace casework::shell
