@@ -5,7 +5,6 @@
 // when its request differs, never with its own decision, which was not appended.
 #include "services/shell/command_processor.h"
 
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "services/shell/projections.h"
+#include "services/shell/stepped_log_testing.h"
 #include "services/workflow/workflow_testing.h"
 #include "store/rocks_event_log.h"
 #include "store/testing/temp_dir.h"
@@ -194,59 +194,11 @@ TEST_F(Retries, AnOrganisationIsListedOnce) {
   EXPECT_TRUE(moved.Wait().ok());
 }
 
-// The log, read through: after a FindRequest, `after_find_request` (when set) runs once.
-// Lets a test put another call's commit exactly between a command's reads.
-class SteppedLog final : public store::EventLog {
- public:
-  explicit SteppedLog(store::EventLog* log) : log_(log) {}
-
-  std::function<void()> after_find_request;
-
-  void AppendAsync(store::AppendRequest request, AppendCallback done) override {
-    log_->AppendAsync(std::move(request), std::move(done));
-  }
-  store::ReadToken TakeReadToken() const override { return log_->TakeReadToken(); }
-  absl::StatusOr<int64_t> StreamVersion(std::string_view stream) override {
-    return log_->StreamVersion(stream);
-  }
-  absl::StatusOr<std::vector<store::StoredEvent>> ReadStream(std::string_view stream,
-                                                             int64_t from_version,
-                                                             size_t limit) override {
-    return log_->ReadStream(stream, from_version, limit);
-  }
-  absl::StatusOr<std::vector<store::StoredEvent>> ReadRange(int64_t from_position,
-                                                            size_t limit) override {
-    return log_->ReadRange(from_position, limit);
-  }
-  int64_t Size() const override { return log_->Size(); }
-  absl::StatusOr<std::optional<std::string>> GetProjection(std::string_view table,
-                                                           std::string_view key) override {
-    return log_->GetProjection(table, key);
-  }
-  absl::Status ScanProjection(
-      std::string_view table, std::string_view start_key, size_t limit,
-      const std::function<bool(std::string_view key, std::string_view value)>& visit) override {
-    return log_->ScanProjection(table, start_key, limit, visit);
-  }
-  absl::StatusOr<std::optional<store::AppendResult>> FindRequest(
-      std::string_view stream, std::string_view request_id) override {
-    auto found = log_->FindRequest(stream, request_id);
-    if (auto step = std::exchange(after_find_request, nullptr)) step();
-    return found;
-  }
-  void SetCommitListener(std::function<void(int64_t size)> listener) override {
-    log_->SetCommitListener(std::move(listener));
-  }
-
- private:
-  store::EventLog* log_;
-};
-
 // A retry whose first attempt becomes durable while the retry reads (after its request-id
 // lookup found nothing) is answered with the first answer: not refused as stale, nor
 // decided again on the state the first attempt left.
 TEST_F(Retries, AFirstAttemptThatLandsWhileItsRetryReadsIsFound) {
-  SteppedLog stepped(log_.get());
+  testing::SteppedLog stepped(log_.get());
   CommandProcessor retrying(&stepped, workflow::Policy{}, [this] { return now_ += kHourMicros; });
   const v1::Command review = workflow::testing::ReviewListing(1);
   Answer a;
