@@ -354,9 +354,15 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
       // The same request id reached the log first in another call, which was not yet
       // durable when this one looked it up: this decision was not appended. Answer as a
       // retry: the first request's answer, or REQUEST_ID_REUSED when it was another request.
-      // The first append is durable by now (in this batch or an earlier one).
+      // The first append is durable by now (in this batch or an earlier one). Its answer
+      // is read from the case's history, which must not hold up the log's commit thread,
+      // where this runs.
       response->Clear();
-      AnswerRetry(actor_id, case_id, *result, fingerprint, response, std::move(done));
+      racing_retries_.Post([this, actor_id = std::move(actor_id), case_id = std::move(case_id),
+                            first = *std::move(result), fingerprint = std::move(fingerprint),
+                            response, done = std::move(done)]() mutable {
+        AnswerRetry(actor_id, case_id, first, fingerprint, response, std::move(done));
+      });
       return;
     }
     for (int i = 0; i < response->events_size(); ++i) {

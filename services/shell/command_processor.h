@@ -17,6 +17,7 @@
 #include "casework/v1/command.pb.h"
 #include "grpcpp/support/status.h"
 #include "services/shell/approver_keys.h"
+#include "services/shell/serial_worker.h"
 #include "services/workflow/decider.h"
 #include "store/event_log.h"
 
@@ -94,6 +95,10 @@ class CommandProcessor {
   absl::Mutex organisations_mu_;
   absl::flat_hash_map<std::string, std::pair<std::string, int>> organisations_in_flight_
       ABSL_GUARDED_BY(organisations_mu_);
+  // The answers of retries that raced their first attempt, which read the case's history:
+  // off the log's commit thread, where the log finds such a retry. Last: destroyed first,
+  // it answers what is queued while the members above are alive.
+  SerialWorker racing_retries_;
 };
 
 // "cases/{case_id}" -> case_id; empty when the name is malformed.

@@ -49,6 +49,11 @@ struct Answer {
     mu.Await(absl::Condition(&done));
     return status;
   }
+  // True when answered within `timeout`.
+  bool WaitFor(absl::Duration timeout) {
+    absl::MutexLock lock(&mu);
+    return mu.AwaitWithTimeout(absl::Condition(&done), timeout);
+  }
 };
 
 class Retries : public ::testing::Test {
@@ -220,6 +225,49 @@ TEST_F(Retries, AFirstAttemptThatLandsWhileItsRetryReadsIsFound) {
             a.response.events(0).event().SerializeAsString());
   EXPECT_EQ(b.response.case_().version(), 2);
   EXPECT_EQ(log_->Size(), 2);
+}
+
+// A retry that raced its first attempt is answered from the case's history, which is read
+// off the log's commit thread (where the log finds the race): while that read is held up,
+// another case's command is written and answered.
+TEST_F(Retries, ARacingRetrysHistoryIsReadOffTheCommitThread) {
+  v1::Command create_other = workflow::testing::CreateCase(kStartMicros, "c2");
+  create_other.mutable_create_case()->mutable_organisation()->set_jurisdiction(
+      "city/east/hill/another");
+  create_other.mutable_create_case()->set_request_id("r-c2");
+  Answer other_created;
+  processor_->Execute(cast_.lister, "c2", create_other, &other_created.response,
+                      other_created.Callback());
+  ASSERT_TRUE(other_created.Wait().ok());
+
+  testing::SteppedLog stepped(log_.get());
+  CommandProcessor racing(&stepped, workflow::Policy{}, [this] { return now_ += kHourMicros; });
+  Answer other;  // outlives the step, which waits for it a bounded time
+  bool other_answered_meanwhile = false;
+  v1::Command review_other = workflow::testing::ReviewListing(1);
+  review_other.mutable_review_listing()->set_name("cases/c2");
+  stepped.after_read_stream = [&] {
+    processor_->Execute(cast_.reviewer, "c2", review_other, &other.response, other.Callback());
+    // On the commit thread, this command could not be written before the step returns.
+    other_answered_meanwhile = other.WaitFor(absl::Seconds(5));
+  };
+  const v1::Command review = workflow::testing::ReviewListing(1);
+  Answer a;
+  Answer b;
+  log_->PauseCommitsForTesting(true);
+  racing.Execute(cast_.reviewer, kCaseId, review, &a.response, a.Callback());
+  racing.Execute(cast_.reviewer, kCaseId, review, &b.response, b.Callback());
+  log_->PauseCommitsForTesting(false);
+  ASSERT_TRUE(a.Wait().ok());
+  const grpc::Status retried = b.Wait();
+  ASSERT_TRUE(retried.ok()) << retried.error_message();
+  EXPECT_TRUE(b.response.replayed());
+  EXPECT_EQ(b.response.events(0).position(), a.response.events(0).position());
+  EXPECT_EQ(stepped.after_read_stream, nullptr) << "the retry did not read the case's history";
+  EXPECT_TRUE(other_answered_meanwhile)
+      << "another command waited for the racing retry's history read";
+  const grpc::Status other_status = other.Wait();
+  EXPECT_TRUE(other_status.ok()) << other_status.error_message();
 }
 
 // A retry's first answer is read in pages when the case holds more events than the log

@@ -43,45 +43,13 @@ bool WantsReceipt(const Command& command) {
   return false;
 }
 
-ReceiptIssuer::ReceiptIssuer(store::RocksEventLog* log, size_t queue_max)
-    : log_(log), queue_max_(queue_max), thread_([this] { Loop(); }) {}
-
-ReceiptIssuer::~ReceiptIssuer() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-  }
-  thread_.join();
-}
-
 void ReceiptIssuer::Issue(int64_t position, casework::v1::Receipt* receipt, Done done) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (!stopping_ && queue_.size() < queue_max_) {
-      queue_.push_back(Job{position, receipt, std::move(done)});
-      return;
-    }
-  }
-  Run(Job{position, receipt, std::move(done)});
+  worker_.Post([this, position, receipt, done = std::move(done)]() mutable {
+    Run(position, receipt, std::move(done));
+  });
 }
 
-void ReceiptIssuer::Loop() {
-  for (;;) {
-    std::deque<Job> jobs;
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](ReceiptIssuer* self)
-               ABSL_NO_THREAD_SAFETY_ANALYSIS { return self->stopping_ || !self->queue_.empty(); },
-          this));
-      if (queue_.empty()) return;  // stopping, nothing left
-      jobs.swap(queue_);
-    }
-    for (Job& job : jobs) Run(std::move(job));
-  }
-}
-
-void ReceiptIssuer::Run(Job job) {
+void ReceiptIssuer::Run(int64_t position, casework::v1::Receipt* receipt, Done done) {
   // The head is published before the append's callback runs, so it covers `position`.
   auto note = log_->SignedCheckpoint();
   absl::StatusOr<store::Note> parsed =
@@ -90,28 +58,28 @@ void ReceiptIssuer::Run(Job job) {
       parsed.ok() ? store::ParseCheckpoint(parsed->text)
                   : absl::StatusOr<store::Checkpoint>(parsed.status());
   if (!checkpoint.ok()) {
-    std::move(job.done)(FromStoreStatus(checkpoint.status()));
+    std::move(done)(FromStoreStatus(checkpoint.status()));
     return;
   }
-  auto proof = log_->InclusionProof(job.position, checkpoint->size);
+  auto proof = log_->InclusionProof(position, checkpoint->size);
   if (!proof.ok()) {
-    std::move(job.done)(FromStoreStatus(proof.status()));
+    std::move(done)(FromStoreStatus(proof.status()));
     return;
   }
-  auto event = log_->ReadRange(job.position, 1);
+  auto event = log_->ReadRange(position, 1);
   if (!event.ok() || event->size() != 1) {
-    std::move(job.done)(FromStoreStatus(
+    std::move(done)(FromStoreStatus(
         event.ok() ? absl::DataLossError("the receipt's event is missing") : event.status()));
     return;
   }
-  job.receipt->set_leaf_hash(event->front().leaf_hash.data(), event->front().leaf_hash.size());
-  job.receipt->set_checkpoint(*note);
-  job.receipt->set_leaf_index(job.position);
-  job.receipt->set_tree_size(checkpoint->size);
+  receipt->set_leaf_hash(event->front().leaf_hash.data(), event->front().leaf_hash.size());
+  receipt->set_checkpoint(*note);
+  receipt->set_leaf_index(position);
+  receipt->set_tree_size(checkpoint->size);
   for (const store::Hash& h : *proof) {
-    job.receipt->add_inclusion_proof(reinterpret_cast<const char*>(h.data()), h.size());
+    receipt->add_inclusion_proof(reinterpret_cast<const char*>(h.data()), h.size());
   }
-  std::move(job.done)(grpc::Status::OK);
+  std::move(done)(grpc::Status::OK);
 }
 
 }  // namespace casework::shell

@@ -7,14 +7,12 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
-#include <thread>
 
 #include "absl/functional/any_invocable.h"
-#include "absl/synchronization/mutex.h"
 #include "casework/v1/case_service.pb.h"
 #include "casework/v1/command.pb.h"
 #include "grpcpp/support/status.h"
+#include "services/shell/serial_worker.h"
 #include "store/rocks_event_log.h"
 
 namespace casework::shell {
@@ -26,9 +24,10 @@ class ReceiptIssuer {
  public:
   using Done = absl::AnyInvocable<void(grpc::Status) &&>;
 
-  explicit ReceiptIssuer(store::RocksEventLog* log, size_t queue_max = 4096);
+  explicit ReceiptIssuer(store::RocksEventLog* log, size_t queue_max = 4096)
+      : log_(log), worker_(queue_max) {}
   // Issues what is queued, then stops.
-  ~ReceiptIssuer();
+  ~ReceiptIssuer() = default;
 
   // Fills `receipt` for the committed event at `position` under the latest signed
   // checkpoint, then runs `done` (OK, or the store's error). `receipt` must stay alive
@@ -36,20 +35,10 @@ class ReceiptIssuer {
   void Issue(int64_t position, casework::v1::Receipt* receipt, Done done);
 
  private:
-  struct Job {
-    int64_t position;
-    casework::v1::Receipt* receipt;
-    Done done;
-  };
-  void Run(Job job);
-  void Loop();
+  void Run(int64_t position, casework::v1::Receipt* receipt, Done done);
 
   store::RocksEventLog* log_;
-  const size_t queue_max_;
-  absl::Mutex mu_;
-  std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  SerialWorker worker_;  // last: destroyed first, it runs what is queued with log_ alive
 };
 
 }  // namespace casework::shell

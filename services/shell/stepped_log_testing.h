@@ -13,15 +13,16 @@
 
 namespace casework::shell::testing {
 
-// The log, read through: after a FindRequest, `after_find_request` (when set) runs once,
-// and after a GetProjection, `after_get_projection` (when set) runs once. Lets a test put
-// another call's commit exactly between two reads of one call.
+// The log, read through: after a FindRequest, a GetProjection or a ReadStream, the step
+// set for it (when set) runs once. Lets a test put another call's commit exactly between
+// two reads of one call, or hold a read up.
 class SteppedLog final : public store::EventLog {
  public:
   explicit SteppedLog(store::EventLog* log) : log_(log) {}
 
   std::function<void()> after_find_request;
   std::function<void()> after_get_projection;
+  std::function<void()> after_read_stream;
 
   void AppendAsync(store::AppendRequest request, AppendCallback done) override {
     log_->AppendAsync(std::move(request), std::move(done));
@@ -33,7 +34,9 @@ class SteppedLog final : public store::EventLog {
   absl::StatusOr<std::vector<store::StoredEvent>> ReadStream(std::string_view stream,
                                                              int64_t from_version,
                                                              size_t limit) override {
-    return log_->ReadStream(stream, from_version, limit);
+    auto events = log_->ReadStream(stream, from_version, limit);
+    if (auto step = std::exchange(after_read_stream, nullptr)) step();
+    return events;
   }
   absl::StatusOr<std::vector<store::StoredEvent>> ReadRange(int64_t from_position,
                                                             size_t limit) override {

@@ -1,5 +1,7 @@
 // JobRunner: at most `max` jobs at once, a place freed when its job ends, and a runner that
 // outlives its jobs (its destructor waits for them, after their captures are gone).
+// SerialWorker: tasks in order on a thread other than the poster's, on the poster's thread
+// beyond the queue's bound, and every task run by the time it is destroyed.
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -9,6 +11,7 @@
 
 #include "gtest/gtest.h"
 #include "services/shell/jobs.h"
+#include "services/shell/serial_worker.h"
 
 namespace casework::shell {
 namespace {
@@ -107,6 +110,41 @@ TEST(JobRunner, ManyShortJobsFromManyThreadsNeverExceedTheBound) {
   ASSERT_TRUE(Eventually([&] { return runner.Running() == 0; }));
   EXPECT_LE(most, kMax);
   EXPECT_GT(ran, 0);
+}
+
+TEST(SerialWorker, RunsTasksInOrderOffThePostersThread) {
+  std::vector<int> order;
+  std::vector<std::thread::id> threads;
+  {
+    SerialWorker worker;
+    for (int i = 0; i < 100; ++i) {
+      worker.Post([&order, &threads, i] {
+        order.push_back(i);  // one thread at a time: no lock needed
+        threads.push_back(std::this_thread::get_id());
+      });
+    }
+  }  // runs what is queued
+  ASSERT_EQ(order.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(order[i], i);
+  for (const std::thread::id& id : threads) EXPECT_NE(id, std::this_thread::get_id());
+}
+
+TEST(SerialWorker, BeyondItsBoundATaskRunsOnThePostersThread) {
+  SerialWorker worker(/*queue_max=*/1);
+  Gate release;
+  Gate running;
+  worker.Post([&] {
+    running.Open();
+    release.Wait();
+  });
+  running.Wait();  // taken off the queue: one place free again
+  std::promise<std::thread::id> queued_on;
+  worker.Post([&] { queued_on.set_value(std::this_thread::get_id()); });
+  std::thread::id inline_on;
+  worker.Post([&] { inline_on = std::this_thread::get_id(); });
+  EXPECT_EQ(inline_on, std::this_thread::get_id()) << "a full queue did not run the task inline";
+  release.Open();
+  EXPECT_NE(queued_on.get_future().get(), std::this_thread::get_id());
 }
 
 }  // namespace
