@@ -888,6 +888,11 @@ int main(int argc, char** argv) {
   // The metrics server outlives the log: it must stop asking the log for its memory first
   // (a scrape holds the metrics' lock while it asks).
   metrics.SetLogMemorySource(nullptr);
+  // Answers handed off the log's commit thread (racing retries, then receipts, which a
+  // retry's answer may ask for): none is left once every call has finished, but they
+  // read the log, so they are stopped before it closes.
+  processor.Stop();
+  receipts.Stop();
   log->reset();
   spdlog::info("stopped");
   return exit_code;

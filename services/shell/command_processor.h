@@ -2,7 +2,9 @@
 //
 // Execute never blocks on the disk: it reads the case's projection (a RocksDB point
 // read), runs the pure core, and hands the events to the log's commit thread; `done`
-// runs there once the batch holding them is durable, or at once on a refusal.
+// runs there once the batch holding them is durable, or at once on a refusal. Two
+// answers run on a worker thread instead (they read or sign, which must not hold up the
+// commit thread): a retry that the log found racing its first attempt, and a receipt.
 #pragma once
 
 #include <functional>
@@ -64,6 +66,10 @@ class CommandProcessor {
   // (tests of other commands) no signature verifies and every sign-off is refused.
   void set_approver_keys(const ApproverKeys* keys) { keys_ = keys; }
 
+  // Answers the racing retries still queued (above), then runs any later one on its
+  // caller. Call before the log closes; the destructor does it too.
+  void Stop() { racing_retries_.Stop(); }
+
   [[nodiscard]] const workflow::Policy& policy() const { return policy_; }
   [[nodiscard]] store::EventLog* log() const { return log_; }
 
@@ -96,8 +102,10 @@ class CommandProcessor {
   absl::flat_hash_map<std::string, std::pair<std::string, int>> organisations_in_flight_
       ABSL_GUARDED_BY(organisations_mu_);
   // The answers of retries that raced their first attempt, which read the case's history:
-  // off the log's commit thread, where the log finds such a retry. Last: destroyed first,
-  // it answers what is queued while the members above are alive.
+  // off the log's commit thread, where the log finds such a retry. One after another, so
+  // a long history delays the racing retries behind it. Last: destroyed first, it
+  // answers what is queued while the members above are alive; the log must still be
+  // open then (Stop, before the log closes).
   SerialWorker racing_retries_;
 };
 

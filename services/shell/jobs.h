@@ -2,29 +2,16 @@
 // on threads of their own, at most a fixed number at once.
 #pragma once
 
-#include <malloc.h>
-
 #include <condition_variable>
 #include <functional>
 #include <mutex>
-#include <system_error>
 #include <thread>
 #include <utility>
 
 namespace casework::shell {
 
-// glibc's malloc_trim(0): a fold over the whole log frees a few hundred MiB in its
-// thread's malloc arena, which the next job, on another thread and arena, would not reuse.
-// Not under AddressSanitizer: its allocator replaces glibc's, whose arenas are then first
-// set up by malloc_trim itself, and glibc marks them set up before it fills them in, so a
-// second thread trimming at that moment walks empty bins (a crash in mtrim, seen in the
-// test build with two jobs ending at once). Without the sanitizer the first malloc at
-// start-up sets them up.
-inline void ReturnFreedMemory() {
-#if !defined(__SANITIZE_ADDRESS__)  // as the project's other sanitizer checks
-  malloc_trim(0);
-#endif
-}
+// Hands the memory a finished job freed back to the system (jobs.cc).
+void ReturnFreedMemory();
 
 // Runs each job on a new thread, at most `max` at once. A job's captures are released
 // before its place is, and the destructor waits until every job has ended, so a service
@@ -61,7 +48,7 @@ class JobRunner {
         --running_;
         ended_.notify_all();  // under the lock: the waiter cannot return before this
       }).detach();
-    } catch (const std::system_error&) {
+    } catch (...) {  // std::system_error, or std::bad_alloc: nothing left counted
       std::lock_guard<std::mutex> lock(mu_);
       --running_;
       ended_.notify_all();
@@ -71,14 +58,14 @@ class JobRunner {
   }
 
   // Jobs started and not yet ended.
-  int Running() {
+  [[nodiscard]] int Running() const {
     std::lock_guard<std::mutex> lock(mu_);
     return running_;
   }
 
  private:
   const int max_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable ended_;
   int running_ = 0;  // guarded by mu_
 };

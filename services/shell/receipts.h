@@ -34,11 +34,15 @@ class ReceiptIssuer {
   // until then.
   void Issue(int64_t position, casework::v1::Receipt* receipt, Done done);
 
+  // Issues what is queued, then issues any later receipt on its caller's thread. Call
+  // before the log closes; the destructor does it too.
+  void Stop() { worker_.Stop(); }
+
  private:
   void Run(int64_t position, casework::v1::Receipt* receipt, Done done);
 
   store::RocksEventLog* log_;
-  SerialWorker worker_;  // last: destroyed first, it runs what is queued with log_ alive
+  SerialWorker worker_;  // last: destroyed first; the log must still be open (Stop)
 };
 
 }  // namespace casework::shell

@@ -1,29 +1,39 @@
 #include "services/shell/serial_worker.h"
 
+#include <exception>
 #include <utility>
 
 namespace casework::shell {
 
-SerialWorker::~SerialWorker() {
+void SerialWorker::Stop() {
+  absl::MutexLock stop(&stop_mu_);
   bool started = false;
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     started = started_;
   }
-  if (started) thread_.join();
+  if (started && thread_.joinable()) thread_.join();
 }
 
 void SerialWorker::Post(Task task) {
   {
     absl::MutexLock lock(&mu_);
     if (!stopping_ && queue_.size() < queue_max_) {
-      if (!started_) {
-        thread_ = std::thread([this] { Loop(); });
-        started_ = true;
+      bool running = started_;
+      if (!running) {
+        try {
+          thread_ = std::thread([this] { Loop(); });
+          started_ = running = true;
+        } catch (...) {
+          // No thread (resources exhausted): this task runs on its caller, and the next
+          // Post tries again.
+        }
       }
-      queue_.push_back(std::move(task));
-      return;
+      if (running) {
+        queue_.push_back(std::move(task));
+        return;
+      }
     }
   }
   std::move(task)();

@@ -15,7 +15,9 @@ namespace casework::shell::testing {
 
 // The log, read through: after a FindRequest, a GetProjection or a ReadStream, the step
 // set for it (when set) runs once. Lets a test put another call's commit exactly between
-// two reads of one call, or hold a read up.
+// two reads of one call, or hold a read up. Set a step before the calls that may run it
+// (steps are not guarded). PositionOf is the EventLog's default, which reads through
+// ReadStream and so runs its step.
 class SteppedLog final : public store::EventLog {
  public:
   explicit SteppedLog(store::EventLog* log) : log_(log) {}
