@@ -608,16 +608,19 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
   const int64_t from = req->from_position();
   if (from < 0) return new Refuse(Negative("from_position", from));
   if (to < 0) return new Refuse(Negative("to_position", to));
-  if (to > log_->Size() || from > to) {
-    const bool from_wrong = from > to && to <= log_->Size();
-    return new Refuse(
-        OutOfRange(from_wrong ? "from_position" : "to_position",
-                   absl::StrCat("cannot verify [", from, ", ", to,
-                                "): need 0 <= from_position <= "
-                                "to_position <= ",
-                                log_->Size()),
-                   absl::StrCat("无法校验 [", from, ", ", to,
-                                ")：须满足 0 <= from_position <= to_position <= ", log_->Size())));
+  // Up to the signed checkpoint: the events of an unfinished 16-event block are checked
+  // against its root, as no stored subtree covers them yet.
+  const int64_t signed_size = head->checkpoint.size;
+  if (to > signed_size || from > to) {
+    const bool from_wrong = from > to && to <= signed_size;
+    return new Refuse(OutOfRange(from_wrong ? "from_position" : "to_position",
+                                 absl::StrCat("cannot verify [", from, ", ", to,
+                                              "): need 0 <= from_position <= "
+                                              "to_position <= ",
+                                              signed_size, " (the latest signed checkpoint)"),
+                                 absl::StrCat("无法校验 [", from, ", ", to,
+                                              ")：须满足 0 <= from_position <= to_position <= ",
+                                              signed_size, "（最新签名检查点）")));
   }
   auto writer =
       JobWriter<v1::VerifyLogResponse>::Create(ctx, absl::Milliseconds(options_.write_stall_ms));
@@ -651,12 +654,18 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
       writer->Write(last);
       writer->Done(grpc::Status::OK);
     };
-    // Pass 1: leaf hashes and stored subtrees, in chunks for progress.
+    // Pass 1: leaf hashes and stored subtrees, in chunks for progress. A stored subtree
+    // of 16 events needs all of them: the range is read on to the end of the block that
+    // holds its last event, when the log holds that whole block; otherwise that block is
+    // the log's last, unfinished one, checked against the signed checkpoint below.
+    constexpr int64_t kBlock = int64_t{1} << store::format::kStoredLevelMin;
+    const int64_t tree_to =
+        to == from ? to : std::min(log_->Size(), (to + kBlock - 1) / kBlock * kBlock);
     progress.set_phase("tree");
     for (int64_t a = from; a < to;) {
       if (writer->cancelled()) return writer->Done(grpc::Status::CANCELLED);
       const int64_t b = std::min(to, (a / chunk + 1) * chunk);
-      auto report = log_->Verify(a, b);
+      auto report = log_->Verify(a, b == to ? std::max(b, tree_to) : b);
       if (!report.ok()) {
         if (report.status().code() == absl::StatusCode::kDataLoss) {
           return verdict(a, std::string(report.status().message()));
@@ -669,6 +678,27 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
       progress.set_checked(b - from);
       if (!writer->Write(progress)) return writer->Done(grpc::Status::CANCELLED);
       a = b;
+    }
+    if (tree_to % kBlock != 0) {
+      // The range ends in the log's unfinished last block (the log held no more when it
+      // was read; it ends at or after the signed size, which is at least `to`): its events
+      // are checked against the signed checkpoint's root, which covers them.
+      const int64_t tail = (to - 1) / kBlock * kBlock;
+      auto root = log_->RootAt(signed_head.checkpoint.size);
+      if (!root.ok()) {
+        if (root.status().code() == absl::StatusCode::kDataLoss) {
+          return verdict(tail, std::string(root.status().message()));
+        }
+        return writer->Done(FromStoreStatus(root.status()));
+      }
+      if (*root != signed_head.checkpoint.root) {
+        return verdict(tail,
+                       absl::StrCat("the events from ", tail, " to ", signed_head.checkpoint.size,
+                                    " (no stored subtree covers them yet) do not hash to "
+                                    "the signed checkpoint of size ",
+                                    signed_head.checkpoint.size,
+                                    ", or the stored subtrees before them were rewritten"));
+      }
     }
     // Pass 2 (from 0): the root recomputed from every event against the signed root, and
     // (deep) the rules re-run over every command.
@@ -687,7 +717,16 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
       if (writer->cancelled()) return writer->Done(grpc::Status::CANCELLED);
       auto events = log_->ReadRange(position, static_cast<size_t>(std::min<int64_t>(
                                                   to - position, options_.read_chunk_events)));
+      if (!events.ok() && events.status().code() != absl::StatusCode::kDataLoss) {
+        return writer->Done(FromStoreStatus(events.status()));  // not a verdict on the log
+      }
       if (!events.ok() || events->empty()) {
+        // Missing or malformed: name the block, as pass 1 does.
+        auto located =
+            log_->Verify(position, std::min<int64_t>(to, position + options_.read_chunk_events));
+        if (located.ok() && located->first_mismatch.has_value()) {
+          return verdict(located->first_mismatch, located->detail);
+        }
         return verdict(
             position, events.ok() ? "the log ended early" : std::string(events.status().message()));
       }
@@ -718,7 +757,7 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
       if (whole.ok() && whole->first_mismatch.has_value()) {
         return verdict(whole->first_mismatch, whole->detail);
       }
-      return verdict(to / 16 * 16,
+      return verdict((to - 1) / kBlock * kBlock,
                      absl::StrCat("the root recomputed from the ", to, " events differs from the ",
                                   signed_size ? "signed checkpoint" : "stored tree",
                                   " although every stored subtree matches: the change is at or "

@@ -2,7 +2,8 @@
 // one backup at a time (BACKUP_RUNNING), at most `jobs_max` oversight jobs at once
 // (OVERSIGHT_JOBS_BUSY, shared by every kind of report and the inspection draw), and the
 // cases one ledger replay may hold (LEDGER_TOO_LARGE, counted within the jurisdiction
-// asked for). Each refusal says what to do, and a job that ends frees its place.
+// asked for). Each refusal says what to do, and a job that ends frees its place. Also the
+// verification of a range that ends in the log's unfinished last block, on a live log.
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -357,6 +358,34 @@ TEST_F(JobsTest, AStreamWhoseClientStopsReadingFreesItsJob) {
   while (reader->Read(&message)) received += message.data().size();
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
   EXPECT_LT(received, 4'000'000u);
+}
+
+// The three cases are the log's unfinished first block of 16 events, which no stored
+// subtree covers: a verification of [0, 2) checks them against the signed checkpoint's
+// root, and so finds event 1 damaged behind the running log's back.
+TEST_F(JobsTest, ARangeInTheUnfinishedLastBlockIsCheckedAgainstTheSignedRoot) {
+  const auto verify = [this](int64_t from, int64_t to) {
+    auto ctx = Context("auditor");
+    v1::VerifyLogRequest req;
+    req.set_from_position(from);
+    req.set_to_position(to);
+    auto stream = v1::AuditService::NewStub(channel_)->VerifyLog(ctx.get(), req);
+    v1::VerifyLogResponse message;
+    v1::VerifyLogResponse last;
+    while (stream->Read(&message)) last = message;
+    const grpc::Status status = stream->Finish();
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_TRUE(last.done());
+    return last;
+  };
+  EXPECT_TRUE(verify(0, 2).ok());
+  ASSERT_TRUE(log_->DamageEventForTesting(1).ok());
+  for (const auto& [from, to] : {std::pair<int64_t, int64_t>{0, 2}, {1, 2}, {0, 3}}) {
+    const v1::VerifyLogResponse verdict = verify(from, to);
+    EXPECT_FALSE(verdict.ok()) << "[" << from << ", " << to << ")";
+    EXPECT_EQ(verdict.first_bad_position(), 0) << verdict.problem();
+    EXPECT_NE(verdict.problem().find("signed checkpoint"), std::string::npos) << verdict.problem();
+  }
 }
 
 }  // namespace
