@@ -349,6 +349,9 @@ class RocksEventLog::Impl {
   const NoteVerifier& verifier() const { return signer_->verifier(); }
   bool has_signer() const { return signer_.has_value(); }
   const std::string& anchor_problem() const { return anchor_problem_; }
+  absl::Status MarkProjectionsStale() {
+    return RecordProjectionLayout(kProjectionLayoutRebuilding);
+  }
 
   // Backups (RocksEventLog::Backup, StopBackups).
   bool backups_stopped() const { return backups_stopped_.load(std::memory_order_acquire); }
@@ -2276,9 +2279,16 @@ absl::Status RestoreAndVerify(rocksdb::BackupEngine& engine, const std::string& 
   restored.checkpoint_path = target + ".checkpoint";
   absl::Status status = WriteFileDurably(restored.checkpoint_path, *checkpoint_text);
   if (status.ok()) {
-    absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(restored);
+    // Checked as opened for inspection: a log opened to serve would sign its head (events
+    // past the checkpoint included) with the server key before the checks below refuse it.
+    RocksEventLog::Options inspect = restored;
+    inspect.inspect_only = true;
+    absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(inspect);
     if (!log.ok()) {
       status = log.status();
+    } else if (const std::string problem = (*log)->AnchorProblem(); !problem.empty()) {
+      status = absl::DataLossError(absl::StrCat(
+          "backup ", id, " in ", dir, " does not match its signed checkpoint: ", problem));
     } else if ((*log)->Size() != covered->size) {
       status = absl::DataLossError(
           absl::StrCat("backup ", id, " in ", dir, " holds ", (*log)->Size(),
@@ -2292,6 +2302,13 @@ absl::Status RestoreAndVerify(rocksdb::BackupEngine& engine, const std::string& 
         status = absl::DataLossError(
             absl::StrCat("backup ", id, " in ", dir, " does not verify: ", report->detail));
       }
+    }
+    if (log.ok()) log->reset();
+    if (status.ok()) {
+      // Verified: its projections (case rows, approver keys, ...) are rebuilt from its
+      // events before it is served, whatever the backup held for them.
+      absl::StatusOr<std::unique_ptr<RocksEventLog>> opened = RocksEventLog::Open(restored);
+      status = opened.ok() ? (*opened)->MarkProjectionsStale() : opened.status();
     }
   }
   if (!status.ok()) {
@@ -2435,6 +2452,7 @@ absl::StatusOr<std::string> RocksEventLog::SignedCheckpoint() { return impl_->Si
 const NoteVerifier& RocksEventLog::CheckpointVerifier() const { return impl_->verifier(); }
 bool RocksEventLog::HasCheckpointKey() const { return impl_->has_signer(); }
 std::string RocksEventLog::AnchorProblem() const { return impl_->anchor_problem(); }
+absl::Status RocksEventLog::MarkProjectionsStale() { return impl_->MarkProjectionsStale(); }
 absl::Status RocksEventLog::WriteCheckpointFile() { return impl_->WriteCheckpointFile(); }
 absl::StatusOr<RocksEventLog::VerifyReport> RocksEventLog::Verify(int64_t from, int64_t to) {
   return impl_->Verify(from, to);

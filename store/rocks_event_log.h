@@ -267,6 +267,10 @@ class RocksEventLog final : public EventLog {
   // kProjectionLayoutRebuilding while a rebuild runs or after one was cut short.
   uint32_t ProjectionLayout() const;
   static constexpr uint32_t kProjectionLayoutRebuilding = 0xFFFFFFFF;
+  // Records kProjectionLayoutRebuilding (synced), so that the owner rebuilds the
+  // projections from the events before serving. Restore does this: a backup's
+  // projections are not covered by its signed checkpoint, its events are.
+  absl::Status MarkProjectionsStale();
   // Visits every projection entry as stored (key = table 0x00 key), in key order.
   absl::Status ScanAllProjections(
       const std::function<void(std::string_view key, std::string_view value)>& visit);
@@ -288,7 +292,10 @@ class RocksEventLog final : public EventLog {
   // exist, nor its checkpoint file), refusing (kDataLoss, nothing left at options.path)
   // a backup whose tree does not verify or has not exactly its checkpoint's size and
   // root. The server key (options.signing_key_path, else `<path>.key`) must exist.
-  // Installs the checkpoint file, then the log, and syncs their directories.
+  // Installs the checkpoint file, then the log, and syncs their directories. The checks
+  // run on the log opened for inspection (nothing is signed or written before they pass);
+  // the restored projections are then marked stale (MarkProjectionsStale), so that they
+  // are rebuilt from the verified events before the log is served.
   // `backup_id` 0 takes the newest backup with its checkpoint beside it (one without was
   // cut short or failed); `restored_id` (if set) receives the backup restored. DATA_LOSS
   // when the backup does not verify; other codes when the restore itself failed.

@@ -528,6 +528,9 @@ TEST(RocksEventLogBackup, BackupVerifiesAndRestores) {
   auto log = MustOpen(restored);
   EXPECT_EQ(log->Size(), backed_up);
   EXPECT_EQ(log->Head().root, root);
+  // Its projections are not covered by the checkpoint: marked to be rebuilt from the
+  // verified events before the log is served.
+  EXPECT_EQ(log->ProjectionLayout(), RocksEventLog::kProjectionLayoutRebuilding);
   EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backups"), restored),
               StatusIs(absl::StatusCode::kFailedPrecondition));  // target exists
 }
