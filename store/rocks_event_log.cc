@@ -2541,6 +2541,10 @@ absl::StatusOr<uint32_t> RocksEventLog::BackupWith(rocksdb::BackupEngine& engine
     options.create_if_missing = false;
     options.checkpoint_path = scratch + ".checkpoint";  // none: nothing to check against yet
     options.start_without_anchor = true;                // it is verified in full below
+    // Opened for inspection: it writes nothing, and so signs no head with the server key
+    // (a log opened to serve signs its own periodically and on close); the one head
+    // signed is the live log's signature below, once the copy verified.
+    options.inspect_only = true;
     options.signing_key_path = impl_->key_path();
     options.checkpoint_origin = impl_->origin();
     status = [&]() -> absl::Status {

@@ -486,12 +486,28 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateBackup(
     backup_running_ = true;
   }
   auto* reactor = ctx->DefaultReactor();
-  std::thread([this, reactor, resp] {
-    const absl::Status status = backup_(resp);
-    reactor->Finish(status.ok() ? grpc::Status::OK : FromStoreStatus(status));
-    absl::MutexLock lock(&mu_);
-    backup_running_ = false;
-  }).detach();
+  try {
+    std::thread([this, reactor, resp] {
+      const absl::Status status = backup_(resp);
+      {
+        // Free before the answer, so that a caller answered may take the next backup at
+        // once. Nothing of this service is touched after it (the server, and so this
+        // service, cannot stop before the answer).
+        absl::MutexLock lock(&mu_);
+        backup_running_ = false;
+      }
+      reactor->Finish(status.ok() ? grpc::Status::OK : FromStoreStatus(status));
+    }).detach();
+  } catch (...) {  // no thread could be made
+    {
+      absl::MutexLock lock(&mu_);
+      backup_running_ = false;
+    }
+    reactor->Finish(ErrorStatus(grpc::StatusCode::UNAVAILABLE, "BACKUP_NOT_STARTED", "",
+                                "the server could not start the backup's thread (out of "
+                                "resources); retry later",
+                                "服务器无法启动备份线程（资源不足）；请稍后重试"));
+  }
   return reactor;
 }
 

@@ -1,8 +1,8 @@
 // casework.v1.AdminService: approvers' keys are registered and revoked by an
 // administrator, as events on the approver's stream "approvers/{person_id}"
 // (ApproverKeyRegistered, ApproverKeyRevoked) with the key tables (approver_keys.h)
-// written in the same atomic append. CreateBackup is not served by this class yet and
-// answers UNIMPLEMENTED.
+// written in the same atomic append. CreateBackup takes a verified backup (one at a
+// time: BACKUP_RUNNING while one is taken) with the function the server configures.
 //
 // RegisterApproverKey checks, in order (first failure answered):
 //   authenticated                        UNAUTHENTICATED (auth.h)
