@@ -113,6 +113,11 @@ absl::StatusOr<ExportVerdict> VerifyExport(
   }
   h.left_edge = std::move(*left);
   h.consistency_proof = std::move(*proof);
+  if ((h.to == 0 || h.to == h.tree_size) && !h.consistency_proof.empty()) {
+    // One form only: the root is compared directly there, and a proof would go unread.
+    return absl::InvalidArgumentError(
+        "export header: a consistency-proof where to is 0 or tree-size (none belongs there)");
+  }
   if (!ReadExact(in, static_cast<size_t>(checkpoint_length), &h.checkpoint)) {
     return absl::InvalidArgumentError("export: the checkpoint is cut short");
   }

@@ -12,7 +12,8 @@
 //     "left-edge"          base64 of the 32-byte hashes of RangeNodes(0, from), largest
 //                          first, concatenated (empty when from == 0)
 //     "consistency-proof"  base64 of the RFC 9162 consistency proof from `to` to tree-size,
-//                          concatenated (empty when to == tree-size)
+//                          concatenated (empty, and refused otherwise, when to == 0
+//                          or to == tree-size)
 //     "checkpoint-length"  the byte length of the checkpoint that follows the blank line
 //   checkpoint  := the signed note (C2SP tlog-checkpoint) of tree-size
 //   record      := position:uint64be length:uint32be event_record:byte[length]

@@ -380,6 +380,9 @@ def verify_export(f, vkey, progress=None):
     first, end, tree_size = int(header["from"]), int(header["to"]), int(header["tree-size"])
     left = base64.b64decode(header["left-edge"], validate=True)
     proof = base64.b64decode(header["consistency-proof"], validate=True)
+    if proof and end in (0, tree_size):
+        # One form only: the root is compared directly there, and a proof would go unread.
+        raise Malformed("export header: a consistency-proof where to is 0 or tree-size")
     note = read_exact(f, int(header["checkpoint-length"])).decode()
     verdict = {"ok": False, "from": first, "to": end, "records": 0, "sign_offs_checked": 0,
                "draws_checked": 0}
