@@ -626,12 +626,22 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
       JobWriter<v1::VerifyLogResponse>::Create(ctx, absl::Milliseconds(options_.write_stall_ms));
   const bool deep = req->deep();
   const SignedHead signed_head = *head;
-  const bool started = jobs_.Start([this, writer, from, to, deep, signed_head] {
+  // The rules pass's problems name cases, people and keys of any jurisdiction: told in
+  // full to an auditor of the whole city only (as exports are), by position to the others.
+  const bool whole_city = WholeCity(caller.jurisdiction);
+  const bool started = jobs_.Start([this, writer, from, to, deep, signed_head, whole_city] {
     const int64_t chunk = options_.verify_progress_positions;
     const absl::Time started_at = absl::Now();
     v1::VerifyLogResponse progress;
     progress.set_total(to - from);
     std::optional<DeepVerifier> rules;
+    const auto rules_problem = [whole_city](std::string detail) {
+      if (whole_city) return detail;
+      return std::string(
+          "the rules or a sign-off signature do not hold for the event at this position; the "
+          "details name cases and people of any jurisdiction, so an auditor of the whole city "
+          "must run the deep verification to read them");
+    };
     auto verdict = [&](std::optional<int64_t> bad, std::string problem) {
       // For the operator: what a verification cost, and what the deep pass did.
       spdlog::info("verify [{}, {}){}: {} in {:.2f} s{}", from, to, deep ? " deep" : "",
@@ -733,7 +743,9 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
       for (const store::StoredEvent& e : *events) {
         tree.Append(e.leaf_hash);
         if (rules.has_value()) {
-          if (auto problem = rules->Add(e)) return verdict(problem->position, problem->detail);
+          if (auto problem = rules->Add(e)) {
+            return verdict(problem->position, rules_problem(std::move(problem->detail)));
+          }
         }
       }
       const int64_t before = position;
@@ -744,7 +756,9 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
       }
     }
     if (rules.has_value()) {
-      if (auto problem = rules->Finish()) return verdict(problem->position, problem->detail);
+      if (auto problem = rules->Finish()) {
+        return verdict(problem->position, rules_problem(std::move(problem->detail)));
+      }
     }
     auto stored_root = log_->RootAt(to);
     if (!stored_root.ok()) return writer->Done(FromStoreStatus(stored_root.status()));

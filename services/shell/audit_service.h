@@ -7,7 +7,9 @@
 // only to the whole city); ExportLog, which holds every
 // jurisdiction's events, needs an auditor or admin of the whole city (a one-segment
 // jurisdiction); checkpoints, consistency proofs and VerifyLog carry hashes and
-// positions only and serve any auditor. Everything is computed from the log: states
+// positions and serve any auditor (a deep VerifyLog's problem from the rules names cases
+// and people of any jurisdiction: it is told in full to the whole city's auditors only,
+// by position to the others). Everything is computed from the log: states
 // through the core's Evolve, hashes from the stored bytes.
 //
 // Short calls (checkpoint, proofs, one case as of) answer on the gRPC thread. Calls that

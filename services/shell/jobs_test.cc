@@ -35,7 +35,8 @@ namespace v1 = ::casework::v1;
 constexpr char kPrincipals[] = R"({"principals": [
   {"id": "lister", "roles": ["lister"], "jurisdiction": "jiangcheng"},
   {"id": "auditor", "roles": ["auditor"], "jurisdiction": "jiangcheng"},
-  {"id": "admin", "roles": ["admin"], "jurisdiction": "jiangcheng"}
+  {"id": "admin", "roles": ["admin"], "jurisdiction": "jiangcheng"},
+  {"id": "auditor.dongshan", "roles": ["auditor"], "jurisdiction": "jiangcheng/dongshan"}
 ]})";
 
 constexpr int kJobsMax = 2;
@@ -382,6 +383,47 @@ TEST_F(JobsTest, ARangeInTheUnfinishedLastBlockIsCheckedAgainstTheSignedRoot) {
     EXPECT_EQ(verdict.first_bad_position(), 0) << verdict.problem();
     EXPECT_NE(verdict.problem().find("signed checkpoint"), std::string::npos) << verdict.problem();
   }
+}
+
+// A deep verification's problem from the rules names cases and people of any
+// jurisdiction: the whole city's auditor reads it in full, a county's auditor is told the
+// position and who may read it. Here a listing appended behind the rules' back, which
+// names a case other than the stream it is stored on.
+TEST_F(JobsTest, ARulesProblemIsToldInFullToTheWholeCityOnly) {
+  auto first = log_->ReadRange(0, 1);
+  ASSERT_TRUE(first.ok() && first->size() == 1);
+  v1::Event forged;
+  ASSERT_TRUE(forged.ParseFromString(first->front().bytes));
+  forged.set_stream("cases/elsewhere");
+  forged.set_version(1);
+  ASSERT_TRUE(log_->Append({.stream = "cases/forged",
+                            .expected_version = 0,
+                            .events = {forged.SerializeAsString()}})
+                  .ok());
+  const auto deep = [this](const std::string& who) {
+    auto ctx = Context(who);
+    v1::VerifyLogRequest req;
+    req.set_deep(true);
+    auto stream = v1::AuditService::NewStub(channel_)->VerifyLog(ctx.get(), req);
+    v1::VerifyLogResponse message;
+    v1::VerifyLogResponse last;
+    while (stream->Read(&message)) last = message;
+    const grpc::Status status = stream->Finish();
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return last;
+  };
+  const v1::VerifyLogResponse city = deep("auditor");
+  ASSERT_TRUE(city.done());
+  EXPECT_FALSE(city.ok());
+  EXPECT_EQ(city.first_bad_position(), 3);
+  EXPECT_NE(city.problem().find("cases/elsewhere"), std::string::npos) << city.problem();
+  const v1::VerifyLogResponse county = deep("auditor.dongshan");
+  ASSERT_TRUE(county.done());
+  EXPECT_FALSE(county.ok());
+  EXPECT_EQ(county.first_bad_position(), 3);
+  EXPECT_EQ(county.problem().find("cases/"), std::string::npos) << county.problem();
+  EXPECT_NE(county.problem().find("auditor of the whole city"), std::string::npos)
+      << county.problem();
 }
 
 }  // namespace
