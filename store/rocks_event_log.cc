@@ -2268,6 +2268,24 @@ absl::Status RestoreAndVerify(rocksdb::BackupEngine& engine, const std::string& 
   absl::StatusOr<Checkpoint> covered =
       OpenCheckpoint(*checkpoint_text, signer.verifier(), options.checkpoint_origin);
   if (!covered.ok()) {
+    // Signed by another key altogether: the wrong key was put in place, and every backup
+    // would look damaged. Said so, and the backup is not called bad.
+    if (absl::StatusOr<Note> note = ParseNote(*checkpoint_text); note.ok()) {
+      const NoteVerifier& ours = signer.verifier();
+      const bool by_ours = std::any_of(
+          note->signatures.begin(), note->signatures.end(), [&](const NoteSignature& s) {
+            return s.name == ours.name() && s.key_hash == ours.key_hash();
+          });
+      if (!by_ours && !note->signatures.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the checkpoint of backup ", id, " in ", dir, " is signed by key ",
+            note->signatures.front().name, "+", absl::Hex(note->signatures.front().key_hash,
+                                                          absl::kZeroPad8),
+            ", not by the key in ", options.signing_key_path, " (", ours.name(), "+",
+            absl::Hex(ours.key_hash(), absl::kZeroPad8),
+            "): put the signing key of the server the backups came from in place"));
+      }
+    }
     return absl::DataLossError(absl::StrCat(
         "the checkpoint of backup ", id, " in ", dir, " does not verify with the server key ",
         options.signing_key_path, ": ", covered.status().message()));

@@ -751,6 +751,15 @@ TEST(RocksEventLogBackup, RestoreRefusesWithoutTheKeyOrOverAnExistingCheckpoint)
   EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backups"), restored),
               StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_FALSE(std::filesystem::exists(dir.Sub("missing.key")));  // no key made up
+  // Another server's key: not the backup's fault (FAILED_PRECONDITION, not DATA_LOSS),
+  // and the message names both keys.
+  ASSERT_THAT(LoadOrCreateSigningKey(dir.Sub("other.key"), "casework.test/log"), IsOk());
+  restored.signing_key_path = dir.Sub("other.key");
+  absl::Status wrong_key = RocksEventLog::Restore(dir.Sub("backups"), restored);
+  EXPECT_THAT(wrong_key, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_NE(wrong_key.message().find("is signed by key casework.test/log+"), std::string::npos)
+      << wrong_key;
+  EXPECT_FALSE(std::filesystem::exists(restored.path));
   restored = LogOptions(dir, "restored");
   ASSERT_THAT(WriteFileDurably(restored.path + ".checkpoint", "evidence\n"), IsOk());
   EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backups"), restored),
