@@ -2277,13 +2277,13 @@ absl::Status RestoreAndVerify(rocksdb::BackupEngine& engine, const std::string& 
             return s.name == ours.name() && s.key_hash == ours.key_hash();
           });
       if (!by_ours && !note->signatures.empty()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "the checkpoint of backup ", id, " in ", dir, " is signed by key ",
-            note->signatures.front().name, "+", absl::Hex(note->signatures.front().key_hash,
-                                                          absl::kZeroPad8),
-            ", not by the key in ", options.signing_key_path, " (", ours.name(), "+",
-            absl::Hex(ours.key_hash(), absl::kZeroPad8),
-            "): put the signing key of the server the backups came from in place"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("the checkpoint of backup ", id, " in ", dir, " is signed by key ",
+                         note->signatures.front().name, "+",
+                         absl::Hex(note->signatures.front().key_hash, absl::kZeroPad8),
+                         ", not by the key in ", options.signing_key_path, " (", ours.name(), "+",
+                         absl::Hex(ours.key_hash(), absl::kZeroPad8),
+                         "): put the signing key of the server the backups came from in place"));
       }
     }
     return absl::DataLossError(absl::StrCat(
@@ -2510,6 +2510,24 @@ absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir) {
   if (!impl_->SetRunningBackup(engine.get())) {
     return absl::FailedPreconditionError(
         "a backup of this log is already being taken; take one at a time");
+  }
+  // What a backup cut short by a stop of the process left: its scratch copy (a whole
+  // copy of the log) and, without its checkpoint, the backup itself, which no restore
+  // takes. Only one backup of the directory runs at a time (above), so none is in use.
+  {
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(backup_dir, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.rfind("verify-", 0) == 0) std::filesystem::remove_all(entry.path(), ec);
+    }
+    std::vector<rocksdb::BackupInfo> earlier;
+    engine->GetBackupInfo(&earlier);
+    for (const rocksdb::BackupInfo& b : earlier) {
+      if (!std::filesystem::exists(absl::StrCat(backup_dir, "/checkpoint-", b.backup_id), ec) &&
+          !ec) {
+        (void)engine->DeleteBackup(b.backup_id);
+      }
+    }
   }
   std::string scratch;
   absl::StatusOr<uint32_t> id = BackupWith(*engine, backup_dir, &scratch);

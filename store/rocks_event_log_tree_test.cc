@@ -571,6 +571,22 @@ TEST(RocksEventLogBackup, RestoreTakesTheNewestVerifiedBackupOrTheOneNamed) {
   EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backups"), cut, 99),
               StatusIs(absl::StatusCode::kNotFound));
   EXPECT_FALSE(std::filesystem::exists(cut.path));
+
+  // The next backup clears what one cut short left: its scratch copy, and the backup
+  // without its checkpoint, which no restore would take.
+  std::filesystem::create_directories(dir.Sub(absl::StrCat("backups/verify-", ids[2])));
+  ASSERT_THAT(WriteFileDurably(dir.Sub(absl::StrCat("backups/verify-", ids[2], "/000001.sst")),
+                               std::string(1 << 16, 'x')),
+              IsOk());
+  {
+    auto log = MustOpen(options);
+    ASSERT_THAT(log->Backup(dir.Sub("backups")), IsOk());
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub(absl::StrCat("backups/verify-", ids[2]))));
+  EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backups"), cut, ids[2]),
+              StatusIs(absl::StatusCode::kNotFound));
+  RocksEventLog::Options older = LogOptions(dir, "restored-older");
+  EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backups"), older, ids[0]), IsOk());
 }
 
 TEST(RocksEventLogBackup, RestoreRefusesABackupThatDoesNotVerify) {
