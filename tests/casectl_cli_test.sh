@@ -168,6 +168,18 @@ rc=0; ctl --identity zhou.hua proof checkpoint --key not-a-key >/dev/null 2>&1 |
 [[ $rc == 2 ]] || fail "malformed --key: exit $rc, want 2"
 ctl --identity zhou.hua --json proof inclusion --position 5 --size 20 --key "$vkey" >"$work/inc.json"
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["verified_under_checkpoint"] is True and "consistency" in d["verified_via"], d' "$work/inc.json"
+# verify-export names the checkpoint it verified against: the signed root an auditor
+# compares with one kept from elsewhere.
+ctl --identity zhou.hua export --out "$work/whole.export" >/dev/null
+ctl --json verify-export "$work/whole.export" --key "$vkey" >"$work/vexp.json"
+ctl --identity zhou.hua --json proof checkpoint >"$work/cp.json"
+"$py" - "$work/vexp.json" "$work/cp.json" <<'PY' || fail "verify-export: $(cat "$work/vexp.json")"
+import json, sys
+v, c = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert v["ok"] is True and v["origin"], v
+if v["tree_size"] == c["tree_size"]:
+    assert v["root_hash"] == c["root_hash"], (v, c)
+PY
 # verify-export of a file that is not an export: not verified (4), not a usage error.
 head -c 300 /dev/urandom >"$work/garbage.export"
 rc=0; ctl verify-export "$work/garbage.export" --key "$vkey" >/dev/null 2>&1 || rc=$?

@@ -717,10 +717,17 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       *shared->exit_code = kExitNotVerified;
       return;
     }
+    // The checkpoint verified against, to compare with one kept from before (a server that
+    // showed another root for the same size to someone else has forked its log).
+    const std::string root = Hex(store::rfc9162::AsBytes(verdict->checkpoint.root));
     if (*json_mode) {
       json out = {{"ok", verdict->ok},           {"from", verdict->header.from},
                   {"to", verdict->header.to},    {"tree_size", verdict->header.tree_size},
                   {"records", verdict->records}, {"sign_offs_checked", signoffs.checked()}};
+      if (verdict->checkpoint.size == verdict->header.tree_size) {
+        out["origin"] = verdict->checkpoint.origin;
+        out["root_hash"] = root;
+      }
       if (!verdict->ok) {
         out["problem"] = verdict->problem;
         if (verdict->first_bad_position) out["first_bad_position"] = *verdict->first_bad_position;
@@ -730,7 +737,9 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       std::cout << "verified: " << verdict->records << " records [" << verdict->header.from << ", "
                 << verdict->header.to << ") against the checkpoint of size "
                 << verdict->header.tree_size << ", " << signoffs.checked()
-                << " sign-off signatures 校验通过\n";
+                << " sign-off signatures 校验通过\n"
+                << "checkpoint 检查点: " << verdict->checkpoint.origin << ", size 大小 "
+                << verdict->checkpoint.size << ", root 根哈希 " << root << "\n";
     } else {
       std::cout << "NOT VERIFIED"
                 << (verdict->first_bad_position
