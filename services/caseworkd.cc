@@ -434,11 +434,13 @@ int main(int argc, char** argv) {
     // The restored log is checked against checkpoints signed with the server's key, and
     // the server must go on signing with it: the operator puts it in place first.
     restore_options.signing_key_path = restore_options.path + ".key";
-    if (!std::filesystem::exists(restore_options.signing_key_path)) {
+    std::error_code key_error;  // no permission to look: said as missing, not a crash
+    if (!std::filesystem::exists(restore_options.signing_key_path, key_error)) {
       spdlog::error(
           "restore: copy the server's signing key (log.key of the data folder the backups came "
-          "from) to {} first; a restored server must verify and sign with the same key",
-          restore_options.signing_key_path);
+          "from) to {} first; a restored server must verify and sign with the same key{}",
+          restore_options.signing_key_path,
+          key_error ? " (it cannot be looked at: " + key_error.message() + ")" : std::string());
       return 2;
     }
     uint32_t restored_id = 0;
@@ -463,8 +465,10 @@ int main(int argc, char** argv) {
   // Nor does an offline repair of the write-ahead log (store/wal_tail.h).
   if (flags.repair_wal) {
     const std::string path = (std::filesystem::path(flags.data_dir) / "log").string();
-    if (!std::filesystem::is_directory(path)) {
-      spdlog::error("there is no event log in {} to repair (is --data-dir right?)", path);
+    std::error_code dir_error;
+    if (!std::filesystem::is_directory(path, dir_error)) {
+      spdlog::error("there is no event log in {} to repair (is --data-dir right?){}", path,
+                    dir_error ? ": " + dir_error.message() : std::string());
       return 4;
     }
     // Each rewrite is logged as it is made, so that it is known even if a later one fails.
@@ -535,10 +539,11 @@ int main(int argc, char** argv) {
   if (flags.rebuild_projections) {
     // Offline: no transport or principals needed, as for the other offline actions.
     const casework::store::RocksEventLog::Options log_options = ServingLogOptions(flags);
-    if (!std::filesystem::is_directory(log_options.path)) {
+    std::error_code dir_error;
+    if (!std::filesystem::is_directory(log_options.path, dir_error)) {
       spdlog::error(
-          "there is no event log in {} to rebuild the projections of (is --data-dir right?)",
-          flags.data_dir);
+          "there is no event log in {} to rebuild the projections of (is --data-dir right?){}",
+          flags.data_dir, dir_error ? ": " + dir_error.message() : std::string());
       return 4;
     }
     auto log = casework::store::RocksEventLog::Open(log_options);

@@ -2193,6 +2193,17 @@ absl::Status RocksEventLog::Impl::ScanAllProjections(
 
 namespace {
 
+// std::filesystem::exists without its exception: a path that cannot be looked at (no
+// permission, say) is an error naming it, not the end of the process.
+absl::StatusOr<bool> PathExists(const std::string& path) {
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(path, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot look at ", path, ": ", ec.message()));
+  }
+  return exists;
+}
+
 absl::StatusOr<std::unique_ptr<rocksdb::BackupEngine>> OpenBackupEngine(const std::string& dir) {
   rocksdb::BackupEngine* engine = nullptr;
   rocksdb::BackupEngineOptions options(dir);
@@ -2237,7 +2248,9 @@ absl::Status RestoreAndVerify(rocksdb::BackupEngine& engine, const std::string& 
   std::vector<uint32_t> unverified;
   for (auto it = backups.rbegin(); it != backups.rend(); ++it) {
     if (wanted != 0 && it->backup_id != wanted) continue;
-    if (std::filesystem::exists(absl::StrCat(dir, "/checkpoint-", it->backup_id))) {
+    STORE_ASSIGN_OR_RETURN(const bool checked,
+                           PathExists(absl::StrCat(dir, "/checkpoint-", it->backup_id)));
+    if (checked) {
       id = it->backup_id;
       break;
     }
@@ -2646,29 +2659,38 @@ absl::Status RocksEventLog::Restore(const std::string& backup_dir, const Options
                                     uint32_t backup_id, uint32_t* restored_id) {
   uint32_t restored_here = 0;
   if (restored_id == nullptr) restored_id = &restored_here;
-  if (std::filesystem::exists(options.path)) {
+  STORE_ASSIGN_OR_RETURN(const bool target_exists, PathExists(options.path));
+  if (target_exists) {
     return absl::FailedPreconditionError(
         absl::StrCat("restore target ", options.path, " exists; restore into a new directory"));
   }
   const std::string checkpoint_path =
       options.checkpoint_path.empty() ? options.path + ".checkpoint" : options.checkpoint_path;
-  if (std::filesystem::exists(checkpoint_path)) {
+  const std::string staging = options.path + ".restoring";
+  STORE_ASSIGN_OR_RETURN(const bool checkpoint_exists, PathExists(checkpoint_path));
+  if (checkpoint_exists) {
+    STORE_ASSIGN_OR_RETURN(const bool staged, PathExists(staging));
     return absl::FailedPreconditionError(absl::StrCat(
         "the checkpoint file ", checkpoint_path,
         " exists (it is the evidence of what an earlier log held); move it away before "
-        "restoring"));
+        "restoring",
+        staged ? absl::StrCat("; ", staging,
+                              " holds the verified log of a restore that was cut short after "
+                              "it installed that checkpoint: rename it to ",
+                              options.path, " to finish that restore")
+               : std::string()));
   }
   // The key that signed the backup's checkpoint: the server's, beside options.path.
   Options with_key = options;
   if (with_key.signing_key_path.empty()) with_key.signing_key_path = options.path + ".key";
-  if (!std::filesystem::exists(with_key.signing_key_path)) {
+  STORE_ASSIGN_OR_RETURN(const bool key_exists, PathExists(with_key.signing_key_path));
+  if (!key_exists) {
     return absl::FailedPreconditionError(
         absl::StrCat("the server key ", with_key.signing_key_path,
                      " is missing; put back the key that signed the backup's checkpoint"));
   }
   STORE_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngine> engine,
                          OpenBackupEngine(backup_dir));
-  const std::string staging = options.path + ".restoring";
   std::error_code ec;
   std::filesystem::remove_all(staging, ec);
   STORE_RETURN_IF_ERROR(

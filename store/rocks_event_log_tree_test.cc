@@ -781,6 +781,12 @@ TEST(RocksEventLogBackup, RestoreRefusesWithoutTheKeyOrOverAnExistingCheckpoint)
   EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backups"), restored),
               StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_FALSE(std::filesystem::exists(restored.path));
+  // A restore cut short after it installed its checkpoint left its verified log staged:
+  // the refusal says how to finish it.
+  std::filesystem::create_directories(restored.path + ".restoring");
+  absl::Status staged = RocksEventLog::Restore(dir.Sub("backups"), restored);
+  EXPECT_THAT(staged, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_NE(staged.message().find("rename it to " + restored.path), std::string::npos) << staged;
 }
 
 }  // namespace
