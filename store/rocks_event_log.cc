@@ -2214,9 +2214,27 @@ absl::StatusOr<std::unique_ptr<rocksdb::BackupEngine>> OpenBackupEngine(const st
   return std::unique_ptr<rocksdb::BackupEngine>(engine);
 }
 
+// For a restore: reads only, so it neither makes folders under a mistyped path nor acts
+// as a writer on a directory the live server may be backing up into.
+absl::StatusOr<std::unique_ptr<rocksdb::BackupEngineReadOnly>> OpenBackupEngineReadOnly(
+    const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return absl::NotFoundError(
+        absl::StrCat("no backup directory ", dir, ec ? absl::StrCat(" (", ec.message(), ")") : ""));
+  }
+  rocksdb::BackupEngineReadOnly* engine = nullptr;
+  rocksdb::BackupEngineOptions options(dir);
+  STORE_RETURN_IF_ERROR(
+      FromRocks(rocksdb::BackupEngineReadOnly::Open(options, rocksdb::Env::Default(), &engine),
+                absl::StrCat("opening the backup directory ", dir)));
+  return std::unique_ptr<rocksdb::BackupEngineReadOnly>(engine);
+}
+
 // Checks the files of backup `id` and restores them into `target`; nothing is left at
 // `target` when either fails.
-absl::Status RestoreFiles(rocksdb::BackupEngine& engine, uint32_t id, const std::string& target) {
+absl::Status RestoreFiles(rocksdb::BackupEngineReadOnlyBase& engine, uint32_t id,
+                          const std::string& target) {
   absl::Status status = FromRocks(engine.VerifyBackup(id, /*verify_with_checksum=*/true),
                                   absl::StrCat("checking the files of backup ", id));
   if (status.ok()) {
@@ -2234,7 +2252,7 @@ absl::Status RestoreFiles(rocksdb::BackupEngine& engine, uint32_t id, const std:
 // checkpoint saved with it: its tree must have exactly the checkpoint's size and root
 // (an event past the checkpoint is covered by no signature), and every stored event and
 // subtree must match. Leaves the restored log at `target` only when it verifies.
-absl::Status RestoreAndVerify(rocksdb::BackupEngine& engine, const std::string& dir,
+absl::Status RestoreAndVerify(rocksdb::BackupEngineReadOnlyBase& engine, const std::string& dir,
                               const RocksEventLog::Options& options, const std::string& target,
                               uint32_t wanted, uint32_t* restored_id) {
   std::vector<rocksdb::BackupInfo> backups;
@@ -2689,8 +2707,8 @@ absl::Status RocksEventLog::Restore(const std::string& backup_dir, const Options
         absl::StrCat("the server key ", with_key.signing_key_path,
                      " is missing; put back the key that signed the backup's checkpoint"));
   }
-  STORE_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngine> engine,
-                         OpenBackupEngine(backup_dir));
+  STORE_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngineReadOnly> engine,
+                         OpenBackupEngineReadOnly(backup_dir));
   std::error_code ec;
   std::filesystem::remove_all(staging, ec);
   STORE_RETURN_IF_ERROR(

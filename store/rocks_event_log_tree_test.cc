@@ -787,6 +787,11 @@ TEST(RocksEventLogBackup, RestoreRefusesWithoutTheKeyOrOverAnExistingCheckpoint)
   absl::Status staged = RocksEventLog::Restore(dir.Sub("backups"), restored);
   EXPECT_THAT(staged, StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_NE(staged.message().find("rename it to " + restored.path), std::string::npos) << staged;
+  // A mistyped backup directory: not found, and not made (the engine only reads).
+  RocksEventLog::Options typo = LogOptions(dir, "restored-typo");
+  EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backupz"), typo),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("backupz")));
 }
 
 }  // namespace
