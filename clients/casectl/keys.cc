@@ -229,7 +229,8 @@ void Backup(State& s) {
               << resp.tree_size() << " events, verified against its checkpoint 已校验\n"
               << "restore with 恢复: copy log.key into a new folder, then caseworkd "
                  "--restore-backup "
-              << resp.directory() << " --data-dir <new folder>\n";
+              << resp.directory() << " --restore-backup-id " << resp.backup_id()
+              << " --data-dir <new folder>\n";
   }
   *s.hooks.exit_code = kExitOk;
 }
