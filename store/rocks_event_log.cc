@@ -2584,6 +2584,9 @@ absl::StatusOr<uint32_t> RocksEventLog::BackupWith(rocksdb::BackupEngine& engine
                                                    const std::string& backup_dir,
                                                    std::string* scratch_out) {
   impl_->BackupStep("copying");
+  // A batch whose write failed (a full disk) can be in the copy, and its positions taken
+  // again once appends resume: such a copy is no prefix of the log, through no damage.
+  const int64_t resumed_before = GetWriteState().resumed_count;
   STORE_RETURN_IF_ERROR(FromRocks(engine.CreateNewBackup(impl_->db(), /*flush=*/true),
                                   absl::StrCat("backing up into ", backup_dir)));
   std::vector<rocksdb::BackupInfo> backups;
@@ -2641,6 +2644,11 @@ absl::StatusOr<uint32_t> RocksEventLog::BackupWith(rocksdb::BackupEngine& engine
                          " events, more than the log has made durable (", live.size,
                          "): it copied a batch that was still being written. It was not kept; "
                          "take the backup again"));
+      }
+      if (GetWriteState().resumed_count != resumed_before) {
+        return absl::AbortedError(
+            "the log resumed after a full disk while the backup was taken, so the copy may "
+            "hold a batch that was never made durable; it was not kept: take the backup again");
       }
       if (head.size == live.size) {
         if (head.root != live.root) {
