@@ -2234,12 +2234,25 @@ absl::StatusOr<std::unique_ptr<rocksdb::BackupEngineReadOnly>> OpenBackupEngineR
 // Checks the files of backup `id` and restores them into `target`; nothing is left at
 // `target` when either fails.
 absl::Status RestoreFiles(rocksdb::BackupEngineReadOnlyBase& engine, uint32_t id,
-                          const std::string& target) {
-  absl::Status status = FromRocks(engine.VerifyBackup(id, /*verify_with_checksum=*/true),
-                                  absl::StrCat("checking the files of backup ", id));
+                          const std::string& target, bool restoring) {
+  // A damaged file here is the backup's, not the live log's: FromRocks's advice (which is
+  // about the live log) does not apply.
+  const auto backup_status = [&](const rocksdb::Status& s, const std::string& what) {
+    if (!s.IsCorruption()) return FromRocks(s, what);
+    const char* advice =
+        restoring ? "nothing of it was restored and the live data was not touched; restore an "
+                    "older backup (--restore-backup-id) or take a new one from a running server"
+                  : "it is not kept. Its files were copied from the live log: verify the log "
+                    "(casectl verify) to learn whether those are damaged too";
+    return absl::DataLossError(
+        absl::StrCat(what, ": ", s.ToString(), ". The backup's files are damaged; ", advice));
+  };
+
+  absl::Status status = backup_status(engine.VerifyBackup(id, /*verify_with_checksum=*/true),
+                                      absl::StrCat("checking the files of backup ", id));
   if (status.ok()) {
-    status = FromRocks(engine.RestoreDBFromBackup(id, target, target),
-                       absl::StrCat("restoring backup ", id));
+    status = backup_status(engine.RestoreDBFromBackup(id, target, target),
+                           absl::StrCat("restoring backup ", id));
   }
   if (!status.ok()) {
     std::error_code ec;
@@ -2321,7 +2334,7 @@ absl::Status RestoreAndVerify(rocksdb::BackupEngineReadOnlyBase& engine, const s
         "the checkpoint of backup ", id, " in ", dir, " does not verify with the server key ",
         options.signing_key_path, ": ", covered.status().message()));
   }
-  STORE_RETURN_IF_ERROR(RestoreFiles(engine, id, target));
+  STORE_RETURN_IF_ERROR(RestoreFiles(engine, id, target, /*restoring=*/true));
   RocksEventLog::Options restored = options;
   restored.path = target;
   restored.create_if_missing = false;
@@ -2604,7 +2617,7 @@ absl::StatusOr<uint32_t> RocksEventLog::BackupWith(rocksdb::BackupEngine& engine
   // prefix of this log's tree (a consistency proof to this log's current head); only then
   // is that exact head signed and kept beside it as checkpoint-<id>.
   impl_->BackupStep("checking");
-  absl::Status status = RestoreFiles(engine, id, scratch);
+  absl::Status status = RestoreFiles(engine, id, scratch, /*restoring=*/false);
   if (status.ok()) {
     Options options;
     options.path = scratch;
