@@ -696,6 +696,31 @@ TEST(RocksEventLogBackup, TheBackupsCheckpointCoversExactlyTheBackup) {
 // A server that shuts down stops the backup it is taking, whichever step it is at, and
 // keeps nothing of it: no backup a restore could take, no checkpoint, no scratch copy.
 // The log goes on taking appends; later backups are refused the same way.
+// A log whose stored event no longer hashes to its subtree gives a backup that does not
+// verify: DATA_LOSS naming the block, and neither the backup nor its checkpoint is kept
+// (a restore would take the newest one with a checkpoint).
+TEST(RocksEventLogBackup, ABackupOfADamagedLogIsNotKept) {
+  TempDir dir;
+  std::mt19937 rng(Seed());
+  auto log = MustOpen(LogOptions(dir, "log"));
+  Fill(*log, 40, "a", rng);
+  ASSERT_GE(log->Size(), 32);
+  ASSERT_THAT(log->DamageEventForTesting(5), IsOk());
+  auto backup = log->Backup(dir.Sub("backups"));
+  EXPECT_THAT(backup, StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_NE(backup.status().message().find("[0, 16)"), std::string::npos) << backup.status();
+  bool kept = false;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.Sub("backups"))) {
+    const std::string name = entry.path().filename().string();
+    kept = kept || name.rfind("checkpoint-", 0) == 0 || name.rfind("verify-", 0) == 0;
+  }
+  EXPECT_FALSE(kept) << "a checkpoint or scratch copy of the bad backup was left";
+  RocksEventLog::Options restored = LogOptions(dir, "restored");
+  EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backups"), restored),
+              StatusIs(absl::StatusCode::kFailedPrecondition));  // no backup to take
+  EXPECT_FALSE(std::filesystem::exists(restored.path));
+}
+
 TEST(RocksEventLogBackup, AStoppedBackupKeepsNothing) {
   for (const std::string_view step : {"copying", "checking", "verifying", "signing"}) {
     SCOPED_TRACE(step);
