@@ -381,13 +381,15 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetConsistencyProof(
                                             second, " 之间")));
   }
   if (req->first_tree_size() > second) {
-    return Finish(ctx, OutOfRange("first_tree_size",
-                                  absl::StrCat("first_tree_size ", req->first_tree_size(),
-                                               " must be in 1..", second,
-                                               "; a log that holds fewer events than a "
-                                               "checkpoint you kept has lost events"),
-                                  absl::StrCat("first_tree_size ", req->first_tree_size(),
-                                               " 须在 1..", second, " 之间")));
+    return Finish(
+        ctx, OutOfRange("first_tree_size",
+                        absl::StrCat(
+                            "first_tree_size ", req->first_tree_size(), " must be in 1..", second,
+                            req->second_tree_size() == 0 ? "; a log that holds fewer events than a "
+                                                           "checkpoint you kept has lost events"
+                                                         : ""),
+                        absl::StrCat("first_tree_size ", req->first_tree_size(), " 须在 1..",
+                                     second, " 之间")));
   }
   auto proof = log_->ConsistencyProof(req->first_tree_size(), second);
   if (!proof.ok()) return Finish(ctx, FromStoreStatus(proof.status()));
@@ -809,7 +811,7 @@ grpc::ServerWriteReactor<v1::ExportLogResponse>* AuditServiceImpl::ExportLog(
   const int64_t from = req->from_position();
   if (from < 0) return new Refuse(Negative("from_position", from));
   if (to < 0) return new Refuse(Negative("to_position", to));
-  if (from > to || to > head->checkpoint.size || (to == 0 && head->checkpoint.size != 0)) {
+  if (from > to || to > head->checkpoint.size) {
     const bool from_wrong = from > to && to <= head->checkpoint.size;
     return new Refuse(OutOfRange(from_wrong ? "from_position" : "to_position",
                                  absl::StrCat("cannot export [", from, ", ", to,
