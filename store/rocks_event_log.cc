@@ -1,5 +1,6 @@
 #include "store/rocks_event_log.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
@@ -12,11 +13,15 @@
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/backup_engine.h>
 #include <rocksdb/write_batch.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -2204,6 +2209,40 @@ absl::StatusOr<bool> PathExists(const std::string& path) {
   return exists;
 }
 
+// An advisory lock (flock) on <backup dir>/LOCK, released when destroyed (or when the
+// process ends): a second server given the same backup directory waits its turn instead
+// of deleting the first one's backup in progress.
+class BackupDirLock {
+ public:
+  static absl::StatusOr<BackupDirLock> Take(const std::string& dir) {
+    const std::string path = absl::StrCat(dir, "/LOCK");
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      return absl::UnavailableError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      const int error = errno;
+      ::close(fd);
+      if (error == EWOULDBLOCK) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "another process is taking a backup into ", dir,
+            "; take one at a time, and give each server a backup directory of its own"));
+      }
+      return absl::UnavailableError(absl::StrCat("cannot lock ", path, ": ", std::strerror(error)));
+    }
+    return BackupDirLock(fd);
+  }
+  BackupDirLock(BackupDirLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  BackupDirLock& operator=(BackupDirLock&&) = delete;
+  ~BackupDirLock() {
+    if (fd_ >= 0) ::close(fd_);  // releases the lock
+  }
+
+ private:
+  explicit BackupDirLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
 absl::StatusOr<std::unique_ptr<rocksdb::BackupEngine>> OpenBackupEngine(const std::string& dir) {
   rocksdb::BackupEngine* engine = nullptr;
   rocksdb::BackupEngineOptions options(dir);
@@ -2238,7 +2277,8 @@ absl::Status RestoreFiles(rocksdb::BackupEngineReadOnlyBase& engine, uint32_t id
   // A damaged file here is the backup's, not the live log's: FromRocks's advice (which is
   // about the live log) does not apply.
   const auto backup_status = [&](const rocksdb::Status& s, const std::string& what) {
-    if (!s.IsCorruption()) return FromRocks(s, what);
+    // A file of the backup missing (NotFound, RocksDB's "File missing") is damage too.
+    if (!s.IsCorruption() && !s.IsNotFound()) return FromRocks(s, what);
     const char* advice =
         restoring ? "nothing of it was restored and the live data was not touched; restore an "
                     "older backup (--restore-backup-id) or take a new one from a running server"
@@ -2270,6 +2310,19 @@ absl::Status RestoreAndVerify(rocksdb::BackupEngineReadOnlyBase& engine, const s
                               uint32_t wanted, uint32_t* restored_id) {
   std::vector<rocksdb::BackupInfo> backups;
   engine.GetBackupInfo(&backups);
+  // Backups the engine found damaged as it opened (a file missing, say) are not listed
+  // above: the one asked for, or every one there is, damaged is DATA_LOSS.
+  std::vector<rocksdb::BackupID> damaged;
+  engine.GetCorruptedBackups(&damaged);
+  if (std::find(damaged.begin(), damaged.end(), wanted) != damaged.end() ||
+      (backups.empty() && !damaged.empty())) {
+    return absl::DataLossError(absl::StrCat(
+        "the backup's files are damaged: backup ", wanted != 0 ? wanted : damaged.back(), " in ",
+        dir, " misses files or does not parse (RocksDB's backup engine found ",
+        absl::StrJoin(damaged, ", "),
+        " damaged); nothing of it was restored and the live data was not touched; restore "
+        "an older backup (--restore-backup-id) or take a new one from a running server"));
+  }
   if (backups.empty()) {
     return absl::FailedPreconditionError(absl::StrCat("no backup in ", dir));
   }
@@ -2549,6 +2602,18 @@ void RocksEventLog::SetBackupStepHookForTesting(std::function<void(std::string_v
 
 absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir) {
   if (impl_->backups_stopped()) return BackupStopped();
+  // One backup of the directory at a time across processes too (another server given
+  // the same directory): held until this one is done, and taken before the engine opens
+  // (a writable engine tidies the directory as it opens).
+  {
+    std::error_code ec;
+    std::filesystem::create_directories(backup_dir, ec);
+    if (ec) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot make the backup directory ", backup_dir, ": ", ec.message()));
+    }
+  }
+  STORE_ASSIGN_OR_RETURN(BackupDirLock dir_lock, BackupDirLock::Take(backup_dir));
   STORE_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngine> engine,
                          OpenBackupEngine(backup_dir));
   if (!impl_->SetRunningBackup(engine.get())) {
@@ -2557,13 +2622,17 @@ absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir) {
   }
   // What a backup cut short by a stop of the process left: its scratch copy (a whole
   // copy of the log) and, without its checkpoint, the backup itself, which no restore
-  // takes. Only one backup of the directory runs at a time (above), so none is in use.
+  // takes. No other backup of the directory runs (the lock), so none is in use.
   {
     std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(backup_dir, ec)) {
-      const std::string name = entry.path().filename().string();
-      if (name.rfind("verify-", 0) == 0) std::filesystem::remove_all(entry.path(), ec);
+    std::vector<std::filesystem::path> scratch_left;
+    for (std::filesystem::directory_iterator it(backup_dir, ec), end; !ec && it != end;
+         it.increment(ec)) {
+      if (it->path().filename().string().rfind("verify-", 0) == 0) {
+        scratch_left.push_back(it->path());
+      }
     }
+    for (const auto& path : scratch_left) std::filesystem::remove_all(path, ec);
     std::vector<rocksdb::BackupInfo> earlier;
     engine->GetBackupInfo(&earlier);
     for (const rocksdb::BackupInfo& b : earlier) {
@@ -2607,6 +2676,17 @@ absl::StatusOr<uint32_t> RocksEventLog::BackupWith(rocksdb::BackupEngine& engine
   STORE_CHECK(!backups.empty());
   const uint32_t id = backups.back().backup_id;
   const std::string checkpoint_path = absl::StrCat(backup_dir, "/checkpoint-", id);
+  // Written only once this backup verified: one found now is an earlier backup's of the
+  // same id (its removal failed), and must not vouch for this one.
+  {
+    std::error_code stale;
+    std::filesystem::remove(checkpoint_path, stale);
+    if (stale) {
+      (void)engine.DeleteBackup(id);
+      return absl::UnavailableError(absl::StrCat("cannot remove the stale ", checkpoint_path, ": ",
+                                                 stale.message(), "; the backup was not kept"));
+    }
+  }
   const std::string scratch = absl::StrCat(backup_dir, "/verify-", id);
   *scratch_out = scratch;
   std::error_code ec;

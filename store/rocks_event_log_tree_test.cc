@@ -693,9 +693,6 @@ TEST(RocksEventLogBackup, TheBackupsCheckpointCoversExactlyTheBackup) {
   }
 }
 
-// A server that shuts down stops the backup it is taking, whichever step it is at, and
-// keeps nothing of it: no backup a restore could take, no checkpoint, no scratch copy.
-// The log goes on taking appends; later backups are refused the same way.
 // A log whose stored event no longer hashes to its subtree gives a backup that does not
 // verify: DATA_LOSS naming the block, and neither the backup nor its checkpoint is kept
 // (a restore would take the newest one with a checkpoint).
@@ -721,6 +718,49 @@ TEST(RocksEventLogBackup, ABackupOfADamagedLogIsNotKept) {
   EXPECT_FALSE(std::filesystem::exists(restored.path));
 }
 
+// A backup missing one of its files is a damaged backup (DATA_LOSS), not a failure of
+// the restore; and two logs backing up into one directory take turns: the second is
+// refused while the first is being taken.
+TEST(RocksEventLogBackup, AMissingFileIsDamageAndOneDirectoryTakesOneBackupAtATime) {
+  TempDir dir;
+  std::mt19937 rng(Seed());
+  auto log = MustOpen(LogOptions(dir, "log"));
+  Fill(*log, 40, "a", rng);
+  ASSERT_THAT(log->Backup(dir.Sub("backups")), IsOk());
+  int removed = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir.Sub("backups"))) {
+    if (removed == 0 && entry.is_regular_file() && entry.path().extension() == ".sst") {
+      std::filesystem::remove(entry.path());
+      ++removed;
+    }
+  }
+  ASSERT_EQ(removed, 1);
+  RocksEventLog::Options restored = LogOptions(dir, "restored");
+  absl::Status missing = RocksEventLog::Restore(dir.Sub("backups"), restored);
+  EXPECT_THAT(missing, StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_NE(missing.message().find("the backup's files are damaged"), std::string::npos) << missing;
+  EXPECT_FALSE(std::filesystem::exists(restored.path));
+
+  auto other = MustOpen(LogOptions(dir, "other"));
+  Fill(*other, 5, "b", rng);
+  absl::Status second = absl::OkStatus();
+  log->SetBackupStepHookForTesting([&](std::string_view step) {
+    if (step == "verifying") {
+      auto refused = other->Backup(dir.Sub("shared-backups"));
+      second = refused.ok() ? absl::OkStatus() : refused.status();
+    }
+  });
+  EXPECT_THAT(log->Backup(dir.Sub("shared-backups")), IsOk());
+  EXPECT_THAT(second, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_NE(second.message().find("another process is taking a backup"), std::string::npos)
+      << second;
+  log->SetBackupStepHookForTesting(nullptr);
+  EXPECT_THAT(other->Backup(dir.Sub("shared-backups")), IsOk());  // its turn now
+}
+
+// A server that shuts down stops the backup it is taking, whichever step it is at, and
+// keeps nothing of it: no backup a restore could take, no checkpoint, no scratch copy.
+// The log goes on taking appends; later backups are refused the same way.
 TEST(RocksEventLogBackup, AStoppedBackupKeepsNothing) {
   for (const std::string_view step : {"copying", "checking", "verifying", "signing"}) {
     SCOPED_TRACE(step);
@@ -741,7 +781,7 @@ TEST(RocksEventLogBackup, AStoppedBackupKeepsNothing) {
     // scratch copy.
     for (const auto& entry : std::filesystem::recursive_directory_iterator(dir.Sub("backups"))) {
       const std::string name = entry.path().filename().string();
-      EXPECT_TRUE(entry.is_directory()) << entry.path();
+      EXPECT_TRUE(entry.is_directory() || name == "LOCK") << entry.path();
       EXPECT_FALSE(name.starts_with("verify-")) << entry.path();
     }
     rocksdb::BackupEngineReadOnly* raw = nullptr;

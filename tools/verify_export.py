@@ -436,7 +436,12 @@ def verify_export(f, vkey, progress=None):
         verdict["sign_offs_checked"] = signoffs.checked
         verdict["draws_checked"] = draws.checked
     verdict["ok"] = True
-    verdict["root"] = computed.hex()
+    # The checkpoint verified against, to compare with one kept elsewhere; and the root of
+    # the exported range at `to` (the same when to = tree-size).
+    verdict["origin"] = origin
+    verdict["tree_size"] = size
+    verdict["root_hash"] = root.hex()
+    verdict["range_root"] = computed.hex()
     return verdict
 
 

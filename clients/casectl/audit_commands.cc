@@ -724,7 +724,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       json out = {{"ok", verdict->ok},           {"from", verdict->header.from},
                   {"to", verdict->header.to},    {"tree_size", verdict->header.tree_size},
                   {"records", verdict->records}, {"sign_offs_checked", signoffs.checked()}};
-      if (verdict->checkpoint.size == verdict->header.tree_size) {
+      if (!verdict->checkpoint.origin.empty()) {  // the checkpoint opened
         out["origin"] = verdict->checkpoint.origin;
         out["root_hash"] = root;
       }

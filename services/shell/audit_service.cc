@@ -691,7 +691,7 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
       if (!writer->Write(progress)) return writer->Done(grpc::Status::CANCELLED);
       a = b;
     }
-    if (tree_to % kBlock != 0) {
+    if (to > from && tree_to % kBlock != 0) {
       // The range ends in the log's unfinished last block (the log held no more when it
       // was read; it ends at or after the signed size, which is at least `to`): its events
       // are checked against the signed checkpoint's root, which covers them.
@@ -764,9 +764,9 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
     }
     auto stored_root = log_->RootAt(to);
     if (!stored_root.ok()) return writer->Done(FromStoreStatus(stored_root.status()));
-    const bool signed_size = signed_head.checkpoint.size == to;
+    const bool at_signed_size = signed_head.checkpoint.size == to;
     if (tree.Root() != *stored_root ||
-        (signed_size && tree.Root() != signed_head.checkpoint.root)) {
+        (at_signed_size && tree.Root() != signed_head.checkpoint.root)) {
       // The events no longer hash to the tree the server signed. Name the first stored
       // subtree that differs over the whole log (pass 1 may have covered a range only).
       auto whole = log_->Verify(0, to);
@@ -775,7 +775,7 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
       }
       return verdict((to - 1) / kBlock * kBlock,
                      absl::StrCat("the root recomputed from the ", to, " events differs from the ",
-                                  signed_size ? "signed checkpoint" : "stored tree",
+                                  at_signed_size ? "signed checkpoint" : "stored tree",
                                   " although every stored subtree matches: the change is at or "
                                   "after this position, or the stored subtrees were rewritten "
                                   "too; compare an export with a checkpoint you kept"));

@@ -15,7 +15,9 @@ void ReturnFreedMemory();
 
 // Runs each job on a new thread, at most `max` at once. A job's captures are released
 // before its place is, and the destructor waits until every job has ended, so a service
-// that declares its runner as its last member (destroyed first) outlives its jobs.
+// that declares its runner as its last member (destroyed first) outlives its jobs. A
+// place is freed just after the job's function returns: a caller that the job answered
+// may, for that moment, still find the runner full (and is told to retry).
 //
 // std::mutex and std::condition_variable, not absl::Mutex: the destructor may return,
 // and the mutex be destroyed, as soon as the last job unlocks it, which POSIX allows for
@@ -43,10 +45,14 @@ class JobRunner {
       std::thread([this, job = std::move(job)]() mutable {
         job();
         job = nullptr;  // its captures go while the runner (and its owner) still wait
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          --running_;
+          ended_.notify_all();  // under the lock: the waiter cannot return before this
+        }
+        // After the place is freed (a trim can take milliseconds), touching nothing of
+        // the runner, which may be gone by now.
         ReturnFreedMemory();
-        std::lock_guard<std::mutex> lock(mu_);
-        --running_;
-        ended_.notify_all();  // under the lock: the waiter cannot return before this
       }).detach();
     } catch (...) {  // std::system_error, or std::bad_alloc: nothing left counted
       std::lock_guard<std::mutex> lock(mu_);

@@ -10,22 +10,14 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "services/shell/gate_testing.h"
 #include "services/shell/jobs.h"
 #include "services/shell/serial_worker.h"
 
 namespace casework::shell {
 namespace {
 
-// Opens once, from any thread; waiters block until then.
-class Gate {
- public:
-  void Open() { opened_.set_value(); }
-  void Wait() { future_.wait(); }
-
- private:
-  std::promise<void> opened_;
-  std::shared_future<void> future_ = opened_.get_future().share();
-};
+using testing::Gate;
 
 // Polls `done` for up to 10 s.
 template <typename F>
