@@ -2636,10 +2636,9 @@ absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir) {
     std::vector<rocksdb::BackupInfo> earlier;
     engine->GetBackupInfo(&earlier);
     for (const rocksdb::BackupInfo& b : earlier) {
-      if (!std::filesystem::exists(absl::StrCat(backup_dir, "/checkpoint-", b.backup_id), ec) &&
-          !ec) {
-        (void)engine->DeleteBackup(b.backup_id);
-      }
+      const absl::StatusOr<bool> checked =
+          PathExists(absl::StrCat(backup_dir, "/checkpoint-", b.backup_id));
+      if (checked.ok() && !*checked) (void)engine->DeleteBackup(b.backup_id);
     }
   }
   std::string scratch;

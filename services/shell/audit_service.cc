@@ -671,8 +671,7 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
     // holds its last event, when the log holds that whole block; otherwise that block is
     // the log's last, unfinished one, checked against the signed checkpoint below.
     constexpr int64_t kBlock = int64_t{1} << store::format::kStoredLevelMin;
-    const int64_t tree_to =
-        to == from ? to : std::min(log_->Size(), (to + kBlock - 1) / kBlock * kBlock);
+    const int64_t tree_to = std::min(log_->Size(), (to + kBlock - 1) / kBlock * kBlock);
     progress.set_phase("tree");
     for (int64_t a = from; a < to;) {
       if (writer->cancelled()) return writer->Done(grpc::Status::CANCELLED);

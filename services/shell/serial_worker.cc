@@ -1,6 +1,5 @@
 #include "services/shell/serial_worker.h"
 
-#include <exception>
 #include <utility>
 
 namespace casework::shell {
