@@ -9,7 +9,8 @@
 #     e.g. bench/server_ab.sh build/rel "" "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 #
 # ENV_A and ENV_B are VAR=value words given to env(1) for the server only. ROUNDS (3),
-# SECONDS_EACH (8) and CONCURRENCY (32) shape the runs; SERVER_ARGS adds caseworkd options.
+# SECONDS_EACH (8) and CONCURRENCY (32) shape the runs; SERVER_ARGS adds caseworkd options
+# to both, SERVER_ARGS_A and SERVER_ARGS_B to one of them (an A/B of a server option).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$root/build/rel}
@@ -30,12 +31,16 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 for r in $(seq 1 "$rounds"); do
   for which in A B; do
-    if [[ $which == A ]]; then envs=$env_a; else envs=$env_b; fi
+    if [[ $which == A ]]; then
+      envs=$env_a; args=${SERVER_ARGS_A:-}
+    else
+      envs=$env_b; args=${SERVER_ARGS_B:-}
+    fi
     rm -rf "$work/data" "$work/port"
     # shellcheck disable=SC2086
     env $envs "$bin/services/caseworkd" --listen 127.0.0.1:0 --insecure-plaintext \
       --data-dir "$work/data" --principals "$root/deploy/principals.sample.json" \
-      --port-file "$work/port" --metrics-listen off ${SERVER_ARGS:-} >"$work/caseworkd.log" 2>&1 &
+      --port-file "$work/port" --metrics-listen off ${SERVER_ARGS:-} $args >"$work/caseworkd.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 1000); do [[ -s $work/port ]] && break; sleep 0.01; done
     [[ -s $work/port ]] || { echo "caseworkd did not start"; tail "$work/caseworkd.log"; exit 1; }
