@@ -162,6 +162,18 @@ void BM_Verify(benchmark::State& state) {
 }
 BENCHMARK(BM_Verify)->Unit(benchmark::kMillisecond);
 
+// The check of the stream and request-id indexes against the events that a restore runs
+// after Verify (RocksEventLog::CheckIndexes): here one stream entry per one-event append,
+// its worst case, with a seek into the events for each.
+void BM_CheckIndexes(benchmark::State& state) {
+  RocksEventLog& log = *Filled().log;
+  for (auto _ : state) {
+    if (!log.CheckIndexes().ok()) std::abort();
+  }
+  state.SetItemsProcessed(state.iterations() * log.Size());
+}
+BENCHMARK(BM_CheckIndexes)->Unit(benchmark::kMillisecond);
+
 // The check of the write-ahead log before every open (store/wal_tail.h) on a WAL of the
 // largest size the log keeps by default (wal_bytes_max, 64 MiB), as the page cache holds
 // it after it was written. Bytes/s is the rate that bounds what it adds to a start-up.

@@ -29,6 +29,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -342,6 +343,7 @@ class RocksEventLog::Impl {
   // `stop` (optional): when it turns true, Verify returns kCancelled within 4,096 events.
   absl::StatusOr<VerifyReport> Verify(int64_t from, int64_t to,
                                       const std::atomic<bool>* stop = nullptr) const;
+  absl::Status CheckIndexes(const std::atomic<bool>* stop = nullptr) const;
   absl::Status RebuildProjections(
       const std::function<absl::StatusOr<std::vector<ProjectionWrite>>(const StoredEvent&)>&
           project);
@@ -2124,6 +2126,172 @@ absl::StatusOr<RocksEventLog::VerifyReport> RocksEventLog::Impl::Verify(
   return report;
 }
 
+// The stream and request-id indexes against the events, which the tree covers. Every
+// stream extent must name events of its stream at the versions it says, a stream's
+// extents must run from version 1 without a gap or an overlap, and together they must
+// name as many events as the log holds: with each event holding one (stream, version),
+// that makes the extents name every event exactly once. Every request record must name
+// events of its stream ending at the version it says. One pass over each index, with a
+// seek into the events per entry.
+absl::Status RocksEventLog::Impl::CheckIndexes(const std::atomic<bool>* stop) const {
+  const int64_t size = Size();
+  const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
+  struct Release {
+    rocksdb::DB* db;
+    const rocksdb::Snapshot* snapshot;
+    ~Release() { db->ReleaseSnapshot(snapshot); }
+  } release{db_.get(), snapshot};
+  rocksdb::ReadOptions read_options;
+  read_options.snapshot = snapshot;
+  read_options.total_order_seek = true;  // every stream, not one prefix
+  uint64_t visited = 0;
+  auto stopped = [&]() -> absl::Status {
+    if (stop != nullptr && ++visited % 4096 == 0 && stop->load(std::memory_order_acquire)) {
+      return absl::CancelledError("the check of the indexes was stopped");
+    }
+    return absl::OkStatus();
+  };
+  struct Entry {
+    std::string stream;
+    int64_t first_version = 0;  // of a stream entry
+    int64_t last_version = 0;
+    std::optional<std::string> request_id;  // of a request-id entry
+  };
+  // Names an index entry in a message (only then: most entries are fine).
+  auto describe = [](const Entry& entry) {
+    return entry.request_id.has_value()
+               ? absl::StrCat("the request-id index's entry for ", entry.stream, " request id ",
+                              absl::CHexEscape(*entry.request_id))
+               : absl::StrCat("the stream index's entry for ", entry.stream, " versions ",
+                              entry.first_version, "-", entry.last_version);
+  };
+  // The events that index entries name, checked in chunks with one sorted MultiGet each
+  // (a seek per entry was slower: BM_CheckIndexes, docs/benchmarks.md).
+  struct Named {
+    int64_t position;
+    int64_t version;
+    size_t entry;
+  };
+  constexpr size_t kChunk = 8192;
+  std::vector<Entry> entries;
+  std::vector<Named> chunk;
+  chunk.reserve(kChunk);
+  auto check_chunk = [&]() -> absl::Status {
+    std::sort(chunk.begin(), chunk.end(),
+              [](const Named& a, const Named& b) { return a.position < b.position; });
+    std::vector<std::string> keys;
+    keys.reserve(chunk.size());
+    for (const Named& n : chunk) keys.push_back(format::PositionKey(n.position));
+    std::vector<rocksdb::Slice> key_slices(keys.begin(), keys.end());
+    std::vector<rocksdb::PinnableSlice> values(keys.size());
+    std::vector<rocksdb::Status> statuses(keys.size());
+    db_->MultiGet(read_options, events_, keys.size(), key_slices.data(), values.data(),
+                  statuses.data(), /*sorted_input=*/true);
+    for (size_t i = 0; i < chunk.size(); ++i) {
+      const Named& n = chunk[i];
+      const Entry& entry = entries[n.entry];
+      if (!statuses[i].ok() && !statuses[i].IsNotFound()) {
+        return FromRocks(statuses[i], "reading events");
+      }
+      format::EventRecord record;
+      if (statuses[i].IsNotFound() || !format::DecodeEventRecord(ToView(values[i]), &record)) {
+        return absl::DataLossError(absl::StrCat(describe(entry), " names position ", n.position,
+                                                ", which is missing or malformed"));
+      }
+      if (record.stream != entry.stream || record.version != n.version) {
+        return absl::DataLossError(absl::StrCat(
+            describe(entry), " names position ", n.position, " as ", entry.stream, " version ",
+            n.version, "; it holds ", Sv(record.stream), " version ", record.version));
+      }
+    }
+    chunk.clear();
+    entries.clear();
+    return absl::OkStatus();
+  };
+  // The entry's events [first_position, first_position + count) must be its stream's
+  // versions ending at its last version: checked at once against the log's size, in
+  // chunks against the events.
+  auto names_events = [&](Entry entry, int64_t first_position, int64_t count) -> absl::Status {
+    if (first_position < 0 || count < 1 || count > size || first_position > size - count) {
+      return absl::DataLossError(absl::StrCat(describe(entry), " names ", count,
+                                              " events from position ", first_position,
+                                              ", past the ", size, " events of the log"));
+    }
+    const int64_t last_version = entry.last_version;
+    entries.push_back(std::move(entry));
+    for (int64_t i = 0; i < count; ++i) {
+      if (chunk.size() == kChunk) {
+        Entry current = entries.back();
+        STORE_RETURN_IF_ERROR(check_chunk());
+        entries.push_back(std::move(current));
+      }
+      chunk.push_back({.position = first_position + i,
+                       .version = last_version - count + 1 + i,
+                       .entry = entries.size() - 1});
+    }
+    return absl::OkStatus();
+  };
+
+  int64_t named = 0;  // events named by stream entries
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, streams_));
+    std::string stream;          // the stream of the entries seen last
+    int64_t stream_version = 0;  // its last version so far
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      STORE_RETURN_IF_ERROR(stopped());
+      std::string_view found;
+      int64_t last_version = 0;
+      format::StreamExtent extent;
+      if (!format::DecodeStreamKey(ToView(it->key()), &found, &last_version) ||
+          !format::DecodeStreamExtent(ToView(it->value()), &extent) || extent.first_version < 1 ||
+          extent.first_version > last_version) {
+        return absl::DataLossError(absl::StrCat("the stream index holds a malformed entry (key ",
+                                                absl::CHexEscape(Sv(ToView(it->key()))), ")"));
+      }
+      if (found != stream) {
+        stream.assign(found.data(), found.size());
+        stream_version = 0;
+      }
+      Entry entry{
+          .stream = stream, .first_version = extent.first_version, .last_version = last_version};
+      if (extent.first_version != stream_version + 1) {
+        return absl::DataLossError(absl::StrCat(describe(entry), " does not follow version ",
+                                                stream_version, " (a gap or an overlap)"));
+      }
+      const int64_t count = last_version - extent.first_version + 1;
+      STORE_RETURN_IF_ERROR(names_events(std::move(entry), extent.first_position, count));
+      stream_version = last_version;
+      named += count;
+    }
+    STORE_RETURN_IF_ERROR(FromRocks(it->status(), "reading the stream index"));
+  }
+  STORE_RETURN_IF_ERROR(check_chunk());
+  if (named != size) {
+    return absl::DataLossError(absl::StrCat("the stream index names ", named,
+                                            " events; the log holds ", size,
+                                            " (an entry is missing)"));
+  }
+
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, requests_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    STORE_RETURN_IF_ERROR(stopped());
+    const std::string_view key = ToView(it->key());
+    const size_t separator = key.find(format::kSeparator);
+    format::RequestRecord record;
+    if (separator == 0 || separator == std::string_view::npos ||
+        !format::DecodeRequestRecord(ToView(it->value()), &record)) {
+      return absl::DataLossError(absl::StrCat("the request-id index holds a malformed entry (key ",
+                                              absl::CHexEscape(Sv(key)), ")"));
+    }
+    STORE_RETURN_IF_ERROR(names_events({.stream = std::string(key.substr(0, separator)),
+                                        .last_version = record.version,
+                                        .request_id = std::string(key.substr(separator + 1))},
+                                       record.first_position, record.event_count));
+  }
+  STORE_RETURN_IF_ERROR(FromRocks(it->status(), "reading the request-id index"));
+  return check_chunk();
+}
+
 absl::Status RocksEventLog::Impl::RebuildProjections(
     const std::function<absl::StatusOr<std::vector<ProjectionWrite>>(const StoredEvent&)>&
         project) {
@@ -2416,6 +2584,15 @@ absl::Status RestoreAndVerify(rocksdb::BackupEngineReadOnlyBase& engine, const s
       } else if (report->first_mismatch.has_value()) {
         status = absl::DataLossError(
             absl::StrCat("backup ", id, " in ", dir, " does not verify: ", report->detail));
+      } else if (absl::Status indexes = (*log)->CheckIndexes(); !indexes.ok()) {
+        // The events verify; the indexes that find them by stream and by request id are
+        // covered by no signature, and a forged entry would serve another append's events
+        // as a stream's or as a retry's answer.
+        status = indexes.code() == absl::StatusCode::kDataLoss
+                     ? absl::DataLossError(
+                           absl::StrCat("backup ", id, " in ", dir,
+                                        " does not match its own events: ", indexes.message()))
+                     : indexes;
       }
     }
     if (log.ok()) log->reset();
@@ -2568,6 +2745,7 @@ const NoteVerifier& RocksEventLog::CheckpointVerifier() const { return impl_->ve
 bool RocksEventLog::HasCheckpointKey() const { return impl_->has_signer(); }
 std::string RocksEventLog::AnchorProblem() const { return impl_->anchor_problem(); }
 absl::Status RocksEventLog::MarkProjectionsStale() { return impl_->MarkProjectionsStale(); }
+absl::Status RocksEventLog::CheckIndexes() const { return impl_->CheckIndexes(); }
 absl::Status RocksEventLog::WriteCheckpointFile() { return impl_->WriteCheckpointFile(); }
 absl::StatusOr<RocksEventLog::VerifyReport> RocksEventLog::Verify(int64_t from, int64_t to) {
   return impl_->Verify(from, to);

@@ -250,6 +250,12 @@ class RocksEventLog final : public EventLog {
   // complete, and, when from == 0, the root at the checkpoint found at open. Reads only;
   // runs beside appends. kInvalidArgument unless 0 <= from <= to <= Size().
   absl::StatusOr<VerifyReport> Verify(int64_t from, int64_t to);
+  // Checks the indexes of streams and of request ids against the events (which Verify
+  // checks against the tree): every entry names events of its stream at the versions it
+  // says, and the stream entries name every event exactly once. kDataLoss naming the
+  // first entry that does not. Reads only; one pass over each index with a seek into the
+  // events per entry. Restore runs it on every backup.
+  absl::Status CheckIndexes() const;
 
   // Drops every projection and re-derives them from the log with `project` (which must
   // be the function that produced the incremental writes). Call with no appends in
@@ -291,7 +297,8 @@ class RocksEventLog final : public EventLog {
   // Restores the latest backup in `backup_dir` into `options.path` (which must not
   // exist, nor its checkpoint file), refusing (kDataLoss, nothing left at options.path)
   // a backup whose tree does not verify or has not exactly its checkpoint's size and
-  // root. The server key (options.signing_key_path, else `<path>.key`) must exist.
+  // root, or whose indexes of streams and request ids do not match its events
+  // (CheckIndexes). The server key (options.signing_key_path, else `<path>.key`) must exist.
   // Installs the checkpoint file, then the log, and syncs their directories. The checks
   // run on the log opened for inspection (nothing is signed or written before they pass);
   // the restored projections are then marked stale (MarkProjectionsStale), so that they

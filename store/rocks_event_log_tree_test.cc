@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <random>
 #include <string>
@@ -299,8 +300,13 @@ TEST(RocksEventLogTree, AFailingCheckpointFileIsReportedAndItsRecovery) {
   EXPECT_TRUE(heard[1].ok()) << heard[1];
 }
 
-// Rewrites one stored event behind the log's back.
-void Overwrite(const std::string& path, int64_t position, const std::string& value) {
+// Opens a closed log's RocksDB behind the log's back and hands `edit` its column families
+// in the order of log_format.h: default, events, streams, requests, projections, tree,
+// meta.
+void EditBehindTheLogsBack(
+    const std::string& path,
+    const std::function<void(rocksdb::DB&, const std::vector<rocksdb::ColumnFamilyHandle*>&)>&
+        edit) {
   std::vector<rocksdb::ColumnFamilyDescriptor> families;
   for (const char* name : {rocksdb::kDefaultColumnFamilyName.c_str(), format::kEventsFamily,
                            format::kStreamsFamily, format::kRequestsFamily,
@@ -310,10 +316,17 @@ void Overwrite(const std::string& path, int64_t position, const std::string& val
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
   ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), path, families, &handles, &db).ok());
-  ASSERT_TRUE(
-      db->Put(rocksdb::WriteOptions(), handles[1], format::PositionKey(position), value).ok());
+  edit(*db, handles);
   for (auto* handle : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(handle).ok());
   delete db;
+}
+
+// Rewrites one stored event behind the log's back.
+void Overwrite(const std::string& path, int64_t position, const std::string& value) {
+  EditBehindTheLogsBack(path, [&](rocksdb::DB& db, const auto& handles) {
+    ASSERT_TRUE(
+        db.Put(rocksdb::WriteOptions(), handles[1], format::PositionKey(position), value).ok());
+  });
 }
 
 TEST(RocksEventLogTree, VerifyNamesTheFirstAlteredPosition) {
@@ -716,6 +729,116 @@ TEST(RocksEventLogBackup, ABackupOfADamagedLogIsNotKept) {
   EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backups"), restored),
               StatusIs(absl::StatusCode::kFailedPrecondition));  // no backup to take
   EXPECT_FALSE(std::filesystem::exists(restored.path));
+}
+
+// The indexes that find events by stream and by request id are covered by no signature:
+// a restore checks them against the verified events and refuses a backup whose entries
+// name other events than they say. Each forgery is made in a log's own RocksDB before a
+// backup of it is taken (a backup checks the events and the tree, not these indexes),
+// which is what a forged backup directory holds too.
+TEST(RocksEventLogBackup, RestoreRefusesABackupWhoseIndexesDoNotMatchItsEvents) {
+  TempDir dir;
+  // Positions: a/1 0, a/2 1, b/1 2, a/3 3, b/2 4, b/3 5, b/4 6.
+  auto fill = [](RocksEventLog& log) {
+    ASSERT_THAT(log.Append({.stream = "a", .events = {"a1", "a2"}, .request_id = "ra1"}), IsOk());
+    ASSERT_THAT(log.Append({.stream = "b", .events = {"b1"}, .request_id = "rb1"}), IsOk());
+    ASSERT_THAT(
+        log.Append({.stream = "a", .expected_version = 2, .events = {"a3"}, .request_id = "ra2"}),
+        IsOk());
+    ASSERT_THAT(log.Append({.stream = "b", .expected_version = 1, .events = {"b2", "b3", "b4"}}),
+                IsOk());
+    ASSERT_EQ(log.Size(), 7);
+  };
+  using Handles = std::vector<rocksdb::ColumnFamilyHandle*>;
+  auto extent = [](int64_t first_version, int64_t first_position) {
+    return format::EncodeStreamExtent(
+        {.first_version = first_version, .first_position = first_position});
+  };
+  auto request = [](int64_t first_position, int64_t count, int64_t version) {
+    return format::EncodeRequestRecord({.first_position = first_position,
+                                        .event_count = count,
+                                        .version = version,
+                                        .fingerprint = ""});
+  };
+  struct Forgery {
+    const char* name;
+    std::function<void(rocksdb::DB&, const Handles&)> edit;
+    const char* refusal;  // in the message
+  };
+  const rocksdb::WriteOptions w;
+  const std::vector<Forgery> forgeries = {
+      {"a's version 3 placed at b's version 2",
+       [&](rocksdb::DB& db, const Handles& h) {
+         ASSERT_TRUE(db.Put(w, h[2], format::StreamKey("a", 3), extent(3, 4)).ok());
+       },
+       "names position 4 as a version 3; it holds b version 2"},
+      {"b's last entry dropped",
+       [&](rocksdb::DB& db, const Handles& h) {
+         ASSERT_TRUE(db.Delete(w, h[2], format::StreamKey("b", 4)).ok());
+       },
+       "names 4 events; the log holds 7"},
+      {"a's first entry dropped",
+       [&](rocksdb::DB& db, const Handles& h) {
+         ASSERT_TRUE(db.Delete(w, h[2], format::StreamKey("a", 2)).ok());
+       },
+       "a versions 3-3 does not follow version 0"},
+      {"a's versions 1-2 named twice",
+       [&](rocksdb::DB& db, const Handles& h) {
+         ASSERT_TRUE(db.Put(w, h[2], format::StreamKey("a", 1), extent(1, 0)).ok());
+       },
+       "a versions 1-2 does not follow version 1"},
+      {"a request id answered with another stream's events",
+       [&](rocksdb::DB& db, const Handles& h) {
+         ASSERT_TRUE(db.Put(w, h[3], format::RequestKey("a", "ra2"), request(2, 1, 3)).ok());
+       },
+       "request id ra2 names position 2 as a version 3; it holds b version 1"},
+      {"a request id past the log's end",
+       [&](rocksdb::DB& db, const Handles& h) {
+         ASSERT_TRUE(db.Put(w, h[3], format::RequestKey("b", "rb9"), request(6, 3, 6)).ok());
+       },
+       "past the 7 events"},
+      {"a malformed request record",
+       [&](rocksdb::DB& db, const Handles& h) {
+         ASSERT_TRUE(db.Put(w, h[3], format::RequestKey("b", "rb1"), "\x01short").ok());
+       },
+       "malformed entry"},
+  };
+
+  {  // Untouched, the indexes match and the backup restores.
+    RocksEventLog::Options options = LogOptions(dir, "clean");
+    auto log = MustOpen(options);
+    fill(*log);
+    EXPECT_THAT(log->CheckIndexes(), IsOk());
+    ASSERT_THAT(log->Backup(dir.Sub("clean-backups")), IsOk());
+    EXPECT_THAT(RocksEventLog::Restore(dir.Sub("clean-backups"), LogOptions(dir, "clean-restored")),
+                IsOk());
+  }
+  for (size_t i = 0; i < forgeries.size(); ++i) {
+    SCOPED_TRACE(forgeries[i].name);
+    RocksEventLog::Options options = LogOptions(dir, absl::StrCat("log", i));
+    {
+      auto log = MustOpen(options);
+      ASSERT_NE(log, nullptr);
+      fill(*log);
+    }
+    EditBehindTheLogsBack(options.path, forgeries[i].edit);
+    const std::string backups = dir.Sub(absl::StrCat("backups", i));
+    {
+      auto log = MustOpen(options);
+      absl::Status check = log->CheckIndexes();
+      EXPECT_THAT(check, StatusIs(absl::StatusCode::kDataLoss));
+      EXPECT_THAT(std::string(check.message()), ::testing::HasSubstr(forgeries[i].refusal));
+      ASSERT_THAT(log->Backup(backups), IsOk());
+    }
+    RocksEventLog::Options restored = LogOptions(dir, absl::StrCat("restored", i));
+    absl::Status refused = RocksEventLog::Restore(backups, restored);
+    EXPECT_THAT(refused, StatusIs(absl::StatusCode::kDataLoss));
+    EXPECT_THAT(std::string(refused.message()),
+                ::testing::HasSubstr("does not match its own events"));
+    EXPECT_THAT(std::string(refused.message()), ::testing::HasSubstr(forgeries[i].refusal));
+    EXPECT_FALSE(std::filesystem::exists(restored.path));
+    EXPECT_FALSE(std::filesystem::exists(restored.path + ".checkpoint"));
+  }
 }
 
 // A backup missing one of its files is a damaged backup (DATA_LOSS), not a failure of
