@@ -270,7 +270,8 @@ int main(int argc, char** argv) {
       app.add_flag("--verify-offline", flags.verify_offline,
                    "verify the log in <data-dir> without serving it, then exit: every event "
                    "against the stored tree and the signed checkpoint, naming the first position "
-                   "that does not match and what keeps the server from starting; writes nothing "
+                   "that does not match and what keeps the server from starting, and the "
+                   "stream and request-id indexes against the events; writes nothing "
                    "(exit 0 intact, 3 not intact, 4 could not be read)");
   CLI::Option* repair_wal_option = app.add_flag(
       "--repair-wal", flags.repair_wal,
@@ -533,7 +534,20 @@ int main(int argc, char** argv) {
       spdlog::info("every one of the {} events verifies against the stored tree{}", size,
                    anchor.empty() ? " and the signed checkpoint" : "");
     }
-    return anchor.empty() && !report->first_mismatch.has_value() ? 0 : 3;
+    // The indexes that find events by stream and by request id, against the events.
+    const absl::Status indexes = (*log)->CheckIndexes();
+    if (!indexes.ok() && indexes.code() != absl::StatusCode::kDataLoss) {
+      spdlog::error("checking the indexes of the event log in {} failed: {}", inspect.path,
+                    indexes.ToString());
+      return 4;
+    }
+    if (!indexes.ok()) {
+      spdlog::error("NOT INTACT: an index does not match the events: {}",
+                    std::string(indexes.message()));
+    } else {
+      spdlog::info("the stream and request-id indexes match the events");
+    }
+    return anchor.empty() && !report->first_mismatch.has_value() && indexes.ok() ? 0 : 3;
   }
 
   if (flags.rebuild_projections) {

@@ -180,6 +180,16 @@ class AuditTest : public ::testing::Test {
 
   // Opens the stopped server's RocksDB and hands the events column family to `edit`.
   void Tamper(const std::function<void(rocksdb::DB*, rocksdb::ColumnFamilyHandle*)>& edit) {
+    TamperFamilies([&](rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& handles) {
+      edit(db, handles[1]);
+    });
+  }
+
+  // The same with every column family, in the order of store/log_format.h: default,
+  // events, streams, requests, projections, tree, meta.
+  void TamperFamilies(
+      const std::function<void(rocksdb::DB*, const std::vector<rocksdb::ColumnFamilyHandle*>&)>&
+          edit) {
     std::vector<rocksdb::ColumnFamilyDescriptor> families;
     for (const char* name :
          {"default", "events", "streams", "requests", "projections", "tree", "meta"}) {
@@ -195,7 +205,7 @@ class AuditTest : public ::testing::Test {
     auto s = rocksdb::DB::Open(options, (dir_.path() / "data" / "log").string(), families, &handles,
                                &db);
     ASSERT_TRUE(s.ok()) << s.ToString();
-    edit(db, handles[1]);
+    edit(db, handles);
     for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
     ASSERT_TRUE(db->Close().ok());
     delete db;
@@ -819,6 +829,30 @@ TEST_F(TamperTest, OfflineVerificationNamesTheFirstBadPositionAndWritesNothing) 
   EXPECT_EQ(verify_offline(no_file_out), 3) << read(no_file_out);
   EXPECT_NE(read(no_file_out).find("checkpoint file"), std::string::npos) << read(no_file_out);
   EXPECT_NE(read(no_file_out).find("position 7"), std::string::npos) << read(no_file_out);
+}
+
+// caseworkd --verify-offline checks the indexes of streams and request ids against the
+// events too: a stream's index entry dropped leaves every event verifying against the
+// tree, and the log not intact.
+TEST_F(TamperTest, OfflineVerificationChecksTheStreamIndex) {
+  const std::string intact_out = (dir_.path() / "intact.out").string();
+  EXPECT_EQ(RunCaseworkd("--verify-offline", intact_out), 0) << ReadText(intact_out);
+  EXPECT_NE(ReadText(intact_out).find("the stream and request-id indexes match the events"),
+            std::string::npos)
+      << ReadText(intact_out);
+  TamperFamilies([](rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& handles) {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator({}, handles[2]));
+    it->SeekToFirst();
+    ASSERT_TRUE(it->Valid());
+    ASSERT_TRUE(db->Delete({}, handles[2], it->key()).ok());
+  });
+  const std::string bad_out = (dir_.path() / "bad.out").string();
+  EXPECT_EQ(RunCaseworkd("--verify-offline", bad_out), 3) << ReadText(bad_out);
+  EXPECT_NE(ReadText(bad_out).find("every one of the 40 events verifies"), std::string::npos)
+      << ReadText(bad_out);
+  EXPECT_NE(ReadText(bad_out).find("NOT INTACT: an index does not match the events"),
+            std::string::npos)
+      << ReadText(bad_out);
 }
 
 // A write-ahead log record whose type byte was damaged on disk (bit 2: a full record then
