@@ -835,9 +835,16 @@ absl::Status RocksEventLog::Impl::CheckAnchor() {
   const int64_t held = Size();
   std::error_code exists_error;
   if (options_.inspect_only) {
+    // What the open would be refused for (a key or checkpoint file missing, one that does
+    // not verify or does not match) is recorded; a file that could not be read is an
+    // error of this open, not a finding about the log.
     absl::Status inspected = InspectAnchor(held);
-    if (!inspected.ok()) anchor_problem_ = std::string(inspected.message());
-    return absl::OkStatus();
+    if (inspected.code() == absl::StatusCode::kDataLoss ||
+        inspected.code() == absl::StatusCode::kFailedPrecondition) {
+      anchor_problem_ = std::string(inspected.message());
+      return absl::OkStatus();
+    }
+    return inspected;
   }
   if (held > 0 && !options_.start_without_anchor &&
       !std::filesystem::exists(key_path, exists_error) && !exists_error) {
@@ -919,7 +926,12 @@ absl::Status RocksEventLog::Impl::CheckAnchor() {
 absl::Status RocksEventLog::Impl::InspectAnchor(int64_t held) {
   // The checks of CheckAnchor, writing nothing; the first problem is returned.
   std::error_code exists_error;
-  if (!std::filesystem::exists(key_path_, exists_error) || exists_error) {
+  const bool key_exists = std::filesystem::exists(key_path_, exists_error);
+  if (exists_error) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot look at the signing key ", key_path_, ": ", exists_error.message()));
+  }
+  if (!key_exists) {
     return absl::FailedPreconditionError(absl::StrCat(
         "the signing key ", key_path_, " is missing: the checkpoint file cannot be checked"));
   }

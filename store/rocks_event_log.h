@@ -131,7 +131,8 @@ class RocksEventLog final : public EventLog {
     bool start_without_anchor = false;
     // Opens the log only to inspect it (caseworkd --verify-offline): what would refuse
     // the open for its checkpoint file or key is recorded (AnchorProblem) instead, and
-    // nothing is written: no key made, no checkpoint file written, appends refused.
+    // nothing is written: no key made, no checkpoint file written, appends refused. A key
+    // or checkpoint file that cannot be read (an I/O error, not a finding) fails the open.
     // Verify then checks the events against the stored subtrees and, where the checkpoint
     // file could be read, against its signed root.
     bool inspect_only = false;

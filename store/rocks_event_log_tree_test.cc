@@ -263,6 +263,37 @@ TEST(RocksEventLogTree, RefusesALogWithEventsWithoutItsCheckpointFileOrKey) {
   EXPECT_THAT(RocksEventLog::Open(options), IsOk());
 }
 
+// Opened for inspection, a log records why a serving open would refuse it (AnchorProblem)
+// and opens; a checkpoint file that cannot be read is an error of the open, not a finding
+// about the log (which a restore would take for a damaged backup).
+TEST(RocksEventLogTree, InspectionRecordsAnchorProblemsAndFailsOnUnreadableFiles) {
+  TempDir dir;
+  std::mt19937 rng(Seed());
+  RocksEventLog::Options options = LogOptions(dir, "log");
+  {
+    auto log = MustOpen(options);
+    Fill(*log, 20, "a", rng);
+  }
+  RocksEventLog::Options inspect = options;
+  inspect.inspect_only = true;
+  const std::string checkpoint = options.path + ".checkpoint";
+  std::filesystem::rename(checkpoint, dir.Sub("kept.checkpoint"));
+  {
+    auto log = MustOpen(inspect);
+    ASSERT_NE(log, nullptr);
+    EXPECT_THAT(log->AnchorProblem(), ::testing::HasSubstr("is missing"));
+  }
+  std::filesystem::create_directory(checkpoint);  // open(2) works, read(2) fails: EISDIR
+  auto unreadable = RocksEventLog::Open(inspect);
+  EXPECT_THAT(unreadable, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(std::string(unreadable.status().message()), ::testing::HasSubstr(checkpoint));
+  std::filesystem::remove(checkpoint);
+  std::filesystem::rename(dir.Sub("kept.checkpoint"), checkpoint);
+  auto log = MustOpen(inspect);
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(log->AnchorProblem(), "");
+}
+
 TEST(RocksEventLogTree, AFailingCheckpointFileIsReportedAndItsRecovery) {
   TempDir dir;
   std::mt19937 rng(Seed());
