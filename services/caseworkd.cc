@@ -518,14 +518,20 @@ int main(int argc, char** argv) {
     }
     const int64_t size = (*log)->Size();
     const std::string anchor = (*log)->AnchorProblem();
+    // Not intact (3) wins over could not be read (4): a finding stands whatever could not
+    // be read besides it.
+    const absl::StatusCode anchor_code = (*log)->AnchorProblemCode();
+    const bool anchor_finding =
+        !anchor.empty() && (anchor_code == absl::StatusCode::kDataLoss ||
+                            anchor_code == absl::StatusCode::kFailedPrecondition);
+    if (!anchor.empty()) {
+      spdlog::error("the server would refuse to start on this log: {}", anchor);
+    }
     auto report = (*log)->Verify(0, size);
     if (!report.ok()) {
       spdlog::error("verifying the event log in {} failed: {}", inspect.path,
                     report.status().ToString());
-      return 4;
-    }
-    if (!anchor.empty()) {
-      spdlog::error("the server would refuse to start on this log: {}", anchor);
+      return anchor_finding ? 3 : 4;
     }
     if (report->first_mismatch.has_value()) {
       spdlog::error("NOT INTACT: the first position that does not verify is {}: {}",
@@ -536,18 +542,20 @@ int main(int argc, char** argv) {
     }
     // The indexes that find events by stream and by request id, against the events.
     const absl::Status indexes = (*log)->CheckIndexes();
-    if (!indexes.ok() && indexes.code() != absl::StatusCode::kDataLoss) {
-      spdlog::error("checking the indexes of the event log in {} failed: {}", inspect.path,
-                    indexes.ToString());
-      return 4;
-    }
-    if (!indexes.ok()) {
+    if (indexes.ok()) {
+      spdlog::info("the stream and request-id indexes match the events");
+    } else if (indexes.code() == absl::StatusCode::kDataLoss) {
       spdlog::error("NOT INTACT: an index does not match the events: {}",
                     std::string(indexes.message()));
     } else {
-      spdlog::info("the stream and request-id indexes match the events");
+      spdlog::error("checking the indexes of the event log in {} failed: {}", inspect.path,
+                    indexes.ToString());
     }
-    return anchor.empty() && !report->first_mismatch.has_value() && indexes.ok() ? 0 : 3;
+    if (anchor_finding || report->first_mismatch.has_value() ||
+        indexes.code() == absl::StatusCode::kDataLoss) {
+      return 3;
+    }
+    return anchor.empty() && indexes.ok() ? 0 : 4;
   }
 
   if (flags.rebuild_projections) {

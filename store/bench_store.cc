@@ -162,9 +162,9 @@ void BM_Verify(benchmark::State& state) {
 }
 BENCHMARK(BM_Verify)->Unit(benchmark::kMillisecond);
 
-// The check of the stream and request-id indexes against the events that a restore runs
-// after Verify (RocksEventLog::CheckIndexes): here one stream entry per one-event append,
-// its worst case, with a seek into the events for each.
+// The check of the stream and request-id indexes against the events that a backup and a
+// restore run after Verify (RocksEventLog::CheckIndexes): here one stream entry per
+// one-event append (no request ids), the most entries per event.
 void BM_CheckIndexes(benchmark::State& state) {
   RocksEventLog& log = *Filled().log;
   for (auto _ : state) {

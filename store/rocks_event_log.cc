@@ -356,6 +356,7 @@ class RocksEventLog::Impl {
   const NoteVerifier& verifier() const { return signer_->verifier(); }
   bool has_signer() const { return signer_.has_value(); }
   const std::string& anchor_problem() const { return anchor_problem_; }
+  absl::StatusCode anchor_problem_code() const { return anchor_problem_code_; }
   absl::Status MarkProjectionsStale() {
     return RecordProjectionLayout(kProjectionLayoutRebuilding);
   }
@@ -605,6 +606,7 @@ class RocksEventLog::Impl {
   std::string key_path_;
   std::optional<Checkpoint> anchor_;  // the checkpoint file found at open
   std::string anchor_problem_;        // inspect_only: why the open would have been refused
+  absl::StatusCode anchor_problem_code_ = absl::StatusCode::kOk;  // and that refusal's code
   absl::Mutex signed_mu_;
   int64_t signed_size_ ABSL_GUARDED_BY(signed_mu_) = -1;
   std::string signed_note_ ABSL_GUARDED_BY(signed_mu_);
@@ -835,16 +837,17 @@ absl::Status RocksEventLog::Impl::CheckAnchor() {
   const int64_t held = Size();
   std::error_code exists_error;
   if (options_.inspect_only) {
-    // What the open would be refused for (a key or checkpoint file missing, one that does
-    // not verify or does not match) is recorded; a file that could not be read is an
-    // error of this open, not a finding about the log.
+    // What the open would be refused for is recorded, with its code: a key or checkpoint
+    // file missing, one that does not verify or does not match (kDataLoss,
+    // kFailedPrecondition), or one that could not be read (an I/O error, which says
+    // nothing about the log). The events can be verified against the stored tree either
+    // way.
     absl::Status inspected = InspectAnchor(held);
-    if (inspected.code() == absl::StatusCode::kDataLoss ||
-        inspected.code() == absl::StatusCode::kFailedPrecondition) {
+    if (!inspected.ok()) {
       anchor_problem_ = std::string(inspected.message());
-      return absl::OkStatus();
+      anchor_problem_code_ = inspected.code();
     }
-    return inspected;
+    return absl::OkStatus();
   }
   if (held > 0 && !options_.start_without_anchor &&
       !std::filesystem::exists(key_path, exists_error) && !exists_error) {
@@ -2172,10 +2175,10 @@ absl::Status RocksEventLog::Impl::CheckIndexes(const std::atomic<bool>* stop) co
   // Names an index entry in a message (only then: most entries are fine).
   auto describe = [](const Entry& entry) {
     return entry.request_id.has_value()
-               ? absl::StrCat("the request-id index's entry for ", entry.stream, " request id ",
-                              absl::CHexEscape(*entry.request_id))
-               : absl::StrCat("the stream index's entry for ", entry.stream, " versions ",
-                              entry.first_version, "-", entry.last_version);
+               ? absl::StrCat("the request-id index's entry for ", absl::CHexEscape(entry.stream),
+                              " request id ", absl::CHexEscape(*entry.request_id))
+               : absl::StrCat("the stream index's entry for ", absl::CHexEscape(entry.stream),
+                              " versions ", entry.first_version, "-", entry.last_version);
   };
   // The events that index entries name, checked in chunks with one sorted MultiGet each
   // (a seek per entry was slower: BM_CheckIndexes, docs/benchmarks.md).
@@ -2211,9 +2214,10 @@ absl::Status RocksEventLog::Impl::CheckIndexes(const std::atomic<bool>* stop) co
                                                 ", which is missing or malformed"));
       }
       if (record.stream != entry.stream || record.version != n.version) {
-        return absl::DataLossError(absl::StrCat(
-            describe(entry), " names position ", n.position, " as ", entry.stream, " version ",
-            n.version, "; it holds ", Sv(record.stream), " version ", record.version));
+        return absl::DataLossError(
+            absl::StrCat(describe(entry), " names position ", n.position, " as ",
+                         absl::CHexEscape(entry.stream), " version ", n.version, "; it holds ",
+                         absl::CHexEscape(Sv(record.stream)), " version ", record.version));
       }
     }
     chunk.clear();
@@ -2227,7 +2231,7 @@ absl::Status RocksEventLog::Impl::CheckIndexes(const std::atomic<bool>* stop) co
     if (first_position < 0 || count < 1 || count > size || first_position > size - count) {
       return absl::DataLossError(absl::StrCat(describe(entry), " names ", count,
                                               " events from position ", first_position,
-                                              ", past the ", size, " events of the log"));
+                                              ", outside the log's ", size, " events"));
     }
     const int64_t last_version = entry.last_version;
     entries.push_back(std::move(entry));
@@ -2284,6 +2288,9 @@ absl::Status RocksEventLog::Impl::CheckIndexes(const std::atomic<bool>* stop) co
                                             " (an entry is missing)"));
   }
 
+  // A request id's entry answers a retry with the append it names: that must be one
+  // append of its stream as the stream index (checked above against the events) has it,
+  // so the entry must equal that stream entry in versions and positions.
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, requests_));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     STORE_RETURN_IF_ERROR(stopped());
@@ -2295,13 +2302,25 @@ absl::Status RocksEventLog::Impl::CheckIndexes(const std::atomic<bool>* stop) co
       return absl::DataLossError(absl::StrCat("the request-id index holds a malformed entry (key ",
                                               absl::CHexEscape(Sv(key)), ")"));
     }
-    STORE_RETURN_IF_ERROR(names_events({.stream = std::string(key.substr(0, separator)),
-                                        .last_version = record.version,
-                                        .request_id = std::string(key.substr(separator + 1))},
-                                       record.first_position, record.event_count));
+    const std::string_view stream = key.substr(0, separator);
+    const Entry entry{.stream = std::string(stream),
+                      .last_version = record.version,
+                      .request_id = std::string(key.substr(separator + 1))};
+    std::string value;
+    rocksdb::Status got =
+        db_->Get(read_options, streams_, format::StreamKey(stream, record.version), &value);
+    if (!got.ok() && !got.IsNotFound()) return FromRocks(got, "reading the stream index");
+    format::StreamExtent extent;
+    if (got.IsNotFound() || !format::DecodeStreamExtent(value, &extent) ||
+        extent.first_position != record.first_position || record.event_count < 1 ||
+        extent.first_version != record.version - record.event_count + 1) {
+      return absl::DataLossError(
+          absl::StrCat(describe(entry), " names ", record.event_count, " events from position ",
+                       record.first_position, " ending at version ", record.version,
+                       ", which is no append of that stream in the stream index"));
+    }
   }
-  STORE_RETURN_IF_ERROR(FromRocks(it->status(), "reading the request-id index"));
-  return check_chunk();
+  return FromRocks(it->status(), "reading the request-id index");
 }
 
 absl::Status RocksEventLog::Impl::RebuildProjections(
@@ -2582,8 +2601,14 @@ absl::Status RestoreAndVerify(rocksdb::BackupEngineReadOnlyBase& engine, const s
     if (!log.ok()) {
       status = log.status();
     } else if (const std::string problem = (*log)->AnchorProblem(); !problem.empty()) {
-      status = absl::DataLossError(absl::StrCat(
-          "backup ", id, " in ", dir, " does not match its signed checkpoint: ", problem));
+      // The checkpoint file was written just above: one that cannot be read again is a
+      // failure of this machine (its code kept below), not a finding about the backup.
+      const absl::StatusCode code = (*log)->AnchorProblemCode();
+      status =
+          code == absl::StatusCode::kDataLoss || code == absl::StatusCode::kFailedPrecondition
+              ? absl::DataLossError(absl::StrCat(
+                    "backup ", id, " in ", dir, " does not match its signed checkpoint: ", problem))
+              : absl::Status(code, problem);
     } else if ((*log)->Size() != covered->size) {
       status = absl::DataLossError(
           absl::StrCat("backup ", id, " in ", dir, " holds ", (*log)->Size(),
@@ -2756,6 +2781,7 @@ absl::StatusOr<std::string> RocksEventLog::SignedCheckpoint() { return impl_->Si
 const NoteVerifier& RocksEventLog::CheckpointVerifier() const { return impl_->verifier(); }
 bool RocksEventLog::HasCheckpointKey() const { return impl_->has_signer(); }
 std::string RocksEventLog::AnchorProblem() const { return impl_->anchor_problem(); }
+absl::StatusCode RocksEventLog::AnchorProblemCode() const { return impl_->anchor_problem_code(); }
 absl::Status RocksEventLog::MarkProjectionsStale() { return impl_->MarkProjectionsStale(); }
 absl::Status RocksEventLog::CheckIndexes() const { return impl_->CheckIndexes(); }
 absl::Status RocksEventLog::WriteCheckpointFile() { return impl_->WriteCheckpointFile(); }
@@ -2907,6 +2933,14 @@ absl::StatusOr<uint32_t> RocksEventLog::BackupWith(rocksdb::BackupEngine& engine
                              copy->impl_->Verify(0, head.size, impl_->backups_stopped_flag()));
       if (report.first_mismatch.has_value()) {
         return absl::DataLossError(absl::StrCat("the backup does not verify: ", report.detail));
+      }
+      // As a restore will: a backup whose indexes do not match its events would be
+      // refused by every restore, so it is not called good.
+      if (absl::Status indexes = copy->impl_->CheckIndexes(impl_->backups_stopped_flag());
+          !indexes.ok()) {
+        if (indexes.code() != absl::StatusCode::kDataLoss) return indexes;
+        return absl::DataLossError(
+            absl::StrCat("the backup's indexes do not match its events: ", indexes.message()));
       }
       // The backup copies the live WAL as far as it is written, which can include a batch
       // whose sync has not returned yet: its head is published a moment later.

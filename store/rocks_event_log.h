@@ -131,8 +131,7 @@ class RocksEventLog final : public EventLog {
     bool start_without_anchor = false;
     // Opens the log only to inspect it (caseworkd --verify-offline): what would refuse
     // the open for its checkpoint file or key is recorded (AnchorProblem) instead, and
-    // nothing is written: no key made, no checkpoint file written, appends refused. A key
-    // or checkpoint file that cannot be read (an I/O error, not a finding) fails the open.
+    // nothing is written: no key made, no checkpoint file written, appends refused.
     // Verify then checks the events against the stored subtrees and, where the checkpoint
     // file could be read, against its signed root.
     bool inspect_only = false;
@@ -252,10 +251,15 @@ class RocksEventLog final : public EventLog {
   // runs beside appends. kInvalidArgument unless 0 <= from <= to <= Size().
   absl::StatusOr<VerifyReport> Verify(int64_t from, int64_t to);
   // Checks the indexes of streams and of request ids against the events (which Verify
-  // checks against the tree): every entry names events of its stream at the versions it
-  // says, and the stream entries name every event exactly once. kDataLoss naming the
-  // first entry that does not. Reads only; one pass over each index with a seek into the
-  // events per entry. Restore runs it on every backup.
+  // checks against the tree): every stream entry names events of its stream at the
+  // versions it says, a stream's entries run from version 1 without a gap or an overlap,
+  // together they name every event exactly once, and every request-id entry is one of
+  // its stream's entries (an append). kDataLoss naming an entry that fails. Reads only:
+  // one pass over the stream index with sorted batched reads of the events it names, one
+  // pass over the request ids with a stream-index read each. For a log with no appends
+  // running (inspection, a backup's copy): one running beside it can be seen as a
+  // mismatch. A backup (before it is called good), a restore and caseworkd
+  // --verify-offline run it.
   absl::Status CheckIndexes() const;
 
   // Drops every projection and re-derives them from the log with `project` (which must
@@ -320,8 +324,11 @@ class RocksEventLog final : public EventLog {
   // AppendAsync may hold. Replaces the previous listener.
   void SetWriteStateListener(std::function<void(const WriteState&)> listener);
   // With Options::inspect_only: why the open would have been refused for the checkpoint
-  // file or the key; empty when it would not.
+  // file or the key; empty when it would not. Its code: kDataLoss or kFailedPrecondition
+  // for a finding (missing, not verifying, not matching), another (kUnavailable) for a
+  // file that could not be read, which says nothing about the log.
   [[nodiscard]] std::string AnchorProblem() const;
+  [[nodiscard]] absl::StatusCode AnchorProblemCode() const;
   // Called on the log's maintenance thread when writing the checkpoint file (every
   // checkpoint_interval_ms while the log grows) first fails (the error), and when it
   // succeeds again after failing (OK). While it fails the file lags the log, and a

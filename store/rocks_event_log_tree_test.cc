@@ -264,9 +264,9 @@ TEST(RocksEventLogTree, RefusesALogWithEventsWithoutItsCheckpointFileOrKey) {
 }
 
 // Opened for inspection, a log records why a serving open would refuse it (AnchorProblem)
-// and opens; a checkpoint file that cannot be read is an error of the open, not a finding
-// about the log (which a restore would take for a damaged backup).
-TEST(RocksEventLogTree, InspectionRecordsAnchorProblemsAndFailsOnUnreadableFiles) {
+// and opens, with the refusal's code: a checkpoint file that cannot be read is told apart
+// from a finding about the log (which a restore would take for a damaged backup).
+TEST(RocksEventLogTree, InspectionRecordsAnchorProblemsWithTheirCodes) {
   TempDir dir;
   std::mt19937 rng(Seed());
   RocksEventLog::Options options = LogOptions(dir, "log");
@@ -282,16 +282,24 @@ TEST(RocksEventLogTree, InspectionRecordsAnchorProblemsAndFailsOnUnreadableFiles
     auto log = MustOpen(inspect);
     ASSERT_NE(log, nullptr);
     EXPECT_THAT(log->AnchorProblem(), ::testing::HasSubstr("is missing"));
+    EXPECT_EQ(log->AnchorProblemCode(), absl::StatusCode::kDataLoss);
   }
   std::filesystem::create_directory(checkpoint);  // open(2) works, read(2) fails: EISDIR
-  auto unreadable = RocksEventLog::Open(inspect);
-  EXPECT_THAT(unreadable, StatusIs(absl::StatusCode::kUnavailable));
-  EXPECT_THAT(std::string(unreadable.status().message()), ::testing::HasSubstr(checkpoint));
+  {
+    auto log = MustOpen(inspect);
+    ASSERT_NE(log, nullptr);
+    EXPECT_THAT(log->AnchorProblem(), ::testing::HasSubstr(checkpoint));
+    EXPECT_EQ(log->AnchorProblemCode(), absl::StatusCode::kUnavailable);
+    auto report = log->Verify(0, log->Size());  // the events still verify against the tree
+    ASSERT_THAT(report, IsOk());
+    EXPECT_FALSE(report->first_mismatch.has_value()) << report->detail;
+  }
   std::filesystem::remove(checkpoint);
   std::filesystem::rename(dir.Sub("kept.checkpoint"), checkpoint);
   auto log = MustOpen(inspect);
   ASSERT_NE(log, nullptr);
   EXPECT_EQ(log->AnchorProblem(), "");
+  EXPECT_EQ(log->AnchorProblemCode(), absl::StatusCode::kOk);
 }
 
 TEST(RocksEventLogTree, AFailingCheckpointFileIsReportedAndItsRecovery) {
@@ -763,10 +771,11 @@ TEST(RocksEventLogBackup, ABackupOfADamagedLogIsNotKept) {
 }
 
 // The indexes that find events by stream and by request id are covered by no signature:
-// a restore checks them against the verified events and refuses a backup whose entries
-// name other events than they say. Each forgery is made in a log's own RocksDB before a
-// backup of it is taken (a backup checks the events and the tree, not these indexes),
-// which is what a forged backup directory holds too.
+// a backup and a restore check them against the verified events. Each forgery is made in
+// a log's own RocksDB behind its back. A backup of that log is refused; a forged backup
+// (made from the altered RocksDB with RocksDB's own backup engine, beside a copy of the
+// good backup's signed checkpoint, which still matches the events) is refused by the
+// restore.
 TEST(RocksEventLogBackup, RestoreRefusesABackupWhoseIndexesDoNotMatchItsEvents) {
   TempDir dir;
   // Positions: a/1 0, a/2 1, b/1 2, a/3 3, b/2 4, b/3 5, b/4 6.
@@ -822,12 +831,24 @@ TEST(RocksEventLogBackup, RestoreRefusesABackupWhoseIndexesDoNotMatchItsEvents) 
        [&](rocksdb::DB& db, const Handles& h) {
          ASSERT_TRUE(db.Put(w, h[3], format::RequestKey("a", "ra2"), request(2, 1, 3)).ok());
        },
-       "request id ra2 names position 2 as a version 3; it holds b version 1"},
+       "request id ra2 names 1 events from position 2 ending at version 3, which is no "
+       "append"},
+      {"a request id answered with part of an append",
+       [&](rocksdb::DB& db, const Handles& h) {
+         ASSERT_TRUE(db.Put(w, h[3], format::RequestKey("a", "ra1"), request(1, 1, 2)).ok());
+       },
+       "request id ra1 names 1 events from position 1 ending at version 2, which is no append"},
       {"a request id past the log's end",
        [&](rocksdb::DB& db, const Handles& h) {
          ASSERT_TRUE(db.Put(w, h[3], format::RequestKey("b", "rb9"), request(6, 3, 6)).ok());
        },
-       "past the 7 events"},
+       "request id rb9 names 3 events from position 6 ending at version 6, which is no "
+       "append"},
+      {"a stream entry past the log's end",
+       [&](rocksdb::DB& db, const Handles& h) {
+         ASSERT_TRUE(db.Put(w, h[2], format::StreamKey("c", 1), extent(1, 7)).ok());
+       },
+       "names 1 events from position 7, outside the log's 7 events"},
       {"a malformed request record",
        [&](rocksdb::DB& db, const Handles& h) {
          ASSERT_TRUE(db.Put(w, h[3], format::RequestKey("b", "rb1"), "\x01short").ok());
@@ -852,14 +873,42 @@ TEST(RocksEventLogBackup, RestoreRefusesABackupWhoseIndexesDoNotMatchItsEvents) 
       ASSERT_NE(log, nullptr);
       fill(*log);
     }
-    EditBehindTheLogsBack(options.path, forgeries[i].edit);
     const std::string backups = dir.Sub(absl::StrCat("backups", i));
+    uint32_t good = 0;
+    {
+      auto log = MustOpen(options);
+      auto id = log->Backup(backups);
+      ASSERT_THAT(id, IsOk());
+      good = *id;
+    }
+    uint32_t forged = 0;
+    EditBehindTheLogsBack(options.path, [&](rocksdb::DB& db, const Handles& h) {
+      forgeries[i].edit(db, h);
+      rocksdb::BackupEngine* raw = nullptr;
+      ASSERT_TRUE(rocksdb::BackupEngine::Open(rocksdb::Env::Default(),
+                                              rocksdb::BackupEngineOptions(backups), &raw)
+                      .ok());
+      std::unique_ptr<rocksdb::BackupEngine> engine(raw);
+      ASSERT_TRUE(engine->CreateNewBackup(&db, /*flush_before_backup=*/true).ok());
+      std::vector<rocksdb::BackupInfo> infos;
+      engine->GetBackupInfo(&infos);
+      ASSERT_FALSE(infos.empty());
+      forged = infos.back().backup_id;
+    });
+    ASSERT_GT(forged, good);
+    std::filesystem::copy_file(absl::StrCat(backups, "/checkpoint-", good),
+                               absl::StrCat(backups, "/checkpoint-", forged));
     {
       auto log = MustOpen(options);
       absl::Status check = log->CheckIndexes();
       EXPECT_THAT(check, StatusIs(absl::StatusCode::kDataLoss));
       EXPECT_THAT(std::string(check.message()), ::testing::HasSubstr(forgeries[i].refusal));
-      ASSERT_THAT(log->Backup(backups), IsOk());
+      auto refused = log->Backup(dir.Sub(absl::StrCat("more-backups", i)));
+      EXPECT_THAT(refused, StatusIs(absl::StatusCode::kDataLoss));
+      EXPECT_THAT(std::string(refused.status().message()),
+                  ::testing::HasSubstr("the backup's indexes do not match its events"));
+      EXPECT_FALSE(
+          std::filesystem::exists(dir.Sub(absl::StrCat("more-backups", i, "/checkpoint-1"))));
     }
     RocksEventLog::Options restored = LogOptions(dir, absl::StrCat("restored", i));
     absl::Status refused = RocksEventLog::Restore(backups, restored);
@@ -869,7 +918,45 @@ TEST(RocksEventLogBackup, RestoreRefusesABackupWhoseIndexesDoNotMatchItsEvents) 
     EXPECT_THAT(std::string(refused.message()), ::testing::HasSubstr(forgeries[i].refusal));
     EXPECT_FALSE(std::filesystem::exists(restored.path));
     EXPECT_FALSE(std::filesystem::exists(restored.path + ".checkpoint"));
+    // The good backup beside it still restores.
+    EXPECT_THAT(RocksEventLog::Restore(backups, LogOptions(dir, absl::StrCat("older", i)), good),
+                IsOk());
   }
+}
+
+// The check reads the events a stream index names in chunks of 8,192: here 9,000 events
+// in three-event appends, so one append's events straddle the chunks' boundary, and a
+// forgery of the last append of a stream lies in the second chunk.
+TEST(RocksEventLogBackup, CheckIndexesAcrossChunks) {
+  TempDir dir;
+  RocksEventLog::Options options = LogOptions(dir, "log");
+  {
+    auto log = MustOpen(options);
+    ASSERT_NE(log, nullptr);
+    std::vector<std::string> events = {"x", "y", "z"};
+    for (int i = 0; i < 3000; ++i) {
+      const std::string stream = absl::StrCat("s", i % 3);
+      ASSERT_THAT(log->Append({.stream = stream,
+                               .expected_version = i / 3 * 3,
+                               .events = events,
+                               .request_id = absl::StrCat("r", i)}),
+                  IsOk());
+    }
+    ASSERT_EQ(log->Size(), 9000);
+    EXPECT_THAT(log->CheckIndexes(), IsOk());
+  }
+  // s2's last append (versions 2998-3000) at s1's last append's positions.
+  EditBehindTheLogsBack(options.path, [&](rocksdb::DB& db, const auto& h) {
+    ASSERT_TRUE(db.Put(rocksdb::WriteOptions(), h[2], format::StreamKey("s2", 3000),
+                       format::EncodeStreamExtent({.first_version = 2998, .first_position = 8994}))
+                    .ok());
+  });
+  auto log = MustOpen(options);
+  absl::Status check = log->CheckIndexes();
+  EXPECT_THAT(check, StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(std::string(check.message()),
+              ::testing::HasSubstr("s2 versions 2998-3000 names position 8994 as s2 version 2998; "
+                                   "it holds s1 version 2998"));
 }
 
 // A backup missing one of its files is a damaged backup (DATA_LOSS), not a failure of
