@@ -1,0 +1,262 @@
+// Deep verification re-checks every sign-off's Ed25519 signature over the canonical
+// statement against the key its approver had registered before it, and names the first
+// problem of the log in position order, a signature's or a rule's.
+#include <sodium.h>
+
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/shell/deep_verify.h"
+#include "services/workflow/statement.h"
+#include "services/workflow/workflow_testing.h"
+
+namespace casework::shell {
+namespace {
+
+namespace v1 = ::casework::v1;
+using ::testing::HasSubstr;
+using workflow::testing::Scenario;
+using workflow::testing::Stage;
+
+struct KeyPair {
+  std::string public_key;
+  std::string secret_key;
+};
+
+KeyPair NewKey() {
+  KeyPair key{std::string(crypto_sign_PUBLICKEYBYTES, '\0'),
+              std::string(crypto_sign_SECRETKEYBYTES, '\0')};
+  crypto_sign_keypair(reinterpret_cast<unsigned char*>(key.public_key.data()),
+                      reinterpret_cast<unsigned char*>(key.secret_key.data()));
+  return key;
+}
+
+std::string Sign(const KeyPair& key, const std::string& message) {
+  std::string signature(crypto_sign_BYTES, '\0');
+  crypto_sign_detached(reinterpret_cast<unsigned char*>(signature.data()), nullptr,
+                       reinterpret_cast<const unsigned char*>(message.data()), message.size(),
+                       reinterpret_cast<const unsigned char*>(key.secret_key.data()));
+  return signature;
+}
+
+class DeepVerifySignaturesTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_GE(sodium_init(), 0); }
+
+  // An approver key registered on "approvers/{person}", as the server writes it.
+  v1::Event Registered(const workflow::Principal& approver, const std::string& key_id,
+                       const KeyPair& key) {
+    v1::Event e;
+    e.set_stream("approvers/" + approver.id);
+    e.set_version(++approver_versions_[approver.id]);
+    e.set_actor(cast_.admin.id);
+    e.set_request_id("register-" + key_id);
+    e.set_rules_version(workflow::kRulesVersion);
+    v1::ApproverKeyRegistered* r = e.mutable_approver_key_registered();
+    r->set_key_id(key_id);
+    r->set_public_key(key.public_key);
+    r->set_level(approver.approval_level);
+    return e;
+  }
+
+  v1::Event Revoked(const workflow::Principal& approver, const std::string& key_id) {
+    v1::Event e;
+    e.set_stream("approvers/" + approver.id);
+    e.set_version(++approver_versions_[approver.id]);
+    e.set_actor(cast_.admin.id);
+    e.set_request_id("revoke-" + key_id);
+    e.set_rules_version(workflow::kRulesVersion);
+    e.mutable_approver_key_revoked()->set_key_id(key_id);
+    return e;
+  }
+
+  // Both approvers' keys registered, then `n` cases closed by both (each on stream
+  // cases/c<i>, its sign-offs signed for real), interleaved at random (seeded).
+  std::vector<v1::Event> ClosedCases(int n, uint64_t seed) {
+    std::vector<v1::Event> out = {
+        Registered(cast_.county_approver, workflow::testing::KeyIdOf(cast_.county_approver),
+                   county_key_),
+        Registered(cast_.city_approver, workflow::testing::KeyIdOf(cast_.city_approver),
+                   city_key_)};
+    // Each case's commands (its consecutive events with one request id), interleaved.
+    std::vector<std::vector<std::vector<v1::Event>>> cases;
+    for (int i = 0; i < n; ++i) {
+      Scenario scenario(Stage::kClosed);
+      const std::string case_id = "c" + std::to_string(i);
+      std::vector<std::vector<v1::Event>> commands;
+      for (v1::Event e : scenario.log()) {
+        e.set_stream("cases/" + case_id);
+        if (e.has_closure_signed_off()) {
+          v1::SignOff* s = e.mutable_closure_signed_off()->mutable_sign_off();
+          const KeyPair& key = e.actor() == cast_.county_approver.id ? county_key_ : city_key_;
+          s->set_signature(
+              Sign(key, workflow::SignOffStatement(case_id, e.version() - 1, s->inspection_id())));
+        }
+        // The scenarios' two sign-offs share a request id; each starts a command.
+        if (commands.empty() || commands.back().front().request_id() != e.request_id() ||
+            e.has_closure_signed_off()) {
+          commands.emplace_back();
+        }
+        commands.back().push_back(std::move(e));
+      }
+      for (size_t c = 0; c < commands.size(); ++c) {
+        for (v1::Event& e : commands[c]) e.set_request_id(absl::StrCat(e.request_id(), "#", c));
+      }
+      cases.push_back(std::move(commands));
+    }
+    std::mt19937_64 rng(seed);
+    std::vector<size_t> next(cases.size(), 0);
+    for (;;) {
+      std::vector<size_t> open;
+      for (size_t i = 0; i < cases.size(); ++i) {
+        if (next[i] < cases[i].size()) open.push_back(i);
+      }
+      if (open.empty()) return out;
+      const size_t pick = open[rng() % open.size()];
+      for (v1::Event& e : cases[pick][next[pick]++]) out.push_back(std::move(e));
+    }
+  }
+
+  // The position of the sign-off by `who` on `stream`.
+  static int64_t SignOffOf(const std::vector<v1::Event>& log, const std::string& stream,
+                           const std::string& who) {
+    for (size_t i = 0; i < log.size(); ++i) {
+      if (log[i].stream() == stream && log[i].has_closure_signed_off() && log[i].actor() == who) {
+        return static_cast<int64_t>(i);
+      }
+    }
+    ADD_FAILURE() << "no sign-off by " << who << " on " << stream;
+    return -1;
+  }
+
+  static std::optional<DeepVerifier::Problem> Verify(const std::vector<v1::Event>& log,
+                                                     int64_t* signatures = nullptr) {
+    DeepVerifier verifier{DeepVerifyOptions{}};
+    std::optional<DeepVerifier::Problem> problem;
+    for (size_t i = 0; i < log.size() && !problem.has_value(); ++i) {
+      problem = verifier.Add(store::StoredEvent{.position = static_cast<int64_t>(i),
+                                                .stream = log[i].stream(),
+                                                .version = log[i].version(),
+                                                .bytes = log[i].SerializeAsString()});
+    }
+    if (!problem.has_value()) problem = verifier.Finish();
+    if (signatures != nullptr) *signatures = verifier.signatures_checked();
+    return problem;
+  }
+
+  static void FlipSignatureBit(v1::Event& e) {
+    std::string* signature =
+        e.mutable_closure_signed_off()->mutable_sign_off()->mutable_signature();
+    (*signature)[5] = static_cast<char>((*signature)[5] ^ 0x10);
+  }
+
+  workflow::testing::Cast cast_;
+  KeyPair county_key_ = NewKey();
+  KeyPair city_key_ = NewKey();
+  std::map<std::string, int64_t> approver_versions_;
+};
+
+TEST_F(DeepVerifySignaturesTest, SignedClosuresVerify) {
+  const std::vector<v1::Event> log = ClosedCases(40, 1);
+  int64_t signatures = 0;
+  auto problem = Verify(log, &signatures);
+  EXPECT_FALSE(problem.has_value()) << problem->position << ": " << problem->detail;
+  EXPECT_EQ(signatures, 80);
+}
+
+TEST_F(DeepVerifySignaturesTest, AnAlteredSignatureIsNamed) {
+  std::vector<v1::Event> log = ClosedCases(40, 2);
+  const int64_t at = SignOffOf(log, "cases/c17", cast_.city_approver.id);
+  FlipSignatureBit(log[static_cast<size_t>(at)]);
+  auto problem = Verify(log);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->position, at);
+  EXPECT_THAT(problem->detail, HasSubstr("does not verify over the canonical statement"));
+}
+
+// A signature made for another case (the same approver, a valid signature of another
+// statement) does not carry over.
+TEST_F(DeepVerifySignaturesTest, ASignatureOfAnotherCaseIsNamed) {
+  std::vector<v1::Event> log = ClosedCases(10, 3);
+  const int64_t from = SignOffOf(log, "cases/c3", cast_.county_approver.id);
+  const int64_t to = SignOffOf(log, "cases/c4", cast_.county_approver.id);
+  *log[static_cast<size_t>(to)]
+       .mutable_closure_signed_off()
+       ->mutable_sign_off()
+       ->mutable_signature() =
+      log[static_cast<size_t>(from)].closure_signed_off().sign_off().signature();
+  auto problem = Verify(log);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->position, to);
+  EXPECT_THAT(problem->detail, HasSubstr("does not verify"));
+}
+
+TEST_F(DeepVerifySignaturesTest, AKeyNotRegisteredOrRevokedBeforeTheSignOffIsNamed) {
+  // The first sign-off by `who` in the log.
+  auto first_by = [](const std::vector<v1::Event>& log, const std::string& who) {
+    for (size_t i = 0; i < log.size(); ++i) {
+      if (log[i].has_closure_signed_off() && log[i].actor() == who) return static_cast<int64_t>(i);
+    }
+    return int64_t{-1};
+  };
+  {
+    std::vector<v1::Event> log = ClosedCases(5, 4);
+    log.erase(log.begin() + 1);  // the city approver's key was never registered
+    auto problem = Verify(log);
+    ASSERT_TRUE(problem.has_value());
+    EXPECT_EQ(problem->position, first_by(log, cast_.city_approver.id));
+    EXPECT_THAT(problem->detail, HasSubstr("had not registered before it"));
+  }
+  {
+    std::vector<v1::Event> log = ClosedCases(5, 5);
+    log.insert(log.begin() + 2,
+               Revoked(cast_.county_approver, workflow::testing::KeyIdOf(cast_.county_approver)));
+    auto problem = Verify(log);
+    ASSERT_TRUE(problem.has_value());
+    EXPECT_EQ(problem->position, first_by(log, cast_.county_approver.id));
+    EXPECT_THAT(problem->detail, HasSubstr("revoked before it"));
+  }
+}
+
+// The verdict names the first problem in position order, whichever kind comes first:
+// a bad signature before a broken rule, and a broken rule before a bad signature.
+TEST_F(DeepVerifySignaturesTest, TheFirstProblemIsNamedWhateverItsKind) {
+  const std::vector<v1::Event> good = ClosedCases(60, 6);
+  const int64_t signature_at = SignOffOf(good, "cases/c30", cast_.county_approver.id);
+  // The passed inspections of the other cases, by position.
+  std::vector<int64_t> inspections;
+  for (size_t i = 0; i < good.size(); ++i) {
+    if (good[i].has_inspection_passed() && good[i].stream() != "cases/c30") {
+      inspections.push_back(static_cast<int64_t>(i));
+    }
+  }
+  ASSERT_LT(inspections.front(), signature_at);
+  ASSERT_GT(inspections.back(), signature_at);
+  for (const bool signature_first : {true, false}) {
+    SCOPED_TRACE(signature_first ? "signature first" : "rule first");
+    std::vector<v1::Event> log = good;
+    FlipSignatureBit(log[static_cast<size_t>(signature_at)]);
+    // A rule broken: an inspection recorded by the case's first secretary, who assisted
+    // it and may not inspect it.
+    const int64_t rule_at = signature_first ? inspections.back() : inspections.front();
+    log[static_cast<size_t>(rule_at)].set_actor(cast_.secretary.id);
+    auto problem = Verify(log);
+    ASSERT_TRUE(problem.has_value());
+    if (signature_first) {
+      EXPECT_EQ(problem->position, signature_at);
+      EXPECT_THAT(problem->detail, HasSubstr("does not verify over the canonical statement"));
+    } else {
+      EXPECT_EQ(problem->position, rule_at);
+      EXPECT_THAT(problem->detail, ::testing::Not(HasSubstr("signature")));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace casework::shell
