@@ -165,7 +165,93 @@ std::optional<DeepVerifier::Problem> DeepVerifier::CheckServiceEvent(
   return std::nullopt;
 }
 
+SignatureChecks::~SignatureChecks() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+void SignatureChecks::Submit(Check check) {
+  if (failed_.load(std::memory_order_acquire)) return;  // the verdict is known
+  std::unique_lock<std::mutex> lock(mu_);
+  if (background_ && !started_) {
+    started_ = true;
+    try {
+      worker_ = std::thread([this] { Run(); });
+    } catch (const std::system_error&) {
+      // No thread: checked inline below, as without the background.
+    }
+  }
+  if (!worker_.joinable()) {
+    lock.unlock();
+    if (!VerifyEd25519Strict(check.public_key, check.statement, check.signature)) {
+      std::lock_guard<std::mutex> relock(mu_);
+      if (!failure_.has_value()) failure_ = Failure{check.position, std::move(check.problem)};
+      failed_.store(true, std::memory_order_release);
+    }
+    return;
+  }
+  changed_.wait(lock, [this] { return queue_.size() < kQueued || stopping_; });
+  queue_.push_back(std::move(check));
+  changed_.notify_all();
+}
+
+void SignatureChecks::Run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    changed_.wait(lock, [this] { return !queue_.empty() || stopping_; });
+    if (stopping_) return;
+    Check check = std::move(queue_.front());
+    queue_.pop_front();
+    busy_ = true;
+    const bool skip = failure_.has_value();  // checks after a failure decide nothing
+    lock.unlock();
+    const bool ok = skip || VerifyEd25519Strict(check.public_key, check.statement, check.signature);
+    lock.lock();
+    busy_ = false;
+    if (!ok && !failure_.has_value()) {
+      failure_ = Failure{check.position, std::move(check.problem)};
+      failed_.store(true, std::memory_order_release);
+    }
+    changed_.notify_all();
+  }
+}
+
+std::optional<SignatureChecks::Failure> SignatureChecks::FailedSoFar() {
+  if (!failed_.load(std::memory_order_acquire)) return std::nullopt;
+  std::lock_guard<std::mutex> lock(mu_);
+  return failure_;
+}
+
+std::optional<SignatureChecks::Failure> SignatureChecks::Drain() {
+  std::unique_lock<std::mutex> lock(mu_);
+  changed_.wait(lock, [this] { return (queue_.empty() && !busy_) || stopping_; });
+  return failure_;
+}
+
+std::optional<DeepVerifier::Problem> DeepVerifier::Settle(std::optional<Problem> fold_problem) {
+  std::optional<SignatureChecks::Failure> failed =
+      fold_problem.has_value() ? signatures_.Drain() : signatures_.FailedSoFar();
+  if (failed.has_value()) return Problem{failed->position, std::move(failed->detail)};
+  return fold_problem;
+}
+
 std::optional<DeepVerifier::Problem> DeepVerifier::Add(const store::StoredEvent& stored) {
+  return Settle(AddEvent(stored));
+}
+
+std::optional<DeepVerifier::Problem> DeepVerifier::Finish() {
+  std::optional<Problem> problem = Settle(CheckPending());
+  if (problem.has_value()) return problem;
+  std::optional<SignatureChecks::Failure> failed = signatures_.Drain();
+  if (failed.has_value()) return Problem{failed->position, std::move(failed->detail)};
+  return std::nullopt;
+}
+
+std::optional<DeepVerifier::Problem> DeepVerifier::AddEvent(const store::StoredEvent& stored) {
   if (stored.position != next_position_) {
     return Problem{next_position_, absl::StrCat("position ", next_position_, " is missing")};
   }
@@ -205,8 +291,6 @@ std::optional<DeepVerifier::Problem> DeepVerifier::Add(const store::StoredEvent&
   pending_.push_back(std::move(event));
   return std::nullopt;
 }
-
-std::optional<DeepVerifier::Problem> DeepVerifier::Finish() { return CheckPending(); }
 
 std::optional<DeepVerifier::Problem> DeepVerifier::CheckPending() {
   if (pending_.empty()) return std::nullopt;
@@ -265,11 +349,15 @@ std::optional<DeepVerifier::Problem> DeepVerifier::CheckPending() {
     const std::string statement =
         workflow::SignOffStatement(std::string_view(first.stream()).substr(kCasePrefix.size()),
                                    first.version() - 1, s.inspection_id());
-    if (!VerifyEd25519Strict(key->second.public_key, statement, s.signature())) {
-      return Problem{position,
-                     absl::StrCat("the sign-off signature of ", first.actor(), " with key \"",
-                                  s.key_id(), "\" does not verify over the canonical statement")};
-    }
+    // Checked beside the fold; the rules below are re-run as if it verified, and a
+    // failure is reported in its place in position order (Settle).
+    signatures_.Submit(SignatureChecks::Check{
+        .position = position,
+        .public_key = key->second.public_key,
+        .statement = statement,
+        .signature = s.signature(),
+        .problem = absl::StrCat("the sign-off signature of ", first.actor(), " with key \"",
+                                s.key_id(), "\" does not verify over the canonical statement")});
     context.verified_key_id = s.key_id();
     context.verified_level = key->second.level;
   }

@@ -26,9 +26,14 @@
 // case, one entry per registered key, and every recorded principals set.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -48,6 +53,53 @@ struct DeepVerifyOptions {
   CaseStates::Loader loader;
   // States kept parsed (the cases touched last).
   size_t parsed_max = 4096;
+  // Sign-off signatures are checked on a thread of their own beside the fold (true), or
+  // inline (false). Either way the verdict is the same: the first problem in position
+  // order, a signature's or a rule's.
+  bool signatures_in_background = true;
+};
+
+// Ed25519 checks of sign-offs, in the order given, on one thread beside the caller's
+// (deep_verify.cc). At most kQueued wait; Submit blocks beyond that.
+class SignatureChecks {
+ public:
+  struct Check {
+    int64_t position = 0;
+    std::string public_key;
+    std::string statement;
+    std::string signature;
+    std::string problem;  // the detail when it does not verify
+  };
+  struct Failure {
+    int64_t position = 0;
+    std::string detail;
+  };
+  static constexpr size_t kQueued = 1024;
+
+  explicit SignatureChecks(bool background) : background_(background) {}
+  SignatureChecks(const SignatureChecks&) = delete;
+  SignatureChecks& operator=(const SignatureChecks&) = delete;
+  ~SignatureChecks();
+
+  void Submit(Check check);
+  // The first submitted check that failed, if one did among those done so far.
+  [[nodiscard]] std::optional<Failure> FailedSoFar();
+  // Waits for every submitted check; the first that failed, if any.
+  [[nodiscard]] std::optional<Failure> Drain();
+
+ private:
+  void Run();
+
+  const bool background_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::deque<Check> queue_;         // guarded by mu_
+  bool busy_ = false;               // the worker holds a check (mu_)
+  bool stopping_ = false;           // (mu_)
+  bool started_ = false;            // (mu_)
+  std::optional<Failure> failure_;  // the first failure (mu_)
+  std::atomic<bool> failed_{false};
+  std::thread worker_;
 };
 
 class DeepVerifier {
@@ -59,12 +111,14 @@ class DeepVerifier {
 
   explicit DeepVerifier(DeepVerifyOptions options)
       : options_(std::move(options)),
-        cases_(options_.state_bytes_max, options_.loader, options_.parsed_max) {}
+        cases_(options_.state_bytes_max, options_.loader, options_.parsed_max),
+        signatures_(options_.signatures_in_background) {}
 
   // The event at the next position. Returns the first problem found so far (a command is
-  // checked once its last event is known, so a problem may name an earlier position).
+  // checked once its last event is known, and a signature a little later when checked in
+  // the background, so a problem may name an earlier position).
   [[nodiscard]] std::optional<Problem> Add(const store::StoredEvent& event);
-  // Checks the last pending command.
+  // Checks the last pending command and waits for every signature check.
   [[nodiscard]] std::optional<Problem> Finish();
 
   [[nodiscard]] int64_t commands_checked() const { return commands_checked_; }
@@ -79,6 +133,10 @@ class DeepVerifier {
     bool revoked = false;
   };
 
+  std::optional<Problem> AddEvent(const store::StoredEvent& event);
+  // The problem to report given the fold's (if any): a failed signature check submitted
+  // before it comes first in position order.
+  std::optional<Problem> Settle(std::optional<Problem> fold_problem);
   std::optional<Problem> CheckPending();
   void AddKeyEvent(const casework::v1::Event& event);
   // Records a principals set; a problem when its version is not the hash of its content.
@@ -105,6 +163,7 @@ class DeepVerifier {
   int64_t next_position_ = 0;
   int64_t commands_checked_ = 0;
   int64_t signatures_checked_ = 0;
+  SignatureChecks signatures_;  // last: its worker stops before the rest goes
 };
 
 }  // namespace casework::shell

@@ -135,19 +135,31 @@ class DeepVerifySignaturesTest : public ::testing::Test {
     return -1;
   }
 
+  // The verdict with signatures checked in the background, which must be the one with
+  // signatures checked inline.
   static std::optional<DeepVerifier::Problem> Verify(const std::vector<v1::Event>& log,
                                                      int64_t* signatures = nullptr) {
-    DeepVerifier verifier{DeepVerifyOptions{}};
-    std::optional<DeepVerifier::Problem> problem;
-    for (size_t i = 0; i < log.size() && !problem.has_value(); ++i) {
-      problem = verifier.Add(store::StoredEvent{.position = static_cast<int64_t>(i),
-                                                .stream = log[i].stream(),
-                                                .version = log[i].version(),
-                                                .bytes = log[i].SerializeAsString()});
+    auto run = [&](bool background) {
+      DeepVerifier verifier{DeepVerifyOptions{.signatures_in_background = background}};
+      std::optional<DeepVerifier::Problem> problem;
+      for (size_t i = 0; i < log.size() && !problem.has_value(); ++i) {
+        problem = verifier.Add(store::StoredEvent{.position = static_cast<int64_t>(i),
+                                                  .stream = log[i].stream(),
+                                                  .version = log[i].version(),
+                                                  .bytes = log[i].SerializeAsString()});
+      }
+      if (!problem.has_value()) problem = verifier.Finish();
+      if (signatures != nullptr) *signatures = verifier.signatures_checked();
+      return problem;
+    };
+    const std::optional<DeepVerifier::Problem> inline_verdict = run(false);
+    std::optional<DeepVerifier::Problem> verdict = run(true);
+    EXPECT_EQ(verdict.has_value(), inline_verdict.has_value());
+    if (verdict.has_value() && inline_verdict.has_value()) {
+      EXPECT_EQ(verdict->position, inline_verdict->position);
+      EXPECT_EQ(verdict->detail, inline_verdict->detail);
     }
-    if (!problem.has_value()) problem = verifier.Finish();
-    if (signatures != nullptr) *signatures = verifier.signatures_checked();
-    return problem;
+    return verdict;
   }
 
   static void FlipSignatureBit(v1::Event& e) {
@@ -178,6 +190,22 @@ TEST_F(DeepVerifySignaturesTest, AnAlteredSignatureIsNamed) {
   ASSERT_TRUE(problem.has_value());
   EXPECT_EQ(problem->position, at);
   EXPECT_THAT(problem->detail, HasSubstr("does not verify over the canonical statement"));
+}
+
+// More sign-offs than the background queue holds (SignatureChecks::kQueued), one of them
+// altered: the fold waits for room and the verdict is the same as inline.
+TEST_F(DeepVerifySignaturesTest, MoreSignaturesThanTheQueueHolds) {
+  std::vector<v1::Event> log = ClosedCases(600, 7);
+  int64_t signatures = 0;
+  auto good = Verify(log, &signatures);
+  EXPECT_FALSE(good.has_value()) << good->position << ": " << good->detail;
+  EXPECT_EQ(signatures, 1200);
+  ASSERT_GT(static_cast<size_t>(signatures), SignatureChecks::kQueued);
+  const int64_t at = SignOffOf(log, "cases/c550", cast_.county_approver.id);
+  FlipSignatureBit(log[static_cast<size_t>(at)]);
+  auto problem = Verify(log);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->position, at);
 }
 
 // A signature made for another case (the same approver, a valid signature of another
