@@ -924,6 +924,55 @@ TEST(RocksEventLogBackup, RestoreRefusesABackupWhoseIndexesDoNotMatchItsEvents) 
   }
 }
 
+// A forged backup whose stored subtrees and checkpoint are intact but one of whose events
+// was rewritten: the open's checks (the root from the stored subtrees) pass, and the
+// restore's full Verify finds it.
+TEST(RocksEventLogBackup, RestoreVerifiesEveryEventAgainstTheStoredTree) {
+  TempDir dir;
+  std::mt19937 rng(Seed());
+  RocksEventLog::Options options = LogOptions(dir, "log");
+  const std::string backups = dir.Sub("backups");
+  uint32_t good = 0;
+  {
+    auto log = MustOpen(options);
+    Fill(*log, 60, "a", rng);
+    ASSERT_GE(log->Size(), 48);
+    auto id = log->Backup(backups);
+    ASSERT_THAT(id, IsOk());
+    good = *id;
+  }
+  uint32_t forged = 0;
+  EditBehindTheLogsBack(options.path, [&](rocksdb::DB& db, const auto& h) {
+    std::string value;
+    ASSERT_TRUE(db.Get(rocksdb::ReadOptions(), h[1], format::PositionKey(21), &value).ok());
+    format::EventRecord record;
+    ASSERT_TRUE(format::DecodeEventRecord(value, &record));
+    std::string forged_record;
+    format::AppendEventRecord(&forged_record, record.stream, record.version, "forged");
+    ASSERT_TRUE(db.Put(rocksdb::WriteOptions(), h[1], format::PositionKey(21), forged_record).ok());
+    rocksdb::BackupEngine* raw = nullptr;
+    ASSERT_TRUE(rocksdb::BackupEngine::Open(rocksdb::Env::Default(),
+                                            rocksdb::BackupEngineOptions(backups), &raw)
+                    .ok());
+    std::unique_ptr<rocksdb::BackupEngine> engine(raw);
+    ASSERT_TRUE(engine->CreateNewBackup(&db, /*flush_before_backup=*/true).ok());
+    std::vector<rocksdb::BackupInfo> infos;
+    engine->GetBackupInfo(&infos);
+    ASSERT_FALSE(infos.empty());
+    forged = infos.back().backup_id;
+  });
+  ASSERT_GT(forged, good);
+  std::filesystem::copy_file(absl::StrCat(backups, "/checkpoint-", good),
+                             absl::StrCat(backups, "/checkpoint-", forged));
+  RocksEventLog::Options restored = LogOptions(dir, "restored");
+  absl::Status refused = RocksEventLog::Restore(backups, restored);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(std::string(refused.message()), ::testing::HasSubstr("does not verify"));
+  EXPECT_THAT(std::string(refused.message()), ::testing::HasSubstr("[16, 32)"));
+  EXPECT_FALSE(std::filesystem::exists(restored.path));
+  EXPECT_FALSE(std::filesystem::exists(restored.path + ".checkpoint"));
+}
+
 // The check reads the events a stream index names in chunks of 8,192: here 9,000 events
 // in three-event appends, so one append's events straddle the chunks' boundary, and a
 // forgery of the last append of a stream lies in the second chunk.
