@@ -728,6 +728,13 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
       if (writer->cancelled()) return writer->Done(grpc::Status::CANCELLED);
       auto events = log_->ReadRange(position, static_cast<size_t>(std::min<int64_t>(
                                                   to - position, options_.read_chunk_events)));
+      // A sign-off found bad beside the fold comes before what this read finds (checked
+      // inline, it would have been reported already).
+      if (rules.has_value() && (!events.ok() || events->empty())) {
+        if (auto problem = rules->SignatureFailure()) {
+          return verdict(problem->position, rules_problem(std::move(problem->detail)));
+        }
+      }
       if (!events.ok() && events.status().code() != absl::StatusCode::kDataLoss) {
         return writer->Done(FromStoreStatus(events.status()));  // not a verdict on the log
       }

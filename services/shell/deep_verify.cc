@@ -181,7 +181,7 @@ void SignatureChecks::Submit(Check check) {
     started_ = true;
     try {
       worker_ = std::thread([this] { Run(); });
-    } catch (const std::system_error&) {
+    } catch (...) {  // std::system_error, std::bad_alloc
       // No thread: checked inline below, as without the background.
     }
   }
@@ -241,6 +241,12 @@ std::optional<DeepVerifier::Problem> DeepVerifier::Settle(std::optional<Problem>
 
 std::optional<DeepVerifier::Problem> DeepVerifier::Add(const store::StoredEvent& stored) {
   return Settle(AddEvent(stored));
+}
+
+std::optional<DeepVerifier::Problem> DeepVerifier::SignatureFailure() {
+  std::optional<SignatureChecks::Failure> failed = signatures_.Drain();
+  if (failed.has_value()) return Problem{failed->position, std::move(failed->detail)};
+  return std::nullopt;
 }
 
 std::optional<DeepVerifier::Problem> DeepVerifier::Finish() {

@@ -120,6 +120,10 @@ class DeepVerifier {
   [[nodiscard]] std::optional<Problem> Add(const store::StoredEvent& event);
   // Checks the last pending command and waits for every signature check.
   [[nodiscard]] std::optional<Problem> Finish();
+  // Waits for the signature checks submitted so far; the first that failed. A caller that
+  // stops feeding events for a problem of its own (a read that failed) asks this first:
+  // checked inline, that signature would have been reported before.
+  [[nodiscard]] std::optional<Problem> SignatureFailure();
 
   [[nodiscard]] int64_t commands_checked() const { return commands_checked_; }
   [[nodiscard]] int64_t signatures_checked() const { return signatures_checked_; }

@@ -192,6 +192,30 @@ TEST_F(DeepVerifySignaturesTest, AnAlteredSignatureIsNamed) {
   EXPECT_THAT(problem->detail, HasSubstr("does not verify over the canonical statement"));
 }
 
+// A sign-off that names another inspection than the one signed: its signature does not
+// verify over the statement it now makes, and the rules refuse it too, in the same
+// command. The signature is named, as inline (the fold waits for the check it submitted).
+TEST_F(DeepVerifySignaturesTest, ASignatureAndARuleFailingInOneCommandNameTheSignature) {
+  std::vector<v1::Event> log = ClosedCases(20, 8);
+  const int64_t at = SignOffOf(log, "cases/c11", cast_.county_approver.id);
+  log[static_cast<size_t>(at)].mutable_closure_signed_off()->mutable_sign_off()->set_inspection_id(
+      "insp-9");
+  auto problem = Verify(log);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->position, at);
+  EXPECT_THAT(problem->detail, HasSubstr("does not verify over the canonical statement"));
+  // With the signature made over the altered statement, the rules' refusal is what is left.
+  const std::string case_id = "c11";
+  v1::SignOff* s = log[static_cast<size_t>(at)].mutable_closure_signed_off()->mutable_sign_off();
+  s->set_signature(Sign(
+      county_key_, workflow::SignOffStatement(case_id, log[static_cast<size_t>(at)].version() - 1,
+                                              s->inspection_id())));
+  auto ruled = Verify(log);
+  ASSERT_TRUE(ruled.has_value());
+  EXPECT_EQ(ruled->position, at);
+  EXPECT_THAT(ruled->detail, ::testing::Not(HasSubstr("does not verify")));
+}
+
 // More sign-offs than the background queue holds (SignatureChecks::kQueued), one of them
 // altered: the fold waits for room and the verdict is the same as inline.
 TEST_F(DeepVerifySignaturesTest, MoreSignaturesThanTheQueueHolds) {
