@@ -28,7 +28,7 @@ namespace v1 = ::casework::v1;
 
 grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, grpc::Status status) {
   auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(std::move(status));
+  JobRunner::FinishJob(reactor, std::move(status));
   return reactor;
 }
 
@@ -142,7 +142,12 @@ class JobWriter final : public grpc::ServerWriteReactor<Response> {
     return cancelled_ || failed_;
   }
 
-  void Done(grpc::Status status) { this->Finish(std::move(status)); }
+  // The job's last word: its place in the runner first, so that the client it answers
+  // may start another job at once (JobRunner).
+  void Done(grpc::Status status) {
+    JobRunner::ReleaseCurrentPlace();
+    this->Finish(std::move(status));
+  }
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
@@ -491,22 +496,24 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
     absl::flat_hash_set<std::string> outside;
     while (position < end) {
       if (ctx->IsCancelled()) {
-        reactor->Finish(grpc::Status::CANCELLED);
+        JobRunner::FinishJob(reactor, grpc::Status::CANCELLED);
         return;
       }
       auto events =
           log_->ReadRange(position, std::min<int64_t>(options_.read_chunk_events, end - position));
       if (!events.ok() || events->empty()) {
-        reactor->Finish(FromStoreStatus(events.ok() ? absl::DataLossError("the log ended early")
-                                                    : events.status()));
+        JobRunner::FinishJob(
+            reactor, FromStoreStatus(events.ok() ? absl::DataLossError("the log ended early")
+                                                 : events.status()));
         return;
       }
       for (const store::StoredEvent& e : *events) {
         position = e.position + 1;
         if (e.stream.rfind("cases/", 0) != 0) continue;
         if (!event.ParseFromString(e.bytes)) {
-          reactor->Finish(FromStoreStatus(absl::DataLossError(
-              absl::StrCat("the event at position ", e.position, " does not parse"))));
+          JobRunner::FinishJob(
+              reactor, FromStoreStatus(absl::DataLossError(
+                           absl::StrCat("the event at position ", e.position, " does not parse"))));
           return;
         }
         if (cut.by_time) {
@@ -528,7 +535,8 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
           }
         }
         if (cases.size() >= options_.ledger_cases_max && version == 0) {
-          reactor->Finish(
+          JobRunner::FinishJob(
+              reactor,
               ErrorStatus(grpc::StatusCode::RESOURCE_EXHAUSTED, "LEDGER_TOO_LARGE", "jurisdiction",
                           absl::StrCat("the ledger holds more than ", options_.ledger_cases_max,
                                        " cases, the most one replay may hold; ask for a narrower "
@@ -539,7 +547,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
         }
         absl::StatusOr<v1::Case*> folded = cases.Open(e.stream);
         if (!folded.ok()) {
-          reactor->Finish(FromStoreStatus(folded.status()));
+          JobRunner::FinishJob(reactor, FromStoreStatus(folded.status()));
           return;
         }
         workflow::Evolve(**folded, event);
@@ -583,7 +591,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
       }
     });
     if (!visited.ok()) {
-      reactor->Finish(FromStoreStatus(visited));
+      JobRunner::FinishJob(reactor, FromStoreStatus(visited));
       return;
     }
     resp->set_through_position(end);
@@ -593,9 +601,9 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
       row.set_conversion_rate_bp(all == 0 ? 0 : row.closed() * 10000 / all);
       *resp->add_counts() = std::move(row);
     }
-    reactor->Finish(grpc::Status::OK);
+    JobRunner::FinishJob(reactor, grpc::Status::OK);
   });
-  if (!started) reactor->Finish(Busy());
+  if (!started) JobRunner::FinishJob(reactor, Busy());
   return reactor;
 }
 

@@ -14,10 +14,15 @@ namespace casework::shell {
 void ReturnFreedMemory();
 
 // Runs each job on a new thread, at most `max` at once. A job's captures are released
-// before its place is, and the destructor waits until every job has ended, so a service
-// that declares its runner as its last member (destroyed first) outlives its jobs. A
-// place is freed just after the job's function returns: a caller that the job answered
-// may, for that moment, still find the runner full (and is told to retry).
+// before its thread lets go of the runner, and the destructor waits until every job's
+// thread has, so a service that declares its runner as its last member (destroyed first)
+// outlives its jobs.
+//
+// A job's place is freed when the job calls ReleaseCurrentPlace() on its thread, which
+// a job does just before it answers (JobRunner::FinishJob, the job writers' Done): a
+// caller that the job answered, and that starts another job at once, then finds the place
+// free. Otherwise the place is freed when the job's function returns. A job that frees its
+// place before it ends runs beside up to `max` others for that moment.
 //
 // std::mutex and std::condition_variable, not absl::Mutex: the destructor may return,
 // and the mutex be destroyed, as soon as the last job unlocks it, which POSIX allows for
@@ -30,50 +35,79 @@ class JobRunner {
 
   ~JobRunner() {
     std::unique_lock<std::mutex> lock(mu_);
-    ended_.wait(lock, [this] { return running_ == 0; });
+    ended_.wait(lock, [this] { return threads_ == 0; });
   }
 
-  // Starts `job`, or returns false when `max` jobs are running (or no thread can be made:
+  // Starts `job`, or returns false when `max` places are held (or no thread can be made:
   // the caller answers as it does for a full runner, and nothing is left counted).
   bool Start(std::function<void()> job) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (running_ >= max_) return false;
-      ++running_;
+      if (places_ >= max_) return false;
+      ++places_;
+      ++threads_;
     }
     try {
       std::thread([this, job = std::move(job)]() mutable {
+        Current current{this, false};
+        current_ = &current;
         job();
         job = nullptr;  // its captures go while the runner (and its owner) still wait
+        current_ = nullptr;
         {
           std::lock_guard<std::mutex> lock(mu_);
-          --running_;
+          if (!current.released) --places_;
+          --threads_;
           ended_.notify_all();  // under the lock: the waiter cannot return before this
         }
-        // After the place is freed (a trim can take milliseconds), touching nothing of
-        // the runner, which may be gone by now.
+        // After the thread let go of the runner (a trim can take milliseconds), touching
+        // nothing of it, which may be gone by now.
         ReturnFreedMemory();
       }).detach();
     } catch (...) {  // std::system_error, or std::bad_alloc: nothing left counted
       std::lock_guard<std::mutex> lock(mu_);
-      --running_;
+      --places_;
+      --threads_;
       ended_.notify_all();
       return false;
     }
     return true;
   }
 
-  // Jobs started and not yet ended.
+  // Frees the place of the job running on this thread, once; nothing on another thread.
+  static void ReleaseCurrentPlace() {
+    Current* current = current_;
+    if (current == nullptr || current->released) return;
+    current->released = true;
+    std::lock_guard<std::mutex> lock(current->runner->mu_);
+    --current->runner->places_;
+  }
+
+  // A unary call's answer from a job: its place first, then the answer.
+  template <typename Reactor, typename Status>
+  static void FinishJob(Reactor* reactor, Status status) {
+    ReleaseCurrentPlace();
+    reactor->Finish(std::move(status));
+  }
+
+  // Places held: jobs started whose place is not yet freed.
   [[nodiscard]] int Running() const {
     std::lock_guard<std::mutex> lock(mu_);
-    return running_;
+    return places_;
   }
 
  private:
+  struct Current {
+    JobRunner* runner;
+    bool released;
+  };
+  static inline thread_local Current* current_ = nullptr;
+
   const int max_;
   mutable std::mutex mu_;
   std::condition_variable ended_;
-  int running_ = 0;  // guarded by mu_
+  int places_ = 0;   // guarded by mu_
+  int threads_ = 0;  // jobs' threads that may still touch the runner; guarded by mu_
 };
 
 }  // namespace casework::shell

@@ -162,25 +162,19 @@ class JobsTest : public ::testing::Test {
   }
 
   // VerifyLog's last message (the verdict), the call expected to end OK. The audit jobs'
-  // one place is freed just after the previous job answered: a refusal as busy is
-  // retried (bounded).
+  // one place is freed before the previous job answered (JobRunner::ReleaseCurrentPlace),
+  // so calls one after the other are never refused as busy.
   v1::VerifyLogResponse Verify(const std::string& who, int64_t from, int64_t to, bool deep) {
     v1::VerifyLogResponse last;
-    grpc::Status status;
-    for (int attempt = 0; attempt < 200; ++attempt) {
-      auto ctx = Context(who);
-      v1::VerifyLogRequest req;
-      req.set_from_position(from);
-      req.set_to_position(to);
-      req.set_deep(deep);
-      auto stream = v1::AuditService::NewStub(channel_)->VerifyLog(ctx.get(), req);
-      v1::VerifyLogResponse message;
-      last.Clear();
-      while (stream->Read(&message)) last = message;
-      status = stream->Finish();
-      if (status.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    auto ctx = Context(who);
+    v1::VerifyLogRequest req;
+    req.set_from_position(from);
+    req.set_to_position(to);
+    req.set_deep(deep);
+    auto stream = v1::AuditService::NewStub(channel_)->VerifyLog(ctx.get(), req);
+    v1::VerifyLogResponse message;
+    while (stream->Read(&message)) last = message;
+    const grpc::Status status = stream->Finish();
     EXPECT_TRUE(status.ok()) << status.error_message();
     EXPECT_TRUE(last.done());
     return last;
@@ -240,12 +234,8 @@ TEST_F(JobsTest, OversightJobsBeyondTheBoundAreRefusedUntilOneEnds) {
     EXPECT_TRUE(status.ok()) << status.error_message();
     EXPECT_EQ(drawn[i].case_ids_size(), 2);
   }
-  // The places are freed once the jobs' threads end, just after their answers.
-  grpc::Status after = CountyReport();
-  for (int tries = 0; tries < 200 && ReasonOf(after) == "OVERSIGHT_JOBS_BUSY"; ++tries) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    after = CountyReport();
-  }
+  // The places are freed as the jobs answer: a report asked for now is taken.
+  const grpc::Status after = CountyReport();
   EXPECT_TRUE(after.ok()) << after.error_message();
   // The refused draw wrote nothing: drawn now, it is a new draw.
   const grpc::Status redrawn = Draw("draw-x", &third);
@@ -299,19 +289,13 @@ TEST_F(JobsTest, ABackupWhileOneRunsIsRefused) {
 // elsewhere are not counted against it).
 TEST_F(JobsTest, ALedgerTooLargeIsRefusedAndANarrowerJurisdictionAnswered) {
   CreateCase("x0", "xihe");  // three cases in dongshan (SetUp), one in xihe
-  // The one audit job's place is freed once the last one's thread ends, just after its
-  // answer: a call that comes sooner is told to retry.
+  // The one audit job's place is freed as the last one answers: calls one after the
+  // other are never refused as busy.
   auto ledger = [&](const std::string& jurisdiction, v1::GetLedgerAsOfResponse* resp) {
     v1::GetLedgerAsOfRequest req;
     req.set_jurisdiction(jurisdiction);
-    grpc::Status status;
-    for (int tries = 0; tries < 200; ++tries) {
-      auto ctx = Context("auditor");
-      status = v1::AuditService::NewStub(channel_)->GetLedgerAsOf(ctx.get(), req, resp);
-      if (ReasonOf(status) != "AUDIT_JOBS_BUSY") break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return status;
+    auto ctx = Context("auditor");
+    return v1::AuditService::NewStub(channel_)->GetLedgerAsOf(ctx.get(), req, resp);
   };
   v1::GetLedgerAsOfResponse resp;
   const grpc::Status refused = ledger("jiangcheng", &resp);

@@ -34,7 +34,7 @@ constexpr size_t kRegistryEventsPerCountyMax = 4096;
 
 grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, grpc::Status status) {
   auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(std::move(status));
+  JobRunner::FinishJob(reactor, std::move(status));
   return reactor;
 }
 
@@ -274,16 +274,16 @@ grpc::ServerUnaryReactor* OversightServiceImpl::GetCountyReport(
   const bool started = jobs_.Start([this, reactor, ctx, resp, scope, cut = *cut, start = *start] {
     oversight::Ledger ledger;
     if (auto s = Fold(ctx, cut, -1, &ledger); !s.ok()) {
-      reactor->Finish(FromStoreStatus(s));
+      JobRunner::FinishJob(reactor, FromStoreStatus(s));
       return;
     }
     for (v1::CountyLine& line : oversight::CountyReport(ledger, policy_, cut, start, scope)) {
       *resp->add_lines() = std::move(line);
     }
     resp->set_through_position(ledger.through_position());
-    reactor->Finish(grpc::Status::OK);
+    JobRunner::FinishJob(reactor, grpc::Status::OK);
   });
-  if (!started) reactor->Finish(Busy());
+  if (!started) JobRunner::FinishJob(reactor, Busy());
   return reactor;
 }
 
@@ -304,16 +304,16 @@ grpc::ServerUnaryReactor* OversightServiceImpl::ListFlags(grpc::CallbackServerCo
   const bool started = jobs_.Start([this, reactor, ctx, resp, scope, cut = *cut] {
     oversight::Ledger ledger;
     if (auto s = Fold(ctx, cut, -1, &ledger); !s.ok()) {
-      reactor->Finish(FromStoreStatus(s));
+      JobRunner::FinishJob(reactor, FromStoreStatus(s));
       return;
     }
     for (v1::Flag& flag : oversight::ComputeFlags(ledger, policy_, cut, scope)) {
       *resp->add_flags() = std::move(flag);
     }
     resp->set_through_position(ledger.through_position());
-    reactor->Finish(grpc::Status::OK);
+    JobRunner::FinishJob(reactor, grpc::Status::OK);
   });
-  if (!started) reactor->Finish(Busy());
+  if (!started) JobRunner::FinishJob(reactor, Busy());
   return reactor;
 }
 
@@ -347,13 +347,13 @@ grpc::ServerUnaryReactor* OversightServiceImpl::GetAccountabilityReport(
       jobs_.Start([this, reactor, ctx, resp, county = req->county(), start = *start, end = *end] {
         oversight::Ledger ledger;
         if (auto s = Fold(ctx, end - 1, -1, &ledger); !s.ok()) {
-          reactor->Finish(FromStoreStatus(s));
+          JobRunner::FinishJob(reactor, FromStoreStatus(s));
           return;
         }
         *resp = oversight::AccountabilityReport(ledger, policy_, county, start, end);
-        reactor->Finish(grpc::Status::OK);
+        JobRunner::FinishJob(reactor, grpc::Status::OK);
       });
-  if (!started) reactor->Finish(Busy());
+  if (!started) JobRunner::FinishJob(reactor, Busy());
   return reactor;
 }
 
@@ -457,22 +457,23 @@ grpc::ServerUnaryReactor* OversightServiceImpl::RecordCounty(
       // Another call appended this request id first: the same request from the same
       // person is a retry; anything else is another request.
       if (auto refused = NotThisRequest(log_, *result, fingerprint, actor_id)) {
-        reactor->Finish(*std::move(refused));
+        JobRunner::FinishJob(reactor, *std::move(refused));
         return;
       }
     }
     if (!result.ok()) {
-      reactor->Finish(result.status().code() == absl::StatusCode::kAborted
-                          ? ErrorStatus(grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "",
-                                        "another record was written to this county "
-                                        "meanwhile; retry with the same request_id",
-                                        "该县同时有其他记录写入；请用同一 request_id 重试")
-                          : FromStoreStatus(result.status()));
+      JobRunner::FinishJob(
+          reactor, result.status().code() == absl::StatusCode::kAborted
+                       ? ErrorStatus(grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "",
+                                     "another record was written to this county "
+                                     "meanwhile; retry with the same request_id",
+                                     "该县同时有其他记录写入；请用同一 request_id 重试")
+                       : FromStoreStatus(result.status()));
       return;
     }
     resp->set_version(result->version);
     resp->set_position(result->first_position);
-    reactor->Finish(grpc::Status::OK);
+    JobRunner::FinishJob(reactor, grpc::Status::OK);
   });
   return reactor;
 }
@@ -494,7 +495,7 @@ grpc::ServerUnaryReactor* OversightServiceImpl::ImportRegistry(grpc::CallbackSer
   const bool started = jobs_.Start([this, reactor, caller, req = *req, resp]() mutable {
     Import(reactor, std::move(caller), std::move(req), resp);
   });
-  if (!started) reactor->Finish(Busy());
+  if (!started) JobRunner::FinishJob(reactor, Busy());
   return reactor;
 }
 
@@ -504,8 +505,9 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
   if (!rows.ok()) {
     const std::string message(rows.status().message());
     const size_t split = message.find(" / ");
-    reactor->Finish(Invalid("REGISTRY_CSV_INVALID", "csv", message.substr(0, split),
-                            split == std::string::npos ? message : message.substr(split + 3)));
+    JobRunner::FinishJob(reactor,
+                         Invalid("REGISTRY_CSV_INVALID", "csv", message.substr(0, split),
+                                 split == std::string::npos ? message : message.substr(split + 3)));
     return;
   }
   // Rows by county, each county's rows in organisation order.
@@ -513,12 +515,14 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
   for (const oversight::RegistryRow& row : *rows) {
     const std::string& path = row.organisation.jurisdiction();
     if (!caller.Covers(path)) {
-      reactor->Finish(ErrorStatus(
-          grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "csv",
-          workflow::Cat("line ", row.line, ": ", path, " is outside the jurisdiction \"",
-                        caller.jurisdiction, "\" of ", caller.id, "; nothing was imported"),
-          workflow::Cat("第 ", row.line, " 行：", path, " 不在 ", caller.id, " 的管辖范围“",
-                        caller.jurisdiction, "”内；未导入任何数据")));
+      JobRunner::FinishJob(
+          reactor,
+          ErrorStatus(
+              grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "csv",
+              workflow::Cat("line ", row.line, ": ", path, " is outside the jurisdiction \"",
+                            caller.jurisdiction, "\" of ", caller.id, "; nothing was imported"),
+              workflow::Cat("第 ", row.line, " 行：", path, " 不在 ", caller.id, " 的管辖范围“",
+                            caller.jurisdiction, "”内；未导入任何数据")));
       return;
     }
     by_county[oversight::CountyOf(path)].push_back(&row);
@@ -574,11 +578,11 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
     };
     auto version = log_->StreamVersion(stream);
     if (!version.ok()) {
-      reactor->Finish(FromStoreStatus(version.status()));
+      JobRunner::FinishJob(reactor, FromStoreStatus(version.status()));
       return;
     }
     if (absl::Status read = read_until(*version); !read.ok()) {
-      reactor->Finish(FromStoreStatus(read));
+      JobRunner::FinishJob(reactor, FromStoreStatus(read));
       return;
     }
     // Looked up after the registry was read: an identical import that committed before the
@@ -586,18 +590,18 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
     // commits later makes this append a replay of the same rows, or stale.
     auto first = log_->FindRequest(stream, req.request_id());
     if (!first.ok()) {
-      reactor->Finish(FromStoreStatus(first.status()));
+      JobRunner::FinishJob(reactor, FromStoreStatus(first.status()));
       return;
     }
     if (first->has_value()) {
       // A retry: answer what the first import did in this county (its events read too,
       // should it have committed between the two reads above).
       if (auto refused = NotThisRequest(log_, **first, fingerprint, caller.id)) {
-        reactor->Finish(*std::move(refused));
+        JobRunner::FinishJob(reactor, *std::move(refused));
         return;
       }
       if (absl::Status read = read_until((*first)->version); !read.ok()) {
-        reactor->Finish(FromStoreStatus(read));
+        JobRunner::FinishJob(reactor, FromStoreStatus(read));
         return;
       }
       const int64_t appended_from = (*first)->version - (*first)->event_count + 1;
@@ -625,7 +629,7 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
         // county and comes back is registered here again.
         auto latest = log_->GetProjection(kRegistryCountyTable, id);
         if (!latest.ok()) {
-          reactor->Finish(FromStoreStatus(latest.status()));
+          JobRunner::FinishJob(reactor, FromStoreStatus(latest.status()));
           return;
         }
         const bool here = !latest->has_value() || **latest == county;
@@ -648,13 +652,15 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
     }
     if (events.empty()) continue;
     if (events.size() > kRegistryEventsPerCountyMax) {
-      reactor->Finish(Invalid(
-          "REGISTRY_TOO_LARGE", "csv",
-          workflow::Cat(county, " has ", events.size(), " new or changed organisations; at most ",
-                        kRegistryEventsPerCountyMax,
-                        " per county and import; nothing was imported: split the file"),
-          workflow::Cat(county, " 新增或变更的组织有 ", events.size(), " 个；每县每次最多 ",
-                        kRegistryEventsPerCountyMax, " 个；未导入任何数据，请拆分文件")));
+      JobRunner::FinishJob(
+          reactor,
+          Invalid(
+              "REGISTRY_TOO_LARGE", "csv",
+              workflow::Cat(county, " has ", events.size(),
+                            " new or changed organisations; at most ", kRegistryEventsPerCountyMax,
+                            " per county and import; nothing was imported: split the file"),
+              workflow::Cat(county, " 新增或变更的组织有 ", events.size(), " 个；每县每次最多 ",
+                            kRegistryEventsPerCountyMax, " 个；未导入任何数据，请拆分文件")));
       return;
     }
     Pending& next = pending.emplace_back();
@@ -673,22 +679,23 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
     const int64_t appended = static_cast<int64_t>(next.append.events.size());
     auto result = log_->Append(std::move(next.append));
     if (!result.ok()) {
-      reactor->Finish(result.status().code() == absl::StatusCode::kAborted
-                          ? ErrorStatus(grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "",
-                                        workflow::Cat("the registry of ", county,
-                                                      " changed meanwhile; retry with the same "
-                                                      "request_id"),
-                                        workflow::Cat(county,
-                                                      " 的登记数据同时被修改；请用同一 "
-                                                      "request_id 重试"))
-                          : FromStoreStatus(result.status()));
+      JobRunner::FinishJob(
+          reactor, result.status().code() == absl::StatusCode::kAborted
+                       ? ErrorStatus(grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "",
+                                     workflow::Cat("the registry of ", county,
+                                                   " changed meanwhile; retry with the same "
+                                                   "request_id"),
+                                     workflow::Cat(county,
+                                                   " 的登记数据同时被修改；请用同一 "
+                                                   "request_id 重试"))
+                       : FromStoreStatus(result.status()));
       return;
     }
     if (result->replayed) {
       // Another import appended this request id first: with other rows, or by someone
       // else, it is another request.
       if (auto refused = NotThisRequest(log_, *result, next.fingerprint, caller.id)) {
-        reactor->Finish(*std::move(refused));
+        JobRunner::FinishJob(reactor, *std::move(refused));
         return;
       }
       resp->add_replayed_counties(county);
@@ -697,7 +704,7 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
     resp->set_updated(resp->updated() + appended - next.imported);
     resp->add_counties(county);
   }
-  reactor->Finish(grpc::Status::OK);
+  JobRunner::FinishJob(reactor, grpc::Status::OK);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -725,7 +732,7 @@ grpc::ServerUnaryReactor* OversightServiceImpl::DrawInspectionSample(
   const bool started = jobs_.Start([this, reactor, ctx, caller, req = *req, resp]() mutable {
     Draw(reactor, ctx, std::move(caller), std::move(req), resp);
   });
-  if (!started) reactor->Finish(Busy());
+  if (!started) JobRunner::FinishJob(reactor, Busy());
   return reactor;
 }
 
@@ -739,23 +746,24 @@ void OversightServiceImpl::Draw(grpc::ServerUnaryReactor* reactor, grpc::Callbac
   const std::string stream = oversight::SampleStream(req.request_id());
   auto answer_recorded = [&](const store::AppendResult& first) {
     if (first.request_fingerprint != fingerprint) {
-      reactor->Finish(RequestIdReused());
+      JobRunner::FinishJob(reactor, RequestIdReused());
       return;
     }
     auto stored = log_->ReadStream(stream, first.version, 1);
     v1::Event event;
     if (!stored.ok() || stored->empty() || !event.ParseFromString(stored->front().bytes) ||
         !event.has_inspection_sample_drawn()) {
-      reactor->Finish(FromStoreStatus(
-          stored.ok()
-              ? absl::DataLossError(workflow::Cat("the draw recorded on ", stream, " is missing"))
-              : stored.status()));
+      JobRunner::FinishJob(
+          reactor,
+          FromStoreStatus(stored.ok() ? absl::DataLossError(workflow::Cat("the draw recorded on ",
+                                                                          stream, " is missing"))
+                                      : stored.status()));
       return;
     }
     // A retry comes from whoever drew first; the same request from someone else is
     // another request, not a way to be handed their draw as one's own.
     if (event.actor() != caller.id) {
-      reactor->Finish(RequestIdReused());
+      JobRunner::FinishJob(reactor, RequestIdReused());
       return;
     }
     const v1::InspectionSampleDrawn& d = event.inspection_sample_drawn();
@@ -765,11 +773,11 @@ void OversightServiceImpl::Draw(grpc::ServerUnaryReactor* reactor, grpc::Callbac
     *resp->mutable_case_ids() = d.case_ids();
     resp->set_population(d.population());
     resp->set_position(stored->front().position);
-    reactor->Finish(grpc::Status::OK);
+    JobRunner::FinishJob(reactor, grpc::Status::OK);
   };
   auto first = log_->FindRequest(stream, req.request_id());
   if (!first.ok()) {
-    reactor->Finish(FromStoreStatus(first.status()));
+    JobRunner::FinishJob(reactor, FromStoreStatus(first.status()));
     return;
   }
   if (first->has_value()) {
@@ -778,18 +786,18 @@ void OversightServiceImpl::Draw(grpc::ServerUnaryReactor* reactor, grpc::Callbac
   }
   auto note = log_->SignedCheckpoint();
   if (!note.ok()) {
-    reactor->Finish(FromStoreStatus(note.status()));
+    JobRunner::FinishJob(reactor, FromStoreStatus(note.status()));
     return;
   }
   auto checkpoint =
       store::OpenCheckpoint(*note, log_->CheckpointVerifier(), log_->CheckpointVerifier().name());
   if (!checkpoint.ok()) {
-    reactor->Finish(FromStoreStatus(checkpoint.status()));
+    JobRunner::FinishJob(reactor, FromStoreStatus(checkpoint.status()));
     return;
   }
   oversight::Ledger ledger;
   if (auto s = Fold(ctx, INT64_MAX, checkpoint->size, &ledger); !s.ok()) {
-    reactor->Finish(FromStoreStatus(s));
+    JobRunner::FinishJob(reactor, FromStoreStatus(s));
     return;
   }
   std::vector<std::string> population;
@@ -828,7 +836,7 @@ void OversightServiceImpl::Draw(grpc::ServerUnaryReactor* reactor, grpc::Callbac
         return;
       }
     }
-    reactor->Finish(FromStoreStatus(result.status()));
+    JobRunner::FinishJob(reactor, FromStoreStatus(result.status()));
     return;
   }
   if (result->replayed) {
@@ -841,7 +849,7 @@ void OversightServiceImpl::Draw(grpc::ServerUnaryReactor* reactor, grpc::Callbac
   *resp->mutable_case_ids() = body->case_ids();
   resp->set_population(body->population());
   resp->set_position(result->first_position);
-  reactor->Finish(grpc::Status::OK);
+  JobRunner::FinishJob(reactor, grpc::Status::OK);
 }
 
 }  // namespace casework::shell

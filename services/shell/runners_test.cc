@@ -96,6 +96,49 @@ TEST(JobRunner, TheDestructorWaitsForJobsAndTheirCaptures) {
   opener.join();
 }
 
+// A job frees its place as it answers (ReleaseCurrentPlace), before its function returns:
+// a job started then finds the place free, and the runner still waits for both threads.
+TEST(JobRunner, AJobFreesItsPlaceWhenItAnswers) {
+  Gate answered;
+  Gate first_may_end;
+  Gate second_ran;
+  std::atomic<bool> first_ended{false};
+  std::thread opener;
+  {
+    JobRunner runner(1);
+    ASSERT_TRUE(runner.Start([&] {
+      JobRunner::ReleaseCurrentPlace();
+      JobRunner::ReleaseCurrentPlace();  // once only
+      answered.Open();
+      first_may_end.Wait();
+      first_ended = true;
+    }));
+    answered.Wait();
+    EXPECT_EQ(runner.Running(), 0);
+    ASSERT_TRUE(runner.Start([&] { second_ran.Open(); })) << "the answered job still held it";
+    second_ran.Wait();
+    ASSERT_TRUE(Eventually([&] { return runner.Running() == 0; }));
+    // Off a job's thread it frees nothing.
+    Gate held;
+    Gate let_go;
+    ASSERT_TRUE(runner.Start([&] {
+      held.Open();
+      let_go.Wait();
+    }));
+    held.Wait();
+    JobRunner::ReleaseCurrentPlace();
+    EXPECT_EQ(runner.Running(), 1);
+    EXPECT_FALSE(runner.Start([] { ADD_FAILURE() << "ran beside a held place"; }));
+    let_go.Open();
+    opener = std::thread([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      first_may_end.Open();
+    });
+  }  // waits for the first job's thread too
+  EXPECT_TRUE(first_ended) << "the runner was destroyed while an answered job ran";
+  opener.join();
+}
+
 TEST(SerialWorker, RunsTasksInOrderOffThePostersThread) {
   std::vector<int> order;
   std::vector<std::thread::id> threads;
