@@ -118,7 +118,10 @@ class JobWriter final : public grpc::ServerWriteReactor<Response> {
       message_ = message;
       pending_ = true;
     }
-    this->StartWrite(&message_);
+    {
+      JobRunner::InGrpcCall in_grpc;
+      this->StartWrite(&message_);
+    }
     const absl::Condition written(
         +[](bool* pending) { return !*pending; }, &pending_);
     {
@@ -131,7 +134,10 @@ class JobWriter final : public grpc::ServerWriteReactor<Response> {
     // its context.
     spdlog::warn("{}: a message waited {} to be taken; cancelling the call to free its job",
                  ctx_->peer(), absl::FormatDuration(stall_max_));
-    ctx_->TryCancel();
+    {
+      JobRunner::InGrpcCall in_grpc;
+      ctx_->TryCancel();
+    }
     absl::MutexLock lock(&mu_);
     mu_.Await(written);  // the message stays put until gRPC is done with it
     return false;

@@ -22,12 +22,21 @@ void ReturnFreedMemory();
 // a job does just before it answers (JobRunner::FinishJob, the job writers' Done): a
 // caller that the job answered, and that starts another job at once, then finds the place
 // free. Otherwise the place is freed when the job's function returns. A job that frees its
-// place before it ends runs beside up to `max` others for that moment.
+// place before it ends runs beside up to `max` others for that moment (its locals, a
+// fold's states say, are freed after its answer).
 //
 // std::mutex and std::condition_variable, not absl::Mutex: the destructor may return,
 // and the mutex be destroyed, as soon as the last job unlocks it, which POSIX allows for
 // a mutex; absl::Mutex may evaluate a waiter's condition from within the unlocking thread.
 class JobRunner {
+  // The job running on a thread, while it runs.
+  struct Current {
+    JobRunner* runner;
+    bool released = false;
+    int in_grpc_calls = 0;
+  };
+  static inline thread_local Current* current_ = nullptr;
+
  public:
   explicit JobRunner(int max) : max_(max) {}
   JobRunner(const JobRunner&) = delete;
@@ -49,7 +58,7 @@ class JobRunner {
     }
     try {
       std::thread([this, job = std::move(job)]() mutable {
-        Current current{this, false};
+        Current current{.runner = this};
         current_ = &current;
         job();
         job = nullptr;  // its captures go while the runner (and its owner) still wait
@@ -74,14 +83,32 @@ class JobRunner {
     return true;
   }
 
-  // Frees the place of the job running on this thread, once; nothing on another thread.
+  // Frees the place of the job running on this thread, once; nothing on another thread,
+  // nor inside a gRPC call the job makes (InGrpcCall): gRPC may run another call's
+  // handler inline there, whose answer is not this job's.
   static void ReleaseCurrentPlace() {
     Current* current = current_;
-    if (current == nullptr || current->released) return;
+    if (current == nullptr || current->released || current->in_grpc_calls > 0) return;
     current->released = true;
     std::lock_guard<std::mutex> lock(current->runner->mu_);
     --current->runner->places_;
   }
+
+  // Held by a job around a call into gRPC other than its answer (StartWrite, TryCancel).
+  class InGrpcCall {
+   public:
+    InGrpcCall() : job_(JobRunner::current_) {
+      if (job_ != nullptr) ++job_->in_grpc_calls;
+    }
+    ~InGrpcCall() {
+      if (job_ != nullptr) --job_->in_grpc_calls;
+    }
+    InGrpcCall(const InGrpcCall&) = delete;
+    InGrpcCall& operator=(const InGrpcCall&) = delete;
+
+   private:
+    Current* job_;
+  };
 
   // A unary call's answer from a job: its place first, then the answer.
   template <typename Reactor, typename Status>
@@ -97,12 +124,6 @@ class JobRunner {
   }
 
  private:
-  struct Current {
-    JobRunner* runner;
-    bool released;
-  };
-  static inline thread_local Current* current_ = nullptr;
-
   const int max_;
   mutable std::mutex mu_;
   std::condition_variable ended_;
