@@ -10,6 +10,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/perf_level.h>
 #include <rocksdb/slice_transform.h>
+#include <rocksdb/snapshot.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/backup_engine.h>
 #include <rocksdb/write_batch.h>
@@ -2145,19 +2146,14 @@ absl::StatusOr<RocksEventLog::VerifyReport> RocksEventLog::Impl::Verify(
 // stream extent must name events of its stream at the versions it says, a stream's
 // extents must run from version 1 without a gap or an overlap, and together they must
 // name as many events as the log holds: with each event holding one (stream, version),
-// that makes the extents name every event exactly once. Every request record must name
-// events of its stream ending at the version it says. One pass over each index, with a
-// seek into the events per entry.
+// that makes the extents name every event exactly once. Every request record must be one
+// of its stream's extents (one append). One pass over each index: the events the extents
+// name read in sorted chunks, one extent read per request record.
 absl::Status RocksEventLog::Impl::CheckIndexes(const std::atomic<bool>* stop) const {
   const int64_t size = Size();
-  const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
-  struct Release {
-    rocksdb::DB* db;
-    const rocksdb::Snapshot* snapshot;
-    ~Release() { db->ReleaseSnapshot(snapshot); }
-  } release{db_.get(), snapshot};
+  rocksdb::ManagedSnapshot snapshot(db_.get());  // snapshot() is not const
   rocksdb::ReadOptions read_options;
-  read_options.snapshot = snapshot;
+  read_options.snapshot = snapshot.snapshot();
   read_options.total_order_seek = true;  // every stream, not one prefix
   uint64_t visited = 0;
   auto stopped = [&]() -> absl::Status {

@@ -360,6 +360,36 @@ void EditBehindTheLogsBack(
   delete db;
 }
 
+// A forged backup: `edit` applied to the closed log at `path` behind its back, then a
+// backup of that RocksDB made with RocksDB's own engine into `backups`, beside a copy of
+// the signed checkpoint of backup `good` (which still matches the events unless `edit`
+// changed them). Returns the forged backup's id (0 on failure, with the failure added).
+uint32_t ForgeBackup(
+    const std::string& path, const std::string& backups, uint32_t good,
+    const std::function<void(rocksdb::DB&, const std::vector<rocksdb::ColumnFamilyHandle*>&)>&
+        edit) {
+  uint32_t forged = 0;
+  EditBehindTheLogsBack(path, [&](rocksdb::DB& db, const auto& handles) {
+    edit(db, handles);
+    rocksdb::BackupEngine* raw = nullptr;
+    ASSERT_TRUE(rocksdb::BackupEngine::Open(rocksdb::Env::Default(),
+                                            rocksdb::BackupEngineOptions(backups), &raw)
+                    .ok());
+    std::unique_ptr<rocksdb::BackupEngine> engine(raw);
+    ASSERT_TRUE(engine->CreateNewBackup(&db, /*flush_before_backup=*/true).ok());
+    std::vector<rocksdb::BackupInfo> infos;
+    engine->GetBackupInfo(&infos);
+    ASSERT_FALSE(infos.empty());
+    forged = infos.back().backup_id;
+  });
+  EXPECT_GT(forged, good);
+  std::error_code copied;
+  std::filesystem::copy_file(absl::StrCat(backups, "/checkpoint-", good),
+                             absl::StrCat(backups, "/checkpoint-", forged), copied);
+  EXPECT_FALSE(copied) << copied.message();
+  return forged;
+}
+
 // Rewrites one stored event behind the log's back.
 void Overwrite(const std::string& path, int64_t position, const std::string& value) {
   EditBehindTheLogsBack(path, [&](rocksdb::DB& db, const auto& handles) {
@@ -881,23 +911,7 @@ TEST(RocksEventLogBackup, RestoreRefusesABackupWhoseIndexesDoNotMatchItsEvents) 
       ASSERT_THAT(id, IsOk());
       good = *id;
     }
-    uint32_t forged = 0;
-    EditBehindTheLogsBack(options.path, [&](rocksdb::DB& db, const Handles& h) {
-      forgeries[i].edit(db, h);
-      rocksdb::BackupEngine* raw = nullptr;
-      ASSERT_TRUE(rocksdb::BackupEngine::Open(rocksdb::Env::Default(),
-                                              rocksdb::BackupEngineOptions(backups), &raw)
-                      .ok());
-      std::unique_ptr<rocksdb::BackupEngine> engine(raw);
-      ASSERT_TRUE(engine->CreateNewBackup(&db, /*flush_before_backup=*/true).ok());
-      std::vector<rocksdb::BackupInfo> infos;
-      engine->GetBackupInfo(&infos);
-      ASSERT_FALSE(infos.empty());
-      forged = infos.back().backup_id;
-    });
-    ASSERT_GT(forged, good);
-    std::filesystem::copy_file(absl::StrCat(backups, "/checkpoint-", good),
-                               absl::StrCat(backups, "/checkpoint-", forged));
+    ASSERT_GT(ForgeBackup(options.path, backups, good, forgeries[i].edit), good);
     {
       auto log = MustOpen(options);
       absl::Status check = log->CheckIndexes();
@@ -941,29 +955,18 @@ TEST(RocksEventLogBackup, RestoreVerifiesEveryEventAgainstTheStoredTree) {
     ASSERT_THAT(id, IsOk());
     good = *id;
   }
-  uint32_t forged = 0;
-  EditBehindTheLogsBack(options.path, [&](rocksdb::DB& db, const auto& h) {
-    std::string value;
-    ASSERT_TRUE(db.Get(rocksdb::ReadOptions(), h[1], format::PositionKey(21), &value).ok());
-    format::EventRecord record;
-    ASSERT_TRUE(format::DecodeEventRecord(value, &record));
-    std::string forged_record;
-    format::AppendEventRecord(&forged_record, record.stream, record.version, "forged");
-    ASSERT_TRUE(db.Put(rocksdb::WriteOptions(), h[1], format::PositionKey(21), forged_record).ok());
-    rocksdb::BackupEngine* raw = nullptr;
-    ASSERT_TRUE(rocksdb::BackupEngine::Open(rocksdb::Env::Default(),
-                                            rocksdb::BackupEngineOptions(backups), &raw)
-                    .ok());
-    std::unique_ptr<rocksdb::BackupEngine> engine(raw);
-    ASSERT_TRUE(engine->CreateNewBackup(&db, /*flush_before_backup=*/true).ok());
-    std::vector<rocksdb::BackupInfo> infos;
-    engine->GetBackupInfo(&infos);
-    ASSERT_FALSE(infos.empty());
-    forged = infos.back().backup_id;
-  });
+  const uint32_t forged =
+      ForgeBackup(options.path, backups, good, [](rocksdb::DB& db, const auto& h) {
+        std::string value;
+        ASSERT_TRUE(db.Get(rocksdb::ReadOptions(), h[1], format::PositionKey(21), &value).ok());
+        format::EventRecord record;
+        ASSERT_TRUE(format::DecodeEventRecord(value, &record));
+        std::string forged_record;
+        format::AppendEventRecord(&forged_record, record.stream, record.version, "forged");
+        ASSERT_TRUE(
+            db.Put(rocksdb::WriteOptions(), h[1], format::PositionKey(21), forged_record).ok());
+      });
   ASSERT_GT(forged, good);
-  std::filesystem::copy_file(absl::StrCat(backups, "/checkpoint-", good),
-                             absl::StrCat(backups, "/checkpoint-", forged));
   RocksEventLog::Options restored = LogOptions(dir, "restored");
   absl::Status refused = RocksEventLog::Restore(backups, restored);
   EXPECT_THAT(refused, StatusIs(absl::StatusCode::kDataLoss));

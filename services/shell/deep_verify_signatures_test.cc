@@ -49,15 +49,20 @@ class DeepVerifySignaturesTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_GE(sodium_init(), 0); }
 
-  // An approver key registered on "approvers/{person}", as the server writes it.
-  v1::Event Registered(const workflow::Principal& approver, const std::string& key_id,
-                       const KeyPair& key) {
+  // An event on "approvers/{person}", as the server writes it.
+  v1::Event ApproverEvent(const workflow::Principal& approver, const std::string& request_id) {
     v1::Event e;
     e.set_stream("approvers/" + approver.id);
     e.set_version(++approver_versions_[approver.id]);
     e.set_actor(cast_.admin.id);
-    e.set_request_id("register-" + key_id);
+    e.set_request_id(request_id);
     e.set_rules_version(workflow::kRulesVersion);
+    return e;
+  }
+
+  v1::Event Registered(const workflow::Principal& approver, const std::string& key_id,
+                       const KeyPair& key) {
+    v1::Event e = ApproverEvent(approver, "register-" + key_id);
     v1::ApproverKeyRegistered* r = e.mutable_approver_key_registered();
     r->set_key_id(key_id);
     r->set_public_key(key.public_key);
@@ -66,12 +71,7 @@ class DeepVerifySignaturesTest : public ::testing::Test {
   }
 
   v1::Event Revoked(const workflow::Principal& approver, const std::string& key_id) {
-    v1::Event e;
-    e.set_stream("approvers/" + approver.id);
-    e.set_version(++approver_versions_[approver.id]);
-    e.set_actor(cast_.admin.id);
-    e.set_request_id("revoke-" + key_id);
-    e.set_rules_version(workflow::kRulesVersion);
+    v1::Event e = ApproverEvent(approver, "revoke-" + key_id);
     e.mutable_approver_key_revoked()->set_key_id(key_id);
     return e;
   }
