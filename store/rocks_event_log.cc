@@ -2147,8 +2147,8 @@ absl::StatusOr<RocksEventLog::VerifyReport> RocksEventLog::Impl::Verify(
 // extents must run from version 1 without a gap or an overlap, and together they must
 // name as many events as the log holds: with each event holding one (stream, version),
 // that makes the extents name every event exactly once. Every request record must be one
-// of its stream's extents (one append). One pass over each index: the events the extents
-// name read in sorted chunks, one extent read per request record.
+// of its stream's extents (one append). One pass over both indexes side by side, stream by
+// stream; the events the extents name are read in sorted chunks.
 absl::Status RocksEventLog::Impl::CheckIndexes(const std::atomic<bool>* stop) const {
   const int64_t size = Size();
   rocksdb::ManagedSnapshot snapshot(db_.get());  // snapshot() is not const
@@ -2244,6 +2244,49 @@ absl::Status RocksEventLog::Impl::CheckIndexes(const std::atomic<bool>* stop) co
     return absl::OkStatus();
   };
 
+  // A request id's entry answers a retry with the append it names: that must be one
+  // append of its stream as the stream index has it, so the entry must equal one of its
+  // stream's entries in versions and positions. Both indexes are keyed by the stream
+  // first (its name, then 0x00), so they are read side by side, stream by stream: a
+  // stream's entries are held (by last version) while its request ids are checked.
+  std::unique_ptr<rocksdb::Iterator> requests(db_->NewIterator(read_options, requests_));
+  requests->SeekToFirst();
+  absl::flat_hash_map<int64_t, format::StreamExtent> appends;  // of `stream`, by last version
+  // Checks the request ids of every stream up to and including `stream` (all when null):
+  // those of streams before it have no appends at all.
+  auto check_requests = [&](const std::string* stream) -> absl::Status {
+    for (; requests->Valid(); requests->Next()) {
+      STORE_RETURN_IF_ERROR(stopped());
+      const std::string_view key = ToView(requests->key());
+      const size_t separator = key.find(format::kSeparator);
+      format::RequestRecord record;
+      if (separator == 0 || separator == std::string_view::npos ||
+          !format::DecodeRequestRecord(ToView(requests->value()), &record)) {
+        return absl::DataLossError(absl::StrCat(
+            "the request-id index holds a malformed entry (key ", absl::CHexEscape(Sv(key)), ")"));
+      }
+      const std::string_view of = key.substr(0, separator);
+      if (stream != nullptr && of > std::string_view(*stream)) break;  // a later stream's
+      const bool ours = stream != nullptr && of == std::string_view(*stream);
+      const auto found = ours ? appends.find(record.version) : appends.end();
+      if (found == appends.end() || found->second.first_position != record.first_position ||
+          record.event_count < 1 ||
+          found->second.first_version != record.version - record.event_count + 1) {
+        // The stream's own entries may be what is wrong: checked against the events
+        // first, so that the message names the cause.
+        STORE_RETURN_IF_ERROR(check_chunk());
+        const Entry entry{.stream = std::string(of),
+                          .last_version = record.version,
+                          .request_id = std::string(key.substr(separator + 1))};
+        return absl::DataLossError(
+            absl::StrCat(describe(entry), " names ", record.event_count, " events from position ",
+                         record.first_position, " ending at version ", record.version,
+                         ", which is no append of that stream in the stream index"));
+      }
+    }
+    return FromRocks(requests->status(), "reading the request-id index");
+  };
+
   int64_t named = 0;  // events named by stream entries
   {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, streams_));
@@ -2261,8 +2304,10 @@ absl::Status RocksEventLog::Impl::CheckIndexes(const std::atomic<bool>* stop) co
                                                 absl::CHexEscape(Sv(ToView(it->key()))), ")"));
       }
       if (found != stream) {
+        if (!stream.empty()) STORE_RETURN_IF_ERROR(check_requests(&stream));
         stream.assign(found.data(), found.size());
         stream_version = 0;
+        appends.clear();
       }
       Entry entry{
           .stream = stream, .first_version = extent.first_version, .last_version = last_version};
@@ -2272,10 +2317,12 @@ absl::Status RocksEventLog::Impl::CheckIndexes(const std::atomic<bool>* stop) co
       }
       const int64_t count = last_version - extent.first_version + 1;
       STORE_RETURN_IF_ERROR(names_events(std::move(entry), extent.first_position, count));
+      appends[last_version] = extent;
       stream_version = last_version;
       named += count;
     }
     STORE_RETURN_IF_ERROR(FromRocks(it->status(), "reading the stream index"));
+    if (!stream.empty()) STORE_RETURN_IF_ERROR(check_requests(&stream));
   }
   STORE_RETURN_IF_ERROR(check_chunk());
   if (named != size) {
@@ -2283,40 +2330,8 @@ absl::Status RocksEventLog::Impl::CheckIndexes(const std::atomic<bool>* stop) co
                                             " events; the log holds ", size,
                                             " (an entry is missing)"));
   }
-
-  // A request id's entry answers a retry with the append it names: that must be one
-  // append of its stream as the stream index (checked above against the events) has it,
-  // so the entry must equal that stream entry in versions and positions.
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, requests_));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    STORE_RETURN_IF_ERROR(stopped());
-    const std::string_view key = ToView(it->key());
-    const size_t separator = key.find(format::kSeparator);
-    format::RequestRecord record;
-    if (separator == 0 || separator == std::string_view::npos ||
-        !format::DecodeRequestRecord(ToView(it->value()), &record)) {
-      return absl::DataLossError(absl::StrCat("the request-id index holds a malformed entry (key ",
-                                              absl::CHexEscape(Sv(key)), ")"));
-    }
-    const std::string_view stream = key.substr(0, separator);
-    const Entry entry{.stream = std::string(stream),
-                      .last_version = record.version,
-                      .request_id = std::string(key.substr(separator + 1))};
-    std::string value;
-    rocksdb::Status got =
-        db_->Get(read_options, streams_, format::StreamKey(stream, record.version), &value);
-    if (!got.ok() && !got.IsNotFound()) return FromRocks(got, "reading the stream index");
-    format::StreamExtent extent;
-    if (got.IsNotFound() || !format::DecodeStreamExtent(value, &extent) ||
-        extent.first_position != record.first_position || record.event_count < 1 ||
-        extent.first_version != record.version - record.event_count + 1) {
-      return absl::DataLossError(
-          absl::StrCat(describe(entry), " names ", record.event_count, " events from position ",
-                       record.first_position, " ending at version ", record.version,
-                       ", which is no append of that stream in the stream index"));
-    }
-  }
-  return FromRocks(it->status(), "reading the request-id index");
+  appends.clear();
+  return check_requests(nullptr);  // those of no stream left: none has an append
 }
 
 absl::Status RocksEventLog::Impl::RebuildProjections(

@@ -255,8 +255,8 @@ class RocksEventLog final : public EventLog {
   // versions it says, a stream's entries run from version 1 without a gap or an overlap,
   // together they name every event exactly once, and every request-id entry is one of
   // its stream's entries (an append). kDataLoss naming an entry that fails. Reads only:
-  // one pass over the stream index with sorted batched reads of the events it names, one
-  // pass over the request ids with a stream-index read each. For a log with no appends
+  // one pass over both indexes side by side, stream by stream, with sorted batched reads
+  // of the events the stream entries name. For a log with no appends
   // running (inspection, a backup's copy): one running beside it can be seen as a
   // mismatch. A backup (before it is called good), a restore and caseworkd
   // --verify-offline run it.

@@ -221,6 +221,7 @@ int main(int argc, char** argv) {
   int64_t probe_appends = 20'000;
   bool reads = true;
   int64_t block_cache_mib = 0;  // 0: the log's default
+  bool check = false;           // time Verify and CheckIndexes, as a restore runs them
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--events") == 0 && i + 1 < argc) {
       events = std::atoll(argv[++i]);
@@ -236,10 +237,12 @@ int main(int argc, char** argv) {
       reads = false;
     } else if (std::strcmp(argv[i], "--block-cache-mib") == 0 && i + 1 < argc) {
       block_cache_mib = std::atoll(argv[++i]);
+    } else if (std::strcmp(argv[i], "--check") == 0) {
+      check = true;
     } else {
       std::fprintf(stderr,
                    "usage: %s [--events N] [--streams S] [--dir DIR] [--keep] [--probe APPENDS] "
-                   "[--no-reads] [--block-cache-mib M]\n",
+                   "[--no-reads] [--block-cache-mib M] [--check]\n",
                    argv[0]);
       return 2;
     }
@@ -315,6 +318,18 @@ int main(int argc, char** argv) {
   }
   const int64_t rss_after_reads = RssKiB();
   const RocksEventLog::MemoryUsage memory = log->GetMemoryUsage();
+  // The checks a backup and a restore run over the whole log.
+  double verify_seconds = 0;
+  double check_seconds = 0;
+  if (check) {
+    auto t = Clock::now();
+    auto report = log->Verify(0, log->Size());
+    if (!report.ok() || report->first_mismatch.has_value()) std::abort();
+    verify_seconds = Seconds(t);
+    t = Clock::now();
+    if (!log->CheckIndexes().ok()) std::abort();
+    check_seconds = Seconds(t);
+  }
   std::printf("| measure | value |\n|---|---|\n");
   std::printf("| events in the log | %lld on %lld streams |\n", static_cast<long long>(size),
               static_cast<long long>(streams));
@@ -328,6 +343,11 @@ int main(int argc, char** argv) {
   full_cpu.Print();
   std::printf(") |\n");
   std::printf("| reopen (start-up) | %.3f s |\n", open_seconds);
+  if (check) {
+    std::printf(
+        "| Verify / CheckIndexes over the whole log (as a backup or restore) | %.1f / %.1f s |\n",
+        verify_seconds, check_seconds);
+  }
   std::printf("| read one stream (version + events) p50 / p99 / p99.9 | %.0f / %.0f / %.0f us |\n",
               Percentile(read_micros, 0.5), Percentile(read_micros, 0.99),
               Percentile(read_micros, 0.999));
