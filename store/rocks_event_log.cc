@@ -2224,7 +2224,7 @@ absl::Status RocksEventLog::Impl::CheckIndexes(const std::atomic<bool>* stop) co
   // versions ending at its last version: checked at once against the log's size, in
   // chunks against the events.
   auto names_events = [&](Entry entry, int64_t first_position, int64_t count) -> absl::Status {
-    if (first_position < 0 || count < 1 || count > size || first_position > size - count) {
+    if (first_position < 0 || count < 1 || first_position > size - count) {
       return absl::DataLossError(absl::StrCat(describe(entry), " names ", count,
                                               " events from position ", first_position,
                                               ", outside the log's ", size, " events"));

@@ -28,7 +28,7 @@ namespace v1 = ::casework::v1;
 
 grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, grpc::Status status) {
   auto* reactor = ctx->DefaultReactor();
-  JobRunner::FinishJob(reactor, std::move(status));
+  reactor->Finish(std::move(status));
   return reactor;
 }
 
@@ -609,7 +609,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
     }
     JobRunner::FinishJob(reactor, grpc::Status::OK);
   });
-  if (!started) JobRunner::FinishJob(reactor, Busy());
+  if (!started) reactor->Finish(Busy());
   return reactor;
 }
 

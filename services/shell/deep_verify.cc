@@ -251,10 +251,7 @@ std::optional<DeepVerifier::Problem> DeepVerifier::SignatureFailure() {
 
 std::optional<DeepVerifier::Problem> DeepVerifier::Finish() {
   std::optional<Problem> problem = Settle(CheckPending());
-  if (problem.has_value()) return problem;
-  std::optional<SignatureChecks::Failure> failed = signatures_.Drain();
-  if (failed.has_value()) return Problem{failed->position, std::move(failed->detail)};
-  return std::nullopt;
+  return problem.has_value() ? problem : SignatureFailure();
 }
 
 std::optional<DeepVerifier::Problem> DeepVerifier::AddEvent(const store::StoredEvent& stored) {

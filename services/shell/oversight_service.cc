@@ -34,7 +34,7 @@ constexpr size_t kRegistryEventsPerCountyMax = 4096;
 
 grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, grpc::Status status) {
   auto* reactor = ctx->DefaultReactor();
-  JobRunner::FinishJob(reactor, std::move(status));
+  reactor->Finish(std::move(status));
   return reactor;
 }
 
@@ -283,7 +283,7 @@ grpc::ServerUnaryReactor* OversightServiceImpl::GetCountyReport(
     resp->set_through_position(ledger.through_position());
     JobRunner::FinishJob(reactor, grpc::Status::OK);
   });
-  if (!started) JobRunner::FinishJob(reactor, Busy());
+  if (!started) reactor->Finish(Busy());
   return reactor;
 }
 
@@ -313,7 +313,7 @@ grpc::ServerUnaryReactor* OversightServiceImpl::ListFlags(grpc::CallbackServerCo
     resp->set_through_position(ledger.through_position());
     JobRunner::FinishJob(reactor, grpc::Status::OK);
   });
-  if (!started) JobRunner::FinishJob(reactor, Busy());
+  if (!started) reactor->Finish(Busy());
   return reactor;
 }
 
@@ -353,7 +353,7 @@ grpc::ServerUnaryReactor* OversightServiceImpl::GetAccountabilityReport(
         *resp = oversight::AccountabilityReport(ledger, policy_, county, start, end);
         JobRunner::FinishJob(reactor, grpc::Status::OK);
       });
-  if (!started) JobRunner::FinishJob(reactor, Busy());
+  if (!started) reactor->Finish(Busy());
   return reactor;
 }
 
@@ -457,23 +457,22 @@ grpc::ServerUnaryReactor* OversightServiceImpl::RecordCounty(
       // Another call appended this request id first: the same request from the same
       // person is a retry; anything else is another request.
       if (auto refused = NotThisRequest(log_, *result, fingerprint, actor_id)) {
-        JobRunner::FinishJob(reactor, *std::move(refused));
+        reactor->Finish(*std::move(refused));
         return;
       }
     }
     if (!result.ok()) {
-      JobRunner::FinishJob(
-          reactor, result.status().code() == absl::StatusCode::kAborted
-                       ? ErrorStatus(grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "",
-                                     "another record was written to this county "
-                                     "meanwhile; retry with the same request_id",
-                                     "该县同时有其他记录写入；请用同一 request_id 重试")
-                       : FromStoreStatus(result.status()));
+      reactor->Finish(result.status().code() == absl::StatusCode::kAborted
+                          ? ErrorStatus(grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "",
+                                        "another record was written to this county "
+                                        "meanwhile; retry with the same request_id",
+                                        "该县同时有其他记录写入；请用同一 request_id 重试")
+                          : FromStoreStatus(result.status()));
       return;
     }
     resp->set_version(result->version);
     resp->set_position(result->first_position);
-    JobRunner::FinishJob(reactor, grpc::Status::OK);
+    reactor->Finish(grpc::Status::OK);
   });
   return reactor;
 }
@@ -495,7 +494,7 @@ grpc::ServerUnaryReactor* OversightServiceImpl::ImportRegistry(grpc::CallbackSer
   const bool started = jobs_.Start([this, reactor, caller, req = *req, resp]() mutable {
     Import(reactor, std::move(caller), std::move(req), resp);
   });
-  if (!started) JobRunner::FinishJob(reactor, Busy());
+  if (!started) reactor->Finish(Busy());
   return reactor;
 }
 
@@ -732,7 +731,7 @@ grpc::ServerUnaryReactor* OversightServiceImpl::DrawInspectionSample(
   const bool started = jobs_.Start([this, reactor, ctx, caller, req = *req, resp]() mutable {
     Draw(reactor, ctx, std::move(caller), std::move(req), resp);
   });
-  if (!started) JobRunner::FinishJob(reactor, Busy());
+  if (!started) reactor->Finish(Busy());
   return reactor;
 }
 
