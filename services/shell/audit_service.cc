@@ -686,24 +686,44 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
     // the log's last, unfinished one, checked against the signed checkpoint below.
     constexpr int64_t kBlock = int64_t{1} << store::format::kStoredLevelMin;
     const int64_t tree_to = std::min(log_->Size(), (to + kBlock - 1) / kBlock * kBlock);
-    progress.set_phase("tree");
-    for (int64_t a = from; a < to;) {
-      if (writer->cancelled()) return writer->Done(grpc::Status::CANCELLED);
-      const int64_t b = std::min(to, (a / chunk + 1) * chunk);
-      auto report = log_->Verify(a, b == to ? std::max(b, tree_to) : b);
-      if (!report.ok()) {
-        if (report.status().code() == absl::StatusCode::kDataLoss) {
-          return verdict(a, std::string(report.status().message()));
+    // Checks [begin, end) against the stored subtrees, a chunk at a time, between which a
+    // cancelled call stops it. True when it answered the call (a verdict, a cancellation,
+    // an error), false when every stored subtree matched. Progress is told only when
+    // `tell` (pass 1; not the search after a root that differs).
+    const auto check_tree = [&](int64_t begin, int64_t end, bool tell) {
+      const int64_t end_tree = std::min(log_->Size(), (end + kBlock - 1) / kBlock * kBlock);
+      for (int64_t a = begin; a < end;) {
+        if (writer->cancelled()) {
+          writer->Done(grpc::Status::CANCELLED);
+          return true;
         }
-        return writer->Done(FromStoreStatus(report.status()));
+        const int64_t b = std::min(end, (a / chunk + 1) * chunk);
+        auto report = log_->Verify(a, b == end ? std::max(b, end_tree) : b);
+        if (!report.ok()) {
+          if (report.status().code() == absl::StatusCode::kDataLoss) {
+            verdict(a, std::string(report.status().message()));
+          } else {
+            writer->Done(FromStoreStatus(report.status()));
+          }
+          return true;
+        }
+        if (report->first_mismatch.has_value()) {
+          verdict(report->first_mismatch, report->detail);
+          return true;
+        }
+        if (tell) {
+          progress.set_checked(b - from);
+          if (!writer->Write(progress)) {
+            writer->Done(grpc::Status::CANCELLED);
+            return true;
+          }
+        }
+        a = b;
       }
-      if (report->first_mismatch.has_value()) {
-        return verdict(report->first_mismatch, report->detail);
-      }
-      progress.set_checked(b - from);
-      if (!writer->Write(progress)) return writer->Done(grpc::Status::CANCELLED);
-      a = b;
-    }
+      return false;
+    };
+    progress.set_phase("tree");
+    if (check_tree(from, to, /*tell=*/true)) return;
     if (to > from && tree_to % kBlock != 0) {
       // The range ends in the log's unfinished last block (the log held no more when it
       // was read; it ends at or after the signed size, which is at least `to`): its events
@@ -788,11 +808,9 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
     if (tree.Root() != *stored_root ||
         (at_signed_size && tree.Root() != signed_head.checkpoint.root)) {
       // The events no longer hash to the tree the server signed. Name the first stored
-      // subtree that differs over the whole log (pass 1 may have covered a range only).
-      auto whole = log_->Verify(0, to);
-      if (whole.ok() && whole->first_mismatch.has_value()) {
-        return verdict(whole->first_mismatch, whole->detail);
-      }
+      // subtree that differs: pass 1 checked [from, to), so only what lies before `from`
+      // (a deep verification of a range) is left to check.
+      if (check_tree(0, from, /*tell=*/false)) return;
       return verdict((to - 1) / kBlock * kBlock,
                      absl::StrCat("the root recomputed from the ", to, " events differs from the ",
                                   at_signed_size ? "signed checkpoint" : "stored tree",

@@ -376,6 +376,24 @@ TEST_F(JobsTest, ARangeInTheUnfinishedLastBlockIsCheckedAgainstTheSignedRoot) {
   }
 }
 
+// A deep verification of a range re-runs the rules from position 0, so it also finds
+// events before its range that no longer hash to the signed tree: it then names the
+// first stored subtree there that they do not match (searched a chunk at a time, as pass
+// 1 checks its range). The range itself is intact.
+TEST_F(JobsTest, ADeepVerificationOfARangeNamesDamageBeforeTheRange) {
+  for (int i = 3; i < 40; ++i) CreateCase("c" + std::to_string(i));
+  ASSERT_EQ(log_->Size(), 40);
+  ASSERT_TRUE(log_->DamageEventForTesting(5).ok());
+  EXPECT_TRUE(Verify("auditor", 20, 40, /*deep=*/false).ok()) << "the range itself is intact";
+  const v1::VerifyLogResponse shallow = Verify("auditor", 0, 40, /*deep=*/false);
+  EXPECT_FALSE(shallow.ok());
+  EXPECT_EQ(shallow.first_bad_position(), 0) << shallow.problem();
+  const v1::VerifyLogResponse deep = Verify("auditor", 20, 40, /*deep=*/true);
+  EXPECT_FALSE(deep.ok());
+  EXPECT_EQ(deep.first_bad_position(), 0) << deep.problem();
+  EXPECT_EQ(deep.problem(), shallow.problem());
+}
+
 // A deep verification's problem from the rules names cases and people of any
 // jurisdiction: the whole city's auditor reads it in full, a county's auditor is told the
 // position and who may read it. Here a listing appended behind the rules' back, which
