@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A/B of two server environments (docs/benchmarks.md): a fresh release caseworkd per run,
 # alternating A and B, each run driven by casework-load (commands only, no sign-offs), and
-# the server's own CPU per command read from /proc (user + system time of the process).
+# the CPU per command read from /proc (user + system time): the server's, its log writer
+# thread's (the serial end of the command path) and the load tool's.
 # On this kind of machine single runs drift by tens of percent; alternating pairs and the
 # server's CPU per command say more than one figure.
 #
@@ -44,19 +45,34 @@ for r in $(seq 1 "$rounds"); do
     pid=$!
     for _ in $(seq 1 1000); do [[ -s $work/port ]] && break; sleep 0.01; done
     [[ -s $work/port ]] || { echo "caseworkd did not start"; tail "$work/caseworkd.log"; exit 1; }
+    writer=$(grep -lx log-writer /proc/"$pid"/task/*/comm | head -1 | cut -d/ -f5)
     before=$(cpu_ticks "$pid")
+    writer_before=$(cpu_ticks "$pid/task/$writer")
     "$bin/bench/casework-load" --server "127.0.0.1:$(cat "$work/port")" \
       --concurrency "$concurrency" --duration "$seconds" --read-percent 0 --no-sign-off \
-      --json >"$work/run.json" 2>>"$work/load.err" || true
+      --json >"$work/run.json" 2>>"$work/load.err" &
+    load=$!
+    # The load tool's own CPU, read just before it exits (it waits for its last answers).
+    load_ticks=0
+    while kill -0 "$load" 2>/dev/null; do
+      load_ticks=$(cpu_ticks "$load" 2>/dev/null || echo "$load_ticks")
+      sleep 0.05
+    done
+    wait "$load" || true
     after=$(cpu_ticks "$pid")
+    writer_after=$(cpu_ticks "$pid/task/$writer")
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
-    /usr/bin/python3 - "$which" "$r" "$((after - before))" "$ticks" "$work/run.json" <<'PY'
+    /usr/bin/python3 - "$which" "$r" "$((after - before))" "$((writer_after - writer_before))" \
+      "$load_ticks" "$ticks" "$work/run.json" <<'PY'
 import json, sys
-which, r, ticks, hz, path = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-t = json.load(open(path))["total"]
-cpu = ticks / hz * 1e6 / max(t["ok"], 1)
-print("%s round %s: %8.0f commands/s  p50 %6d us  p99 %6d us  errors %d  server CPU %6.1f us per command"
-      % (which, r, t["per_second"], t["p50_us"], t["p99_us"], t["errors"], cpu))
+which, r = sys.argv[1], sys.argv[2]
+server, writer, load, hz = (int(x) for x in sys.argv[3:7])
+t = json.load(open(sys.argv[7]))["total"]
+per = lambda ticks: ticks / hz * 1e6 / max(t["ok"], 1)
+print("%s round %s: %8.0f commands/s  p50 %6d us  p99 %6d us  errors %d  CPU per command: "
+      "server %6.1f us (its writer %5.1f), load tool %5.1f us"
+      % (which, r, t["per_second"], t["p50_us"], t["p99_us"], t["errors"], per(server),
+         per(writer), per(load)))
 PY
   done
 done
