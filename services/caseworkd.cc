@@ -37,6 +37,7 @@
 #include "services/shell/command_processor.h"
 #include "services/shell/commit_broadcaster.h"
 #include "services/shell/event_service.h"
+#include "services/shell/event_view.h"
 #include "services/shell/health.h"
 #include "services/shell/metrics.h"
 #include "services/shell/oversight_service.h"
@@ -103,6 +104,7 @@ casework::store::RocksEventLog::Options InspectOptions(const std::string& data_d
   inspect.path = (std::filesystem::path(data_dir) / "log").string();
   inspect.create_if_missing = false;
   inspect.inspect_only = true;
+  inspect.request_id_of_event = casework::shell::EventRequestId;
   return inspect;
 }
 
@@ -116,6 +118,9 @@ casework::store::RocksEventLog::Options ServingLogOptions(const Flags& flags) {
   log_options.wal_bytes_max = static_cast<size_t>(flags.wal_mib) << 20;
   log_options.version_cache_entries_max = static_cast<size_t>(flags.version_cache_streams);
   log_options.direct_commit = flags.direct_commit;
+  // The request-id index is checked against the request ids the events carry (backups,
+  // restores; --verify-offline uses InspectOptions).
+  log_options.request_id_of_event = casework::shell::EventRequestId;
   // The writer answers each synced batch itself (each answer sends a gRPC response): the
   // next batch then holds the commands those answers released, and the server switches
   // threads less per command (docs/benchmarks.md, "the writer answers").
@@ -435,6 +440,7 @@ int main(int argc, char** argv) {
     // The restored log is checked against checkpoints signed with the server's key, and
     // the server must go on signing with it: the operator puts it in place first.
     restore_options.signing_key_path = restore_options.path + ".key";
+    restore_options.request_id_of_event = casework::shell::EventRequestId;
     std::error_code key_error;  // no permission to look: said as missing, not a crash
     if (!std::filesystem::exists(restore_options.signing_key_path, key_error)) {
       spdlog::error(

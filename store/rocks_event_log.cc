@@ -353,6 +353,9 @@ class RocksEventLog::Impl {
   rocksdb::DB* db() const { return db_.get(); }
   const std::string& key_path() const { return key_path_; }
   const std::string& origin() const { return options_.checkpoint_origin; }
+  const std::function<std::optional<std::string>(std::string_view)>& request_id_of_event() const {
+    return options_.request_id_of_event;
+  }
   const std::string& checkpoint_path() const { return checkpoint_path_; }
   const NoteVerifier& verifier() const { return signer_->verifier(); }
   bool has_signer() const { return signer_.has_value(); }
@@ -2190,9 +2193,17 @@ absl::Status RocksEventLog::Impl::CheckIndexes(const std::atomic<bool>* stop) co
   auto check_chunk = [&]() -> absl::Status {
     std::sort(chunk.begin(), chunk.end(),
               [](const Named& a, const Named& b) { return a.position < b.position; });
+    // Each position read once: a request id's entry names the first event of an append
+    // that its stream's entry names too.
     std::vector<std::string> keys;
+    std::vector<size_t> key_of(chunk.size());
     keys.reserve(chunk.size());
-    for (const Named& n : chunk) keys.push_back(format::PositionKey(n.position));
+    for (size_t i = 0; i < chunk.size(); ++i) {
+      if (i == 0 || chunk[i].position != chunk[i - 1].position) {
+        keys.push_back(format::PositionKey(chunk[i].position));
+      }
+      key_of[i] = keys.size() - 1;
+    }
     std::vector<rocksdb::Slice> key_slices(keys.begin(), keys.end());
     std::vector<rocksdb::PinnableSlice> values(keys.size());
     std::vector<rocksdb::Status> statuses(keys.size());
@@ -2201,11 +2212,10 @@ absl::Status RocksEventLog::Impl::CheckIndexes(const std::atomic<bool>* stop) co
     for (size_t i = 0; i < chunk.size(); ++i) {
       const Named& n = chunk[i];
       const Entry& entry = entries[n.entry];
-      if (!statuses[i].ok() && !statuses[i].IsNotFound()) {
-        return FromRocks(statuses[i], "reading events");
-      }
+      const rocksdb::Status& read = statuses[key_of[i]];
+      if (!read.ok() && !read.IsNotFound()) return FromRocks(read, "reading events");
       format::EventRecord record;
-      if (statuses[i].IsNotFound() || !format::DecodeEventRecord(ToView(values[i]), &record)) {
+      if (read.IsNotFound() || !format::DecodeEventRecord(ToView(values[key_of[i]]), &record)) {
         return absl::DataLossError(absl::StrCat(describe(entry), " names position ", n.position,
                                                 ", which is missing or malformed"));
       }
@@ -2214,6 +2224,20 @@ absl::Status RocksEventLog::Impl::CheckIndexes(const std::atomic<bool>* stop) co
             absl::StrCat(describe(entry), " names position ", n.position, " as ",
                          absl::CHexEscape(entry.stream), " version ", n.version, "; it holds ",
                          absl::CHexEscape(Sv(record.stream)), " version ", record.version));
+      }
+      if (entry.request_id.has_value()) {
+        // The first event of the append a request id's entry names: it must carry that
+        // request id.
+        const std::optional<std::string> carried =
+            options_.request_id_of_event(std::string_view(record.event));
+        if (carried != entry.request_id) {
+          return absl::DataLossError(absl::StrCat(
+              describe(entry), " names the append from position ", n.position,
+              !carried.has_value() ? std::string(", whose first event is malformed")
+              : carried->empty()   ? std::string(", whose first event carries no request id")
+                                   : absl::StrCat(", whose first event carries request id ",
+                                                  absl::CHexEscape(*carried))));
+        }
       }
     }
     chunk.clear();
@@ -2282,6 +2306,17 @@ absl::Status RocksEventLog::Impl::CheckIndexes(const std::atomic<bool>* stop) co
             absl::StrCat(describe(entry), " names ", record.event_count, " events from position ",
                          record.first_position, " ending at version ", record.version,
                          ", which is no append of that stream in the stream index"));
+      }
+      if (options_.request_id_of_event) {
+        // Its append's first event, read with the chunk (its stream and version checked
+        // there too), must carry this request id.
+        const int64_t first_version = record.version - record.event_count + 1;
+        STORE_RETURN_IF_ERROR(
+            names_events(Entry{.stream = std::string(of),
+                               .first_version = first_version,
+                               .last_version = first_version,
+                               .request_id = std::string(key.substr(separator + 1))},
+                         record.first_position, 1));
       }
     }
     return FromRocks(requests->status(), "reading the request-id index");
@@ -2936,6 +2971,7 @@ absl::StatusOr<uint32_t> RocksEventLog::BackupWith(rocksdb::BackupEngine& engine
     options.inspect_only = true;
     options.signing_key_path = impl_->key_path();
     options.checkpoint_origin = impl_->origin();
+    options.request_id_of_event = impl_->request_id_of_event();
     status = [&]() -> absl::Status {
       STORE_ASSIGN_OR_RETURN(std::unique_ptr<RocksEventLog> copy, RocksEventLog::Open(options));
       const TreeHead head = copy->Head();

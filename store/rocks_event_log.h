@@ -135,6 +135,12 @@ class RocksEventLog final : public EventLog {
     // Verify then checks the events against the stored subtrees and, where the checkpoint
     // file could be read, against its signed root.
     bool inspect_only = false;
+    // How to read the request id that an event's bytes carry, in the owner's event format
+    // (the log itself knows nothing of it): nullopt when the bytes are malformed. When
+    // set, CheckIndexes also requires the first event of the append that each request-id
+    // entry names to carry that request id, so a request id moved onto another whole
+    // append of its stream is found. A backup's copy is checked with the live log's.
+    std::function<std::optional<std::string>(std::string_view event)> request_id_of_event;
 
     // The layout of the projections that the log's owner writes (its own numbering; 0:
     // not tracked). A log opened empty records it; RebuildProjections records it when
@@ -254,7 +260,8 @@ class RocksEventLog final : public EventLog {
   // checks against the tree): every stream entry names events of its stream at the
   // versions it says, a stream's entries run from version 1 without a gap or an overlap,
   // together they name every event exactly once, and every request-id entry is one of
-  // its stream's entries (an append). kDataLoss naming an entry that fails. Reads only:
+  // its stream's entries (an append) whose first event carries that request id (when
+  // Options::request_id_of_event is set). kDataLoss naming an entry that fails. Reads only:
   // one pass over both indexes side by side, stream by stream, with sorted batched reads
   // of the events the stream entries name. For a log with no appends
   // running (inspection, a backup's copy): one running beside it can be seen as a

@@ -808,16 +808,29 @@ TEST(RocksEventLogBackup, ABackupOfADamagedLogIsNotKept) {
 // restore.
 TEST(RocksEventLogBackup, RestoreRefusesABackupWhoseIndexesDoNotMatchItsEvents) {
   TempDir dir;
-  // Positions: a/1 0, a/2 1, b/1 2, a/3 3, b/2 4, b/3 5, b/4 6.
+  // Positions: a/1 0, a/2 1, b/1 2, a/3 3, b/2 4, b/3 5, b/4 6. Each event carries the
+  // request id of its append before a colon, as the owner's format would (b's last
+  // append has none).
   auto fill = [](RocksEventLog& log) {
-    ASSERT_THAT(log.Append({.stream = "a", .events = {"a1", "a2"}, .request_id = "ra1"}), IsOk());
-    ASSERT_THAT(log.Append({.stream = "b", .events = {"b1"}, .request_id = "rb1"}), IsOk());
+    ASSERT_THAT(log.Append({.stream = "a", .events = {"ra1:a1", "ra1:a2"}, .request_id = "ra1"}),
+                IsOk());
+    ASSERT_THAT(log.Append({.stream = "b", .events = {"rb1:b1"}, .request_id = "rb1"}), IsOk());
     ASSERT_THAT(
-        log.Append({.stream = "a", .expected_version = 2, .events = {"a3"}, .request_id = "ra2"}),
+        log.Append(
+            {.stream = "a", .expected_version = 2, .events = {"ra2:a3"}, .request_id = "ra2"}),
         IsOk());
-    ASSERT_THAT(log.Append({.stream = "b", .expected_version = 1, .events = {"b2", "b3", "b4"}}),
+    ASSERT_THAT(log.Append({.stream = "b", .expected_version = 1, .events = {":b2", ":b3", ":b4"}}),
                 IsOk());
     ASSERT_EQ(log.Size(), 7);
+  };
+  auto options_of = [&dir](const std::string& name) {
+    RocksEventLog::Options options = LogOptions(dir, name);
+    options.request_id_of_event = [](std::string_view event) -> std::optional<std::string> {
+      const size_t colon = event.find(':');
+      if (colon == std::string_view::npos) return std::nullopt;
+      return std::string(event.substr(0, colon));
+    };
+    return options;
   };
   using Handles = std::vector<rocksdb::ColumnFamilyHandle*>;
   auto extent = [](int64_t first_version, int64_t first_position) {
@@ -879,6 +892,18 @@ TEST(RocksEventLogBackup, RestoreRefusesABackupWhoseIndexesDoNotMatchItsEvents) 
          ASSERT_TRUE(db.Put(w, h[2], format::StreamKey("c", 1), extent(1, 7)).ok());
        },
        "names 1 events from position 7, outside the log's 7 events"},
+      {"a request id moved onto another whole append of its stream",
+       [&](rocksdb::DB& db, const Handles& h) {
+         ASSERT_TRUE(db.Put(w, h[3], format::RequestKey("a", "ra1"), request(3, 1, 3)).ok());
+       },
+       "request id ra1 names the append from position 3, whose first event carries request "
+       "id ra2"},
+      {"a request id given to an append that had none",
+       [&](rocksdb::DB& db, const Handles& h) {
+         ASSERT_TRUE(db.Put(w, h[3], format::RequestKey("b", "rb2"), request(4, 3, 4)).ok());
+       },
+       "request id rb2 names the append from position 4, whose first event carries no request "
+       "id"},
       {"a malformed request record",
        [&](rocksdb::DB& db, const Handles& h) {
          ASSERT_TRUE(db.Put(w, h[3], format::RequestKey("b", "rb1"), "\x01short").ok());
@@ -887,17 +912,17 @@ TEST(RocksEventLogBackup, RestoreRefusesABackupWhoseIndexesDoNotMatchItsEvents) 
   };
 
   {  // Untouched, the indexes match and the backup restores.
-    RocksEventLog::Options options = LogOptions(dir, "clean");
+    RocksEventLog::Options options = options_of("clean");
     auto log = MustOpen(options);
     fill(*log);
     EXPECT_THAT(log->CheckIndexes(), IsOk());
     ASSERT_THAT(log->Backup(dir.Sub("clean-backups")), IsOk());
-    EXPECT_THAT(RocksEventLog::Restore(dir.Sub("clean-backups"), LogOptions(dir, "clean-restored")),
+    EXPECT_THAT(RocksEventLog::Restore(dir.Sub("clean-backups"), options_of("clean-restored")),
                 IsOk());
   }
   for (size_t i = 0; i < forgeries.size(); ++i) {
     SCOPED_TRACE(forgeries[i].name);
-    RocksEventLog::Options options = LogOptions(dir, absl::StrCat("log", i));
+    RocksEventLog::Options options = options_of(absl::StrCat("log", i));
     {
       auto log = MustOpen(options);
       ASSERT_NE(log, nullptr);
@@ -924,7 +949,7 @@ TEST(RocksEventLogBackup, RestoreRefusesABackupWhoseIndexesDoNotMatchItsEvents) 
       EXPECT_FALSE(
           std::filesystem::exists(dir.Sub(absl::StrCat("more-backups", i, "/checkpoint-1"))));
     }
-    RocksEventLog::Options restored = LogOptions(dir, absl::StrCat("restored", i));
+    RocksEventLog::Options restored = options_of(absl::StrCat("restored", i));
     absl::Status refused = RocksEventLog::Restore(backups, restored);
     EXPECT_THAT(refused, StatusIs(absl::StatusCode::kDataLoss));
     EXPECT_THAT(std::string(refused.message()),
@@ -933,7 +958,7 @@ TEST(RocksEventLogBackup, RestoreRefusesABackupWhoseIndexesDoNotMatchItsEvents) 
     EXPECT_FALSE(std::filesystem::exists(restored.path));
     EXPECT_FALSE(std::filesystem::exists(restored.path + ".checkpoint"));
     // The good backup beside it still restores.
-    EXPECT_THAT(RocksEventLog::Restore(backups, LogOptions(dir, absl::StrCat("older", i)), good),
+    EXPECT_THAT(RocksEventLog::Restore(backups, options_of(absl::StrCat("older", i)), good),
                 IsOk());
   }
 }

@@ -71,6 +71,17 @@ class OversightTest : public ::testing::Test {
     ASSERT_TRUE(server_->Start()) << server_->error();
   }
 
+  // The log these tests leave verifies offline, with the stream and request-id indexes
+  // checked against the request ids its events carry.
+  void TearDown() override {
+    if (HasFatalFailure() || server_ == nullptr) return;
+    ASSERT_EQ(server_->Stop(), 0) << server_->error();
+    std::string output;
+    EXPECT_EQ(casework::testing::VerifyOffline(dir_.path() / "data", &output), 0) << output;
+    EXPECT_NE(output.find("the stream and request-id indexes match the events"), std::string::npos)
+        << output;
+  }
+
   std::unique_ptr<Client> As(const std::string& identity) {
     return std::make_unique<Client>(
         ClientOptions{.server = server_->address(), .identity = identity});

@@ -31,6 +31,17 @@ class PrincipalsLogTest : public ::testing::Test {
     Start();
   }
 
+  // The log these tests leave verifies offline, with the stream and request-id indexes
+  // checked against the request ids its events carry.
+  void TearDown() override {
+    if (HasFatalFailure() || server_ == nullptr) return;
+    ASSERT_EQ(server_->Stop(), 0) << server_->error();
+    std::string output;
+    EXPECT_EQ(casework::testing::VerifyOffline(dir_.path() / "data", &output), 0) << output;
+    EXPECT_NE(output.find("the stream and request-id indexes match the events"), std::string::npos)
+        << output;
+  }
+
   void Start() {
     server_ = std::make_unique<ServerProcess>(dir_.path() / "data", principals_);
     server_->set_record_principals(true);

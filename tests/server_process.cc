@@ -50,6 +50,18 @@ ServerProcess::~ServerProcess() {
   if (pid_ > 0) Kill();
 }
 
+int VerifyOffline(const std::filesystem::path& data_dir, std::string* output) {
+  const std::filesystem::path out = data_dir.parent_path() / "verify-offline.out";
+  const std::string command = std::string(CASEWORKD_PATH) + " --verify-offline --data-dir '" +
+                              data_dir.string() + "' > '" + out.string() + "' 2>&1";
+  const int status = std::system(command.c_str());
+  std::ifstream in(out);
+  std::stringstream s;
+  s << in.rdbuf();
+  *output = s.str();
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 std::string ServerProcess::log() const {
   std::ifstream in(log_file_.empty() ? data_dir_ / "caseworkd.log" : log_file_);
   std::stringstream s;

@@ -52,6 +52,11 @@ class ServerProcess {
   std::string error_;
 };
 
+// Runs `caseworkd --verify-offline` on `data_dir` (the server stopped) and returns its exit
+// status (0 intact, 3 not, 4 unreadable; -1 when it did not exit), with what it printed in
+// `output`.
+int VerifyOffline(const std::filesystem::path& data_dir, std::string* output);
+
 // A fresh temporary folder, removed on destruction.
 class TempDir {
  public:

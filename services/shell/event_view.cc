@@ -34,6 +34,25 @@ int EventBodyField(std::string_view event_bytes) {
   }
 }
 
+std::optional<std::string> EventRequestId(std::string_view event_bytes) {
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(event_bytes.data()),
+                                            static_cast<int>(event_bytes.size()));
+  std::string request_id;  // the last one, as a parser keeps it
+  for (;;) {
+    const uint32_t tag = in.ReadTag();
+    if (tag == 0) {
+      if (!in.ConsumedEntireMessage()) return std::nullopt;
+      return request_id;
+    }
+    if (WireFormatLite::GetTagFieldNumber(tag) == casework::v1::Event::kRequestIdFieldNumber &&
+        WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      if (!WireFormatLite::ReadString(&in, &request_id)) return std::nullopt;
+    } else if (!WireFormatLite::SkipField(&in, tag)) {
+      return std::nullopt;
+    }
+  }
+}
+
 std::optional<int> EventKindField(std::string_view kind) {
   const auto* oneof = casework::v1::Event::descriptor()->FindOneofByName("body");
   for (int i = 0; i < oneof->field_count(); ++i) {

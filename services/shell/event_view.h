@@ -19,6 +19,11 @@ namespace casework::shell {
 // found by walking the top-level tags only; 0 when none is set or the bytes are malformed.
 [[nodiscard]] int EventBodyField(std::string_view event_bytes);
 
+// The request id (field 5) that serialized Event bytes carry, found by walking the
+// top-level tags only ("" when the event has none); nullopt when the bytes are malformed.
+// What the log checks its request-id index against (RocksEventLog::Options).
+[[nodiscard]] std::optional<std::string> EventRequestId(std::string_view event_bytes);
+
 // The field number of Event's body member named `kind` ("inspection_passed"); nullopt
 // for a name that is not one.
 [[nodiscard]] std::optional<int> EventKindField(std::string_view kind);
