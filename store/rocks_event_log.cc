@@ -471,11 +471,15 @@ class RocksEventLog::Impl {
   // 10 us of CPU on these virtual CPUs) cost more than taking the appends a few at a time
   // saves. Waiting for half a batch was better, waiting for a whole one better still
   // (docs/benchmarks.md). When appends arrive faster than the writer syncs, the next
-  // batch is still built while the previous one syncs.
+  // batch is still built while the previous one syncs. A full queue wakes it too: the
+  // open batch, gathered over several takes, can have held more appends than the queue
+  // can (queue_appends_max), and the appends beyond would be refused as QUEUE_FULL.
   bool SequencerHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const size_t wake_at =
+        std::min(std::max<size_t>(1, last_answered_), options_.queue_appends_max);
     return (stopping_ && !open_pending_ && !direct_) || ResetDue() ||
            (!direct_ && (!paused_ || stopping_) && !queue_.empty() && !open_full_ &&
-            (WriterIdle() || stopping_ || queue_.size() >= std::max<size_t>(1, last_answered_))) ||
+            (WriterIdle() || stopping_ || queue_.size() >= wake_at)) ||
            (open_pending_ && WriterIdle() && OpenReady());
   }
   // A caller may write its append itself: nothing is queued, built or written (nor is
@@ -1113,17 +1117,19 @@ absl::Status RocksEventLog::Impl::ResetAfterResume() {
   // The version cache holds durable versions only, so it stays.
   const TreeHead durable = Head();
   STORE_CHECK(durable.size == Size());
-  failed_ = absl::OkStatus();
-  inflight_ = Overlay();
-  next_position_ = durable.size;
   // Pair assertion: the tree rebuilt from storage is the one published after the last
   // durable batch. Only then does it replace the right edge: a head that does not match
-  // is never published (the checkpointer would sign it).
+  // is never published (the checkpointer would sign it). Until then the sequencer's
+  // state stays as it was, failed, so that an append still queued is refused with the
+  // failure instead of being placed after a right edge that is not the log's.
   STORE_ASSIGN_OR_RETURN(merkle::CompactRange rebuilt, ReadFrontier(durable.size));
   if (rebuilt.Root() != durable.root) {
     return absl::DataLossError(absl::StrCat("the tree read back at size ", durable.size,
                                             " does not match the one committed; run verify"));
   }
+  failed_ = absl::OkStatus();
+  inflight_ = Overlay();
+  next_position_ = durable.size;
   frontier_ = std::move(rebuilt);
   return absl::OkStatus();
 }
