@@ -295,6 +295,22 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
     workflow::Evolve(state, event);
     append.events.push_back(event.SerializeAsString());
   }
+  // Every command rewrites the case's row. The core keeps the row's history bounded
+  // (workflow/limits.h), but an unusual case (thousands of inspections in one round) can
+  // still reach the log's bound on a row: refused here with a reason, not as a storage
+  // error.
+  if (const size_t row_bytes = state.ByteSizeLong(); row_bytes > case_row_bytes_max_) {
+    std::move(done)(ErrorStatus(
+        grpc::StatusCode::FAILED_PRECONDITION, "CASE_RECORD_FULL", "",
+        absl::StrCat("with this command the record of case ", case_id, " would grow to ", row_bytes,
+                     " bytes, beyond the ", case_row_bytes_max_,
+                     " one case's record may hold, so nothing was applied; the case's whole "
+                     "history is in its events (ListCaseEvents)"),
+        absl::StrCat("执行本命令后案件 ", case_id, " 的记录将达到 ", row_bytes,
+                     " 字节，超过单个案件记录的上限 ", case_row_bytes_max_,
+                     " 字节，命令未执行；案件的完整历史见其事件（ListCaseEvents）")));
+    return;
+  }
   ProjectCase(row_before, state, &append.projections);
   if (command.kind_case() == Command::kSignOffClosure) SetClosureOutstanding(state, response);
 

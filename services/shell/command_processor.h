@@ -70,6 +70,12 @@ class CommandProcessor {
   // caller. Call before the log closes; the destructor does it too.
   void Stop() { racing_retries_.Stop(); }
 
+  // The largest case row a command may leave (bytes of the serialized Case): the log's
+  // bound on a projection value (RocksEventLog::Options::event_bytes_max, 1 MiB). A
+  // command whose case would outgrow it is refused, FAILED_PRECONDITION
+  // CASE_RECORD_FULL, instead of by the log as a storage error.
+  void set_case_row_bytes_max(size_t bytes) { case_row_bytes_max_ = bytes; }
+
   [[nodiscard]] const workflow::Policy& policy() const { return policy_; }
   [[nodiscard]] store::EventLog* log() const { return log_; }
 
@@ -96,6 +102,7 @@ class CommandProcessor {
   Clock clock_;
   const ApproverKeys* keys_ = nullptr;
   ReceiptFn receipts_;
+  size_t case_row_bytes_max_ = size_t{1} << 20;
   // Organisations (paths) whose creation is being appended: the case and how many calls hold it
   // (a retry racing its first attempt shares it; the log answers it as a retry).
   absl::Mutex organisations_mu_;

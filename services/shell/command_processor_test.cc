@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
 #include "gtest/gtest.h"
 #include "services/shell/projections.h"
 #include "services/shell/stepped_log_testing.h"
@@ -330,6 +332,44 @@ TEST_F(Retries, AnInvalidCaseIdIsRefusedByItsRuleNotByTheStore) {
 // A log whose read models an earlier build wrote in another layout is rebuilt from its
 // events before it is served (caseworkd does this at start): here the case row is gone
 // (as if an earlier layout had kept it elsewhere), and the rebuild restores it.
+// A command whose case row would outgrow what one row may hold (here a bound of 4 KiB
+// instead of the log's 1 MiB) is refused with its own reason, and nothing is appended.
+TEST(CaseRecord, ACommandThatWouldOutgrowTheCaseRecordIsRefusedWithAReason) {
+  TempDir dir;
+  store::RocksEventLog::Options options;
+  options.path = dir.Sub("log");
+  auto log = store::RocksEventLog::Open(options);
+  ASSERT_TRUE(log.ok()) << log.status();
+  const Cast cast;
+  int64_t now = kStartMicros;
+  CommandProcessor processor(log->get(), workflow::Policy{}, [&now] { return now += kHourMicros; });
+  processor.set_case_row_bytes_max(4096);
+  const auto run = [&](const workflow::Principal& who, const v1::Command& command) {
+    Answer answer;
+    processor.Execute(who, kCaseId, command, &answer.response, answer.Callback());
+    return answer.Wait();
+  };
+  ASSERT_TRUE(run(cast.lister, workflow::testing::CreateCase(kStartMicros)).ok());
+  ASSERT_TRUE(run(cast.reviewer, workflow::testing::ReviewListing(1)).ok());
+  v1::Command large = workflow::testing::AssignAssistance(2);
+  large.mutable_assign_assistance()->mutable_assignment()->set_plan(std::string(5000, 'p'));
+  const grpc::Status refused = run(cast.lister, large);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(refused.error_message().find("beyond the 4096 one case's record may hold"),
+            std::string::npos)
+      << refused.error_message();
+  google::rpc::Status details;
+  ASSERT_TRUE(details.ParseFromString(refused.error_details()));
+  google::rpc::ErrorInfo info;
+  ASSERT_TRUE(details.details_size() > 0 && details.details(0).UnpackTo(&info));
+  EXPECT_EQ(info.reason(), "CASE_RECORD_FULL");
+  EXPECT_EQ((*log)->Size(), 2) << "nothing appended";
+  auto loaded = processor.LoadCase(kCaseId);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->version(), 2);
+  EXPECT_TRUE(run(cast.lister, workflow::testing::AssignAssistance(2)).ok());
+}
+
 TEST(ProjectionLayout, ALogOfAnotherLayoutIsRebuiltBeforeItIsServed) {
   TempDir dir;
   Cast cast;

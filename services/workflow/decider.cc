@@ -1281,7 +1281,20 @@ v1::Inspection* AppendInspection(v1::Case& state, const v1::Event& event, const 
   inspection->set_passed(passed);
   inspection->set_findings(findings);
   *inspection->mutable_inspection_time() = event.time();
+  // The findings of the latest inspections only (limits.h); the events hold the others'.
+  for (int i = 0; i < state.inspections_size() - kInspectionFindingsKept; ++i) {
+    state.mutable_inspections(i)->clear_findings();
+  }
   return inspection;
+}
+
+// The current assignment, replaced by `next`, joins the replaced ones, of which the row
+// keeps the latest (limits.h); the events hold the others.
+void ReplaceAssignmentWith(v1::Case& state, const v1::Assignment& next) {
+  *state.add_replaced_assignments() = std::move(*state.mutable_assignment());
+  const int excess = state.replaced_assignments_size() - kReplacedAssignmentsKept;
+  if (excess > 0) state.mutable_replaced_assignments()->DeleteSubrange(0, excess);
+  *state.mutable_assignment() = next;
 }
 
 }  // namespace
@@ -1397,9 +1410,10 @@ void Evolve(v1::Case& state, const v1::Event& event) {
       CW_CHECK_MSG(from_listed || state.state() == v1::CASE_STATE_REOPENED,
                    "AssistanceAssigned outside confirmed LISTED or REOPENED");
       if (state.has_assignment()) {
-        *state.add_replaced_assignments() = std::move(*state.mutable_assignment());
+        ReplaceAssignmentWith(state, event.assistance_assigned().assignment());
+      } else {
+        *state.mutable_assignment() = event.assistance_assigned().assignment();
       }
-      *state.mutable_assignment() = event.assistance_assigned().assignment();
       AddAssignedPeople(state, state.assignment());
       state.set_state(v1::CASE_STATE_ASSISTED);
       break;
@@ -1407,8 +1421,7 @@ void Evolve(v1::Case& state, const v1::Event& event) {
     case v1::Event::kAssignmentReplaced: {
       RequireState(state, v1::CASE_STATE_ASSISTED, "AssignmentReplaced outside ASSISTED");
       CW_CHECK_MSG(state.has_assignment(), "AssignmentReplaced without an assignment");
-      *state.add_replaced_assignments() = std::move(*state.mutable_assignment());
-      *state.mutable_assignment() = event.assignment_replaced().assignment();
+      ReplaceAssignmentWith(state, event.assignment_replaced().assignment());
       AddAssignedPeople(state, state.assignment());
       break;
     }

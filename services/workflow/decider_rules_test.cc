@@ -631,6 +631,55 @@ TEST(Rules, InspectionIdReused) {
          Reason::kInspectionIdReused, Category::kAlreadyExists, "inspection_id");
 }
 
+// --- What a case's row keeps ---------------------------------------------------------
+
+// Every command rewrites its case's row, so the history the row holds is bounded
+// (limits.h): the latest replaced assignments, and the findings of the latest inspections
+// of the round. The rules still see every inspection's id and inspector.
+TEST(CaseRow, KeepsTheLatestReplacedAssignmentsAndInspectionFindings) {
+  Scenario s(Stage::kAssisted);
+  const std::string first_plan = s.state().assignment().plan();
+  const int replacements = kReplacedAssignmentsKept + 3;
+  for (int i = 0; i < replacements; ++i) {
+    v1::Command c = testing::ReplaceAssignment(s.version());
+    c.mutable_replace_assignment()->mutable_assignment()->set_plan("plan " + std::to_string(i));
+    s.Do(s.cast().lister, c);
+  }
+  // Replaced, oldest first: the first assignment, then plans 0 to 9; the latest 8 kept.
+  ASSERT_EQ(s.state().replaced_assignments_size(), kReplacedAssignmentsKept);
+  for (int i = 0; i < kReplacedAssignmentsKept; ++i) {
+    EXPECT_EQ(s.state().replaced_assignments(i).plan(),
+              "plan " + std::to_string(replacements - 1 - kReplacedAssignmentsKept + i));
+  }
+  EXPECT_EQ(s.state().assignment().plan(), "plan " + std::to_string(replacements - 1));
+  EXPECT_NE(s.state().replaced_assignments(0).plan(), first_plan);
+
+  const int failed = kInspectionFindingsKept + 2;
+  for (int i = 0; i < failed; ++i) {
+    v1::Command c = testing::RecordInspection(s.version(), "i" + std::to_string(i), false);
+    c.mutable_record_inspection()->set_findings("findings " + std::to_string(i));
+    s.Do(s.cast().inspector, c);
+  }
+  ASSERT_EQ(s.state().inspections_size(), failed);
+  for (int i = 0; i < failed; ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(s.state().inspections(i).inspection_id(), "i" + std::to_string(i));
+    EXPECT_EQ(s.state().inspections(i).inspector(), s.cast().inspector.id);
+    EXPECT_FALSE(s.state().inspections(i).passed());
+    EXPECT_EQ(s.state().inspections(i).findings(),
+              i < failed - kInspectionFindingsKept ? "" : "findings " + std::to_string(i));
+  }
+  // The id of an inspection whose findings the row dropped is still taken.
+  Expect(s.Refused(s.cast().inspector, testing::RecordInspection(s.version(), "i0", true)),
+         Reason::kInspectionIdReused, Category::kAlreadyExists, "inspection_id");
+  // And the case goes on to its closure.
+  s.Do(s.cast().inspector, testing::RecordInspection(s.version(), "pass", true));
+  EXPECT_EQ(s.state().state(), v1::CASE_STATE_VERIFIED);
+  EXPECT_EQ(s.state().inspections(failed).findings(),
+            testing::RecordInspection(0, "pass", true).record_inspection().findings());
+  EXPECT_EQ(s.state().inspections(failed - kInspectionFindingsKept).findings(), "");
+}
+
 // --- Precedence -----------------------------------------------------------------------
 
 TEST(Precedence, NotFoundBeforeStaleVersion) {

@@ -26,4 +26,13 @@ inline constexpr int kPeopleMax = 32;
 // One funds record, in fen: at most 10 billion CNY; keeps every sum far from overflow.
 inline constexpr int64_t kFundsAmountFenMax = int64_t{1'000'000'000'000};
 
+// What a case's row keeps of its history (the case's events keep all of it): the latest
+// assignments that were replaced, and the findings of the latest inspections of the
+// round (older ones keep their id, inspector, outcome and time, which the rules read).
+// So no sequence of admitted commands grows one case's row without bound: every command
+// rewrites the row, and the log refuses a row over 1 MiB. Not a rule: no decision reads
+// what is dropped.
+inline constexpr int kReplacedAssignmentsKept = 8;
+inline constexpr int kInspectionFindingsKept = 8;
+
 }  // namespace casework::workflow
