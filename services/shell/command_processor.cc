@@ -295,11 +295,19 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
     workflow::Evolve(state, event);
     append.events.push_back(event.SerializeAsString());
   }
+  ProjectCase(row_before, state, &append.projections);
   // Every command rewrites the case's row. The core keeps the row's history bounded
   // (workflow/limits.h), but an unusual case (thousands of inspections in one round) can
   // still reach the log's bound on a row: refused here with a reason, not as a storage
   // error.
-  if (const size_t row_bytes = state.ByteSizeLong(); row_bytes > case_row_bytes_max_) {
+  size_t row_bytes = 0;
+  for (const store::ProjectionWrite& write : append.projections) {  // the row: the first
+    if (write.table == kCaseTable) {
+      row_bytes = write.value.size();
+      break;
+    }
+  }
+  if (row_bytes > case_row_bytes_max_) {
     std::move(done)(ErrorStatus(
         grpc::StatusCode::FAILED_PRECONDITION, "CASE_RECORD_FULL", "",
         absl::StrCat("with this command the record of case ", case_id, " would grow to ", row_bytes,
@@ -311,7 +319,6 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
                      " 字节，命令未执行；案件的完整历史见其事件（ListCaseEvents）")));
     return;
   }
-  ProjectCase(row_before, state, &append.projections);
   if (command.kind_case() == Command::kSignOffClosure) SetClosureOutstanding(state, response);
 
   // One case per organisation (a relapse reopens its case; it is not listed again).
