@@ -239,6 +239,15 @@ TEST_F(OversightTest, AnOrganisationMovedAndMovedBackCountsWhereItIsNow) {
     return out;
   };
   EXPECT_EQ(organisations()["jiangcheng/dongshan"], 20);
+  // Xihe's administrator cannot take Dongshan's organisation into Xihe: the row's new
+  // place is theirs, the organisation's place now is not.
+  grpc::Status refused = Import("admin.xihe", "move-0", in_xihe, &resp);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(DecodeError(refused).reason, "JURISDICTION_NOT_COVERED");
+  EXPECT_THAT(refused.error_message(),
+              HasSubstr("line 2: organisation org-d07 is registered in jiangcheng/dongshan"));
+  EXPECT_EQ(organisations()["jiangcheng/dongshan"], 20);
+  EXPECT_EQ(organisations()["jiangcheng/xihe"], 5);
   ASSERT_TRUE(Import("admin", "move-1", in_xihe, &resp).ok());
   EXPECT_EQ(resp.imported(), 1);
   EXPECT_EQ(organisations()["jiangcheng/dongshan"], 19);

@@ -621,16 +621,36 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
     int64_t imported = 0;
     for (const oversight::RegistryRow* row : list) {
       const std::string& id = row->organisation.organisation_id();
+      // Where the organisation is registered now: a row that places it elsewhere takes it
+      // out of there, so the caller must cover that place too (the county it is
+      // registered in now, and within this county its place as registered).
+      auto latest = log_->GetProjection(kRegistryCountyTable, id);
+      if (!latest.ok()) {
+        JobRunner::FinishJob(reactor, FromStoreStatus(latest.status()));
+        return;
+      }
       auto it = current.find(id);
+      const std::string& now_at = latest->has_value() && **latest != county ? **latest
+                                  : it != current.end()
+                                      ? it->second.first.organisation().jurisdiction()
+                                      : row->organisation.jurisdiction();
+      if (!caller.Covers(now_at)) {
+        JobRunner::FinishJob(
+            reactor,
+            ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "csv",
+                        workflow::Cat("line ", row->line, ": organisation ", id,
+                                      " is registered in ", now_at, ", outside the jurisdiction \"",
+                                      caller.jurisdiction, "\" of ", caller.id,
+                                      "; only who covers it may move it; nothing was imported"),
+                        workflow::Cat("第 ", row->line, " 行：组织 ", id, " 登记在 ", now_at,
+                                      "，不在 ", caller.id, " 的管辖范围“", caller.jurisdiction,
+                                      "”内，只有其管辖者可以迁移；未导入任何数据")));
+        return;
+      }
       if (it != current.end()) {
         const v1::OrganisationRegistered& was = it->second.first;
         // Unchanged only where its latest registration is: one that moved to another
         // county and comes back is registered here again.
-        auto latest = log_->GetProjection(kRegistryCountyTable, id);
-        if (!latest.ok()) {
-          JobRunner::FinishJob(reactor, FromStoreStatus(latest.status()));
-          return;
-        }
         const bool here = !latest->has_value() || **latest == county;
         if (here && was.grade() == row->grade && was.stars() == row->stars &&
             was.organisation().SerializeAsString() == row->organisation.SerializeAsString()) {
