@@ -406,6 +406,29 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeApproverKey(
   }
   if (key->revoke_version() != 0) return Finish(ctx, grpc::Status::OK);  // already revoked
 
+  // Sign-offs with the key checked before now are written first, and those that begin
+  // from now on are refused as revoked: otherwise a sign-off checked before this
+  // revocation could be written after it (ApproverKeys::RevocationMark). The mark is held
+  // until this revocation is answered.
+  auto mark = keys_.MarkForRevocation(key->key_id(), absl::Seconds(1));
+  if (!mark.has_value()) {
+    return Finish(ctx, ErrorStatus(grpc::StatusCode::ABORTED, "KEY_IN_USE", "key_id",
+                                   absl::StrCat("a sign-off with key ", key->key_id(),
+                                                " or another revocation of it is being written; "
+                                                "retry with the same request id"),
+                                   absl::StrCat("使用密钥 ", key->key_id(),
+                                                " 的签署或对其的另一次吊销正在写入；请使用相同的 "
+                                                "request_id 重试")));
+  }
+  {
+    // Read again under the mark: another revocation may have been written meanwhile.
+    auto again = keys_.Find(key->key_id());
+    if (!again.ok()) return Finish(ctx, FromStoreStatus(again.status()));
+    if (again->has_value() && (*again)->revoke_version() != 0) {
+      return Finish(ctx, grpc::Status::OK);  // already revoked
+    }
+  }
+
   auto version = log_->StreamVersion(stream);
   if (!version.ok()) return Finish(ctx, FromStoreStatus(version.status()));
   Event event = Envelope(stream, *version + 1, actor, clock_(), req->request_id());
@@ -422,24 +445,25 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeApproverKey(
   append.events.push_back(event.SerializeAsString());
 
   auto* reactor = ctx->DefaultReactor();
-  log_->AppendAsync(std::move(append),
-                    [this, reactor, fingerprint, stream, actor_id = actor.id,
-                     request_id = req->request_id()](absl::StatusOr<store::AppendResult> result) {
-                      if (!result.ok()) {
-                        reactor->Finish(AppendFailed(result.status()));
-                        return;
-                      }
-                      if (result->replayed) {
-                        // A replay of another call's request id (appended first, not yet durable
-                        // when this one looked): this revocation was not appended; answer as a
-                        // retry.
-                        Event recorded;
-                        reactor->Finish(RecordedAnswer(actor_id, stream, *result, fingerprint,
-                                                       request_id, &recorded));
-                        return;
-                      }
-                      reactor->Finish(grpc::Status::OK);
-                    });
+  log_->AppendAsync(std::move(append), [this, reactor, fingerprint, stream, actor_id = actor.id,
+                                        request_id = req->request_id(), mark = *std::move(mark)](
+                                           absl::StatusOr<store::AppendResult> result) mutable {
+    mark.Release();  // durable or refused: sign-offs may look again
+    if (!result.ok()) {
+      reactor->Finish(AppendFailed(result.status()));
+      return;
+    }
+    if (result->replayed) {
+      // A replay of another call's request id (appended first, not yet durable
+      // when this one looked): this revocation was not appended; answer as a
+      // retry.
+      Event recorded;
+      reactor->Finish(
+          RecordedAnswer(actor_id, stream, *result, fingerprint, request_id, &recorded));
+      return;
+    }
+    reactor->Finish(grpc::Status::OK);
+  });
   return reactor;
 }
 

@@ -1,5 +1,7 @@
 #include "services/shell/approver_keys.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -76,6 +78,85 @@ std::vector<store::ProjectionWrite> ProjectApproverKeyEvent(const Event& event) 
                    .value = Deterministic(key)});
   }
   return out;
+}
+
+ApproverKeys::SignOffHold& ApproverKeys::SignOffHold::operator=(SignOffHold&& other) noexcept {
+  if (this != &other) {
+    Release();
+    keys_ = std::exchange(other.keys_, nullptr);
+    key_id_ = std::move(other.key_id_);
+    blocked_ = std::exchange(other.blocked_, false);
+  }
+  return *this;
+}
+
+void ApproverKeys::SignOffHold::Release() {
+  if (keys_ != nullptr) std::exchange(keys_, nullptr)->Unhold(key_id_);
+}
+
+ApproverKeys::RevocationMark& ApproverKeys::RevocationMark::operator=(
+    RevocationMark&& other) noexcept {
+  if (this != &other) {
+    Release();
+    keys_ = std::exchange(other.keys_, nullptr);
+    key_id_ = std::move(other.key_id_);
+  }
+  return *this;
+}
+
+void ApproverKeys::RevocationMark::Release() {
+  if (keys_ != nullptr) std::exchange(keys_, nullptr)->Unmark(key_id_);
+}
+
+ApproverKeys::SignOffHold ApproverKeys::HoldForSignOff(const std::string& key_id) const {
+  SignOffHold hold;
+  if (key_id.empty()) return hold;
+  absl::MutexLock lock(&mu_);
+  InFlight& entry = in_flight_[key_id];
+  if (entry.revoking) {
+    hold.blocked_ = true;
+    return hold;  // holds nothing
+  }
+  ++entry.sign_offs;
+  hold.keys_ = this;
+  hold.key_id_ = key_id;
+  return hold;
+}
+
+void ApproverKeys::Unhold(const std::string& key_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = in_flight_.find(key_id);
+  if (it == in_flight_.end()) return;
+  if (--it->second.sign_offs == 0 && !it->second.revoking) in_flight_.erase(it);
+}
+
+std::optional<ApproverKeys::RevocationMark> ApproverKeys::MarkForRevocation(
+    const std::string& key_id, absl::Duration wait) const {
+  absl::MutexLock lock(&mu_);
+  InFlight& entry = in_flight_[key_id];
+  if (entry.revoking) return std::nullopt;  // another revocation holds it
+  entry.revoking = true;
+  const auto answered = [this, &key_id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return in_flight_[key_id].sign_offs == 0;
+  };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&answered), wait)) {
+    InFlight& waited = in_flight_[key_id];
+    waited.revoking = false;
+    if (waited.sign_offs == 0) in_flight_.erase(key_id);
+    return std::nullopt;
+  }
+  RevocationMark mark;
+  mark.keys_ = this;
+  mark.key_id_ = key_id;
+  return mark;
+}
+
+void ApproverKeys::Unmark(const std::string& key_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = in_flight_.find(key_id);
+  if (it == in_flight_.end()) return;
+  it->second.revoking = false;
+  if (it->second.sign_offs == 0) in_flight_.erase(it);
 }
 
 absl::StatusOr<std::optional<ApproverKey>> ApproverKeys::Find(std::string_view key_id) const {

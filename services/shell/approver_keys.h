@@ -15,7 +15,10 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "casework/v1/admin_service.pb.h"
 #include "casework/v1/case_service.pb.h"
 #include "casework/v1/events.pb.h"
@@ -37,18 +40,74 @@ inline constexpr char kApproverStreamPrefix[] = "approvers/";
 [[nodiscard]] std::vector<store::ProjectionWrite> ProjectApproverKeyEvent(
     const casework::v1::Event& event);
 
-// Reads the key tables.
+// Reads the key tables, and keeps a sign-off and a revocation of the same key apart.
 class ApproverKeys {
  public:
   explicit ApproverKeys(store::EventLog* log) : log_(log) {}
+  ApproverKeys(const ApproverKeys&) = delete;
+  ApproverKeys& operator=(const ApproverKeys&) = delete;
 
   // The key with this id, with its revocation if it was revoked; nullopt when it was
   // never registered. Store errors (kDataLoss when a stored entry does not parse).
   [[nodiscard]] absl::StatusOr<std::optional<casework::v1::ApproverKey>> Find(
       std::string_view key_id) const;
 
+  // A sign-off's hold on its key, from before its key is looked up until its append is
+  // answered (durable or refused): a revocation of the key waits for it, so a sign-off
+  // checked before a revocation is never written after it. Blocked when the key was
+  // being revoked as the sign-off began: the sign-off must be refused as revoked (the
+  // revocation may be durable before the sign-off's append would be). Released on
+  // destruction; empty (holding nothing) when default-made or made for no key id.
+  class SignOffHold {
+   public:
+    SignOffHold() = default;
+    SignOffHold(SignOffHold&& other) noexcept { *this = std::move(other); }
+    SignOffHold& operator=(SignOffHold&& other) noexcept;
+    ~SignOffHold() { Release(); }
+    [[nodiscard]] bool blocked() const { return blocked_; }
+    void Release();
+
+   private:
+    friend class ApproverKeys;
+    const ApproverKeys* keys_ = nullptr;  // set while it holds the key
+    std::string key_id_;
+    bool blocked_ = false;
+  };
+  [[nodiscard]] SignOffHold HoldForSignOff(const std::string& key_id) const;
+
+  // A revocation's mark on its key, from before the key is looked up until the
+  // revocation's append is answered: sign-offs that begin meanwhile are blocked.
+  // Released on destruction.
+  class RevocationMark {
+   public:
+    RevocationMark() = default;
+    RevocationMark(RevocationMark&& other) noexcept { *this = std::move(other); }
+    RevocationMark& operator=(RevocationMark&& other) noexcept;
+    ~RevocationMark() { Release(); }
+    void Release();
+
+   private:
+    friend class ApproverKeys;
+    const ApproverKeys* keys_ = nullptr;
+    std::string key_id_;
+  };
+  // Marks `key_id` as being revoked, then waits up to `wait` for the sign-offs that hold
+  // it to be answered. nullopt (and no mark) when another revocation of the key holds the
+  // mark, or when the sign-offs were not answered in time.
+  [[nodiscard]] std::optional<RevocationMark> MarkForRevocation(const std::string& key_id,
+                                                                absl::Duration wait) const;
+
  private:
+  struct InFlight {
+    int sign_offs = 0;
+    bool revoking = false;
+  };
+  void Unhold(const std::string& key_id) const;
+  void Unmark(const std::string& key_id) const;
+
   store::EventLog* log_;
+  mutable absl::Mutex mu_;
+  mutable absl::flat_hash_map<std::string, InFlight> in_flight_ ABSL_GUARDED_BY(mu_);
 };
 
 // What the shell concluded about a sign-off's signature.

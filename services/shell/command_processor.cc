@@ -251,11 +251,26 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   // verify, the shell's precise reason replaces the core's SIGN_OFF_SIGNATURE_NOT_VERIFIED,
   // which comes after the core's other checks (role, version, state).
   std::optional<grpc::Status> signature_refusal;
+  // Held until the append is answered: a revocation of the key waits for it, so this
+  // sign-off, checked against a key not yet revoked, is never written after the
+  // revocation (ApproverKeys::SignOffHold).
+  ApproverKeys::SignOffHold key_hold;
   if (command.kind_case() == Command::kSignOffClosure && keys_ != nullptr) {
+    key_hold = keys_->HoldForSignOff(command.sign_off_closure().key_id());
     auto verdict = VerifySignOff(*keys_, actor, command.sign_off_closure());
     if (!verdict.ok()) {
       std::move(done)(FromStoreStatus(verdict.status()));
       return;
+    }
+    if (verdict->verified.has_value() && key_hold.blocked()) {
+      // Its revocation is being written: refused as revoked, after the checks that come
+      // first (whose key it is, ...), as a key revoked already would be.
+      const std::string& key_id = command.sign_off_closure().key_id();
+      verdict->verified.reset();
+      verdict->refusal = ErrorStatus(
+          grpc::StatusCode::PERMISSION_DENIED, "KEY_REVOKED", "key_id",
+          absl::StrCat("key ", key_id, " is being revoked; sign with another registered key"),
+          absl::StrCat("密钥 ", key_id, " 正在被吊销；请使用其他已登记的密钥签署"));
     }
     if (verdict->verified.has_value()) {
       context.verified_key_id = verdict->verified->key_id();
@@ -349,8 +364,10 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   const bool creating = row_before.version == 0;
   log_->AppendAsync(std::move(append), [this, actor_id = actor.id, case_id, fingerprint, response,
                                         creating, reserved = std::move(reserved),
-                                        done = std::move(done)](
+                                        key_hold = std::move(key_hold), done = std::move(done)](
                                            absl::StatusOr<store::AppendResult> result) mutable {
+    // Durable or refused: a revocation of the sign-off's key may go on.
+    key_hold.Release();
     // Durable (and its org_case row visible) or refused: the reservation has done its part.
     if (reserved.has_value()) ReleaseOrganisation(*reserved);
     if (!result.ok()) {

@@ -1,0 +1,239 @@
+// A sign-off and a revocation of its key at the same moment: a sign-off checked against
+// the key before the revocation must not be written after it (the log would then hold a
+// sign-off with a key already revoked, which deep verification reports), and one that
+// begins while the revocation is being written is refused as revoked. Over loopback
+// against the real AdminService and CommandProcessor on a real log; the sign-off's
+// check and its append are pulled apart with a stepped log.
+#include <sodium.h>
+
+#include <chrono>
+#include <future>
+#include <memory>
+#include <string>
+
+#include "casework/v1/admin_service.grpc.pb.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "services/shell/admin_service.h"
+#include "services/shell/auth.h"
+#include "services/shell/command_processor.h"
+#include "services/shell/ed25519.h"
+#include "services/shell/principals.h"
+#include "services/shell/stepped_log_testing.h"
+#include "services/workflow/statement.h"
+#include "services/workflow/workflow_testing.h"
+#include "store/rocks_event_log.h"
+#include "store/testing/temp_dir.h"
+
+namespace casework::shell {
+namespace {
+
+namespace v1 = ::casework::v1;
+using store::testing::TempDir;
+using workflow::testing::Cast;
+using workflow::testing::kCaseId;
+using workflow::testing::kHourMicros;
+using workflow::testing::kStartMicros;
+
+// The principals of workflow::testing::Cast that these tests use, as a file would give them.
+constexpr char kPrincipals[] = R"({"principals": [
+  {"id": "root", "roles": ["admin"], "jurisdiction": "city"},
+  {"id": "sun.li", "roles": ["approver"], "jurisdiction": "city/east",
+   "approval_level": "county"}
+]})";
+
+std::string ReasonOf(const grpc::Status& status) {
+  google::rpc::Status details;
+  if (!details.ParseFromString(status.error_details())) return "";
+  for (const auto& any : details.details()) {
+    google::rpc::ErrorInfo info;
+    if (any.UnpackTo(&info)) return info.reason();
+  }
+  return "";
+}
+
+class SignOffRevocation : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_GE(sodium_init(), 0);
+    store::RocksEventLog::Options options;
+    options.path = dir_.Sub("log");
+    auto log = store::RocksEventLog::Open(options);
+    ASSERT_TRUE(log.ok()) << log.status();
+    log_ = *std::move(log);
+    stepped_ = std::make_unique<testing::SteppedLog>(log_.get());
+    auto principals = Principals::Parse(kPrincipals);
+    ASSERT_TRUE(principals.ok()) << principals.status();
+    holder_ = std::make_unique<PrincipalsHolder>(*principals);
+    auth_ = std::make_unique<Authenticator>(holder_.get());
+    const Clock clock = [this] { return now_ += kHourMicros; };
+    admin_ = std::make_unique<AdminServiceImpl>(stepped_.get(), auth_.get(), holder_.get(), clock);
+    processor_ = std::make_unique<CommandProcessor>(stepped_.get(), workflow::Policy{}, clock);
+    processor_->set_approver_keys(&admin_->keys());
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(admin_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(port, 0);
+    admin_stub_ = v1::AdminService::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+
+    // The key, registered; the case, verified.
+    public_key_.resize(crypto_sign_PUBLICKEYBYTES);
+    secret_key_.resize(crypto_sign_SECRETKEYBYTES);
+    crypto_sign_keypair(reinterpret_cast<unsigned char*>(public_key_.data()),
+                        reinterpret_cast<unsigned char*>(secret_key_.data()));
+    key_id_ = ApproverKeyId(public_key_);
+    {
+      v1::RegisterApproverKeyRequest req;
+      req.set_request_id("register-1");
+      req.set_approver(cast_.county_approver.id);
+      req.set_public_key(public_key_);
+      req.set_level(v1::APPROVAL_LEVEL_COUNTY);
+      v1::RegisterApproverKeyResponse resp;
+      auto ctx = Context();
+      const grpc::Status status = admin_stub_->RegisterApproverKey(ctx.get(), req, &resp);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+      ASSERT_EQ(resp.key_id(), key_id_);
+    }
+    ASSERT_TRUE(Run(cast_.lister, workflow::testing::CreateCase(kStartMicros)).ok());
+    ASSERT_TRUE(Run(cast_.reviewer, workflow::testing::ReviewListing(1)).ok());
+    ASSERT_TRUE(Run(cast_.lister, workflow::testing::AssignAssistance(2)).ok());
+    ASSERT_TRUE(Run(cast_.inspector, workflow::testing::RecordInspection(3, "insp-1", true)).ok());
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    server_.reset();
+    processor_.reset();
+    admin_.reset();
+    stepped_.reset();
+    log_.reset();
+  }
+
+  static std::unique_ptr<grpc::ClientContext> Context() {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->AddMetadata("x-casework-identity", "root");
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    return ctx;
+  }
+
+  grpc::Status Run(const workflow::Principal& who, const v1::Command& command,
+                   v1::CaseCommandResponse* response = nullptr) {
+    v1::CaseCommandResponse own;
+    std::promise<grpc::Status> done;
+    processor_->Execute(who, kCaseId, command, response != nullptr ? response : &own,
+                        [&done](grpc::Status s) { done.set_value(std::move(s)); });
+    return done.get_future().get();
+  }
+
+  // The county approver's sign-off of the case at version 4, signed for real.
+  v1::Command SignOff(const std::string& request_id) {
+    v1::Command command = workflow::testing::SignOffClosure(4, "insp-1", key_id_);
+    v1::SignOffClosureRequest* r = command.mutable_sign_off_closure();
+    r->set_request_id(request_id);
+    const std::string statement = workflow::SignOffStatement(kCaseId, 4, "insp-1");
+    std::string signature(crypto_sign_BYTES, '\0');
+    crypto_sign_detached(reinterpret_cast<unsigned char*>(signature.data()), nullptr,
+                         reinterpret_cast<const unsigned char*>(statement.data()), statement.size(),
+                         reinterpret_cast<const unsigned char*>(secret_key_.data()));
+    r->set_signature(signature);
+    return command;
+  }
+
+  grpc::Status Revoke(const std::string& request_id) {
+    v1::RevokeApproverKeyRequest req;
+    req.set_request_id(request_id);
+    req.set_approver(cast_.county_approver.id);
+    req.set_key_id(key_id_);
+    req.set_reason("the token was lost");
+    v1::RevokeApproverKeyResponse resp;
+    auto ctx = Context();
+    return admin_stub_->RevokeApproverKey(ctx.get(), req, &resp);
+  }
+
+  // The position of the one event of `kind` in the log (-1 when there is none).
+  int64_t PositionOf(v1::Event::BodyCase kind) {
+    auto events = log_->ReadRange(0, 1000);
+    EXPECT_TRUE(events.ok()) << events.status();
+    int64_t found = -1;
+    for (const store::StoredEvent& stored : *events) {
+      v1::Event event;
+      EXPECT_TRUE(event.ParseFromString(stored.bytes));
+      if (event.body_case() == kind) {
+        EXPECT_EQ(found, -1) << "more than one";
+        found = stored.position;
+      }
+    }
+    return found;
+  }
+
+  TempDir dir_;
+  Cast cast_;
+  int64_t now_ = kStartMicros;
+  std::unique_ptr<store::RocksEventLog> log_;
+  std::unique_ptr<testing::SteppedLog> stepped_;
+  std::unique_ptr<PrincipalsHolder> holder_;
+  std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<AdminServiceImpl> admin_;
+  std::unique_ptr<CommandProcessor> processor_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::AdminService::Stub> admin_stub_;
+  std::string public_key_;
+  std::string secret_key_;
+  std::string key_id_;
+};
+
+// The revocation comes exactly between the sign-off's check of its key and its append:
+// it waits for the sign-off (here, which is held up inside its own call, until its wait
+// ends: ABORTED KEY_IN_USE), and so lands after it; retried, it is written.
+TEST_F(SignOffRevocation, ARevocationDuringASignOffIsWrittenAfterIt) {
+  grpc::Status during;
+  // After the sign-off's request-id lookup, its next two reads are its key's (registered,
+  // then revoked or not): right after them, before its append, revoke.
+  stepped_->after_find_request = [&] {
+    stepped_->after_get_projection = [&] {
+      stepped_->after_get_projection = [&] { during = Revoke("revoke-1"); };
+    };
+  };
+  v1::CaseCommandResponse signed_off;
+  const grpc::Status sign_off = Run(cast_.county_approver, SignOff("sign-1"), &signed_off);
+  EXPECT_TRUE(sign_off.ok()) << sign_off.error_message();
+  EXPECT_EQ(during.error_code(), grpc::StatusCode::ABORTED) << during.error_message();
+  EXPECT_EQ(ReasonOf(during), "KEY_IN_USE");
+
+  const grpc::Status retried = Revoke("revoke-1");
+  ASSERT_TRUE(retried.ok()) << retried.error_message();
+  const int64_t signed_at = PositionOf(v1::Event::kClosureSignedOff);
+  const int64_t revoked_at = PositionOf(v1::Event::kApproverKeyRevoked);
+  ASSERT_GE(signed_at, 0);
+  EXPECT_GT(revoked_at, signed_at) << "the sign-off checked first is written first";
+
+  auto key = admin_->keys().Find(key_id_);
+  ASSERT_TRUE(key.ok() && key->has_value());
+  EXPECT_NE((*key)->revoke_version(), 0) << "revoked from now on";
+}
+
+// A sign-off that begins while its key's revocation is being written is refused as
+// revoked; once no revocation is under way (this one was given up), the key signs again.
+TEST_F(SignOffRevocation, ASignOffDuringARevocationIsRefusedAsRevoked) {
+  auto mark = admin_->keys().MarkForRevocation(key_id_, absl::Seconds(1));
+  ASSERT_TRUE(mark.has_value());
+  const grpc::Status refused = Run(cast_.county_approver, SignOff("sign-1"));
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(ReasonOf(refused), "KEY_REVOKED");
+  EXPECT_NE(refused.error_message().find("is being revoked"), std::string::npos)
+      << refused.error_message();
+  EXPECT_FALSE(admin_->keys().MarkForRevocation(key_id_, absl::ZeroDuration()).has_value())
+      << "one revocation of a key at a time";
+  mark->Release();
+  const grpc::Status signed_off = Run(cast_.county_approver, SignOff("sign-2"));
+  EXPECT_TRUE(signed_off.ok()) << signed_off.error_message();
+  EXPECT_EQ(PositionOf(v1::Event::kApproverKeyRevoked), -1);
+}
+
+}  // namespace
+}  // namespace casework::shell
