@@ -792,12 +792,14 @@ int main(int argc, char** argv) {
     if (colon == std::string::npos ||
         !absl::SimpleAtoi(flags.metrics_listen.substr(colon + 1), &metrics_port)) {
       spdlog::error("--metrics-listen must be host:port, got {}", flags.metrics_listen);
+      log->reset();  // before the health and commit listeners' targets go
       return 2;
     }
     metrics_server = std::make_unique<casework::shell::MetricsServer>(
         &metrics, flags.metrics_listen.substr(0, colon), metrics_port);
     if (metrics_server->port() <= 0) {
       spdlog::error("cannot serve metrics on {}", flags.metrics_listen);
+      log->reset();  // before the health and commit listeners' targets go
       return 4;
     }
     spdlog::info("metrics on http://{}:{}/metrics", flags.metrics_listen.substr(0, colon),
@@ -827,6 +829,8 @@ int main(int argc, char** argv) {
         "cannot listen on {}: the port may be in use or need privileges, or the TLS "
         "certificate and key may not be a pair (gRPC's own message above says which)",
         flags.listen);
+    metrics.SetLogMemorySource(nullptr);  // the metrics server may be serving
+    log->reset();                         // before the health and commit listeners' targets go
     return 4;
   }
   health.Attach(server->GetHealthCheckService());
