@@ -62,6 +62,19 @@ int VerifyOffline(const std::filesystem::path& data_dir, std::string* output) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+std::string StopAndVerifyOffline(ServerProcess& server, const std::filesystem::path& data_dir) {
+  if (const int stopped = server.Stop(); stopped != 0) {
+    return "the server did not stop cleanly (" + std::to_string(stopped) + "): " + server.error();
+  }
+  std::string output;
+  const int verified = VerifyOffline(data_dir, &output);
+  if (verified != 0 ||
+      output.find("the stream and request-id indexes match the events") == std::string::npos) {
+    return "caseworkd --verify-offline exited " + std::to_string(verified) + ":\n" + output;
+  }
+  return "";
+}
+
 std::string ServerProcess::log() const {
   std::ifstream in(log_file_.empty() ? data_dir_ / "caseworkd.log" : log_file_);
   std::stringstream s;

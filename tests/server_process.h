@@ -57,6 +57,10 @@ class ServerProcess {
 // `output`.
 int VerifyOffline(const std::filesystem::path& data_dir, std::string* output);
 
+// Stops `server` (SIGTERM) and verifies its log offline, indexes included: "" when it
+// stopped cleanly and its log is intact, else what went wrong (with caseworkd's output).
+std::string StopAndVerifyOffline(ServerProcess& server, const std::filesystem::path& data_dir);
+
 // A fresh temporary folder, removed on destruction.
 class TempDir {
  public:

@@ -13,10 +13,9 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
-#include "google/rpc/error_details.pb.h"
-#include "google/rpc/status.pb.h"
 #include "gtest/gtest.h"
 #include "services/shell/projections.h"
+#include "services/shell/status_testing.h"
 #include "services/shell/stepped_log_testing.h"
 #include "services/workflow/workflow_testing.h"
 #include "store/rocks_event_log.h"
@@ -358,11 +357,7 @@ TEST(CaseRecord, ACommandThatWouldOutgrowTheCaseRecordIsRefusedWithAReason) {
   EXPECT_NE(refused.error_message().find("beyond the 4096 one case's record may hold"),
             std::string::npos)
       << refused.error_message();
-  google::rpc::Status details;
-  ASSERT_TRUE(details.ParseFromString(refused.error_details()));
-  google::rpc::ErrorInfo info;
-  ASSERT_TRUE(details.details_size() > 0 && details.details(0).UnpackTo(&info));
-  EXPECT_EQ(info.reason(), "CASE_RECORD_FULL");
+  EXPECT_EQ(testing::ReasonOf(refused), "CASE_RECORD_FULL");
   EXPECT_EQ((*log)->Size(), 2) << "nothing appended";
   auto loaded = processor.LoadCase(kCaseId);
   ASSERT_TRUE(loaded.ok()) << loaded.status();

@@ -26,12 +26,14 @@
 #include "services/shell/command_processor.h"
 #include "services/shell/gate_testing.h"
 #include "services/shell/oversight_service.h"
+#include "services/shell/status_testing.h"
 #include "store/rocks_event_log.h"
 
 namespace casework::shell {
 namespace {
 
 namespace v1 = ::casework::v1;
+using testing::ReasonOf;
 
 constexpr char kPrincipals[] = R"({"principals": [
   {"id": "lister", "roles": ["lister"], "jurisdiction": "jiangcheng"},
@@ -47,17 +49,6 @@ int64_t NowSeconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-// The reason in a refusal's google.rpc.ErrorInfo, or "" when it has none.
-std::string ReasonOf(const grpc::Status& status) {
-  google::rpc::Status details;
-  if (!details.ParseFromString(status.error_details())) return "";
-  for (const auto& any : details.details()) {
-    google::rpc::ErrorInfo info;
-    if (any.UnpackTo(&info)) return info.reason();
-  }
-  return "";
 }
 
 using testing::Gate;

@@ -21,6 +21,7 @@
 #include "services/shell/command_processor.h"
 #include "services/shell/ed25519.h"
 #include "services/shell/principals.h"
+#include "services/shell/status_testing.h"
 #include "services/shell/stepped_log_testing.h"
 #include "services/workflow/statement.h"
 #include "services/workflow/workflow_testing.h"
@@ -32,6 +33,7 @@ namespace {
 
 namespace v1 = ::casework::v1;
 using store::testing::TempDir;
+using testing::ReasonOf;
 using workflow::testing::Cast;
 using workflow::testing::kCaseId;
 using workflow::testing::kHourMicros;
@@ -43,16 +45,6 @@ constexpr char kPrincipals[] = R"({"principals": [
   {"id": "sun.li", "roles": ["approver"], "jurisdiction": "city/east",
    "approval_level": "county"}
 ]})";
-
-std::string ReasonOf(const grpc::Status& status) {
-  google::rpc::Status details;
-  if (!details.ParseFromString(status.error_details())) return "";
-  for (const auto& any : details.details()) {
-    google::rpc::ErrorInfo info;
-    if (any.UnpackTo(&info)) return info.reason();
-  }
-  return "";
-}
 
 class SignOffRevocation : public ::testing::Test {
  protected:
