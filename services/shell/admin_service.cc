@@ -19,6 +19,10 @@ namespace {
 using casework::v1::ApproverKey;
 using casework::v1::Event;
 
+// How long a revocation waits for the sign-offs with its key that were checked before it
+// (ApproverKeys::MarkForRevocation): one synced batch takes well under that.
+constexpr absl::Duration kRevocationWait = absl::Milliseconds(100);
+
 grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, grpc::Status status) {
   auto* reactor = ctx->DefaultReactor();
   reactor->Finish(std::move(status));
@@ -407,10 +411,11 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeApproverKey(
   if (key->revoke_version() != 0) return Finish(ctx, grpc::Status::OK);  // already revoked
 
   // Sign-offs with the key checked before now are written first, and those that begin
-  // from now on are refused as revoked: otherwise a sign-off checked before this
+  // from now on are refused (to be retried): otherwise a sign-off checked before this
   // revocation could be written after it (ApproverKeys::RevocationMark). The mark is held
-  // until this revocation is answered.
-  auto mark = keys_.MarkForRevocation(key->key_id(), absl::Seconds(1));
+  // until this revocation is answered. The wait holds this gRPC thread, so it is short:
+  // a sign-off still unwritten after it makes the revocation retry.
+  auto mark = keys_.MarkForRevocation(key->key_id(), kRevocationWait);
   if (!mark.has_value()) {
     return Finish(ctx, ErrorStatus(grpc::StatusCode::ABORTED, "KEY_IN_USE", "key_id",
                                    absl::StrCat("a sign-off with key ", key->key_id(),

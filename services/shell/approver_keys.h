@@ -55,9 +55,10 @@ class ApproverKeys {
   // A sign-off's hold on its key, from before its key is looked up until its append is
   // answered (durable or refused): a revocation of the key waits for it, so a sign-off
   // checked before a revocation is never written after it. Blocked when the key was
-  // being revoked as the sign-off began: the sign-off must be refused as revoked (the
-  // revocation may be durable before the sign-off's append would be). Released on
-  // destruction; empty (holding nothing) when default-made or made for no key id.
+  // being revoked as the sign-off began: the sign-off must then be refused, to be retried
+  // (the revocation may be durable before the sign-off's append would be, or may fail).
+  // Released on destruction; empty (holding nothing) when default-made or made for no
+  // key id.
   class SignOffHold {
    public:
     SignOffHold() = default;
@@ -75,7 +76,8 @@ class ApproverKeys {
   };
   [[nodiscard]] SignOffHold HoldForSignOff(const std::string& key_id) const;
 
-  // A revocation's mark on its key, from before the key is looked up until the
+  // A revocation's mark on its key, from after the key's checks (it exists, it is the
+  // approver's, it is not revoked yet; looked up again once marked) until the
   // revocation's append is answered: sign-offs that begin meanwhile are blocked.
   // Released on destruction.
   class RevocationMark {

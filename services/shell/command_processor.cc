@@ -263,14 +263,18 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
       return;
     }
     if (verdict->verified.has_value() && key_hold.blocked()) {
-      // Its revocation is being written: refused as revoked, after the checks that come
-      // first (whose key it is, ...), as a key revoked already would be.
+      // Its revocation is being written (it may still fail): refused for now, after the
+      // checks that come first (whose key it is, ...), as a revoked key would be.
       const std::string& key_id = command.sign_off_closure().key_id();
       verdict->verified.reset();
       verdict->refusal = ErrorStatus(
-          grpc::StatusCode::PERMISSION_DENIED, "KEY_REVOKED", "key_id",
-          absl::StrCat("key ", key_id, " is being revoked; sign with another registered key"),
-          absl::StrCat("密钥 ", key_id, " 正在被吊销；请使用其他已登记的密钥签署"));
+          grpc::StatusCode::ABORTED, "KEY_BEING_REVOKED", "key_id",
+          absl::StrCat("a revocation of key ", key_id,
+                       " is being written; retry with the same request id (refused as "
+                       "KEY_REVOKED if it was revoked: then sign with another registered key)"),
+          absl::StrCat("密钥 ", key_id,
+                       " 的吊销正在写入；请使用相同的 request_id 重试（若已吊销将被拒绝为 "
+                       "KEY_REVOKED，届时请使用其他已登记的密钥签署）"));
     }
     if (verdict->verified.has_value()) {
       context.verified_key_id = verdict->verified->key_id();

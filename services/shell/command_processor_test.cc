@@ -328,9 +328,6 @@ TEST_F(Retries, AnInvalidCaseIdIsRefusedByItsRuleNotByTheStore) {
   EXPECT_EQ(log_->Size(), 1);
 }
 
-// A log whose read models an earlier build wrote in another layout is rebuilt from its
-// events before it is served (caseworkd does this at start): here the case row is gone
-// (as if an earlier layout had kept it elsewhere), and the rebuild restores it.
 // A command whose case row would outgrow what one row may hold (here a bound of 4 KiB
 // instead of the log's 1 MiB) is refused with its own reason, and nothing is appended.
 TEST(CaseRecord, ACommandThatWouldOutgrowTheCaseRecordIsRefusedWithAReason) {
@@ -365,6 +362,9 @@ TEST(CaseRecord, ACommandThatWouldOutgrowTheCaseRecordIsRefusedWithAReason) {
   EXPECT_TRUE(run(cast.lister, workflow::testing::AssignAssistance(2)).ok());
 }
 
+// A log whose read models an earlier build wrote in another layout is rebuilt from its
+// events before it is served (caseworkd does this at start): here the case row is gone
+// (as if an earlier layout had kept it elsewhere), and the rebuild restores it.
 TEST(ProjectionLayout, ALogOfAnotherLayoutIsRebuiltBeforeItIsServed) {
   TempDir dir;
   Cast cast;

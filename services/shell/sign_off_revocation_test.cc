@@ -10,6 +10,7 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "casework/v1/admin_service.grpc.pb.h"
 #include "google/rpc/error_details.pb.h"
@@ -180,8 +181,9 @@ class SignOffRevocation : public ::testing::Test {
 };
 
 // The revocation comes exactly between the sign-off's check of its key and its append:
-// it waits for the sign-off (here, which is held up inside its own call, until its wait
-// ends: ABORTED KEY_IN_USE), and so lands after it; retried, it is written.
+// it waits for the sign-off (here in vain, as the sign-off is held up inside its own
+// call, until its wait ends: ABORTED KEY_IN_USE), and so lands after it; retried, it is
+// written.
 TEST_F(SignOffRevocation, ARevocationDuringASignOffIsWrittenAfterIt) {
   grpc::Status during;
   // After the sign-off's request-id lookup, its next two reads are its key's (registered,
@@ -209,22 +211,43 @@ TEST_F(SignOffRevocation, ARevocationDuringASignOffIsWrittenAfterIt) {
   EXPECT_NE((*key)->revoke_version(), 0) << "revoked from now on";
 }
 
-// A sign-off that begins while its key's revocation is being written is refused as
-// revoked; once no revocation is under way (this one was given up), the key signs again.
-TEST_F(SignOffRevocation, ASignOffDuringARevocationIsRefusedAsRevoked) {
-  auto mark = admin_->keys().MarkForRevocation(key_id_, absl::Seconds(1));
+// A sign-off that begins while its key's revocation is being written is refused, to be
+// retried; once no revocation is under way (this one was given up), the retry signs.
+TEST_F(SignOffRevocation, ASignOffDuringARevocationIsRefusedForARetry) {
+  auto mark = admin_->keys().MarkForRevocation(key_id_, absl::ZeroDuration());
   ASSERT_TRUE(mark.has_value());
   const grpc::Status refused = Run(cast_.county_approver, SignOff("sign-1"));
-  EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_EQ(ReasonOf(refused), "KEY_REVOKED");
-  EXPECT_NE(refused.error_message().find("is being revoked"), std::string::npos)
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_EQ(ReasonOf(refused), "KEY_BEING_REVOKED");
+  EXPECT_NE(refused.error_message().find("is being written; retry with the same request id"),
+            std::string::npos)
       << refused.error_message();
   EXPECT_FALSE(admin_->keys().MarkForRevocation(key_id_, absl::ZeroDuration()).has_value())
       << "one revocation of a key at a time";
   mark->Release();
-  const grpc::Status signed_off = Run(cast_.county_approver, SignOff("sign-2"));
-  EXPECT_TRUE(signed_off.ok()) << signed_off.error_message();
+  const grpc::Status retried = Run(cast_.county_approver, SignOff("sign-1"));
+  EXPECT_TRUE(retried.ok()) << retried.error_message();
   EXPECT_EQ(PositionOf(v1::Event::kApproverKeyRevoked), -1);
+}
+
+// A revocation waits for the sign-offs that hold its key and goes on once they are
+// answered (here released by another thread during the wait).
+TEST_F(SignOffRevocation, ARevocationGoesOnOnceTheSignOffsHoldingItsKeyAreAnswered) {
+  ApproverKeys::SignOffHold hold = admin_->keys().HoldForSignOff(key_id_);
+  ASSERT_FALSE(hold.blocked());
+  EXPECT_FALSE(admin_->keys().MarkForRevocation(key_id_, absl::ZeroDuration()).has_value())
+      << "held: no waiting, no mark";
+  std::thread answer([&hold] {
+    absl::SleepFor(absl::Milliseconds(20));
+    hold.Release();
+  });
+  // Bounded by the 60 s wait, which only a stalled machine would reach.
+  auto mark = admin_->keys().MarkForRevocation(key_id_, absl::Seconds(60));
+  answer.join();
+  ASSERT_TRUE(mark.has_value());
+  EXPECT_TRUE(admin_->keys().HoldForSignOff(key_id_).blocked());
+  mark->Release();
+  EXPECT_FALSE(admin_->keys().HoldForSignOff(key_id_).blocked());
 }
 
 }  // namespace
