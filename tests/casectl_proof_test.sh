@@ -74,6 +74,25 @@ rc=0; "$casectl" keygen --out "$work/keys/approver.key" >/dev/null 2>&1 || rc=$?
 # An export that cannot be written is a failure, not "exported".
 rc=0; ctl export --out "$work/no-such-dir/x.log" >/dev/null 2>&1 || rc=$?
 [[ $rc == 4 ]] || { echo "export to an unwritable path: exit $rc, want 4" >&2; exit 1; }
+# An export the server refuses (li.na is no auditor) leaves an earlier file of that name
+# as it was, and nothing beside it; one that succeeds replaces it whole.
+mkdir "$work/exports"
+echo "an earlier export" >"$work/exports/ledger.export"
+rc=0; "$casectl" --server "$server" --identity li.na export --out "$work/exports/ledger.export" \
+  >/dev/null 2>&1 || rc=$?
+[[ $rc != 0 && $(cat "$work/exports/ledger.export") == "an earlier export" ]] || {
+  echo "a refused export (exit $rc) changed the file there" >&2; exit 1; }
+[[ $(ls "$work/exports") == ledger.export ]] || { echo "export left: $(ls "$work/exports")" >&2; exit 1; }
+ctl export --out "$work/exports/ledger.export" >/dev/null
+ctl verify-export "$work/exports/ledger.export" --key "$good" >/dev/null || {
+  echo "the export that replaced the file does not verify" >&2; exit 1; }
+[[ $(ls "$work/exports") == ledger.export ]] || { echo "export left: $(ls "$work/exports")" >&2; exit 1; }
+# Usage errors: a sign-off with --key-id but no --signature, a negative seed count.
+rc=0; "$casectl" --server "$server" --identity sun.li sign-off c-1 --expected-version 1 \
+  --inspection-id i --key-id ed25519:0000000000000000 >/dev/null 2>&1 || rc=$?
+[[ $rc == 2 ]] || { echo "sign-off without --signature: exit $rc, want 2" >&2; exit 1; }
+rc=0; "$casectl" --server "$server" seed --cases -1 >/dev/null 2>&1 || rc=$?
+[[ $rc == 2 ]] || { echo "seed --cases -1: exit $rc, want 2" >&2; exit 1; }
 # A TLS client key that group or others may read is refused before anything is sent, and
 # the call does not fall back to plaintext.
 printf -- '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' >"$work/ca.pem"; cp "$work/ca.pem" "$work/client.pem"; cp "$work/ca.pem" "$work/client.key"

@@ -1,7 +1,11 @@
 #include "clients/casectl/audit_commands.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -39,6 +43,21 @@ constexpr int kExitOk = 0;
 constexpr int kExitUsage = 2;
 constexpr int kExitNotVerified = 4;
 constexpr int kExitWriteFailed = 4;  // a file could not be written (any other failure)
+
+// Syncs the file at `from`, renames it to `to` (replacing what is there) and syncs the
+// directory, so that `to` is the whole new file or the old one after a crash.
+bool SyncAndReplace(const std::string& from, const std::string& to) {
+  const int fd = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  const bool synced = fd >= 0 && ::fsync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!synced || std::rename(from.c_str(), to.c_str()) != 0) return false;
+  const size_t slash = to.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : to.substr(0, slash + 1);
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const bool dir_synced = dfd >= 0 && ::fsync(dfd) == 0;
+  if (dfd >= 0) ::close(dfd);
+  return dir_synced;
+}
 
 std::string Hex(std::string_view bytes) {
   return absl::BytesToHexString(absl::string_view(bytes.data(), bytes.size()));
@@ -616,12 +635,22 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
   exp->add_option("--to", e->to, "end position, exclusive (0: the latest checkpoint)");
   exp->add_option("--out", e->out, "file to write")->required();
   exp->callback([shared, e, json_mode] {
-    std::ofstream out(e->out, std::ios::binary | std::ios::trunc);
+    // Written beside --out and put in its place only once whole and synced: a refused or
+    // broken export leaves an earlier file of that name as it was.
+    const std::string partial = e->out + ".partial";
+    std::ofstream out(partial, std::ios::binary | std::ios::trunc);
     if (!out.is_open()) {
-      std::cerr << "cannot write " << e->out << " 无法写入文件\n";
+      std::cerr << "cannot write " << partial << " 无法写入文件\n";
       *shared->exit_code = kExitWriteFailed;
       return;
     }
+    struct RemovePartial {
+      const std::string& path;
+      bool keep = false;
+      ~RemovePartial() {
+        if (!keep) std::remove(path.c_str());
+      }
+    } remove_partial{partial};
     auto c = shared->client();
     auto ctx = c->NewLongContext();
     v1::ExportLogRequest req;
@@ -661,11 +690,13 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       *shared->exit_code = shared->report_error(status);
       return;
     }
-    if (out.fail()) {  // a full disk, say: the file is not the export
-      std::cerr << "writing " << e->out << " failed; the file is incomplete 写入失败，文件不完整\n";
+    if (out.fail() || !SyncAndReplace(partial, e->out)) {  // a full disk, say
+      std::cerr << "writing " << e->out << " failed; nothing was put in its place 写入失败，"
+                << "未替换该文件\n";
       *shared->exit_code = kExitWriteFailed;
       return;
     }
+    remove_partial.keep = true;  // it is --out now
     if (*json_mode) {
       std::cout << json{{"file", e->out}, {"bytes", bytes}, {"from", from}, {"to", to}}.dump()
                 << "\n";

@@ -136,7 +136,8 @@ void SignOff(State& s) {
     req.set_signature(*signature);
   } else {
     std::string signature;
-    if (s.key_id.empty() || !absl::Base64Unescape(s.signature_b64, &signature)) {
+    if (s.key_id.empty() || s.signature_b64.empty() ||
+        !absl::Base64Unescape(s.signature_b64, &signature)) {
       *s.hooks.exit_code =
           Fail(s, "give --key FILE, or --key-id and --signature (base64, from casectl sign)",
                kExitUsage);

@@ -364,10 +364,11 @@ grpc::Status RegisterSampleKeys(const SeedOptions& o) {
 }  // namespace
 
 int RunSeed(const SeedOptions& options, bool json) {
-  if (options.cases > kSampleOrganisations) {
-    std::cerr << "seed: at most " << kSampleOrganisations
-              << " cases, one per organisation of the sample city 示例城市共有 "
-              << kSampleOrganisations << " 个组织，每个组织一个案件\n";
+  if (options.cases < 0 || options.cases > kSampleOrganisations) {
+    std::cerr << "seed: --cases must be 0 to " << kSampleOrganisations
+              << ", one case per organisation of the sample city 示例城市共有 "
+              << kSampleOrganisations << " 个组织，每个组织一个案件（--cases 须为 0 至 "
+              << kSampleOrganisations << "）\n";
     return 2;
   }
   if (auto s = RegisterSampleKeys(options); !s.ok()) {

@@ -151,6 +151,18 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
       pass = std::exchange(throttle_pass_, false);
     }
     for (;;) {
+      // Before every message, the one prepared before a reload included: a caller the
+      // reload removed or changed gets nothing more.
+      if (std::optional<grpc::Status> revoked = Revoked()) {
+        bool finish = false;
+        {
+          absl::MutexLock lock(&mu_);
+          scheduled_ = false;
+          finish = FinishLocked(*std::move(revoked));
+        }
+        if (finish) Finish(final_status_);
+        return;
+      }
       bool start_ready = false;
       {
         absl::MutexLock lock(&mu_);
@@ -189,16 +201,6 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
           service_->Throttle(std::move(self));
           return;
         }
-      }
-      if (std::optional<grpc::Status> revoked = Revoked()) {
-        bool finish = false;
-        {
-          absl::MutexLock lock(&mu_);
-          scheduled_ = false;
-          finish = FinishLocked(*std::move(revoked));
-        }
-        if (finish) Finish(final_status_);
-        return;
       }
       const int64_t from = next_;
       absl::StatusOr<std::optional<std::string>> built = Build();

@@ -1,5 +1,6 @@
 #include "services/shell/receipts.h"
 
+#include "absl/time/clock.h"
 #include "services/shell/status_mapping.h"
 #include "store/checkpoint.h"
 
@@ -50,7 +51,13 @@ void ReceiptIssuer::Issue(int64_t position, casework::v1::Receipt* receipt, Done
 }
 
 void ReceiptIssuer::Run(int64_t position, casework::v1::Receipt* receipt, Done done) {
-  // The head is published before the append's callback runs, so it covers `position`.
+  // The head is published before the append's callback runs, so it covers `position`. A
+  // retry that found its first attempt can come sooner: the log's writer writes the
+  // request id with the events and publishes the new head a moment later. Waited for
+  // here, a short while.
+  for (int i = 0; i < 1000 && log_->Head().size <= position; ++i) {
+    absl::SleepFor(absl::Microseconds(100));
+  }
   auto note = log_->SignedCheckpoint();
   absl::StatusOr<store::Note> parsed =
       note.ok() ? store::ParseNote(*note) : absl::StatusOr<store::Note>(note.status());
