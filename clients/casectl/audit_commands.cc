@@ -51,12 +51,7 @@ bool SyncAndReplace(const std::string& from, const std::string& to) {
   const bool synced = fd >= 0 && ::fsync(fd) == 0;
   if (fd >= 0) ::close(fd);
   if (!synced || std::rename(from.c_str(), to.c_str()) != 0) return false;
-  const size_t slash = to.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : to.substr(0, slash + 1);
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  const bool dir_synced = dfd >= 0 && ::fsync(dfd) == 0;
-  if (dfd >= 0) ::close(dfd);
-  return dir_synced;
+  return store::SyncDirectoryOf(to).ok();
 }
 
 std::string Hex(std::string_view bytes) {
