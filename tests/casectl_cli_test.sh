@@ -112,6 +112,17 @@ ctl --identity admin --json registry import "$work/registry.csv" --request-id 'q
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["replayed_counties"] == ["jiangcheng/dongshan", "jiangcheng/xihe"], d' "$work/reg-again.json" ||
   fail "registry import replayed --json: $(cat "$work/reg-again.json")"
 
+# The same file under a new id records nothing (every row unchanged); that import retried
+# is answered from its record, and said so, though no county was recorded by it.
+ctl --identity admin registry import "$work/registry.csv" --request-id same-1 >/dev/null
+ctl --identity admin registry import "$work/registry.csv" --request-id same-1 >"$work/same-again.txt"
+grep -q "Imported before with this request id: 1 of 1 requests were answered" "$work/same-again.txt" &&
+  grep -q "个请求按当时的导入作答" "$work/same-again.txt" ||
+  fail "an all-unchanged import retried: $(cat "$work/same-again.txt")"
+ctl --identity admin --json registry import "$work/registry.csv" --request-id same-1 >"$work/same-again.json"
+"$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["replayed_requests"] == 1 and d["unchanged"] == 2, d' "$work/same-again.json" ||
+  fail "an all-unchanged import retried --json: $(cat "$work/same-again.json")"
+
 # A county too large for one request is split over two. An import cut short after the
 # first request, run again with the same id: the first request is answered from that
 # import, the second records the rest now, so the county counts as recorded (no note).

@@ -199,6 +199,28 @@ class OversightTest : public ::testing::Test {
     return signer.ok() ? signer->verifier().VerifierKey() : "";
   }
 
+  // Deep verification of the whole log (VerifyLog with `deep`, as the auditor): "" when it
+  // passes, else its problem.
+  std::string DeepAuditProblem() {
+    auto auditor = As("auditor");
+    auto ctx = auditor->NewContext();
+    v1::VerifyLogRequest verify;
+    verify.set_deep(true);
+    auto reader = v1::AuditService::NewStub(auditor->channel())->VerifyLog(ctx.get(), verify);
+    v1::VerifyLogResponse m;
+    bool ok = false;
+    std::string problem = "no verdict";
+    while (reader->Read(&m)) {
+      if (m.done()) {
+        ok = m.ok();
+        problem = m.problem();
+      }
+    }
+    const grpc::Status status = reader->Finish();
+    if (!status.ok()) return status.error_message();
+    return ok ? "" : problem;
+  }
+
   TempDir dir_;
   std::filesystem::path principals_;
   std::unique_ptr<ServerProcess> server_;
@@ -391,6 +413,85 @@ TEST_F(OversightTest, IdenticalImportsRacingGetTheSameAnswer) {
       EXPECT_EQ(answers[k].unchanged(), 0);
     }
   }
+}
+
+// A retry is answered from the import as a whole, recorded on its own stream: also where it
+// recorded nothing because every row was unchanged, after another import changed those
+// rows since (the retry must not undo that change), and with rows for a county the first
+// request did not hold (another request).
+TEST_F(OversightTest, ARetryIsAnsweredFromTheWholeImportAndUndoesNothing) {
+  v1::ImportRegistryResponse resp;
+  ASSERT_TRUE(Import("admin", "reg-1", RegistryCsv(), &resp).ok());
+  // The same file under a new id: every row unchanged, no county appended to.
+  v1::ImportRegistryResponse same;
+  ASSERT_TRUE(Import("admin", "same-1", RegistryCsv(), &same).ok());
+  EXPECT_EQ(same.unchanged(), 25);
+  EXPECT_THAT(same.counties(), ::testing::IsEmpty());
+  EXPECT_FALSE(same.replayed());
+  // Another import changes one star in xihe.
+  std::string changed = RegistryCsv();
+  const size_t at = changed.find("org-x04,");
+  changed.replace(changed.find(",3,1", at), 4, ",3,2");
+  ASSERT_TRUE(Import("admin", "reg-2", changed, &resp).ok());
+  ASSERT_EQ(resp.updated(), 1);
+
+  // The all-unchanged import retried: its first answer, and the star stays changed.
+  v1::ImportRegistryResponse retry;
+  ASSERT_TRUE(Import("admin", "same-1", RegistryCsv(), &retry).ok());
+  EXPECT_TRUE(retry.replayed());
+  EXPECT_EQ(retry.unchanged(), 25);
+  EXPECT_EQ(retry.updated(), 0) << "the retry recorded the old star over reg-2's change";
+  EXPECT_THAT(retry.counties(), ::testing::IsEmpty());
+  v1::ImportRegistryResponse check;
+  ASSERT_TRUE(Import("admin", "check-1", changed, &check).ok());
+  EXPECT_EQ(check.unchanged(), 25) << "reg-2's change was undone";
+
+  // The same id with a row for a county the first request did not hold: another request,
+  // refused, and the row not recorded.
+  const std::string header = "organisation_id,display_name,jurisdiction,kind,grade,stars\n";
+  const std::string nanshan_row = "org-n01,南山村,jiangcheng/nanshan/t01/org-n01,village,3,0\n";
+  grpc::Status status = Import("admin", "same-1", RegistryCsv() + nanshan_row, &resp);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(DecodeError(status).reason, "REQUEST_ID_REUSED");
+  ASSERT_TRUE(Import("admin", "check-2", header + nanshan_row, &check).ok());
+  EXPECT_EQ(check.imported(), 1) << "the refused request recorded its new county";
+
+  // The same id and rows from another administrator: another request.
+  const std::string xihe =
+      header + "org-x09,西河 9 社区,jiangcheng/xihe/t01/org-x09,community,3,1\n";
+  ASSERT_TRUE(Import("admin", "xihe-1", xihe, &resp).ok());
+  status = Import("admin.xihe", "xihe-1", xihe, &resp);
+  EXPECT_EQ(DecodeError(status).reason, "REQUEST_ID_REUSED");
+  // A retry that recorded rows is answered as before, now whole.
+  ASSERT_TRUE(Import("admin", "xihe-1", xihe, &resp).ok());
+  EXPECT_TRUE(resp.replayed());
+  EXPECT_EQ(resp.imported(), 1);
+  EXPECT_THAT(resp.replayed_counties(), ::testing::ElementsAre("jiangcheng/xihe"));
+
+  // The records are events of the log like any other: the deep audit checks who wrote
+  // them and where, and xihe's administrator sees xihe's import only.
+  EXPECT_EQ(DeepAuditProblem(), "");
+  const auto imports_seen_by = [this](const std::string& who) {
+    auto watcher = As(who);
+    auto ctx = watcher->NewContext();
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    v1::WatchEventsRequest watch;
+    auto reader = v1::EventService::NewStub(watcher->channel())->WatchEvents(ctx.get(), watch);
+    std::vector<std::string> imports;
+    v1::WatchEventsResponse m;
+    while (reader->Read(&m)) {
+      for (const v1::EventRecord& e : m.events()) {
+        if (e.event().has_registry_imported()) imports.push_back(e.event().request_id());
+      }
+      if (m.caught_up()) break;
+    }
+    ctx->TryCancel();
+    (void)reader->Finish();
+    return imports;
+  };
+  EXPECT_THAT(imports_seen_by("admin.xihe"), ::testing::ElementsAre("xihe-1"));
+  EXPECT_THAT(imports_seen_by("auditor"),
+              ::testing::ElementsAre("reg-1", "same-1", "reg-2", "check-1", "check-2", "xihe-1"));
 }
 
 TEST_F(OversightTest, FlagsAndCountyReportAsOfATime) {
@@ -750,21 +851,7 @@ TEST_F(OversightTest, TheInspectionDrawIsRecordedFirstAndReproducible) {
   EXPECT_THAT(verdict, HasSubstr("\"draws_checked\": 3")) << verdict;
 
   // The whole log, draws included, passes the deep audit.
-  auto ctx = auditor->NewContext();
-  v1::VerifyLogRequest verify;
-  verify.set_deep(true);
-  auto reader = v1::AuditService::NewStub(auditor->channel())->VerifyLog(ctx.get(), verify);
-  v1::VerifyLogResponse m;
-  bool ok = false;
-  std::string problem;
-  while (reader->Read(&m)) {
-    if (m.done()) {
-      ok = m.ok();
-      problem = m.problem();
-    }
-  }
-  ASSERT_TRUE(reader->Finish().ok());
-  EXPECT_TRUE(ok) << problem;
+  EXPECT_EQ(DeepAuditProblem(), "");
 }
 
 }  // namespace

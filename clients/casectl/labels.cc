@@ -97,6 +97,7 @@ std::string EventKindLabel(const casework::v1::Event& e) {
       {"approver_key_registered", "登记签字密钥"},
       {"approver_key_revoked", "吊销签字密钥"},
       {"organisation_registered", "组织登记"},
+      {"registry_imported", "名册导入"},
       {"inspection_sample_drawn", "随机抽取"},
       {"principals_recorded", "人员名册"},
   };

@@ -223,6 +223,7 @@ grpc::Status ImportRegistryFile(Client& admin, std::string_view csv, const std::
       return InFileTerms(status, chunk_lines[i], i, chunks.size(), *totals);
     }
     ++totals->requests;
+    if (resp.replayed()) ++totals->replayed_requests;
     totals->imported += resp.imported();
     totals->updated += resp.updated();
     totals->unchanged += resp.unchanged();
@@ -319,7 +320,8 @@ void AddOversightCommands(CLI::App* app, AuditCommandContext context) {
                                 {"updated", totals.updated},
                                 {"unchanged", totals.unchanged},
                                 {"request_id", rid},
-                                {"replayed_counties", totals.replayed_counties}}
+                                {"replayed_counties", totals.replayed_counties},
+                                {"replayed_requests", totals.replayed_requests}}
                      .dump()
               << "\n";
     return;
@@ -341,6 +343,18 @@ void AddOversightCommands(CLI::App* app, AuditCommandContext context) {
               << "此文件已用同一请求标识导入过：" << totals.replayed_counties.size() << " / "
               << totals.counties.size()
               << " 个县按当时的导入作答，本次未重新登记。如需重新登记（例如恢复为较早的名册），"
+                 "请用 --request-id 指定新的请求标识。\n";
+  } else if (totals.replayed_requests > 0) {
+    // Every row of those requests was unchanged when they were first imported: no county
+    // was recorded then, and none is now.
+    std::cout << "\nImported before with this request id: " << totals.replayed_requests << " of "
+              << totals.requests
+              << " requests were answered from that import (every row unchanged then) and "
+                 "nothing was recorded now. To compare this file with the registry again, give "
+                 "--request-id a new value.\n"
+              << "此文件已用同一请求标识导入过：" << totals.replayed_requests << " / "
+              << totals.requests
+              << " 个请求按当时的导入作答（当时各行均未变），本次未重新登记。如需重新比对，"
                  "请用 --request-id 指定新的请求标识。\n";
   }
 });

@@ -26,6 +26,8 @@ struct RegistryImportTotals {
   // an earlier import with the same request id (nothing recorded there now).
   std::set<std::string> counties;
   std::set<std::string> replayed_counties;
+  // Requests answered whole from an earlier import with the same request id.
+  int64_t replayed_requests = 0;
 };
 
 // Imports a registry file through ImportRegistry: checks it locally first (a bad row is

@@ -1,10 +1,14 @@
 #include "services/oversight/oversight.h"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
 #include <climits>
 #include <set>
 #include <utility>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "services/workflow/decider.h"
 #include "services/workflow/text.h"
@@ -113,6 +117,27 @@ std::string CountyOf(std::string_view jurisdiction) {
   const size_t second = jurisdiction.find('/', first + 1);
   return std::string(second == std::string_view::npos ? jurisdiction
                                                       : jurisdiction.substr(0, second));
+}
+
+std::string ImportStream(std::string_view request_id) {
+  unsigned char digest[32];
+  EVP_Digest(request_id.data(), request_id.size(), digest, nullptr, EVP_sha256(), nullptr);
+  return absl::StrCat(kImportStreamPrefix,
+                      absl::BytesToHexString(std::string(reinterpret_cast<char*>(digest), 8)));
+}
+
+std::string CommonScope(const std::vector<std::string>& paths) {
+  if (paths.empty()) return "";
+  std::string_view common = paths.front();
+  for (std::string_view path : paths) {
+    // Shorten `common` to its segments that start `path`.
+    while (!InSubtree(common, path)) {
+      const size_t slash = common.rfind('/');
+      if (slash == std::string_view::npos) return "";
+      common = common.substr(0, slash);
+    }
+  }
+  return std::string(common);
 }
 
 bool InSubtree(std::string_view root, std::string_view path) {

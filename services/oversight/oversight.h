@@ -44,6 +44,16 @@ inline constexpr char kLowerRankedSkipped[] = "LOWER_RANKED_SKIPPED";
 inline constexpr char kRegistryStreamPrefix[] = "registry/";
 inline constexpr char kCountyStreamPrefix[] = "counties/";
 inline constexpr char kSampleStreamPrefix[] = "samples/";
+inline constexpr char kImportStreamPrefix[] = "registry-imports/";
+
+// The stream of a registry import's record: "registry-imports/" and the lowercase hex of
+// the first 8 bytes of SHA-256 of its request id. Two request ids that share the stream
+// are told apart by the log's request-id index, so a clash costs nothing but the stream.
+[[nodiscard]] std::string ImportStream(std::string_view request_id);
+
+// The deepest jurisdiction path that holds every one of `paths` (segment-wise); "" when
+// they share no first segment or `paths` is empty.
+[[nodiscard]] std::string CommonScope(const std::vector<std::string>& paths);
 
 // The county of a jurisdiction path: its first two segments ("city/county"); the path
 // itself when it has fewer.

@@ -127,6 +127,25 @@ workflow::Policy Periods() {
   return p;
 }
 
+TEST(ImportRecordTest, TheScopeIsTheDeepestPathHoldingEveryRow) {
+  EXPECT_EQ(CommonScope({}), "");
+  EXPECT_EQ(CommonScope({"jiangcheng/xihe/t01/org-1"}), "jiangcheng/xihe/t01/org-1");
+  EXPECT_EQ(CommonScope({"jiangcheng/xihe/t01/org-1", "jiangcheng/xihe/t01/org-2"}),
+            "jiangcheng/xihe/t01");
+  EXPECT_EQ(CommonScope({"jiangcheng/xihe/t01/a", "jiangcheng/xihe/t02/a", "jiangcheng/xihe"}),
+            "jiangcheng/xihe");
+  // Segment-wise, not by characters.
+  EXPECT_EQ(CommonScope({"jiangcheng/xihe/t1", "jiangcheng/xihe/t10"}), "jiangcheng/xihe");
+  EXPECT_EQ(CommonScope({"jiangcheng/dongshan/t01/a", "jiangcheng/xihe/t01/a"}), "jiangcheng");
+  EXPECT_EQ(CommonScope({"jiangcheng/x", "haicheng/x"}), "");
+}
+
+TEST(ImportRecordTest, TheStreamIsNamedByTheRequestIdsHash) {
+  // `printf reg-1 | sha256sum` begins 1226f88b81dcaf0a.
+  EXPECT_EQ(ImportStream("reg-1"), "registry-imports/1226f88b81dcaf0a");
+  EXPECT_NE(ImportStream("reg-1"), ImportStream("reg-2"));
+}
+
 TEST(FlagsTest, StationedButAbsentAtTheLimitAndOneMicrosecondPast) {
   Log log;
   log.List("c1", "east", "o1", kT0, kT0 + 2000 * kDay);

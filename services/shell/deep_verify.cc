@@ -24,6 +24,7 @@ constexpr std::string_view kApproverPrefix = "approvers/";
 constexpr std::string_view kRegistryPrefix = "registry/";
 constexpr std::string_view kCountyPrefix = "counties/";
 constexpr std::string_view kSamplePrefix = "samples/";
+constexpr std::string_view kImportPrefix = "registry-imports/";
 
 bool StartsWith(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
@@ -149,6 +150,13 @@ std::optional<DeepVerifier::Problem> DeepVerifier::CheckServiceEvent(
   } else if (StartsWith(stream, kSamplePrefix)) {
     roles = {Role::kAuditor};
     place = event.inspection_sample_drawn().scope();
+  } else if (StartsWith(stream, kImportPrefix)) {
+    roles = {Role::kAdmin};
+    place = event.registry_imported().scope();
+    if (!event.has_registry_imported()) {
+      return Problem{position,
+                     absl::StrCat(stream, " holds an event that is not a registry import")};
+    }
   } else {
     return std::nullopt;
   }

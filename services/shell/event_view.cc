@@ -131,6 +131,18 @@ absl::StatusOr<std::optional<std::string>> JurisdictionResolver::Of(std::string_
     }
     return event.inspection_sample_drawn().scope();
   }
+  if (const std::string_view imports = oversight::kImportStreamPrefix;
+      stream.substr(0, imports.size()) == imports) {
+    // A registry import's record goes where every county it holds goes.
+    casework::v1::Event event;
+    if (!event.ParseFromArray(event_bytes.data(), static_cast<int>(event_bytes.size())) ||
+        !event.has_registry_imported()) {
+      return absl::DataLossError(
+          absl::StrCat("the event of ", std::string(stream), " is not a registry import"));
+    }
+    if (event.registry_imported().scope().empty()) return std::nullopt;
+    return event.registry_imported().scope();
+  }
   if (stream.substr(0, kCases.size()) != kCases) return std::nullopt;
   const std::string key(stream);
   if (std::optional<std::string> known = cache_->Find(key); known.has_value()) {

@@ -44,7 +44,8 @@ enum class EventAudience { kAnyone, kOversight, kAuditors };
 // The jurisdiction of a stream: a case's organisation jurisdiction (read once from the
 // case projection, then remembered: it never changes), the county path of a registry
 // stream (registry/{county}) or of a county's oversight record (counties/{county}), the
-// scope an inspection sample was drawn from (samples/..., read from the event itself);
+// scope an inspection sample was drawn from (samples/..., read from the event itself), the
+// scope of a registry import's record (registry-imports/..., from the event);
 // nullopt for streams that belong to no jurisdiction (approvers' keys, the principals),
 // which only an overseer of the whole city may see.
 class JurisdictionResolver {

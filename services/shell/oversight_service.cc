@@ -531,9 +531,65 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
       return a->organisation.organisation_id() < b->organisation.organisation_id();
     });
   }
+  // The import as a whole: its rows in county and organisation order, and the stream of
+  // its record. A retry is answered from that record, whatever was recorded since, also in
+  // counties where it recorded nothing because every row there was unchanged.
+  std::string whole;
+  std::vector<std::string> row_counties;
+  std::vector<std::string> row_places;
+  for (const auto& [county, list] : by_county) {
+    row_counties.push_back(county);
+    for (const oversight::RegistryRow* row : list) {
+      workflow::Append(&whole, oversight::RegistryCsvLine(*row), "\n");
+      row_places.push_back(row->organisation.jurisdiction());
+    }
+  }
+  const std::string import_fingerprint = Sha256(whole);
+  const std::string record_stream = oversight::ImportStream(req.request_id());
+  // Answers from the recorded import `first`; false (and the call finished) when it is
+  // another request, or its record cannot be read.
+  auto answer_recorded = [&](const store::AppendResult& first) {
+    if (auto refused = NotThisRequest(log_, first, import_fingerprint, caller.id)) {
+      JobRunner::FinishJob(reactor, *std::move(refused));
+      return;
+    }
+    auto stored = log_->ReadStream(record_stream, first.version, 1);
+    v1::Event event;
+    if (!stored.ok() || stored->empty() || !event.ParseFromString(stored->front().bytes) ||
+        !event.has_registry_imported()) {
+      JobRunner::FinishJob(
+          reactor, FromStoreStatus(stored.ok() ? absl::DataLossError(workflow::Cat(
+                                                     "the import recorded on ", record_stream,
+                                                     " at version ", first.version, " is missing"))
+                                               : stored.status()));
+      return;
+    }
+    const v1::RegistryImported& recorded = event.registry_imported();
+    resp->Clear();
+    resp->set_imported(recorded.imported());
+    resp->set_updated(recorded.updated());
+    resp->set_unchanged(recorded.unchanged());
+    *resp->mutable_counties() = recorded.counties();
+    *resp->mutable_replayed_counties() = recorded.counties();
+    resp->set_replayed(true);
+    JobRunner::FinishJob(reactor, grpc::Status::OK);
+  };
+  if (!by_county.empty()) {
+    auto recorded = log_->FindRequest(record_stream, req.request_id());
+    if (!recorded.ok()) {
+      JobRunner::FinishJob(reactor, FromStoreStatus(recorded.status()));
+      return;
+    }
+    if (recorded->has_value()) {
+      answer_recorded(**recorded);
+      return;
+    }
+  }
   const int64_t now = clock_();
   // First every county is read and its append built, then the appends are made: a county
-  // refused (too many rows) refuses the import before any county is written.
+  // refused (too many rows) refuses the import before any county is written. (A retry
+  // after an import stopped between its county appends and its record, which has none,
+  // is answered county by county from those appends, as before records were kept.)
   struct Pending {
     std::string county;
     store::AppendRequest append;
@@ -722,6 +778,54 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
     resp->set_imported(resp->imported() + next.imported);
     resp->set_updated(resp->updated() + appended - next.imported);
     resp->add_counties(county);
+  }
+  if (by_county.empty()) {
+    JobRunner::FinishJob(reactor, grpc::Status::OK);
+    return;
+  }
+  // The record of the import as a whole, after its counties: a retry finds it and is
+  // answered from it.
+  auto record_version = log_->StreamVersion(record_stream);
+  if (!record_version.ok()) {
+    JobRunner::FinishJob(reactor, FromStoreStatus(record_version.status()));
+    return;
+  }
+  v1::Event record = Envelope(record_stream, *record_version + 1, caller, now, req.request_id());
+  auto* body = record.mutable_registry_imported();
+  body->set_scope(oversight::CommonScope(row_places));
+  *body->mutable_counties() = resp->counties();
+  body->set_imported(resp->imported());
+  body->set_updated(resp->updated());
+  body->set_unchanged(resp->unchanged());
+  for (const std::string& county : row_counties) body->add_row_counties(county);
+  store::AppendRequest append;
+  append.stream = record_stream;
+  append.expected_version = *record_version;
+  append.request_id = req.request_id();
+  append.request_fingerprint = import_fingerprint;
+  append.events.push_back(record.SerializeAsString());
+  auto result = log_->Append(std::move(append));
+  if (!result.ok()) {
+    if (result.status().code() == absl::StatusCode::kAborted) {
+      // The same request raced this one and recorded first: answer as it did.
+      auto again = log_->FindRequest(record_stream, req.request_id());
+      if (again.ok() && again->has_value()) {
+        answer_recorded(**again);
+        return;
+      }
+    }
+    JobRunner::FinishJob(
+        reactor, result.status().code() == absl::StatusCode::kAborted
+                     ? ErrorStatus(grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "",
+                                   "another import's record was written meanwhile; retry with "
+                                   "the same request_id",
+                                   "其他导入记录同时写入；请用同一 request_id 重试")
+                     : FromStoreStatus(result.status()));
+    return;
+  }
+  if (result->replayed) {
+    answer_recorded(*result);
+    return;
   }
   JobRunner::FinishJob(reactor, grpc::Status::OK);
 }
