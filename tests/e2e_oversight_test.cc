@@ -494,6 +494,50 @@ TEST_F(OversightTest, ARetryIsAnsweredFromTheWholeImportAndUndoesNothing) {
               ::testing::ElementsAre("reg-1", "same-1", "reg-2", "check-1", "check-2", "xihe-1"));
 }
 
+// Xihe's administrator updates an organisation registered in xihe while the city's
+// administrator moves it to dongshan. Either order is fine, but an update prepared while it
+// was still in xihe must not land after the move: that would take it back out of dongshan,
+// which xihe's administrator does not cover.
+TEST_F(OversightTest, AnUpdateRacingAMoveNeverTakesTheOrganisationBack) {
+  const std::string header = "organisation_id,display_name,jurisdiction,kind,grade,stars\n";
+  int updates_first = 0, moves_first = 0;
+  for (int round = 0; round < 40; ++round) {
+    SCOPED_TRACE(absl::StrCat("round ", round));
+    const std::string id = absl::StrCat("org-m", round);
+    v1::ImportRegistryResponse resp;
+    ASSERT_TRUE(
+        Import("admin", absl::StrCat("start-", round),
+               absl::StrCat(header, id, ",移动村,jiangcheng/xihe/t01/", id, ",village,3,1\n"),
+               &resp)
+            .ok());
+    const std::string update =
+        absl::StrCat(header, id, ",移动村（更名）,jiangcheng/xihe/t01/", id, ",village,3,2\n");
+    const std::string move =
+        absl::StrCat(header, id, ",移动村,jiangcheng/dongshan/t01/", id, ",village,3,1\n");
+    v1::ImportRegistryResponse answers[2];
+    grpc::Status statuses[2];
+    std::thread mover(
+        [&] { statuses[1] = Import("admin", absl::StrCat("move-", round), move, &answers[1]); });
+    statuses[0] = Import("admin.xihe", absl::StrCat("update-", round), update, &answers[0]);
+    mover.join();
+    ASSERT_TRUE(statuses[1].ok()) << statuses[1].error_message();
+    // Where it is registered now, as the whole city's administrator's import of its moved
+    // row finds it: unchanged only if it is in dongshan with that row.
+    v1::ImportRegistryResponse where;
+    ASSERT_TRUE(Import("admin", absl::StrCat("where-", round), move, &where).ok());
+    if (statuses[0].ok()) {
+      ++updates_first;
+      EXPECT_EQ(where.unchanged(), 1) << "the update landed after the move and took it back";
+    } else {
+      ++moves_first;
+      EXPECT_EQ(DecodeError(statuses[0]).reason, "JURISDICTION_NOT_COVERED")
+          << statuses[0].error_message();
+      EXPECT_EQ(where.unchanged(), 1);
+    }
+  }
+  std::printf("updates first %d, moves first %d\n", updates_first, moves_first);
+}
+
 TEST_F(OversightTest, FlagsAndCountyReportAsOfATime) {
   const int64_t before = NowSeconds() - 1;
   v1::ImportRegistryResponse imported;

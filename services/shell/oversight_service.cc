@@ -531,6 +531,8 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
       return a->organisation.organisation_id() < b->organisation.organisation_id();
     });
   }
+  // One import at a time from here to its last append (import_mu_).
+  absl::MutexLock serial(&import_mu_);
   // The import as a whole: its rows in county and organisation order, and the stream of
   // its record. A retry is answered from that record, whatever was recorded since, also in
   // counties where it recorded nothing because every row there was unchanged.

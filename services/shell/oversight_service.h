@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/synchronization/mutex.h"
 #include "casework/v1/oversight_service.grpc.pb.h"
 #include "services/oversight/oversight.h"
 #include "services/shell/auth.h"
@@ -90,6 +91,10 @@ class OversightServiceImpl final : public casework::v1::OversightService::Callba
   Clock clock_;
   const OversightOptions options_;
   // Last: destroyed first, it waits for the jobs, which use the members above.
+  // Held by an import from its first read of the registry to its last append: where an
+  // organisation is registered now, which decides who may import it, cannot change
+  // between the check and the append (only imports write the registry).
+  absl::Mutex import_mu_;
   JobRunner jobs_;
 };
 
