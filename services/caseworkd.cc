@@ -883,8 +883,18 @@ int main(int argc, char** argv) {
         if (auto recorded = casework::shell::RecordPrincipals(log->get(), **reloaded,
                                                               casework::shell::SystemClockMicros());
             !recorded.ok()) {
-          spdlog::error("principals not reloaded, keeping the old set: cannot record them: {}",
-                        recorded.ToString());
+          // Fail closed: whoever the new file removes or changes stops acting now; the
+          // rest act as before, under the version the log holds.
+          std::shared_ptr<const casework::shell::Principals> current = principals_holder.Get();
+          std::shared_ptr<const casework::shell::Principals> kept =
+              current->WithoutChangesIn(**reloaded);
+          principals_holder.Set(kept);
+          spdlog::error(
+              "principals not recorded, so not reloaded: {}. Until a reload records them "
+              "(SIGHUP again once the cause is fixed), the {} identities the new file removes or "
+              "changes are refused, its new identities are not admitted, and the other {} act "
+              "as before (version {})",
+              recorded.ToString(), current->size() - kept->size(), kept->size(), kept->version());
           continue;
         }
         principals_holder.Set((*reloaded)->Stamped());

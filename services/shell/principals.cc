@@ -170,6 +170,19 @@ std::shared_ptr<const Principals> Principals::Stamped() const {
   return out;
 }
 
+std::shared_ptr<const Principals> Principals::WithoutChangesIn(const Principals& next) const {
+  std::unordered_map<std::string, std::string> theirs;
+  for (const casework::v1::PrincipalRecord& r : next.record_.principals()) {
+    theirs.emplace(r.id(), r.SerializeAsString());
+  }
+  auto out = std::make_shared<Principals>(*this);
+  for (const casework::v1::PrincipalRecord& r : record_.principals()) {
+    auto it = theirs.find(r.id());
+    if (it == theirs.end() || it->second != r.SerializeAsString()) out->by_id_.erase(r.id());
+  }
+  return out;
+}
+
 absl::Status RecordPrincipals(store::EventLog* log, const Principals& set, int64_t now_micros) {
   const std::string request_id = absl::StrCat("principals-", set.version());
   auto first = log->FindRequest(kPrincipalsStream, request_id);

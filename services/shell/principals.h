@@ -42,6 +42,11 @@ class Principals {
   // A copy whose principals carry version(), so that every event they cause is stamped
   // with it. Serve a stamped set only once RecordPrincipals recorded it.
   [[nodiscard]] std::shared_ptr<const Principals> Stamped() const;
+  // This set without every principal that `next` removes or changes (roles, jurisdiction,
+  // approval level), under this set's record and version: what may go on acting when
+  // `next` cannot be recorded. Each principal kept is the same in both sets, so its events
+  // stay stamped with a version the log holds; `next`'s new identities are not added.
+  [[nodiscard]] std::shared_ptr<const Principals> WithoutChangesIn(const Principals& next) const;
 
  private:
   std::unordered_map<std::string, workflow::Principal> by_id_;

@@ -22,6 +22,36 @@ TEST(Principals, ParsesRolesJurisdictionAndLevel) {
   EXPECT_EQ((*p)->Find("nobody"), nullptr);
 }
 
+// What goes on acting when a reloaded file cannot be recorded: only principals the new
+// file holds exactly as they are, under the version the log holds.
+TEST(Principals, WithoutChangesInKeepsOnlyTheUnchangedUnderTheOldVersion) {
+  auto old = Principals::Parse(R"({"principals": [
+      {"id": "same", "roles": ["lister", "reviewer"], "jurisdiction": "city/a"},
+      {"id": "gone", "roles": ["lister"], "jurisdiction": "city/a"},
+      {"id": "moved", "roles": ["lister"], "jurisdiction": "city/a"},
+      {"id": "demoted", "roles": ["lister", "admin"], "jurisdiction": "city"},
+      {"id": "relevelled", "roles": ["approver"], "jurisdiction": "city", "approval_level": "city"}]})");
+  auto next = Principals::Parse(R"({"principals": [
+      {"id": "same", "roles": ["reviewer", "lister", "lister"], "jurisdiction": "city/a"},
+      {"id": "moved", "roles": ["lister"], "jurisdiction": "city/b"},
+      {"id": "demoted", "roles": ["lister"], "jurisdiction": "city"},
+      {"id": "relevelled", "roles": ["approver"], "jurisdiction": "city", "approval_level": "county"},
+      {"id": "new", "roles": ["admin"], "jurisdiction": "city"}]})");
+  ASSERT_TRUE(old.ok() && next.ok());
+  const auto served = (*old)->Stamped();
+  const auto kept = served->WithoutChangesIn(**next);
+  EXPECT_EQ(kept->size(), 1u);
+  ASSERT_NE(kept->Find("same"), nullptr) << "the same roles in another order are unchanged";
+  for (const char* id : {"gone", "moved", "demoted", "relevelled", "new"}) {
+    EXPECT_EQ(kept->Find(id), nullptr) << id;
+  }
+  EXPECT_EQ(kept->version(), (*old)->version());
+  EXPECT_EQ(kept->Find("same")->principals_version, (*old)->version());
+  // Applied twice (a second reload that cannot be recorded either), it only narrows.
+  EXPECT_EQ(kept->WithoutChangesIn(**old)->size(), 1u);
+  EXPECT_EQ(served->size(), 5u) << "the served set itself is left as it was";
+}
+
 TEST(Principals, RefusesMistakesNamingTheEntry) {
   struct Row {
     const char* json;
