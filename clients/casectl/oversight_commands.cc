@@ -238,6 +238,7 @@ grpc::Status ImportRegistryFile(Client& admin, std::string_view csv, const std::
     totals->replayed_counties.insert(replayed.begin(), replayed.end());
   }
   for (const std::string& county : recorded) totals->replayed_counties.erase(county);
+  totals->recorded_counties = static_cast<int64_t>(recorded.size());
   return grpc::Status::OK;
 }
 
@@ -344,7 +345,7 @@ void AddOversightCommands(CLI::App* app, AuditCommandContext context) {
               << totals.counties.size()
               << " 个县按当时的导入作答，本次未重新登记。如需重新登记（例如恢复为较早的名册），"
                  "请用 --request-id 指定新的请求标识。\n";
-  } else if (totals.replayed_requests > 0) {
+  } else if (totals.replayed_requests > 0 && totals.recorded_counties == 0) {
     // Every row of those requests was unchanged when they were first imported: no county
     // was recorded then, and none is now.
     std::cout << "\nImported before with this request id: " << totals.replayed_requests << " of "

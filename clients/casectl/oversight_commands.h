@@ -28,6 +28,8 @@ struct RegistryImportTotals {
   std::set<std::string> replayed_counties;
   // Requests answered whole from an earlier import with the same request id.
   int64_t replayed_requests = 0;
+  // Counties some request recorded rows in now.
+  int64_t recorded_counties = 0;
 };
 
 // Imports a registry file through ImportRegistry: checks it locally first (a bad row is

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "absl/strings/escaping.h"
@@ -152,10 +153,19 @@ std::optional<DeepVerifier::Problem> DeepVerifier::CheckServiceEvent(
     place = event.inspection_sample_drawn().scope();
   } else if (StartsWith(stream, kImportPrefix)) {
     roles = {Role::kAdmin};
-    place = event.registry_imported().scope();
     if (!event.has_registry_imported()) {
       return Problem{position,
                      absl::StrCat(stream, " holds an event that is not a registry import")};
+    }
+    // The scope holds the counties of the import's rows, and the importer covers every
+    // row: it covers the scope, or the scope is the one county its jurisdiction lies in.
+    const std::string& scope = event.registry_imported().scope();
+    const workflow::Principal scope_holder{.jurisdiction = scope};
+    const bool one_county =
+        std::count(scope.begin(), scope.end(), '/') == 1 && scope_holder.Covers(actor.jurisdiction);
+    if (!scope.empty() && !actor.Covers(scope) && !one_county) {
+      return Problem{position, absl::StrCat(actor.id, " recorded an import of ", scope,
+                                            ", apart from the jurisdiction ", actor.jurisdiction)};
     }
   } else {
     return std::nullopt;

@@ -138,6 +138,45 @@ TEST_F(DeepVerifyPrincipalsTest, ServiceEventsNeedTheirRole) {
   EXPECT_THAT(problem->detail, HasSubstr("without the role"));
 }
 
+// A registry import's record: by an administrator, of a scope that is theirs or the one
+// county they are within.
+class DeepVerifyImportRecordTest : public DeepVerifyPrincipalsTest {
+ protected:
+  v1::Event ImportRecord(const std::string& who, const std::string& scope) const {
+    v1::Event e;
+    e.set_stream("registry-imports/0011223344556677");
+    e.set_version(1);
+    e.set_actor(who);
+    e.set_request_id("import-1");
+    e.set_principals_version(set_->version());
+    e.mutable_registry_imported()->set_scope(scope);
+    return e;
+  }
+};
+
+TEST_F(DeepVerifyImportRecordTest, ByAnAdministratorOfItsScope) {
+  auto problem = Feed({Record(set_->record()), ImportRecord("wu.gang", "city/west")});
+  EXPECT_FALSE(problem.has_value()) << problem->detail;
+}
+
+TEST_F(DeepVerifyImportRecordTest, OfAnotherCountyIsNamed) {
+  auto problem = Feed({Record(set_->record()), ImportRecord("wu.gang", "city/east")});
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_THAT(problem->detail, HasSubstr("apart from the jurisdiction city/west"));
+}
+
+TEST_F(DeepVerifyImportRecordTest, OfTheWholeCityByACountyIsNamed) {
+  auto problem = Feed({Record(set_->record()), ImportRecord("wu.gang", "city")});
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_THAT(problem->detail, HasSubstr("apart from the jurisdiction city/west"));
+}
+
+TEST_F(DeepVerifyImportRecordTest, WithoutTheAdministratorRoleIsNamed) {
+  auto problem = Feed({Record(set_->record()), ImportRecord("li.na", "city/east")});
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_THAT(problem->detail, HasSubstr("without the role"));
+}
+
 TEST_F(DeepVerifyPrincipalsTest, EventsWithoutAVersionAreJudgedAsBefore) {
   std::vector<v1::Event> log = Create("zhao.lei", "c1");
   for (auto& e : log) e.clear_principals_version();

@@ -133,7 +133,7 @@ absl::StatusOr<std::optional<std::string>> JurisdictionResolver::Of(std::string_
   }
   if (const std::string_view imports = oversight::kImportStreamPrefix;
       stream.substr(0, imports.size()) == imports) {
-    // A registry import's record goes where every county it holds goes.
+    // A registry import's record goes where all its counties' registry events go.
     casework::v1::Event event;
     if (!event.ParseFromArray(event_bytes.data(), static_cast<int>(event_bytes.size())) ||
         !event.has_registry_imported()) {

@@ -538,12 +538,10 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
   // counties where it recorded nothing because every row there was unchanged.
   std::string whole;
   std::vector<std::string> row_counties;
-  std::vector<std::string> row_places;
   for (const auto& [county, list] : by_county) {
     row_counties.push_back(county);
     for (const oversight::RegistryRow* row : list) {
       workflow::Append(&whole, oversight::RegistryCsvLine(*row), "\n");
-      row_places.push_back(row->organisation.jurisdiction());
     }
   }
   const std::string import_fingerprint = Sha256(whole);
@@ -576,16 +574,14 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
     resp->set_replayed(true);
     JobRunner::FinishJob(reactor, grpc::Status::OK);
   };
-  if (!by_county.empty()) {
-    auto recorded = log_->FindRequest(record_stream, req.request_id());
-    if (!recorded.ok()) {
-      JobRunner::FinishJob(reactor, FromStoreStatus(recorded.status()));
-      return;
-    }
-    if (recorded->has_value()) {
-      answer_recorded(**recorded);
-      return;
-    }
+  auto recorded = log_->FindRequest(record_stream, req.request_id());
+  if (!recorded.ok()) {
+    JobRunner::FinishJob(reactor, FromStoreStatus(recorded.status()));
+    return;
+  }
+  if (recorded->has_value()) {
+    answer_recorded(**recorded);
+    return;
   }
   const int64_t now = clock_();
   // First every county is read and its append built, then the appends are made: a county
@@ -794,7 +790,7 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
   }
   v1::Event record = Envelope(record_stream, *record_version + 1, caller, now, req.request_id());
   auto* body = record.mutable_registry_imported();
-  body->set_scope(oversight::CommonScope(row_places));
+  body->set_scope(oversight::CommonScope(row_counties));
   *body->mutable_counties() = resp->counties();
   body->set_imported(resp->imported());
   body->set_updated(resp->updated());
