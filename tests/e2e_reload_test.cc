@@ -14,6 +14,8 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "casework/v1/audit_service.grpc.pb.h"
 #include "casework/v1/case_service.grpc.pb.h"
 #include "casework/v1/event_service.grpc.pb.h"
 #include "clients/client.h"
@@ -277,11 +279,55 @@ TEST_F(ReloadTest, AWatchOfAChangedIdentityEndsAtTheNextEvent) {
   watch_.reset();
   EXPECT_EQ(ended.error_code(), grpc::StatusCode::PERMISSION_DENIED) << ended.error_message();
   EXPECT_EQ(casework::client::DecodeError(ended).reason, "PRINCIPAL_CHANGED");
-  EXPECT_NE(ended.error_message().find("open a new one"), std::string::npos)
+  EXPECT_NE(ended.error_message().find("the watch ended, start a new one"), std::string::npos)
       << ended.error_message();
   // The same identity, under its new roles, opens a new watch.
   OpenWatch("changing");
   EXPECT_TRUE(WatchSees("cases/after-1"));
+}
+
+// An export (an audit job, streamed over many messages) taken by someone the reload
+// removes ends before it sends anything more, with the reason; it does not run to its end
+// under the identity that started it.
+TEST_F(ReloadTest, AnExportOfARemovedIdentityEndsAtItsNextMessage) {
+  // About 19 MiB of events: an export of about 19 messages of 1 MiB, more than the
+  // transport holds ahead of a reader that stopped reading.
+  for (int i = 0; i < 1200; ++i) {
+    auto ctx = As("lister");
+    v1::CreateCaseRequest req = Listing(absl::StrCat("big-", i));
+    req.set_findings(std::string(16 * 1024 - 64, 'f'));
+    v1::CaseCommandResponse resp;
+    ASSERT_TRUE(cases_->CreateCase(ctx.get(), req, &resp).ok()) << i;
+  }
+  auto ctx = As("watcher");
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto audit = v1::AuditService::NewStub(channel_);
+  auto reader = audit->ExportLog(ctx.get(), v1::ExportLogRequest());
+  v1::ExportLogResponse m;
+  ASSERT_TRUE(reader->Read(&m));
+  size_t received = m.data().size();
+  std::string without_watcher = kBefore;
+  const std::string line =
+      R"({"id": "watcher", "roles": ["auditor"], "jurisdiction": "jiangcheng"},)";
+  ASSERT_NE(without_watcher.find(line), std::string::npos);
+  without_watcher.erase(without_watcher.find(line), line.size());
+  WriteAtomically(principals_, without_watcher);
+  ASSERT_EQ(kill(server_->pid(), SIGHUP), 0);
+  ASSERT_TRUE(Eventually([&] {
+    return Get("watcher", "big-0").error_code() == grpc::StatusCode::UNAUTHENTICATED;
+  })) << server_->log();
+  int messages = 1;
+  while (reader->Read(&m)) {
+    received += m.data().size();
+    ++messages;
+  }
+  const grpc::Status ended = reader->Finish();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAUTHENTICATED) << ended.error_message();
+  EXPECT_EQ(casework::client::DecodeError(ended).reason, "IDENTITY_UNKNOWN");
+  EXPECT_NE(ended.error_message().find("the export ended"), std::string::npos)
+      << ended.error_message();
+  EXPECT_LT(received, 16u << 20) << "the export ran on after its caller was removed (" << messages
+                                 << " messages)";
 }
 
 TEST_F(ReloadTest, ABadFileKeepsTheOldPrincipals) {

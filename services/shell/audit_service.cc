@@ -110,8 +110,21 @@ class JobWriter final : public grpc::ServerWriteReactor<Response> {
     return writer;
   }
 
-  // False when the call is gone (cancelled, stalled or the write failed).
+  // Checks `standing` before every message: a caller a reload removed or changed is sent
+  // nothing more, and the call ends with the reason (Done).
+  void set_standing(CallerStanding standing, const char* call, const char* call_zh) {
+    standing_.emplace(std::move(standing));
+    call_ = call;
+    call_zh_ = call_zh;
+  }
+
+  // False when the call is gone (cancelled, stalled or the write failed), or its caller no
+  // longer stands.
   bool Write(const Response& message) {
+    if (standing_.has_value() && !revoked_.has_value()) {
+      revoked_ = standing_->Revoked(call_, call_zh_);
+    }
+    if (revoked_.has_value()) return false;
     {
       absl::MutexLock lock(&mu_);
       if (failed_ || cancelled_) return false;
@@ -152,7 +165,7 @@ class JobWriter final : public grpc::ServerWriteReactor<Response> {
   // may start another job at once (JobRunner).
   void Done(grpc::Status status) {
     JobRunner::ReleaseCurrentPlace();
-    this->Finish(std::move(status));
+    this->Finish(revoked_.has_value() ? *revoked_ : std::move(status));
   }
 
   void OnWriteDone(bool ok) override {
@@ -171,6 +184,11 @@ class JobWriter final : public grpc::ServerWriteReactor<Response> {
 
  private:
   JobWriter() = default;
+  // Only the job's thread touches these.
+  std::optional<CallerStanding> standing_;
+  const char* call_ = "";
+  const char* call_zh_ = "";
+  std::optional<grpc::Status> revoked_;
   absl::Mutex mu_;
   std::shared_ptr<JobWriter> self_;
   grpc::CallbackServerContext* ctx_ = nullptr;
@@ -640,6 +658,8 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
   }
   auto writer =
       JobWriter<v1::VerifyLogResponse>::Create(ctx, absl::Milliseconds(options_.write_stall_ms));
+  // Checked at its first message against the principals in force then, and at each after.
+  writer->set_standing(CallerStanding(auth_, caller, nullptr), "the verification", "校验");
   const bool deep = req->deep();
   const SignedHead signed_head = *head;
   // The rules pass's problems name cases, people and keys of any jurisdiction: told in
@@ -862,6 +882,7 @@ grpc::ServerWriteReactor<v1::ExportLogResponse>* AuditServiceImpl::ExportLog(
   }
   auto writer =
       JobWriter<v1::ExportLogResponse>::Create(ctx, absl::Milliseconds(options_.write_stall_ms));
+  writer->set_standing(CallerStanding(auth_, caller, nullptr), "the export", "导出");
   const SignedHead signed_head = *head;
   const bool started = jobs_.Start([this, writer, from, to, signed_head] {
     store::ExportHeader header{.origin = signed_head.checkpoint.origin,

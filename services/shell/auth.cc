@@ -8,6 +8,27 @@
 
 namespace casework::shell {
 
+std::optional<grpc::Status> CallerStanding::Revoked(const char* call, const char* call_zh) {
+  std::shared_ptr<const Principals> now = auth_->CurrentPrincipals();
+  if (now == principals_) return std::nullopt;
+  const workflow::Principal* current = now->Find(caller_.id);
+  if (current == nullptr) {
+    return ErrorStatus(
+        grpc::StatusCode::UNAUTHENTICATED, "IDENTITY_UNKNOWN", "",
+        absl::StrCat(caller_.id, " is no longer in the principals; ", call, " ended"),
+        absl::StrCat(caller_.id, " 已不在授权名单中，", call_zh, "已结束"));
+  }
+  if (current->roles != caller_.roles || current->jurisdiction != caller_.jurisdiction) {
+    return ErrorStatus(
+        grpc::StatusCode::PERMISSION_DENIED, "PRINCIPAL_CHANGED", "",
+        absl::StrCat("the roles or the jurisdiction of ", caller_.id,
+                     " changed in the principals; ", call, " ended, start a new one"),
+        absl::StrCat(caller_.id, " 的角色或管辖范围已变更，", call_zh, "已结束，请重新发起"));
+  }
+  principals_ = std::move(now);
+  return std::nullopt;
+}
+
 grpc::Status Authenticator::Authenticate(grpc::CallbackServerContext* context,
                                          workflow::Principal* out) const {
   std::shared_ptr<const workflow::Principal> principal;

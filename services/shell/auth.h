@@ -6,7 +6,9 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "grpcpp/server_context.h"
 #include "services/shell/principals.h"
@@ -44,6 +46,30 @@ class Authenticator {
  private:
   const PrincipalsHolder* principals_;
   Transport transport_;
+};
+
+// Whether a caller authenticated under one principals set still stands after reloads
+// (SIGHUP): still a principal, with the same roles and jurisdiction. For calls that
+// outlive a reload (a watch, an export, a verification), checked before each message, so
+// that a person removed or narrowed is sent nothing more. Not thread-safe: one thread at a
+// time checks.
+class CallerStanding {
+ public:
+  // `principals` the set `caller` was authenticated under.
+  CallerStanding(const Authenticator* auth, workflow::Principal caller,
+                 std::shared_ptr<const Principals> principals)
+      : auth_(auth), caller_(std::move(caller)), principals_(std::move(principals)) {}
+
+  // nullopt while the caller stands; else the status that ends the call:
+  // UNAUTHENTICATED IDENTITY_UNKNOWN (removed) or PERMISSION_DENIED PRINCIPAL_CHANGED.
+  // `call` names the call in the message ("the watch"), `call_zh` in Chinese ("订阅").
+  [[nodiscard]] std::optional<grpc::Status> Revoked(const char* call, const char* call_zh);
+  [[nodiscard]] const workflow::Principal& caller() const { return caller_; }
+
+ private:
+  const Authenticator* auth_;
+  workflow::Principal caller_;
+  std::shared_ptr<const Principals> principals_;
 };
 
 // The caller's identity for logs: the certificate's identity over TLS, else the claimed

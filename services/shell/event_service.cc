@@ -128,7 +128,7 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
         int events_per_message)
       : service_(service),
         caller_(std::move(caller)),
-        principals_(std::move(principals)),
+        standing_(service->auth_, caller_, std::move(principals)),
         next_(from),
         filter_(std::move(filter)),
         events_per_message_(events_per_message) {}
@@ -376,26 +376,7 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   // The watch was opened under one principals set; after a reload (SIGHUP) its caller must
   // still be there with the same roles and jurisdiction, or the watch ends before it sends
   // anything more: a person removed or narrowed sees nothing new.
-  std::optional<grpc::Status> Revoked() {
-    std::shared_ptr<const Principals> now = service_->auth_->CurrentPrincipals();
-    if (now == principals_) return std::nullopt;
-    const workflow::Principal* current = now->Find(caller_.id);
-    if (current == nullptr) {
-      return ErrorStatus(
-          grpc::StatusCode::UNAUTHENTICATED, "IDENTITY_UNKNOWN", "",
-          absl::StrCat(caller_.id, " is no longer in the principals; the watch ended"),
-          absl::StrCat(caller_.id, " 已不在授权名单中，订阅已结束"));
-    }
-    if (current->roles != caller_.roles || current->jurisdiction != caller_.jurisdiction) {
-      return ErrorStatus(
-          grpc::StatusCode::PERMISSION_DENIED, "PRINCIPAL_CHANGED", "",
-          absl::StrCat("the roles or the jurisdiction of ", caller_.id,
-                       " changed in the principals; the watch ended, open a new one"),
-          absl::StrCat(caller_.id, " 的角色或管辖范围已变更，订阅已结束，请重新订阅"));
-    }
-    principals_ = std::move(now);
-    return std::nullopt;
-  }
+  std::optional<grpc::Status> Revoked() { return standing_.Revoked("the watch", "订阅"); }
 
   // The next message, or nullopt when there is nothing to send now. Owns next_ (only
   // one Pump runs at a time).
@@ -484,9 +465,9 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
 
   EventServiceImpl* service_;
   const workflow::Principal caller_;  // the identity that opened it, as it was then
-  // The principals set caller_ was last checked against; only Pump touches it (one Pump at
-  // a time per watch).
-  std::shared_ptr<const Principals> principals_;
+  // Whether caller_ still stands after reloads; only Pump checks it (one Pump at a time
+  // per watch).
+  CallerStanding standing_;
 
   // Owned by the running Pump.
   int64_t next_;
