@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -79,7 +80,33 @@ std::optional<DeepVerifier::Problem> DeepVerifier::AddPrincipals(int64_t positio
     return Problem{position, absl::StrCat("an event on ", kPrincipalsStream,
                                           " that is not a PrincipalsRecorded")};
   }
-  const v1::PrincipalsRecorded& recorded = event.principals_recorded();
+  const v1::PrincipalsRecorded& part = event.principals_recorded();
+  // A set recorded in parts (one append, in order): gathered, then checked whole.
+  const bool open = principal_parts_.parts() > 0;
+  v1::PrincipalsRecorded gathered;
+  if (part.parts() > 1 || open) {
+    const int32_t expected = open ? principal_parts_.part() + 1 : 0;
+    if (part.part() != expected ||
+        (open && (part.parts() != principal_parts_.parts() ||
+                  part.principals_version() != principal_parts_.principals_version()))) {
+      return Problem{position,
+                     absl::StrCat("a principals record in parts is out of order here: part ",
+                                  part.part(), " of ", part.parts(), " of version \"",
+                                  part.principals_version(), "\", after ",
+                                  open ? absl::StrCat("part ", principal_parts_.part(), " of ",
+                                                      principal_parts_.parts())
+                                       : std::string("no open record"))};
+    }
+    if (!open) {
+      principal_parts_.set_parts(part.parts());
+      principal_parts_.set_principals_version(part.principals_version());
+    }
+    principal_parts_.set_part(part.part());
+    for (const v1::PrincipalRecord& r : part.principals()) *principal_parts_.add_principals() = r;
+    if (part.part() + 1 < part.parts()) return std::nullopt;
+    gathered = std::exchange(principal_parts_, v1::PrincipalsRecorded());
+  }
+  const v1::PrincipalsRecorded& recorded = gathered.parts() > 0 ? gathered : part;
   const std::string version = PrincipalsVersionOf(recorded);
   if (version != recorded.principals_version()) {
     return Problem{position,
@@ -294,6 +321,12 @@ std::optional<DeepVerifier::Problem> DeepVerifier::AddEvent(const store::StoredE
     if (problem.has_value()) return problem;
   }
   if (event.stream() == kPrincipalsStream) return AddPrincipals(stored.position, event);
+  if (principal_parts_.parts() > 0) {
+    return Problem{stored.position,
+                   absl::StrCat("the principals record of version \"",
+                                principal_parts_.principals_version(), "\" ends after part ",
+                                principal_parts_.part(), " of ", principal_parts_.parts())};
+  }
   std::optional<workflow::Principal> actor;
   if (auto p = Authority(stored.position, event, &actor)) return p;
   if (!StartsWith(event.stream(), kCasePrefix)) {

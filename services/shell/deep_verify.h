@@ -160,6 +160,8 @@ class DeepVerifier {
   // Recorded principals sets: version -> id -> principal.
   absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, workflow::Principal>>
       principal_sets_;
+  // A principals record in parts, as far as its parts came (parts_ 0: none open).
+  casework::v1::PrincipalsRecorded principal_parts_;
   // The authority of the pending command's actor (nullopt: none named).
   std::optional<workflow::Principal> pending_actor_;
   std::vector<casework::v1::Event> pending_;

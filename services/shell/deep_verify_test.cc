@@ -5,11 +5,14 @@
 
 #include <variant>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/shell/principals.h"
 #include "services/workflow/decider.h"
 #include "services/workflow/workflow_testing.h"
+#include "store/rocks_event_log.h"
+#include "store/testing/temp_dir.h"
 
 namespace casework::shell {
 namespace {
@@ -136,6 +139,102 @@ TEST_F(DeepVerifyPrincipalsTest, ServiceEventsNeedTheirRole) {
   ASSERT_TRUE(problem.has_value());
   EXPECT_EQ(problem->position, 1);
   EXPECT_THAT(problem->detail, HasSubstr("without the role"));
+}
+
+// A set too large for one event is recorded in parts of one append; the verifier takes
+// it whole once its last part came, and names parts out of order or cut short.
+class DeepVerifyPrincipalsInPartsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string json = R"({"principals": [)";
+    for (int i = 0; i < 6000; ++i) {
+      absl::StrAppend(&json, i == 0 ? "" : ",", R"({"id": "person-with-a-longer-identity-)", i,
+                      R"(", "roles": ["lister"], "jurisdiction": "city/east/t01"})");
+    }
+    json += "]}";
+    auto parsed = Principals::Parse(json);
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    set_ = (*parsed)->Stamped();
+    store::RocksEventLog::Options options;
+    options.path = dir_.Sub("log");
+    auto log = store::RocksEventLog::Open(options);
+    ASSERT_TRUE(log.ok()) << log.status();
+    log_ = *std::move(log);
+    ASSERT_TRUE(RecordPrincipals(log_.get(), *set_, kStartMicros).ok());
+    ASSERT_TRUE(RecordPrincipals(log_.get(), *set_, kStartMicros).ok()) << "recorded once";
+    auto events = log_->ReadRange(0, 100);
+    ASSERT_TRUE(events.ok()) << events.status();
+    parts_ = *std::move(events);
+  }
+
+  std::optional<DeepVerifier::Problem> Verify(std::vector<store::StoredEvent> events) {
+    DeepVerifier verifier{DeepVerifyOptions{}};
+    int64_t position = 0;
+    for (store::StoredEvent& e : events) {
+      e.position = position++;
+      if (auto p = verifier.Add(e)) return p;
+    }
+    return verifier.Finish();
+  }
+
+  // A listing by one of the set, stamped with its version, as the log's next event.
+  store::StoredEvent Listing() const {
+    v1::Event e;
+    e.set_stream("registry/city/east");
+    e.set_version(1);
+    e.set_actor("person-with-a-longer-identity-5999");
+    e.set_request_id("reg-1");
+    e.set_principals_version(set_->version());
+    e.mutable_organisation_registered()->mutable_organisation()->set_jurisdiction(
+        "city/east/t01/o1");
+    return store::StoredEvent{.stream = e.stream(), .version = 1, .bytes = e.SerializeAsString()};
+  }
+
+  store::testing::TempDir dir_;
+  std::unique_ptr<store::RocksEventLog> log_;
+  std::shared_ptr<const Principals> set_;
+  std::vector<store::StoredEvent> parts_;
+};
+
+TEST_F(DeepVerifyPrincipalsInPartsTest, TheWholeSetIsKnownAfterItsLastPart) {
+  ASSERT_GE(parts_.size(), 2u) << "the record fitted one event";
+  for (size_t i = 0; i < parts_.size(); ++i) {
+    v1::Event e;
+    ASSERT_TRUE(e.ParseFromString(parts_[i].bytes));
+    EXPECT_EQ(e.principals_recorded().part(), static_cast<int>(i));
+    EXPECT_EQ(e.principals_recorded().parts(), static_cast<int>(parts_.size()));
+    EXPECT_EQ(e.principals_recorded().principals_version(), set_->version());
+    EXPECT_LE(e.principals_recorded().ByteSizeLong(), kPrincipalsPartBytesMax + 64);
+  }
+  std::vector<store::StoredEvent> log = parts_;
+  log.push_back(Listing());
+  auto problem = Verify(log);
+  // The listing's actor is a lister, not an admin: the set was known, its role judged.
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_THAT(problem->detail, HasSubstr("without the role")) << problem->detail;
+}
+
+TEST_F(DeepVerifyPrincipalsInPartsTest, PartsOutOfOrderAreNamed) {
+  // The first two parts' contents swapped, each in the other's envelope.
+  std::vector<store::StoredEvent> log = parts_;
+  v1::Event first, second;
+  ASSERT_TRUE(first.ParseFromString(log[0].bytes) && second.ParseFromString(log[1].bytes));
+  std::swap(*first.mutable_principals_recorded(), *second.mutable_principals_recorded());
+  log[0].bytes = first.SerializeAsString();
+  log[1].bytes = second.SerializeAsString();
+  auto problem = Verify(log);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->position, 0);
+  EXPECT_THAT(problem->detail, HasSubstr("out of order")) << problem->detail;
+}
+
+TEST_F(DeepVerifyPrincipalsInPartsTest, ARecordCutShortIsNamed) {
+  std::vector<store::StoredEvent> log = parts_;
+  log.pop_back();
+  log.push_back(Listing());
+  auto problem = Verify(log);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_THAT(problem->detail, HasSubstr("ends after part")) << problem->detail;
 }
 
 // A registry import's record: by an administrator, of a scope that is theirs or the one

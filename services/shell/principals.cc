@@ -19,6 +19,8 @@ namespace casework::shell {
 namespace {
 
 constexpr size_t kPrincipalsMax = 100000;
+// An identity: from a certificate's URI name or common name, or the plaintext header.
+constexpr size_t kPrincipalIdBytesMax = 256;
 
 }  // namespace
 
@@ -47,6 +49,10 @@ absl::StatusOr<std::shared_ptr<const Principals>> Principals::Parse(std::string_
       return absl::InvalidArgumentError(where + ".id must be a non-empty string");
     }
     p.id = id->get<std::string>();
+    if (p.id.size() > kPrincipalIdBytesMax) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".id is ", p.id.size(), " bytes; at most ", kPrincipalIdBytesMax));
+    }
     auto jur = entry.find("jurisdiction");
     if (jur == entry.end() || !jur->is_string() || jur->get<std::string>().empty()) {
       return absl::InvalidArgumentError(where + ".jurisdiction must be a non-empty path");
@@ -140,6 +146,11 @@ absl::StatusOr<std::shared_ptr<const Principals>> Principals::Parse(std::string_
     coded.SetSerializationDeterministic(true);
     out->record_.SerializeToCodedStream(&coded);
   }
+  if (bytes.size() > kPrincipalsRecordBytesMax) {
+    return absl::InvalidArgumentError(absl::StrCat("the principals make a record of ", bytes.size(),
+                                                   " bytes for the log; at most ",
+                                                   kPrincipalsRecordBytesMax));
+  }
   unsigned char digest[32];
   EVP_Digest(bytes.data(), bytes.size(), digest, nullptr, EVP_sha256(), nullptr);
   out->record_.set_principals_version(
@@ -190,20 +201,40 @@ absl::Status RecordPrincipals(store::EventLog* log, const Principals& set, int64
   if (first->has_value()) return absl::OkStatus();
   auto version = log->StreamVersion(kPrincipalsStream);
   if (!version.ok()) return version.status();
-  casework::v1::Event event;
-  event.set_stream(kPrincipalsStream);
-  event.set_version(*version + 1);
-  event.set_actor(kServerActor);
-  *event.mutable_time() = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(now_micros);
-  event.set_request_id(request_id);
-  event.set_rules_version(workflow::kRulesVersion);
-  *event.mutable_principals_recorded() = set.record();
+  // The principals in parts of at most kPrincipalsPartBytesMax, in order.
+  std::vector<casework::v1::PrincipalsRecorded> parts(1);
+  size_t part_bytes = 0;
+  for (const casework::v1::PrincipalRecord& r : set.record().principals()) {
+    const size_t bytes = r.ByteSizeLong() + 8;  // with its tag and length
+    if (part_bytes + bytes > kPrincipalsPartBytesMax && parts.back().principals_size() > 0) {
+      parts.emplace_back();
+      part_bytes = 0;
+    }
+    *parts.back().add_principals() = r;
+    part_bytes += bytes;
+  }
   store::AppendRequest append;
   append.stream = kPrincipalsStream;
   append.expected_version = *version;
   append.request_id = request_id;
   append.request_fingerprint = set.version();
-  append.events.push_back(event.SerializeAsString());
+  for (size_t i = 0; i < parts.size(); ++i) {
+    casework::v1::Event event;
+    event.set_stream(kPrincipalsStream);
+    event.set_version(*version + 1 + static_cast<int64_t>(i));
+    event.set_actor(kServerActor);
+    *event.mutable_time() = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(now_micros);
+    event.set_request_id(request_id);
+    event.set_rules_version(workflow::kRulesVersion);
+    casework::v1::PrincipalsRecorded* part = event.mutable_principals_recorded();
+    *part = std::move(parts[i]);
+    part->set_principals_version(set.version());
+    if (parts.size() > 1) {
+      part->set_part(static_cast<int32_t>(i));
+      part->set_parts(static_cast<int32_t>(parts.size()));
+    }
+    append.events.push_back(event.SerializeAsString());
+  }
   auto result = log->Append(std::move(append));
   return result.ok() ? absl::OkStatus() : result.status();
 }

@@ -58,8 +58,14 @@ inline constexpr char kPrincipalsStream[] = "config/principals";
 // The actor of the server's own events.
 inline constexpr char kServerActor[] = "caseworkd";
 
+// The largest record of a principals set (Parse refuses a file whose record is larger),
+// and the most of it one event holds (RecordPrincipals splits a larger record into parts).
+inline constexpr size_t kPrincipalsRecordBytesMax = 16u << 20;
+inline constexpr size_t kPrincipalsPartBytesMax = 256u << 10;
+
 // Records `set` on kPrincipalsStream (PrincipalsRecorded, actor kServerActor, request id
-// "principals-{version}") unless that version is recorded already. Call it, and see it
+// "principals-{version}") unless that version is recorded already: one event, or parts
+// of at most kPrincipalsPartBytesMax of principals each in one append. Call it, and see it
 // succeed, before authorising anyone under the set. Store errors as such.
 [[nodiscard]] absl::Status RecordPrincipals(store::EventLog* log, const Principals& set,
                                             int64_t now_micros);
