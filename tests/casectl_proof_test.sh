@@ -37,6 +37,15 @@ ctl proof checkpoint --key "$good" >"$work/cp.json"
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["verified"] is True and d["tree_size"] >= 40, d' "$work/cp.json"
 rc=0; ctl proof checkpoint --key "$bad" >"$work/cp-bad.json" || rc=$?
 [[ $rc == 4 ]] || { echo "checkpoint under another key: exit $rc, want 4" >&2; exit 1; }
+# --out keeps only a note that verified: under the good key it is written, under another
+# the file written before is left as it was, with nothing beside it.
+ctl proof checkpoint --key "$good" --out "$work/kept.note" >/dev/null
+grep -q '^— ' "$work/kept.note" || { echo "--out holds no signed note" >&2; exit 1; }
+printf 'an earlier note\n' >"$work/kept.note"
+rc=0; ctl proof checkpoint --key "$bad" --out "$work/kept.note" >/dev/null || rc=$?
+[[ $rc == 4 ]] && [[ "$(cat "$work/kept.note")" == "an earlier note" ]] &&
+  [[ ! -e "$work/kept.note.partial" ]] ||
+  { echo "a checkpoint that did not verify was written to --out (exit $rc)" >&2; exit 1; }
 
 ctl proof inclusion --position 7 --key "$good" >"$work/inc.json"
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["verified_under_checkpoint"] is True, d' "$work/inc.json"

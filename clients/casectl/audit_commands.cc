@@ -157,7 +157,8 @@ class SignOffChecker {
 // `offset` is where records start in the chunk (after the header in the first one).
 int64_t LastPositionIn(const std::string& chunk, size_t offset) {
   int64_t last = -1;
-  while (offset + 12 <= chunk.size()) {
+  // The lengths come from the server: compared without an addition that could wrap.
+  while (offset <= chunk.size() && chunk.size() - offset >= 12) {
     last = static_cast<int64_t>(store::format::DecodeFixed64BE(chunk.data() + offset));
     offset += 12 + store::format::DecodeFixed32BE(chunk.data() + offset + 8);
   }
@@ -436,16 +437,6 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       *shared->exit_code = shared->report_error(status);
       return;
     }
-    if (!p->out.empty()) {
-      std::ofstream note(p->out, std::ios::binary | std::ios::trunc);
-      note << resp.checkpoint();
-      note.close();
-      if (note.fail()) {
-        std::cerr << "cannot write " << p->out << " 无法写入文件\n";
-        *shared->exit_code = kExitWriteFailed;
-        return;
-      }
-    }
     std::optional<bool> verified;
     // The size and root shown are the signed note's own, never the response's other fields
     // (which the signature does not cover); a response whose fields disagree with its note
@@ -463,6 +454,20 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
                    store::rfc9162::AsBytes(opened->root) == resp.root_hash();
         size = opened->size;
         root = std::string(store::rfc9162::AsBytes(opened->root));
+      }
+    }
+    // --out only gets a note that verified (when --key asks for it), whole: an earlier
+    // note there stays until the new one is synced beside it.
+    if (!p->out.empty() && verified.value_or(true)) {
+      const std::string partial = p->out + ".partial";
+      std::ofstream note(partial, std::ios::binary | std::ios::trunc);
+      note << resp.checkpoint();
+      note.close();
+      if (note.fail() || !SyncAndReplace(partial, p->out)) {
+        std::remove(partial.c_str());
+        std::cerr << "cannot write " << p->out << " 无法写入文件\n";
+        *shared->exit_code = kExitWriteFailed;
+        return;
       }
     }
     if (*json_mode) {
@@ -670,9 +675,13 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
         from = value("from");
         to = value("to");
         const size_t blank = d.find("\n\n");
-        offset = blank == std::string::npos
+        const int64_t note = value("checkpoint-length");
+        // A header that does not fit its message (a server's word, not trusted) leaves
+        // the progress at 0 rather than reading past it.
+        offset = blank == std::string::npos || note < 0 ||
+                         static_cast<uint64_t>(note) > d.size() - blank - 2
                      ? d.size()
-                     : blank + 2 + static_cast<size_t>(value("checkpoint-length"));
+                     : blank + 2 + static_cast<size_t>(note);
       }
       const int64_t last = LastPositionIn(m.data(), offset);
       if (last >= 0) done = last + 1 - from;
