@@ -96,6 +96,12 @@ ctl export --out "$work/exports/ledger.export" >/dev/null
 ctl verify-export "$work/exports/ledger.export" --key "$good" >/dev/null || {
   echo "the export that replaced the file does not verify" >&2; exit 1; }
 [[ $(ls "$work/exports") == ledger.export ]] || { echo "export left: $(ls "$work/exports")" >&2; exit 1; }
+# --json with a file name that is not UTF-8: exported, and said so in valid JSON.
+odd="$work/exports/"$'\xff'".export"
+ctl --json export --out "$odd" >"$work/odd.json" ||
+  { echo "an export to a non-UTF-8 name failed: $(cat "$work/odd.json")" >&2; exit 1; }
+"$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["bytes"] > 0, d' "$work/odd.json" &&
+  [[ -s "$odd" ]] || { echo "export --json, non-UTF-8 name: $(cat "$work/odd.json")" >&2; exit 1; }
 # Usage errors: a sign-off with --key-id but no --signature, a negative seed count.
 rc=0; "$casectl" --server "$server" --identity sun.li sign-off c-1 --expected-version 1 \
   --inspection-id i --key-id ed25519:0000000000000000 >/dev/null 2>&1 || rc=$?

@@ -209,8 +209,20 @@ TEST_F(PrincipalsLogTest, ManyPrincipalsAreRecordedInPartsAndAudited) {
   }
   EXPECT_GT(principals, 20000);
   // Served once recorded: a new identity acts under the new version, lister.b is gone.
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  const v1::CaseCommandResponse c = Create("lister-with-a-longer-identity-name-19999", "c-1");
+  const std::string newcomer = "lister-with-a-longer-identity-name-19999";
+  for (int i = 0; i < 100; ++i) {  // the set is served a moment after it is recorded
+    auto c = As(newcomer);
+    auto ctx = c->NewContext();
+    v1::GetCaseRequest get;
+    get.set_name("cases/a-0");
+    v1::Case got;
+    if (c->cases().GetCase(ctx.get(), get, &got).error_code() !=
+        grpc::StatusCode::UNAUTHENTICATED) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const v1::CaseCommandResponse c = Create(newcomer, "c-1");
   ASSERT_EQ(c.events_size(), 1);
   EXPECT_EQ(c.events(0).event().principals_version(), version);
   {

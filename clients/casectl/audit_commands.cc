@@ -702,7 +702,9 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     }
     remove_partial.keep = true;  // it is --out now
     if (*json_mode) {
-      std::cout << json{{"file", e->out}, {"bytes", bytes}, {"from", from}, {"to", to}}.dump()
+      // The path as typed, which need not be UTF-8: shown, not refused (the export is done).
+      std::cout << json{{"file", e->out}, {"bytes", bytes}, {"from", from}, {"to", to}}.dump(
+                       -1, ' ', false, json::error_handler_t::replace)
                 << "\n";
     } else {
       std::cout << "exported [" << from << ", " << to << ") to " << e->out << " (" << bytes

@@ -71,7 +71,8 @@ void Keygen(State& s) {
                                 {"key_id", key->key_id()},
                                 {"public_key", b64},
                                 {"public_key_hex", absl::BytesToHexString(key->public_key())}}
-                     .dump()
+                     // The path as typed, which need not be UTF-8: shown, not refused.
+                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
               << "\n";
   } else {
     std::cout << "private key 私钥: " << s.keygen_out << " (mode 0600; keep it to yourself)\n"

@@ -1,6 +1,8 @@
 #include "services/shell/auth.h"
 
+#include <algorithm>
 #include <optional>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "services/shell/status_mapping.h"
@@ -18,7 +20,14 @@ std::optional<grpc::Status> CallerStanding::Revoked(const char* call, const char
         absl::StrCat(caller_.id, " is no longer in the principals; ", call, " ended"),
         absl::StrCat(caller_.id, " 已不在授权名单中，", call_zh, "已结束"));
   }
-  if (current->roles != caller_.roles || current->jurisdiction != caller_.jurisdiction) {
+  // Roles as a set: the same roles in another order (or named twice) are no change.
+  const auto role_set = [](std::vector<workflow::Role> roles) {
+    std::sort(roles.begin(), roles.end());
+    roles.erase(std::unique(roles.begin(), roles.end()), roles.end());
+    return roles;
+  };
+  if (role_set(current->roles) != role_set(caller_.roles) ||
+      current->jurisdiction != caller_.jurisdiction) {
     return ErrorStatus(
         grpc::StatusCode::PERMISSION_DENIED, "PRINCIPAL_CHANGED", "",
         absl::StrCat("the roles or the jurisdiction of ", caller_.id,
@@ -71,6 +80,18 @@ grpc::Status Authenticator::Authenticate(grpc::CallbackServerContext* context,
   if (p == nullptr) {
     // The field names the header only where the identity came from it: a certificate's
     // identity is not changed by a header.
+    if (principals->Withheld(id)) {
+      return ErrorStatus(
+          grpc::StatusCode::UNAUTHENTICATED, "IDENTITY_UNKNOWN",
+          transport_ == Transport::kMutualTls ? "" : kIdentityHeader,
+          absl::StrCat("identity \"", id,
+                       "\" is new or changed in the principals file, which the server could not "
+                       "record in its log yet (see the server's log); it acts once a reload "
+                       "records the file"),
+          absl::StrCat("身份 \"", id,
+                       "\" 在授权名单中为新增或变更，但服务器尚未能将名单记入日志（见服务器日志）；"
+                       "待重新加载并记录后方可使用"));
+    }
     return ErrorStatus(grpc::StatusCode::UNAUTHENTICATED, "IDENTITY_UNKNOWN",
                        transport_ == Transport::kMutualTls ? "" : kIdentityHeader,
                        absl::StrCat("identity \"", id,

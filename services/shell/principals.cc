@@ -191,6 +191,12 @@ std::shared_ptr<const Principals> Principals::WithoutChangesIn(const Principals&
     auto it = theirs.find(r.id());
     if (it == theirs.end() || it->second != r.SerializeAsString()) out->by_id_.erase(r.id());
   }
+  // Who `next` names and this set does not serve (new or changed there), as of the last
+  // file: said so when they call.
+  out->withheld_.clear();
+  for (const auto& [id, record] : theirs) {
+    if (!out->by_id_.contains(id)) out->withheld_.insert(id);
+  }
   return out;
 }
 
@@ -205,7 +211,9 @@ absl::Status RecordPrincipals(store::EventLog* log, const Principals& set, int64
   std::vector<casework::v1::PrincipalsRecorded> parts(1);
   size_t part_bytes = 0;
   for (const casework::v1::PrincipalRecord& r : set.record().principals()) {
-    const size_t bytes = r.ByteSizeLong() + 8;  // with its tag and length
+    const size_t size = r.ByteSizeLong();
+    // With its tag (one byte) and length.
+    const size_t bytes = 1 + google::protobuf::io::CodedOutputStream::VarintSize64(size) + size;
     if (part_bytes + bytes > kPrincipalsPartBytesMax && parts.back().principals_size() > 0) {
       parts.emplace_back();
       part_bytes = 0;

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -47,10 +48,16 @@ class Principals {
   // `next` cannot be recorded. Each principal kept is the same in both sets, so its events
   // stay stamped with a version the log holds; `next`'s new identities are not added.
   [[nodiscard]] std::shared_ptr<const Principals> WithoutChangesIn(const Principals& next) const;
+  // True for an identity that `next` (of WithoutChangesIn) names but this set holds back:
+  // new or changed there, waiting for its record.
+  [[nodiscard]] bool Withheld(std::string_view id) const {
+    return withheld_.contains(std::string(id));
+  }
 
  private:
   std::unordered_map<std::string, workflow::Principal> by_id_;
   casework::v1::PrincipalsRecorded record_;
+  std::unordered_set<std::string> withheld_;
 };
 
 // "config/principals": where the server records its principals.

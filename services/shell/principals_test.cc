@@ -3,6 +3,7 @@
 #include "services/shell/principals.h"
 
 #include "gtest/gtest.h"
+#include "services/shell/auth.h"
 
 namespace casework::shell {
 namespace {
@@ -45,11 +46,48 @@ TEST(Principals, WithoutChangesInKeepsOnlyTheUnchangedUnderTheOldVersion) {
   for (const char* id : {"gone", "moved", "demoted", "relevelled", "new"}) {
     EXPECT_EQ(kept->Find(id), nullptr) << id;
   }
+  // Those the new file names but the set holds back are told so; the removed are not.
+  for (const char* id : {"moved", "demoted", "relevelled", "new"}) {
+    EXPECT_TRUE(kept->Withheld(id)) << id;
+  }
+  EXPECT_FALSE(kept->Withheld("gone"));
+  EXPECT_FALSE(kept->Withheld("same"));
   EXPECT_EQ(kept->version(), (*old)->version());
   EXPECT_EQ(kept->Find("same")->principals_version, (*old)->version());
   // Applied twice (a second reload that cannot be recorded either), it only narrows.
   EXPECT_EQ(kept->WithoutChangesIn(**old)->size(), 1u);
   EXPECT_EQ(served->size(), 5u) << "the served set itself is left as it was";
+}
+
+// A long call's caller after reloads: the same roles in another order are no change; a
+// role less ends it, and so does being removed.
+TEST(CallerStanding, EndsOnlyWhenRolesOrJurisdictionChangeOrTheCallerGoes) {
+  auto parse = [](const char* json) {
+    auto p = Principals::Parse(json);
+    EXPECT_TRUE(p.ok()) << p.status();
+    return *p;
+  };
+  PrincipalsHolder holder(parse(R"({"principals": [
+      {"id": "qian", "roles": ["auditor", "admin"], "jurisdiction": "city"}]})"));
+  Authenticator auth(&holder);
+  const std::shared_ptr<const Principals> first = holder.Get();
+  CallerStanding standing(&auth, *first->Find("qian"), first);
+  EXPECT_FALSE(standing.Revoked("the export", "导出").has_value());
+  holder.Set(parse(R"({"principals": [
+      {"id": "qian", "roles": ["admin", "auditor", "admin"], "jurisdiction": "city"}]})"));
+  EXPECT_FALSE(standing.Revoked("the export", "导出").has_value()) << "roles reordered";
+  holder.Set(parse(R"({"principals": [
+      {"id": "qian", "roles": ["auditor"], "jurisdiction": "city"}]})"));
+  std::optional<grpc::Status> ended = standing.Revoked("the export", "导出");
+  ASSERT_TRUE(ended.has_value());
+  EXPECT_EQ(ended->error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(ended->error_message().find("the export ended"), std::string::npos);
+  CallerStanding again(&auth, *first->Find("qian"), nullptr);
+  holder.Set(parse(R"({"principals": [
+      {"id": "zhao", "roles": ["auditor"], "jurisdiction": "city"}]})"));
+  ended = again.Revoked("the verification", "校验");
+  ASSERT_TRUE(ended.has_value());
+  EXPECT_EQ(ended->error_code(), grpc::StatusCode::UNAUTHENTICATED);
 }
 
 TEST(Principals, RefusesMistakesNamingTheEntry) {
