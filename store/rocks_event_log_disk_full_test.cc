@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
+#include "rocksdb/utilities/backup_engine.h"
 #include "store/checkpoint.h"
 #include "store/rocks_event_log.h"
 #include "store/testing/full_disk_fs.h"
@@ -385,6 +386,59 @@ TEST(RocksEventLogDiskFull, WriteStateReportsTheModeAndWaitsForRoom) {
   ASSERT_TRUE(AwaitMode(**log, Mode::kWritable, std::chrono::seconds(30), &waited));
   EXPECT_THAT((*log)->Append({.stream = "s", .expected_version = 1, .events = {"b"}}), IsOk());
   EXPECT_EQ((*log)->GetWriteState().resumed_count, 1);
+}
+
+// A backup during which the log went read-only for a full disk and resumed is not kept:
+// its copy may hold a batch that was never made durable. It says to take it again, and
+// the next backup, with the disk fine, is kept.
+TEST(RocksEventLogDiskFull, ABackupAcrossAResumeIsNotKept) {
+  TempDir dir;
+  RocksEventLog::Options options;
+  options.path = dir.Sub("log");
+  std::filesystem::create_directories(options.path);
+  auto fs = std::make_shared<FullDiskFs>(rocksdb::FileSystem::Default());
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+  options.env = env.get();
+  options.disk_full_retry_ms = 10;
+  options.disk_reserve_bytes = 8u << 20;
+  absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(options);
+  ASSERT_THAT(log, IsOk());
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_THAT((*log)->Append({.stream = "s", .expected_version = i, .events = {"e"}}), IsOk());
+  }
+  fs->SetFreeBytes(64u << 20);
+  // While the backup is checked: the disk fills (an append is refused), then room returns
+  // and the log resumes.
+  bool resumed = false;
+  (*log)->SetBackupStepHookForTesting([&](std::string_view step) {
+    if (step != "checking") return;
+    fs->SetFreeBytes(7u << 20);
+    absl::StatusOr<AppendResult> refused =
+        (*log)->Append({.stream = "s", .expected_version = 20, .events = {"f"}});
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+    fs->SetFreeBytes(64u << 20);
+    std::chrono::microseconds waited{};
+    resumed = AwaitMode(**log, Mode::kWritable, std::chrono::seconds(30), &waited);
+  });
+  absl::StatusOr<uint32_t> backup = (*log)->Backup(dir.Sub("backups"));
+  ASSERT_TRUE(resumed);
+  ASSERT_FALSE(backup.ok());
+  EXPECT_EQ(backup.status().code(), absl::StatusCode::kAborted) << backup.status();
+  EXPECT_NE(backup.status().message().find("take the backup again"), std::string::npos)
+      << backup.status();
+  (*log)->SetBackupStepHookForTesting(nullptr);
+  // Nothing of it is left for a restore to take: the next backup is the only one.
+  absl::StatusOr<uint32_t> again = (*log)->Backup(dir.Sub("backups"));
+  ASSERT_THAT(again, IsOk());
+  rocksdb::BackupEngineReadOnly* raw = nullptr;
+  ASSERT_TRUE(rocksdb::BackupEngineReadOnly::Open(
+                  rocksdb::Env::Default(), rocksdb::BackupEngineOptions(dir.Sub("backups")), &raw)
+                  .ok());
+  std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
+  std::vector<rocksdb::BackupInfo> backups;
+  engine->GetBackupInfo(&backups);
+  ASSERT_EQ(backups.size(), 1u);
+  EXPECT_EQ(backups[0].backup_id, *again);
 }
 
 // Resuming after a full disk reads the tree's right edge back from storage and checks it
