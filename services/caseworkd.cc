@@ -891,10 +891,13 @@ int main(int argc, char** argv) {
           principals_holder.Set(kept);
           spdlog::error(
               "principals not recorded, so not reloaded: {}. Until a reload records them "
-              "(SIGHUP again once the cause is fixed), the {} identities the new file removes or "
-              "changes are refused, its new identities are not admitted, and the other {} act "
+              "(SIGHUP again once the cause is fixed), the {} identities of the recorded set that "
+              "the new file removes or changes are refused, its new identities are not admitted, "
+              "and the other {} act "
               "as before (version {})",
-              recorded.ToString(), current->size() - kept->size(), kept->size(), kept->version());
+              recorded.ToString(),
+              static_cast<size_t>(current->record().principals_size()) - kept->size(), kept->size(),
+              kept->version());
           continue;
         }
         principals_holder.Set((*reloaded)->Stamped());

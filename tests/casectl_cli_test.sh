@@ -139,7 +139,7 @@ open(work + "/county-whole.csv", "w", encoding="utf-8").write(header + "\n".join
 PY
 ctl --identity admin --json registry import "$work/county-part.csv" --request-id split-1 >/dev/null
 ctl --identity admin registry import "$work/county-whole.csv" --request-id split-1 >"$work/split.txt"
-grep -q "Requests 请求数" "$work/split.txt" && ! grep -q "Imported before" "$work/split.txt" ||
+grep -Eq "^Requests 请求数 +2$" "$work/split.txt" && ! grep -q "Imported before" "$work/split.txt" ||
   fail "an interrupted import run again: $(cat "$work/split.txt")"
 
 ctl --identity admin registry import "$work/county-whole.csv" --request-id split-1 >"$work/split-again.txt"

@@ -3,11 +3,13 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -215,8 +217,20 @@ grpc::Status ImportRegistryFile(Client& admin, std::string_view csv, const std::
     req.set_request_id(absl::StrCat(request_id, "/", i + 1));
     req.set_csv(chunks[i]);
     v1::ImportRegistryResponse resp;
-    auto ctx = admin.NewLongContext();
-    grpc::Status status = stub->ImportRegistry(ctx.get(), req, &resp);
+    grpc::Status status;
+    // Another import being recorded (the server runs one at a time), or a race lost to
+    // one: the same request again, a few times (the request id makes that safe).
+    for (int attempt = 0; attempt < 10; ++attempt) {
+      if (attempt > 0) std::this_thread::sleep_for(std::chrono::seconds(1));
+      auto ctx = admin.NewLongContext();
+      resp.Clear();
+      status = stub->ImportRegistry(ctx.get(), req, &resp);
+      const std::string reason = status.ok() ? "" : DecodeError(status).reason;
+      if (status.error_code() != grpc::StatusCode::ABORTED ||
+          (reason != "IMPORT_IN_PROGRESS" && reason != "STALE_EXPECTED_VERSION")) {
+        break;
+      }
+    }
     if (!status.ok()) {
       // The server names a line of this request, which regrouped the file by county: the
       // line is put back to the file's own, and earlier requests are said to be in.

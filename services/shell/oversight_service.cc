@@ -480,6 +480,9 @@ grpc::ServerUnaryReactor* OversightServiceImpl::RecordCounty(
 // ---------------------------------------------------------------------------------------
 // The registry.
 
+// How long an import waits for the one before it (ImportRegistry runs one at a time).
+constexpr absl::Duration kImportWaitMax = absl::Seconds(5);
+
 grpc::ServerUnaryReactor* OversightServiceImpl::ImportRegistry(grpc::CallbackServerContext* ctx,
                                                                const v1::ImportRegistryRequest* req,
                                                                v1::ImportRegistryResponse* resp) {
@@ -531,8 +534,22 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
       return a->organisation.organisation_id() < b->organisation.organisation_id();
     });
   }
-  // One import at a time from here to its last append (import_mu_).
-  absl::MutexLock serial(&import_mu_);
+  // One import at a time from here to its last append (import_mu_). A wait is bounded:
+  // it holds one of the service's job places, which reports and draws share, and it
+  // would hold up a shutdown.
+  if (!import_mu_.LockWhenWithTimeout(absl::Condition::kTrue, kImportWaitMax)) {
+    JobRunner::FinishJob(
+        reactor,
+        ErrorStatus(grpc::StatusCode::ABORTED, "IMPORT_IN_PROGRESS", "",
+                    workflow::Cat("another registry import is being recorded; retry with the "
+                                  "same request_id in a moment"),
+                    "另一份名册正在导入；请稍后用同一 request_id 重试"));
+    return;
+  }
+  struct Unlock {
+    absl::Mutex* mu;
+    ~Unlock() { mu->Unlock(); }
+  } serial{&import_mu_};
   // The import as a whole: its rows in county and organisation order, and the stream of
   // its record. A retry is answered from that record, whatever was recorded since, also in
   // counties where it recorded nothing because every row there was unchanged.
