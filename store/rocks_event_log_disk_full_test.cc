@@ -341,19 +341,30 @@ TEST(RocksEventLogDiskFull, AWriteThatFindsNoSpaceIsReadOnlyUntilRestart) {
   EXPECT_EQ(retried->first_position, 2);
 }
 
+// A log on a FullDiskFs whose free space a test sets: appends are refused below 8 MiB
+// free and taken again from 10 MiB, looked at every 10 ms.
+struct LogOnFullDiskFs {
+  TempDir dir;
+  std::shared_ptr<FullDiskFs> fs = std::make_shared<FullDiskFs>(rocksdb::FileSystem::Default());
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+
+  RocksEventLog::Options Options() {
+    RocksEventLog::Options options;
+    options.path = dir.Sub("log");
+    std::filesystem::create_directories(options.path);
+    options.env = env.get();
+    options.disk_full_retry_ms = 10;
+    options.disk_reserve_bytes = 8u << 20;
+    return options;
+  }
+};
+
 // The write state names the mode and the error; appends stay refused while the free space
 // is below the reserve, and resume once a quarter more is free.
 TEST(RocksEventLogDiskFull, WriteStateReportsTheModeAndWaitsForRoom) {
-  TempDir dir;
-  RocksEventLog::Options options;
-  options.path = dir.Sub("log");
-  std::filesystem::create_directories(options.path);
-  auto fs = std::make_shared<FullDiskFs>(rocksdb::FileSystem::Default());
-  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
-  options.env = env.get();
-  options.disk_full_retry_ms = 10;
-  options.disk_reserve_bytes = 8u << 20;  // refused below 8 MiB, taken again from 10 MiB
-  absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(options);
+  LogOnFullDiskFs disk;
+  const std::shared_ptr<FullDiskFs>& fs = disk.fs;
+  absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(disk.Options());
   ASSERT_THAT(log, IsOk());
   ASSERT_THAT((*log)->Append({.stream = "s", .expected_version = 0, .events = {"a"}}), IsOk());
   EXPECT_EQ((*log)->GetWriteState().mode, Mode::kWritable);
@@ -392,16 +403,9 @@ TEST(RocksEventLogDiskFull, WriteStateReportsTheModeAndWaitsForRoom) {
 // its copy may hold a batch that was never made durable. It says to take it again, and
 // the next backup, with the disk fine, is kept.
 TEST(RocksEventLogDiskFull, ABackupAcrossAResumeIsNotKept) {
-  TempDir dir;
-  RocksEventLog::Options options;
-  options.path = dir.Sub("log");
-  std::filesystem::create_directories(options.path);
-  auto fs = std::make_shared<FullDiskFs>(rocksdb::FileSystem::Default());
-  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
-  options.env = env.get();
-  options.disk_full_retry_ms = 10;
-  options.disk_reserve_bytes = 8u << 20;
-  absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(options);
+  LogOnFullDiskFs disk;
+  const std::shared_ptr<FullDiskFs>& fs = disk.fs;
+  absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(disk.Options());
   ASSERT_THAT(log, IsOk());
   for (int i = 0; i < 20; ++i) {
     ASSERT_THAT((*log)->Append({.stream = "s", .expected_version = i, .events = {"e"}}), IsOk());
@@ -420,7 +424,7 @@ TEST(RocksEventLogDiskFull, ABackupAcrossAResumeIsNotKept) {
     std::chrono::microseconds waited{};
     resumed = AwaitMode(**log, Mode::kWritable, std::chrono::seconds(30), &waited);
   });
-  absl::StatusOr<uint32_t> backup = (*log)->Backup(dir.Sub("backups"));
+  absl::StatusOr<uint32_t> backup = (*log)->Backup(disk.dir.Sub("backups"));
   ASSERT_TRUE(resumed);
   ASSERT_FALSE(backup.ok());
   EXPECT_EQ(backup.status().code(), absl::StatusCode::kAborted) << backup.status();
@@ -428,12 +432,13 @@ TEST(RocksEventLogDiskFull, ABackupAcrossAResumeIsNotKept) {
       << backup.status();
   (*log)->SetBackupStepHookForTesting(nullptr);
   // Nothing of it is left for a restore to take: the next backup is the only one.
-  absl::StatusOr<uint32_t> again = (*log)->Backup(dir.Sub("backups"));
+  absl::StatusOr<uint32_t> again = (*log)->Backup(disk.dir.Sub("backups"));
   ASSERT_THAT(again, IsOk());
   rocksdb::BackupEngineReadOnly* raw = nullptr;
-  ASSERT_TRUE(rocksdb::BackupEngineReadOnly::Open(
-                  rocksdb::Env::Default(), rocksdb::BackupEngineOptions(dir.Sub("backups")), &raw)
-                  .ok());
+  ASSERT_TRUE(
+      rocksdb::BackupEngineReadOnly::Open(
+          rocksdb::Env::Default(), rocksdb::BackupEngineOptions(disk.dir.Sub("backups")), &raw)
+          .ok());
   std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
   std::vector<rocksdb::BackupInfo> backups;
   engine->GetBackupInfo(&backups);
@@ -446,16 +451,9 @@ TEST(RocksEventLogDiskFull, ABackupAcrossAResumeIsNotKept) {
 // last events, which the right edge's lowest node is computed from), the log stays
 // read-only, and the head it publishes, and signs, stays the committed one.
 TEST(RocksEventLogDiskFull, ATreeReadBackOtherwiseOnResumeIsNeitherPublishedNorSigned) {
-  TempDir dir;
-  RocksEventLog::Options options;
-  options.path = dir.Sub("log");
-  std::filesystem::create_directories(options.path);
-  auto fs = std::make_shared<FullDiskFs>(rocksdb::FileSystem::Default());
-  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
-  options.env = env.get();
-  options.disk_full_retry_ms = 10;
-  options.disk_reserve_bytes = 8u << 20;
-  absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(options);
+  LogOnFullDiskFs disk;
+  const std::shared_ptr<FullDiskFs>& fs = disk.fs;
+  absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(disk.Options());
   ASSERT_THAT(log, IsOk());
   for (int i = 0; i < 20; ++i) {
     ASSERT_THAT(

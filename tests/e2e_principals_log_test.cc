@@ -7,6 +7,7 @@
 #include <chrono>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include "casework/v1/audit_service.grpc.pb.h"
@@ -22,6 +23,10 @@ using casework::client::Client;
 using casework::client::ClientOptions;
 using casework::testing::ServerProcess;
 using casework::testing::TempDir;
+
+// lister.b's entry in the test principals file (WriteTestPrincipals).
+constexpr char kListerB[] =
+    R"({"id": "lister.b", "roles": ["lister"], "jurisdiction": "jiangcheng"},)";
 
 class PrincipalsLogTest : public ::testing::Test {
  protected:
@@ -107,6 +112,13 @@ class PrincipalsLogTest : public ::testing::Test {
     return resp;
   }
 
+  // The principals file as the server was started with it.
+  std::string PrincipalsText() const {
+    std::stringstream text;
+    text << std::ifstream(principals_).rdbuf();
+    return text.str();
+  }
+
   bool DeepVerifies(std::string* problem) {
     auto auditor = As("auditor");
     auto ctx = auditor->NewContext();
@@ -150,14 +162,11 @@ TEST_F(PrincipalsLogTest, RecordedAtStartStampedOnEventsAndRecordedAgainWhenChan
   EXPECT_EQ(Records().size(), 1u);
 
   // A changed file: lister.b goes, a new lister comes; recorded before it is used.
-  std::stringstream text;
-  text << std::ifstream(principals_).rdbuf();
-  std::string json = text.str();
-  const std::string removed =
-      R"({"id": "lister.b", "roles": ["lister"], "jurisdiction": "jiangcheng"},)";
-  ASSERT_NE(json.find(removed), std::string::npos);
+  std::string json = PrincipalsText();
+  const size_t at = json.find(kListerB);
+  ASSERT_NE(at, std::string::npos);
   json.replace(
-      json.find(removed), removed.size(),
+      at, std::string_view(kListerB).size(),
       R"({"id": "lister.c", "roles": ["lister"], "jurisdiction": "jiangcheng/dongshan"},)");
   std::ofstream(principals_, std::ios::trunc) << json;
   ASSERT_EQ(kill(server_->pid(), SIGHUP), 0);
@@ -182,13 +191,10 @@ TEST_F(PrincipalsLogTest, RecordedAtStartStampedOnEventsAndRecordedAgainWhenChan
 // A file of many principals (20,000: a record of about 1.4 MiB, over the log's 1 MiB per
 // event) is recorded in parts of one append, served once recorded, and audited whole.
 TEST_F(PrincipalsLogTest, ManyPrincipalsAreRecordedInPartsAndAudited) {
-  std::stringstream text;
-  text << std::ifstream(principals_).rdbuf();
-  std::string json = text.str();
-  const std::string removed =
-      R"({"id": "lister.b", "roles": ["lister"], "jurisdiction": "jiangcheng"},)";
-  ASSERT_NE(json.find(removed), std::string::npos);
-  json.erase(json.find(removed), removed.size());
+  std::string json = PrincipalsText();
+  const size_t at = json.find(kListerB);
+  ASSERT_NE(at, std::string::npos);
+  json.erase(at, std::string_view(kListerB).size());
   std::string many;
   for (int i = 0; i < 20000; ++i) {
     many += R"({"id": "lister-with-a-longer-identity-name-)" + std::to_string(i) +
