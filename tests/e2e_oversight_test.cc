@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "services/oversight/sample.h"
 #include "store/checkpoint.h"
+#include "tests/e2e_support.h"
 #include "tests/server_process.h"
 
 namespace casework {
@@ -197,28 +198,6 @@ class OversightTest : public ::testing::Test {
     auto signer = store::NoteSigner::FromSeed("casework/log", seed);
     EXPECT_TRUE(signer.ok());
     return signer.ok() ? signer->verifier().VerifierKey() : "";
-  }
-
-  // Deep verification of the whole log (VerifyLog with `deep`, as the auditor): "" when it
-  // passes, else its problem.
-  std::string DeepAuditProblem() {
-    auto auditor = As("auditor");
-    auto ctx = auditor->NewContext();
-    v1::VerifyLogRequest verify;
-    verify.set_deep(true);
-    auto reader = v1::AuditService::NewStub(auditor->channel())->VerifyLog(ctx.get(), verify);
-    v1::VerifyLogResponse m;
-    bool ok = false;
-    std::string problem = "no verdict";
-    while (reader->Read(&m)) {
-      if (m.done()) {
-        ok = m.ok();
-        problem = m.problem();
-      }
-    }
-    const grpc::Status status = reader->Finish();
-    if (!status.ok()) return status.error_message();
-    return ok ? "" : problem;
   }
 
   TempDir dir_;
@@ -470,7 +449,7 @@ TEST_F(OversightTest, ARetryIsAnsweredFromTheWholeImportAndUndoesNothing) {
 
   // The records are events of the log like any other: the deep audit checks who wrote
   // them and where, and xihe's administrator sees xihe's import only.
-  EXPECT_EQ(DeepAuditProblem(), "");
+  casework::testing::ExpectLogVerifies(server_->address());
   const auto imports_seen_by = [this](const std::string& who) {
     auto watcher = As(who);
     auto ctx = watcher->NewContext();
@@ -895,7 +874,7 @@ TEST_F(OversightTest, TheInspectionDrawIsRecordedFirstAndReproducible) {
   EXPECT_THAT(verdict, HasSubstr("\"draws_checked\": 3")) << verdict;
 
   // The whole log, draws included, passes the deep audit.
-  EXPECT_EQ(DeepAuditProblem(), "");
+  casework::testing::ExpectLogVerifies(server_->address());
 }
 
 }  // namespace
