@@ -72,6 +72,31 @@ class CallerStanding {
   std::shared_ptr<const Principals> principals_;
 };
 
+// The caller of a job that answers once (a report, a draw, an import), checked while the
+// job runs and right before it answers or writes: a reload that removed or changed the
+// caller meanwhile ends the job as it ends a watch, instead of answering, or writing in
+// the caller's name, under powers the caller no longer holds.
+class JobCaller {
+ public:
+  // `call` names the job in the message ("the county report"), `call_zh` in Chinese.
+  JobCaller(const Authenticator* auth, workflow::Principal caller, const char* call,
+            const char* call_zh)
+      : standing_(auth, std::move(caller), nullptr), call_(call), call_zh_(call_zh) {}
+
+  // OK while the caller stands; else the status that ends the job (the same from then on).
+  [[nodiscard]] grpc::Status Check() {
+    if (!revoked_.has_value()) revoked_ = standing_.Revoked(call_, call_zh_);
+    return revoked_.has_value() ? *revoked_ : grpc::Status::OK;
+  }
+  [[nodiscard]] const workflow::Principal& principal() const { return standing_.caller(); }
+
+ private:
+  CallerStanding standing_;
+  const char* call_;
+  const char* call_zh_;
+  std::optional<grpc::Status> revoked_;
+};
+
 // The caller's identity for logs: the certificate's identity over TLS, else the claimed
 // x-casework-identity header, else "-". Never used to authorize.
 [[nodiscard]] std::string IdentityForLog(grpc::ServerContextBase* context);

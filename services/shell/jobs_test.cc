@@ -3,7 +3,10 @@
 // (OVERSIGHT_JOBS_BUSY, shared by every kind of report and the inspection draw), and the
 // cases one ledger replay may hold (LEDGER_TOO_LARGE, counted within the jurisdiction
 // asked for). Each refusal says what to do, and a job that ends frees its place. Also the
-// verification of a range that ends in the log's unfinished last block, on a live log.
+// verification of a range that ends in the log's unfinished last block, on a live log;
+// registry imports one at a time (IMPORT_IN_PROGRESS after a bounded wait); and jobs whose
+// caller a principals reload removes or changes while they run, which then neither answer
+// nor write.
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -20,6 +23,8 @@
 #include "google/rpc/status.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "services/oversight/oversight.h"
+#include "services/oversight/sample.h"
 #include "services/shell/admin_service.h"
 #include "services/shell/audit_service.h"
 #include "services/shell/auth.h"
@@ -39,8 +44,29 @@ constexpr char kPrincipals[] = R"({"principals": [
   {"id": "lister", "roles": ["lister"], "jurisdiction": "jiangcheng"},
   {"id": "auditor", "roles": ["auditor"], "jurisdiction": "jiangcheng"},
   {"id": "admin", "roles": ["admin"], "jurisdiction": "jiangcheng"},
-  {"id": "auditor.dongshan", "roles": ["auditor"], "jurisdiction": "jiangcheng/dongshan"}
+  {"id": "auditor.dongshan", "roles": ["auditor"], "jurisdiction": "jiangcheng/dongshan"},
+  {"id": "admin.leaving", "roles": ["admin"], "jurisdiction": "jiangcheng"},
+  {"id": "auditor.changing", "roles": ["auditor"], "jurisdiction": "jiangcheng"}
 ]})";
+
+// After a reload: "admin.leaving" removed, "auditor.changing" narrowed to one county.
+constexpr char kPrincipalsReloaded[] = R"({"principals": [
+  {"id": "lister", "roles": ["lister"], "jurisdiction": "jiangcheng"},
+  {"id": "auditor", "roles": ["auditor"], "jurisdiction": "jiangcheng"},
+  {"id": "admin", "roles": ["admin"], "jurisdiction": "jiangcheng"},
+  {"id": "auditor.dongshan", "roles": ["auditor"], "jurisdiction": "jiangcheng/dongshan"},
+  {"id": "auditor.changing", "roles": ["auditor"], "jurisdiction": "jiangcheng/xihe"}
+]})";
+
+// A registry of `n` organisations of `county`.
+std::string Registry(const std::string& county, int n) {
+  std::string csv = "organisation_id,display_name,jurisdiction,kind,grade,stars\n";
+  for (int i = 0; i < n; ++i) {
+    const std::string id = "org-" + county + "-" + std::to_string(i);
+    csv += id + ",村党支部,jiangcheng/" + county + "/t01/" + id + ",village,3,1\n";
+  }
+  return csv;
+}
 
 constexpr int kJobsMax = 2;
 constexpr size_t kLedgerCasesMax = 2;
@@ -73,9 +99,14 @@ class JobsTest : public ::testing::Test {
     processor_ =
         std::make_unique<CommandProcessor>(log_.get(), workflow::Policy{}, SystemClockMicros);
     lister_ = *(*principals)->Find("lister");
-    oversight_ = std::make_unique<OversightServiceImpl>(log_.get(), auth_.get(), workflow::Policy{},
-                                                        SystemClockMicros,
-                                                        OversightOptions{.jobs_max = kJobsMax});
+    oversight_ = std::make_unique<OversightServiceImpl>(
+        log_.get(), auth_.get(), workflow::Policy{}, SystemClockMicros,
+        OversightOptions{.jobs_max = kJobsMax,
+                         .import_wait_max = import_wait_max_,
+                         .job_started_for_testing = [this] {
+                           ++jobs_started_;
+                           if (hold_jobs_) hold_jobs_->Wait();
+                         }});
     admin_ = std::make_unique<AdminServiceImpl>(log_.get(), auth_.get(), holder_.get(),
                                                 SystemClockMicros);
     audit_ = std::make_unique<AuditServiceImpl>(log_.get(), auth_.get(), DeepVerifyOptions{},
@@ -137,16 +168,47 @@ class JobsTest : public ::testing::Test {
     return ctx;
   }
 
-  grpc::Status Draw(const std::string& request_id, v1::DrawInspectionSampleResponse* resp) {
-    auto ctx = Context("auditor");
+  grpc::Status Draw(const std::string& request_id, v1::DrawInspectionSampleResponse* resp,
+                    const std::string& who = "auditor") {
+    auto ctx = Context(who);
     v1::DrawInspectionSampleRequest req;
     req.set_request_id(request_id);
     req.set_sample_size(2);
     return v1::OversightService::NewStub(channel_)->DrawInspectionSample(ctx.get(), req, resp);
   }
 
-  grpc::Status CountyReport() {
-    auto ctx = Context("auditor");
+  grpc::Status Import(const std::string& who, const std::string& request_id, const std::string& csv,
+                      v1::ImportRegistryResponse* resp) {
+    auto ctx = Context(who);
+    v1::ImportRegistryRequest req;
+    req.set_request_id(request_id);
+    req.set_csv(csv);
+    return v1::OversightService::NewStub(channel_)->ImportRegistry(ctx.get(), req, resp);
+  }
+
+  // Applies kPrincipalsReloaded, as caseworkd does on SIGHUP.
+  void Reload() {
+    auto principals = Principals::Parse(kPrincipalsReloaded);
+    ASSERT_TRUE(principals.ok()) << principals.status();
+    holder_->Set(*std::move(principals));
+  }
+
+  // Waits (bounded) until `n` jobs have started, or `n` appends wait in the paused log.
+  void WaitJobsStarted(int n) {
+    for (int tries = 0; tries < 600 && jobs_started_.load() < n; ++tries) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_EQ(jobs_started_.load(), n);
+  }
+  void WaitQueuedAppends(size_t n) {
+    for (int tries = 0; tries < 600 && log_->QueuedAppendsForTesting() < n; ++tries) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_EQ(log_->QueuedAppendsForTesting(), n);
+  }
+
+  grpc::Status CountyReport(const std::string& who = "auditor") {
+    auto ctx = Context(who);
     v1::GetCountyReportResponse resp;
     return v1::OversightService::NewStub(channel_)->GetCountyReport(
         ctx.get(), v1::GetCountyReportRequest(), &resp);
@@ -176,6 +238,11 @@ class JobsTest : public ::testing::Test {
     return v1::AdminService::NewStub(channel_)->CreateBackup(ctx.get(), v1::CreateBackupRequest(),
                                                              resp);
   }
+
+  // Set before SetUp (a fixture's constructor) to change the service's options.
+  absl::Duration import_wait_max_ = absl::Seconds(5);
+  std::atomic<int> jobs_started_{0};
+  std::unique_ptr<Gate> hold_jobs_;  // when set before a job starts, it waits there
 
   std::filesystem::path dir_;
   std::unique_ptr<store::RocksEventLog> log_;
@@ -413,6 +480,119 @@ TEST_F(JobsTest, ARulesProblemIsToldInFullToTheWholeCityOnly) {
   EXPECT_EQ(county.problem().find("cases/"), std::string::npos) << county.problem();
   EXPECT_NE(county.problem().find("auditor of the whole city"), std::string::npos)
       << county.problem();
+}
+
+// Opens `gate` when it goes out of scope, unless opened before: a job held there never
+// outlives a test that failed early.
+struct OpenAtEnd {
+  Gate* gate;
+  bool opened = false;
+  void Open() {
+    if (!opened) gate->Open();
+    opened = true;
+  }
+  ~OpenAtEnd() { Open(); }
+};
+
+class ImportWaitTest : public JobsTest {
+ protected:
+  ImportWaitTest() { import_wait_max_ = absl::Milliseconds(300); }
+};
+
+// An import waits for the one before it at most import_wait_max, then is told to retry;
+// its retry once the first is done is imported.
+TEST_F(ImportWaitTest, AnImportWaitsBoundedForTheOneBeforeIt) {
+  log_->PauseCommitsForTesting(true);
+  v1::ImportRegistryResponse first;
+  auto running = std::async(std::launch::async, [&] {
+    return Import("admin", "reg-1", Registry("dongshan", 3), &first);
+  });
+  // The first import holds the registry while the log holds its append back.
+  WaitQueuedAppends(1);
+  v1::ImportRegistryResponse second;
+  const grpc::Status waited = Import("admin", "reg-2", Registry("xihe", 2), &second);
+  log_->PauseCommitsForTesting(false);
+  EXPECT_EQ(waited.error_code(), grpc::StatusCode::ABORTED) << waited.error_message();
+  EXPECT_EQ(ReasonOf(waited), "IMPORT_IN_PROGRESS");
+  EXPECT_NE(waited.error_message().find("retry with the same request_id"), std::string::npos)
+      << waited.error_message();
+  const grpc::Status done = running.get();
+  ASSERT_TRUE(done.ok()) << done.error_message();
+  EXPECT_EQ(first.imported(), 3);
+  const grpc::Status retried = Import("admin", "reg-2", Registry("xihe", 2), &second);
+  ASSERT_TRUE(retried.ok()) << retried.error_message();
+  EXPECT_EQ(second.imported(), 2);
+  EXPECT_FALSE(second.replayed());
+}
+
+// An import that waited for the one before it while a reload removed its caller writes
+// nothing in the removed administrator's name.
+TEST_F(JobsTest, AnImportWaitingThroughAReloadThatRemovesItsCallerWritesNothing) {
+  log_->PauseCommitsForTesting(true);
+  v1::ImportRegistryResponse first, second;
+  auto running = std::async(std::launch::async, [&] {
+    return Import("admin", "reg-1", Registry("dongshan", 3), &first);
+  });
+  WaitQueuedAppends(1);
+  auto waiting = std::async(std::launch::async, [&] {
+    return Import("admin.leaving", "leaving-1", Registry("xihe", 2), &second);
+  });
+  WaitJobsStarted(2);  // the second import runs: its caller was authenticated
+  Reload();
+  log_->PauseCommitsForTesting(false);
+  const grpc::Status done = running.get();
+  ASSERT_TRUE(done.ok()) << done.error_message();
+  const grpc::Status ended = waiting.get();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAUTHENTICATED) << ended.error_message();
+  EXPECT_EQ(ReasonOf(ended), "IDENTITY_UNKNOWN");
+  EXPECT_NE(ended.error_message().find("the registry import ended"), std::string::npos)
+      << ended.error_message();
+  auto version =
+      log_->StreamVersion(std::string(oversight::kRegistryStreamPrefix) + "jiangcheng/xihe");
+  ASSERT_TRUE(version.ok()) << version.status();
+  EXPECT_EQ(*version, 0) << "the removed administrator's rows were recorded";
+  auto record = log_->FindRequest(oversight::ImportStream("leaving-1"), "leaving-1");
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_FALSE(record->has_value());
+}
+
+// A report whose caller a reload narrows while it runs ends without its answer, and says
+// why; asked again, it answers within the new jurisdiction.
+TEST_F(JobsTest, AReportWhoseCallerAReloadChangesEndsWithoutItsAnswer) {
+  hold_jobs_ = std::make_unique<Gate>();
+  OpenAtEnd release{hold_jobs_.get()};
+  auto report = std::async(std::launch::async, [&] { return CountyReport("auditor.changing"); });
+  WaitJobsStarted(1);
+  Reload();
+  release.Open();
+  const grpc::Status ended = report.get();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::PERMISSION_DENIED) << ended.error_message();
+  EXPECT_EQ(ReasonOf(ended), "PRINCIPAL_CHANGED");
+  EXPECT_NE(ended.error_message().find("the county report ended"), std::string::npos)
+      << ended.error_message();
+  hold_jobs_.reset();
+  const grpc::Status again = CountyReport("auditor.changing");
+  EXPECT_TRUE(again.ok()) << again.error_message();
+}
+
+// A draw whose caller a reload changes while it runs is not recorded in the caller's name.
+TEST_F(JobsTest, ADrawWhoseCallerAReloadChangesRecordsNothing) {
+  hold_jobs_ = std::make_unique<Gate>();
+  OpenAtEnd release{hold_jobs_.get()};
+  v1::DrawInspectionSampleResponse drawn;
+  auto draw =
+      std::async(std::launch::async, [&] { return Draw("draw-c", &drawn, "auditor.changing"); });
+  WaitJobsStarted(1);
+  Reload();
+  release.Open();
+  const grpc::Status ended = draw.get();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::PERMISSION_DENIED) << ended.error_message();
+  EXPECT_EQ(ReasonOf(ended), "PRINCIPAL_CHANGED");
+  EXPECT_NE(ended.error_message().find("the inspection draw ended"), std::string::npos)
+      << ended.error_message();
+  auto recorded = log_->FindRequest(oversight::SampleStream("draw-c"), "draw-c");
+  ASSERT_TRUE(recorded.ok()) << recorded.status();
+  EXPECT_FALSE(recorded->has_value()) << "the draw was recorded in the changed caller's name";
 }
 
 }  // namespace

@@ -212,30 +212,33 @@ OversightServiceImpl::OversightServiceImpl(store::RocksEventLog* log, const Auth
       options_(options),
       jobs_(options_.jobs_max) {}
 
-absl::Status OversightServiceImpl::Fold(grpc::CallbackServerContext* ctx, int64_t cut_micros,
-                                        int64_t size_max, oversight::Ledger* ledger) {
+grpc::Status OversightServiceImpl::Fold(grpc::CallbackServerContext* ctx, JobCaller* caller,
+                                        int64_t cut_micros, int64_t size_max,
+                                        oversight::Ledger* ledger) {
+  if (options_.job_started_for_testing) options_.job_started_for_testing();
   int64_t position = 0;
   const int64_t end = size_max >= 0 ? std::min(size_max, log_->Size()) : log_->Size();
   v1::Event event;
   oversight::AsOfCut cut(cut_micros);
   while (position < end) {
-    if (ctx->IsCancelled()) return absl::CancelledError("the call was cancelled");
+    if (ctx->IsCancelled()) return FromStoreStatus(absl::CancelledError("the call was cancelled"));
+    if (grpc::Status stands = caller->Check(); !stands.ok()) return stands;
     auto events = log_->ReadRange(
         position,
         std::min<int64_t>(static_cast<int64_t>(options_.read_chunk_events), end - position));
-    if (!events.ok()) return events.status();
-    if (events->empty()) return absl::DataLossError("the log ended early");
+    if (!events.ok()) return FromStoreStatus(events.status());
+    if (events->empty()) return FromStoreStatus(absl::DataLossError("the log ended early"));
     for (const store::StoredEvent& e : *events) {
       position = e.position + 1;
       // One message reused: parsing into it keeps its allocations (the fold is
       // allocation-bound otherwise).
       if (!event.ParseFromString(e.bytes)) {
-        return absl::DataLossError(
-            workflow::Cat("the event at position ", e.position, " does not parse"));
+        return FromStoreStatus(absl::DataLossError(
+            workflow::Cat("the event at position ", e.position, " does not parse")));
       }
       switch (cut.Judge(e.stream, MicrosOf(event.time()))) {
         case oversight::AsOfCut::Verdict::kEnd:
-          return absl::OkStatus();
+          return caller->Check();
         case oversight::AsOfCut::Verdict::kSkip:
           continue;
         case oversight::AsOfCut::Verdict::kTake:
@@ -244,7 +247,7 @@ absl::Status OversightServiceImpl::Fold(grpc::CallbackServerContext* ctx, int64_
       }
     }
   }
-  return absl::OkStatus();
+  return caller->Check();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -271,17 +274,19 @@ grpc::ServerUnaryReactor* OversightServiceImpl::GetCountyReport(
                      "period_start_time 晚于 as_of_time"));
   }
   auto* reactor = ctx->DefaultReactor();
-  const bool started = jobs_.Start([this, reactor, ctx, resp, scope, cut = *cut, start = *start] {
+  JobCaller job_caller(auth_, std::move(caller), "the county report", "县级整顿情况表");
+  const bool started = jobs_.Start([this, reactor, ctx, resp, scope, cut = *cut, start = *start,
+                                    job_caller = std::move(job_caller)]() mutable {
     oversight::Ledger ledger;
-    if (auto s = Fold(ctx, cut, -1, &ledger); !s.ok()) {
-      JobRunner::FinishJob(reactor, FromStoreStatus(s));
+    if (grpc::Status s = Fold(ctx, &job_caller, cut, -1, &ledger); !s.ok()) {
+      JobRunner::FinishJob(reactor, s);
       return;
     }
     for (v1::CountyLine& line : oversight::CountyReport(ledger, policy_, cut, start, scope)) {
       *resp->add_lines() = std::move(line);
     }
     resp->set_through_position(ledger.through_position());
-    JobRunner::FinishJob(reactor, grpc::Status::OK);
+    JobRunner::FinishJob(reactor, job_caller.Check());
   });
   if (!started) reactor->Finish(Busy());
   return reactor;
@@ -301,18 +306,20 @@ grpc::ServerUnaryReactor* OversightServiceImpl::ListFlags(grpc::CallbackServerCo
   auto cut = CutOf(req->has_as_of_time() ? &req->as_of_time() : nullptr, clock_());
   if (!cut.ok()) return Finish(ctx, TimeInvalid("as_of_time"));
   auto* reactor = ctx->DefaultReactor();
-  const bool started = jobs_.Start([this, reactor, ctx, resp, scope, cut = *cut] {
-    oversight::Ledger ledger;
-    if (auto s = Fold(ctx, cut, -1, &ledger); !s.ok()) {
-      JobRunner::FinishJob(reactor, FromStoreStatus(s));
-      return;
-    }
-    for (v1::Flag& flag : oversight::ComputeFlags(ledger, policy_, cut, scope)) {
-      *resp->add_flags() = std::move(flag);
-    }
-    resp->set_through_position(ledger.through_position());
-    JobRunner::FinishJob(reactor, grpc::Status::OK);
-  });
+  JobCaller job_caller(auth_, std::move(caller), "the flags", "预警");
+  const bool started = jobs_.Start(
+      [this, reactor, ctx, resp, scope, cut = *cut, job_caller = std::move(job_caller)]() mutable {
+        oversight::Ledger ledger;
+        if (grpc::Status s = Fold(ctx, &job_caller, cut, -1, &ledger); !s.ok()) {
+          JobRunner::FinishJob(reactor, s);
+          return;
+        }
+        for (v1::Flag& flag : oversight::ComputeFlags(ledger, policy_, cut, scope)) {
+          *resp->add_flags() = std::move(flag);
+        }
+        resp->set_through_position(ledger.through_position());
+        JobRunner::FinishJob(reactor, job_caller.Check());
+      });
   if (!started) reactor->Finish(Busy());
   return reactor;
 }
@@ -343,15 +350,17 @@ grpc::ServerUnaryReactor* OversightServiceImpl::GetAccountabilityReport(
                                "period_end_time 须晚于 period_start_time"));
   }
   auto* reactor = ctx->DefaultReactor();
+  JobCaller job_caller(auth_, std::move(caller), "the accountability report", "述职评议考核材料");
   const bool started =
-      jobs_.Start([this, reactor, ctx, resp, county = req->county(), start = *start, end = *end] {
+      jobs_.Start([this, reactor, ctx, resp, county = req->county(), start = *start, end = *end,
+                   job_caller = std::move(job_caller)]() mutable {
         oversight::Ledger ledger;
-        if (auto s = Fold(ctx, end - 1, -1, &ledger); !s.ok()) {
-          JobRunner::FinishJob(reactor, FromStoreStatus(s));
+        if (grpc::Status s = Fold(ctx, &job_caller, end - 1, -1, &ledger); !s.ok()) {
+          JobRunner::FinishJob(reactor, s);
           return;
         }
         *resp = oversight::AccountabilityReport(ledger, policy_, county, start, end);
-        JobRunner::FinishJob(reactor, grpc::Status::OK);
+        JobRunner::FinishJob(reactor, job_caller.Check());
       });
   if (!started) reactor->Finish(Busy());
   return reactor;
@@ -480,9 +489,6 @@ grpc::ServerUnaryReactor* OversightServiceImpl::RecordCounty(
 // ---------------------------------------------------------------------------------------
 // The registry.
 
-// How long an import waits for the one before it (ImportRegistry runs one at a time).
-constexpr absl::Duration kImportWaitMax = absl::Seconds(5);
-
 grpc::ServerUnaryReactor* OversightServiceImpl::ImportRegistry(grpc::CallbackServerContext* ctx,
                                                                const v1::ImportRegistryRequest* req,
                                                                v1::ImportRegistryResponse* resp) {
@@ -494,15 +500,19 @@ grpc::ServerUnaryReactor* OversightServiceImpl::ImportRegistry(grpc::CallbackSer
     return Finish(ctx, RequestIdInvalid(req->request_id()));
   }
   auto* reactor = ctx->DefaultReactor();
-  const bool started = jobs_.Start([this, reactor, caller, req = *req, resp]() mutable {
-    Import(reactor, std::move(caller), std::move(req), resp);
-  });
+  JobCaller job_caller(auth_, std::move(caller), "the registry import", "名册导入");
+  const bool started =
+      jobs_.Start([this, reactor, job_caller = std::move(job_caller), req = *req, resp]() mutable {
+        Import(reactor, std::move(job_caller), std::move(req), resp);
+      });
   if (!started) reactor->Finish(Busy());
   return reactor;
 }
 
-void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::Principal caller,
+void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, JobCaller job_caller,
                                   v1::ImportRegistryRequest req, v1::ImportRegistryResponse* resp) {
+  if (options_.job_started_for_testing) options_.job_started_for_testing();
+  const workflow::Principal& caller = job_caller.principal();
   auto rows = oversight::ParseRegistryCsv(req.csv());
   if (!rows.ok()) {
     const std::string message(rows.status().message());
@@ -534,10 +544,19 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
       return a->organisation.organisation_id() < b->organisation.organisation_id();
     });
   }
-  // One import at a time from here to its last append (import_mu_). A wait is bounded:
+  // One import at a time from here to its last append (importing_). A wait is bounded:
   // it holds one of the service's job places, which reports and draws share, and it
-  // would hold up a shutdown.
-  if (!import_mu_.LockWhenWithTimeout(absl::Condition::kTrue, kImportWaitMax)) {
+  // would hold up a shutdown. (The flag, not the mutex itself: a timed wait of
+  // absl::Mutex bounds the wait for its condition, not for the mutex.)
+  bool claimed = false;
+  {
+    const auto idle = [](bool* importing) { return !*importing; };
+    claimed = import_mu_.LockWhenWithTimeout(absl::Condition(+idle, &importing_),
+                                             options_.import_wait_max);
+    if (claimed) importing_ = true;
+    import_mu_.Unlock();
+  }
+  if (!claimed) {
     JobRunner::FinishJob(
         reactor,
         ErrorStatus(grpc::StatusCode::ABORTED, "IMPORT_IN_PROGRESS", "",
@@ -546,10 +565,18 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
                     "另一份名册正在导入；请稍后用同一 request_id 重试"));
     return;
   }
-  struct Unlock {
-    absl::Mutex* mu;
-    ~Unlock() { mu->Unlock(); }
-  } serial{&import_mu_};
+  struct Release {
+    OversightServiceImpl* service;
+    ~Release() {
+      absl::MutexLock lock(&service->import_mu_);
+      service->importing_ = false;
+    }
+  } serial{this};
+  // The wait may have outlasted a reload that removed or changed the caller.
+  if (grpc::Status stands = job_caller.Check(); !stands.ok()) {
+    JobRunner::FinishJob(reactor, stands);
+    return;
+  }
   // The import as a whole: its rows in county and organisation order, and the stream of
   // its record. A retry is answered from that record, whatever was recorded since, also in
   // counties where it recorded nothing because every row there was unchanged.
@@ -589,7 +616,7 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
     *resp->mutable_counties() = recorded.counties();
     *resp->mutable_replayed_counties() = recorded.counties();
     resp->set_replayed(true);
-    JobRunner::FinishJob(reactor, grpc::Status::OK);
+    JobRunner::FinishJob(reactor, job_caller.Check());
   };
   auto recorded = log_->FindRequest(record_stream, req.request_id());
   if (!recorded.ok()) {
@@ -764,6 +791,12 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, workflow::P
     next.append.events = std::move(events);
     next.append.projections = std::move(projections);
   }
+  // Reading the counties may have outlasted a reload too: nothing is written in the name
+  // of a caller who no longer stands.
+  if (grpc::Status stands = job_caller.Check(); !stands.ok()) {
+    JobRunner::FinishJob(reactor, stands);
+    return;
+  }
   for (Pending& next : pending) {
     const std::string& county = next.county;
     const int64_t appended = static_cast<int64_t>(next.append.events.size());
@@ -867,16 +900,19 @@ grpc::ServerUnaryReactor* OversightServiceImpl::DrawInspectionSample(
                           workflow::Cat("抽取数量须为 1 至 ", oversight::kSampleSizeMax)));
   }
   auto* reactor = ctx->DefaultReactor();
-  const bool started = jobs_.Start([this, reactor, ctx, caller, req = *req, resp]() mutable {
-    Draw(reactor, ctx, std::move(caller), std::move(req), resp);
-  });
+  JobCaller job_caller(auth_, std::move(caller), "the inspection draw", "抽查抽样");
+  const bool started = jobs_.Start(
+      [this, reactor, ctx, job_caller = std::move(job_caller), req = *req, resp]() mutable {
+        Draw(reactor, ctx, std::move(job_caller), std::move(req), resp);
+      });
   if (!started) reactor->Finish(Busy());
   return reactor;
 }
 
 void OversightServiceImpl::Draw(grpc::ServerUnaryReactor* reactor, grpc::CallbackServerContext* ctx,
-                                workflow::Principal caller, v1::DrawInspectionSampleRequest req,
+                                JobCaller job_caller, v1::DrawInspectionSampleRequest req,
                                 v1::DrawInspectionSampleResponse* resp) {
+  const workflow::Principal& caller = job_caller.principal();
   const std::string scope = ScopeOf(req.scope(), caller);
   v1::DrawInspectionSampleRequest canonical = req;
   canonical.set_scope(scope);
@@ -911,7 +947,7 @@ void OversightServiceImpl::Draw(grpc::ServerUnaryReactor* reactor, grpc::Callbac
     *resp->mutable_case_ids() = d.case_ids();
     resp->set_population(d.population());
     resp->set_position(stored->front().position);
-    JobRunner::FinishJob(reactor, grpc::Status::OK);
+    JobRunner::FinishJob(reactor, job_caller.Check());
   };
   auto first = log_->FindRequest(stream, req.request_id());
   if (!first.ok()) {
@@ -934,8 +970,8 @@ void OversightServiceImpl::Draw(grpc::ServerUnaryReactor* reactor, grpc::Callbac
     return;
   }
   oversight::Ledger ledger;
-  if (auto s = Fold(ctx, INT64_MAX, checkpoint->size, &ledger); !s.ok()) {
-    JobRunner::FinishJob(reactor, FromStoreStatus(s));
+  if (grpc::Status s = Fold(ctx, &job_caller, INT64_MAX, checkpoint->size, &ledger); !s.ok()) {
+    JobRunner::FinishJob(reactor, s);
     return;
   }
   std::vector<std::string> population;
@@ -964,6 +1000,11 @@ void OversightServiceImpl::Draw(grpc::ServerUnaryReactor* reactor, grpc::Callbac
   append.request_id = req.request_id();
   append.request_fingerprint = fingerprint;
   append.events.push_back(event.SerializeAsString());
+  // Recorded in the caller's name only while the caller stands.
+  if (grpc::Status stands = job_caller.Check(); !stands.ok()) {
+    JobRunner::FinishJob(reactor, stands);
+    return;
+  }
   auto result = log_->Append(std::move(append));
   if (!result.ok()) {
     if (result.status().code() == absl::StatusCode::kAborted) {

@@ -12,6 +12,11 @@
 // every event up to the as-of time; at most `jobs_max` such jobs run at once
 // (RESOURCE_EXHAUSTED beyond). An as-of time after now is a forecast: the ledger as it
 // stands, judged at that time.
+//
+// A job (a report, a draw, an import) answers and writes only for a caller who still
+// stands: one a principals reload removed or changed while it ran ends with
+// UNAUTHENTICATED IDENTITY_UNKNOWN or PERMISSION_DENIED PRINCIPAL_CHANGED (CallerStanding),
+// checked as the log is folded and again right before the answer or the first append.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +25,7 @@
 #include <string>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "casework/v1/oversight_service.grpc.pb.h"
 #include "services/oversight/oversight.h"
 #include "services/shell/auth.h"
@@ -33,6 +39,13 @@ struct OversightOptions {
   int jobs_max = 4;
   // Events read from the log at once.
   size_t read_chunk_events = 4096;
+  // How long an import waits for the one before it (imports run one at a time), then
+  // ABORTED IMPORT_IN_PROGRESS. The wait holds one of the jobs_max places.
+  absl::Duration import_wait_max = absl::Seconds(5);
+  // Tests only: run on the thread of every report, draw and import as it starts its work
+  // (before a report or a draw folds the log, before an import reads its rows); a test
+  // learns there that the job runs, or holds it.
+  std::function<void()> job_started_for_testing;
 };
 
 class OversightServiceImpl final : public casework::v1::OversightService::CallbackService {
@@ -68,8 +81,10 @@ class OversightServiceImpl final : public casework::v1::OversightService::Callba
  private:
   // Folds the log into `ledger`: every event with time <= cut_micros (and, when
   // `size_max` >= 0, position < size_max). Stops early when the call is cancelled.
-  absl::Status Fold(grpc::CallbackServerContext* ctx, int64_t cut_micros, int64_t size_max,
-                    oversight::Ledger* ledger);
+  // Stops early, with the status that ends the job, when the call is cancelled or
+  // `caller` no longer stands.
+  grpc::Status Fold(grpc::CallbackServerContext* ctx, JobCaller* caller, int64_t cut_micros,
+                    int64_t size_max, oversight::Ledger* ledger);
   // Records a county's talk or notice. A retry (the request id recorded on the county's
   // stream) is answered first; otherwise `check`, when set, may refuse the request (its
   // rules that depend on the time, which a retry made later must not meet again).
@@ -79,10 +94,10 @@ class OversightServiceImpl final : public casework::v1::OversightService::Callba
                                          const std::string& fingerprint, casework::v1::Event event,
                                          casework::v1::CountyAccountabilityResponse* resp,
                                          std::function<std::optional<grpc::Status>()> check = {});
-  void Draw(grpc::ServerUnaryReactor* reactor, grpc::CallbackServerContext* ctx,
-            workflow::Principal caller, casework::v1::DrawInspectionSampleRequest req,
+  void Draw(grpc::ServerUnaryReactor* reactor, grpc::CallbackServerContext* ctx, JobCaller caller,
+            casework::v1::DrawInspectionSampleRequest req,
             casework::v1::DrawInspectionSampleResponse* resp);
-  void Import(grpc::ServerUnaryReactor* reactor, workflow::Principal caller,
+  void Import(grpc::ServerUnaryReactor* reactor, JobCaller caller,
               casework::v1::ImportRegistryRequest req, casework::v1::ImportRegistryResponse* resp);
 
   store::RocksEventLog* log_;
@@ -90,11 +105,12 @@ class OversightServiceImpl final : public casework::v1::OversightService::Callba
   const workflow::Policy policy_;
   Clock clock_;
   const OversightOptions options_;
-  // Last: destroyed first, it waits for the jobs, which use the members above.
-  // Held by an import from its first read of the registry to its last append: where an
+  // Set by an import from its first read of the registry to its last append: where an
   // organisation is registered now, which decides who may import it, cannot change
   // between the check and the append (only imports write the registry).
   absl::Mutex import_mu_;
+  bool importing_ = false;  // guarded by import_mu_
+  // Last: destroyed first, it waits for the jobs, which use the members above.
   JobRunner jobs_;
 };
 
