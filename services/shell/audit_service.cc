@@ -505,7 +505,12 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
     return Finish(ctx, refused);
   }
   auto* reactor = ctx->DefaultReactor();
-  const bool started = jobs_.Start([this, reactor, resp, root, cut, ctx] {
+  // The caller is checked as the log is folded and before the answer: one a reload
+  // removed or changed meanwhile is not answered (docs/security.md).
+  JobCaller job_caller(auth_, std::move(caller), "the ledger replay", "台账回放");
+  const bool started = jobs_.Start([this, reactor, resp, root, cut, ctx,
+                                    job_caller = std::move(job_caller)]() mutable {
+    if (options_.job_started_for_testing) options_.job_started_for_testing();
     // Fold every case through Evolve up to the cut.
     CaseStates cases(options_.fold_state_bytes_max, StreamLoader());
     v1::Event event;  // reused: parsing into it keeps its allocations
@@ -521,6 +526,10 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
     while (position < end) {
       if (ctx->IsCancelled()) {
         JobRunner::FinishJob(reactor, grpc::Status::CANCELLED);
+        return;
+      }
+      if (grpc::Status stands = job_caller.Check(); !stands.ok()) {
+        JobRunner::FinishJob(reactor, stands);
         return;
       }
       auto events =
@@ -625,7 +634,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
       row.set_conversion_rate_bp(all == 0 ? 0 : row.closed() * 10000 / all);
       *resp->add_counts() = std::move(row);
     }
-    JobRunner::FinishJob(reactor, grpc::Status::OK);
+    JobRunner::FinishJob(reactor, job_caller.Check());
   });
   if (!started) reactor->Finish(Busy());
   return reactor;

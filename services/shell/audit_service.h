@@ -49,6 +49,8 @@ struct AuditOptions {
   // A streaming job (a verification, an export) whose message waits this long to be
   // taken by its client has its call cancelled, which frees its place.
   int64_t write_stall_ms = 60'000;
+  // Tests only: run on a ledger replay's thread as it starts (a test holds it there).
+  std::function<void()> job_started_for_testing;
 };
 
 class AuditServiceImpl final : public casework::v1::AuditService::CallbackService {

@@ -113,7 +113,11 @@ class JobsTest : public ::testing::Test {
                                                 AuditOptions{.jobs_max = 1,
                                                              .export_chunk_bytes = 16u << 10,
                                                              .ledger_cases_max = kLedgerCasesMax,
-                                                             .write_stall_ms = 2000});
+                                                             .write_stall_ms = 2000,
+                                                             .job_started_for_testing = [this] {
+                                                               ++jobs_started_;
+                                                               if (hold_jobs_) hold_jobs_->Wait();
+                                                             }});
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -593,6 +597,32 @@ TEST_F(JobsTest, ADrawWhoseCallerAReloadChangesRecordsNothing) {
   auto recorded = log_->FindRequest(oversight::SampleStream("draw-c"), "draw-c");
   ASSERT_TRUE(recorded.ok()) << recorded.status();
   EXPECT_FALSE(recorded->has_value()) << "the draw was recorded in the changed caller's name";
+}
+
+// The ledger as of a time, asked by an auditor a reload narrows while it runs, is not
+// answered; asked again, it is.
+TEST_F(JobsTest, ALedgerReplayWhoseCallerAReloadChangesEndsWithoutItsAnswer) {
+  auto ledger = [&](v1::GetLedgerAsOfResponse* resp) {
+    v1::GetLedgerAsOfRequest req;
+    req.set_jurisdiction("jiangcheng/xihe");
+    auto ctx = Context("auditor.changing");
+    return v1::AuditService::NewStub(channel_)->GetLedgerAsOf(ctx.get(), req, resp);
+  };
+  hold_jobs_ = std::make_unique<Gate>();
+  OpenAtEnd release{hold_jobs_.get()};
+  v1::GetLedgerAsOfResponse resp;
+  auto replay = std::async(std::launch::async, [&] { return ledger(&resp); });
+  WaitJobsStarted(1);
+  Reload();
+  release.Open();
+  const grpc::Status ended = replay.get();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::PERMISSION_DENIED) << ended.error_message();
+  EXPECT_EQ(ReasonOf(ended), "PRINCIPAL_CHANGED");
+  EXPECT_NE(ended.error_message().find("the ledger replay ended"), std::string::npos)
+      << ended.error_message();
+  hold_jobs_.reset();
+  const grpc::Status again = ledger(&resp);
+  EXPECT_TRUE(again.ok()) << again.error_message();
 }
 
 }  // namespace
