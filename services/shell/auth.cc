@@ -10,15 +10,16 @@
 
 namespace casework::shell {
 
-std::optional<grpc::Status> CallerStanding::Revoked(const char* call, const char* call_zh) {
+std::optional<grpc::Status> CallerStanding::Revoked(const char* call, const char* call_zh,
+                                                    const char* ended, const char* ended_zh) {
   std::shared_ptr<const Principals> now = auth_->CurrentPrincipals();
   if (now == principals_) return std::nullopt;
   const workflow::Principal* current = now->Find(caller_.id);
   if (current == nullptr) {
     return ErrorStatus(
         grpc::StatusCode::UNAUTHENTICATED, "IDENTITY_UNKNOWN", "",
-        absl::StrCat(caller_.id, " is no longer in the principals; ", call, " ended"),
-        absl::StrCat(caller_.id, " 已不在授权名单中，", call_zh, "已结束"));
+        absl::StrCat(caller_.id, " is no longer in the principals; ", call, " ", ended),
+        absl::StrCat(caller_.id, " 已不在授权名单中，", call_zh, ended_zh));
   }
   // Roles as a set: the same roles in another order (or named twice) are no change.
   const auto role_set = [](std::vector<workflow::Role> roles) {
@@ -31,8 +32,8 @@ std::optional<grpc::Status> CallerStanding::Revoked(const char* call, const char
     return ErrorStatus(
         grpc::StatusCode::PERMISSION_DENIED, "PRINCIPAL_CHANGED", "",
         absl::StrCat("the roles or the jurisdiction of ", caller_.id,
-                     " changed in the principals; ", call, " ended, start a new one"),
-        absl::StrCat(caller_.id, " 的角色或管辖范围已变更，", call_zh, "已结束，请重新发起"));
+                     " changed in the principals; ", call, " ", ended, ", start a new one"),
+        absl::StrCat(caller_.id, " 的角色或管辖范围已变更，", call_zh, ended_zh, "，请重新发起"));
   }
   principals_ = std::move(now);
   return std::nullopt;

@@ -62,8 +62,11 @@ class CallerStanding {
 
   // nullopt while the caller stands; else the status that ends the call:
   // UNAUTHENTICATED IDENTITY_UNKNOWN (removed) or PERMISSION_DENIED PRINCIPAL_CHANGED.
-  // `call` names the call in the message ("the watch"), `call_zh` in Chinese ("订阅").
-  [[nodiscard]] std::optional<grpc::Status> Revoked(const char* call, const char* call_zh);
+  // `call` names the call in the message ("the watch"), `call_zh` in Chinese ("订阅");
+  // `ended` and `ended_zh` say what became of it ("ended", "已结束").
+  [[nodiscard]] std::optional<grpc::Status> Revoked(const char* call, const char* call_zh,
+                                                    const char* ended = "ended",
+                                                    const char* ended_zh = "已结束");
   [[nodiscard]] const workflow::Principal& caller() const { return caller_; }
 
  private:
@@ -79,13 +82,22 @@ class CallerStanding {
 class JobCaller {
  public:
   // `call` names the job in the message ("the county report"), `call_zh` in Chinese.
+  // `writes`: the job records in the caller's name (a draw, an import), and its message
+  // says that nothing was recorded.
   JobCaller(const Authenticator* auth, workflow::Principal caller, const char* call,
-            const char* call_zh)
-      : standing_(auth, std::move(caller), nullptr), call_(call), call_zh_(call_zh) {}
+            const char* call_zh, bool writes = false)
+      : standing_(auth, std::move(caller), nullptr),
+        call_(call),
+        call_zh_(call_zh),
+        writes_(writes) {}
 
   // OK while the caller stands; else the status that ends the job (the same from then on).
   [[nodiscard]] grpc::Status Check() {
-    if (!revoked_.has_value()) revoked_ = standing_.Revoked(call_, call_zh_);
+    if (!revoked_.has_value()) {
+      revoked_ = writes_ ? standing_.Revoked(call_, call_zh_, "was stopped and recorded nothing",
+                                             "已中止，未记录任何数据")
+                         : standing_.Revoked(call_, call_zh_, "was stopped", "已中止");
+    }
     return revoked_.has_value() ? *revoked_ : grpc::Status::OK;
   }
   [[nodiscard]] const workflow::Principal& principal() const { return standing_.caller(); }
@@ -94,6 +106,7 @@ class JobCaller {
   CallerStanding standing_;
   const char* call_;
   const char* call_zh_;
+  bool writes_;
   std::optional<grpc::Status> revoked_;
 };
 

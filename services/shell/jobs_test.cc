@@ -498,6 +498,12 @@ struct OpenAtEnd {
   ~OpenAtEnd() { Open(); }
 };
 
+// Lets the log commit again when it goes out of scope (a test that failed early).
+struct ResumeAtEnd {
+  store::RocksEventLog* log;
+  ~ResumeAtEnd() { log->PauseCommitsForTesting(false); }
+};
+
 class ImportWaitTest : public JobsTest {
  protected:
   ImportWaitTest() { import_wait_max_ = absl::Milliseconds(300); }
@@ -512,7 +518,8 @@ TEST_F(ImportWaitTest, AnImportWaitsBoundedForTheOneBeforeIt) {
     return Import("admin", "reg-1", Registry("dongshan", 3), &first);
   });
   // The first import holds the registry while the log holds its append back.
-  WaitQueuedAppends(1);
+  ResumeAtEnd resume{log_.get()};  // after the future: resumed before it is awaited
+  ASSERT_NO_FATAL_FAILURE(WaitQueuedAppends(1));
   v1::ImportRegistryResponse second;
   const grpc::Status waited = Import("admin", "reg-2", Registry("xihe", 2), &second);
   log_->PauseCommitsForTesting(false);
@@ -537,19 +544,21 @@ TEST_F(JobsTest, AnImportWaitingThroughAReloadThatRemovesItsCallerWritesNothing)
   auto running = std::async(std::launch::async, [&] {
     return Import("admin", "reg-1", Registry("dongshan", 3), &first);
   });
-  WaitQueuedAppends(1);
+  ResumeAtEnd resume{log_.get()};  // after the future: resumed before it is awaited
+  ASSERT_NO_FATAL_FAILURE(WaitQueuedAppends(1));
   auto waiting = std::async(std::launch::async, [&] {
     return Import("admin.leaving", "leaving-1", Registry("xihe", 2), &second);
   });
-  WaitJobsStarted(2);  // the second import runs: its caller was authenticated
-  Reload();
+  ASSERT_NO_FATAL_FAILURE(WaitJobsStarted(2));  // the second runs: its caller authenticated
+  ASSERT_NO_FATAL_FAILURE(Reload());
   log_->PauseCommitsForTesting(false);
   const grpc::Status done = running.get();
   ASSERT_TRUE(done.ok()) << done.error_message();
   const grpc::Status ended = waiting.get();
   EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAUTHENTICATED) << ended.error_message();
   EXPECT_EQ(ReasonOf(ended), "IDENTITY_UNKNOWN");
-  EXPECT_NE(ended.error_message().find("the registry import ended"), std::string::npos)
+  EXPECT_NE(ended.error_message().find("the registry import was stopped and recorded nothing"),
+            std::string::npos)
       << ended.error_message();
   auto version =
       log_->StreamVersion(std::string(oversight::kRegistryStreamPrefix) + "jiangcheng/xihe");
@@ -564,15 +573,16 @@ TEST_F(JobsTest, AnImportWaitingThroughAReloadThatRemovesItsCallerWritesNothing)
 // why; asked again, it answers within the new jurisdiction.
 TEST_F(JobsTest, AReportWhoseCallerAReloadChangesEndsWithoutItsAnswer) {
   hold_jobs_ = std::make_unique<Gate>();
-  OpenAtEnd release{hold_jobs_.get()};
   auto report = std::async(std::launch::async, [&] { return CountyReport("auditor.changing"); });
-  WaitJobsStarted(1);
-  Reload();
+  OpenAtEnd release{hold_jobs_.get()};  // after the future: opened before it is awaited
+  ASSERT_NO_FATAL_FAILURE(WaitJobsStarted(1));
+  ASSERT_NO_FATAL_FAILURE(Reload());
   release.Open();
   const grpc::Status ended = report.get();
   EXPECT_EQ(ended.error_code(), grpc::StatusCode::PERMISSION_DENIED) << ended.error_message();
   EXPECT_EQ(ReasonOf(ended), "PRINCIPAL_CHANGED");
-  EXPECT_NE(ended.error_message().find("the county report ended"), std::string::npos)
+  EXPECT_NE(ended.error_message().find("the county report was stopped, start a new one"),
+            std::string::npos)
       << ended.error_message();
   hold_jobs_.reset();
   const grpc::Status again = CountyReport("auditor.changing");
@@ -582,17 +592,18 @@ TEST_F(JobsTest, AReportWhoseCallerAReloadChangesEndsWithoutItsAnswer) {
 // A draw whose caller a reload changes while it runs is not recorded in the caller's name.
 TEST_F(JobsTest, ADrawWhoseCallerAReloadChangesRecordsNothing) {
   hold_jobs_ = std::make_unique<Gate>();
-  OpenAtEnd release{hold_jobs_.get()};
   v1::DrawInspectionSampleResponse drawn;
   auto draw =
       std::async(std::launch::async, [&] { return Draw("draw-c", &drawn, "auditor.changing"); });
-  WaitJobsStarted(1);
-  Reload();
+  OpenAtEnd release{hold_jobs_.get()};  // after the future: opened before it is awaited
+  ASSERT_NO_FATAL_FAILURE(WaitJobsStarted(1));
+  ASSERT_NO_FATAL_FAILURE(Reload());
   release.Open();
   const grpc::Status ended = draw.get();
   EXPECT_EQ(ended.error_code(), grpc::StatusCode::PERMISSION_DENIED) << ended.error_message();
   EXPECT_EQ(ReasonOf(ended), "PRINCIPAL_CHANGED");
-  EXPECT_NE(ended.error_message().find("the inspection draw ended"), std::string::npos)
+  EXPECT_NE(ended.error_message().find("the inspection draw was stopped and recorded nothing"),
+            std::string::npos)
       << ended.error_message();
   auto recorded = log_->FindRequest(oversight::SampleStream("draw-c"), "draw-c");
   ASSERT_TRUE(recorded.ok()) << recorded.status();
@@ -609,16 +620,16 @@ TEST_F(JobsTest, ALedgerReplayWhoseCallerAReloadChangesEndsWithoutItsAnswer) {
     return v1::AuditService::NewStub(channel_)->GetLedgerAsOf(ctx.get(), req, resp);
   };
   hold_jobs_ = std::make_unique<Gate>();
-  OpenAtEnd release{hold_jobs_.get()};
   v1::GetLedgerAsOfResponse resp;
   auto replay = std::async(std::launch::async, [&] { return ledger(&resp); });
-  WaitJobsStarted(1);
-  Reload();
+  OpenAtEnd release{hold_jobs_.get()};  // after the future: opened before it is awaited
+  ASSERT_NO_FATAL_FAILURE(WaitJobsStarted(1));
+  ASSERT_NO_FATAL_FAILURE(Reload());
   release.Open();
   const grpc::Status ended = replay.get();
   EXPECT_EQ(ended.error_code(), grpc::StatusCode::PERMISSION_DENIED) << ended.error_message();
   EXPECT_EQ(ReasonOf(ended), "PRINCIPAL_CHANGED");
-  EXPECT_NE(ended.error_message().find("the ledger replay ended"), std::string::npos)
+  EXPECT_NE(ended.error_message().find("the ledger replay was stopped"), std::string::npos)
       << ended.error_message();
   hold_jobs_.reset();
   const grpc::Status again = ledger(&resp);

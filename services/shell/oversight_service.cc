@@ -274,7 +274,7 @@ grpc::ServerUnaryReactor* OversightServiceImpl::GetCountyReport(
                      "period_start_time 晚于 as_of_time"));
   }
   auto* reactor = ctx->DefaultReactor();
-  JobCaller job_caller(auth_, std::move(caller), "the county report", "县级整顿情况表");
+  JobCaller job_caller(auth_, std::move(caller), "the county report", "县级整顿情况表查询");
   const bool started = jobs_.Start([this, reactor, ctx, resp, scope, cut = *cut, start = *start,
                                     job_caller = std::move(job_caller)]() mutable {
     oversight::Ledger ledger;
@@ -306,7 +306,7 @@ grpc::ServerUnaryReactor* OversightServiceImpl::ListFlags(grpc::CallbackServerCo
   auto cut = CutOf(req->has_as_of_time() ? &req->as_of_time() : nullptr, clock_());
   if (!cut.ok()) return Finish(ctx, TimeInvalid("as_of_time"));
   auto* reactor = ctx->DefaultReactor();
-  JobCaller job_caller(auth_, std::move(caller), "the flags", "预警");
+  JobCaller job_caller(auth_, std::move(caller), "the flag listing", "预警查询");
   const bool started = jobs_.Start(
       [this, reactor, ctx, resp, scope, cut = *cut, job_caller = std::move(job_caller)]() mutable {
         oversight::Ledger ledger;
@@ -350,7 +350,8 @@ grpc::ServerUnaryReactor* OversightServiceImpl::GetAccountabilityReport(
                                "period_end_time 须晚于 period_start_time"));
   }
   auto* reactor = ctx->DefaultReactor();
-  JobCaller job_caller(auth_, std::move(caller), "the accountability report", "述职评议考核材料");
+  JobCaller job_caller(auth_, std::move(caller), "the accountability report",
+                       "述职评议考核材料生成");
   const bool started =
       jobs_.Start([this, reactor, ctx, resp, county = req->county(), start = *start, end = *end,
                    job_caller = std::move(job_caller)]() mutable {
@@ -500,7 +501,8 @@ grpc::ServerUnaryReactor* OversightServiceImpl::ImportRegistry(grpc::CallbackSer
     return Finish(ctx, RequestIdInvalid(req->request_id()));
   }
   auto* reactor = ctx->DefaultReactor();
-  JobCaller job_caller(auth_, std::move(caller), "the registry import", "名册导入");
+  JobCaller job_caller(auth_, std::move(caller), "the registry import", "名册导入",
+                       /*writes=*/true);
   const bool started =
       jobs_.Start([this, reactor, job_caller = std::move(job_caller), req = *req, resp]() mutable {
         Import(reactor, std::move(job_caller), std::move(req), resp);
@@ -522,8 +524,7 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, JobCaller j
                                  split == std::string::npos ? message : message.substr(split + 3)));
     return;
   }
-  // Rows by county, each county's rows in organisation order.
-  std::map<std::string, std::vector<const oversight::RegistryRow*>> by_county;
+  RowsByCounty by_county;
   for (const oversight::RegistryRow& row : *rows) {
     const std::string& path = row.organisation.jurisdiction();
     if (!caller.Covers(path)) {
@@ -565,17 +566,23 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, JobCaller j
                     "另一份名册正在导入；请稍后用同一 request_id 重试"));
     return;
   }
-  struct Release {
-    OversightServiceImpl* service;
-    ~Release() {
-      absl::MutexLock lock(&service->import_mu_);
-      service->importing_ = false;
-    }
-  } serial{this};
+  grpc::Status status = RecordImport(job_caller, req, by_county, resp);
+  {
+    absl::MutexLock lock(&import_mu_);
+    importing_ = false;
+  }
+  // After the claim is let go: the caller's next import never finds it still held.
+  JobRunner::FinishJob(reactor, status);
+}
+
+grpc::Status OversightServiceImpl::RecordImport(JobCaller& job_caller,
+                                                const v1::ImportRegistryRequest& req,
+                                                const RowsByCounty& by_county,
+                                                v1::ImportRegistryResponse* resp) {
+  const workflow::Principal& caller = job_caller.principal();
   // The wait may have outlasted a reload that removed or changed the caller.
   if (grpc::Status stands = job_caller.Check(); !stands.ok()) {
-    JobRunner::FinishJob(reactor, stands);
-    return;
+    return stands;
   }
   // The import as a whole: its rows in county and organisation order, and the stream of
   // its record. A retry is answered from that record, whatever was recorded since, also in
@@ -590,23 +597,20 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, JobCaller j
   }
   const std::string import_fingerprint = Sha256(whole);
   const std::string record_stream = oversight::ImportStream(req.request_id());
-  // Answers from the recorded import `first`; false (and the call finished) when it is
-  // another request, or its record cannot be read.
-  auto answer_recorded = [&](const store::AppendResult& first) {
+  // The answer from the recorded import `first`: a refusal when it is another request, or
+  // its record cannot be read.
+  auto answer_recorded = [&](const store::AppendResult& first, bool check_caller) -> grpc::Status {
     if (auto refused = NotThisRequest(log_, first, import_fingerprint, caller.id)) {
-      JobRunner::FinishJob(reactor, *std::move(refused));
-      return;
+      return *std::move(refused);
     }
     auto stored = log_->ReadStream(record_stream, first.version, 1);
     v1::Event event;
     if (!stored.ok() || stored->empty() || !event.ParseFromString(stored->front().bytes) ||
         !event.has_registry_imported()) {
-      JobRunner::FinishJob(
-          reactor, FromStoreStatus(stored.ok() ? absl::DataLossError(workflow::Cat(
-                                                     "the import recorded on ", record_stream,
-                                                     " at version ", first.version, " is missing"))
-                                               : stored.status()));
-      return;
+      return FromStoreStatus(stored.ok() ? absl::DataLossError(workflow::Cat(
+                                               "the import recorded on ", record_stream,
+                                               " at version ", first.version, " is missing"))
+                                         : stored.status());
     }
     const v1::RegistryImported& recorded = event.registry_imported();
     resp->Clear();
@@ -616,16 +620,15 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, JobCaller j
     *resp->mutable_counties() = recorded.counties();
     *resp->mutable_replayed_counties() = recorded.counties();
     resp->set_replayed(true);
-    JobRunner::FinishJob(reactor, job_caller.Check());
+    // A retry's caller must still stand; after this call's own appends it is answered.
+    return check_caller ? job_caller.Check() : grpc::Status::OK;
   };
   auto recorded = log_->FindRequest(record_stream, req.request_id());
   if (!recorded.ok()) {
-    JobRunner::FinishJob(reactor, FromStoreStatus(recorded.status()));
-    return;
+    return FromStoreStatus(recorded.status());
   }
   if (recorded->has_value()) {
-    answer_recorded(**recorded);
-    return;
+    return answer_recorded(**recorded, true);
   }
   const int64_t now = clock_();
   // First every county is read and its append built, then the appends are made: a county
@@ -675,31 +678,26 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, JobCaller j
     };
     auto version = log_->StreamVersion(stream);
     if (!version.ok()) {
-      JobRunner::FinishJob(reactor, FromStoreStatus(version.status()));
-      return;
+      return FromStoreStatus(version.status());
     }
     if (absl::Status read = read_until(*version); !read.ok()) {
-      JobRunner::FinishJob(reactor, FromStoreStatus(read));
-      return;
+      return FromStoreStatus(read);
     }
     // Looked up after the registry was read: an identical import that committed before the
     // read is answered as its retry (below), not counted again as all unchanged; one that
     // commits later makes this append a replay of the same rows, or stale.
     auto first = log_->FindRequest(stream, req.request_id());
     if (!first.ok()) {
-      JobRunner::FinishJob(reactor, FromStoreStatus(first.status()));
-      return;
+      return FromStoreStatus(first.status());
     }
     if (first->has_value()) {
       // A retry: answer what the first import did in this county (its events read too,
       // should it have committed between the two reads above).
       if (auto refused = NotThisRequest(log_, **first, fingerprint, caller.id)) {
-        JobRunner::FinishJob(reactor, *std::move(refused));
-        return;
+        return *std::move(refused);
       }
       if (absl::Status read = read_until((*first)->version); !read.ok()) {
-        JobRunner::FinishJob(reactor, FromStoreStatus(read));
-        return;
+        return FromStoreStatus(read);
       }
       const int64_t appended_from = (*first)->version - (*first)->event_count + 1;
       int64_t imported = 0;
@@ -724,8 +722,7 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, JobCaller j
       // registered in now, and within this county its place as registered).
       auto latest = log_->GetProjection(kRegistryCountyTable, id);
       if (!latest.ok()) {
-        JobRunner::FinishJob(reactor, FromStoreStatus(latest.status()));
-        return;
+        return FromStoreStatus(latest.status());
       }
       auto it = current.find(id);
       const std::string& now_at = latest->has_value() && **latest != county ? **latest
@@ -733,17 +730,14 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, JobCaller j
                                       ? it->second.first.organisation().jurisdiction()
                                       : row->organisation.jurisdiction();
       if (!caller.Covers(now_at)) {
-        JobRunner::FinishJob(
-            reactor,
-            ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "csv",
-                        workflow::Cat("line ", row->line, ": organisation ", id,
-                                      " is registered in ", now_at, ", outside the jurisdiction \"",
-                                      caller.jurisdiction, "\" of ", caller.id,
-                                      "; only who covers it may move it; nothing was imported"),
-                        workflow::Cat("第 ", row->line, " 行：组织 ", id, " 登记在 ", now_at,
-                                      "，不在 ", caller.id, " 的管辖范围“", caller.jurisdiction,
-                                      "”内，只有其管辖者可以迁移；未导入任何数据")));
-        return;
+        return ErrorStatus(
+            grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "csv",
+            workflow::Cat("line ", row->line, ": organisation ", id, " is registered in ", now_at,
+                          ", outside the jurisdiction \"", caller.jurisdiction, "\" of ", caller.id,
+                          "; only who covers it may move it; nothing was imported"),
+            workflow::Cat("第 ", row->line, " 行：组织 ", id, " 登记在 ", now_at, "，不在 ",
+                          caller.id, " 的管辖范围“", caller.jurisdiction,
+                          "”内，只有其管辖者可以迁移；未导入任何数据"));
       }
       if (it != current.end()) {
         const v1::OrganisationRegistered& was = it->second.first;
@@ -769,16 +763,13 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, JobCaller j
     }
     if (events.empty()) continue;
     if (events.size() > kRegistryEventsPerCountyMax) {
-      JobRunner::FinishJob(
-          reactor,
-          Invalid(
-              "REGISTRY_TOO_LARGE", "csv",
-              workflow::Cat(county, " has ", events.size(),
-                            " new or changed organisations; at most ", kRegistryEventsPerCountyMax,
-                            " per county and import; nothing was imported: split the file"),
-              workflow::Cat(county, " 新增或变更的组织有 ", events.size(), " 个；每县每次最多 ",
-                            kRegistryEventsPerCountyMax, " 个；未导入任何数据，请拆分文件")));
-      return;
+      return Invalid(
+          "REGISTRY_TOO_LARGE", "csv",
+          workflow::Cat(county, " has ", events.size(), " new or changed organisations; at most ",
+                        kRegistryEventsPerCountyMax,
+                        " per county and import; nothing was imported: split the file"),
+          workflow::Cat(county, " 新增或变更的组织有 ", events.size(), " 个；每县每次最多 ",
+                        kRegistryEventsPerCountyMax, " 个；未导入任何数据，请拆分文件"));
     }
     Pending& next = pending.emplace_back();
     next.county = county;
@@ -794,32 +785,28 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, JobCaller j
   // Reading the counties may have outlasted a reload too: nothing is written in the name
   // of a caller who no longer stands.
   if (grpc::Status stands = job_caller.Check(); !stands.ok()) {
-    JobRunner::FinishJob(reactor, stands);
-    return;
+    return stands;
   }
   for (Pending& next : pending) {
     const std::string& county = next.county;
     const int64_t appended = static_cast<int64_t>(next.append.events.size());
     auto result = log_->Append(std::move(next.append));
     if (!result.ok()) {
-      JobRunner::FinishJob(
-          reactor, result.status().code() == absl::StatusCode::kAborted
-                       ? ErrorStatus(grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "",
-                                     workflow::Cat("the registry of ", county,
-                                                   " changed meanwhile; retry with the same "
-                                                   "request_id"),
-                                     workflow::Cat(county,
-                                                   " 的登记数据同时被修改；请用同一 "
-                                                   "request_id 重试"))
-                       : FromStoreStatus(result.status()));
-      return;
+      return result.status().code() == absl::StatusCode::kAborted
+                 ? ErrorStatus(grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "",
+                               workflow::Cat("the registry of ", county,
+                                             " changed meanwhile; retry with the same "
+                                             "request_id"),
+                               workflow::Cat(county,
+                                             " 的登记数据同时被修改；请用同一 "
+                                             "request_id 重试"))
+                 : FromStoreStatus(result.status());
     }
     if (result->replayed) {
       // Another import appended this request id first: with other rows, or by someone
       // else, it is another request.
       if (auto refused = NotThisRequest(log_, *result, next.fingerprint, caller.id)) {
-        JobRunner::FinishJob(reactor, *std::move(refused));
-        return;
+        return *std::move(refused);
       }
       resp->add_replayed_counties(county);
     }
@@ -828,15 +815,13 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, JobCaller j
     resp->add_counties(county);
   }
   if (by_county.empty()) {
-    JobRunner::FinishJob(reactor, grpc::Status::OK);
-    return;
+    return grpc::Status::OK;
   }
   // The record of the import as a whole, after its counties: a retry finds it and is
   // answered from it.
   auto record_version = log_->StreamVersion(record_stream);
   if (!record_version.ok()) {
-    JobRunner::FinishJob(reactor, FromStoreStatus(record_version.status()));
-    return;
+    return FromStoreStatus(record_version.status());
   }
   v1::Event record = Envelope(record_stream, *record_version + 1, caller, now, req.request_id());
   auto* body = record.mutable_registry_imported();
@@ -858,24 +843,20 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, JobCaller j
       // The same request raced this one and recorded first: answer as it did.
       auto again = log_->FindRequest(record_stream, req.request_id());
       if (again.ok() && again->has_value()) {
-        answer_recorded(**again);
-        return;
+        return answer_recorded(**again, false);
       }
     }
-    JobRunner::FinishJob(
-        reactor, result.status().code() == absl::StatusCode::kAborted
-                     ? ErrorStatus(grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "",
-                                   "another import's record was written meanwhile; retry with "
-                                   "the same request_id",
-                                   "其他导入记录同时写入；请用同一 request_id 重试")
-                     : FromStoreStatus(result.status()));
-    return;
+    return result.status().code() == absl::StatusCode::kAborted
+               ? ErrorStatus(grpc::StatusCode::ABORTED, "STALE_EXPECTED_VERSION", "",
+                             "another import's record was written meanwhile; retry with "
+                             "the same request_id",
+                             "其他导入记录同时写入；请用同一 request_id 重试")
+               : FromStoreStatus(result.status());
   }
   if (result->replayed) {
-    answer_recorded(*result);
-    return;
+    return answer_recorded(*result, false);
   }
-  JobRunner::FinishJob(reactor, grpc::Status::OK);
+  return grpc::Status::OK;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -900,7 +881,8 @@ grpc::ServerUnaryReactor* OversightServiceImpl::DrawInspectionSample(
                           workflow::Cat("抽取数量须为 1 至 ", oversight::kSampleSizeMax)));
   }
   auto* reactor = ctx->DefaultReactor();
-  JobCaller job_caller(auth_, std::move(caller), "the inspection draw", "抽查抽样");
+  JobCaller job_caller(auth_, std::move(caller), "the inspection draw", "抽查抽样",
+                       /*writes=*/true);
   const bool started = jobs_.Start(
       [this, reactor, ctx, job_caller = std::move(job_caller), req = *req, resp]() mutable {
         Draw(reactor, ctx, std::move(job_caller), std::move(req), resp);

@@ -21,8 +21,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -33,6 +35,10 @@
 #include "services/shell/jobs.h"
 #include "store/rocks_event_log.h"
 
+namespace casework::oversight {
+struct RegistryRow;
+}  // namespace casework::oversight
+
 namespace casework::shell {
 
 struct OversightOptions {
@@ -42,9 +48,9 @@ struct OversightOptions {
   // How long an import waits for the one before it (imports run one at a time), then
   // ABORTED IMPORT_IN_PROGRESS. The wait holds one of the jobs_max places.
   absl::Duration import_wait_max = absl::Seconds(5);
-  // Tests only: run on the thread of every report, draw and import as it starts its work
-  // (before a report or a draw folds the log, before an import reads its rows); a test
-  // learns there that the job runs, or holds it.
+  // Tests only: run on a job's thread as it starts its work: before a report or a draw
+  // folds the log (a draw answered from its record does not fold), before an import reads
+  // its rows. A test learns there that the job runs, or holds it.
   std::function<void()> job_started_for_testing;
 };
 
@@ -99,6 +105,12 @@ class OversightServiceImpl final : public casework::v1::OversightService::Callba
             casework::v1::DrawInspectionSampleResponse* resp);
   void Import(grpc::ServerUnaryReactor* reactor, JobCaller caller,
               casework::v1::ImportRegistryRequest req, casework::v1::ImportRegistryResponse* resp);
+  // Rows by county, each county's rows in organisation order.
+  using RowsByCounty = std::map<std::string, std::vector<const oversight::RegistryRow*>>;
+  // The import once it holds the claim (importing_): checks, reads, appends and records.
+  grpc::Status RecordImport(JobCaller& caller, const casework::v1::ImportRegistryRequest& req,
+                            const RowsByCounty& by_county,
+                            casework::v1::ImportRegistryResponse* resp);
 
   store::RocksEventLog* log_;
   const Authenticator* auth_;
