@@ -986,6 +986,18 @@ class Decider {
                     Cat("amount_fen ", request.amount_fen(), " 超出范围，请填写大于 0 且不超过 ",
                         kFundsAmountFenMax, " 的金额（单位：分）"));
     }
+    // The case's running total must stay representable. No such command was ever admitted
+    // (folding it aborted before its append), so this decides nothing differently under
+    // any rule set.
+    if (request.amount_fen() > INT64_MAX - state_.funds_provided_fen()) {
+      return Refuse(
+          Reason::kFundsAmountOutOfRange, "amount_fen",
+          Cat("amount_fen ", request.amount_fen(), " would take the case's funds (",
+              state_.funds_provided_fen(), " fen) past the largest total it can record (",
+              INT64_MAX, " fen)"),
+          Cat("amount_fen ", request.amount_fen(), " 将使本案资金合计（",
+              state_.funds_provided_fen(), " 分）超过可记录的上限（", INT64_MAX, " 分）"));
+    }
     Events events;
     v1::Event& event = Emit(events, state_.name(), request.request_id());
     v1::FundsProvided* body = event.mutable_funds_provided();

@@ -592,6 +592,24 @@ TEST(Rules, FundsAmountOutOfRange) {
   }
 }
 
+// A total that would overflow is refused, not folded (folding it would abort).
+TEST(Rules, FundsTotalPastTheLargestRecordableIsRefused) {
+  Scenario s(Stage::kAssisted);
+  v1::Case near_full = s.state();
+  near_full.set_funds_provided_fen(INT64_MAX - kFundsAmountFenMax + 1);
+  const Decision refused = Decide(near_full, testing::RecordFunds(s.version(), kFundsAmountFenMax),
+                                  s.As(s.cast().secretary));
+  const Refusal* refusal = std::get_if<Refusal>(&refused);
+  ASSERT_NE(refusal, nullptr) << "a total past INT64_MAX was accepted";
+  Expect(*refusal, Reason::kFundsAmountOutOfRange, Category::kInvalidArgument, "amount_fen");
+  EXPECT_NE(refusal->message_en.find("past the largest total it can record"), std::string::npos)
+      << refusal->message_en;
+  // The last fen that fits is accepted.
+  const Decision fits = Decide(near_full, testing::RecordFunds(s.version(), kFundsAmountFenMax - 1),
+                               s.As(s.cast().secretary));
+  EXPECT_EQ(std::get_if<Refusal>(&fits), nullptr);
+}
+
 TEST(Rules, FurtherMeasuresRequired) {
   Scenario s(Stage::kAssisted);
   v1::Command c = testing::RecordInspection(s.version(), "i2", false);
