@@ -165,6 +165,8 @@ TEST_F(Retries, AnOrganisationIsListedOnce) {
                       again.Callback());
   grpc::Status refused = again.Wait();
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::ALREADY_EXISTS) << refused.error_message();
+  EXPECT_EQ(testing::ReasonOf(refused), "ORGANISATION_ALREADY_LISTED");
+  EXPECT_EQ(testing::FieldOf(refused), "organisation.jurisdiction");
   EXPECT_NE(refused.error_message().find("as case c1"), std::string::npos)
       << refused.error_message();
   EXPECT_EQ(log_->Size(), 1);
@@ -180,6 +182,8 @@ TEST_F(Retries, AnOrganisationIsListedOnce) {
   refused = b.Wait();
   log_->PauseCommitsForTesting(false);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::ABORTED) << refused.error_message();
+  EXPECT_EQ(testing::ReasonOf(refused), "ORGANISATION_BEING_LISTED");
+  EXPECT_EQ(testing::FieldOf(refused), "organisation.jurisdiction");
   EXPECT_NE(refused.error_message().find("retry"), std::string::npos) << refused.error_message();
   ASSERT_TRUE(a.Wait().ok());
   ASSERT_TRUE(retry.Wait().ok()) << "a retry racing its first attempt is answered as one";

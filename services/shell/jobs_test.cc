@@ -305,6 +305,16 @@ TEST_F(JobsTest, OversightJobsBeyondTheBoundAreRefusedUntilOneEnds) {
   EXPECT_EQ(third.position(), log_->Size() - 1);
 }
 
+// A server with no backup directory says so.
+TEST_F(JobsTest, ABackupWithoutABackupDirectoryIsRefused) {
+  v1::CreateBackupResponse resp;
+  const grpc::Status refused = Backup(&resp);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << refused.error_message();
+  EXPECT_EQ(ReasonOf(refused), "BACKUP_NOT_CONFIGURED");
+  EXPECT_NE(refused.error_message().find("no backup directory"), std::string::npos)
+      << refused.error_message();
+}
+
 // A second backup while one is being taken is refused; the first completes, verified,
 // and a backup may be taken again afterwards.
 TEST_F(JobsTest, ABackupWhileOneRunsIsRefused) {

@@ -20,4 +20,17 @@ inline std::string ReasonOf(const grpc::Status& status) {
   return "";
 }
 
+// The field a refusal names (the "field" of its google.rpc.ErrorInfo's metadata), or "".
+inline std::string FieldOf(const grpc::Status& status) {
+  google::rpc::Status details;
+  if (!details.ParseFromString(status.error_details())) return "";
+  for (const auto& any : details.details()) {
+    google::rpc::ErrorInfo info;
+    if (!any.UnpackTo(&info)) continue;
+    auto field = info.metadata().find("field");
+    return field == info.metadata().end() ? "" : field->second;
+  }
+  return "";
+}
+
 }  // namespace casework::shell::testing
