@@ -163,12 +163,15 @@ class OversightTest : public ::testing::Test {
   }
 
   grpc::Status Flags(const std::string& who, const std::string& scope, int64_t as_of,
-                     v1::ListFlagsResponse* resp) {
+                     v1::ListFlagsResponse* resp, int32_t page_size = 0,
+                     const std::string& page_token = "") {
     auto c = As(who);
     auto ctx = c->NewContext();
     v1::ListFlagsRequest req;
     req.set_jurisdiction(scope);
     if (as_of > 0) *req.mutable_as_of_time() = Seconds(as_of);
+    req.set_page_size(page_size);
+    req.set_page_token(page_token);
     return v1::OversightService::NewStub(c->channel())->ListFlags(ctx.get(), req, resp);
   }
 
@@ -515,6 +518,62 @@ TEST_F(OversightTest, AnUpdateRacingAMoveNeverTakesTheOrganisationBack) {
     }
   }
   std::printf("updates first %d, moves first %d\n", updates_first, moves_first);
+}
+
+// Flags in pages: every page is cut from the listing the first page fixed (its time and
+// log positions), so the pages add up to the unpaged answer even when the log grows
+// meanwhile; a token is good for its own jurisdiction only.
+TEST_F(OversightTest, FlagsInPagesAddUpToTheWholeList) {
+  v1::ImportRegistryResponse imported;
+  ASSERT_TRUE(Import("admin", "reg-1", RegistryCsv(), &imported).ok());
+  List("c-1", "dongshan", "org-d03", 10);
+  Assist("c-1");
+  List("c-2", "dongshan", "org-d00");
+  const int64_t later = NowSeconds() + 40 * kDay;
+  v1::ListFlagsResponse whole;
+  ASSERT_TRUE(Flags("auditor", "", later, &whole).ok());
+  ASSERT_GE(whole.flags_size(), 4);
+  EXPECT_TRUE(whole.next_page_token().empty());
+
+  std::vector<std::string> paged;
+  std::string token;
+  int pages = 0;
+  do {
+    v1::ListFlagsResponse page;
+    const grpc::Status status = Flags("auditor", "", later, &page, 2, token);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_LE(page.flags_size(), 2);
+    EXPECT_EQ(page.through_position(), whole.through_position());
+    for (const v1::Flag& f : page.flags()) paged.push_back(f.SerializeAsString());
+    token = page.next_page_token();
+    if (++pages == 1) {
+      // The log grows between pages: the listing does not.
+      List("c-3", "dongshan", "org-d01", 10);
+      Assist("c-3");
+      v1::ListFlagsResponse other;
+      const grpc::Status elsewhere =
+          Flags("auditor", "jiangcheng/dongshan", later, &other, 2, token);
+      EXPECT_EQ(elsewhere.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+          << elsewhere.error_message();
+      EXPECT_EQ(DecodeError(elsewhere).reason, "PAGE_TOKEN_INVALID");
+    }
+  } while (!token.empty() && pages < 100);
+  EXPECT_EQ(pages, (whole.flags_size() + 1) / 2);
+  std::vector<std::string> expected;
+  for (const v1::Flag& f : whole.flags()) expected.push_back(f.SerializeAsString());
+  EXPECT_EQ(paged, expected);
+
+  // Asked afresh, the listing holds the new case's flags too.
+  v1::ListFlagsResponse now_whole;
+  ASSERT_TRUE(Flags("auditor", "", later, &now_whole).ok());
+  EXPECT_GT(now_whole.flags_size(), whole.flags_size());
+
+  v1::ListFlagsResponse refused;
+  const grpc::Status bad = Flags("auditor", "", later, &refused, 2, "not-a-token");
+  EXPECT_EQ(DecodeError(bad).reason, "PAGE_TOKEN_INVALID") << bad.error_message();
+  const grpc::Status negative = Flags("auditor", "", later, &refused, -1);
+  EXPECT_EQ(negative.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(DecodeError(negative).reason, "PAGE_SIZE_INVALID");
 }
 
 TEST_F(OversightTest, FlagsAndCountyReportAsOfATime) {

@@ -445,12 +445,22 @@ flags->callback([shared, a, json, date] {
   req.set_jurisdiction(a->jurisdiction);
   if (!a->at.empty() && !date(a->at, "--at", req.mutable_as_of_time())) return;
   auto c = shared->client();
+  auto stub = v1::OversightService::NewStub(c->channel());
+  // Page by page (each computed from the same log positions and time), into one answer.
+  req.set_page_size(1000);
   v1::ListFlagsResponse resp;
-  auto ctx = c->NewLongContext();
-  auto status = v1::OversightService::NewStub(c->channel())->ListFlags(ctx.get(), req, &resp);
-  if (!status.ok()) {
-    *shared->exit_code = shared->report_error(status);
-    return;
+  for (;;) {
+    v1::ListFlagsResponse page;
+    auto ctx = c->NewLongContext();
+    auto status = stub->ListFlags(ctx.get(), req, &page);
+    if (!status.ok()) {
+      *shared->exit_code = shared->report_error(status);
+      return;
+    }
+    resp.set_through_position(page.through_position());
+    for (v1::Flag& f : *page.mutable_flags()) *resp.add_flags() = std::move(f);
+    if (page.next_page_token().empty()) break;
+    req.set_page_token(page.next_page_token());
   }
   if (*json) {
     std::cout << Json(resp) << "\n";

@@ -40,13 +40,6 @@ grpc::Status OutsideJurisdiction(const workflow::Principal& p, const std::string
       absl::StrCat("案件 ", case_id, " 不在您的管辖范围 ", p.jurisdiction, " 内"));
 }
 
-grpc::Status BadPageToken() {
-  return ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PAGE_TOKEN_INVALID", "page_token",
-                     "page_token is not one this server issued for this query; start again "
-                     "without a page_token",
-                     "page_token 无效或与查询条件不符；请不带 page_token 重新查询");
-}
-
 // The command that carries `req`. On the call's arena it wraps the request, which is on
 // the same arena, instead of copying it; a copy only without an arena.
 template <typename Request>
@@ -144,9 +137,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
   workflow::Principal actor;
   if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) return Finish(ctx, status);
   if (req->page_size() < 0) {
-    return Finish(ctx,
-                  ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PAGE_SIZE_INVALID", "page_size",
-                              "page_size must not be negative", "page_size 不能为负数"));
+    return Finish(ctx, PageSizeNegative());
   }
   const int page_size =
       req->page_size() == 0 ? kPageSizeDefault : std::min(req->page_size(), kPageSizeMax);
@@ -190,7 +181,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
   std::string start_key = prefix;
   if (!req->page_token().empty()) {
     auto key = DecodePageToken(req->page_token(), query_tag);
-    if (!key || key->compare(0, prefix.size(), prefix) != 0) return Finish(ctx, BadPageToken());
+    if (!key || key->compare(0, prefix.size(), prefix) != 0) return Finish(ctx, PageTokenInvalid());
     start_key = std::move(*key);
   }
 
@@ -266,16 +257,14 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCaseEvents(
     return Finish(ctx, OutsideJurisdiction(actor, case_id));
   }
   if (req->page_size() < 0) {
-    return Finish(ctx,
-                  ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PAGE_SIZE_INVALID", "page_size",
-                              "page_size must not be negative", "page_size 不能为负数"));
+    return Finish(ctx, PageSizeNegative());
   }
   const int page_size = req->page_size() == 0 ? kEventsPageSizeDefault
                                               : std::min(req->page_size(), kEventsPageSizeMax);
   int64_t from_version = 1;
   if (!req->page_token().empty()) {
     std::optional<int64_t> version = DecodeEventsPageToken(req->page_token(), case_id);
-    if (!version.has_value()) return Finish(ctx, BadPageToken());
+    if (!version.has_value()) return Finish(ctx, PageTokenInvalid());
     from_version = *version;
   }
   auto records = processor_->ReadCaseEvents(case_id, from_version, page_size);

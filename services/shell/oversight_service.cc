@@ -7,13 +7,16 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
 #include "services/oversight/oversight.h"
 #include "services/oversight/registry_csv.h"
 #include "services/oversight/sample.h"
+#include "services/shell/page_token.h"
 #include "services/shell/projections.h"
 #include "services/shell/status_mapping.h"
 #include "services/workflow/decider.h"
@@ -200,6 +203,36 @@ grpc::Status TimeInvalid(std::string_view field) {
                  workflow::Cat(field, " 不是有效的时间（1970-01-01 至 9999-12-31）"));
 }
 
+// Flags per page at most, and the bytes of a page and of an unpaged answer.
+constexpr int32_t kFlagsPageMax = 5000;
+constexpr size_t kFlagsPageBytesMax = size_t{4} << 20;
+constexpr size_t kFlagsAnswerBytesMax = size_t{8} << 20;
+
+// Where a page of flags starts: the listing's time and log positions, and its offset.
+struct FlagsPage {
+  int64_t cut = 0;
+  int64_t end = 0;
+  int64_t offset = 0;
+};
+
+std::string EncodeFlagsPageToken(const FlagsPage& page, const std::string& scope) {
+  return EncodePageToken(workflow::Cat(page.cut, " ", page.end, " ", page.offset),
+                         workflow::Cat("flags\n", scope));
+}
+
+std::optional<FlagsPage> DecodeFlagsPageToken(const std::string& token, const std::string& scope) {
+  std::optional<std::string> key = DecodePageToken(token, workflow::Cat("flags\n", scope));
+  if (!key.has_value()) return std::nullopt;
+  std::vector<absl::string_view> parts = absl::StrSplit(*key, ' ');
+  FlagsPage page;
+  if (parts.size() != 3 || !absl::SimpleAtoi(parts[0], &page.cut) ||
+      !absl::SimpleAtoi(parts[1], &page.end) || !absl::SimpleAtoi(parts[2], &page.offset) ||
+      page.end < 0 || page.offset < 0) {
+    return std::nullopt;
+  }
+  return page;
+}
+
 }  // namespace
 
 OversightServiceImpl::OversightServiceImpl(store::RocksEventLog* log, const Authenticator* auth,
@@ -305,19 +338,61 @@ grpc::ServerUnaryReactor* OversightServiceImpl::ListFlags(grpc::CallbackServerCo
   if (!caller.Covers(scope)) return Finish(ctx, Outside(caller, "jurisdiction", scope));
   auto cut = CutOf(req->has_as_of_time() ? &req->as_of_time() : nullptr, clock_());
   if (!cut.ok()) return Finish(ctx, TimeInvalid("as_of_time"));
+  if (req->page_size() < 0) return Finish(ctx, PageSizeNegative());
+  // A listing is computed from the log's first `end` positions as of `cut`: the first
+  // page fixes both, and its token carries them (with where the next page starts), so
+  // that every page is cut from the same list.
+  FlagsPage page{.cut = *cut, .end = log_->Size()};
+  if (!req->page_token().empty()) {
+    std::optional<FlagsPage> from = DecodeFlagsPageToken(req->page_token(), scope);
+    if (!from.has_value() || (req->has_as_of_time() && from->cut != *cut)) {
+      return Finish(ctx, PageTokenInvalid());
+    }
+    page = *from;
+  }
   auto* reactor = ctx->DefaultReactor();
   JobCaller job_caller(auth_, std::move(caller), "the flag listing", "预警查询");
-  const bool started = jobs_.Start(
-      [this, reactor, ctx, resp, scope, cut = *cut, job_caller = std::move(job_caller)]() mutable {
+  const bool started =
+      jobs_.Start([this, reactor, ctx, resp, scope, page, page_size = req->page_size(),
+                   job_caller = std::move(job_caller)]() mutable {
         oversight::Ledger ledger;
-        if (grpc::Status s = Fold(ctx, &job_caller, cut, -1, &ledger); !s.ok()) {
+        if (grpc::Status s = Fold(ctx, &job_caller, page.cut, page.end, &ledger); !s.ok()) {
           JobRunner::FinishJob(reactor, s);
           return;
         }
-        for (v1::Flag& flag : oversight::ComputeFlags(ledger, policy_, cut, scope)) {
-          *resp->add_flags() = std::move(flag);
-        }
+        std::vector<v1::Flag> flags = oversight::ComputeFlags(ledger, policy_, page.cut, scope);
         resp->set_through_position(ledger.through_position());
+        // Unpaged (page_size 0): every flag, or a refusal past what one answer should hold.
+        const size_t limit =
+            page_size == 0 ? flags.size() : static_cast<size_t>(std::min(page_size, kFlagsPageMax));
+        const size_t bytes_max = page_size == 0 ? kFlagsAnswerBytesMax : kFlagsPageBytesMax;
+        size_t bytes = 0;
+        size_t next = static_cast<size_t>(std::min<int64_t>(page.offset, flags.size()));
+        for (size_t taken = 0; next < flags.size() && taken < limit; ++next, ++taken) {
+          bytes += flags[next].ByteSizeLong();
+          if (bytes > bytes_max && taken > 0) break;  // a page holds at least one flag
+          *resp->add_flags() = std::move(flags[next]);
+        }
+        if (next < flags.size()) {
+          if (page_size == 0) {
+            resp->Clear();
+            JobRunner::FinishJob(
+                reactor,
+                ErrorStatus(
+                    grpc::StatusCode::RESOURCE_EXHAUSTED, "FLAGS_TOO_MANY", "page_size",
+                    workflow::Cat(flags.size(), " flags are more than one answer holds (",
+                                  kFlagsAnswerBytesMax >> 20,
+                                  " MiB); ask for them in pages (page_size, up to ", kFlagsPageMax,
+                                  ")"),
+                    workflow::Cat("共 ", flags.size(), " 条预警，超出单次应答上限（",
+                                  kFlagsAnswerBytesMax >> 20,
+                                  " MiB）；请分页查询（page_size，最多 ", kFlagsPageMax, "）")));
+            return;
+          }
+          FlagsPage following = page;
+          following.offset = static_cast<int64_t>(next);
+          resp->set_next_page_token(EncodeFlagsPageToken(following, scope));
+        }
         JobRunner::FinishJob(reactor, job_caller.Check());
       });
   if (!started) reactor->Finish(Busy());

@@ -107,6 +107,18 @@ grpc::Status FromStoreStatus(const absl::Status& status) {
                      std::string(status.message()), std::move(zh));
 }
 
+grpc::Status PageTokenInvalid() {
+  return ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PAGE_TOKEN_INVALID", "page_token",
+                     "page_token is not one this server issued for this query; start again "
+                     "without a page_token",
+                     "page_token 无效或与查询条件不符；请不带 page_token 重新查询");
+}
+
+grpc::Status PageSizeNegative() {
+  return ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PAGE_SIZE_INVALID", "page_size",
+                     "page_size must not be negative", "page_size 不能为负数");
+}
+
 grpc::Status RequestIdInvalid(std::string_view request_id) {
   return ErrorStatus(
       grpc::StatusCode::INVALID_ARGUMENT, "REQUEST_ID_INVALID", "request_id",

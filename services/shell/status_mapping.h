@@ -41,6 +41,13 @@ inline constexpr char kErrorDomain[] = "casework.gov";
 // (workflow::IsValidRequestId), saying what one looks like; the same in every service.
 [[nodiscard]] grpc::Status RequestIdInvalid(std::string_view request_id);
 
+// INVALID_ARGUMENT PAGE_TOKEN_INVALID: a page_token this server did not issue for the
+// query, or issued before a restart; the same in every List method.
+[[nodiscard]] grpc::Status PageTokenInvalid();
+
+// INVALID_ARGUMENT PAGE_SIZE_INVALID for a negative page_size.
+[[nodiscard]] grpc::Status PageSizeNegative();
+
 // An operating error of the store (absl code == gRPC code). The ErrorInfo reason is the
 // store's refusal reason when it names one (store/event_log.h: "DISK_FULL", "QUEUE_FULL",
 // "READ_ONLY", "SHUTTING_DOWN"), else "STORE_ERROR".
