@@ -161,6 +161,17 @@ ids2 = [c["case_id"] for c in second if "case_id" in c]
 assert len(ids2) == 3 and not set(ids1) & set(ids2) and max(ids1) < min(ids2), (ids1, ids2)
 PY
 
+# --- flags: every flag as one answer (in pages only when one answer cannot hold them) ---
+ctl --identity zhou.hua --json flags --at 2099-01-01 >"$work/flags.json"
+"$py" - "$work/flags.json" <<'PY' || fail "flags: $(head -c 300 "$work/flags.json")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert len(r["flags"]) > 0 and r.get("next_page_token", "") == "", list(r)
+assert int(r["through_position"]) > 0, r["through_position"]
+PY
+ctl --identity zhou.hua flags --at 2099-01-01 >"$work/flags.txt"
+grep -q "flags 条预警" "$work/flags.txt" || fail "flags table: $(head -3 "$work/flags.txt")"
+
 # --- watch --json --count: no resume point past the events it printed ---
 ctl --identity zhou.hua --json watch --count 3 >"$work/watch3.json"
 "$py" - "$work/watch3.json" <<'PY' || fail "watch --count: $(cat "$work/watch3.json")"

@@ -556,6 +556,13 @@ TEST_F(OversightTest, FlagsInPagesAddUpToTheWholeList) {
       EXPECT_EQ(elsewhere.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
           << elsewhere.error_message();
       EXPECT_EQ(DecodeError(elsewhere).reason, "PAGE_TOKEN_INVALID");
+      // Another time than the first page's is another listing; leaving it out is not.
+      const grpc::Status retimed = Flags("auditor", "", later + 1, &other, 2, token);
+      EXPECT_EQ(DecodeError(retimed).reason, "PAGE_TOKEN_INVALID") << retimed.error_message();
+      v1::ListFlagsResponse untimed;
+      const grpc::Status same = Flags("auditor", "", 0, &untimed, 2, token);
+      ASSERT_TRUE(same.ok()) << same.error_message();
+      EXPECT_EQ(untimed.through_position(), whole.through_position());
     }
   } while (!token.empty() && pages < 100);
   EXPECT_EQ(pages, (whole.flags_size() + 1) / 2);

@@ -36,6 +36,7 @@ namespace v1 = ::casework::v1;
 
 constexpr int kExitOk = 0;
 constexpr int kExitUsage = 2;
+constexpr int kExitFailure = 4;  // as casectl.cc: the work could not be done
 // Bytes of CSV per ImportRegistry request: well below the server's 256 KiB message limit.
 constexpr size_t kImportChunkBytes = 192 * 1024;
 
@@ -446,21 +447,39 @@ flags->callback([shared, a, json, date] {
   if (!a->at.empty() && !date(a->at, "--at", req.mutable_as_of_time())) return;
   auto c = shared->client();
   auto stub = v1::OversightService::NewStub(c->channel());
-  // Page by page (each computed from the same log positions and time), into one answer.
-  req.set_page_size(1000);
+  // In one answer (one fold of the log); a listing too large for one comes in pages, each
+  // computed from the same log positions and time, and is put together here.
   v1::ListFlagsResponse resp;
-  for (;;) {
+  std::string last_token;
+  for (int busy = 0;;) {
     v1::ListFlagsResponse page;
     auto ctx = c->NewLongContext();
     auto status = stub->ListFlags(ctx.get(), req, &page);
+    const std::string reason = status.ok() ? "" : DecodeError(status).reason;
+    if (reason == "FLAGS_TOO_MANY" && req.page_size() == 0) {
+      req.set_page_size(5000);
+      continue;
+    }
+    if (reason == "OVERSIGHT_JOBS_BUSY" && ++busy <= 10) {  // the same page again
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      continue;
+    }
     if (!status.ok()) {
       *shared->exit_code = shared->report_error(status);
       return;
     }
+    busy = 0;
     resp.set_through_position(page.through_position());
     for (v1::Flag& f : *page.mutable_flags()) *resp.add_flags() = std::move(f);
     if (page.next_page_token().empty()) break;
-    req.set_page_token(page.next_page_token());
+    if (page.next_page_token() == last_token || page.flags_size() == 0) {
+      std::cerr << "the server's pages of flags do not advance; stopped\n"
+                   "服务器返回的预警分页没有推进，已停止\n";
+      *shared->exit_code = kExitFailure;
+      return;
+    }
+    last_token = page.next_page_token();
+    req.set_page_token(last_token);
   }
   if (*json) {
     std::cout << Json(resp) << "\n";
