@@ -81,6 +81,15 @@ grpc::Status ErrorStatus(grpc::StatusCode code, std::string_view reason, std::st
     zh.set_message(std::move(message_zh));
     rich.add_details()->PackFrom(zh);
   }
+  // A field the caller got wrong, also as AIP-193's BadRequest, which generic clients
+  // read (ErrorInfo stays first: its "field" is the same).
+  if (code == grpc::StatusCode::INVALID_ARGUMENT && !field.empty()) {
+    google::rpc::BadRequest bad;
+    google::rpc::BadRequest::FieldViolation* violation = bad.add_field_violations();
+    violation->set_field(std::string(field));
+    violation->set_description(message_en);
+    rich.add_details()->PackFrom(bad);
+  }
   return grpc::Status(code, std::move(message_en), rich.SerializeAsString());
 }
 

@@ -37,6 +37,33 @@ TEST(ErrorStatus, DetailsParseWhenAMessageQuotesACutName) {
   EXPECT_EQ(info.reason(), "CASE_NAME_INVALID");
   EXPECT_EQ(info.metadata().at("field"), "name");
   EXPECT_EQ(ValidUtf8(rich.message()), rich.message());
+  // The field also as a BadRequest field violation (AIP-193), with the English message.
+  google::rpc::BadRequest bad;
+  bool found = false;
+  for (const auto& any : rich.details()) found = found || any.UnpackTo(&bad);
+  ASSERT_TRUE(found);
+  ASSERT_EQ(bad.field_violations_size(), 1);
+  EXPECT_EQ(bad.field_violations(0).field(), "name");
+  EXPECT_EQ(bad.field_violations(0).description(), rich.message());
+}
+
+// Only a field the caller got wrong is a BadRequest: another code, or no field, has none.
+TEST(ErrorStatus, ABadRequestOnlyForAnInvalidArgumentWithAField) {
+  const auto has_bad_request = [](const grpc::Status& status) {
+    google::rpc::Status rich;
+    EXPECT_TRUE(rich.ParseFromString(status.error_details()));
+    google::rpc::BadRequest bad;
+    for (const auto& any : rich.details()) {
+      if (any.UnpackTo(&bad)) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(has_bad_request(
+      ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "R", "page_size", "wrong", "错")));
+  EXPECT_FALSE(
+      has_bad_request(ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "R", "", "wrong", "错")));
+  EXPECT_FALSE(has_bad_request(
+      ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "R", "name", "outside", "不在")));
 }
 
 // The store's refusals keep their code and message and carry the store's reason, with a
