@@ -172,6 +172,21 @@ PY
 ctl --identity zhou.hua flags --at 2099-01-01 >"$work/flags.txt"
 grep -q "flags 条预警" "$work/flags.txt" || fail "flags table: $(head -3 "$work/flags.txt")"
 
+# --- the ledger as of a point, with its cases: as many as its counts, as they stood ---
+ctl --identity zhou.hua --json as-of ledger --cases --position 30 >"$work/asof.json"
+"$py" - "$work/asof.json" <<'PY' || fail "as-of ledger --cases: $(head -c 300 "$work/asof.json")"
+import json, sys
+lines = [json.loads(x) for x in open(sys.argv[1])]
+counts, cases = lines[0], lines[1:]
+root = [r for r in counts["counts"] if r["jurisdiction"] == "jiangcheng"][0]
+total = sum(int(root.get(k, 0)) for k in ("listed", "assisted", "verified", "closed", "reopened"))
+ids = [c["case_id"] for c in cases]
+assert len(cases) == total > 0 and ids == sorted(ids), (total, ids)
+assert all(int(c["last_position"]) < 30 for c in cases), cases
+PY
+ctl --identity zhou.hua as-of ledger --cases --position 30 >"$work/asof.txt"
+grep -q "cases 个案件" "$work/asof.txt" || fail "as-of ledger --cases table: $(tail -3 "$work/asof.txt")"
+
 # --- watch --json --count: no resume point past the events it printed ---
 ctl --identity zhou.hua --json watch --count 3 >"$work/watch3.json"
 "$py" - "$work/watch3.json" <<'PY' || fail "watch --count: $(cat "$work/watch3.json")"

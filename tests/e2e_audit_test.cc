@@ -334,6 +334,67 @@ TEST_F(AuditTest, MalformedAuditRequestsAreRefusedNamingTheField) {
 
 // An inclusion proof carries its event: the principals recorded in the log (a stream of
 // no jurisdiction) only to an auditor of the whole city, not to a county's.
+// The ledger's cases as of a position, in pages: each page replayed to the first page's
+// point, so the pages hold each case once, as it stood then, whatever was written since;
+// a county's listing holds its own cases only.
+TEST_F(AuditTest, TheLedgersCasesAsOfAPointComeInPages) {
+  CreateCases(7, "d", "dongshan");
+  CreateCases(3, "x", "xihe");
+  auto auditor = As("auditor");
+  auto audit = Audit(*auditor);
+  const auto list = [&](const std::string& jurisdiction, int64_t position, int32_t page_size,
+                        const std::string& token, v1::ListCasesAsOfResponse* resp) {
+    auto ctx = auditor->NewContext();
+    v1::ListCasesAsOfRequest req;
+    req.set_jurisdiction(jurisdiction);
+    if (position >= 0) req.mutable_as_of()->set_position(position);
+    req.set_page_size(page_size);
+    req.set_page_token(token);
+    return audit->ListCasesAsOf(ctx.get(), req, resp);
+  };
+  std::vector<std::string> ids;
+  std::string token;
+  int pages = 0;
+  do {
+    v1::ListCasesAsOfResponse page;
+    // Later pages leave the point out: the token holds it.
+    const grpc::Status status = list("", pages == 0 ? 9 : -1, 3, token, &page);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_LE(page.cases_size(), 3);
+    EXPECT_EQ(page.through_position(), 9);
+    for (const v1::Case& c : page.cases()) {
+      ids.push_back(c.case_id());
+      EXPECT_EQ(c.version(), 1);
+    }
+    token = page.next_page_token();
+    if (++pages == 1) {
+      CreateCases(2, "late", "dongshan");  // after the point: in no page
+      v1::ListCasesAsOfResponse other;
+      const grpc::Status moved = list("", 8, 3, token, &other);
+      EXPECT_EQ(client::DecodeError(moved).reason, "PAGE_TOKEN_INVALID") << moved.error_message();
+      const grpc::Status narrowed = list("jiangcheng/xihe", -1, 3, token, &other);
+      EXPECT_EQ(client::DecodeError(narrowed).reason, "PAGE_TOKEN_INVALID")
+          << narrowed.error_message();
+    }
+  } while (!token.empty() && pages < 10);
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(ids, (std::vector<std::string>{"d0", "d1", "d2", "d3", "d4", "d5", "d6", "x0", "x1"}));
+
+  v1::ListCasesAsOfResponse xihe;
+  ASSERT_TRUE(list("jiangcheng/xihe", -1, 0, "", &xihe).ok());
+  ASSERT_EQ(xihe.cases_size(), 3);
+  EXPECT_EQ(xihe.cases(2).case_id(), "x2");
+  EXPECT_TRUE(xihe.next_page_token().empty());
+  v1::ListCasesAsOfResponse refused;
+  EXPECT_EQ(client::DecodeError(list("", -1, -1, "", &refused)).reason, "PAGE_SIZE_INVALID");
+  auto county = As("auditor.xihe");
+  auto ctx = county->NewContext();
+  v1::ListCasesAsOfRequest outside;
+  outside.set_jurisdiction("jiangcheng/dongshan");
+  const grpc::Status denied = Audit(*county)->ListCasesAsOf(ctx.get(), outside, &refused);
+  EXPECT_EQ(denied.error_code(), grpc::StatusCode::PERMISSION_DENIED) << denied.error_message();
+}
+
 TEST_F(AuditTest, AnEventOfNoJurisdictionIsProvedOnlyToTheWholeCity) {
   server_.reset();
   std::filesystem::create_directories(dir_.path() / "data2");

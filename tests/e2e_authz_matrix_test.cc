@@ -170,6 +170,8 @@ const Expectation kExpectations[] = {
      R"(name: "$CASE")"},
     {"/casework.v1.AuditService/GetLedgerAsOf", kAuditor | kAdmin, Scope::kRefused,
      R"(jurisdiction: "$COUNTY")"},
+    {"/casework.v1.AuditService/ListCasesAsOf", kAuditor | kAdmin, Scope::kRefused,
+     R"(jurisdiction: "$COUNTY")"},
     {"/casework.v1.AuditService/ExportLog", kAuditor | kAdmin, Scope::kRefused, ""},
 
     // AdminService: admin, acting on approvers inside its jurisdiction.

@@ -43,6 +43,7 @@ constexpr int kExitOk = 0;
 constexpr int kExitUsage = 2;
 constexpr int kExitNotVerified = 4;
 constexpr int kExitWriteFailed = 4;  // a file could not be written (any other failure)
+constexpr int kExitFailure = 4;      // the work could not be done
 
 // Syncs the file at `from`, renames it to `to` (replacing what is there) and syncs the
 // directory, so that `to` is the whole new file or the old one after a crash.
@@ -163,6 +164,59 @@ int64_t LastPositionIn(const std::string& chunk, size_t offset) {
     offset += 12 + store::format::DecodeFixed32BE(chunk.data() + offset + 8);
   }
   return last;
+}
+
+// The ledger's cases as of `as_of` within `jurisdiction`, page by page (each replayed to
+// the first page's point): a table, or with --json one case per line.
+void PrintCasesAsOf(const std::shared_ptr<AuditCommandContext>& shared,
+                    const std::string& jurisdiction, const v1::AsOf& as_of, bool json) {
+  auto c = shared->client();
+  auto stub = v1::AuditService::NewStub(c->channel());
+  v1::ListCasesAsOfRequest req;
+  req.set_jurisdiction(jurisdiction);
+  *req.mutable_as_of() = as_of;
+  req.set_page_size(1000);
+  Table table({"Case 案件", "State 状态", "Version 版本", "Organisation 组织", "Jurisdiction 辖区",
+               "Deadline 整改期限"});
+  int64_t count = 0;
+  std::string last_token;
+  for (int busy = 0;;) {
+    v1::ListCasesAsOfResponse page;
+    auto ctx = c->NewLongContext();
+    const grpc::Status status = stub->ListCasesAsOf(ctx.get(), req, &page);
+    if (!status.ok() && DecodeError(status).reason == "AUDIT_JOBS_BUSY" && ++busy <= 10) {
+      std::this_thread::sleep_for(std::chrono::seconds(1));  // the same page again
+      continue;
+    }
+    if (!status.ok()) {
+      *shared->exit_code = shared->report_error(status);
+      return;
+    }
+    busy = 0;
+    for (const v1::Case& k : page.cases()) {
+      ++count;
+      if (json) {
+        std::cout << Json(k) << "\n";
+      } else {
+        table.AddRow({k.case_id(), StateLabel(k.state()), std::to_string(k.version()),
+                      k.organisation().display_name(), k.organisation().jurisdiction(),
+                      TimeLabel(k.deadline())});
+      }
+    }
+    if (page.next_page_token().empty()) break;
+    if (page.next_page_token() == last_token || page.cases_size() == 0) {
+      std::cerr << "the server's pages of cases do not advance; stopped\n"
+                   "服务器返回的案件分页没有推进，已停止\n";
+      *shared->exit_code = kExitFailure;
+      return;
+    }
+    last_token = page.next_page_token();
+    req.set_page_token(last_token);
+  }
+  if (!json) {
+    std::cout << count << " cases 个案件\n";
+    if (count > 0) table.Print(std::cout);
+  }
 }
 
 }  // namespace
@@ -327,6 +381,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
   struct AsOfArgs {
     int64_t position = -1;
     std::string at, case_id, jurisdiction;
+    bool cases = false;
   };
   auto a = std::make_shared<AsOfArgs>();
   auto* asof =
@@ -383,6 +438,8 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
   });
   auto* asof_ledger = asof->get_subcommand("ledger");
   asof_ledger->add_option("--jurisdiction", a->jurisdiction, "subtree (default: yours)");
+  asof_ledger->add_flag("--cases", a->cases,
+                        "also every case as it stood then, by case id 并列出当时的每个案件");
   asof_ledger->callback([shared, a, point, json_mode] {
     v1::GetLedgerAsOfRequest req;
     req.set_jurisdiction(a->jurisdiction);
@@ -401,6 +458,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     }
     if (*json_mode) {
       std::cout << Json(resp) << "\n";
+      if (a->cases) PrintCasesAsOf(shared, req.jurisdiction(), req.as_of(), *json_mode);
       return;
     }
     std::cout << "through position 截至位置 " << resp.through_position() << "\n";
@@ -414,6 +472,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
                     std::to_string(r.reopened()), rate});
     }
     table.Print(std::cout);
+    if (a->cases) PrintCasesAsOf(shared, req.jurisdiction(), req.as_of(), *json_mode);
   });
 
   // --- proof checkpoint | inclusion | consistency ---

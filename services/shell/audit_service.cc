@@ -7,11 +7,14 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "services/oversight/oversight.h"
 #include "services/shell/command_processor.h"
 #include "services/shell/event_view.h"
+#include "services/shell/page_token.h"
 #include "services/shell/status_mapping.h"
 #include "services/workflow/decider.h"
 #include "spdlog/spdlog.h"
@@ -260,6 +263,127 @@ grpc::Status CutOf(const v1::AsOf& as_of, int64_t size, Cut* cut) {
   return grpc::Status::OK;
 }
 
+// Cases per page of ListCasesAsOf by default and at most, and the bytes of a page.
+constexpr size_t kCasesAsOfPageDefault = 100;
+constexpr int32_t kCasesAsOfPageMax = 1000;
+constexpr size_t kCasesAsOfPageBytesMax = size_t{4} << 20;
+
+// PERMISSION_DENIED for a ledger replay of `root` outside the caller's jurisdiction.
+grpc::Status RootNotCovered(const workflow::Principal& caller, const std::string& root) {
+  return ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED",
+                     "jurisdiction",
+                     absl::StrCat("jurisdiction \"", root, "\" is outside your jurisdiction \"",
+                                  caller.jurisdiction, "\""),
+                     absl::StrCat("辖区 \"", root, "\" 不在您的管辖范围内"));
+}
+
+// Where a page of ListCasesAsOf starts: the first page's point, as asked (`as_of`, its
+// serialized AsOf) and as cut, and the offset of the next case in case id order.
+struct CasesPage {
+  Cut cut;
+  std::string as_of;
+  int64_t offset = 0;
+};
+
+std::string CasesPageTag(const std::string& root) { return absl::StrCat("cases-as-of\n", root); }
+
+std::string EncodeCasesPageToken(const CasesPage& page, const std::string& root) {
+  return EncodePageToken(
+      absl::StrCat(page.cut.by_time ? 1 : 0, " ", page.cut.time_micros, " ", page.cut.position, " ",
+                   page.offset, " ", absl::BytesToHexString(page.as_of)),
+      CasesPageTag(root));
+}
+
+std::optional<CasesPage> DecodeCasesPageToken(const std::string& token, const std::string& root) {
+  std::optional<std::string> key = DecodePageToken(token, CasesPageTag(root));
+  if (!key.has_value()) return std::nullopt;
+  std::vector<absl::string_view> parts = absl::StrSplit(*key, ' ');
+  CasesPage page;
+  int by_time = 0;
+  if (parts.size() != 5 || !absl::SimpleAtoi(parts[0], &by_time) ||
+      !absl::SimpleAtoi(parts[1], &page.cut.time_micros) ||
+      !absl::SimpleAtoi(parts[2], &page.cut.position) ||
+      !absl::SimpleAtoi(parts[3], &page.offset) || page.cut.position < 0 || page.offset < 0) {
+    return std::nullopt;
+  }
+  page.cut.by_time = by_time != 0;
+  page.as_of = absl::HexStringToBytes(parts[4]);
+  return page;
+}
+
+// Folds every case within `root` (no trailing '/') through Evolve up to `cut` into
+// *cases, with *end the position folded through (exclusive); else the status that ends
+// the job (cancelled, the caller no longer stands, the ledger too large, the store).
+grpc::Status FoldCases(store::RocksEventLog* log, const AuditOptions& options,
+                       grpc::CallbackServerContext* ctx, JobCaller* caller,
+                       const std::string& trimmed, const Cut& cut, CaseStates* cases,
+                       int64_t* end) {
+  v1::Event event;  // reused: parsing into it keeps its allocations
+  int64_t position = 0;
+  *end = cut.position;
+  oversight::AsOfCut as_of(cut.by_time ? cut.time_micros : INT64_MAX);
+  // Cases outside the jurisdiction asked for, known by their first event (a case's
+  // organisation and place never change): neither folded nor counted against the bound,
+  // so that a narrower jurisdiction is a smaller replay.
+  absl::flat_hash_set<std::string> outside;
+  while (position < *end) {
+    if (ctx->IsCancelled()) {
+      return grpc::Status::CANCELLED;
+    }
+    if (grpc::Status stands = caller->Check(); !stands.ok()) {
+      return stands;
+    }
+    auto events =
+        log->ReadRange(position, std::min<int64_t>(options.read_chunk_events, *end - position));
+    if (!events.ok() || events->empty()) {
+      return FromStoreStatus(events.ok() ? absl::DataLossError("the log ended early")
+                                         : events.status());
+    }
+    for (const store::StoredEvent& e : *events) {
+      position = e.position + 1;
+      if (e.stream.rfind("cases/", 0) != 0) continue;
+      if (!event.ParseFromString(e.bytes)) {
+        return FromStoreStatus(absl::DataLossError(
+            absl::StrCat("the event at position ", e.position, " does not parse")));
+      }
+      if (cut.by_time) {
+        const auto verdict = as_of.Judge(e.stream, MicrosOf(event.time()));
+        if (verdict == oversight::AsOfCut::Verdict::kEnd) {
+          *end = e.position;
+          break;
+        }
+        if (verdict == oversight::AsOfCut::Verdict::kSkip) continue;
+      }
+      if (outside.contains(e.stream)) continue;
+      const int64_t version = cases->Version(e.stream);
+      if (version == 0) {
+        v1::Case first;
+        workflow::Evolve(first, event);
+        if (!SubtreeHolds(trimmed, first.organisation().jurisdiction())) {
+          outside.insert(e.stream);
+          continue;
+        }
+      }
+      if (cases->size() >= options.ledger_cases_max && version == 0) {
+        return ErrorStatus(grpc::StatusCode::RESOURCE_EXHAUSTED, "LEDGER_TOO_LARGE", "jurisdiction",
+                           absl::StrCat("the ledger holds more than ", options.ledger_cases_max,
+                                        " cases, the most one replay may hold; ask for a narrower "
+                                        "jurisdiction"),
+                           absl::StrCat("台账超过 ", options.ledger_cases_max,
+                                        " 个案件，超出单次回放的上限；请缩小辖区范围"));
+      }
+      absl::StatusOr<v1::Case*> folded = cases->Open(e.stream);
+      if (!folded.ok()) {
+        return FromStoreStatus(folded.status());
+      }
+      workflow::Evolve(**folded, event);
+      (*folded)->set_last_position(e.position);
+      cases->Updated(e.stream);
+    }
+  }
+  return grpc::Status::OK;
+}
+
 }  // namespace
 
 AuditServiceImpl::AuditServiceImpl(store::RocksEventLog* log, const Authenticator* auth,
@@ -492,14 +616,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
   workflow::Principal caller;
   if (auto s = RequireAuditor(auth_, ctx, &caller); !s.ok()) return Finish(ctx, s);
   const std::string root = req->jurisdiction().empty() ? caller.jurisdiction : req->jurisdiction();
-  if (!SubtreeHolds(caller.jurisdiction, root)) {
-    return Finish(
-        ctx,
-        ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "jurisdiction",
-                    absl::StrCat("jurisdiction \"", root, "\" is outside your jurisdiction \"",
-                                 caller.jurisdiction, "\""),
-                    absl::StrCat("辖区 \"", root, "\" 不在您的管辖范围内")));
-  }
+  if (!SubtreeHolds(caller.jurisdiction, root)) return Finish(ctx, RootNotCovered(caller, root));
   Cut cut;
   if (grpc::Status refused = CutOf(req->as_of(), log_->Size(), &cut); !refused.ok()) {
     return Finish(ctx, refused);
@@ -513,80 +630,13 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
     if (options_.job_started_for_testing) options_.job_started_for_testing();
     // Fold every case through Evolve up to the cut.
     CaseStates cases(options_.fold_state_bytes_max, StreamLoader());
-    v1::Event event;  // reused: parsing into it keeps its allocations
-    int64_t position = 0;
-    int64_t end = cut.position;
-    oversight::AsOfCut as_of(cut.by_time ? cut.time_micros : INT64_MAX);
     std::string trimmed = root;
     while (!trimmed.empty() && trimmed.back() == '/') trimmed.pop_back();
-    // Cases outside the jurisdiction asked for, known by their first event (a case's
-    // organisation and place never change): neither folded nor counted against the bound,
-    // so that a narrower jurisdiction is a smaller replay.
-    absl::flat_hash_set<std::string> outside;
-    while (position < end) {
-      if (ctx->IsCancelled()) {
-        JobRunner::FinishJob(reactor, grpc::Status::CANCELLED);
-        return;
-      }
-      if (grpc::Status stands = job_caller.Check(); !stands.ok()) {
-        JobRunner::FinishJob(reactor, stands);
-        return;
-      }
-      auto events =
-          log_->ReadRange(position, std::min<int64_t>(options_.read_chunk_events, end - position));
-      if (!events.ok() || events->empty()) {
-        JobRunner::FinishJob(
-            reactor, FromStoreStatus(events.ok() ? absl::DataLossError("the log ended early")
-                                                 : events.status()));
-        return;
-      }
-      for (const store::StoredEvent& e : *events) {
-        position = e.position + 1;
-        if (e.stream.rfind("cases/", 0) != 0) continue;
-        if (!event.ParseFromString(e.bytes)) {
-          JobRunner::FinishJob(
-              reactor, FromStoreStatus(absl::DataLossError(
-                           absl::StrCat("the event at position ", e.position, " does not parse"))));
-          return;
-        }
-        if (cut.by_time) {
-          const auto verdict = as_of.Judge(e.stream, MicrosOf(event.time()));
-          if (verdict == oversight::AsOfCut::Verdict::kEnd) {
-            end = e.position;
-            break;
-          }
-          if (verdict == oversight::AsOfCut::Verdict::kSkip) continue;
-        }
-        if (outside.contains(e.stream)) continue;
-        const int64_t version = cases.Version(e.stream);
-        if (version == 0) {
-          v1::Case first;
-          workflow::Evolve(first, event);
-          if (!SubtreeHolds(trimmed, first.organisation().jurisdiction())) {
-            outside.insert(e.stream);
-            continue;
-          }
-        }
-        if (cases.size() >= options_.ledger_cases_max && version == 0) {
-          JobRunner::FinishJob(
-              reactor,
-              ErrorStatus(grpc::StatusCode::RESOURCE_EXHAUSTED, "LEDGER_TOO_LARGE", "jurisdiction",
-                          absl::StrCat("the ledger holds more than ", options_.ledger_cases_max,
-                                       " cases, the most one replay may hold; ask for a narrower "
-                                       "jurisdiction"),
-                          absl::StrCat("台账超过 ", options_.ledger_cases_max,
-                                       " 个案件，超出单次回放的上限；请缩小辖区范围")));
-          return;
-        }
-        absl::StatusOr<v1::Case*> folded = cases.Open(e.stream);
-        if (!folded.ok()) {
-          JobRunner::FinishJob(reactor, FromStoreStatus(folded.status()));
-          return;
-        }
-        workflow::Evolve(**folded, event);
-        (*folded)->set_last_position(e.position);
-        cases.Updated(e.stream);
-      }
+    int64_t end = 0;
+    if (grpc::Status s = FoldCases(log_, options_, ctx, &job_caller, trimmed, cut, &cases, &end);
+        !s.ok()) {
+      JobRunner::FinishJob(reactor, s);
+      return;
     }
     // Rows: the subtree root and each jurisdiction one level below it.
     std::map<std::string, v1::JurisdictionCounts> rows;
@@ -633,6 +683,85 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetLedgerAsOf(grpc::CallbackServerCo
           row.listed() + row.assisted() + row.verified() + row.closed() + row.reopened();
       row.set_conversion_rate_bp(all == 0 ? 0 : row.closed() * 10000 / all);
       *resp->add_counts() = std::move(row);
+    }
+    JobRunner::FinishJob(reactor, job_caller.Check());
+  });
+  if (!started) reactor->Finish(Busy());
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::ListCasesAsOf(grpc::CallbackServerContext* ctx,
+                                                          const v1::ListCasesAsOfRequest* req,
+                                                          v1::ListCasesAsOfResponse* resp) {
+  workflow::Principal caller;
+  if (auto s = RequireAuditor(auth_, ctx, &caller); !s.ok()) return Finish(ctx, s);
+  std::string root = req->jurisdiction().empty() ? caller.jurisdiction : req->jurisdiction();
+  if (!SubtreeHolds(caller.jurisdiction, root)) return Finish(ctx, RootNotCovered(caller, root));
+  while (!root.empty() && root.back() == '/') root.pop_back();
+  if (req->page_size() < 0) return Finish(ctx, PageSizeNegative());
+  // The first page fixes the point (and, for a time, the log's size then); its token
+  // carries both, so that every page is cut from the same replay.
+  CasesPage page;
+  if (grpc::Status refused = CutOf(req->as_of(), log_->Size(), &page.cut); !refused.ok()) {
+    return Finish(ctx, refused);
+  }
+  page.as_of = req->as_of().SerializeAsString();
+  if (!req->page_token().empty()) {
+    std::optional<CasesPage> from = DecodeCasesPageToken(req->page_token(), root);
+    if (!from.has_value() ||
+        (req->as_of().point_case() != v1::AsOf::POINT_NOT_SET && from->as_of != page.as_of)) {
+      return Finish(ctx, PageTokenInvalid());
+    }
+    page = *std::move(from);
+  }
+  const size_t limit = req->page_size() == 0
+                           ? kCasesAsOfPageDefault
+                           : static_cast<size_t>(std::min(req->page_size(), kCasesAsOfPageMax));
+  auto* reactor = ctx->DefaultReactor();
+  JobCaller job_caller(auth_, std::move(caller), "the ledger replay", "台账回放");
+  const bool started = jobs_.Start([this, reactor, resp, root, page, limit, ctx,
+                                    job_caller = std::move(job_caller)]() mutable {
+    if (options_.job_started_for_testing) options_.job_started_for_testing();
+    CaseStates cases(options_.fold_state_bytes_max, StreamLoader());
+    int64_t end = 0;
+    if (grpc::Status s = FoldCases(log_, options_, ctx, &job_caller, root, page.cut, &cases, &end);
+        !s.ok()) {
+      JobRunner::FinishJob(reactor, s);
+      return;
+    }
+    // This page's cases: those from the offset in case id order (stream names sort so).
+    std::vector<std::string> streams;
+    streams.reserve(cases.size());
+    absl::Status visited = cases.ForEach(
+        [&](const std::string& stream, const v1::Case&) { streams.push_back(stream); });
+    std::sort(streams.begin(), streams.end());
+    const size_t from = static_cast<size_t>(std::min<int64_t>(page.offset, streams.size()));
+    const size_t to = std::min(streams.size(), from + limit);
+    std::map<std::string, v1::Case> chosen;
+    if (visited.ok() && from < to) {
+      const std::string& first = streams[from];
+      const std::string& last = streams[to - 1];
+      visited = cases.ForEach([&](const std::string& stream, const v1::Case& state) {
+        if (stream >= first && stream <= last) chosen.emplace(stream, state);
+      });
+    }
+    if (!visited.ok()) {
+      JobRunner::FinishJob(reactor, FromStoreStatus(visited));
+      return;
+    }
+    size_t next = from;
+    size_t bytes = 0;
+    for (auto& [stream, state] : chosen) {
+      bytes += state.ByteSizeLong();
+      if (bytes > kCasesAsOfPageBytesMax && next > from) break;  // at least one a page
+      *resp->add_cases() = std::move(state);
+      ++next;
+    }
+    resp->set_through_position(end);
+    if (next < streams.size()) {
+      CasesPage following = page;
+      following.offset = static_cast<int64_t>(next);
+      resp->set_next_page_token(EncodeCasesPageToken(following, root));
     }
     JobRunner::FinishJob(reactor, job_caller.Check());
   });

@@ -77,6 +77,9 @@ class AuditServiceImpl final : public casework::v1::AuditService::CallbackServic
   grpc::ServerUnaryReactor* GetLedgerAsOf(grpc::CallbackServerContext* ctx,
                                           const casework::v1::GetLedgerAsOfRequest* req,
                                           casework::v1::GetLedgerAsOfResponse* resp) override;
+  grpc::ServerUnaryReactor* ListCasesAsOf(grpc::CallbackServerContext* ctx,
+                                          const casework::v1::ListCasesAsOfRequest* req,
+                                          casework::v1::ListCasesAsOfResponse* resp) override;
   grpc::ServerWriteReactor<casework::v1::VerifyLogResponse>* VerifyLog(
       grpc::CallbackServerContext* ctx, const casework::v1::VerifyLogRequest* req) override;
   grpc::ServerWriteReactor<casework::v1::ExportLogResponse>* ExportLog(
