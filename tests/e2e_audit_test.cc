@@ -332,11 +332,9 @@ TEST_F(AuditTest, MalformedAuditRequestsAreRefusedNamingTheField) {
   }
 }
 
-// An inclusion proof carries its event: the principals recorded in the log (a stream of
-// no jurisdiction) only to an auditor of the whole city, not to a county's.
-// The ledger's cases as of a position, in pages: each page replayed to the first page's
-// point, so the pages hold each case once, as it stood then, whatever was written since;
-// a county's listing holds its own cases only.
+// The ledger's cases as of a point, in pages: each page replayed to the first page's
+// point (a position, or now: the log's size then), so the pages hold each case once, as
+// it stood then, whatever was written since; a county's listing holds its own cases only.
 TEST_F(AuditTest, TheLedgersCasesAsOfAPointComeInPages) {
   CreateCases(7, "d", "dongshan");
   CreateCases(3, "x", "xihe");
@@ -380,6 +378,23 @@ TEST_F(AuditTest, TheLedgersCasesAsOfAPointComeInPages) {
   EXPECT_EQ(pages, 3);
   EXPECT_EQ(ids, (std::vector<std::string>{"d0", "d1", "d2", "d3", "d4", "d5", "d6", "x0", "x1"}));
 
+  // As of now: the first page fixes the log's size (12 events), so cases written while
+  // the pages are read are in none of them.
+  ids.clear();
+  token.clear();
+  pages = 0;
+  do {
+    v1::ListCasesAsOfResponse page;
+    const grpc::Status status = list("jiangcheng/dongshan", -1, 4, token, &page);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(page.through_position(), 12);
+    for (const v1::Case& c : page.cases()) ids.push_back(c.case_id());
+    token = page.next_page_token();
+    if (++pages == 1) CreateCases(2, "later", "dongshan");
+  } while (!token.empty() && pages < 10);
+  EXPECT_EQ(ids,
+            (std::vector<std::string>{"d0", "d1", "d2", "d3", "d4", "d5", "d6", "late0", "late1"}));
+
   v1::ListCasesAsOfResponse xihe;
   ASSERT_TRUE(list("jiangcheng/xihe", -1, 0, "", &xihe).ok());
   ASSERT_EQ(xihe.cases_size(), 3);
@@ -395,6 +410,8 @@ TEST_F(AuditTest, TheLedgersCasesAsOfAPointComeInPages) {
   EXPECT_EQ(denied.error_code(), grpc::StatusCode::PERMISSION_DENIED) << denied.error_message();
 }
 
+// An inclusion proof carries its event: the principals recorded in the log (a stream of
+// no jurisdiction) only to an auditor of the whole city, not to a county's.
 TEST_F(AuditTest, AnEventOfNoJurisdictionIsProvedOnlyToTheWholeCity) {
   server_.reset();
   std::filesystem::create_directories(dir_.path() / "data2");

@@ -166,18 +166,20 @@ int64_t LastPositionIn(const std::string& chunk, size_t offset) {
   return last;
 }
 
-// The ledger's cases as of `as_of` within `jurisdiction`, page by page (each replayed to
-// the first page's point): a table, or with --json one case per line.
+// The ledger's cases as of `as_of` within `jurisdiction`, replayed no further than
+// `log_size` (the through_position of the counts printed before them, so that both
+// replays end at the same place), page by page: a table a page, or with --json one case
+// per line.
 void PrintCasesAsOf(const std::shared_ptr<AuditCommandContext>& shared,
-                    const std::string& jurisdiction, const v1::AsOf& as_of, bool json) {
+                    const std::string& jurisdiction, const v1::AsOf& as_of, int64_t log_size,
+                    bool json) {
   auto c = shared->client();
   auto stub = v1::AuditService::NewStub(c->channel());
   v1::ListCasesAsOfRequest req;
   req.set_jurisdiction(jurisdiction);
   *req.mutable_as_of() = as_of;
+  req.set_log_size(log_size);
   req.set_page_size(1000);
-  Table table({"Case 案件", "State 状态", "Version 版本", "Organisation 组织", "Jurisdiction 辖区",
-               "Deadline 整改期限"});
   int64_t count = 0;
   std::string last_token;
   for (int busy = 0;;) {
@@ -193,6 +195,8 @@ void PrintCasesAsOf(const std::shared_ptr<AuditCommandContext>& shared,
       return;
     }
     busy = 0;
+    Table table({"Case 案件", "State 状态", "Version 版本", "Organisation 组织",
+                 "Jurisdiction 辖区", "Deadline 整改期限"});
     for (const v1::Case& k : page.cases()) {
       ++count;
       if (json) {
@@ -203,6 +207,7 @@ void PrintCasesAsOf(const std::shared_ptr<AuditCommandContext>& shared,
                       TimeLabel(k.deadline())});
       }
     }
+    if (!json && page.cases_size() > 0) table.Print(std::cout);
     if (page.next_page_token().empty()) break;
     if (page.next_page_token() == last_token || page.cases_size() == 0) {
       std::cerr << "the server's pages of cases do not advance; stopped\n"
@@ -213,10 +218,7 @@ void PrintCasesAsOf(const std::shared_ptr<AuditCommandContext>& shared,
     last_token = page.next_page_token();
     req.set_page_token(last_token);
   }
-  if (!json) {
-    std::cout << count << " cases 个案件\n";
-    if (count > 0) table.Print(std::cout);
-  }
+  if (!json) std::cout << count << " cases 个案件\n";
 }
 
 }  // namespace
@@ -458,7 +460,9 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     }
     if (*json_mode) {
       std::cout << Json(resp) << "\n";
-      if (a->cases) PrintCasesAsOf(shared, req.jurisdiction(), req.as_of(), *json_mode);
+      if (a->cases) {
+        PrintCasesAsOf(shared, req.jurisdiction(), req.as_of(), resp.through_position(), true);
+      }
       return;
     }
     std::cout << "through position 截至位置 " << resp.through_position() << "\n";
@@ -472,7 +476,9 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
                     std::to_string(r.reopened()), rate});
     }
     table.Print(std::cout);
-    if (a->cases) PrintCasesAsOf(shared, req.jurisdiction(), req.as_of(), *json_mode);
+    if (a->cases) {
+      PrintCasesAsOf(shared, req.jurisdiction(), req.as_of(), resp.through_position(), false);
+    }
   });
 
   // --- proof checkpoint | inclusion | consistency ---

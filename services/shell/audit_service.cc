@@ -701,15 +701,21 @@ grpc::ServerUnaryReactor* AuditServiceImpl::ListCasesAsOf(grpc::CallbackServerCo
   if (req->page_size() < 0) return Finish(ctx, PageSizeNegative());
   // The first page fixes the point (and, for a time, the log's size then); its token
   // carries both, so that every page is cut from the same replay.
+  if (req->log_size() < 0) {
+    return Finish(ctx, Invalid("log_size", "log_size must not be negative", "log_size 不能为负数"));
+  }
   CasesPage page;
   if (grpc::Status refused = CutOf(req->as_of(), log_->Size(), &page.cut); !refused.ok()) {
     return Finish(ctx, refused);
   }
-  page.as_of = req->as_of().SerializeAsString();
+  if (req->log_size() > 0) page.cut.position = std::min(page.cut.position, req->log_size());
+  // The point as asked: what a later page may leave out but not change.
+  page.as_of = absl::StrCat(req->as_of().SerializeAsString(), "@", req->log_size());
   if (!req->page_token().empty()) {
     std::optional<CasesPage> from = DecodeCasesPageToken(req->page_token(), root);
-    if (!from.has_value() ||
-        (req->as_of().point_case() != v1::AsOf::POINT_NOT_SET && from->as_of != page.as_of)) {
+    const bool point_given =
+        req->as_of().point_case() != v1::AsOf::POINT_NOT_SET || req->log_size() != 0;
+    if (!from.has_value() || (point_given && from->as_of != page.as_of)) {
       return Finish(ctx, PageTokenInvalid());
     }
     page = *std::move(from);
@@ -729,33 +735,22 @@ grpc::ServerUnaryReactor* AuditServiceImpl::ListCasesAsOf(grpc::CallbackServerCo
       JobRunner::FinishJob(reactor, s);
       return;
     }
-    // This page's cases: those from the offset in case id order (stream names sort so).
-    std::vector<std::string> streams;
-    streams.reserve(cases.size());
-    absl::Status visited = cases.ForEach(
-        [&](const std::string& stream, const v1::Case&) { streams.push_back(stream); });
+    // This page's cases: those from the offset in case id order (stream names sort so),
+    // loaded one by one until the page is full; nothing past it is loaded.
+    std::vector<std::string> streams = cases.Streams();
     std::sort(streams.begin(), streams.end());
-    const size_t from = static_cast<size_t>(std::min<int64_t>(page.offset, streams.size()));
-    const size_t to = std::min(streams.size(), from + limit);
-    std::map<std::string, v1::Case> chosen;
-    if (visited.ok() && from < to) {
-      const std::string& first = streams[from];
-      const std::string& last = streams[to - 1];
-      visited = cases.ForEach([&](const std::string& stream, const v1::Case& state) {
-        if (stream >= first && stream <= last) chosen.emplace(stream, state);
-      });
-    }
-    if (!visited.ok()) {
-      JobRunner::FinishJob(reactor, FromStoreStatus(visited));
-      return;
-    }
-    size_t next = from;
+    size_t next = static_cast<size_t>(std::min<int64_t>(page.offset, streams.size()));
+    const size_t from = next;
     size_t bytes = 0;
-    for (auto& [stream, state] : chosen) {
-      bytes += state.ByteSizeLong();
+    for (; next < streams.size() && next - from < limit; ++next) {
+      absl::StatusOr<v1::Case*> state = cases.Open(streams[next]);
+      if (!state.ok()) {
+        JobRunner::FinishJob(reactor, FromStoreStatus(state.status()));
+        return;
+      }
+      bytes += (*state)->ByteSizeLong();
       if (bytes > kCasesAsOfPageBytesMax && next > from) break;  // at least one a page
-      *resp->add_cases() = std::move(state);
-      ++next;
+      *resp->add_cases() = **state;
     }
     resp->set_through_position(end);
     if (next < streams.size()) {

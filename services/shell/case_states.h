@@ -58,6 +58,13 @@ class CaseStates {
       const std::function<void(const std::string& stream, const casework::v1::Case& state)>& visit);
 
   [[nodiscard]] size_t size() const { return versions_.size(); }
+  // The streams held, in no particular order; nothing is loaded.
+  [[nodiscard]] std::vector<std::string> Streams() const {
+    std::vector<std::string> streams;
+    streams.reserve(versions_.size());
+    for (const auto& [stream, version] : versions_) streams.push_back(stream);
+    return streams;
+  }
   [[nodiscard]] size_t bytes_kept() const { return bytes_kept_; }
   [[nodiscard]] int64_t drops() const { return drops_; }
   [[nodiscard]] int64_t refolds() const { return refolds_; }

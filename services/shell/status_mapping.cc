@@ -60,6 +60,9 @@ std::string ValidUtf8(std::string text) {
   return text;
 }
 
+// The bytes of a BadRequest field violation's description at most.
+constexpr size_t kViolationDescriptionBytesMax = 200;
+
 grpc::Status ErrorStatus(grpc::StatusCode code, std::string_view reason, std::string_view field,
                          std::string message_en, std::string message_zh) {
   // Messages quote what the caller sent, sometimes cut short: never in the middle of a
@@ -87,7 +90,12 @@ grpc::Status ErrorStatus(grpc::StatusCode code, std::string_view reason, std::st
     google::rpc::BadRequest bad;
     google::rpc::BadRequest::FieldViolation* violation = bad.add_field_violations();
     violation->set_field(std::string(field));
-    violation->set_description(message_en);
+    // Bounded: the message travels in the status already, and a client takes at most
+    // 8 KiB of trailers (gRPC's default), which a message quoting a long value nears.
+    violation->set_description(
+        ValidUtf8(message_en.size() <= kViolationDescriptionBytesMax
+                      ? message_en
+                      : message_en.substr(0, kViolationDescriptionBytesMax - 3) + "..."));
     rich.add_details()->PackFrom(bad);
   }
   return grpc::Status(code, std::move(message_en), rich.SerializeAsString());

@@ -64,6 +64,20 @@ TEST(ErrorStatus, ABadRequestOnlyForAnInvalidArgumentWithAField) {
       has_bad_request(ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "R", "", "wrong", "错")));
   EXPECT_FALSE(has_bad_request(
       ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "R", "name", "outside", "不在")));
+  // A message quoting a long value is cut short there (it is whole in the status).
+  std::string quoted = "filter \"";
+  for (int i = 0; i < 700; ++i) quoted += "村";
+  const grpc::Status long_one =
+      ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "R", "filter", quoted + "\" is bad", "错");
+  google::rpc::Status rich;
+  ASSERT_TRUE(rich.ParseFromString(long_one.error_details()));
+  google::rpc::BadRequest bad;
+  for (const auto& any : rich.details()) (void)any.UnpackTo(&bad);
+  ASSERT_EQ(bad.field_violations_size(), 1);
+  EXPECT_LE(bad.field_violations(0).description().size(), 200u);
+  EXPECT_EQ(ValidUtf8(bad.field_violations(0).description()),
+            bad.field_violations(0).description());
+  EXPECT_GT(long_one.error_message().size(), 2000u);
 }
 
 // The store's refusals keep their code and message and carry the store's reason, with a
