@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <future>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -103,6 +104,8 @@ class JobsTest : public ::testing::Test {
         log_.get(), auth_.get(), workflow::Policy{}, SystemClockMicros,
         OversightOptions{.jobs_max = kJobsMax,
                          .import_wait_max = import_wait_max_,
+                         .flags_page_bytes_max = flags_bytes_max_,
+                         .flags_answer_bytes_max = flags_bytes_max_,
                          .job_started_for_testing = [this] {
                            ++jobs_started_;
                            if (hold_jobs_) hold_jobs_->Wait();
@@ -245,6 +248,7 @@ class JobsTest : public ::testing::Test {
 
   // Set before SetUp (a fixture's constructor) to change the service's options.
   absl::Duration import_wait_max_ = absl::Seconds(5);
+  size_t flags_bytes_max_ = size_t{4} << 20;
   std::atomic<int> jobs_started_{0};
   std::unique_ptr<Gate> hold_jobs_;  // when set before a job starts, it waits there
 
@@ -644,6 +648,50 @@ TEST_F(JobsTest, ALedgerReplayWhoseCallerAReloadChangesEndsWithoutItsAnswer) {
   hold_jobs_.reset();
   const grpc::Status again = ledger(&resp);
   EXPECT_TRUE(again.ok()) << again.error_message();
+}
+
+class FlagsBoundTest : public JobsTest {
+ protected:
+  FlagsBoundTest() { flags_bytes_max_ = 700; }
+};
+
+// Flags past what one answer holds are refused unpaged, saying to ask in pages; in pages
+// each page stays within its bytes (at least one flag) and together they hold them all.
+TEST_F(FlagsBoundTest, FlagsPastOneAnswerAreRefusedUnpagedAndComeInPages) {
+  const auto flags = [&](int32_t page_size, const std::string& token, v1::ListFlagsResponse* resp) {
+    auto ctx = Context("auditor");
+    v1::ListFlagsRequest req;
+    req.mutable_as_of_time()->set_seconds(NowSeconds() + 4 * 366 * 86400);
+    req.set_page_size(page_size);
+    req.set_page_token(token);
+    return v1::OversightService::NewStub(channel_)->ListFlags(ctx.get(), req, resp);
+  };
+  v1::ListFlagsResponse whole;
+  const grpc::Status refused = flags(0, "", &whole);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_EQ(ReasonOf(refused), "FLAGS_TOO_MANY");
+  EXPECT_NE(refused.error_message().find("ask for them in pages"), std::string::npos)
+      << refused.error_message();
+  EXPECT_EQ(whole.flags_size(), 0);
+  std::set<std::string> seen;
+  std::string token;
+  int pages = 0;
+  do {
+    v1::ListFlagsResponse page;
+    const grpc::Status status = flags(5000, token, &page);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_GE(page.flags_size(), 1);
+    size_t bytes = 0;
+    for (const v1::Flag& f : page.flags()) {
+      bytes += f.ByteSizeLong();
+      EXPECT_TRUE(seen.insert(f.SerializeAsString()).second) << "a flag on two pages";
+    }
+    EXPECT_TRUE(page.flags_size() == 1 || bytes <= 700) << bytes;
+    token = page.next_page_token();
+  } while (!token.empty() && ++pages < 100);
+  // Three open cases in dongshan: each overdue and three years without change.
+  EXPECT_EQ(seen.size(), 6u);
+  EXPECT_GT(pages, 1);
 }
 
 }  // namespace

@@ -203,11 +203,14 @@ grpc::Status TimeInvalid(std::string_view field) {
                  workflow::Cat(field, " 不是有效的时间（1970-01-01 至 9999-12-31）"));
 }
 
-// Flags per page at most, and the bytes of a page and of an unpaged answer.
+// Flags per page at most.
 constexpr int32_t kFlagsPageMax = 5000;
-constexpr size_t kFlagsPageBytesMax = size_t{4} << 20;
-// Under the server's 16 MiB send limit (server_limits.h), with room for the framing.
-constexpr size_t kFlagsAnswerBytesMax = size_t{15} << 20;
+
+// "15 MiB", or "600 bytes" below a MiB.
+std::string BytesText(size_t bytes) {
+  return bytes >= (size_t{1} << 20) ? workflow::Cat(bytes >> 20, " MiB")
+                                    : workflow::Cat(bytes, " bytes");
+}
 
 // Where a page of flags starts: the listing's time and log positions, and its offset.
 struct FlagsPage {
@@ -366,7 +369,8 @@ grpc::ServerUnaryReactor* OversightServiceImpl::ListFlags(grpc::CallbackServerCo
         // Unpaged (page_size 0): every flag, or a refusal past what one answer should hold.
         const size_t limit =
             page_size == 0 ? flags.size() : static_cast<size_t>(std::min(page_size, kFlagsPageMax));
-        const size_t bytes_max = page_size == 0 ? kFlagsAnswerBytesMax : kFlagsPageBytesMax;
+        const size_t bytes_max =
+            page_size == 0 ? options_.flags_answer_bytes_max : options_.flags_page_bytes_max;
         size_t bytes = 0;
         size_t next = static_cast<size_t>(std::min<int64_t>(page.offset, flags.size()));
         for (size_t taken = 0; next < flags.size() && taken < limit; ++next, ++taken) {
@@ -379,15 +383,14 @@ grpc::ServerUnaryReactor* OversightServiceImpl::ListFlags(grpc::CallbackServerCo
             resp->Clear();
             JobRunner::FinishJob(
                 reactor,
-                ErrorStatus(
-                    grpc::StatusCode::RESOURCE_EXHAUSTED, "FLAGS_TOO_MANY", "page_size",
-                    workflow::Cat(flags.size(), " flags are more than one answer holds (",
-                                  kFlagsAnswerBytesMax >> 20,
-                                  " MiB); ask for them in pages (page_size, up to ", kFlagsPageMax,
-                                  ")"),
-                    workflow::Cat("共 ", flags.size(), " 条预警，超出单次应答上限（",
-                                  kFlagsAnswerBytesMax >> 20,
-                                  " MiB）；请分页查询（page_size，最多 ", kFlagsPageMax, "）")));
+                ErrorStatus(grpc::StatusCode::RESOURCE_EXHAUSTED, "FLAGS_TOO_MANY", "page_size",
+                            workflow::Cat(flags.size(), " flags are more than one answer holds (",
+                                          BytesText(bytes_max),
+                                          "); ask for them in pages (page_size, up to ",
+                                          kFlagsPageMax, ")"),
+                            workflow::Cat("共 ", flags.size(), " 条预警，超出单次应答上限（",
+                                          BytesText(bytes_max), "）；请分页查询（page_size，最多 ",
+                                          kFlagsPageMax, "）")));
             return;
           }
           FlagsPage following = page;

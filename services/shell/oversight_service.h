@@ -48,6 +48,11 @@ struct OversightOptions {
   // How long an import waits for the one before it (imports run one at a time), then
   // ABORTED IMPORT_IN_PROGRESS. The wait holds one of the jobs_max places.
   absl::Duration import_wait_max = absl::Seconds(5);
+  // ListFlags: the bytes of flags a page holds at most, and an unpaged answer (beyond it,
+  // RESOURCE_EXHAUSTED FLAGS_TOO_MANY), under the server's 16 MiB send limit with room
+  // for the framing.
+  size_t flags_page_bytes_max = size_t{4} << 20;
+  size_t flags_answer_bytes_max = size_t{15} << 20;
   // Tests only: run on a job's thread as it starts its work: before a report or a draw
   // folds the log (a draw answered from its record does not fold), before an import reads
   // its rows. A test learns there that the job runs, or holds it.
