@@ -197,6 +197,17 @@ TEST_F(ListTest, TokenContinuesOnlyItsOwnQuery) {
     EXPECT_EQ(client::DecodeError(status).reason, "FILTER_INVALID");
     EXPECT_EQ(client::DecodeError(status).field, "filter");
   }
+  // A filter quoting 1,800 bytes of Chinese: the refusal still reaches the client (its
+  // message cut short), not "metadata size exceeds limit".
+  std::string long_value;
+  for (int i = 0; i < 600; ++i) long_value += "村";
+  req.set_filter("state = \"" + long_value + "\"");
+  {
+    auto ctx = c.NewContext();
+    auto status = c.cases().ListCases(ctx.get(), req, &resp);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    EXPECT_EQ(client::DecodeError(status).reason, "FILTER_INVALID") << status.error_message();
+  }
   req.clear_filter();
   req.set_order_by("colour");
   {

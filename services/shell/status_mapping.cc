@@ -63,12 +63,28 @@ std::string ValidUtf8(std::string text) {
 // The bytes of a BadRequest field violation's description at most.
 constexpr size_t kViolationDescriptionBytesMax = 200;
 
+// The bytes of a message at most. A refusal travels in the response's trailers: the
+// English message percent-encoded (up to 3 times its bytes) and the details in base64,
+// which a client takes up to 8 KiB of (gRPC's default); past that it sees "metadata size
+// exceeds limit" instead of the refusal. A message quoting a long value (a filter of
+// 2 KiB of Chinese) would pass it.
+constexpr size_t kMessageBytesMax = 1000;
+
+// `text` cut to kMessageBytesMax bytes, ending in "..." when cut (ValidUtf8 then mends a
+// character cut in two).
+std::string Bounded(std::string text) {
+  if (text.size() <= kMessageBytesMax) return text;
+  text.resize(kMessageBytesMax - 3);
+  text += "...";
+  return text;
+}
+
 grpc::Status ErrorStatus(grpc::StatusCode code, std::string_view reason, std::string_view field,
                          std::string message_en, std::string message_zh) {
   // Messages quote what the caller sent, sometimes cut short: never in the middle of a
   // character, which would make the details unparsable (proto3 strings are UTF-8).
-  message_en = ValidUtf8(std::move(message_en));
-  message_zh = ValidUtf8(std::move(message_zh));
+  message_en = ValidUtf8(Bounded(std::move(message_en)));
+  message_zh = ValidUtf8(Bounded(std::move(message_zh)));
   google::rpc::Status rich;
   rich.set_code(static_cast<int>(code));
   rich.set_message(message_en);
