@@ -146,7 +146,12 @@ std::string Quote(std::string_view s) {
 
 }  // namespace
 
-absl::StatusOr<std::vector<RegistryRow>> ParseRegistryCsv(std::string_view csv) {
+absl::StatusOr<std::vector<RegistryRow>> ParseRegistryCsv(std::string_view csv, size_t bytes_max) {
+  if (csv.size() > bytes_max) {
+    return absl::InvalidArgumentError(Cat("the registry file is ", csv.size(), " bytes; at most ",
+                                          bytes_max, ": split it / 登记文件为 ", csv.size(),
+                                          " 字节，超过上限 ", bytes_max, "，请拆分"));
+  }
   if (!ValidUtf8(csv)) {
     return absl::InvalidArgumentError(
         "the registry file is not valid UTF-8; save it as UTF-8 / 登记文件不是有效的 UTF-8 "

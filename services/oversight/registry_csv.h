@@ -29,11 +29,15 @@ struct RegistryRow {
 };
 
 inline constexpr size_t kRegistryRowsMax = 100'000;
+// The bytes of a registry file at most: far above 100,000 rows of bounded fields, and
+// below 2^31 lines, which the line numbers count in an int.
+inline constexpr size_t kRegistryCsvBytesMax = size_t{256} << 20;
 
 // The rows, or INVALID_ARGUMENT naming the line, the column and what is wrong (in
 // English, then Chinese after " / "). Refuses the whole file on the first bad row, and
 // an organisation id that appears twice.
-[[nodiscard]] absl::StatusOr<std::vector<RegistryRow>> ParseRegistryCsv(std::string_view csv);
+[[nodiscard]] absl::StatusOr<std::vector<RegistryRow>> ParseRegistryCsv(
+    std::string_view csv, size_t bytes_max = kRegistryCsvBytesMax);
 
 // The canonical CSV line of a row (no line end), quoting where RFC 4180 needs it.
 [[nodiscard]] std::string RegistryCsvLine(const RegistryRow& row);

@@ -36,6 +36,18 @@ TEST(RegistryCsvTest, ParsesQuotedFieldsBomCrlfAndChineseKinds) {
   EXPECT_EQ((*again)[1].organisation.display_name(), "two\nlines");
 }
 
+// A file past the bound is refused whole before it is read (the bound keeps its line
+// numbers within an int).
+TEST(RegistryCsvTest, AFilePastTheBoundIsRefused) {
+  const std::string csv = std::string(kRegistryCsvHeader) + "\n";
+  EXPECT_TRUE(ParseRegistryCsv(csv, csv.size()).ok());
+  auto refused = ParseRegistryCsv(csv, csv.size() - 1);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("split it"), std::string::npos)
+      << refused.status().message();
+}
+
 TEST(RegistryCsvTest, ColumnsInAnyOrder) {
   auto rows = ParseRegistryCsv(
       "stars,grade,kind,jurisdiction,display_name,organisation_id\n"
