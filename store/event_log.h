@@ -98,6 +98,8 @@ struct AppendResult {
   bool replayed = false;
   // The fingerprint stored with the first append.
   std::string request_fingerprint;
+  // The leaf hashes of the appended events, in order; empty when `replayed`.
+  std::vector<Hash> leaf_hashes;
 };
 
 // An event as stored.

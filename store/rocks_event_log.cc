@@ -1496,12 +1496,14 @@ absl::StatusOr<AppendResult> RocksEventLog::Impl::Apply(const AppendRequest& req
                       .request_fingerprint = request.request_fingerprint};
   rocksdb::WriteBatch& write = batch->write;
   std::string record;
+  result.leaf_hashes.reserve(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) {
     record.clear();
     format::AppendEventRecord(&record, request.stream, current + 1 + i,
                               request.events[static_cast<size_t>(i)]);
     STORE_CHECK(write.Put(events_, format::PositionKey(next_position_ + i), record).ok());
-    frontier_.Append(rfc9162::HashLeaf(record), [&](const merkle::NodeId& node, const Hash& hash) {
+    const Hash& leaf = result.leaf_hashes.emplace_back(rfc9162::HashLeaf(record));
+    frontier_.Append(leaf, [&](const merkle::NodeId& node, const Hash& hash) {
       if (node.level >= format::kStoredLevelMin) {
         STORE_CHECK(
             write.Put(tree_, format::NodeKey(node.level, node.index), rfc9162::AsBytes(hash)).ok());
@@ -1522,7 +1524,8 @@ absl::StatusOr<AppendResult> RocksEventLog::Impl::Apply(const AppendRequest& req
                                                       .version = result.version,
                                                       .fingerprint = request.request_fingerprint}))
                     .ok());
-    overlay->requests[request_key] = result;
+    AppendResult& first = overlay->requests[request_key] = result;
+    first.leaf_hashes.clear();  // a retry answers no hashes (AppendResult)
   }
   for (const ProjectionWrite& projection : request.projections) {
     ApplyProjection(write, projections_, projection, &batch->counter_sums);
