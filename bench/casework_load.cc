@@ -270,8 +270,8 @@ class Worker {
         break;
       case Step::kSignOff: {
         const Signer& signer = (*signers)[static_cast<size_t>(signed_)];
-        auto signature =
-            signer.key->Sign(casework::workflow::SignOffStatement(case_id_, version_, "insp-1"));
+        auto signature = signer.key->Sign(
+            casework::workflow::SignOffStatement(case_id_, version_, "insp-1", latest_leaf_));
         if (!signature.ok()) {
           std::fprintf(stderr, "signing failed: %s\n", signature.status().ToString().c_str());
           std::abort();
@@ -311,6 +311,7 @@ class Worker {
         [this](const grpc::Status& s, const casework::v1::CaseCommandResponse& r) {
           if (s.ok()) {
             version_ = r.case_().version();
+            latest_leaf_ = r.case_().last_leaf_hash();
             step_ = Step::kReview;
           }
         });
@@ -353,6 +354,7 @@ class Worker {
         [this, next](const grpc::Status& s, const casework::v1::CaseCommandResponse& r) {
           if (s.ok()) {
             version_ = r.case_().version();
+            latest_leaf_ = r.case_().last_leaf_hash();
             step_ = next;
           } else {
             step_ = Step::kCreate;  // start a fresh case after an error
@@ -392,6 +394,7 @@ class Worker {
   std::unique_ptr<casework::v1::CaseService::Stub> stub_;
   std::string case_id_;
   int64_t version_ = 0;
+  std::string latest_leaf_;  // the leaf hash of the case's event at version_
   int64_t cases_ = 0;
   int64_t requests_ = 0;
   int activities_ = 0;

@@ -18,6 +18,7 @@
 #include "fuzz/fuzz_protobuf.h"
 #include "fuzz/fuzz_support.h"
 #include "services/workflow/decider.h"
+#include "services/workflow/statement.h"
 
 namespace {
 
@@ -68,6 +69,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       // As the shell sets them once the sign-off's signature verified with this key.
       context.verified_key_id = "key-" + step.actor->id;
       context.verified_level = step.actor->approval_level;
+      context.verified_latest_leaf_hash = std::string(workflow::kLeafHashBytes, '\x5a');
     }
     const std::string key = CaseKey(step.command);
     v1::Case& state = cases[key];

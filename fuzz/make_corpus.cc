@@ -27,6 +27,7 @@
 #include "services/shell/principals.h"
 #include "services/shell/projections.h"
 #include "services/workflow/decider.h"
+#include "services/workflow/statement.h"
 #include "services/workflow/workflow_testing.h"
 #include "store/base64.h"
 #include "store/export.h"
@@ -101,6 +102,7 @@ class Driver {
     if (principal.HasRole(workflow::Role::kApprover)) {
       context.verified_key_id = "key-" + principal.id;
       context.verified_level = principal.approval_level;
+      context.verified_latest_leaf_hash = std::string(workflow::kLeafHashBytes, '\x5a');
     }
     const std::string key = command.has_create_case() ? command.create_case().case_id() : case_id_;
     v1::Case& state = cases_[key];

@@ -80,6 +80,47 @@ rc=0; "$casectl" keygen --out "$work/keys/approver.key" >/dev/null 2>&1 || rc=$?
   echo "keygen overwrote a key file" >&2; exit 1; }
 [[ $(ls "$work/keys") == approver.key ]] || { echo "keygen left: $(ls "$work/keys")" >&2; exit 1; }
 
+# A closure signed two ways: offline with `sign` (the version and the latest leaf hash
+# given, as `get` shows them), then at once with `sign-off --key`, which reads the hash from
+# the server while the case is at the version given, and refuses when it has moved on.
+admin() { "$casectl" --server "$server" --identity admin --json "$@"; }
+field() { "$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$@"; }
+"$casectl" --json keygen --out "$work/keys/county.key" >"$work/county.json"
+"$casectl" --json keygen --out "$work/keys/city.key" >"$work/city.json"
+admin admin register-key approver.dongshan --public-key "$(field "$work/county.json" public_key)" \
+  --level county >/dev/null
+admin admin register-key sun.li --public-key "$(field "$work/city.json" public_key)" \
+  --level city >/dev/null
+ctl list --filter 'state = VERIFIED' --page-size 1 >"$work/verified.json"
+case_id=$("$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["case_id"])' "$work/verified.json")
+ctl get "$case_id" >"$work/case.json"
+version=$(field "$work/case.json" version)
+latest=$("$py" -c 'import base64,json,sys; print(base64.b64decode(json.load(open(sys.argv[1]))["last_leaf_hash"]).hex())' "$work/case.json")
+[[ ${#latest} == 64 ]] || { echo "get gave no latest leaf hash: $(cat "$work/case.json")" >&2; exit 1; }
+"$casectl" --server "$server" --identity zhou.hua get "$case_id" | grep -q "Latest leaf 最新事件叶哈希 *$latest" || {
+  echo "get does not show the latest leaf hash $latest" >&2; exit 1; }
+"$casectl" --json sign "$case_id" --expected-version "$version" --inspection-id insp-1 \
+  --latest "$latest" --key "$work/keys/county.key" >"$work/signed.json"
+grep -q "latest: $latest" <(field "$work/signed.json" statement) || {
+  echo "the signed statement does not name the latest leaf: $(cat "$work/signed.json")" >&2; exit 1; }
+rc=0; "$casectl" sign "$case_id" --expected-version "$version" --inspection-id insp-1 \
+  --latest "${latest:0:63}" --key "$work/keys/county.key" >/dev/null 2>&1 || rc=$?
+[[ $rc == 2 ]] || { echo "sign with a 63-digit --latest: exit $rc, want 2" >&2; exit 1; }
+"$casectl" --server "$server" --identity approver.dongshan --json sign-off "$case_id" \
+  --expected-version "$version" --inspection-id insp-1 --key-id "$(field "$work/signed.json" key_id)" \
+  --signature "$(field "$work/signed.json" signature)" >"$work/county-signed.json" || {
+  echo "sign-off with a signature made by sign: $(cat "$work/county-signed.json")" >&2; exit 1; }
+# The city approver signs the version they checked, which is now one behind: refused
+# before anything is signed or sent.
+rc=0; "$casectl" --server "$server" --identity sun.li sign-off "$case_id" --expected-version "$version" \
+  --inspection-id insp-1 --key "$work/keys/city.key" >/dev/null 2>"$work/stale.err" || rc=$?
+[[ $rc == 4 ]] && grep -q "is at version $((version + 1)), not $version" "$work/stale.err" || {
+  echo "sign-off --key for a past version: exit $rc, $(cat "$work/stale.err")" >&2; exit 1; }
+"$casectl" --server "$server" --identity sun.li --json sign-off "$case_id" \
+  --expected-version "$((version + 1))" --inspection-id insp-1 --key "$work/keys/city.key" \
+  >"$work/closed.json" || { echo "sign-off --key: $(cat "$work/closed.json")" >&2; exit 1; }
+"$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["case"]["state"] == "CASE_STATE_CLOSED", d' "$work/closed.json"
+
 # An export that cannot be written is a failure, not "exported".
 rc=0; ctl export --out "$work/no-such-dir/x.log" >/dev/null 2>&1 || rc=$?
 [[ $rc == 4 ]] || { echo "export to an unwritable path: exit $rc, want 4" >&2; exit 1; }
@@ -93,8 +134,15 @@ rc=0; "$casectl" --server "$server" --identity li.na export --out "$work/exports
   echo "a refused export (exit $rc) changed the file there" >&2; exit 1; }
 [[ $(ls "$work/exports") == ledger.export ]] || { echo "export left: $(ls "$work/exports")" >&2; exit 1; }
 ctl export --out "$work/exports/ledger.export" >/dev/null
-ctl verify-export "$work/exports/ledger.export" --key "$good" >/dev/null || {
+ctl verify-export "$work/exports/ledger.export" --key "$good" >"$work/vexp.json" || {
   echo "the export that replaced the file does not verify" >&2; exit 1; }
+# Both sign-offs above re-verified from the export alone, the leaf hash they name included.
+[[ $(field "$work/vexp.json" sign_offs_checked) == 2 ]] || {
+  echo "verify-export checked other than 2 sign-offs: $(cat "$work/vexp.json")" >&2; exit 1; }
+"$py" "$(dirname "$0")/../tools/verify_export.py" export "$work/exports/ledger.export" --key "$good" \
+  >"$work/pyexp.json" || { echo "tools/verify_export.py: $(cat "$work/pyexp.json")" >&2; exit 1; }
+[[ $(field "$work/pyexp.json" sign_offs_checked) == 2 ]] || {
+  echo "verify_export.py checked other than 2 sign-offs: $(cat "$work/pyexp.json")" >&2; exit 1; }
 [[ $(ls "$work/exports") == ledger.export ]] || { echo "export left: $(ls "$work/exports")" >&2; exit 1; }
 # --json with a file name that is not UTF-8: exported, and said so in valid JSON.
 odd="$work/exports/"$'\xff'".export"

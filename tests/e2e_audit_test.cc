@@ -667,12 +667,14 @@ TEST_F(AuditTest, SignedClosureVerifiesDeepAndOffline) {
     ASSERT_TRUE(status.ok()) << status.error_message();
   }
   const std::string name = "cases/s1";
+  std::string latest;  // the leaf hash of the case's latest event, from the last answer
   auto run = [&](const std::string& who, auto method, const auto& req) {
     auto c = As(who);
     auto ctx = c->NewContext();
     v1::CaseCommandResponse resp;
     auto status = (c->cases().*method)(ctx.get(), req, &resp);
     EXPECT_TRUE(status.ok()) << who << ": " << status.error_message();
+    latest = resp.case_().last_leaf_hash();
     return resp.case_().version();
   };
   run("lister", &v1::CaseService::Stub::CreateCase, ListingOf("s1", "dongshan"));
@@ -713,7 +715,7 @@ TEST_F(AuditTest, SignedClosureVerifiesDeepAndOffline) {
     req.set_expected_version(version);
     req.set_inspection_id("insp-1");
     req.set_key_id(key->key_id());
-    auto signature = key->Sign(workflow::SignOffStatement("s1", version, "insp-1"));
+    auto signature = key->Sign(workflow::SignOffStatement("s1", version, "insp-1", latest));
     ASSERT_TRUE(signature.ok());
     req.set_signature(*signature);
     version = run(who, &v1::CaseService::Stub::SignOffClosure, req);

@@ -19,6 +19,7 @@
 #include "casework/v1/admin_service.grpc.pb.h"
 #include "clients/client.h"
 #include "clients/signing.h"
+#include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
@@ -33,6 +34,7 @@ using casework::client::ClientOptions;
 using casework::client::SigningKey;
 using casework::testing::ServerProcess;
 using casework::testing::TempDir;
+using ::testing::HasSubstr;
 
 constexpr char kCaseId[] = "sig-1";
 constexpr char kInspection[] = "insp-2026-001";
@@ -214,7 +216,29 @@ class SignOffTest : public ::testing::Test {
     ASSERT_EQ(resp.case_().version(), 4);
   }
 
-  // A sign-off request for `version` signed by `key` (its key id unless `key_id` given).
+  // The case's events as the server lists them (one page: the test cases are short).
+  std::vector<v1::EventRecord> History() {
+    auto c = As("lister");
+    v1::ListCaseEventsRequest list;
+    list.set_name(std::string("cases/") + kCaseId);
+    list.set_page_size(1000);
+    v1::ListCaseEventsResponse history;
+    auto ctx = c->NewContext();
+    EXPECT_TRUE(c->cases().ListCaseEvents(ctx.get(), list, &history).ok());
+    return {history.events().begin(), history.events().end()};
+  }
+
+  // The leaf hash of the case's event at `version`, as ListCaseEvents gives it.
+  std::string LeafAt(int64_t version) {
+    for (const v1::EventRecord& record : History()) {
+      if (record.event().version() == version) return record.leaf_hash();
+    }
+    ADD_FAILURE() << "no event at version " << version;
+    return "";
+  }
+
+  // A sign-off request for `version` signed by `key` over the statement of
+  // `signed_version` (default: `version`) and the leaf hash of the event at that version.
   v1::SignOffClosureRequest SignedRequest(const SigningKey& key, int64_t version,
                                           int64_t signed_version = -1) {
     v1::SignOffClosureRequest req;
@@ -223,8 +247,9 @@ class SignOffTest : public ::testing::Test {
     req.set_expected_version(version);
     req.set_inspection_id(kInspection);
     req.set_key_id(key.key_id());
-    const std::string statement = workflow::SignOffStatement(
-        kCaseId, signed_version >= 0 ? signed_version : version, kInspection);
+    const int64_t signed_at = signed_version >= 0 ? signed_version : version;
+    const std::string statement =
+        workflow::SignOffStatement(kCaseId, signed_at, kInspection, LeafAt(signed_at));
     auto signature = key.Sign(statement);
     EXPECT_TRUE(signature.ok());
     req.set_signature(*signature);
@@ -471,6 +496,31 @@ TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) 
     EXPECT_REFUSED(SignOff("approver.county", req, &resp), PERMISSION_DENIED,
                    "SIGN_OFF_SIGNATURE_NOT_VERIFIED");
   }
+  // The right case, version and inspection, over another history (a leaf hash that is not
+  // the case's latest): refused, and the message names the leaf the server holds.
+  {
+    auto req = SignedRequest(*county_key_, 4);
+    std::string other = LeafAt(4);
+    other[31] = static_cast<char>(other[31] ^ 0x80);
+    auto signature = county_key_->Sign(workflow::SignOffStatement(kCaseId, 4, kInspection, other));
+    ASSERT_TRUE(signature.ok());
+    req.set_signature(*signature);
+    const grpc::Status refused = SignOff("approver.county", req, &resp);
+    EXPECT_REFUSED(refused, PERMISSION_DENIED, "SIGNATURE_INVALID");
+    EXPECT_THAT(refused.error_message(), HasSubstr(absl::BytesToHexString(LeafAt(4))));
+  }
+  // Signed over the statement of the earlier rules (no leaf hash): a reason of its own,
+  // which names the leaf hash to sign.
+  {
+    auto req = SignedRequest(*county_key_, 4);
+    auto signature = county_key_->Sign(workflow::SignOffStatementV1(kCaseId, 4, kInspection));
+    ASSERT_TRUE(signature.ok());
+    req.set_signature(*signature);
+    const grpc::Status refused = SignOff("approver.county", req, &resp);
+    EXPECT_REFUSED(refused, PERMISSION_DENIED, "SIGNATURE_STATEMENT_OUTDATED");
+    EXPECT_EQ(casework::client::DecodeError(refused).field, "signature");
+    EXPECT_THAT(refused.error_message(), HasSubstr("latest: " + absl::BytesToHexString(LeafAt(4))));
+  }
   // The core's checks come first: a lister holding a valid signature lacks the role.
   EXPECT_REFUSED(SignOff("lister", SignedRequest(*county_key_, 4), &resp), PERMISSION_DENIED,
                  "ACTOR_LACKS_ROLE");
@@ -487,10 +537,27 @@ TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) 
     EXPECT_EQ(now.sign_offs_size(), 0);
   }
 
+  // GetCase gives the leaf hash to sign: that of the event at the case's version.
+  {
+    auto c = As("approver.county");
+    v1::GetCaseRequest get;
+    get.set_name(std::string("cases/") + kCaseId);
+    v1::Case now;
+    auto ctx = c->NewContext();
+    ASSERT_TRUE(c->cases().GetCase(ctx.get(), get, &now).ok());
+    EXPECT_EQ(now.last_leaf_hash(), LeafAt(4));
+    EXPECT_EQ(now.last_leaf_hash().size(), 32u);
+  }
+
   // The county approver signs version 4; the city approver signs version 5: closed.
   const v1::SignOffClosureRequest county_request = SignedRequest(*county_key_, 4);
   auto status = SignOff("approver.county", county_request, &resp);
   ASSERT_TRUE(status.ok()) << status.error_message();
+  // The sign-off keeps the leaf hash it signed; the answer gives the new event's.
+  ASSERT_EQ(resp.events_size(), 1);
+  EXPECT_EQ(resp.events(0).event().closure_signed_off().sign_off().latest_leaf_hash(), LeafAt(4));
+  EXPECT_EQ(resp.events(0).leaf_hash(), LeafAt(5));
+  EXPECT_EQ(resp.case_().last_leaf_hash(), LeafAt(5));
   EXPECT_EQ(resp.case_().state(), v1::CASE_STATE_VERIFIED);
   EXPECT_EQ(resp.case_().version(), 5);
   ASSERT_EQ(resp.case_().sign_offs_size(), 1);
@@ -521,7 +588,8 @@ TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) 
   {  // A well-signed sign-off that names another inspection than the latest passed one.
     v1::SignOffClosureRequest req = SignedRequest(*city_key_, 5);
     req.set_inspection_id("insp-elsewhere");
-    auto signature = city_key_->Sign(workflow::SignOffStatement(kCaseId, 5, "insp-elsewhere"));
+    auto signature =
+        city_key_->Sign(workflow::SignOffStatement(kCaseId, 5, "insp-elsewhere", LeafAt(5)));
     ASSERT_TRUE(signature.ok());
     req.set_signature(*signature);
     EXPECT_REFUSED(SignOff("approver.city", req, &resp), FAILED_PRECONDITION,
@@ -552,25 +620,24 @@ TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) 
   }
 
   // Revoking a key later leaves the past sign-off verifiable from the log alone: the
-  // events carry key id and signature, the statement is rebuilt from the envelope.
+  // events carry key id, signature and the leaf hash signed, which is the previous
+  // event's; the statement is rebuilt from the envelope.
   ASSERT_TRUE(Revoke("admin", "approver.county", county_key_->key_id(), "left office").ok());
-  auto c = As("lister");
-  v1::ListCaseEventsRequest list;
-  list.set_name(std::string("cases/") + kCaseId);
-  v1::ListCaseEventsResponse history;
-  auto ctx = c->NewContext();
-  ASSERT_TRUE(c->cases().ListCaseEvents(ctx.get(), list, &history).ok());
+  const std::vector<v1::EventRecord> history = History();
   const std::map<std::string, std::string> public_keys = {
       {county_key_->key_id(), county_key_->public_key()},
       {city_key_->key_id(), city_key_->public_key()}};
   int verified = 0;
-  for (const auto& record : history.events()) {
+  for (size_t i = 0; i < history.size(); ++i) {
+    const v1::EventRecord& record = history[i];
     if (!record.event().has_closure_signed_off()) continue;
     const v1::SignOff& s = record.event().closure_signed_off().sign_off();
     SCOPED_TRACE(s.approver());
     EXPECT_EQ(s.approver(), record.event().actor());
-    const std::string statement =
-        workflow::SignOffStatement(kCaseId, record.event().version() - 1, s.inspection_id());
+    ASSERT_GT(i, 0u);
+    EXPECT_EQ(s.latest_leaf_hash(), history[i - 1].leaf_hash());
+    const std::string statement = workflow::SignOffStatement(
+        kCaseId, record.event().version() - 1, s.inspection_id(), s.latest_leaf_hash());
     const std::string& pk = public_keys.at(s.key_id());
     EXPECT_EQ(crypto_sign_verify_detached(
                   reinterpret_cast<const unsigned char*>(s.signature().data()),
@@ -610,9 +677,12 @@ TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) 
   EXPECT_EQ(metrics.find("x.Y"), std::string::npos);
   // A plaintext server has no certificate to report.
   EXPECT_EQ(metrics.find("casework_tls_"), std::string::npos) << metrics;
-  EXPECT_NE(metrics.find("casework_refused_attempts_total{reason=\"SIGNATURE_INVALID\"} 6"),
+  EXPECT_NE(metrics.find("casework_refused_attempts_total{reason=\"SIGNATURE_INVALID\"} 7"),
             std::string::npos)
       << metrics;
+  EXPECT_NE(metrics.find(
+                "casework_refused_attempts_total{reason=\"SIGNATURE_STATEMENT_OUTDATED\"} 1"),
+            std::string::npos);
   EXPECT_NE(metrics.find("casework_refused_attempts_total{reason=\"KEY_REVOKED\"} 1"),
             std::string::npos);
   EXPECT_NE(metrics.find("casework_refused_attempts_total{reason=\"SIGNATURE_MALFORMED\"} 1"),

@@ -32,7 +32,11 @@ END = b"end\n"
 HEADER_KEYS = ["origin", "from", "to", "tree-size", "verifier-key", "left-edge",
                "consistency-proof", "checkpoint-length"]
 RECORD_FORMAT_V1 = 0x01
-SIGN_OFF_CONTEXT = "casework/v1 closure sign-off\n"
+# The sign-off statement (docs/rules.md): rules/2026.3 and later name the leaf hash of the
+# case's latest event; rules/2026.1 and 2026.2 signed the first form, without it.
+SIGN_OFF_CONTEXT = "casework/v1 closure sign-off v2\n"
+SIGN_OFF_CONTEXT_V1 = "casework/v1 closure sign-off\n"
+RULES_WITHOUT_LATEST_LEAF = ("rules/2026.1", "rules/2026.2")
 
 
 class Malformed(Exception):
@@ -218,7 +222,7 @@ def message(data):
 
 
 # Field numbers of casework.v1 (proto/casework/v1/events.proto, case.proto).
-EVENT_STREAM, EVENT_VERSION, EVENT_ACTOR = 1, 2, 3
+EVENT_STREAM, EVENT_VERSION, EVENT_ACTOR, EVENT_RULES_VERSION = 1, 2, 3, 6
 EVENT_CLOSURE_SIGNED_OFF, EVENT_KEY_REGISTERED, EVENT_KEY_REVOKED = 30, 40, 41
 
 
@@ -227,10 +231,20 @@ class SignOffChecker:
 
     def __init__(self):
         self.keys = {}  # key id -> (person, public key, revoked)
+        self.latest = {}  # case stream -> leaf hash of its latest event
+        self.first_naming_leaf = None  # position of the first event under rules naming it
         self.checked = 0
 
-    def visit(self, stream, version, event):
+    def visit(self, position, stream, version, event, leaf):
         e = message(event)
+        rules = e.get(EVENT_RULES_VERSION, b"").decode()
+        if (self.first_naming_leaf is None and rules.startswith("rules/")
+                and rules not in RULES_WITHOUT_LATEST_LEAF):
+            self.first_naming_leaf = position
+        before = None
+        if stream.startswith("cases/"):
+            before = self.latest.get(stream, b"")
+            self.latest[stream] = leaf
         if EVENT_KEY_REGISTERED in e and stream.startswith("approvers/"):
             k = message(e[EVENT_KEY_REGISTERED])
             self.keys[k.get(1, b"").decode()] = (stream[len("approvers/"):], k.get(2, b""), False)
@@ -245,6 +259,7 @@ class SignOffChecker:
             key_id = s.get(3, b"").decode()
             signature = s.get(4, b"")
             inspection = s.get(5, b"").decode()
+            latest = s.get(7, b"")
             actor = e.get(EVENT_ACTOR, b"").decode()
             known = self.keys.get(key_id)
             if known is None or known[0] != actor or approver != actor:
@@ -252,8 +267,19 @@ class SignOffChecker:
                     actor, key_id)
             if known[2]:
                 return "sign-off by %s uses key %r, revoked before it" % (actor, key_id)
-            statement = (SIGN_OFF_CONTEXT + "case: %s\nversion: %d\ndecision: close\n"
-                         "inspection: %s\n") % (stream[len("cases/"):], version - 1, inspection)
+            body = "case: %s\nversion: %d\ndecision: close\ninspection: %s\n" % (
+                stream[len("cases/"):], version - 1, inspection)
+            if rules in RULES_WITHOUT_LATEST_LEAF:
+                if self.first_naming_leaf is not None and self.first_naming_leaf < position:
+                    return ("sign-off by %s was admitted under %s, whose statement names no leaf "
+                            "hash, after position %d was admitted under rules that require one"
+                            ) % (actor, rules, self.first_naming_leaf)
+                statement = SIGN_OFF_CONTEXT_V1 + body
+            else:
+                if latest != before:
+                    return ("sign-off by %s names the latest leaf %s, but event %d of %s has "
+                            "leaf %s") % (actor, latest.hex(), version - 1, stream, before.hex())
+                statement = SIGN_OFF_CONTEXT + body + "latest: %s\n" % latest.hex()
             try:
                 Ed25519PublicKey.from_public_bytes(known[1]).verify(signature, statement.encode())
             except (InvalidSignature, ValueError):
@@ -412,10 +438,12 @@ def verify_export(f, vkey, progress=None):
         version, stream_length = struct.unpack(">QI", record[1:13])
         stream = record[13:13 + stream_length].decode()
         event = record[13 + stream_length:]
-        tree.append(leaf_hash(record))
+        leaf = leaf_hash(record)
+        tree.append(leaf)
         verdict["records"] += 1
         if signoffs is not None:
-            problem = signoffs.visit(stream, version, event) or draws.visit(expected, stream, event)
+            problem = (signoffs.visit(expected, stream, version, event, leaf)
+                       or draws.visit(expected, stream, event))
             if problem:
                 return fail(expected, problem)
         if progress and verdict["records"] % 65536 == 0:

@@ -26,6 +26,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
 #include "services/shell/ed25519.h"
+#include "services/workflow/decider.h"
 #include "services/workflow/statement.h"
 #include "store/checkpoint.h"
 #include "store/export.h"
@@ -109,6 +110,10 @@ class SignOffChecker {
   std::optional<std::string> Visit(const store::ExportRecord& r) {
     v1::Event e;
     if (!e.ParseFromString(r.event)) return "the event does not parse as casework.v1.Event";
+    if (first_naming_leaf_ < 0 && workflow::KnownRulesVersion(e.rules_version()) &&
+        workflow::SignOffNamesLatestLeaf(e.rules_version())) {
+      first_naming_leaf_ = r.position;
+    }
     if (r.stream.rfind("approvers/", 0) == 0) {
       const std::string person = r.stream.substr(10);
       if (e.has_approver_key_registered()) {
@@ -120,7 +125,12 @@ class SignOffChecker {
       }
       return std::nullopt;
     }
-    if (!e.has_closure_signed_off() || r.stream.rfind("cases/", 0) != 0) return std::nullopt;
+    if (r.stream.rfind("cases/", 0) != 0) return std::nullopt;
+    // The leaf hash of the case's previous event, which a sign-off's statement names.
+    store::Hash& latest = latest_[r.stream];
+    const store::Hash before = latest;
+    latest = r.leaf_hash;
+    if (!e.has_closure_signed_off()) return std::nullopt;
     const v1::SignOff& s = e.closure_signed_off().sign_off();
     if (s.approver() != e.actor()) {
       // The closure policy counts approvers by this field, and the signed statement does
@@ -132,8 +142,26 @@ class SignOffChecker {
       return "sign-off by " + e.actor() + " names key \"" + s.key_id() +
              "\", not registered (or revoked) by them before it";
     }
-    const std::string statement =
-        workflow::SignOffStatement(r.stream.substr(6), r.version - 1, s.inspection_id());
+    std::string statement;
+    if (workflow::SignOffNamesLatestLeaf(e.rules_version())) {
+      const std::string expected(reinterpret_cast<const char*>(before.data()), before.size());
+      if (s.latest_leaf_hash() != expected) {
+        return "sign-off by " + e.actor() + " names the latest leaf " +
+               absl::BytesToHexString(s.latest_leaf_hash()) + ", but event " +
+               std::to_string(r.version - 1) + " of " + r.stream + " has leaf " +
+               absl::BytesToHexString(expected);
+      }
+      statement = workflow::SignOffStatement(r.stream.substr(6), r.version - 1, s.inspection_id(),
+                                             s.latest_leaf_hash());
+    } else if (first_naming_leaf_ >= 0 && first_naming_leaf_ < r.position) {
+      // Rules only move forward (deep verification checks the same).
+      return "sign-off by " + e.actor() + " was admitted under " + e.rules_version() +
+             ", whose statement names no leaf hash, after position " +
+             std::to_string(first_naming_leaf_) + " was admitted under rules that require one";
+    } else {
+      statement =
+          workflow::SignOffStatementV1(r.stream.substr(6), r.version - 1, s.inspection_id());
+    }
     // The server's own strict check (services/shell/ed25519.h): what it would refuse to
     // admit, an export must not pass with.
     if (!shell::VerifyEd25519Strict(it->second.public_key, statement, s.signature())) {
@@ -151,6 +179,9 @@ class SignOffChecker {
     bool revoked = false;
   };
   absl::flat_hash_map<std::string, Key> keys_;
+  absl::flat_hash_map<std::string, store::Hash> latest_;  // case stream -> last leaf hash
+  // The position of the first event under rules whose sign-offs name the latest leaf.
+  int64_t first_naming_leaf_ = -1;
   int64_t checked_ = 0;
 };
 

@@ -17,6 +17,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -197,6 +198,10 @@ void PrintCase(const Case& c) {
   }
   if (c.reopen_count() > 0) rows.push_back({"Reopened 反弹次数", absl::StrCat(c.reopen_count())});
   rows.push_back({"Updated 更新时间", TimeText(c.update_time())});
+  if (!c.last_leaf_hash().empty()) {
+    // What `casectl sign --latest` signs for this version.
+    rows.push_back({"Latest leaf 最新事件叶哈希", absl::BytesToHexString(c.last_leaf_hash())});
+  }
   casework::client::PrintRecord(std::cout, rows);
 }
 

@@ -28,7 +28,7 @@ struct State {
   // keygen
   std::string keygen_out;
   // sign and sign-off
-  std::string case_id, inspection_id, key_file, signature_b64, key_id;
+  std::string case_id, inspection_id, key_file, signature_b64, key_id, latest_hex;
   int64_t expected_version = -1;
   bool show_statement = false;
   // admin
@@ -85,14 +85,31 @@ void Keygen(State& s) {
   *s.hooks.exit_code = kExitOk;
 }
 
+// The leaf hash given as --latest: 64 hex digits.
+bool DecodeLeafHash(const std::string& hex, std::string* out) {
+  if (hex.size() != 2 * workflow::kLeafHashBytes) return false;
+  for (char c : hex) {
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) return false;
+  }
+  *out = absl::HexStringToBytes(hex);
+  return true;
+}
+
 void Sign(State& s) {
   auto key = SigningKey::Load(s.key_file);
   if (!key.ok()) {
     *s.hooks.exit_code = Fail(s, std::string(key.status().message()), kExitUsage);
     return;
   }
+  std::string latest;
+  if (!DecodeLeafHash(s.latest_hex, &latest)) {
+    *s.hooks.exit_code =
+        Fail(s, "--latest must be 64 hex digits: the leaf hash of the case's event at that version",
+             kExitUsage);
+    return;
+  }
   const std::string statement =
-      workflow::SignOffStatement(s.case_id, s.expected_version, s.inspection_id);
+      workflow::SignOffStatement(s.case_id, s.expected_version, s.inspection_id, latest);
   auto signature = key->Sign(statement);
   if (!signature.ok()) {
     *s.hooks.exit_code = Fail(s, std::string(signature.status().message()), kExitFailure);
@@ -125,8 +142,47 @@ void SignOff(State& s) {
       *s.hooks.exit_code = Fail(s, std::string(key.status().message()), kExitUsage);
       return;
     }
+    std::string latest;
+    if (!s.latest_hex.empty()) {
+      if (!DecodeLeafHash(s.latest_hex, &latest)) {
+        *s.hooks.exit_code = Fail(
+            s, "--latest must be 64 hex digits: the leaf hash of the case's event at that version",
+            kExitUsage);
+        return;
+      }
+    } else {
+      // The server's word for the case's latest leaf, at the version the approver checked.
+      casework::v1::GetCaseRequest get;
+      get.set_name(req.name());
+      casework::v1::Case current;
+      auto get_ctx = client->NewContext();
+      if (auto status = client->cases().GetCase(get_ctx.get(), get, &current); !status.ok()) {
+        *s.hooks.exit_code = s.hooks.report_error(status);
+        return;
+      }
+      if (current.version() == s.expected_version &&
+          current.last_leaf_hash().size() != workflow::kLeafHashBytes) {
+        *s.hooks.exit_code =
+            Fail(s,
+                 absl::StrCat("the server gave no leaf hash for case ", s.case_id,
+                              "; give the one you checked with --latest 请用 --latest 指定叶哈希"),
+                 kExitFailure);
+        return;
+      }
+      if (current.version() != s.expected_version) {
+        *s.hooks.exit_code =
+            Fail(s,
+                 absl::StrCat("case ", s.case_id, " is at version ", current.version(), ", not ",
+                              s.expected_version,
+                              "; check it again (casectl get) and sign for its current version "
+                              "案件版本已变化，请重新核对后签批"),
+                 kExitFailure);
+        return;
+      }
+      latest = current.last_leaf_hash();
+    }
     const std::string statement =
-        workflow::SignOffStatement(s.case_id, s.expected_version, s.inspection_id);
+        workflow::SignOffStatement(s.case_id, s.expected_version, s.inspection_id, latest);
     auto signature = key->Sign(statement);
     if (!signature.ok()) {
       *s.hooks.exit_code = Fail(s, std::string(signature.status().message()), kExitFailure);
@@ -256,6 +312,10 @@ void AddKeyCommands(CLI::App* app, KeyCommandHooks hooks) {
       ->required()
       ->check(CLI::NonNegativeNumber);
   sign->add_option("--inspection-id", s->inspection_id, "the passed inspection")->required();
+  sign->add_option("--latest", s->latest_hex,
+                   "the leaf hash of the case's event at that version, 64 hex digits "
+                   "(`casectl get` shows it as Latest leaf)")
+      ->required();
   sign->add_option("--key", s->key_file, "your private key file (casectl keygen)")->required();
   sign->add_flag("--show-statement", s->show_statement, "also print the signed statement");
   sign->callback([s] { Sign(*s); });
@@ -271,6 +331,9 @@ void AddKeyCommands(CLI::App* app, KeyCommandHooks hooks) {
       ->required()
       ->check(CLI::NonNegativeNumber);
   sign_off->add_option("--key", s->key_file, "sign now with this private key file");
+  sign_off->add_option("--latest", s->latest_hex,
+                       "with --key: the leaf hash of the case's event at that version, 64 hex "
+                       "digits (default: the server's, read when the case is at that version)");
   sign_off->add_option("--key-id", s->key_id, "or: the key id of a signature made with sign");
   sign_off->add_option("--signature", s->signature_b64, "and that signature (base64)");
   sign_off->add_option("--request-id", s->request_id,

@@ -140,11 +140,15 @@ grpc::Status RunPlan(const Plan& p, const SeedOptions& o, uint64_t seed) {
   const std::string rid_base = absl::StrCat("seed-", seed, "-", p.case_id, "-");
   CaseCommandResponse resp;
   int64_t version = 0;
+  std::string latest_leaf;  // of the case's event at `version`, which a sign-off names
   auto step = [&](Client& c, auto method, auto& req) -> grpc::Status {
     resp.Clear();
     auto ctx = c.NewContext();
     grpc::Status s = (c.cases().*method)(ctx.get(), req, &resp);
-    if (s.ok()) version = resp.case_().version();
+    if (s.ok()) {
+      version = resp.case_().version();
+      latest_leaf = resp.case_().last_leaf_hash();
+    }
     return s;
   };
 
@@ -261,7 +265,7 @@ grpc::Status RunPlan(const Plan& p, const SeedOptions& o, uint64_t seed) {
     req.set_inspection_id(inspection_id);
     const casework::client::SigningKey key = SampleKey(approver);
     req.set_key_id(key.key_id());
-    auto statement = casework::workflow::SignOffStatementFor(req);
+    auto statement = casework::workflow::SignOffStatementFor(req, latest_leaf);
     if (!statement) return grpc::Status(grpc::StatusCode::INTERNAL, "no statement");
     auto signature = key.Sign(*statement);
     if (!signature.ok()) {

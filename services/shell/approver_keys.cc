@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -188,7 +189,8 @@ absl::StatusOr<std::optional<ApproverKey>> ApproverKeys::Find(std::string_view k
 
 absl::StatusOr<SignOffVerdict> VerifySignOff(const ApproverKeys& keys,
                                              const workflow::Principal& actor,
-                                             const casework::v1::SignOffClosureRequest& request) {
+                                             const casework::v1::SignOffClosureRequest& request,
+                                             std::string_view latest_leaf_hash) {
   SignOffVerdict verdict;
   if (request.key_id().empty() || request.signature().empty()) return verdict;
   const std::string shown = Shown(request.key_id());
@@ -255,18 +257,39 @@ absl::StatusOr<SignOffVerdict> VerifySignOff(const ApproverKeys& keys,
                                  " 字节；Ed25519 签名须为 ", kEd25519SignatureBytes, " 字节"));
     return verdict;
   }
-  const std::optional<std::string> statement = workflow::SignOffStatementFor(request);
+  const std::optional<std::string> statement =
+      workflow::SignOffStatementFor(request, latest_leaf_hash);
   if (!statement.has_value()) return verdict;
   if (!VerifyEd25519Strict(key->public_key(), *statement, request.signature())) {
+    const std::string latest =
+        absl::BytesToHexString(absl::string_view(latest_leaf_hash.data(), latest_leaf_hash.size()));
+    const std::optional<std::string> v1_statement = workflow::SignOffStatementV1For(request);
+    if (v1_statement.has_value() &&
+        VerifyEd25519Strict(key->public_key(), *v1_statement, request.signature())) {
+      // A tool that signs the statement of the earlier rules, without the leaf hash.
+      verdict.refusal = ErrorStatus(
+          grpc::StatusCode::PERMISSION_DENIED, "SIGNATURE_STATEMENT_OUTDATED", "signature",
+          absl::StrCat("the signature verifies with key ", shown,
+                       " over the earlier sign-off statement (\"casework/v1 closure sign-off\"), "
+                       "which no longer closes a case; sign the current statement, which names "
+                       "the leaf hash of the case's latest event (latest: ",
+                       latest, "), with casectl sign --latest or an updated client"),
+          absl::StrCat("签名可用密钥 ", shown,
+                       " 验证，但所签为旧版销号声明，已不能用于销号；请对当前声明签名，"
+                       "其中须包含案件最新事件的叶哈希（latest: ",
+                       latest, "）"));
+      return verdict;
+    }
     verdict.refusal = ErrorStatus(
         grpc::StatusCode::PERMISSION_DENIED, "SIGNATURE_INVALID", "signature",
         absl::StrCat("the signature does not verify with key ", shown,
                      " over the sign-off statement of ", request.name(), " at version ",
                      request.expected_version(), " on inspection ", Shown(request.inspection_id()),
+                     " with the case's latest leaf hash ", latest,
                      "; sign exactly that statement (casectl sign) with this key"),
         absl::StrCat("签名无法用密钥 ", shown, " 验证（案件 ", request.name(), "，版本 ",
                      request.expected_version(), "，验收 ", Shown(request.inspection_id()),
-                     "）；请用该密钥对这一标准声明签名"));
+                     "，最新事件叶哈希 ", latest, "）；请用该密钥对这一标准声明签名"));
     return verdict;
   }
   verdict.verified = std::move(*key);

@@ -132,11 +132,15 @@ struct SignOffVerdict {
 //   the signature is not 64 bytes     -> INVALID_ARGUMENT SIGNATURE_MALFORMED
 //   the request names no valid case   -> neither set (the core refuses it)
 //   the signature does not verify over the canonical statement built from the request
-//   (workflow::SignOffStatementFor)   -> PERMISSION_DENIED SIGNATURE_INVALID
-// A signature made for another case, version or inspection fails the last check.
+//   and `latest_leaf_hash`, the leaf hash of the case's latest event
+//   (workflow::SignOffStatementFor)   -> PERMISSION_DENIED SIGNATURE_STATEMENT_OUTDATED
+//                                        when it verifies over the statement of the
+//                                        earlier rules (SignOffStatementV1For), else
+//                                        PERMISSION_DENIED SIGNATURE_INVALID
+// A signature made for another case, version, inspection or history fails the last check.
 // Returns store errors as such.
 [[nodiscard]] absl::StatusOr<SignOffVerdict> VerifySignOff(
     const ApproverKeys& keys, const workflow::Principal& actor,
-    const casework::v1::SignOffClosureRequest& request);
+    const casework::v1::SignOffClosureRequest& request, std::string_view latest_leaf_hash);
 
 }  // namespace casework::shell

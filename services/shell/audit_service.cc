@@ -378,6 +378,7 @@ grpc::Status FoldCases(store::RocksEventLog* log, const AuditOptions& options,
       }
       workflow::Evolve(**folded, event);
       (*folded)->set_last_position(e.position);
+      (*folded)->set_last_leaf_hash(e.leaf_hash.data(), e.leaf_hash.size());
       cases->Updated(e.stream);
     }
   }
@@ -588,6 +589,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetCaseAsOf(grpc::CallbackServerCont
       }
       workflow::Evolve(state, event);
       state.set_last_position(e.position);
+      state.set_last_leaf_hash(e.leaf_hash.data(), e.leaf_hash.size());
     }
     if (past || events->size() < options_.read_chunk_events) break;
     version += static_cast<int64_t>(events->size());

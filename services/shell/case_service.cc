@@ -125,7 +125,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* 
   if (!actor->Covers(resp->organisation().jurisdiction())) {
     return Finish(ctx, OutsideJurisdiction(*actor, case_id));
   }
-  if (absl::Status placed = processor_->SetLastPosition(resp); !placed.ok()) {
+  if (absl::Status placed = processor_->SetLastEvent(resp); !placed.ok()) {
     return Finish(ctx, FromStoreStatus(placed));
   }
   return Finish(ctx, grpc::Status::OK);

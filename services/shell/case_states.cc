@@ -98,6 +98,7 @@ absl::Status CaseStates::Refold(const std::string& stream, int64_t version,
     }
     workflow::Evolve(*state, event_);
     state->set_last_position(e.position);
+    state->set_last_leaf_hash(e.leaf_hash.data(), e.leaf_hash.size());
   }
   if (state->version() != version) {
     return absl::DataLossError(absl::StrCat("refolding ", stream, " from the log gave version ",

@@ -12,6 +12,7 @@
 #include "services/shell/deep_verify.h"
 #include "services/workflow/decider.h"
 #include "services/workflow/workflow_testing.h"
+#include "store/hasher.h"
 
 namespace casework::shell {
 namespace {
@@ -27,7 +28,9 @@ class MemoryLog {
     events_.push_back(store::StoredEvent{.position = static_cast<int64_t>(events_.size()),
                                          .stream = e.stream(),
                                          .version = e.version(),
-                                         .bytes = e.SerializeAsString()});
+                                         .bytes = e.SerializeAsString(),
+                                         .leaf_hash = store::rfc9162::HashLeaf(
+                                             e.SerializeAsString())});
     return events_.back();
   }
   CaseStates::Loader Loader() const {
@@ -85,6 +88,7 @@ TEST(CaseStates, ATinyBudgetEndsWithTheStatesOfAFoldThatKeepsEverything) {
       ASSERT_TRUE(state.ok()) << state.status();
       workflow::Evolve(**state, e);
       (*state)->set_last_position(stored.position);
+      (*state)->set_last_leaf_hash(std::string(store::rfc9162::AsBytes(stored.leaf_hash)));
       states->Updated(e.stream());
     }
   }

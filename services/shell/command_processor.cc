@@ -91,6 +91,26 @@ absl::Status CommandProcessor::LoadCaseInto(const std::string& case_id, Case* st
   return absl::OkStatus();
 }
 
+absl::StatusOr<store::StoredEvent> CommandProcessor::ReadEventAt(const std::string& case_id,
+                                                                 int64_t version) {
+  auto read = log_->ReadStream(CaseStream(case_id), version, 1);
+  if (!read.ok()) return read.status();
+  if (read->empty() || read->front().version != version) {
+    return absl::DataLossError(absl::StrCat("the log holds no event ", version, " of case ",
+                                            case_id, ", though its projection is at that version"));
+  }
+  return std::move(read->front());
+}
+
+absl::Status CommandProcessor::SetLastEvent(Case* state) {
+  if (state->version() == 0) return absl::OkStatus();
+  auto latest = ReadEventAt(state->case_id(), state->version());
+  if (!latest.ok()) return latest.status();
+  state->set_last_position(latest->position);
+  state->set_last_leaf_hash(latest->leaf_hash.data(), latest->leaf_hash.size());
+  return absl::OkStatus();
+}
+
 absl::Status CommandProcessor::SetLastPosition(Case* state) {
   if (state->version() == 0) return absl::OkStatus();
   auto position = log_->PositionOf(CaseStream(state->case_id()), state->version());
@@ -171,6 +191,7 @@ void CommandProcessor::AnswerRetry(const std::string& actor_id, const std::strin
       }
       workflow::Evolve(state, record.event());
       state.set_last_position(record.position());
+      state.set_last_leaf_hash(record.leaf_hash());
       if (answered) {
         signed_off = signed_off || record.event().has_closure_signed_off();
         *response->add_events() = std::move(record);
@@ -257,7 +278,19 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
   ApproverKeys::SignOffHold key_hold;
   if (command.kind_case() == Command::kSignOffClosure && keys_ != nullptr) {
     key_hold = keys_->HoldForSignOff(command.sign_off_closure().key_id());
-    auto verdict = VerifySignOff(*keys_, actor, command.sign_off_closure());
+    // The statement names the leaf hash of the case's latest event, read after the case:
+    // an append to the case since then makes this one stale, so the two agree.
+    std::string latest_leaf_hash;
+    if (state.version() > 0) {
+      auto latest = ReadEventAt(case_id, state.version());
+      if (!latest.ok()) {
+        std::move(done)(FromStoreStatus(latest.status()));
+        return;
+      }
+      latest_leaf_hash.assign(reinterpret_cast<const char*>(latest->leaf_hash.data()),
+                              latest->leaf_hash.size());
+    }
+    auto verdict = VerifySignOff(*keys_, actor, command.sign_off_closure(), latest_leaf_hash);
     if (!verdict.ok()) {
       std::move(done)(FromStoreStatus(verdict.status()));
       return;
@@ -279,6 +312,7 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
     if (verdict->verified.has_value()) {
       context.verified_key_id = verdict->verified->key_id();
       context.verified_level = verdict->verified->level();
+      context.verified_latest_leaf_hash = std::move(latest_leaf_hash);
     }
     signature_refusal = std::move(verdict->refusal);
   }
@@ -410,9 +444,18 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
       return;
     }
     for (int i = 0; i < response->events_size(); ++i) {
-      response->mutable_events(i)->set_position(result->first_position + i);
+      EventRecord* record = response->mutable_events(i);
+      record->set_position(result->first_position + i);
+      if (static_cast<size_t>(i) < result->leaf_hashes.size()) {
+        const store::Hash& leaf = result->leaf_hashes[static_cast<size_t>(i)];
+        record->set_leaf_hash(leaf.data(), leaf.size());
+      }
     }
-    response->mutable_case_()->set_last_position(result->first_position + result->event_count - 1);
+    Case* after = response->mutable_case_();
+    after->set_last_position(result->first_position + result->event_count - 1);
+    if (!response->events().empty()) {
+      after->set_last_leaf_hash(response->events(response->events_size() - 1).leaf_hash());
+    }
     std::move(done)(grpc::Status::OK);
   });
 }

@@ -51,6 +51,14 @@ class CommandProcessor {
   // Sets the position of the latest event of a loaded case (the stored row does not hold
   // it: a row is written before the log places its events). Nothing for version 0.
   [[nodiscard]] absl::Status SetLastPosition(casework::v1::Case* state);
+  // Sets the position and the leaf hash of the latest event of a loaded case (neither is in
+  // the stored row). Nothing for version 0. One read of the event more than
+  // SetLastPosition.
+  [[nodiscard]] absl::Status SetLastEvent(casework::v1::Case* state);
+  // The event of a case at `version`; kDataLoss when the log has none (the projection
+  // said the case has it).
+  [[nodiscard]] absl::StatusOr<store::StoredEvent> ReadEventAt(const std::string& case_id,
+                                                               int64_t version);
 
   // The events of a case from `from_version`, at most `limit`, with their positions.
   [[nodiscard]] absl::StatusOr<std::vector<casework::v1::EventRecord>> ReadCaseEvents(

@@ -313,6 +313,10 @@ std::optional<DeepVerifier::Problem> DeepVerifier::AddEvent(const store::StoredE
                    absl::StrCat("the event names ", event.stream(), " version ", event.version(),
                                 " but is stored as ", stored.stream, " version ", stored.version)};
   }
+  if (first_naming_leaf_ < 0 && workflow::KnownRulesVersion(event.rules_version()) &&
+      workflow::SignOffNamesLatestLeaf(event.rules_version())) {
+    first_naming_leaf_ = stored.position;
+  }
   std::optional<Problem> problem;
   const bool continues = !pending_.empty() && pending_.front().stream() == event.stream() &&
                          pending_.front().request_id() == event.request_id();
@@ -343,6 +347,7 @@ std::optional<DeepVerifier::Problem> DeepVerifier::AddEvent(const store::StoredE
     pending_actor_ = std::move(actor);
   }
   pending_.push_back(std::move(event));
+  pending_last_leaf_ = stored.leaf_hash;
   return std::nullopt;
 }
 
@@ -356,10 +361,11 @@ std::optional<DeepVerifier::Problem> DeepVerifier::CheckPending() {
   for (const v1::Event& e : events) {
     if (!workflow::KnownRulesVersion(e.rules_version()) ||
         e.rules_version() != first.rules_version()) {
-      return Problem{position, absl::StrCat("admitted under rules \"", e.rules_version(),
-                                            "\", which this build cannot re-run (it knows ",
-                                            workflow::kRulesVersion, " and ",
-                                            workflow::kRulesVersion2026_1, ")")};
+      return Problem{
+          position, absl::StrCat("admitted under rules \"", e.rules_version(),
+                                 "\", which this build cannot re-run (it knows ",
+                                 workflow::kRulesVersion2026_1, ", ", workflow::kRulesVersion2026_2,
+                                 " and ", workflow::kRulesVersion, ")")};
     }
   }
   const int64_t at = cases_.Version(first.stream());
@@ -400,9 +406,34 @@ std::optional<DeepVerifier::Problem> DeepVerifier::CheckPending() {
       return Problem{position, absl::StrCat("the sign-off by ", first.actor(), " uses key \"",
                                             s.key_id(), "\", revoked before it")};
     }
-    const std::string statement =
-        workflow::SignOffStatement(std::string_view(first.stream()).substr(kCasePrefix.size()),
-                                   first.version() - 1, s.inspection_id());
+    const std::string_view case_id = std::string_view(first.stream()).substr(kCasePrefix.size());
+    std::string statement;
+    if (workflow::SignOffNamesLatestLeaf(first.rules_version())) {
+      // The statement names the leaf hash of the case's event before the sign-off, which
+      // the event keeps: it must be that event's, as this log holds it.
+      if (s.latest_leaf_hash() != state.last_leaf_hash()) {
+        return Problem{position,
+                       absl::StrCat("the sign-off by ", first.actor(), " names the latest leaf ",
+                                    absl::BytesToHexString(s.latest_leaf_hash()), ", but event ",
+                                    first.version() - 1, " of ", first.stream(), " has leaf ",
+                                    absl::BytesToHexString(state.last_leaf_hash()))};
+      }
+      statement = workflow::SignOffStatement(case_id, first.version() - 1, s.inspection_id(),
+                                             s.latest_leaf_hash());
+      context.verified_latest_leaf_hash = s.latest_leaf_hash();
+    } else if (first_naming_leaf_ >= 0 && first_naming_leaf_ < position) {
+      // Rules only move forward: a sign-off of the first form after the log's first event
+      // under rules that name the leaf binds no history, as a log rewritten after it was
+      // shown to the approver could present.
+      return Problem{
+          position, absl::StrCat("the sign-off by ", first.actor(), " was admitted under ",
+                                 first.rules_version(),
+                                 ", whose statement names no leaf hash, "
+                                 "after position ",
+                                 first_naming_leaf_, " was admitted under rules that require one")};
+    } else {
+      statement = workflow::SignOffStatementV1(case_id, first.version() - 1, s.inspection_id());
+    }
     // Checked beside the fold; the rules below are re-run as if it verified, and a
     // failure is reported in its place in position order (Settle).
     signatures_.Submit(SignatureChecks::Check{
@@ -420,6 +451,7 @@ std::optional<DeepVerifier::Problem> DeepVerifier::CheckPending() {
   }
   for (const v1::Event& e : events) workflow::Evolve(state, e);
   state.set_last_position(position + static_cast<int64_t>(events.size()) - 1);
+  state.set_last_leaf_hash(pending_last_leaf_.data(), pending_last_leaf_.size());
   cases_.Updated(first.stream());
   return std::nullopt;
 }

@@ -166,6 +166,10 @@ class DeepVerifier {
   std::optional<workflow::Principal> pending_actor_;
   std::vector<casework::v1::Event> pending_;
   int64_t pending_position_ = 0;
+  store::Hash pending_last_leaf_{};  // the leaf hash of pending_'s last event
+  // The position of the first event admitted under rules whose sign-offs name the latest
+  // leaf hash (workflow::SignOffNamesLatestLeaf); -1 before one.
+  int64_t first_naming_leaf_ = -1;
   int64_t next_position_ = 0;
   int64_t commands_checked_ = 0;
   int64_t signatures_checked_ = 0;

@@ -15,6 +15,7 @@
 #include "services/shell/deep_verify.h"
 #include "services/workflow/statement.h"
 #include "services/workflow/workflow_testing.h"
+#include "store/hasher.h"
 
 namespace casework::shell {
 namespace {
@@ -36,6 +37,9 @@ KeyPair NewKey() {
                       reinterpret_cast<unsigned char*>(key.secret_key.data()));
   return key;
 }
+
+// The leaf hash the test log gives an event (any function of its bytes would do).
+store::Hash LeafOf(const v1::Event& e) { return store::rfc9162::HashLeaf(e.SerializeAsString()); }
 
 std::string Sign(const KeyPair& key, const std::string& message) {
   std::string signature(crypto_sign_BYTES, '\0');
@@ -92,12 +96,6 @@ class DeepVerifySignaturesTest : public ::testing::Test {
       std::vector<std::vector<v1::Event>> commands;
       for (v1::Event e : scenario.log()) {
         e.set_stream("cases/" + case_id);
-        if (e.has_closure_signed_off()) {
-          v1::SignOff* s = e.mutable_closure_signed_off()->mutable_sign_off();
-          const KeyPair& key = e.actor() == cast_.county_approver.id ? county_key_ : city_key_;
-          s->set_signature(
-              Sign(key, workflow::SignOffStatement(case_id, e.version() - 1, s->inspection_id())));
-        }
         // The scenarios' two sign-offs share a request id; each starts a command.
         if (commands.empty() || commands.back().front().request_id() != e.request_id() ||
             e.has_closure_signed_off()) {
@@ -105,8 +103,18 @@ class DeepVerifySignaturesTest : public ::testing::Test {
         }
         commands.back().push_back(std::move(e));
       }
+      store::Hash latest{};  // of the case's previous event
       for (size_t c = 0; c < commands.size(); ++c) {
-        for (v1::Event& e : commands[c]) e.set_request_id(absl::StrCat(e.request_id(), "#", c));
+        for (v1::Event& e : commands[c]) {
+          e.set_request_id(absl::StrCat(e.request_id(), "#", c));
+          if (e.has_closure_signed_off()) {
+            v1::SignOff* s = e.mutable_closure_signed_off()->mutable_sign_off();
+            s->set_latest_leaf_hash(std::string(store::rfc9162::AsBytes(latest)));
+            s->set_signature(Sign(e.actor() == cast_.county_approver.id ? county_key_ : city_key_,
+                                  StatementOf(e)));
+          }
+          latest = LeafOf(e);
+        }
       }
       cases.push_back(std::move(commands));
     }
@@ -121,6 +129,13 @@ class DeepVerifySignaturesTest : public ::testing::Test {
       const size_t pick = open[rng() % open.size()];
       for (v1::Event& e : cases[pick][next[pick]++]) out.push_back(std::move(e));
     }
+  }
+
+  // The statement a sign-off event says was signed.
+  static std::string StatementOf(const v1::Event& e) {
+    const v1::SignOff& s = e.closure_signed_off().sign_off();
+    return workflow::SignOffStatement(e.stream().substr(6), e.version() - 1, s.inspection_id(),
+                                      s.latest_leaf_hash());
   }
 
   // The position of the sign-off by `who` on `stream`.
@@ -146,7 +161,8 @@ class DeepVerifySignaturesTest : public ::testing::Test {
         problem = verifier.Add(store::StoredEvent{.position = static_cast<int64_t>(i),
                                                   .stream = log[i].stream(),
                                                   .version = log[i].version(),
-                                                  .bytes = log[i].SerializeAsString()});
+                                                  .bytes = log[i].SerializeAsString(),
+                                                  .leaf_hash = LeafOf(log[i])});
       }
       if (!problem.has_value()) problem = verifier.Finish();
       if (signatures != nullptr) *signatures = verifier.signatures_checked();
@@ -205,15 +221,80 @@ TEST_F(DeepVerifySignaturesTest, ASignatureAndARuleFailingInOneCommandNameTheSig
   EXPECT_EQ(problem->position, at);
   EXPECT_THAT(problem->detail, HasSubstr("does not verify over the canonical statement"));
   // With the signature made over the altered statement, the rules' refusal is what is left.
-  const std::string case_id = "c11";
   v1::SignOff* s = log[static_cast<size_t>(at)].mutable_closure_signed_off()->mutable_sign_off();
-  s->set_signature(Sign(
-      county_key_, workflow::SignOffStatement(case_id, log[static_cast<size_t>(at)].version() - 1,
-                                              s->inspection_id())));
+  s->set_signature(Sign(county_key_, StatementOf(log[static_cast<size_t>(at)])));
   auto ruled = Verify(log);
   ASSERT_TRUE(ruled.has_value());
   EXPECT_EQ(ruled->position, at);
   EXPECT_THAT(ruled->detail, ::testing::Not(HasSubstr("does not verify")));
+}
+
+// A sign-off signed, validly, over another leaf hash than that of the case's event before
+// it: the history the approver saw is not the one in the log.
+TEST_F(DeepVerifySignaturesTest, ASignOffNamingAnotherLatestLeafIsNamed) {
+  std::vector<v1::Event> log = ClosedCases(20, 9);
+  const int64_t at = SignOffOf(log, "cases/c5", cast_.county_approver.id);
+  v1::Event& e = log[static_cast<size_t>(at)];
+  v1::SignOff* s = e.mutable_closure_signed_off()->mutable_sign_off();
+  std::string other = s->latest_leaf_hash();
+  other[0] = static_cast<char>(other[0] ^ 0x01);
+  s->set_latest_leaf_hash(other);
+  s->set_signature(Sign(county_key_, StatementOf(e)));
+  auto problem = Verify(log);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->position, at);
+  EXPECT_THAT(problem->detail, HasSubstr("names the latest leaf"));
+  EXPECT_THAT(problem->detail, HasSubstr("of cases/c5 has leaf"));
+}
+
+// Sign-offs admitted under rules/2026.2 signed the statement without the leaf hash, and
+// verify over it; a signature over the current statement does not pass for one of them.
+TEST_F(DeepVerifySignaturesTest, SignOffsOfTheEarlierRulesVerifyOverTheFirstStatement) {
+  std::vector<v1::Event> log = ClosedCases(10, 4);
+  for (v1::Event& e : log) {
+    e.set_rules_version(workflow::kRulesVersion2026_2);
+    if (!e.has_closure_signed_off()) continue;
+    v1::SignOff* s = e.mutable_closure_signed_off()->mutable_sign_off();
+    s->clear_latest_leaf_hash();
+    s->set_signature(Sign(
+        e.actor() == cast_.county_approver.id ? county_key_ : city_key_,
+        workflow::SignOffStatementV1(e.stream().substr(6), e.version() - 1, s->inspection_id())));
+  }
+  int64_t signatures = 0;
+  auto good = Verify(log, &signatures);
+  EXPECT_FALSE(good.has_value()) << good->position << ": " << good->detail;
+  EXPECT_EQ(signatures, 20);
+  const int64_t at = SignOffOf(log, "cases/c7", cast_.city_approver.id);
+  v1::Event& e = log[static_cast<size_t>(at)];
+  e.mutable_closure_signed_off()->mutable_sign_off()->set_signature(
+      Sign(city_key_, workflow::SignOffStatement(e.stream().substr(6), e.version() - 1,
+                                                 e.closure_signed_off().sign_off().inspection_id(),
+                                                 std::string(32, '\0'))));
+  auto problem = Verify(log);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->position, at);
+  EXPECT_THAT(problem->detail, HasSubstr("does not verify over the canonical statement"));
+}
+
+// Rules only move forward: a sign-off of the first form (no leaf hash) after an event
+// admitted under rules that require the hash is named, though its signature verifies.
+TEST_F(DeepVerifySignaturesTest, ASignOffOfTheFirstFormAfterNewerRulesIsNamed) {
+  std::vector<v1::Event> log = ClosedCases(10, 5);
+  const int64_t at = SignOffOf(log, "cases/c2", cast_.county_approver.id);
+  for (v1::Event& e : log) {
+    if (e.stream() != "cases/c2") continue;
+    e.set_rules_version(workflow::kRulesVersion2026_2);
+    if (!e.has_closure_signed_off()) continue;
+    v1::SignOff* s = e.mutable_closure_signed_off()->mutable_sign_off();
+    s->clear_latest_leaf_hash();
+    s->set_signature(Sign(
+        e.actor() == cast_.county_approver.id ? county_key_ : city_key_,
+        workflow::SignOffStatementV1(e.stream().substr(6), e.version() - 1, s->inspection_id())));
+  }
+  auto problem = Verify(log);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->position, at);
+  EXPECT_THAT(problem->detail, HasSubstr("whose statement names no leaf hash, after position 0"));
 }
 
 // More sign-offs than the background queue holds (SignatureChecks::kQueued), one of them

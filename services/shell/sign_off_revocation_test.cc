@@ -26,6 +26,7 @@
 #include "services/shell/stepped_log_testing.h"
 #include "services/workflow/statement.h"
 #include "services/workflow/workflow_testing.h"
+#include "store/hasher.h"
 #include "store/rocks_event_log.h"
 #include "store/testing/temp_dir.h"
 
@@ -128,7 +129,11 @@ class SignOffRevocation : public ::testing::Test {
     v1::Command command = workflow::testing::SignOffClosure(4, "insp-1", key_id_);
     v1::SignOffClosureRequest* r = command.mutable_sign_off_closure();
     r->set_request_id(request_id);
-    const std::string statement = workflow::SignOffStatement(kCaseId, 4, "insp-1");
+    auto latest = processor_->ReadEventAt(kCaseId, 4);
+    EXPECT_TRUE(latest.ok()) << latest.status();
+    const std::string statement = workflow::SignOffStatement(
+        kCaseId, 4, "insp-1",
+        latest.ok() ? std::string(store::rfc9162::AsBytes(latest->leaf_hash)) : std::string());
     std::string signature(crypto_sign_BYTES, '\0');
     crypto_sign_detached(reinterpret_cast<unsigned char*>(signature.data()), nullptr,
                          reinterpret_cast<const unsigned char*>(statement.data()), statement.size(),

@@ -12,6 +12,7 @@
 #include "services/workflow/check.h"
 #include "services/workflow/limits.h"
 #include "services/workflow/names.h"
+#include "services/workflow/statement.h"
 #include "services/workflow/text.h"
 
 namespace casework::workflow {
@@ -1065,8 +1066,10 @@ class Decider {
   Decision SignOffClosure(const v1::SignOffClosureRequest& request) {
     if (auto r = CheckExistingCase(request)) return *r;
     if (auto r = CheckState()) return *r;
+    const bool names_latest = SignOffNamesLatestLeaf(context_.rules);
     if (context_.verified_key_id.empty() || context_.verified_key_id != request.key_id() ||
-        request.signature().empty()) {
+        request.signature().empty() ||
+        (names_latest && context_.verified_latest_leaf_hash.size() != kLeafHashBytes)) {
       return Refuse(Reason::kSignOffSignatureNotVerified, "signature",
                     Cat("the signature of ", actor(), " with key \"",
                         Shown(request.key_id(), kIdBytesMax + 1),
@@ -1108,6 +1111,7 @@ class Decider {
     sign_off.set_signature(request.signature());
     sign_off.set_inspection_id(passed->inspection_id());
     *sign_off.mutable_sign_time() = FromMicros(context_.now_micros);
+    if (names_latest) sign_off.set_latest_leaf_hash(context_.verified_latest_leaf_hash);
 
     google::protobuf::RepeatedPtrField<v1::SignOff> after = state_.sign_offs();
     *after.Add() = sign_off;
@@ -1312,7 +1316,8 @@ void ReplaceAssignmentWith(v1::Case& state, const v1::Assignment& next) {
 }  // namespace
 
 bool KnownRulesVersion(std::string_view version) {
-  return version == kRulesVersion || version == kRulesVersion2026_1;
+  return version == kRulesVersion || version == kRulesVersion2026_2 ||
+         version == kRulesVersion2026_1;
 }
 
 std::optional<Refusal> CheckTalkContent(

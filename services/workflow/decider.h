@@ -27,7 +27,10 @@ namespace casework::workflow {
 //   rules/2026.1  separation of duties within the latest round only.
 //   rules/2026.2  whoever assisted the case in any round may not inspect or review it; a
 //                 closure needs a signer who inspected the case in no round.
-inline constexpr char kRulesVersion[] = "rules/2026.2";
+//   rules/2026.3  a sign-off's signature also covers the leaf hash of the case's latest
+//                 event (the statement's `latest` line, statement.h), kept in the event.
+inline constexpr char kRulesVersion[] = "rules/2026.3";
+inline constexpr char kRulesVersion2026_2[] = "rules/2026.2";
 inline constexpr char kRulesVersion2026_1[] = "rules/2026.1";
 
 // Whether this build can decide (and so re-run) the rule set `version`.
@@ -46,6 +49,9 @@ struct Context {
   // (statement.h) with this key of the actor, at this level; empty when it did not.
   std::string verified_key_id;
   casework::v1::ApprovalLevel verified_level = casework::v1::APPROVAL_LEVEL_UNSPECIFIED;
+  // The leaf hash (32 bytes) of the case's latest event that the verified statement named
+  // (under rules where SignOffNamesLatestLeaf); recorded in the sign-off.
+  std::string verified_latest_leaf_hash;
   // The rule set to decide by, stamped on the events: the current one, or an older one
   // (KnownRulesVersion) when a deep verification re-runs an older event.
   std::string_view rules = kRulesVersion;

@@ -10,6 +10,7 @@
 
 #include "benchmark/benchmark.h"
 #include "services/workflow/decider.h"
+#include "services/workflow/statement.h"
 
 namespace casework::workflow {
 namespace {
@@ -49,6 +50,7 @@ std::vector<Step> Lifecycle() {
     if (context.actor.HasRole(Role::kApprover)) {
       context.verified_key_id = "key-" + context.actor.id;
       context.verified_level = context.actor.approval_level;
+      context.verified_latest_leaf_hash = std::string(kLeafHashBytes, '\x5a');
     }
     steps.push_back({std::move(context), std::move(c)});
   };

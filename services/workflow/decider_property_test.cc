@@ -20,6 +20,7 @@
 #include "services/workflow/decider.h"
 #include "services/workflow/names.h"
 #include "services/workflow/policy.h"
+#include "services/workflow/statement.h"
 #include "services/workflow/workflow_testing.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -388,6 +389,7 @@ class Sequence {
     if (actor.HasRole(Role::kApprover) && Chance(96)) {
       context.verified_key_id = "key-" + actor.id;
       context.verified_level = actor.approval_level;
+      context.verified_latest_leaf_hash = std::string(kLeafHashBytes, '\x5a');
     }
     return context;
   }

@@ -247,6 +247,36 @@ TEST(Rules, SignOffSignatureNotVerified) {
          "signature");
 }
 
+// Under rules/2026.3 a verified signature names the case's latest leaf hash; a shell that
+// passes none has not verified the statement of these rules.
+TEST(Rules, SignOffWithoutTheLatestLeafIsNotVerified) {
+  Scenario s(Stage::kVerified);
+  const Principal& approver = s.cast().county_approver;
+  const v1::Command c = testing::SignOffClosure(s.version(), "insp-1", testing::KeyIdOf(approver));
+  Context context = s.As(approver);
+  context.verified_latest_leaf_hash.clear();
+  Decision d = Decide(s.state(), c, context);
+  ASSERT_TRUE(std::holds_alternative<Refusal>(d));
+  Expect(std::get<Refusal>(d), Reason::kSignOffSignatureNotVerified, Category::kPermissionDenied,
+         "signature");
+  context.verified_latest_leaf_hash = std::string(31, 'x');
+  d = Decide(s.state(), c, context);
+  ASSERT_TRUE(std::holds_alternative<Refusal>(d));
+  // The rules before 2026.3 signed no leaf hash, and record none.
+  context.rules = kRulesVersion2026_2;
+  context.verified_latest_leaf_hash.clear();
+  d = Decide(s.state(), c, context);
+  ASSERT_TRUE(std::holds_alternative<Events>(d));
+  EXPECT_TRUE(
+      std::get<Events>(d).front().closure_signed_off().sign_off().latest_leaf_hash().empty());
+  // The current rules record the hash the shell verified.
+  context = s.As(approver);
+  d = Decide(s.state(), c, context);
+  ASSERT_TRUE(std::holds_alternative<Events>(d));
+  EXPECT_EQ(std::get<Events>(d).front().closure_signed_off().sign_off().latest_leaf_hash(),
+            context.verified_latest_leaf_hash);
+}
+
 TEST(Rules, ApproverLevelUnknown) {
   Scenario s(Stage::kVerified);
   Principal approver = s.cast().county_approver;
