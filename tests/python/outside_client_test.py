@@ -2,7 +2,9 @@
 
 Generates Python stubs from proto/ with protoc and Debian's grpc_python_plugin, starts the
 real caseworkd on 127.0.0.1, and drives it with the stock grpcio library: create a case,
-read it back, page through the ledger, and decode a refusal's google.rpc.Status details.
+read it back, page through the ledger, decode a refusal's google.rpc.Status details, and
+close a case with Ed25519 signatures (python3-cryptography) over the sign-off statement
+as docs/rules.md writes it.
 Run: python3 outside_client_test.py CASEWORKD PROTO_DIR GOOGLEAPIS_DIR
 """
 import importlib
@@ -37,11 +39,14 @@ class OutsideClientTest(unittest.TestCase):
         os.makedirs(stubs)
         generate_stubs(stubs)
         sys.path.insert(0, stubs)
-        global grpc, case_pb2, svc_pb2, svc_grpc, status_pb2, details_pb2
+        global grpc, case_pb2, svc_pb2, svc_grpc, admin_pb2, admin_grpc, status_pb2
+        global details_pb2
         import grpc
         case_pb2 = importlib.import_module("casework.v1.case_pb2")
         svc_pb2 = importlib.import_module("casework.v1.case_service_pb2")
         svc_grpc = importlib.import_module("casework.v1.case_service_pb2_grpc")
+        admin_pb2 = importlib.import_module("casework.v1.admin_service_pb2")
+        admin_grpc = importlib.import_module("casework.v1.admin_service_pb2_grpc")
         status_pb2 = importlib.import_module("google.rpc.status_pb2")
         details_pb2 = importlib.import_module("google.rpc.error_details_pb2")
 
@@ -50,6 +55,12 @@ class OutsideClientTest(unittest.TestCase):
             json.dump({"principals": [
                 {"id": "py.lister", "roles": ["lister"], "jurisdiction": "jiangcheng"},
                 {"id": "py.reviewer", "roles": ["reviewer"], "jurisdiction": "jiangcheng"},
+                {"id": "py.inspector", "roles": ["inspector"], "jurisdiction": "jiangcheng"},
+                {"id": "py.admin", "roles": ["admin"], "jurisdiction": "jiangcheng"},
+                {"id": "py.county", "roles": ["approver"], "jurisdiction": "jiangcheng/xihe",
+                 "approval_level": "county"},
+                {"id": "py.city", "roles": ["approver"], "jurisdiction": "jiangcheng",
+                 "approval_level": "city"},
             ]}, f)
         data = os.path.join(cls.tmp, "data")
         os.makedirs(data)
@@ -74,6 +85,7 @@ class OutsideClientTest(unittest.TestCase):
             raise RuntimeError("caseworkd did not start")
         cls.channel = grpc.insecure_channel("127.0.0.1:%d" % port)
         cls.stub = svc_grpc.CaseServiceStub(cls.channel)
+        cls.admin = admin_grpc.AdminServiceStub(cls.channel)
 
     @classmethod
     def tearDownClass(cls):
@@ -141,6 +153,80 @@ class OutsideClientTest(unittest.TestCase):
         self.assertEqual(info.domain, "casework.gov")
         self.assertTrue(info.reason)
         self.assertEqual(info.metadata["field"], "expected_version")
+
+    def test_signed_closure_from_the_documented_statement(self):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        def raw(key):
+            return key.public_key().public_bytes(serialization.Encoding.Raw,
+                                                 serialization.PublicFormat.Raw)
+
+        keys = {}
+        for person, level in (("py.county", case_pb2.APPROVAL_LEVEL_COUNTY),
+                              ("py.city", case_pb2.APPROVAL_LEVEL_CITY)):
+            key = Ed25519PrivateKey.generate()
+            registered, _ = self.call(self.admin.RegisterApproverKey,
+                                      admin_pb2.RegisterApproverKeyRequest(
+                                          request_id="py-key-" + person, approver=person,
+                                          public_key=raw(key), level=level),
+                                      identity="py.admin")
+            keys[person] = (registered.key_id, key)
+
+        name = "cases/py-3"
+        self.call(self.stub.CreateCase, self.listing("py-3", "py-r5"))
+        self.call(self.stub.ReviewListing, svc_pb2.ReviewListingRequest(
+            name=name, request_id="py-r6", expected_version=1, confirmed=True),
+            identity="py.reviewer")
+        assign = svc_pb2.AssignAssistanceRequest(name=name, request_id="py-r7",
+                                                 expected_version=2)
+        a = assign.assignment
+        a.paired_department.department_id = "dept-finance"
+        a.paired_department.display_name = "市财政局"
+        a.paired_department.kind = case_pb2.DEPARTMENT_KIND_ECONOMIC
+        a.first_secretary.person_id = "wang.fang"
+        a.first_secretary.display_name = "王芳"
+        cadre = a.stationed_cadres.add()
+        cadre.person_id = "li.ming"
+        cadre.display_name = "李明"
+        a.plan = "build a cooperative"
+        self.call(self.stub.AssignAssistance, assign)
+        inspected, _ = self.call(self.stub.RecordInspection, svc_pb2.RecordInspectionRequest(
+            name=name, request_id="py-r8", expected_version=3, inspection_id="py-insp-1",
+            passed=True, findings="income established"), identity="py.inspector")
+        self.assertEqual(inspected.case.state, case_pb2.CASE_STATE_VERIFIED)
+
+        for i, person in enumerate(("py.county", "py.city")):
+            # What the approver checked: the case's version and the leaf hash of its latest
+            # event, which the statement names.
+            case, _ = self.call(self.stub.GetCase, svc_pb2.GetCaseRequest(name=name),
+                                identity=person)
+            self.assertEqual(len(case.last_leaf_hash), 32)
+            statement = ("casework/v1 closure sign-off v2\n"
+                         "case: py-3\n"
+                         "version: %d\n"
+                         "decision: close\n"
+                         "inspection: py-insp-1\n"
+                         "latest: %s\n") % (case.version, case.last_leaf_hash.hex())
+            key_id, key = keys[person]
+            signed, _ = self.call(self.stub.SignOffClosure, svc_pb2.SignOffClosureRequest(
+                name=name, request_id="py-sign-%d" % i, expected_version=case.version,
+                inspection_id="py-insp-1", key_id=key_id,
+                signature=key.sign(statement.encode())), identity=person)
+            self.assertEqual(signed.events[0].event.closure_signed_off.sign_off.latest_leaf_hash,
+                             case.last_leaf_hash)
+        self.assertEqual(signed.case.state, case_pb2.CASE_STATE_CLOSED)
+
+        # Each sign-off names the leaf hash of the event before it, as the log lists it.
+        history, _ = self.call(self.stub.ListCaseEvents,
+                               svc_pb2.ListCaseEventsRequest(name=name))
+        signoffs = 0
+        for before, record in zip(history.events, history.events[1:]):
+            if record.event.WhichOneof("body") == "closure_signed_off":
+                self.assertEqual(record.event.closure_signed_off.sign_off.latest_leaf_hash,
+                                 before.leaf_hash)
+                signoffs += 1
+        self.assertEqual(signoffs, 2)
 
 
 if __name__ == "__main__":
