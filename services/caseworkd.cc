@@ -709,9 +709,15 @@ int main(int argc, char** argv) {
                                         static_cast<size_t>(flags.fold_state_mib) << 20});
   casework::shell::OversightServiceImpl oversight_service(log->get(), &auth, policy,
                                                           casework::shell::SystemClockMicros);
+  casework::shell::PrincipalsReloader principals_reloader(
+      {.path = flags.principals,
+       .log = flags.record_principals ? log->get() : nullptr,
+       .clock = casework::shell::SystemClockMicros},
+      &principals_holder);
   casework::shell::AdminServiceImpl admin_service(log->get(), &auth, &principals_holder,
                                                   casework::shell::SystemClockMicros);
   processor.set_approver_keys(&admin_service.keys());
+  admin_service.set_principals_reloader(&principals_reloader);
   const std::string backup_dir = flags.backup_dir.empty()
                                      ? (std::filesystem::path(flags.data_dir) / "backups").string()
                                      : flags.backup_dir;
@@ -877,38 +883,21 @@ int main(int argc, char** argv) {
                         reloaded.ToString());
         }
       }
-      auto reloaded = casework::shell::Principals::Load(flags.principals);
-      if (reloaded.ok() && flags.record_principals) {
-        // Recorded before anyone is authorised under it; kept out if it cannot be.
-        if (auto recorded = casework::shell::RecordPrincipals(log->get(), **reloaded,
-                                                              casework::shell::SystemClockMicros());
-            !recorded.ok()) {
-          // Fail closed: whoever the new file removes or changes stops acting now; the
-          // rest act as before, under the version the log holds.
-          std::shared_ptr<const casework::shell::Principals> current = principals_holder.Get();
-          std::shared_ptr<const casework::shell::Principals> kept =
-              current->WithoutChangesIn(**reloaded);
-          principals_holder.Set(kept);
-          spdlog::error(
-              "principals not recorded, so not reloaded: {}. Until a reload records them "
-              "(SIGHUP again once the cause is fixed), the {} identities of the recorded set that "
-              "the new file removes or changes are refused, its new identities are not admitted, "
-              "and the other {} act "
-              "as before (version {})",
-              recorded.ToString(),
-              static_cast<size_t>(current->record().principals_size()) - kept->size(), kept->size(),
-              kept->version());
-          continue;
-        }
-        principals_holder.Set((*reloaded)->Stamped());
-        spdlog::info("reloaded principals: {} identities, version {}", (*reloaded)->size(),
-                     (*reloaded)->version());
-      } else if (reloaded.ok()) {
-        principals_holder.Set(*reloaded);
-        spdlog::info("reloaded principals: {} identities", (*reloaded)->size());
-      } else {
+      // Recorded before anyone is authorised under it; fails closed if it cannot be
+      // (SIGHUP again once the cause is fixed).
+      auto reloaded = principals_reloader.Reload(nullptr);
+      if (!reloaded.ok() && reloaded.status().code() == absl::StatusCode::kFailedPrecondition) {
         spdlog::error("principals not reloaded, keeping the old set: {}",
-                      reloaded.status().ToString());
+                      std::string(reloaded.status().message()));
+      } else if (!reloaded.ok()) {
+        spdlog::error("principals not reloaded: {}", std::string(reloaded.status().message()));
+      } else if (reloaded->record.has_value()) {
+        spdlog::info("reloaded principals on SIGHUP: {} identities, version {}, {} at position {}",
+                     reloaded->set->size(), reloaded->set->version(),
+                     reloaded->record->recorded_now ? "recorded" : "recorded before",
+                     reloaded->record->position);
+      } else {
+        spdlog::info("reloaded principals on SIGHUP: {} identities", reloaded->set->size());
       }
       continue;
     }

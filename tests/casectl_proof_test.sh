@@ -91,6 +91,9 @@ admin admin register-key approver.dongshan --public-key "$(field "$work/county.j
   --level county >/dev/null
 admin admin register-key sun.li --public-key "$(field "$work/city.json" public_key)" \
   --level city >/dev/null
+# The principals file as started, reloaded on request: recorded before, by the server.
+admin admin reload-principals >"$work/reload.json"
+"$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["recorded_now"] is False and d["recorded_by"] == "caseworkd" and d["identities"] > 10, d' "$work/reload.json"
 ctl list --filter 'state = VERIFIED' --page-size 1 >"$work/verified.json"
 case_id=$("$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["case_id"])' "$work/verified.json")
 ctl get "$case_id" >"$work/case.json"

@@ -181,6 +181,8 @@ const Expectation kExpectations[] = {
      R"(request_id: "$REQ" approver: "$APPROVER" key_id: "$KEY" reason: "authorization matrix")"},
     // A backup holds the whole ledger: an admin of the whole city.
     {"/casework.v1.AdminService/CreateBackup", kAdmin, Scope::kRefused, ""},
+    // The principals file grants roles everywhere: an admin of the whole city.
+    {"/casework.v1.AdminService/ReloadPrincipals", kAdmin, Scope::kRefused, ""},
 
     // OversightService (services/shell/oversight_service.h, docs/oversight.md).
     {"/casework.v1.OversightService/ImportRegistry", kAdmin, Scope::kRefused,

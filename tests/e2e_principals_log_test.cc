@@ -10,6 +10,7 @@
 #include <string_view>
 #include <thread>
 
+#include "casework/v1/admin_service.grpc.pb.h"
 #include "casework/v1/audit_service.grpc.pb.h"
 #include "casework/v1/event_service.grpc.pb.h"
 #include "clients/client.h"
@@ -184,6 +185,88 @@ TEST_F(PrincipalsLogTest, RecordedAtStartStampedOnEventsAndRecordedAgainWhenChan
   ASSERT_EQ(server_->Stop(), 0);
   Start();
   EXPECT_EQ(Records().size(), 2u);
+  std::string problem;
+  EXPECT_TRUE(DeepVerifies(&problem)) << problem;
+}
+
+// An administrator of the whole city reloads the file on request
+// (AdminService.ReloadPrincipals): the record names them and the set they acted under, the
+// new set is served at once, and the audit accepts it. The same file is not recorded
+// twice; anyone else is refused; a file that does not load leaves the set in use.
+TEST_F(PrincipalsLogTest, AReloadOnRequestIsRecordedInTheAdministratorsName) {
+  auto reload = [&](const std::string& who, v1::ReloadPrincipalsResponse* resp) {
+    auto c = As(who);
+    auto ctx = c->NewContext();
+    return v1::AdminService::NewStub(c->channel())
+        ->ReloadPrincipals(ctx.get(), v1::ReloadPrincipalsRequest(), resp);
+  };
+  const std::string first = Records().at(0).principals_version();
+  v1::ReloadPrincipalsResponse resp;
+  // The file as started: recorded before, by the server.
+  grpc::Status status = reload("admin", &resp);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_FALSE(resp.recorded_now());
+  EXPECT_EQ(resp.recorded_by(), "caseworkd");
+  EXPECT_EQ(resp.recorded_position(), 0);
+  EXPECT_EQ(resp.principals_version(), first);
+  EXPECT_GT(resp.identities(), 10);
+  // Not an administrator; an administrator of one county.
+  status = reload("lister", &resp);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(client::DecodeError(status).reason, "ACTOR_LACKS_ROLE");
+  status = reload("admin.xihe", &resp);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(client::DecodeError(status).reason, "JURISDICTION_NOT_COVERED");
+  EXPECT_EQ(Records().size(), 1u);
+
+  // A changed file: recorded in the administrator's name, under the set they acted in.
+  const std::string started = PrincipalsText();
+  std::string json = started;
+  const size_t at = json.find(kListerB);
+  ASSERT_NE(at, std::string::npos);
+  json.replace(
+      at, std::string_view(kListerB).size(),
+      R"({"id": "lister.c", "roles": ["lister"], "jurisdiction": "jiangcheng/dongshan"},)");
+  std::ofstream(principals_, std::ios::trunc) << json;
+  status = reload("admin", &resp);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(resp.recorded_now());
+  EXPECT_EQ(resp.recorded_by(), "admin");
+  EXPECT_NE(resp.principals_version(), first);
+  const std::string second = resp.principals_version();
+  const int64_t recorded_at = resp.recorded_position();
+  bool found = false;
+  for (const v1::EventRecord& r : Log()) {
+    if (r.position() != recorded_at) continue;
+    found = true;
+    EXPECT_EQ(r.event().actor(), "admin");
+    EXPECT_EQ(r.event().principals_version(), first);
+    EXPECT_EQ(r.event().principals_recorded().principals_version(), second);
+  }
+  EXPECT_TRUE(found);
+  // Served at once.
+  const v1::CaseCommandResponse c = Create("lister.c", "c-1");
+  ASSERT_EQ(c.events_size(), 1);
+  EXPECT_EQ(c.events(0).event().principals_version(), second);
+  // Again: nothing new; the answer says who recorded it.
+  ASSERT_TRUE(reload("admin", &resp).ok());
+  EXPECT_FALSE(resp.recorded_now());
+  EXPECT_EQ(resp.recorded_by(), "admin");
+  EXPECT_EQ(resp.recorded_position(), recorded_at);
+  EXPECT_EQ(Records().size(), 2u);
+
+  // A file that does not load: refused, and the set in use stays.
+  std::ofstream(principals_, std::ios::trunc) << "{\"principals\": [";
+  status = reload("admin", &resp);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(client::DecodeError(status).reason, "PRINCIPALS_FILE_INVALID");
+  EXPECT_NE(status.error_message().find("the set in use stays"), std::string::npos)
+      << status.error_message();
+  Create("lister.c", "c-2");
+  EXPECT_EQ(Records().size(), 2u);
+  std::ofstream(principals_, std::ios::trunc) << json;
+
+  // The audit accepts a record by an administrator of the whole city.
   std::string problem;
   EXPECT_TRUE(DeepVerifies(&problem)) << problem;
 }

@@ -293,6 +293,40 @@ void Backup(State& s) {
   *s.hooks.exit_code = kExitOk;
 }
 
+void ReloadPrincipals(State& s) {
+  auto client = s.hooks.client();
+  auto stub = casework::v1::AdminService::NewStub(client->channel());
+  casework::v1::ReloadPrincipalsResponse resp;
+  auto ctx = client->NewContext();
+  auto status = stub->ReloadPrincipals(ctx.get(), casework::v1::ReloadPrincipalsRequest(), &resp);
+  if (!status.ok()) {
+    *s.hooks.exit_code = s.hooks.report_error(status);
+    return;
+  }
+  if (*s.hooks.json) {
+    std::cout << nlohmann::json{{"principals_version", resp.principals_version()},
+                                {"identities", resp.identities()},
+                                {"recorded_now", resp.recorded_now()},
+                                {"recorded_by", resp.recorded_by()},
+                                {"recorded_position", resp.recorded_position()}}
+                     .dump()
+              << "\n";
+  } else {
+    std::cout << "principals 人员名册: version 版本 " << resp.principals_version() << ", "
+              << resp.identities() << " identities 人\n";
+    if (resp.recorded_by().empty()) {
+      std::cout << "not recorded: the server does not record its principals 服务器未记录名册\n";
+    } else if (resp.recorded_now()) {
+      std::cout << "recorded 已记录 at position 位置 " << resp.recorded_position() << " by "
+                << resp.recorded_by() << "\n";
+    } else {
+      std::cout << "unchanged 未变化: recorded before 此前已记录 at position 位置 "
+                << resp.recorded_position() << " by " << resp.recorded_by() << "\n";
+    }
+  }
+  *s.hooks.exit_code = kExitOk;
+}
+
 }  // namespace
 
 void AddKeyCommands(CLI::App* app, KeyCommandHooks hooks) {
@@ -362,6 +396,10 @@ void AddKeyCommands(CLI::App* app, KeyCommandHooks hooks) {
   auto* backup = admin->add_subcommand(
       "backup", "take a verified online backup on the server 在线备份（校验后生效）");
   backup->callback([s] { Backup(*s); });
+  auto* reload = admin->add_subcommand(
+      "reload-principals",
+      "read the server's principals file again, recorded in your name 重新加载人员名册");
+  reload->callback([s] { ReloadPrincipals(*s); });
 }
 
 }  // namespace casework::client

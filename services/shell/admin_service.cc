@@ -540,4 +540,53 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateBackup(
   return reactor;
 }
 
+grpc::ServerUnaryReactor* AdminServiceImpl::ReloadPrincipals(
+    grpc::CallbackServerContext* ctx, const casework::v1::ReloadPrincipalsRequest* /*req*/,
+    casework::v1::ReloadPrincipalsResponse* resp) {
+  workflow::Principal actor;
+  if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) return Finish(ctx, status);
+  if (!actor.HasRole(workflow::Role::kAdmin)) {
+    return Finish(
+        ctx, ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "ACTOR_LACKS_ROLE", "",
+                         absl::StrCat(actor.id,
+                                      " does not hold the role admin; the principals "
+                                      "are reloaded by an administrator"),
+                         absl::StrCat(actor.id, " 不具有管理员角色；人员名册须由管理员重新加载")));
+  }
+  if (workflow::JurisdictionDepth(actor.jurisdiction) > 1) {
+    return Finish(ctx,
+                  ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "",
+                              absl::StrCat("the principals file grants roles in the whole city; ",
+                                           actor.id, " administers only ", actor.jurisdiction,
+                                           "; an administrator of the whole city must reload it"),
+                              absl::StrCat("人员名册涉及全市的角色授权；", actor.id, " 仅管理 ",
+                                           actor.jurisdiction, "，须由全市管理员重新加载")));
+  }
+  if (reloader_ == nullptr) {
+    return Finish(
+        ctx, ErrorStatus(grpc::StatusCode::FAILED_PRECONDITION, "PRINCIPALS_RELOAD_NOT_CONFIGURED",
+                         "", "this server does not reload its principals on request",
+                         "本服务器不支持按请求重新加载人员名册"));
+  }
+  auto reloaded = reloader_->Reload(&actor);
+  if (!reloaded.ok()) {
+    if (reloaded.status().code() == absl::StatusCode::kFailedPrecondition) {
+      return Finish(
+          ctx, ErrorStatus(grpc::StatusCode::FAILED_PRECONDITION, "PRINCIPALS_FILE_INVALID", "",
+                           absl::StrCat(reloaded.status().message(),
+                                        "; correct the file on the server and reload"),
+                           "服务器上的人员名册文件无法加载，仍沿用当前名册；请修正文件后重新加载"));
+    }
+    return Finish(ctx, FromStoreStatus(reloaded.status()));
+  }
+  resp->set_principals_version(reloaded->set->version());
+  resp->set_identities(static_cast<int32_t>(reloaded->set->size()));
+  if (reloaded->record.has_value()) {
+    resp->set_recorded_now(reloaded->record->recorded_now);
+    resp->set_recorded_by(reloaded->record->recorded_by);
+    resp->set_recorded_position(reloaded->record->position);
+  }
+  return Finish(ctx, grpc::Status::OK);
+}
+
 }  // namespace casework::shell

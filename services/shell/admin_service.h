@@ -72,6 +72,16 @@ class AdminServiceImpl final : public casework::v1::AdminService::CallbackServic
   using BackupFn = std::function<absl::Status(casework::v1::CreateBackupResponse*)>;
   void set_backup(BackupFn backup) { backup_ = std::move(backup); }
 
+  // ReloadPrincipals: admin of the whole city (PERMISSION_DENIED ACTOR_LACKS_ROLE,
+  // JURISDICTION_NOT_COVERED otherwise), then the reloader (principals.h), naming the
+  // caller: a file that does not load is FAILED_PRECONDITION PRINCIPALS_FILE_INVALID (the
+  // set in use stays); a record that cannot be appended answers the store's error and
+  // fails closed. Unset: FAILED_PRECONDITION PRINCIPALS_RELOAD_NOT_CONFIGURED.
+  grpc::ServerUnaryReactor* ReloadPrincipals(grpc::CallbackServerContext* ctx,
+                                             const casework::v1::ReloadPrincipalsRequest* req,
+                                             casework::v1::ReloadPrincipalsResponse* resp) override;
+  void set_principals_reloader(PrincipalsReloader* reloader) { reloader_ = reloader; }
+
   // Waits for a running backup (call after the server stopped).
   ~AdminServiceImpl() override;
 
@@ -115,6 +125,7 @@ class AdminServiceImpl final : public casework::v1::AdminService::CallbackServic
   absl::flat_hash_map<std::string, PendingKey> pending_key_ids_ ABSL_GUARDED_BY(mu_);
   BackupFn backup_;
   bool backup_running_ ABSL_GUARDED_BY(mu_) = false;
+  PrincipalsReloader* reloader_ = nullptr;
 };
 
 }  // namespace casework::shell

@@ -13,6 +13,7 @@
 #include "services/shell/ed25519.h"
 #include "services/shell/principals.h"
 #include "services/workflow/decider.h"
+#include "services/workflow/names.h"
 #include "services/workflow/readmit.h"
 #include "services/workflow/statement.h"
 
@@ -79,6 +80,21 @@ std::optional<DeepVerifier::Problem> DeepVerifier::AddPrincipals(int64_t positio
   if (!event.has_principals_recorded()) {
     return Problem{position, absl::StrCat("an event on ", kPrincipalsStream,
                                           " that is not a PrincipalsRecorded")};
+  }
+  if (event.actor() != kServerActor) {
+    // Reloaded on an administrator's request: by an administrator of the whole city, as
+    // the set recorded before it says.
+    std::optional<workflow::Principal> actor;
+    if (auto p = Authority(position, event, &actor)) return p;
+    if (!actor.has_value() || !actor->HasRole(workflow::Role::kAdmin) ||
+        workflow::JurisdictionDepth(actor->jurisdiction) > 1) {
+      return Problem{
+          position,
+          absl::StrCat("the principals were recorded by ", event.actor(),
+                       actor.has_value() ? absl::StrCat(", administrator of ", actor->jurisdiction)
+                                         : std::string(" under no recorded set"),
+                       ", not by the server or an administrator of the whole city")};
+    }
   }
   const v1::PrincipalsRecorded& part = event.principals_recorded();
   // A set recorded in parts (one append, in order): gathered, then checked whole.

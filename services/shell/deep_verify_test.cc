@@ -3,6 +3,9 @@
 // re-decides it with exactly that actor's roles and jurisdiction.
 #include "services/shell/deep_verify.h"
 
+#include <optional>
+#include <string>
+#include <tuple>
 #include <variant>
 
 #include "absl/strings/str_cat.h"
@@ -24,7 +27,8 @@ using workflow::testing::kStartMicros;
 constexpr char kPrincipalsJson[] = R"({"principals": [
   {"id": "li.na", "roles": ["lister"], "jurisdiction": "city/east"},
   {"id": "zhao.lei", "roles": ["inspector"], "jurisdiction": "city/east"},
-  {"id": "wu.gang", "roles": ["lister", "admin"], "jurisdiction": "city/west"}
+  {"id": "wu.gang", "roles": ["lister", "admin"], "jurisdiction": "city/west"},
+  {"id": "sun.mei", "roles": ["admin"], "jurisdiction": "city"}
 ]})";
 
 class DeepVerifyPrincipalsTest : public ::testing::Test {
@@ -124,6 +128,41 @@ TEST_F(DeepVerifyPrincipalsTest, ARecordWhoseVersionIsNotItsHashIsNamed) {
   ASSERT_TRUE(problem.has_value());
   EXPECT_EQ(problem->position, 0);
   EXPECT_THAT(problem->detail, HasSubstr("hash to"));
+}
+
+// A set reloaded on an administrator's request (AdminService.ReloadPrincipals) names them:
+// an administrator of the whole city under the set recorded before it, or it is named.
+TEST_F(DeepVerifyPrincipalsTest, ARecordByAPersonNeedsAnAdministratorOfTheWholeCity) {
+  // The set recorded at start, then recorded again by `who` (stamped with the set's
+  // version, or not): each log on a fresh verifier.
+  auto verify = [&](const std::string& who, bool stamped) {
+    v1::Event again = Record(set_->record());
+    again.set_actor(who);
+    if (stamped) again.set_principals_version(set_->version());
+    DeepVerifier verifier{DeepVerifyOptions{}};
+    int64_t position = 0;
+    for (const v1::Event& e : {Record(set_->record()), again}) {
+      if (auto p = verifier.Add(store::StoredEvent{.position = position++,
+                                                   .stream = e.stream(),
+                                                   .version = e.version(),
+                                                   .bytes = e.SerializeAsString()})) {
+        return std::optional<DeepVerifier::Problem>(p);
+      }
+    }
+    return verifier.Finish();
+  };
+  auto fine = verify("sun.mei", true);
+  EXPECT_FALSE(fine.has_value()) << fine->detail;
+  for (const auto& [who, stamped, why] :
+       {std::tuple{"wu.gang", true, "administrator of city/west"},
+        std::tuple{"li.na", true, "not by the server or an administrator of the whole city"},
+        std::tuple{"sun.mei", false, "under no recorded set"}}) {
+    SCOPED_TRACE(who);
+    auto problem = verify(who, stamped);
+    ASSERT_TRUE(problem.has_value());
+    EXPECT_EQ(problem->position, 1);
+    EXPECT_THAT(problem->detail, HasSubstr(why));
+  }
 }
 
 TEST_F(DeepVerifyPrincipalsTest, ServiceEventsNeedTheirRole) {

@@ -201,10 +201,29 @@ std::shared_ptr<const Principals> Principals::WithoutChangesIn(const Principals&
 }
 
 absl::Status RecordPrincipals(store::EventLog* log, const Principals& set, int64_t now_micros) {
+  auto recorded = RecordPrincipalsBy(log, set, now_micros, nullptr);
+  return recorded.ok() ? absl::OkStatus() : recorded.status();
+}
+
+absl::StatusOr<PrincipalsRecord> RecordPrincipalsBy(store::EventLog* log, const Principals& set,
+                                                    int64_t now_micros,
+                                                    const workflow::Principal* by) {
   const std::string request_id = absl::StrCat("principals-", set.version());
   auto first = log->FindRequest(kPrincipalsStream, request_id);
   if (!first.ok()) return first.status();
-  if (first->has_value()) return absl::OkStatus();
+  if (first->has_value()) {
+    // Recorded before: by whom, from the record's first event.
+    PrincipalsRecord record{.recorded_now = false, .position = (*first)->first_position};
+    auto stored = log->ReadRange(record.position, 1);
+    if (!stored.ok()) return stored.status();
+    casework::v1::Event event;
+    if (stored->empty() || !event.ParseFromString(stored->front().bytes)) {
+      return absl::DataLossError(
+          absl::StrCat("the principals record at position ", record.position, " cannot be read"));
+    }
+    record.recorded_by = event.actor();
+    return record;
+  }
   auto version = log->StreamVersion(kPrincipalsStream);
   if (!version.ok()) return version.status();
   // The principals in parts of at most kPrincipalsPartBytesMax, in order.
@@ -230,7 +249,9 @@ absl::Status RecordPrincipals(store::EventLog* log, const Principals& set, int64
     casework::v1::Event event;
     event.set_stream(kPrincipalsStream);
     event.set_version(*version + 1 + static_cast<int64_t>(i));
-    event.set_actor(kServerActor);
+    event.set_actor(by != nullptr ? by->id : kServerActor);
+    // An administrator acted under the set recorded before this one.
+    if (by != nullptr) event.set_principals_version(by->principals_version);
     *event.mutable_time() = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(now_micros);
     event.set_request_id(request_id);
     event.set_rules_version(workflow::kRulesVersion);
@@ -244,7 +265,48 @@ absl::Status RecordPrincipals(store::EventLog* log, const Principals& set, int64
     append.events.push_back(event.SerializeAsString());
   }
   auto result = log->Append(std::move(append));
-  return result.ok() ? absl::OkStatus() : result.status();
+  if (!result.ok()) return result.status();
+  // Another reload of the same file may have recorded it first.
+  return PrincipalsRecord{.recorded_now = !result->replayed,
+                          .position = result->first_position,
+                          .recorded_by = by != nullptr ? by->id : kServerActor};
+}
+
+absl::StatusOr<PrincipalsReloader::Result> PrincipalsReloader::Reload(
+    const workflow::Principal* by) {
+  absl::MutexLock lock(&mu_);
+  auto loaded = Principals::Load(options_.path);
+  if (!loaded.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the principals file ", options_.path,
+                     " was not loaded, so the set in use stays: ", loaded.status().message()));
+  }
+  Result result{.set = *loaded};
+  if (options_.log == nullptr) {  // not recorded (--record-principals=false)
+    holder_->Set(*loaded);
+    return result;
+  }
+  auto recorded = RecordPrincipalsBy(options_.log, **loaded, options_.clock(), by);
+  if (!recorded.ok()) {
+    // Fail closed: whoever the new file removes or changes stops acting now; the rest act
+    // as before, under the version the log holds.
+    std::shared_ptr<const Principals> current = holder_->Get();
+    std::shared_ptr<const Principals> kept = current->WithoutChangesIn(**loaded);
+    holder_->Set(kept);
+    return absl::Status(
+        recorded.status().code(),
+        absl::StrCat(
+            "the principals were not recorded, so not reloaded: ", recorded.status().message(),
+            ". Until a reload records them, the ",
+            static_cast<size_t>(current->record().principals_size()) - kept->size(),
+            " identities of the recorded set that the new file removes or changes are refused, "
+            "its new identities are not admitted, and the other ",
+            kept->size(), " act as before (version ", kept->version(), ")"));
+  }
+  result.set = (*loaded)->Stamped();
+  result.record = *std::move(recorded);
+  holder_->Set(result.set);
+  return result;
 }
 
 }  // namespace casework::shell

@@ -8,6 +8,7 @@
 // approval_level: "county" or "city" (approvers only).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -77,6 +78,23 @@ inline constexpr size_t kPrincipalsPartBytesMax = 256u << 10;
 [[nodiscard]] absl::Status RecordPrincipals(store::EventLog* log, const Principals& set,
                                             int64_t now_micros);
 
+// Where a principals set is recorded, and by whom.
+struct PrincipalsRecord {
+  // False when the version was recorded before (by a start, a reload or another call).
+  bool recorded_now = false;
+  // The position of the record's first event.
+  int64_t position = 0;
+  // Its actor: kServerActor (a start or SIGHUP) or the administrator who reloaded.
+  std::string recorded_by;
+};
+
+// RecordPrincipals naming `by` as the actor, its events stamped with the version `by`
+// acted under; the server (kServerActor) when null. Says where the version is recorded.
+[[nodiscard]] absl::StatusOr<PrincipalsRecord> RecordPrincipalsBy(store::EventLog* log,
+                                                                  const Principals& set,
+                                                                  int64_t now_micros,
+                                                                  const workflow::Principal* by);
+
 // The current principals, swapped atomically on reload (SIGHUP) without blocking readers
 // for longer than a pointer copy.
 class PrincipalsHolder {
@@ -95,6 +113,40 @@ class PrincipalsHolder {
  private:
   mutable absl::Mutex mu_;
   std::shared_ptr<const Principals> current_;
+};
+
+// Reads the principals file again, records it (naming who asked) and serves it: on SIGHUP
+// (the server) and on AdminService.ReloadPrincipals (an administrator). One at a time.
+class PrincipalsReloader {
+ public:
+  struct Options {
+    // The principals file the server was started with.
+    std::string path;
+    // Where the set is recorded before anyone acts under it; null: not recorded
+    // (caseworkd --record-principals=false), served as loaded.
+    store::EventLog* log = nullptr;
+    std::function<int64_t()> clock;
+  };
+  struct Result {
+    // The set now served.
+    std::shared_ptr<const Principals> set;
+    // Where it is recorded (unset when not recording).
+    std::optional<PrincipalsRecord> record;
+  };
+
+  PrincipalsReloader(Options options, PrincipalsHolder* holder)
+      : options_(std::move(options)), holder_(holder) {}
+
+  // Loads, records (naming `by`; the server when null) and serves the file. A file that
+  // does not load: kFailedPrecondition, the set in use stays. A record that cannot be
+  // appended: the store's error, and the reload fails closed (Principals::WithoutChangesIn:
+  // whom the new file removes or changes stops acting; the message says how many).
+  [[nodiscard]] absl::StatusOr<Result> Reload(const workflow::Principal* by);
+
+ private:
+  const Options options_;
+  PrincipalsHolder* const holder_;
+  absl::Mutex mu_;
 };
 
 }  // namespace casework::shell
