@@ -886,7 +886,7 @@ int main(int argc, char** argv) {
       // Recorded before anyone is authorised under it; fails closed if it cannot be
       // (SIGHUP again once the cause is fixed).
       auto reloaded = principals_reloader.Reload(nullptr);
-      if (!reloaded.ok() && reloaded.status().code() == absl::StatusCode::kFailedPrecondition) {
+      if (!reloaded.ok() && casework::shell::PrincipalsReloader::FileNotLoaded(reloaded.status())) {
         spdlog::error("principals not reloaded, keeping the old set: {}",
                       std::string(reloaded.status().message()));
       } else if (!reloaded.ok()) {

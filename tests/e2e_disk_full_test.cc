@@ -35,6 +35,7 @@
 #include <string>
 #include <thread>
 
+#include "casework/v1/admin_service.grpc.pb.h"
 #include "casework/v1/case_service.grpc.pb.h"
 #include "clients/client.h"
 #include "gtest/gtest.h"
@@ -420,6 +421,21 @@ TEST_F(DiskFullTest, APrincipalsReloadThatCannotBeRecordedRefusesWhomItRemoves) 
       << "an identity acted before the set that names it was recorded";
   EXPECT_NE(waiting.error_message().find("could not record in its log yet"), std::string::npos)
       << waiting.error_message();
+  // The same reload asked for by an administrator (AdminService.ReloadPrincipals): refused
+  // with the store's reason, and it fails closed the same way.
+  {
+    auto admin = As("admin");
+    auto ctx = admin->NewContext();
+    v1::ReloadPrincipalsResponse resp;
+    const grpc::Status full =
+        v1::AdminService::NewStub(admin->channel())
+            ->ReloadPrincipals(ctx.get(), v1::ReloadPrincipalsRequest(), &resp);
+    EXPECT_EQ(full.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << full.error_message();
+    EXPECT_EQ(casework::client::DecodeError(full).reason, "DISK_FULL") << full.error_message();
+    EXPECT_NE(full.error_message().find("not recorded, so not reloaded"), std::string::npos)
+        << full.error_message();
+    EXPECT_EQ(get("lister.b", "p-2").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
 
   // Room again: a SIGHUP records the file and serves it; events carry its version. (The
   // log takes appends again a moment after the space returns: a SIGHUP before that is

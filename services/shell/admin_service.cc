@@ -568,25 +568,48 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ReloadPrincipals(
                          "", "this server does not reload its principals on request",
                          "本服务器不支持按请求重新加载人员名册"));
   }
-  auto reloaded = reloader_->Reload(&actor);
-  if (!reloaded.ok()) {
-    if (reloaded.status().code() == absl::StatusCode::kFailedPrecondition) {
-      return Finish(
-          ctx, ErrorStatus(grpc::StatusCode::FAILED_PRECONDITION, "PRINCIPALS_FILE_INVALID", "",
-                           absl::StrCat(reloaded.status().message(),
-                                        "; correct the file on the server and reload"),
-                           "服务器上的人员名册文件无法加载，仍沿用当前名册；请修正文件后重新加载"));
+  {
+    absl::MutexLock lock(&mu_);
+    if (reload_running_) {
+      return Finish(ctx, ErrorStatus(grpc::StatusCode::ABORTED, "PRINCIPALS_RELOAD_RUNNING", "",
+                                     "a reload of the principals is being made; retry when it "
+                                     "is done",
+                                     "人员名册正在重新加载，请稍后重试"));
     }
-    return Finish(ctx, FromStoreStatus(reloaded.status()));
+    reload_running_ = true;
   }
-  resp->set_principals_version(reloaded->set->version());
-  resp->set_identities(static_cast<int32_t>(reloaded->set->size()));
-  if (reloaded->record.has_value()) {
-    resp->set_recorded_now(reloaded->record->recorded_now);
-    resp->set_recorded_by(reloaded->record->recorded_by);
-    resp->set_recorded_position(reloaded->record->position);
-  }
-  return Finish(ctx, grpc::Status::OK);
+  // Off the callback thread: a reload reads the file and waits for a synced append.
+  auto* reactor = ctx->DefaultReactor();
+  reloads_.Post([this, reactor, resp, actor = std::move(actor)]() mutable {
+    grpc::Status status = grpc::Status::OK;
+    auto reloaded = reloader_->Reload(&actor);
+    if (!reloaded.ok() && PrincipalsReloader::FileNotLoaded(reloaded.status())) {
+      status = ErrorStatus(
+          grpc::StatusCode::FAILED_PRECONDITION, "PRINCIPALS_FILE_INVALID", "",
+          absl::StrCat(reloaded.status().message(), "; correct the file on the server and reload"),
+          "服务器上的人员名册文件无法加载，仍沿用当前名册；请修正文件后重新加载");
+    } else if (!reloaded.ok() && PrincipalsReloader::CallerChanged(reloaded.status())) {
+      status = ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "PRINCIPAL_CHANGED", "",
+                           absl::StrCat(reloaded.status().message(), "; nothing was reloaded"),
+                           absl::StrCat(actor.id, " 的授权在等待期间已变更，未重新加载人员名册"));
+    } else if (!reloaded.ok()) {
+      status = FromStoreStatus(reloaded.status());
+    } else {
+      resp->set_principals_version(reloaded->set->version());
+      resp->set_identities(static_cast<int32_t>(reloaded->set->size()));
+      if (reloaded->record.has_value()) {
+        resp->set_recorded_now(reloaded->record->recorded_now);
+        resp->set_recorded_by(reloaded->record->recorded_by);
+        resp->set_recorded_position(reloaded->record->position);
+      }
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      reload_running_ = false;
+    }
+    reactor->Finish(std::move(status));
+  });
+  return reactor;
 }
 
 }  // namespace casework::shell

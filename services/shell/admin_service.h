@@ -46,6 +46,7 @@
 #include "services/shell/auth.h"
 #include "services/shell/command_processor.h"
 #include "services/shell/principals.h"
+#include "services/shell/serial_worker.h"
 #include "store/event_log.h"
 
 namespace casework::shell {
@@ -74,8 +75,10 @@ class AdminServiceImpl final : public casework::v1::AdminService::CallbackServic
 
   // ReloadPrincipals: admin of the whole city (PERMISSION_DENIED ACTOR_LACKS_ROLE,
   // JURISDICTION_NOT_COVERED otherwise), then the reloader (principals.h), naming the
-  // caller: a file that does not load is FAILED_PRECONDITION PRINCIPALS_FILE_INVALID (the
-  // set in use stays); a record that cannot be appended answers the store's error and
+  // caller, on a worker thread: one at a time (ABORTED PRINCIPALS_RELOAD_RUNNING while one
+  // runs). A file that does not load is FAILED_PRECONDITION PRINCIPALS_FILE_INVALID (the set
+  // in use stays); a caller whom a reload changed meanwhile, PERMISSION_DENIED
+  // PRINCIPAL_CHANGED; a record that cannot be appended answers the store's error and
   // fails closed. Unset: FAILED_PRECONDITION PRINCIPALS_RELOAD_NOT_CONFIGURED.
   grpc::ServerUnaryReactor* ReloadPrincipals(grpc::CallbackServerContext* ctx,
                                              const casework::v1::ReloadPrincipalsRequest* req,
@@ -126,6 +129,10 @@ class AdminServiceImpl final : public casework::v1::AdminService::CallbackServic
   BackupFn backup_;
   bool backup_running_ ABSL_GUARDED_BY(mu_) = false;
   PrincipalsReloader* reloader_ = nullptr;
+  bool reload_running_ ABSL_GUARDED_BY(mu_) = false;
+  // Runs reloads off the callback threads; last, so that it stops (and finishes a
+  // reload under way) before the rest goes.
+  SerialWorker reloads_{1};
 };
 
 }  // namespace casework::shell

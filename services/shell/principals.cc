@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -205,6 +207,31 @@ absl::Status RecordPrincipals(store::EventLog* log, const Principals& set, int64
   return recorded.ok() ? absl::OkStatus() : recorded.status();
 }
 
+namespace {
+
+// The actor of the event at `position`; "" when it cannot be read (it only informs the
+// answer: the set is recorded whatever it says).
+std::string ActorAt(store::EventLog* log, int64_t position) {
+  auto stored = log->ReadRange(position, 1);
+  casework::v1::Event event;
+  if (!stored.ok() || stored->empty() || !event.ParseFromString(stored->front().bytes)) return "";
+  return event.actor();
+}
+
+constexpr absl::string_view kReloadPayloadUrl = "type.casework.dev/casework.shell.Reload";
+
+absl::Status WithReloadReason(absl::Status status, absl::string_view reason) {
+  status.SetPayload(kReloadPayloadUrl, absl::Cord(reason));
+  return status;
+}
+
+bool HasReloadReason(const absl::Status& status, absl::string_view reason) {
+  const auto payload = status.GetPayload(kReloadPayloadUrl);
+  return payload.has_value() && *payload == reason;
+}
+
+}  // namespace
+
 absl::StatusOr<PrincipalsRecord> RecordPrincipalsBy(store::EventLog* log, const Principals& set,
                                                     int64_t now_micros,
                                                     const workflow::Principal* by) {
@@ -213,16 +240,9 @@ absl::StatusOr<PrincipalsRecord> RecordPrincipalsBy(store::EventLog* log, const 
   if (!first.ok()) return first.status();
   if (first->has_value()) {
     // Recorded before: by whom, from the record's first event.
-    PrincipalsRecord record{.recorded_now = false, .position = (*first)->first_position};
-    auto stored = log->ReadRange(record.position, 1);
-    if (!stored.ok()) return stored.status();
-    casework::v1::Event event;
-    if (stored->empty() || !event.ParseFromString(stored->front().bytes)) {
-      return absl::DataLossError(
-          absl::StrCat("the principals record at position ", record.position, " cannot be read"));
-    }
-    record.recorded_by = event.actor();
-    return record;
+    const int64_t position = (*first)->first_position;
+    return PrincipalsRecord{
+        .recorded_now = false, .position = position, .recorded_by = ActorAt(log, position)};
   }
   auto version = log->StreamVersion(kPrincipalsStream);
   if (!version.ok()) return version.status();
@@ -266,20 +286,49 @@ absl::StatusOr<PrincipalsRecord> RecordPrincipalsBy(store::EventLog* log, const 
   }
   auto result = log->Append(std::move(append));
   if (!result.ok()) return result.status();
-  // Another reload of the same file may have recorded it first.
-  return PrincipalsRecord{.recorded_now = !result->replayed,
+  if (result->replayed) {  // another reload of the same file recorded it first
+    return PrincipalsRecord{.recorded_now = false,
+                            .position = result->first_position,
+                            .recorded_by = ActorAt(log, result->first_position)};
+  }
+  return PrincipalsRecord{.recorded_now = true,
                           .position = result->first_position,
                           .recorded_by = by != nullptr ? by->id : kServerActor};
+}
+
+bool PrincipalsReloader::FileNotLoaded(const absl::Status& status) {
+  return HasReloadReason(status, "file");
+}
+
+bool PrincipalsReloader::CallerChanged(const absl::Status& status) {
+  return HasReloadReason(status, "caller");
 }
 
 absl::StatusOr<PrincipalsReloader::Result> PrincipalsReloader::Reload(
     const workflow::Principal* by) {
   absl::MutexLock lock(&mu_);
+  // The caller as the set in use has them now: a reload may have changed them while this
+  // one waited. They record under the version they hold now.
+  std::optional<workflow::Principal> caller;
+  if (by != nullptr) {
+    const workflow::Principal* now = holder_->Get()->Find(by->id);
+    if (now == nullptr || !now->HasRole(workflow::Role::kAdmin) ||
+        workflow::JurisdictionDepth(now->jurisdiction) > 1) {
+      return WithReloadReason(
+          absl::PermissionDeniedError(absl::StrCat(
+              by->id, " is no longer an administrator of the whole city in the principals in use")),
+          "caller");
+    }
+    caller = *now;
+    by = &*caller;
+  }
   auto loaded = Principals::Load(options_.path);
   if (!loaded.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("the principals file ", options_.path,
-                     " was not loaded, so the set in use stays: ", loaded.status().message()));
+    return WithReloadReason(
+        absl::FailedPreconditionError(
+            absl::StrCat("the principals file ", options_.path,
+                         " was not loaded, so the set in use stays: ", loaded.status().message())),
+        "file");
   }
   Result result{.set = *loaded};
   if (options_.log == nullptr) {  // not recorded (--record-principals=false)
@@ -293,7 +342,7 @@ absl::StatusOr<PrincipalsReloader::Result> PrincipalsReloader::Reload(
     std::shared_ptr<const Principals> current = holder_->Get();
     std::shared_ptr<const Principals> kept = current->WithoutChangesIn(**loaded);
     holder_->Set(kept);
-    return absl::Status(
+    absl::Status closed(
         recorded.status().code(),
         absl::StrCat(
             "the principals were not recorded, so not reloaded: ", recorded.status().message(),
@@ -302,6 +351,11 @@ absl::StatusOr<PrincipalsReloader::Result> PrincipalsReloader::Reload(
             " identities of the recorded set that the new file removes or changes are refused, "
             "its new identities are not admitted, and the other ",
             kept->size(), " act as before (version ", kept->version(), ")"));
+    // The store's reason (DISK_FULL, READ_ONLY, ...) goes with it.
+    recorded.status().ForEachPayload([&closed](absl::string_view url, const absl::Cord& payload) {
+      closed.SetPayload(url, payload);
+    });
+    return closed;
   }
   result.set = (*loaded)->Stamped();
   result.record = *std::move(recorded);

@@ -137,11 +137,17 @@ class PrincipalsReloader {
   PrincipalsReloader(Options options, PrincipalsHolder* holder)
       : options_(std::move(options)), holder_(holder) {}
 
-  // Loads, records (naming `by`; the server when null) and serves the file. A file that
-  // does not load: kFailedPrecondition, the set in use stays. A record that cannot be
+  // Loads, records (naming `by`, as the set in use has them now; the server when null) and
+  // serves the file. A file that does not load (FileNotLoaded), or a caller no longer an
+  // administrator of the whole city (CallerChanged): the set in use stays. A record that cannot be
   // appended: the store's error, and the reload fails closed (Principals::WithoutChangesIn:
   // whom the new file removes or changes stops acting; the message says how many).
   [[nodiscard]] absl::StatusOr<Result> Reload(const workflow::Principal* by);
+  // Whether a Reload error says the file did not load (nothing changed).
+  [[nodiscard]] static bool FileNotLoaded(const absl::Status& status);
+  // Whether a Reload error says `by` is no longer an administrator of the whole city in
+  // the set in use (a reload changed them while this one waited; nothing changed).
+  [[nodiscard]] static bool CallerChanged(const absl::Status& status);
 
  private:
   const Options options_;

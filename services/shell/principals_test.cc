@@ -2,8 +2,12 @@
 // message naming the entry and field.
 #include "services/shell/principals.h"
 
+#include <fstream>
+
 #include "gtest/gtest.h"
 #include "services/shell/auth.h"
+#include "store/rocks_event_log.h"
+#include "store/testing/temp_dir.h"
 
 namespace casework::shell {
 namespace {
@@ -130,6 +134,75 @@ TEST(Principals, RefusesMistakesNamingTheEntry) {
     ASSERT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(p.status().message().find(row.needle), std::string::npos) << p.status();
   }
+}
+
+// The reloader (SIGHUP and AdminService.ReloadPrincipals): records a changed file naming
+// who asked, under the version they hold now; refuses a caller the set in use no longer
+// makes an administrator of the whole city; keeps the set in use when the file does not
+// load.
+TEST(PrincipalsReloader, RecordsInTheCallersNameAndKeepsTheSetOnAFileThatDoesNotLoad) {
+  store::testing::TempDir dir;
+  store::RocksEventLog::Options options;
+  options.path = dir.Sub("log");
+  auto log = store::RocksEventLog::Open(options);
+  ASSERT_TRUE(log.ok()) << log.status();
+  const std::string path = dir.Sub("principals.json");
+  auto write = [&](const std::string& extra) {
+    std::ofstream(path, std::ios::trunc) << R"({"principals": [
+      {"id": "boss", "roles": ["admin"], "jurisdiction": "city"},
+      {"id": "county.admin", "roles": ["admin"], "jurisdiction": "city/a"})" +
+                                                extra + "]}";
+  };
+  write("");
+  auto initial = Principals::Load(path);
+  ASSERT_TRUE(initial.ok()) << initial.status();
+  ASSERT_TRUE(RecordPrincipals(log->get(), **initial, 1).ok());
+  PrincipalsHolder holder((*initial)->Stamped());
+  PrincipalsReloader reloader({.path = path, .log = log->get(), .clock = [] { return 2; }},
+                              &holder);
+
+  // Unchanged, on SIGHUP: recorded before, by the server.
+  auto same = reloader.Reload(nullptr);
+  ASSERT_TRUE(same.ok()) << same.status();
+  ASSERT_TRUE(same->record.has_value());
+  EXPECT_FALSE(same->record->recorded_now);
+  EXPECT_EQ(same->record->recorded_by, kServerActor);
+  EXPECT_EQ(same->record->position, 0);
+
+  // Changed, by the city's administrator: their name, their version.
+  write(R"(, {"id": "new.lister", "roles": ["lister"], "jurisdiction": "city/a"})");
+  const workflow::Principal boss = *holder.Get()->Find("boss");
+  auto changed = reloader.Reload(&boss);
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  EXPECT_TRUE(changed->record->recorded_now);
+  EXPECT_EQ(changed->record->recorded_by, "boss");
+  ASSERT_NE(holder.Get()->Find("new.lister"), nullptr);
+  auto stored = (*log)->ReadRange(changed->record->position, 1);
+  ASSERT_TRUE(stored.ok() && stored->size() == 1u);
+  casework::v1::Event event;
+  ASSERT_TRUE(event.ParseFromString(stored->front().bytes));
+  EXPECT_EQ(event.actor(), "boss");
+  EXPECT_EQ(event.principals_version(), (*initial)->version());
+
+  // A caller whom the set in use no longer makes an administrator of the whole city
+  // (here: one of a county): refused, nothing recorded.
+  write(R"(, {"id": "another", "roles": ["lister"], "jurisdiction": "city/a"})");
+  const workflow::Principal county = *holder.Get()->Find("county.admin");
+  const int64_t size = (*log)->Size();
+  auto refused = reloader.Reload(&county);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(PrincipalsReloader::CallerChanged(refused.status())) << refused.status();
+  EXPECT_FALSE(PrincipalsReloader::FileNotLoaded(refused.status()));
+  EXPECT_EQ((*log)->Size(), size);
+  EXPECT_EQ(holder.Get()->Find("another"), nullptr);
+
+  // A file that does not load: the set in use stays.
+  std::ofstream(path, std::ios::trunc) << "{";
+  auto broken = reloader.Reload(&boss);
+  ASSERT_FALSE(broken.ok());
+  EXPECT_TRUE(PrincipalsReloader::FileNotLoaded(broken.status())) << broken.status();
+  EXPECT_NE(holder.Get()->Find("new.lister"), nullptr);
+  EXPECT_EQ((*log)->Size(), size);
 }
 
 }  // namespace
