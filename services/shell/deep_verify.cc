@@ -102,6 +102,13 @@ std::optional<DeepVerifier::Problem> DeepVerifier::AddPrincipals(int64_t positio
   v1::PrincipalsRecorded gathered;
   if (part.parts() > 1 || open) {
     const int32_t expected = open ? principal_parts_.part() + 1 : 0;
+    if (open && (event.actor() != principal_parts_actor_ ||
+                 event.request_id() != principal_parts_request_id_)) {
+      // One append by one actor: a part by someone else is not of this record.
+      return Problem{position, absl::StrCat("part ", part.part(), " of a principals record by ",
+                                            principal_parts_actor_, " names ", event.actor(),
+                                            " and request id \"", event.request_id(), "\"")};
+    }
     if (part.part() != expected ||
         (open && (part.parts() != principal_parts_.parts() ||
                   part.principals_version() != principal_parts_.principals_version()))) {
@@ -116,6 +123,8 @@ std::optional<DeepVerifier::Problem> DeepVerifier::AddPrincipals(int64_t positio
     if (!open) {
       principal_parts_.set_parts(part.parts());
       principal_parts_.set_principals_version(part.principals_version());
+      principal_parts_actor_ = event.actor();
+      principal_parts_request_id_ = event.request_id();
     }
     principal_parts_.set_part(part.part());
     for (const v1::PrincipalRecord& r : part.principals()) *principal_parts_.add_principals() = r;

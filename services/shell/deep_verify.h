@@ -162,6 +162,9 @@ class DeepVerifier {
       principal_sets_;
   // A principals record in parts, as far as its parts came (parts_ 0: none open).
   casework::v1::PrincipalsRecorded principal_parts_;
+  // Its actor and request id (every part has the first part's).
+  std::string principal_parts_actor_;
+  std::string principal_parts_request_id_;
   // The authority of the pending command's actor (nullopt: none named).
   std::optional<workflow::Principal> pending_actor_;
   std::vector<casework::v1::Event> pending_;

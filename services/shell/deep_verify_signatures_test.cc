@@ -138,6 +138,21 @@ class DeepVerifySignaturesTest : public ::testing::Test {
                                       s.latest_leaf_hash());
   }
 
+  // The events of `stream` (every event when empty) as rules/2026.2 admitted them: that
+  // rule set stamped, sign-offs without a leaf hash and signed over the first form.
+  void ToFirstForm(std::vector<v1::Event>& log, const std::string& stream = "") const {
+    for (v1::Event& e : log) {
+      if (!stream.empty() && e.stream() != stream) continue;
+      e.set_rules_version(workflow::kRulesVersion2026_2);
+      if (!e.has_closure_signed_off()) continue;
+      v1::SignOff* s = e.mutable_closure_signed_off()->mutable_sign_off();
+      s->clear_latest_leaf_hash();
+      s->set_signature(Sign(
+          e.actor() == cast_.county_approver.id ? county_key_ : city_key_,
+          workflow::SignOffStatementV1(e.stream().substr(6), e.version() - 1, s->inspection_id())));
+    }
+  }
+
   // The position of the sign-off by `who` on `stream`.
   static int64_t SignOffOf(const std::vector<v1::Event>& log, const std::string& stream,
                            const std::string& who) {
@@ -251,15 +266,7 @@ TEST_F(DeepVerifySignaturesTest, ASignOffNamingAnotherLatestLeafIsNamed) {
 // verify over it; a signature over the current statement does not pass for one of them.
 TEST_F(DeepVerifySignaturesTest, SignOffsOfTheEarlierRulesVerifyOverTheFirstStatement) {
   std::vector<v1::Event> log = ClosedCases(10, 4);
-  for (v1::Event& e : log) {
-    e.set_rules_version(workflow::kRulesVersion2026_2);
-    if (!e.has_closure_signed_off()) continue;
-    v1::SignOff* s = e.mutable_closure_signed_off()->mutable_sign_off();
-    s->clear_latest_leaf_hash();
-    s->set_signature(Sign(
-        e.actor() == cast_.county_approver.id ? county_key_ : city_key_,
-        workflow::SignOffStatementV1(e.stream().substr(6), e.version() - 1, s->inspection_id())));
-  }
+  ToFirstForm(log);
   int64_t signatures = 0;
   auto good = Verify(log, &signatures);
   EXPECT_FALSE(good.has_value()) << good->position << ": " << good->detail;
@@ -281,16 +288,7 @@ TEST_F(DeepVerifySignaturesTest, SignOffsOfTheEarlierRulesVerifyOverTheFirstStat
 TEST_F(DeepVerifySignaturesTest, ASignOffOfTheFirstFormAfterNewerRulesIsNamed) {
   std::vector<v1::Event> log = ClosedCases(10, 5);
   const int64_t at = SignOffOf(log, "cases/c2", cast_.county_approver.id);
-  for (v1::Event& e : log) {
-    if (e.stream() != "cases/c2") continue;
-    e.set_rules_version(workflow::kRulesVersion2026_2);
-    if (!e.has_closure_signed_off()) continue;
-    v1::SignOff* s = e.mutable_closure_signed_off()->mutable_sign_off();
-    s->clear_latest_leaf_hash();
-    s->set_signature(Sign(
-        e.actor() == cast_.county_approver.id ? county_key_ : city_key_,
-        workflow::SignOffStatementV1(e.stream().substr(6), e.version() - 1, s->inspection_id())));
-  }
+  ToFirstForm(log, "cases/c2");
   auto problem = Verify(log);
   ASSERT_TRUE(problem.has_value());
   EXPECT_EQ(problem->position, at);

@@ -276,6 +276,21 @@ TEST_F(DeepVerifyPrincipalsInPartsTest, ARecordCutShortIsNamed) {
   EXPECT_THAT(problem->detail, HasSubstr("ends after part")) << problem->detail;
 }
 
+// The parts of one record come from one append (one actor, one request id): a part of
+// another request is named.
+TEST_F(DeepVerifyPrincipalsInPartsTest, APartOfAnotherRequestIsNamed) {
+  ASSERT_GE(parts_.size(), 2u);
+  std::vector<store::StoredEvent> log = parts_;
+  v1::Event second;
+  ASSERT_TRUE(second.ParseFromString(log[1].bytes));
+  second.set_request_id("principals-another");
+  log[1].bytes = second.SerializeAsString();
+  auto problem = Verify(log);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->position, 1);
+  EXPECT_THAT(problem->detail, HasSubstr("request id \"principals-another\"")) << problem->detail;
+}
+
 // A registry import's record: by an administrator, of a scope that is theirs or the one
 // county they are within.
 class DeepVerifyImportRecordTest : public DeepVerifyPrincipalsTest {
