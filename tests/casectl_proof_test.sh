@@ -113,6 +113,16 @@ rc=0; "$casectl" sign "$case_id" --expected-version "$version" --inspection-id i
   --expected-version "$version" --inspection-id insp-1 --key-id "$(field "$work/signed.json" key_id)" \
   --signature "$(field "$work/signed.json" signature)" >"$work/county-signed.json" || {
   echo "sign-off with a signature made by sign: $(cat "$work/county-signed.json")" >&2; exit 1; }
+# --verify-with: signed only once an inclusion proof under a checkpoint signed by that key
+# shows the leaf is in the log. Under another key: not signed, nothing sent (exit 4).
+rc=0; "$casectl" --server "$server" --identity sun.li sign-off "$case_id" \
+  --expected-version "$((version + 1))" --inspection-id insp-1 --key "$work/keys/city.key" \
+  --verify-with "$bad" >/dev/null 2>"$work/unproved.err" || rc=$?
+[[ $rc == 4 ]] && grep -q "not signed" "$work/unproved.err" || {
+  echo "sign-off --verify-with another key: exit $rc, $(cat "$work/unproved.err")" >&2; exit 1; }
+ctl get "$case_id" >"$work/still.json"
+[[ $(field "$work/still.json" state) == CASE_STATE_VERIFIED ]] || {
+  echo "a sign-off not proved was sent: $(cat "$work/still.json")" >&2; exit 1; }
 # The city approver signs the version they checked, which is now one behind: refused
 # before anything is signed or sent.
 rc=0; "$casectl" --server "$server" --identity sun.li sign-off "$case_id" --expected-version "$version" \
@@ -121,7 +131,8 @@ rc=0; "$casectl" --server "$server" --identity sun.li sign-off "$case_id" --expe
   echo "sign-off --key for a past version: exit $rc, $(cat "$work/stale.err")" >&2; exit 1; }
 "$casectl" --server "$server" --identity sun.li --json sign-off "$case_id" \
   --expected-version "$((version + 1))" --inspection-id insp-1 --key "$work/keys/city.key" \
-  >"$work/closed.json" || { echo "sign-off --key: $(cat "$work/closed.json")" >&2; exit 1; }
+  --verify-with "$good" >"$work/closed.json" 2>"$work/closed.err" || {
+  echo "sign-off --key --verify-with: $(cat "$work/closed.json" "$work/closed.err")" >&2; exit 1; }
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["case"]["state"] == "CASE_STATE_CLOSED", d' "$work/closed.json"
 
 # An export that cannot be written is a failure, not "exported".

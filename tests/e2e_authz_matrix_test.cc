@@ -164,7 +164,8 @@ const Expectation kExpectations[] = {
     {"/casework.v1.AuditService/GetConsistencyProof", kAuditor | kAdmin, Scope::kNone,
      "first_tree_size: 1"},
     {"/casework.v1.AuditService/VerifyLog", kAuditor | kAdmin, Scope::kNone, ""},
-    {"/casework.v1.AuditService/GetInclusionProof", kAuditor | kAdmin, Scope::kRefused,
+    // Any role may prove an event of its jurisdiction (an approver, before signing).
+    {"/casework.v1.AuditService/GetInclusionProof", kEveryRole, Scope::kRefused,
      "position: $POSITION"},
     {"/casework.v1.AuditService/GetCaseAsOf", kAuditor | kAdmin, Scope::kRefused,
      R"(name: "$CASE")"},

@@ -3,16 +3,22 @@
 #include <chrono>
 #include <iostream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "casework/v1/admin_service.grpc.pb.h"
+#include "casework/v1/audit_service.grpc.pb.h"
 #include "clients/casectl/request_id.h"
 #include "clients/signing.h"
 #include "nlohmann/json.hpp"
 #include "services/workflow/statement.h"
+#include "store/checkpoint.h"
+#include "store/hasher.h"
+#include "store/merkle.h"
 
 namespace casework::client {
 namespace {
@@ -28,7 +34,7 @@ struct State {
   // keygen
   std::string keygen_out;
   // sign and sign-off
-  std::string case_id, inspection_id, key_file, signature_b64, key_id, latest_hex;
+  std::string case_id, inspection_id, key_file, signature_b64, key_id, latest_hex, verify_with;
   int64_t expected_version = -1;
   bool show_statement = false;
   // admin
@@ -129,6 +135,42 @@ void Sign(State& s) {
   *s.hooks.exit_code = kExitOk;
 }
 
+// "" when `leaf_hash` is proved to be the leaf at `position` of the log whose checkpoints
+// `verifier_key` signs (an inclusion proof under the latest signed checkpoint, asked for
+// again for up to 5 s while that checkpoint does not reach the position yet); else why not.
+std::string ProveLeaf(casework::client::Client& client, const std::string& verifier_key,
+                      int64_t position, const std::string& leaf_hash) {
+  auto verifier = store::NoteVerifier::FromVerifierKey(verifier_key);
+  if (!verifier.ok()) return std::string(verifier.status().message());
+  auto stub = casework::v1::AuditService::NewStub(client.channel());
+  casework::v1::GetInclusionProofRequest req;
+  req.set_position(position);
+  casework::v1::GetInclusionProofResponse resp;
+  grpc::Status status;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    resp.Clear();
+    auto ctx = client.NewContext();
+    status = stub->GetInclusionProof(ctx.get(), req, &resp);
+    if (status.error_code() != grpc::StatusCode::OUT_OF_RANGE) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));  // the next checkpoint
+  }
+  if (!status.ok()) return absl::StrCat("the proof was refused: ", status.error_message());
+  auto body = store::OpenCheckpoint(resp.checkpoint(), *verifier, verifier->name());
+  if (!body.ok()) return absl::StrCat("its checkpoint: ", body.status().message());
+  if (body->size != resp.tree_size()) return "the checkpoint is of another tree size";
+  const store::Hash leaf = store::rfc9162::HashLeaf(resp.leaf());
+  if (store::rfc9162::AsBytes(leaf) != leaf_hash || resp.record().leaf_hash() != leaf_hash) {
+    const std::string_view held = store::rfc9162::AsBytes(leaf);
+    return absl::StrCat("the log holds the leaf ",
+                        absl::BytesToHexString(absl::string_view(held.data(), held.size())),
+                        " there");
+  }
+  const std::vector<std::string> nodes(resp.proof().begin(), resp.proof().end());
+  absl::Status proved = store::merkle::VerifyInclusion(position, body->size, leaf_hash, nodes,
+                                                       store::rfc9162::AsBytes(body->root));
+  return proved.ok() ? "" : std::string(proved.message());
+}
+
 void SignOff(State& s) {
   auto client = s.hooks.client();
   casework::v1::SignOffClosureRequest req;
@@ -143,30 +185,25 @@ void SignOff(State& s) {
       return;
     }
     std::string latest;
-    if (!s.latest_hex.empty()) {
-      if (!DecodeLeafHash(s.latest_hex, &latest)) {
-        *s.hooks.exit_code = Fail(
-            s, "--latest must be 64 hex digits: the leaf hash of the case's event at that version",
-            kExitUsage);
-        return;
-      }
-    } else {
-      // The server's word for the case's latest leaf, at the version the approver checked.
+    if (!s.latest_hex.empty() && !DecodeLeafHash(s.latest_hex, &latest)) {
+      *s.hooks.exit_code = Fail(
+          s, "--latest must be 64 hex digits: the leaf hash of the case's event at that version",
+          kExitUsage);
+      return;
+    }
+    if (!s.verify_with.empty() && !store::NoteVerifier::FromVerifierKey(s.verify_with).ok()) {
+      *s.hooks.exit_code =
+          Fail(s, "--verify-with must be the log's verifier key (name+hash+base64)", kExitUsage);
+      return;
+    }
+    if (s.latest_hex.empty() || !s.verify_with.empty()) {
+      // The case as the server has it now: still at the version the approver checked.
       casework::v1::GetCaseRequest get;
       get.set_name(req.name());
       casework::v1::Case current;
       auto get_ctx = client->NewContext();
       if (auto status = client->cases().GetCase(get_ctx.get(), get, &current); !status.ok()) {
         *s.hooks.exit_code = s.hooks.report_error(status);
-        return;
-      }
-      if (current.version() == s.expected_version &&
-          current.last_leaf_hash().size() != workflow::kLeafHashBytes) {
-        *s.hooks.exit_code =
-            Fail(s,
-                 absl::StrCat("the server gave no leaf hash for case ", s.case_id,
-                              "; give the one you checked with --latest 请用 --latest 指定叶哈希"),
-                 kExitFailure);
         return;
       }
       if (current.version() != s.expected_version) {
@@ -179,7 +216,36 @@ void SignOff(State& s) {
                  kExitFailure);
         return;
       }
-      latest = current.last_leaf_hash();
+      if (latest.empty()) {
+        // The server's word for the case's latest leaf, at the version the approver checked.
+        if (current.last_leaf_hash().size() != workflow::kLeafHashBytes) {
+          *s.hooks.exit_code = Fail(
+              s,
+              absl::StrCat("the server gave no leaf hash for case ", s.case_id,
+                           "; give the one you checked with --latest 请用 --latest 指定叶哈希"),
+              kExitFailure);
+          return;
+        }
+        latest = current.last_leaf_hash();
+      }
+      if (!s.verify_with.empty()) {
+        // Signed only once the log proves it holds that leaf at the case's latest position.
+        const std::string why = ProveLeaf(*client, s.verify_with, current.last_position(), latest);
+        if (!why.empty()) {
+          *s.hooks.exit_code =
+              Fail(s,
+                   absl::StrCat("not signed: the leaf hash ", absl::BytesToHexString(latest),
+                                " of case ", s.case_id, " at position ", current.last_position(),
+                                " was not proved under a checkpoint signed by --verify-with: ", why,
+                                " 叶哈希未能在签名检查点下得到证明，未签署"),
+                   kExitFailure);
+          return;
+        }
+        if (!*s.hooks.json) {
+          std::cerr << "proved 已证明: leaf " << absl::BytesToHexString(latest) << " at position "
+                    << current.last_position() << " under the signed checkpoint\n";
+        }
+      }
     }
     const std::string statement =
         workflow::SignOffStatement(s.case_id, s.expected_version, s.inspection_id, latest);
@@ -365,6 +431,10 @@ void AddKeyCommands(CLI::App* app, KeyCommandHooks hooks) {
       ->required()
       ->check(CLI::NonNegativeNumber);
   sign_off->add_option("--key", s->key_file, "sign now with this private key file");
+  sign_off->add_option("--verify-with", s->verify_with,
+                       "with --key: the log's verifier key; sign only once an inclusion proof "
+                       "under a checkpoint it signed shows the leaf hash is the case's latest "
+                       "event in the log (exit 4 otherwise)");
   sign_off->add_option("--latest", s->latest_hex,
                        "with --key: the leaf hash of the case's event at that version, 64 hex "
                        "digits (default: the server's, read when the case is at that version)");

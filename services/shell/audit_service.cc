@@ -432,8 +432,12 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetCheckpoint(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(
     grpc::CallbackServerContext* ctx, const v1::GetInclusionProofRequest* req,
     v1::GetInclusionProofResponse* resp) {
+  // Any role: an approver proves the event a sign-off names before signing it. What the
+  // proof carries (the event) is held to the caller's jurisdiction below.
   workflow::Principal caller;
-  if (auto s = RequireAuditor(auth_, ctx, &caller); !s.ok()) return Finish(ctx, s);
+  if (auto s = auth_->Authenticate(ctx, &caller); !s.ok()) return Finish(ctx, s);
+  const bool auditor =
+      caller.HasRole(workflow::Role::kAuditor) || caller.HasRole(workflow::Role::kAdmin);
   auto head = LatestCheckpoint(log_);
   if (!head.ok()) return Finish(ctx, FromStoreStatus(head.status()));
   const int64_t size = req->tree_size() == 0 ? head->checkpoint.size : req->tree_size();
@@ -468,6 +472,16 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(
     JurisdictionResolver resolver(log_, 1);
     auto jurisdiction = resolver.Of(e.stream, e.bytes);
     if (!jurisdiction.ok()) return Finish(ctx, FromStoreStatus(jurisdiction.status()));
+    if (!jurisdiction->has_value() && !auditor) {
+      return Finish(
+          ctx, ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "AUDITOR_ROLE_REQUIRED", "position",
+                           absl::StrCat("the event at position ", req->position(),
+                                        " belongs to no jurisdiction (stream ", e.stream,
+                                        "); only an auditor or administrator of the whole city may "
+                                        "read it"),
+                           absl::StrCat("位置 ", req->position(), " 的事件不属于任何辖区（",
+                                        e.stream, "）；仅全市审计人员或管理员可查看")));
+    }
     if (!jurisdiction->has_value() && !WholeCity(caller.jurisdiction)) {
       return Finish(
           ctx,
