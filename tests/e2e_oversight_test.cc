@@ -853,6 +853,29 @@ TEST_F(OversightTest, TheInspectionDrawIsRecordedFirstAndReproducible) {
   EXPECT_EQ(d.seed(), drawn.seed());
   EXPECT_EQ(d.checkpoint(), drawn.checkpoint());
 
+  // A draw is not announced to those it inspects: its proof (which carries the event) is
+  // the auditors', and a lister's refusal names nothing of it.
+  {
+    v1::GetInclusionProofRequest prove;
+    prove.set_position(drawn.position());
+    prove.set_tree_size(drawn.position() + 1);
+    v1::GetInclusionProofResponse proof;
+    auto lister = As("lister");
+    auto ctx = lister->NewContext();
+    const grpc::Status refused =
+        v1::AuditService::NewStub(lister->channel())->GetInclusionProof(ctx.get(), prove, &proof);
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(DecodeError(refused).reason, "AUDITOR_ROLE_REQUIRED");
+    EXPECT_EQ(refused.error_message().find("samples/"), std::string::npos)
+        << refused.error_message();
+    EXPECT_EQ(refused.error_message().find("dongshan"), std::string::npos)
+        << refused.error_message();
+    auto ctx2 = auditor->NewContext();
+    EXPECT_TRUE(v1::AuditService::NewStub(auditor->channel())
+                    ->GetInclusionProof(ctx2.get(), prove, &proof)
+                    .ok());
+  }
+
   // Anyone can redo it: the seed from the checkpoint, the request and the draw's time;
   // the population from the cases listed below the checkpoint's tree size.
   const oversight::Seed seed =

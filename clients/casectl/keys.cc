@@ -18,6 +18,7 @@
 #include "services/workflow/statement.h"
 #include "store/checkpoint.h"
 #include "store/hasher.h"
+#include "store/log_format.h"
 #include "store/merkle.h"
 
 namespace casework::client {
@@ -135,11 +136,14 @@ void Sign(State& s) {
   *s.hooks.exit_code = kExitOk;
 }
 
-// "" when `leaf_hash` is proved to be the leaf at `position` of the log whose checkpoints
-// `verifier_key` signs (an inclusion proof under the latest signed checkpoint, asked for
-// again for up to 5 s while that checkpoint does not reach the position yet); else why not.
+// "" when the log whose checkpoints `verifier_key` signs is proved to hold, at `position`,
+// the record of event `version` of case `case_id` with the leaf hash `leaf_hash` (an
+// inclusion proof under the latest signed checkpoint, asked for again for up to 5 s while
+// that checkpoint does not reach the position yet); else why not. `*checkpoint` gets the
+// checkpoint proved under ("size root"), to compare with one kept from elsewhere.
 std::string ProveLeaf(casework::client::Client& client, const std::string& verifier_key,
-                      int64_t position, const std::string& leaf_hash) {
+                      const std::string& case_id, int64_t version, int64_t position,
+                      const std::string& leaf_hash, std::string* checkpoint) {
   auto verifier = store::NoteVerifier::FromVerifierKey(verifier_key);
   if (!verifier.ok()) return std::string(verifier.status().message());
   auto stub = casework::v1::AuditService::NewStub(client.channel());
@@ -147,27 +151,44 @@ std::string ProveLeaf(casework::client::Client& client, const std::string& verif
   req.set_position(position);
   casework::v1::GetInclusionProofResponse resp;
   grpc::Status status;
-  for (int attempt = 0; attempt < 20; ++attempt) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (;;) {
     resp.Clear();
     auto ctx = client.NewContext();
     status = stub->GetInclusionProof(ctx.get(), req, &resp);
-    if (status.error_code() != grpc::StatusCode::OUT_OF_RANGE) break;
+    if (status.error_code() != grpc::StatusCode::OUT_OF_RANGE ||
+        std::chrono::steady_clock::now() >= give_up) {
+      break;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(250));  // the next checkpoint
   }
   if (!status.ok()) return absl::StrCat("the proof was refused: ", status.error_message());
   auto body = store::OpenCheckpoint(resp.checkpoint(), *verifier, verifier->name());
   if (!body.ok()) return absl::StrCat("its checkpoint: ", body.status().message());
   if (body->size != resp.tree_size()) return "the checkpoint is of another tree size";
+  const std::string_view root = store::rfc9162::AsBytes(body->root);
+  *checkpoint = absl::StrCat("size ", body->size, " root ",
+                             absl::BytesToHexString(absl::string_view(root.data(), root.size())));
+  // The record proved is that event of that case, with that hash.
+  store::format::EventRecord record;
+  if (!store::format::DecodeEventRecord(resp.leaf(), &record)) {
+    return "the record proved is not an event record";
+  }
+  const std::string stream = absl::StrCat("cases/", case_id);
+  if (record.stream != stream || record.version != version) {
+    return absl::StrCat("the record at position ", position, " is version ", record.version, " of ",
+                        std::string(record.stream), ", not version ", version, " of ", stream);
+  }
   const store::Hash leaf = store::rfc9162::HashLeaf(resp.leaf());
-  if (store::rfc9162::AsBytes(leaf) != leaf_hash || resp.record().leaf_hash() != leaf_hash) {
-    const std::string_view held = store::rfc9162::AsBytes(leaf);
+  const std::string_view held = store::rfc9162::AsBytes(leaf);
+  if (held != leaf_hash) {
     return absl::StrCat("the log holds the leaf ",
                         absl::BytesToHexString(absl::string_view(held.data(), held.size())),
                         " there");
   }
   const std::vector<std::string> nodes(resp.proof().begin(), resp.proof().end());
-  absl::Status proved = store::merkle::VerifyInclusion(position, body->size, leaf_hash, nodes,
-                                                       store::rfc9162::AsBytes(body->root));
+  absl::Status proved =
+      store::merkle::VerifyInclusion(position, body->size, leaf_hash, nodes, root);
   return proved.ok() ? "" : std::string(proved.message());
 }
 
@@ -230,7 +251,9 @@ void SignOff(State& s) {
       }
       if (!s.verify_with.empty()) {
         // Signed only once the log proves it holds that leaf at the case's latest position.
-        const std::string why = ProveLeaf(*client, s.verify_with, current.last_position(), latest);
+        std::string checkpoint;
+        const std::string why = ProveLeaf(*client, s.verify_with, s.case_id, s.expected_version,
+                                          current.last_position(), latest, &checkpoint);
         if (!why.empty()) {
           *s.hooks.exit_code =
               Fail(s,
@@ -241,10 +264,10 @@ void SignOff(State& s) {
                    kExitFailure);
           return;
         }
-        if (!*s.hooks.json) {
-          std::cerr << "proved 已证明: leaf " << absl::BytesToHexString(latest) << " at position "
-                    << current.last_position() << " under the signed checkpoint\n";
-        }
+        // On stderr in both modes: the checkpoint to compare with one kept from elsewhere.
+        std::cerr << "proved 已证明: leaf " << absl::BytesToHexString(latest) << " at position "
+                  << current.last_position() << " under the signed checkpoint of " << checkpoint
+                  << "\n";
       }
     }
     const std::string statement =

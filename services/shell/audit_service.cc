@@ -472,15 +472,29 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(
     JurisdictionResolver resolver(log_, 1);
     auto jurisdiction = resolver.Of(e.stream, e.bytes);
     if (!jurisdiction.ok()) return Finish(ctx, FromStoreStatus(jurisdiction.status()));
-    if (!jurisdiction->has_value() && !auditor) {
-      return Finish(
-          ctx, ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "AUDITOR_ROLE_REQUIRED", "position",
-                           absl::StrCat("the event at position ", req->position(),
-                                        " belongs to no jurisdiction (stream ", e.stream,
-                                        "); only an auditor or administrator of the whole city may "
-                                        "read it"),
-                           absl::StrCat("位置 ", req->position(), " 的事件不属于任何辖区（",
-                                        e.stream, "）；仅全市审计人员或管理员可查看")));
+    if (!auditor) {
+      // Other roles prove events of cases inside their jurisdiction, nothing else (not a
+      // county's record, nor an inspection draw, which is not announced to those it
+      // inspects), and are told nothing of what they may not read.
+      if (e.stream.rfind("cases/", 0) != 0 || !jurisdiction->has_value()) {
+        return Finish(
+            ctx,
+            ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "AUDITOR_ROLE_REQUIRED", "position",
+                        absl::StrCat("the event at position ", req->position(),
+                                     " is not of a case; other events are proved to "
+                                     "auditors and administrators"),
+                        absl::StrCat("位置 ", req->position(),
+                                     " 的事件不是案件事件；其他事件仅向审计人员和管理员提供证明")));
+      }
+      if (!SubtreeHolds(caller.jurisdiction, **jurisdiction)) {
+        return Finish(
+            ctx, ErrorStatus(
+                     grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "position",
+                     absl::StrCat("the event at position ", req->position(),
+                                  " is of a case outside your jurisdiction ", caller.jurisdiction),
+                     absl::StrCat("位置 ", req->position(), " 的事件属于您的管辖范围 ",
+                                  caller.jurisdiction, " 以外的案件")));
+      }
     }
     if (!jurisdiction->has_value() && !WholeCity(caller.jurisdiction)) {
       return Finish(
