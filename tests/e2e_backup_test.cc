@@ -64,12 +64,14 @@ class BackupTest : public ::testing::Test {
     ASSERT_TRUE(status.ok()) << status.error_message();
   }
 
-  grpc::Status Backup(const std::string& who, v1::CreateBackupResponse* resp) {
+  grpc::Status Backup(const std::string& who, v1::CreateBackupResponse* resp,
+                      const std::string& request_id = "") {
     auto c = As(who);
     auto ctx = c->NewContext();
     ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
-    return v1::AdminService::NewStub(c->channel())
-        ->CreateBackup(ctx.get(), v1::CreateBackupRequest(), resp);
+    v1::CreateBackupRequest req;
+    req.set_request_id(request_id);
+    return v1::AdminService::NewStub(c->channel())->CreateBackup(ctx.get(), req, resp);
   }
 
   // Runs caseworkd --restore-backup; its exit status. Puts the server's signing key in
@@ -102,10 +104,23 @@ class BackupTest : public ::testing::Test {
 TEST_F(BackupTest, BackupVerifiesRestoreHoldsExactlyItAndDamageIsRefused) {
   for (int i = 0; i < 30; ++i) Create("b-" + std::to_string(i));
   v1::CreateBackupResponse backup;
-  auto status = Backup("admin", &backup);
+  auto status = Backup("admin", &backup, "backup-1");
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(backup.backup_id(), 1);
   EXPECT_EQ(backup.tree_size(), 30);
+  {  // A retry with the request id (an answer lost): the first answer, no second backup.
+    Create("between");
+    v1::CreateBackupResponse again;
+    status = Backup("admin", &again, "backup-1");
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(again.backup_id(), 1);
+    EXPECT_EQ(again.tree_size(), 30);
+    EXPECT_EQ(again.checkpoint(), backup.checkpoint());
+    EXPECT_FALSE(std::filesystem::exists(dir_.path() / "data" / "backups" / "checkpoint-2"));
+    status = Backup("admin", &again, std::string(200, 'r'));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(DecodeError(status).reason, "REQUEST_ID_INVALID");
+  }
   EXPECT_NE(backup.checkpoint().find("\n30\n"), std::string::npos) << backup.checkpoint();
   const std::filesystem::path backups = backup.directory();
   EXPECT_EQ(backups, dir_.path() / "data" / "backups");

@@ -359,7 +359,9 @@ void Backup(State& s) {
   casework::v1::CreateBackupResponse resp;
   // A backup is verified in full before it is called good: a long call.
   auto ctx = client->NewLongContext();
-  auto status = stub->CreateBackup(ctx.get(), casework::v1::CreateBackupRequest(), &resp);
+  casework::v1::CreateBackupRequest req;
+  req.set_request_id(s.request_id);  // empty: a backup whatever was taken before
+  auto status = stub->CreateBackup(ctx.get(), req, &resp);
   if (!status.ok()) {
     *s.hooks.exit_code = s.hooks.report_error(status);
     return;
@@ -488,6 +490,9 @@ void AddKeyCommands(CLI::App* app, KeyCommandHooks hooks) {
 
   auto* backup = admin->add_subcommand(
       "backup", "take a verified online backup on the server 在线备份（校验后生效）");
+  backup->add_option("--request-id", s->request_id,
+                     "idempotency key: a retry with the same id gets the first backup's "
+                     "answer instead of a second backup (default: none)");
   backup->callback([s] { Backup(*s); });
   auto* reload = admin->add_subcommand(
       "reload-principals",

@@ -479,7 +479,7 @@ AdminServiceImpl::~AdminServiceImpl() {
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::CreateBackup(
-    grpc::CallbackServerContext* ctx, const casework::v1::CreateBackupRequest* /*req*/,
+    grpc::CallbackServerContext* ctx, const casework::v1::CreateBackupRequest* req,
     casework::v1::CreateBackupResponse* resp) {
   workflow::Principal actor;
   if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) return Finish(ctx, status);
@@ -505,18 +505,36 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateBackup(
                                    "", "this server takes no backups (no backup directory)",
                                    "本服务器未配置备份目录"));
   }
+  const std::string& request_id = req->request_id();
+  if (!request_id.empty() && !workflow::IsValidRequestId(request_id)) {
+    return Finish(ctx, RequestIdInvalid(request_id));
+  }
   {
     absl::MutexLock lock(&mu_);
+    for (const BackupTaken& taken : backups_taken_) {
+      if (request_id.empty() || taken.request_id != request_id) continue;
+      if (taken.actor != actor.id) {
+        return Finish(
+            ctx, ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "REQUEST_ID_REUSED", "request_id",
+                             "this request_id was already used for another administrator's "
+                             "backup; use a new request_id for a new backup",
+                             "该 request_id 已用于其他管理员的备份；新备份请使用新的 request_id"));
+      }
+      *resp = taken.response;  // a retry: the first answer, no second backup
+      return Finish(ctx, grpc::Status::OK);
+    }
     if (backup_running_) {
       return Finish(ctx, ErrorStatus(grpc::StatusCode::RESOURCE_EXHAUSTED, "BACKUP_RUNNING", "",
-                                     "a backup is already being taken; retry when it is done",
+                                     "a backup is already being taken; retry when it is done "
+                                     "(with the same request_id, to get its answer if it was "
+                                     "yours)",
                                      "已有备份正在进行，请稍后重试"));
     }
     backup_running_ = true;
   }
   auto* reactor = ctx->DefaultReactor();
   try {
-    std::thread([this, reactor, resp] {
+    std::thread([this, reactor, resp, request_id = request_id, actor_id = actor.id] {
       const absl::Status status = backup_(resp);
       {
         // Free before the answer, so that a caller answered may take the next backup at
@@ -524,6 +542,11 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateBackup(
         // service, cannot stop before the answer).
         absl::MutexLock lock(&mu_);
         backup_running_ = false;
+        if (status.ok() && !request_id.empty()) {
+          backups_taken_.push_back(
+              BackupTaken{.request_id = request_id, .actor = actor_id, .response = *resp});
+          if (backups_taken_.size() > kBackupAnswersKept) backups_taken_.pop_front();
+        }
       }
       reactor->Finish(status.ok() ? grpc::Status::OK : FromStoreStatus(status));
     }).detach();

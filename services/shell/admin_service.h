@@ -36,6 +36,7 @@
 // Two requests for the same approver at once: one gets ABORTED STALE_EXPECTED_VERSION.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <string>
 
@@ -128,6 +129,15 @@ class AdminServiceImpl final : public casework::v1::AdminService::CallbackServic
   absl::flat_hash_map<std::string, PendingKey> pending_key_ids_ ABSL_GUARDED_BY(mu_);
   BackupFn backup_;
   bool backup_running_ ABSL_GUARDED_BY(mu_) = false;
+  // The latest backups taken with a request id, oldest first (at most kBackupAnswersKept):
+  // a retry with the id gets the first answer.
+  struct BackupTaken {
+    std::string request_id;
+    std::string actor;
+    casework::v1::CreateBackupResponse response;
+  };
+  static constexpr size_t kBackupAnswersKept = 64;
+  std::deque<BackupTaken> backups_taken_ ABSL_GUARDED_BY(mu_);
   PrincipalsReloader* reloader_ = nullptr;
   bool reload_running_ ABSL_GUARDED_BY(mu_) = false;
   // Runs reloads off the callback threads; last, so that it stops (and finishes a
