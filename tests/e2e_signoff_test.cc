@@ -680,9 +680,9 @@ TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) 
   EXPECT_NE(metrics.find("casework_refused_attempts_total{reason=\"SIGNATURE_INVALID\"} 7"),
             std::string::npos)
       << metrics;
-  EXPECT_NE(metrics.find(
-                "casework_refused_attempts_total{reason=\"SIGNATURE_STATEMENT_OUTDATED\"} 1"),
-            std::string::npos);
+  EXPECT_NE(
+      metrics.find("casework_refused_attempts_total{reason=\"SIGNATURE_STATEMENT_OUTDATED\"} 1"),
+      std::string::npos);
   EXPECT_NE(metrics.find("casework_refused_attempts_total{reason=\"KEY_REVOKED\"} 1"),
             std::string::npos);
   EXPECT_NE(metrics.find("casework_refused_attempts_total{reason=\"SIGNATURE_MALFORMED\"} 1"),

@@ -25,12 +25,12 @@ using workflow::testing::Stage;
 class MemoryLog {
  public:
   const store::StoredEvent& Add(const v1::Event& e) {
-    events_.push_back(store::StoredEvent{.position = static_cast<int64_t>(events_.size()),
-                                         .stream = e.stream(),
-                                         .version = e.version(),
-                                         .bytes = e.SerializeAsString(),
-                                         .leaf_hash = store::rfc9162::HashLeaf(
-                                             e.SerializeAsString())});
+    events_.push_back(
+        store::StoredEvent{.position = static_cast<int64_t>(events_.size()),
+                           .stream = e.stream(),
+                           .version = e.version(),
+                           .bytes = e.SerializeAsString(),
+                           .leaf_hash = store::rfc9162::HashLeaf(e.SerializeAsString())});
     return events_.back();
   }
   CaseStates::Loader Loader() const {
