@@ -86,8 +86,7 @@ std::optional<DeepVerifier::Problem> DeepVerifier::AddPrincipals(int64_t positio
     // the set recorded before it says.
     std::optional<workflow::Principal> actor;
     if (auto p = Authority(position, event, &actor)) return p;
-    if (!actor.has_value() || !actor->HasRole(workflow::Role::kAdmin) ||
-        workflow::JurisdictionDepth(actor->jurisdiction) > 1) {
+    if (!actor.has_value() || !MayRecordPrincipals(*actor)) {
       return Problem{
           position,
           absl::StrCat("the principals were recorded by ", event.actor(),

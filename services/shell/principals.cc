@@ -232,6 +232,10 @@ bool HasReloadReason(const absl::Status& status, absl::string_view reason) {
 
 }  // namespace
 
+bool MayRecordPrincipals(const workflow::Principal& p) {
+  return p.HasRole(workflow::Role::kAdmin) && workflow::JurisdictionDepth(p.jurisdiction) <= 1;
+}
+
 absl::StatusOr<PrincipalsRecord> RecordPrincipalsBy(store::EventLog* log, const Principals& set,
                                                     int64_t now_micros,
                                                     const workflow::Principal* by) {
@@ -312,8 +316,7 @@ absl::StatusOr<PrincipalsReloader::Result> PrincipalsReloader::Reload(
   std::optional<workflow::Principal> caller;
   if (by != nullptr) {
     const workflow::Principal* now = holder_->Get()->Find(by->id);
-    if (now == nullptr || !now->HasRole(workflow::Role::kAdmin) ||
-        workflow::JurisdictionDepth(now->jurisdiction) > 1) {
+    if (now == nullptr || !MayRecordPrincipals(*now)) {
       return WithReloadReason(
           absl::PermissionDeniedError(absl::StrCat(
               by->id, " is no longer an administrator of the whole city in the principals in use")),

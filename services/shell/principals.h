@@ -78,6 +78,11 @@ inline constexpr size_t kPrincipalsPartBytesMax = 256u << 10;
 [[nodiscard]] absl::Status RecordPrincipals(store::EventLog* log, const Principals& set,
                                             int64_t now_micros);
 
+// Whether `p` may record a principals set in its name: an administrator of the whole city
+// (the file grants roles everywhere). AdminService.ReloadPrincipals, the reloader and deep
+// verification hold a person to this.
+[[nodiscard]] bool MayRecordPrincipals(const workflow::Principal& p);
+
 // Where a principals set is recorded, and by whom.
 struct PrincipalsRecord {
   // False when the version was recorded before (by a start, a reload or another call).
