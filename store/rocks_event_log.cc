@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cinttypes>
 #include <cstdint>
 #include <cstring>
 #include <deque>
@@ -40,6 +41,7 @@
 #include "store/log_format.h"
 #include "store/merkle.h"
 #include "store/wal_tail.h"
+#include "store/zero_filled_wal.h"
 
 namespace casework::store {
 namespace {
@@ -509,6 +511,9 @@ class RocksEventLog::Impl {
   }
 
   const Options options_;
+  // WAL files in zero-filled space; declared before db_, so that they outlive it.
+  std::shared_ptr<ZeroFilledWalFs> wal_fs_;
+  std::unique_ptr<rocksdb::Env> wal_env_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // owned; destroyed before db_
   rocksdb::ColumnFamilyHandle* events_ = nullptr;
@@ -742,9 +747,29 @@ absl::Status RocksEventLog::Impl::OpenDb() {
       {format::kTreeFamily, universal(plain)},
       {format::kMetaFamily, plain},
   };
+  if (!options_.inspect_only) {
+    // A write torn inside a WAL file's zeros (zero_filled_wal.h) is cut off, as RocksDB
+    // drops a torn write at the end of a file; it was never synced, so never acknowledged.
+    absl::StatusOr<std::optional<wal::TornWrite>> torn = wal::TrimTornWrite(options_.path);
+    if (!torn.ok()) return torn.status();
+    if (torn->has_value()) {
+      rocksdb::Log(rocksdb::InfoLogLevel::WARN_LEVEL, db_options.info_log,
+                   "cut off a write torn by a crash: %s from byte %" PRIu64 " (%" PRIu64
+                   " bytes, with the zeros after it); it was never synced",
+                   (*torn)->file.c_str(), (*torn)->offset, (*torn)->dropped);
+    }
+  }
   // RocksDB drops, as a torn write and in silence, a whole record whose length or type
   // was damaged on disk, with everything after it (store/wal_tail.h): look first.
   STORE_RETURN_IF_ERROR(wal::CheckWalFiles(db_options.env, options_.path));
+  if (!options_.inspect_only && options_.wal_spare_bytes > 0) {
+    rocksdb::Env* base = db_options.env;
+    wal_fs_ = std::make_shared<ZeroFilledWalFs>(base->GetFileSystem(), options_.path,
+                                                options_.wal_spare_bytes, 2 * DiskResumeBytes());
+    STORE_RETURN_IF_ERROR(wal_fs_->Start());
+    wal_env_ = std::make_unique<FileSystemEnv>(base, wal_fs_);
+    db_options.env = wal_env_.get();
+  }
   rocksdb::DB* db = nullptr;
   // Inspection opens RocksDB read-only: its WAL is replayed in memory, nothing is flushed.
   rocksdb::Status s =

@@ -79,6 +79,11 @@ class RocksEventLog final : public EventLog {
     size_t memtable_bytes_max = 64u << 20;
     size_t wal_bytes_max = 64u << 20;
     size_t block_cache_bytes = 64u << 20;
+    // Each WAL file is written into a file of this many zeros prepared ahead (on disk,
+    // synced), so that a synced write overwrites blocks instead of growing the file, which
+    // makes it cheaper (store/zero_filled_wal.h). Past this size a WAL file grows as
+    // before. 0: WAL files are created empty. Not in inspection (read-only) mode.
+    uint64_t wal_spare_bytes = 64u << 20;
     // RocksDB's informational LOG file in the directory (store/info_log.h): rotated to
     // LOG.old beyond this size.
     size_t info_log_bytes_max = 16u << 20;

@@ -9,9 +9,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -31,6 +34,7 @@
 #include "store/log_format.h"
 #include "store/testing/status_matchers.h"
 #include "store/testing/temp_dir.h"
+#include "store/zero_filled_wal.h"
 
 namespace casework::store {
 namespace {
@@ -214,6 +218,61 @@ TEST(RocksEventLog, RequestIdReplaysAfterReopen) {
   ASSERT_THAT(next, IsOk());
   EXPECT_EQ(next->first_position, 2);
   EXPECT_EQ(next->version, 3);
+}
+
+// WAL files are written into zeros prepared ahead (store/zero_filled_wal.h): the live WAL
+// file is a spare renamed, so it is as long as the spare while holding little, the next
+// spare waits beside it, and a spare left from before is never reused.
+TEST(RocksEventLog, WalFilesAreWrittenIntoZerosPreparedAhead) {
+  TempDir dir;
+  RocksEventLog::Options options;
+  options.wal_spare_bytes = 2u << 20;
+  const std::string path = dir.Sub("log");
+  const std::string spare = path + "/" + ZeroFilledWalFs::kSpareName;
+  auto live_wal_sizes = [&] {
+    std::vector<uint64_t> sizes;
+    for (const auto& entry : std::filesystem::directory_iterator(path)) {
+      if (entry.path().extension() == ".log") sizes.push_back(entry.file_size());
+    }
+    return sizes;
+  };
+  {
+    auto log = OpenLog(path, options);
+    for (int i = 0; i < 20; ++i) {
+      ASSERT_THAT(log->Append(Request(absl::StrCat("s", i), 0, {std::string(1000, 'e')})), IsOk());
+    }
+    // RocksDB's WAL file of this run is the spare renamed: 2 MiB long, 20 KiB written.
+    EXPECT_THAT(live_wal_sizes(), ::testing::Contains(uint64_t{2} << 20));
+    ASSERT_TRUE(std::filesystem::exists(spare));
+    EXPECT_EQ(std::filesystem::file_size(spare), uint64_t{2} << 20);
+  }
+  // A spare left from before may hold records (a rename that a power cut undid): write
+  // bytes into it; the next start replaces it rather than reuse it.
+  {
+    std::FILE* f = std::fopen(spare.c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fwrite("not zeros", 1, 9, f), 9u);
+    std::fclose(f);
+  }
+  auto log = OpenLog(path, options);
+  EXPECT_EQ(log->Size(), 20);
+  ASSERT_THAT(log->Append(Request("after", 0, {"e"})), IsOk());
+  for (const auto& entry : std::filesystem::directory_iterator(path)) {
+    if (entry.path().extension() != ".log" &&
+        entry.path().filename() != ZeroFilledWalFs::kSpareName) {
+      continue;
+    }
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(bytes.find("not zeros"), std::string::npos) << entry.path();
+  }
+  log.reset();
+  // Without spares the WAL files grow from empty, and the log reads the same.
+  options.wal_spare_bytes = 0;
+  log = OpenLog(path, options);
+  EXPECT_EQ(log->Size(), 21);
+  ASSERT_THAT(log->Append(Request("plain", 0, {"e"})), IsOk());
+  EXPECT_THAT(live_wal_sizes(), ::testing::Not(::testing::Contains(uint64_t{2} << 20)));
 }
 
 // Collects the answers of appends queued while the sequencer is paused, so that they

@@ -546,4 +546,150 @@ absl::StatusOr<std::vector<WalRepair>> RepairWalFiles(
       repaired);
 }
 
+namespace {
+
+constexpr uint64_t kSectorBytes = 512;
+
+// Reads up to `n` bytes at `offset` of `fd` into `out` (fewer at the end of the file).
+bool ReadAt(int fd, uint64_t offset, uint64_t n, std::string* out) {
+  out->resize(n);
+  uint64_t got = 0;
+  while (got < n) {
+    const ssize_t r = ::pread(fd, out->data() + got, n - got, static_cast<off_t>(offset + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return false;
+    if (r == 0) break;
+    got += static_cast<uint64_t>(r);
+  }
+  out->resize(got);
+  return true;
+}
+
+// Where the torn write begins (the first fragment of its record) and the end of the
+// record's extent as its header states it; nullopt when the file reads to its end (or to
+// zeros) with nothing broken, or breaks in a way no torn write does.
+struct Break {
+  uint64_t record = 0;  // where the broken record (its first fragment) begins
+  uint64_t at = 0;      // the broken fragment
+  uint64_t extent = 0;  // the end of the broken fragment, as its header states
+};
+
+absl::StatusOr<std::optional<Break>> FindBreak(int fd, uint64_t size, const std::string& path) {
+  std::string block;
+  bool in_record = false;  // a first fragment read, its last not yet
+  uint64_t record = 0;     // where that first fragment begins
+  for (uint64_t start = 0; start < size; start += kBlockSize) {
+    if (!ReadAt(fd, start, std::min(kBlockSize, size - start), &block)) {
+      return Unwritable("reading", path, errno);
+    }
+    uint64_t at = 0;
+    while (at + kHeaderSize <= block.size()) {
+      const char* header = block.data() + at;
+      const uint32_t checksum = DecodeFixed32(header);
+      const uint32_t length = DecodeFixed16(header + 4);
+      const auto type = static_cast<uint8_t>(header[6]);
+      const uint64_t room = block.size() - at - kHeaderSize;
+      const uint64_t here = start + at;
+      if (type == 0) {
+        // A header of zeros outside a record of fragments: preallocated space, which
+        // RocksDB skips (what follows is CheckWalFiles's to judge).
+        if (length == 0 && !in_record) return std::nullopt;
+        // Inside one, or a type torn to zero: a torn write when zeros follow.
+        return Break{.record = in_record ? record : here,
+                     .at = here,
+                     .extent = here + kHeaderSize + std::min<uint64_t>(length, room)};
+      }
+      // Another type, or a length past the block, is no torn write's shape.
+      if (type > kLastPlainType || length > room) return std::nullopt;
+      if (RecordChecksum(type, std::string_view(block).substr(at + kHeaderSize, length)) !=
+          checksum) {
+        return Break{
+            .record = in_record ? record : here, .at = here, .extent = here + kHeaderSize + length};
+      }
+      switch (type) {
+        case kFullType:
+          if (in_record) return std::nullopt;
+          break;
+        case kFirstType:
+          if (in_record) return std::nullopt;
+          in_record = true;
+          record = here;
+          break;
+        case kMiddleType:
+          if (!in_record) return std::nullopt;
+          break;
+        default:  // the last fragment
+          if (!in_record) return std::nullopt;
+          in_record = false;
+          break;
+      }
+      at += kHeaderSize + length;
+    }
+  }
+  return std::nullopt;
+}
+
+// The end of the last byte of `fd` that is not zero, looking no lower than `floor`
+// (returns `floor` when everything from there on is zero).
+absl::StatusOr<uint64_t> EndOfData(int fd, uint64_t size, uint64_t floor, const std::string& path) {
+  std::string chunk;
+  uint64_t end = size;
+  while (end > floor) {
+    const uint64_t from = std::max(floor, end >= kReadBytes ? end - kReadBytes : 0);
+    if (!ReadAt(fd, from, end - from, &chunk) || chunk.size() != end - from) {
+      return Unwritable("reading", path, errno != 0 ? errno : EIO);
+    }
+    const size_t last = chunk.find_last_not_of('\0');
+    if (last != std::string::npos) return from + last + 1;
+    end = from;
+  }
+  return floor;
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<TornWrite>> TrimTornWrite(const std::string& dir) {
+  std::error_code ec;
+  std::string newest;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    // Names of one width sort by number; RocksDB pads them to six digits at least.
+    if (IsWalName(name) && (newest.empty() || name.size() > newest.size() ||
+                            (name.size() == newest.size() && name > newest))) {
+      newest = name;
+    }
+  }
+  if (ec == std::errc::no_such_file_or_directory) return std::nullopt;
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("listing the write-ahead log files in ", dir, ": ", ec.message()));
+  }
+  if (newest.empty()) return std::nullopt;
+  const std::string path = absl::StrCat(dir, "/", newest);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return Unwritable("opening", path, errno);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  const off_t end = ::lseek(fd, 0, SEEK_END);
+  if (end < 0) return Unwritable("reading", path, errno);
+  const auto size = static_cast<uint64_t>(end);
+  absl::StatusOr<std::optional<Break>> broken = FindBreak(fd, size, path);
+  if (!broken.ok()) return broken.status();
+  if (!broken->has_value()) return std::nullopt;
+  const Break& at = **broken;
+  absl::StatusOr<uint64_t> data_end = EndOfData(fd, size, at.at, path);
+  if (!data_end.ok()) return data_end.status();
+  // The first sector boundary from which everything is zero; it must fall inside the
+  // broken fragment (a write torn there), not after it (a record written whole, damaged).
+  const uint64_t zeros_from = (*data_end + kSectorBytes - 1) / kSectorBytes * kSectorBytes;
+  if (zeros_from >= at.extent) return std::nullopt;
+  if (::ftruncate(fd, static_cast<off_t>(at.record)) != 0) {
+    return Unwritable("cutting the torn write off", path, errno);
+  }
+  if (::fsync(fd) != 0) return Unwritable("syncing", path, errno);
+  return TornWrite{.file = path, .offset = at.record, .dropped = size - at.record};
+}
+
 }  // namespace casework::store::wal

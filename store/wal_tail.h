@@ -114,6 +114,28 @@ std::optional<uint64_t> RecordsToTheEnd(std::string_view block, uint64_t from);
 // what is damaged and what to do when one does; UNAVAILABLE when a file cannot be read.
 absl::Status CheckWalFiles(rocksdb::Env* env, const std::string& dir);
 
+// A write that a crash tore inside zero-filled space (zero_filled_wal.h), cut off.
+struct TornWrite {
+  std::string file;      // the WAL file, truncated
+  uint64_t offset = 0;   // where the torn write began: the file's new size
+  uint64_t dropped = 0;  // bytes cut off (the torn write and the zeros after it)
+};
+
+// Looks at the newest WAL file (NNNNNN.log) in `dir` for a write torn inside space that
+// held zeros, and cuts the file where that write began; RocksDB then reads the file to
+// its last whole record, as it does when an appended write is torn. The shape, read as
+// RocksDB reads: every record before is whole; then a record (or the fragment of one
+// that a first fragment opened) whose checksum fails, or a header of zeros inside a record
+// of several fragments; and from a 512-byte boundary (a disk sector) inside that record
+// on, only zeros to the end of the file. A write is torn on disk sector by sector, so its
+// missing part is whole sectors of the zeros that were there; damage to a record that was
+// written whole does not leave its end as zero sectors (unless its last bytes were zeros
+// across a sector boundary), so it is left for RocksDB to refuse. Only the newest file:
+// every write of the log is synced before the next, so only the last can be torn.
+// Returns nullopt when there is nothing to cut (or no such file); UNAVAILABLE when the
+// file cannot be read, cut or synced.
+absl::StatusOr<std::optional<TornWrite>> TrimTornWrite(const std::string& dir);
+
 // A field the repair rewrote.
 struct WalRepair {
   std::string file;  // the WAL file, rewritten in place

@@ -347,6 +347,101 @@ TEST_F(WalTailTest, RocksDbAloneOpensWithoutTheRecordsBehindTheDamage) {
   }
 }
 
+// A WAL file written into zeros (store/zero_filled_wal.h) whose last write a crash tore:
+// its start on disk, zeros (whole sectors) where the rest was to be. RocksDB alone
+// refuses it; TrimTornWrite cuts it where the write began, and RocksDB then reads every
+// earlier record.
+TEST(WalTail, AWriteTornOverZerosIsCutWhereItBegan) {
+  TempDir dir;
+  const std::string db_dir = dir.Sub("db");
+  // The last write is split into fragments over three blocks.
+  const std::string wal = WalOf(db_dir, [&](rocksdb::DB& db) {
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    for (int i = 0; i < 20; ++i) {
+      EXPECT_TRUE(db.Put(sync, absl::StrCat("key", i), std::string(900 + 37 * i, 'k')).ok());
+    }
+    EXPECT_TRUE(db.Put(sync, "last", std::string(70000, 'z')).ok());
+  });
+  const std::string pristine = ReadFile(wal);
+  const std::vector<Header> records = ::casework::store::testing::WalRecords(pristine);
+  ASSERT_EQ(records.size(), 23u);
+  const uint64_t last = records[20].offset;  // the first fragment of the last write
+  ASSERT_EQ(records[20].type, 2);
+  const uint64_t zeros_to = pristine.size() + (1u << 20);
+  const std::string pristine_db = dir.Sub("pristine");
+  fs::copy(db_dir, pristine_db, fs::copy_options::recursive);
+
+  // Torn at sector boundaries: inside the first fragment, at the block boundary where the
+  // second fragment's header was to be, inside the second, inside the last.
+  std::vector<uint64_t> tears = {(last / 512 + 1) * 512, records[21].offset,
+                                 records[21].offset + 4096, records[22].offset + 512};
+  for (uint64_t tear : tears) {
+    SCOPED_TRACE(absl::StrCat("torn at ", tear));
+    ASSERT_EQ(tear % 512, 0u);
+    ASSERT_GT(tear, last);
+    ASSERT_LT(tear, pristine.size());
+    const std::string db = dir.Sub(absl::StrCat("torn", tear));
+    fs::copy(pristine_db, db, fs::copy_options::recursive);
+    const std::string file = db + "/" + fs::path(wal).filename().string();
+    std::string torn = pristine.substr(0, tear);
+    torn.resize(zeros_to, '\0');
+    WriteFile(file, torn);
+    {
+      rocksdb::Options options;
+      options.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+      options.paranoid_checks = true;
+      rocksdb::DB* raw = nullptr;
+      const rocksdb::Status opened = rocksdb::DB::Open(options, db, &raw);
+      delete raw;
+      EXPECT_TRUE(opened.IsCorruption()) << "RocksDB alone: " << opened.ToString();
+    }
+    // Restore the torn file (the refused open above left it as it was, but be sure).
+    WriteFile(file, torn);
+    absl::StatusOr<std::optional<TornWrite>> cut = TrimTornWrite(db);
+    ASSERT_TRUE(cut.ok()) << cut.status();
+    ASSERT_TRUE(cut->has_value());
+    EXPECT_EQ((*cut)->file, file);
+    EXPECT_EQ((*cut)->offset, last);
+    EXPECT_EQ((*cut)->dropped, zeros_to - last);
+    EXPECT_EQ(fs::file_size(file), last);
+    EXPECT_TRUE(CheckWalFiles(rocksdb::Env::Default(), db).ok());
+    int keys = 0;
+    CountKeys(db, &keys);
+    EXPECT_EQ(keys, 20);
+  }
+}
+
+// What TrimTornWrite leaves alone: zeros after whole records (the end of the log), and
+// damage that no tear leaves (a flipped bit in the last record, zeros that do not start
+// inside the broken record, bytes after the zeros). RocksDB reads the first and refuses
+// the others, as without zero-filled files.
+TEST_F(WalTailTest, TrimTornWriteLeavesWholeRecordsAndOtherDamageAlone) {
+  const std::string db_dir = dir_.Sub("db");
+  std::string zero_tail = pristine_;
+  zero_tail.resize(pristine_.size() + (1u << 20), '\0');
+  std::string flipped = zero_tail;
+  const Header& last = headers_.back();
+  flipped[last.offset + kHeaderSize + last.length / 2] ^= 0x10;
+  std::string garbage_after = zero_tail;
+  garbage_after[zero_tail.size() - 100] = 'x';
+  std::string torn_then_bytes = pristine_.substr(0, (last.offset / 512 + 1) * 512);
+  torn_then_bytes.resize(zero_tail.size(), '\0');
+  torn_then_bytes[torn_then_bytes.size() - 3000] = 'y';
+  for (const std::string* bytes : {&zero_tail, &flipped, &garbage_after, &torn_then_bytes}) {
+    WriteFile(wal_, *bytes);
+    absl::StatusOr<std::optional<TornWrite>> cut = TrimTornWrite(db_dir);
+    ASSERT_TRUE(cut.ok()) << cut.status();
+    EXPECT_FALSE(cut->has_value()) << "cut at " << (*cut)->offset;
+    EXPECT_EQ(ReadFile(wal_), *bytes);
+  }
+  WriteFile(wal_, zero_tail);
+  int keys = 0;
+  CountKeys(db_dir, &keys);
+  EXPECT_EQ(keys, 60);
+  EXPECT_TRUE(TrimTornWrite(dir_.Sub("missing")).ok());
+}
+
 TEST_F(WalTailTest, RepairRewritesTheDamagedFieldsAndKeepsTheFileAsItWas) {
   const uint64_t last_block = (pristine_.size() - 1) / kBlockSize * kBlockSize;
   const Header* in_last = nullptr;

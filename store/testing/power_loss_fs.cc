@@ -33,6 +33,26 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// Whether the file at `path` holds nothing but zeros (false when it cannot be read).
+bool HoldsOnlyZeros(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return false;
+  char buffer[1 << 16];
+  bool zeros = true;
+  size_t n = 0;
+  while (zeros && (n = std::fread(buffer, 1, sizeof(buffer), f)) > 0) {
+    for (size_t i = 0; i < n; ++i) {
+      if (buffer[i] != 0) {
+        zeros = false;
+        break;
+      }
+    }
+  }
+  const bool failed = std::ferror(f) != 0;
+  std::fclose(f);
+  return zeros && !failed;
+}
+
 IOStatus Errno(const std::string& what, const std::string& path) {
   return IOStatus::IOError(what + " " + path + ": " + std::strerror(errno));
 }
@@ -447,10 +467,51 @@ IOStatus PowerLossFs::ReuseWritableFile(const std::string& fname, const std::str
                                         const rocksdb::FileOptions& options,
                                         std::unique_ptr<rocksdb::FSWritableFile>* result,
                                         rocksdb::IODebugContext* dbg) {
-  if (!Tracked(fname) && !Tracked(old_fname)) {
+  const bool tracked = Tracked(fname);
+  if (!tracked && !Tracked(old_fname)) {
     return target()->ReuseWritableFile(fname, old_fname, options, result, dbg);
   }
-  return IOStatus::NotSupported("PowerLossFs does not model recycled log files");
+  if (tracked != Tracked(old_fname)) {
+    return IOStatus::NotSupported("PowerLossFs: a reuse into or out of the modeled directory");
+  }
+  if (!HoldsOnlyZeros(Normalize(old_fname))) {
+    return IOStatus::NotSupported("PowerLossFs models reused files of zeros only: " + old_fname);
+  }
+  std::unique_ptr<rocksdb::FSWritableFile> file;
+  uint64_t inode = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (PowerOffLocked(kRename)) return PowerOffError();
+    IOStatus s = InodeOfLocked(old_fname, &inode);
+    if (s.ok()) s = target()->ReuseWritableFile(fname, old_fname, options, &file, dbg);
+    if (!s.ok()) return s;
+    auto [src_dir, src_name] = Split(old_fname);
+    auto [dst_dir, dst_name] = Split(fname);
+    Dir& from = dirs_[src_dir];
+    Dir& to = dirs_[dst_dir];
+    from.current.erase(src_name);
+    to.current[dst_name] = inode;
+    if (src_dir == dst_dir) {
+      from.pending.push_back(
+          DirOp{.type = DirOp::Type::kRename, .name = dst_name, .from = src_name, .inode = inode});
+    } else {
+      from.pending.push_back(
+          DirOp{.type = DirOp::Type::kUnlink, .name = src_name, .from = {}, .inode = inode});
+      to.pending.push_back(
+          DirOp{.type = DirOp::Type::kLink, .name = dst_name, .from = {}, .inode = inode});
+    }
+    Inode& reused = inodes_.at(inode);
+    reused.zeros = std::max(reused.zeros, reused.synced);
+    reused.written = 0;
+    reused.synced = 0;
+    if (EndsWith(dst_name, ".log")) {
+      reused.append_kind = kWalAppend;
+      reused.sync_kind = kWalSync;
+      reused.wal = true;
+    }
+  }
+  *result = std::make_unique<File>(this, inode, std::move(file));
+  return IOStatus::OK();
 }
 
 IOStatus PowerLossFs::NewRandomRWFile(const std::string& fname, const rocksdb::FileOptions& options,
@@ -653,14 +714,20 @@ IOStatus PowerLossFs::ApplyPowerLoss(std::mt19937_64& rng, const LossOptions& op
     uint64_t keep = synced;
     if (options.tear && written > synced) {
       // A quarter of the tails is lost whole, a quarter kept whole, half torn anywhere.
-      switch (rng() % 4) {
+      const uint64_t choice = options.always_tear && written - synced > 1024 ? 2 : rng() % 4;
+      switch (choice) {
         case 0:
           break;
         case 1:
           keep = written;
           break;
         default:
-          keep = synced + std::uniform_int_distribution<uint64_t>(0, written - synced)(rng);
+          keep = synced +
+                 (options.always_tear && written - synced > 1024
+                      ? std::uniform_int_distribution<uint64_t>(1024, written - synced - 1)(rng)
+                      : std::uniform_int_distribution<uint64_t>(0, written - synced)(rng));
+          // Over zeros a torn write keeps whole sectors (the model above).
+          if (inode.zeros > 0) keep = std::max(synced, keep / 512 * 512);
           break;
       }
       if (keep == written) {
@@ -668,6 +735,7 @@ IOStatus PowerLossFs::ApplyPowerLoss(std::mt19937_64& rng, const LossOptions& op
       } else if (keep > synced) {
         ++report->torn_files;
         if (inode.wal) ++report->torn_wal_files;
+        if (inode.wal && inode.zeros > keep) ++report->torn_in_zeros;
       }
     }
     if (keep < real) {
@@ -675,6 +743,11 @@ IOStatus PowerLossFs::ApplyPowerLoss(std::mt19937_64& rng, const LossOptions& op
       if (ec) return IOStatus::IOError("cannot truncate " + shadow + ": " + ec.message());
       ++report->files_truncated;
       report->bytes_dropped += static_cast<int64_t>(real - keep);
+    }
+    if (inode.zeros > keep) {
+      // The zeros the file was reused from, past what it kept (resize_file fills with zeros).
+      fs::resize_file(shadow, inode.zeros, ec);
+      if (ec) return IOStatus::IOError("cannot extend " + shadow + ": " + ec.message());
     }
   }
   fs::remove_all(shadow_, ec);

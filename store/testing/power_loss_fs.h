@@ -17,6 +17,12 @@
 //    its own directory. A deleted or renamed-over file whose removal is not durable
 //    comes back with its synced contents. Reopening an existing name for writing
 //    (O_TRUNC) truncates the file at once (its old bytes are not brought back).
+//  - Reused files (ReuseWritableFile: a rename, then writes over the old bytes from the
+//    start, as WAL files in zero-filled space are written, store/zero_filled_wal.h). Only
+//    a file of zeros can be reused (anything else is refused). After the cut it keeps
+//    its synced prefix, perhaps a torn prefix of its unsynced writes, and zeros past
+//    them to its old size. A disk writes sector by sector, so such a torn prefix ends at
+//    a multiple of 512 bytes.
 //  - Directories themselves (CreateDir) are not modeled: they are assumed durable.
 //  - Files that RocksDB writes without this FileSystem (the info LOG, written by the
 //    POSIX logger) are adopted when created (NewLogger) with nothing synced; the lock
@@ -79,6 +85,9 @@ class PowerLossFs final : public rocksdb::FileSystemWrapper {
   struct LossOptions {
     bool tear = false;              // keep a random prefix of each unsynced tail
     bool directory_prefix = false;  // keep a random prefix of each directory's unsynced ops
+    // With tear: tear every unsynced tail of more than 1 KiB inside, never losing or
+    // keeping it whole (a test that needs a torn write).
+    bool always_tear = false;
   };
 
   // What ApplyPowerLoss did.
@@ -88,6 +97,7 @@ class PowerLossFs final : public rocksdb::FileSystemWrapper {
     int64_t bytes_dropped = 0;    // bytes lost, over all files
     int torn_files = 0;           // files that kept part, but not all, of their unsynced tail
     int torn_wal_files = 0;       // of which write-ahead logs
+    int torn_in_zeros = 0;        // of which torn over zeros (reused files)
     int unsynced_tails_kept = 0;  // files that kept all of their unsynced tail
     int dir_ops_reverted = 0;     // creations, deletions and renames lost
     int dir_ops_kept = 0;         // unsynced directory operations kept (directory_prefix)
@@ -175,6 +185,9 @@ class PowerLossFs final : public rocksdb::FileSystemWrapper {
     bool unseen_writes = false;  // written outside this FileSystem (the info log)
     uint64_t written = 0;        // bytes written through this FileSystem
     uint64_t synced = 0;         // of which durable
+    // Reused (ReuseWritableFile): the durable size of its zeros, which its writes
+    // overwrite from the start; after a cut the file holds them past what it kept.
+    uint64_t zeros = 0;
   };
   struct DirOp {
     enum class Type { kLink, kUnlink, kRename } type;
