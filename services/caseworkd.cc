@@ -345,7 +345,7 @@ int main(int argc, char** argv) {
                  "each write-ahead log file is written into this many MiB of zeros prepared "
                  "ahead, which makes its synced writes cheaper (0: files grow from empty)")
       ->capture_default_str()
-      ->check(CLI::Range(0, 1 << 16));
+      ->check(CLI::Range(0, 1024));
   app.add_option("--version-cache-streams", flags.version_cache_streams,
                  "cases whose version the event log keeps in memory to check commands without "
                  "a read (about 100 bytes each; emptied when full)")

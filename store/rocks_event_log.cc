@@ -260,6 +260,13 @@ class RocksEventLog::Impl {
       rocksdb::Status s = db_->Close();
       (void)s;  // Nothing left to do about it: every acknowledged write is synced.
     }
+    db_.reset();
+    // Its thread ends before the directory is given up (RocksDB may hold the FileSystem
+    // itself longer).
+    if (wal_fs_ != nullptr) wal_fs_->Stop();
+    wal_env_.reset();
+    wal_fs_.reset();
+    if (dir_lock_ != nullptr) (void)dir_lock_env_->UnlockFile(dir_lock_);
   }
 
   absl::Status OpenDb();
@@ -511,6 +518,9 @@ class RocksEventLog::Impl {
   }
 
   const Options options_;
+  // The directory's own lock (ZeroFilledWalFs::kDirLockName), released after db_ closes.
+  rocksdb::Env* dir_lock_env_ = nullptr;
+  rocksdb::FileLock* dir_lock_ = nullptr;
   // WAL files in zero-filled space; declared before db_, so that they outlive it.
   std::shared_ptr<ZeroFilledWalFs> wal_fs_;
   std::unique_ptr<rocksdb::Env> wal_env_;
@@ -748,6 +758,23 @@ absl::Status RocksEventLog::Impl::OpenDb() {
       {format::kMetaFamily, plain},
   };
   if (!options_.inspect_only) {
+    // Nothing of the directory changes before this process holds it (zero_filled_wal.h):
+    // RocksDB's own LOCK is taken only inside DB::Open.
+    dir_lock_env_ = db_options.env;
+    const std::string lock_path = absl::StrCat(options_.path, "/", ZeroFilledWalFs::kDirLockName);
+    if (rocksdb::Status s = dir_lock_env_->LockFile(lock_path, &dir_lock_); !s.ok()) {
+      dir_lock_ = nullptr;
+      return absl::UnavailableError(
+          absl::StrCat("the event log at ", options_.path, " is in use: its lock ", lock_path,
+                       " is held (", s.ToString(),
+                       "); stop the server or the repair that has it open, or check the folder's "
+                       "permissions"));
+    }
+  }
+  // RocksDB drops, as a torn write and in silence, a whole record whose length or type
+  // was damaged on disk, with everything after it (store/wal_tail.h): look first.
+  STORE_RETURN_IF_ERROR(wal::CheckWalFiles(db_options.env, options_.path));
+  if (!options_.inspect_only) {
     // A write torn inside a WAL file's zeros (zero_filled_wal.h) is cut off, as RocksDB
     // drops a torn write at the end of a file; it was never synced, so never acknowledged.
     absl::StatusOr<std::optional<wal::TornWrite>> torn = wal::TrimTornWrite(options_.path);
@@ -759,9 +786,15 @@ absl::Status RocksEventLog::Impl::OpenDb() {
                    (*torn)->file.c_str(), (*torn)->offset, (*torn)->dropped);
     }
   }
-  // RocksDB drops, as a torn write and in silence, a whole record whose length or type
-  // was damaged on disk, with everything after it (store/wal_tail.h): look first.
-  STORE_RETURN_IF_ERROR(wal::CheckWalFiles(db_options.env, options_.path));
+  if (!options_.inspect_only && options_.wal_spare_bytes == 0) {
+    // Spares turned off: one left from before is only space.
+    if (rocksdb::IOStatus s =
+            ZeroFilledWalFs::RemoveSpares(db_options.env->GetFileSystem().get(), options_.path);
+        !s.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("removing a spare WAL file in ", options_.path, ": ", s.ToString()));
+    }
+  }
   if (!options_.inspect_only && options_.wal_spare_bytes > 0) {
     rocksdb::Env* base = db_options.env;
     wal_fs_ = std::make_shared<ZeroFilledWalFs>(base->GetFileSystem(), options_.path,

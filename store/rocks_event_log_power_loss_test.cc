@@ -343,11 +343,12 @@ struct Totals {
 };
 
 // A write torn by a power cut inside a WAL file's zeros (store/zero_filled_wal.h): the
-// start of the batch on disk, zeros where the rest was to be. RocksDB alone refuses such a
+// start of the batch on disk and zeros where the rest was to be, or sectors of it lost
+// anywhere. RocksDB alone refuses such a
 // file (wal_tail_test); the log cuts the torn write off as it opens, and every
 // acknowledged append is there.
 TEST(RocksEventLogPowerLoss, AWriteTornInsideZerosIsCutOffAndEveryAcknowledgedAppendSurvives) {
-  for (uint64_t seed = 1; seed <= 6; ++seed) {
+  for (uint64_t seed = 1; seed <= 8; ++seed) {
     SCOPED_TRACE(absl::StrCat("seed ", seed));
     std::mt19937_64 rng(seed);
     TempDir dir;
@@ -383,10 +384,15 @@ TEST(RocksEventLogPowerLoss, AWriteTornInsideZerosIsCutOffAndEveryAcknowledgedAp
                                        .request_fingerprint = "fp"});
       EXPECT_FALSE(lost.ok());
     }
-    PowerLossFs::LossOptions loss{.tear = true, .directory_prefix = false, .always_tear = true};
+    // Odd seeds: sectors lost anywhere in the write; even: a prefix of it kept.
+    PowerLossFs::LossOptions loss{
+        .tear = true, .directory_prefix = false, .always_tear = true, .scatter = seed % 2 == 1};
     PowerLossFs::LossReport report;
     ASSERT_TRUE(fs->ApplyPowerLoss(rng, loss, &report).ok());
     EXPECT_EQ(report.torn_in_zeros, 1);
+    EXPECT_EQ(report.scattered_in_zeros, loss.scatter ? 1 : 0);
+    EXPECT_EQ(fs->ReusesRefused(), 0u)
+        << "a WAL file was made from a file that held more than zeros";
     env.reset();
     fs.reset();
 
@@ -589,6 +595,8 @@ TEST(RocksEventLogPowerLoss, EveryAcknowledgedAppendSurvivesPowerCuts) {
     totals.dir_ops_reverted += report.dir_ops_reverted;
     totals.dir_ops_kept += report.dir_ops_kept;
     EXPECT_EQ(anomalies, 0) << "an append was acknowledged with an unexpected result";
+    EXPECT_EQ(fs->ReusesRefused(), 0u)
+        << "a WAL file was made from a file that held more than zeros";
     env.reset();
     fs.reset();
 

@@ -247,10 +247,12 @@ TEST(RocksEventLog, WalFilesAreWrittenIntoZerosPreparedAhead) {
     EXPECT_EQ(std::filesystem::file_size(spare), uint64_t{2} << 20);
   }
   // A spare left from before may hold records (a rename that a power cut undid): write
-  // bytes into it; the next start replaces it rather than reuse it.
+  // bytes into it, past anything the next run writes; that start replaces it rather than
+  // reuse it.
   {
     std::FILE* f = std::fopen(spare.c_str(), "r+b");
     ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fseek(f, (1 << 20) + 4321, SEEK_SET), 0);
     ASSERT_EQ(std::fwrite("not zeros", 1, 9, f), 9u);
     std::fclose(f);
   }

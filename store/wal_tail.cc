@@ -510,8 +510,19 @@ absl::StatusOr<std::vector<WalRepair>> RepairWalFiles(
   struct Unlock {
     rocksdb::Env* env;
     rocksdb::FileLock* lock;
-    ~Unlock() { (void)env->UnlockFile(lock); }
+    ~Unlock() {
+      if (lock != nullptr) (void)env->UnlockFile(lock);
+    }
   } unlock{env, lock};
+  // And the lock the log takes before it changes files of the directory itself (a torn
+  // write cut off, a spare WAL file replaced; store/zero_filled_wal.h).
+  rocksdb::FileLock* own_lock = nullptr;
+  if (rocksdb::Status s = env->LockFile(dir + "/casework.lock", &own_lock); !s.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot take the lock ", dir, "/casework.lock (", s.ToString(),
+        "): stop the server that has the log open before repairing its write-ahead log"));
+  }
+  Unlock own_unlock{env, own_lock};
   // All or nothing: damage that cannot be repaired, wherever it lies, leaves every file as
   // it was, so the directory stays as found for inspection and a restore.
   if (absl::Status s = RehearseRepair(dir); !s.ok()) return s;
@@ -565,16 +576,12 @@ bool ReadAt(int fd, uint64_t offset, uint64_t n, std::string* out) {
   return true;
 }
 
-// Where the torn write begins (the first fragment of its record) and the end of the
-// record's extent as its header states it; nullopt when the file reads to its end (or to
-// zeros) with nothing broken, or breaks in a way no torn write does.
-struct Break {
-  uint64_t record = 0;  // where the broken record (its first fragment) begins
-  uint64_t at = 0;      // the broken fragment
-  uint64_t extent = 0;  // the end of the broken fragment, as its header states
-};
-
-absl::StatusOr<std::optional<Break>> FindBreak(int fd, uint64_t size, const std::string& path) {
+// Where the first record that RocksDB cannot read whole begins: the first fragment of the
+// record it belongs to. nullopt when the file reads to its end, or to zeros that RocksDB
+// takes for preallocated space, or breaks in a way no torn write does (a type of no plain
+// record, a length past its block, fragments out of order: CheckWalFiles's and RocksDB's
+// to judge).
+absl::StatusOr<std::optional<uint64_t>> FindBreak(int fd, uint64_t size, const std::string& path) {
   std::string block;
   bool in_record = false;  // a first fragment read, its last not yet
   uint64_t record = 0;     // where that first fragment begins
@@ -590,21 +597,13 @@ absl::StatusOr<std::optional<Break>> FindBreak(int fd, uint64_t size, const std:
       const auto type = static_cast<uint8_t>(header[6]);
       const uint64_t room = block.size() - at - kHeaderSize;
       const uint64_t here = start + at;
-      if (type == 0) {
-        // A header of zeros outside a record of fragments: preallocated space, which
-        // RocksDB skips (what follows is CheckWalFiles's to judge).
-        if (length == 0 && !in_record) return std::nullopt;
-        // Inside one, or a type torn to zero: a torn write when zeros follow.
-        return Break{.record = in_record ? record : here,
-                     .at = here,
-                     .extent = here + kHeaderSize + std::min<uint64_t>(length, room)};
-      }
-      // Another type, or a length past the block, is no torn write's shape.
+      // A header of zeros (RocksDB skips the rest of the block, or reports a gap inside a
+      // record of fragments), or a type torn to zero.
+      if (type == 0) return in_record ? record : here;
       if (type > kLastPlainType || length > room) return std::nullopt;
       if (RecordChecksum(type, std::string_view(block).substr(at + kHeaderSize, length)) !=
           checksum) {
-        return Break{
-            .record = in_record ? record : here, .at = here, .extent = here + kHeaderSize + length};
+        return in_record ? record : here;
       }
       switch (type) {
         case kFullType:
@@ -626,6 +625,7 @@ absl::StatusOr<std::optional<Break>> FindBreak(int fd, uint64_t size, const std:
       at += kHeaderSize + length;
     }
   }
+  // A record of fragments cut short by the end of the file: RocksDB drops it by itself.
   return std::nullopt;
 }
 
@@ -644,6 +644,81 @@ absl::StatusOr<uint64_t> EndOfData(int fd, uint64_t size, uint64_t floor, const 
     end = from;
   }
   return floor;
+}
+
+// Whether [record, data_end) reads as one write that a crash tore, with nothing written
+// after it (zeros from data_end to the end of the file). Walks the write's fragments from
+// `record`: its first (a full record, or a first fragment, filling its block), then one
+// at the start of each later block (a middle or last fragment) until the last. A header
+// of zeros there is a fragment lost whole. Another record's start (a full record or a
+// first fragment) means a later write: not torn. And there must be zeros where the write
+// was: a header lost, the write's end missing (its last fragment not reached, or its
+// bytes ending before its stated end), or a whole 512-byte sector of zeros inside it; a
+// record written whole and damaged otherwise is RocksDB's to refuse.
+absl::StatusOr<bool> TornToTheEnd(int fd, uint64_t record, uint64_t data_end,
+                                  const std::string& path) {
+  std::string header;
+  std::string chunk;
+  bool zeros_seen = false;
+  bool done = false;
+  uint64_t write_end = record;
+  for (uint64_t at = record; at < data_end && !done; at = (at / kBlockSize + 1) * kBlockSize) {
+    const uint64_t block_end = (at / kBlockSize + 1) * kBlockSize;
+    if (at + kHeaderSize > block_end) {  // a block's trailer: the write starts after it
+      write_end = block_end;
+      continue;
+    }
+    if (!ReadAt(fd, at, kHeaderSize, &header)) return Unwritable("reading", path, errno);
+    if (header.size() < kHeaderSize) break;
+    const uint32_t length = DecodeFixed16(header.data() + 4);
+    const auto type = static_cast<uint8_t>(header[6]);
+    const uint64_t stated = std::min(at + kHeaderSize + length, block_end);
+    const bool first = at == record;
+    if (type == 0) {
+      if (length == 0) {
+        // A header lost: some sector of its fragment must have survived, or the write
+        // ended before this block (a write that lost a whole block in between is not
+        // told from bytes written later: not cut).
+        if (!ReadAt(fd, at, std::min(block_end, data_end) - at, &chunk)) {
+          return Unwritable("reading", path, errno);
+        }
+        if (chunk.find_first_not_of('\0') == std::string::npos) break;
+        zeros_seen = true;
+      }
+      // It may run to the end of its block.
+      write_end = block_end;
+      continue;
+    }
+    if (type > kLastPlainType) return false;
+    if (first && type == kFullType) {
+      write_end = stated;
+      done = true;
+    } else if (first && type == kFirstType) {
+      write_end = block_end;
+    } else if (!first && type == kMiddleType) {
+      write_end = block_end;
+    } else if (!first && type == kLastPlainType) {
+      write_end = stated;
+      done = true;
+    } else {
+      return false;  // another record's start, or a fragment out of place
+    }
+  }
+  if (data_end > write_end) return false;  // bytes after the write
+  if (zeros_seen || !done || data_end < write_end) return true;
+  // A whole sector of zeros inside the write.
+  for (uint64_t from = (record + kSectorBytes - 1) / kSectorBytes * kSectorBytes; from < data_end;
+       from += kReadBytes) {
+    if (!ReadAt(fd, from, std::min(kReadBytes, data_end - from), &chunk)) {
+      return Unwritable("reading", path, errno);
+    }
+    for (uint64_t sector = from; sector + kSectorBytes <= from + chunk.size();
+         sector += kSectorBytes) {
+      const std::string_view bytes = std::string_view(chunk).substr(sector - from, kSectorBytes);
+      if (bytes.find_first_not_of('\0') == std::string_view::npos) return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace
@@ -675,21 +750,21 @@ absl::StatusOr<std::optional<TornWrite>> TrimTornWrite(const std::string& dir) {
   const off_t end = ::lseek(fd, 0, SEEK_END);
   if (end < 0) return Unwritable("reading", path, errno);
   const auto size = static_cast<uint64_t>(end);
-  absl::StatusOr<std::optional<Break>> broken = FindBreak(fd, size, path);
+  absl::StatusOr<std::optional<uint64_t>> broken = FindBreak(fd, size, path);
   if (!broken.ok()) return broken.status();
   if (!broken->has_value()) return std::nullopt;
-  const Break& at = **broken;
-  absl::StatusOr<uint64_t> data_end = EndOfData(fd, size, at.at, path);
+  const uint64_t record = **broken;
+  absl::StatusOr<uint64_t> data_end = EndOfData(fd, size, record, path);
   if (!data_end.ok()) return data_end.status();
-  // The first sector boundary from which everything is zero; it must fall inside the
-  // broken fragment (a write torn there), not after it (a record written whole, damaged).
-  const uint64_t zeros_from = (*data_end + kSectorBytes - 1) / kSectorBytes * kSectorBytes;
-  if (zeros_from >= at.extent) return std::nullopt;
-  if (::ftruncate(fd, static_cast<off_t>(at.record)) != 0) {
+  if (*data_end <= record) return std::nullopt;  // zeros to the end: the log's end
+  absl::StatusOr<bool> torn = TornToTheEnd(fd, record, *data_end, path);
+  if (!torn.ok()) return torn.status();
+  if (!*torn) return std::nullopt;
+  if (::ftruncate(fd, static_cast<off_t>(record)) != 0) {
     return Unwritable("cutting the torn write off", path, errno);
   }
   if (::fsync(fd) != 0) return Unwritable("syncing", path, errno);
-  return TornWrite{.file = path, .offset = at.record, .dropped = size - at.record};
+  return TornWrite{.file = path, .offset = record, .dropped = size - record};
 }
 
 }  // namespace casework::store::wal

@@ -122,18 +122,25 @@ struct TornWrite {
 };
 
 // Looks at the newest WAL file (NNNNNN.log) in `dir` for a write torn inside space that
-// held zeros, and cuts the file where that write began; RocksDB then reads the file to
-// its last whole record, as it does when an appended write is torn. The shape, read as
-// RocksDB reads: every record before is whole; then a record (or the fragment of one
-// that a first fragment opened) whose checksum fails, or a header of zeros inside a record
-// of several fragments; and from a 512-byte boundary (a disk sector) inside that record
-// on, only zeros to the end of the file. A write is torn on disk sector by sector, so its
-// missing part is whole sectors of the zeros that were there; damage to a record that was
-// written whole does not leave its end as zero sectors (unless its last bytes were zeros
-// across a sector boundary), so it is left for RocksDB to refuse. Only the newest file:
-// every write of the log is synced before the next, so only the last can be torn.
+// held zeros, and cuts the file where that write began; RocksDB then reads the file to its
+// last whole record, as it does when an appended write is torn. The shape, read as RocksDB
+// reads: every record before is whole; then the first record RocksDB cannot read whole
+// (its checksum fails, or a header of zeros stands where a record or a fragment was to
+// start); from that record's start to the end of the file, the fragments of one write
+// (a full record, or a first fragment and then one fragment at the start of each later
+// block) and nothing after them but zeros; and zeros where the write was: a fragment's
+// header lost, the write's end missing, or a whole 512-byte sector of zeros inside it.
+// A crash leaves that: a process killed inside a write has written a prefix of it, and a
+// disk that loses power loses whole sectors of a write it did not finish, in any order.
+// Only the newest file: every write of the log is synced before the next, so only the last
+// can be torn. What it cannot tell from a tear: an acknowledged last record damaged on
+// disk whose own bytes end in zeros or hold a whole sector of zeros (event bytes a client
+// chose); the checkpoint file catches that loss once it covers the record (the log
+// refuses to start shorter than its checkpoint), which it does within a second, and at
+// every clean stop.
 // Returns nullopt when there is nothing to cut (or no such file); UNAVAILABLE when the
-// file cannot be read, cut or synced.
+// file cannot be read, cut or synced. The caller must hold the directory (nothing else may
+// write the file meanwhile).
 absl::StatusOr<std::optional<TornWrite>> TrimTornWrite(const std::string& dir);
 
 // A field the repair rewrote.

@@ -6,6 +6,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
 namespace casework::store {
 namespace {
@@ -22,7 +23,80 @@ std::string WithoutTrailingSlash(std::string dir) {
   return dir;
 }
 
+// While a spare is prepared under load: the write-back of each MiB is started at once,
+// and the next waits this long (at most 512 MiB/s), so that the spare does not queue 64
+// MiB in front of a WAL sync.
+constexpr absl::Duration kChunkPause = absl::Milliseconds(2);
+
 }  // namespace
+
+// A WAL file made from a spare: counts what is written to it (GetFileSize).
+class ZeroFilledWalFs::WalFile final : public rocksdb::FSWritableFileOwnerWrapper {
+ public:
+  WalFile(ZeroFilledWalFs* fs, std::string path, std::shared_ptr<Written> written,
+          std::unique_ptr<rocksdb::FSWritableFile> target)
+      : FSWritableFileOwnerWrapper(std::move(target)),
+        fs_(fs),
+        path_(std::move(path)),
+        written_(std::move(written)) {}
+  ~WalFile() override { fs_->Forget(path_, written_.get()); }
+
+  rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
+                           rocksdb::IODebugContext* dbg) override {
+    rocksdb::IOStatus s = target()->Append(data, options, dbg);
+    if (s.ok()) Grow(data.size(), nullptr);
+    return s;
+  }
+  rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
+                           const rocksdb::DataVerificationInfo& info,
+                           rocksdb::IODebugContext* dbg) override {
+    rocksdb::IOStatus s = target()->Append(data, options, info, dbg);
+    if (s.ok()) Grow(data.size(), nullptr);
+    return s;
+  }
+  rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
+                                     const rocksdb::IOOptions& options,
+                                     rocksdb::IODebugContext* dbg) override {
+    rocksdb::IOStatus s = target()->PositionedAppend(data, offset, options, dbg);
+    if (s.ok()) Grow(data.size(), &offset);
+    return s;
+  }
+  rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
+                                     const rocksdb::IOOptions& options,
+                                     const rocksdb::DataVerificationInfo& info,
+                                     rocksdb::IODebugContext* dbg) override {
+    rocksdb::IOStatus s = target()->PositionedAppend(data, offset, options, info, dbg);
+    if (s.ok()) Grow(data.size(), &offset);
+    return s;
+  }
+  rocksdb::IOStatus Truncate(uint64_t size, const rocksdb::IOOptions& options,
+                             rocksdb::IODebugContext* dbg) override {
+    rocksdb::IOStatus s = target()->Truncate(size, options, dbg);
+    if (s.ok()) {
+      absl::MutexLock lock(&written_->mu);
+      written_->bytes = size;
+    }
+    return s;
+  }
+  // RocksDB's POSIX writer trims the zeros past what it wrote as it closes the file.
+  rocksdb::IOStatus Close(const rocksdb::IOOptions& options,
+                          rocksdb::IODebugContext* dbg) override {
+    rocksdb::IOStatus s = target()->Close(options, dbg);
+    fs_->Forget(path_, written_.get());
+    return s;
+  }
+
+ private:
+  void Grow(uint64_t bytes, const uint64_t* offset) {
+    absl::MutexLock lock(&written_->mu);
+    written_->bytes =
+        offset == nullptr ? written_->bytes + bytes : std::max(written_->bytes, *offset + bytes);
+  }
+
+  ZeroFilledWalFs* const fs_;
+  const std::string path_;
+  const std::shared_ptr<Written> written_;
+};
 
 ZeroFilledWalFs::ZeroFilledWalFs(const std::shared_ptr<rocksdb::FileSystem>& target,
                                  std::string dir, uint64_t spare_bytes, uint64_t keep_free_bytes)
@@ -33,7 +107,9 @@ ZeroFilledWalFs::ZeroFilledWalFs(const std::shared_ptr<rocksdb::FileSystem>& tar
       spare_bytes_(std::max<uint64_t>(spare_bytes, kChunkBytes)),
       keep_free_bytes_(keep_free_bytes) {}
 
-ZeroFilledWalFs::~ZeroFilledWalFs() {
+ZeroFilledWalFs::~ZeroFilledWalFs() { Stop(); }
+
+void ZeroFilledWalFs::Stop() {
   {
     absl::MutexLock lock(&mu_);
     exit_ = true;
@@ -41,18 +117,28 @@ ZeroFilledWalFs::~ZeroFilledWalFs() {
   if (thread_.joinable()) thread_.join();
 }
 
+rocksdb::IOStatus ZeroFilledWalFs::RemoveSpares(rocksdb::FileSystem* fs, const std::string& dir) {
+  rocksdb::IOOptions io;
+  for (const char* name : {kSpareName, kSpareTempName}) {
+    const std::string path = absl::StrCat(WithoutTrailingSlash(dir), "/", name);
+    rocksdb::IOStatus s = fs->FileExists(path, io, nullptr);
+    if (s.IsNotFound()) continue;
+    if (s.ok()) s = fs->DeleteFile(path, io, nullptr);
+    if (!s.ok()) return s;
+  }
+  return rocksdb::IOStatus::OK();
+}
+
 absl::Status ZeroFilledWalFs::Start() {
   rocksdb::IOOptions io;
-  for (const std::string& path : {spare_path_, temp_path_}) {
-    rocksdb::IOStatus s = target()->FileExists(path, io, nullptr);
-    if (s.IsNotFound()) continue;
-    if (s.ok()) s = target()->DeleteFile(path, io, nullptr);
-    if (!s.ok()) {
-      return absl::UnavailableError(
-          absl::StrCat("removing ", path, " (a spare WAL file left from before): ", s.ToString()));
-    }
+  if (rocksdb::IOStatus s = RemoveSpares(target(), dir_); !s.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("removing a spare WAL file left from before in ", dir_, ": ", s.ToString()));
   }
-  rocksdb::IOStatus s = PrepareSpare();
+  if (rocksdb::IOStatus s = target()->NewDirectory(dir_, io, &dir_handle_, nullptr); !s.ok()) {
+    return absl::UnavailableError(absl::StrCat("opening ", dir_, ": ", s.ToString()));
+  }
+  rocksdb::IOStatus s = PrepareSpare(/*paced=*/false);
   {
     absl::MutexLock lock(&mu_);
     if (s.ok()) {
@@ -91,18 +177,36 @@ rocksdb::IOStatus ZeroFilledWalFs::NewWritableFile(const std::string& fname,
     absl::MutexLock lock(&mu_);
     take = spare_ready_ && !exit_;
     spare_ready_ = false;
-    wanted_ = true;
+    // The next spare is asked for only once this one is renamed (below): prepared
+    // meanwhile, it would be renamed over this one between the open and the rename of
+    // ReuseWritableFile, and the WAL written into a file no name points to.
+    if (!take) wanted_ = true;
   }
   rocksdb::IOStatus s;
   if (take) {
     // Renames the spare to `fname` and opens it for writing from its start, without
     // truncating it: RocksDB's writes overwrite zeros.
-    s = target()->ReuseWritableFile(fname, spare_path_, options, result, dbg);
-    if (s.ok()) {
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    s = target()->ReuseWritableFile(fname, spare_path_, options, &file, dbg);
+    // The rename made durable now, whatever RocksDB's own directory sync assumes of a new
+    // file (on some file systems it skips it for one).
+    if (s.ok()) s = dir_handle_->Fsync(rocksdb::IOOptions(), dbg);
+    {
       absl::MutexLock lock(&mu_);
-      ++stats_.wal_files_in_zeros;
+      wanted_ = true;
+    }
+    if (s.ok()) {
+      auto written = std::make_shared<Written>();
+      const std::string path = Normal(fname);
+      {
+        absl::MutexLock lock(&mu_);
+        ++stats_.wal_files_in_zeros;
+        live_[path] = written;
+      }
+      *result = std::make_unique<WalFile>(this, path, std::move(written), std::move(file));
       return s;
     }
+    if (file != nullptr) (void)file->Close(rocksdb::IOOptions(), dbg);
     // The spare is in an unknown state; the next one replaces it.
   }
   s = target()->NewWritableFile(fname, options, result, dbg);
@@ -111,7 +215,34 @@ rocksdb::IOStatus ZeroFilledWalFs::NewWritableFile(const std::string& fname,
   return s;
 }
 
-rocksdb::IOStatus ZeroFilledWalFs::PrepareSpare() {
+rocksdb::IOStatus ZeroFilledWalFs::GetFileSize(const std::string& fname,
+                                               const rocksdb::IOOptions& options, uint64_t* size,
+                                               rocksdb::IODebugContext* dbg) {
+  std::shared_ptr<Written> written;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = live_.find(Normal(fname)); it != live_.end()) written = it->second;
+  }
+  if (written == nullptr) return target()->GetFileSize(fname, options, size, dbg);
+  absl::MutexLock lock(&written->mu);
+  *size = written->bytes;
+  return rocksdb::IOStatus::OK();
+}
+
+std::string ZeroFilledWalFs::Normal(const std::string& fname) const {
+  const size_t slash = fname.rfind('/');
+  if (slash == std::string::npos) return fname;
+  return absl::StrCat(WithoutTrailingSlash(fname.substr(0, slash)), "/", fname.substr(slash + 1));
+}
+
+void ZeroFilledWalFs::Forget(const std::string& path, const Written* written) {
+  absl::MutexLock lock(&mu_);
+  if (auto it = live_.find(path); it != live_.end() && it->second.get() == written) {
+    live_.erase(it);
+  }
+}
+
+rocksdb::IOStatus ZeroFilledWalFs::PrepareSpare(bool paced) {
   rocksdb::IOOptions io;
   uint64_t free_bytes = 0;
   rocksdb::IOStatus s = target()->GetFreeSpace(dir_, io, &free_bytes, nullptr);
@@ -124,6 +255,11 @@ rocksdb::IOStatus ZeroFilledWalFs::PrepareSpare() {
   if (!s.ok()) return s;
   const std::string zeros(kChunkBytes, '\0');
   for (uint64_t written = 0; s.ok() && written < spare_bytes_; written += kChunkBytes) {
+    if (paced && written > 0) {
+      (void)file->RangeSync(written - kChunkBytes, kChunkBytes, io, nullptr);
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&exit_), kChunkPause);
+    }
     {
       absl::MutexLock lock(&mu_);
       if (exit_) s = rocksdb::IOStatus::Aborted("the log is closing");
@@ -133,8 +269,8 @@ rocksdb::IOStatus ZeroFilledWalFs::PrepareSpare() {
   if (s.ok()) s = file->Fsync(io, nullptr);
   rocksdb::IOStatus closed = file->Close(io, nullptr);
   if (s.ok()) s = closed;
-  // The rename needs no directory sync of its own: RocksDB syncs the directory before it
-  // acknowledges the first synced write to the WAL file the spare becomes.
+  // The spare's own name needs no directory sync: it is synced when the spare becomes a
+  // WAL file (NewWritableFile).
   if (s.ok()) s = target()->RenameFile(temp_path_, spare_path_, io, nullptr);
   if (!s.ok()) (void)target()->DeleteFile(temp_path_, io, nullptr);
   return s;
@@ -147,7 +283,7 @@ void ZeroFilledWalFs::Run() {
     if (exit_) return;
     wanted_ = false;
     mu_.Unlock();
-    rocksdb::IOStatus s = PrepareSpare();
+    rocksdb::IOStatus s = PrepareSpare(/*paced=*/true);
     mu_.Lock();
     if (s.ok()) {
       spare_ready_ = true;

@@ -26,12 +26,20 @@
 // opens and cuts the file where the torn write began.
 //
 // A spare left from an earlier run is never used: it may hold records of a WAL whose
-// rename a power cut undid (they were not acknowledged, as RocksDB syncs the directory
-// before it acknowledges the first synced write to a new WAL file), and a reused file must
-// hold only zeros. Start() removes it and prepares a new one before RocksDB opens.
+// rename a power cut undid (they were not acknowledged: the directory is synced before the
+// first synced write to a new WAL file returns), and a reused file must hold only zeros.
+// Start() removes it and prepares a new one before RocksDB opens. Whoever changes files of
+// the directory before RocksDB opens must hold kDirLockName (RocksEventLog does, for as
+// long as it is open, and so does the WAL repair), so that no second process cuts or
+// replaces a file that a running log writes.
+//
+// A live WAL file in zeros is longer on disk than what was written to it. GetFileSize
+// answers what was written (a backup copies a live WAL file up to the size it is told,
+// and must not copy the zeros, or a batch half written meanwhile).
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -48,6 +56,11 @@ class ZeroFilledWalFs final : public rocksdb::FileSystemWrapper {
  public:
   static constexpr const char* kSpareName = "casework-wal.spare";
   static constexpr const char* kSpareTempName = "casework-wal.spare.tmp";
+  static constexpr const char* kDirLockName = "casework.lock";
+
+  // Removes a spare (or a half-written one) from `dir` through `fs`: when spares are
+  // turned off, one left from before is only space.
+  static rocksdb::IOStatus RemoveSpares(rocksdb::FileSystem* fs, const std::string& dir);
 
   // `dir`: the directory of the WAL files (the database's). `spare_bytes`: the size of
   // each spare (more than a WAL file grows to is written into zeros, the rest appended).
@@ -70,6 +83,11 @@ class ZeroFilledWalFs final : public rocksdb::FileSystemWrapper {
   // removed.
   absl::Status Start();
 
+  // Stops the thread that prepares spares (waits for it) and takes no spare from then
+  // on. Call before the directory is given up (its lock released): something of RocksDB
+  // may hold this FileSystem longer than the database it opened.
+  void Stop();
+
   struct Stats {
     uint64_t wal_files_in_zeros = 0;  // WAL files created from a spare
     uint64_t wal_files_empty = 0;     // WAL files created empty (no spare was ready)
@@ -80,11 +98,23 @@ class ZeroFilledWalFs final : public rocksdb::FileSystemWrapper {
   rocksdb::IOStatus NewWritableFile(const std::string& fname, const rocksdb::FileOptions& options,
                                     std::unique_ptr<rocksdb::FSWritableFile>* result,
                                     rocksdb::IODebugContext* dbg) override;
+  // What was written to a live WAL file made from a spare; otherwise the file's size.
+  rocksdb::IOStatus GetFileSize(const std::string& fname, const rocksdb::IOOptions& options,
+                                uint64_t* size, rocksdb::IODebugContext* dbg) override;
 
  private:
+  class WalFile;
+  struct Written {
+    absl::Mutex mu;
+    uint64_t bytes ABSL_GUARDED_BY(mu) = 0;
+  };
+  std::string Normal(const std::string& fname) const;
   bool IsWalFile(const std::string& fname) const;
-  // Writes a spare of zeros under kSpareTempName, syncs it and renames it to kSpareName.
-  rocksdb::IOStatus PrepareSpare();
+  // Writes a spare of zeros under kSpareTempName, syncs it and renames it to kSpareName;
+  // `paced`: spread over time (kChunkPause), as a log under load does.
+  rocksdb::IOStatus PrepareSpare(bool paced);
+  // A live WAL file made from a spare was closed (or destroyed).
+  void Forget(const std::string& path, const Written* written);
   void Run();
   bool RunHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return exit_ || (wanted_ && !spare_ready_);
@@ -95,6 +125,7 @@ class ZeroFilledWalFs final : public rocksdb::FileSystemWrapper {
   const std::string temp_path_;
   const uint64_t spare_bytes_;
   const uint64_t keep_free_bytes_;
+  std::unique_ptr<rocksdb::FSDirectory> dir_handle_;  // set by Start()
 
   mutable absl::Mutex mu_;
   bool spare_ready_ ABSL_GUARDED_BY(mu_) = false;
@@ -103,6 +134,8 @@ class ZeroFilledWalFs final : public rocksdb::FileSystemWrapper {
   bool wanted_ ABSL_GUARDED_BY(mu_) = false;
   bool exit_ ABSL_GUARDED_BY(mu_) = false;
   Stats stats_ ABSL_GUARDED_BY(mu_);
+  // Live WAL files made from spares, by path: what was written to each.
+  std::map<std::string, std::shared_ptr<Written>> live_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

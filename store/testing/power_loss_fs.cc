@@ -290,6 +290,11 @@ bool PowerLossFs::FileState(const std::string& path, uint64_t* written, uint64_t
   return true;
 }
 
+uint64_t PowerLossFs::ReusesRefused() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return reuses_refused_;
+}
+
 uint32_t PowerLossFs::FirstRefused() const {
   std::lock_guard<std::mutex> lock(mu_);
   return first_refused_;
@@ -475,6 +480,8 @@ IOStatus PowerLossFs::ReuseWritableFile(const std::string& fname, const std::str
     return IOStatus::NotSupported("PowerLossFs: a reuse into or out of the modeled directory");
   }
   if (!HoldsOnlyZeros(Normalize(old_fname))) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++reuses_refused_;
     return IOStatus::NotSupported("PowerLossFs models reused files of zeros only: " + old_fname);
   }
   std::unique_ptr<rocksdb::FSWritableFile> file;
@@ -730,12 +737,35 @@ IOStatus PowerLossFs::ApplyPowerLoss(std::mt19937_64& rng, const LossOptions& op
           if (inode.zeros > 0) keep = std::max(synced, keep / 512 * 512);
           break;
       }
-      if (keep == written) {
+      // Over zeros, half of the torn writes lose sectors anywhere instead: each sector of
+      // the unsynced bytes (those wholly past the synced ones) is lost with odds of one in
+      // two, and zeros stand in its place.
+      int sectors_lost = 0;
+      const uint64_t first_sector = (synced + 511) / 512 * 512;
+      if (choice >= 2 && inode.zeros > 0 && first_sector + 512 <= written &&
+          (options.always_tear ? options.scatter : rng() % 4 == 0)) {
+        keep = written;
+        std::FILE* f = std::fopen(shadow.c_str(), "r+b");
+        if (f == nullptr) return Errno("cannot open", shadow);
+        static const char kZeros[512] = {};
+        for (uint64_t sector = first_sector; sector + 512 <= written; sector += 512) {
+          if (rng() % 2 != 0) continue;
+          if (std::fseek(f, static_cast<long>(sector), SEEK_SET) != 0 ||
+              std::fwrite(kZeros, 1, sizeof(kZeros), f) != sizeof(kZeros)) {
+            std::fclose(f);
+            return Errno("cannot write zeros into", shadow);
+          }
+          ++sectors_lost;
+        }
+        if (std::fclose(f) != 0) return Errno("cannot write zeros into", shadow);
+      }
+      if (keep == written && sectors_lost == 0) {
         ++report->unsynced_tails_kept;
       } else if (keep > synced) {
         ++report->torn_files;
         if (inode.wal) ++report->torn_wal_files;
-        if (inode.wal && inode.zeros > keep) ++report->torn_in_zeros;
+        if (inode.wal && (inode.zeros > keep || sectors_lost > 0)) ++report->torn_in_zeros;
+        if (inode.wal && sectors_lost > 0) ++report->scattered_in_zeros;
       }
     }
     if (keep < real) {

@@ -22,7 +22,9 @@
 //    a file of zeros can be reused (anything else is refused). After the cut it keeps
 //    its synced prefix, perhaps a torn prefix of its unsynced writes, and zeros past
 //    them to its old size. A disk writes sector by sector, so such a torn prefix ends at
-//    a multiple of 512 bytes.
+//    a multiple of 512 bytes; and over blocks it already has it keeps no order: in some
+//    of the tears (a quarter, half with always_tear) every sector of the unsynced writes
+//    is kept or lost at random, with zeros in place of the lost.
 //  - Directories themselves (CreateDir) are not modeled: they are assumed durable.
 //  - Files that RocksDB writes without this FileSystem (the info LOG, written by the
 //    POSIX logger) are adopted when created (NewLogger) with nothing synced; the lock
@@ -88,6 +90,8 @@ class PowerLossFs final : public rocksdb::FileSystemWrapper {
     // With tear: tear every unsynced tail of more than 1 KiB inside, never losing or
     // keeping it whole (a test that needs a torn write).
     bool always_tear = false;
+    // With always_tear, over zeros: lose sectors anywhere rather than keep a prefix.
+    bool scatter = false;
   };
 
   // What ApplyPowerLoss did.
@@ -98,6 +102,7 @@ class PowerLossFs final : public rocksdb::FileSystemWrapper {
     int torn_files = 0;           // files that kept part, but not all, of their unsynced tail
     int torn_wal_files = 0;       // of which write-ahead logs
     int torn_in_zeros = 0;        // of which torn over zeros (reused files)
+    int scattered_in_zeros = 0;   // of which lost sectors anywhere (not a prefix)
     int unsynced_tails_kept = 0;  // files that kept all of their unsynced tail
     int dir_ops_reverted = 0;     // creations, deletions and renames lost
     int dir_ops_kept = 0;         // unsynced directory operations kept (directory_prefix)
@@ -124,6 +129,8 @@ class PowerLossFs final : public rocksdb::FileSystemWrapper {
   uint64_t BytesAppended(uint32_t kinds) const;
   // Bytes written to and synced of the file `path` names now; false when it names none.
   bool FileState(const std::string& path, uint64_t* written, uint64_t* synced) const;
+  // Reuses refused because the file held more than zeros (a defect of the caller).
+  uint64_t ReusesRefused() const;
   // The kind of the first operation refused because the power was off (0: none yet;
   // KindName(0) is "idle").
   uint32_t FirstRefused() const;
@@ -235,6 +242,7 @@ class PowerLossFs final : public rocksdb::FileSystemWrapper {
   std::array<uint64_t, kOpKinds> counts_{};
   std::array<uint64_t, kOpKinds> bytes_{};
   uint64_t next_inode_ = 1;
+  uint64_t reuses_refused_ = 0;
   std::map<uint64_t, Inode> inodes_;
   std::map<std::string, Dir> dirs_;  // normalized directory path -> entries
 };
