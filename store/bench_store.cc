@@ -29,6 +29,11 @@ struct Fixture {
   Fixture() {
     RocksEventLog::Options options;
     options.path = dir.Sub("log");
+    // CW_WAL_SPARE_MIB: the size of the zero-filled spare each WAL file is written into
+    // (store/zero_filled_wal.h; 0: WAL files grow from empty), for an A/B of the two.
+    if (const char* spare = std::getenv("CW_WAL_SPARE_MIB"); spare != nullptr) {
+      options.wal_spare_bytes = std::strtoull(spare, nullptr, 10) << 20;
+    }
     auto opened = RocksEventLog::Open(options);
     if (!opened.ok()) std::abort();
     log = *std::move(opened);

@@ -757,24 +757,49 @@ absl::Status RocksEventLog::Impl::OpenDb() {
       {format::kTreeFamily, universal(plain)},
       {format::kMetaFamily, plain},
   };
-  if (!options_.inspect_only) {
+  std::error_code exists_error;
+  if (!options_.inspect_only && std::filesystem::is_directory(options_.path, exists_error)) {
     // Nothing of the directory changes before this process holds it (zero_filled_wal.h):
-    // RocksDB's own LOCK is taken only inside DB::Open.
+    // RocksDB's own LOCK is taken only inside DB::Open. That one is tried as well (and let
+    // go again), for a process that holds only it: a WAL repair, or a server of a version
+    // without this lock.
     dir_lock_env_ = db_options.env;
     const std::string lock_path = absl::StrCat(options_.path, "/", ZeroFilledWalFs::kDirLockName);
-    if (rocksdb::Status s = dir_lock_env_->LockFile(lock_path, &dir_lock_); !s.ok()) {
-      dir_lock_ = nullptr;
+    auto in_use = [&](const std::string& lock, const rocksdb::Status& s) {
       return absl::UnavailableError(
-          absl::StrCat("the event log at ", options_.path, " is in use: its lock ", lock_path,
+          absl::StrCat("the event log at ", options_.path, " is in use: its lock ", lock,
                        " is held (", s.ToString(),
                        "); stop the server or the repair that has it open, or check the folder's "
                        "permissions"));
+    };
+    if (rocksdb::Status s = dir_lock_env_->LockFile(lock_path, &dir_lock_); !s.ok()) {
+      dir_lock_ = nullptr;
+      return in_use(lock_path, s);
     }
+    rocksdb::FileLock* rocks_lock = nullptr;
+    const std::string rocks_lock_path = options_.path + "/LOCK";
+    if (rocksdb::Status s = dir_lock_env_->LockFile(rocks_lock_path, &rocks_lock); !s.ok()) {
+      return in_use(rocks_lock_path, s);
+    }
+    (void)dir_lock_env_->UnlockFile(rocks_lock);
   }
   // RocksDB drops, as a torn write and in silence, a whole record whose length or type
   // was damaged on disk, with everything after it (store/wal_tail.h): look first.
   STORE_RETURN_IF_ERROR(wal::CheckWalFiles(db_options.env, options_.path));
-  if (!options_.inspect_only) {
+  if (options_.inspect_only) {
+    // RocksDB read-only refuses a torn write inside zeros; say what it is (an inspection
+    // changes nothing, so it does not cut it).
+    absl::StatusOr<std::optional<wal::TornWrite>> torn =
+        wal::TrimTornWrite(options_.path, /*cut=*/false);
+    if (!torn.ok()) return torn.status();
+    if (torn->has_value()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the write-ahead log ", (*torn)->file, " ends in a write that a crash tore, from byte ",
+          (*torn)->offset,
+          " (it was never acknowledged); start the server once, which cuts it off, and "
+          "inspect again"));
+    }
+  } else {
     // A write torn inside a WAL file's zeros (zero_filled_wal.h) is cut off, as RocksDB
     // drops a torn write at the end of a file; it was never synced, so never acknowledged.
     absl::StatusOr<std::optional<wal::TornWrite>> torn = wal::TrimTornWrite(options_.path);

@@ -348,7 +348,7 @@ struct Totals {
 // file (wal_tail_test); the log cuts the torn write off as it opens, and every
 // acknowledged append is there.
 TEST(RocksEventLogPowerLoss, AWriteTornInsideZerosIsCutOffAndEveryAcknowledgedAppendSurvives) {
-  for (uint64_t seed = 1; seed <= 8; ++seed) {
+  for (uint64_t seed = 1; seed <= 12; ++seed) {
     SCOPED_TRACE(absl::StrCat("seed ", seed));
     std::mt19937_64 rng(seed);
     TempDir dir;
@@ -406,7 +406,10 @@ TEST(RocksEventLogPowerLoss, AWriteTornInsideZerosIsCutOffAndEveryAcknowledgedAp
     std::ifstream info(options.path + "/LOG");
     const std::string text((std::istreambuf_iterator<char>(info)),
                            std::istreambuf_iterator<char>());
-    EXPECT_NE(text.find("cut off a write torn by a crash"), std::string::npos);
+    // A prefix of the write is on disk, to be cut; lost pieces may be all of it.
+    if (!loss.scatter) {
+      EXPECT_NE(text.find("cut off a write torn by a crash"), std::string::npos);
+    }
     ASSERT_THAT((*log)->Append(AppendRequest{.stream = "torn",
                                              .expected_version = 0,
                                              .events = {"after"},

@@ -277,6 +277,33 @@ TEST(RocksEventLog, WalFilesAreWrittenIntoZerosPreparedAhead) {
   EXPECT_THAT(live_wal_sizes(), ::testing::Not(::testing::Contains(uint64_t{2} << 20)));
 }
 
+// A second log on a directory that one has open is refused before it changes anything
+// there (a torn write cut, a spare replaced; store/zero_filled_wal.h): the directory's own
+// lock, taken before RocksDB's.
+TEST(RocksEventLog, ASecondLogOnTheSameDirectoryIsRefusedBeforeItChangesAnything) {
+  TempDir dir;
+  const std::string path = dir.Sub("log");
+  auto log = OpenLog(path);
+  ASSERT_THAT(log->Append(Request("s", 0, {"e"})), IsOk());
+  const std::string spare = path + "/" + ZeroFilledWalFs::kSpareName;
+  // The next spare is prepared in the background after the WAL file took the first.
+  for (int i = 0; i < 1000 && !std::filesystem::exists(spare); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(std::filesystem::exists(spare));
+  const auto spare_time = std::filesystem::last_write_time(spare);
+  RocksEventLog::Options options;
+  options.path = path;
+  absl::StatusOr<std::unique_ptr<RocksEventLog>> second = RocksEventLog::Open(options);
+  EXPECT_THAT(second, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_NE(second.status().message().find("is in use"), std::string::npos) << second.status();
+  EXPECT_EQ(std::filesystem::last_write_time(spare), spare_time) << "the spare was replaced";
+  ASSERT_THAT(log->Append(Request("s", 1, {"e2"})), IsOk());
+  log.reset();
+  log = OpenLog(path);
+  EXPECT_EQ(log->Size(), 2);
+}
+
 // Collects the answers of appends queued while the sequencer is paused, so that they
 // form one batch.
 struct Answers {

@@ -499,23 +499,16 @@ absl::StatusOr<std::vector<WalRepair>> RepairWalFiles(
   } else if (!s.ok()) {
     return absl::UnavailableError(absl::StrCat("reading ", dir, ": ", s.ToString()));
   }
-  // Offline only: RocksDB's own lock keeps a server (or another repair) out meanwhile.
-  rocksdb::FileLock* lock = nullptr;
-  if (rocksdb::Status s = env->LockFile(dir + "/LOCK", &lock); !s.ok()) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot take the lock of the log in ", dir, " (", s.ToString(),
-        "): stop the server that has it open (or check the folder's permissions) before "
-        "repairing its write-ahead log"));
-  }
+  // Offline only. The log's own lock first (a server takes it before it changes anything
+  // of the directory: store/zero_filled_wal.h), then RocksDB's, which keeps a server of a
+  // version without the first (or another repair) out meanwhile.
   struct Unlock {
     rocksdb::Env* env;
     rocksdb::FileLock* lock;
     ~Unlock() {
       if (lock != nullptr) (void)env->UnlockFile(lock);
     }
-  } unlock{env, lock};
-  // And the lock the log takes before it changes files of the directory itself (a torn
-  // write cut off, a spare WAL file replaced; store/zero_filled_wal.h).
+  };
   rocksdb::FileLock* own_lock = nullptr;
   if (rocksdb::Status s = env->LockFile(dir + "/casework.lock", &own_lock); !s.ok()) {
     return absl::UnavailableError(absl::StrCat(
@@ -523,6 +516,14 @@ absl::StatusOr<std::vector<WalRepair>> RepairWalFiles(
         "): stop the server that has the log open before repairing its write-ahead log"));
   }
   Unlock own_unlock{env, own_lock};
+  rocksdb::FileLock* lock = nullptr;
+  if (rocksdb::Status s = env->LockFile(dir + "/LOCK", &lock); !s.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot take the lock of the log in ", dir, " (", s.ToString(),
+        "): stop the server that has it open (or check the folder's permissions) before "
+        "repairing its write-ahead log"));
+  }
+  Unlock unlock{env, lock};
   // All or nothing: damage that cannot be repaired, wherever it lies, leaves every file as
   // it was, so the directory stays as found for inspection and a restore.
   if (absl::Status s = RehearseRepair(dir); !s.ok()) return s;
@@ -646,67 +647,123 @@ absl::StatusOr<uint64_t> EndOfData(int fd, uint64_t size, uint64_t floor, const 
   return floor;
 }
 
+// Whether the header at `at` of `block` (a block of the file from its start) is whole
+// under a small repair: its checksum holds under another plain type, or under a length
+// within two flipped bits that fits the block. Such a record was written whole and damaged
+// since: no tear.
+bool WholeUnderRepair(std::string_view block, uint64_t at) {
+  const uint32_t checksum = DecodeFixed32(block.data() + at);
+  const uint32_t length = DecodeFixed16(block.data() + at + 4);
+  const auto type = static_cast<uint8_t>(block[at + 6]);
+  const uint64_t room = block.size() - at - kHeaderSize;
+  const std::string_view payload = block.substr(at + kHeaderSize);
+  for (uint8_t plain = 1; plain <= kLastPlainType && length <= room; ++plain) {
+    if (RecordChecksum(plain, payload.substr(0, length)) == checksum) return true;
+  }
+  const uint8_t as = type >= 1 && type <= kLastPlainType ? type : 0;
+  for (int i = 0; i < 16 && as != 0; ++i) {
+    for (int j = i; j < 16; ++j) {
+      const uint32_t candidate = length ^ (1u << i) ^ (i == j ? 0u : 1u << j);
+      if (candidate == length || candidate > room) continue;
+      if (RecordChecksum(as, payload.substr(0, candidate)) == checksum) return true;
+    }
+  }
+  return false;
+}
+
 // Whether [record, data_end) reads as one write that a crash tore, with nothing written
-// after it (zeros from data_end to the end of the file). Walks the write's fragments from
-// `record`: its first (a full record, or a first fragment, filling its block), then one
-// at the start of each later block (a middle or last fragment) until the last. A header
-// of zeros there is a fragment lost whole. Another record's start (a full record or a
-// first fragment) means a later write: not torn. And there must be zeros where the write
-// was: a header lost, the write's end missing (its last fragment not reached, or its
-// bytes ending before its stated end), or a whole 512-byte sector of zeros inside it; a
-// record written whole and damaged otherwise is RocksDB's to refuse.
-absl::StatusOr<bool> TornToTheEnd(int fd, uint64_t record, uint64_t data_end,
+// after it (zeros from data_end to the end of the file). The write's fragments, walked
+// from `record`: a full record, or a first fragment filling its block and then one
+// fragment at the start of each later block (middle fragments filling theirs) until the
+// last. A fragment's header lost (zeros, or zeros up to a sector boundary inside it) may
+// stand for a fragment lost whole, its block's bytes with it. Not a tear, and left for
+// RocksDB to refuse, when:
+//  - the first fragment is whole under a small repair (WholeUnderRepair): a record written
+//    whole whose header was damaged since;
+//  - a header states another type, or a length that does not fit the write's shape;
+//  - bytes follow the write's stated end;
+//  - a whole record starts anywhere after `record` in the first or the last block the
+//    walk reads, but at the start of a later fragment: a later write, acknowledged.
+// And there must be zeros where the write was: a header lost, the write's end missing, or
+// a whole 512-byte sector of zeros inside it.
+absl::StatusOr<bool> TornToTheEnd(int fd, uint64_t size, uint64_t record, uint64_t data_end,
                                   const std::string& path) {
-  std::string header;
-  std::string chunk;
+  std::string block;
   bool zeros_seen = false;
   bool done = false;
+  bool first_lost = false;  // the write's first header is lost
+  bool continued = false;   // a later fragment of the write was read
   uint64_t write_end = record;
+  uint64_t last_block = record / kBlockSize * kBlockSize;
+  auto read_block = [&](uint64_t start) {
+    return ReadAt(fd, start, std::min(kBlockSize, size - start), &block);
+  };
   for (uint64_t at = record; at < data_end && !done; at = (at / kBlockSize + 1) * kBlockSize) {
-    const uint64_t block_end = (at / kBlockSize + 1) * kBlockSize;
-    if (at + kHeaderSize > block_end) {  // a block's trailer: the write starts after it
-      write_end = block_end;
-      continue;
-    }
-    if (!ReadAt(fd, at, kHeaderSize, &header)) return Unwritable("reading", path, errno);
-    if (header.size() < kHeaderSize) break;
-    const uint32_t length = DecodeFixed16(header.data() + 4);
-    const auto type = static_cast<uint8_t>(header[6]);
-    const uint64_t stated = std::min(at + kHeaderSize + length, block_end);
+    const uint64_t block_start = at / kBlockSize * kBlockSize;
+    const uint64_t block_end = block_start + kBlockSize;
     const bool first = at == record;
-    if (type == 0) {
-      if (length == 0) {
-        // A header lost: some sector of its fragment must have survived, or the write
-        // ended before this block (a write that lost a whole block in between is not
-        // told from bytes written later: not cut).
-        if (!ReadAt(fd, at, std::min(block_end, data_end) - at, &chunk)) {
-          return Unwritable("reading", path, errno);
-        }
-        if (chunk.find_first_not_of('\0') == std::string::npos) break;
-        zeros_seen = true;
-      }
-      // It may run to the end of its block.
+    if (!read_block(block_start)) return Unwritable("reading", path, errno);
+    last_block = block_start;
+    const uint64_t off = at - block_start;
+    if (off + kHeaderSize > block.size()) {
+      if (first) return false;
+      write_end = block_end;  // a block's trailer, or the end of the file
+      continue;
+    }
+    const uint32_t length = DecodeFixed16(block.data() + off + 4);
+    const auto type = static_cast<uint8_t>(block[off + 6]);
+    // A header lost: all zeros, or zeros up to a sector boundary that falls inside it.
+    const uint64_t boundary = (at / kSectorBytes + 1) * kSectorBytes;
+    const bool straddles = boundary < at + kHeaderSize;
+    const std::string_view lead(block.data() + off, straddles ? boundary - at : kHeaderSize);
+    const bool lost = (type == 0 && length == 0) ||
+                      (straddles && lead.find_first_not_of('\0') == std::string_view::npos);
+    if (lost) {
+      zeros_seen = true;
+      first_lost = first_lost || first;
       write_end = block_end;
       continue;
     }
-    if (type > kLastPlainType) return false;
+    if (type == 0 || type > kLastPlainType) return false;
+    if (off + kHeaderSize + length > block.size()) return false;
+    const uint64_t stated = at + kHeaderSize + length;
+    const bool whole =
+        RecordChecksum(type, std::string_view(block).substr(off + kHeaderSize, length)) ==
+        DecodeFixed32(block.data() + off);
+    if (first && !whole && WholeUnderRepair(block, off)) return false;
     if (first && type == kFullType) {
       write_end = stated;
       done = true;
-    } else if (first && type == kFirstType) {
+    } else if (first && type == kFirstType && stated == block_end) {
       write_end = block_end;
-    } else if (!first && type == kMiddleType) {
+    } else if (!first && type == kMiddleType && stated == block_end) {
       write_end = block_end;
+      continued = true;
     } else if (!first && type == kLastPlainType) {
       write_end = stated;
       done = true;
+      continued = true;
     } else {
-      return false;  // another record's start, or a fragment out of place
+      return false;
     }
   }
   if (data_end > write_end) return false;  // bytes after the write
+  // Zeros where a record was to start, and no later fragment: RocksDB skips them as
+  // preallocated space and reads what follows by itself (CheckWalFiles judges that).
+  if (first_lost && !continued) return false;
+  // No record of a later write hides behind a damaged header: none starts whole after
+  // `record` in the first block or the last (but the fragments the walk took).
+  for (uint64_t start : {record / kBlockSize * kBlockSize, last_block}) {
+    if (!read_block(start)) return Unwritable("reading", path, errno);
+    const uint64_t from = std::max(record + 1, start + 1) - start;
+    const uint64_t to = std::min<uint64_t>(block.size(), data_end - start);
+    for (uint64_t p = from; p + kHeaderSize <= to; ++p) {
+      if (WholeRecordAt(block, p)) return false;
+    }
+  }
   if (zeros_seen || !done || data_end < write_end) return true;
   // A whole sector of zeros inside the write.
+  std::string chunk;
   for (uint64_t from = (record + kSectorBytes - 1) / kSectorBytes * kSectorBytes; from < data_end;
        from += kReadBytes) {
     if (!ReadAt(fd, from, std::min(kReadBytes, data_end - from), &chunk)) {
@@ -723,7 +780,7 @@ absl::StatusOr<bool> TornToTheEnd(int fd, uint64_t record, uint64_t data_end,
 
 }  // namespace
 
-absl::StatusOr<std::optional<TornWrite>> TrimTornWrite(const std::string& dir) {
+absl::StatusOr<std::optional<TornWrite>> TrimTornWrite(const std::string& dir, bool cut) {
   std::error_code ec;
   std::string newest;
   for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
@@ -741,7 +798,7 @@ absl::StatusOr<std::optional<TornWrite>> TrimTornWrite(const std::string& dir) {
   }
   if (newest.empty()) return std::nullopt;
   const std::string path = absl::StrCat(dir, "/", newest);
-  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), (cut ? O_RDWR : O_RDONLY) | O_CLOEXEC);
   if (fd < 0) return Unwritable("opening", path, errno);
   struct Closer {
     int fd;
@@ -757,9 +814,10 @@ absl::StatusOr<std::optional<TornWrite>> TrimTornWrite(const std::string& dir) {
   absl::StatusOr<uint64_t> data_end = EndOfData(fd, size, record, path);
   if (!data_end.ok()) return data_end.status();
   if (*data_end <= record) return std::nullopt;  // zeros to the end: the log's end
-  absl::StatusOr<bool> torn = TornToTheEnd(fd, record, *data_end, path);
+  absl::StatusOr<bool> torn = TornToTheEnd(fd, size, record, *data_end, path);
   if (!torn.ok()) return torn.status();
   if (!*torn) return std::nullopt;
+  if (!cut) return TornWrite{.file = path, .offset = record, .dropped = 0};
   if (::ftruncate(fd, static_cast<off_t>(record)) != 0) {
     return Unwritable("cutting the torn write off", path, errno);
   }

@@ -141,7 +141,8 @@ struct TornWrite {
 // Returns nullopt when there is nothing to cut (or no such file); UNAVAILABLE when the
 // file cannot be read, cut or synced. The caller must hold the directory (nothing else may
 // write the file meanwhile).
-absl::StatusOr<std::optional<TornWrite>> TrimTornWrite(const std::string& dir);
+// With `cut` false, only finds it (dropped 0) and changes nothing: an inspection.
+absl::StatusOr<std::optional<TornWrite>> TrimTornWrite(const std::string& dir, bool cut = true);
 
 // A field the repair rewrote.
 struct WalRepair {

@@ -379,12 +379,13 @@ TEST(WalTail, AWriteTornOverZerosIsCutWhereItBegan) {
     torn.resize(zeros_to, '\0');
     return torn;
   };
-  auto without_sector = [&](uint64_t sector) {
+  auto without = [&](uint64_t from, uint64_t to) {
     std::string torn = pristine;
     torn.resize(zeros_to, '\0');
-    for (uint64_t i = sector; i < sector + 512; ++i) torn[i] = '\0';
+    for (uint64_t i = from; i < to; ++i) torn[i] = '\0';
     return torn;
   };
+  auto without_sector = [&](uint64_t sector) { return without(sector, sector + 512); };
   const std::vector<std::pair<std::string, std::string>> shapes = {
       {"a sector prefix inside the first fragment", prefix((last / 512 + 1) * 512)},
       {"a byte prefix inside the first fragment", prefix(last + kHeaderSize + 100)},
@@ -395,6 +396,9 @@ TEST(WalTail, AWriteTornOverZerosIsCutWhereItBegan) {
       {"a sector of the first fragment lost", without_sector((last / 512 + 2) * 512)},
       {"the second fragment's header lost", without_sector(records[21].offset)},
       {"a sector of the second fragment lost", without_sector(records[21].offset + 8192)},
+      {"the first fragment lost whole", without(last, records[21].offset)},
+      {"the second fragment's block lost whole",
+       without(records[21].offset, records[21].offset + kBlockSize)},
   };
   for (size_t i = 0; i < shapes.size(); ++i) {
     const auto& [shape, torn] = shapes[i];
@@ -425,6 +429,57 @@ TEST(WalTail, AWriteTornOverZerosIsCutWhereItBegan) {
     int keys = 0;
     CountKeys(db, &keys);
     EXPECT_EQ(keys, 20);
+  }
+}
+
+// A record damaged on disk with records after it, in a file with zeros after its last
+// record: no tear (a later write was acknowledged), so nothing is cut, whatever the damaged
+// header now says, and RocksDB refuses the file as it would without the zeros.
+TEST(WalTail, DamageBeforeLaterRecordsIsNeverCutAsATear) {
+  TempDir dir;
+  const std::string db_dir = dir.Sub("db");
+  const std::string wal = WalOf(db_dir, [&](rocksdb::DB& db) {
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    for (int i = 0; i < 20; ++i) {
+      EXPECT_TRUE(db.Put(sync, absl::StrCat("key", i), std::string(900 + 37 * i, 'k')).ok());
+    }
+    EXPECT_TRUE(db.Put(sync, "big", std::string(70000, 'z')).ok());
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_TRUE(db.Put(sync, absl::StrCat("after", i), std::string(300, 'a')).ok());
+    }
+  });
+  std::string pristine = ReadFile(wal);
+  const std::vector<Header> records = ::casework::store::testing::WalRecords(pristine);
+  ASSERT_EQ(records.size(), 26u);
+  ASSERT_EQ(records[22].type, 4);  // the big write's last fragment, then three full records
+  ASSERT_EQ(records[22].offset / kBlockSize, records[25].offset / kBlockSize);
+  pristine.resize(pristine.size() + (1u << 20), '\0');
+  const uint64_t s1 = records[23].offset;
+  auto damaged = [&](const std::function<void(std::string*)>& damage) {
+    std::string bytes = pristine;
+    damage(&bytes);
+    return bytes;
+  };
+  const std::vector<std::pair<std::string, std::string>> shapes = {
+      {"a full record's type read as zero", damaged([&](std::string* b) { (*b)[s1 + 6] = '\0'; })},
+      {"a full record's type read as a first fragment's",
+       damaged([&](std::string* b) { (*b)[s1 + 6] = '\x02'; })},
+      {"a full record's length one bit longer",
+       damaged([&](std::string* b) { (*b)[s1 + 5] = static_cast<char>((*b)[s1 + 5] ^ 0x10); })},
+      {"a last fragment's header zeroed", damaged([&](std::string* b) {
+         for (uint64_t i = 0; i < kHeaderSize; ++i) (*b)[records[22].offset + i] = '\0';
+       })},
+      {"a last fragment's type read as a middle one's",
+       damaged([&](std::string* b) { (*b)[records[22].offset + 6] = '\x03'; })},
+  };
+  for (const auto& [shape, bytes] : shapes) {
+    SCOPED_TRACE(shape);
+    WriteFile(wal, bytes);
+    absl::StatusOr<std::optional<TornWrite>> cut = TrimTornWrite(db_dir);
+    ASSERT_TRUE(cut.ok()) << cut.status();
+    EXPECT_FALSE(cut->has_value()) << "cut at " << (*cut)->offset;
+    EXPECT_TRUE(ReadFile(wal) == bytes) << "the file was changed";
   }
 }
 

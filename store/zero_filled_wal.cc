@@ -177,17 +177,19 @@ rocksdb::IOStatus ZeroFilledWalFs::NewWritableFile(const std::string& fname,
     absl::MutexLock lock(&mu_);
     take = spare_ready_ && !exit_;
     spare_ready_ = false;
-    // The next spare is asked for only once this one is renamed (below): prepared
-    // meanwhile, it would be renamed over this one between the open and the rename of
-    // ReuseWritableFile, and the WAL written into a file no name points to.
-    if (!take) wanted_ = true;
+    // The next spare is asked for once this one has its new name (below). And the spare
+    // is renamed before it is opened: POSIX ReuseWritableFile opens the old name and then
+    // renames it, and a spare renamed over that name in between would leave the WAL
+    // written into a file no name points to.
+    wanted_ = !take;
   }
   rocksdb::IOStatus s;
   if (take) {
     // Renames the spare to `fname` and opens it for writing from its start, without
     // truncating it: RocksDB's writes overwrite zeros.
     std::unique_ptr<rocksdb::FSWritableFile> file;
-    s = target()->ReuseWritableFile(fname, spare_path_, options, &file, dbg);
+    s = target()->RenameFile(spare_path_, fname, rocksdb::IOOptions(), dbg);
+    if (s.ok()) s = target()->ReuseWritableFile(fname, fname, options, &file, dbg);
     // The rename made durable now, whatever RocksDB's own directory sync assumes of a new
     // file (on some file systems it skips it for one).
     if (s.ok()) s = dir_handle_->Fsync(rocksdb::IOOptions(), dbg);

@@ -737,21 +737,25 @@ IOStatus PowerLossFs::ApplyPowerLoss(std::mt19937_64& rng, const LossOptions& op
           if (inode.zeros > 0) keep = std::max(synced, keep / 512 * 512);
           break;
       }
-      // Over zeros, half of the torn writes lose sectors anywhere instead: each sector of
-      // the unsynced bytes (those wholly past the synced ones) is lost with odds of one in
-      // two, and zeros stand in its place.
+      // Over zeros, some torn writes lose pieces anywhere instead: the unsynced bytes are
+      // cut into units of a sector, a page or a WAL block (the unit that holds the end of
+      // the synced bytes included, for its unsynced part), each lost with odds of one in
+      // two, zeros standing in its place.
       int sectors_lost = 0;
-      const uint64_t first_sector = (synced + 511) / 512 * 512;
-      if (choice >= 2 && inode.zeros > 0 && first_sector + 512 <= written &&
+      if (choice >= 2 && inode.zeros > 0 && written - synced > 1 &&
           (options.always_tear ? options.scatter : rng() % 4 == 0)) {
         keep = written;
+        static constexpr uint64_t kUnits[] = {512, 4096, 32768};
+        const uint64_t unit = kUnits[rng() % 3];
         std::FILE* f = std::fopen(shadow.c_str(), "r+b");
         if (f == nullptr) return Errno("cannot open", shadow);
-        static const char kZeros[512] = {};
-        for (uint64_t sector = first_sector; sector + 512 <= written; sector += 512) {
+        const std::string zeros(unit, '\0');
+        for (uint64_t start = synced / unit * unit; start < written; start += unit) {
           if (rng() % 2 != 0) continue;
-          if (std::fseek(f, static_cast<long>(sector), SEEK_SET) != 0 ||
-              std::fwrite(kZeros, 1, sizeof(kZeros), f) != sizeof(kZeros)) {
+          const uint64_t from = std::max(start, synced);
+          const uint64_t to = std::min(start + unit, written);
+          if (std::fseek(f, static_cast<long>(from), SEEK_SET) != 0 ||
+              std::fwrite(zeros.data(), 1, to - from, f) != to - from) {
             std::fclose(f);
             return Errno("cannot write zeros into", shadow);
           }

@@ -23,8 +23,9 @@
 //    its synced prefix, perhaps a torn prefix of its unsynced writes, and zeros past
 //    them to its old size. A disk writes sector by sector, so such a torn prefix ends at
 //    a multiple of 512 bytes; and over blocks it already has it keeps no order: in some
-//    of the tears (a quarter, half with always_tear) every sector of the unsynced writes
-//    is kept or lost at random, with zeros in place of the lost.
+//    of the tears (a quarter; with always_tear, when `scatter`) the unsynced bytes are
+//    cut into units of a sector, a page or a 32 KiB block, each kept or lost at random,
+//    with zeros in place of the lost.
 //  - Directories themselves (CreateDir) are not modeled: they are assumed durable.
 //  - Files that RocksDB writes without this FileSystem (the info LOG, written by the
 //    POSIX logger) are adopted when created (NewLogger) with nothing synced; the lock
