@@ -757,12 +757,23 @@ absl::Status RocksEventLog::Impl::OpenDb() {
       {format::kTreeFamily, universal(plain)},
       {format::kMetaFamily, plain},
   };
+  // RocksDB's LOCK, held from the check of the WAL to just before DB::Open takes it.
+  struct HeldLock {
+    rocksdb::Env* env = nullptr;
+    rocksdb::FileLock* lock = nullptr;
+    void Release() {
+      if (lock != nullptr) (void)env->UnlockFile(lock);
+      lock = nullptr;
+    }
+    ~HeldLock() { Release(); }
+  } rocks_lock;
   std::error_code exists_error;
-  if (!options_.inspect_only && std::filesystem::is_directory(options_.path, exists_error)) {
-    // Nothing of the directory changes before this process holds it (zero_filled_wal.h):
-    // RocksDB's own LOCK is taken only inside DB::Open. That one is tried as well (and let
-    // go again), for a process that holds only it: a WAL repair, or a server of a version
-    // without this lock.
+  const bool dir_exists = std::filesystem::is_directory(options_.path, exists_error);
+  if (!options_.inspect_only && dir_exists) {
+    // Nothing of the directory changes before this process holds it (zero_filled_wal.h).
+    // RocksDB's own LOCK is taken only inside DB::Open, so it is taken here as well (and
+    // let go just before DB::Open), for a process that holds only it: a WAL repair, or a
+    // server of a version without this lock.
     dir_lock_env_ = db_options.env;
     const std::string lock_path = absl::StrCat(options_.path, "/", ZeroFilledWalFs::kDirLockName);
     auto in_use = [&](const std::string& lock, const rocksdb::Status& s) {
@@ -776,12 +787,12 @@ absl::Status RocksEventLog::Impl::OpenDb() {
       dir_lock_ = nullptr;
       return in_use(lock_path, s);
     }
-    rocksdb::FileLock* rocks_lock = nullptr;
     const std::string rocks_lock_path = options_.path + "/LOCK";
-    if (rocksdb::Status s = dir_lock_env_->LockFile(rocks_lock_path, &rocks_lock); !s.ok()) {
+    rocks_lock.env = dir_lock_env_;
+    if (rocksdb::Status s = dir_lock_env_->LockFile(rocks_lock_path, &rocks_lock.lock); !s.ok()) {
+      rocks_lock.lock = nullptr;
       return in_use(rocks_lock_path, s);
     }
-    (void)dir_lock_env_->UnlockFile(rocks_lock);
   }
   // RocksDB drops, as a torn write and in silence, a whole record whose length or type
   // was damaged on disk, with everything after it (store/wal_tail.h): look first.
@@ -820,7 +831,7 @@ absl::Status RocksEventLog::Impl::OpenDb() {
           absl::StrCat("removing a spare WAL file in ", options_.path, ": ", s.ToString()));
     }
   }
-  if (!options_.inspect_only && options_.wal_spare_bytes > 0) {
+  if (!options_.inspect_only && options_.wal_spare_bytes > 0 && dir_exists) {
     rocksdb::Env* base = db_options.env;
     wal_fs_ = std::make_shared<ZeroFilledWalFs>(base->GetFileSystem(), options_.path,
                                                 options_.wal_spare_bytes, 2 * DiskResumeBytes());
@@ -828,6 +839,7 @@ absl::Status RocksEventLog::Impl::OpenDb() {
     wal_env_ = std::make_unique<FileSystemEnv>(base, wal_fs_);
     db_options.env = wal_env_.get();
   }
+  rocks_lock.Release();
   rocksdb::DB* db = nullptr;
   // Inspection opens RocksDB read-only: its WAL is replayed in memory, nothing is flushed.
   rocksdb::Status s =

@@ -675,15 +675,18 @@ bool WholeUnderRepair(std::string_view block, uint64_t at) {
 // after it (zeros from data_end to the end of the file). The write's fragments, walked
 // from `record`: a full record, or a first fragment filling its block and then one
 // fragment at the start of each later block (middle fragments filling theirs) until the
-// last. A fragment's header lost (zeros, or zeros up to a sector boundary inside it) may
-// stand for a fragment lost whole, its block's bytes with it. Not a tear, and left for
+// last. A fragment's header of zeros may stand for a fragment lost whole, its block's
+// bytes with it; a header whose type byte is zero ends the write when the bytes end inside
+// it (a write cut within its own header). Not a tear, and left for
 // RocksDB to refuse, when:
 //  - the first fragment is whole under a small repair (WholeUnderRepair): a record written
 //    whole whose header was damaged since;
 //  - a header states another type, or a length that does not fit the write's shape;
 //  - bytes follow the write's stated end;
 //  - a whole record starts anywhere after `record` in the first or the last block the
-//    walk reads, but at the start of a later fragment: a later write, acknowledged.
+//    walk reads, or in one whose first header was lost, but at the start of a later
+//    fragment: a later write, acknowledged (past a budget of 256 MiB checksummed, the
+//    search gives up, and nothing is cut).
 // And there must be zeros where the write was: a header lost, the write's end missing, or
 // a whole 512-byte sector of zeros inside it.
 absl::StatusOr<bool> TornToTheEnd(int fd, uint64_t size, uint64_t record, uint64_t data_end,
@@ -694,6 +697,7 @@ absl::StatusOr<bool> TornToTheEnd(int fd, uint64_t size, uint64_t record, uint64
   bool first_lost = false;  // the write's first header is lost
   bool continued = false;   // a later fragment of the write was read
   uint64_t write_end = record;
+  std::vector<uint64_t> lost_blocks;  // later blocks whose first header is lost
   uint64_t last_block = record / kBlockSize * kBlockSize;
   auto read_block = [&](uint64_t start) {
     return ReadAt(fd, start, std::min(kBlockSize, size - start), &block);
@@ -712,16 +716,20 @@ absl::StatusOr<bool> TornToTheEnd(int fd, uint64_t size, uint64_t record, uint64
     }
     const uint32_t length = DecodeFixed16(block.data() + off + 4);
     const auto type = static_cast<uint8_t>(block[off + 6]);
-    // A header lost: all zeros, or zeros up to a sector boundary that falls inside it.
-    const uint64_t boundary = (at / kSectorBytes + 1) * kSectorBytes;
-    const bool straddles = boundary < at + kHeaderSize;
-    const std::string_view lead(block.data() + off, straddles ? boundary - at : kHeaderSize);
-    const bool lost = (type == 0 && length == 0) ||
-                      (straddles && lead.find_first_not_of('\0') == std::string_view::npos);
-    if (lost) {
+    if (type == 0 && length == 0) {
+      // A header lost: the fragment may have been lost whole, with its block; what
+      // survived of that block is searched for records of another write below.
       zeros_seen = true;
       first_lost = first_lost || first;
       write_end = block_end;
+      if (!first) lost_blocks.push_back(block_start);
+      continue;
+    }
+    if (type == 0 && data_end <= at + kHeaderSize) {
+      // The write's bytes end inside this header (its type byte among the zeros).
+      zeros_seen = true;
+      write_end = at + kHeaderSize;
+      done = true;
       continue;
     }
     if (type == 0 || type > kLastPlainType) return false;
@@ -752,12 +760,24 @@ absl::StatusOr<bool> TornToTheEnd(int fd, uint64_t size, uint64_t record, uint64
   // preallocated space and reads what follows by itself (CheckWalFiles judges that).
   if (first_lost && !continued) return false;
   // No record of a later write hides behind a damaged header: none starts whole after
-  // `record` in the first block or the last (but the fragments the walk took).
-  for (uint64_t start : {record / kBlockSize * kBlockSize, last_block}) {
+  // `record` in the first block, the last, or one whose first header was lost (but the
+  // fragments the walk took). Middle fragments that fill their blocks leave no room for
+  // one. A budget of checksummed bytes bounds the search; past it, nothing is cut.
+  std::vector<uint64_t> scan = std::move(lost_blocks);
+  scan.push_back(record / kBlockSize * kBlockSize);
+  scan.push_back(last_block);
+  std::sort(scan.begin(), scan.end());
+  scan.erase(std::unique(scan.begin(), scan.end()), scan.end());
+  int64_t budget = int64_t{256} << 20;
+  for (uint64_t start : scan) {
     if (!read_block(start)) return Unwritable("reading", path, errno);
     const uint64_t from = std::max(record + 1, start + 1) - start;
     const uint64_t to = std::min<uint64_t>(block.size(), data_end - start);
     for (uint64_t p = from; p + kHeaderSize <= to; ++p) {
+      const auto type = static_cast<uint8_t>(block[p + 6]);
+      if (type < 1 || type > kLastPlainType) continue;
+      budget -= DecodeFixed16(block.data() + p + 4);
+      if (budget < 0) return false;
       if (WholeRecordAt(block, p)) return false;
     }
   }

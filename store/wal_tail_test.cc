@@ -434,7 +434,9 @@ TEST(WalTail, AWriteTornOverZerosIsCutWhereItBegan) {
 
 // A record damaged on disk with records after it, in a file with zeros after its last
 // record: no tear (a later write was acknowledged), so nothing is cut, whatever the damaged
-// header now says, and RocksDB refuses the file as it would without the zeros.
+// header now says, and RocksDB refuses the file as it would without the zeros. (With the
+// last fragment's header zeroed, the walk goes on through that block to the last write's
+// last fragment: the records inside the block with the lost header must be seen.)
 TEST(WalTail, DamageBeforeLaterRecordsIsNeverCutAsATear) {
   TempDir dir;
   const std::string db_dir = dir.Sub("db");
@@ -448,12 +450,16 @@ TEST(WalTail, DamageBeforeLaterRecordsIsNeverCutAsATear) {
     for (int i = 0; i < 3; ++i) {
       EXPECT_TRUE(db.Put(sync, absl::StrCat("after", i), std::string(300, 'a')).ok());
     }
+    // And one more write, from that block into the next.
+    EXPECT_TRUE(db.Put(sync, "last", std::string(20000, 'l')).ok());
   });
   std::string pristine = ReadFile(wal);
   const std::vector<Header> records = ::casework::store::testing::WalRecords(pristine);
-  ASSERT_EQ(records.size(), 26u);
+  ASSERT_EQ(records.size(), 28u);
   ASSERT_EQ(records[22].type, 4);  // the big write's last fragment, then three full records
   ASSERT_EQ(records[22].offset / kBlockSize, records[25].offset / kBlockSize);
+  ASSERT_EQ(records[26].type, 2);  // and the last write, over two blocks
+  ASSERT_EQ(records[27].offset / kBlockSize, records[22].offset / kBlockSize + 1);
   pristine.resize(pristine.size() + (1u << 20), '\0');
   const uint64_t s1 = records[23].offset;
   auto damaged = [&](const std::function<void(std::string*)>& damage) {
