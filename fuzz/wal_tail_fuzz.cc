@@ -2,12 +2,21 @@
 // (store/wal_tail.h), which reads whatever bytes the disk holds.
 //
 // Feeds the input to WalkBlock as one block of a file (outside a fragmented record, and
-// inside one), and to RecordsToTheEnd.
+// inside one), and to RecordsToTheEnd; and, as a whole WAL file followed by zeros (as a
+// WAL written into zero-filled space is, store/zero_filled_wal.h), to TrimTornWrite.
 // Asserts: no crash and no sanitizer report; where the walk stops or skips is a header
 // inside the block, of the kind it names; a value it calls whole makes the record's
 // checksum hold over bytes inside the block; where RecordsToTheEnd says whole records
-// start, they do, one after the other, to the block's end or to a trailer of zeros.
+// start, they do, one after the other, to the block's end or to a trailer of zeros; a
+// cut is inside the file, leaves the bytes before it as they were, and leaves nothing more
+// to cut.
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
 
 #include "fuzz/fuzz_support.h"
 #include "store/wal_tail.h"
@@ -91,6 +100,35 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                static_cast<std::ptrdiff_t>(std::min<uint64_t>(at, block.size())),
                            block.end(), [](char c) { return c == '\0'; }),
                "to the end of the block, or to a trailer of zeros");
+  }
+  // The input as the newest WAL file of a directory, with zeros after it.
+  static const std::string dir = [] {
+    const std::string path =
+        (std::filesystem::temp_directory_path() / ("wal_tail_fuzz." + std::to_string(::getpid())))
+            .string();
+    std::filesystem::create_directories(path);
+    return path;
+  }();
+  const std::string file = dir + "/000007.log";
+  std::string bytes(input);
+  bytes.resize(bytes.size() + 3 * wal::kBlockSize, '\0');
+  {
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out << bytes;
+  }
+  const absl::StatusOr<std::optional<wal::TornWrite>> found = wal::TrimTornWrite(dir, false);
+  FUZZ_CHECK(found.ok(), "a readable file is read to the end");
+  const absl::StatusOr<std::optional<wal::TornWrite>> cut = wal::TrimTornWrite(dir);
+  FUZZ_CHECK(cut.ok(), "a readable file is read to the end");
+  FUZZ_CHECK(found->has_value() == cut->has_value(), "finding and cutting agree");
+  if (cut->has_value()) {
+    FUZZ_CHECK((*cut)->offset == (*found)->offset, "at the same place");
+    FUZZ_CHECK((*cut)->offset < input.size(), "the cut is inside what was written");
+    std::ifstream in(file, std::ios::binary);
+    const std::string after((std::istreambuf_iterator<char>(in)), {});
+    FUZZ_CHECK(after == bytes.substr(0, (*cut)->offset), "the bytes before the cut are kept");
+    const absl::StatusOr<std::optional<wal::TornWrite>> again = wal::TrimTornWrite(dir);
+    FUZZ_CHECK(again.ok() && !again->has_value(), "nothing more to cut");
   }
   return 0;
 }

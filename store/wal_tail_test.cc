@@ -347,6 +347,17 @@ TEST_F(WalTailTest, RocksDbAloneOpensWithoutTheRecordsBehindTheDamage) {
   }
 }
 
+// Twenty synced writes of about 1 KiB (full records), then one of 70,000 bytes (a first
+// fragment, a middle one and a last one, over three blocks).
+void PutTwentyThenBig(rocksdb::DB& db) {
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_TRUE(db.Put(sync, absl::StrCat("key", i), std::string(900 + 37 * i, 'k')).ok());
+  }
+  EXPECT_TRUE(db.Put(sync, "big", std::string(70000, 'z')).ok());
+}
+
 // A WAL file written into zeros (store/zero_filled_wal.h) whose last write a crash tore:
 // its start on disk, zeros (whole sectors) where the rest was to be. RocksDB alone
 // refuses it; TrimTornWrite cuts it where the write began, and RocksDB then reads every
@@ -355,14 +366,7 @@ TEST(WalTail, AWriteTornOverZerosIsCutWhereItBegan) {
   TempDir dir;
   const std::string db_dir = dir.Sub("db");
   // The last write is split into fragments over three blocks.
-  const std::string wal = WalOf(db_dir, [&](rocksdb::DB& db) {
-    rocksdb::WriteOptions sync;
-    sync.sync = true;
-    for (int i = 0; i < 20; ++i) {
-      EXPECT_TRUE(db.Put(sync, absl::StrCat("key", i), std::string(900 + 37 * i, 'k')).ok());
-    }
-    EXPECT_TRUE(db.Put(sync, "last", std::string(70000, 'z')).ok());
-  });
+  const std::string wal = WalOf(db_dir, [&](rocksdb::DB& db) { PutTwentyThenBig(db); });
   const std::string pristine = ReadFile(wal);
   const std::vector<Header> records = ::casework::store::testing::WalRecords(pristine);
   ASSERT_EQ(records.size(), 23u);
@@ -441,12 +445,9 @@ TEST(WalTail, DamageBeforeLaterRecordsIsNeverCutAsATear) {
   TempDir dir;
   const std::string db_dir = dir.Sub("db");
   const std::string wal = WalOf(db_dir, [&](rocksdb::DB& db) {
+    PutTwentyThenBig(db);
     rocksdb::WriteOptions sync;
     sync.sync = true;
-    for (int i = 0; i < 20; ++i) {
-      EXPECT_TRUE(db.Put(sync, absl::StrCat("key", i), std::string(900 + 37 * i, 'k')).ok());
-    }
-    EXPECT_TRUE(db.Put(sync, "big", std::string(70000, 'z')).ok());
     for (int i = 0; i < 3; ++i) {
       EXPECT_TRUE(db.Put(sync, absl::StrCat("after", i), std::string(300, 'a')).ok());
     }

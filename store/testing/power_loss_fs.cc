@@ -492,26 +492,12 @@ IOStatus PowerLossFs::ReuseWritableFile(const std::string& fname, const std::str
     IOStatus s = InodeOfLocked(old_fname, &inode);
     if (s.ok()) s = target()->ReuseWritableFile(fname, old_fname, options, &file, dbg);
     if (!s.ok()) return s;
-    auto [src_dir, src_name] = Split(old_fname);
-    auto [dst_dir, dst_name] = Split(fname);
-    Dir& from = dirs_[src_dir];
-    Dir& to = dirs_[dst_dir];
-    from.current.erase(src_name);
-    to.current[dst_name] = inode;
-    if (src_dir == dst_dir) {
-      from.pending.push_back(
-          DirOp{.type = DirOp::Type::kRename, .name = dst_name, .from = src_name, .inode = inode});
-    } else {
-      from.pending.push_back(
-          DirOp{.type = DirOp::Type::kUnlink, .name = src_name, .from = {}, .inode = inode});
-      to.pending.push_back(
-          DirOp{.type = DirOp::Type::kLink, .name = dst_name, .from = {}, .inode = inode});
-    }
+    RenamedLocked(old_fname, fname, inode);
     Inode& reused = inodes_.at(inode);
     reused.zeros = std::max(reused.zeros, reused.synced);
     reused.written = 0;
     reused.synced = 0;
-    if (EndsWith(dst_name, ".log")) {
+    if (EndsWith(fname, ".log")) {
       reused.append_kind = kWalAppend;
       reused.sync_kind = kWalSync;
       reused.wal = true;
@@ -608,6 +594,12 @@ IOStatus PowerLossFs::RenameFile(const std::string& src, const std::string& targ
   IOStatus s = InodeOfLocked(src, &inode);
   if (s.ok()) s = target()->RenameFile(src, target_name, options, dbg);
   if (!s.ok()) return s;
+  RenamedLocked(src, target_name, inode);
+  return IOStatus::OK();
+}
+
+void PowerLossFs::RenamedLocked(const std::string& src, const std::string& target_name,
+                                uint64_t inode) {
   auto [src_dir, src_name] = Split(src);
   auto [dst_dir, dst_name] = Split(target_name);
   Dir& from = dirs_[src_dir];
@@ -623,7 +615,6 @@ IOStatus PowerLossFs::RenameFile(const std::string& src, const std::string& targ
     to.pending.push_back(
         DirOp{.type = DirOp::Type::kLink, .name = dst_name, .from = {}, .inode = inode});
   }
-  return IOStatus::OK();
 }
 
 IOStatus PowerLossFs::LinkFile(const std::string& src, const std::string& target_name,

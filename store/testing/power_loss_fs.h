@@ -219,6 +219,8 @@ class PowerLossFs final : public rocksdb::FileSystemWrapper {
   // Requires mu_. Binds `path` to a new inode (or truncates the inode it names) and
   // records the creation in its directory.
   rocksdb::IOStatus CreateLocked(const std::string& path, bool unseen_writes, uint64_t* inode);
+  // Requires mu_. Records that `src` was renamed to `target_name` (inode `inode`).
+  void RenamedLocked(const std::string& src, const std::string& target_name, uint64_t inode);
   // Requires mu_. The inode `path` names, adopting an unknown file as just created.
   rocksdb::IOStatus InodeOfLocked(const std::string& path, uint64_t* inode);
 
