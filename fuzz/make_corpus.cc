@@ -268,6 +268,9 @@ int main(int argc, char** argv) {
   if (mkdtemp(dir.data()) == nullptr) Fail("mkdtemp");
   store::RocksEventLog::Options options;
   options.path = dir + "/log";
+  // The WAL is read below while the log is open: its file grows from empty, so that its
+  // last block is the last thing written (store/zero_filled_wal.h writes into zeros).
+  options.wal_spare_bytes = 0;
   options.signing_key_path = dir + "/log.key";
   {
     std::ofstream key(options.signing_key_path, std::ios::binary);
@@ -367,6 +370,22 @@ int main(int argc, char** argv) {
         Fail("type damage not found");
       }
       Write("wal_tail_fuzz", "recyclable-type", damaged);
+      // A write torn inside zeros (store/zero_filled_wal.h; the target puts zeros after its
+      // input): the second half of the block's last record, zeros.
+      uint64_t last = 0;
+      for (uint64_t at = 0; at + store::wal::kHeaderSize <= block.size();) {
+        const uint32_t length = static_cast<uint8_t>(block[at + 4]) |
+                                (static_cast<uint32_t>(static_cast<uint8_t>(block[at + 5])) << 8);
+        if (block[at + 6] == 0 && length == 0) break;
+        last = at;
+        at += store::wal::kHeaderSize + length;
+      }
+      damaged = block;
+      for (uint64_t i = last + store::wal::kHeaderSize + (block.size() - last) / 2;
+           i < damaged.size(); ++i) {
+        damaged[i] = '\0';
+      }
+      Write("wal_tail_fuzz", "torn-over-zeros", damaged);
       ++wal_files;
     }
     if (wal_files != 1) Fail("expected one write-ahead log file");

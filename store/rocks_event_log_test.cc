@@ -246,6 +246,10 @@ TEST(RocksEventLog, WalFilesAreWrittenIntoZerosPreparedAhead) {
     ASSERT_TRUE(std::filesystem::exists(spare));
     EXPECT_EQ(std::filesystem::file_size(spare), uint64_t{2} << 20);
   }
+  // Closed: the WAL file keeps what was written and not its zeros, and no spare is left
+  // half written.
+  for (uint64_t size : live_wal_sizes()) EXPECT_LT(size, uint64_t{1} << 20);
+  EXPECT_FALSE(std::filesystem::exists(path + "/" + ZeroFilledWalFs::kSpareTempName));
   // A spare left from before may hold records (a rename that a power cut undid): write
   // bytes into it, past anything the next run writes; that start replaces it rather than
   // reuse it.

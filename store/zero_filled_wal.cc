@@ -78,10 +78,20 @@ class ZeroFilledWalFs::WalFile final : public rocksdb::FSWritableFileOwnerWrappe
     }
     return s;
   }
-  // RocksDB's POSIX writer trims the zeros past what it wrote as it closes the file.
+  // The zeros past what was written are cut off as the file is closed (a closed WAL file
+  // is read again only at recovery and by backups; RocksDB's POSIX writer trims only what
+  // it preallocated itself). Not made durable: zeros that come back after a crash read as
+  // the end of the file.
   rocksdb::IOStatus Close(const rocksdb::IOOptions& options,
                           rocksdb::IODebugContext* dbg) override {
-    rocksdb::IOStatus s = target()->Close(options, dbg);
+    uint64_t bytes = 0;
+    {
+      absl::MutexLock lock(&written_->mu);
+      bytes = written_->bytes;
+    }
+    rocksdb::IOStatus s = target()->Truncate(bytes, options, dbg);
+    rocksdb::IOStatus closed = target()->Close(options, dbg);
+    if (s.ok()) s = closed;
     fs_->Forget(path_, written_.get());
     return s;
   }

@@ -13,9 +13,9 @@
 // WAL file there, the spare is renamed to the WAL's name and opened for writing from its
 // start, without truncation (FileSystem::ReuseWritableFile); then the next spare is
 // prepared. Without a spare ready (a disk without room for one, or one WAL created right
-// after another) the WAL file is created empty, as RocksDB does. RocksDB's writer trims
-// the zeros past what it wrote when it closes a WAL file; the file being written when the
-// process stops keeps them.
+// after another) the WAL file is created empty, as RocksDB does. The zeros past what was
+// written are cut off as a WAL file is closed; the file being written when the process
+// stops keeps them.
 //
 // Reading such a file back: RocksDB takes a header of zeros for preallocated space and
 // skips it in silence (wal_tail.h), so zeros after the last record read as the end of the
