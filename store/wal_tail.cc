@@ -78,6 +78,49 @@ uint32_t RecordChecksum(uint8_t type, std::string_view payload) {
   return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
 }
 
+namespace {
+
+// A record's header, as RocksDB writes it: checksum, length, type.
+struct Header {
+  uint32_t checksum = 0;
+  uint32_t length = 0;
+  uint8_t type = 0;
+};
+
+// The header at byte `at` of `block` (at least kHeaderSize bytes from there).
+Header HeaderAt(std::string_view block, uint64_t at) {
+  const char* header = block.data() + at;
+  return Header{.checksum = DecodeFixed32(header),
+                .length = DecodeFixed16(header + 4),
+                .type = static_cast<uint8_t>(header[6])};
+}
+
+// The plain type (1 to 4) under which the checksum of `header` holds over its stated
+// length of `payload` (the bytes after the header, to the end of its block).
+std::optional<uint8_t> WholeUnderType(const Header& header, std::string_view payload) {
+  for (uint8_t plain = 1; plain <= kLastPlainType && header.length <= payload.size(); ++plain) {
+    if (RecordChecksum(plain, payload.substr(0, header.length)) == header.checksum) return plain;
+  }
+  return std::nullopt;
+}
+
+// A length within two flipped bits of the stated one, that fits `payload`, under which the
+// checksum of `header` holds for its type.
+std::optional<uint32_t> WholeUnderLength(const Header& header, std::string_view payload) {
+  for (int i = 0; i < 16; ++i) {
+    for (int j = i; j < 16; ++j) {
+      const uint32_t candidate = header.length ^ (1u << i) ^ (i == j ? 0u : 1u << j);
+      if (candidate == header.length || candidate > payload.size()) continue;
+      if (RecordChecksum(header.type, payload.substr(0, candidate)) == header.checksum) {
+        return candidate;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 BlockWalk WalkBlock(std::string_view block, uint64_t block_offset, bool* in_fragment) {
   block = block.substr(0, kBlockSize);
   const bool end_of_file = block.size() < kBlockSize;
@@ -87,37 +130,22 @@ BlockWalk WalkBlock(std::string_view block, uint64_t block_offset, bool* in_frag
   // chance: kOldRecord, read as the end of the file), then the length, then a header of
   // zeros, then the checksum.
   while (at + kHeaderSize <= block.size()) {
-    const char* header = block.data() + at;
-    const uint32_t checksum = DecodeFixed32(header);
-    const uint32_t length = DecodeFixed16(header + 4);
-    const auto type = static_cast<uint8_t>(header[6]);
+    const Header header = HeaderAt(block, at);
+    const uint32_t length = header.length;
+    const uint8_t type = header.type;
     const uint64_t room = block.size() - at - kHeaderSize;
     const std::string_view payload = block.substr(at + kHeaderSize);
     HiddenDamage stop{.offset = block_offset + at};
     if (type > kLastPlainType && type <= kLastRecyclableType) {
       stop.field = HiddenDamage::Field::kType;
       stop.stated = type;
-      for (uint8_t plain = 1; plain <= kLastPlainType && length <= room; ++plain) {
-        if (RecordChecksum(plain, payload.substr(0, length)) == checksum) {
-          stop.whole = plain;
-          break;
-        }
-      }
+      if (std::optional<uint8_t> plain = WholeUnderType(header, payload)) stop.whole = *plain;
       return BlockWalk{.end = BlockWalk::End::kStopFile, .stop = stop};
     }
     if (length > room) {
       stop.field = HiddenDamage::Field::kLength;
       stop.stated = length;
-      for (int i = 0; i < 16 && !stop.whole.has_value(); ++i) {
-        for (int j = i; j < 16; ++j) {
-          const uint32_t candidate = length ^ (1u << i) ^ (i == j ? 0u : 1u << j);
-          if (candidate == length || candidate > room) continue;
-          if (RecordChecksum(type, payload.substr(0, candidate)) == checksum) {
-            stop.whole = candidate;
-            break;
-          }
-        }
-      }
+      stop.whole = WholeUnderLength(header, payload);
       // Past the end of the file: taken for a torn write. Past the end of a whole block:
       // RocksDB reports a bad record length (the repair still applies).
       if (end_of_file) return BlockWalk{.end = BlockWalk::End::kStopFile, .stop = stop};
@@ -592,10 +620,9 @@ absl::StatusOr<std::optional<uint64_t>> FindBreak(int fd, uint64_t size, const s
     }
     uint64_t at = 0;
     while (at + kHeaderSize <= block.size()) {
-      const char* header = block.data() + at;
-      const uint32_t checksum = DecodeFixed32(header);
-      const uint32_t length = DecodeFixed16(header + 4);
-      const auto type = static_cast<uint8_t>(header[6]);
+      const Header header = HeaderAt(block, at);
+      const uint32_t length = header.length;
+      const uint8_t type = header.type;
       const uint64_t room = block.size() - at - kHeaderSize;
       const uint64_t here = start + at;
       // A header of zeros (RocksDB skips the rest of the block, or reports a gap inside a
@@ -603,7 +630,7 @@ absl::StatusOr<std::optional<uint64_t>> FindBreak(int fd, uint64_t size, const s
       if (type == 0) return in_record ? record : here;
       if (type > kLastPlainType || length > room) return std::nullopt;
       if (RecordChecksum(type, std::string_view(block).substr(at + kHeaderSize, length)) !=
-          checksum) {
+          header.checksum) {
         return in_record ? record : here;
       }
       switch (type) {
@@ -652,23 +679,11 @@ absl::StatusOr<uint64_t> EndOfData(int fd, uint64_t size, uint64_t floor, const 
 // within two flipped bits that fits the block. Such a record was written whole and damaged
 // since: no tear.
 bool WholeUnderRepair(std::string_view block, uint64_t at) {
-  const uint32_t checksum = DecodeFixed32(block.data() + at);
-  const uint32_t length = DecodeFixed16(block.data() + at + 4);
-  const auto type = static_cast<uint8_t>(block[at + 6]);
-  const uint64_t room = block.size() - at - kHeaderSize;
+  const Header header = HeaderAt(block, at);
   const std::string_view payload = block.substr(at + kHeaderSize);
-  for (uint8_t plain = 1; plain <= kLastPlainType && length <= room; ++plain) {
-    if (RecordChecksum(plain, payload.substr(0, length)) == checksum) return true;
-  }
-  const uint8_t as = type >= 1 && type <= kLastPlainType ? type : 0;
-  for (int i = 0; i < 16 && as != 0; ++i) {
-    for (int j = i; j < 16; ++j) {
-      const uint32_t candidate = length ^ (1u << i) ^ (i == j ? 0u : 1u << j);
-      if (candidate == length || candidate > room) continue;
-      if (RecordChecksum(as, payload.substr(0, candidate)) == checksum) return true;
-    }
-  }
-  return false;
+  if (WholeUnderType(header, payload).has_value()) return true;
+  return header.type >= 1 && header.type <= kLastPlainType &&
+         WholeUnderLength(header, payload).has_value();
 }
 
 // Whether [record, data_end) reads as one write that a crash tore, with nothing written
@@ -714,8 +729,9 @@ absl::StatusOr<bool> TornToTheEnd(int fd, uint64_t size, uint64_t record, uint64
       write_end = block_end;  // a block's trailer, or the end of the file
       continue;
     }
-    const uint32_t length = DecodeFixed16(block.data() + off + 4);
-    const auto type = static_cast<uint8_t>(block[off + 6]);
+    const Header header = HeaderAt(block, off);
+    const uint32_t length = header.length;
+    const uint8_t type = header.type;
     if (type == 0 && length == 0) {
       // A header lost: the fragment may have been lost whole, with its block; what
       // survived of that block is searched for records of another write below.
@@ -735,9 +751,8 @@ absl::StatusOr<bool> TornToTheEnd(int fd, uint64_t size, uint64_t record, uint64
     if (type == 0 || type > kLastPlainType) return false;
     if (off + kHeaderSize + length > block.size()) return false;
     const uint64_t stated = at + kHeaderSize + length;
-    const bool whole =
-        RecordChecksum(type, std::string_view(block).substr(off + kHeaderSize, length)) ==
-        DecodeFixed32(block.data() + off);
+    const bool whole = RecordChecksum(type, std::string_view(block).substr(
+                                                off + kHeaderSize, length)) == header.checksum;
     if (first && !whole && WholeUnderRepair(block, off)) return false;
     if (first && type == kFullType) {
       write_end = stated;

@@ -149,21 +149,12 @@ absl::Status ZeroFilledWalFs::Start() {
     return absl::UnavailableError(absl::StrCat("opening ", dir_, ": ", s.ToString()));
   }
   rocksdb::IOStatus s = PrepareSpare(/*paced=*/false);
-  {
+  if (s.ok()) {
     absl::MutexLock lock(&mu_);
-    if (s.ok()) {
-      spare_ready_ = true;
-    } else {
-      ++stats_.spares_failed;
-    }
+    spare_ready_ = true;
   }
   thread_ = std::thread([this] { Run(); });
   return absl::OkStatus();
-}
-
-ZeroFilledWalFs::Stats ZeroFilledWalFs::stats() const {
-  absl::MutexLock lock(&mu_);
-  return stats_;
 }
 
 bool ZeroFilledWalFs::IsWalFile(const std::string& fname) const {
@@ -212,7 +203,6 @@ rocksdb::IOStatus ZeroFilledWalFs::NewWritableFile(const std::string& fname,
       const std::string path = Normal(fname);
       {
         absl::MutexLock lock(&mu_);
-        ++stats_.wal_files_in_zeros;
         live_[path] = written;
       }
       *result = std::make_unique<WalFile>(this, path, std::move(written), std::move(file));
@@ -221,10 +211,7 @@ rocksdb::IOStatus ZeroFilledWalFs::NewWritableFile(const std::string& fname,
     if (file != nullptr) (void)file->Close(rocksdb::IOOptions(), dbg);
     // The spare is in an unknown state; the next one replaces it.
   }
-  s = target()->NewWritableFile(fname, options, result, dbg);
-  absl::MutexLock lock(&mu_);
-  if (s.ok()) ++stats_.wal_files_empty;
-  return s;
+  return target()->NewWritableFile(fname, options, result, dbg);
 }
 
 rocksdb::IOStatus ZeroFilledWalFs::GetFileSize(const std::string& fname,
@@ -297,11 +284,8 @@ void ZeroFilledWalFs::Run() {
     mu_.Unlock();
     rocksdb::IOStatus s = PrepareSpare(/*paced=*/true);
     mu_.Lock();
-    if (s.ok()) {
-      spare_ready_ = true;
-    } else if (!exit_) {
-      ++stats_.spares_failed;
-    }
+    // A spare that failed is tried again at the next WAL file (wanted_).
+    if (s.ok()) spare_ready_ = true;
   }
 }
 

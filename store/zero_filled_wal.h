@@ -88,13 +88,6 @@ class ZeroFilledWalFs final : public rocksdb::FileSystemWrapper {
   // may hold this FileSystem longer than the database it opened.
   void Stop();
 
-  struct Stats {
-    uint64_t wal_files_in_zeros = 0;  // WAL files created from a spare
-    uint64_t wal_files_empty = 0;     // WAL files created empty (no spare was ready)
-    uint64_t spares_failed = 0;       // spares that could not be written (or had no room)
-  };
-  Stats stats() const;
-
   rocksdb::IOStatus NewWritableFile(const std::string& fname, const rocksdb::FileOptions& options,
                                     std::unique_ptr<rocksdb::FSWritableFile>* result,
                                     rocksdb::IODebugContext* dbg) override;
@@ -133,7 +126,6 @@ class ZeroFilledWalFs final : public rocksdb::FileSystemWrapper {
   // prepares the next. A spare that fails is tried again at the next WAL file only.
   bool wanted_ ABSL_GUARDED_BY(mu_) = false;
   bool exit_ ABSL_GUARDED_BY(mu_) = false;
-  Stats stats_ ABSL_GUARDED_BY(mu_);
   // Live WAL files made from spares, by path: what was written to each.
   std::map<std::string, std::shared_ptr<Written>> live_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
