@@ -267,9 +267,41 @@ class RocksEventLog::Impl {
     wal_env_.reset();
     wal_fs_.reset();
     if (dir_lock_ != nullptr) (void)dir_lock_env_->UnlockFile(dir_lock_);
+    for (int fd : inspection_lock_fds_) ::close(fd);
   }
 
   absl::Status OpenDb();
+  // A shared lock on the lock file at `path` for an inspection, kept in
+  // inspection_lock_fds_. It is an open file description lock: it conflicts with the
+  // exclusive record lock that RocksDB's LockFile takes, also within this process (where
+  // a record lock would be merged with that one and given up with any descriptor of the
+  // file). A missing file is not created (an inspection writes nothing): no process of a
+  // version that takes it holds it then.
+  absl::Status TakeSharedLock(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT) return absl::OkStatus();
+      return absl::UnavailableError(absl::StrCat("opening the lock file ", path,
+                                                 " of the event log: ", std::strerror(errno)));
+    }
+    struct flock shared = {};
+    shared.l_type = F_RDLCK;
+    shared.l_whence = SEEK_SET;
+    if (::fcntl(fd, F_OFD_SETLK, &shared) != 0) {
+      const int error = errno;
+      ::close(fd);
+      if (error == EAGAIN || error == EACCES) {
+        return absl::UnavailableError(absl::StrCat(
+            "the event log at ", options_.path, " is in use: its lock ", path,
+            " is held by a server or a WAL repair; an inspection reads a stopped log, so stop "
+            "the server first, or check the live log through the server (casectl verify)"));
+      }
+      return absl::UnavailableError(
+          absl::StrCat("locking ", path, " of the event log: ", std::strerror(error)));
+    }
+    inspection_lock_fds_.push_back(fd);
+    return absl::OkStatus();
+  }
   void Start() {
     started_ = true;
     sequencer_ = NamedThread("log-sequencer", [this] { SequencerLoop(); });
@@ -521,6 +553,8 @@ class RocksEventLog::Impl {
   // The directory's own lock (ZeroFilledWalFs::kDirLockName), released after db_ closes.
   rocksdb::Env* dir_lock_env_ = nullptr;
   rocksdb::FileLock* dir_lock_ = nullptr;
+  // Options::inspect_only: shared locks on the lock files, held while open (TakeSharedLock).
+  std::vector<int> inspection_lock_fds_;
   // WAL files in zero-filled space; declared before db_, so that they outlive it.
   std::shared_ptr<ZeroFilledWalFs> wal_fs_;
   std::unique_ptr<rocksdb::Env> wal_env_;
@@ -792,6 +826,16 @@ absl::Status RocksEventLog::Impl::OpenDb() {
     if (rocksdb::Status s = dir_lock_env_->LockFile(rocks_lock_path, &rocks_lock.lock); !s.ok()) {
       rocks_lock.lock = nullptr;
       return in_use(rocks_lock_path, s);
+    }
+  }
+  if (options_.inspect_only && dir_exists) {
+    // An inspection reads a stopped log. A running server's newest WAL file may end in a
+    // write it is making, which would read as torn, and its table files change under the
+    // reader. So an inspection takes a shared lock on both lock files, which a server (and
+    // a WAL repair) holds exclusively, and keeps it while open, so that none starts under
+    // it either; several inspections may share a log.
+    for (const char* name : {ZeroFilledWalFs::kDirLockName, "LOCK"}) {
+      STORE_RETURN_IF_ERROR(TakeSharedLock(absl::StrCat(options_.path, "/", name)));
     }
   }
   // RocksDB drops, as a torn write and in silence, a whole record whose length or type
@@ -1690,6 +1734,8 @@ void RocksEventLog::Impl::WriteAndAnswer(std::unique_ptr<Batch> batch) {
               "(reads keep working); it resumes by itself once ",
               DiskResumeBytes(), " bytes are free. Free space or retry later")),
           kRefusalDiskFull);
+      // A spare WAL file is only zeros written ahead: its room goes back to the disk.
+      if (wal_fs_ != nullptr) wal_fs_->ReleaseSpare();
     }
   }
   if (batch->write.Count() > 0 && !guarded) {

@@ -32,6 +32,7 @@
 #include "store/testing/full_disk_fs.h"
 #include "store/testing/status_matchers.h"
 #include "store/testing/temp_dir.h"
+#include "store/zero_filled_wal.h"
 
 namespace casework::store {
 namespace {
@@ -397,6 +398,43 @@ TEST(RocksEventLogDiskFull, WriteStateReportsTheModeAndWaitsForRoom) {
   ASSERT_TRUE(AwaitMode(**log, Mode::kWritable, std::chrono::seconds(30), &waited));
   EXPECT_THAT((*log)->Append({.stream = "s", .expected_version = 1, .events = {"b"}}), IsOk());
   EXPECT_EQ((*log)->GetWriteState().resumed_count, 1);
+}
+
+// Below the reserve the spare WAL file's zeros are given back to the file system; once
+// there is room again the log resumes, and the next WAL files get spares again.
+TEST(RocksEventLogDiskFull, TheSpareWalFileIsGivenBackBelowTheReserve) {
+  LogOnFullDiskFs disk;
+  const std::shared_ptr<FullDiskFs>& fs = disk.fs;
+  RocksEventLog::Options options = disk.Options();
+  options.wal_spare_bytes = 2u << 20;
+  const std::string spare = options.path + "/" + ZeroFilledWalFs::kSpareName;
+  auto await_spare = [&spare]() {
+    for (int i = 0; i < 2000 && !std::filesystem::exists(spare); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return std::filesystem::exists(spare);
+  };
+  absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(options);
+  ASSERT_THAT(log, IsOk());
+  ASSERT_THAT((*log)->Append({.stream = "s", .expected_version = 0, .events = {"a"}}), IsOk());
+  ASSERT_TRUE(await_spare()) << "no spare was prepared after the first WAL file took one";
+  fs->SetFreeBytes(7u << 20);
+  absl::StatusOr<AppendResult> refused =
+      (*log)->Append({.stream = "s", .expected_version = 1, .events = {"b"}});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(RefusalReason(refused.status()), kRefusalDiskFull);
+  EXPECT_FALSE(std::filesystem::exists(spare)) << "the spare kept its room on a full disk";
+  fs->SetFreeBytes(std::nullopt);
+  std::chrono::microseconds waited{};
+  ASSERT_TRUE(AwaitMode(**log, Mode::kWritable, std::chrono::seconds(30), &waited));
+  EXPECT_THAT((*log)->Append({.stream = "s", .expected_version = 1, .events = {"b"}}), IsOk());
+  log->reset();
+  // At the next start there is room: a spare again.
+  log = RocksEventLog::Open(options);
+  ASSERT_THAT(log, IsOk());
+  EXPECT_EQ((*log)->Size(), 2);
+  ASSERT_THAT((*log)->Append({.stream = "s", .expected_version = 2, .events = {"c"}}), IsOk());
+  EXPECT_TRUE(await_spare());
 }
 
 // A backup during which the log went read-only for a full disk and resumed is not kept:

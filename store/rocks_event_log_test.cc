@@ -308,6 +308,51 @@ TEST(RocksEventLog, ASecondLogOnTheSameDirectoryIsRefusedBeforeItChangesAnything
   EXPECT_EQ(log->Size(), 2);
 }
 
+// An inspection reads a stopped log: it is refused while a log is open on the directory
+// (a live WAL may end in a write being made), and while it is open no log opens to serve;
+// inspections share a directory, and one creates no lock file.
+TEST(RocksEventLog, AnInspectionAndAServingLogExcludeEachOther) {
+  TempDir dir;
+  const std::string path = dir.Sub("log");
+  RocksEventLog::Options inspect;
+  inspect.path = path;
+  inspect.create_if_missing = false;
+  inspect.inspect_only = true;
+  auto log = OpenLog(path);
+  ASSERT_THAT(log->Append(Request("s", 0, {"e"})), IsOk());
+  absl::StatusOr<std::unique_ptr<RocksEventLog>> refused = RocksEventLog::Open(inspect);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_NE(refused.status().message().find("is in use"), std::string::npos) << refused.status();
+  EXPECT_NE(refused.status().message().find("stop the server"), std::string::npos);
+  ASSERT_THAT(log->Append(Request("s", 1, {"e2"})), IsOk());
+  log.reset();
+
+  absl::StatusOr<std::unique_ptr<RocksEventLog>> first = RocksEventLog::Open(inspect);
+  ASSERT_THAT(first, IsOk());
+  EXPECT_EQ((*first)->Size(), 2);
+  absl::StatusOr<std::unique_ptr<RocksEventLog>> second = RocksEventLog::Open(inspect);
+  ASSERT_THAT(second, IsOk());
+  RocksEventLog::Options serve;
+  serve.path = path;
+  absl::StatusOr<std::unique_ptr<RocksEventLog>> serving = RocksEventLog::Open(serve);
+  EXPECT_THAT(serving, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_NE(serving.status().message().find("is in use"), std::string::npos) << serving.status();
+  first->reset();
+  serving = RocksEventLog::Open(serve);
+  EXPECT_THAT(serving, StatusIs(absl::StatusCode::kUnavailable)) << "the second still holds it";
+  second->reset();
+  serving = RocksEventLog::Open(serve);
+  ASSERT_THAT(serving, IsOk());
+  EXPECT_EQ((*serving)->Size(), 2);
+  serving->reset();
+
+  // A log written before the directory lock existed has none; inspecting it makes none.
+  const std::string dir_lock = path + "/" + ZeroFilledWalFs::kDirLockName;
+  ASSERT_TRUE(std::filesystem::remove(dir_lock));
+  ASSERT_THAT(RocksEventLog::Open(inspect), IsOk());
+  EXPECT_FALSE(std::filesystem::exists(dir_lock));
+}
+
 // Collects the answers of appends queued while the sequencer is paused, so that they
 // form one batch.
 struct Answers {

@@ -2,7 +2,8 @@
 // measures what must not grow with the log:
 //   - durable append throughput with 64 appends in flight, on the empty log and at N (each
 //     append reads its stream's version first, on one of four feeder threads);
-//   - reopening the log (start-up after the process stops; nothing is replayed);
+//   - opening the log as found (after a crash: its recovery) and reopening it (start-up
+//     after the process stops; nothing is replayed);
 //   - reading one stream's events by p50 / p99 / p99.9, and reading its state from a
 //     projection (each append also puts one, as a command puts its case; GetCase reads it);
 //   - the process's resident memory after reopening.
@@ -121,6 +122,15 @@ struct CpuSplit {
 
 std::string StreamName(int64_t i) { return absl::StrCat("cases/s", i); }
 
+// A tag of this process's run: the wall clock at the first call, in microseconds.
+const std::string& RunTag() {
+  static const std::string tag =
+      absl::StrCat(std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count());
+  return tag;
+}
+
 // Appends `appends` one-event appends with request ids, `window` in flight, streams taken
 // round-robin from `next_stream` over `streams`; returns events per second. Each append
 // first reads its stream's state (a projection holding its version) with a read token,
@@ -151,11 +161,22 @@ double Fill(RocksEventLog& log, int64_t appends, int window, int64_t streams, in
         const std::string stream = StreamName((first_stream + i) % streams);
         // As the server's command handler: the token, then the request id and the state.
         const ReadToken token = log.TakeReadToken();
-        const std::string request_id = absl::StrCat("r", first_stream + i);
+        // Unique to this run as well: a run killed with appends in flight leaves some of
+        // the next positions' ids written (appends complete out of their issue order).
+        const std::string request_id = absl::StrCat("r", RunTag(), "-", first_stream + i);
         auto first = log.FindRequest(stream, request_id);
-        if (!first.ok() || first->has_value()) std::abort();
+        if (!first.ok() || first->has_value()) {
+          std::fprintf(stderr, "request id %s of stream %s: %s\n", request_id.c_str(),
+                       stream.c_str(),
+                       first.ok() ? "already used" : first.status().ToString().c_str());
+          std::abort();
+        }
         auto stored = log.GetProjection(kStateTable, stream);
-        if (!stored.ok()) std::abort();
+        if (!stored.ok()) {
+          std::fprintf(stderr, "reading %s: %s\n", stream.c_str(),
+                       stored.status().ToString().c_str());
+          std::abort();
+        }
         int64_t version = 0;
         if (stored->has_value() &&
             !format::DecodeInt64(std::string_view(**stored).substr(0, 8), &version)) {
@@ -267,7 +288,11 @@ int main(int argc, char** argv) {
 
   const int64_t kProbeAppends = probe_appends;
   constexpr int kProbeWindow = 64;
+  // The first open, timed too: on a log a killed process left (kill -9 during a probe),
+  // it is the start-up after a crash (the WAL checked, a torn write cut, the WAL replayed).
+  const auto first_opening = Clock::now();
   auto log = open();
+  const double first_open_seconds = Seconds(first_opening);
   int64_t next_stream = log->Size();
   double empty_rate = 0;
   CpuSplit empty_cpu;
@@ -342,6 +367,8 @@ int main(int argc, char** argv) {
               static_cast<long long>(size), full_rate);
   full_cpu.Print();
   std::printf(") |\n");
+  std::printf("| first open (the log as found; after a crash, its recovery) | %.3f s |\n",
+              first_open_seconds);
   std::printf("| reopen (start-up) | %.3f s |\n", open_seconds);
   if (check) {
     std::printf(
@@ -370,12 +397,13 @@ int main(int argc, char** argv) {
       "\"full_background_us\":%.1f,\"full_sequencer_us\":%.1f,\"full_writer_us\":%.1f,"
       "\"open_s\":%.3f,\"read_p50_us\":%.0f,\"read_p99_us\":%.0f,\"get_p50_us\":%.1f,"
       "\"get_p99_us\":%.1f,\"rss_mib\":%lld,\"table_readers_mib\":%lld,"
-      "\"empty_sequencer_us\":%.1f,\"empty_writer_us\":%.1f}\n",
+      "\"empty_sequencer_us\":%.1f,\"empty_writer_us\":%.1f,\"first_open_s\":%.3f}\n",
       static_cast<long long>(size), empty_rate, full_rate, empty_cpu.total, full_cpu.total,
       empty_cpu.background, full_cpu.background, full_cpu.sequencer, full_cpu.writer, open_seconds,
       Percentile(read_micros, 0.5), Percentile(read_micros, 0.99), Percentile(get_micros, 0.5),
       Percentile(get_micros, 0.99), static_cast<long long>(rss_after_reads / 1024),
-      static_cast<long long>(memory.table_readers >> 20), empty_cpu.sequencer, empty_cpu.writer);
+      static_cast<long long>(memory.table_readers >> 20), empty_cpu.sequencer, empty_cpu.writer,
+      first_open_seconds);
   log.reset();
   if (made_dir && !keep) std::filesystem::remove_all(dir);
   return 0;

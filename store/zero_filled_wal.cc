@@ -127,6 +127,16 @@ void ZeroFilledWalFs::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+void ZeroFilledWalFs::ReleaseSpare() {
+  absl::MutexLock lock(&mu_);
+  if (!spare_ready_) return;
+  // Under the lock: the file is this object's until a WAL file takes it (NewWritableFile
+  // decides that under the lock), and no spare is written while one is ready.
+  spare_ready_ = false;
+  wanted_ = false;
+  (void)target()->DeleteFile(spare_path_, rocksdb::IOOptions(), nullptr);
+}
+
 rocksdb::IOStatus ZeroFilledWalFs::RemoveSpares(rocksdb::FileSystem* fs, const std::string& dir) {
   rocksdb::IOOptions io;
   for (const char* name : {kSpareName, kSpareTempName}) {

@@ -87,6 +87,11 @@ class ZeroFilledWalFs final : public rocksdb::FileSystemWrapper {
   // on. Call before the directory is given up (its lock released): something of RocksDB
   // may hold this FileSystem longer than the database it opened.
   void Stop();
+  // Gives a ready spare's space back to the file system: the disk is nearly full (the
+  // log refuses appends below its reserve), and the spare's zeros are only a cheaper
+  // next WAL file. That file is then created empty; the next spare is prepared after a
+  // later WAL file, once there is room for it.
+  void ReleaseSpare();
 
   rocksdb::IOStatus NewWritableFile(const std::string& fname, const rocksdb::FileOptions& options,
                                     std::unique_ptr<rocksdb::FSWritableFile>* result,
