@@ -424,19 +424,25 @@ int main(int argc, char** argv) {
   }
 
   if (flags.print_verifier_key) {
+    // Read from the key file alone (the log is not opened), so this works beside a running
+    // server as well; a missing key is said, never made.
     const casework::store::RocksEventLog::Options inspect = InspectOptions(flags.data_dir);
-    auto log = casework::store::RocksEventLog::Open(inspect);
-    if (!log.ok()) {
-      spdlog::error("cannot read the event log in {} (is --data-dir right?): {}", inspect.path,
-                    log.status().ToString());
+    const std::string key_path = inspect.path + ".key";
+    std::error_code key_error;
+    if (!std::filesystem::exists(key_path, key_error)) {
+      spdlog::error("the log in {} has no readable checkpoint key: {} {} (is --data-dir right?)",
+                    inspect.path, key_path,
+                    key_error ? "cannot be looked at: " + key_error.message() : "is missing");
       return 4;
     }
-    if (!(*log)->HasCheckpointKey()) {
+    absl::StatusOr<casework::store::NoteSigner> signer =
+        casework::store::LoadOrCreateSigningKey(key_path, inspect.checkpoint_origin);
+    if (!signer.ok()) {
       spdlog::error("the log in {} has no readable checkpoint key: {}", inspect.path,
-                    (*log)->AnchorProblem());
+                    signer.status().ToString());
       return 4;
     }
-    std::printf("%s\n", (*log)->CheckpointVerifier().VerifierKey().c_str());
+    std::printf("%s\n", signer->verifier().VerifierKey().c_str());
     return 0;
   }
 

@@ -15,6 +15,7 @@
 #include <rocksdb/utilities/backup_engine.h>
 #include <rocksdb/write_batch.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +28,8 @@
 #include <deque>
 #include <filesystem>
 #include <functional>
+#include <optional>
+#include <set>
 #include <thread>
 #include <utility>
 
@@ -243,6 +246,37 @@ void FlushCounterSums(rocksdb::WriteBatch& write, rocksdb::ColumnFamilyHandle* f
   sums->clear();
 }
 
+// The log directories (by device and inode) that a log of this process holds to write,
+// from before it takes their locks until after it gave them up. An inspection of one of
+// them is refused before it opens a lock file: closing any descriptor of a file gives up
+// every record lock this process holds on that file (POSIX), and RocksDB's LockFile takes
+// record locks.
+class HeldDirectories {
+ public:
+  using Id = std::pair<dev_t, ino_t>;
+  static std::optional<Id> IdOf(const std::string& path) {
+    struct stat st = {};
+    if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+    return Id(st.st_dev, st.st_ino);
+  }
+  static void Add(const Id& id) {
+    absl::MutexLock lock(&mu_);
+    held_.insert(id);
+  }
+  static void Remove(const Id& id) {
+    absl::MutexLock lock(&mu_);
+    if (auto it = held_.find(id); it != held_.end()) held_.erase(it);
+  }
+  static bool Contains(const Id& id) {
+    absl::MutexLock lock(&mu_);
+    return held_.contains(id);
+  }
+
+ private:
+  static inline absl::Mutex mu_{absl::kConstInit};
+  static inline std::multiset<Id> held_ ABSL_GUARDED_BY(mu_);
+};
+
 }  // namespace
 
 class RocksEventLog::Impl {
@@ -267,6 +301,7 @@ class RocksEventLog::Impl {
     wal_env_.reset();
     wal_fs_.reset();
     if (dir_lock_ != nullptr) (void)dir_lock_env_->UnlockFile(dir_lock_);
+    if (held_dir_.has_value()) HeldDirectories::Remove(*held_dir_);
     for (int fd : inspection_lock_fds_) ::close(fd);
   }
 
@@ -275,8 +310,10 @@ class RocksEventLog::Impl {
   // inspection_lock_fds_. It is an open file description lock: it conflicts with the
   // exclusive record lock that RocksDB's LockFile takes, also within this process (where
   // a record lock would be merged with that one and given up with any descriptor of the
-  // file). A missing file is not created (an inspection writes nothing): no process of a
-  // version that takes it holds it then.
+  // file; HeldDirectories keeps an inspection from opening the lock files of a log this
+  // process writes). A missing file is not created (an inspection writes nothing): no
+  // process of a version that takes it holds it then. The file is opened directly, not
+  // through options_.env: locks are between processes of this machine's file system.
   absl::Status TakeSharedLock(const std::string& path) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -555,6 +592,8 @@ class RocksEventLog::Impl {
   rocksdb::FileLock* dir_lock_ = nullptr;
   // Options::inspect_only: shared locks on the lock files, held while open (TakeSharedLock).
   std::vector<int> inspection_lock_fds_;
+  // A log that writes: its directory, as listed in HeldDirectories.
+  std::optional<HeldDirectories::Id> held_dir_;
   // WAL files in zero-filled space; declared before db_, so that they outlive it.
   std::shared_ptr<ZeroFilledWalFs> wal_fs_;
   std::unique_ptr<rocksdb::Env> wal_env_;
@@ -809,13 +848,15 @@ absl::Status RocksEventLog::Impl::OpenDb() {
     // let go just before DB::Open), for a process that holds only it: a WAL repair, or a
     // server of a version without this lock.
     dir_lock_env_ = db_options.env;
+    held_dir_ = HeldDirectories::IdOf(options_.path);
+    if (held_dir_.has_value()) HeldDirectories::Add(*held_dir_);
     const std::string lock_path = absl::StrCat(options_.path, "/", ZeroFilledWalFs::kDirLockName);
     auto in_use = [&](const std::string& lock, const rocksdb::Status& s) {
       return absl::UnavailableError(
           absl::StrCat("the event log at ", options_.path, " is in use: its lock ", lock,
                        " is held (", s.ToString(),
-                       "); stop the server or the repair that has it open, or check the folder's "
-                       "permissions"));
+                       "); stop the server, the repair or the inspection (--verify-offline, the "
+                       "check of a backup) that has it open, or check the folder's permissions"));
     };
     if (rocksdb::Status s = dir_lock_env_->LockFile(lock_path, &dir_lock_); !s.ok()) {
       dir_lock_ = nullptr;
@@ -834,6 +875,14 @@ absl::Status RocksEventLog::Impl::OpenDb() {
     // reader. So an inspection takes a shared lock on both lock files, which a server (and
     // a WAL repair) holds exclusively, and keeps it while open, so that none starts under
     // it either; several inspections may share a log.
+    if (const std::optional<HeldDirectories::Id> id = HeldDirectories::IdOf(options_.path);
+        id.has_value() && HeldDirectories::Contains(*id)) {
+      return absl::UnavailableError(absl::StrCat(
+          "the event log at ", options_.path,
+          " is in use: this process has it open to write; an inspection reads a stopped log, "
+          "so stop the server first, or check the live log through the server (casectl "
+          "verify)"));
+    }
     for (const char* name : {ZeroFilledWalFs::kDirLockName, "LOCK"}) {
       STORE_RETURN_IF_ERROR(TakeSharedLock(absl::StrCat(options_.path, "/", name)));
     }
@@ -1229,7 +1278,11 @@ void RocksEventLog::Impl::TryResume() {
     // Nothing failed inside RocksDB: wait for room, with a margin so that the log does
     // not flap at the reserve.
     const std::optional<uint64_t> free_bytes = FreeBytes();
-    if (!free_bytes.has_value() || *free_bytes < DiskResumeBytes()) return;
+    if (!free_bytes.has_value() || *free_bytes < DiskResumeBytes()) {
+      // A spare finished after the refusal gave the last one back: this one, too.
+      if (wal_fs_ != nullptr) wal_fs_->ReleaseSpare();
+      return;
+    }
     absl::MutexLock lock(&mu_);
     resume_ready_ = true;
     return;

@@ -3,9 +3,12 @@
 // per case, plus seeded concurrent appenders checked for gapless positions.
 #include "store/rocks_event_log.h"
 
+#include <fcntl.h>
 #include <rocksdb/db.h>
 #include <rocksdb/perf_context.h>
 #include <rocksdb/perf_level.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -308,6 +311,22 @@ TEST(RocksEventLog, ASecondLogOnTheSameDirectoryIsRefusedBeforeItChangesAnything
   EXPECT_EQ(log->Size(), 2);
 }
 
+// True when another process cannot take a write lock on `file` now (a child tries; a
+// descriptor opened and closed here would give up this process's record locks on it).
+bool LockedForOtherProcesses(const std::string& file) {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    const int fd = ::open(file.c_str(), O_RDWR | O_CLOEXEC);
+    struct flock lock = {};
+    lock.l_type = F_WRLCK;
+    lock.l_whence = SEEK_SET;
+    _exit(fd < 0 ? 2 : ::fcntl(fd, F_SETLK, &lock) == 0 ? 0 : 1);
+  }
+  int status = 0;
+  if (child < 0 || ::waitpid(child, &status, 0) != child) return false;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 1;
+}
+
 // An inspection reads a stopped log: it is refused while a log is open on the directory
 // (a live WAL may end in a write being made), and while it is open no log opens to serve;
 // inspections share a directory, and one creates no lock file.
@@ -324,6 +343,9 @@ TEST(RocksEventLog, AnInspectionAndAServingLogExcludeEachOther) {
   EXPECT_THAT(refused, StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_NE(refused.status().message().find("is in use"), std::string::npos) << refused.status();
   EXPECT_NE(refused.status().message().find("stop the server"), std::string::npos);
+  // The refusal left the writer's locks in place, for other processes too.
+  EXPECT_TRUE(LockedForOtherProcesses(path + "/" + ZeroFilledWalFs::kDirLockName));
+  EXPECT_TRUE(LockedForOtherProcesses(path + "/LOCK"));
   ASSERT_THAT(log->Append(Request("s", 1, {"e2"})), IsOk());
   log.reset();
 

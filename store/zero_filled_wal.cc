@@ -158,11 +158,7 @@ absl::Status ZeroFilledWalFs::Start() {
   if (rocksdb::IOStatus s = target()->NewDirectory(dir_, io, &dir_handle_, nullptr); !s.ok()) {
     return absl::UnavailableError(absl::StrCat("opening ", dir_, ": ", s.ToString()));
   }
-  rocksdb::IOStatus s = PrepareSpare(/*paced=*/false);
-  if (s.ok()) {
-    absl::MutexLock lock(&mu_);
-    spare_ready_ = true;
-  }
+  (void)PrepareSpare(/*paced=*/false);
   thread_ = std::thread([this] { Run(); });
   return absl::OkStatus();
 }
@@ -279,8 +275,13 @@ rocksdb::IOStatus ZeroFilledWalFs::PrepareSpare(bool paced) {
   rocksdb::IOStatus closed = file->Close(io, nullptr);
   if (s.ok()) s = closed;
   // The spare's own name needs no directory sync: it is synced when the spare becomes a
-  // WAL file (NewWritableFile).
-  if (s.ok()) s = target()->RenameFile(temp_path_, spare_path_, io, nullptr);
+  // WAL file (NewWritableFile). Named and ready at once, under the lock: a file under
+  // the spare's name is always a ready spare (ReleaseSpare).
+  if (s.ok()) {
+    absl::MutexLock lock(&mu_);
+    s = target()->RenameFile(temp_path_, spare_path_, io, nullptr);
+    if (s.ok()) spare_ready_ = true;
+  }
   if (!s.ok()) (void)target()->DeleteFile(temp_path_, io, nullptr);
   return s;
 }
@@ -292,10 +293,9 @@ void ZeroFilledWalFs::Run() {
     if (exit_) return;
     wanted_ = false;
     mu_.Unlock();
-    rocksdb::IOStatus s = PrepareSpare(/*paced=*/true);
-    mu_.Lock();
     // A spare that failed is tried again at the next WAL file (wanted_).
-    if (s.ok()) spare_ready_ = true;
+    (void)PrepareSpare(/*paced=*/true);
+    mu_.Lock();
   }
 }
 

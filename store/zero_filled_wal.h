@@ -108,8 +108,9 @@ class ZeroFilledWalFs final : public rocksdb::FileSystemWrapper {
   };
   std::string Normal(const std::string& fname) const;
   bool IsWalFile(const std::string& fname) const;
-  // Writes a spare of zeros under kSpareTempName, syncs it and renames it to kSpareName;
-  // `paced`: spread over time (kChunkPause), as a log under load does.
+  // Writes a spare of zeros under kSpareTempName, syncs it, renames it to kSpareName and
+  // marks it ready (the last two under mu_); `paced`: spread over time (kChunkPause), as a
+  // log under load does.
   rocksdb::IOStatus PrepareSpare(bool paced);
   // A live WAL file made from a spare was closed (or destroyed).
   void Forget(const std::string& path, const Written* written);
