@@ -13,6 +13,9 @@
 # ratio says less than the median of several. The load tool is closed-loop (each caller
 # sends its next call when the last answer arrives): its latencies are service times at
 # that concurrency, and pgbench's clients work the same way.
+# TRANSPORT=tcp (default: loopback TCP, 127.0.0.1) or TRANSPORT=uds (a Unix domain socket,
+# as a client on the same machine may use) for all three: caseworkd, the ceiling and
+# PostgreSQL (pgbench through PostgreSQL's own socket).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 clients=${1:-32}
@@ -20,6 +23,8 @@ seconds=${2:-10}
 rounds=${ROUNDS:-1}
 bin=${BIN:-$root/build/bench}  # BIN=build/rel: another release build
 py=/usr/bin/python3
+transport=${TRANSPORT:-tcp}
+case $transport in tcp | uds) ;; *) echo "TRANSPORT is tcp or uds, not $transport" >&2; exit 2 ;; esac
 
 work=$(mktemp -d /tmp/casework-compare-XXXXXX)
 pid=
@@ -28,6 +33,11 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# listen_at NAME: the address a server listens on; target_of NAME PORT_FILE: where to call it.
+listen_at() { if [[ $transport == uds ]]; then echo "unix:$work/$1.sock"; else echo 127.0.0.1:0; fi; }
+target_of() {
+  if [[ $transport == uds ]]; then echo "unix:$work/$1.sock"; else echo "127.0.0.1:$(cat "$2")"; fi
+}
 wait_port() {
   for _ in $(seq 1 300); do [[ -s $1 ]] && return 0; sleep 0.1; done
   return 1
@@ -35,12 +45,14 @@ wait_port() {
 rate() { $py -c 'import json,sys; print(int(json.load(sys.stdin)["total"]["per_second"]))'; }
 p99_ms() { $py -c 'import json,sys; print("%.1f" % (json.load(sys.stdin)["total"]["p99_us"] / 1000))'; }
 
+echo "== transport: $transport"
 echo "== fsync floor: 4 KiB writes with O_DSYNC"
 dd if=/dev/zero of="$work/dsync" bs=4k count=500 oflag=dsync 2>&1 | tail -1
 
 run_pg() {
   echo "== PostgreSQL 15, Marten layout, $clients clients, $seconds s"
-  pg=$("$root/bench/peers/postgres.sh" "$clients" "$seconds" | tail -1 | awk '{print $2}')
+  pg=$(TRANSPORT=$transport "$root/bench/peers/postgres.sh" "$clients" "$seconds" | tail -1 |
+    awk '{print $2}')
   echo "postgres appends/s: $pg"
 }
 
@@ -53,13 +65,14 @@ for round in $(seq 1 "$rounds"); do
   if (( round % 2 == 0 )); then run_pg; fi
   rm -rf "$work/data" "$work/port" "$work/echo-port" "$work/responses"
   mkdir -p "$work/responses"
-  "$bin/services/caseworkd" --listen 127.0.0.1:0 --insecure-plaintext --data-dir "$work/data" \
+  rm -f "$work"/*.sock
+  "$bin/services/caseworkd" --listen "$(listen_at caseworkd)" --insecure-plaintext --data-dir "$work/data" \
     --principals "$root/deploy/principals.sample.json" --port-file "$work/port" \
     --metrics-listen off >"$work/caseworkd.log" 2>&1 &
   pid=$!
   wait_port "$work/port" || { tail "$work/caseworkd.log"; exit 1; }
   echo "== casework: commands only (--read-percent 0; no sign-offs, whose signatures the peer does not check), $clients in flight, $seconds s"
-  ours=$("$bin/bench/casework-load" --server "127.0.0.1:$(cat "$work/port")" \
+  ours=$("$bin/bench/casework-load" --server "$(target_of caseworkd "$work/port")" \
     --concurrency "$clients" --duration "$seconds" --read-percent 0 --no-sign-off --json \
     --record-responses "$work/responses")
   echo "$ours"
@@ -68,11 +81,11 @@ for round in $(seq 1 "$rounds"); do
   pid=
 
   echo "== ceiling: casework-echo (no work, the same responses), $clients in flight, $seconds s"
-  "$bin/bench/casework-echo" --listen 127.0.0.1:0 --port-file "$work/echo-port" \
+  "$bin/bench/casework-echo" --listen "$(listen_at echo)" --port-file "$work/echo-port" \
     --responses "$work/responses" >"$work/echo.log" 2>&1 &
   pid=$!
   wait_port "$work/echo-port" || { tail "$work/echo.log"; exit 1; }
-  ceiling=$("$bin/bench/casework-load" --server "127.0.0.1:$(cat "$work/echo-port")" \
+  ceiling=$("$bin/bench/casework-load" --server "$(target_of echo "$work/echo-port")" \
     --concurrency "$clients" --duration "$seconds" --read-percent 0 --no-sign-off --json)
   echo "$ceiling"
   kill "$pid" 2>/dev/null || true

@@ -12,6 +12,8 @@
 # ENV_A and ENV_B are VAR=value words given to env(1) for the server only. ROUNDS (3),
 # SECONDS_EACH (8) and CONCURRENCY (32) shape the runs; SERVER_ARGS adds caseworkd options
 # to both, SERVER_ARGS_A and SERVER_ARGS_B to one of them (an A/B of a server option).
+# TRANSPORT=tcp (loopback, the default) or uds (a Unix domain socket) for both;
+# TRANSPORT_B sets B's apart (an A/B of the transport).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$root/build/rel}
@@ -33,13 +35,15 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 for r in $(seq 1 "$rounds"); do
   for which in A B; do
     if [[ $which == A ]]; then
-      envs=$env_a; args=${SERVER_ARGS_A:-}
+      envs=$env_a; args=${SERVER_ARGS_A:-}; transport=${TRANSPORT:-tcp}
     else
-      envs=$env_b; args=${SERVER_ARGS_B:-}
+      envs=$env_b; args=${SERVER_ARGS_B:-}; transport=${TRANSPORT_B:-${TRANSPORT:-tcp}}
     fi
-    rm -rf "$work/data" "$work/port"
+    rm -rf "$work/data" "$work/port" "$work/cw.sock"
+    listen=127.0.0.1:0
+    [[ $transport == uds ]] && listen=unix:$work/cw.sock
     # shellcheck disable=SC2086
-    env $envs "$bin/services/caseworkd" --listen 127.0.0.1:0 --insecure-plaintext \
+    env $envs "$bin/services/caseworkd" --listen "$listen" --insecure-plaintext \
       --data-dir "$work/data" --principals "$root/deploy/principals.sample.json" \
       --port-file "$work/port" --metrics-listen off ${SERVER_ARGS:-} $args >"$work/caseworkd.log" 2>&1 &
     pid=$!
@@ -48,7 +52,9 @@ for r in $(seq 1 "$rounds"); do
     writer=$(grep -lx log-writer /proc/"$pid"/task/*/comm | head -1 | cut -d/ -f5)
     before=$(cpu_ticks "$pid")
     writer_before=$(cpu_ticks "$pid/task/$writer")
-    "$bin/bench/casework-load" --server "127.0.0.1:$(cat "$work/port")" \
+    target=127.0.0.1:$(cat "$work/port")
+    [[ $transport == uds ]] && target=unix:$work/cw.sock
+    "$bin/bench/casework-load" --server "$target" \
       --concurrency "$concurrency" --duration "$seconds" --read-percent 0 --no-sign-off \
       --json >"$work/run.json" 2>>"$work/load.err" &
     load=$!
@@ -62,7 +68,7 @@ for r in $(seq 1 "$rounds"); do
     after=$(cpu_ticks "$pid")
     writer_after=$(cpu_ticks "$pid/task/$writer")
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
-    /usr/bin/python3 - "$which" "$r" "$((after - before))" "$((writer_after - writer_before))" \
+    /usr/bin/python3 - "$which ($transport)" "$r" "$((after - before))" "$((writer_after - writer_before))" \
       "$load_ticks" "$ticks" "$work/run.json" <<'PY'
 import json, sys
 which, r = sys.argv[1], sys.argv[2]

@@ -11,7 +11,8 @@
 # in casework-load's mix, so most appends find their stream in place, as commands on a
 # case do. Event bodies are ~400 bytes of JSON, like a casework event.
 #
-# Usage: bench/peers/postgres.sh [clients=32] [seconds=10]
+# Usage: [TRANSPORT=tcp|uds] bench/peers/postgres.sh [clients=32] [seconds=10]
+# TRANSPORT: pgbench connects over loopback TCP (default) or PostgreSQL's Unix socket.
 # Prints pgbench's summary and a last line "postgres_appends_per_second N".
 set -euo pipefail
 clients=${1:-32}
@@ -45,7 +46,9 @@ shared_buffers = 256MB
 CONF
 as_pg "$bin/pg_ctl" -D "$work/data" -l "$work/pg.log" -w start >/dev/null
 
-psql=(as_pg psql -h 127.0.0.1 -p "$port" -q -v ON_ERROR_STOP=1 postgres)
+host=127.0.0.1
+[[ ${TRANSPORT:-tcp} == uds ]] && host=$work  # the socket directory
+psql=(as_pg psql -h "$host" -p "$port" -q -v ON_ERROR_STOP=1 postgres)
 "${psql[@]}" <<'SQL'
 CREATE TABLE mt_streams (
   id uuid PRIMARY KEY, type varchar, version bigint NOT NULL,
@@ -82,7 +85,7 @@ INSERT INTO mt_events (id, stream_id, version, data, type)
 END;
 SQL
 chown postgres "$work/append.sql"
-out=$(as_pg pgbench -h 127.0.0.1 -p "$port" -n -M prepared -c "$clients" -j 2 -T "$seconds" \
+out=$(as_pg pgbench -h "$host" -p "$port" -n -M prepared -c "$clients" -j 2 -T "$seconds" \
   -D n=-1 -f "$work/append.sql" postgres)
 echo "$out"
 # What was appended: every transaction an event, streams of up to 8 (a failed version
