@@ -22,11 +22,15 @@ env_b=${3:-}
 rounds=${ROUNDS:-3}
 seconds=${SECONDS_EACH:-8}
 concurrency=${CONCURRENCY:-32}
+for t in "${TRANSPORT:-tcp}" "${TRANSPORT_B:-tcp}"; do
+  case $t in tcp | uds) ;; *) echo "TRANSPORT is tcp or uds, not $t" >&2; exit 2 ;; esac
+done
 work=$(mktemp -d "${TMPDIR:-/tmp}/casework-ab-XXXXXX")
+sock_dir=$(mktemp -d /tmp/cw-ab-XXXXXX)  # short: a socket's path has at most 107 bytes
 pid=
 cleanup() {
   [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$work"
+  rm -rf "$work" "$sock_dir"
 }
 trap cleanup EXIT
 ticks=$(getconf CLK_TCK)
@@ -39,9 +43,9 @@ for r in $(seq 1 "$rounds"); do
     else
       envs=$env_b; args=${SERVER_ARGS_B:-}; transport=${TRANSPORT_B:-${TRANSPORT:-tcp}}
     fi
-    rm -rf "$work/data" "$work/port" "$work/cw.sock"
+    rm -rf "$work/data" "$work/port" "$sock_dir/cw.sock"
     listen=127.0.0.1:0
-    [[ $transport == uds ]] && listen=unix:$work/cw.sock
+    [[ $transport == uds ]] && listen=unix:$sock_dir/cw.sock
     # shellcheck disable=SC2086
     env $envs "$bin/services/caseworkd" --listen "$listen" --insecure-plaintext \
       --data-dir "$work/data" --principals "$root/deploy/principals.sample.json" \
@@ -53,7 +57,7 @@ for r in $(seq 1 "$rounds"); do
     before=$(cpu_ticks "$pid")
     writer_before=$(cpu_ticks "$pid/task/$writer")
     target=127.0.0.1:$(cat "$work/port")
-    [[ $transport == uds ]] && target=unix:$work/cw.sock
+    [[ $transport == uds ]] && target=unix:$sock_dir/cw.sock
     "$bin/bench/casework-load" --server "$target" \
       --concurrency "$concurrency" --duration "$seconds" --read-percent 0 --no-sign-off \
       --json >"$work/run.json" 2>>"$work/load.err" &

@@ -183,7 +183,9 @@ int main(int argc, char** argv) {
       "caseworkd: the casework engine server (event-sourced rectification ledger over gRPC).\n"
       "Stores an append-only, tamper-evident event log in RocksDB under --data-dir."};
   app.set_config("--config", "", "read flags from this TOML/INI file (same names as the flags)");
-  app.add_option("--listen", flags.listen, "address:port to serve gRPC on")->capture_default_str();
+  app.add_option("--listen", flags.listen,
+                 "address:port to serve gRPC on (or unix:PATH, a Unix domain socket)")
+      ->capture_default_str();
   app.add_option("--data-dir", flags.data_dir,
                  "data folder: the RocksDB log and the server's signing key live here")
       ->capture_default_str();
@@ -239,7 +241,8 @@ int main(int argc, char** argv) {
                  "port; \"off\" disables")
       ->capture_default_str();
   app.add_option("--port-file", flags.port_file,
-                 "once serving, write the bound port here (useful with --listen host:0)");
+                 "once serving, write the bound port here (useful with --listen host:0; "
+                 "1 for a unix: address)");
   app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -428,18 +431,13 @@ int main(int argc, char** argv) {
     // server as well; a missing key is said, never made.
     const casework::store::RocksEventLog::Options inspect = InspectOptions(flags.data_dir);
     const std::string key_path = inspect.path + ".key";
-    std::error_code key_error;
-    if (!std::filesystem::exists(key_path, key_error)) {
-      spdlog::error("the log in {} has no readable checkpoint key: {} {} (is --data-dir right?)",
-                    inspect.path, key_path,
-                    key_error ? "cannot be looked at: " + key_error.message() : "is missing");
-      return 4;
-    }
     absl::StatusOr<casework::store::NoteSigner> signer =
-        casework::store::LoadOrCreateSigningKey(key_path, inspect.checkpoint_origin);
+        casework::store::LoadSigningKey(key_path, inspect.checkpoint_origin);
     if (!signer.ok()) {
-      spdlog::error("the log in {} has no readable checkpoint key: {}", inspect.path,
-                    signer.status().ToString());
+      spdlog::error(
+          "the log in {} has no readable checkpoint key: {}{}", inspect.path,
+          std::string(signer.status().message()),
+          signer.status().code() == absl::StatusCode::kNotFound ? " (is --data-dir right?)" : "");
       return 4;
     }
     std::printf("%s\n", signer->verifier().VerifierKey().c_str());

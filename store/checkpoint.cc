@@ -407,6 +407,22 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(std::string_view message, const NoteVe
   return checkpoint;
 }
 
+namespace {
+
+// Reads the key from `fd` (open on `path`), which it closes.
+absl::StatusOr<NoteSigner> ReadSigningKey(int fd, const std::string& path, std::string name);
+
+}  // namespace
+
+absl::StatusOr<NoteSigner> LoadSigningKey(const std::string& path, std::string name) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) {
+    return absl::NotFoundError(absl::StrCat("the key file ", path, " is missing"));
+  }
+  if (fd < 0) return Errno("cannot open key file", path);
+  return ReadSigningKey(fd, path, std::move(name));
+}
+
 absl::StatusOr<NoteSigner> LoadOrCreateSigningKey(const std::string& path, std::string name) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT) {
@@ -431,6 +447,12 @@ absl::StatusOr<NoteSigner> LoadOrCreateSigningKey(const std::string& path, std::
     fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   }
   if (fd < 0) return Errno("cannot open key file", path);
+  return ReadSigningKey(fd, path, std::move(name));
+}
+
+namespace {
+
+absl::StatusOr<NoteSigner> ReadSigningKey(int fd, const std::string& path, std::string name) {
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     ::close(fd);
@@ -451,6 +473,8 @@ absl::StatusOr<NoteSigner> LoadOrCreateSigningKey(const std::string& path, std::
   }
   return NoteSigner::FromSeed(std::move(name), std::string_view(seed, 32));
 }
+
+}  // namespace
 
 absl::Status WriteFileDurably(const std::string& path, std::string_view contents) {
   const std::string tmp = path + ".tmp";

@@ -121,6 +121,9 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(std::string_view message, const NoteVe
 // (and synced) when absent. kFailedPrecondition when the file has another size or is
 // readable by group or others; kUnavailable on I/O errors.
 absl::StatusOr<NoteSigner> LoadOrCreateSigningKey(const std::string& path, std::string name);
+// The server key as LoadOrCreateSigningKey reads it, never creating it: kNotFound when
+// the file is missing.
+absl::StatusOr<NoteSigner> LoadSigningKey(const std::string& path, std::string name);
 
 // Fsyncs the directory that holds `path` (after a rename or a create in it).
 absl::Status SyncDirectoryOf(const std::string& path);

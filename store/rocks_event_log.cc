@@ -28,8 +28,8 @@
 #include <deque>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
-#include <set>
 #include <thread>
 #include <utility>
 
@@ -246,35 +246,57 @@ void FlushCounterSums(rocksdb::WriteBatch& write, rocksdb::ColumnFamilyHandle* f
   sums->clear();
 }
 
-// The log directories (by device and inode) that a log of this process holds to write,
-// from before it takes their locks until after it gave them up. An inspection of one of
-// them is refused before it opens a lock file: closing any descriptor of a file gives up
-// every record lock this process holds on that file (POSIX), and RocksDB's LockFile takes
-// record locks.
+// The log directories (by device and inode) that logs of this process have open, to write
+// or to inspect, from before they take their locks until after they gave them up. Within
+// one process a log that writes shares its directory with no other log, and an inspection
+// shares it with no log that writes, which is refused here before it opens a lock file:
+// closing any descriptor of a file gives up every record lock this process holds on that
+// file (POSIX), and RocksDB's LockFile takes record locks. (RocksDB's own check within a
+// process compares path strings, which `dir` and `dir/` or a symbolic link pass.)
 class HeldDirectories {
  public:
   using Id = std::pair<dev_t, ino_t>;
-  static std::optional<Id> IdOf(const std::string& path) {
+  enum class Role { kWriter, kInspector };
+  static absl::StatusOr<Id> IdOf(const std::string& path) {
     struct stat st = {};
-    if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+    if (::stat(path.c_str(), &st) != 0) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot look at the event log's folder ", path, ": ", std::strerror(errno)));
+    }
     return Id(st.st_dev, st.st_ino);
   }
-  static void Add(const Id& id) {
-    absl::MutexLock lock(&mu_);
-    held_.insert(id);
+  // False when `role` cannot share the directory with what this process has open there.
+  static bool TryAdd(const Id& id, Role role) {
+    State& state = Get();
+    absl::MutexLock lock(&state.mu);
+    Counts& counts = state.held[id];
+    if (counts.writers > 0 || (role == Role::kWriter && counts.inspectors > 0)) return false;
+    ++(role == Role::kWriter ? counts.writers : counts.inspectors);
+    return true;
   }
-  static void Remove(const Id& id) {
-    absl::MutexLock lock(&mu_);
-    if (auto it = held_.find(id); it != held_.end()) held_.erase(it);
-  }
-  static bool Contains(const Id& id) {
-    absl::MutexLock lock(&mu_);
-    return held_.contains(id);
+  static void Remove(const Id& id, Role role) {
+    State& state = Get();
+    absl::MutexLock lock(&state.mu);
+    auto it = state.held.find(id);
+    if (it == state.held.end()) return;
+    --(role == Role::kWriter ? it->second.writers : it->second.inspectors);
+    if (it->second.writers == 0 && it->second.inspectors == 0) state.held.erase(it);
   }
 
  private:
-  static inline absl::Mutex mu_{absl::kConstInit};
-  static inline std::multiset<Id> held_ ABSL_GUARDED_BY(mu_);
+  struct Counts {
+    int writers = 0;
+    int inspectors = 0;
+  };
+  struct State {
+    absl::Mutex mu;
+    std::map<Id, Counts> held ABSL_GUARDED_BY(mu);
+  };
+  // Never destroyed: a log may close after static destructors ran.
+  static State& Get() {
+    static State* const state = new State;
+    return *state;
+  }
 };
 
 }  // namespace
@@ -301,8 +323,8 @@ class RocksEventLog::Impl {
     wal_env_.reset();
     wal_fs_.reset();
     if (dir_lock_ != nullptr) (void)dir_lock_env_->UnlockFile(dir_lock_);
-    if (held_dir_.has_value()) HeldDirectories::Remove(*held_dir_);
     for (int fd : inspection_lock_fds_) ::close(fd);
+    if (held_dir_.has_value()) HeldDirectories::Remove(*held_dir_, held_role_);
   }
 
   absl::Status OpenDb();
@@ -592,8 +614,9 @@ class RocksEventLog::Impl {
   rocksdb::FileLock* dir_lock_ = nullptr;
   // Options::inspect_only: shared locks on the lock files, held while open (TakeSharedLock).
   std::vector<int> inspection_lock_fds_;
-  // A log that writes: its directory, as listed in HeldDirectories.
+  // The directory as listed in HeldDirectories, and how.
   std::optional<HeldDirectories::Id> held_dir_;
+  HeldDirectories::Role held_role_ = HeldDirectories::Role::kWriter;
   // WAL files in zero-filled space; declared before db_, so that they outlive it.
   std::shared_ptr<ZeroFilledWalFs> wal_fs_;
   std::unique_ptr<rocksdb::Env> wal_env_;
@@ -848,8 +871,14 @@ absl::Status RocksEventLog::Impl::OpenDb() {
     // let go just before DB::Open), for a process that holds only it: a WAL repair, or a
     // server of a version without this lock.
     dir_lock_env_ = db_options.env;
-    held_dir_ = HeldDirectories::IdOf(options_.path);
-    if (held_dir_.has_value()) HeldDirectories::Add(*held_dir_);
+    STORE_ASSIGN_OR_RETURN(const HeldDirectories::Id id, HeldDirectories::IdOf(options_.path));
+    if (!HeldDirectories::TryAdd(id, HeldDirectories::Role::kWriter)) {
+      return absl::UnavailableError(absl::StrCat(
+          "the event log at ", options_.path,
+          " is in use: this process has it open already (to write, or to inspect it)"));
+    }
+    held_dir_ = id;
+    held_role_ = HeldDirectories::Role::kWriter;
     const std::string lock_path = absl::StrCat(options_.path, "/", ZeroFilledWalFs::kDirLockName);
     auto in_use = [&](const std::string& lock, const rocksdb::Status& s) {
       return absl::UnavailableError(
@@ -875,14 +904,16 @@ absl::Status RocksEventLog::Impl::OpenDb() {
     // reader. So an inspection takes a shared lock on both lock files, which a server (and
     // a WAL repair) holds exclusively, and keeps it while open, so that none starts under
     // it either; several inspections may share a log.
-    if (const std::optional<HeldDirectories::Id> id = HeldDirectories::IdOf(options_.path);
-        id.has_value() && HeldDirectories::Contains(*id)) {
+    STORE_ASSIGN_OR_RETURN(const HeldDirectories::Id id, HeldDirectories::IdOf(options_.path));
+    if (!HeldDirectories::TryAdd(id, HeldDirectories::Role::kInspector)) {
       return absl::UnavailableError(absl::StrCat(
           "the event log at ", options_.path,
           " is in use: this process has it open to write; an inspection reads a stopped log, "
           "so stop the server first, or check the live log through the server (casectl "
           "verify)"));
     }
+    held_dir_ = id;
+    held_role_ = HeldDirectories::Role::kInspector;
     for (const char* name : {ZeroFilledWalFs::kDirLockName, "LOCK"}) {
       STORE_RETURN_IF_ERROR(TakeSharedLock(absl::StrCat(options_.path, "/", name)));
     }

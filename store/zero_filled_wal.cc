@@ -196,6 +196,7 @@ rocksdb::IOStatus ZeroFilledWalFs::NewWritableFile(const std::string& fname,
     // truncating it: RocksDB's writes overwrite zeros.
     std::unique_ptr<rocksdb::FSWritableFile> file;
     s = target()->RenameFile(spare_path_, fname, rocksdb::IOOptions(), dbg);
+    const bool renamed = s.ok();
     if (s.ok()) s = target()->ReuseWritableFile(fname, fname, options, &file, dbg);
     // The rename made durable now, whatever RocksDB's own directory sync assumes of a new
     // file (on some file systems it skips it for one).
@@ -215,7 +216,9 @@ rocksdb::IOStatus ZeroFilledWalFs::NewWritableFile(const std::string& fname,
       return s;
     }
     if (file != nullptr) (void)file->Close(rocksdb::IOOptions(), dbg);
-    // The spare is in an unknown state; the next one replaces it.
+    // The spare is in an unknown state (under either name); the next one replaces it. One
+    // left under its own name would not be ready, and so never given back on a full disk.
+    if (!renamed) (void)target()->DeleteFile(spare_path_, rocksdb::IOOptions(), dbg);
   }
   return target()->NewWritableFile(fname, options, result, dbg);
 }
@@ -275,8 +278,8 @@ rocksdb::IOStatus ZeroFilledWalFs::PrepareSpare(bool paced) {
   rocksdb::IOStatus closed = file->Close(io, nullptr);
   if (s.ok()) s = closed;
   // The spare's own name needs no directory sync: it is synced when the spare becomes a
-  // WAL file (NewWritableFile). Named and ready at once, under the lock: a file under
-  // the spare's name is always a ready spare (ReleaseSpare).
+  // WAL file (NewWritableFile). Named and ready at once, under the lock, so that
+  // ReleaseSpare finds a spare as soon as it has its name.
   if (s.ok()) {
     absl::MutexLock lock(&mu_);
     s = target()->RenameFile(temp_path_, spare_path_, io, nullptr);

@@ -17,6 +17,7 @@
 set -euo pipefail
 clients=${1:-32}
 seconds=${2:-10}
+case ${TRANSPORT:-tcp} in tcp | uds) ;; *) echo "TRANSPORT is tcp or uds" >&2; exit 2 ;; esac
 
 if ! command -v /usr/lib/postgresql/15/bin/initdb >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-contrib >/dev/null
