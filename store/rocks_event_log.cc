@@ -1305,13 +1305,19 @@ void RocksEventLog::Impl::TryResume() {
     absl::MutexLock lock(&mu_);
     guarded = disk_guarded_;
   }
+  // While the disk is full a spare WAL file is only space: one that was ready, or that
+  // was finished after an earlier look, goes back to the file system (also when RocksDB
+  // itself met the full disk, in a flush or a compaction, where it is room for the flush
+  // that its recovery starts with).
+  auto release_spare = [this] {
+    if (wal_fs_ != nullptr) wal_fs_->ReleaseSpare();
+  };
   if (guarded) {
     // Nothing failed inside RocksDB: wait for room, with a margin so that the log does
     // not flap at the reserve.
     const std::optional<uint64_t> free_bytes = FreeBytes();
     if (!free_bytes.has_value() || *free_bytes < DiskResumeBytes()) {
-      // A spare finished after the refusal gave the last one back: this one, too.
-      if (wal_fs_ != nullptr) wal_fs_->ReleaseSpare();
+      release_spare();
       return;
     }
     absl::MutexLock lock(&mu_);
@@ -1328,6 +1334,7 @@ void RocksEventLog::Impl::TryResume() {
   // queued, which would leave a manual Resume waiting for them for good. Resume answers
   // Busy while that recovery runs, OK once the database takes writes again, and resumes
   // by itself where no automatic recovery was started.
+  release_spare();
   rocksdb::Status s = db_->Resume();
   if (!s.ok()) return;
   absl::MutexLock lock(&mu_);
