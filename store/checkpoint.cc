@@ -455,8 +455,9 @@ namespace {
 absl::StatusOr<NoteSigner> ReadSigningKey(int fd, const std::string& path, std::string name) {
   struct stat st;
   if (::fstat(fd, &st) != 0) {
+    absl::Status status = Errno("cannot stat key file", path);  // before close() sets errno
     ::close(fd);
-    return Errno("cannot stat key file", path);
+    return status;
   }
   if ((st.st_mode & 077) != 0) {
     ::close(fd);
@@ -466,6 +467,11 @@ absl::StatusOr<NoteSigner> ReadSigningKey(int fd, const std::string& path, std::
   }
   char seed[33];
   ssize_t n = ::read(fd, seed, sizeof(seed));
+  if (n < 0) {
+    absl::Status status = Errno("cannot read key file", path);
+    ::close(fd);
+    return status;
+  }
   ::close(fd);
   if (n != 32) {
     return absl::FailedPreconditionError(

@@ -1334,7 +1334,10 @@ void RocksEventLog::Impl::TryResume() {
   // queued, which would leave a manual Resume waiting for them for good. Resume answers
   // Busy while that recovery runs, OK once the database takes writes again, and resumes
   // by itself where no automatic recovery was started.
-  release_spare();
+  if (const std::optional<uint64_t> free_bytes = FreeBytes();
+      !free_bytes.has_value() || *free_bytes < DiskResumeBytes()) {
+    release_spare();
+  }
   rocksdb::Status s = db_->Resume();
   if (!s.ok()) return;
   absl::MutexLock lock(&mu_);

@@ -196,7 +196,10 @@ rocksdb::IOStatus ZeroFilledWalFs::NewWritableFile(const std::string& fname,
     // truncating it: RocksDB's writes overwrite zeros.
     std::unique_ptr<rocksdb::FSWritableFile> file;
     s = target()->RenameFile(spare_path_, fname, rocksdb::IOOptions(), dbg);
-    const bool renamed = s.ok();
+    // A spare whose rename failed is in an unknown state; left under its own name it would
+    // not be ready, and so never given back on a full disk. Removed before the next spare
+    // is asked for (below), which takes that name.
+    if (!s.ok()) (void)target()->DeleteFile(spare_path_, rocksdb::IOOptions(), dbg);
     if (s.ok()) s = target()->ReuseWritableFile(fname, fname, options, &file, dbg);
     // The rename made durable now, whatever RocksDB's own directory sync assumes of a new
     // file (on some file systems it skips it for one).
@@ -216,9 +219,7 @@ rocksdb::IOStatus ZeroFilledWalFs::NewWritableFile(const std::string& fname,
       return s;
     }
     if (file != nullptr) (void)file->Close(rocksdb::IOOptions(), dbg);
-    // The spare is in an unknown state (under either name); the next one replaces it. One
-    // left under its own name would not be ready, and so never given back on a full disk.
-    if (!renamed) (void)target()->DeleteFile(spare_path_, rocksdb::IOOptions(), dbg);
+    // The file under the WAL's name is created afresh below; the next spare replaces this.
   }
   return target()->NewWritableFile(fname, options, result, dbg);
 }
