@@ -98,6 +98,18 @@ class AuditTest : public ::testing::Test {
     ASSERT_TRUE(server_->Start()) << server_->error();
   }
 
+  // Runs caseworkd with `flags` on the data folder, its output to `out`; its exit code.
+  int RunCaseworkd(const std::string& flags, const std::string& out) {
+    const std::string command = std::string(CASEWORKD_PATH) + " " + flags + " --data-dir " +
+                                (dir_.path() / "data").string() + " > " + out + " 2>&1";
+    const int status = std::system(command.c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  static std::string ReadText(const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
   std::unique_ptr<Client> As(const std::string& identity) {
     return std::make_unique<Client>(
         ClientOptions{.server = server_->address(), .identity = identity});
@@ -812,20 +824,26 @@ TEST_F(AuditTest, AFifthAuditJobIsRefusedWhileFourRun) {
   for (int i = 1; i < 4; ++i) stop(&running[i]);
 }
 
+// Beside a running server: an offline verification is refused (exit 4, "is in use", and
+// what to do instead), and the verifier key is printed from the key file alone; the
+// server serves on.
+TEST_F(AuditTest, OfflineActionsBesideARunningServer) {
+  CreateCases(3);
+  const std::string verify_out = (dir_.path() / "verify.out").string();
+  EXPECT_EQ(RunCaseworkd("--verify-offline", verify_out), 4) << ReadText(verify_out);
+  EXPECT_NE(ReadText(verify_out).find("is in use"), std::string::npos) << ReadText(verify_out);
+  EXPECT_NE(ReadText(verify_out).find("stop the server first"), std::string::npos);
+  const std::string key_out = (dir_.path() / "key.out").string();
+  EXPECT_EQ(RunCaseworkd("--print-verifier-key", key_out), 0) << ReadText(key_out);
+  EXPECT_NE(ReadText(key_out).find(Verifier().VerifierKey() + "\n"), std::string::npos)
+      << ReadText(key_out);
+  CreateCases(2, "after");
+}
+
 class TamperTest : public AuditTest {
  protected:
   // Runs caseworkd with `flags` on the stopped server's data folder, its output into
   // `out`; returns its exit status.
-  int RunCaseworkd(const std::string& flags, const std::string& out) {
-    const std::string command = std::string(CASEWORKD_PATH) + " " + flags + " --data-dir " +
-                                (dir_.path() / "data").string() + " > " + out + " 2>&1";
-    const int status = std::system(command.c_str());
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-  static std::string ReadText(const std::string& path) {
-    std::ifstream in(path);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
 
   void SetUp() override {
     AuditTest::SetUp();
