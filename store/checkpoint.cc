@@ -107,6 +107,35 @@ absl::Status WriteAll(int fd, std::string_view data, const std::string& path) {
   return absl::OkStatus();
 }
 
+// Reads the server key from `fd` (open on `path`), which it closes.
+absl::StatusOr<NoteSigner> ReadSigningKey(int fd, const std::string& path, std::string name) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    absl::Status status = Errno("cannot stat key file", path);  // before close() sets errno
+    ::close(fd);
+    return status;
+  }
+  if ((st.st_mode & 077) != 0) {
+    ::close(fd);
+    return absl::FailedPreconditionError(
+        absl::StrFormat("key file %s is readable by others (mode %o); run chmod 600 on it", path,
+                        st.st_mode & 0777));
+  }
+  char seed[33];
+  ssize_t n = ::read(fd, seed, sizeof(seed));
+  if (n < 0) {
+    absl::Status status = Errno("cannot read key file", path);
+    ::close(fd);
+    return status;
+  }
+  ::close(fd);
+  if (n != 32) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("key file ", path, " must hold exactly 32 bytes (a raw Ed25519 seed)"));
+  }
+  return NoteSigner::FromSeed(std::move(name), std::string_view(seed, 32));
+}
+
 }  // namespace
 
 absl::Status SyncDirectoryOf(const std::string& path) {
@@ -407,13 +436,6 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(std::string_view message, const NoteVe
   return checkpoint;
 }
 
-namespace {
-
-// Reads the key from `fd` (open on `path`), which it closes.
-absl::StatusOr<NoteSigner> ReadSigningKey(int fd, const std::string& path, std::string name);
-
-}  // namespace
-
 absl::StatusOr<NoteSigner> LoadSigningKey(const std::string& path, std::string name) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT) {
@@ -449,38 +471,6 @@ absl::StatusOr<NoteSigner> LoadOrCreateSigningKey(const std::string& path, std::
   if (fd < 0) return Errno("cannot open key file", path);
   return ReadSigningKey(fd, path, std::move(name));
 }
-
-namespace {
-
-absl::StatusOr<NoteSigner> ReadSigningKey(int fd, const std::string& path, std::string name) {
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    absl::Status status = Errno("cannot stat key file", path);  // before close() sets errno
-    ::close(fd);
-    return status;
-  }
-  if ((st.st_mode & 077) != 0) {
-    ::close(fd);
-    return absl::FailedPreconditionError(
-        absl::StrFormat("key file %s is readable by others (mode %o); run chmod 600 on it", path,
-                        st.st_mode & 0777));
-  }
-  char seed[33];
-  ssize_t n = ::read(fd, seed, sizeof(seed));
-  if (n < 0) {
-    absl::Status status = Errno("cannot read key file", path);
-    ::close(fd);
-    return status;
-  }
-  ::close(fd);
-  if (n != 32) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("key file ", path, " must hold exactly 32 bytes (a raw Ed25519 seed)"));
-  }
-  return NoteSigner::FromSeed(std::move(name), std::string_view(seed, 32));
-}
-
-}  // namespace
 
 absl::Status WriteFileDurably(const std::string& path, std::string_view contents) {
   const std::string tmp = path + ".tmp";

@@ -865,20 +865,29 @@ absl::Status RocksEventLog::Impl::OpenDb() {
   } rocks_lock;
   std::error_code exists_error;
   const bool dir_exists = std::filesystem::is_directory(options_.path, exists_error);
+  if (dir_exists) {
+    // Listed before any lock file of the directory is opened (HeldDirectories).
+    const HeldDirectories::Role role =
+        options_.inspect_only ? HeldDirectories::Role::kInspector : HeldDirectories::Role::kWriter;
+    STORE_ASSIGN_OR_RETURN(const HeldDirectories::Id id, HeldDirectories::IdOf(options_.path));
+    if (!HeldDirectories::TryAdd(id, role)) {
+      return absl::UnavailableError(absl::StrCat(
+          "the event log at ", options_.path,
+          role == HeldDirectories::Role::kWriter
+              ? " is in use: this process has it open already (to write, or to inspect it)"
+              : " is in use: this process has it open to write; an inspection reads a stopped "
+                "log, so stop the server first, or check the live log through the server "
+                "(casectl verify)"));
+    }
+    held_dir_ = id;
+    held_role_ = role;
+  }
   if (!options_.inspect_only && dir_exists) {
     // Nothing of the directory changes before this process holds it (zero_filled_wal.h).
     // RocksDB's own LOCK is taken only inside DB::Open, so it is taken here as well (and
     // let go just before DB::Open), for a process that holds only it: a WAL repair, or a
     // server of a version without this lock.
     dir_lock_env_ = db_options.env;
-    STORE_ASSIGN_OR_RETURN(const HeldDirectories::Id id, HeldDirectories::IdOf(options_.path));
-    if (!HeldDirectories::TryAdd(id, HeldDirectories::Role::kWriter)) {
-      return absl::UnavailableError(absl::StrCat(
-          "the event log at ", options_.path,
-          " is in use: this process has it open already (to write, or to inspect it)"));
-    }
-    held_dir_ = id;
-    held_role_ = HeldDirectories::Role::kWriter;
     const std::string lock_path = absl::StrCat(options_.path, "/", ZeroFilledWalFs::kDirLockName);
     auto in_use = [&](const std::string& lock, const rocksdb::Status& s) {
       return absl::UnavailableError(
@@ -904,16 +913,6 @@ absl::Status RocksEventLog::Impl::OpenDb() {
     // reader. So an inspection takes a shared lock on both lock files, which a server (and
     // a WAL repair) holds exclusively, and keeps it while open, so that none starts under
     // it either; several inspections may share a log.
-    STORE_ASSIGN_OR_RETURN(const HeldDirectories::Id id, HeldDirectories::IdOf(options_.path));
-    if (!HeldDirectories::TryAdd(id, HeldDirectories::Role::kInspector)) {
-      return absl::UnavailableError(absl::StrCat(
-          "the event log at ", options_.path,
-          " is in use: this process has it open to write; an inspection reads a stopped log, "
-          "so stop the server first, or check the live log through the server (casectl "
-          "verify)"));
-    }
-    held_dir_ = id;
-    held_role_ = HeldDirectories::Role::kInspector;
     for (const char* name : {ZeroFilledWalFs::kDirLockName, "LOCK"}) {
       STORE_RETURN_IF_ERROR(TakeSharedLock(absl::StrCat(options_.path, "/", name)));
     }
@@ -1305,21 +1304,17 @@ void RocksEventLog::Impl::TryResume() {
     absl::MutexLock lock(&mu_);
     guarded = disk_guarded_;
   }
-  // While the disk is full a spare WAL file is only space: one that was ready, or that
-  // was finished after an earlier look, goes back to the file system (also when RocksDB
-  // itself met the full disk, in a flush or a compaction, where it is room for the flush
-  // that its recovery starts with).
-  auto release_spare = [this] {
-    if (wal_fs_ != nullptr) wal_fs_->ReleaseSpare();
-  };
+  const std::optional<uint64_t> free_bytes = FreeBytes();
+  const bool short_of_room = !free_bytes.has_value() || *free_bytes < DiskResumeBytes();
+  // While the disk is short of room a spare WAL file is only space: one that was ready, or
+  // that was finished after an earlier look, goes back to the file system (also when
+  // RocksDB itself met the full disk, in a flush or a compaction, where it is room for the
+  // flush that its recovery starts with).
+  if (short_of_room && wal_fs_ != nullptr) wal_fs_->ReleaseSpare();
   if (guarded) {
     // Nothing failed inside RocksDB: wait for room, with a margin so that the log does
     // not flap at the reserve.
-    const std::optional<uint64_t> free_bytes = FreeBytes();
-    if (!free_bytes.has_value() || *free_bytes < DiskResumeBytes()) {
-      release_spare();
-      return;
-    }
+    if (short_of_room) return;
     absl::MutexLock lock(&mu_);
     resume_ready_ = true;
     return;
@@ -1334,10 +1329,6 @@ void RocksEventLog::Impl::TryResume() {
   // queued, which would leave a manual Resume waiting for them for good. Resume answers
   // Busy while that recovery runs, OK once the database takes writes again, and resumes
   // by itself where no automatic recovery was started.
-  if (const std::optional<uint64_t> free_bytes = FreeBytes();
-      !free_bytes.has_value() || *free_bytes < DiskResumeBytes()) {
-    release_spare();
-  }
   rocksdb::Status s = db_->Resume();
   if (!s.ok()) return;
   absl::MutexLock lock(&mu_);
