@@ -8,9 +8,10 @@ set -euo pipefail
 caseworkd=$1 load=$2 casectl=$3 principals=$4
 py=/usr/bin/python3
 work=$(mktemp -d /tmp/casework-casectl-proof-XXXXXX)
-pid=
+pid= fork_pid=
 cleanup() {
   [[ -n $pid ]] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
+  [[ -n $fork_pid ]] && { kill "$fork_pid" 2>/dev/null || true; wait "$fork_pid" 2>/dev/null || true; }
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -135,6 +136,86 @@ rc=0; "$casectl" --server "$server" --identity sun.li sign-off "$case_id" --expe
   echo "sign-off --key --verify-with: $(cat "$work/closed.json" "$work/closed.err")" >&2; exit 1; }
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["case"]["state"] == "CASE_STATE_CLOSED", d' "$work/closed.json"
 
+# A kept checkpoint (--checkpoint-file) moves only along a consistency proof. A second
+# server under the same key, with a history of its own, stands for a log that shows
+# another history: its checkpoints verify under the key, and are refused against the first.
+ctl proof checkpoint --key "$good" --out "$work/kept.note" >/dev/null
+rc=0; ctl proof consistency --checkpoint-file "$work/none.note" --key "$good" >/dev/null 2>&1 || rc=$?
+[[ $rc == 2 ]] || { echo "consistency from a missing kept checkpoint: exit $rc, want 2" >&2; exit 1; }
+rc=0; ctl proof consistency --checkpoint-file "$work/kept.note" --first 3 --key "$good" \
+  >/dev/null 2>&1 || rc=$?
+[[ $rc == 2 ]] || { echo "--checkpoint-file with --first: exit $rc, want 2" >&2; exit 1; }
+kept_size=$("$py" -c 'import sys; print(open(sys.argv[1]).read().split("\n")[1])' "$work/kept.note")
+"$load" --server "$server" --concurrency 2 --count 20 --read-percent 0 --no-sign-off \
+  --json >"$work/load3.json"
+sleep 1.5
+ctl proof consistency --checkpoint-file "$work/kept.note" --key "$good" >"$work/kept.json"
+"$py" - "$work/kept.json" "$work/kept.note" "$kept_size" <<'PY' || { echo "consistency from the kept checkpoint: $(cat "$work/kept.json")" >&2; exit 1; }
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["verified"] is True and d["first_tree_size"] == int(sys.argv[3]), d
+assert d["second_tree_size"] > d["first_tree_size"], d
+# The newer checkpoint is kept in the file's place.
+assert open(sys.argv[2]).read().split("\n")[1] == str(d["second_tree_size"]), d
+PY
+mkdir "$work/fork"
+cp "$work/data/log.key" "$work/fork/log.key"
+"$caseworkd" --listen 127.0.0.1:0 --insecure-plaintext --data-dir "$work/fork" \
+  --principals "$principals" --port-file "$work/fork.port" --metrics-listen off \
+  >"$work/fork.log" 2>&1 &
+fork_pid=$!
+for _ in $(seq 1 600); do [[ -s $work/fork.port ]] && break; sleep 0.1; done
+[[ -s $work/fork.port ]] || { cat "$work/fork.log"; exit 1; }
+fork=127.0.0.1:$(cat "$work/fork.port")
+"$load" --server "$fork" --concurrency 2 --count 10 --read-percent 0 --no-sign-off \
+  --json >"$work/fork-load.json"
+sleep 1.5
+"$casectl" --server "$fork" --identity zhou.hua --json proof checkpoint --key "$good" \
+  --out "$work/fork.note" >/dev/null
+cp "$work/kept.note" "$work/main.note"
+# The other history, smaller: no consistency proof leads from it to the first log's.
+cp "$work/fork.note" "$work/fork-kept.note"
+rc=0; ctl proof consistency --checkpoint-file "$work/fork-kept.note" --key "$good" \
+  >"$work/fork.json" || rc=$?
+[[ $rc == 4 ]] && cmp -s "$work/fork.note" "$work/fork-kept.note" &&
+  grep -q "not an extension" "$work/fork.json" || {
+  echo "a kept checkpoint of another history: exit $rc, $(cat "$work/fork.json")" >&2; exit 1; }
+# An approver who kept it is refused before signing: nothing is signed or sent.
+ctl list --filter 'state = VERIFIED' --page-size 1 >"$work/verified2.json"
+case2=$("$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["case_id"])' "$work/verified2.json")
+version2=$(ctl get "$case2" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["version"])')
+signer() { "$casectl" --server "$server" --identity approver.dongshan --json sign-off "$case2" \
+  --expected-version "$version2" --inspection-id insp-1 --key "$work/keys/county.key" \
+  --verify-with "$good" "$@"; }
+rc=0; signer --checkpoint-file "$work/fork-kept.note" >"$work/forked.err" 2>&1 || rc=$?
+[[ $rc == 4 ]] && grep -q "not signed: .*not an extension" "$work/forked.err" || {
+  echo "sign-off against a kept checkpoint of another history: exit $rc, $(cat "$work/forked.err")" >&2; exit 1; }
+[[ $(ctl get "$case2" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["version"])') == "$version2" ]] || {
+  echo "a sign-off refused for its kept checkpoint was sent" >&2; exit 1; }
+# The first log's larger checkpoint, kept, against the smaller other log: events lost.
+rc=0; "$casectl" --server "$fork" --identity zhou.hua --json proof consistency \
+  --checkpoint-file "$work/main.note" --key "$good" >"$work/lost.json" || rc=$?
+[[ $rc == 4 ]] && cmp -s "$work/main.note" "$work/kept.note" && grep -q "lost events" "$work/lost.json" || {
+  echo "a larger kept checkpoint against a smaller log: exit $rc, $(cat "$work/lost.json")" >&2; exit 1; }
+kill "$fork_pid"; wait "$fork_pid" 2>/dev/null || true; fork_pid=
+# Without --verify-with a kept checkpoint could not be checked: a usage error.
+rc=0; "$casectl" --server "$server" --identity approver.dongshan sign-off "$case2" \
+  --expected-version "$version2" --inspection-id insp-1 --key "$work/keys/county.key" \
+  --checkpoint-file "$work/kept.note" >/dev/null 2>&1 || rc=$?
+[[ $rc == 2 ]] || { echo "sign-off --checkpoint-file without --verify-with: exit $rc, want 2" >&2; exit 1; }
+# First use: the checkpoint proved under is kept; the next sign-off checks against it.
+signer --checkpoint-file "$work/approver.note" >"$work/signed2.json" 2>"$work/signed2.err" || {
+  echo "sign-off with a new kept checkpoint: $(cat "$work/signed2.json" "$work/signed2.err")" >&2; exit 1; }
+grep -q "first use" "$work/signed2.err" && grep -q '^— ' "$work/approver.note" || {
+  echo "the first sign-off kept no checkpoint: $(cat "$work/signed2.err")" >&2; exit 1; }
+"$casectl" --server "$server" --identity sun.li --json sign-off "$case2" \
+  --expected-version "$((version2 + 1))" --inspection-id insp-1 --key "$work/keys/city.key" \
+  --verify-with "$good" --checkpoint-file "$work/approver.note" >"$work/closed2.json" \
+  2>"$work/closed2.err" || {
+  echo "sign-off against a kept checkpoint: $(cat "$work/closed2.json" "$work/closed2.err")" >&2; exit 1; }
+grep -q "consistent .* only grew" "$work/closed2.err" || {
+  echo "the second sign-off did not check its kept checkpoint: $(cat "$work/closed2.err")" >&2; exit 1; }
+
 # An export that cannot be written is a failure, not "exported".
 rc=0; ctl export --out "$work/no-such-dir/x.log" >/dev/null 2>&1 || rc=$?
 [[ $rc == 4 ]] || { echo "export to an unwritable path: exit $rc, want 4" >&2; exit 1; }
@@ -150,13 +231,13 @@ rc=0; "$casectl" --server "$server" --identity li.na export --out "$work/exports
 ctl export --out "$work/exports/ledger.export" >/dev/null
 ctl verify-export "$work/exports/ledger.export" --key "$good" >"$work/vexp.json" || {
   echo "the export that replaced the file does not verify" >&2; exit 1; }
-# Both sign-offs above re-verified from the export alone, the leaf hash they name included.
-[[ $(field "$work/vexp.json" sign_offs_checked) == 2 ]] || {
-  echo "verify-export checked other than 2 sign-offs: $(cat "$work/vexp.json")" >&2; exit 1; }
+# The four sign-offs above re-verified from the export alone, the leaf hash they name included.
+[[ $(field "$work/vexp.json" sign_offs_checked) == 4 ]] || {
+  echo "verify-export checked other than 4 sign-offs: $(cat "$work/vexp.json")" >&2; exit 1; }
 "$py" "$(dirname "$0")/../tools/verify_export.py" export "$work/exports/ledger.export" --key "$good" \
   >"$work/pyexp.json" || { echo "tools/verify_export.py: $(cat "$work/pyexp.json")" >&2; exit 1; }
-[[ $(field "$work/pyexp.json" sign_offs_checked) == 2 ]] || {
-  echo "verify_export.py checked other than 2 sign-offs: $(cat "$work/pyexp.json")" >&2; exit 1; }
+[[ $(field "$work/pyexp.json" sign_offs_checked) == 4 ]] || {
+  echo "verify_export.py checked other than 4 sign-offs: $(cat "$work/pyexp.json")" >&2; exit 1; }
 [[ $(ls "$work/exports") == ledger.export ]] || { echo "export left: $(ls "$work/exports")" >&2; exit 1; }
 # --json with a file name that is not UTF-8: exported, and said so in valid JSON.
 odd="$work/exports/"$'\xff'".export"

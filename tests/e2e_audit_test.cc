@@ -252,20 +252,37 @@ class AuditTest : public ::testing::Test {
   std::unique_ptr<ServerProcess> server_;
 };
 
-TEST_F(AuditTest, OnlyAuditorsAndAdminsMayAudit) {
-  for (const char* who : {"lister", "approver", "inspector"}) {
+// Replays of the ledger serve auditors and administrators only; checkpoints and
+// consistency proofs, hashes only, serve every role, so that anyone who kept a checkpoint
+// (an approver, a receipt's holder) can check that the log only grew since.
+TEST_F(AuditTest, OnlyAuditorsAndAdminsMayAuditWhileCheckpointsServeEveryRole) {
+  CreateCases(3, "r", "dongshan");
+  for (const char* who : {"lister", "approver", "inspector", "auditor", "admin"}) {
+    const bool auditor = std::string(who) == "auditor" || std::string(who) == "admin";
     auto c = As(who);
     auto ctx = c->NewContext();
-    v1::GetCheckpointResponse resp;
-    auto status = Audit(*c)->GetCheckpoint(ctx.get(), {}, &resp);
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << who;
-    EXPECT_EQ(client::DecodeError(status).reason, "AUDITOR_ROLE_REQUIRED") << who;
-  }
-  for (const char* who : {"auditor", "admin"}) {
-    auto c = As(who);
-    auto ctx = c->NewContext();
-    v1::GetCheckpointResponse resp;
-    EXPECT_TRUE(Audit(*c)->GetCheckpoint(ctx.get(), {}, &resp).ok()) << who;
+    v1::GetLedgerAsOfRequest ledger;
+    ledger.set_jurisdiction("jiangcheng/dongshan");
+    v1::GetLedgerAsOfResponse counts;
+    auto status = Audit(*c)->GetLedgerAsOf(ctx.get(), ledger, &counts);
+    if (auditor) {
+      EXPECT_TRUE(status.ok()) << who << ": " << status.error_message();
+    } else {
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << who;
+      EXPECT_EQ(client::DecodeError(status).reason, "AUDITOR_ROLE_REQUIRED") << who;
+    }
+    auto ctx2 = c->NewContext();
+    v1::GetCheckpointResponse head;
+    status = Audit(*c)->GetCheckpoint(ctx2.get(), {}, &head);
+    ASSERT_TRUE(status.ok()) << who << ": " << status.error_message();
+    EXPECT_TRUE(store::OpenCheckpoint(head.checkpoint(), Verifier(), "casework/log").ok()) << who;
+    auto ctx3 = c->NewContext();
+    v1::GetConsistencyProofRequest req;
+    req.set_first_tree_size(1);
+    v1::GetConsistencyProofResponse proof;
+    status = Audit(*c)->GetConsistencyProof(ctx3.get(), req, &proof);
+    ASSERT_TRUE(status.ok()) << who << ": " << status.error_message();
+    EXPECT_EQ(proof.second_tree_size(), head.tree_size()) << who;
   }
 }
 

@@ -158,10 +158,11 @@ const Expectation kExpectations[] = {
     {"/casework.v1.EventService/WatchEvents", kEveryRole, Scope::kRefused,
      R"(filter { jurisdiction: "$COUNTY" })"},
 
-    // AuditService: auditor or admin. Hashes and positions serve any auditor; what
+    // AuditService: auditor or admin, except what carries hashes only (checkpoints and
+    // consistency proofs: every role) and the proof of a case's event (below); what
     // carries case data only inside the jurisdiction; an export only to the whole city.
-    {"/casework.v1.AuditService/GetCheckpoint", kAuditor | kAdmin, Scope::kNone, ""},
-    {"/casework.v1.AuditService/GetConsistencyProof", kAuditor | kAdmin, Scope::kNone,
+    {"/casework.v1.AuditService/GetCheckpoint", kEveryRole, Scope::kNone, ""},
+    {"/casework.v1.AuditService/GetConsistencyProof", kEveryRole, Scope::kNone,
      "first_tree_size: 1"},
     {"/casework.v1.AuditService/VerifyLog", kAuditor | kAdmin, Scope::kNone, ""},
     // Any role may prove an event of its jurisdiction (an approver, before signing).

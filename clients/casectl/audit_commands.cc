@@ -20,6 +20,7 @@
 #include "casework/v1/audit_service.grpc.pb.h"
 #include "casework/v1/event_service.grpc.pb.h"
 #include "clients/casectl/dates.h"
+#include "clients/casectl/kept_checkpoint.h"
 #include "clients/casectl/labels.h"
 #include "clients/casectl/progress.h"
 #include "clients/table.h"
@@ -250,6 +251,55 @@ void PrintCasesAsOf(const std::shared_ptr<AuditCommandContext>& shared,
     req.set_page_token(last_token);
   }
   if (!json) std::cout << count << " cases 个案件\n";
+}
+
+// `proof consistency --checkpoint-file`: the log's latest signed checkpoint, proved to
+// extend the one kept in `path`, is kept there in its place.
+void AdvanceKept(const AuditCommandContext& shared, const std::string& key, const std::string& path,
+                 bool json_mode) {
+  auto c = shared.client();
+  v1::GetCheckpointResponse head;
+  auto ctx = c->NewContext();
+  const grpc::Status status =
+      v1::AuditService::NewStub(c->channel())->GetCheckpoint(ctx.get(), {}, &head);
+  if (!status.ok()) {
+    *shared.exit_code = shared.report_error(status);
+    return;
+  }
+  const store::NoteVerifier verifier = *store::NoteVerifier::FromVerifierKey(key);
+  const absl::StatusOr<store::Checkpoint> latest =
+      store::OpenCheckpoint(head.checkpoint(), verifier, verifier.name());
+  absl::StatusOr<KeptCheckpointStep> step =
+      latest.ok() ? AdvanceKeptCheckpoint(*c, verifier, path, head.checkpoint(), *latest,
+                                          /*create=*/false)
+                  : absl::StatusOr<KeptCheckpointStep>(absl::FailedPreconditionError(
+                        absl::StrCat("the log's latest checkpoint does not verify under --key: ",
+                                     latest.status().message())));
+  if (!step.ok() && step.status().code() == absl::StatusCode::kNotFound) {
+    std::cerr << step.status().message() << " 未找到保存的检查点\n";
+    *shared.exit_code = kExitUsage;
+    return;
+  }
+  json out = {{"checkpoint_file", path}, {"verified", step.ok()}};
+  if (step.ok()) {
+    out["first_tree_size"] = step->kept_size;
+    out["first_root_hash"] = step->kept_root_hex;
+    out["second_tree_size"] = step->size;
+    out["checkpoint"] = head.checkpoint();
+  } else {
+    out["error"] = std::string(step.status().message());
+  }
+  // Paths as typed, which need not be UTF-8: shown, not refused.
+  std::cout << (json_mode ? out.dump(-1, ' ', false, json::error_handler_t::replace)
+                          : out.dump(2, ' ', false, json::error_handler_t::replace))
+            << "\n";
+  if (!json_mode) {
+    std::cout << (step.ok() ? "verified: the log only grew; the newer checkpoint is kept "
+                              "已验证：日志仅追加，已保存新检查点\n"
+                            : "NOT VERIFIED; the kept checkpoint is left as it was "
+                              "未通过验证，保存的检查点未改动\n");
+  }
+  if (!step.ok()) *shared.exit_code = kExitNotVerified;
 }
 
 }  // namespace
@@ -515,7 +565,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
   // --- proof checkpoint | inclusion | consistency ---
   struct ProofArgs {
     int64_t position = 0, size = 0, first = 0, second = 0;
-    std::string key, out, first_root;
+    std::string key, out, first_root, checkpoint_file;
   };
   auto p = std::make_shared<ProofArgs>();
   auto* proof = app->add_subcommand("proof", "checkpoints and Merkle proofs 检查点与证明");
@@ -555,12 +605,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     // --out only gets a note that verified (when --key asks for it), whole: an earlier
     // note there stays until the new one is synced beside it.
     if (!p->out.empty() && verified.value_or(true)) {
-      const std::string partial = p->out + ".partial";
-      std::ofstream note(partial, std::ios::binary | std::ios::trunc);
-      note << resp.checkpoint();
-      note.close();
-      if (note.fail() || !SyncAndReplace(partial, p->out)) {
-        std::remove(partial.c_str());
+      if (!WriteFileWhole(p->out, resp.checkpoint())) {
         std::cerr << "cannot write " << p->out << " 无法写入文件\n";
         *shared->exit_code = kExitWriteFailed;
         return;
@@ -658,15 +703,36 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     if (verified.has_value() && !*verified) *shared->exit_code = kExitNotVerified;
   });
   auto* con = proof->add_subcommand("consistency", "prove the log only grew 一致性证明");
-  con->add_option("--first", p->first, "the older tree size (a checkpoint you kept)")->required();
+  auto* first_option =
+      con->add_option("--first", p->first, "the older tree size (a checkpoint you kept)");
   con->add_option("--second", p->second, "the newer tree size (0: the latest checkpoint)");
   con->add_option("--first-root", p->first_root,
                   "the root (hex) of the checkpoint you kept at --first; with --key, the proof "
                   "is checked from it to the latest signed checkpoint");
   con->add_option("--key", p->key,
                   "the verifier key (name+hash+base64) the checkpoint is signed with");
-  con->callback([shared, p, json_mode] {
+  con->add_option("--checkpoint-file", p->checkpoint_file,
+                  "instead of --first and --first-root: the checkpoint you kept (a signed note, "
+                  "as `proof checkpoint --out` writes); with --key, proved to the latest signed "
+                  "checkpoint, which is then kept there");
+  con->callback([shared, p, json_mode, first_option] {
     if (!UsableKey(p->key, shared->exit_code)) return;
+    if (!p->checkpoint_file.empty()) {
+      if (p->key.empty() || first_option->count() > 0 || p->second != 0 || !p->first_root.empty()) {
+        std::cerr << "--checkpoint-file needs --key, and takes the place of --first, --second "
+                     "and --first-root 请只用 --checkpoint-file 与 --key\n";
+        *shared->exit_code = kExitUsage;
+        return;
+      }
+      AdvanceKept(*shared, p->key, p->checkpoint_file, *json_mode);
+      return;
+    }
+    if (first_option->count() == 0) {
+      std::cerr << "give --first (a tree size you kept) or --checkpoint-file "
+                   "请提供 --first 或 --checkpoint-file\n";
+      *shared->exit_code = kExitUsage;
+      return;
+    }
     auto c = shared->client();
     v1::GetConsistencyProofRequest req;
     req.set_first_tree_size(p->first);

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "casework/v1/admin_service.grpc.pb.h"
 #include "casework/v1/audit_service.grpc.pb.h"
+#include "clients/casectl/kept_checkpoint.h"
 #include "clients/casectl/request_id.h"
 #include "clients/signing.h"
 #include "nlohmann/json.hpp"
@@ -35,7 +36,8 @@ struct State {
   // keygen
   std::string keygen_out;
   // sign and sign-off
-  std::string case_id, inspection_id, key_file, signature_b64, key_id, latest_hex, verify_with;
+  std::string case_id, inspection_id, key_file, signature_b64, key_id, latest_hex, verify_with,
+      checkpoint_file;
   int64_t expected_version = -1;
   bool show_statement = false;
   // admin
@@ -139,13 +141,16 @@ void Sign(State& s) {
 // "" when the log whose checkpoints `verifier_key` signs is proved to hold, at `position`,
 // the record of event `version` of case `case_id` with the leaf hash `leaf_hash` (an
 // inclusion proof under the latest signed checkpoint, asked for again for up to 5 s while
-// that checkpoint does not reach the position yet); else why not. `*checkpoint` gets the
-// checkpoint proved under ("size root"), to compare with one kept from elsewhere.
-std::string ProveLeaf(casework::client::Client& client, const std::string& verifier_key,
+// that checkpoint does not reach the position yet); else why not. `*under` gets the
+// signed checkpoint proved under.
+struct ProvedUnder {
+  std::string note;          // the signed note
+  store::Checkpoint opened;  // its size and root, as signed
+  std::string label;         // "size N root HEX", to compare with one kept elsewhere
+};
+std::string ProveLeaf(casework::client::Client& client, const store::NoteVerifier& verifier,
                       const std::string& case_id, int64_t version, int64_t position,
-                      const std::string& leaf_hash, std::string* checkpoint) {
-  auto verifier = store::NoteVerifier::FromVerifierKey(verifier_key);
-  if (!verifier.ok()) return std::string(verifier.status().message());
+                      const std::string& leaf_hash, ProvedUnder* under) {
   auto stub = casework::v1::AuditService::NewStub(client.channel());
   casework::v1::GetInclusionProofRequest req;
   req.set_position(position);
@@ -163,12 +168,14 @@ std::string ProveLeaf(casework::client::Client& client, const std::string& verif
     std::this_thread::sleep_for(std::chrono::milliseconds(250));  // the next checkpoint
   }
   if (!status.ok()) return absl::StrCat("the proof was refused: ", status.error_message());
-  auto body = store::OpenCheckpoint(resp.checkpoint(), *verifier, verifier->name());
+  auto body = store::OpenCheckpoint(resp.checkpoint(), verifier, verifier.name());
   if (!body.ok()) return absl::StrCat("its checkpoint: ", body.status().message());
   if (body->size != resp.tree_size()) return "the checkpoint is of another tree size";
   const std::string_view root = store::rfc9162::AsBytes(body->root);
-  *checkpoint = absl::StrCat("size ", body->size, " root ",
-                             absl::BytesToHexString(absl::string_view(root.data(), root.size())));
+  under->note = resp.checkpoint();
+  under->opened = *body;
+  under->label = absl::StrCat("size ", body->size, " root ",
+                              absl::BytesToHexString(absl::string_view(root.data(), root.size())));
   // The record proved is that event of that case, with that hash.
   store::format::EventRecord record;
   if (!store::format::DecodeEventRecord(resp.leaf(), &record)) {
@@ -199,6 +206,13 @@ void SignOff(State& s) {
   req.set_request_id(RequestId(s));
   req.set_expected_version(s.expected_version);
   req.set_inspection_id(s.inspection_id);
+  if (!s.checkpoint_file.empty() && (s.key_file.empty() || s.verify_with.empty())) {
+    *s.hooks.exit_code = Fail(s,
+                              "--checkpoint-file needs --key and --verify-with: the checkpoint "
+                              "kept is checked where the leaf is proved",
+                              kExitUsage);
+    return;
+  }
   if (!s.key_file.empty()) {
     auto key = SigningKey::Load(s.key_file);
     if (!key.ok()) {
@@ -217,6 +231,7 @@ void SignOff(State& s) {
           Fail(s, "--verify-with must be the log's verifier key (name+hash+base64)", kExitUsage);
       return;
     }
+
     if (s.latest_hex.empty() || !s.verify_with.empty()) {
       // The case as the server has it now: still at the version the approver checked.
       casework::v1::GetCaseRequest get;
@@ -251,9 +266,10 @@ void SignOff(State& s) {
       }
       if (!s.verify_with.empty()) {
         // Signed only once the log proves it holds that leaf at the case's latest position.
-        std::string checkpoint;
-        const std::string why = ProveLeaf(*client, s.verify_with, s.case_id, s.expected_version,
-                                          current.last_position(), latest, &checkpoint);
+        const store::NoteVerifier verifier = *store::NoteVerifier::FromVerifierKey(s.verify_with);
+        ProvedUnder under;
+        const std::string why = ProveLeaf(*client, verifier, s.case_id, s.expected_version,
+                                          current.last_position(), latest, &under);
         if (!why.empty()) {
           *s.hooks.exit_code =
               Fail(s,
@@ -266,8 +282,29 @@ void SignOff(State& s) {
         }
         // On stderr in both modes: the checkpoint to compare with one kept from elsewhere.
         std::cerr << "proved 已证明: leaf " << absl::BytesToHexString(latest) << " at position "
-                  << current.last_position() << " under the signed checkpoint of " << checkpoint
+                  << current.last_position() << " under the signed checkpoint of " << under.label
                   << "\n";
+        if (!s.checkpoint_file.empty()) {
+          // Signed only on a log that extends the history this approver saw before.
+          auto step = AdvanceKeptCheckpoint(*client, verifier, s.checkpoint_file, under.note,
+                                            under.opened, /*create=*/true);
+          if (!step.ok()) {
+            *s.hooks.exit_code = Fail(s,
+                                      absl::StrCat("not signed: ", step.status().message(),
+                                                   " 日志与保存的检查点不一致，未签署"),
+                                      kExitFailure);
+            return;
+          }
+          if (step->first_use) {
+            std::cerr << "kept 已保存: the checkpoint of size " << step->size << " in "
+                      << s.checkpoint_file
+                      << " (first use; later sign-offs are checked against it)\n";
+          } else {
+            std::cerr << "consistent 一致: the log only grew from the kept checkpoint of size "
+                      << step->kept_size << " to size " << step->size << " (kept in "
+                      << s.checkpoint_file << ")\n";
+          }
+        }
       }
     }
     const std::string statement =
@@ -460,6 +497,10 @@ void AddKeyCommands(CLI::App* app, KeyCommandHooks hooks) {
                        "with --key: the log's verifier key; sign only once an inclusion proof "
                        "under a checkpoint it signed shows the leaf hash is the case's latest "
                        "event in the log (exit 4 otherwise)");
+  sign_off->add_option("--checkpoint-file", s->checkpoint_file,
+                       "with --verify-with: the checkpoint you kept from your last proof (a "
+                       "signed note; created on first use); sign only if the log's checkpoint "
+                       "extends it (a consistency proof), then keep the newer one there");
   sign_off->add_option("--latest", s->latest_hex,
                        "with --key: the leaf hash of the case's event at that version, 64 hex "
                        "digits (default: the server's, read when the case is at that version)");
