@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <memory>
 #include <set>
@@ -32,6 +33,7 @@
 #include "services/shell/command_processor.h"
 #include "services/shell/gate_testing.h"
 #include "services/shell/oversight_service.h"
+#include "services/shell/principals.h"
 #include "services/shell/status_testing.h"
 #include "store/rocks_event_log.h"
 
@@ -255,6 +257,7 @@ class JobsTest : public ::testing::Test {
   std::filesystem::path dir_;
   std::unique_ptr<store::RocksEventLog> log_;
   std::unique_ptr<PrincipalsHolder> holder_;
+  std::unique_ptr<PrincipalsReloader> reloader_;  // outlives the server
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<CommandProcessor> processor_;
   workflow::Principal lister_;
@@ -358,6 +361,49 @@ TEST_F(JobsTest, ABackupWhileOneRunsIsRefused) {
   const grpc::Status again = Backup(&third);
   ASSERT_TRUE(again.ok()) << again.error_message();
   EXPECT_EQ(third.backup_id(), 2u);
+}
+
+// One reload of the principals at a time: a second, asked for while the first waits for
+// its record to be written, is refused (ABORTED PRINCIPALS_RELOAD_RUNNING) and changes
+// nothing; the first completes, and a reload asked for afterwards is made.
+TEST_F(JobsTest, AReloadWhileOneRunsIsRefused) {
+  const std::string path = (dir_ / "principals.json").string();
+  std::ofstream(path) << kPrincipals;
+  reloader_ = std::make_unique<PrincipalsReloader>(
+      PrincipalsReloader::Options{.path = path, .log = log_.get(), .clock = SystemClockMicros},
+      holder_.get());
+  admin_->set_principals_reloader(reloader_.get());
+  const auto reload = [this](v1::ReloadPrincipalsResponse* resp) {
+    auto ctx = Context("admin");
+    return v1::AdminService::NewStub(channel_)->ReloadPrincipals(
+        ctx.get(), v1::ReloadPrincipalsRequest(), resp);
+  };
+  const int64_t size_before = log_->Size();
+  log_->PauseCommitsForTesting(true);
+  v1::ReloadPrincipalsResponse first;
+  auto running = std::async(std::launch::async, [&] { return reload(&first); });
+  WaitQueuedAppends(1);  // the first reload waits on its record
+
+  v1::ReloadPrincipalsResponse second;
+  const grpc::Status refused = reload(&second);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::ABORTED) << refused.error_message();
+  EXPECT_EQ(ReasonOf(refused), "PRINCIPALS_RELOAD_RUNNING");
+  EXPECT_NE(refused.error_message().find("retry when it is done"), std::string::npos)
+      << refused.error_message();
+  EXPECT_EQ(log_->QueuedAppendsForTesting(), 1u);  // the refused one wrote nothing
+
+  log_->PauseCommitsForTesting(false);
+  const grpc::Status done = running.get();
+  ASSERT_TRUE(done.ok()) << done.error_message();
+  EXPECT_TRUE(first.recorded_now());
+  EXPECT_EQ(log_->Size(), size_before + 1);
+  // The place is freed before the answer: the next reload is made at once, and finds the
+  // same file recorded.
+  v1::ReloadPrincipalsResponse third;
+  const grpc::Status again = reload(&third);
+  ASSERT_TRUE(again.ok()) << again.error_message();
+  EXPECT_FALSE(third.recorded_now());
+  EXPECT_EQ(third.recorded_position(), first.recorded_position());
 }
 
 // A ledger replay holds at most ledger_cases_max cases of the jurisdiction asked for:
