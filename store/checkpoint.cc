@@ -482,7 +482,10 @@ absl::Status WriteFileDurably(const std::string& path, std::string_view contents
   if (status.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
     status = Errno("cannot rename onto", path);
   }
-  STORE_RETURN_IF_ERROR(status);
+  if (!status.ok()) {
+    ::unlink(tmp.c_str());  // nothing half-written is left beside the file
+    return status;
+  }
   return SyncDirectoryOf(path);
 }
 

@@ -127,8 +127,9 @@ absl::StatusOr<NoteSigner> LoadSigningKey(const std::string& path, std::string n
 
 // Fsyncs the directory that holds `path` (after a rename or a create in it).
 absl::Status SyncDirectoryOf(const std::string& path);
-// Replaces `path` with `contents` durably: write a temporary file, fsync, rename,
-// fsync the directory.
+// Replaces `path` with `contents` durably: write a temporary file (`path.tmp`), fsync,
+// rename, fsync the directory. A failure before the rename removes the temporary file
+// and leaves `path` as it was.
 absl::Status WriteFileDurably(const std::string& path, std::string_view contents);
 // nullopt when the file does not exist. kFailedPrecondition beyond `bytes_max`.
 absl::StatusOr<std::optional<std::string>> ReadSmallFile(const std::string& path, size_t bytes_max);

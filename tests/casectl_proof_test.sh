@@ -139,16 +139,35 @@ rc=0; "$casectl" --server "$server" --identity sun.li sign-off "$case_id" --expe
 # A kept checkpoint (--checkpoint-file) moves only along a consistency proof. A second
 # server under the same key, with a history of its own, stands for a log that shows
 # another history: its checkpoints verify under the key, and are refused against the first.
+# The size of the latest signed checkpoint of the server at $1.
+signed_size() {
+  "$casectl" --server "$1" --identity zhou.hua --json proof checkpoint |
+    "$py" -c 'import json,sys; print(json.load(sys.stdin)["tree_size"])'
+}
+# Waits (bounded) until the latest signed checkpoint of the server at $1 is past $2 and
+# stays where it is for 1.5 s (a checkpoint is signed every second while the log grows).
+settled_past() {
+  local last=-1 now
+  for _ in $(seq 1 40); do
+    now=$(signed_size "$1")
+    [[ $now -gt $2 && $now == "$last" ]] && return 0
+    last=$now; sleep 1.5
+  done
+  echo "the signed checkpoint of $1 did not settle past $2 (at $now)" >&2; return 1
+}
 ctl proof checkpoint --key "$good" --out "$work/kept.note" >/dev/null
-rc=0; ctl proof consistency --checkpoint-file "$work/none.note" --key "$good" >/dev/null 2>&1 || rc=$?
-[[ $rc == 2 ]] || { echo "consistency from a missing kept checkpoint: exit $rc, want 2" >&2; exit 1; }
+rc=0; ctl proof consistency --checkpoint-file "$work/none.note" --key "$good" >/dev/null \
+  2>"$work/none.err" || rc=$?
+[[ $rc == 2 ]] && grep -q "no checkpoint is kept in" "$work/none.err" || {
+  echo "consistency from a missing kept checkpoint: exit $rc, $(cat "$work/none.err")" >&2; exit 1; }
 rc=0; ctl proof consistency --checkpoint-file "$work/kept.note" --first 3 --key "$good" \
-  >/dev/null 2>&1 || rc=$?
-[[ $rc == 2 ]] || { echo "--checkpoint-file with --first: exit $rc, want 2" >&2; exit 1; }
+  >/dev/null 2>"$work/both.err" || rc=$?
+[[ $rc == 2 ]] && grep -q "takes the place of --first" "$work/both.err" || {
+  echo "--checkpoint-file with --first: exit $rc, $(cat "$work/both.err")" >&2; exit 1; }
 kept_size=$("$py" -c 'import sys; print(open(sys.argv[1]).read().split("\n")[1])' "$work/kept.note")
 "$load" --server "$server" --concurrency 2 --count 20 --read-percent 0 --no-sign-off \
   --json >"$work/load3.json"
-sleep 1.5
+settled_past "$server" "$kept_size"
 ctl proof consistency --checkpoint-file "$work/kept.note" --key "$good" >"$work/kept.json"
 "$py" - "$work/kept.json" "$work/kept.note" "$kept_size" <<'PY' || { echo "consistency from the kept checkpoint: $(cat "$work/kept.json")" >&2; exit 1; }
 import json, sys
@@ -158,6 +177,23 @@ assert d["second_tree_size"] > d["first_tree_size"], d
 # The newer checkpoint is kept in the file's place.
 assert open(sys.argv[2]).read().split("\n")[1] == str(d["second_tree_size"]), d
 PY
+# A checkpoint of the log's own size signed with its key over another root: two
+# histories of one size. One signed with another key: not a checkpoint of this log.
+size_now=$(signed_size "$server")
+"$py" "$(dirname "$0")/sign_note.py" "$work/data/log.key" "$size_now" "$(printf '%064d' 7)" \
+  >"$work/twin.note"
+"$py" "$(dirname "$0")/sign_note.py" "$work/other.key" "$size_now" "$(printf '%064d' 7)" \
+  >"$work/stranger.note"
+cp "$work/twin.note" "$work/twin-kept.note"
+rc=0; ctl proof consistency --checkpoint-file "$work/twin-kept.note" --key "$good" \
+  >"$work/twin.json" || rc=$?
+[[ $rc == 4 ]] && cmp -s "$work/twin.note" "$work/twin-kept.note" &&
+  grep -q "two histories of one size" "$work/twin.json" || {
+  echo "a kept checkpoint of the same size and another root: exit $rc, $(cat "$work/twin.json")" >&2; exit 1; }
+rc=0; ctl proof consistency --checkpoint-file "$work/stranger.note" --key "$good" \
+  >"$work/stranger.json" || rc=$?
+[[ $rc == 4 ]] && grep -q "not one signed by the verifier key" "$work/stranger.json" || {
+  echo "a kept checkpoint under another key: exit $rc, $(cat "$work/stranger.json")" >&2; exit 1; }
 mkdir "$work/fork"
 cp "$work/data/log.key" "$work/fork/log.key"
 "$caseworkd" --listen 127.0.0.1:0 --insecure-plaintext --data-dir "$work/fork" \
@@ -169,7 +205,7 @@ for _ in $(seq 1 600); do [[ -s $work/fork.port ]] && break; sleep 0.1; done
 fork=127.0.0.1:$(cat "$work/fork.port")
 "$load" --server "$fork" --concurrency 2 --count 10 --read-percent 0 --no-sign-off \
   --json >"$work/fork-load.json"
-sleep 1.5
+settled_past "$fork" 0
 "$casectl" --server "$fork" --identity zhou.hua --json proof checkpoint --key "$good" \
   --out "$work/fork.note" >/dev/null
 cp "$work/kept.note" "$work/main.note"
@@ -188,7 +224,8 @@ signer() { "$casectl" --server "$server" --identity approver.dongshan --json sig
   --expected-version "$version2" --inspection-id insp-1 --key "$work/keys/county.key" \
   --verify-with "$good" "$@"; }
 rc=0; signer --checkpoint-file "$work/fork-kept.note" >"$work/forked.err" 2>&1 || rc=$?
-[[ $rc == 4 ]] && grep -q "not signed: .*not an extension" "$work/forked.err" || {
+[[ $rc == 4 ]] && grep -q "not signed: .*not an extension" "$work/forked.err" &&
+  cmp -s "$work/fork.note" "$work/fork-kept.note" || {
   echo "sign-off against a kept checkpoint of another history: exit $rc, $(cat "$work/forked.err")" >&2; exit 1; }
 [[ $(ctl get "$case2" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["version"])') == "$version2" ]] || {
   echo "a sign-off refused for its kept checkpoint was sent" >&2; exit 1; }
@@ -201,8 +238,9 @@ kill "$fork_pid"; wait "$fork_pid" 2>/dev/null || true; fork_pid=
 # Without --verify-with a kept checkpoint could not be checked: a usage error.
 rc=0; "$casectl" --server "$server" --identity approver.dongshan sign-off "$case2" \
   --expected-version "$version2" --inspection-id insp-1 --key "$work/keys/county.key" \
-  --checkpoint-file "$work/kept.note" >/dev/null 2>&1 || rc=$?
-[[ $rc == 2 ]] || { echo "sign-off --checkpoint-file without --verify-with: exit $rc, want 2" >&2; exit 1; }
+  --checkpoint-file "$work/kept.note" >/dev/null 2>"$work/nocheck.err" || rc=$?
+[[ $rc == 2 ]] && grep -q "checkpoint-file needs --key and --verify-with" "$work/nocheck.err" || {
+  echo "sign-off --checkpoint-file without --verify-with: exit $rc, $(cat "$work/nocheck.err")" >&2; exit 1; }
 # First use: the checkpoint proved under is kept; the next sign-off checks against it.
 signer --checkpoint-file "$work/approver.note" >"$work/signed2.json" 2>"$work/signed2.err" || {
   echo "sign-off with a new kept checkpoint: $(cat "$work/signed2.json" "$work/signed2.err")" >&2; exit 1; }

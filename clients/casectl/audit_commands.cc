@@ -280,6 +280,10 @@ void AdvanceKept(const AuditCommandContext& shared, const std::string& key, cons
     *shared.exit_code = kExitUsage;
     return;
   }
+  // Only a proof that failed says the log is not what was kept; anything else (the file,
+  // the call, the write) says the check could not be made.
+  const bool inconsistent =
+      !step.ok() && step.status().code() == absl::StatusCode::kFailedPrecondition;
   json out = {{"checkpoint_file", path}, {"verified", step.ok()}};
   if (step.ok()) {
     out["first_tree_size"] = step->kept_size;
@@ -294,10 +298,18 @@ void AdvanceKept(const AuditCommandContext& shared, const std::string& key, cons
                           : out.dump(2, ' ', false, json::error_handler_t::replace))
             << "\n";
   if (!json_mode) {
-    std::cout << (step.ok() ? "verified: the log only grew; the newer checkpoint is kept "
-                              "已验证：日志仅追加，已保存新检查点\n"
-                            : "NOT VERIFIED; the kept checkpoint is left as it was "
-                              "未通过验证，保存的检查点未改动\n");
+    if (step.ok()) {
+      std::cout << (step->size == step->kept_size
+                        ? "verified: the log is where it was kept 已验证：日志与保存的检查点一致\n"
+                        : "verified: the log only grew; the newer checkpoint is kept "
+                          "已验证：日志仅追加，已保存新检查点\n");
+    } else if (inconsistent) {
+      std::cout << "NOT VERIFIED: the log is not an extension of the kept checkpoint, which is "
+                   "left as it was 未通过验证：日志不是保存的检查点的延续，保存的检查点未改动\n";
+    } else {
+      std::cout << "NOT CHECKED: the kept checkpoint could not be checked against the log "
+                   "未能核对保存的检查点\n";
+    }
   }
   if (!step.ok()) *shared.exit_code = kExitNotVerified;
 }
@@ -605,7 +617,12 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     // --out only gets a note that verified (when --key asks for it), whole: an earlier
     // note there stays until the new one is synced beside it.
     if (!p->out.empty() && verified.value_or(true)) {
-      if (!WriteFileWhole(p->out, resp.checkpoint())) {
+      const std::string partial = p->out + ".partial";
+      std::ofstream note(partial, std::ios::binary | std::ios::trunc);
+      note << resp.checkpoint();
+      note.close();
+      if (note.fail() || !SyncAndReplace(partial, p->out)) {
+        std::remove(partial.c_str());
         std::cerr << "cannot write " << p->out << " 无法写入文件\n";
         *shared->exit_code = kExitWriteFailed;
         return;

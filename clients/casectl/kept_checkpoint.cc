@@ -1,11 +1,13 @@
 #include "clients/casectl/kept_checkpoint.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -25,40 +27,19 @@ std::string Hex(const store::Hash& h) {
   return absl::BytesToHexString(absl::string_view(bytes.data(), bytes.size()));
 }
 
-}  // namespace
-
-bool WriteFileWhole(const std::string& path, const std::string& content) {
-  const std::string partial = path + ".partial";
-  const int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return false;
-  size_t done = 0;
-  while (done < content.size()) {
-    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    done += static_cast<size_t>(n);
-  }
-  const bool synced = done == content.size() && ::fsync(fd) == 0;
-  const bool closed = ::close(fd) == 0;
-  if (!synced || !closed || std::rename(partial.c_str(), path.c_str()) != 0) {
-    std::remove(partial.c_str());
-    return false;
-  }
-  return store::SyncDirectoryOf(path).ok();
-}
-
-absl::StatusOr<KeptCheckpointStep> AdvanceKeptCheckpoint(
-    Client& client, const store::NoteVerifier& verifier, const std::string& path,
-    const std::string& latest_note, const store::Checkpoint& latest, bool create) {
+absl::StatusOr<KeptCheckpointStep> AdvanceLocked(Client& client,
+                                                 const store::NoteVerifier& verifier,
+                                                 const std::string& path,
+                                                 const std::string& latest_note,
+                                                 const store::Checkpoint& latest, bool create) {
   KeptCheckpointStep step;
   step.size = latest.size;
-  std::string note;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno != ENOENT) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot read the kept checkpoint ", path, ": ", std::strerror(errno)));
-    }
+  absl::StatusOr<std::optional<std::string>> note = store::ReadSmallFile(path, kNoteBytesMax);
+  if (!note.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the kept checkpoint cannot be read: ", note.status().message()));
+  }
+  if (!note->has_value()) {
     if (!create) {
       return absl::NotFoundError(
           absl::StrCat("no checkpoint is kept in ", path,
@@ -66,24 +47,8 @@ absl::StatusOr<KeptCheckpointStep> AdvanceKeptCheckpoint(
     }
     step.first_use = true;
   } else {
-    note.resize(kNoteBytesMax + 1);
-    size_t got = 0;
-    int error = 0;
-    while (got < note.size()) {
-      const ssize_t n = ::read(fd, note.data() + got, note.size() - got);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) error = errno;
-      if (n <= 0) break;
-      got += static_cast<size_t>(n);
-    }
-    ::close(fd);
-    note.resize(got);
-    if (error != 0 || note.size() > kNoteBytesMax) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("the kept checkpoint ", path, " cannot be read whole: ",
-                       error != 0 ? std::strerror(error) : "it is larger than a checkpoint note"));
-    }
-    absl::StatusOr<store::Checkpoint> kept = store::OpenCheckpoint(note, verifier, verifier.name());
+    absl::StatusOr<store::Checkpoint> kept =
+        store::OpenCheckpoint(**note, verifier, verifier.name());
     if (!kept.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("the checkpoint kept in ", path, " is not one signed by the verifier key ",
@@ -104,7 +69,9 @@ absl::StatusOr<KeptCheckpointStep> AdvanceKeptCheckpoint(
                          Hex(latest.root), ", the one kept in ", path, " the root ",
                          step.kept_root_hex, ": two histories of one size, both signed"));
       }
-    } else if (kept->size > 0) {  // every tree extends the empty one
+      return step;  // nothing new to keep
+    }
+    if (kept->size > 0) {  // every tree extends the empty one
       casework::v1::GetConsistencyProofRequest req;
       req.set_first_tree_size(kept->size);
       req.set_second_tree_size(latest.size);
@@ -113,9 +80,9 @@ absl::StatusOr<KeptCheckpointStep> AdvanceKeptCheckpoint(
       const grpc::Status status = casework::v1::AuditService::NewStub(client.channel())
                                       ->GetConsistencyProof(ctx.get(), req, &resp);
       if (!status.ok()) {
-        return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                            absl::StrCat("the consistency proof from size ", kept->size, " to ",
-                                         latest.size, " was refused: ", status.error_message()));
+        return absl::UnavailableError(absl::StrCat("the consistency proof from size ", kept->size,
+                                                   " to ", latest.size,
+                                                   " was refused: ", status.error_message()));
       }
       const std::vector<std::string> nodes(resp.proof().begin(), resp.proof().end());
       const absl::Status proved =
@@ -132,11 +99,38 @@ absl::StatusOr<KeptCheckpointStep> AdvanceKeptCheckpoint(
             "; the history seen then was rewritten, or this is another log under the same key"));
       }
     }
-    if (kept->size == latest.size) return step;  // nothing new to keep
   }
-  if (!WriteFileWhole(path, latest_note)) {
-    return absl::InternalError(absl::StrCat("cannot write the kept checkpoint ", path));
+  if (absl::Status written = store::WriteFileDurably(path, latest_note); !written.ok()) {
+    return absl::InternalError(absl::StrCat("cannot keep the new checkpoint: ", written.message()));
   }
+  return step;
+}
+
+}  // namespace
+
+absl::StatusOr<KeptCheckpointStep> AdvanceKeptCheckpoint(
+    Client& client, const store::NoteVerifier& verifier, const std::string& path,
+    const std::string& latest_note, const store::Checkpoint& latest, bool create) {
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot open the directory of ", path, ": ", std::strerror(errno)));
+  }
+  int locked;
+  do {
+    locked = ::flock(dir_fd, LOCK_EX);
+  } while (locked != 0 && errno == EINTR);
+  if (locked != 0) {
+    const int error = errno;
+    ::close(dir_fd);
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot lock the directory of ", path, ": ", std::strerror(error)));
+  }
+  absl::StatusOr<KeptCheckpointStep> step =
+      AdvanceLocked(client, verifier, path, latest_note, latest, create);
+  ::close(dir_fd);  // and the lock with it
   return step;
 }
 

@@ -289,16 +289,23 @@ void SignOff(State& s) {
           auto step = AdvanceKeptCheckpoint(*client, verifier, s.checkpoint_file, under.note,
                                             under.opened, /*create=*/true);
           if (!step.ok()) {
-            *s.hooks.exit_code = Fail(s,
-                                      absl::StrCat("not signed: ", step.status().message(),
-                                                   " 日志与保存的检查点不一致，未签署"),
-                                      kExitFailure);
+            // Only a proof that failed says the log is not what was kept.
+            const bool inconsistent = step.status().code() == absl::StatusCode::kFailedPrecondition;
+            *s.hooks.exit_code =
+                Fail(s,
+                     absl::StrCat("not signed: ", step.status().message(),
+                                  inconsistent ? " 日志与保存的检查点不一致，未签署"
+                                               : " 未能核对保存的检查点，未签署"),
+                     kExitFailure);
             return;
           }
           if (step->first_use) {
             std::cerr << "kept 已保存: the checkpoint of size " << step->size << " in "
                       << s.checkpoint_file
                       << " (first use; later sign-offs are checked against it)\n";
+          } else if (step->size == step->kept_size) {
+            std::cerr << "consistent 一致: the log is at the checkpoint kept in "
+                      << s.checkpoint_file << " (size " << step->size << ")\n";
           } else {
             std::cerr << "consistent 一致: the log only grew from the kept checkpoint of size "
                       << step->kept_size << " to size " << step->size << " (kept in "
