@@ -478,6 +478,10 @@ AdminServiceImpl::~AdminServiceImpl() {
       +[](bool* running) { return !*running; }, &backup_running_));
 }
 
+void AdminServiceImpl::StartDetachedThread(std::function<void()> run) {
+  std::thread(std::move(run)).detach();
+}
+
 grpc::ServerUnaryReactor* AdminServiceImpl::CreateBackup(
     grpc::CallbackServerContext* ctx, const casework::v1::CreateBackupRequest* req,
     casework::v1::CreateBackupResponse* resp) {
@@ -534,7 +538,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateBackup(
   }
   auto* reactor = ctx->DefaultReactor();
   try {
-    std::thread([this, reactor, resp, request_id = request_id, actor_id = actor.id] {
+    start_thread_([this, reactor, resp, request_id = request_id, actor_id = actor.id] {
       const absl::Status status = backup_(resp);
       {
         // Free before the answer, so that a caller answered may take the next backup at
@@ -549,7 +553,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateBackup(
         }
       }
       reactor->Finish(status.ok() ? grpc::Status::OK : FromStoreStatus(status));
-    }).detach();
+    });
   } catch (...) {  // no thread could be made
     {
       absl::MutexLock lock(&mu_);

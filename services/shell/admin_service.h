@@ -73,6 +73,12 @@ class AdminServiceImpl final : public casework::v1::AdminService::CallbackServic
   // Unset: CreateBackup answers FAILED_PRECONDITION (backups not configured).
   using BackupFn = std::function<absl::Status(casework::v1::CreateBackupResponse*)>;
   void set_backup(BackupFn backup) { backup_ = std::move(backup); }
+  // How CreateBackup starts the backup's thread: `run` on a new, detached thread. A test
+  // sets one that throws, as std::thread does when no thread can be made (answered
+  // UNAVAILABLE BACKUP_NOT_STARTED).
+  using ThreadStarter = std::function<void(std::function<void()> run)>;
+  static void StartDetachedThread(std::function<void()> run);
+  void set_thread_starter_for_testing(ThreadStarter starter) { start_thread_ = std::move(starter); }
 
   // ReloadPrincipals: admin of the whole city (PERMISSION_DENIED ACTOR_LACKS_ROLE,
   // JURISDICTION_NOT_COVERED otherwise), then the reloader (principals.h), naming the
@@ -128,6 +134,7 @@ class AdminServiceImpl final : public casework::v1::AdminService::CallbackServic
   };
   absl::flat_hash_map<std::string, PendingKey> pending_key_ids_ ABSL_GUARDED_BY(mu_);
   BackupFn backup_;
+  ThreadStarter start_thread_ = StartDetachedThread;
   bool backup_running_ ABSL_GUARDED_BY(mu_) = false;
   // The latest backups taken with a request id, oldest first (at most kBackupAnswersKept):
   // a retry with the id gets the first answer.

@@ -15,6 +15,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -404,6 +405,36 @@ TEST_F(JobsTest, AReloadWhileOneRunsIsRefused) {
   ASSERT_TRUE(again.ok()) << again.error_message();
   EXPECT_FALSE(third.recorded_now());
   EXPECT_EQ(third.recorded_position(), first.recorded_position());
+}
+
+// A backup whose thread cannot be started (the server out of resources) is refused
+// (UNAVAILABLE BACKUP_NOT_STARTED, retry later) and does not hold the one place: once
+// threads can be made again, the next backup is taken.
+TEST_F(JobsTest, ABackupWhoseThreadCannotStartIsRefusedAndFreesItsPlace) {
+  const std::string backups = (dir_ / "backups").string();
+  admin_->set_backup([&](v1::CreateBackupResponse* resp) -> absl::Status {
+    auto id = log_->Backup(backups);
+    if (!id.ok()) return id.status();
+    resp->set_backup_id(*id);
+    resp->set_directory(backups);
+    return absl::OkStatus();
+  });
+  admin_->set_thread_starter_for_testing([](std::function<void()>) {
+    throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again));
+  });
+  v1::CreateBackupResponse first;
+  const grpc::Status refused = Backup(&first);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE) << refused.error_message();
+  EXPECT_EQ(ReasonOf(refused), "BACKUP_NOT_STARTED");
+  EXPECT_NE(refused.error_message().find("retry later"), std::string::npos)
+      << refused.error_message();
+  EXPECT_FALSE(std::filesystem::exists(backups));
+
+  admin_->set_thread_starter_for_testing(AdminServiceImpl::StartDetachedThread);
+  v1::CreateBackupResponse second;
+  const grpc::Status taken = Backup(&second);
+  ASSERT_TRUE(taken.ok()) << taken.error_message();
+  EXPECT_EQ(second.backup_id(), 1u);
 }
 
 // A ledger replay holds at most ledger_cases_max cases of the jurisdiction asked for:
