@@ -367,18 +367,26 @@ TEST_F(JobsTest, ABackupWhileOneRunsIsRefused) {
 // One reload of the principals at a time: a second, asked for while the first waits for
 // its record to be written, is refused (ABORTED PRINCIPALS_RELOAD_RUNNING) and changes
 // nothing; the first completes, and a reload asked for afterwards is made.
+// A server without a reloader says it does not reload on request.
 TEST_F(JobsTest, AReloadWhileOneRunsIsRefused) {
+  const auto reload = [this](v1::ReloadPrincipalsResponse* resp) {
+    auto ctx = Context("admin");
+    return v1::AdminService::NewStub(channel_)->ReloadPrincipals(
+        ctx.get(), v1::ReloadPrincipalsRequest(), resp);
+  };
+  {
+    v1::ReloadPrincipalsResponse resp;
+    const grpc::Status refused = reload(&resp);
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+        << refused.error_message();
+    EXPECT_EQ(ReasonOf(refused), "PRINCIPALS_RELOAD_NOT_CONFIGURED");
+  }
   const std::string path = (dir_ / "principals.json").string();
   std::ofstream(path) << kPrincipals;
   reloader_ = std::make_unique<PrincipalsReloader>(
       PrincipalsReloader::Options{.path = path, .log = log_.get(), .clock = SystemClockMicros},
       holder_.get());
   admin_->set_principals_reloader(reloader_.get());
-  const auto reload = [this](v1::ReloadPrincipalsResponse* resp) {
-    auto ctx = Context("admin");
-    return v1::AdminService::NewStub(channel_)->ReloadPrincipals(
-        ctx.get(), v1::ReloadPrincipalsRequest(), resp);
-  };
   const int64_t size_before = log_->Size();
   log_->PauseCommitsForTesting(true);
   v1::ReloadPrincipalsResponse first;
