@@ -437,6 +437,117 @@ TEST(RocksEventLogDiskFull, TheSpareWalFileIsGivenBackBelowTheReserve) {
   EXPECT_TRUE(await_spare());
 }
 
+// The disk fills between two looks at its free space while the WAL is written over zeros
+// prepared ahead, which a full disk does not refuse: appends go on into the zeros. The
+// first write that needs new room ends them, either a flush's table file (RocksDB's own
+// recovery: refused as for a full disk, resumed by itself once there is room) or a WAL
+// file begun after the one spare was taken (read-only until restart, the last append's
+// outcome unknown); which of the two comes first depends on how the column families'
+// flushes fall. Either way every acknowledged append is there after the room returns (and
+// the restart), the refused append is taken when retried with its request id, and the
+// tree verifies.
+TEST(RocksEventLogDiskFull, ADiskThatFillsUnderAZeroFilledWalLosesNoAcknowledgedAppend) {
+  LogOnFullDiskFs disk;
+  const std::shared_ptr<FullDiskFs>& fs = disk.fs;
+  RocksEventLog::Options options = disk.Options();
+  options.wal_spare_bytes = 4u << 20;
+  options.memtable_bytes_max = 1u << 20;  // flushes every few hundred appends
+  const std::string spare = options.path + "/" + ZeroFilledWalFs::kSpareName;
+  auto await_spare = [&spare]() {
+    for (int i = 0; i < 2000 && !std::filesystem::exists(spare); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return std::filesystem::exists(spare);
+  };
+  // Whether the newest WAL file is one written over a spare (it is as long as the spare).
+  auto newest_wal_in_zeros = [&options]() {
+    std::filesystem::path newest;
+    for (const auto& entry : std::filesystem::directory_iterator(options.path)) {
+      const std::string name = entry.path().filename().string();
+      if (name.ends_with(".log") && name != "LOG" && (newest.empty() || entry.path() > newest)) {
+        newest = entry.path();
+      }
+    }
+    return !newest.empty() && std::filesystem::file_size(newest) >= options.wal_spare_bytes;
+  };
+  absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(options);
+  ASSERT_THAT(log, IsOk());
+  const std::string event(1000, 'e');
+  int64_t version = 0;
+  auto append = [&]() {
+    absl::StatusOr<AppendResult> r = (*log)->Append({.stream = "s",
+                                                     .expected_version = version,
+                                                     .events = {event},
+                                                     .request_id = absl::StrCat("r", version + 1)});
+    if (r.ok()) ++version;
+    return r;
+  };
+  // Appends until the WAL in use is one of zeros and the next spare is ready.
+  for (int i = 0; i < 20000 && !(newest_wal_in_zeros() && std::filesystem::exists(spare)); ++i) {
+    ASSERT_THAT(append(), IsOk());
+  }
+  ASSERT_TRUE(newest_wal_in_zeros()) << "no WAL file was written over a spare";
+  ASSERT_TRUE(await_spare());
+  const int64_t before_full = version;
+
+  // Full, while the guard sees room: only writes into space a file already holds land.
+  fs->SetFreeBytes(64u << 20);
+  fs->SetInPlaceWritesFit(true);
+  fs->SetFull(true, /*syncs_fail=*/true, /*hidden=*/true);
+  absl::StatusOr<AppendResult> refused = absl::UnknownError("no append tried");
+  for (int i = 0; i < 20000; ++i) {
+    refused = append();
+    if (!refused.ok()) break;
+  }
+  ASSERT_FALSE(refused.ok()) << "no flush met the full disk";
+  EXPECT_GT(version, before_full) << "the WAL's zeros took no append on the full disk";
+  EXPECT_GT(fs->refused(), 0u);
+  const int64_t acknowledged = version;
+  EXPECT_EQ((*log)->Size(), acknowledged);
+  const Mode mode = (*log)->GetWriteState().mode;
+  fs->SetFull(false);
+  fs->SetFreeBytes(std::nullopt);
+  if (mode == Mode::kDiskFull) {
+    std::printf("a flush met the full disk: resumed in place\n");
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+    EXPECT_EQ(RefusalReason(refused.status()), kRefusalDiskFull) << refused.status();
+    std::chrono::microseconds waited{};
+    ASSERT_TRUE(AwaitMode(**log, Mode::kWritable, std::chrono::seconds(60), &waited));
+    ASSERT_THAT(append(), IsOk());
+    EXPECT_TRUE(await_spare()) << "no spare after the resume";
+    log->reset();
+  } else {
+    std::printf("a new WAL file met the full disk: read-only until restart\n");
+    EXPECT_EQ(mode, Mode::kFailed);
+    EXPECT_EQ(RefusalReason(refused.status()), kRefusalReadOnly) << refused.status();
+    EXPECT_NE(refused.status().message().find("outcome is unknown"), std::string::npos)
+        << refused.status();
+    log->reset();
+    log = RocksEventLog::Open(options);
+    ASSERT_THAT(log, IsOk());
+    // The refused append may be on disk whole: its retry then answers it, appending nothing.
+    ASSERT_GE((*log)->Size(), acknowledged);
+    ASSERT_LE((*log)->Size(), acknowledged + 1);
+    absl::StatusOr<AppendResult> retried = append();
+    ASSERT_THAT(retried, IsOk());
+    EXPECT_EQ(retried->first_position, acknowledged);
+    log->reset();
+  }
+  log = RocksEventLog::Open(options);
+  ASSERT_THAT(log, IsOk());
+  EXPECT_EQ((*log)->Size(), acknowledged + 1);
+  absl::StatusOr<std::vector<StoredEvent>> events = (*log)->ReadStream("s", 1, acknowledged + 10);
+  ASSERT_THAT(events, IsOk());
+  ASSERT_EQ(events->size(), static_cast<size_t>(acknowledged + 1));
+  for (size_t i = 0; i < events->size(); ++i) {
+    ASSERT_EQ((*events)[i].version, static_cast<int64_t>(i) + 1);
+    ASSERT_EQ((*events)[i].bytes, event);
+  }
+  absl::StatusOr<RocksEventLog::VerifyReport> report = (*log)->Verify(0, (*log)->Size());
+  ASSERT_THAT(report, IsOk());
+  EXPECT_FALSE(report->first_mismatch.has_value()) << report->detail;
+}
+
 // A backup during which the log went read-only for a full disk and resumed is not kept:
 // its copy may hold a batch that was never made durable. It says to take it again, and
 // the next backup, with the disk fine, is kept.

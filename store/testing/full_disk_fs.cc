@@ -1,54 +1,71 @@
 #include "store/testing/full_disk_fs.h"
 
+#include <algorithm>
+
 namespace casework::store::testing {
 
 using rocksdb::IOStatus;
 
 class FullDiskFs::File final : public rocksdb::FSWritableFileOwnerWrapper {
  public:
-  File(FullDiskFs* fs, std::unique_ptr<rocksdb::FSWritableFile> target)
-      : FSWritableFileOwnerWrapper(std::move(target)), fs_(fs) {}
+  // `held_bytes`: the size of a reused file, which its writes from offset 0 overwrite.
+  File(FullDiskFs* fs, std::unique_ptr<rocksdb::FSWritableFile> target, uint64_t held_bytes = 0)
+      : FSWritableFileOwnerWrapper(std::move(target)), fs_(fs), held_bytes_(held_bytes) {}
 
   IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
                   rocksdb::IODebugContext* dbg) override {
-    if (fs_->Refuse(false)) return IOStatus::NoSpace("FullDiskFs: no space left on device");
-    return target()->Append(data, options, dbg);
+    if (fs_->Refuse(false, Held(end_, data.size()))) return NoSpace();
+    IOStatus s = target()->Append(data, options, dbg);
+    if (s.ok()) end_ += data.size();
+    return s;
   }
   IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
                   const rocksdb::DataVerificationInfo& info,
                   rocksdb::IODebugContext* dbg) override {
-    if (fs_->Refuse(false)) return IOStatus::NoSpace("FullDiskFs: no space left on device");
-    return target()->Append(data, options, info, dbg);
+    if (fs_->Refuse(false, Held(end_, data.size()))) return NoSpace();
+    IOStatus s = target()->Append(data, options, info, dbg);
+    if (s.ok()) end_ += data.size();
+    return s;
   }
   IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
                             const rocksdb::IOOptions& options,
                             rocksdb::IODebugContext* dbg) override {
-    if (fs_->Refuse(false)) return IOStatus::NoSpace("FullDiskFs: no space left on device");
-    return target()->PositionedAppend(data, offset, options, dbg);
+    if (fs_->Refuse(false, Held(offset, data.size()))) return NoSpace();
+    IOStatus s = target()->PositionedAppend(data, offset, options, dbg);
+    if (s.ok()) end_ = std::max(end_, offset + data.size());
+    return s;
   }
   IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
                             const rocksdb::IOOptions& options,
                             const rocksdb::DataVerificationInfo& info,
                             rocksdb::IODebugContext* dbg) override {
-    if (fs_->Refuse(false)) return IOStatus::NoSpace("FullDiskFs: no space left on device");
-    return target()->PositionedAppend(data, offset, options, info, dbg);
+    if (fs_->Refuse(false, Held(offset, data.size()))) return NoSpace();
+    IOStatus s = target()->PositionedAppend(data, offset, options, info, dbg);
+    if (s.ok()) end_ = std::max(end_, offset + data.size());
+    return s;
   }
   IOStatus Sync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
-    if (fs_->Refuse(true)) return IOStatus::NoSpace("FullDiskFs: no space left on device");
+    if (fs_->Refuse(true, Held(0, end_))) return NoSpace();
     return target()->Sync(options, dbg);
   }
   IOStatus Fsync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
-    if (fs_->Refuse(true)) return IOStatus::NoSpace("FullDiskFs: no space left on device");
+    if (fs_->Refuse(true, Held(0, end_))) return NoSpace();
     return target()->Fsync(options, dbg);
   }
 
  private:
+  static IOStatus NoSpace() { return IOStatus::NoSpace("FullDiskFs: no space left on device"); }
+  bool Held(uint64_t offset, uint64_t bytes) const { return offset + bytes <= held_bytes_; }
+
   FullDiskFs* const fs_;
+  const uint64_t held_bytes_;
+  uint64_t end_ = 0;  // the end of what was written (RocksDB writes a file from one thread)
 };
 
-bool FullDiskFs::Refuse(bool sync) {
+bool FullDiskFs::Refuse(bool sync, bool in_place) {
   if (!full_.load(std::memory_order_acquire)) return false;
   if (sync && !syncs_fail_.load(std::memory_order_acquire)) return false;
+  if (in_place && in_place_fits_.load(std::memory_order_acquire)) return false;
   refused_.fetch_add(1, std::memory_order_acq_rel);
   return true;
 }
@@ -90,9 +107,11 @@ IOStatus FullDiskFs::ReuseWritableFile(const std::string& fname, const std::stri
                                        const rocksdb::FileOptions& options,
                                        std::unique_ptr<rocksdb::FSWritableFile>* result,
                                        rocksdb::IODebugContext* dbg) {
+  uint64_t held = 0;
+  if (!target()->GetFileSize(old_fname, rocksdb::IOOptions(), &held, dbg).ok()) held = 0;
   std::unique_ptr<rocksdb::FSWritableFile> file;
   IOStatus s = target()->ReuseWritableFile(fname, old_fname, options, &file, dbg);
-  if (s.ok()) *result = std::make_unique<File>(this, std::move(file));
+  if (s.ok()) *result = std::make_unique<File>(this, std::move(file), held);
   return s;
 }
 

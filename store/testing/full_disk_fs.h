@@ -6,7 +6,10 @@
 // written; and GetFreeSpace reports 0 bytes, unless `hidden` (a disk that fills between
 // two looks at its free space). Everything else (reads, creating, renaming and deleting
 // files) passes through. SetFull(false) gives the space back; until SetFreeBytes(nullopt),
-// GetFreeSpace then reports the given number. Thread-safe.
+// GetFreeSpace then reports the given number. With SetInPlaceWritesFit(true), a write into
+// space a reused file already holds (a WAL file written over zeros prepared ahead) is not
+// refused, nor a sync of such a file, as on a real disk, where overwriting allocated
+// blocks needs no free ones. Thread-safe.
 #pragma once
 
 #include <rocksdb/env.h>
@@ -34,6 +37,7 @@ class FullDiskFs final : public rocksdb::FileSystemWrapper {
     full_.store(full, std::memory_order_release);
   }
   bool full() const { return full_.load(std::memory_order_acquire); }
+  void SetInPlaceWritesFit(bool fit) { in_place_fits_.store(fit, std::memory_order_release); }
   // What GetFreeSpace reports when not full: `bytes`, or (nullopt) the real free space.
   void SetFreeBytes(std::optional<uint64_t> bytes) {
     free_bytes_.store(bytes.has_value() ? static_cast<int64_t>(*bytes) : -1,
@@ -58,12 +62,14 @@ class FullDiskFs final : public rocksdb::FileSystemWrapper {
 
  private:
   class File;
-  // True when an append (or, `sync`, a sync) must fail now; counts it.
-  bool Refuse(bool sync);
+  // True when an append (or, `sync`, a sync) must fail now; counts it. `in_place`: the
+  // write lands in space the file already holds.
+  bool Refuse(bool sync, bool in_place);
 
   std::atomic<bool> full_{false};
   std::atomic<bool> syncs_fail_{false};
   std::atomic<bool> hidden_{false};
+  std::atomic<bool> in_place_fits_{false};
   std::atomic<uint64_t> refused_{0};
   std::atomic<int64_t> free_bytes_{-1};
 };
