@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "casework/v1/admin_service.grpc.pb.h"
 #include "casework/v1/audit_service.grpc.pb.h"
+#include "clients/casectl/kept_checkpoint.h"
 #include "clients/client.h"
 #include "clients/signing.h"
 #include "gtest/gtest.h"
@@ -284,6 +285,53 @@ TEST_F(AuditTest, OnlyAuditorsAndAdminsMayAuditWhileCheckpointsServeEveryRole) {
     ASSERT_TRUE(status.ok()) << who << ": " << status.error_message();
     EXPECT_EQ(proof.second_tree_size(), head.tree_size()) << who;
   }
+}
+
+// A kept checkpoint (casectl --checkpoint-file) moves on only along a proof, and never
+// back. A run whose checkpoint is older than the one kept (another run kept a newer one
+// meanwhile) proves its own a prefix of the kept one and leaves the file as it is; an
+// older checkpoint of another history, signed with the log's own key, is refused.
+TEST_F(AuditTest, AKeptCheckpointMovesOnlyForwardAlongProofs) {
+  CreateCases(3, "k", "dongshan");
+  const v1::GetCheckpointResponse older = Checkpoint();
+  CreateCases(3, "l", "dongshan");
+  const v1::GetCheckpointResponse newer = Checkpoint();
+  ASSERT_GT(newer.tree_size(), older.tree_size());
+  const store::NoteVerifier verifier = Verifier();
+  auto older_opened = store::OpenCheckpoint(older.checkpoint(), verifier, "casework/log");
+  auto newer_opened = store::OpenCheckpoint(newer.checkpoint(), verifier, "casework/log");
+  ASSERT_TRUE(older_opened.ok() && newer_opened.ok());
+  const std::string path = (dir_.path() / "kept.note").string();
+  auto approver = As("approver");  // checkpoints and consistency proofs serve every role
+  auto first = client::AdvanceKeptCheckpoint(*approver, verifier, path, newer.checkpoint(),
+                                             *newer_opened, /*create=*/true);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->first_use);
+  EXPECT_EQ(ReadText(path), newer.checkpoint());
+
+  auto behind = client::AdvanceKeptCheckpoint(*approver, verifier, path, older.checkpoint(),
+                                              *older_opened, /*create=*/true);
+  ASSERT_TRUE(behind.ok()) << behind.status();
+  EXPECT_TRUE(behind->kept_is_newer);
+  EXPECT_EQ(behind->size, newer.tree_size());
+  EXPECT_EQ(ReadText(path), newer.checkpoint()) << "the kept checkpoint moved back";
+
+  // The older size over another root, signed with the server's key: not part of the kept one.
+  std::ifstream in(dir_.path() / "data" / "log.key", std::ios::binary);
+  const std::string seed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto signer = store::NoteSigner::FromSeed("casework/log", seed);
+  ASSERT_TRUE(signer.ok());
+  store::Checkpoint other = *older_opened;
+  other.root[0] ^= 1;
+  auto other_note = signer->Sign(store::FormatCheckpoint(other));
+  ASSERT_TRUE(other_note.ok());
+  auto refused = client::AdvanceKeptCheckpoint(*approver, verifier, path, *other_note, other,
+                                               /*create=*/true);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_NE(refused.status().message().find("not shown to be part of it"), std::string::npos)
+      << refused.status();
+  EXPECT_EQ(ReadText(path), newer.checkpoint());
 }
 
 // Requests an auditor can get wrong, each refused naming the field: a negative size is

@@ -286,10 +286,12 @@ void AdvanceKept(const AuditCommandContext& shared, const std::string& key, cons
       !step.ok() && step.status().code() == absl::StatusCode::kFailedPrecondition;
   json out = {{"checkpoint_file", path}, {"verified", step.ok()}};
   if (step.ok()) {
-    out["first_tree_size"] = step->kept_size;
-    out["first_root_hash"] = step->kept_root_hex;
+    // With a newer checkpoint kept (another run's), the log's is proved a prefix of it.
+    out["first_tree_size"] = step->kept_is_newer ? latest->size : step->kept_size;
     out["second_tree_size"] = step->size;
-    out["checkpoint"] = head.checkpoint();
+    out["kept_tree_size"] = step->size;
+    out["kept_is_newer"] = step->kept_is_newer;
+    if (!step->kept_is_newer) out["checkpoint"] = head.checkpoint();
   } else {
     out["error"] = std::string(step.status().message());
   }
@@ -617,6 +619,14 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     // --out only gets a note that verified (when --key asks for it), whole: an earlier
     // note there stays until the new one is synced beside it.
     if (!p->out.empty() && verified.value_or(true)) {
+      // The lock of a kept checkpoint (proof consistency --checkpoint-file, sign-off): a
+      // note written here does not mix with a step of theirs.
+      absl::StatusOr<KeptCheckpointLock> lock = KeptCheckpointLock::Take(p->out);
+      if (!lock.ok()) {
+        std::cerr << lock.status().message() << " 无法锁定文件\n";
+        *shared->exit_code = kExitWriteFailed;
+        return;
+      }
       const std::string partial = p->out + ".partial";
       std::ofstream note(partial, std::ios::binary | std::ios::trunc);
       note << resp.checkpoint();

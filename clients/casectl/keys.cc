@@ -303,6 +303,10 @@ void SignOff(State& s) {
             std::cerr << "kept 已保存: the checkpoint of size " << step->size << " in "
                       << s.checkpoint_file
                       << " (first use; later sign-offs are checked against it)\n";
+          } else if (step->kept_is_newer) {
+            std::cerr << "consistent 一致: the log's checkpoint of size " << under.opened.size
+                      << " is part of the newer one kept in " << s.checkpoint_file << " (size "
+                      << step->size << "), which stays\n";
           } else if (step->size == step->kept_size) {
             std::cerr << "consistent 一致: the log is at the checkpoint kept in "
                       << s.checkpoint_file << " (size " << step->size << ")\n";

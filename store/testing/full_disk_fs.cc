@@ -1,6 +1,7 @@
 #include "store/testing/full_disk_fs.h"
 
 #include <algorithm>
+#include <atomic>
 
 namespace casework::store::testing {
 
@@ -14,17 +15,19 @@ class FullDiskFs::File final : public rocksdb::FSWritableFileOwnerWrapper {
 
   IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
                   rocksdb::IODebugContext* dbg) override {
-    if (fs_->Refuse(false, Held(end_, data.size()))) return NoSpace();
+    if (fs_->Refuse(false, Held(end_.load(std::memory_order_acquire), data.size())))
+      return NoSpace();
     IOStatus s = target()->Append(data, options, dbg);
-    if (s.ok()) end_ += data.size();
+    if (s.ok()) end_.fetch_add(data.size(), std::memory_order_acq_rel);
     return s;
   }
   IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
                   const rocksdb::DataVerificationInfo& info,
                   rocksdb::IODebugContext* dbg) override {
-    if (fs_->Refuse(false, Held(end_, data.size()))) return NoSpace();
+    if (fs_->Refuse(false, Held(end_.load(std::memory_order_acquire), data.size())))
+      return NoSpace();
     IOStatus s = target()->Append(data, options, info, dbg);
-    if (s.ok()) end_ += data.size();
+    if (s.ok()) end_.fetch_add(data.size(), std::memory_order_acq_rel);
     return s;
   }
   IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
@@ -32,7 +35,7 @@ class FullDiskFs::File final : public rocksdb::FSWritableFileOwnerWrapper {
                             rocksdb::IODebugContext* dbg) override {
     if (fs_->Refuse(false, Held(offset, data.size()))) return NoSpace();
     IOStatus s = target()->PositionedAppend(data, offset, options, dbg);
-    if (s.ok()) end_ = std::max(end_, offset + data.size());
+    if (s.ok()) Extend(offset + data.size());
     return s;
   }
   IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
@@ -41,25 +44,44 @@ class FullDiskFs::File final : public rocksdb::FSWritableFileOwnerWrapper {
                             rocksdb::IODebugContext* dbg) override {
     if (fs_->Refuse(false, Held(offset, data.size()))) return NoSpace();
     IOStatus s = target()->PositionedAppend(data, offset, options, info, dbg);
-    if (s.ok()) end_ = std::max(end_, offset + data.size());
+    if (s.ok()) Extend(offset + data.size());
     return s;
   }
   IOStatus Sync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
-    if (fs_->Refuse(true, Held(0, end_))) return NoSpace();
+    if (fs_->Refuse(true, Held(0, end_.load(std::memory_order_acquire)))) return NoSpace();
     return target()->Sync(options, dbg);
   }
+  IOStatus Truncate(uint64_t size, const rocksdb::IOOptions& options,
+                    rocksdb::IODebugContext* dbg) override {
+    IOStatus s = target()->Truncate(size, options, dbg);
+    if (s.ok()) {
+      held_bytes_.store(std::min(held_bytes_.load(std::memory_order_acquire), size),
+                        std::memory_order_release);
+      end_.store(size, std::memory_order_release);
+    }
+    return s;
+  }
   IOStatus Fsync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
-    if (fs_->Refuse(true, Held(0, end_))) return NoSpace();
+    if (fs_->Refuse(true, Held(0, end_.load(std::memory_order_acquire)))) return NoSpace();
     return target()->Fsync(options, dbg);
   }
 
  private:
   static IOStatus NoSpace() { return IOStatus::NoSpace("FullDiskFs: no space left on device"); }
-  bool Held(uint64_t offset, uint64_t bytes) const { return offset + bytes <= held_bytes_; }
+  bool Held(uint64_t offset, uint64_t bytes) const {
+    return offset + bytes <= held_bytes_.load(std::memory_order_acquire);
+  }
+  void Extend(uint64_t end) {
+    uint64_t now = end_.load(std::memory_order_acquire);
+    while (now < end && !end_.compare_exchange_weak(now, end, std::memory_order_acq_rel)) {
+    }
+  }
 
   FullDiskFs* const fs_;
-  const uint64_t held_bytes_;
-  uint64_t end_ = 0;  // the end of what was written (RocksDB writes a file from one thread)
+  std::atomic<uint64_t> held_bytes_;
+  // The end of what was written; a sync may run on another thread than the writes (a WAL
+  // synced by FlushWAL).
+  std::atomic<uint64_t> end_{0};
 };
 
 bool FullDiskFs::Refuse(bool sync, bool in_place) {

@@ -8,8 +8,9 @@
 // files) passes through. SetFull(false) gives the space back; until SetFreeBytes(nullopt),
 // GetFreeSpace then reports the given number. With SetInPlaceWritesFit(true), a write into
 // space a reused file already holds (a WAL file written over zeros prepared ahead) is not
-// refused, nor a sync of such a file, as on a real disk, where overwriting allocated
-// blocks needs no free ones. Thread-safe.
+// refused, nor a sync of such a file, as on a disk whose file system overwrites allocated
+// blocks in place (ext4, XFS; not a copy-on-write one such as btrfs or ZFS, where an
+// overwrite needs free blocks too). Thread-safe.
 #pragma once
 
 #include <rocksdb/env.h>
