@@ -184,16 +184,18 @@ size_now=$(signed_size "$server")
   >"$work/twin.note"
 "$py" "$(dirname "$0")/sign_note.py" "$work/other.key" "$size_now" "$(printf '%064d' 7)" \
   >"$work/stranger.note"
-cp "$work/twin.note" "$work/twin-kept.note"
-rc=0; ctl proof consistency --checkpoint-file "$work/twin-kept.note" --key "$good" \
-  >"$work/twin.json" || rc=$?
-[[ $rc == 4 ]] && cmp -s "$work/twin.note" "$work/twin-kept.note" &&
-  grep -q "two histories of one size" "$work/twin.json" || {
-  echo "a kept checkpoint of the same size and another root: exit $rc, $(cat "$work/twin.json")" >&2; exit 1; }
-rc=0; ctl proof consistency --checkpoint-file "$work/stranger.note" --key "$good" \
-  >"$work/stranger.json" || rc=$?
-[[ $rc == 4 ]] && grep -q "not one signed by the verifier key" "$work/stranger.json" || {
-  echo "a kept checkpoint under another key: exit $rc, $(cat "$work/stranger.json")" >&2; exit 1; }
+# `proof consistency` from a copy of the note $1, kept, against the server at $2: refused
+# (exit 4) saying $3, the copy left as it was.
+refused_from() {
+  cp "$work/$1.note" "$work/$1-kept.note"
+  local rc=0
+  "$casectl" --server "$2" --identity zhou.hua --json proof consistency \
+    --checkpoint-file "$work/$1-kept.note" --key "$good" >"$work/$1.json" || rc=$?
+  [[ $rc == 4 ]] && cmp -s "$work/$1.note" "$work/$1-kept.note" && grep -q "$3" "$work/$1.json" ||
+    { echo "a kept checkpoint ($1) was not refused: exit $rc, $(cat "$work/$1.json")" >&2; exit 1; }
+}
+refused_from twin "$server" "two histories of one size"
+refused_from stranger "$server" "not one signed by the verifier key"
 mkdir "$work/fork"
 cp "$work/data/log.key" "$work/fork/log.key"
 "$caseworkd" --listen 127.0.0.1:0 --insecure-plaintext --data-dir "$work/fork" \
@@ -210,12 +212,7 @@ settled_past "$fork" 0
   --out "$work/fork.note" >/dev/null
 cp "$work/kept.note" "$work/main.note"
 # The other history, smaller: no consistency proof leads from it to the first log's.
-cp "$work/fork.note" "$work/fork-kept.note"
-rc=0; ctl proof consistency --checkpoint-file "$work/fork-kept.note" --key "$good" \
-  >"$work/fork.json" || rc=$?
-[[ $rc == 4 ]] && cmp -s "$work/fork.note" "$work/fork-kept.note" &&
-  grep -q "not an extension" "$work/fork.json" || {
-  echo "a kept checkpoint of another history: exit $rc, $(cat "$work/fork.json")" >&2; exit 1; }
+refused_from fork "$server" "not an extension"
 # An approver who kept it is refused before signing: nothing is signed or sent.
 ctl list --filter 'state = VERIFIED' --page-size 1 >"$work/verified2.json"
 case2=$("$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["case_id"])' "$work/verified2.json")
@@ -230,10 +227,7 @@ rc=0; signer --checkpoint-file "$work/fork-kept.note" >"$work/forked.err" 2>&1 |
 [[ $(ctl get "$case2" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["version"])') == "$version2" ]] || {
   echo "a sign-off refused for its kept checkpoint was sent" >&2; exit 1; }
 # The first log's larger checkpoint, kept, against the smaller other log: events lost.
-rc=0; "$casectl" --server "$fork" --identity zhou.hua --json proof consistency \
-  --checkpoint-file "$work/main.note" --key "$good" >"$work/lost.json" || rc=$?
-[[ $rc == 4 ]] && cmp -s "$work/main.note" "$work/kept.note" && grep -q "lost events" "$work/lost.json" || {
-  echo "a larger kept checkpoint against a smaller log: exit $rc, $(cat "$work/lost.json")" >&2; exit 1; }
+refused_from main "$fork" "lost events"
 kill "$fork_pid"; wait "$fork_pid" 2>/dev/null || true; fork_pid=
 # Without --verify-with a kept checkpoint could not be checked: a usage error.
 rc=0; "$casectl" --server "$server" --identity approver.dongshan sign-off "$case2" \
