@@ -138,7 +138,7 @@ void Sign(State& s) {
   *s.hooks.exit_code = kExitOk;
 }
 
-// "" when the log whose checkpoints `verifier_key` signs is proved to hold, at `position`,
+// "" when the log whose checkpoints `verifier` checks is proved to hold, at `position`,
 // the record of event `version` of case `case_id` with the leaf hash `leaf_hash` (an
 // inclusion proof under the latest signed checkpoint, asked for again for up to 5 s while
 // that checkpoint does not reach the position yet); else why not. `*under` gets the
@@ -231,7 +231,6 @@ void SignOff(State& s) {
           Fail(s, "--verify-with must be the log's verifier key (name+hash+base64)", kExitUsage);
       return;
     }
-
     if (s.latest_hex.empty() || !s.verify_with.empty()) {
       // The case as the server has it now: still at the version the approver checked.
       casework::v1::GetCaseRequest get;
