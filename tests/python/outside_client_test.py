@@ -4,7 +4,8 @@ Generates Python stubs from proto/ with protoc and Debian's grpc_python_plugin, 
 real caseworkd on 127.0.0.1, and drives it with the stock grpcio library: create a case,
 read it back, page through the ledger, decode a refusal's google.rpc.Status details, and
 close a case with Ed25519 signatures (python3-cryptography) over the sign-off statement
-as docs/rules.md writes it.
+as docs/rules.md writes it, and, as an approver, prove from two signed checkpoints that the
+log only grew between them.
 Run: python3 outside_client_test.py CASEWORKD PROTO_DIR GOOGLEAPIS_DIR
 """
 import importlib
@@ -114,6 +115,53 @@ class OutsideClientTest(unittest.TestCase):
         req.problem_categories.append(case_pb2.PROBLEM_CATEGORY_DEVELOPMENT)
         req.deadline.seconds = int(time.time()) + 90 * 86400
         return req
+
+    def test_an_approver_keeps_a_checkpoint_and_proves_the_log_only_grew(self):
+        # Any role gets signed checkpoints and consistency proofs, and checks them with code
+        # of its own: tools/verify_export.py, written apart from the server, for RFC 9162
+        # and C2SP signed notes.
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        import hashlib
+        import base64
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                        "..", "..", "tools"))
+        import verify_export
+        audit_pb2 = importlib.import_module("casework.v1.audit_service_pb2")
+        audit = importlib.import_module("casework.v1.audit_service_pb2_grpc").AuditServiceStub(
+            self.channel)
+        # The verifier key the operator hands out, from the server's key file.
+        with open(os.path.join(self.tmp, "data", "log.key"), "rb") as f:
+            public = Ed25519PrivateKey.from_private_bytes(f.read()).public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        key_hash = hashlib.sha256(b"casework/log\n\x01" + public).digest()[:4]
+        vkey = "casework/log+%s+%s" % (key_hash.hex(),
+                                       base64.b64encode(b"\x01" + public).decode())
+
+        def signed_past(size):  # the latest signed checkpoint, once it is past `size`
+            deadline = time.time() + 10
+            while True:
+                head, _ = self.call(audit.GetCheckpoint, audit_pb2.GetCheckpointRequest(),
+                                    identity="py.county")
+                _, got, root = verify_export.open_checkpoint(head.checkpoint, vkey)
+                if got > size or time.time() > deadline:
+                    return got, root
+                time.sleep(0.2)
+
+        self.call(self.stub.CreateCase, self.listing("py-4", "py-r9"))
+        size1, root1 = signed_past(0)
+        self.call(self.stub.CreateCase, self.listing("py-5", "py-r10"))
+        size2, root2 = signed_past(size1)
+        self.assertGreater(size2, size1)
+        proof, _ = self.call(audit.GetConsistencyProof, audit_pb2.GetConsistencyProofRequest(
+            first_tree_size=size1, second_tree_size=size2), identity="py.county")
+        self.assertEqual((proof.first_tree_size, proof.second_tree_size), (size1, size2))
+        self.assertTrue(verify_export.verify_consistency(size1, size2, list(proof.proof),
+                                                         root1, root2))
+        # A kept root of another history does not lead to the new one.
+        other = bytes([root1[0] ^ 1]) + root1[1:]
+        self.assertFalse(verify_export.verify_consistency(size1, size2, list(proof.proof),
+                                                          other, root2))
 
     def test_create_get_list_and_history(self):
         resp, call = self.call(self.stub.CreateCase, self.listing("py-1", "py-r1"))
