@@ -228,6 +228,20 @@ rc=0; signer --checkpoint-file "$work/fork-kept.note" >"$work/forked.err" 2>&1 |
   echo "a sign-off refused for its kept checkpoint was sent" >&2; exit 1; }
 # The first log's larger checkpoint, kept, against the smaller other log: events lost.
 refused_from main "$fork" "lost events"
+# A watch keeps the checkpoints its stream carries the same way: against the first log its
+# file starts and follows; against the other log, the first log's checkpoint kept ends the
+# watch at the first checkpoint (exit 4), the file as it was.
+rc=0; timeout 5 "$casectl" --server "$server" --identity zhou.hua --json watch --key "$good" \
+  --checkpoint-file "$work/watch.note" >"$work/watch.json" 2>"$work/watch.err" || rc=$?
+[[ $rc == 124 ]] && grep -q '"verified":true' "$work/watch.json" &&
+  [[ $(sed -n 2p "$work/watch.note") == $(signed_size "$server") ]] || {
+  echo "watch --checkpoint-file: exit $rc, $(cat "$work/watch.err"), kept: $(cat "$work/watch.note")" >&2; exit 1; }
+cp "$work/main.note" "$work/watch-main.note"
+rc=0; timeout 20 "$casectl" --server "$fork" --identity zhou.hua --json watch --key "$good" \
+  --checkpoint-file "$work/watch-main.note" >/dev/null 2>"$work/watch-fork.err" || rc=$?
+[[ $rc == 4 ]] && grep -q "NOT VERIFIED.*lost events" "$work/watch-fork.err" &&
+  cmp -s "$work/main.note" "$work/watch-main.note" || {
+  echo "watch of another log against a kept checkpoint: exit $rc, $(cat "$work/watch-fork.err")" >&2; exit 1; }
 kill "$fork_pid"; wait "$fork_pid" 2>/dev/null || true; fork_pid=
 # Without --verify-with a kept checkpoint could not be checked: a usage error.
 rc=0; "$casectl" --server "$server" --identity approver.dongshan sign-off "$case2" \

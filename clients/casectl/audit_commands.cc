@@ -329,6 +329,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     std::vector<std::string> kinds;
     int64_t count = 0;
     int per_message = 0;
+    std::string key, checkpoint_file;
   };
   auto w = std::make_shared<WatchArgs>();
   auto* watch = app->add_subcommand("watch", "follow the log as it changes 订阅事件流");
@@ -341,8 +342,45 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
   watch->add_option("--kind", w->kinds, "only these event kinds, e.g. inspection_passed");
   watch->add_option("--count", w->count, "stop after this many events (0: follow forever)");
   watch->add_option("--max-per-message", w->per_message, "events per message (server default)");
+  watch->add_option("--key", w->key,
+                    "verify every checkpoint the stream carries with this verifier key "
+                    "(name+hash+base64); one that does not verify ends the watch (exit 4)");
+  watch->add_option("--checkpoint-file", w->checkpoint_file,
+                    "with --key: the checkpoint kept (created on first use); each checkpoint "
+                    "the stream carries must extend it (a consistency proof), and the newest "
+                    "is kept there, at most once a second and at the end (exit 4 otherwise)");
   watch->callback([shared, w, json_mode] {
+    if (!UsableKey(w->key, shared->exit_code)) return;
+    if (!w->checkpoint_file.empty() && w->key.empty()) {
+      std::cerr << "--checkpoint-file needs --key 请同时提供 --key\n";
+      *shared->exit_code = kExitUsage;
+      return;
+    }
+    std::optional<store::NoteVerifier> verifier;
+    if (!w->key.empty()) verifier = *store::NoteVerifier::FromVerifierKey(w->key);
+    // The newest checkpoint verified, and whether it is kept yet (--checkpoint-file).
+    std::string newest_note;
+    store::Checkpoint newest;
+    bool newest_kept = true;
+    std::optional<std::chrono::steady_clock::time_point> last_kept;  // none yet
+    bool refused = false;
     auto c = shared->client();
+    // Keeps the newest checkpoint in --checkpoint-file after a consistency proof from the
+    // one kept there; false (printed, exit status set) when the log is not an extension.
+    const auto keep = [&]() {
+      if (w->checkpoint_file.empty() || newest_kept) return true;
+      absl::StatusOr<KeptCheckpointStep> step = AdvanceKeptCheckpoint(
+          *c, *verifier, w->checkpoint_file, newest_note, newest, /*create=*/true);
+      last_kept = std::chrono::steady_clock::now();
+      newest_kept = true;
+      if (step.ok()) return true;
+      std::cerr << (step.status().code() == absl::StatusCode::kFailedPrecondition
+                        ? "NOT VERIFIED 未通过验证: "
+                        : "NOT CHECKED 未能核对: ")
+                << step.status().message() << "\n";
+      *shared->exit_code = kExitNotVerified;
+      return false;
+    };
     auto stub = v1::EventService::NewStub(c->channel());
     v1::WatchEventsRequest req;
     req.set_max_events_per_message(w->per_message);
@@ -384,11 +422,34 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
         // were not printed, so neither is a place to resume from.
         const bool whole = w->count == 0 || seen < w->count;
         if (whole) next = std::max(next, m.scanned_through());
+        if (verifier.has_value() && whole && !m.checkpoint().empty()) {
+          // The checkpoint covers exactly what was scanned, signed by the key given.
+          absl::StatusOr<store::Checkpoint> opened =
+              store::OpenCheckpoint(m.checkpoint(), *verifier, verifier->name());
+          if (!opened.ok() || opened->size != m.scanned_through()) {
+            std::cerr << "NOT VERIFIED 未通过验证: the checkpoint at " << m.scanned_through()
+                      << (opened.ok() ? absl::StrCat(" is of size ", opened->size)
+                                      : absl::StrCat(" does not verify under --key: ",
+                                                     opened.status().message()))
+                      << "\n";
+            *shared->exit_code = kExitNotVerified;
+            refused = true;
+            break;
+          }
+          newest_note = m.checkpoint();
+          newest = *opened;
+          newest_kept = false;
+          if ((!last_kept.has_value() ||
+               std::chrono::steady_clock::now() - *last_kept >= std::chrono::seconds(1)) &&
+              !keep()) {
+            refused = true;
+            break;
+          }
+        }
         if (*json_mode && whole && !m.checkpoint().empty()) {
-          std::cout << json{{"checkpoint", m.checkpoint()},
-                            {"scanned_through", m.scanned_through()}}
-                           .dump()
-                    << "\n";
+          json line = {{"checkpoint", m.checkpoint()}, {"scanned_through", m.scanned_through()}};
+          if (verifier.has_value()) line["verified"] = true;
+          std::cout << line.dump() << "\n";
         }
         if (m.caught_up() && !live && !*json_mode) {
           std::cerr << "-- caught up at " << m.scanned_through()
@@ -397,7 +458,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
         }
         std::cout.flush();
       }
-      const bool done = w->count != 0 && seen >= w->count;
+      const bool done = refused || (w->count != 0 && seen >= w->count);
       if (done) ctx->TryCancel();
       status = reader->Finish();
       // The server going away shows as UNAVAILABLE, or as CANCELLED when it cancels its
@@ -418,9 +479,12 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       c = shared->client();
       stub = v1::EventService::NewStub(c->channel());
     }
+    // The newest checkpoint verified is kept at the end too (a stop by --count, or the
+    // server gone).
+    if (!refused && !keep()) refused = true;
     if (!*json_mode)
       std::cerr << "-- to resume: --from " << next << " 续订请用 --from " << next << "\n";
-    if (!status.ok() && !(w->count != 0 && seen >= w->count)) {
+    if (!refused && !status.ok() && !(w->count != 0 && seen >= w->count)) {
       *shared->exit_code = shared->report_error(status);
     }
   });
