@@ -236,6 +236,24 @@ rc=0; timeout 5 "$casectl" --server "$server" --identity zhou.hua --json watch -
 [[ $rc == 124 ]] && grep -q '"verified":true' "$work/watch.json" &&
   [[ $(sed -n 2p "$work/watch.note") == $(signed_size "$server") ]] || {
   echo "watch --checkpoint-file: exit $rc, $(cat "$work/watch.err"), kept: $(cat "$work/watch.note")" >&2; exit 1; }
+# Later, after more load, a watch resumed from there to the latest size (ending by --count)
+# proves the log grew from the kept checkpoint and keeps the newer one.
+kept1=$(sed -n 2p "$work/watch.note")
+"$load" --server "$server" --concurrency 2 --count 10 --read-percent 0 --no-sign-off \
+  --json >"$work/load4.json"
+settled_past "$server" "$kept1"
+kept2=$(signed_size "$server")
+"$casectl" --server "$server" --identity zhou.hua --json watch --from "$kept1" \
+  --count "$((kept2 - kept1))" --key "$good" --checkpoint-file "$work/watch.note" \
+  >"$work/watch2.json" 2>"$work/watch2.err" || {
+  echo "watch --checkpoint-file, resumed: $(cat "$work/watch2.err")" >&2; exit 1; }
+[[ $(sed -n 2p "$work/watch.note") == "$kept2" ]] || {
+  echo "the resumed watch kept $(sed -n 2p "$work/watch.note"), not $kept2" >&2; exit 1; }
+# Checkpoints under another key end the watch at the first one.
+rc=0; timeout 20 "$casectl" --server "$server" --identity zhou.hua watch --key "$bad" \
+  >/dev/null 2>"$work/watch-bad.err" || rc=$?
+[[ $rc == 4 ]] && grep -q "NOT VERIFIED.*does not verify under --key" "$work/watch-bad.err" || {
+  echo "watch --key of another key: exit $rc, $(cat "$work/watch-bad.err")" >&2; exit 1; }
 cp "$work/main.note" "$work/watch-main.note"
 rc=0; timeout 20 "$casectl" --server "$fork" --identity zhou.hua --json watch --key "$good" \
   --checkpoint-file "$work/watch-main.note" >/dev/null 2>"$work/watch-fork.err" || rc=$?

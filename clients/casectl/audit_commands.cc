@@ -347,8 +347,8 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
                     "(name+hash+base64); one that does not verify ends the watch (exit 4)");
   watch->add_option("--checkpoint-file", w->checkpoint_file,
                     "with --key: the checkpoint kept (created on first use); each checkpoint "
-                    "the stream carries must extend it (a consistency proof), and the newest "
-                    "is kept there, at most once a second and at the end (exit 4 otherwise)");
+                    "the stream carries must extend it (a consistency proof) and is then kept "
+                    "there in its place (exit 4 otherwise)");
   watch->callback([shared, w, json_mode] {
     if (!UsableKey(w->key, shared->exit_code)) return;
     if (!w->checkpoint_file.empty() && w->key.empty()) {
@@ -362,18 +362,26 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     std::string newest_note;
     store::Checkpoint newest;
     bool newest_kept = true;
-    std::optional<std::chrono::steady_clock::time_point> last_kept;  // none yet
     bool refused = false;
     auto c = shared->client();
     // Keeps the newest checkpoint in --checkpoint-file after a consistency proof from the
-    // one kept there; false (printed, exit status set) when the log is not an extension.
+    // one kept there (the server sends one about every second while the log grows). False
+    // (printed, exit status set) when the log is not an extension of the kept one, or the
+    // file is unusable; a proof that could not be asked for now (the server away) is
+    // asked for again at the next checkpoint, or at the end.
     const auto keep = [&]() {
       if (w->checkpoint_file.empty() || newest_kept) return true;
       absl::StatusOr<KeptCheckpointStep> step = AdvanceKeptCheckpoint(
           *c, *verifier, w->checkpoint_file, newest_note, newest, /*create=*/true);
-      last_kept = std::chrono::steady_clock::now();
-      newest_kept = true;
-      if (step.ok()) return true;
+      if (step.ok()) {
+        newest_kept = true;
+        return true;
+      }
+      if (step.status().code() == absl::StatusCode::kUnavailable) {
+        std::cerr << "-- the kept checkpoint could not be checked now (" << step.status().message()
+                  << "); tried again at the next checkpoint 暂时无法核对保存的检查点\n";
+        return true;
+      }
       std::cerr << (step.status().code() == absl::StatusCode::kFailedPrecondition
                         ? "NOT VERIFIED 未通过验证: "
                         : "NOT CHECKED 未能核对: ")
@@ -419,10 +427,10 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
           if (w->count != 0 && ++seen >= w->count) break;
         }
         // A message cut short by --count: its scan and checkpoint reach past events that
-        // were not printed, so neither is a place to resume from.
+        // were not printed, so neither is a place to resume from. Its checkpoint is of the
+        // log all the same, and checked.
         const bool whole = w->count == 0 || seen < w->count;
-        if (whole) next = std::max(next, m.scanned_through());
-        if (verifier.has_value() && whole && !m.checkpoint().empty()) {
+        if (verifier.has_value() && !m.checkpoint().empty()) {
           // The checkpoint covers exactly what was scanned, signed by the key given.
           absl::StatusOr<store::Checkpoint> opened =
               store::OpenCheckpoint(m.checkpoint(), *verifier, verifier->name());
@@ -439,13 +447,12 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
           newest_note = m.checkpoint();
           newest = *opened;
           newest_kept = false;
-          if ((!last_kept.has_value() ||
-               std::chrono::steady_clock::now() - *last_kept >= std::chrono::seconds(1)) &&
-              !keep()) {
+          if (!keep()) {
             refused = true;
             break;
           }
         }
+        if (whole) next = std::max(next, m.scanned_through());
         if (*json_mode && whole && !m.checkpoint().empty()) {
           json line = {{"checkpoint", m.checkpoint()}, {"scanned_through", m.scanned_through()}};
           if (verifier.has_value()) line["verified"] = true;
@@ -479,8 +486,7 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       c = shared->client();
       stub = v1::EventService::NewStub(c->channel());
     }
-    // The newest checkpoint verified is kept at the end too (a stop by --count, or the
-    // server gone).
+    // A checkpoint whose proof could not be asked for is tried once more at the end.
     if (!refused && !keep()) refused = true;
     if (!*json_mode)
       std::cerr << "-- to resume: --from " << next << " 续订请用 --from " << next << "\n";
