@@ -139,14 +139,15 @@ class AuditTest : public ::testing::Test {
     return resp;
   }
 
-  store::NoteVerifier Verifier() {
-    // The server's key, read from its key file as an auditor would be given it.
-    std::ifstream in(dir_.path() / "data" / "log.key", std::ios::binary);
-    std::string seed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    auto signer = store::NoteSigner::FromSeed("casework/log", seed);
-    EXPECT_TRUE(signer.ok());
-    return signer->verifier();
+  // The server's key, read from its key file.
+  store::NoteSigner Signer() {
+    auto signer =
+        store::LoadSigningKey((dir_.path() / "data" / "log.key").string(), "casework/log");
+    EXPECT_TRUE(signer.ok()) << signer.status();
+    return *std::move(signer);
   }
+  // Its verifier key, as an auditor would be given it.
+  store::NoteVerifier Verifier() { return Signer().verifier(); }
 
   struct Verdict {
     bool ok = false;
@@ -317,13 +318,9 @@ TEST_F(AuditTest, AKeptCheckpointMovesOnlyForwardAlongProofs) {
   EXPECT_EQ(ReadText(path), newer.checkpoint()) << "the kept checkpoint moved back";
 
   // The older size over another root, signed with the server's key: not part of the kept one.
-  std::ifstream in(dir_.path() / "data" / "log.key", std::ios::binary);
-  const std::string seed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto signer = store::NoteSigner::FromSeed("casework/log", seed);
-  ASSERT_TRUE(signer.ok());
   store::Checkpoint other = *older_opened;
   other.root[0] ^= 1;
-  auto other_note = signer->Sign(store::FormatCheckpoint(other));
+  auto other_note = Signer().Sign(store::FormatCheckpoint(other));
   ASSERT_TRUE(other_note.ok());
   auto refused = client::AdvanceKeptCheckpoint(*approver, verifier, path, *other_note, other,
                                                /*create=*/true);

@@ -288,8 +288,7 @@ void AdvanceKept(const AuditCommandContext& shared, const std::string& key, cons
   if (step.ok()) {
     // With a newer checkpoint kept (another run's), the log's is proved a prefix of it.
     out["first_tree_size"] = step->kept_is_newer ? latest->size : step->kept_size;
-    out["second_tree_size"] = step->size;
-    out["kept_tree_size"] = step->size;
+    out["second_tree_size"] = step->size;  // the size kept now
     out["kept_is_newer"] = step->kept_is_newer;
     if (!step->kept_is_newer) out["checkpoint"] = head.checkpoint();
   } else {

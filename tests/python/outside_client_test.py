@@ -120,23 +120,16 @@ class OutsideClientTest(unittest.TestCase):
         # Any role gets signed checkpoints and consistency proofs, and checks them with code
         # of its own: tools/verify_export.py, written apart from the server, for RFC 9162
         # and C2SP signed notes.
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-        import hashlib
-        import base64
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                        "..", "..", "tools"))
+        here = os.path.dirname(os.path.abspath(__file__))
+        sys.path.insert(0, os.path.join(here, "..", "..", "tools"))
         import verify_export
         audit_pb2 = importlib.import_module("casework.v1.audit_service_pb2")
         audit = importlib.import_module("casework.v1.audit_service_pb2_grpc").AuditServiceStub(
             self.channel)
         # The verifier key the operator hands out, from the server's key file.
-        with open(os.path.join(self.tmp, "data", "log.key"), "rb") as f:
-            public = Ed25519PrivateKey.from_private_bytes(f.read()).public_key().public_bytes(
-                serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        key_hash = hashlib.sha256(b"casework/log\n\x01" + public).digest()[:4]
-        vkey = "casework/log+%s+%s" % (key_hash.hex(),
-                                       base64.b64encode(b"\x01" + public).decode())
+        vkey = subprocess.check_output(
+            [sys.executable, os.path.join(here, "..", "verifier_key.py"),
+             os.path.join(self.tmp, "data", "log.key")], text=True).strip()
 
         def signed_past(size):  # the latest signed checkpoint, once it is past `size`
             deadline = time.time() + 10
