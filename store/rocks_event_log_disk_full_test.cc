@@ -10,6 +10,8 @@
 // few seconds. CW_DISK_FULL_TRIALS sets the number of trials (default 2, each filling the
 // disk 3 times);
 // CW_TEST_SEED replays one run.
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -435,6 +437,128 @@ TEST(RocksEventLogDiskFull, TheSpareWalFileIsGivenBackBelowTheReserve) {
   EXPECT_EQ((*log)->Size(), 2);
   ASSERT_THAT((*log)->Append({.stream = "s", .expected_version = 2, .events = {"c"}}), IsOk());
   EXPECT_TRUE(await_spare());
+}
+
+// RocksDB meets the full disk in a flush that began before the disk filled, while the guard
+// still sees room (above the reserve, below the room to resume), and a spare WAL file was
+// prepared after that flush's memtable switch. Appends are refused until there is room;
+// meanwhile the spare's zeros go back to the file system, since they are room for the
+// flush RocksDB's recovery starts with. Once there is room the log resumes by itself,
+// every acknowledged append is there after a restart, and the tree verifies.
+TEST(RocksEventLogDiskFull, AFlushThatMeetsTheFullDiskGivesTheSpareBack) {
+  LogOnFullDiskFs disk;
+  const std::shared_ptr<FullDiskFs>& fs = disk.fs;
+  RocksEventLog::Options options = disk.Options();
+  options.wal_spare_bytes = 2u << 20;
+  options.memtable_bytes_max = 1u << 20;  // flushes every few hundred appends
+  const std::string spare = options.path + "/" + ZeroFilledWalFs::kSpareName;
+  auto await_spare = [&spare](bool there) {
+    for (int i = 0; i < 2000 && std::filesystem::exists(spare) != there; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return std::filesystem::exists(spare) == there;
+  };
+  absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(options);
+  ASSERT_THAT(log, IsOk());
+  const std::string event(1000, 'e');
+  int64_t version = 0;
+  auto append = [&]() {
+    absl::StatusOr<AppendResult> r = (*log)->Append({.stream = "s",
+                                                     .expected_version = version,
+                                                     .events = {event},
+                                                     .request_id = absl::StrCat("r", version + 1)});
+    if (r.ok()) ++version;
+    return r;
+  };
+  // A flush begins (its memtable switch takes the spare ready then) and waits to create
+  // its table file.
+  fs->HoldTableFiles(true);
+  // Whatever happens below, a held flush is let go before the log is closed.
+  struct Release {
+    FullDiskFs* fs;
+    ~Release() { fs->HoldTableFiles(false); }
+  } release{fs.get()};
+  for (int i = 0; i < 20000 && fs->table_files_waiting() == 0; ++i) {
+    ASSERT_THAT(append(), IsOk());
+  }
+  ASSERT_GT(fs->table_files_waiting(), 0) << "no flush began";
+  ASSERT_TRUE(await_spare(true)) << "no spare was prepared after the memtable switch";
+  // The spare's inode: given back, it is no WAL file's (RocksDB's own recovery, a few
+  // seconds on, begins a WAL file, which would take a spare still there).
+  struct stat spare_stat {};
+  ASSERT_EQ(::stat(spare.c_str(), &spare_stat), 0);
+  auto a_wal_file_has_the_spare_inode = [&]() {
+    for (const auto& entry : std::filesystem::directory_iterator(options.path)) {
+      struct stat st {};
+      if (entry.path().extension() == ".log" && ::stat(entry.path().c_str(), &st) == 0 &&
+          st.st_ino == spare_stat.st_ino) {
+        return true;
+      }
+    }
+    return false;
+  };
+  const int64_t acknowledged = version;
+
+  // The disk fills; the guard sees 9 MiB free, above the 8 MiB reserve and below the 10 MiB
+  // it resumes at. The flush goes on and meets the full disk.
+  fs->SetFreeBytes(9u << 20);
+  fs->SetInPlaceWritesFit(true);
+  fs->SetFull(true, /*syncs_fail=*/true, /*hidden=*/true);
+  fs->HoldTableFiles(false);
+  // No append until the flush has failed: one let through before RocksDB stops writes
+  // could switch a memtable, whose new WAL file takes the spare.
+  for (int i = 0; i < 3000 && fs->refused() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_GT(fs->refused(), 0u) << "the flush did not meet the full disk";
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  absl::StatusOr<AppendResult> refused = absl::UnknownError("no append tried");
+  for (int i = 0; i < 3000; ++i) {
+    refused = append();
+    if (!refused.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_FALSE(refused.ok()) << "appends went on after the flush met the full disk";
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_EQ(RefusalReason(refused.status()), kRefusalDiskFull) << refused.status();
+  EXPECT_EQ((*log)->GetWriteState().mode, Mode::kDiskFull);
+  EXPECT_GT(fs->refused(), 0u);
+  EXPECT_TRUE(await_spare(false)) << "the spare kept its room while the log waited for room";
+  EXPECT_FALSE(a_wal_file_has_the_spare_inode())
+      << "the spare became a WAL file instead of going back to the file system";
+  const int64_t before_room = version;
+  EXPECT_GE(before_room, acknowledged);
+
+  fs->SetFull(false);
+  fs->SetFreeBytes(std::nullopt);
+  std::chrono::microseconds waited{};
+  ASSERT_TRUE(AwaitMode(**log, Mode::kWritable, std::chrono::seconds(60), &waited))
+      << (*log)->GetWriteState().detail;
+  // The refused append, retried with its request id, is taken at the next position.
+  absl::StatusOr<AppendResult> retried = append();
+  ASSERT_THAT(retried, IsOk());
+  EXPECT_FALSE(retried->replayed);
+  EXPECT_EQ(retried->first_position, before_room);
+  // A spare is made again at a later WAL file (bounded).
+  for (int i = 0; i < 5000 && !std::filesystem::exists(spare); ++i) {
+    ASSERT_THAT(append(), IsOk());
+    if (i % 100 == 99) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(await_spare(true)) << "no spare after the resume";
+  log->reset();
+
+  log = RocksEventLog::Open(options);
+  ASSERT_THAT(log, IsOk());
+  EXPECT_EQ((*log)->Size(), version);
+  absl::StatusOr<std::vector<StoredEvent>> events = (*log)->ReadStream("s", 1, version + 10);
+  ASSERT_THAT(events, IsOk());
+  ASSERT_EQ(events->size(), static_cast<size_t>(version));
+  for (size_t i = 0; i < events->size(); ++i) {
+    ASSERT_EQ((*events)[i].version, static_cast<int64_t>(i) + 1);
+  }
+  absl::StatusOr<RocksEventLog::VerifyReport> report = (*log)->Verify(0, (*log)->Size());
+  ASSERT_THAT(report, IsOk());
+  EXPECT_FALSE(report->first_mismatch.has_value()) << report->detail;
 }
 
 // The disk fills between two looks at its free space while the WAL is written over zeros

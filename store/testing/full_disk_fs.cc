@@ -109,6 +109,13 @@ IOStatus FullDiskFs::GetFreeSpace(const std::string& path, const rocksdb::IOOpti
 IOStatus FullDiskFs::NewWritableFile(const std::string& fname, const rocksdb::FileOptions& options,
                                      std::unique_ptr<rocksdb::FSWritableFile>* result,
                                      rocksdb::IODebugContext* dbg) {
+  if (fname.ends_with(".sst")) {
+    absl::MutexLock lock(&hold_mu_);
+    ++table_files_waiting_;
+    hold_mu_.Await(absl::Condition(
+        +[](bool* held) { return !*held; }, &hold_table_files_));
+    --table_files_waiting_;
+  }
   std::unique_ptr<rocksdb::FSWritableFile> file;
   IOStatus s = target()->NewWritableFile(fname, options, &file, dbg);
   if (s.ok()) *result = std::make_unique<File>(this, std::move(file));

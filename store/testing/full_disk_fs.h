@@ -10,7 +10,9 @@
 // space a reused file already holds (a WAL file written over zeros prepared ahead) is not
 // refused, nor a sync of such a file, as on a disk whose file system overwrites allocated
 // blocks in place (ext4, XFS; not a copy-on-write one such as btrfs or ZFS, where an
-// overwrite needs free blocks too). Thread-safe.
+// overwrite needs free blocks too). HoldTableFiles(true) makes the creation of a table
+// file (`*.sst`: a flush's or a compaction's output) wait until HoldTableFiles(false), so
+// that a test can let the disk fill while a flush is under way. Thread-safe.
 #pragma once
 
 #include <rocksdb/env.h>
@@ -21,6 +23,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+
+#include "absl/synchronization/mutex.h"
 
 namespace casework::store::testing {
 
@@ -46,6 +50,16 @@ class FullDiskFs final : public rocksdb::FileSystemWrapper {
   }
   // Calls refused for lack of space so far.
   uint64_t refused() const { return refused_.load(std::memory_order_acquire); }
+  // While held, the creation of a table file waits (see the top of this file).
+  void HoldTableFiles(bool hold) {
+    absl::MutexLock lock(&hold_mu_);
+    hold_table_files_ = hold;
+  }
+  // Table files whose creation waits now.
+  int table_files_waiting() const {
+    absl::MutexLock lock(&hold_mu_);
+    return table_files_waiting_;
+  }
 
   rocksdb::IOStatus GetFreeSpace(const std::string& path, const rocksdb::IOOptions& options,
                                  uint64_t* free_space, rocksdb::IODebugContext* dbg) override;
@@ -73,6 +87,9 @@ class FullDiskFs final : public rocksdb::FileSystemWrapper {
   std::atomic<bool> in_place_fits_{false};
   std::atomic<uint64_t> refused_{0};
   std::atomic<int64_t> free_bytes_{-1};
+  mutable absl::Mutex hold_mu_;
+  bool hold_table_files_ ABSL_GUARDED_BY(hold_mu_) = false;
+  int table_files_waiting_ ABSL_GUARDED_BY(hold_mu_) = 0;
 };
 
 }  // namespace casework::store::testing
