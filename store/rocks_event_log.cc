@@ -40,6 +40,7 @@
 #include "absl/synchronization/mutex.h"
 #include "store/hasher.h"
 #include "store/info_log.h"
+#include "store/internal/held_directories.h"
 #include "store/internal/status_macros.h"
 #include "store/log_format.h"
 #include "store/merkle.h"
@@ -246,59 +247,6 @@ void FlushCounterSums(rocksdb::WriteBatch& write, rocksdb::ColumnFamilyHandle* f
   sums->clear();
 }
 
-// The log directories (by device and inode) that logs of this process have open, to write
-// or to inspect, from before they take their locks until after they gave them up. Within
-// one process a log that writes shares its directory with no other log, and an inspection
-// shares it with no log that writes, which is refused here before it opens a lock file:
-// closing any descriptor of a file gives up every record lock this process holds on that
-// file (POSIX), and RocksDB's LockFile takes record locks. (RocksDB's own check within a
-// process compares path strings, which `dir` and `dir/` or a symbolic link pass.)
-class HeldDirectories {
- public:
-  using Id = std::pair<dev_t, ino_t>;
-  enum class Role { kWriter, kInspector };
-  static absl::StatusOr<Id> IdOf(const std::string& path) {
-    struct stat st = {};
-    if (::stat(path.c_str(), &st) != 0) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot look at the event log's folder ", path, ": ", std::strerror(errno)));
-    }
-    return Id(st.st_dev, st.st_ino);
-  }
-  // False when `role` cannot share the directory with what this process has open there.
-  static bool TryAdd(const Id& id, Role role) {
-    State& state = Get();
-    absl::MutexLock lock(&state.mu);
-    Counts& counts = state.held[id];
-    if (counts.writers > 0 || (role == Role::kWriter && counts.inspectors > 0)) return false;
-    ++(role == Role::kWriter ? counts.writers : counts.inspectors);
-    return true;
-  }
-  static void Remove(const Id& id, Role role) {
-    State& state = Get();
-    absl::MutexLock lock(&state.mu);
-    auto it = state.held.find(id);
-    if (it == state.held.end()) return;
-    --(role == Role::kWriter ? it->second.writers : it->second.inspectors);
-    if (it->second.writers == 0 && it->second.inspectors == 0) state.held.erase(it);
-  }
-
- private:
-  struct Counts {
-    int writers = 0;
-    int inspectors = 0;
-  };
-  struct State {
-    absl::Mutex mu;
-    std::map<Id, Counts> held ABSL_GUARDED_BY(mu);
-  };
-  // Never destroyed: a log may close after static destructors ran.
-  static State& Get() {
-    static State* const state = new State;
-    return *state;
-  }
-};
-
 }  // namespace
 
 class RocksEventLog::Impl {
@@ -324,7 +272,7 @@ class RocksEventLog::Impl {
     wal_fs_.reset();
     if (dir_lock_ != nullptr) (void)dir_lock_env_->UnlockFile(dir_lock_);
     for (int fd : inspection_lock_fds_) ::close(fd);
-    if (held_dir_.has_value()) HeldDirectories::Remove(*held_dir_, held_role_);
+    if (held_dir_.has_value()) internal::HeldDirectories::Remove(*held_dir_, held_role_);
   }
 
   absl::Status OpenDb();
@@ -615,8 +563,8 @@ class RocksEventLog::Impl {
   // Options::inspect_only: shared locks on the lock files, held while open (TakeSharedLock).
   std::vector<int> inspection_lock_fds_;
   // The directory as listed in HeldDirectories, and how.
-  std::optional<HeldDirectories::Id> held_dir_;
-  HeldDirectories::Role held_role_ = HeldDirectories::Role::kWriter;
+  std::optional<internal::HeldDirectories::Id> held_dir_;
+  internal::HeldDirectories::Role held_role_ = internal::HeldDirectories::Role::kWriter;
   // WAL files in zero-filled space; declared before db_, so that they outlive it.
   std::shared_ptr<ZeroFilledWalFs> wal_fs_;
   std::unique_ptr<rocksdb::Env> wal_env_;
@@ -867,13 +815,15 @@ absl::Status RocksEventLog::Impl::OpenDb() {
   const bool dir_exists = std::filesystem::is_directory(options_.path, exists_error);
   if (dir_exists) {
     // Listed before any lock file of the directory is opened (HeldDirectories).
-    const HeldDirectories::Role role =
-        options_.inspect_only ? HeldDirectories::Role::kInspector : HeldDirectories::Role::kWriter;
-    STORE_ASSIGN_OR_RETURN(const HeldDirectories::Id id, HeldDirectories::IdOf(options_.path));
-    if (!HeldDirectories::TryAdd(id, role)) {
+    const internal::HeldDirectories::Role role = options_.inspect_only
+                                                     ? internal::HeldDirectories::Role::kInspector
+                                                     : internal::HeldDirectories::Role::kWriter;
+    STORE_ASSIGN_OR_RETURN(const internal::HeldDirectories::Id id,
+                           internal::HeldDirectories::IdOf(options_.path));
+    if (!internal::HeldDirectories::TryAdd(id, role)) {
       return absl::UnavailableError(absl::StrCat(
           "the event log at ", options_.path,
-          role == HeldDirectories::Role::kWriter
+          role == internal::HeldDirectories::Role::kWriter
               ? " is in use: this process has it open already (to write, or to inspect it)"
               : " is in use: this process has it open to write; an inspection reads a stopped "
                 "log, so stop the server first, or check the live log through the server "

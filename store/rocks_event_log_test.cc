@@ -37,6 +37,7 @@
 #include "store/log_format.h"
 #include "store/testing/status_matchers.h"
 #include "store/testing/temp_dir.h"
+#include "store/wal_tail.h"
 #include "store/zero_filled_wal.h"
 
 namespace casework::store {
@@ -355,6 +356,11 @@ TEST(RocksEventLog, AnInspectionAndAServingLogExcludeEachOther) {
   EXPECT_THAT(second_writer, StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_NE(second_writer.status().message().find("is in use"), std::string::npos)
       << second_writer.status();
+  // And a WAL repair in this process (RocksDB's LockFile would take the locks again under
+  // the other spelling, and give the writer's up with its own).
+  absl::StatusOr<std::vector<wal::WalRepair>> repair = wal::RepairWalFiles(path + "/");
+  EXPECT_THAT(repair, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_NE(repair.status().message().find("is in use"), std::string::npos) << repair.status();
   // The refusals left the writer's locks in place, for other processes too.
   EXPECT_TRUE(LockedForOtherProcesses(path + "/" + ZeroFilledWalFs::kDirLockName));
   EXPECT_TRUE(LockedForOtherProcesses(path + "/LOCK"));
@@ -364,6 +370,9 @@ TEST(RocksEventLog, AnInspectionAndAServingLogExcludeEachOther) {
   absl::StatusOr<std::unique_ptr<RocksEventLog>> first = RocksEventLog::Open(inspect);
   ASSERT_THAT(first, IsOk());
   EXPECT_EQ((*first)->Size(), 2);
+  // A repair beside an inspection of this process is refused as well; after both, the
+  // directory is free again (below).
+  EXPECT_THAT(wal::RepairWalFiles(path), StatusIs(absl::StatusCode::kUnavailable));
   absl::StatusOr<std::unique_ptr<RocksEventLog>> second = RocksEventLog::Open(inspect);
   ASSERT_THAT(second, IsOk());
   RocksEventLog::Options serve;
@@ -378,6 +387,13 @@ TEST(RocksEventLog, AnInspectionAndAServingLogExcludeEachOther) {
   serving = RocksEventLog::Open(serve);
   ASSERT_THAT(serving, IsOk());
   EXPECT_EQ((*serving)->Size(), 2);
+  serving->reset();
+  // Nothing open: the repair runs (there is nothing to repair) and lists nothing after.
+  absl::StatusOr<std::vector<wal::WalRepair>> nothing = wal::RepairWalFiles(path);
+  ASSERT_THAT(nothing, IsOk());
+  EXPECT_TRUE(nothing->empty());
+  serving = RocksEventLog::Open(serve);
+  ASSERT_THAT(serving, IsOk());
   serving->reset();
 
   // A log written before the directory lock existed has none; inspecting it makes none.

@@ -16,6 +16,8 @@
 #include "absl/strings/str_cat.h"
 #include "rocksdb/env.h"
 #include "rocksdb/file_checksum.h"
+#include "store/internal/held_directories.h"
+#include "store/internal/status_macros.h"
 
 namespace casework::store::wal {
 namespace {
@@ -527,9 +529,20 @@ absl::StatusOr<std::vector<WalRepair>> RepairWalFiles(
   } else if (!s.ok()) {
     return absl::UnavailableError(absl::StrCat("reading ", dir, ": ", s.ToString()));
   }
-  // Offline only. The log's own lock first (a server takes it before it changes anything
-  // of the directory: store/zero_filled_wal.h), then RocksDB's, which keeps a server of a
-  // version without the first (or another repair) out meanwhile.
+  // Offline only. Within this process, no log may have the directory open (the record
+  // locks below would merge with its own, and go with them when given up); then the log's
+  // own lock (a server takes it before it changes anything of the directory:
+  // store/zero_filled_wal.h), then RocksDB's, which keeps a server of a version without
+  // the first (or another repair) out meanwhile.
+  using internal::HeldDirectories;
+  STORE_ASSIGN_OR_RETURN(const HeldDirectories::Id id, HeldDirectories::IdOf(dir));
+  if (!HeldDirectories::TryAdd(id, HeldDirectories::Role::kWriter)) {
+    return absl::UnavailableError(absl::StrCat(
+        "the event log at ", dir,
+        " is in use: this process has it open (to write, to inspect it, or to repair it); "
+        "close it before repairing its write-ahead log"));
+  }
+  const internal::HeldDirectory held(id, HeldDirectories::Role::kWriter);
   struct Unlock {
     rocksdb::Env* env;
     rocksdb::FileLock* lock;
