@@ -219,6 +219,12 @@ void Ledger::Add(int64_t position, const v1::Event& event) {
       record.opened_position = position;
       record.deadline_position = position;
       record.open_spans.emplace_back(micros, INT64_MAX);
+      if (auto county = registry_.find(record.county); county != registry_.end()) {
+        if (auto entry = county->second.find(state.organisation().organisation_id());
+            entry != county->second.end()) {
+          record.registered_at_listing = entry->second;
+        }
+      }
       break;
     case v1::Event::kListingAmended:
       record.deadline_position = position;
@@ -240,6 +246,13 @@ void Ledger::Add(int64_t position, const v1::Event& event) {
       }
       break;
     }
+    case v1::Event::kCaseSentBack:
+      // Back to ASSISTED: visits could not be recorded while the case was VERIFIED, so
+      // the assigned people's clocks start again at the send-back.
+      for (auto& [person, presence] : record.presence) {
+        presence = Presence{.since_micros = micros, .since_position = position};
+      }
+      break;
     case v1::Event::kCaseClosed: {
       record.closed_position = position;
       record.reviewed_position = -1;
@@ -321,6 +334,23 @@ namespace {
 // confirmed before assistance could start).
 bool ListingConfirmed(const v1::Case& state) {
   return state.state() != v1::CASE_STATE_LISTED || state.listing_review().confirmed();
+}
+
+// The registry record (in `orgs`, the case's county) that the case's listing counts for:
+// its organisation id's, when that names the place the case was listed in, as registered
+// when the case was listed (or now, if it was registered only later). A case that gives
+// another place's organisation id counts for none: an id alone would let a good
+// organisation be listed under a poor one's id (以好充次).
+const RegistryEntry* CountsFor(const CaseRecord& record,
+                               const std::map<std::string, RegistryEntry>& orgs) {
+  auto it = orgs.find(record.state.organisation().organisation_id());
+  if (it == orgs.end()) return nullptr;
+  const RegistryEntry& then =
+      record.registered_at_listing.has_value() ? *record.registered_at_listing : it->second;
+  if (then.organisation.jurisdiction() != record.state.organisation().jurisdiction()) {
+    return nullptr;
+  }
+  return &it->second;
 }
 
 }  // namespace
@@ -407,16 +437,26 @@ std::vector<v1::Flag> ComputeFlags(const Ledger& ledger, const workflow::Policy&
   // County flags: the listed ratio and the order of listing (倒排).
   for (const auto& [county, orgs] : ledger.registry()) {
     if (!InSubtree(scope, county) && !InSubtree(county, scope)) continue;
-    if (!InSubtree(scope, county)) continue;          // a scope below a county: no county flags
-    std::map<std::string, const CaseRecord*> listed;  // organisation id -> first case
+    if (!InSubtree(scope, county)) continue;  // a scope below a county: no county flags
+    std::set<std::string> listed;             // organisation ids with a confirmed listing
+    // The best-ranked confirmed listing, by its organisation's rank when it was listed.
+    const CaseRecord* best_listing = nullptr;
+    const RegistryEntry* best = nullptr;
     std::vector<std::string> listers;
     std::vector<int64_t> listing_positions;
     for (const auto& [stream, record] : ledger.cases()) {
       if (record.county != county) continue;
-      const std::string& id = record.state.organisation().organisation_id();
-      if (!orgs.contains(id)) continue;
+      const RegistryEntry* now_registered = CountsFor(record, orgs);
+      if (now_registered == nullptr) continue;
       if (!ListingConfirmed(record.state)) continue;  // a listing is reviewed (逐个过筛子)
-      listed.emplace(id, &record);
+      listed.insert(now_registered->organisation.organisation_id());
+      const RegistryEntry& rank = record.registered_at_listing.has_value()
+                                      ? *record.registered_at_listing
+                                      : *now_registered;
+      if (best == nullptr || RanksBelow(*best, rank)) {
+        best = &rank;
+        best_listing = &record;
+      }
       listing_positions.push_back(record.listed_position);
       const std::string& who = record.state.listed_by();
       if (std::find(listers.begin(), listers.end(), who) == listers.end()) listers.push_back(who);
@@ -449,14 +489,9 @@ std::vector<v1::Flag> ComputeFlags(const Ledger& ledger, const workflow::Policy&
                    Cat(county, " 列入台账 ", count, " 个，登记组织 ", total, " 个（", Percent(bp),
                        "），低于 10% 的倒排比例（至少 ", (total + 9) / 10, " 个）")));
     }
-    if (!listed.empty()) {
-      // The best-ranked listed organisation: every organisation ranked below it should
-      // have been listed before it.
-      const RegistryEntry* best = nullptr;
-      for (const auto& [id, unused] : listed) {
-        const RegistryEntry& e = orgs.at(id);
-        if (best == nullptr || RanksBelow(*best, e)) best = &e;
-      }
+    if (best != nullptr) {
+      // Every organisation ranked below the best-ranked listed one (as it was ranked when
+      // listed) should have been listed before it.
       std::vector<const RegistryEntry*> skipped;
       for (const auto& [id, entry] : orgs) {
         if (!listed.contains(id) && RanksBelow(entry, *best)) skipped.push_back(&entry);
@@ -469,8 +504,7 @@ std::vector<v1::Flag> ComputeFlags(const Ledger& ledger, const workflow::Policy&
                   });
         std::string names;
         std::string names_zh;
-        std::vector<int64_t> evidence = {
-            listed.at(best->organisation.organisation_id())->listed_position, best->position};
+        std::vector<int64_t> evidence = {best_listing->listed_position, best->position};
         for (size_t i = 0; i < skipped.size(); ++i) {
           evidence.push_back(skipped[i]->position);
           if (i < 10) {
@@ -487,11 +521,12 @@ std::vector<v1::Flag> ComputeFlags(const Ledger& ledger, const workflow::Policy&
         }
         const std::string& best_id = best->organisation.organisation_id();
         flags.push_back(MakeFlag(
-            kLowerRankedSkipped, subject, county, Micros(listed.at(best_id)->state.listed_time()),
+            kLowerRankedSkipped, subject, county, Micros(best_listing->state.listed_time()),
             responsible, std::move(evidence),
             Cat(county, " listed ", best_id, " (grade ", best->grade, ", ", best->stars,
-                " stars) but not ", skipped.size(), " organisation(s) ranked below it: ", names),
-            Cat(county, " 已将 ", best_id, "（", best->grade, " 类，", best->stars,
+                " stars when listed) but not ", skipped.size(),
+                " organisation(s) ranked below it: ", names),
+            Cat(county, " 已将 ", best_id, "（列入时 ", best->grade, " 类，", best->stars,
                 " 星）列入台账，却未列入排名更靠后的 ", skipped.size(), " 个组织：", names_zh)));
       }
     }
@@ -531,9 +566,10 @@ std::vector<v1::CountyLine> CountyReport(const Ledger& ledger, const workflow::P
     listed_orgs[record.county].insert(org);
     ++cases_listed[record.county];
     auto reg = ledger.registry().find(record.county);
-    if (reg != ledger.registry().end() && reg->second.contains(org) &&
-        ListingConfirmed(record.state)) {
-      listed_in_reg[record.county].insert(org);
+    if (reg != ledger.registry().end() && ListingConfirmed(record.state)) {
+      if (const RegistryEntry* entry = CountsFor(record, reg->second); entry != nullptr) {
+        listed_in_reg[record.county].insert(entry->organisation.organisation_id());
+      }
     }
     switch (record.state.state()) {
       case v1::CASE_STATE_LISTED:

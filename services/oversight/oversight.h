@@ -99,6 +99,11 @@ struct CaseRecord {
   // Periods the case was open: [opened, closed) in microseconds; closed = INT64_MAX
   // while open.
   std::vector<std::pair<int64_t, int64_t>> open_spans;
+  // The registry record of the case's organisation (its id, in its county) when the case
+  // was listed, if it was registered then: the place and rank the listing is judged by. A
+  // later regrade (what the campaign is for) does not make an earlier listing look like a
+  // good organisation listed before worse ones.
+  std::optional<RegistryEntry> registered_at_listing;
 };
 
 // A dated event the reports count and cite.

@@ -3,6 +3,7 @@
 // accountability report with the positions behind each line.
 #include "services/oversight/oversight.h"
 
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -77,6 +78,12 @@ class Log {
     c->add_approvers("approver.a");
     c->add_approvers("approver.b");
   }
+  void PassInspection(const std::string& id, int64_t micros) {
+    Next("cases/" + id, "inspector", micros).mutable_inspection_passed()->set_inspection_id("i1");
+  }
+  void SendBack(const std::string& id, int64_t micros) {
+    Next("cases/" + id, "approver.a", micros).mutable_case_sent_back()->set_reason("thin evidence");
+  }
   void Review(const std::string& id, int64_t micros) {
     Next("cases/" + id, "inspector", micros).mutable_follow_up_review_held()->set_findings("holds");
   }
@@ -96,6 +103,14 @@ class Log {
     r->set_stars(stars);
   }
   int64_t size() const { return static_cast<int64_t>(events_.size()); }
+  // The `index`-th event of `stream` (0: its first), to alter it.
+  v1::Event& MutableEvent(const std::string& stream, int index) {
+    int seen = 0;
+    for (v1::Event& e : events_) {
+      if (e.stream() == stream && seen++ == index) return e;
+    }
+    std::abort();
+  }
 
   // The ledger of every event with time <= cut.
   Ledger Fold(int64_t cut = INT64_MAX) const {
@@ -189,6 +204,28 @@ TEST(FlagsTest, NoAbsenceFlagOutsideAssisted) {
   log.Assign("c1", kT0, {});
   log.Close("c1", kT0 + kDay);
   EXPECT_TRUE(ComputeFlags(log.Fold(), Periods(), kT0 + 100 * kDay, "").empty());
+}
+
+// Field visits cannot be recorded while a case is VERIFIED: a send-back restarts the
+// assigned people's clocks instead of flagging them at once for the approvers' time.
+TEST(FlagsTest, ASendBackRestartsTheAbsenceClock) {
+  Log log;
+  log.List("c1", "east", "o1", kT0, kT0 + 2000 * kDay);
+  log.Assign("c1", kT0, {"cadre.x"});
+  log.Visit("c1", kT0 + 20 * kDay, {"sec.c1", "cadre.x"});
+  log.PassInspection("c1", kT0 + 25 * kDay);
+  log.SendBack("c1", kT0 + 70 * kDay);
+  const int64_t sent_back = log.size() - 1;
+  const Ledger ledger = log.Fold();
+  EXPECT_TRUE(ComputeFlags(ledger, Periods(), kT0 + 70 * kDay + 1, "").empty());
+  EXPECT_TRUE(ComputeFlags(ledger, Periods(), kT0 + 100 * kDay, "").empty());
+  const auto flags = ComputeFlags(ledger, Periods(), kT0 + 100 * kDay + 1, "");
+  ASSERT_EQ(flags.size(), 2u);
+  for (const v1::Flag& f : flags) {
+    EXPECT_EQ(f.rule(), kStationedButAbsent);
+    EXPECT_THAT(f.evidence_positions(), ElementsAre(sent_back));
+    EXPECT_EQ(f.since_time().seconds(), (kT0 + 100 * kDay) / 1'000'000);
+  }
 }
 
 TEST(FlagsTest, ThreeYearsWithoutChangeCountsFromTheLatestOpening) {
@@ -333,6 +370,56 @@ TEST(FlagsTest, ListingABetterRankedOrganisationBeforeAWorseOneIsFlagged) {
   log.List("c2", "east", "poor", kT0, kT0 + 1000 * kDay);
   log.List("c3", "east", "fair", kT0, kT0 + 1000 * kDay);
   EXPECT_TRUE(ComputeFlags(log.Fold(), Periods(), kT0 + kDay, "").empty());
+}
+
+// The campaign's success: a poor organisation listed, rectified, closed and regraded
+// good. Its listing is judged by its rank when listed, so the county is not flagged for
+// listing a good organisation before worse ones.
+TEST(FlagsTest, ARegradeAfterTheListingDoesNotMakeItASkip) {
+  Log log;
+  log.Register("east", "poor", 4, 0);
+  for (int i = 0; i < 9; ++i) log.Register("east", "x" + std::to_string(i), 3, i % 5);
+  log.List("c1", "east", "poor", kT0, kT0 + 1000 * kDay);
+  log.Assign("c1", kT0, {});
+  log.Close("c1", kT0 + 100 * kDay);
+  EXPECT_TRUE(ComputeFlags(log.Fold(), Periods(), kT0 + 101 * kDay, "city/east").empty());
+  log.Register("east", "poor", 2, 3, kT0 + 200 * kDay);  // the next year's registry
+  const Ledger ledger = log.Fold();
+  EXPECT_THAT(Rules(ComputeFlags(ledger, Periods(), kT0 + 201 * kDay, "city/east")), ElementsAre());
+  const auto lines = CountyReport(ledger, Periods(), kT0 + 201 * kDay, kT0, "city");
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].listed_ratio_bp(), 1000);
+  // A listing made after the regrade is judged by the new rank: "poor" is now ranked
+  // above every x, all unlisted.
+  log.List("c2", "east", "poor", kT0 + 300 * kDay, kT0 + 1000 * kDay);
+  auto flags = ComputeFlags(log.Fold(), Periods(), kT0 + 301 * kDay, "city/east");
+  ASSERT_THAT(Rules(flags), ElementsAre("LOWER_RANKED_SKIPPED counties/city/east"));
+  EXPECT_NE(flags[0].detail().find("poor (grade 2, 3 stars when listed)"), std::string::npos)
+      << flags[0].detail();
+}
+
+// A case listed under the id of another place's organisation counts for neither: not for
+// the organisation whose id it gives (a good branch listed under a poor one's id would hide
+// the poor one, 以好充次), nor for the place's own.
+TEST(FlagsTest, ACaseUnderAnotherPlacesOrganisationIdCountsForNone) {
+  Log log;
+  log.Register("east", "worst", 4, 0);
+  log.Register("east", "best", 1, 5);
+  for (int i = 0; i < 8; ++i) log.Register("east", "x" + std::to_string(i), 1, 4);
+  log.List("c1", "east", "best", kT0, kT0 + 1000 * kDay);
+  log.MutableEvent("cases/c1", 0)
+      .mutable_organisation_listed()
+      ->mutable_organisation()
+      ->set_organisation_id("worst");
+  const Ledger ledger = log.Fold();
+  EXPECT_THAT(Rules(ComputeFlags(ledger, Periods(), kT0 + kDay, "city/east")),
+              ElementsAre("LISTED_RATIO_BELOW_10_PERCENT counties/city/east"));
+  const auto lines = CountyReport(ledger, Periods(), kT0 + kDay, kT0, "city");
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].listed_ratio_bp(), 0);
+  // Listed under its own id, at its own place, it counts.
+  log.List("c2", "east", "worst", kT0, kT0 + 1000 * kDay);
+  EXPECT_THAT(Rules(ComputeFlags(log.Fold(), Periods(), kT0 + kDay, "city/east")), ElementsAre());
 }
 
 TEST(FlagsTest, ScopeLimitsTheFlags) {
