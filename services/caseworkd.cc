@@ -916,6 +916,9 @@ int main(int argc, char** argv) {
     break;
   }
   health.Shutdown();  // NOT_SERVING first: health watchers see the server going
+  // Watches never end by themselves: told to end now (UNAVAILABLE, resume later), they do
+  // not hold the stop for the whole drain.
+  event_service.BeginDrain();
   const int drain_seconds = exit_code == 0 ? flags.drain_seconds : 0;
   // A backup holds its call open until its copy is verified, which takes a while on a
   // large log: it drains like any call, then is stopped and keeps nothing (the call

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <thread>
 
+#include "casework/v1/event_service.grpc.pb.h"
 #include "clients/client.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -269,6 +270,35 @@ TEST_F(SkeletonTest, UnimplementedMethodsSayUnimplementedAndHealthServes) {
 }
 
 TEST_F(SkeletonTest, GracefulStopOnSigterm) { EXPECT_EQ(server_->Stop(), 0) << server_->log(); }
+
+// A watch never ends by itself: on SIGTERM the server ends it (UNAVAILABLE SHUTTING_DOWN,
+// to resume later) instead of waiting out a drain of two minutes for it; the stop then
+// completes well within ServerProcess's 30 s bound, which it would otherwise miss.
+TEST_F(SkeletonTest, GracefulStopEndsAnOpenWatch) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() / "data");
+  ServerProcess server(dir.path() / "data", principals_, {"--drain-seconds", "120"});
+  ASSERT_TRUE(server.Start()) << server.error();
+  Client auditor(ClientOptions{.server = server.address(), .identity = "auditor"});
+  auto ctx = auditor.NewContext();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(90));
+  auto stub = v1::EventService::NewStub(auditor.channel());
+  auto reader = stub->WatchEvents(ctx.get(), v1::WatchEventsRequest());
+  v1::WatchEventsResponse message;
+  ASSERT_TRUE(reader->Read(&message));  // admitted: caught up with the empty log
+  EXPECT_TRUE(message.caught_up());
+  grpc::Status ended;
+  std::thread drain_reader([&] {
+    v1::WatchEventsResponse more;
+    while (reader->Read(&more)) {
+    }
+    ended = reader->Finish();
+  });
+  EXPECT_EQ(server.Stop(), 0) << server.error() << server.log();
+  drain_reader.join();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAVAILABLE) << ended.error_message();
+  EXPECT_EQ(client::DecodeError(ended).reason, "SHUTTING_DOWN") << ended.error_message();
+}
 
 }  // namespace
 }  // namespace casework

@@ -105,6 +105,14 @@ grpc::Status InvalidArgument(std::string_view field, std::string en, std::string
                      std::move(en), std::move(zh));
 }
 
+// How a watch ends when the server stops (EventServiceImpl::BeginDrain).
+grpc::Status ShuttingDown() {
+  return ErrorStatus(grpc::StatusCode::UNAVAILABLE, "SHUTTING_DOWN", "",
+                     "the server is stopping; watch again, once it is back, from the "
+                     "scanned_through of the last message received",
+                     "服务正在关闭；待其恢复后，请从最后收到的消息的 scanned_through 处重新订阅");
+}
+
 }  // namespace
 
 // One watch. Owned by a shared_ptr held by the service's registry (and by the dispatch
@@ -153,12 +161,17 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
     for (;;) {
       // Before every message, the one prepared before a reload included: a caller the
       // reload removed or changed gets nothing more.
-      if (std::optional<grpc::Status> revoked = Revoked()) {
+      std::optional<grpc::Status> ended = Revoked();
+      if (!ended.has_value() && service_->draining_.load(std::memory_order_acquire)) {
+        ended = ShuttingDown();
+      }
+      if (ended.has_value()) {
         bool finish = false;
         {
           absl::MutexLock lock(&mu_);
           scheduled_ = false;
-          finish = FinishLocked(*std::move(revoked));
+          if (ready_.has_value()) DropReady();  // never sent: the client resumes before it
+          finish = FinishLocked(*std::move(ended));
         }
         if (finish) Finish(final_status_);
         return;
@@ -606,6 +619,21 @@ void EventServiceImpl::Stop() {
   }
   for (std::thread& t : threads_) {
     if (t.joinable()) t.join();
+  }
+}
+
+void EventServiceImpl::BeginDrain() {
+  draining_.store(true, std::memory_order_release);
+  absl::MutexLock lock(&mu_);
+  // Throttled watches too: they end now, not at their turn at the catch-up rate.
+  while (!throttled_.empty()) {
+    std::shared_ptr<Watch> w = std::move(throttled_.front());
+    throttled_.pop_front();
+    w->Unthrottle();
+  }
+  throttled_until_ = absl::InfiniteFuture();
+  for (const auto& w : watches_) {
+    if (w->WantsPump()) queue_.push_back(w);
   }
 }
 

@@ -113,6 +113,13 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
   // before the log is closed; the destructor calls it too. Idempotent.
   void Stop();
 
+  // The server is stopping: every open watch ends at its next turn with UNAVAILABLE
+  // SHUTTING_DOWN (after the message being written, if any), so that a graceful stop does
+  // not wait out its whole drain for watches that never end by themselves; their clients
+  // resume from the last `scanned_through` they received. A watch opened meanwhile ends
+  // the same way at once. Call before the gRPC server's Shutdown.
+  void BeginDrain();
+
   grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchEvents(grpc::CallbackServerContext* ctx,
                                                           const grpc::ByteBuffer* request) override;
 
@@ -211,6 +218,7 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
   absl::Mutex rate_mu_ ABSL_ACQUIRED_AFTER(mu_);
   absl::Time catch_up_tat_ ABSL_GUARDED_BY(rate_mu_) = absl::InfinitePast();
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> draining_{false};
   std::vector<std::thread> threads_;
 };
 

@@ -138,6 +138,24 @@ class WatchTest : public ::testing::Test {
     got.status = reader->Finish();
     return got;
   }
+  // Reads until a message has scanned the whole log as it is now (or the stream ends).
+  Received WatchToTheEnd(const v1::WatchEventsRequest& request,
+                         const std::string& identity = "auditor") {
+    const int64_t end = log_->Size();
+    auto stub = Stub();
+    auto ctx = Context(identity);
+    auto reader = stub->WatchEvents(ctx.get(), request);
+    Received got;
+    v1::WatchEventsResponse message;
+    while (reader->Read(&message)) {
+      for (const auto& r : message.events()) got.positions.push_back(r.position());
+      got.messages.push_back(message);
+      if (message.scanned_through() >= end) break;
+    }
+    ctx->TryCancel();
+    got.status = reader->Finish();
+    return got;
+  }
 
   static int counter_;
   std::filesystem::path dir_;
@@ -468,21 +486,84 @@ TEST_F(WatchTest, CatchUpRateHoldsWatchesBehindTheHeadButNotOneAtIt) {
   EXPECT_GE(seconds, floor_seconds * 0.95) << charged << " bytes charged";
 }
 
+// A graceful stop (caseworkd calls BeginDrain before the server's Shutdown) ends every
+// open watch at once with UNAVAILABLE SHUTTING_DOWN, the one at the head and one held back
+// by the catch-up rate alike, instead of leaving the stop to wait out its whole drain for
+// watches that never end by themselves. A watch opened afterwards ends the same way.
+TEST_F(WatchTest, ADrainEndsEveryWatchWithAStatusToResumeBy) {
+  TearDown();
+  WatchOptions options;
+  options.catch_up_bytes_per_second = 1 << 10;
+  options.catch_up_burst = absl::ZeroDuration();
+  options.catch_up_lag_positions = 20;
+  Start(options);
+  // About 1 KiB each: a message of 20 holds the watch behind for some 20 s at 1 KiB/s.
+  constexpr int kEvents = 300;
+  for (int i = 0; i < kEvents; ++i) CreateCase("d" + std::to_string(i), "xihe", 1000);
+  v1::WatchEventsRequest behind;
+  behind.set_max_events_per_message(20);
+  auto catching_up = std::async(std::launch::async, [&] { return Watch(behind, kEvents + 1); });
+  v1::WatchEventsRequest live;
+  live.set_from_position(log_->Size());
+  auto at_head = std::async(std::launch::async, [&] { return Watch(live, 1); });
+  // Bounded: until the rate holds the one behind (or 30 s), and the one at the head has
+  // been admitted.
+  for (int i = 0; i < 3000 && (service_->counters().catch_up_throttled.load() == 0 ||
+                               service_->counters().watches.load() < 2);
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_GT(service_->counters().catch_up_throttled.load(), 0);
+  ASSERT_EQ(service_->counters().watches.load(), 2);
+
+  service_->BeginDrain();
+  ASSERT_EQ(at_head.wait_for(std::chrono::seconds(20)), std::future_status::ready)
+      << "the watch at the head did not end";
+  ASSERT_EQ(catching_up.wait_for(std::chrono::seconds(20)), std::future_status::ready)
+      << "the watch held by the catch-up rate did not end";
+  const Received head = at_head.get();
+  const Received held = catching_up.get();
+  EXPECT_TRUE(head.positions.empty());
+  EXPECT_LT(held.positions.size(), static_cast<size_t>(kEvents));
+  for (const Received* got : {&head, &held}) {
+    EXPECT_EQ(got->status.error_code(), grpc::StatusCode::UNAVAILABLE)
+        << got->status.error_message();
+    EXPECT_EQ(ReasonAndField(got->status).first, "SHUTTING_DOWN");
+    EXPECT_NE(got->status.error_message().find("scanned_through"), std::string::npos)
+        << got->status.error_message();
+  }
+  // What the held one received resumes exactly where it stopped: positions 0..n-1.
+  for (size_t i = 0; i < held.positions.size(); ++i) {
+    ASSERT_EQ(held.positions[i], static_cast<int64_t>(i));
+  }
+  if (!held.messages.empty()) {
+    EXPECT_EQ(held.messages.back().scanned_through(), static_cast<int64_t>(held.positions.size()));
+  }
+  const Received late = Watch(live, 1);
+  EXPECT_EQ(late.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(ReasonAndField(late.status).first, "SHUTTING_DOWN");
+}
+
 TEST_F(WatchTest, FiltersByStreamKindAndJurisdictionAndResumes) {
-  for (int i = 0; i < 20; ++i) CreateCase("e" + std::to_string(i), "dongshan");
-  for (int i = 0; i < 20; ++i) CreateCase("x" + std::to_string(i), "xihe");
+  // The counties' cases alternate (dongshan at even positions, xihe at odd ones), and each
+  // filtered watch is read to the end of the log, so an event let through by mistake is
+  // seen.
+  for (int i = 0; i < 20; ++i) {
+    CreateCase("e" + std::to_string(i), "dongshan");
+    CreateCase("x" + std::to_string(i), "xihe");
+  }
+  std::vector<int64_t> dongshan;
+  for (int64_t p = 0; p < 40; p += 2) dongshan.push_back(p);
   {  // Jurisdiction subtree: only dongshan's 20 cases.
     v1::WatchEventsRequest request;
     request.mutable_filter()->set_jurisdiction("jiangcheng/dongshan");
-    Received got = Watch(request, 20);
-    ASSERT_EQ(got.positions.size(), 20u);
-    for (size_t i = 0; i < 20; ++i) EXPECT_EQ(got.positions[i], static_cast<int64_t>(i));
+    Received got = WatchToTheEnd(request);
+    EXPECT_EQ(got.positions, dongshan);
   }
   {  // A principal of one county sees only its county, without asking.
     v1::WatchEventsRequest request;
-    Received got = Watch(request, 20, "east");
-    ASSERT_EQ(got.positions.size(), 20u);
-    EXPECT_EQ(got.positions.back(), 19);
+    Received got = WatchToTheEnd(request, "east");
+    EXPECT_EQ(got.positions, dongshan);
   }
   {  // Outside the caller's jurisdiction: refused.
     v1::WatchEventsRequest request;
@@ -493,9 +574,8 @@ TEST_F(WatchTest, FiltersByStreamKindAndJurisdictionAndResumes) {
   {  // One stream.
     v1::WatchEventsRequest request;
     request.mutable_filter()->set_stream("cases/x3");
-    Received got = Watch(request, 1);
-    ASSERT_EQ(got.positions.size(), 1u);
-    EXPECT_EQ(got.positions[0], 23);
+    Received got = WatchToTheEnd(request);
+    EXPECT_EQ(got.positions, std::vector<int64_t>{7});
   }
   {  // Kinds: nothing of another kind; an unknown kind is refused.
     v1::WatchEventsRequest request;
