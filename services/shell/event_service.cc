@@ -240,6 +240,20 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
         if (service_->log_->Size() > next) service_->Schedule(self_ptr());
         return;
       }
+      // A reload that removed or narrowed the caller while the message was built: the
+      // message may hold events committed after it, so it is not sent.
+      if (service_->built_hook_) service_->built_hook_();
+      if (std::optional<grpc::Status> revoked = Revoked()) {
+        bool finish = false;
+        {
+          absl::MutexLock lock(&mu_);
+          scheduled_ = false;
+          if (ready_.has_value()) DropReady();
+          finish = FinishLocked(*std::move(revoked));
+        }
+        if (finish) Finish(final_status_);
+        return;
+      }
       const int64_t bytes = static_cast<int64_t>((*built)->size());
       if (catching_up) {
         // A filtered watch may scan many positions for a small message: each position
@@ -306,6 +320,7 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
         finish = !finished_;
         finished_ = true;
       } else if (finishing_) {
+        if (ready_.has_value()) DropReady();  // never to be sent
         finish = !finished_;
         finished_ = true;
       }
@@ -504,6 +519,19 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   int64_t current_bytes_ = 0;
 };
 
+bool EventServiceImpl::Chunks::Cacheable(const EventRun& run) {
+  // A jurisdiction that could not be read (an I/O error, say) is read again by the next
+  // watch that needs it, not served from the cache to every watch that reaches it until
+  // the chunk ages out; one whose record does not parse (DATA_LOSS) stays as it is.
+  for (const EventScope& scope : run.scopes) {
+    if (!scope.jurisdiction.ok() &&
+        scope.jurisdiction.status().code() != absl::StatusCode::kDataLoss) {
+      return false;
+    }
+  }
+  return true;
+}
+
 absl::StatusOr<std::shared_ptr<const EventServiceImpl::EventRun>> EventServiceImpl::Chunks::Get(
     int64_t chunk) {
   {
@@ -517,6 +545,7 @@ absl::StatusOr<std::shared_ptr<const EventServiceImpl::EventRun>> EventServiceIm
   auto read = Read(chunk * kChunkEvents, (chunk + 1) * kChunkEvents);
   if (!read.ok()) return read.status();
   std::shared_ptr<const EventRun> shared = *std::move(read);
+  if (!Cacheable(*shared)) return shared;
   absl::MutexLock lock(&mu_);
   if (map_.contains(chunk)) return shared;
   lru_.push_front(chunk);
@@ -547,6 +576,7 @@ absl::StatusOr<std::shared_ptr<const EventServiceImpl::EventRun>> EventServiceIm
   auto read = Read(chunk * kChunkEvents, size);
   if (!read.ok()) return read.status();
   std::shared_ptr<const EventRun> shared = *std::move(read);
+  if (!Cacheable(*shared)) return shared;
   absl::MutexLock lock(&mu_);
   if (tail_ == nullptr || chunk > tail_chunk_ || (chunk == tail_chunk_ && size > tail_end_)) {
     tail_ = shared;

@@ -31,6 +31,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <list>
 #include <memory>
 #include <thread>
@@ -124,6 +125,9 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
                                                           const grpc::ByteBuffer* request) override;
 
   [[nodiscard]] const WatchCounters& counters() const { return counters_; }
+  // Called by a watch after it built a message and before it looks at its caller's
+  // standing again (tests: a reload at that moment). Set before any watch opens.
+  void SetBuiltHookForTesting(std::function<void()> hook) { built_hook_ = std::move(hook); }
 
   class Watch;
 
@@ -197,6 +201,9 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
     // The committed events at positions [first, end), all of them, with their scopes.
     absl::StatusOr<std::shared_ptr<const EventRun>> Read(int64_t first, int64_t end);
     void AddScopes(EventRun* run);
+    // Whether `run` may be kept for other watches: not when a scope holds an error that a
+    // later read may not meet.
+    static bool Cacheable(const EventRun& run);
   };
   Chunks chunks_;
   CommitBroadcaster::Token token_ = 0;
@@ -219,6 +226,7 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
   absl::Time catch_up_tat_ ABSL_GUARDED_BY(rate_mu_) = absl::InfinitePast();
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> draining_{false};
+  std::function<void()> built_hook_;
   std::vector<std::thread> threads_;
 };
 

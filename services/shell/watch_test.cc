@@ -544,6 +544,30 @@ TEST_F(WatchTest, ADrainEndsEveryWatchWithAStatusToResumeBy) {
   EXPECT_EQ(ReasonAndField(late.status).first, "SHUTTING_DOWN");
 }
 
+// A reload that removes the caller while a message is being built: that message, which
+// may hold events committed after the reload, is not sent, and the watch ends.
+TEST_F(WatchTest, AReloadWhileAMessageIsBuiltSendsNothingMore) {
+  CreateCase("c1", "dongshan");
+  std::string without_east = kPrincipals;
+  const std::string east_line =
+      R"(  {"id": "east", "roles": ["inspector"], "jurisdiction": "jiangcheng/dongshan"},
+)";
+  const size_t at = without_east.find(east_line);
+  ASSERT_NE(at, std::string::npos);
+  without_east.erase(at, east_line.size());
+  auto reloaded = Principals::Parse(without_east);
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  std::atomic<int> built{0};
+  service_->SetBuiltHookForTesting([&] {
+    if (built.fetch_add(1) == 0) holder_->Set(*reloaded);
+  });
+  Received got = Watch(v1::WatchEventsRequest(), 1, "east");
+  EXPECT_GE(built.load(), 1);
+  EXPECT_TRUE(got.positions.empty()) << "the message built across the reload was sent";
+  EXPECT_EQ(got.status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+      << got.status.error_message();
+}
+
 TEST_F(WatchTest, FiltersByStreamKindAndJurisdictionAndResumes) {
   // The counties' cases alternate (dongshan at even positions, xihe at odd ones), and each
   // filtered watch is read to the end of the log, so an event let through by mistake is
