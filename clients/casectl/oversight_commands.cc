@@ -539,8 +539,8 @@ acc->callback([shared, a, json, date] {
   Table table(
       {"Section 部分", "Subject 对象", "Date 日期", "People 人员", "Detail 说明", "Events 事件"});
   for (const v1::AccountabilityLine& l : resp.lines()) {
-    std::string detail = l.detail();
-    detail = Clip(detail, 120);
+    // Chinese for the departments that read it; English from a server that sends none.
+    std::string detail = Clip(l.detail_zh().empty() ? l.detail() : l.detail_zh(), 120);
     table.AddRow({SectionLabel(l.section()), l.subject(), Day(l.time()),
                   absl::StrJoin(l.people(), ", "), detail, Positions(l.positions())});
   }

@@ -196,10 +196,12 @@ void Ledger::Add(int64_t position, const v1::Event& event) {
       o.kind = Occurrence::Kind::kTalk;
       for (const v1::Person& p : t.talked_with()) o.people.push_back(p.person_id());
       o.detail = t.subject();
+      o.detail_zh = Cat("约谈：", t.subject());
     } else if (event.has_rectification_notice_issued()) {
       const v1::RectificationNoticeIssued& n = event.rectification_notice_issued();
       o.kind = Occurrence::Kind::kNotice;
       o.detail = Cat(n.notice_id(), ": ", n.content());
+      o.detail_zh = Cat("通报整改 ", n.notice_id(), "：", n.content());
     } else {
       return;
     }
@@ -266,6 +268,7 @@ void Ledger::Add(int64_t position, const v1::Event& event) {
                    .actor = event.actor()};
       for (const std::string& who : event.case_closed().approvers()) o.people.push_back(who);
       o.detail = Cat("closed on inspection ", event.case_closed().inspection_id());
+      o.detail_zh = Cat("依据检查 ", event.case_closed().inspection_id(), " 销号");
       occurrences_.push_back(std::move(o));
       break;
     }
@@ -280,13 +283,15 @@ void Ledger::Add(int64_t position, const v1::Event& event) {
       record.reviewed_position = -1;
       record.presence.clear();
       record.open_spans.emplace_back(micros, INT64_MAX);
-      occurrences_.push_back(Occurrence{.kind = Occurrence::Kind::kRelapse,
-                                        .subject = stream,
-                                        .county = record.county,
-                                        .position = position,
-                                        .time_micros = micros,
-                                        .actor = event.actor(),
-                                        .detail = event.relapse_found().findings()});
+      occurrences_.push_back(
+          Occurrence{.kind = Occurrence::Kind::kRelapse,
+                     .subject = stream,
+                     .county = record.county,
+                     .position = position,
+                     .time_micros = micros,
+                     .actor = event.actor(),
+                     .detail = event.relapse_found().findings(),
+                     .detail_zh = Cat("回头看发现反弹：", event.relapse_found().findings())});
       break;
     }
     case v1::Event::kAdmonishmentTalkRecorded: {
@@ -300,18 +305,21 @@ void Ledger::Add(int64_t position, const v1::Event& event) {
         o.people.push_back(p.person_id());
       }
       o.detail = event.admonishment_talk_recorded().subject();
+      o.detail_zh = Cat("约谈：", event.admonishment_talk_recorded().subject());
       occurrences_.push_back(std::move(o));
       break;
     }
     case v1::Event::kRectificationNoticeIssued: {
       const v1::RectificationNoticeIssued& n = event.rectification_notice_issued();
-      occurrences_.push_back(Occurrence{.kind = Occurrence::Kind::kNotice,
-                                        .subject = stream,
-                                        .county = record.county,
-                                        .position = position,
-                                        .time_micros = micros,
-                                        .actor = event.actor(),
-                                        .detail = Cat(n.notice_id(), ": ", n.content())});
+      occurrences_.push_back(
+          Occurrence{.kind = Occurrence::Kind::kNotice,
+                     .subject = stream,
+                     .county = record.county,
+                     .position = position,
+                     .time_micros = micros,
+                     .actor = event.actor(),
+                     .detail = Cat(n.notice_id(), ": ", n.content()),
+                     .detail_zh = Cat("通报整改 ", n.notice_id(), "：", n.content())});
       break;
     }
     default:
@@ -661,12 +669,14 @@ v1::GetAccountabilityReportResponse AccountabilityReport(const Ledger& ledger,
     report.mutable_summary()->set_jurisdiction(std::string(county));
 
   std::vector<v1::AccountabilityLine> lines;
-  auto add = [&lines](std::string section, std::string subject, std::string detail, int64_t micros,
-                      std::vector<std::string> people, std::vector<int64_t> positions) {
+  auto add = [&lines](std::string section, std::string subject, std::string detail,
+                      std::string detail_zh, int64_t micros, std::vector<std::string> people,
+                      std::vector<int64_t> positions) {
     v1::AccountabilityLine line;
     line.set_section(std::move(section));
     line.set_subject(std::move(subject));
     line.set_detail(std::move(detail));
+    line.set_detail_zh(std::move(detail_zh));
     *line.mutable_time() = ToTimestamp(micros);
     for (std::string& p : people) line.add_people(std::move(p));
     for (int64_t p : positions) line.add_positions(p);
@@ -679,6 +689,9 @@ v1::GetAccountabilityReportResponse AccountabilityReport(const Ledger& ledger,
         Cat(s.organisation().display_name(), ": ", StateName(s.state()), ", opened ",
             Date(Micros(s.opened_time())),
             s.has_deadline() ? Cat(", deadline ", Date(Micros(s.deadline()))) : std::string()),
+        Cat(s.organisation().display_name(), "：", workflow::CaseStateNameZh(s.state()), "，",
+            Date(Micros(s.opened_time())), " 起在册",
+            s.has_deadline() ? Cat("，整改期限 ", Date(Micros(s.deadline()))) : std::string()),
         Micros(s.opened_time()), Answerable(s), {record.opened_position, s.last_position()});
   }
   for (const Occurrence& o : ledger.occurrences()) {
@@ -703,10 +716,11 @@ v1::GetAccountabilityReportResponse AccountabilityReport(const Ledger& ledger,
         section = "NOTICE";
         break;
     }
-    add(section, o.subject, o.detail, o.time_micros, std::move(people), {o.position});
+    add(section, o.subject, o.detail, o.detail_zh, o.time_micros, std::move(people), {o.position});
   }
   for (const v1::Flag& flag : ComputeFlags(ledger, policy, last, county)) {
-    add("FLAG", flag.subject(), Cat(flag.rule(), ": ", flag.detail()), Micros(flag.since_time()),
+    add("FLAG", flag.subject(), Cat(flag.rule(), ": ", flag.detail()),
+        Cat(flag.rule(), "：", flag.detail_zh()), Micros(flag.since_time()),
         {flag.responsible().begin(), flag.responsible().end()},
         {flag.evidence_positions().begin(), flag.evidence_positions().end()});
   }

@@ -117,6 +117,7 @@ struct Occurrence {
   std::string actor;
   std::vector<std::string> people;  // approvers of a closure; people talked with
   std::string detail;
+  std::string detail_zh;
 };
 
 // Which events a fold "as of time t" takes, in log order. Event times follow log order

@@ -569,6 +569,15 @@ TEST(ReportTest, AccountabilityReportTracesEveryLineToItsEvents) {
   EXPECT_EQ(report.summary().conversions_in_period(), 1);
   EXPECT_EQ(report.summary().notices_in_period(), 1);
   EXPECT_EQ(report.lines(4).detail().substr(0, 7), "OVERDUE");
+  // Every line also says it in Chinese, with the text people wrote quoted as written.
+  std::vector<std::string> zh;
+  for (const auto& l : report.lines()) zh.push_back(l.detail_zh());
+  EXPECT_THAT(zh, ElementsAre(::testing::HasSubstr("o2 branch：列入台账，"),
+                              ::testing::HasSubstr("o1 branch：反弹重整，"), "依据检查 i1 销号",
+                              "回头看发现反弹：meetings stopped again",
+                              ::testing::StartsWith("OVERDUE：o1 branch 已超过整改期限 "),
+                              "通报整改 N-1：list the remaining weak branches"));
+  EXPECT_THAT(report.lines(0).detail_zh(), ::testing::HasSubstr(" 起在册，整改期限 "));
 }
 
 }  // namespace

@@ -1315,6 +1315,8 @@ void ReplaceAssignmentWith(v1::Case& state, const v1::Assignment& next) {
 
 }  // namespace
 
+std::string_view CaseStateNameZh(v1::CaseState state) { return StateNameZh(state); }
+
 bool KnownRulesVersion(std::string_view version) {
   return version == kRulesVersion || version == kRulesVersion2026_2 ||
          version == kRulesVersion2026_1;

@@ -102,4 +102,7 @@ void Evolve(casework::v1::Case& state, const casework::v1::Event& event);
 // Folds a whole history from the initial state.
 [[nodiscard]] casework::v1::Case Replay(const std::vector<casework::v1::Event>& events);
 
+// A state's Chinese label, as DOMAIN.md names it ("帮扶整顿中" for ASSISTED).
+[[nodiscard]] std::string_view CaseStateNameZh(casework::v1::CaseState state);
+
 }  // namespace casework::workflow
