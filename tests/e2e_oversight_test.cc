@@ -712,6 +712,49 @@ TEST_F(OversightTest, CountyTalksAndNoticesAppearInTheAccountabilityReport) {
     status = stub->RecordCountyTalk(ctx3.get(), bad, &r);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_EQ(DecodeError(status).reason, "COUNTY_INVALID");
+    // A path in Chinese is quoted as it was sent, in both languages.
+    bad.set_county("江城/东山/t01");
+    auto ctx3b = approver->NewContext();
+    status = stub->RecordCountyTalk(ctx3b.get(), bad, &r);
+    EXPECT_EQ(DecodeError(status).reason, "COUNTY_INVALID");
+    EXPECT_NE(status.error_message().find("\"江城/东山/t01\""), std::string::npos)
+        << status.error_message();
+    EXPECT_NE(DecodeError(status).message_zh.find("“江城/东山/t01”"), std::string::npos)
+        << DecodeError(status).message_zh;
+    // A county of the right shape that nothing is known of (a typo): refused, so that it
+    // does not become a county of its own in every report.
+    {
+      auto auditor = As("auditor");
+      v1::RecordCountyTalkRequest typo = talk;
+      typo.set_request_id("talk-typo");
+      typo.set_county("jiangcheng/dongsahn");
+      auto ctx9 = auditor->NewContext();
+      status =
+          v1::OversightService::NewStub(auditor->channel())->RecordCountyTalk(ctx9.get(), typo, &r);
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
+      EXPECT_EQ(DecodeError(status).reason, "COUNTY_UNKNOWN");
+      EXPECT_EQ(DecodeError(status).field, "county");
+      v1::IssueCountyNoticeRequest typo_notice = notice;
+      typo_notice.set_request_id("notice-typo");
+      typo_notice.set_county("jiangcheng/dongsahn");
+      auto ctx10 = auditor->NewContext();
+      status = v1::OversightService::NewStub(auditor->channel())
+                   ->IssueCountyNotice(ctx10.get(), typo_notice, &r);
+      EXPECT_EQ(DecodeError(status).reason, "COUNTY_UNKNOWN") << status.error_message();
+      // xihe has neither registry nor case in this test; once a case is listed there, it is
+      // known.
+      typo.set_county("jiangcheng/xihe");
+      typo.set_request_id("talk-xihe");
+      auto ctx11 = auditor->NewContext();
+      status = v1::OversightService::NewStub(auditor->channel())
+                   ->RecordCountyTalk(ctx11.get(), typo, &r);
+      EXPECT_EQ(DecodeError(status).reason, "COUNTY_UNKNOWN") << status.error_message();
+      List("c-x1", "xihe", "org-x01");
+      auto ctx12 = auditor->NewContext();
+      status = v1::OversightService::NewStub(auditor->channel())
+                   ->RecordCountyTalk(ctx12.get(), typo, &r);
+      EXPECT_TRUE(status.ok()) << status.error_message();
+    }
     bad.set_county("jiangcheng/dongshan");
     bad.set_subject("  ");
     auto ctx4 = approver->NewContext();

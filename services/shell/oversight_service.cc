@@ -62,13 +62,6 @@ std::string Fingerprint(const google::protobuf::Message& m) {
   return Sha256(bytes);
 }
 
-std::string Shown(std::string_view text, size_t max = 80) {
-  std::string out;
-  for (char ch : text.substr(0, max)) out.push_back(ch >= 0x20 && ch < 0x7f ? ch : '?');
-  if (text.size() > max) out += "...";
-  return out;
-}
-
 v1::Event Envelope(const std::string& stream, int64_t version, const workflow::Principal& actor,
                    int64_t now_micros, const std::string& request_id) {
   v1::Event event;
@@ -159,11 +152,12 @@ grpc::Status Require(const Authenticator* auth, grpc::CallbackServerContext* ctx
 
 grpc::Status Outside(const workflow::Principal& caller, std::string_view field,
                      std::string_view path) {
-  return ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", field,
-                     workflow::Cat("\"", Shown(path, 200), "\" is outside the jurisdiction \"",
-                                   caller.jurisdiction, "\" of ", caller.id),
-                     workflow::Cat("“", Shown(path, 200), "”不在 ", caller.id, " 的管辖范围“",
-                                   caller.jurisdiction, "”内"));
+  return ErrorStatus(
+      grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", field,
+      workflow::Cat("\"", workflow::Shown(path, 200), "\" is outside the jurisdiction \"",
+                    caller.jurisdiction, "\" of ", caller.id),
+      workflow::Cat("“", workflow::Shown(path, 200), "”不在 ", caller.id, " 的管辖范围“",
+                    caller.jurisdiction, "”内"));
 }
 
 // The scope a report is asked for: the request's, else the caller's own.
@@ -183,10 +177,40 @@ bool IsCountyPath(std::string_view path) {
 }
 
 grpc::Status CountyInvalid(std::string_view county) {
-  return Invalid("COUNTY_INVALID", "county",
-                 workflow::Cat("county \"", Shown(county),
-                               "\" is not a county's jurisdiction path \"city/county\""),
-                 workflow::Cat("county“", Shown(county), "”不是县级辖区路径（市/县）"));
+  return Invalid(
+      "COUNTY_INVALID", "county",
+      workflow::Cat("county \"", workflow::Shown(county, 80),
+                    "\" is not a county's jurisdiction path \"city/county\""),
+      workflow::Cat("county“", workflow::Shown(county, 80), "”不是县级辖区路径（市/县）"));
+}
+
+grpc::Status CountyUnknown(std::string_view county) {
+  return ErrorStatus(
+      grpc::StatusCode::NOT_FOUND, "COUNTY_UNKNOWN", "county",
+      workflow::Cat("county \"", workflow::Shown(county, 80),
+                    "\" has no registered organisation and no case; check the path (a county is "
+                    "known once its registry is imported or a case is listed in it)"),
+      workflow::Cat(
+          "县级辖区“", workflow::Shown(county, 80),
+          "”既无登记组织也无案件，请核对路径（导入其组织名册或在其中列入案件后方可记录）"));
+}
+
+// Whether anything is known of `county` ("city/county"): its registry imported, or a case
+// listed in it.
+absl::StatusOr<bool> CountyKnown(store::RocksEventLog* log, const std::string& county) {
+  auto registered = log->StreamVersion(workflow::Cat(oversight::kRegistryStreamPrefix, county));
+  if (!registered.ok()) return registered.status();
+  if (*registered > 0) return true;
+  // The jurisdiction index's keys begin with the case's organisation path.
+  const std::string prefix = county + "/";
+  bool found = false;
+  absl::Status scanned = log->ScanProjection(kByJurisdictionTable, prefix, 1,
+                                             [&](std::string_view key, std::string_view) {
+                                               found = key.substr(0, prefix.size()) == prefix;
+                                               return false;
+                                             });
+  if (!scanned.ok()) return scanned;
+  return found;
 }
 
 // Cut of an as-of time: unset means now.
@@ -531,6 +555,13 @@ grpc::ServerUnaryReactor* OversightServiceImpl::RecordCounty(
   }
   auto version = log_->StreamVersion(stream);
   if (!version.ok()) return Finish(ctx, FromStoreStatus(version.status()));
+  if (*version == 0) {
+    // The county's first record: a mistyped path would start a county of its own for
+    // good, empty in every report, with the record missing from the real county's.
+    auto known = CountyKnown(log_, county);
+    if (!known.ok()) return Finish(ctx, FromStoreStatus(known.status()));
+    if (!*known) return Finish(ctx, CountyUnknown(county));
+  }
   v1::Event envelope = Envelope(stream, *version + 1, actor, clock_(), request_id);
   envelope.MergeFrom(event);
   store::AppendRequest append;
