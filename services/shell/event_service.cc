@@ -12,8 +12,11 @@
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/proto_buffer_reader.h"
 #include "services/shell/event_view.h"
+#include "services/shell/principals.h"
+#include "services/shell/projections.h"
 #include "services/shell/status_mapping.h"
 #include "services/workflow/policy.h"
+#include "services/workflow/text.h"
 #include "store/checkpoint.h"
 
 namespace casework::shell {
@@ -103,6 +106,48 @@ class Refused final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 grpc::Status InvalidArgument(std::string_view field, std::string en, std::string zh) {
   return ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "WATCH_REQUEST_INVALID", field,
                      std::move(en), std::move(zh));
+}
+
+// The stream families a filter may name (a case's, a county's records, ...).
+constexpr std::string_view kStreamFamilies[] = {"cases/",   "counties/",         "registry/",
+                                                "samples/", "registry-imports/", "approvers/"};
+
+// A filter's stream: refused when it names no stream at all (a watch for it would stay
+// silent for good), or a case outside the caller's jurisdiction (as GetCase refuses it). A
+// case not yet listed may be watched.
+std::optional<grpc::Status> CheckStreamFilter(store::RocksEventLog* log, const std::string& stream,
+                                              const workflow::Principal& caller) {
+  bool known = stream == kPrincipalsStream;
+  for (std::string_view family : kStreamFamilies) {
+    known = known || (stream.size() > family.size() && stream.starts_with(family));
+  }
+  if (!known) {
+    return InvalidArgument(
+        "filter.stream",
+        absl::StrCat("filter.stream \"", workflow::Shown(stream, 80),
+                     "\" names no stream; a case's is \"cases/{case_id}\" (others: "
+                     "\"counties/{city}/{county}\", \"registry/{city}/{county}\", "
+                     "\"samples/...\", \"registry-imports/...\", \"approvers/{id}\", \"",
+                     kPrincipalsStream, "\")"),
+        absl::StrCat("filter.stream“", workflow::Shown(stream, 80),
+                     "”不是事件流名称；案件的事件流为“cases/{case_id}”"));
+  }
+  constexpr std::string_view kCases = "cases/";
+  if (!stream.starts_with(kCases)) return std::nullopt;
+  const std::string case_id = stream.substr(kCases.size());
+  auto bytes = log->GetProjection(kCaseTable, case_id);
+  if (!bytes.ok()) return FromStoreStatus(bytes.status());
+  if (!bytes->has_value()) return std::nullopt;
+  casework::v1::Case c;
+  if (!c.ParseFromString(**bytes)) {
+    return FromStoreStatus(absl::DataLossError(
+        absl::StrCat("the projection of case ", case_id, " does not parse; rebuild projections")));
+  }
+  if (caller.Covers(c.organisation().jurisdiction())) return std::nullopt;
+  return ErrorStatus(
+      grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "filter.stream",
+      absl::StrCat("case ", case_id, " is outside your jurisdiction \"", caller.jurisdiction, "\""),
+      absl::StrCat("案件 ", case_id, " 不在您的管辖范围“", caller.jurisdiction, "”内"));
 }
 
 // How a watch ends when the server stops (EventServiceImpl::BeginDrain).
@@ -820,6 +865,11 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* EventServiceImpl::WatchEvents(
 
   Watch::Filter filter;
   filter.stream = request.filter().stream();
+  if (!filter.stream.empty()) {
+    if (std::optional<grpc::Status> refused = CheckStreamFilter(log_, filter.stream, caller)) {
+      return new Refused(*std::move(refused));
+    }
+  }
   for (int i = 0; i < request.filter().kinds_size(); ++i) {
     const std::string& kind = request.filter().kinds(i);
     std::optional<int> field = EventKindField(kind);

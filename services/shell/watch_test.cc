@@ -600,6 +600,26 @@ TEST_F(WatchTest, FiltersByStreamKindAndJurisdictionAndResumes) {
     request.mutable_filter()->set_stream("cases/x3");
     Received got = WatchToTheEnd(request);
     EXPECT_EQ(got.positions, std::vector<int64_t>{7});
+    // A case of another county: refused, as GetCase refuses it, not a silent watch.
+    Received outside = Watch(request, 1, "east");
+    EXPECT_EQ(outside.status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(
+        ReasonAndField(outside.status),
+        std::make_pair(std::string("JURISDICTION_NOT_COVERED"), std::string("filter.stream")));
+    // A name that is no stream (the case id alone): refused, naming the field.
+    request.mutable_filter()->set_stream("x3");
+    Received nameless = Watch(request, 1);
+    EXPECT_EQ(nameless.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(ReasonAndField(nameless.status).second, "filter.stream");
+    EXPECT_NE(nameless.status.error_message().find("cases/{case_id}"), std::string::npos);
+    // A case not listed yet may be watched: caught up, nothing yet.
+    request.mutable_filter()->set_stream("cases/later");
+    Received later = WatchToTheEnd(request);
+    EXPECT_TRUE(later.status.ok() || later.status.error_code() == grpc::StatusCode::CANCELLED)
+        << later.status.error_message();
+    EXPECT_TRUE(later.positions.empty());
+    ASSERT_FALSE(later.messages.empty());
+    EXPECT_TRUE(later.messages.back().caught_up());
   }
   {  // Kinds: nothing of another kind; an unknown kind is refused.
     v1::WatchEventsRequest request;
