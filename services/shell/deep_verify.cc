@@ -386,10 +386,11 @@ std::optional<DeepVerifier::Problem> DeepVerifier::CheckPending() {
     if (!workflow::KnownRulesVersion(e.rules_version()) ||
         e.rules_version() != first.rules_version()) {
       return Problem{
-          position, absl::StrCat("admitted under rules \"", e.rules_version(),
-                                 "\", which this build cannot re-run (it knows ",
-                                 workflow::kRulesVersion2026_1, ", ", workflow::kRulesVersion2026_2,
-                                 " and ", workflow::kRulesVersion, ")")};
+          position,
+          absl::StrCat("admitted under rules \"", e.rules_version(),
+                       "\", which this build cannot re-run (it knows ",
+                       workflow::kRulesVersion2026_1, ", ", workflow::kRulesVersion2026_2, ", ",
+                       workflow::kRulesVersion2026_3, " and ", workflow::kRulesVersion, ")")};
     }
   }
   const int64_t at = cases_.Version(first.stream());

@@ -19,7 +19,8 @@
 // that did not record its principals) is re-decided as before: the actor gets every role
 // and the case's county as jurisdiction. Everything else (states, separation of duties
 // by person, fields, deadlines against the time of the event, the closure policy,
-// signatures) is checked exactly. The closure policy is the server's current one.
+// signatures) is checked exactly. The closure policy is the one a sign-off records
+// (rules/2026.4 on), else the server's current one.
 //
 // Memory: the case states in a CaseStates (serialized, at most `state_bytes_max` of them
 // kept when a loader is given; dropped states are refolded from the log), one version per

@@ -139,12 +139,14 @@ class DeepVerifySignaturesTest : public ::testing::Test {
   }
 
   // The events of `stream` (every event when empty) as rules/2026.2 admitted them: that
-  // rule set stamped, sign-offs without a leaf hash and signed over the first form.
+  // rule set stamped, sign-offs without a leaf hash or a closure policy and signed over
+  // the first form.
   void ToFirstForm(std::vector<v1::Event>& log, const std::string& stream = "") const {
     for (v1::Event& e : log) {
       if (!stream.empty() && e.stream() != stream) continue;
       e.set_rules_version(workflow::kRulesVersion2026_2);
       if (!e.has_closure_signed_off()) continue;
+      e.mutable_closure_signed_off()->clear_policy();
       v1::SignOff* s = e.mutable_closure_signed_off()->mutable_sign_off();
       s->clear_latest_leaf_hash();
       s->set_signature(Sign(
@@ -168,9 +170,11 @@ class DeepVerifySignaturesTest : public ::testing::Test {
   // The verdict with signatures checked in the background, which must be the one with
   // signatures checked inline.
   static std::optional<DeepVerifier::Problem> Verify(const std::vector<v1::Event>& log,
-                                                     int64_t* signatures = nullptr) {
+                                                     int64_t* signatures = nullptr,
+                                                     const workflow::Policy& policy = {}) {
     auto run = [&](bool background) {
-      DeepVerifier verifier{DeepVerifyOptions{.signatures_in_background = background}};
+      DeepVerifier verifier{
+          DeepVerifyOptions{.policy = policy, .signatures_in_background = background}};
       std::optional<DeepVerifier::Problem> problem;
       for (size_t i = 0; i < log.size() && !problem.has_value(); ++i) {
         problem = verifier.Add(store::StoredEvent{.position = static_cast<int64_t>(i),
@@ -211,6 +215,38 @@ TEST_F(DeepVerifySignaturesTest, SignedClosuresVerify) {
   auto problem = Verify(log, &signatures);
   EXPECT_FALSE(problem.has_value()) << problem->position << ": " << problem->detail;
   EXPECT_EQ(signatures, 80);
+}
+
+// The server's closure policy changed after the closures (three approvers now, two when
+// they were admitted): each sign-off is re-decided under the policy it records, so the
+// closures verify. Sign-offs of the rules before 2026.4 record none and are re-decided
+// under the current policy, under which two approvers did not close the case.
+TEST_F(DeepVerifySignaturesTest, ClosuresAreJudgedByThePolicyTheyRecord) {
+  std::vector<v1::Event> log = ClosedCases(10, 3);
+  workflow::Policy stricter;
+  stricter.closure.approvers_min = 3;
+  auto problem = Verify(log, nullptr, stricter);
+  EXPECT_FALSE(problem.has_value()) << problem->position << ": " << problem->detail;
+  // Case c4 as admitted under rules/2026.3: its sign-offs re-signed over the leaf hashes
+  // of its events as they now are.
+  store::Hash latest{};
+  for (v1::Event& e : log) {
+    if (e.stream() != "cases/c4") continue;
+    e.set_rules_version(workflow::kRulesVersion2026_3);
+    if (e.has_closure_signed_off()) {
+      e.mutable_closure_signed_off()->clear_policy();
+      v1::SignOff* s = e.mutable_closure_signed_off()->mutable_sign_off();
+      s->set_latest_leaf_hash(std::string(store::rfc9162::AsBytes(latest)));
+      s->set_signature(
+          Sign(e.actor() == cast_.county_approver.id ? county_key_ : city_key_, StatementOf(e)));
+    }
+    latest = LeafOf(e);
+  }
+  EXPECT_FALSE(Verify(log).has_value()) << "2026.3 under the policy of its time";
+  problem = Verify(log, nullptr, stricter);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->position, SignOffOf(log, "cases/c4", cast_.city_approver.id));
+  EXPECT_THAT(problem->detail, HasSubstr("the rules emit 1 events")) << problem->detail;
 }
 
 TEST_F(DeepVerifySignaturesTest, AnAlteredSignatureIsNamed) {

@@ -489,6 +489,11 @@ class Decider {
 
   // rules/2026.1 kept separation of duties within the latest round.
   bool AcrossRounds() const { return context_.rules != kRulesVersion2026_1; }
+  // Whether a sign-off records the closure policy it is judged by (rules/2026.4 on).
+  bool RecordsClosurePolicy() const {
+    return context_.rules != kRulesVersion2026_1 && context_.rules != kRulesVersion2026_2 &&
+           context_.rules != kRulesVersion2026_3;
+  }
 
   std::optional<Refusal> CheckInspectorDidNotAssist() const {
     if (Contains(state_.assisters(), actor())) {
@@ -1120,9 +1125,16 @@ class Decider {
 
     Events events;
     events.reserve(2);
-    *Emit(events, state_.name(), request.request_id())
-         .mutable_closure_signed_off()
-         ->mutable_sign_off() = std::move(sign_off);
+    v1::ClosureSignedOff* signed_off =
+        Emit(events, state_.name(), request.request_id()).mutable_closure_signed_off();
+    *signed_off->mutable_sign_off() = std::move(sign_off);
+    if (RecordsClosurePolicy()) {
+      const ClosurePolicy& policy = context_.policy->closure;
+      v1::ClosurePolicyApplied* applied = signed_off->mutable_policy();
+      applied->set_approvers_min(policy.approvers_min);
+      applied->set_city_approvers_min(policy.city_approvers_min);
+      applied->set_county_approvers_min(policy.county_approvers_min);
+    }
     if (closes) {
       v1::CaseClosed* body =
           Emit(events, state_.name(), request.request_id()).mutable_case_closed();
@@ -1318,8 +1330,8 @@ void ReplaceAssignmentWith(v1::Case& state, const v1::Assignment& next) {
 std::string_view CaseStateNameZh(v1::CaseState state) { return StateNameZh(state); }
 
 bool KnownRulesVersion(std::string_view version) {
-  return version == kRulesVersion || version == kRulesVersion2026_2 ||
-         version == kRulesVersion2026_1;
+  return version == kRulesVersion || version == kRulesVersion2026_3 ||
+         version == kRulesVersion2026_2 || version == kRulesVersion2026_1;
 }
 
 std::optional<Refusal> CheckTalkContent(

@@ -29,7 +29,10 @@ namespace casework::workflow {
 //                 closure needs a signer who inspected the case in no round.
 //   rules/2026.3  a sign-off's signature also covers the leaf hash of the case's latest
 //                 event (the statement's `latest` line, statement.h), kept in the event.
-inline constexpr char kRulesVersion[] = "rules/2026.3";
+//   rules/2026.4  a sign-off records the closure policy it was judged by
+//                 (ClosureSignedOff.policy), and is re-decided under that policy.
+inline constexpr char kRulesVersion[] = "rules/2026.4";
+inline constexpr char kRulesVersion2026_3[] = "rules/2026.3";
 inline constexpr char kRulesVersion2026_2[] = "rules/2026.2";
 inline constexpr char kRulesVersion2026_1[] = "rules/2026.1";
 

@@ -13,6 +13,7 @@
 #include "services/workflow/limits.h"
 #include "services/workflow/names.h"
 #include "services/workflow/policy.h"
+#include "services/workflow/readmit.h"
 #include "services/workflow/text.h"
 #include "services/workflow/workflow_testing.h"
 
@@ -275,6 +276,46 @@ TEST(Rules, SignOffWithoutTheLatestLeafIsNotVerified) {
   ASSERT_TRUE(std::holds_alternative<Events>(d));
   EXPECT_EQ(std::get<Events>(d).front().closure_signed_off().sign_off().latest_leaf_hash(),
             context.verified_latest_leaf_hash);
+}
+
+// Under rules/2026.4 a sign-off records the closure policy it was judged by, and is decided
+// again under that one: a closure admitted before the policy changed stays admitted, and a
+// record claiming a policy that would not have closed the case does not verify.
+TEST(Rules, ASignOffRecordsTheClosurePolicyItWasJudgedBy) {
+  Scenario s(Stage::kVerified);
+  const Principal& county = s.cast().county_approver;
+  const Principal& city = s.cast().city_approver;
+  const Events first =
+      s.Do(county, testing::SignOffClosure(s.version(), "insp-1", testing::KeyIdOf(county)));
+  ASSERT_EQ(first.size(), 1u);  // one of two approvers: not closed yet
+  ASSERT_TRUE(first[0].closure_signed_off().has_policy());
+  EXPECT_EQ(first[0].closure_signed_off().policy().approvers_min(), 2);
+  EXPECT_EQ(first[0].closure_signed_off().policy().county_approvers_min(), 1);
+  EXPECT_EQ(first[0].closure_signed_off().policy().city_approvers_min(), 0);
+  const v1::Case before = s.state();
+  const Context then = s.As(city);
+  const Events closing =
+      s.Do(city, testing::SignOffClosure(s.version(), "insp-1", testing::KeyIdOf(city)));
+  ASSERT_EQ(closing.size(), 2u);
+  ASSERT_TRUE(closing[1].has_case_closed());
+  EXPECT_EQ(Readmit(before, closing, then), std::nullopt);
+  // The server's policy now asks for three approvers: the closure is judged by its own.
+  Policy stricter = *then.policy;
+  stricter.closure.approvers_min = 3;
+  Context now = then;
+  now.policy = &stricter;
+  EXPECT_EQ(Readmit(before, closing, now), std::nullopt);
+  // A record that claims a policy of three approvers, under which two did not close it.
+  Events claimed = closing;
+  claimed[0].mutable_closure_signed_off()->mutable_policy()->set_approvers_min(3);
+  EXPECT_NE(Readmit(before, claimed, then), std::nullopt);
+  // The rules before 2026.4 record no policy, and are re-decided under the current one.
+  Context older = then;
+  older.rules = kRulesVersion2026_3;
+  Decision d = Decide(
+      before, testing::SignOffClosure(before.version(), "insp-1", testing::KeyIdOf(city)), older);
+  ASSERT_TRUE(std::holds_alternative<Events>(d));
+  EXPECT_FALSE(std::get<Events>(d).front().closure_signed_off().has_policy());
 }
 
 TEST(Rules, ApproverLevelUnknown) {

@@ -169,7 +169,21 @@ std::optional<std::string> Readmit(const v1::Case& before, std::span<const v1::E
     return Cat("no single command emits these ", events.size(), " events (kind field ",
                events.empty() ? 0 : static_cast<int>(events.front().body_case()), ")");
   }
-  Decision decision = Decide(before, *command, context);
+  // A sign-off that records the closure policy it was judged by (rules/2026.4 on) is
+  // decided again under that policy, not the one in force now: a closure admitted under a
+  // policy changed since is re-checked against its own (which the record shows).
+  Policy recorded;
+  Context decide_in = context;
+  if (!events.empty() && events.front().has_closure_signed_off() &&
+      events.front().closure_signed_off().has_policy()) {
+    const v1::ClosurePolicyApplied& applied = events.front().closure_signed_off().policy();
+    recorded = *context.policy;
+    recorded.closure.approvers_min = applied.approvers_min();
+    recorded.closure.city_approvers_min = applied.city_approvers_min();
+    recorded.closure.county_approvers_min = applied.county_approvers_min();
+    decide_in.policy = &recorded;
+  }
+  Decision decision = Decide(before, *command, decide_in);
   if (const Refusal* refusal = std::get_if<Refusal>(&decision)) {
     return Cat("the rules refuse it: ", ReasonCode(refusal->reason), ": ", refusal->message_en);
   }

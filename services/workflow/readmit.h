@@ -26,7 +26,8 @@ namespace casework::workflow {
 
 // nullopt when Decide(before, CommandFor(before, events), context) emits exactly `events`;
 // otherwise what differs, in words (the refusal's reason and message, or the first
-// differing event). `context.policy` must be set.
+// differing event). `context.policy` must be set; a sign-off that records the closure
+// policy it was judged by (rules/2026.4 on) is decided under that one instead.
 [[nodiscard]] std::optional<std::string> Readmit(const casework::v1::Case& before,
                                                  std::span<const casework::v1::Event> events,
                                                  const Context& context);
