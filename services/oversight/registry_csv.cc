@@ -4,6 +4,7 @@
 #include <optional>
 #include <set>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "services/workflow/names.h"
 #include "services/workflow/text.h"
@@ -18,11 +19,18 @@ constexpr std::array<std::string_view, 6> kColumns = {
     "organisation_id", "display_name", "jurisdiction", "kind", "grade", "stars"};
 constexpr size_t kDisplayNameBytesMax = 256;
 
+// A refusal in English (the message) and Chinese (a payload): kept apart, so that text
+// of the file quoted in either (a column's name, a value) cannot be taken for the other.
+absl::Status Refusal(std::string en, std::string zh) {
+  absl::Status status = absl::InvalidArgumentError(en);
+  status.SetPayload(kRegistryCsvMessageZh, absl::Cord(std::move(zh)));
+  return status;
+}
+
 absl::Status Bad(int line, std::string_view column, std::string en, std::string zh) {
-  return absl::InvalidArgumentError(column.empty()
-                                        ? Cat("line ", line, ": ", en, " / 第 ", line, " 行：", zh)
-                                        : Cat("line ", line, ", column ", column, ": ", en,
-                                              " / 第 ", line, " 行“", column, "”列：", zh));
+  return column.empty() ? Refusal(Cat("line ", line, ": ", en), Cat("第 ", line, " 行：", zh))
+                        : Refusal(Cat("line ", line, ", column ", column, ": ", en),
+                                  Cat("第 ", line, " 行“", column, "”列：", zh));
 }
 
 // Splits RFC 4180 records. `line` is the line number where each record starts.
@@ -146,16 +154,20 @@ std::string Quote(std::string_view s) {
 
 }  // namespace
 
+std::string RegistryCsvMessageZh(const absl::Status& status) {
+  const auto zh = status.GetPayload(kRegistryCsvMessageZh);
+  return zh.has_value() ? std::string(*zh) : std::string(status.message());
+}
+
 absl::StatusOr<std::vector<RegistryRow>> ParseRegistryCsv(std::string_view csv, size_t bytes_max) {
   if (csv.size() > bytes_max) {
-    return absl::InvalidArgumentError(Cat("the registry file is ", csv.size(), " bytes; at most ",
-                                          bytes_max, ": split it / 登记文件为 ", csv.size(),
-                                          " 字节，超过上限 ", bytes_max, "，请拆分"));
+    return Refusal(
+        Cat("the registry file is ", csv.size(), " bytes; at most ", bytes_max, ": split it"),
+        Cat("登记文件为 ", csv.size(), " 字节，超过上限 ", bytes_max, "，请拆分"));
   }
   if (!ValidUtf8(csv)) {
-    return absl::InvalidArgumentError(
-        "the registry file is not valid UTF-8; save it as UTF-8 / 登记文件不是有效的 UTF-8 "
-        "编码，请另存为 UTF-8");
+    return Refusal("the registry file is not valid UTF-8; save it as UTF-8",
+                   "登记文件不是有效的 UTF-8 编码，请另存为 UTF-8");
   }
   Reader reader(csv);
   absl::Status error;
@@ -163,9 +175,9 @@ absl::StatusOr<std::vector<RegistryRow>> ParseRegistryCsv(std::string_view csv, 
   auto header = reader.Next(&line, &error);
   if (!error.ok()) return error;
   if (!header.has_value()) {
-    return absl::InvalidArgumentError(
-        Cat("the registry file is empty; its first line must be the header \"", kRegistryCsvHeader,
-            "\" / 登记文件为空，第一行须为表头"));
+    return Refusal(Cat("the registry file is empty; its first line must be the header \"",
+                       kRegistryCsvHeader, "\""),
+                   Cat("登记文件为空，第一行须为表头“", kRegistryCsvHeader, "”"));
   }
   std::array<int, kColumns.size()> index;
   index.fill(-1);

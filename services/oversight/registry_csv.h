@@ -33,11 +33,16 @@ inline constexpr size_t kRegistryRowsMax = 100'000;
 // below 2^31 lines, which the line numbers count in an int.
 inline constexpr size_t kRegistryCsvBytesMax = size_t{256} << 20;
 
-// The rows, or INVALID_ARGUMENT naming the line, the column and what is wrong (in
-// English, then Chinese after " / "). Refuses the whole file on the first bad row, and
-// an organisation id that appears twice.
+// The rows, or INVALID_ARGUMENT naming the line, the column and what is wrong: in English
+// as the message, in Chinese as the payload kRegistryCsvMessageZh (RegistryCsvMessageZh).
+// Refuses the whole file on the first bad row, and an organisation id that appears twice.
 [[nodiscard]] absl::StatusOr<std::vector<RegistryRow>> ParseRegistryCsv(
     std::string_view csv, size_t bytes_max = kRegistryCsvBytesMax);
+
+// The payload type URL of a refusal's Chinese message.
+inline constexpr char kRegistryCsvMessageZh[] = "type.casework/registry-csv-message-zh";
+// The Chinese message of a ParseRegistryCsv refusal (its English one if it has none).
+[[nodiscard]] std::string RegistryCsvMessageZh(const absl::Status& status);
 
 // The canonical CSV line of a row (no line end), quoting where RFC 4180 needs it.
 [[nodiscard]] std::string RegistryCsvLine(const RegistryRow& row);

@@ -90,8 +90,22 @@ TEST(RegistryCsvTest, RefusesBadInputNamingLineAndColumn) {
     ASSERT_FALSE(rows.ok()) << c.csv;
     EXPECT_EQ(rows.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(std::string(rows.status().message()), HasSubstr(c.message)) << c.csv;
-    EXPECT_THAT(std::string(rows.status().message()), HasSubstr(" / ")) << "no Chinese text";
+    const std::string zh = RegistryCsvMessageZh(rows.status());
+    EXPECT_NE(zh, std::string(rows.status().message())) << "no Chinese text: " << c.csv;
+    EXPECT_TRUE(zh.starts_with("第 ") || zh.starts_with("登记文件")) << zh;
   }
+}
+
+// A bilingual column name holds " / ", which once split the English message from the
+// Chinese one: the two are kept apart now, each whole.
+TEST(RegistryCsvTest, AColumnNameWithASlashStaysInItsMessage) {
+  auto rows =
+      ParseRegistryCsv("organisation_id,display_name,jurisdiction,kind,grade / 分类定级,stars\n");
+  ASSERT_FALSE(rows.ok());
+  EXPECT_THAT(std::string(rows.status().message()),
+              ::testing::StartsWith("line 1, column grade / 分类定级: unknown column; "));
+  EXPECT_THAT(RegistryCsvMessageZh(rows.status()),
+              ::testing::StartsWith("第 1 行“grade / 分类定级”列："));
 }
 
 }  // namespace

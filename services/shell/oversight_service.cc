@@ -627,11 +627,9 @@ void OversightServiceImpl::Import(grpc::ServerUnaryReactor* reactor, JobCaller j
   const workflow::Principal& caller = job_caller.principal();
   auto rows = oversight::ParseRegistryCsv(req.csv());
   if (!rows.ok()) {
-    const std::string message(rows.status().message());
-    const size_t split = message.find(" / ");
-    JobRunner::FinishJob(reactor,
-                         Invalid("REGISTRY_CSV_INVALID", "csv", message.substr(0, split),
-                                 split == std::string::npos ? message : message.substr(split + 3)));
+    JobRunner::FinishJob(
+        reactor, Invalid("REGISTRY_CSV_INVALID", "csv", std::string(rows.status().message()),
+                         oversight::RegistryCsvMessageZh(rows.status())));
     return;
   }
   RowsByCounty by_county;
