@@ -352,6 +352,7 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
     {
       absl::MutexLock lock(&mu_);
       writing_ = false;
+      if (ok) service_->counters_.bytes_sent.fetch_add(current_bytes_, std::memory_order_relaxed);
       AddBuffered(-current_bytes_);
       current_bytes_ = 0;
       if (!ok) {

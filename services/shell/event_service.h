@@ -92,6 +92,7 @@ struct WatchOptions {
 struct WatchCounters {
   std::atomic<int64_t> watches{0};         // open now
   std::atomic<int64_t> messages_sent{0};   // written to clients
+  std::atomic<int64_t> bytes_sent{0};      // of those messages
   std::atomic<int64_t> messages_ready{0};  // prepared and waiting for the write slot, now
   std::atomic<int64_t> bytes_buffered{0};  // bytes of messages in flight or prepared, now
   std::atomic<int64_t> bytes_buffered_peak{0};
