@@ -547,6 +547,15 @@ TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) 
     ASSERT_TRUE(c->cases().GetCase(ctx.get(), get, &now).ok());
     EXPECT_EQ(now.last_leaf_hash(), LeafAt(4));
     EXPECT_EQ(now.last_leaf_hash().size(), 32u);
+    // A ListCases row gives the same, so a case can be signed from a page.
+    v1::ListCasesRequest list;
+    list.set_filter("state = VERIFIED");
+    v1::ListCasesResponse page;
+    auto list_ctx = c->NewContext();
+    ASSERT_TRUE(c->cases().ListCases(list_ctx.get(), list, &page).ok());
+    ASSERT_EQ(page.cases_size(), 1);
+    EXPECT_EQ(page.cases(0).last_leaf_hash(), LeafAt(4));
+    EXPECT_EQ(page.cases(0).last_position(), now.last_position());
   }
 
   // The county approver signs version 4; the city approver signs version 5: closed.

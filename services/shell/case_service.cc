@@ -227,7 +227,9 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
         if (c.version() == 0) return true;
         if (!actor.Covers(c.organisation().jurisdiction())) return true;
         if (!filter->Matches(c)) return true;
-        if (absl::Status placed = processor_->SetLastPosition(&c); !placed.ok()) {
+        // Its latest event's position and leaf hash, as GetCase gives them: a row is enough
+        // to sign the case from.
+        if (absl::Status placed = processor_->SetLastEvent(&c); !placed.ok()) {
           lookup_status = placed;
           return false;
         }

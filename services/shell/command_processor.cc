@@ -111,14 +111,6 @@ absl::Status CommandProcessor::SetLastEvent(Case* state) {
   return absl::OkStatus();
 }
 
-absl::Status CommandProcessor::SetLastPosition(Case* state) {
-  if (state->version() == 0) return absl::OkStatus();
-  auto position = log_->PositionOf(CaseStream(state->case_id()), state->version());
-  if (!position.ok()) return position.status();
-  state->set_last_position(*position);
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::vector<EventRecord>> CommandProcessor::ReadCaseEvents(
     const std::string& case_id, int64_t from_version, size_t limit) {
   auto stored = log_->ReadStream(CaseStream(case_id), from_version, limit);

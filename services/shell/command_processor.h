@@ -48,12 +48,9 @@ class CommandProcessor {
   [[nodiscard]] absl::StatusOr<casework::v1::Case> LoadCase(const std::string& case_id);
   // The same, parsed into `state` (cleared first).
   [[nodiscard]] absl::Status LoadCaseInto(const std::string& case_id, casework::v1::Case* state);
-  // Sets the position of the latest event of a loaded case (the stored row does not hold
-  // it: a row is written before the log places its events). Nothing for version 0.
-  [[nodiscard]] absl::Status SetLastPosition(casework::v1::Case* state);
   // Sets the position and the leaf hash of the latest event of a loaded case (neither is in
-  // the stored row). Nothing for version 0. One read of the event more than
-  // SetLastPosition.
+  // the stored row: a row is written before the log places its events). Nothing for
+  // version 0.
   [[nodiscard]] absl::Status SetLastEvent(casework::v1::Case* state);
   // The event of a case at `version`; kDataLoss when the log has none (the projection
   // said the case has it).
