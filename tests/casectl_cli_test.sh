@@ -98,6 +98,14 @@ rc=0; ctl --identity admin.xihe registry import "$work/registry.csv" >/dev/null 
   grep -q "line 3:" "$work/reg.err" && grep -q "第 3 行" "$work/reg.err" ||
   fail "registry import outside the jurisdiction: exit $rc, $(cat "$work/reg.err")"
 
+# --- registry import: a bad file is refused before anything is sent, in English and in
+# Chinese, each whole (a bilingual column name holds " / ") ---
+printf 'organisation_id,display_name,jurisdiction,kind,grade / 分类定级,stars\n' >"$work/bad.csv"
+rc=0; ctl --identity admin registry import "$work/bad.csv" >/dev/null 2>"$work/bad.err" || rc=$?
+[[ $rc == 2 ]] && grep -q "line 1, column grade / 分类定级: unknown column" "$work/bad.err" &&
+  grep -q "第 1 行“grade / 分类定级”列：未知列" "$work/bad.err" ||
+  fail "registry import of a bad file: exit $rc, $(cat "$work/bad.err")"
+
 # --- registry import --json: valid JSON whatever the request id holds ---
 ctl --identity admin --json registry import "$work/registry.csv" --request-id 'q"1\x' >"$work/reg.json"
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["request_id"] == "q\"1\\x" and d["imported"] == 2, d' "$work/reg.json" ||

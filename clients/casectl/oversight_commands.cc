@@ -172,7 +172,9 @@ grpc::Status ImportRegistryFile(Client& admin, std::string_view csv, const std::
                                 RegistryImportTotals* totals, std::string* error) {
   auto rows = oversight::ParseRegistryCsv(csv);
   if (!rows.ok()) {
-    *error = std::string(rows.status().message());
+    // English, then Chinese on a line of its own.
+    *error = std::string(rows.status().message()) + "\n  " +
+             oversight::RegistryCsvMessageZh(rows.status());
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, *error);
   }
   totals->rows = static_cast<int64_t>(rows->size());
@@ -319,9 +321,7 @@ void AddOversightCommands(CLI::App* app, AuditCommandContext context) {
   std::string local_error;
   grpc::Status status = ImportRegistryFile(*c, csv, rid, &totals, &local_error);
   if (!local_error.empty()) {
-    const size_t split = local_error.find(" / ");
-    std::cerr << a->file << ": " << local_error.substr(0, split) << "\n";
-    if (split != std::string::npos) std::cerr << "  " << local_error.substr(split + 3) << "\n";
+    std::cerr << a->file << ": " << local_error << "\n";
     *shared->exit_code = kExitUsage;
     return;
   }

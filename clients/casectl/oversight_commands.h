@@ -35,8 +35,9 @@ struct RegistryImportTotals {
 // Imports a registry file through ImportRegistry: checks it locally first (a bad row is
 // reported with its line before anything is sent), then sends it grouped by county in
 // requests of at most ~192 KiB, request ids "<request_id>/<n>". Running it again with
-// the same file and request id records nothing new. On a local error sets `error` and
-// returns INVALID_ARGUMENT without calling the server.
+// the same file and request id records nothing new. On a local error sets `error` (the
+// English message, then the Chinese one on an indented line of its own) and returns
+// INVALID_ARGUMENT without calling the server.
 grpc::Status ImportRegistryFile(Client& admin, std::string_view csv, const std::string& request_id,
                                 RegistryImportTotals* totals, std::string* error);
 
