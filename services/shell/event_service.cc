@@ -176,10 +176,11 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
     absl::flat_hash_set<int> kinds;  // empty: all
   };
 
-  Watch(EventServiceImpl* service, workflow::Principal caller,
+  Watch(EventServiceImpl* service, grpc::CallbackServerContext* ctx, workflow::Principal caller,
         std::shared_ptr<const Principals> principals, int64_t from, Filter filter,
         int events_per_message)
       : service_(service),
+        ctx_(ctx),
         caller_(std::move(caller)),
         standing_(service->auth_, caller_, std::move(principals)),
         next_(from),
@@ -212,13 +213,19 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
       }
       if (ended.has_value()) {
         bool finish = false;
+        bool in_flight = false;
         {
           absl::MutexLock lock(&mu_);
           scheduled_ = false;
           if (ready_.has_value()) DropReady();  // never sent: the client resumes before it
           finish = FinishLocked(*std::move(ended));
+          in_flight = !finish && writing_;
         }
         if (finish) Finish(final_status_);
+        // A write in flight to a client that stopped reading would never complete (its
+        // flow-control window is full), and the watch would keep its place, or hold a
+        // graceful stop, until the deadline: the call is cancelled instead.
+        if (in_flight) ctx_->TryCancel();
         return;
       }
       bool start_ready = false;
@@ -281,8 +288,11 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
           scheduled_ = false;
         }
         // A commit published between Build's read of the size and the line above saw
-        // this watch scheduled and skipped it: look again.
-        if (service_->log_->Size() > next) service_->Schedule(self_ptr());
+        // this watch scheduled and skipped it: look again. So did a drain begun since
+        // this Pump looked at it.
+        if (service_->log_->Size() > next || service_->draining_.load(std::memory_order_acquire)) {
+          service_->Schedule(self_ptr());
+        }
         return;
       }
       // A reload that removed or narrowed the caller while the message was built: the
@@ -337,6 +347,14 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
     scheduled_ = true;
     return true;
   }
+
+  // Whether a message waits behind the one in flight: the client may have stopped reading.
+  bool WriteWaiting() {
+    absl::MutexLock lock(&mu_);
+    return writing_ && ready_.has_value() && !finishing_;
+  }
+  // Cancels the call (it then finishes CANCELLED once gRPC gives up the write in flight).
+  void Cancel() { ctx_->TryCancel(); }
 
   // Ends a wait for the catch-up rate: the next message may go whatever the rate says
   // (the service let this watch have the room there is). The caller then asks WantsPump.
@@ -538,7 +556,8 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   }
 
   EventServiceImpl* service_;
-  const workflow::Principal caller_;  // the identity that opened it, as it was then
+  grpc::CallbackServerContext* const ctx_;  // outlives the watch's Pump (OnDone ends it)
+  const workflow::Principal caller_;        // the identity that opened it, as it was then
   // Whether caller_ still stands after reloads; only Pump checks it (one Pump at a time
   // per watch).
   CallerStanding standing_;
@@ -700,17 +719,28 @@ void EventServiceImpl::Stop() {
 
 void EventServiceImpl::BeginDrain() {
   draining_.store(true, std::memory_order_release);
-  absl::MutexLock lock(&mu_);
-  // Throttled watches too: they end now, not at their turn at the catch-up rate.
-  while (!throttled_.empty()) {
-    std::shared_ptr<Watch> w = std::move(throttled_.front());
-    throttled_.pop_front();
-    w->Unthrottle();
+  std::vector<std::shared_ptr<Watch>> waiting;
+  {
+    absl::MutexLock lock(&mu_);
+    // Throttled watches too: they end now, not at their turn at the catch-up rate.
+    while (!throttled_.empty()) {
+      std::shared_ptr<Watch> w = std::move(throttled_.front());
+      throttled_.pop_front();
+      w->Unthrottle();
+    }
+    throttled_until_ = absl::InfiniteFuture();
+    for (const auto& w : watches_) {
+      if (w->WantsPump()) {
+        queue_.push_back(w);
+      } else if (w->WriteWaiting()) {
+        waiting.push_back(w);
+      }
+    }
   }
-  throttled_until_ = absl::InfiniteFuture();
-  for (const auto& w : watches_) {
-    if (w->WantsPump()) queue_.push_back(w);
-  }
+  // A watch with a message waiting behind the one in flight is not pumped until that write
+  // completes, which it never does for a client that stopped reading: cancelled (outside
+  // the lock). One whose write completes after all is finished the same way by gRPC.
+  for (const auto& w : waiting) w->Cancel();
 }
 
 void EventServiceImpl::Schedule(const std::shared_ptr<Watch>& watch) {
@@ -751,6 +781,12 @@ void EventServiceImpl::ChargeCatchUp(int64_t bytes) {
 void EventServiceImpl::Throttle(std::shared_ptr<Watch> watch) {
   if (watch == nullptr) return;
   absl::MutexLock lock(&mu_);
+  if (draining_.load(std::memory_order_acquire)) {
+    // A drain began after this watch's Pump looked: it ends now, not at its turn.
+    watch->Unthrottle();
+    if (watch->WantsPump()) queue_.push_back(std::move(watch));
+    return;
+  }
   if (throttled_.empty()) {
     throttled_until_ = CatchUpAllowedAt();
     throttle_kick_ = true;  // a dispatcher may be waiting for a later time
@@ -930,8 +966,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* EventServiceImpl::WatchEvents(
     ++mine;  // given back by Unregister, with the place in all
     ++watches_admitted_;
   }
-  auto watch = std::make_shared<Watch>(this, caller, std::move(principals), request.from_position(),
-                                       std::move(filter), per_message);
+  auto watch = std::make_shared<Watch>(this, ctx, caller, std::move(principals),
+                                       request.from_position(), std::move(filter), per_message);
   watch->Start(watch);
   Register(watch);
   return watch.get();

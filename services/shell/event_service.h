@@ -116,8 +116,9 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
   void Stop();
 
   // The server is stopping: every open watch ends at its next turn with UNAVAILABLE
-  // SHUTTING_DOWN (after the message being written, if any), so that a graceful stop does
-  // not wait out its whole drain for watches that never end by themselves; their clients
+  // SHUTTING_DOWN (after the message being written, if any; a watch whose client stopped
+  // reading, its write waiting for room, is cancelled), so that a graceful stop does not
+  // wait out its whole drain for watches that never end by themselves; their clients
   // resume from the last `scanned_through` they received. A watch opened meanwhile ends
   // the same way at once. Call before the gRPC server's Shutdown.
   void BeginDrain();

@@ -545,6 +545,39 @@ TEST_F(WatchTest, ADrainEndsEveryWatchWithAStatusToResumeBy) {
   EXPECT_EQ(ReasonAndField(late.status).first, "SHUTTING_DOWN");
 }
 
+// A drain with a watch whose client stopped reading: its write waits for room that never
+// comes, so the call is cancelled, and the watch gives up its place at once rather than at
+// its deadline (or the stop's).
+TEST_F(WatchTest, ADrainCancelsAWatchWhoseClientStoppedReading) {
+  TearDown();
+  WatchOptions options;
+  options.message_bytes_max = 64 << 10;
+  Start(options);
+  for (int i = 0; i < 600; ++i) CreateCase("s" + std::to_string(i), "dongshan", 2000);
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 10);
+  auto stub = v1::EventService::NewStub(
+      grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args));
+  auto ctx = Context("auditor", 120);
+  auto reader = stub->WatchEvents(ctx.get(), v1::WatchEventsRequest());
+  const WatchCounters& c = service_->counters();
+  // Bounded: until the server holds a message it cannot send (or 30 s).
+  for (int i = 0; i < 3000 && c.messages_ready.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(c.messages_ready.load(), 1) << "the server never waited for the client";
+  ASSERT_EQ(c.watches.load(), 1);
+  service_->BeginDrain();
+  for (int i = 0; i < 2000 && c.watches.load() != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(c.watches.load(), 0) << "the stalled watch kept its place after the drain began";
+  EXPECT_EQ(c.bytes_buffered.load(), 0);
+  ctx->TryCancel();
+  (void)reader->Finish();
+}
+
 // A reload that removes the caller while a message is being built: that message, which
 // may hold events committed after the reload, is not sent, and the watch ends.
 TEST_F(WatchTest, AReloadWhileAMessageIsBuiltSendsNothingMore) {
