@@ -540,6 +540,15 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       std::cout << "NOT VERIFIED at position " << last.first_bad_position() << ": "
                 << last.problem() << "\n校验未通过\n";
     }
+    if (!*json_mode && last.closures_under_weaker_policy() > 0) {
+      std::cout << "note: " << last.closures_under_weaker_policy()
+                << " closure(s) were admitted under a closure policy weaker than this server's "
+                   "(the first signed off at position "
+                << last.first_closure_under_weaker_policy() << ")\n注意：有 "
+                << last.closures_under_weaker_policy()
+                << " 个案件在比当前更宽松的销号签批规则下销号（首个签批位于第 "
+                << last.first_closure_under_weaker_policy() << " 号位置）\n";
+    }
     *shared->exit_code = last.ok() ? kExitOk : kExitNotVerified;
   });
 

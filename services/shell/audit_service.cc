@@ -860,6 +860,10 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
       v1::VerifyLogResponse last = progress;
       last.set_done(true);
       last.set_ok(!bad.has_value());
+      if (rules.has_value() && rules->closures_under_weaker_policy() > 0) {
+        last.set_closures_under_weaker_policy(rules->closures_under_weaker_policy());
+        last.set_first_closure_under_weaker_policy(rules->first_closure_under_weaker_policy());
+      }
       if (bad.has_value()) {
         last.set_first_bad_position(*bad);
         last.set_problem(std::move(problem));

@@ -474,6 +474,18 @@ std::optional<DeepVerifier::Problem> DeepVerifier::CheckPending() {
   if (auto why = workflow::Readmit(state, events, context); why.has_value()) {
     return Problem{position, *why};
   }
+  // A closure admitted under a closure policy weaker than this server's: no rule was
+  // broken then (the policy was the server's), but an auditor hears of it.
+  if (events.size() == 2 && events[1].has_case_closed() &&
+      first.closure_signed_off().has_policy()) {
+    const v1::ClosurePolicyApplied& then = first.closure_signed_off().policy();
+    const workflow::ClosurePolicy& now = options_.policy.closure;
+    if (then.approvers_min() < now.approvers_min ||
+        then.city_approvers_min() < now.city_approvers_min ||
+        then.county_approvers_min() < now.county_approvers_min) {
+      if (closures_under_weaker_policy_++ == 0) first_closure_under_weaker_policy_ = position;
+    }
+  }
   for (const v1::Event& e : events) workflow::Evolve(state, e);
   state.set_last_position(position + static_cast<int64_t>(events.size()) - 1);
   state.set_last_leaf_hash(pending_last_leaf_.data(), pending_last_leaf_.size());

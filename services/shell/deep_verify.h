@@ -128,6 +128,15 @@ class DeepVerifier {
 
   [[nodiscard]] int64_t commands_checked() const { return commands_checked_; }
   [[nodiscard]] int64_t signatures_checked() const { return signatures_checked_; }
+  // Closures admitted under a closure policy they record that asks for fewer approvers, or
+  // fewer at a level, than options.policy (rules/2026.4 on): not a problem (the policy was
+  // the server's then), but for an auditor to see; and the position of the first one.
+  [[nodiscard]] int64_t closures_under_weaker_policy() const {
+    return closures_under_weaker_policy_;
+  }
+  [[nodiscard]] int64_t first_closure_under_weaker_policy() const {
+    return first_closure_under_weaker_policy_;
+  }
   [[nodiscard]] const CaseStates& cases() const { return cases_; }
 
  private:
@@ -177,6 +186,8 @@ class DeepVerifier {
   int64_t next_position_ = 0;
   int64_t commands_checked_ = 0;
   int64_t signatures_checked_ = 0;
+  int64_t closures_under_weaker_policy_ = 0;
+  int64_t first_closure_under_weaker_policy_ = -1;
   SignatureChecks signatures_;  // last: its worker stops before the rest goes
 };
 

@@ -227,6 +227,31 @@ TEST_F(DeepVerifySignaturesTest, ClosuresAreJudgedByThePolicyTheyRecord) {
   stricter.closure.approvers_min = 3;
   auto problem = Verify(log, nullptr, stricter);
   EXPECT_FALSE(problem.has_value()) << problem->position << ": " << problem->detail;
+  // Each was admitted under a weaker policy than the verifier's: counted for the auditor,
+  // the first named; under the policy of their time, none is.
+  auto weaker = [&log](const workflow::Policy& policy) {
+    DeepVerifier verifier{DeepVerifyOptions{.policy = policy}};
+    for (size_t i = 0; i < log.size(); ++i) {
+      EXPECT_FALSE(verifier
+                       .Add(store::StoredEvent{.position = static_cast<int64_t>(i),
+                                               .stream = log[i].stream(),
+                                               .version = log[i].version(),
+                                               .bytes = log[i].SerializeAsString(),
+                                               .leaf_hash = LeafOf(log[i])})
+                       .has_value());
+    }
+    EXPECT_FALSE(verifier.Finish().has_value());
+    return std::make_pair(verifier.closures_under_weaker_policy(),
+                          verifier.first_closure_under_weaker_policy());
+  };
+  int64_t first_closure = -1;
+  for (size_t i = 0; i + 1 < log.size() && first_closure < 0; ++i) {
+    if (log[i].has_closure_signed_off() && log[i + 1].has_case_closed()) {
+      first_closure = static_cast<int64_t>(i);
+    }
+  }
+  EXPECT_EQ(weaker(stricter), std::make_pair(int64_t{10}, first_closure));
+  EXPECT_EQ(weaker(workflow::Policy()), std::make_pair(int64_t{0}, int64_t{-1}));
   // Case c4 as admitted under rules/2026.3: its sign-offs re-signed over the leaf hashes
   // of its events as they now are.
   store::Hash latest{};

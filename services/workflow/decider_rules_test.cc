@@ -309,6 +309,11 @@ TEST(Rules, ASignOffRecordsTheClosurePolicyItWasJudgedBy) {
   Events claimed = closing;
   claimed[0].mutable_closure_signed_off()->mutable_policy()->set_approvers_min(3);
   EXPECT_NE(Readmit(before, claimed, then), std::nullopt);
+  // Or one no server could run (no approver at all).
+  claimed[0].mutable_closure_signed_off()->mutable_policy()->set_approvers_min(0);
+  const std::optional<std::string> invalid = Readmit(before, claimed, then);
+  ASSERT_TRUE(invalid.has_value());
+  EXPECT_NE(invalid->find("not one a server could run"), std::string::npos) << *invalid;
   // The rules before 2026.4 record no policy, and are re-decided under the current one.
   Context older = then;
   older.rules = kRulesVersion2026_3;

@@ -181,6 +181,10 @@ std::optional<std::string> Readmit(const v1::Case& before, std::span<const v1::E
     recorded.closure.approvers_min = applied.approvers_min();
     recorded.closure.city_approvers_min = applied.city_approvers_min();
     recorded.closure.county_approvers_min = applied.county_approvers_min();
+    if (absl::Status valid = ValidatePolicy(recorded); !valid.ok()) {
+      return Cat("the closure policy the sign-off records is not one a server could run: ",
+                 valid.message());
+    }
     decide_in.policy = &recorded;
   }
   Decision decision = Decide(before, *command, decide_in);
