@@ -470,6 +470,29 @@ TEST_F(RulesOverTheWire, EveryRefusalHasItsStatusReasonAndField) {
                },
                Code::INVALID_ARGUMENT, "PERSON_ID_INVALID",
                "assignment.stationed_cadres[0].person_id"},
+              // Whoever assisted may not inspect: the ids are compared as written, so a
+              // person named by a variant of an identity is refused.
+              {"assign: a person id resembling an identity", Stage::kConfirmed, "lister",
+               [](const std::string& id, int64_t v) {
+                 Command c;
+                 auto* a = Common(c.mutable_assign_assistance(), id, v)->mutable_assignment();
+                 *a = GoodAssignment();
+                 a->mutable_stationed_cadres(0)->set_person_id("Assister.Inspector");
+                 return c;
+               },
+               Code::INVALID_ARGUMENT, "PERSON_ID_RESEMBLES_IDENTITY",
+               "assignment.stationed_cadres[0].person_id"},
+              {"replace: a first secretary resembling an identity", Stage::kAssisted, "lister",
+               [](const std::string& id, int64_t v) {
+                 Command c;
+                 auto* r = Common(c.mutable_replace_assignment(), id, v);
+                 *r->mutable_assignment() = GoodAssignment();
+                 r->mutable_assignment()->mutable_first_secretary()->set_person_id("INSPECTOR");
+                 r->set_reason("the first secretary left");
+                 return c;
+               },
+               Code::INVALID_ARGUMENT, "PERSON_ID_RESEMBLES_IDENTITY",
+               "assignment.first_secretary.person_id"},
               {"assign: a person named twice", Stage::kConfirmed, "lister",
                [](const std::string& id, int64_t v) {
                  Command c;

@@ -5,9 +5,11 @@
 #include "absl/strings/str_cat.h"
 #include "services/shell/list_filter.h"
 #include "services/shell/page_token.h"
+#include "services/shell/principals.h"
 #include "services/shell/projections.h"
 #include "services/shell/status_mapping.h"
 #include "services/workflow/names.h"
+#include "services/workflow/text.h"
 
 namespace casework::shell {
 namespace {
@@ -40,6 +42,37 @@ grpc::Status OutsideJurisdiction(const workflow::Principal& p, const std::string
       absl::StrCat("案件 ", case_id, " 不在您的管辖范围 ", p.jurisdiction, " 内"));
 }
 
+// A person named in an assignment by an id that differs from an identity only in letter
+// case or punctuation: refused, since the separation of duties compares ids as written
+// ("Zhang.Wei" named as first secretary would let the identity "zhang.wei" inspect the
+// case it assists).
+std::optional<grpc::Status> ResemblingPerson(const Principals& principals,
+                                             const casework::v1::Assignment& assignment) {
+  auto check = [&](const std::string& id, std::string field) -> std::optional<grpc::Status> {
+    const workflow::Principal* like = principals.Resembling(id);
+    if (like == nullptr) return std::nullopt;
+    return ErrorStatus(
+        grpc::StatusCode::INVALID_ARGUMENT, "PERSON_ID_RESEMBLES_IDENTITY", field,
+        absl::StrCat("person_id \"", workflow::Shown(id, 64), "\" differs from the identity \"",
+                     like->id,
+                     "\" only in letter case or punctuation; name the person by their identity "
+                     "exactly (the separation of duties compares ids as written)"),
+        absl::StrCat("person_id“", workflow::Shown(id, 64), "”与身份“", like->id,
+                     "”仅大小写或标点不同；请按身份标识原样填写（职责分离按标识逐字比对）"));
+  };
+  if (auto refused =
+          check(assignment.first_secretary().person_id(), "assignment.first_secretary.person_id")) {
+    return refused;
+  }
+  for (int i = 0; i < assignment.stationed_cadres_size(); ++i) {
+    if (auto refused = check(assignment.stationed_cadres(i).person_id(),
+                             absl::StrCat("assignment.stationed_cadres[", i, "].person_id"))) {
+      return refused;
+    }
+  }
+  return std::nullopt;
+}
+
 // The command that carries `req`. On the call's arena it wraps the request, which is on
 // the same arena, instead of copying it; a copy only without an arena.
 template <typename Request>
@@ -70,6 +103,14 @@ grpc::ServerUnaryReactor* CaseServiceImpl::Run(grpc::CallbackServerContext* ctx,
                                                CaseCommandResponse* resp) {
   std::shared_ptr<const workflow::Principal> actor;
   if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) return Finish(ctx, status);
+  if (command.has_assign_assistance() || command.has_replace_assignment()) {
+    const casework::v1::Assignment& assignment = command.has_assign_assistance()
+                                                     ? command.assign_assistance().assignment()
+                                                     : command.replace_assignment().assignment();
+    if (auto refused = ResemblingPerson(*auth_->CurrentPrincipals(), assignment)) {
+      return Finish(ctx, *std::move(refused));
+    }
+  }
   auto* reactor = ctx->DefaultReactor();
   processor_->Execute(*actor, case_id, command, resp,
                       [reactor](grpc::Status status) { reactor->Finish(std::move(status)); });

@@ -177,6 +177,33 @@ const workflow::Principal* Principals::Find(std::string_view id) const {
   return it == by_id_.end() ? nullptr : &it->second;
 }
 
+namespace {
+
+// An identity without letter case and the punctuation people drop or change in names.
+std::string Folded(std::string_view id) {
+  std::string out;
+  out.reserve(id.size());
+  for (char c : id) {
+    if (c == '.' || c == '-' || c == '_' || c == ' ') continue;
+    out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  }
+  return out;
+}
+
+}  // namespace
+
+const workflow::Principal* Principals::Resembling(std::string_view id) const {
+  if (Find(id) != nullptr) return nullptr;
+  const std::string folded = Folded(id);
+  if (folded.empty()) return nullptr;
+  // A scan: assignments are rare commands and a set holds some thousands at most.
+  const workflow::Principal* found = nullptr;
+  for (const auto& [other, principal] : by_id_) {
+    if (Folded(other) == folded && (found == nullptr || other < found->id)) found = &principal;
+  }
+  return found;
+}
+
 std::shared_ptr<const Principals> Principals::Stamped() const {
   auto out = std::make_shared<Principals>(*this);
   for (auto& [id, p] : out->by_id_) p.principals_version = version();

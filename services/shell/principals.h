@@ -34,6 +34,10 @@ class Principals {
 
   // The principal with this identity, or nullptr.
   [[nodiscard]] const workflow::Principal* Find(std::string_view id) const;
+  // A principal whose identity differs from `id` only in ASCII letter case or in the
+  // punctuation '.', '-', '_' and spaces ("Zhang.Wei", "zhangwei" for "zhang.wei"), or
+  // nullptr (also when `id` is itself an identity).
+  [[nodiscard]] const workflow::Principal* Resembling(std::string_view id) const;
   [[nodiscard]] size_t size() const { return by_id_.size(); }
 
   // The set as recorded in the log (PrincipalsRecorded: principals by id, roles in enum

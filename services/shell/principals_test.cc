@@ -27,6 +27,27 @@ TEST(Principals, ParsesRolesJurisdictionAndLevel) {
   EXPECT_EQ((*p)->Find("nobody"), nullptr);
 }
 
+// An id that differs from an identity only in ASCII letter case or in '.', '-', '_' and
+// spaces resembles it; an identity itself, an id resembling none, and one that folds to
+// nothing do not.
+TEST(Principals, AnIdDifferingOnlyInCaseOrPunctuationResemblesAnIdentity) {
+  auto p = Principals::Parse(R"({"principals": [
+      {"id": "zhang.wei", "roles": ["inspector"], "jurisdiction": "city/a"},
+      {"id": "zhangwei2", "roles": ["assister"], "jurisdiction": "city/a"}]})");
+  ASSERT_TRUE(p.ok()) << p.status();
+  for (const char* variant : {"Zhang.Wei", "zhangwei", "ZHANG_WEI", "zhang-wei", "zhang wei"}) {
+    const workflow::Principal* like = (*p)->Resembling(variant);
+    ASSERT_NE(like, nullptr) << variant;
+    EXPECT_EQ(like->id, "zhang.wei") << variant;
+  }
+  EXPECT_EQ((*p)->Resembling("zhang.wei"), nullptr);  // the identity itself
+  EXPECT_EQ((*p)->Resembling("zhangwei2"), nullptr);  // another identity, exactly
+  EXPECT_NE((*p)->Resembling("Zhang.Wei2"), nullptr);
+  EXPECT_EQ((*p)->Resembling("zhang.wen"), nullptr);
+  EXPECT_EQ((*p)->Resembling("..."), nullptr);
+  EXPECT_EQ((*p)->Resembling("张伟"), nullptr);
+}
+
 // What goes on acting when a reloaded file cannot be recorded: only principals the new
 // file holds exactly as they are, under the version the log holds.
 TEST(Principals, WithoutChangesInKeepsOnlyTheUnchangedUnderTheOldVersion) {
