@@ -160,6 +160,34 @@ std::optional<int64_t> RequestTimeMicros(const google::protobuf::Timestamp& t) {
   return t.seconds() * 1'000'000 + t.nanos() / 1000;
 }
 
+namespace {
+
+// Whether the case's listing counts toward the listed ratio: confirmed by a reviewer (a
+// listing returned for correction, or not yet reviewed, does not; a case past LISTED was
+// confirmed before assistance could start).
+bool ListingConfirmed(const v1::Case& state) {
+  return state.state() != v1::CASE_STATE_LISTED || state.listing_review().confirmed();
+}
+
+// The registry record (in `orgs`, the case's county) that the case's listing counts for:
+// its organisation id's, when that names the place the case was listed in, as registered
+// when the case was listed (or now, if it was registered only later). A case that gives
+// another place's organisation id counts for none: an id alone would let a good
+// organisation be listed under a poor one's id (以好充次).
+const RegistryEntry* CountsFor(const CaseRecord& record,
+                               const std::map<std::string, RegistryEntry>& orgs) {
+  auto it = orgs.find(record.state.organisation().organisation_id());
+  if (it == orgs.end()) return nullptr;
+  const RegistryEntry& then =
+      record.registered_at_listing.has_value() ? *record.registered_at_listing : it->second;
+  if (then.organisation.jurisdiction() != record.state.organisation().jurisdiction()) {
+    return nullptr;
+  }
+  return &it->second;
+}
+
+}  // namespace
+
 void Ledger::Add(int64_t position, const v1::Event& event) {
   through_position_ = position + 1;
   const std::string& stream = event.stream();
@@ -170,9 +198,11 @@ void Ledger::Add(int64_t position, const v1::Event& event) {
     const std::string county = CountyOf(r.organisation().jurisdiction());
     const std::string& id = r.organisation().organisation_id();
     // Moved: out of the county it was registered in before (the county stays known).
+    std::optional<std::string> left;
     if (auto [was, inserted] = registry_county_.try_emplace(id, county);
         !inserted && was->second != county) {
       registry_[was->second].erase(id);
+      left = was->second;
       was->second = county;
     }
     registry_[county][id] = RegistryEntry{.organisation = r.organisation(),
@@ -181,6 +211,8 @@ void Ledger::Add(int64_t position, const v1::Event& event) {
                                           .position = position,
                                           .time_micros = micros,
                                           .actor = event.actor()};
+    if (left.has_value()) Recount(*left, id, micros);
+    Recount(county, id, micros);
     return;
   }
   if (StartsWith(stream, kCountyStreamPrefix)) {
@@ -216,6 +248,7 @@ void Ledger::Add(int64_t position, const v1::Event& event) {
   const v1::Case& state = record.state;
   switch (event.body_case()) {
     case v1::Event::kOrganisationListed:
+      cases_by_organisation_[state.organisation().organisation_id()].push_back(stream);
       record.county = CountyOf(state.organisation().jurisdiction());
       record.listed_position = position;
       record.opened_position = position;
@@ -325,6 +358,12 @@ void Ledger::Add(int64_t position, const v1::Event& event) {
     default:
       break;
   }
+  // What a confirmed listing counts for can change with these (the listing review, an
+  // amendment that sends it back for review or moves its place).
+  if (event.has_organisation_listed() || event.has_listing_reviewed() ||
+      event.has_listing_amended()) {
+    Recount(record.county, state.organisation().organisation_id(), micros);
+  }
 }
 
 std::vector<std::string> Ledger::Counties() const {
@@ -335,33 +374,49 @@ std::vector<std::string> Ledger::Counties() const {
   return {out.begin(), out.end()};
 }
 
-namespace {
-
-// Whether the case's listing counts toward the listed ratio: confirmed by a reviewer (a
-// listing returned for correction, or not yet reviewed, does not; a case past LISTED was
-// confirmed before assistance could start).
-bool ListingConfirmed(const v1::Case& state) {
-  return state.state() != v1::CASE_STATE_LISTED || state.listing_review().confirmed();
+std::optional<int64_t> Ledger::RatioBelowSince(const std::string& county) const {
+  auto it = below_since_.find(county);
+  if (it == below_since_.end()) return std::nullopt;
+  return it->second;
 }
 
-// The registry record (in `orgs`, the case's county) that the case's listing counts for:
-// its organisation id's, when that names the place the case was listed in, as registered
-// when the case was listed (or now, if it was registered only later). A case that gives
-// another place's organisation id counts for none: an id alone would let a good
-// organisation be listed under a poor one's id (以好充次).
-const RegistryEntry* CountsFor(const CaseRecord& record,
-                               const std::map<std::string, RegistryEntry>& orgs) {
-  auto it = orgs.find(record.state.organisation().organisation_id());
-  if (it == orgs.end()) return nullptr;
-  const RegistryEntry& then =
-      record.registered_at_listing.has_value() ? *record.registered_at_listing : it->second;
-  if (then.organisation.jurisdiction() != record.state.organisation().jurisdiction()) {
-    return nullptr;
+void Ledger::Recount(const std::string& county, const std::string& organisation_id,
+                     int64_t micros) {
+  bool counted = false;
+  auto orgs = registry_.find(county);
+  auto listing = cases_by_organisation_.find(organisation_id);
+  if (orgs != registry_.end() && listing != cases_by_organisation_.end()) {
+    for (const std::string& stream : listing->second) {
+      const CaseRecord& record = cases_.at(stream);
+      if (record.county == county && ListingConfirmed(record.state) &&
+          CountsFor(record, orgs->second) != nullptr) {
+        counted = true;
+        break;
+      }
+    }
   }
-  return &it->second;
+  if (counted) {
+    counted_[county].insert(organisation_id);
+  } else if (auto it = counted_.find(county); it != counted_.end()) {
+    it->second.erase(organisation_id);
+  }
+  RecheckRatio(county, micros);
 }
 
-}  // namespace
+void Ledger::RecheckRatio(const std::string& county, int64_t micros) {
+  auto orgs = registry_.find(county);
+  // A county with no registry has no ratio (ComputeFlags judges registries only).
+  const int64_t total = orgs == registry_.end() ? 0 : static_cast<int64_t>(orgs->second.size());
+  auto counted = counted_.find(county);
+  const int64_t count =
+      counted == counted_.end() ? 0 : static_cast<int64_t>(counted->second.size());
+  const bool below = orgs != registry_.end() && count * 10 < total;
+  if (!below) {
+    below_since_.erase(county);
+  } else {
+    below_since_.try_emplace(county, micros);
+  }
+}
 
 AsOfCut::Verdict AsOfCut::Judge(std::string_view stream, int64_t event_micros) {
   if (event_micros > cut_micros_) {
@@ -489,13 +544,15 @@ std::vector<v1::Flag> ComputeFlags(const Ledger& ledger, const workflow::Policy&
       std::vector<int64_t> evidence = listing_positions;
       evidence.push_back(latest_registry_position);
       const int64_t bp = total == 0 ? 0 : count * 10000 / total;
-      flags.push_back(
-          MakeFlag(kListedRatioBelow10Percent, subject, county, latest_registry_micros, responsible,
-                   std::move(evidence),
-                   Cat(county, " listed ", count, " of its ", total, " registered organisations (",
-                       Percent(bp), "); at least 10% (", (total + 9) / 10, ") must be listed"),
-                   Cat(county, " 列入台账 ", count, " 个，登记组织 ", total, " 个（", Percent(bp),
-                       "），低于 10% 的倒排比例（至少 ", (total + 9) / 10, " 个）")));
+      // Since the ratio went below, as the fold saw it (not the county's latest registry
+      // edit, which may have left it below all along).
+      const int64_t since = ledger.RatioBelowSince(county).value_or(latest_registry_micros);
+      flags.push_back(MakeFlag(
+          kListedRatioBelow10Percent, subject, county, since, responsible, std::move(evidence),
+          Cat(county, " listed ", count, " of its ", total, " registered organisations (",
+              Percent(bp), "); at least 10% (", (total + 9) / 10, ") must be listed"),
+          Cat(county, " 列入台账 ", count, " 个，登记组织 ", total, " 个（", Percent(bp),
+              "），低于 10% 的倒排比例（至少 ", (total + 9) / 10, " 个）")));
     }
     if (best != nullptr) {
       // Every organisation ranked below the best-ranked listed one (as it was ranked when

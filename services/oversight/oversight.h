@@ -159,13 +159,27 @@ class Ledger {
   [[nodiscard]] const std::vector<Occurrence>& occurrences() const { return occurrences_; }
   // Every county the ledger knows: of the registry, of a case or of a county stream.
   [[nodiscard]] std::vector<std::string> Counties() const;
+  // Since when the county's listed ratio has been below 10% without a break (the time of
+  // the event that took it below), or nullopt when it is not below now. Kept as events
+  // fold, so a later registry edit that leaves the ratio below does not move it.
+  [[nodiscard]] std::optional<int64_t> RatioBelowSince(const std::string& county) const;
 
  private:
+  // Recounts whether `organisation_id` has a counted listing in `county`, then whether the
+  // county's ratio is below 10%, at `micros`.
+  void Recount(const std::string& county, const std::string& organisation_id, int64_t micros);
+  void RecheckRatio(const std::string& county, int64_t micros);
+
   std::map<std::string, CaseRecord> cases_;
   std::map<std::string, std::map<std::string, RegistryEntry>> registry_;
   std::map<std::string, std::string> registry_county_;  // organisation id -> county
   std::vector<Occurrence> occurrences_;
   std::map<std::string, bool> county_streams_;
+  // organisation id -> the case streams that list it; county -> organisation ids with a
+  // counted listing (the listed ratio's numerator); county -> since when below 10%.
+  std::map<std::string, std::vector<std::string>> cases_by_organisation_;
+  std::map<std::string, std::set<std::string>> counted_;
+  std::map<std::string, int64_t> below_since_;
   int64_t through_position_ = 0;
 };
 

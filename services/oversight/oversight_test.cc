@@ -353,6 +353,37 @@ TEST(FlagsTest, ACountyThatListedNothingIsFlaggedAgainstTheRegistry) {
   EXPECT_THAT(flags[0].responsible(), ElementsAre("admin"));
 }
 
+// The listed ratio's flag is dated from when the county went below 10%, not from its
+// latest registry edit (a rename months later would make it look recent).
+TEST(FlagsTest, TheListedRatioIsBelowSinceItWentBelow) {
+  Log log;
+  for (int i = 0; i < 20; ++i) log.Register("east", "o" + std::to_string(i), 4, 0);
+  log.List("c1", "east", "o0", kT0, kT0 + 2000 * kDay);
+  log.List("c2", "east", "o1", kT0, kT0 + 2000 * kDay);  // 2 of 20: 10%
+  EXPECT_THAT(Rules(ComputeFlags(log.Fold(), Periods(), kT0 + kDay, "city/east")), ElementsAre());
+  for (int i = 20; i < 25; ++i) {
+    log.Register("east", "o" + std::to_string(i), 4, 0, kT0 + 100 * kDay);  // 2 of 25
+  }
+  log.Register("east", "o3", 4, 1, kT0 + 200 * kDay);  // a regrade, still below
+  auto flags = ComputeFlags(log.Fold(), Periods(), kT0 + 250 * kDay, "city/east");
+  ASSERT_THAT(Rules(flags), ElementsAre("LISTED_RATIO_BELOW_10_PERCENT counties/city/east"));
+  EXPECT_EQ(flags[0].since_time().seconds(), (kT0 + 100 * kDay) / 1'000'000);
+  // Listed up to 3 of 25, it is fine; 6 organisations more take it below again, from then.
+  log.List("c3", "east", "o2", kT0 + 300 * kDay, kT0 + 2000 * kDay);
+  EXPECT_THAT(Rules(ComputeFlags(log.Fold(), Periods(), kT0 + 301 * kDay, "city/east")),
+              ElementsAre());
+  for (int i = 25; i < 31; ++i) {
+    log.Register("east", "o" + std::to_string(i), 4, 0, kT0 + 400 * kDay);  // 3 of 31
+  }
+  flags = ComputeFlags(log.Fold(), Periods(), kT0 + 401 * kDay, "city/east");
+  ASSERT_THAT(Rules(flags), ElementsAre("LISTED_RATIO_BELOW_10_PERCENT counties/city/east"));
+  EXPECT_EQ(flags[0].since_time().seconds(), (kT0 + 400 * kDay) / 1'000'000);
+  // As of day 150 the fold saw it below since day 100.
+  flags = ComputeFlags(log.Fold(kT0 + 150 * kDay), Periods(), kT0 + 150 * kDay, "city/east");
+  ASSERT_EQ(flags.size(), 1u);
+  EXPECT_EQ(flags[0].since_time().seconds(), (kT0 + 100 * kDay) / 1'000'000);
+}
+
 TEST(FlagsTest, ListingABetterRankedOrganisationBeforeAWorseOneIsFlagged) {
   Log log;
   log.Register("east", "good", 1, 5);
