@@ -482,6 +482,18 @@ TEST_F(RulesOverTheWire, EveryRefusalHasItsStatusReasonAndField) {
                },
                Code::INVALID_ARGUMENT, "PERSON_ID_RESEMBLES_IDENTITY",
                "assignment.stationed_cadres[0].person_id"},
+              // The rules' own checks come first: whoever may not assign hears that, not
+              // which identity a name resembles.
+              {"assign by someone without the role, naming a variant", Stage::kConfirmed,
+               "assister",
+               [](const std::string& id, int64_t v) {
+                 Command c;
+                 auto* a = Common(c.mutable_assign_assistance(), id, v)->mutable_assignment();
+                 *a = GoodAssignment();
+                 a->mutable_stationed_cadres(0)->set_person_id("Assister.Inspector");
+                 return c;
+               },
+               Code::PERMISSION_DENIED, "ACTOR_LACKS_ROLE", ""},
               {"replace: a first secretary resembling an identity", Stage::kAssisted, "lister",
                [](const std::string& id, int64_t v) {
                  Command c;

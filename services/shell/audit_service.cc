@@ -860,7 +860,9 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
       v1::VerifyLogResponse last = progress;
       last.set_done(true);
       last.set_ok(!bad.has_value());
-      if (rules.has_value() && rules->closures_under_weaker_policy() > 0) {
+      // Of the whole log before `to` (the rules pass folds from 0), so told to an overseer
+      // of the whole city only, as a rules problem is.
+      if (whole_city && rules.has_value() && rules->closures_under_weaker_policy() > 0) {
         last.set_closures_under_weaker_policy(rules->closures_under_weaker_policy());
         last.set_first_closure_under_weaker_policy(rules->first_closure_under_weaker_policy());
       }

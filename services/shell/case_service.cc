@@ -91,6 +91,16 @@ const Command& Wrap(const Request* req, CaseCommandResponse* resp, Command* loca
 
 CaseServiceImpl::CaseServiceImpl(CommandProcessor* processor, const Authenticator* auth)
     : processor_(processor), auth_(auth) {
+  // After the rules accepted an assignment (role, jurisdiction, fields): its people.
+  processor_->SetAcceptedCheck([auth](const Command& command) -> std::optional<grpc::Status> {
+    if (!command.has_assign_assistance() && !command.has_replace_assignment()) {
+      return std::nullopt;
+    }
+    const casework::v1::Assignment& assignment = command.has_assign_assistance()
+                                                     ? command.assign_assistance().assignment()
+                                                     : command.replace_assignment().assignment();
+    return ResemblingPerson(*auth->CurrentPrincipals(), assignment);
+  });
   SetMessageAllocatorFor_CreateCase(&create_case_messages_);
   SetMessageAllocatorFor_GetCase(&get_case_messages_);
 #define CW_SET_MESSAGES(Method, Request, field) SetMessageAllocatorFor_##Method(&field##_messages_);
@@ -103,14 +113,6 @@ grpc::ServerUnaryReactor* CaseServiceImpl::Run(grpc::CallbackServerContext* ctx,
                                                CaseCommandResponse* resp) {
   std::shared_ptr<const workflow::Principal> actor;
   if (auto status = auth_->Authenticate(ctx, &actor); !status.ok()) return Finish(ctx, status);
-  if (command.has_assign_assistance() || command.has_replace_assignment()) {
-    const casework::v1::Assignment& assignment = command.has_assign_assistance()
-                                                     ? command.assign_assistance().assignment()
-                                                     : command.replace_assignment().assignment();
-    if (auto refused = ResemblingPerson(*auth_->CurrentPrincipals(), assignment)) {
-      return Finish(ctx, *std::move(refused));
-    }
-  }
   auto* reactor = ctx->DefaultReactor();
   processor_->Execute(*actor, case_id, command, resp,
                       [reactor](grpc::Status status) { reactor->Finish(std::move(status)); });

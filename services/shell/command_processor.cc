@@ -324,6 +324,12 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
     std::move(done)(grpc::Status::OK);
     return;
   }
+  if (accepted_check_) {
+    if (std::optional<grpc::Status> refused = accepted_check_(command)) {
+      std::move(done)(*std::move(refused));
+      return;
+    }
+  }
 
   // The case evolves in place; the projections need only this much of it as it was.
   const CaseRowBefore row_before = CaseRowBefore::Of(state);

@@ -213,19 +213,15 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
       }
       if (ended.has_value()) {
         bool finish = false;
-        bool in_flight = false;
         {
           absl::MutexLock lock(&mu_);
           scheduled_ = false;
           if (ready_.has_value()) DropReady();  // never sent: the client resumes before it
           finish = FinishLocked(*std::move(ended));
-          in_flight = !finish && writing_;
         }
+        // Otherwise OnWriteDone finishes it once the write in flight completes (during a
+        // drain, the dispatcher cancels a write that waits too long: DispatchLoop).
         if (finish) Finish(final_status_);
-        // A write in flight to a client that stopped reading would never complete (its
-        // flow-control window is full), and the watch would keep its place, or hold a
-        // graceful stop, until the deadline: the call is cancelled instead.
-        if (in_flight) ctx_->TryCancel();
         return;
       }
       bool start_ready = false;
@@ -241,6 +237,7 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
           ready_.reset();
           service_->counters_.messages_ready.fetch_sub(1, std::memory_order_relaxed);
           writing_ = true;
+          write_started_ = absl::Now();
           start_ready = true;
         }
       }
@@ -328,6 +325,7 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
         }
         if (!writing_) {
           writing_ = true;
+          write_started_ = absl::Now();
           start = true;
           current_bytes_ = bytes;
           current_ = ToByteBuffer(std::move(**built));
@@ -348,13 +346,18 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
     return true;
   }
 
-  // Whether a message waits behind the one in flight: the client may have stopped reading.
-  bool WriteWaiting() {
+  // Whether the write in flight began before `cutoff` (its client may have stopped
+  // reading, its flow-control window full).
+  bool WriteStartedBefore(absl::Time cutoff) {
     absl::MutexLock lock(&mu_);
-    return writing_ && ready_.has_value() && !finishing_;
+    return writing_ && !finished_ && write_started_ < cutoff;
   }
-  // Cancels the call (it then finishes CANCELLED once gRPC gives up the write in flight).
-  void Cancel() { ctx_->TryCancel(); }
+  // Cancels the call, unless it is done (gRPC frees the context after OnDone); it then
+  // finishes CANCELLED once gRPC gives up the write in flight.
+  void Cancel() {
+    absl::MutexLock lock(&ctx_mu_);
+    if (!done_) ctx_->TryCancel();
+  }
 
   // Ends a wait for the catch-up rate: the next message may go whatever the rate says
   // (the service let this watch have the room there is). The caller then asks WantsPump.
@@ -408,6 +411,10 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   }
 
   void OnDone() override {
+    {
+      absl::MutexLock lock(&ctx_mu_);
+      done_ = true;  // before gRPC frees the context
+    }
     service_->Unregister(this);
     std::shared_ptr<Watch> self;
     {
@@ -556,8 +563,10 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   }
 
   EventServiceImpl* service_;
-  grpc::CallbackServerContext* const ctx_;  // outlives the watch's Pump (OnDone ends it)
-  const workflow::Principal caller_;        // the identity that opened it, as it was then
+  grpc::CallbackServerContext* const ctx_;  // valid until OnDone (done_)
+  absl::Mutex ctx_mu_;                      // taken alone, never with mu_ or the service's
+  bool done_ ABSL_GUARDED_BY(ctx_mu_) = false;
+  const workflow::Principal caller_;  // the identity that opened it, as it was then
   // Whether caller_ still stands after reloads; only Pump checks it (one Pump at a time
   // per watch).
   CallerStanding standing_;
@@ -580,6 +589,7 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status final_status_;  // set once, under mu_, before finishing_
   std::optional<std::string> ready_ ABSL_GUARDED_BY(mu_);
+  absl::Time write_started_ ABSL_GUARDED_BY(mu_);  // of the write in flight
   grpc::ByteBuffer current_;  // the message in flight (touched only by who set writing_)
   int64_t current_bytes_ = 0;
 };
@@ -719,28 +729,20 @@ void EventServiceImpl::Stop() {
 
 void EventServiceImpl::BeginDrain() {
   draining_.store(true, std::memory_order_release);
-  std::vector<std::shared_ptr<Watch>> waiting;
-  {
-    absl::MutexLock lock(&mu_);
-    // Throttled watches too: they end now, not at their turn at the catch-up rate.
-    while (!throttled_.empty()) {
-      std::shared_ptr<Watch> w = std::move(throttled_.front());
-      throttled_.pop_front();
-      w->Unthrottle();
-    }
-    throttled_until_ = absl::InfiniteFuture();
-    for (const auto& w : watches_) {
-      if (w->WantsPump()) {
-        queue_.push_back(w);
-      } else if (w->WriteWaiting()) {
-        waiting.push_back(w);
-      }
-    }
+  absl::MutexLock lock(&mu_);
+  // Throttled watches too: they end now, not at their turn at the catch-up rate.
+  while (!throttled_.empty()) {
+    std::shared_ptr<Watch> w = std::move(throttled_.front());
+    throttled_.pop_front();
+    w->Unthrottle();
   }
-  // A watch with a message waiting behind the one in flight is not pumped until that write
-  // completes, which it never does for a client that stopped reading: cancelled (outside
-  // the lock). One whose write completes after all is finished the same way by gRPC.
-  for (const auto& w : waiting) w->Cancel();
+  throttled_until_ = absl::InfiniteFuture();
+  // A watch with a write in flight ends when it completes (OnWriteDone schedules it); one
+  // whose write waits longer than options_.drain_write_grace is cancelled (DispatchLoop).
+  for (const auto& w : watches_) {
+    if (w->WantsPump()) queue_.push_back(w);
+  }
+  next_drain_check_ = absl::Now();
 }
 
 void EventServiceImpl::Schedule(const std::shared_ptr<Watch>& watch) {
@@ -817,7 +819,11 @@ void EventServiceImpl::DispatchLoop() {
   if (options_.dispatcher_nice > 0) {
     (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), options_.dispatcher_nice);
   }
+  std::vector<std::shared_ptr<Watch>> stuck;
   for (;;) {
+    // Cancelled outside the lock: watches whose write waited past the grace of a drain.
+    for (const auto& w : stuck) w->Cancel();
+    stuck.clear();
     std::shared_ptr<Watch> watch;
     {
       absl::MutexLock lock(&mu_);
@@ -826,10 +832,22 @@ void EventServiceImpl::DispatchLoop() {
         return stopping_ || !queue_.empty() ||
                (committed_size_ != dispatched_size_ && !watches_.empty()) || throttle_kick_;
       };
-      mu_.AwaitWithDeadline(absl::Condition(&ready), std::min(next_tick_, throttled_until_));
+      mu_.AwaitWithDeadline(absl::Condition(&ready),
+                            std::min({next_tick_, throttled_until_, next_drain_check_}));
       if (stopping_) return;
       throttle_kick_ = false;
       const absl::Time now = absl::Now();
+      if (now >= next_drain_check_) {
+        // Draining: a write that waited past the grace goes to a client that stopped
+        // reading (its flow-control window full), which would hold the watch, and the
+        // stop, to the end of the drain. A healthy watch's write completes well within it
+        // and the watch ends with SHUTTING_DOWN.
+        next_drain_check_ = now + absl::Milliseconds(100);
+        for (const auto& w : watches_) {
+          if (w->WriteStartedBefore(now - options_.drain_write_grace)) stuck.push_back(w);
+        }
+        if (!stuck.empty()) continue;
+      }
       if (now >= throttled_until_) {
         // The catch-up rate has room again: the watch that has waited longest goes (its
         // charge sets when the next may; should it send nothing, the next goes in 10 ms).

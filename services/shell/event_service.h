@@ -86,6 +86,9 @@ struct WatchOptions {
   absl::Duration catch_up_burst = absl::Milliseconds(250);
   // A caught-up watch receives a signed checkpoint at least this often when the log grew.
   absl::Duration checkpoint_interval = absl::Seconds(1);
+  // During a drain (BeginDrain), a watch whose write has waited this long for its client
+  // (which stopped reading) is cancelled; others end with SHUTTING_DOWN.
+  absl::Duration drain_write_grace = absl::Seconds(2);
 };
 
 // Counters for tests and metrics.
@@ -116,10 +119,11 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
   void Stop();
 
   // The server is stopping: every open watch ends at its next turn with UNAVAILABLE
-  // SHUTTING_DOWN (after the message being written, if any; a watch whose client stopped
-  // reading, its write waiting for room, is cancelled), so that a graceful stop does not
-  // wait out its whole drain for watches that never end by themselves; their clients
-  // resume from the last `scanned_through` they received. A watch opened meanwhile ends
+  // SHUTTING_DOWN (after the message being written, if any; a watch whose write waits
+  // longer than options.drain_write_grace for its client, which stopped reading, is
+  // cancelled), so that a graceful stop does not wait out its whole drain for watches that
+  // never end by themselves; their clients resume from the last `scanned_through` they
+  // received. A watch opened meanwhile ends
   // the same way at once. Call before the gRPC server's Shutdown.
   void BeginDrain();
 
@@ -223,6 +227,8 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
   std::deque<std::shared_ptr<Watch>> throttled_ ABSL_GUARDED_BY(mu_);
   absl::Time throttled_until_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   bool throttle_kick_ ABSL_GUARDED_BY(mu_) = false;  // throttled_until_ came sooner: look again
+  // While draining: when the dispatcher next looks for writes waiting past the grace.
+  absl::Time next_drain_check_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
 
   absl::Mutex rate_mu_ ABSL_ACQUIRED_AFTER(mu_);
   absl::Time catch_up_tat_ ABSL_GUARDED_BY(rate_mu_) = absl::InfinitePast();

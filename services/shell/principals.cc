@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -179,13 +180,35 @@ const workflow::Principal* Principals::Find(std::string_view id) const {
 
 namespace {
 
-// An identity without letter case and the punctuation people drop or change in names.
+// An identity without letter case and the punctuation people drop or change in names;
+// full-width forms (ｚｈａｎｇ．ｗｅｉ, as Chinese input methods type them) as their ASCII
+// letters, and the middle dots of transcribed names (·, ・) as punctuation.
 std::string Folded(std::string_view id) {
   std::string out;
   out.reserve(id.size());
-  for (char c : id) {
-    if (c == '.' || c == '-' || c == '_' || c == ' ') continue;
+  auto add = [&out](char c) {
+    if (c == '.' || c == '-' || c == '_' || c == ' ') return;
     out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  };
+  for (size_t i = 0; i < id.size(); ++i) {
+    const auto b = [&id](size_t at) { return static_cast<unsigned char>(id[at]); };
+    if (b(i) == 0xC2 && i + 1 < id.size() && b(i + 1) == 0xB7) {  // U+00B7 ·
+      ++i;
+      continue;
+    }
+    if ((b(i) & 0xF0) == 0xE0 && i + 2 < id.size()) {
+      const uint32_t cp = ((b(i) & 0x0Fu) << 12) | ((b(i + 1) & 0x3Fu) << 6) | (b(i + 2) & 0x3Fu);
+      if (cp >= 0xFF01 && cp <= 0xFF5E) {  // full-width ASCII
+        add(static_cast<char>(cp - 0xFEE0));
+        i += 2;
+        continue;
+      }
+      if (cp == 0x30FB) {  // ・
+        i += 2;
+        continue;
+      }
+    }
+    add(id[i]);
   }
   return out;
 }

@@ -546,12 +546,13 @@ TEST_F(WatchTest, ADrainEndsEveryWatchWithAStatusToResumeBy) {
 }
 
 // A drain with a watch whose client stopped reading: its write waits for room that never
-// comes, so the call is cancelled, and the watch gives up its place at once rather than at
-// its deadline (or the stop's).
+// comes, so past the grace the call is cancelled, and the watch gives up its place then
+// rather than at its deadline (or at the end of the stop's drain).
 TEST_F(WatchTest, ADrainCancelsAWatchWhoseClientStoppedReading) {
   TearDown();
   WatchOptions options;
   options.message_bytes_max = 64 << 10;
+  options.drain_write_grace = absl::Milliseconds(200);
   Start(options);
   for (int i = 0; i < 600; ++i) CreateCase("s" + std::to_string(i), "dongshan", 2000);
   grpc::ChannelArguments args;
