@@ -347,10 +347,11 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   }
 
   // Whether the write in flight began before `cutoff` (its client may have stopped
-  // reading, its flow-control window full).
-  bool WriteStartedBefore(absl::Time cutoff) {
+  // reading, its flow-control window full) while the watch is ending (a reload ended it)
+  // or the server `draining`.
+  bool WriteStuck(absl::Time cutoff, bool draining) {
     absl::MutexLock lock(&mu_);
-    return writing_ && !finished_ && write_started_ < cutoff;
+    return writing_ && !finished_ && write_started_ < cutoff && (draining || finishing_);
   }
   // Cancels the call, unless it is done (gRPC frees the context after OnDone); it then
   // finishes CANCELLED once gRPC gives up the write in flight.
@@ -743,6 +744,7 @@ void EventServiceImpl::BeginDrain() {
     if (w->WantsPump()) queue_.push_back(w);
   }
   next_drain_check_ = absl::Now();
+  throttle_kick_ = true;  // a dispatcher waiting for a later deadline looks now
 }
 
 void EventServiceImpl::Schedule(const std::shared_ptr<Watch>& watch) {
@@ -838,13 +840,16 @@ void EventServiceImpl::DispatchLoop() {
       throttle_kick_ = false;
       const absl::Time now = absl::Now();
       if (now >= next_drain_check_) {
-        // Draining: a write that waited past the grace goes to a client that stopped
-        // reading (its flow-control window full), which would hold the watch, and the
-        // stop, to the end of the drain. A healthy watch's write completes well within it
-        // and the watch ends with SHUTTING_DOWN.
-        next_drain_check_ = now + absl::Milliseconds(100);
+        // A watch that is ending (a reload ended it, or the server drains) but whose write
+        // waited past the grace goes to a client that stopped reading (its flow-control
+        // window full), which would hold the watch's place, and a stop, to its deadline: it
+        // is cancelled. A healthy watch's write completes well within the grace, and the
+        // watch ends with its status.
+        const bool draining = draining_.load(std::memory_order_acquire);
+        next_drain_check_ =
+            now + (draining ? absl::Milliseconds(100) : options_.checkpoint_interval);
         for (const auto& w : watches_) {
-          if (w->WriteStartedBefore(now - options_.drain_write_grace)) stuck.push_back(w);
+          if (w->WriteStuck(now - options_.drain_write_grace, draining)) stuck.push_back(w);
         }
         if (!stuck.empty()) continue;
       }

@@ -86,8 +86,9 @@ struct WatchOptions {
   absl::Duration catch_up_burst = absl::Milliseconds(250);
   // A caught-up watch receives a signed checkpoint at least this often when the log grew.
   absl::Duration checkpoint_interval = absl::Seconds(1);
-  // During a drain (BeginDrain), a watch whose write has waited this long for its client
-  // (which stopped reading) is cancelled; others end with SHUTTING_DOWN.
+  // A watch that is ending (a reload ended it, or a drain: BeginDrain) and whose write has
+  // waited this long for its client (which stopped reading) is cancelled; others end with
+  // their status once the write completes.
   absl::Duration drain_write_grace = absl::Seconds(2);
 };
 
@@ -227,8 +228,9 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
   std::deque<std::shared_ptr<Watch>> throttled_ ABSL_GUARDED_BY(mu_);
   absl::Time throttled_until_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   bool throttle_kick_ ABSL_GUARDED_BY(mu_) = false;  // throttled_until_ came sooner: look again
-  // While draining: when the dispatcher next looks for writes waiting past the grace.
-  absl::Time next_drain_check_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  // When the dispatcher next looks for ending watches whose write waited past the grace
+  // (every checkpoint_interval; every 100 ms while draining).
+  absl::Time next_drain_check_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 
   absl::Mutex rate_mu_ ABSL_ACQUIRED_AFTER(mu_);
   absl::Time catch_up_tat_ ABSL_GUARDED_BY(rate_mu_) = absl::InfinitePast();

@@ -192,8 +192,8 @@ std::string Folded(std::string_view id) {
   };
   for (size_t i = 0; i < id.size(); ++i) {
     const auto b = [&id](size_t at) { return static_cast<unsigned char>(id[at]); };
-    if (b(i) == 0xC2 && i + 1 < id.size() && b(i + 1) == 0xB7) {  // U+00B7 ·
-      ++i;
+    if (b(i) == 0xC2 && i + 1 < id.size() && (b(i + 1) == 0xB7 || b(i + 1) == 0xA0)) {
+      ++i;  // U+00B7 ·, U+00A0 no-break space
       continue;
     }
     if ((b(i) & 0xF0) == 0xE0 && i + 2 < id.size()) {
@@ -203,7 +203,7 @@ std::string Folded(std::string_view id) {
         i += 2;
         continue;
       }
-      if (cp == 0x30FB) {  // ・
+      if (cp == 0x30FB || cp == 0xFF65 || cp == 0x3000) {  // ・, ･, the ideographic space
         i += 2;
         continue;
       }

@@ -35,7 +35,8 @@ class Principals {
   // The principal with this identity, or nullptr.
   [[nodiscard]] const workflow::Principal* Find(std::string_view id) const;
   // A principal whose identity differs from `id` only in ASCII letter case, in the
-  // punctuation '.', '-', '_' and middle dots, or in full-width forms of ASCII ("Zhang.Wei",
+  // punctuation '.', '-', '_', middle dots and spaces (ideographic, no-break), or in
+  // full-width forms of ASCII ("Zhang.Wei",
   // "zhangwei", "ｚｈａｎｇ．ｗｅｉ" for "zhang.wei"), or nullptr (also when `id` is itself an
   // identity). Look-alike letters of other scripts are not caught.
   [[nodiscard]] const workflow::Principal* Resembling(std::string_view id) const;

@@ -35,8 +35,9 @@ TEST(Principals, AnIdDifferingOnlyInCaseOrPunctuationResemblesAnIdentity) {
       {"id": "zhang.wei", "roles": ["inspector"], "jurisdiction": "city/a"},
       {"id": "zhangwei2", "roles": ["assister"], "jurisdiction": "city/a"}]})");
   ASSERT_TRUE(p.ok()) << p.status();
-  for (const char* variant : {"Zhang.Wei", "zhangwei", "ZHANG_WEI", "zhang-wei", "zhang wei",
-                              "ｚｈａｎｇ．ｗｅｉ", "Zhang·Wei", "zhang・wei"}) {
+  for (const char* variant :
+       {"Zhang.Wei", "zhangwei", "ZHANG_WEI", "zhang-wei", "zhang wei", "ｚｈａｎｇ．ｗｅｉ",
+        "Zhang·Wei", "zhang・wei", "zhang\u3000wei", "zhang\u00a0wei", "zhang\uff65wei"}) {
     const workflow::Principal* like = (*p)->Resembling(variant);
     ASSERT_NE(like, nullptr) << variant;
     EXPECT_EQ(like->id, "zhang.wei") << variant;

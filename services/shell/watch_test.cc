@@ -552,7 +552,7 @@ TEST_F(WatchTest, ADrainCancelsAWatchWhoseClientStoppedReading) {
   TearDown();
   WatchOptions options;
   options.message_bytes_max = 64 << 10;
-  options.drain_write_grace = absl::Milliseconds(200);
+  options.drain_write_grace = absl::Seconds(3);
   Start(options);
   for (int i = 0; i < 600; ++i) CreateCase("s" + std::to_string(i), "dongshan", 2000);
   grpc::ChannelArguments args;
@@ -570,6 +570,10 @@ TEST_F(WatchTest, ADrainCancelsAWatchWhoseClientStoppedReading) {
   ASSERT_EQ(c.messages_ready.load(), 1) << "the server never waited for the client";
   ASSERT_EQ(c.watches.load(), 1);
   service_->BeginDrain();
+  // Not before the grace (a healthy client's write would complete within it)...
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(c.watches.load(), 1) << "cancelled before its write waited the grace";
+  // ...and soon after it.
   for (int i = 0; i < 2000 && c.watches.load() != 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
