@@ -364,6 +364,31 @@ struct LogOnFullDiskFs {
   }
 };
 
+// Waits (bounded) until the spare WAL file at `spare` is there (or, `there` false, gone);
+// whether it is.
+bool AwaitSpare(const std::string& spare, bool there = true) {
+  for (int i = 0; i < 2000 && std::filesystem::exists(spare) != there; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return std::filesystem::exists(spare) == there;
+}
+
+// The log holds exactly `version` events, stream "s" at versions 1..version each holding
+// `event`, and its tree verifies.
+void ExpectStreamWhole(RocksEventLog& log, int64_t version, const std::string& event) {
+  EXPECT_EQ(log.Size(), version);
+  absl::StatusOr<std::vector<StoredEvent>> events = log.ReadStream("s", 1, version + 10);
+  ASSERT_THAT(events, IsOk());
+  ASSERT_EQ(events->size(), static_cast<size_t>(version));
+  for (size_t i = 0; i < events->size(); ++i) {
+    ASSERT_EQ((*events)[i].version, static_cast<int64_t>(i) + 1);
+    ASSERT_EQ((*events)[i].bytes, event);
+  }
+  absl::StatusOr<RocksEventLog::VerifyReport> report = log.Verify(0, log.Size());
+  ASSERT_THAT(report, IsOk());
+  EXPECT_FALSE(report->first_mismatch.has_value()) << report->detail;
+}
+
 // The write state names the mode and the error; appends stay refused while the free space
 // is below the reserve, and resume once a quarter more is free.
 TEST(RocksEventLogDiskFull, WriteStateReportsTheModeAndWaitsForRoom) {
@@ -412,16 +437,10 @@ TEST(RocksEventLogDiskFull, TheSpareWalFileIsGivenBackBelowTheReserve) {
   RocksEventLog::Options options = disk.Options();
   options.wal_spare_bytes = 2u << 20;
   const std::string spare = options.path + "/" + ZeroFilledWalFs::kSpareName;
-  auto await_spare = [&spare]() {
-    for (int i = 0; i < 2000 && !std::filesystem::exists(spare); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return std::filesystem::exists(spare);
-  };
   absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(options);
   ASSERT_THAT(log, IsOk());
   ASSERT_THAT((*log)->Append({.stream = "s", .expected_version = 0, .events = {"a"}}), IsOk());
-  ASSERT_TRUE(await_spare()) << "no spare was prepared after the first WAL file took one";
+  ASSERT_TRUE(AwaitSpare(spare)) << "no spare was prepared after the first WAL file took one";
   fs->SetFreeBytes(7u << 20);
   absl::StatusOr<AppendResult> refused =
       (*log)->Append({.stream = "s", .expected_version = 1, .events = {"b"}});
@@ -438,7 +457,7 @@ TEST(RocksEventLogDiskFull, TheSpareWalFileIsGivenBackBelowTheReserve) {
   ASSERT_THAT(log, IsOk());
   EXPECT_EQ((*log)->Size(), 2);
   ASSERT_THAT((*log)->Append({.stream = "s", .expected_version = 2, .events = {"c"}}), IsOk());
-  EXPECT_TRUE(await_spare());
+  EXPECT_TRUE(AwaitSpare(spare));
 }
 
 // RocksDB meets the full disk in a flush that began before the disk filled, while the guard
@@ -454,12 +473,6 @@ TEST(RocksEventLogDiskFull, AFlushThatMeetsTheFullDiskGivesTheSpareBack) {
   options.wal_spare_bytes = 2u << 20;
   options.memtable_bytes_max = 1u << 20;  // flushes every few hundred appends
   const std::string spare = options.path + "/" + ZeroFilledWalFs::kSpareName;
-  auto await_spare = [&spare](bool there) {
-    for (int i = 0; i < 2000 && std::filesystem::exists(spare) != there; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return std::filesystem::exists(spare) == there;
-  };
   absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(options);
   ASSERT_THAT(log, IsOk());
   const std::string event(1000, 'e');
@@ -484,7 +497,7 @@ TEST(RocksEventLogDiskFull, AFlushThatMeetsTheFullDiskGivesTheSpareBack) {
     ASSERT_THAT(append(), IsOk());
   }
   ASSERT_GT(fs->table_files_waiting(), 0) << "no flush began";
-  ASSERT_TRUE(await_spare(true)) << "no spare was prepared after the memtable switch";
+  ASSERT_TRUE(AwaitSpare(spare)) << "no spare was prepared after the memtable switch";
   // The spare held open: given back, its file has no name left (RocksDB's own recovery, a
   // few seconds on, begins a WAL file, which would take a spare still there and name it).
   // The open descriptor also keeps its inode from being reused meanwhile.
@@ -523,7 +536,7 @@ TEST(RocksEventLogDiskFull, AFlushThatMeetsTheFullDiskGivesTheSpareBack) {
   EXPECT_EQ(RefusalReason(refused.status()), kRefusalDiskFull) << refused.status();
   EXPECT_EQ((*log)->GetWriteState().mode, Mode::kDiskFull);
   EXPECT_GT(fs->refused(), 0u);
-  EXPECT_TRUE(await_spare(false)) << "the spare kept its room while the log waited for room";
+  EXPECT_TRUE(AwaitSpare(spare, false)) << "the spare kept its room while the log waited for room";
   EXPECT_FALSE(spare_still_named())
       << "the spare became a WAL file instead of going back to the file system";
   const int64_t before_room = version;
@@ -543,21 +556,12 @@ TEST(RocksEventLogDiskFull, AFlushThatMeetsTheFullDiskGivesTheSpareBack) {
     ASSERT_THAT(append(), IsOk());
     if (i % 100 == 99) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  EXPECT_TRUE(await_spare(true)) << "no spare after the resume";
+  EXPECT_TRUE(AwaitSpare(spare)) << "no spare after the resume";
   log->reset();
 
   log = RocksEventLog::Open(options);
   ASSERT_THAT(log, IsOk());
-  EXPECT_EQ((*log)->Size(), version);
-  absl::StatusOr<std::vector<StoredEvent>> events = (*log)->ReadStream("s", 1, version + 10);
-  ASSERT_THAT(events, IsOk());
-  ASSERT_EQ(events->size(), static_cast<size_t>(version));
-  for (size_t i = 0; i < events->size(); ++i) {
-    ASSERT_EQ((*events)[i].version, static_cast<int64_t>(i) + 1);
-  }
-  absl::StatusOr<RocksEventLog::VerifyReport> report = (*log)->Verify(0, (*log)->Size());
-  ASSERT_THAT(report, IsOk());
-  EXPECT_FALSE(report->first_mismatch.has_value()) << report->detail;
+  ExpectStreamWhole(**log, version, event);
 }
 
 // The disk fills between two looks at its free space while the WAL is written over zeros
@@ -576,12 +580,6 @@ TEST(RocksEventLogDiskFull, ADiskThatFillsUnderAZeroFilledWalLosesNoAcknowledged
   options.wal_spare_bytes = 4u << 20;
   options.memtable_bytes_max = 1u << 20;  // flushes every few hundred appends
   const std::string spare = options.path + "/" + ZeroFilledWalFs::kSpareName;
-  auto await_spare = [&spare]() {
-    for (int i = 0; i < 2000 && !std::filesystem::exists(spare); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return std::filesystem::exists(spare);
-  };
   // Whether the newest WAL file is one written over a spare (it is as long as the spare).
   auto newest_wal_in_zeros = [&options]() {
     std::filesystem::path newest;
@@ -610,7 +608,7 @@ TEST(RocksEventLogDiskFull, ADiskThatFillsUnderAZeroFilledWalLosesNoAcknowledged
     ASSERT_THAT(append(), IsOk());
   }
   ASSERT_TRUE(newest_wal_in_zeros()) << "no WAL file was written over a spare";
-  ASSERT_TRUE(await_spare());
+  ASSERT_TRUE(AwaitSpare(spare));
   // The flush that the last memtable switch began has had time to end (a flush under way
   // when the disk fills fails at once, before any append goes into the zeros; the check
   // below would then fail although the log is right).
@@ -646,7 +644,7 @@ TEST(RocksEventLogDiskFull, ADiskThatFillsUnderAZeroFilledWalLosesNoAcknowledged
       ASSERT_THAT(append(), IsOk());
       if (i % 100 == 99) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    EXPECT_TRUE(await_spare()) << "no spare after the resume";
+    EXPECT_TRUE(AwaitSpare(spare)) << "no spare after the resume";
     log->reset();
   } else {
     std::printf("a new WAL file met the full disk: read-only until restart\n");
@@ -668,17 +666,7 @@ TEST(RocksEventLogDiskFull, ADiskThatFillsUnderAZeroFilledWalLosesNoAcknowledged
   log = RocksEventLog::Open(options);
   ASSERT_THAT(log, IsOk());
   // Every acknowledged append, the retried one and any after the resume, once each.
-  EXPECT_EQ((*log)->Size(), version);
-  absl::StatusOr<std::vector<StoredEvent>> events = (*log)->ReadStream("s", 1, version + 10);
-  ASSERT_THAT(events, IsOk());
-  ASSERT_EQ(events->size(), static_cast<size_t>(version));
-  for (size_t i = 0; i < events->size(); ++i) {
-    ASSERT_EQ((*events)[i].version, static_cast<int64_t>(i) + 1);
-    ASSERT_EQ((*events)[i].bytes, event);
-  }
-  absl::StatusOr<RocksEventLog::VerifyReport> report = (*log)->Verify(0, (*log)->Size());
-  ASSERT_THAT(report, IsOk());
-  EXPECT_FALSE(report->first_mismatch.has_value()) << report->detail;
+  ExpectStreamWhole(**log, version, event);
 }
 
 // A backup during which the log went read-only for a full disk and resumed is not kept:

@@ -108,6 +108,16 @@ class WatchTest : public ::testing::Test {
   }
 
   std::unique_ptr<v1::EventService::Stub> Stub() { return v1::EventService::NewStub(channel_); }
+  // A stub on a channel of its own whose flow-control window stays at 64 KiB (no growth
+  // from bandwidth probes): a client that stops reading holds the server's writes, where
+  // gRPC's default client would take megabytes into its own buffers first.
+  std::unique_ptr<v1::EventService::Stub> FixedWindowStub() const {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 10);
+    return v1::EventService::NewStub(
+        grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args));
+  }
 
   static std::unique_ptr<grpc::ClientContext> Context(const std::string& identity,
                                                       int seconds = 60) {
@@ -555,11 +565,7 @@ TEST_F(WatchTest, ADrainCancelsAWatchWhoseClientStoppedReading) {
   options.drain_write_grace = absl::Seconds(3);
   Start(options);
   for (int i = 0; i < 600; ++i) CreateCase("s" + std::to_string(i), "dongshan", 2000);
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 10);
-  auto stub = v1::EventService::NewStub(
-      grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args));
+  auto stub = FixedWindowStub();
   auto ctx = Context("auditor", 120);
   auto reader = stub->WatchEvents(ctx.get(), v1::WatchEventsRequest());
   const WatchCounters& c = service_->counters();
@@ -765,11 +771,7 @@ TEST_F(WatchTest, ConsumerThatStopsReadingHoldsBoundedMemoryAndDoesNotSlowWriter
   // A consumer that opens a watch and never reads, with a fixed 64 KiB window (no growth
   // from bandwidth probes), far below the 3 MB it leaves unread: gRPC's own client would
   // otherwise take it all into its buffers, and the server would never wait.
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 10);
-  auto stub = v1::EventService::NewStub(
-      grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args));
+  auto stub = FixedWindowStub();
   auto ctx = Context("auditor", 120);
   auto reader = stub->WatchEvents(ctx.get(), v1::WatchEventsRequest());
   t0 = std::chrono::steady_clock::now();
