@@ -219,8 +219,8 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
           if (ready_.has_value()) DropReady();  // never sent: the client resumes before it
           finish = FinishLocked(*std::move(ended));
         }
-        // Otherwise OnWriteDone finishes it once the write in flight completes (during a
-        // drain, the dispatcher cancels a write that waits too long: DispatchLoop).
+        // Otherwise OnWriteDone finishes it once the write in flight completes (the
+        // dispatcher cancels a write that waits past the grace: DispatchLoop).
         if (finish) Finish(final_status_);
         return;
       }
