@@ -743,10 +743,13 @@ class FlagsBoundTest : public JobsTest {
 // Flags past what one answer holds are refused unpaged, saying to ask in pages; in pages
 // each page stays within its bytes (at least one flag) and together they hold them all.
 TEST_F(FlagsBoundTest, FlagsPastOneAnswerAreRefusedUnpagedAndComeInPages) {
+  // One as-of time for every page: a page token is bound to its query, as-of time included
+  // (read per call, a second ticking over between two pages made the token another query's).
+  const int64_t as_of = NowSeconds() + 4 * 366 * 86400;
   const auto flags = [&](int32_t page_size, const std::string& token, v1::ListFlagsResponse* resp) {
     auto ctx = Context("auditor");
     v1::ListFlagsRequest req;
-    req.mutable_as_of_time()->set_seconds(NowSeconds() + 4 * 366 * 86400);
+    req.mutable_as_of_time()->set_seconds(as_of);
     req.set_page_size(page_size);
     req.set_page_token(token);
     return v1::OversightService::NewStub(channel_)->ListFlags(ctx.get(), req, resp);
