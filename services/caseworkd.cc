@@ -96,6 +96,7 @@ struct Flags {
   int64_t fold_state_mib = 128;
   int64_t watches_per_identity_max = 32;
   int64_t watch_catch_up_mib_per_second = 32;
+  int64_t watch_buffer_mib = 64;
   int64_t follow_up_review_days = 365;
 };
 
@@ -377,6 +378,14 @@ int main(int argc, char** argv) {
                  "RESOURCE_EXHAUSTED, TOO_MANY_WATCHES); the server holds 1,024 in all")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
+  app.add_option("--watch-buffer-mib", flags.watch_buffer_mib,
+                 "MiB of WatchEvents messages the server holds for its clients, in flight and "
+                 "prepared, all streams together: beyond it a stream reads ahead no more and "
+                 "its messages shrink to 64 KiB, so clients that stop reading cannot take the "
+                 "server's memory; 0: no budget (each stream alone holds at most two messages "
+                 "of up to 2 MiB)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65536));
   app.add_option("--watch-catch-up-mib-per-second", flags.watch_catch_up_mib_per_second,
                  "MiB a second sent to WatchEvents streams catching up (more than 4,096 "
                  "positions behind the head), all together, so that subscribers reading the "
@@ -712,6 +721,7 @@ int main(int argc, char** argv) {
   casework::shell::EventServiceImpl event_service(
       log->get(), &auth, &commits,
       casework::shell::WatchOptions{
+          .buffered_bytes_max = flags.watch_buffer_mib << 20,
           .watches_per_principal_max = static_cast<size_t>(flags.watches_per_identity_max),
           .catch_up_bytes_per_second = flags.watch_catch_up_mib_per_second << 20});
   casework::shell::AuditServiceImpl audit_service(

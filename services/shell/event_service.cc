@@ -225,11 +225,23 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
         return;
       }
       bool start_ready = false;
+      bool read_ahead = false;
       {
         absl::MutexLock lock(&mu_);
         if (finishing_ || (ready_.has_value() && writing_)) {
           scheduled_ = false;
           return;
+        }
+        if (!ready_.has_value() && writing_) {
+          // Reading ahead only within the budget of all watches; otherwise the next
+          // message is built once this write completes (OnWriteDone schedules the watch,
+          // and sees it unscheduled: both under mu_).
+          if (!service_->ReadAheadFits()) {
+            scheduled_ = false;
+            service_->counters_.read_aheads_withheld.fetch_add(1, std::memory_order_relaxed);
+            return;
+          }
+          read_ahead = true;
         }
         if (ready_.has_value()) {
           current_bytes_ = static_cast<int64_t>(ready_->size());
@@ -265,7 +277,12 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
         }
       }
       const int64_t from = next_;
-      absl::StatusOr<std::optional<std::string>> built = Build();
+      const size_t bytes_max =
+          read_ahead ? service_->options_.message_bytes_max : service_->MessageBytesNow();
+      if (bytes_max < service_->options_.message_bytes_max) {
+        service_->counters_.messages_cut_to_budget.fetch_add(1, std::memory_order_relaxed);
+      }
+      absl::StatusOr<std::optional<std::string>> built = Build(bytes_max);
       if (!built.ok()) {
         bool finish = false;
         {
@@ -478,9 +495,9 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   // anything more: a person removed or narrowed sees nothing new.
   std::optional<grpc::Status> Revoked() { return standing_.Revoked("the watch", "订阅"); }
 
-  // The next message, or nullopt when there is nothing to send now. Owns next_ (only
-  // one Pump runs at a time).
-  absl::StatusOr<std::optional<std::string>> Build() {
+  // The next message, of at most `bytes_max` bytes (one event may exceed it), or nullopt
+  // when there is nothing to send now. Owns next_ (only one Pump runs at a time).
+  absl::StatusOr<std::optional<std::string>> Build(size_t bytes_max) {
     const WatchOptions& options = service_->options_;
     store::RocksEventLog* log = service_->log_;
     const absl::Time now = absl::Now();
@@ -510,8 +527,7 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
     int count = 0;
     int64_t position = next_;
     const int64_t scan_end = std::min(end, next_ + options.scan_positions_per_message_max);
-    while (position < scan_end && count < events_per_message_ &&
-           out.size() < options.message_bytes_max) {
+    while (position < scan_end && count < events_per_message_ && out.size() < bytes_max) {
       // A whole chunk of committed events comes from the chunks every watch shares, and
       // so does the part of the chunk the log is still filling (read once per commit, not
       // once per watch).
@@ -537,7 +553,7 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
         if (!matches.ok()) return matches.status();
         if (!*matches) continue;
         PutEventRecord(&out, event);
-        if (++count >= events_per_message_ || out.size() >= options.message_bytes_max) break;
+        if (++count >= events_per_message_ || out.size() >= bytes_max) break;
       }
       if (position == before) break;  // nothing at or after it (cannot happen below size)
     }
@@ -796,6 +812,23 @@ void EventServiceImpl::Throttle(std::shared_ptr<Watch> watch) {
     throttle_kick_ = true;  // a dispatcher may be waiting for a later time
   }
   throttled_.push_back(std::move(watch));
+}
+
+bool EventServiceImpl::ReadAheadFits() const {
+  if (options_.buffered_bytes_max <= 0) return true;
+  return counters_.bytes_buffered.load(std::memory_order_relaxed) +
+             static_cast<int64_t>(options_.message_bytes_max) <=
+         options_.buffered_bytes_max;
+}
+
+size_t EventServiceImpl::MessageBytesNow() const {
+  const size_t cap = options_.message_bytes_max;
+  if (options_.buffered_bytes_max <= 0) return cap;
+  const int64_t room =
+      options_.buffered_bytes_max - counters_.bytes_buffered.load(std::memory_order_relaxed);
+  const size_t floor = std::min(options_.budget_message_bytes_min, cap);
+  if (room <= static_cast<int64_t>(floor)) return floor;
+  return std::min(cap, static_cast<size_t>(room));
 }
 
 void EventServiceImpl::Register(const std::shared_ptr<Watch>& watch) {

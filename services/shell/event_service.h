@@ -3,11 +3,12 @@
 // A watch reads from the log only: catch-up and live are the same loop (read the next
 // positions, filter, pack, write), so there is no seam to get wrong: every position is
 // examined exactly once, in order. Flow control: per watch at most one message in
-// flight and one prepared (each at most `message_bytes_max`), nothing else buffered. A
-// consumer that stops reading therefore holds at most two messages of server memory and
-// its watch simply stops reading the log; when it reads again, the watch resumes
-// reading from where it stopped. Writers never wait on a watch: the commit listener only
-// records the new size and wakes the dispatcher.
+// flight and one prepared (each at most `message_bytes_max`), nothing else buffered, and
+// all watches together within a budget (`buffered_bytes_max`: under it a watch reads
+// ahead no more and its messages shrink). A consumer that stops reading therefore holds
+// at most two messages of server memory and its watch simply stops reading the log; when it reads
+// again, the watch resumes reading from where it stopped. Writers never wait on a watch: the commit
+// listener only records the new size and wakes the dispatcher.
 //
 // Messages are encoded by hand from the stored event bytes (the wire form of
 // WatchEventsResponse, byte for byte what the generated code would produce up to field
@@ -56,6 +57,14 @@ struct WatchOptions {
   size_t message_bytes_max = 2u << 20;
   // Positions one message may examine (filtered watches send progress at least this often).
   int64_t scan_positions_per_message_max = 65536;
+  // Bytes of messages in flight and prepared, for all watches together. A watch reads
+  // ahead (prepares its next message while one is in flight) only while the total stays
+  // within it; a message it is about to send is cut to the room left, but to no less than
+  // `budget_message_bytes_min`, so that no watch waits on another's slow client. So at most
+  // about this plus watches_max * (budget_message_bytes_min + one event) is held, whatever
+  // the clients read; 0: no budget (each watch alone holds at most two messages).
+  int64_t buffered_bytes_max = 64 << 20;
+  size_t budget_message_bytes_min = 64u << 10;
   // Concurrent watches; beyond: RESOURCE_EXHAUSTED.
   size_t watches_max = 1024;
   // Concurrent watches of one identity; beyond: RESOURCE_EXHAUSTED.
@@ -100,8 +109,10 @@ struct WatchCounters {
   std::atomic<int64_t> messages_ready{0};  // prepared and waiting for the write slot, now
   std::atomic<int64_t> bytes_buffered{0};  // bytes of messages in flight or prepared, now
   std::atomic<int64_t> bytes_buffered_peak{0};
-  std::atomic<int64_t> catch_up_bytes{0};      // charged to watches catching up, in all
-  std::atomic<int64_t> catch_up_throttled{0};  // times a watch waited for the catch-up rate
+  std::atomic<int64_t> read_aheads_withheld{0};    // times a watch did not read ahead (budget)
+  std::atomic<int64_t> messages_cut_to_budget{0};  // messages built to less than the cap
+  std::atomic<int64_t> catch_up_bytes{0};          // charged to watches catching up, in all
+  std::atomic<int64_t> catch_up_throttled{0};      // times a watch waited for the catch-up rate
 };
 
 class EventServiceImpl final : public casework::v1::EventService::WithRawCallbackMethod_WatchEvents<
@@ -154,6 +165,10 @@ class EventServiceImpl final : public casework::v1::EventService::WithRawCallbac
   void ChargeCatchUp(int64_t bytes) ABSL_LOCKS_EXCLUDED(mu_);
   // Holds `watch` until its turn; the dispatcher schedules it again then.
   void Throttle(std::shared_ptr<Watch> watch) ABSL_LOCKS_EXCLUDED(mu_);
+  // The buffer budget (options_.buffered_bytes_max): whether a watch whose message is in
+  // flight may prepare the next, and the size a message about to be sent may take.
+  [[nodiscard]] bool ReadAheadFits() const;
+  [[nodiscard]] size_t MessageBytesNow() const;
 
   store::RocksEventLog* log_;
   const Authenticator* auth_;

@@ -811,5 +811,70 @@ TEST_F(WatchTest, ConsumerThatStopsReadingHoldsBoundedMemoryAndDoesNotSlowWriter
   (void)reader->Finish();
 }
 
+// Many consumers that stop reading hold no more than the budget of all watches (plus a
+// small message each), where each alone could hold two full messages; when they read
+// again, each receives everything, once and in order.
+TEST_F(WatchTest, StalledConsumersTogetherStayWithinTheBufferBudget) {
+  TearDown();
+  WatchOptions options;
+  options.message_bytes_max = 64 << 10;
+  options.buffered_bytes_max = 256 << 10;
+  options.budget_message_bytes_min = 16 << 10;
+  Start(options);
+  constexpr int kCases = 600;
+  constexpr int kWatches = 8;
+  for (int i = 0; i < kCases; ++i) CreateCase("s" + std::to_string(i), "dongshan", 2000);
+  struct Consumer {
+    std::unique_ptr<v1::EventService::Stub> stub;
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<grpc::ClientReader<v1::WatchEventsResponse>> reader;
+  };
+  std::vector<Consumer> consumers;
+  for (int i = 0; i < kWatches; ++i) {
+    Consumer& c = consumers.emplace_back();
+    c.stub = FixedWindowStub();
+    c.ctx = Context("auditor", 120);
+    c.reader = c.stub->WatchEvents(c.ctx.get(), v1::WatchEventsRequest());
+  }
+  const WatchCounters& c = service_->counters();
+  // Bounded: until every watch is open and the buffered bytes stop moving (or 20 s).
+  int64_t last = -1;
+  for (int i = 0; i < 100; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const int64_t now = c.bytes_buffered.load();
+    if (c.watches.load() == kWatches && now == last && now > 0) break;
+    last = now;
+  }
+  ASSERT_EQ(c.watches.load(), kWatches);
+  // Each alone could hold a message in flight and one prepared: about 1 MiB here. Within
+  // the budget: 256 KiB, and each watch one small message beyond it, and what the two
+  // dispatchers may build at once before either counts its own.
+  const int64_t event = 4096;
+  const int64_t bound =
+      options.buffered_bytes_max +
+      kWatches * (static_cast<int64_t>(options.budget_message_bytes_min) + event) +
+      2 * (static_cast<int64_t>(options.message_bytes_max) + event);
+  const int64_t unbudgeted = kWatches * 2 * static_cast<int64_t>(options.message_bytes_max);
+  ASSERT_LT(bound, unbudgeted);
+  EXPECT_LE(c.bytes_buffered_peak.load(), bound);
+  EXPECT_GT(c.read_aheads_withheld.load(), 0);
+  EXPECT_GT(c.messages_cut_to_budget.load(), 0);
+  std::printf("%d stalled watches: peak buffered %lld bytes (bound %lld, %lld without a budget)\n",
+              kWatches, static_cast<long long>(c.bytes_buffered_peak.load()),
+              static_cast<long long>(bound), static_cast<long long>(unbudgeted));
+  // Each reads again, one after another: everything arrives, once and in order.
+  for (Consumer& consumer : consumers) {
+    v1::WatchEventsResponse m;
+    int64_t expected = 0;
+    while (expected < kCases && consumer.reader->Read(&m)) {
+      for (const auto& r : m.events()) ASSERT_EQ(r.position(), expected++);
+    }
+    EXPECT_EQ(expected, kCases);
+    consumer.ctx->TryCancel();
+    (void)consumer.reader->Finish();
+  }
+  EXPECT_LE(c.bytes_buffered_peak.load(), bound);
+}
+
 }  // namespace
 }  // namespace casework::shell
