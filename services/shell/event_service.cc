@@ -363,6 +363,17 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
     return true;
   }
 
+  // Schedules a Pump for a watch that holds a prepared message behind a write in flight
+  // (which WantsPump leaves alone): the Pump looks at the caller's standing again, so that
+  // a reload that removed or changed the caller ends it even while its client reads
+  // nothing (the grace below then cancels the write).
+  bool WantsStandingCheck() ABSL_EXCLUSIVE_LOCKS_REQUIRED(service_->mu_) {
+    absl::MutexLock lock(&mu_);
+    if (scheduled_ || throttled_ || finishing_ || !ready_.has_value() || !writing_) return false;
+    scheduled_ = true;
+    return true;
+  }
+
   // Whether the write in flight began before `cutoff` (its client may have stopped
   // reading, its flow-control window full) while the watch is ending (a reload ended it)
   // or the server `draining`.
@@ -878,11 +889,18 @@ void EventServiceImpl::DispatchLoop() {
         // window full), which would hold the watch's place, and a stop, to its deadline: it
         // is cancelled. A healthy watch's write completes well within the grace, and the
         // watch ends with its status.
+        // A watch that holds a prepared message behind its write is not pumped until the
+        // write completes: it looks at its caller's standing now, so that a reload ends it
+        // (and the grace cancels it) while its client reads nothing.
         const bool draining = draining_.load(std::memory_order_acquire);
         next_drain_check_ =
             now + (draining ? absl::Milliseconds(100) : options_.checkpoint_interval);
         for (const auto& w : watches_) {
-          if (w->WriteStuck(now - options_.drain_write_grace, draining)) stuck.push_back(w);
+          if (w->WriteStuck(now - options_.drain_write_grace, draining)) {
+            stuck.push_back(w);
+          } else if (w->WantsStandingCheck()) {
+            queue_.push_back(w);
+          }
         }
         if (!stuck.empty()) continue;
       }

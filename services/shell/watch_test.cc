@@ -613,6 +613,47 @@ TEST_F(WatchTest, AReloadWhileAMessageIsBuiltSendsNothingMore) {
       << got.status.error_message();
 }
 
+// A reload that removes the caller of a watch whose client stopped reading (a message in
+// flight, the next prepared behind it): the watch notices, ends, and past the grace its
+// write is cancelled, so it gives up its place instead of keeping it to its deadline.
+TEST_F(WatchTest, AReloadEndsAWatchWhoseClientStoppedReading) {
+  TearDown();
+  WatchOptions options;
+  options.message_bytes_max = 64 << 10;
+  options.drain_write_grace = absl::Seconds(1);
+  options.checkpoint_interval = absl::Milliseconds(200);
+  Start(options);
+  for (int i = 0; i < 300; ++i) CreateCase("s" + std::to_string(i), "dongshan", 2000);
+  auto stub = FixedWindowStub();
+  auto ctx = Context("east", 120);
+  auto reader = stub->WatchEvents(ctx.get(), v1::WatchEventsRequest());
+  const WatchCounters& c = service_->counters();
+  // Bounded: until the server holds a message it cannot send (or 30 s).
+  for (int i = 0; i < 3000 && c.messages_ready.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(c.messages_ready.load(), 1) << "the server never waited for the client";
+  std::string without_east = kPrincipals;
+  const std::string east_line =
+      R"(  {"id": "east", "roles": ["inspector"], "jurisdiction": "jiangcheng/dongshan"},
+)";
+  const size_t at = without_east.find(east_line);
+  ASSERT_NE(at, std::string::npos);
+  without_east.erase(at, east_line.size());
+  auto reloaded = Principals::Parse(without_east);
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  holder_->Set(*reloaded);
+  // Bounded: 20 s, against a deadline of 120 s.
+  for (int i = 0; i < 2000 && c.watches.load() != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(c.watches.load(), 0) << "the removed caller's stalled watch kept its place";
+  EXPECT_EQ(c.messages_ready.load(), 0);
+  EXPECT_EQ(c.bytes_buffered.load(), 0);
+  ctx->TryCancel();
+  (void)reader->Finish();
+}
+
 TEST_F(WatchTest, FiltersByStreamKindAndJurisdictionAndResumes) {
   // The counties' cases alternate (dongshan at even positions, xihe at odd ones), and each
   // filtered watch is read to the end of the log, so an event let through by mistake is
