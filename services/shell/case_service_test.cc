@@ -130,5 +130,62 @@ TEST_F(CaseReads, AnEventsPageEndsAtTheVersionItLoaded) {
   EXPECT_TRUE(second.next_page_token().empty());
 }
 
+// The check of assigned people against the identities runs on a new decision only: a
+// retry of an assignment recorded before a reload added an identity its first secretary's
+// id resembles is answered as recorded, while a new assignment naming that id is refused.
+TEST(AssignedPeople, ARetryIsAnsweredAsRecordedAfterAReloadAddedAResemblingIdentity) {
+  store::testing::TempDir dir;
+  store::RocksEventLog::Options options;
+  options.path = dir.Sub("log");
+  auto log = store::RocksEventLog::Open(options);
+  ASSERT_TRUE(log.ok()) << log.status();
+  int64_t now = kStartMicros;
+  CommandProcessor processor(log->get(), workflow::Policy{}, [&now] { return now += kHourMicros; });
+  auto principals = Principals::Parse(kPrincipals);
+  ASSERT_TRUE(principals.ok()) << principals.status();
+  PrincipalsHolder holder(*principals);
+  Authenticator auth(&holder);
+  CaseServiceImpl service(&processor, &auth);  // installs the check on the processor
+  workflow::testing::Cast cast;
+  auto run = [&](const workflow::Principal& who, const v1::Command& command,
+                 v1::CaseCommandResponse* response) {
+    std::promise<grpc::Status> done;
+    processor.Execute(who, kCaseId, command, response,
+                      [&done](grpc::Status s) { done.set_value(std::move(s)); });
+    return done.get_future().get();
+  };
+  v1::CaseCommandResponse response;
+  ASSERT_TRUE(run(cast.lister, workflow::testing::CreateCase(kStartMicros), &response).ok());
+  ASSERT_TRUE(run(cast.reviewer, workflow::testing::ReviewListing(1), &response).ok());
+  const v1::Command assign = workflow::testing::AssignAssistance(2);
+  ASSERT_EQ(assign.assign_assistance().assignment().first_secretary().person_id(), "zhang.wei");
+  v1::CaseCommandResponse first;
+  grpc::Status status = run(cast.lister, assign, &first);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_FALSE(first.replayed());
+
+  // The reload: an identity of which "zhang.wei" is a variant.
+  auto reloaded = Principals::Parse(R"({"principals": [
+    {"id": "qian.hui", "roles": ["auditor"], "jurisdiction": "city"},
+    {"id": "Zhang_Wei", "roles": ["inspector"], "jurisdiction": "city/east"}
+  ]})");
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  holder.Set(*reloaded);
+
+  v1::CaseCommandResponse again;
+  status = run(cast.lister, assign, &again);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(again.replayed());
+  ASSERT_EQ(again.events_size(), first.events_size());
+  EXPECT_EQ(again.events(0).position(), first.events(0).position());
+
+  // A new decision naming the same id is checked against the set now served.
+  v1::CaseCommandResponse replaced;
+  status = run(cast.lister, workflow::testing::ReplaceAssignment(3), &replaced);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_NE(status.error_message().find("Zhang_Wei"), std::string::npos) << status.error_message();
+  EXPECT_EQ((*log)->Size(), 3);
+}
+
 }  // namespace
 }  // namespace casework::shell
