@@ -17,6 +17,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/synchronization/notification.h"
 #include "casework/v1/admin_service.grpc.pb.h"
+#include "casework/v1/audit_service.grpc.pb.h"
 #include "clients/client.h"
 #include "clients/signing.h"
 #include "gmock/gmock.h"
@@ -61,7 +62,9 @@ std::filesystem::path WritePrincipals(const std::filesystem::path& dir,
       << city_level << R"("},
   {"id": "approver.other", "roles": ["approver"], "jurisdiction": "jiangcheng", "approval_level": "county"},
   {"id": "approver.unlevelled", "roles": ["approver"], "jurisdiction": "jiangcheng"},
-  {"id": "zhang.wei", "roles": ["inspector"], "jurisdiction": "jiangcheng"}
+  {"id": "zhang.wei", "roles": ["inspector"], "jurisdiction": "jiangcheng"},
+  {"id": "auditor", "roles": ["auditor"], "jurisdiction": "jiangcheng"},
+  {"id": "auditor.dongshan", "roles": ["auditor"], "jurisdiction": "jiangcheng/dongshan"}
 ]})";
   return path;
 }
@@ -277,6 +280,53 @@ class SignOffTest : public ::testing::Test {
   std::unique_ptr<ServerProcess> server_;
   std::unique_ptr<SigningKey> county_key_, city_key_, other_key_;
 };
+
+// A closure admitted under the closure policy of its day (two approvers) stays good when
+// the server is restarted with a stricter one (three): deep verification re-decides it
+// under the policy its sign-off records and counts it, for an auditor of the whole city;
+// an auditor of a county (who may verify the log too) is not told of the whole log's
+// closures.
+TEST_F(SignOffTest, AClosureUnderAWeakerPolicyIsCountedForTheWholeCityOnly) {
+  ASSERT_NO_FATAL_FAILURE(RegisterCountyAndCityKeys());
+  ASSERT_NO_FATAL_FAILURE(BringToVerified());
+  v1::CaseCommandResponse resp;
+  grpc::Status status = SignOff("approver.county", SignedRequest(*county_key_, 4), &resp);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  status = SignOff("approver.city", SignedRequest(*city_key_, 5), &resp);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(resp.case_().state(), v1::CASE_STATE_CLOSED);
+  ASSERT_GE(resp.events_size(), 1);
+  ASSERT_TRUE(resp.events(0).event().has_closure_signed_off());
+  const int64_t closing_sign_off = resp.events(0).position();
+
+  ASSERT_EQ(server_->Stop(), 0) << server_->error();
+  server_ =
+      std::make_unique<ServerProcess>(dir_.path() / "data", dir_.path() / "principals.json",
+                                      std::vector<std::string>{"--closure-approvers-min", "3"});
+  ASSERT_TRUE(server_->Start()) << server_->error();
+  auto verify = [this](const std::string& who) {
+    auto c = As(who);
+    auto ctx = c->NewContext();
+    v1::VerifyLogRequest req;
+    req.set_deep(true);
+    auto stream = v1::AuditService::NewStub(c->channel())->VerifyLog(ctx.get(), req);
+    v1::VerifyLogResponse message;
+    v1::VerifyLogResponse last;
+    while (stream->Read(&message)) last = message;
+    const grpc::Status finished = stream->Finish();
+    EXPECT_TRUE(finished.ok()) << who << ": " << finished.error_message();
+    EXPECT_TRUE(last.done()) << who;
+    return last;
+  };
+  const v1::VerifyLogResponse city = verify("auditor");
+  EXPECT_TRUE(city.ok()) << city.problem();
+  EXPECT_EQ(city.closures_under_weaker_policy(), 1);
+  EXPECT_EQ(city.first_closure_under_weaker_policy(), closing_sign_off);
+  const v1::VerifyLogResponse county = verify("auditor.dongshan");
+  EXPECT_TRUE(county.ok()) << county.problem();
+  EXPECT_EQ(county.closures_under_weaker_policy(), 0);
+  EXPECT_EQ(county.first_closure_under_weaker_policy(), 0);
+}
 
 // A key signs at the level its approver holds now: after the principals file moves the
 // city approver to county level (and SIGHUP), the key registered at city level is refused.
