@@ -380,6 +380,12 @@ std::optional<int64_t> Ledger::RatioBelowSince(const std::string& county) const 
   return it->second;
 }
 
+const std::set<std::string>& Ledger::CountedListings(const std::string& county) const {
+  static const std::set<std::string> kNone;
+  auto it = counted_.find(county);
+  return it == counted_.end() ? kNone : it->second;
+}
+
 void Ledger::Recount(const std::string& county, const std::string& organisation_id,
                      int64_t micros) {
   bool counted = false;
@@ -501,7 +507,8 @@ std::vector<v1::Flag> ComputeFlags(const Ledger& ledger, const workflow::Policy&
   for (const auto& [county, orgs] : ledger.registry()) {
     if (!InSubtree(scope, county) && !InSubtree(county, scope)) continue;
     if (!InSubtree(scope, county)) continue;  // a scope below a county: no county flags
-    std::set<std::string> listed;             // organisation ids with a confirmed listing
+    // Organisation ids with a counted listing (confirmed, counting for that organisation).
+    const std::set<std::string>& listed = ledger.CountedListings(county);
     // The best-ranked confirmed listing, by its organisation's rank when it was listed.
     const CaseRecord* best_listing = nullptr;
     const RegistryEntry* best = nullptr;
@@ -512,7 +519,6 @@ std::vector<v1::Flag> ComputeFlags(const Ledger& ledger, const workflow::Policy&
       const RegistryEntry* now_registered = CountsFor(record, orgs);
       if (now_registered == nullptr) continue;
       if (!ListingConfirmed(record.state)) continue;  // a listing is reviewed (逐个过筛子)
-      listed.insert(now_registered->organisation.organisation_id());
       const RegistryEntry& rank = record.registered_at_listing.has_value()
                                       ? *record.registered_at_listing
                                       : *now_registered;
@@ -611,8 +617,7 @@ std::vector<v1::CountyLine> CountyReport(const Ledger& ledger, const workflow::P
                                          int64_t now, int64_t period_start,
                                          std::string_view scope) {
   std::map<std::string, v1::CountyLine> lines;
-  std::map<std::string, std::set<std::string>> listed_orgs;    // county -> organisation ids
-  std::map<std::string, std::set<std::string>> listed_in_reg;  // ... that are registered
+  std::map<std::string, std::set<std::string>> listed_orgs;  // county -> organisation ids
   std::map<std::string, int64_t> open_in_period;
   std::map<std::string, int64_t> cases_listed;                   // county -> cases
   std::map<std::string, std::set<std::string>> converted_cases;  // county -> cases closed in period
@@ -630,12 +635,6 @@ std::vector<v1::CountyLine> CountyReport(const Ledger& ledger, const workflow::P
     const std::string& org = record.state.organisation().organisation_id();
     listed_orgs[record.county].insert(org);
     ++cases_listed[record.county];
-    auto reg = ledger.registry().find(record.county);
-    if (reg != ledger.registry().end() && ListingConfirmed(record.state)) {
-      if (const RegistryEntry* entry = CountsFor(record, reg->second); entry != nullptr) {
-        listed_in_reg[record.county].insert(entry->organisation.organisation_id());
-      }
-    }
     switch (record.state.state()) {
       case v1::CASE_STATE_LISTED:
         line.set_awaiting_assistance(line.awaiting_assistance() + 1);
@@ -696,7 +695,7 @@ std::vector<v1::CountyLine> CountyReport(const Ledger& ledger, const workflow::P
   std::vector<v1::CountyLine> out;
   for (auto& [county, line] : lines) {
     line.set_listed(static_cast<int64_t>(listed_orgs[county].size()));
-    const int64_t in_registry = static_cast<int64_t>(listed_in_reg[county].size());
+    const int64_t in_registry = static_cast<int64_t>(ledger.CountedListings(county).size());
     line.set_listed_ratio_bp(
         line.organisations() == 0 ? 0 : in_registry * 10000 / line.organisations());
     // Cases over cases: an organisation with two cases, or a case closed twice in the

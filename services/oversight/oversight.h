@@ -163,6 +163,9 @@ class Ledger {
   // the event that took it below), or nullopt when it is not below now. Kept as events
   // fold, so a later registry edit that leaves the ratio below does not move it.
   [[nodiscard]] std::optional<int64_t> RatioBelowSince(const std::string& county) const;
+  // The organisation ids of `county`'s registry with a counted listing (confirmed, and
+  // counting for that organisation: the listed ratio's numerator), kept as events fold.
+  [[nodiscard]] const std::set<std::string>& CountedListings(const std::string& county) const;
 
  private:
   // Recounts whether `organisation_id` has a counted listing in `county`, then whether the
