@@ -22,6 +22,8 @@ grpc::StatusCode CodeOf(workflow::Category category) {
       return grpc::StatusCode::NOT_FOUND;
     case workflow::Category::kAlreadyExists:
       return grpc::StatusCode::ALREADY_EXISTS;
+    case workflow::Category::kUnauthenticated:
+      return grpc::StatusCode::UNAUTHENTICATED;
   }
   return grpc::StatusCode::FAILED_PRECONDITION;
 }

@@ -53,7 +53,7 @@ TEST(Rules, ActorUnidentified) {
   Principal nobody = s.cast().lister;
   nobody.id.clear();
   Expect(s.Refused(nobody, testing::CreateCase(s.now())), Reason::kActorUnidentified,
-         Category::kPermissionDenied, "");
+         Category::kUnauthenticated, "");
 }
 
 TEST(Rules, RequestIdInvalid) {

@@ -17,7 +17,7 @@ struct ReasonInfo {
 // by ReasonCode itself). The codes are part of the API: DO NOT CHANGE them.
 constexpr std::array<ReasonInfo, kReasonCount> kReasons = {{
     {Reason::kCommandEmpty, "COMMAND_EMPTY", Category::kInvalidArgument},
-    {Reason::kActorUnidentified, "ACTOR_UNIDENTIFIED", Category::kPermissionDenied},
+    {Reason::kActorUnidentified, "ACTOR_UNIDENTIFIED", Category::kUnauthenticated},
     {Reason::kRequestIdInvalid, "REQUEST_ID_INVALID", Category::kInvalidArgument},
     {Reason::kCaseIdInvalid, "CASE_ID_INVALID", Category::kInvalidArgument},
     {Reason::kCaseNameInvalid, "CASE_NAME_INVALID", Category::kInvalidArgument},
@@ -125,6 +125,8 @@ std::string_view CategoryName(Category category) {
       return "NOT_FOUND";
     case Category::kAlreadyExists:
       return "ALREADY_EXISTS";
+    case Category::kUnauthenticated:
+      return "UNAUTHENTICATED";
   }
   CW_CHECK_MSG(false, "category out of range");
 }

@@ -14,6 +14,7 @@ enum class Category {
   kAborted,             // stale expected version: ABORTED
   kNotFound,            // no such case: NOT_FOUND
   kAlreadyExists,       // the case exists: ALREADY_EXISTS
+  kUnauthenticated,     // no actor at all: UNAUTHENTICATED
 };
 
 // Why a command is refused, in order of precedence (checked first = listed first): who
