@@ -194,6 +194,9 @@ assert all(int(c["last_position"]) < 30 for c in cases), cases
 PY
 ctl --identity zhou.hua as-of ledger --cases --position 30 >"$work/asof.txt"
 grep -q "cases 个案件" "$work/asof.txt" || fail "as-of ledger --cases table: $(tail -3 "$work/asof.txt")"
+# One point in time or the other: both given is a usage error, not one silently ignored.
+rc=0; ctl --identity zhou.hua as-of ledger --position 30 --at 2026-01-01 >/dev/null 2>&1 || rc=$?
+[[ $rc == 2 ]] || fail "as-of with --position and --at: exit $rc, want 2"
 
 # --- watch --json --count: no resume point past the events it printed ---
 ctl --identity zhou.hua --json watch --count 3 >"$work/watch3.json"
@@ -226,6 +229,16 @@ assert v["ok"] is True and v["origin"], v
 if v["tree_size"] == c["tree_size"]:
     assert v["root_hash"] == c["root_hash"], (v, c)
 PY
+# verify of a range says it is one: the positions outside it were not checked.
+ctl --identity zhou.hua verify --from 5 --to 20 >"$work/range.txt"
+grep -q "positions 5 to 19 only" "$work/range.txt" || fail "verify of a range: $(cat "$work/range.txt")"
+ctl --identity zhou.hua verify >"$work/whole.txt"
+grep -q "the log up to its latest signed checkpoint, positions 0 to" "$work/whole.txt" ||
+  fail "verify of the whole log: $(cat "$work/whole.txt")"
+# verify-export of a part that does not start at 0 says its sign-offs were not checked.
+ctl --identity zhou.hua export --from 5 --out "$work/part.export" >/dev/null
+ctl verify-export "$work/part.export" --key "$vkey" >"$work/part.txt"
+grep -q "sign-off signatures not checked" "$work/part.txt" || fail "verify-export of a part: $(cat "$work/part.txt")"
 # verify-export of a file that is not an export: not verified (4), not a usage error.
 head -c 300 /dev/urandom >"$work/garbage.export"
 rc=0; ctl verify-export "$work/garbage.export" --key "$vkey" >/dev/null 2>&1 || rc=$?

@@ -114,6 +114,16 @@ rc=0; "$casectl" sign "$case_id" --expected-version "$version" --inspection-id i
   --expected-version "$version" --inspection-id insp-1 --key-id "$(field "$work/signed.json" key_id)" \
   --signature "$(field "$work/signed.json" signature)" >"$work/county-signed.json" || {
   echo "sign-off with a signature made by sign: $(cat "$work/county-signed.json")" >&2; exit 1; }
+# Options of signing here (--key, --verify-with, --latest) with a signature made by sign:
+# refused (exit 2), nothing sent, rather than a proof asked for and silently skipped.
+for extra in "--verify-with $good" "--latest $latest" "--key $work/keys/city.key"; do
+  rc=0
+  # shellcheck disable=SC2086
+  "$casectl" --server "$server" --identity sun.li sign-off "$case_id" \
+    --expected-version "$((version + 1))" --inspection-id insp-1 --key-id "$(field "$work/signed.json" key_id)" \
+    --signature "$(field "$work/signed.json" signature)" $extra >/dev/null 2>"$work/mixed.err" || rc=$?
+  [[ $rc == 2 ]] || { echo "sign-off --signature with $extra: exit $rc, $(cat "$work/mixed.err")" >&2; exit 1; }
+done
 # --verify-with: signed only once an inclusion proof under a checkpoint signed by that key
 # shows the leaf is in the log. Under another key: not signed, nothing sent (exit 4).
 rc=0; "$casectl" --server "$server" --identity sun.li sign-off "$case_id" \

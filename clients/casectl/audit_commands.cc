@@ -454,7 +454,10 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
         if (whole) next = std::max(next, m.scanned_through());
         if (*json_mode && whole && !m.checkpoint().empty()) {
           json line = {{"checkpoint", m.checkpoint()}, {"scanned_through", m.scanned_through()}};
-          if (verifier.has_value()) line["verified"] = true;
+          if (verifier.has_value()) line["verified"] = true;  // signed by --key, of this size
+          // With --checkpoint-file: whether it is now the kept one (proved to extend it);
+          // false while the proof waits for the server.
+          if (!w->checkpoint_file.empty()) line["kept"] = newest_kept;
           std::cout << line.dump() << "\n";
         }
         if (m.caught_up() && !live && !*json_mode) {
@@ -485,8 +488,16 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       c = shared->client();
       stub = v1::EventService::NewStub(c->channel());
     }
-    // A checkpoint whose proof could not be asked for is tried once more at the end.
+    // A checkpoint whose proof could not be asked for is tried once more at the end; one
+    // still not proved then leaves the run unchecked, not good.
     if (!refused && !keep()) refused = true;
+    if (!refused && !newest_kept) {
+      std::cerr << "NOT CHECKED 未能核对: the newest checkpoint received (size " << newest.size
+                << ") could not be proved to extend the one kept in " << w->checkpoint_file
+                << ", which is left as it was; run again to check it 保存的检查点未更新\n";
+      *shared->exit_code = kExitFailure;
+      refused = true;
+    }
     if (!*json_mode)
       std::cerr << "-- to resume: --from " << next << " 续订请用 --from " << next << "\n";
     if (!refused && !status.ok() && !(w->count != 0 && seen >= w->count)) {
@@ -527,15 +538,29 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       *shared->exit_code = shared->report_error(status);
       return;
     }
-    if (!received) {
-      std::cerr << "the server ended the verification without a result 服务器未返回校验结果\n";
-      *shared->exit_code = kExitNotVerified;
+    if (!received || !last.done()) {
+      std::cerr << "the server ended the verification without a verdict, so nothing was "
+                   "verified 服务器未返回校验结论，未完成校验\n";
+      *shared->exit_code = kExitFailure;
       return;
     }
+    const int64_t end = v->from + last.total();
     if (*json_mode) {
       std::cout << Json(last) << "\n";
     } else if (last.ok()) {
-      std::cout << "verified: every position checked, the log is intact 校验通过\n";
+      // Says which positions: a range verified is not the whole log.
+      if (last.total() == 0) {
+        std::cout << "verified: the range holds no position, nothing was checked "
+                     "范围内没有可校验的位置\n";
+      } else if (v->from == 0 && v->to == 0) {
+        std::cout << "verified: the log up to its latest signed checkpoint, positions 0 to "
+                  << end - 1 << ", every one checked, intact 校验通过：截至最新签名检查点的全部 "
+                  << end << " 个位置完好\n";
+      } else {
+        std::cout << "verified: positions " << v->from << " to " << end - 1
+                  << " only, intact; positions outside the range were not checked 校验通过：仅第 "
+                  << v->from << " 至 " << end - 1 << " 号位置完好\n";
+      }
     } else {
       std::cout << "NOT VERIFIED at position " << last.first_bad_position() << ": "
                 << last.problem() << "\n校验未通过\n";
@@ -574,9 +599,12 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
   };
   for (auto* sub : {asof->add_subcommand("case", "one case 单个案件"),
                     asof->add_subcommand("ledger", "counts and conversion rates 台账统计")}) {
-    sub->add_option("--position", a->position, "every event before this position");
+    auto* position = sub->add_option("--position", a->position, "every event before this position");
+    // One point or the other: given both, one would be ignored while the user reads the
+    // answer as of it.
     sub->add_option("--at", a->at,
-                    "each stream's events up to this time (RFC 3339 or YYYY-MM-DD; docs/audit.md)");
+                    "each stream's events up to this time (RFC 3339 or YYYY-MM-DD; docs/audit.md)")
+        ->excludes(position);
   }
   auto* asof_case = asof->get_subcommand("case");
   asof_case->add_option("case_id", a->case_id, "case id")->required();
@@ -1025,9 +1053,13 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     // showed another root for the same size to someone else has forked its log).
     const std::string root = Hex(store::rfc9162::AsBytes(verdict->checkpoint.root));
     if (*json_mode) {
-      json out = {{"ok", verdict->ok},           {"from", verdict->header.from},
-                  {"to", verdict->header.to},    {"tree_size", verdict->header.tree_size},
-                  {"records", verdict->records}, {"sign_offs_checked", signoffs.checked()}};
+      json out = {{"ok", verdict->ok},
+                  {"from", verdict->header.from},
+                  {"to", verdict->header.to},
+                  {"tree_size", verdict->header.tree_size},
+                  {"records", verdict->records},
+                  {"sign_offs_checked", signoffs.checked()},
+                  {"sign_offs_skipped", !from_zero}};
       if (!verdict->checkpoint.origin.empty()) {  // the checkpoint opened
         out["origin"] = verdict->checkpoint.origin;
         out["root_hash"] = root;
@@ -1040,8 +1072,12 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     } else if (verdict->ok) {
       std::cout << "verified: " << verdict->records << " records [" << verdict->header.from << ", "
                 << verdict->header.to << ") against the checkpoint of size "
-                << verdict->header.tree_size << ", " << signoffs.checked()
-                << " sign-off signatures 校验通过\n"
+                << verdict->header.tree_size << ", "
+                << (from_zero ? absl::StrCat(signoffs.checked(), " sign-off signatures")
+                              : std::string("sign-off signatures not checked (the export does "
+                                            "not start at position 0, so the approvers' keys "
+                                            "registered before it are not in it; 签批签名未校验)"))
+                << " 校验通过\n"
                 << "checkpoint 检查点: " << verdict->checkpoint.origin << ", size 大小 "
                 << verdict->checkpoint.size << ", root 根哈希 " << root << "\n";
     } else {

@@ -206,6 +206,25 @@ void SignOff(State& s) {
   req.set_request_id(RequestId(s));
   req.set_expected_version(s.expected_version);
   req.set_inspection_id(s.inspection_id);
+  // Either the signature is made here (--key, with its proof and leaf options) or it was
+  // made by `casectl sign`; options of the one way given with the other would be ignored,
+  // and an approver who asked for a proof must not sign without one.
+  if (!s.key_file.empty() && (!s.key_id.empty() || !s.signature_b64.empty())) {
+    *s.hooks.exit_code = Fail(s,
+                              "give either --key, or --key-id and --signature (made by casectl "
+                              "sign), not both 请只选择一种签署方式",
+                              kExitUsage);
+    return;
+  }
+  if (s.key_file.empty() && (!s.verify_with.empty() || !s.latest_hex.empty())) {
+    *s.hooks.exit_code = Fail(
+        s,
+        "--verify-with and --latest go with --key: a signature made by casectl sign is over the "
+        "--latest given to it there, and nothing is proved here; sign with --key to have the "
+        "leaf proved before signing --verify-with 与 --latest 须与 --key 一同使用",
+        kExitUsage);
+    return;
+  }
   if (!s.checkpoint_file.empty() && (s.key_file.empty() || s.verify_with.empty())) {
     *s.hooks.exit_code = Fail(s,
                               "--checkpoint-file needs --key and --verify-with: the checkpoint "
