@@ -615,6 +615,16 @@ int main(int argc, char** argv) {
         "local use only, start with --insecure-plaintext");
     return 2;
   }
+  if (!tls && !casework::shell::IsLocalOnlyAddress(flags.listen)) {
+    spdlog::error(
+        "refusing to start: --insecure-plaintext serves only a loopback address (127.0.0.1, "
+        "[::1], localhost) or a unix: socket, not {}: without TLS every caller names its own "
+        "identity in a header, so anyone who reaches the port could act as anyone. Serve other "
+        "addresses with mutual TLS (--tls-cert, --tls-key, --tls-client-ca) "
+        "明文模式仅可监听本机回环地址或 unix 套接字",
+        flags.listen);
+    return 2;
+  }
   if (tls && (flags.tls_cert.empty() || flags.tls_key.empty() || flags.tls_client_ca.empty())) {
     spdlog::error(
         "refusing to start: mutual TLS needs all of --tls-cert, --tls-key and "

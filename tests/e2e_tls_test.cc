@@ -379,6 +379,12 @@ TEST(TlsFlags, TheServerRefusesToStartWithoutAnExplicitTransport) {
               std::string::npos)
         << both.error();
   }
+  {  // Plaintext on every address: anyone reaching it could name any identity.
+    ServerProcess open(dir.path() / "data", principals, {"--listen=0.0.0.0:0"});
+    EXPECT_FALSE(open.Start());
+    EXPECT_NE(open.error().find("serves only a loopback address"), std::string::npos)
+        << open.error();
+  }
 }
 
 // Connections that open TCP and never start the TLS handshake are closed by the server

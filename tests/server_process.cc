@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -85,8 +86,12 @@ std::string ServerProcess::log() const {
 bool ServerProcess::Start() {
   const auto port_file = data_dir_ / "port";
   std::filesystem::remove(port_file);
+  // 127.0.0.1 on a free port, unless `extra_args` give an address of their own.
+  const bool listen_given =
+      std::any_of(extra_args_.begin(), extra_args_.end(),
+                  [](const std::string& a) { return a.starts_with("--listen"); });
   std::vector<std::string> args = {CASEWORKD_PATH,
-                                   "--listen=127.0.0.1:0",
+                                   listen_given ? "" : "--listen=127.0.0.1:0",
                                    "--data-dir=" + data_dir_.string(),
                                    "--principals=" + principals_file_.string(),
                                    "--port-file=" + port_file.string(),
@@ -94,6 +99,7 @@ bool ServerProcess::Start() {
   if (plaintext_) args.push_back("--insecure-plaintext");
   if (!record_principals_) args.push_back("--no-record-principals");
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+  std::erase(args, std::string());
   // Everything the child needs is made before fork(): this process has other threads (gRPC's,
   // the sanitizers'), and one of them may hold an allocator lock at the moment of the fork,
   // which the child would then wait for forever. So the child only calls async-signal-safe

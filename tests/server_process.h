@@ -12,7 +12,8 @@ namespace casework::testing {
 
 class ServerProcess {
  public:
-  // `data_dir` and `principals_file` must exist; `extra_args` are appended.
+  // `data_dir` and `principals_file` must exist; `extra_args` are appended (a --listen among
+  // them replaces 127.0.0.1:0).
   ServerProcess(std::filesystem::path data_dir, std::filesystem::path principals_file,
                 std::vector<std::string> extra_args = {});
   ~ServerProcess();

@@ -1,5 +1,6 @@
 #include "services/shell/tls.h"
 
+#include <arpa/inet.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -307,6 +308,31 @@ std::optional<std::string> IdentityFromPeer(const grpc::AuthContext& context) {
   const auto pems = context.FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
   if (pems.size() != 1) return std::nullopt;
   return IdentityFromCertificatePem(std::string(pems[0].data(), pems[0].size()));
+}
+
+bool IsLocalOnlyAddress(std::string_view listen) {
+  if (listen.starts_with("unix:") || listen.starts_with("unix-abstract:")) return true;
+  for (std::string_view scheme : {"ipv4:", "ipv6:", "dns:"}) {
+    if (listen.starts_with(scheme)) {
+      listen.remove_prefix(scheme.size());
+      break;
+    }
+  }
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string_view::npos) return false;
+  std::string_view host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host == "localhost") return true;
+  const std::string text(host);
+  in_addr v4{};
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6) != 0;
+  return false;  // another name, or none (":7070" serves every address)
 }
 
 }  // namespace casework::shell

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -83,5 +84,10 @@ class ReloadableTls : public std::enable_shared_from_this<ReloadableTls> {
 // The identity of a PEM certificate by the same rule (used by IdentityFromPeer, exposed
 // for tests and tools).
 [[nodiscard]] std::optional<std::string> IdentityFromCertificatePem(const std::string& pem);
+
+// Whether a gRPC listening address (--listen) is reachable from this machine only: a
+// unix: socket, or a loopback host (localhost, 127.0.0.0/8, ::1). Plaintext, where any
+// caller names its identity in a header, is served on such addresses only.
+[[nodiscard]] bool IsLocalOnlyAddress(std::string_view listen);
 
 }  // namespace casework::shell
