@@ -231,6 +231,16 @@ TEST_F(TlsTest, UnknownOrMissingIdentityIsUnauthenticated) {
   status = Get(*none);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(casework::client::DecodeError(status).reason, "IDENTITY_MISSING");
+  // A certificate naming nobody at all, with a header naming someone: refused, and the
+  // server's log of the refusal does not name the header's identity (under TLS the log
+  // says who the certificate is, here nobody).
+  auto nameless = With("nameless", casework::testing::Issue({}, ca_), "", "wang.fang");
+  status = Get(*nameless);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(casework::client::DecodeError(status).reason, "IDENTITY_MISSING");
+  const std::string log = server_->log();
+  EXPECT_NE(log.find("refused method="), std::string::npos) << log;
+  EXPECT_EQ(log.find("identity=wang.fang"), std::string::npos) << log;
 }
 
 TEST_F(TlsTest, BadCertificatesAreRefusedAtTheHandshake) {

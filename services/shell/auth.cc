@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "grpc/grpc_security_constants.h"
 #include "services/shell/status_mapping.h"
 #include "services/shell/tls.h"
 
@@ -104,16 +105,46 @@ grpc::Status Authenticator::Authenticate(grpc::CallbackServerContext* context,
   return grpc::Status::OK;
 }
 
+namespace {
+
+// An identity as a log line may carry it: control bytes and backslashes escaped (\xNN),
+// so that a name from a header or a certificate cannot forge or break a line; at most 256
+// bytes of it.
+std::string ForLog(std::string_view id) {
+  std::string out;
+  for (const char c : id.substr(0, 256)) {
+    const auto b = static_cast<unsigned char>(c);
+    if (b < 0x20 || b == 0x7F || c == '\\') {
+      absl::StrAppend(&out, "\\x", absl::Hex(b, absl::kZeroPad2));
+    } else {
+      out.push_back(c);
+    }
+  }
+  if (id.size() > 256) out.append("...");
+  return out;
+}
+
+}  // namespace
+
 std::string IdentityForLog(grpc::ServerContextBase* context) {
   if (context == nullptr) return "-";
-  if (const auto auth_context = context->auth_context();
-      auth_context && auth_context->IsPeerAuthenticated()) {
-    return IdentityFromPeer(*auth_context).value_or("-");
+  // Under TLS the certificate's identity only, whatever the headers say (a certificate
+  // naming no identity logs "-", never a header's name).
+  if (const auto auth_context = context->auth_context(); auth_context != nullptr) {
+    for (const grpc::string_ref& type :
+         auth_context->FindPropertyValues(GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME)) {
+      if (type == GRPC_SSL_TRANSPORT_SECURITY_TYPE) {
+        return ForLog(IdentityFromPeer(*auth_context).value_or("-"));
+      }
+    }
+    if (auth_context->IsPeerAuthenticated()) {
+      return ForLog(IdentityFromPeer(*auth_context).value_or("-"));
+    }
   }
   const auto& md = context->client_metadata();
   auto it = md.find(kIdentityHeader);
   if (it == md.end()) return "-";
-  return std::string(it->second.data(), it->second.size());
+  return ForLog(std::string(it->second.data(), it->second.size()));
 }
 
 }  // namespace casework::shell

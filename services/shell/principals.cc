@@ -17,13 +17,13 @@
 #include "nlohmann/json.hpp"
 #include "services/workflow/decider.h"
 #include "services/workflow/names.h"
+#include "services/workflow/text.h"
 
 namespace casework::shell {
 namespace {
 
 constexpr size_t kPrincipalsMax = 100000;
 // An identity: from a certificate's URI name or common name, or the plaintext header.
-constexpr size_t kPrincipalIdBytesMax = 256;
 
 }  // namespace
 
@@ -52,9 +52,18 @@ absl::StatusOr<std::shared_ptr<const Principals>> Principals::Parse(std::string_
       return absl::InvalidArgumentError(where + ".id must be a non-empty string");
     }
     p.id = id->get<std::string>();
-    if (p.id.size() > kPrincipalIdBytesMax) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ".id is ", p.id.size(), " bytes; at most ", kPrincipalIdBytesMax));
+    // An id as people are named in commands (an approver's, an inspector's, ...): one that
+    // could log in but never be named would fail later, far from its cause.
+    if (!workflow::IsValidId(p.id)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ".id \"", workflow::Shown(p.id, 80),
+          "\" is not a valid identity: 1 to 64 bytes, without spaces, control characters or '/'"));
+    }
+    if (p.id == kServerActor) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ".id \"", kServerActor,
+          "\" is the server's own name in the log (the events it records itself); choose "
+          "another"));
     }
     auto jur = entry.find("jurisdiction");
     if (jur == entry.end() || !jur->is_string() || jur->get<std::string>().empty()) {

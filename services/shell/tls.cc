@@ -15,6 +15,7 @@
 #include <sstream>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "grpc/grpc.h"
 #include "grpc/grpc_security.h"
@@ -277,7 +278,9 @@ std::optional<std::string> IdentityFromCertificatePem(const std::string& pem) {
       const ASN1_IA5STRING* uri = name->d.uniformResourceIdentifier;
       const std::string text(reinterpret_cast<const char*>(ASN1_STRING_get0_data(uri)),
                              static_cast<size_t>(ASN1_STRING_length(uri)));
-      if (text.rfind(kPrincipalUriPrefix, 0) != 0) continue;
+      // The URN's scheme and namespace are case-insensitive (RFC 8141): "URN:casework:..."
+      // names a principal too, rather than leaving the certificate to its common name.
+      if (!absl::StartsWithIgnoreCase(text, kPrincipalUriPrefix)) continue;
       ++uri_names;
       from_uri = text.substr(sizeof kPrincipalUriPrefix - 1);
     }

@@ -2,6 +2,7 @@
 #include "services/shell/tls.h"
 
 #include "gtest/gtest.h"
+#include "tests/test_certs.h"
 
 namespace casework::shell {
 namespace {
@@ -17,6 +18,37 @@ TEST(LocalOnlyAddress, LoopbackHostsAndUnixSocketsOnly) {
         "[::ffff:10.0.0.1]:7070", "7070", "", "localhost.example.org:7070", "dns:10.0.0.5:7070"}) {
     EXPECT_FALSE(IsLocalOnlyAddress(open)) << open;
   }
+}
+
+// A certificate's identity: its one principal URI name (the URN's scheme and namespace in
+// any letter case), else its one common name; never a guess between two.
+TEST(IdentityFromCertificate, OnePrincipalUriElseOneCommonName) {
+  using casework::testing::SelfSigned;
+  EXPECT_EQ(IdentityFromCertificatePem(
+                SelfSigned({.common_name = "cn", .uri_names = {"urn:casework:principal:li.na"}})
+                    .certificate),
+            "li.na");
+  EXPECT_EQ(IdentityFromCertificatePem(
+                SelfSigned({.common_name = "cn", .uri_names = {"URN:Casework:Principal:li.na"}})
+                    .certificate),
+            "li.na");
+  EXPECT_EQ(IdentityFromCertificatePem(SelfSigned({.common_name = "wang.fang"}).certificate),
+            "wang.fang");
+  EXPECT_EQ(IdentityFromCertificatePem(
+                SelfSigned({.common_name = "cn",
+                            .uri_names = {"urn:casework:principal:a", "urn:casework:principal:b"}})
+                    .certificate),
+            std::nullopt);
+  EXPECT_EQ(
+      IdentityFromCertificatePem(
+          SelfSigned({.common_name = "cn", .uri_names = {"urn:casework:principal:"}}).certificate),
+      std::nullopt);
+  // Another URI is not an identity: the common name is.
+  EXPECT_EQ(IdentityFromCertificatePem(
+                SelfSigned({.common_name = "cn", .uri_names = {"https://example.org/li.na"}})
+                    .certificate),
+            "cn");
+  EXPECT_EQ(IdentityFromCertificatePem("not a certificate"), std::nullopt);
 }
 
 }  // namespace
