@@ -1,6 +1,7 @@
 #include "services/shell/principals.h"
 
 #include <openssl/evp.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
@@ -173,6 +175,14 @@ absl::StatusOr<std::shared_ptr<const Principals>> Principals::Parse(std::string_
 absl::StatusOr<std::shared_ptr<const Principals>> Principals::Load(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read principals file ", path));
+  // Whoever may write it decides who may do what: not everyone.
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 002) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("principals file %s is writable by every user (mode %o): anyone could "
+                        "make themselves an administrator; run chmod o-w on it",
+                        path, st.st_mode & 0777));
+  }
   std::stringstream buffer;
   buffer << in.rdbuf();
   auto parsed = Parse(buffer.str());

@@ -2,6 +2,7 @@
 // message naming the entry and field.
 #include "services/shell/principals.h"
 
+#include <filesystem>
 #include <fstream>
 
 #include "gtest/gtest.h"
@@ -190,6 +191,13 @@ TEST(PrincipalsReloader, RecordsInTheCallersNameAndKeepsTheSetOnAFileThatDoesNot
                                                 extra + "]}";
   };
   write("");
+  // A file every user may write is refused: anyone could make themselves an administrator.
+  std::filesystem::permissions(path, std::filesystem::perms::others_write,
+                               std::filesystem::perm_options::add);
+  auto open = Principals::Load(path);
+  EXPECT_EQ(open.status().code(), absl::StatusCode::kFailedPrecondition) << open.status();
+  std::filesystem::permissions(path, std::filesystem::perms::others_write,
+                               std::filesystem::perm_options::remove);
   auto initial = Principals::Load(path);
   ASSERT_TRUE(initial.ok()) << initial.status();
   ASSERT_TRUE(RecordPrincipals(log->get(), **initial, 1).ok());

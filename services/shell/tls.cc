@@ -6,6 +6,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +18,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "grpc/grpc.h"
 #include "grpc/grpc_security.h"
 #include "grpc/grpc_security_constants.h"
@@ -48,6 +50,23 @@ absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
         absl::StrCat("the ", what, " file ", path, " holds no PEM block"));
   }
   return text;
+}
+
+// A private key file must be the owner's alone, as the log's signing key must
+// (store/checkpoint.cc): one readable by others is refused, at start and at a reload, so
+// that a renewal copied in under a loose umask is noticed at once.
+absl::Status CheckPrivateFile(const std::string& path, const char* what) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    return absl::NotFoundError(absl::StrCat("cannot read the ", what, " file ", path));
+  }
+  if ((st.st_mode & 077) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("the %s file %s is readable or writable by others (mode %o); run chmod "
+                        "600 on it",
+                        what, path, st.st_mode & 0777));
+  }
+  return absl::OkStatus();
 }
 
 struct X509Free {
@@ -205,6 +224,9 @@ absl::StatusOr<std::shared_ptr<ReloadableTls>> ReloadableTls::Load(const TlsFile
 absl::StatusOr<ReloadableTls::Set> ReloadableTls::Read() const {
   auto cert = ReadPem(files_.cert, "server certificate");
   if (!cert.ok()) return cert.status();
+  if (absl::Status private_key = CheckPrivateFile(files_.key, "server key"); !private_key.ok()) {
+    return private_key;
+  }
   auto key = ReadPem(files_.key, "server key");
   if (!key.ok()) return key.status();
   auto ca = ReadPem(files_.client_ca, "client CA");

@@ -41,7 +41,8 @@ struct TlsFiles {
 // connection; connections already open keep the set they were opened with.
 class ReloadableTls : public std::enable_shared_from_this<ReloadableTls> {
  public:
-  // kNotFound when a file cannot be read, kInvalidArgument when a check fails.
+  // kNotFound when a file cannot be read, kInvalidArgument when a check fails,
+  // kFailedPrecondition when the key file is readable by others than its owner.
   [[nodiscard]] static absl::StatusOr<std::shared_ptr<ReloadableTls>> Load(const TlsFiles& files);
 
   // Reads and checks the same paths again; on success the next handshakes use the new set.

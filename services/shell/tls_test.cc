@@ -1,6 +1,11 @@
 // Which listening addresses plaintext may serve: this machine's only.
 #include "services/shell/tls.h"
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
 #include "gtest/gtest.h"
 #include "tests/test_certs.h"
 
@@ -49,6 +54,32 @@ TEST(IdentityFromCertificate, OnePrincipalUriElseOneCommonName) {
                     .certificate),
             "cn");
   EXPECT_EQ(IdentityFromCertificatePem("not a certificate"), std::nullopt);
+}
+
+// The server's key must be its owner's alone: refused at start (and at a reload, which
+// loads the same way) when others may read it, accepted again once it is 0600.
+TEST(ReloadableTlsFiles, AKeyReadableByOthersIsRefused) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("cw-tls-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const casework::testing::Pem ca =
+      casework::testing::SelfSigned({.common_name = "ca", .is_ca = true});
+  const casework::testing::Pem server = casework::testing::Issue(
+      {.common_name = "server", .dns_names = {"localhost"}, .server = true}, ca);
+  const TlsFiles files{.cert = (dir / "server.pem").string(),
+                       .key = (dir / "server.key").string(),
+                       .client_ca = (dir / "ca.pem").string()};
+  casework::testing::WriteFile(files.cert, server.certificate);
+  casework::testing::WriteFile(files.key, server.key);
+  casework::testing::WriteFile(files.client_ca, ca.certificate);
+  ASSERT_TRUE(ReloadableTls::Load(files).ok());
+  std::filesystem::permissions(
+      files.key, std::filesystem::perms::group_read | std::filesystem::perms::others_read,
+      std::filesystem::perm_options::add);
+  auto loose = ReloadableTls::Load(files);
+  EXPECT_EQ(loose.status().code(), absl::StatusCode::kFailedPrecondition) << loose.status();
+  EXPECT_NE(loose.status().message().find("chmod 600"), std::string::npos) << loose.status();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
