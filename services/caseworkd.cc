@@ -754,14 +754,37 @@ int main(int argc, char** argv) {
                                      : flags.backup_dir;
   admin_service.set_backup([&log, backup_dir](casework::v1::CreateBackupResponse* resp) {
     auto id = (*log)->Backup(backup_dir);
-    if (!id.ok()) return id.status();
+    if (!id.ok()) {
+      // For the operator too: a copy that does not verify says the live log may be
+      // damaged (and the copy is gone); a full disk or a stop says why none was kept.
+      spdlog::error("backup into {} failed: {}{}", backup_dir, id.status().ToString(),
+                    id.status().code() == absl::StatusCode::kDataLoss
+                        ? "; the copy of the live log did not verify: stop the server and run "
+                          "caseworkd --verify-offline on its data directory"
+                        : "");
+      return id.status();
+    }
     // The checkpoint the backup was verified against, kept beside it.
-    std::ifstream in(std::filesystem::path(backup_dir) / ("checkpoint-" + std::to_string(*id)),
-                     std::ios::binary);
+    const std::filesystem::path note_path =
+        std::filesystem::path(backup_dir) / ("checkpoint-" + std::to_string(*id));
+    std::ifstream in(note_path, std::ios::binary);
     std::string note((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    auto opened = casework::store::OpenCheckpoint(note, (*log)->CheckpointVerifier(),
-                                                  (*log)->CheckpointVerifier().name());
-    if (!opened.ok()) return opened.status();
+    auto opened = in.bad() || note.empty()
+                      ? absl::StatusOr<casework::store::Checkpoint>(absl::UnavailableError(
+                            absl::StrCat("cannot read ", note_path.string(), " back")))
+                      : casework::store::OpenCheckpoint(note, (*log)->CheckpointVerifier(),
+                                                        (*log)->CheckpointVerifier().name());
+    if (!opened.ok()) {
+      // The backup was kept and verified; only its answer could not be made.
+      spdlog::error(
+          "backup {} in {} was taken and verified, but its checkpoint could not be "
+          "read back: {}",
+          *id, backup_dir, opened.status().ToString());
+      return absl::InternalError(
+          absl::StrCat("backup ", *id, " in ", backup_dir,
+                       " was taken and verified, but its checkpoint file could not be read back (",
+                       opened.status().message(), "); look for checkpoint-", *id, " there"));
+    }
     resp->set_backup_id(*id);
     resp->set_checkpoint(note);
     resp->set_tree_size(opened->size);

@@ -415,6 +415,10 @@ class RocksEventLog::Impl {
 
   // Backups (RocksEventLog::Backup, StopBackups).
   bool backups_stopped() const { return backups_stopped_.load(std::memory_order_acquire); }
+  // Whether `backup_dir` has room for a backup: a copy of the log and a second copy
+  // restored to verify it, and, on the log's own file system, the room appends resume
+  // from, so that taking a backup never stops the log's writes.
+  absl::Status CheckBackupRoom(const std::string& backup_dir) const;
   const std::atomic<bool>* backups_stopped_flag() const { return &backups_stopped_; }
   void StopBackups() {
     backups_stopped_.store(true, std::memory_order_release);
@@ -1239,6 +1243,35 @@ void RocksEventLog::Impl::CheckpointerLoop() {
       if (listener != nullptr && *listener) (*listener)(written);
     }
   }
+}
+
+absl::Status RocksEventLog::Impl::CheckBackupRoom(const std::string& backup_dir) const {
+  uint64_t tables = 0;
+  uint64_t memtables = 0;
+  (void)db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kTotalSstFilesSize, &tables);
+  (void)db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables, &memtables);
+  // An upper bound: a backup shares the table files an earlier one holds.
+  const uint64_t copy = tables + memtables;
+  const uint64_t need = 2 * copy;
+  rocksdb::Env* env = options_.env != nullptr ? options_.env : rocksdb::Env::Default();
+  uint64_t free_bytes = 0;
+  if (!env->GetFreeSpace(backup_dir, &free_bytes).ok()) return absl::OkStatus();  // unknown
+  struct stat backups_at {};
+  struct stat log_at {};
+  const bool same_disk = ::stat(backup_dir.c_str(), &backups_at) == 0 &&
+                         ::stat(options_.path.c_str(), &log_at) == 0 &&
+                         backups_at.st_dev == log_at.st_dev;
+  const uint64_t keep = same_disk ? DiskResumeBytes() : 0;
+  if (free_bytes >= need + keep) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "no room for a backup in ", backup_dir, ": it needs up to ", need,
+      " bytes (a copy of the log, ", copy, " bytes, and a second copy restored to verify it)",
+      same_disk ? absl::StrCat(" and, on the log's own disk, ", keep,
+                               " bytes more so that appends go on while it is taken")
+                : std::string(),
+      ", and ", free_bytes,
+      " are free. Nothing was copied; free space, or give the server a backup directory on "
+      "another disk"));
 }
 
 std::optional<uint64_t> RocksEventLog::Impl::FreeBytes() const {
@@ -3111,6 +3144,7 @@ absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir) {
 absl::StatusOr<uint32_t> RocksEventLog::BackupWith(rocksdb::BackupEngine& engine,
                                                    const std::string& backup_dir,
                                                    std::string* scratch_out) {
+  STORE_RETURN_IF_ERROR(impl_->CheckBackupRoom(backup_dir));
   impl_->BackupStep("copying");
   // A batch whose write failed (a full disk) can be in the copy, and its positions taken
   // again once appends resume: such a copy is no prefix of the log, through no damage.

@@ -302,7 +302,9 @@ class RocksEventLog final : public EventLog {
   // restored into a scratch directory and verified in full, its tree head is proved a
   // prefix of this log's (a consistency proof), and only then is that exact head signed
   // and kept beside it as `checkpoint-<id>`; a backup that fails is deleted. Returns the
-  // backup id. Errors: kDataLoss when the backup does not verify, kUnavailable on I/O
+  // backup id. Errors: kResourceExhausted when `backup_dir` has no room for it (a copy of
+  // the log and a second one to verify it, and on the log's own disk the room its appends
+  // need beyond), kDataLoss when the backup does not verify, kUnavailable on I/O
   // errors and once StopBackups was called, kFailedPrecondition while another backup of
   // this log is being taken (one at a time).
   absl::StatusOr<uint32_t> Backup(const std::string& backup_dir);

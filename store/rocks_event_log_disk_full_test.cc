@@ -669,6 +669,42 @@ TEST(RocksEventLogDiskFull, ADiskThatFillsUnderAZeroFilledWalLosesNoAcknowledged
   ExpectStreamWhole(**log, version, event);
 }
 
+// A backup needs room for a copy of the log and a second copy to verify it, and, on the
+// log's own disk, the room appends resume from: without it, it is refused before anything
+// is copied, and appends go on; with room, it is taken.
+TEST(RocksEventLogDiskFull, ABackupWithoutRoomIsRefusedAndAppendsGoOn) {
+  LogOnFullDiskFs disk;
+  const std::shared_ptr<FullDiskFs>& fs = disk.fs;
+  absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(disk.Options());
+  ASSERT_THAT(log, IsOk());
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_THAT((*log)->Append({.stream = "s", .expected_version = i, .events = {"e"}}), IsOk());
+  }
+  // Above the 8 MiB reserve, so appends are taken, but below the 10 MiB they resume from.
+  fs->SetFreeBytes(9u << 20);
+  absl::StatusOr<uint32_t> refused = (*log)->Backup(disk.dir.Sub("backups"));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_NE(refused.status().message().find("no room for a backup"), std::string::npos)
+      << refused.status();
+  EXPECT_THAT((*log)->Append({.stream = "s", .expected_version = 20, .events = {"f"}}), IsOk());
+  const auto backups = [&] {
+    rocksdb::BackupEngineReadOnly* raw = nullptr;
+    EXPECT_TRUE(
+        rocksdb::BackupEngineReadOnly::Open(
+            rocksdb::Env::Default(), rocksdb::BackupEngineOptions(disk.dir.Sub("backups")), &raw)
+            .ok());
+    std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
+    std::vector<rocksdb::BackupInfo> infos;
+    if (engine != nullptr) engine->GetBackupInfo(&infos);
+    return infos.size();
+  };
+  EXPECT_EQ(backups(), 0u) << "a backup was taken";
+  fs->SetFreeBytes(64u << 20);
+  EXPECT_THAT((*log)->Backup(disk.dir.Sub("backups")), IsOk());
+  EXPECT_EQ(backups(), 1u);
+}
+
 // A backup during which the log went read-only for a full disk and resumed is not kept:
 // its copy may hold a batch that was never made durable. It says to take it again, and
 // the next backup, with the disk fine, is kept.
