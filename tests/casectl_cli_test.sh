@@ -239,10 +239,10 @@ grep -q "the log up to its latest signed checkpoint, positions 0 to" "$work/whol
 ctl --identity zhou.hua export --from 5 --out "$work/part.export" >/dev/null
 ctl verify-export "$work/part.export" --key "$vkey" >"$work/part.txt"
 grep -q "sign-off signatures not checked" "$work/part.txt" || fail "verify-export of a part: $(cat "$work/part.txt")"
-# verify-export of a file that is not an export: not verified (4), not a usage error.
+# verify-export of a file that is not an export: not verified (5), not a usage error.
 head -c 300 /dev/urandom >"$work/garbage.export"
 rc=0; ctl verify-export "$work/garbage.export" --key "$vkey" >/dev/null 2>&1 || rc=$?
-[[ $rc == 4 ]] || fail "verify-export of garbage: exit $rc, want 4"
+[[ $rc == 5 ]] || fail "verify-export of garbage: exit $rc, want 5"
 
 # --- watch: resumes across a restart of the server, no gap, no duplicate ---
 ctl --identity zhou.hua --json watch >"$work/watch.json" 2>"$work/watch.err" &

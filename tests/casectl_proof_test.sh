@@ -37,21 +37,21 @@ ctl() { "$casectl" --server "$server" --identity zhou.hua --json "$@"; }
 ctl proof checkpoint --key "$good" >"$work/cp.json"
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["verified"] is True and d["tree_size"] >= 40, d' "$work/cp.json"
 rc=0; ctl proof checkpoint --key "$bad" >"$work/cp-bad.json" || rc=$?
-[[ $rc == 4 ]] || { echo "checkpoint under another key: exit $rc, want 4" >&2; exit 1; }
+[[ $rc == 5 ]] || { echo "checkpoint under another key: exit $rc, want 5" >&2; exit 1; }
 # --out keeps only a note that verified: under the good key it is written, under another
 # the file written before is left as it was, with nothing beside it.
 ctl proof checkpoint --key "$good" --out "$work/kept.note" >/dev/null
 grep -q '^— ' "$work/kept.note" || { echo "--out holds no signed note" >&2; exit 1; }
 printf 'an earlier note\n' >"$work/kept.note"
 rc=0; ctl proof checkpoint --key "$bad" --out "$work/kept.note" >/dev/null || rc=$?
-[[ $rc == 4 ]] && [[ "$(cat "$work/kept.note")" == "an earlier note" ]] &&
+[[ $rc == 5 ]] && [[ "$(cat "$work/kept.note")" == "an earlier note" ]] &&
   [[ ! -e "$work/kept.note.partial" ]] ||
   { echo "a checkpoint that did not verify was written to --out (exit $rc)" >&2; exit 1; }
 
 ctl proof inclusion --position 7 --key "$good" >"$work/inc.json"
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["verified_under_checkpoint"] is True, d' "$work/inc.json"
 rc=0; ctl proof inclusion --position 7 --key "$bad" >"$work/inc-bad.json" || rc=$?
-[[ $rc == 4 ]] || { echo "inclusion under another key: exit $rc, want 4" >&2; exit 1; }
+[[ $rc == 5 ]] || { echo "inclusion under another key: exit $rc, want 5" >&2; exit 1; }
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["verified_under_checkpoint"] is False, d' "$work/inc-bad.json"
 ctl proof inclusion --position 7 >"$work/inc-nokey.json" 2>"$work/inc-nokey.err"
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert "verified_under_checkpoint" not in d, d' "$work/inc-nokey.json"
@@ -67,7 +67,7 @@ ctl proof consistency --first "$first" --first-root "$root" --key "$good" >"$wor
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["verified"] is True and d["second_tree_size"] > d["first_tree_size"], d' "$work/con.json"
 wrong=$("$py" -c 'import sys; r=sys.argv[1]; print(("1" if r[0] == "0" else "0") + r[1:])' "$root")
 rc=0; ctl proof consistency --first "$first" --first-root "$wrong" --key "$good" >"$work/con-bad.json" || rc=$?
-[[ $rc == 4 ]] || { echo "consistency from another root: exit $rc, want 4" >&2; exit 1; }
+[[ $rc == 5 ]] || { echo "consistency from another root: exit $rc, want 5" >&2; exit 1; }
 # keygen: the key file appears whole with mode 0600, is never overwritten, and leaves no
 # temporary file behind.
 "$casectl" keygen --out "$work/keys/approver.key" >/dev/null 2>&1 && {
@@ -125,11 +125,12 @@ for extra in "--verify-with $good" "--latest $latest" "--key $work/keys/city.key
   [[ $rc == 2 ]] || { echo "sign-off --signature with $extra: exit $rc, $(cat "$work/mixed.err")" >&2; exit 1; }
 done
 # --verify-with: signed only once an inclusion proof under a checkpoint signed by that key
-# shows the leaf is in the log. Under another key: not signed, nothing sent (exit 4).
+# shows the leaf is in the log. Under another key: not signed, nothing sent (exit 5, not
+# verified).
 rc=0; "$casectl" --server "$server" --identity sun.li sign-off "$case_id" \
   --expected-version "$((version + 1))" --inspection-id insp-1 --key "$work/keys/city.key" \
   --verify-with "$bad" >/dev/null 2>"$work/unproved.err" || rc=$?
-[[ $rc == 4 ]] && grep -q "not signed" "$work/unproved.err" || {
+[[ $rc == 5 ]] && grep -q "not signed" "$work/unproved.err" || {
   echo "sign-off --verify-with another key: exit $rc, $(cat "$work/unproved.err")" >&2; exit 1; }
 ctl get "$case_id" >"$work/still.json"
 [[ $(field "$work/still.json" state) == CASE_STATE_VERIFIED ]] || {
@@ -195,17 +196,18 @@ size_now=$(signed_size "$server")
 "$py" "$(dirname "$0")/sign_note.py" "$work/other.key" "$size_now" "$(printf '%064d' 7)" \
   >"$work/stranger.note"
 # `proof consistency` from a copy of the note $1, kept, against the server at $2: refused
-# (exit 4) saying $3, the copy left as it was.
+# with exit $4 (5: the log is not what was kept; 4: the kept file could not be used)
+# saying $3, the copy left as it was.
 refused_from() {
   cp "$work/$1.note" "$work/$1-kept.note"
   local rc=0
   "$casectl" --server "$2" --identity zhou.hua --json proof consistency \
     --checkpoint-file "$work/$1-kept.note" --key "$good" >"$work/$1.json" || rc=$?
-  [[ $rc == 4 ]] && cmp -s "$work/$1.note" "$work/$1-kept.note" && grep -q "$3" "$work/$1.json" ||
+  [[ $rc == "$4" ]] && cmp -s "$work/$1.note" "$work/$1-kept.note" && grep -q "$3" "$work/$1.json" ||
     { echo "a kept checkpoint ($1) was not refused: exit $rc, $(cat "$work/$1.json")" >&2; exit 1; }
 }
-refused_from twin "$server" "two histories of one size"
-refused_from stranger "$server" "not one signed by the verifier key"
+refused_from twin "$server" "two histories of one size" 5
+refused_from stranger "$server" "not one signed by the verifier key" 4
 mkdir "$work/fork"
 cp "$work/data/log.key" "$work/fork/log.key"
 "$caseworkd" --listen 127.0.0.1:0 --insecure-plaintext --data-dir "$work/fork" \
@@ -222,7 +224,7 @@ settled_past "$fork" 0
   --out "$work/fork.note" >/dev/null
 cp "$work/kept.note" "$work/main.note"
 # The other history, smaller: no consistency proof leads from it to the first log's.
-refused_from fork "$server" "not an extension"
+refused_from fork "$server" "not an extension" 5
 # An approver who kept it is refused before signing: nothing is signed or sent.
 ctl list --filter 'state = VERIFIED' --page-size 1 >"$work/verified2.json"
 case2=$("$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["case_id"])' "$work/verified2.json")
@@ -231,16 +233,16 @@ signer() { "$casectl" --server "$server" --identity approver.dongshan --json sig
   --expected-version "$version2" --inspection-id insp-1 --key "$work/keys/county.key" \
   --verify-with "$good" "$@"; }
 rc=0; signer --checkpoint-file "$work/fork-kept.note" >"$work/forked.err" 2>&1 || rc=$?
-[[ $rc == 4 ]] && grep -q "not signed: .*not an extension" "$work/forked.err" &&
+[[ $rc == 5 ]] && grep -q "not signed: .*not an extension" "$work/forked.err" &&
   cmp -s "$work/fork.note" "$work/fork-kept.note" || {
   echo "sign-off against a kept checkpoint of another history: exit $rc, $(cat "$work/forked.err")" >&2; exit 1; }
 [[ $(ctl get "$case2" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["version"])') == "$version2" ]] || {
   echo "a sign-off refused for its kept checkpoint was sent" >&2; exit 1; }
 # The first log's larger checkpoint, kept, against the smaller other log: events lost.
-refused_from main "$fork" "lost events"
+refused_from main "$fork" "lost events" 5
 # A watch keeps the checkpoints its stream carries the same way: against the first log its
 # file starts and follows; against the other log, the first log's checkpoint kept ends the
-# watch at the first checkpoint (exit 4), the file as it was.
+# watch at the first checkpoint (exit 5), the file as it was.
 rc=0; timeout 5 "$casectl" --server "$server" --identity zhou.hua --json watch --key "$good" \
   --checkpoint-file "$work/watch.note" >"$work/watch.json" 2>"$work/watch.err" || rc=$?
 [[ $rc == 124 ]] && grep -q '"verified":true' "$work/watch.json" &&
@@ -262,12 +264,12 @@ kept2=$(signed_size "$server")
 # Checkpoints under another key end the watch at the first one.
 rc=0; timeout 20 "$casectl" --server "$server" --identity zhou.hua watch --key "$bad" \
   >/dev/null 2>"$work/watch-bad.err" || rc=$?
-[[ $rc == 4 ]] && grep -q "NOT VERIFIED.*does not verify under --key" "$work/watch-bad.err" || {
+[[ $rc == 5 ]] && grep -q "NOT VERIFIED.*does not verify under --key" "$work/watch-bad.err" || {
   echo "watch --key of another key: exit $rc, $(cat "$work/watch-bad.err")" >&2; exit 1; }
 cp "$work/main.note" "$work/watch-main.note"
 rc=0; timeout 20 "$casectl" --server "$fork" --identity zhou.hua --json watch --key "$good" \
   --checkpoint-file "$work/watch-main.note" >/dev/null 2>"$work/watch-fork.err" || rc=$?
-[[ $rc == 4 ]] && grep -q "NOT VERIFIED.*lost events" "$work/watch-fork.err" &&
+[[ $rc == 5 ]] && grep -q "NOT VERIFIED.*lost events" "$work/watch-fork.err" &&
   cmp -s "$work/main.note" "$work/watch-main.note" || {
   echo "watch of another log against a kept checkpoint: exit $rc, $(cat "$work/watch-fork.err")" >&2; exit 1; }
 kill "$fork_pid"; wait "$fork_pid" 2>/dev/null || true; fork_pid=

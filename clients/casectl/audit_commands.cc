@@ -43,7 +43,8 @@ using nlohmann::json;
 
 constexpr int kExitOk = 0;
 constexpr int kExitUsage = 2;
-constexpr int kExitNotVerified = 4;
+// A check that was made and failed: the log, a proof or a file is not what it should be.
+constexpr int kExitNotVerified = 5;
 constexpr int kExitWriteFailed = 4;  // a file could not be written (any other failure)
 constexpr int kExitFailure = 4;      // the work could not be done
 
@@ -312,7 +313,9 @@ void AdvanceKept(const AuditCommandContext& shared, const std::string& key, cons
                    "未能核对保存的检查点\n";
     }
   }
-  if (!step.ok()) *shared.exit_code = kExitNotVerified;
+  // Only a proof that failed says the log is not what was kept; otherwise nothing was
+  // checked.
+  if (!step.ok()) *shared.exit_code = inconsistent ? kExitNotVerified : kExitFailure;
 }
 
 }  // namespace
@@ -343,11 +346,11 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
   watch->add_option("--max-per-message", w->per_message, "events per message (server default)");
   watch->add_option("--key", w->key,
                     "verify every checkpoint the stream carries with this verifier key "
-                    "(name+hash+base64); one that does not verify ends the watch (exit 4)");
+                    "(name+hash+base64); one that does not verify ends the watch (exit 5)");
   watch->add_option("--checkpoint-file", w->checkpoint_file,
                     "with --key: the checkpoint kept (created on first use); each checkpoint "
                     "the stream carries must extend it (a consistency proof) and is then kept "
-                    "there in its place (exit 4 otherwise)");
+                    "there in its place (exit 5 otherwise; 4 when that could not be checked)");
   watch->callback([shared, w, json_mode] {
     if (!UsableKey(w->key, shared->exit_code)) return;
     if (!w->checkpoint_file.empty() && w->key.empty()) {
@@ -381,11 +384,10 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
                   << "); tried again at the next checkpoint 暂时无法核对保存的检查点\n";
         return true;
       }
-      std::cerr << (step.status().code() == absl::StatusCode::kFailedPrecondition
-                        ? "NOT VERIFIED 未通过验证: "
-                        : "NOT CHECKED 未能核对: ")
+      const bool inconsistent = step.status().code() == absl::StatusCode::kFailedPrecondition;
+      std::cerr << (inconsistent ? "NOT VERIFIED 未通过验证: " : "NOT CHECKED 未能核对: ")
                 << step.status().message() << "\n";
-      *shared->exit_code = kExitNotVerified;
+      *shared->exit_code = inconsistent ? kExitNotVerified : kExitFailure;
       return false;
     };
     auto stub = v1::EventService::NewStub(c->channel());

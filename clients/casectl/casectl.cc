@@ -243,8 +243,9 @@ int main(int argc, char** argv) {
       "CASEWORK_IDENTITY, CASEWORK_CONFIG) or a config file.\n"
       "Exit codes: 0 done, 1 refused by the server, 2 usage error, 3 outcome unknown: server "
       "unreachable, connection lost, no answer in time, or the server unavailable (the "
-      "command may have been applied: retry with the --request-id the error names), 4 not "
-      "verified or other failure."};
+      "command may have been applied: retry with the --request-id the error names), 4 "
+      "could not be done or checked (any other failure), 5 not verified: a signature, proof, "
+      "verification or export was checked and does not hold."};
   app.set_config(
       "--config", default_config,
       "TOML/INI file with server=, identity=, tls-ca=, tls-cert=, tls-key=, json=, timeout-ms=");

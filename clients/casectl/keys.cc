@@ -28,6 +28,7 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitUsage = 2;
 constexpr int kExitFailure = 4;
+constexpr int kExitNotVerified = 5;  // a proof was checked and failed: nothing signed
 
 // Everything the commands' options write into; lives as long as the application.
 struct State {
@@ -147,6 +148,7 @@ struct ProvedUnder {
   std::string note;          // the signed note
   store::Checkpoint opened;  // its size and root, as signed
   std::string label;         // "size N root HEX", to compare with one kept elsewhere
+  bool refused = false;      // the server gave no proof: nothing was checked
 };
 std::string ProveLeaf(casework::client::Client& client, const store::NoteVerifier& verifier,
                       const std::string& case_id, int64_t version, int64_t position,
@@ -167,7 +169,10 @@ std::string ProveLeaf(casework::client::Client& client, const store::NoteVerifie
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(250));  // the next checkpoint
   }
-  if (!status.ok()) return absl::StrCat("the proof was refused: ", status.error_message());
+  if (!status.ok()) {
+    under->refused = true;
+    return absl::StrCat("the proof was refused: ", status.error_message());
+  }
   auto body = store::OpenCheckpoint(resp.checkpoint(), verifier, verifier.name());
   if (!body.ok()) return absl::StrCat("its checkpoint: ", body.status().message());
   if (body->size != resp.tree_size()) return "the checkpoint is of another tree size";
@@ -295,7 +300,7 @@ void SignOff(State& s) {
                                 " of case ", s.case_id, " at position ", current.last_position(),
                                 " was not proved under a checkpoint signed by --verify-with: ", why,
                                 " 叶哈希未能在签名检查点下得到证明，未签署"),
-                   kExitFailure);
+                   under.refused ? kExitFailure : kExitNotVerified);
           return;
         }
         // On stderr in both modes: the checkpoint to compare with one kept from elsewhere.
@@ -314,7 +319,7 @@ void SignOff(State& s) {
                      absl::StrCat("not signed: ", step.status().message(),
                                   inconsistent ? " 日志与保存的检查点不一致，未签署"
                                                : " 未能核对保存的检查点，未签署"),
-                     kExitFailure);
+                     inconsistent ? kExitNotVerified : kExitFailure);
             return;
           }
           if (step->first_use) {
@@ -525,7 +530,7 @@ void AddKeyCommands(CLI::App* app, KeyCommandHooks hooks) {
   sign_off->add_option("--verify-with", s->verify_with,
                        "with --key: the log's verifier key; sign only once an inclusion proof "
                        "under a checkpoint it signed shows the leaf hash is the case's latest "
-                       "event in the log (exit 4 otherwise)");
+                       "event in the log (exit 5 otherwise; 4 when no proof could be had)");
   sign_off->add_option("--checkpoint-file", s->checkpoint_file,
                        "with --verify-with: the checkpoint you kept from your last proof (a "
                        "signed note; created on first use); sign only if the log's checkpoint "
