@@ -614,7 +614,8 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     v1::GetCaseAsOfRequest req;
     req.set_name("cases/" + a->case_id);
     if (!point(req.mutable_as_of())) {
-      std::cerr << "--at: not a time (use 2026-03-01 or 2026-03-01T12:00:00+08:00)\n";
+      std::cerr
+          << "--at: not a time (use 2026-03-01 or 2026-03-01T12:00:00+08:00) --at 不是有效时间\n";
       *shared->exit_code = kExitUsage;
       return;
     }
@@ -649,7 +650,8 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
     v1::GetLedgerAsOfRequest req;
     req.set_jurisdiction(a->jurisdiction);
     if (!point(req.mutable_as_of())) {
-      std::cerr << "--at: not a time (use 2026-03-01 or 2026-03-01T12:00:00+08:00)\n";
+      std::cerr
+          << "--at: not a time (use 2026-03-01 or 2026-03-01T12:00:00+08:00) --at 不是有效时间\n";
       *shared->exit_code = kExitUsage;
       return;
     }

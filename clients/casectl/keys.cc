@@ -85,10 +85,12 @@ void Keygen(State& s) {
                      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
               << "\n";
   } else {
-    std::cout << "private key 私钥: " << s.keygen_out << " (mode 0600; keep it to yourself)\n"
+    std::cout << "private key 私钥: " << s.keygen_out
+              << " (mode 0600; keep it to yourself 请妥善保管)\n"
               << "public key 公钥: " << b64 << "\n"
               << "key id 密钥标识: " << key->key_id() << "\n"
-              << "Give the public key to an administrator, who registers it with\n"
+              << "Give the public key to an administrator, who registers it with "
+                 "请将公钥交给管理员登记：\n"
               << "  casectl admin register-key <your-id> --public-key " << b64
               << " --level county|city\n";
   }
@@ -114,7 +116,9 @@ void Sign(State& s) {
   std::string latest;
   if (!DecodeLeafHash(s.latest_hex, &latest)) {
     *s.hooks.exit_code =
-        Fail(s, "--latest must be 64 hex digits: the leaf hash of the case's event at that version",
+        Fail(s,
+             "--latest must be 64 hex digits: the leaf hash of the case's event at that version "
+             "--latest 须为 64 位十六进制数（该版本事件的叶哈希）",
              kExitUsage);
     return;
   }
@@ -208,7 +212,9 @@ void SignOff(State& s) {
   auto client = s.hooks.client();
   casework::v1::SignOffClosureRequest req;
   req.set_name(absl::StrCat("cases/", s.case_id));
-  req.set_request_id(RequestId(s));
+  // Recorded as sent only when the sign-off goes (below): a failed read of the case
+  // before it must not say the command may have been applied.
+  req.set_request_id(s.request_id.empty() ? NewRequestId() : s.request_id);
   req.set_expected_version(s.expected_version);
   req.set_inspection_id(s.inspection_id);
   // Either the signature is made here (--key, with its proof and leaf options) or it was
@@ -233,7 +239,8 @@ void SignOff(State& s) {
   if (!s.checkpoint_file.empty() && (s.key_file.empty() || s.verify_with.empty())) {
     *s.hooks.exit_code = Fail(s,
                               "--checkpoint-file needs --key and --verify-with: the checkpoint "
-                              "kept is checked where the leaf is proved",
+                              "kept is checked where the leaf is proved "
+                              "--checkpoint-file 须与 --key 和 --verify-with 一同使用",
                               kExitUsage);
     return;
   }
@@ -245,14 +252,18 @@ void SignOff(State& s) {
     }
     std::string latest;
     if (!s.latest_hex.empty() && !DecodeLeafHash(s.latest_hex, &latest)) {
-      *s.hooks.exit_code = Fail(
-          s, "--latest must be 64 hex digits: the leaf hash of the case's event at that version",
-          kExitUsage);
+      *s.hooks.exit_code =
+          Fail(s,
+               "--latest must be 64 hex digits: the leaf hash of the case's event at that version "
+               "--latest 须为 64 位十六进制数（该版本事件的叶哈希）",
+               kExitUsage);
       return;
     }
     if (!s.verify_with.empty() && !store::NoteVerifier::FromVerifierKey(s.verify_with).ok()) {
-      *s.hooks.exit_code =
-          Fail(s, "--verify-with must be the log's verifier key (name+hash+base64)", kExitUsage);
+      *s.hooks.exit_code = Fail(s,
+                                "--verify-with must be the log's verifier key (name+hash+base64) "
+                                "--verify-with 须为日志的验证公钥",
+                                kExitUsage);
       return;
     }
     if (s.latest_hex.empty() || !s.verify_with.empty()) {
@@ -356,13 +367,16 @@ void SignOff(State& s) {
     if (s.key_id.empty() || s.signature_b64.empty() ||
         !absl::Base64Unescape(s.signature_b64, &signature)) {
       *s.hooks.exit_code =
-          Fail(s, "give --key FILE, or --key-id and --signature (base64, from casectl sign)",
+          Fail(s,
+               "give --key FILE, or --key-id and --signature (base64, from casectl sign) "
+               "请提供 --key，或 --key-id 与 --signature",
                kExitUsage);
       return;
     }
     req.set_key_id(s.key_id);
     req.set_signature(signature);
   }
+  (void)CommandRequestId(req.request_id());  // sent now: a lost answer names it
   casework::v1::CaseCommandResponse resp;
   auto ctx = client->NewContext();
   *s.hooks.exit_code =
@@ -372,8 +386,10 @@ void SignOff(State& s) {
 void RegisterKey(State& s) {
   std::string public_key;
   if (!DecodePublicKey(s.public_key_text, &public_key)) {
-    *s.hooks.exit_code =
-        Fail(s, "--public-key must be 32 bytes in base64, or 64 hex digits", kExitUsage);
+    *s.hooks.exit_code = Fail(s,
+                              "--public-key must be 32 bytes in base64, or 64 hex digits "
+                              "--public-key 须为 32 字节的 base64 或 64 位十六进制数",
+                              kExitUsage);
     return;
   }
   casework::v1::RegisterApproverKeyRequest req;

@@ -296,7 +296,7 @@ void AddOversightCommands(CLI::App* app, AuditCommandContext context) {
   import->callback([shared, a, json] {
     std::string csv;
   if (!ReadFile(a->file, &csv)) {
-    std::cerr << "cannot read " << a->file << "\n";
+    std::cerr << "cannot read " << a->file << " 无法读取文件\n";
     *shared->exit_code = kExitUsage;
     return;
   }
