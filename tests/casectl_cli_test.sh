@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # casectl as an operator meets it, against a real caseworkd on loopback: exit statuses
-# (usage 2, unreachable 3, not verified 4), the request id to retry with when the outcome
+# (usage 2, unreachable 3, not verified 5), the request id to retry with when the outcome
 # is unknown, dates read and shown in the local time zone, paging with --page-token, a
 # proof at an older size checked through a consistency proof, and a watch that resumes
 # across a server restart with no gap and no duplicate.
