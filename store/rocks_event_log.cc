@@ -1250,9 +1250,32 @@ absl::Status RocksEventLog::Impl::CheckBackupRoom(const std::string& backup_dir)
   uint64_t memtables = 0;
   (void)db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kTotalSstFilesSize, &tables);
   (void)db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables, &memtables);
-  // An upper bound: a backup shares the table files an earlier one holds.
+  // What the backup copies: the table files an earlier backup does not hold already (the
+  // engine shares them, named "<number>_s<session>_<size>.sst" in shared_checksum), and
+  // the memtables it flushes first. The copy restored to verify it is whole.
+  std::vector<std::string> shared_names;
+  {
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(backup_dir + "/shared_checksum", ec), end;
+         !ec && it != end; it.increment(ec)) {
+      shared_names.push_back(it->path().filename().string());
+    }
+  }
+  std::vector<rocksdb::LiveFileMetaData> live;
+  db_->GetLiveFilesMetaData(&live);
+  uint64_t new_bytes = memtables;
+  for (const rocksdb::LiveFileMetaData& file : live) {
+    std::string base = file.name;  // "/000123.sst"
+    if (!base.empty() && base.front() == '/') base.erase(0, 1);
+    if (base.size() > 4 && base.ends_with(".sst")) base.resize(base.size() - 4);
+    const std::string suffix = absl::StrCat("_", file.size, ".sst");
+    const bool held = std::any_of(shared_names.begin(), shared_names.end(), [&](const auto& n) {
+      return n.starts_with(base + "_") && n.ends_with(suffix);
+    });
+    if (!held) new_bytes += file.size;
+  }
   const uint64_t copy = tables + memtables;
-  const uint64_t need = 2 * copy;
+  const uint64_t need = new_bytes + copy;
   rocksdb::Env* env = options_.env != nullptr ? options_.env : rocksdb::Env::Default();
   uint64_t free_bytes = 0;
   if (!env->GetFreeSpace(backup_dir, &free_bytes).ok()) return absl::OkStatus();  // unknown
@@ -1264,8 +1287,9 @@ absl::Status RocksEventLog::Impl::CheckBackupRoom(const std::string& backup_dir)
   const uint64_t keep = same_disk ? DiskResumeBytes() : 0;
   if (free_bytes >= need + keep) return absl::OkStatus();
   return absl::ResourceExhaustedError(absl::StrCat(
-      "no room for a backup in ", backup_dir, ": it needs up to ", need,
-      " bytes (a copy of the log, ", copy, " bytes, and a second copy restored to verify it)",
+      "no room for a backup in ", backup_dir, ": it needs up to ", need, " bytes (", new_bytes,
+      " copied that no earlier backup there holds, and a whole copy of the log, ", copy,
+      " bytes, restored to verify it)",
       same_disk ? absl::StrCat(" and, on the log's own disk, ", keep,
                                " bytes more so that appends go on while it is taken")
                 : std::string(),
@@ -3275,18 +3299,31 @@ absl::Status RocksEventLog::Restore(const std::string& backup_dir, const Options
   const std::string checkpoint_path =
       options.checkpoint_path.empty() ? options.path + ".checkpoint" : options.checkpoint_path;
   const std::string staging = options.path + ".restoring";
+  // Written, durably, once the staged log verified; gone once it is installed. Only with
+  // it is a staged log one a restore vouched for.
+  const std::string verified_marker = staging + ".verified";
   STORE_ASSIGN_OR_RETURN(const bool checkpoint_exists, PathExists(checkpoint_path));
   if (checkpoint_exists) {
     STORE_ASSIGN_OR_RETURN(const bool staged, PathExists(staging));
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the checkpoint file ", checkpoint_path,
-        " exists (it is the evidence of what an earlier log held); move it away before "
-        "restoring",
-        staged ? absl::StrCat("; ", staging,
-                              " holds the verified log of a restore that was cut short after "
-                              "it installed that checkpoint: rename it to ",
-                              options.path, " to finish that restore")
-               : std::string()));
+    STORE_ASSIGN_OR_RETURN(const bool vouched, PathExists(verified_marker));
+    std::string staged_note;
+    if (staged && vouched) {
+      staged_note =
+          absl::StrCat("; ", staging,
+                       " holds the verified log of a restore that was cut short after "
+                       "it installed that checkpoint: rename it to ",
+                       options.path, " (and remove ", verified_marker, ") to finish that restore");
+    } else if (staged) {
+      staged_note = absl::StrCat("; ", staging,
+                                 " holds a restore that was cut short before its log verified: "
+                                 "it is not to be used; remove it, and restore again once the "
+                                 "checkpoint file is moved away");
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("the checkpoint file ", checkpoint_path,
+                     " exists (it is the evidence of what an earlier log held); move it away "
+                     "before restoring",
+                     staged_note));
   }
   // The key that signed the backup's checkpoint: the server's, beside options.path.
   Options with_key = options;
@@ -3300,9 +3337,13 @@ absl::Status RocksEventLog::Restore(const std::string& backup_dir, const Options
   STORE_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngineReadOnly> engine,
                          OpenBackupEngineReadOnly(backup_dir));
   std::error_code ec;
+  std::filesystem::remove(verified_marker, ec);
   std::filesystem::remove_all(staging, ec);
   STORE_RETURN_IF_ERROR(
       RestoreAndVerify(*engine, backup_dir, with_key, staging, backup_id, restored_id));
+  STORE_RETURN_IF_ERROR(WriteFileDurably(
+      verified_marker, absl::StrCat("the log staged beside this file verified: backup ",
+                                    *restored_id, " of ", backup_dir, "\n")));
   // The checkpoint first, durably: should the machine stop before the log is in place, a
   // server started there finds a checkpoint and no log, and refuses to serve (fail
   // closed) instead of starting an empty log.
@@ -3318,7 +3359,9 @@ absl::Status RocksEventLog::Restore(const std::string& backup_dir, const Options
         "installing the restored log (its checkpoint file is in place at ", checkpoint_path,
         ", the verified log at ", staging, "; move it to ", options.path, "): ", ec.message()));
   }
-  return SyncDirectoryOf(options.path);
+  STORE_RETURN_IF_ERROR(SyncDirectoryOf(options.path));
+  std::filesystem::remove(verified_marker, ec);
+  return SyncDirectoryOf(verified_marker);
 }
 
 }  // namespace casework::store

@@ -705,6 +705,38 @@ TEST(RocksEventLogDiskFull, ABackupWithoutRoomIsRefusedAndAppendsGoOn) {
   EXPECT_EQ(backups(), 1u);
 }
 
+// A later backup copies only the table files no earlier backup there holds: it needs room
+// for those and for a whole copy restored to verify it, not for two whole copies.
+TEST(RocksEventLogDiskFull, ALaterBackupNeedsRoomOnlyForWhatItAdds) {
+  LogOnFullDiskFs disk;
+  const std::shared_ptr<FullDiskFs>& fs = disk.fs;
+  absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(disk.Options());
+  ASSERT_THAT(log, IsOk());
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 1500; ++i) {
+    std::string event(4096, '\0');
+    for (char& c : event) c = static_cast<char>(rng());  // incompressible
+    ASSERT_THAT((*log)->Append({.stream = "s", .expected_version = i, .events = {event}}), IsOk());
+  }
+  fs->SetFreeBytes(uint64_t{1} << 30);
+  ASSERT_THAT((*log)->Backup(disk.dir.Sub("backups")), IsOk());
+  // The log's table files now (the backup flushed the memtables into them).
+  uint64_t tables = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(disk.dir.Sub("log"))) {
+    if (entry.path().extension() == ".sst") tables += entry.file_size();
+  }
+  ASSERT_GT(tables, 4u << 20);
+  // Room for one copy and the 10 MiB appends resume from, and 2 MiB: a second whole copy
+  // would not fit, the verification's copy does.
+  fs->SetFreeBytes((10u << 20) + tables + (2u << 20));
+  ASSERT_LT((10u << 20) + tables + (2u << 20), (10u << 20) + 2 * tables);
+  EXPECT_THAT((*log)->Backup(disk.dir.Sub("backups")), IsOk());
+  // Less than one copy beyond the reserve: refused.
+  fs->SetFreeBytes((10u << 20) + tables / 2);
+  EXPECT_EQ((*log)->Backup(disk.dir.Sub("backups")).status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
 // A backup during which the log went read-only for a full disk and resumed is not kept:
 // its copy may hold a batch that was never made durable. It says to take it again, and
 // the next backup, with the disk fine, is kept.

@@ -614,6 +614,9 @@ TEST(RocksEventLogBackup, BackupVerifiesAndRestores) {
   EXPECT_LT(backup_bytes, options.wal_spare_bytes / 4);
   RocksEventLog::Options restored = LogOptions(dir, "restored");
   ASSERT_THAT(RocksEventLog::Restore(dir.Sub("backups"), restored), IsOk());
+  // Installed: nothing staged is left, nor the mark of its verification.
+  EXPECT_FALSE(std::filesystem::exists(restored.path + ".restoring"));
+  EXPECT_FALSE(std::filesystem::exists(restored.path + ".restoring.verified"));
   auto log = MustOpen(restored);
   EXPECT_EQ(log->Size(), backed_up);
   EXPECT_EQ(log->Head().root, root);
@@ -1171,9 +1174,16 @@ TEST(RocksEventLogBackup, RestoreRefusesWithoutTheKeyOrOverAnExistingCheckpoint)
   EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backups"), restored),
               StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_FALSE(std::filesystem::exists(restored.path));
-  // A restore cut short after it installed its checkpoint left its verified log staged:
-  // the refusal says how to finish it.
+  // A restore cut short before its log verified (the copy stopped, say) left a staged log
+  // no restore vouched for: the refusal says not to use it.
   std::filesystem::create_directories(restored.path + ".restoring");
+  absl::Status unfinished = RocksEventLog::Restore(dir.Sub("backups"), restored);
+  EXPECT_THAT(unfinished, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_NE(unfinished.message().find("is not to be used"), std::string::npos) << unfinished;
+  EXPECT_EQ(unfinished.message().find("rename it to"), std::string::npos) << unfinished;
+  // One cut short after it installed its checkpoint left its verified log staged, with the
+  // mark of its verification: the refusal says how to finish it.
+  ASSERT_THAT(WriteFileDurably(restored.path + ".restoring.verified", "verified\n"), IsOk());
   absl::Status staged = RocksEventLog::Restore(dir.Sub("backups"), restored);
   EXPECT_THAT(staged, StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_NE(staged.message().find("rename it to " + restored.path), std::string::npos) << staged;

@@ -232,6 +232,9 @@ PY
 # verify of a range says it is one: the positions outside it were not checked.
 ctl --identity zhou.hua verify --from 5 --to 20 >"$work/range.txt"
 grep -q "positions 5 to 19 only" "$work/range.txt" || fail "verify of a range: $(cat "$work/range.txt")"
+ctl --identity zhou.hua verify --deep --from 5 --to 20 >"$work/deep-range.txt"
+grep -q "positions 5 to 19 only" "$work/deep-range.txt" ||
+  fail "verify --deep of a range: $(cat "$work/deep-range.txt")"
 ctl --identity zhou.hua verify >"$work/whole.txt"
 grep -q "the log up to its latest signed checkpoint, positions 0 to" "$work/whole.txt" ||
   fail "verify of the whole log: $(cat "$work/whole.txt")"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # casectl's proof commands verify what they say they verify, against a real caseworkd on
 # loopback: a checkpoint and an inclusion proof verify under the server's verifier key,
-# do not under another key (exit status 4), and without --key nothing is claimed; keygen
+# do not under another key (exit status 5), and without --key nothing is claimed; keygen
 # and export write their files whole or fail.
 # Usage: casectl_proof_test.sh CASEWORKD CASEWORK_LOAD CASECTL PRINCIPALS_JSON
 set -euo pipefail

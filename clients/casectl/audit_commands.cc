@@ -491,14 +491,15 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       stub = v1::EventService::NewStub(c->channel());
     }
     // A checkpoint whose proof could not be asked for is tried once more at the end; one
-    // still not proved then leaves the run unchecked, not good.
+    // still not proved then leaves the run unchecked, not good (the watch's own error, if
+    // it ended with one, is reported below all the same).
     if (!refused && !keep()) refused = true;
-    if (!refused && !newest_kept) {
+    const bool unproved = !refused && !newest_kept;
+    if (unproved) {
       std::cerr << "NOT CHECKED 未能核对: the newest checkpoint received (size " << newest.size
                 << ") could not be proved to extend the one kept in " << w->checkpoint_file
                 << ", which is left as it was; run again to check it 保存的检查点未更新\n";
       *shared->exit_code = kExitFailure;
-      refused = true;
     }
     if (!*json_mode)
       std::cerr << "-- to resume: --from " << next << " 续订请用 --from " << next << "\n";
@@ -546,22 +547,23 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       *shared->exit_code = kExitFailure;
       return;
     }
-    const int64_t end = v->from + last.total();
+    const int64_t first = last.from_position();
+    const int64_t end = last.to_position();  // as the server resolved it
     if (*json_mode) {
       std::cout << Json(last) << "\n";
     } else if (last.ok()) {
       // Says which positions: a range verified is not the whole log.
-      if (last.total() == 0) {
+      if (end <= first) {
         std::cout << "verified: the range holds no position, nothing was checked "
                      "范围内没有可校验的位置\n";
-      } else if (v->from == 0 && v->to == 0) {
+      } else if (first == 0 && v->to == 0) {
         std::cout << "verified: the log up to its latest signed checkpoint, positions 0 to "
                   << end - 1 << ", every one checked, intact 校验通过：截至最新签名检查点的全部 "
                   << end << " 个位置完好\n";
       } else {
-        std::cout << "verified: positions " << v->from << " to " << end - 1
+        std::cout << "verified: positions " << first << " to " << end - 1
                   << " only, intact; positions outside the range were not checked 校验通过：仅第 "
-                  << v->from << " 至 " << end - 1 << " 号位置完好\n";
+                  << first << " 至 " << end - 1 << " 号位置完好\n";
       }
     } else {
       std::cout << "NOT VERIFIED at position " << last.first_bad_position() << ": "
@@ -1030,6 +1032,12 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       return;
     }
     std::ifstream in(ve->file, std::ios::binary);
+    if (!in) {
+      // Nothing was checked: not a verdict on the file.
+      std::cerr << "cannot read " << ve->file << " 无法读取文件\n";
+      *shared->exit_code = kExitFailure;
+      return;
+    }
     Progress progress(!*json_mode, "verify-export");
     SignOffChecker signoffs;
     bool from_zero = false;

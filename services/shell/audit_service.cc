@@ -860,6 +860,8 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
       v1::VerifyLogResponse last = progress;
       last.set_done(true);
       last.set_ok(!bad.has_value());
+      last.set_from_position(from);
+      last.set_to_position(to);
       // Of the whole log before `to` (the rules pass folds from 0), so told to an overseer
       // of the whole city only, as a rules problem is.
       if (whole_city && rules.has_value() && rules->closures_under_weaker_policy() > 0) {

@@ -238,6 +238,8 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
           // and sees it unscheduled: both under mu_).
           if (!service_->ReadAheadFits()) {
             scheduled_ = false;
+            // A turn at the catch-up rate given to this Pump is kept for the next.
+            throttle_pass_ = throttle_pass_ || pass;
             service_->counters_.read_aheads_withheld.fetch_add(1, std::memory_order_relaxed);
             return;
           }
@@ -279,10 +281,10 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
       const int64_t from = next_;
       const size_t bytes_max =
           read_ahead ? service_->options_.message_bytes_max : service_->MessageBytesNow();
-      if (bytes_max < service_->options_.message_bytes_max) {
+      absl::StatusOr<std::optional<std::string>> built = Build(bytes_max);
+      if (built.ok() && built->has_value() && bytes_max < service_->options_.message_bytes_max) {
         service_->counters_.messages_cut_to_budget.fetch_add(1, std::memory_order_relaxed);
       }
-      absl::StatusOr<std::optional<std::string>> built = Build(bytes_max);
       if (!built.ok()) {
         bool finish = false;
         {
@@ -837,7 +839,8 @@ size_t EventServiceImpl::MessageBytesNow() const {
   if (options_.buffered_bytes_max <= 0) return cap;
   const int64_t room =
       options_.buffered_bytes_max - counters_.bytes_buffered.load(std::memory_order_relaxed);
-  const size_t floor = std::min(options_.budget_message_bytes_min, cap);
+  // At least a byte: a message holds one event at least, whatever its size.
+  const size_t floor = std::max<size_t>(1, std::min(options_.budget_message_bytes_min, cap));
   if (room <= static_cast<int64_t>(floor)) return floor;
   return std::min(cap, static_cast<size_t>(room));
 }
