@@ -95,6 +95,9 @@ admin admin register-key sun.li --public-key "$(field "$work/city.json" public_k
 # The principals file as started, reloaded on request: recorded before, by the server.
 admin admin reload-principals >"$work/reload.json"
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["recorded_now"] is False and d["recorded_by"] == "caseworkd" and d["identities"] > 10, d' "$work/reload.json"
+# The server's log says who asked, whether or not the log records anything.
+grep -q "principals reloaded at the request of admin" "$work/caseworkd.log" || {
+  echo "a reload by an administrator left no line in the server's log" >&2; exit 1; }
 ctl list --filter 'state = VERIFIED' --page-size 1 >"$work/verified.json"
 case_id=$("$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["case_id"])' "$work/verified.json")
 ctl get "$case_id" >"$work/case.json"

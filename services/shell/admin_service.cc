@@ -12,6 +12,7 @@
 #include "services/workflow/decider.h"
 #include "services/workflow/limits.h"
 #include "services/workflow/names.h"
+#include "spdlog/spdlog.h"
 
 namespace casework::shell {
 namespace {
@@ -629,6 +630,18 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ReloadPrincipals(
         resp->set_recorded_by(reloaded->record->recorded_by);
         resp->set_recorded_position(reloaded->record->position);
       }
+    }
+    // In the server's log too, which is the only trace of who reloaded when the log
+    // records no principals (--no-record-principals) or the set did not change.
+    if (status.ok()) {
+      spdlog::info("principals reloaded at the request of {}: {} identities, version {}{}",
+                   actor.id, resp->identities(), resp->principals_version(),
+                   resp->recorded_now()
+                       ? absl::StrCat(", recorded at position ", resp->recorded_position())
+                       : std::string());
+    } else {
+      spdlog::warn("principals reload requested by {} refused: {}", actor.id,
+                   status.error_message());
     }
     {
       absl::MutexLock lock(&mu_);
