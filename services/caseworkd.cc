@@ -486,6 +486,22 @@ int main(int argc, char** argv) {
     }
     spdlog::info("restored backup {} of {} into {}, verified against its checkpoint", restored_id,
                  flags.restore_backup, restore_options.path);
+    // The log goes back to the backup's size, and the server signs on from there under the
+    // same key: checkpoints of larger sizes signed before (kept by auditors and approvers)
+    // are not prefixes of what it signs next, which is a fork to anyone who checks.
+    std::ifstream note_in(restore_options.path + ".checkpoint", std::ios::binary);
+    const std::string note((std::istreambuf_iterator<char>(note_in)),
+                           std::istreambuf_iterator<char>());
+    auto parsed = casework::store::ParseNote(note);
+    auto body = parsed.ok() ? casework::store::ParseCheckpoint(parsed->text)
+                            : absl::StatusOr<casework::store::Checkpoint>(parsed.status());
+    spdlog::warn(
+        "the restored log holds {} events: any checkpoint of a larger size that the server "
+        "signed before (an auditor's, or an approver's --checkpoint-file) will not be extended "
+        "by the checkpoints it signs from now on, and its holders will see the log as forked. "
+        "Tell them of the restore and give them the restored checkpoint ({}) before serving",
+        body.ok() ? absl::StrCat(body->size) : std::string("(unknown)"),
+        restore_options.path + ".checkpoint");
     return 0;
   }
 
