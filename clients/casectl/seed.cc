@@ -437,12 +437,18 @@ int RunSeed(const SeedOptions& options, bool json) {
   for (auto& t : workers) t.join();
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // What was attempted, not what was planned: once the server is unreachable the workers
+  // stop, and the cases never tried are counted apart.
+  const int attempted = done.load();
+  const int untried = static_cast<int>(plans.size()) - attempted;
   if (json) {
-    std::cout << "{\"cases\":" << plans.size() << ",\"failed\":" << failed.load()
-              << ",\"seconds\":" << secs << "}\n";
+    std::cout << "{\"cases\":" << attempted - failed.load() << ",\"failed\":" << failed.load()
+              << ",\"not_tried\":" << untried << ",\"seconds\":" << secs << "}\n";
   } else {
-    std::fprintf(stderr, "\rloaded sample data 已载入示例数据: %zu cases, %d failed, %.1f s%20s\n",
-                 plans.size(), failed.load(), secs, "");
+    std::fprintf(stderr,
+                 "\rloaded sample data 已载入示例数据: %d cases, %d failed 失败, %d not tried "
+                 "未尝试, %.1f s%20s\n",
+                 attempted - failed.load(), failed.load(), untried, secs, "");
   }
   if (unreachable) return 3;
   return failed.load() == 0 ? 0 : 1;
