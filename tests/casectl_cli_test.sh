@@ -46,6 +46,17 @@ rc=0; ctl get >/dev/null 2>&1 || rc=$?; [[ $rc == 2 ]] || fail "missing argument
 rc=0; ctl no-such-command >/dev/null 2>&1 || rc=$?; [[ $rc == 2 ]] || fail "unknown command: exit $rc"
 rc=0; ctl list --page-size x >/dev/null 2>&1 || rc=$?; [[ $rc == 2 ]] || fail "bad value: exit $rc"
 ctl --help >/dev/null || fail "--help did not exit 0"
+# What casectl can tell by itself is a usage error before any call, with a message.
+usage() {  # $1: a word the message must hold; the rest: the command
+  local want=$1 rc=0; shift
+  ctl "$@" >/dev/null 2>"$work/usage.err" || rc=$?
+  [[ $rc == 2 ]] && grep -q -- "$want" "$work/usage.err" || fail "$*: exit $rc, $(cat "$work/usage.err")"
+}
+usage "above 0" funds c-1 --expected-version 1 --amount-fen 0
+usage "0 or more" review c-1 --expected-version -1
+usage "requires --further-measures" inspect c-1 --expected-version 1 --inspection-id i --findings f --fail
+usage "requires --fail" inspect c-1 --expected-version 1 --inspection-id i --findings f --further-measures m
+usage "requires --relapsed" follow-up c-1 --expected-version 1 --findings f --categories 1
 # A TLS option that cannot be used is a usage error, not "unreachable".
 rc=0; ctl --tls-ca "$work/missing-ca.pem" get c-1 >/dev/null 2>"$work/tls.err" || rc=$?
 [[ $rc == 2 ]] && grep -q "TLS" "$work/tls.err" || fail "unusable --tls-ca: exit $rc, $(cat "$work/tls.err")"

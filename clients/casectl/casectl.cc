@@ -31,6 +31,7 @@
 #include "clients/casectl/request_id.h"
 #include "clients/casectl/seed.h"
 #include "clients/casectl/transitions.h"
+#include "clients/casectl/validators.h"
 #include "clients/client.h"
 #include "clients/table.h"
 #include "google/protobuf/util/json_util.h"
@@ -433,7 +434,8 @@ int main(int argc, char** argv) {
   auto add_version = [&](CLI::App* sub) {
     sub->add_option("--expected-version", expected_version,
                     "the version you last saw (see `casectl get`)")
-        ->required();
+        ->required()
+        ->check(casework::client::Version());
   };
   auto rid = [&] { return casework::client::CommandRequestId(request_id); };
 
@@ -632,7 +634,9 @@ int main(int argc, char** argv) {
   int64_t fu_fen = 0;
   auto* funds = app.add_subcommand("funds", "record funds provided 记录帮扶资金");
   funds->add_option("case_id", fu_id, "case id")->required();
-  funds->add_option("--amount-fen", fu_fen, "amount in fen (0.01 CNY)")->required();
+  funds->add_option("--amount-fen", fu_fen, "amount in fen (0.01 CNY), more than 0")
+      ->required()
+      ->check(casework::client::PositiveAmount());
   funds->add_option("--source", fu_source, "source of the funds");
   funds->add_option("--purpose", fu_purpose, "purpose");
   add_common(funds);
@@ -657,9 +661,13 @@ int main(int argc, char** argv) {
   auto* inspect = app.add_subcommand("inspect", "record an acceptance inspection 记录验收");
   inspect->add_option("case_id", in_id, "case id")->required();
   inspect->add_option("--inspection-id", in_inspection, "inspection id")->required();
-  inspect->add_flag("--fail", in_fail, "the inspection failed 未通过");
+  auto* failed_flag = inspect->add_flag("--fail", in_fail, "the inspection failed 未通过");
   inspect->add_option("--findings", in_findings, "what was found")->required();
-  inspect->add_option("--further-measures", in_measures, "stronger measures (failed)");
+  // A failed inspection prescribes stronger measures, and only a failed one does.
+  auto* measures_option = inspect->add_option("--further-measures", in_measures,
+                                              "stronger measures (with --fail, required there)");
+  failed_flag->needs(measures_option);
+  measures_option->needs(failed_flag);
   add_common(inspect);
   add_version(inspect);
   inspect->callback([&] {
@@ -702,13 +710,18 @@ int main(int argc, char** argv) {
   std::vector<int> fr_categories;
   auto* follow_up = app.add_subcommand("follow-up", "record a follow-up review 回头看");
   follow_up->add_option("case_id", fr_id, "case id")->required();
-  follow_up->add_flag("--relapsed", fr_relapsed, "a relapse was found 反弹回潮");
+  auto* relapsed_flag =
+      follow_up->add_flag("--relapsed", fr_relapsed, "a relapse was found 反弹回潮");
   follow_up->add_option("--findings", fr_findings, "what the review found")->required();
-  follow_up->add_option("--categories", fr_categories, "relapsed categories 1-6")
+  // The categories and the new deadline are of a relapse only.
+  follow_up->add_option("--categories", fr_categories, "relapsed categories 1-6 (with --relapsed)")
       ->delimiter(',')
-      ->check(CLI::Range(1, 6));
-  follow_up->add_option("--deadline", fr_deadline,
-                        "new deadline YYYY-MM-DD, by the end of that day (relapsed)");
+      ->check(CLI::Range(1, 6))
+      ->needs(relapsed_flag);
+  follow_up
+      ->add_option("--deadline", fr_deadline,
+                   "new deadline YYYY-MM-DD, by the end of that day (with --relapsed)")
+      ->needs(relapsed_flag);
   add_common(follow_up);
   add_version(follow_up);
   follow_up->callback([&] {

@@ -14,6 +14,7 @@
 #include "casework/v1/audit_service.grpc.pb.h"
 #include "clients/casectl/kept_checkpoint.h"
 #include "clients/casectl/request_id.h"
+#include "clients/casectl/validators.h"
 #include "clients/signing.h"
 #include "nlohmann/json.hpp"
 #include "services/workflow/statement.h"
@@ -522,7 +523,7 @@ void AddKeyCommands(CLI::App* app, KeyCommandHooks hooks) {
   sign->add_option("--expected-version", s->expected_version,
                    "the case version you sign for (see `casectl get`)")
       ->required()
-      ->check(CLI::NonNegativeNumber);
+      ->check(Version());
   sign->add_option("--inspection-id", s->inspection_id, "the passed inspection")->required();
   sign->add_option("--latest", s->latest_hex,
                    "the leaf hash of the case's event at that version, 64 hex digits "
@@ -541,7 +542,7 @@ void AddKeyCommands(CLI::App* app, KeyCommandHooks hooks) {
       ->add_option("--expected-version", s->expected_version,
                    "the case version you checked and sign for (see `casectl get`)")
       ->required()
-      ->check(CLI::NonNegativeNumber);
+      ->check(Version());
   sign_off->add_option("--key", s->key_file, "sign now with this private key file");
   sign_off->add_option("--verify-with", s->verify_with,
                        "with --key: the log's verifier key; sign only once an inclusion proof "
