@@ -63,6 +63,7 @@ struct Flags {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_client_ca;
+  std::string tls_identity = "uri-or-cn";
   casework::shell::ServerLimits limits;
   int max_connection_idle_seconds = 300;
   int max_connection_age_seconds = 1800;
@@ -206,8 +207,14 @@ int main(int argc, char** argv) {
   app.add_option("--tls-client-ca", flags.tls_client_ca,
                  "CA certificate(s) (PEM) that issue client certificates; a client certificate "
                  "is required, and its identity is its URI SAN urn:casework:principal:<id>, "
-                 "else its CN")
+                 "else its CN (--tls-identity)")
       ->check(CLI::ExistingFile);
+  app.add_option("--tls-identity", flags.tls_identity,
+                 "where a client certificate's identity comes from: uri-or-cn (its principal URI "
+                 "name, else its one common name) or uri (the URI name only: a certificate the "
+                 "client CA issued for another use cannot act as a person by its common name)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"uri-or-cn", "uri"}));
   app.add_option("--max-receive-message-bytes", flags.limits.receive_message_bytes_max,
                  "largest request accepted, in bytes (our largest legal request is under 128 KiB)")
       ->capture_default_str()
@@ -732,9 +739,13 @@ int main(int argc, char** argv) {
   }
   casework::shell::CommandProcessor processor(log->get(), policy,
                                               casework::shell::SystemClockMicros);
+  const casework::shell::CertificateIdentity certificate_identity =
+      flags.tls_identity == "uri" ? casework::shell::CertificateIdentity::kUriOnly
+                                  : casework::shell::CertificateIdentity::kUriOrCommonName;
   casework::shell::Authenticator auth(
       &principals_holder,
-      tls ? casework::shell::Transport::kMutualTls : casework::shell::Transport::kPlaintext);
+      tls ? casework::shell::Transport::kMutualTls : casework::shell::Transport::kPlaintext,
+      certificate_identity);
   casework::shell::CaseServiceImpl case_service(&processor, &auth);
   // Every durable batch is published to the metrics and the event stream.
   casework::shell::CommitBroadcaster commits;
@@ -892,7 +903,8 @@ int main(int argc, char** argv) {
   flags.limits.memory_quota_bytes = int64_t{flags.memory_quota_mib} * 1024 * 1024;
   casework::shell::ApplyServerLimits(flags.limits, &builder);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(std::make_unique<casework::shell::MetricsInterceptorFactory>(&metrics));
+  interceptors.push_back(
+      std::make_unique<casework::shell::MetricsInterceptorFactory>(&metrics, certificate_identity));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(&case_service);
   builder.RegisterService(&event_service);

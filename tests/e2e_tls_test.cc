@@ -210,6 +210,34 @@ TEST_F(TlsTest, IdentityComesFromTheCertificateNotTheMetadata) {
   EXPECT_EQ(casework::client::DecodeError(status).reason, "ACTOR_LACKS_ROLE");
 }
 
+// With --tls-identity uri a certificate's common name is no identity: one the client CA
+// issued for another use, whose CN happens to be a person's id, is refused, while a
+// certificate with the principal URI name is served.
+TEST_F(TlsTest, WithUriIdentitiesOnlyACommonNameIsNoIdentity) {
+  ASSERT_EQ(server_->Stop(), 0) << server_->error();
+  server_ = std::make_unique<ServerProcess>(
+      dir_.path() / "data", principals_,
+      std::vector<std::string>{"--tls-cert=" + Path("server.pem"),
+                               "--tls-key=" + Path("server.key"),
+                               "--tls-client-ca=" + Path("ca.pem"), "--tls-identity=uri"});
+  server_->set_plaintext(false);
+  ASSERT_TRUE(server_->Start()) << server_->error();
+  auto by_cn = With("cn", casework::testing::Issue({.common_name = "lister"}, ca_));
+  v1::CaseCommandResponse created;
+  grpc::Status status = Create(*by_cn, "uri-1", &created);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
+  EXPECT_EQ(casework::client::DecodeError(status).reason, "IDENTITY_MISSING");
+  EXPECT_NE(status.error_message().find("takes no identity from a common name"), std::string::npos)
+      << status.error_message();
+  EXPECT_EQ(server_->log().find("identity=lister"), std::string::npos) << server_->log();
+  auto by_uri = With(
+      "uri", casework::testing::Issue(
+                 {.common_name = "admin", .uri_names = {"urn:casework:principal:lister"}}, ca_));
+  status = Create(*by_uri, "uri-2", &created);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(created.events(0).event().actor(), "lister");
+}
+
 TEST_F(TlsTest, UnknownOrMissingIdentityIsUnauthenticated) {
   auto stranger = With("stranger", casework::testing::Issue(
                                        {.uri_names = {"urn:casework:principal:stranger"}}, ca_));

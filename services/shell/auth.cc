@@ -54,14 +54,21 @@ grpc::Status Authenticator::Authenticate(grpc::CallbackServerContext* context,
   if (transport_ == Transport::kMutualTls) {
     const auto auth_context = context->auth_context();
     std::optional<std::string> from_certificate;
-    if (auth_context) from_certificate = IdentityFromPeer(*auth_context);
+    if (auth_context) {
+      from_certificate = IdentityFromPeer(*auth_context, certificate_identity_);
+    }
     if (!from_certificate.has_value() || from_certificate->empty()) {
-      return ErrorStatus(grpc::StatusCode::UNAUTHENTICATED, "IDENTITY_MISSING", "",
-                         absl::StrCat("the client certificate names no identity: give it one URI "
-                                      "subject alternative name ",
-                                      kPrincipalUriPrefix, "<id>, or one common name"),
-                         absl::StrCat("客户端证书未载明身份：请在主题备用名称中写入一个 ",
-                                      kPrincipalUriPrefix, "<身份标识>，或一个通用名称（CN）"));
+      const bool uri_only = certificate_identity_ == CertificateIdentity::kUriOnly;
+      return ErrorStatus(
+          grpc::StatusCode::UNAUTHENTICATED, "IDENTITY_MISSING", "",
+          absl::StrCat("the client certificate names no identity: give it one URI subject "
+                       "alternative name ",
+                       kPrincipalUriPrefix, "<id>",
+                       uri_only ? " (this server takes no identity from a common name)"
+                                : ", or one common name"),
+          absl::StrCat("客户端证书未载明身份：请在主题备用名称中写入一个 ", kPrincipalUriPrefix,
+                       "<身份标识>",
+                       uri_only ? "（本服务不从通用名称取身份）" : "，或一个通用名称（CN）"));
     }
     id = *std::move(from_certificate);
   } else {
@@ -126,7 +133,7 @@ std::string ForLog(std::string_view id) {
 
 }  // namespace
 
-std::string IdentityForLog(grpc::ServerContextBase* context) {
+std::string IdentityForLog(grpc::ServerContextBase* context, CertificateIdentity from) {
   if (context == nullptr) return "-";
   // Under TLS the certificate's identity only, whatever the headers say (a certificate
   // naming no identity logs "-", never a header's name).
@@ -134,11 +141,11 @@ std::string IdentityForLog(grpc::ServerContextBase* context) {
     for (const grpc::string_ref& type :
          auth_context->FindPropertyValues(GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME)) {
       if (type == GRPC_SSL_TRANSPORT_SECURITY_TYPE) {
-        return ForLog(IdentityFromPeer(*auth_context).value_or("-"));
+        return ForLog(IdentityFromPeer(*auth_context, from).value_or("-"));
       }
     }
     if (auth_context->IsPeerAuthenticated()) {
-      return ForLog(IdentityFromPeer(*auth_context).value_or("-"));
+      return ForLog(IdentityFromPeer(*auth_context, from).value_or("-"));
     }
   }
   const auto& md = context->client_metadata();

@@ -12,6 +12,7 @@
 
 #include "grpcpp/server_context.h"
 #include "services/shell/principals.h"
+#include "services/shell/tls.h"
 
 namespace casework::shell {
 
@@ -24,9 +25,12 @@ enum class Transport { kPlaintext, kMutualTls };
 
 class Authenticator {
  public:
-  explicit Authenticator(const PrincipalsHolder* principals,
-                         Transport transport = Transport::kPlaintext)
-      : principals_(principals), transport_(transport) {}
+  explicit Authenticator(
+      const PrincipalsHolder* principals, Transport transport = Transport::kPlaintext,
+      CertificateIdentity certificate_identity = CertificateIdentity::kUriOrCommonName)
+      : principals_(principals),
+        transport_(transport),
+        certificate_identity_(certificate_identity) {}
 
   // The caller's principal, or UNAUTHENTICATED naming what is missing (IDENTITY_MISSING,
   // IDENTITY_UNKNOWN). In plaintext mode adds the security notice to the response's
@@ -46,6 +50,7 @@ class Authenticator {
  private:
   const PrincipalsHolder* principals_;
   Transport transport_;
+  CertificateIdentity certificate_identity_;
 };
 
 // Whether a caller authenticated under one principals set still stands after reloads
@@ -112,6 +117,8 @@ class JobCaller {
 
 // The caller's identity for logs: the certificate's identity over TLS, else the claimed
 // x-casework-identity header, else "-". Never used to authorize.
-[[nodiscard]] std::string IdentityForLog(grpc::ServerContextBase* context);
+[[nodiscard]] std::string IdentityForLog(
+    grpc::ServerContextBase* context,
+    CertificateIdentity from = CertificateIdentity::kUriOrCommonName);
 
 }  // namespace casework::shell

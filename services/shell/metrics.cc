@@ -67,8 +67,10 @@ bool KnownMethod(std::string_view path) {
 
 class MetricsInterceptor final : public grpc::experimental::Interceptor {
  public:
-  MetricsInterceptor(Metrics* metrics, grpc::experimental::ServerRpcInfo* info)
+  MetricsInterceptor(Metrics* metrics, grpc::experimental::ServerRpcInfo* info,
+                     CertificateIdentity certificate_identity)
       : metrics_(metrics),
+        certificate_identity_(certificate_identity),
         info_(info),
         method_(info->method()),
         start_(std::chrono::steady_clock::now()) {}
@@ -87,7 +89,7 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
                                      : std::string();
       if (denied || IsSignatureReason(reason)) {
         metrics_->RecordRefusal(reason);
-        const std::string identity = IdentityForLog(info_->server_context());
+        const std::string identity = IdentityForLog(info_->server_context(), certificate_identity_);
         spdlog::warn("refused method={} identity={} code={} reason={}", method_, identity,
                      kCodeNames[static_cast<int>(status.error_code())], reason);
       }
@@ -97,6 +99,7 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
 
  private:
   Metrics* metrics_;
+  CertificateIdentity certificate_identity_;
   grpc::experimental::ServerRpcInfo* info_;
   std::string method_;
   std::chrono::steady_clock::time_point start_;
@@ -316,7 +319,7 @@ std::string Metrics::Render() const {
 
 grpc::experimental::Interceptor* MetricsInterceptorFactory::CreateServerInterceptor(
     grpc::experimental::ServerRpcInfo* info) {
-  return new MetricsInterceptor(metrics_, info);
+  return new MetricsInterceptor(metrics_, info, certificate_identity_);
 }
 
 MetricsServer::MetricsServer(const Metrics* metrics, const std::string& host, int port)

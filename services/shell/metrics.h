@@ -20,6 +20,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/support/server_interceptor.h"
+#include "services/shell/tls.h"
 
 namespace httplib {
 class Server;
@@ -115,12 +116,17 @@ class Metrics {
 class MetricsInterceptorFactory final
     : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  explicit MetricsInterceptorFactory(Metrics* metrics) : metrics_(metrics) {}
+  // `certificate_identity`: where the refusal log takes a TLS caller's identity from, as
+  // the Authenticator does.
+  explicit MetricsInterceptorFactory(Metrics* metrics, CertificateIdentity certificate_identity =
+                                                           CertificateIdentity::kUriOrCommonName)
+      : metrics_(metrics), certificate_identity_(certificate_identity) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override;
 
  private:
   Metrics* metrics_;
+  CertificateIdentity certificate_identity_;
 };
 
 // Serves GET /metrics on its own thread until destroyed.

@@ -282,7 +282,8 @@ bool ReloadableTls::FetchIfNewer(uint64_t* served, std::string* cert, std::strin
   return true;
 }
 
-std::optional<std::string> IdentityFromCertificatePem(const std::string& pem) {
+std::optional<std::string> IdentityFromCertificatePem(const std::string& pem,
+                                                      CertificateIdentity from) {
   BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
   if (bio == nullptr) return std::nullopt;
   std::unique_ptr<X509, X509Free> cert(PEM_read_bio_X509(bio, nullptr, nullptr, nullptr));
@@ -313,6 +314,7 @@ std::optional<std::string> IdentityFromCertificatePem(const std::string& pem) {
     if (from_uri->empty()) return std::nullopt;
     return from_uri;
   }
+  if (from == CertificateIdentity::kUriOnly) return std::nullopt;
 
   X509_NAME* subject = X509_get_subject_name(cert.get());
   const int first = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
@@ -328,11 +330,12 @@ std::optional<std::string> IdentityFromCertificatePem(const std::string& pem) {
   return out;
 }
 
-std::optional<std::string> IdentityFromPeer(const grpc::AuthContext& context) {
+std::optional<std::string> IdentityFromPeer(const grpc::AuthContext& context,
+                                            CertificateIdentity from) {
   if (!context.IsPeerAuthenticated()) return std::nullopt;
   const auto pems = context.FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
   if (pems.size() != 1) return std::nullopt;
-  return IdentityFromCertificatePem(std::string(pems[0].data(), pems[0].size()));
+  return IdentityFromCertificatePem(std::string(pems[0].data(), pems[0].size()), from);
 }
 
 bool IsLocalOnlyAddress(std::string_view listen) {

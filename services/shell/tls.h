@@ -78,13 +78,22 @@ class ReloadableTls : public std::enable_shared_from_this<ReloadableTls> {
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// Where a client certificate's identity may come from: its one principal URI name, else
+// its one common name (the default), or the URI name only (caseworkd --tls-identity uri:
+// a CA that also issues certificates for other uses cannot make one act as a person by
+// its common name).
+enum class CertificateIdentity { kUriOrCommonName, kUriOnly };
+
 // The identity in a verified peer certificate (rule above); nullopt when the call did not
 // come over TLS with a client certificate or the certificate names no identity.
-[[nodiscard]] std::optional<std::string> IdentityFromPeer(const grpc::AuthContext& context);
+[[nodiscard]] std::optional<std::string> IdentityFromPeer(
+    const grpc::AuthContext& context,
+    CertificateIdentity from = CertificateIdentity::kUriOrCommonName);
 
 // The identity of a PEM certificate by the same rule (used by IdentityFromPeer, exposed
 // for tests and tools).
-[[nodiscard]] std::optional<std::string> IdentityFromCertificatePem(const std::string& pem);
+[[nodiscard]] std::optional<std::string> IdentityFromCertificatePem(
+    const std::string& pem, CertificateIdentity from = CertificateIdentity::kUriOrCommonName);
 
 // Whether a gRPC listening address (--listen) is reachable from this machine only: a
 // unix: socket, or a loopback host (localhost, 127.0.0.0/8, ::1). Plaintext, where any

@@ -54,6 +54,15 @@ TEST(IdentityFromCertificate, OnePrincipalUriElseOneCommonName) {
                     .certificate),
             "cn");
   EXPECT_EQ(IdentityFromCertificatePem("not a certificate"), std::nullopt);
+  // URI names only: a common name is no identity.
+  EXPECT_EQ(IdentityFromCertificatePem(SelfSigned({.common_name = "wang.fang"}).certificate,
+                                       CertificateIdentity::kUriOnly),
+            std::nullopt);
+  EXPECT_EQ(IdentityFromCertificatePem(
+                SelfSigned({.common_name = "cn", .uri_names = {"urn:casework:principal:li.na"}})
+                    .certificate,
+                CertificateIdentity::kUriOnly),
+            "li.na");
 }
 
 // The server's key must be its owner's alone: refused at start (and at a reload, which
