@@ -185,11 +185,18 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RegisterApproverKey(
                                                req->request_id(), resp));
   }
 
+  // The caller and the approver are looked up in one principals set, the one the caller
+  // stands in now (a reload since the authentication that changed the caller refuses the
+  // call, to be retried); and the caller is looked at again just before the append.
+  CallerStanding standing(auth_, actor, nullptr);
+  if (auto changed = standing.Revoked("the registration", "密钥登记", "was not made", "未进行")) {
+    return Finish(ctx, *changed);
+  }
   // The level the approver holds in the principals file: a key signs at that level and
   // no other, so that registering a key cannot raise an approver's level.
   casework::v1::ApprovalLevel held = casework::v1::APPROVAL_LEVEL_UNSPECIFIED;
   {
-    auto principals = principals_->Get();
+    const std::shared_ptr<const Principals>& principals = standing.principals();
     const workflow::Principal* approver = principals->Find(req->approver());
     if (approver == nullptr || !approver->HasRole(workflow::Role::kApprover)) {
       return Finish(
@@ -291,6 +298,10 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RegisterApproverKey(
     return Finish(ctx, FromStoreStatus(version.status()));
   }
 
+  if (auto changed = standing.Revoked("the registration", "密钥登记", "was not made", "未进行")) {
+    Release(key_id);
+    return Finish(ctx, *changed);
+  }
   Event event = Envelope(stream, *version + 1, actor, clock_(), req->request_id());
   auto* body = event.mutable_approver_key_registered();
   body->set_key_id(key_id);
@@ -437,6 +448,12 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeApproverKey(
 
   auto version = log_->StreamVersion(stream);
   if (!version.ok()) return Finish(ctx, FromStoreStatus(version.status()));
+  // After the wait for sign-offs above: an administrator a reload removed or changed
+  // meanwhile revokes nothing.
+  if (auto changed = CallerStanding(auth_, actor, nullptr)
+                         .Revoked("the revocation", "密钥吊销", "was not made", "未进行")) {
+    return Finish(ctx, *changed);
+  }
   Event event = Envelope(stream, *version + 1, actor, clock_(), req->request_id());
   auto* body = event.mutable_approver_key_revoked();
   body->set_key_id(key->key_id());

@@ -73,6 +73,9 @@ class CallerStanding {
                                                     const char* ended = "ended",
                                                     const char* ended_zh = "已结束");
   [[nodiscard]] const workflow::Principal& caller() const { return caller_; }
+  // The principals set the caller was last found standing in (by Revoked; the one given
+  // at construction before that).
+  [[nodiscard]] const std::shared_ptr<const Principals>& principals() const { return principals_; }
 
  private:
   const Authenticator* auth_;
