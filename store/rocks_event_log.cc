@@ -14,6 +14,7 @@
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/backup_engine.h>
 #include <rocksdb/write_batch.h>
+#include <stdio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -2702,7 +2703,14 @@ absl::StatusOr<bool> PathExists(const std::string& path) {
 class BackupDirLock {
  public:
   static absl::StatusOr<BackupDirLock> Take(const std::string& dir) {
-    const std::string path = absl::StrCat(dir, "/LOCK");
+    return TakeFile(absl::StrCat(dir, "/LOCK"),
+                    absl::StrCat("another process is taking a backup into ", dir,
+                                 "; take one at a time, and give each server a backup "
+                                 "directory of its own"));
+  }
+  // An advisory lock on the file at `path` (made if missing), held until destroyed;
+  // kFailedPrecondition saying `busy` while another holds it.
+  static absl::StatusOr<BackupDirLock> TakeFile(const std::string& path, std::string busy) {
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
       return absl::UnavailableError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
@@ -2710,11 +2718,7 @@ class BackupDirLock {
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       const int error = errno;
       ::close(fd);
-      if (error == EWOULDBLOCK) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "another process is taking a backup into ", dir,
-            "; take one at a time, and give each server a backup directory of its own"));
-      }
+      if (error == EWOULDBLOCK) return absl::FailedPreconditionError(std::move(busy));
       return absl::UnavailableError(absl::StrCat("cannot lock ", path, ": ", std::strerror(error)));
     }
     return BackupDirLock(fd);
@@ -3336,6 +3340,11 @@ absl::Status RocksEventLog::Restore(const std::string& backup_dir, const Options
   }
   STORE_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngineReadOnly> engine,
                          OpenBackupEngineReadOnly(backup_dir));
+  // One restore into a place at a time: another would remove this one's staged log.
+  STORE_ASSIGN_OR_RETURN(BackupDirLock restoring,
+                         BackupDirLock::TakeFile(options.path + ".restore.lock",
+                                                 absl::StrCat("another restore into ", options.path,
+                                                              " is under way; let it finish")));
   std::error_code ec;
   std::filesystem::remove(verified_marker, ec);
   std::filesystem::remove_all(staging, ec);
@@ -3347,17 +3356,20 @@ absl::Status RocksEventLog::Restore(const std::string& backup_dir, const Options
   // The checkpoint first, durably: should the machine stop before the log is in place, a
   // server started there finds a checkpoint and no log, and refuses to serve (fail
   // closed) instead of starting an empty log.
-  std::filesystem::rename(staging + ".checkpoint", checkpoint_path, ec);
-  if (ec) {
-    return absl::UnavailableError(
-        absl::StrCat("installing the restored checkpoint file: ", ec.message()));
+  // Never over a checkpoint file, or a log, that appeared since the checks above (the
+  // evidence of another log): RENAME_NOREPLACE refuses instead.
+  if (::renameat2(AT_FDCWD, (staging + ".checkpoint").c_str(), AT_FDCWD, checkpoint_path.c_str(),
+                  RENAME_NOREPLACE) != 0) {
+    return absl::UnavailableError(absl::StrCat("installing the restored checkpoint file at ",
+                                               checkpoint_path, ": ", std::strerror(errno)));
   }
   STORE_RETURN_IF_ERROR(SyncDirectoryOf(checkpoint_path));
-  std::filesystem::rename(staging, options.path, ec);
-  if (ec) {
-    return absl::UnavailableError(absl::StrCat(
-        "installing the restored log (its checkpoint file is in place at ", checkpoint_path,
-        ", the verified log at ", staging, "; move it to ", options.path, "): ", ec.message()));
+  if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, options.path.c_str(), RENAME_NOREPLACE) !=
+      0) {
+    return absl::UnavailableError(
+        absl::StrCat("installing the restored log (its checkpoint file is in place at ",
+                     checkpoint_path, ", the verified log at ", staging, "; move it to ",
+                     options.path, "): ", std::strerror(errno)));
   }
   STORE_RETURN_IF_ERROR(SyncDirectoryOf(options.path));
   std::filesystem::remove(verified_marker, ec);

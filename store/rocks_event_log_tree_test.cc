@@ -2,8 +2,11 @@
 // the stored events, its proofs verify, its signed checkpoints open with the server key,
 // it refuses to open behind or beside its checkpoint file, and Verify names the first
 // altered position. Seeded; the seed is printed.
+#include <fcntl.h>
 #include <rocksdb/db.h>
 #include <rocksdb/utilities/backup_engine.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -1187,6 +1190,20 @@ TEST(RocksEventLogBackup, RestoreRefusesWithoutTheKeyOrOverAnExistingCheckpoint)
   absl::Status staged = RocksEventLog::Restore(dir.Sub("backups"), restored);
   EXPECT_THAT(staged, StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_NE(staged.message().find("rename it to " + restored.path), std::string::npos) << staged;
+  // Another restore into the same place under way (its lock held): refused, nothing made.
+  {
+    RocksEventLog::Options busy = LogOptions(dir, "busy");
+    const int fd =
+        ::open((busy.path + ".restore.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::flock(fd, LOCK_EX), 0);
+    absl::Status refused = RocksEventLog::Restore(dir.Sub("backups"), busy);
+    EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition));
+    EXPECT_NE(refused.message().find("another restore"), std::string::npos) << refused;
+    EXPECT_FALSE(std::filesystem::exists(busy.path));
+    ::close(fd);
+    EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backups"), busy), IsOk());
+  }
   // A mistyped backup directory: not found, and not made (the engine only reads).
   RocksEventLog::Options typo = LogOptions(dir, "restored-typo");
   EXPECT_THAT(RocksEventLog::Restore(dir.Sub("backupz"), typo),
