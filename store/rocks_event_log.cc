@@ -3291,10 +3291,53 @@ absl::StatusOr<uint32_t> RocksEventLog::BackupWith(rocksdb::BackupEngine& engine
   return id;
 }
 
+namespace {
+
+// Renames `from` to `to` unless `to` exists (kFailedPrecondition then). RENAME_NOREPLACE
+// where the file system has it; where it does not (NFS, CIFS, older ZFS), a check of `to`
+// and a rename, which the restore lock keeps from racing another restore.
+absl::Status RenameNoReplace(const std::string& from, const std::string& to) {
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) {
+    return absl::OkStatus();
+  }
+  const int error = errno;
+  if (error == EEXIST) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(to, " appeared meanwhile; nothing was put over it"));
+  }
+  if (error != EINVAL && error != ENOSYS) {
+    return absl::UnavailableError(
+        absl::StrCat("renaming ", from, " to ", to, ": ", std::strerror(error)));
+  }
+  STORE_ASSIGN_OR_RETURN(const bool exists, PathExists(to));
+  if (exists) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(to, " appeared meanwhile; nothing was put over it"));
+  }
+  if (std::rename(from.c_str(), to.c_str()) != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("renaming ", from, " to ", to, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status RocksEventLog::Restore(const std::string& backup_dir, const Options& options,
                                     uint32_t backup_id, uint32_t* restored_id) {
   uint32_t restored_here = 0;
   if (restored_id == nullptr) restored_id = &restored_here;
+  // One restore into a place at a time, from before its checks to its install: another
+  // would remove this one's staged log, or install over it.
+  {
+    std::error_code ec;
+    const std::filesystem::path parent = std::filesystem::path(options.path).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  }
+  STORE_ASSIGN_OR_RETURN(BackupDirLock restoring,
+                         BackupDirLock::TakeFile(options.path + ".restore.lock",
+                                                 absl::StrCat("another restore into ", options.path,
+                                                              " is under way; let it finish")));
   STORE_ASSIGN_OR_RETURN(const bool target_exists, PathExists(options.path));
   if (target_exists) {
     return absl::FailedPreconditionError(
@@ -3340,11 +3383,6 @@ absl::Status RocksEventLog::Restore(const std::string& backup_dir, const Options
   }
   STORE_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngineReadOnly> engine,
                          OpenBackupEngineReadOnly(backup_dir));
-  // One restore into a place at a time: another would remove this one's staged log.
-  STORE_ASSIGN_OR_RETURN(BackupDirLock restoring,
-                         BackupDirLock::TakeFile(options.path + ".restore.lock",
-                                                 absl::StrCat("another restore into ", options.path,
-                                                              " is under way; let it finish")));
   std::error_code ec;
   std::filesystem::remove(verified_marker, ec);
   std::filesystem::remove_all(staging, ec);
@@ -3357,19 +3395,23 @@ absl::Status RocksEventLog::Restore(const std::string& backup_dir, const Options
   // server started there finds a checkpoint and no log, and refuses to serve (fail
   // closed) instead of starting an empty log.
   // Never over a checkpoint file, or a log, that appeared since the checks above (the
-  // evidence of another log): RENAME_NOREPLACE refuses instead.
-  if (::renameat2(AT_FDCWD, (staging + ".checkpoint").c_str(), AT_FDCWD, checkpoint_path.c_str(),
-                  RENAME_NOREPLACE) != 0) {
-    return absl::UnavailableError(absl::StrCat("installing the restored checkpoint file at ",
-                                               checkpoint_path, ": ", std::strerror(errno)));
+  // evidence of another log).
+  if (absl::Status installed = RenameNoReplace(staging + ".checkpoint", checkpoint_path);
+      !installed.ok()) {
+    // Not installed: the staged log is no restore's to finish.
+    std::filesystem::remove(verified_marker, ec);
+    std::filesystem::remove_all(staging, ec);
+    std::filesystem::remove(staging + ".checkpoint", ec);
+    return absl::Status(installed.code(), absl::StrCat("installing the restored checkpoint file: ",
+                                                       installed.message()));
   }
   STORE_RETURN_IF_ERROR(SyncDirectoryOf(checkpoint_path));
-  if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, options.path.c_str(), RENAME_NOREPLACE) !=
-      0) {
-    return absl::UnavailableError(
+  if (absl::Status installed = RenameNoReplace(staging, options.path); !installed.ok()) {
+    return absl::Status(
+        installed.code(),
         absl::StrCat("installing the restored log (its checkpoint file is in place at ",
                      checkpoint_path, ", the verified log at ", staging, "; move it to ",
-                     options.path, "): ", std::strerror(errno)));
+                     options.path, "): ", installed.message()));
   }
   STORE_RETURN_IF_ERROR(SyncDirectoryOf(options.path));
   std::filesystem::remove(verified_marker, ec);

@@ -85,7 +85,7 @@ step wang.qiang visit --visitors wang.qiang chen.jie --notes "met the village co
 expect_event 'sorted(e["field_visit_recorded"]["visitors"]) == ["chen.jie", "wang.qiang"]' "visit: visitors"
 step wang.qiang measure --description "cooperative registered" --category 1
 expect_event 'e["measure_completed"]["problem_category"] == "PROBLEM_CATEGORY_LEADERSHIP"' "measure: category 1"
-step wang.qiang funds --amount-fen 12345600 --source "city budget" --purpose "cooperative"
+step wang.qiang funds --amount-fen 012345600 --source "city budget" --purpose "cooperative"
 expect_event 'int(e["funds_provided"]["amount_fen"]) == 12345600 and e["funds_provided"]["source"] == "city budget"' "funds: amount in fen"
 step li.na replace --dept-id dept-finance --dept-name 市财政局 --dept-kind economic \
   --first-secretary wang.qiang --cadres liu.yang --plan "build a cooperative" \

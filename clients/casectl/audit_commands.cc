@@ -547,8 +547,14 @@ void AddAuditCommands(CLI::App* app, AuditCommandContext cx) {
       *shared->exit_code = kExitFailure;
       return;
     }
-    const int64_t first = last.from_position();
-    const int64_t end = last.to_position();  // as the server resolved it
+    // The range as the server resolved it; a server of before 2026-12-07 does not say, and
+    // its total then counts the last pass's positions (from 0 in a deep one).
+    int64_t first = last.from_position();
+    int64_t end = last.to_position();
+    if (end == 0 && last.total() > 0) {
+      first = v->from;
+      end = v->from == 0 || v->deep ? last.total() : v->from + last.total();
+    }
     if (*json_mode) {
       std::cout << Json(last) << "\n";
     } else if (last.ok()) {

@@ -435,7 +435,7 @@ int main(int argc, char** argv) {
     sub->add_option("--expected-version", expected_version,
                     "the version you last saw (see `casectl get`)")
         ->required()
-        ->check(casework::client::Version());
+        ->transform(casework::client::Version());
   };
   auto rid = [&] { return casework::client::CommandRequestId(request_id); };
 
@@ -636,7 +636,7 @@ int main(int argc, char** argv) {
   funds->add_option("case_id", fu_id, "case id")->required();
   funds->add_option("--amount-fen", fu_fen, "amount in fen (0.01 CNY), more than 0")
       ->required()
-      ->check(casework::client::PositiveAmount());
+      ->transform(casework::client::PositiveAmount());
   funds->add_option("--source", fu_source, "source of the funds");
   funds->add_option("--purpose", fu_purpose, "purpose");
   add_common(funds);

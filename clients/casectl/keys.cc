@@ -523,7 +523,7 @@ void AddKeyCommands(CLI::App* app, KeyCommandHooks hooks) {
   sign->add_option("--expected-version", s->expected_version,
                    "the case version you sign for (see `casectl get`)")
       ->required()
-      ->check(Version());
+      ->transform(Version());
   sign->add_option("--inspection-id", s->inspection_id, "the passed inspection")->required();
   sign->add_option("--latest", s->latest_hex,
                    "the leaf hash of the case's event at that version, 64 hex digits "
@@ -542,7 +542,7 @@ void AddKeyCommands(CLI::App* app, KeyCommandHooks hooks) {
       ->add_option("--expected-version", s->expected_version,
                    "the case version you checked and sign for (see `casectl get`)")
       ->required()
-      ->check(Version());
+      ->transform(Version());
   sign_off->add_option("--key", s->key_file, "sign now with this private key file");
   sign_off->add_option("--verify-with", s->verify_with,
                        "with --key: the log's verifier key; sign only once an inclusion proof "

@@ -298,9 +298,25 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RegisterApproverKey(
     return Finish(ctx, FromStoreStatus(version.status()));
   }
 
+  const std::shared_ptr<const Principals> looked_up_in = standing.principals();
   if (auto changed = standing.Revoked("the registration", "密钥登记", "was not made", "未进行")) {
     Release(key_id);
     return Finish(ctx, *changed);
+  }
+  if (standing.principals() != looked_up_in) {
+    // A reload meanwhile: the approver must still hold the level the key is registered at.
+    const workflow::Principal* approver = standing.principals()->Find(req->approver());
+    if (approver == nullptr || !approver->HasRole(workflow::Role::kApprover) ||
+        approver->approval_level != req->level()) {
+      Release(key_id);
+      return Finish(ctx,
+                    ErrorStatus(grpc::StatusCode::ABORTED, "PRINCIPAL_CHANGED", "approver",
+                                absl::StrCat("the principals were reloaded and \"", req->approver(),
+                                             "\" changed meanwhile; nothing was registered: "
+                                             "check the approver and retry"),
+                                absl::StrCat("人员名册已重新加载，\"", req->approver(),
+                                             "\" 已变更；未登记，请核对后重试")));
+    }
   }
   Event event = Envelope(stream, *version + 1, actor, clock_(), req->request_id());
   auto* body = event.mutable_approver_key_registered();
