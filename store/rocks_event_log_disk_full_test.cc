@@ -362,7 +362,33 @@ struct LogOnFullDiskFs {
     options.disk_reserve_bytes = 8u << 20;
     return options;
   }
+  // The log opened, with `events` one-event appends on stream "s" ("e" each).
+  absl::StatusOr<std::unique_ptr<RocksEventLog>> OpenWithEvents(int events) {
+    absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(Options());
+    if (!log.ok()) return log;
+    for (int i = 0; i < events; ++i) {
+      absl::StatusOr<AppendResult> appended =
+          (*log)->Append({.stream = "s", .expected_version = i, .events = {"e"}});
+      if (!appended.ok()) return appended.status();
+    }
+    return log;
+  }
 };
+
+// The backups in `dir` (RocksDB's list, kept or not by a checkpoint beside them).
+std::vector<rocksdb::BackupInfo> BackupsIn(const std::string& dir) {
+  std::vector<rocksdb::BackupInfo> backups;
+  rocksdb::BackupEngineReadOnly* raw = nullptr;
+  if (!rocksdb::BackupEngineReadOnly::Open(rocksdb::Env::Default(),
+                                           rocksdb::BackupEngineOptions(dir), &raw)
+           .ok()) {
+    ADD_FAILURE() << "cannot open the backups in " << dir;
+    return backups;
+  }
+  std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
+  engine->GetBackupInfo(&backups);
+  return backups;
+}
 
 // Waits (bounded) until the spare WAL file at `spare` is there (or, `there` false, gone);
 // whether it is.
@@ -675,11 +701,8 @@ TEST(RocksEventLogDiskFull, ADiskThatFillsUnderAZeroFilledWalLosesNoAcknowledged
 TEST(RocksEventLogDiskFull, ABackupWithoutRoomIsRefusedAndAppendsGoOn) {
   LogOnFullDiskFs disk;
   const std::shared_ptr<FullDiskFs>& fs = disk.fs;
-  absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(disk.Options());
+  absl::StatusOr<std::unique_ptr<RocksEventLog>> log = disk.OpenWithEvents(20);
   ASSERT_THAT(log, IsOk());
-  for (int i = 0; i < 20; ++i) {
-    ASSERT_THAT((*log)->Append({.stream = "s", .expected_version = i, .events = {"e"}}), IsOk());
-  }
   // Above the 8 MiB reserve, so appends are taken, but below the 10 MiB they resume from.
   fs->SetFreeBytes(9u << 20);
   absl::StatusOr<uint32_t> refused = (*log)->Backup(disk.dir.Sub("backups"));
@@ -688,21 +711,10 @@ TEST(RocksEventLogDiskFull, ABackupWithoutRoomIsRefusedAndAppendsGoOn) {
   EXPECT_NE(refused.status().message().find("no room for a backup"), std::string::npos)
       << refused.status();
   EXPECT_THAT((*log)->Append({.stream = "s", .expected_version = 20, .events = {"f"}}), IsOk());
-  const auto backups = [&] {
-    rocksdb::BackupEngineReadOnly* raw = nullptr;
-    EXPECT_TRUE(
-        rocksdb::BackupEngineReadOnly::Open(
-            rocksdb::Env::Default(), rocksdb::BackupEngineOptions(disk.dir.Sub("backups")), &raw)
-            .ok());
-    std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
-    std::vector<rocksdb::BackupInfo> infos;
-    if (engine != nullptr) engine->GetBackupInfo(&infos);
-    return infos.size();
-  };
-  EXPECT_EQ(backups(), 0u) << "a backup was taken";
+  EXPECT_EQ(BackupsIn(disk.dir.Sub("backups")).size(), 0u) << "a backup was taken";
   fs->SetFreeBytes(64u << 20);
   EXPECT_THAT((*log)->Backup(disk.dir.Sub("backups")), IsOk());
-  EXPECT_EQ(backups(), 1u);
+  EXPECT_EQ(BackupsIn(disk.dir.Sub("backups")).size(), 1u);
 }
 
 // A later backup copies only the table files no earlier backup there holds: it needs room
@@ -743,11 +755,8 @@ TEST(RocksEventLogDiskFull, ALaterBackupNeedsRoomOnlyForWhatItAdds) {
 TEST(RocksEventLogDiskFull, ABackupAcrossAResumeIsNotKept) {
   LogOnFullDiskFs disk;
   const std::shared_ptr<FullDiskFs>& fs = disk.fs;
-  absl::StatusOr<std::unique_ptr<RocksEventLog>> log = RocksEventLog::Open(disk.Options());
+  absl::StatusOr<std::unique_ptr<RocksEventLog>> log = disk.OpenWithEvents(20);
   ASSERT_THAT(log, IsOk());
-  for (int i = 0; i < 20; ++i) {
-    ASSERT_THAT((*log)->Append({.stream = "s", .expected_version = i, .events = {"e"}}), IsOk());
-  }
   fs->SetFreeBytes(64u << 20);
   // While the backup is checked: the disk fills (an append is refused), then room returns
   // and the log resumes.
@@ -772,14 +781,7 @@ TEST(RocksEventLogDiskFull, ABackupAcrossAResumeIsNotKept) {
   // Nothing of it is left for a restore to take: the next backup is the only one.
   absl::StatusOr<uint32_t> again = (*log)->Backup(disk.dir.Sub("backups"));
   ASSERT_THAT(again, IsOk());
-  rocksdb::BackupEngineReadOnly* raw = nullptr;
-  ASSERT_TRUE(
-      rocksdb::BackupEngineReadOnly::Open(
-          rocksdb::Env::Default(), rocksdb::BackupEngineOptions(disk.dir.Sub("backups")), &raw)
-          .ok());
-  std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
-  std::vector<rocksdb::BackupInfo> backups;
-  engine->GetBackupInfo(&backups);
+  const std::vector<rocksdb::BackupInfo> backups = BackupsIn(disk.dir.Sub("backups"));
   ASSERT_EQ(backups.size(), 1u);
   EXPECT_EQ(backups[0].backup_id, *again);
 }

@@ -119,6 +119,32 @@ class WatchTest : public ::testing::Test {
         grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args));
   }
 
+  // A watch whose client reads nothing (a fixed 64 KiB window); cancelled when it goes.
+  struct StalledWatch {
+    StalledWatch() = default;
+    StalledWatch(StalledWatch&&) = default;
+    ~StalledWatch() {
+      if (ctx == nullptr) return;
+      ctx->TryCancel();
+      (void)reader->Finish();
+    }
+    std::unique_ptr<v1::EventService::Stub> stub;
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<grpc::ClientReader<v1::WatchEventsResponse>> reader;
+  };
+  // Opens one by `identity` from position 0, and waits (bounded: 30 s) until the server
+  // holds a message it cannot send (counters().messages_ready 1).
+  StalledWatch OpenStalledWatch(const std::string& identity) {
+    StalledWatch w;
+    w.stub = FixedWindowStub();
+    w.ctx = Context(identity, 120);
+    w.reader = w.stub->WatchEvents(w.ctx.get(), v1::WatchEventsRequest());
+    for (int i = 0; i < 3000 && service_->counters().messages_ready.load() == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return w;
+  }
+
   static std::unique_ptr<grpc::ClientContext> Context(const std::string& identity,
                                                       int seconds = 60) {
     auto ctx = std::make_unique<grpc::ClientContext>();
@@ -565,14 +591,8 @@ TEST_F(WatchTest, ADrainCancelsAWatchWhoseClientStoppedReading) {
   options.drain_write_grace = absl::Seconds(3);
   Start(options);
   for (int i = 0; i < 600; ++i) CreateCase("s" + std::to_string(i), "dongshan", 2000);
-  auto stub = FixedWindowStub();
-  auto ctx = Context("auditor", 120);
-  auto reader = stub->WatchEvents(ctx.get(), v1::WatchEventsRequest());
+  StalledWatch stalled = OpenStalledWatch("auditor");
   const WatchCounters& c = service_->counters();
-  // Bounded: until the server holds a message it cannot send (or 30 s).
-  for (int i = 0; i < 3000 && c.messages_ready.load() == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
   ASSERT_EQ(c.messages_ready.load(), 1) << "the server never waited for the client";
   ASSERT_EQ(c.watches.load(), 1);
   service_->BeginDrain();
@@ -585,8 +605,6 @@ TEST_F(WatchTest, ADrainCancelsAWatchWhoseClientStoppedReading) {
   }
   EXPECT_EQ(c.watches.load(), 0) << "the stalled watch kept its place after the drain began";
   EXPECT_EQ(c.bytes_buffered.load(), 0);
-  ctx->TryCancel();
-  (void)reader->Finish();
 }
 
 // A reload that removes the caller while a message is being built: that message, which
@@ -624,14 +642,8 @@ TEST_F(WatchTest, AReloadEndsAWatchWhoseClientStoppedReading) {
   options.checkpoint_interval = absl::Milliseconds(200);
   Start(options);
   for (int i = 0; i < 300; ++i) CreateCase("s" + std::to_string(i), "dongshan", 2000);
-  auto stub = FixedWindowStub();
-  auto ctx = Context("east", 120);
-  auto reader = stub->WatchEvents(ctx.get(), v1::WatchEventsRequest());
+  StalledWatch stalled = OpenStalledWatch("east");
   const WatchCounters& c = service_->counters();
-  // Bounded: until the server holds a message it cannot send (or 30 s).
-  for (int i = 0; i < 3000 && c.messages_ready.load() == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
   ASSERT_EQ(c.messages_ready.load(), 1) << "the server never waited for the client";
   std::string without_east = kPrincipals;
   const std::string east_line =
@@ -650,8 +662,6 @@ TEST_F(WatchTest, AReloadEndsAWatchWhoseClientStoppedReading) {
   EXPECT_EQ(c.watches.load(), 0) << "the removed caller's stalled watch kept its place";
   EXPECT_EQ(c.messages_ready.load(), 0);
   EXPECT_EQ(c.bytes_buffered.load(), 0);
-  ctx->TryCancel();
-  (void)reader->Finish();
 }
 
 TEST_F(WatchTest, FiltersByStreamKindAndJurisdictionAndResumes) {
