@@ -145,6 +145,18 @@ class WatchTest : public ::testing::Test {
     return w;
   }
 
+  // The principals without "east", as a reload that removes it sets them.
+  static absl::StatusOr<std::shared_ptr<const Principals>> WithoutEast() {
+    std::string without_east = kPrincipals;
+    const std::string east_line =
+        R"(  {"id": "east", "roles": ["inspector"], "jurisdiction": "jiangcheng/dongshan"},
+)";
+    const size_t at = without_east.find(east_line);
+    if (at == std::string::npos) return absl::InternalError("no line of east in kPrincipals");
+    without_east.erase(at, east_line.size());
+    return Principals::Parse(without_east);
+  }
+
   static std::unique_ptr<grpc::ClientContext> Context(const std::string& identity,
                                                       int seconds = 60) {
     auto ctx = std::make_unique<grpc::ClientContext>();
@@ -611,14 +623,7 @@ TEST_F(WatchTest, ADrainCancelsAWatchWhoseClientStoppedReading) {
 // may hold events committed after the reload, is not sent, and the watch ends.
 TEST_F(WatchTest, AReloadWhileAMessageIsBuiltSendsNothingMore) {
   CreateCase("c1", "dongshan");
-  std::string without_east = kPrincipals;
-  const std::string east_line =
-      R"(  {"id": "east", "roles": ["inspector"], "jurisdiction": "jiangcheng/dongshan"},
-)";
-  const size_t at = without_east.find(east_line);
-  ASSERT_NE(at, std::string::npos);
-  without_east.erase(at, east_line.size());
-  auto reloaded = Principals::Parse(without_east);
+  auto reloaded = WithoutEast();
   ASSERT_TRUE(reloaded.ok()) << reloaded.status();
   std::atomic<int> built{0};
   service_->SetBuiltHookForTesting([&] {
@@ -645,14 +650,7 @@ TEST_F(WatchTest, AReloadEndsAWatchWhoseClientStoppedReading) {
   StalledWatch stalled = OpenStalledWatch("east");
   const WatchCounters& c = service_->counters();
   ASSERT_EQ(c.messages_ready.load(), 1) << "the server never waited for the client";
-  std::string without_east = kPrincipals;
-  const std::string east_line =
-      R"(  {"id": "east", "roles": ["inspector"], "jurisdiction": "jiangcheng/dongshan"},
-)";
-  const size_t at = without_east.find(east_line);
-  ASSERT_NE(at, std::string::npos);
-  without_east.erase(at, east_line.size());
-  auto reloaded = Principals::Parse(without_east);
+  auto reloaded = WithoutEast();
   ASSERT_TRUE(reloaded.ok()) << reloaded.status();
   holder_->Set(*reloaded);
   // Bounded: 20 s, against a deadline of 120 s.
