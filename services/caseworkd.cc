@@ -77,6 +77,7 @@ struct Flags {
   int closure_county_approvers_min = 1;
   bool record_principals = true;
   std::string backup_dir;
+  uint32_t backups_kept = 0;
   std::string restore_backup;
   bool rebuild_projections = false;
   bool start_without_checkpoint = false;
@@ -265,6 +266,11 @@ int main(int argc, char** argv) {
   app.add_option("--backup-dir", flags.backup_dir,
                  "where AdminService.CreateBackup puts verified backups (default: "
                  "<data-dir>/backups)");
+  app.add_option("--backups-kept", flags.backups_kept,
+                 "once a backup is kept, keep only this many newest backups in --backup-dir, "
+                 "deleting the older ones with their checkpoints; 0: keep them all")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 10000));
   CLI::Option* restore_option =
       app.add_option("--restore-backup", flags.restore_backup,
                      "restore the newest verified backup in this directory (one with its "
@@ -779,46 +785,47 @@ int main(int argc, char** argv) {
   const std::string backup_dir = flags.backup_dir.empty()
                                      ? (std::filesystem::path(flags.data_dir) / "backups").string()
                                      : flags.backup_dir;
-  admin_service.set_backup([&log, backup_dir](casework::v1::CreateBackupResponse* resp) {
-    auto id = (*log)->Backup(backup_dir);
-    if (!id.ok()) {
-      // For the operator too: a copy that does not verify says the live log may be
-      // damaged (and the copy is gone); a full disk or a stop says why none was kept.
-      spdlog::error("backup into {} failed: {}{}", backup_dir, id.status().ToString(),
-                    id.status().code() == absl::StatusCode::kDataLoss
-                        ? "; the copy of the live log did not verify: stop the server and run "
-                          "caseworkd --verify-offline on its data directory"
-                        : "");
-      return id.status();
-    }
-    // The checkpoint the backup was verified against, kept beside it.
-    const std::filesystem::path note_path =
-        std::filesystem::path(backup_dir) / ("checkpoint-" + std::to_string(*id));
-    std::ifstream in(note_path, std::ios::binary);
-    std::string note((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    auto opened = in.bad() || note.empty()
-                      ? absl::StatusOr<casework::store::Checkpoint>(absl::UnavailableError(
-                            absl::StrCat("cannot read ", note_path.string(), " back")))
-                      : casework::store::OpenCheckpoint(note, (*log)->CheckpointVerifier(),
-                                                        (*log)->CheckpointVerifier().name());
-    if (!opened.ok()) {
-      // The backup was kept and verified; only its answer could not be made.
-      spdlog::error(
-          "backup {} in {} was taken and verified, but its checkpoint could not be "
-          "read back: {}",
-          *id, backup_dir, opened.status().ToString());
-      return absl::InternalError(
-          absl::StrCat("backup ", *id, " in ", backup_dir,
-                       " was taken and verified, but its checkpoint file could not be read back (",
-                       opened.status().message(), "); look for checkpoint-", *id, " there"));
-    }
-    resp->set_backup_id(*id);
-    resp->set_checkpoint(note);
-    resp->set_tree_size(opened->size);
-    resp->set_directory(backup_dir);
-    spdlog::info("backup {} in {}: {} events, verified", *id, backup_dir, opened->size);
-    return absl::OkStatus();
-  });
+  admin_service.set_backup(
+      [&log, backup_dir, kept = flags.backups_kept](casework::v1::CreateBackupResponse* resp) {
+        auto id = (*log)->Backup(backup_dir, kept);
+        if (!id.ok()) {
+          // For the operator too: a copy that does not verify says the live log may be
+          // damaged (and the copy is gone); a full disk or a stop says why none was kept.
+          spdlog::error("backup into {} failed: {}{}", backup_dir, id.status().ToString(),
+                        id.status().code() == absl::StatusCode::kDataLoss
+                            ? "; the copy of the live log did not verify: stop the server and run "
+                              "caseworkd --verify-offline on its data directory"
+                            : "");
+          return id.status();
+        }
+        // The checkpoint the backup was verified against, kept beside it.
+        const std::filesystem::path note_path =
+            std::filesystem::path(backup_dir) / ("checkpoint-" + std::to_string(*id));
+        std::ifstream in(note_path, std::ios::binary);
+        std::string note((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        auto opened = in.bad() || note.empty()
+                          ? absl::StatusOr<casework::store::Checkpoint>(absl::UnavailableError(
+                                absl::StrCat("cannot read ", note_path.string(), " back")))
+                          : casework::store::OpenCheckpoint(note, (*log)->CheckpointVerifier(),
+                                                            (*log)->CheckpointVerifier().name());
+        if (!opened.ok()) {
+          // The backup was kept and verified; only its answer could not be made.
+          spdlog::error(
+              "backup {} in {} was taken and verified, but its checkpoint could not be "
+              "read back: {}",
+              *id, backup_dir, opened.status().ToString());
+          return absl::InternalError(absl::StrCat(
+              "backup ", *id, " in ", backup_dir,
+              " was taken and verified, but its checkpoint file could not be read back (",
+              opened.status().message(), "); look for checkpoint-", *id, " there"));
+        }
+        resp->set_backup_id(*id);
+        resp->set_checkpoint(note);
+        resp->set_tree_size(opened->size);
+        resp->set_directory(backup_dir);
+        spdlog::info("backup {} in {}: {} events, verified", *id, backup_dir, opened->size);
+        return absl::OkStatus();
+      });
 
   // The write mode, in the metrics, the health status and the log (the listener runs on a
   // store thread).

@@ -3108,7 +3108,7 @@ void RocksEventLog::SetBackupStepHookForTesting(std::function<void(std::string_v
   impl_->SetBackupStepHook(std::move(hook));
 }
 
-absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir) {
+absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir, uint32_t keep) {
   if (impl_->backups_stopped()) return BackupStopped();
   // One backup of the directory at a time across processes too (another server given
   // the same directory): held until this one is done, and taken before the engine opens
@@ -3152,6 +3152,24 @@ absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir) {
   std::string scratch;
   absl::StatusOr<uint32_t> id = BackupWith(*engine, backup_dir, &scratch);
   impl_->SetRunningBackup(nullptr);
+  if (id.ok() && keep > 0) {
+    // Every backup here is verified (the others were deleted above). The oldest beyond
+    // `keep` go: the checkpoint first, so that a stop in between leaves a backup no restore
+    // takes, which the next backup deletes.
+    std::vector<rocksdb::BackupInfo> all;
+    engine->GetBackupInfo(&all);
+    std::sort(all.begin(), all.end(),
+              [](const rocksdb::BackupInfo& a, const rocksdb::BackupInfo& b) {
+                return a.backup_id < b.backup_id;
+              });
+    for (size_t i = 0; i + keep < all.size(); ++i) {
+      const std::string note = absl::StrCat(backup_dir, "/checkpoint-", all[i].backup_id);
+      std::error_code ec;
+      std::filesystem::remove(note, ec);
+      if (ec || !SyncDirectoryOf(note).ok()) break;
+      if (!engine->DeleteBackup(all[i].backup_id).ok()) break;
+    }
+  }
   const bool stopped = !id.ok() && impl_->backups_stopped();
   // What a stopped copy left behind (a backup it had not finished).
   if (stopped) (void)engine->GarbageCollect();

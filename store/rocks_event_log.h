@@ -307,7 +307,10 @@ class RocksEventLog final : public EventLog {
   // need beyond), kDataLoss when the backup does not verify, kUnavailable on I/O
   // errors and once StopBackups was called, kFailedPrecondition while another backup of
   // this log is being taken (one at a time).
-  absl::StatusOr<uint32_t> Backup(const std::string& backup_dir);
+  // `keep` > 0: once this backup is kept, only the newest `keep` backups of the directory
+  // stay; the older ones go, each checkpoint file before its backup (a failure to delete
+  // leaves them to the next backup, and does not undo this one).
+  absl::StatusOr<uint32_t> Backup(const std::string& backup_dir, uint32_t keep = 0);
   // Stops the backup being taken, if any, and refuses every later one: for a server that
   // is shutting down. The backup returns kUnavailable (reason kRefusalShuttingDown) and
   // keeps nothing; its copy stops at the next chunk of a file it copies, checks or

@@ -630,6 +630,42 @@ TEST(RocksEventLogBackup, BackupVerifiesAndRestores) {
               StatusIs(absl::StatusCode::kFailedPrecondition));  // target exists
 }
 
+// With `keep`, a kept backup leaves the newest `keep` in the directory, each with its
+// checkpoint; the older go with theirs, and the newest restores.
+TEST(RocksEventLogBackup, OnlyTheNewestBackupsAreKeptWhenAsked) {
+  TempDir dir;
+  std::mt19937 rng(11);
+  auto log = MustOpen(LogOptions(dir, "log"));
+  std::vector<uint32_t> ids;
+  for (int round = 0; round < 4; ++round) {
+    Fill(*log, 10, absl::StrCat("r", round), rng);
+    absl::StatusOr<uint32_t> id = log->Backup(dir.Sub("backups"), /*keep=*/2);
+    ASSERT_THAT(id, IsOk());
+    ids.push_back(*id);
+  }
+  rocksdb::BackupEngineReadOnly* raw = nullptr;
+  ASSERT_TRUE(rocksdb::BackupEngineReadOnly::Open(
+                  rocksdb::Env::Default(), rocksdb::BackupEngineOptions(dir.Sub("backups")), &raw)
+                  .ok());
+  std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
+  std::vector<rocksdb::BackupInfo> kept;
+  engine->GetBackupInfo(&kept);
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[0].backup_id, ids[2]);
+  EXPECT_EQ(kept[1].backup_id, ids[3]);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(std::filesystem::exists(dir.Sub("backups") + "/checkpoint-" + std::to_string(ids[i])),
+              i >= 2)
+        << "backup " << ids[i];
+  }
+  engine.reset();
+  const int64_t size = log->Size();
+  log.reset();
+  RocksEventLog::Options restored = LogOptions(dir, "restored");
+  ASSERT_THAT(RocksEventLog::Restore(dir.Sub("backups"), restored), IsOk());
+  EXPECT_EQ(MustOpen(restored)->Size(), size);
+}
+
 // A backup whose verification was cut short has no checkpoint beside it: a restore takes
 // the newest one that has, names it, and takes an older one on request.
 TEST(RocksEventLogBackup, RestoreTakesTheNewestVerifiedBackupOrTheOneNamed) {

@@ -6,7 +6,7 @@
 # assisted again; a talk and a notice on the case and on its county; then the reads an
 # overseer makes (events, the case as of a position, the county report, the
 # accountability report, an inspection draw) and the administrator's key revocation and
-# backup. Each command's flags reach the server as meant: the state, the version and the
+# backups (the older one deleted, --backups-kept 1). Each command's flags reach the server as meant: the state, the version and the
 # recorded event are checked after each.
 # Usage: casectl_lifecycle_test.sh CASEWORKD CASECTL PRINCIPALS_JSON
 set -euo pipefail
@@ -23,7 +23,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 "$caseworkd" --listen 127.0.0.1:0 --insecure-plaintext --data-dir "$work/data" \
   --principals "$principals" --port-file "$work/port" --metrics-listen off \
-  --backup-dir "$work/backups" >"$work/caseworkd.log" 2>&1 &
+  --backup-dir "$work/backups" --backups-kept 1 >"$work/caseworkd.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do [[ -s $work/port ]] && break; sleep 0.1; done
 [[ -s $work/port ]] || { cat "$work/caseworkd.log"; fail "caseworkd did not start"; }
@@ -185,4 +185,8 @@ rc=0; as sun.li sign-off "$case_id" --expected-version "$(version)" --inspection
 as admin admin backup >"$work/backup.json"
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert int(d["tree_size"]) > 0, d' \
   "$work/backup.json" || fail "backup: $(cat "$work/backup.json")"
+# A second backup with --backups-kept 1: the first goes, with its checkpoint.
+as admin admin backup >"$work/backup2.json"
+kept=$(find "$work/backups" -maxdepth 1 -name 'checkpoint-*' | wc -l)
+[[ $kept == 1 ]] || fail "--backups-kept 1 left $kept checkpoints: $(ls "$work/backups")"
 echo "casectl: one case listed to reopened and assisted again ($final versions), its overseers' reads, a key revoked, a backup"
