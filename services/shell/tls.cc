@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -19,6 +20,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "grpc/grpc.h"
 #include "grpc/grpc_security.h"
 #include "grpc/grpc_security_constants.h"
@@ -143,17 +145,33 @@ absl::StatusOr<std::string> CheckSet(const std::string& cert_pem, const std::str
                                                    " expired on ", Utc(not_after),
                                                    "; clients would refuse it"));
   }
+  // Every certificate of the client CA file is trusted: each must be a CA, and each is
+  // named in the description (an expired one is said to be).
   auto ca_bio = Bio(ca_pem);
-  std::unique_ptr<X509, X509Free> ca(
-      ca_bio ? PEM_read_bio_X509(ca_bio.get(), nullptr, nullptr, nullptr) : nullptr);
-  if (!ca) {
+  std::vector<std::string> issuers;
+  while (ca_bio) {
+    std::unique_ptr<X509, X509Free> ca(PEM_read_bio_X509(ca_bio.get(), nullptr, nullptr, nullptr));
+    if (!ca) break;
+    if (X509_check_ca(ca.get()) <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the client CA file ", files.client_ca, " holds ", Subject(ca.get()),
+                       ", which is not a CA certificate (no CA basic constraint); give the CA "
+                       "that issues client certificates"));
+    }
+    const ASN1_TIME* ca_not_after = X509_get0_notAfter(ca.get());
+    issuers.push_back(X509_cmp_current_time(ca_not_after) <= 0
+                          ? absl::StrCat(Subject(ca.get()), " (expired on ", Utc(ca_not_after), ")")
+                          : Subject(ca.get()));
+  }
+  ERR_clear_error();  // the end of the file read as a failed read
+  if (issuers.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("the client CA file ", files.client_ca, " holds no readable certificate"));
   }
   std::tm tm{};
   *not_after_unix = ASN1_TIME_to_tm(not_after, &tm) == 1 ? static_cast<int64_t>(timegm(&tm)) : 0;
   return absl::StrCat("server certificate ", Subject(cert.get()), " valid until ", Utc(not_after),
-                      ", client certificates issued by ", Subject(ca.get()));
+                      ", client certificates issued by ", absl::StrJoin(issuers, "; "));
 }
 
 // What the fetcher of one port's credentials is given, for as long as gRPC's credentials

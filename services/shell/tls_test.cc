@@ -67,7 +67,7 @@ TEST(IdentityFromCertificate, OnePrincipalUriElseOneCommonName) {
 
 // The server's key must be its owner's alone: refused at start (and at a reload, which
 // loads the same way) when others may read it, accepted again once it is 0600.
-TEST(ReloadableTlsFiles, AKeyReadableByOthersIsRefused) {
+TEST(ReloadableTlsFiles, AKeyReadableByOthersAndAClientCaFileWithALeafAreRefused) {
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("cw-tls-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
@@ -88,6 +88,24 @@ TEST(ReloadableTlsFiles, AKeyReadableByOthersIsRefused) {
   auto loose = ReloadableTls::Load(files);
   EXPECT_EQ(loose.status().code(), absl::StatusCode::kFailedPrecondition) << loose.status();
   EXPECT_NE(loose.status().message().find("chmod 600"), std::string::npos) << loose.status();
+  std::filesystem::permissions(
+      files.key, std::filesystem::perms::group_read | std::filesystem::perms::others_read,
+      std::filesystem::perm_options::remove);
+
+  // The client CA file: every certificate in it is trusted, so each must be a CA, and
+  // each is named in the set's description.
+  const casework::testing::Pem second_ca =
+      casework::testing::SelfSigned({.common_name = "second ca", .is_ca = true});
+  casework::testing::WriteFile(files.client_ca, ca.certificate + second_ca.certificate);
+  auto two = ReloadableTls::Load(files);
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_NE((*two)->Describe().find("second ca"), std::string::npos) << (*two)->Describe();
+  const casework::testing::Pem leaf = casework::testing::Issue({.common_name = "a leaf"}, ca);
+  casework::testing::WriteFile(files.client_ca, ca.certificate + leaf.certificate);
+  auto with_leaf = ReloadableTls::Load(files);
+  EXPECT_EQ(with_leaf.status().code(), absl::StatusCode::kInvalidArgument) << with_leaf.status();
+  EXPECT_NE(with_leaf.status().message().find("not a CA certificate"), std::string::npos)
+      << with_leaf.status();
   std::filesystem::remove_all(dir);
 }
 
