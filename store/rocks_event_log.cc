@@ -2943,8 +2943,14 @@ absl::Status RestoreAndVerify(rocksdb::BackupEngineReadOnlyBase& engine, const s
     if (status.code() == absl::StatusCode::kNotFound ||
         status.code() == absl::StatusCode::kFailedPrecondition ||
         status.code() == absl::StatusCode::kInvalidArgument) {
-      status = absl::DataLossError(
-          absl::StrCat("backup ", id, " in ", dir, " does not verify: ", status.message()));
+      // A copy that does not open as a log of this build may be another build's (other
+      // column families or options): said, so that a good backup is not thrown away.
+      const bool maybe_other_build = status.code() != absl::StatusCode::kNotFound;
+      status = absl::DataLossError(absl::StrCat(
+          "backup ", id, " in ", dir, " does not verify: ", status.message(),
+          maybe_other_build ? "; if it was taken by another version of caseworkd, restore it "
+                              "with that version before discarding it"
+                            : ""));
     } else if (status.code() != absl::StatusCode::kDataLoss) {
       status = absl::Status(status.code(), absl::StrCat("restoring backup ", id, " of ", dir,
                                                         " (nothing was kept): ", status.message()));
