@@ -91,15 +91,26 @@ const Command& Wrap(const Request* req, CaseCommandResponse* resp, Command* loca
 
 CaseServiceImpl::CaseServiceImpl(CommandProcessor* processor, const Authenticator* auth)
     : processor_(processor), auth_(auth) {
-  // After the rules accepted an assignment (role, jurisdiction, fields): its people.
-  processor_->SetAcceptedCheck([auth](const Command& command) -> std::optional<grpc::Status> {
+  // After the rules accepted a command (role, jurisdiction, fields), just before it is
+  // appended: the caller still stands as authenticated (a reload since that removed or
+  // changed them applies nothing more in their name), and an assignment's people.
+  processor_->SetAcceptedCheck([auth](const workflow::Principal& actor,
+                                      const Command& command) -> std::optional<grpc::Status> {
+    const std::shared_ptr<const Principals> now = auth->CurrentPrincipals();
+    // The usual case costs a lookup: the actor is the entry of the set in force.
+    if (now->Find(actor.id) != &actor) {
+      if (auto changed = CallerStanding(auth, actor, nullptr)
+                             .Revoked("the command", "命令", "was not applied", "未执行")) {
+        return changed;
+      }
+    }
     if (!command.has_assign_assistance() && !command.has_replace_assignment()) {
       return std::nullopt;
     }
     const casework::v1::Assignment& assignment = command.has_assign_assistance()
                                                      ? command.assign_assistance().assignment()
                                                      : command.replace_assignment().assignment();
-    return ResemblingPerson(*auth->CurrentPrincipals(), assignment);
+    return ResemblingPerson(*now, assignment);
   });
   SetMessageAllocatorFor_CreateCase(&create_case_messages_);
   SetMessageAllocatorFor_GetCase(&get_case_messages_);

@@ -8,7 +8,9 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
+#include "absl/strings/str_format.h"
 #include "casework/v1/case_service.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -130,50 +132,80 @@ TEST_F(CaseReads, AnEventsPageEndsAtTheVersionItLoaded) {
   EXPECT_TRUE(second.next_page_token().empty());
 }
 
+// The principals of the processor tests below: the workflow cast's lister and reviewer.
+constexpr char kCastPrincipals[] = R"({"principals": [
+  {"id": "li.na", "roles": ["lister"], "jurisdiction": "city/east"},
+  {"id": "wang.fang", "roles": ["reviewer"], "jurisdiction": "city/east"}%s
+]})";
+
+// A command processor with the checks CaseServiceImpl installs on it, on a real log; the
+// commands run as the entries of the principals set in force, as an authenticated call's.
+class AcceptedChecks : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store::RocksEventLog::Options options;
+    options.path = dir_.Sub("log");
+    auto log = store::RocksEventLog::Open(options);
+    ASSERT_TRUE(log.ok()) << log.status();
+    log_ = *std::move(log);
+    processor_ = std::make_unique<CommandProcessor>(log_.get(), workflow::Policy{},
+                                                    [this] { return now_ += kHourMicros; });
+    holder_ = std::make_unique<PrincipalsHolder>(Set(""));
+    auth_ = std::make_unique<Authenticator>(holder_.get());
+    service_ = std::make_unique<CaseServiceImpl>(processor_.get(), auth_.get());
+  }
+
+  // kCastPrincipals with `extra` entries (each starting with a comma).
+  static std::shared_ptr<const Principals> Set(const std::string& extra) {
+    auto set = Principals::Parse(absl::StrFormat(kCastPrincipals, extra));
+    EXPECT_TRUE(set.ok()) << set.status();
+    return set.ok() ? *set : nullptr;
+  }
+
+  // Runs `command` as `who` (a principal as authenticated: its entry when it was looked up).
+  grpc::Status Run(const workflow::Principal& who, const v1::Command& command,
+                   v1::CaseCommandResponse* response) {
+    std::promise<grpc::Status> done;
+    processor_->Execute(who, kCaseId, command, response,
+                        [&done](grpc::Status s) { done.set_value(std::move(s)); });
+    return done.get_future().get();
+  }
+  const workflow::Principal& Entry(const std::string& id) {
+    principals_in_use_.push_back(holder_->Get());
+    return *principals_in_use_.back()->Find(id);
+  }
+
+  store::testing::TempDir dir_;
+  int64_t now_ = kStartMicros;
+  std::unique_ptr<store::RocksEventLog> log_;
+  std::unique_ptr<CommandProcessor> processor_;
+  std::unique_ptr<PrincipalsHolder> holder_;
+  std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<CaseServiceImpl> service_;
+  std::vector<std::shared_ptr<const Principals>> principals_in_use_;  // keeps entries alive
+};
+
 // The check of assigned people against the identities runs on a new decision only: a
 // retry of an assignment recorded before a reload added an identity its first secretary's
 // id resembles is answered as recorded, while a new assignment naming that id is refused.
-TEST(AssignedPeople, ARetryIsAnsweredAsRecordedAfterAReloadAddedAResemblingIdentity) {
-  store::testing::TempDir dir;
-  store::RocksEventLog::Options options;
-  options.path = dir.Sub("log");
-  auto log = store::RocksEventLog::Open(options);
-  ASSERT_TRUE(log.ok()) << log.status();
-  int64_t now = kStartMicros;
-  CommandProcessor processor(log->get(), workflow::Policy{}, [&now] { return now += kHourMicros; });
-  auto principals = Principals::Parse(kPrincipals);
-  ASSERT_TRUE(principals.ok()) << principals.status();
-  PrincipalsHolder holder(*principals);
-  Authenticator auth(&holder);
-  CaseServiceImpl service(&processor, &auth);  // installs the check on the processor
-  workflow::testing::Cast cast;
-  auto run = [&](const workflow::Principal& who, const v1::Command& command,
-                 v1::CaseCommandResponse* response) {
-    std::promise<grpc::Status> done;
-    processor.Execute(who, kCaseId, command, response,
-                      [&done](grpc::Status s) { done.set_value(std::move(s)); });
-    return done.get_future().get();
-  };
+TEST_F(AcceptedChecks, ARetryIsAnsweredAsRecordedAfterAReloadAddedAResemblingIdentity) {
+  const workflow::Principal& lister = Entry("li.na");
   v1::CaseCommandResponse response;
-  ASSERT_TRUE(run(cast.lister, workflow::testing::CreateCase(kStartMicros), &response).ok());
-  ASSERT_TRUE(run(cast.reviewer, workflow::testing::ReviewListing(1), &response).ok());
+  ASSERT_TRUE(Run(lister, workflow::testing::CreateCase(kStartMicros), &response).ok());
+  ASSERT_TRUE(Run(Entry("wang.fang"), workflow::testing::ReviewListing(1), &response).ok());
   const v1::Command assign = workflow::testing::AssignAssistance(2);
   ASSERT_EQ(assign.assign_assistance().assignment().first_secretary().person_id(), "zhang.wei");
   v1::CaseCommandResponse first;
-  grpc::Status status = run(cast.lister, assign, &first);
+  grpc::Status status = Run(lister, assign, &first);
   ASSERT_TRUE(status.ok()) << status.error_message();
   ASSERT_FALSE(first.replayed());
 
   // The reload: an identity of which "zhang.wei" is a variant.
-  auto reloaded = Principals::Parse(R"({"principals": [
-    {"id": "qian.hui", "roles": ["auditor"], "jurisdiction": "city"},
-    {"id": "Zhang_Wei", "roles": ["inspector"], "jurisdiction": "city/east"}
-  ]})");
-  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
-  holder.Set(*reloaded);
+  holder_->Set(
+      Set(R"(, {"id": "Zhang_Wei", "roles": ["inspector"], "jurisdiction": "city/east"})"));
 
   v1::CaseCommandResponse again;
-  status = run(cast.lister, assign, &again);
+  status = Run(lister, assign, &again);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_TRUE(again.replayed());
   ASSERT_EQ(again.events_size(), first.events_size());
@@ -181,10 +213,44 @@ TEST(AssignedPeople, ARetryIsAnsweredAsRecordedAfterAReloadAddedAResemblingIdent
 
   // A new decision naming the same id is checked against the set now served.
   v1::CaseCommandResponse replaced;
-  status = run(cast.lister, workflow::testing::ReplaceAssignment(3), &replaced);
+  status = Run(Entry("li.na"), workflow::testing::ReplaceAssignment(3), &replaced);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
   EXPECT_NE(status.error_message().find("Zhang_Wei"), std::string::npos) << status.error_message();
-  EXPECT_EQ((*log)->Size(), 3);
+  EXPECT_EQ(log_->Size(), 3);
+}
+
+// A command decided for a caller authenticated before a reload that removed or changed
+// them is not applied: the caller's standing is looked at again just before the append.
+// One the reload left as they were goes on.
+TEST_F(AcceptedChecks, ACommandOfACallerAReloadRemovedOrChangedIsNotApplied) {
+  const workflow::Principal& lister = Entry("li.na");
+  const workflow::Principal& reviewer = Entry("wang.fang");
+  v1::CaseCommandResponse response;
+  ASSERT_TRUE(Run(lister, workflow::testing::CreateCase(kStartMicros), &response).ok());
+  // The same people under a new set: the lister, unchanged, goes on.
+  holder_->Set(Set(R"(, {"id": "qian.hui", "roles": ["auditor"], "jurisdiction": "city"})"));
+  ASSERT_TRUE(Run(lister, workflow::testing::AmendListing(1, now_), &response).ok());
+  // The reviewer narrowed to another county: refused, nothing appended.
+  auto narrowed = Principals::Parse(R"({"principals": [
+    {"id": "li.na", "roles": ["lister"], "jurisdiction": "city/east"},
+    {"id": "wang.fang", "roles": ["reviewer"], "jurisdiction": "city/west"}
+  ]})");
+  ASSERT_TRUE(narrowed.ok()) << narrowed.status();
+  holder_->Set(*narrowed);
+  const int64_t size = log_->Size();
+  grpc::Status status = Run(reviewer, workflow::testing::ReviewListing(2), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << status.error_message();
+  EXPECT_NE(status.error_message().find("was not applied"), std::string::npos)
+      << status.error_message();
+  // Removed: refused as unknown.
+  auto removed = Principals::Parse(R"({"principals": [
+    {"id": "li.na", "roles": ["lister"], "jurisdiction": "city/east"}
+  ]})");
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  holder_->Set(*removed);
+  status = Run(reviewer, workflow::testing::ReviewListing(2), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
+  EXPECT_EQ(log_->Size(), size);
 }
 
 }  // namespace

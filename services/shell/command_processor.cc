@@ -325,7 +325,7 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
     return;
   }
   if (accepted_check_) {
-    if (std::optional<grpc::Status> refused = accepted_check_(command)) {
+    if (std::optional<grpc::Status> refused = accepted_check_(actor, command)) {
       std::move(done)(*std::move(refused));
       return;
     }

@@ -48,13 +48,12 @@ class CommandProcessor {
   [[nodiscard]] absl::StatusOr<casework::v1::Case> LoadCase(const std::string& case_id);
   // The same, parsed into `state` (cleared first).
   [[nodiscard]] absl::Status LoadCaseInto(const std::string& case_id, casework::v1::Case* state);
-  // A check of a command the rules accepted, run before it is appended (never for a retry
-  // of a recorded request, nor before the rules' own checks of role and jurisdiction): a
-  // status to answer instead of appending. Set before serving.
-  void SetAcceptedCheck(
-      std::function<std::optional<grpc::Status>(const casework::v1::Command&)> check) {
-    accepted_check_ = std::move(check);
-  }
+  // A check of a command the rules accepted for `actor`, run before it is appended (never
+  // for a retry of a recorded request, nor before the rules' own checks of role and
+  // jurisdiction): a status to answer instead of appending. Set before serving.
+  using AcceptedCheck = std::function<std::optional<grpc::Status>(const workflow::Principal& actor,
+                                                                  const casework::v1::Command&)>;
+  void SetAcceptedCheck(AcceptedCheck check) { accepted_check_ = std::move(check); }
   // Sets the position and the leaf hash of the latest event of a loaded case (neither is in
   // the stored row: a row is written before the log places its events). Nothing for
   // version 0.
@@ -92,7 +91,7 @@ class CommandProcessor {
   [[nodiscard]] store::EventLog* log() const { return log_; }
 
  private:
-  std::function<std::optional<grpc::Status>(const casework::v1::Command&)> accepted_check_;
+  AcceptedCheck accepted_check_;
   // For a sign-off that left `state` VERIFIED: what the closure still needs, in the answer.
   void SetClosureOutstanding(const casework::v1::Case& state,
                              casework::v1::CaseCommandResponse* response) const;
