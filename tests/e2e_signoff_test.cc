@@ -264,17 +264,8 @@ class SignOffTest : public ::testing::Test {
     return Do(identity, &v1::CaseService::Stub::SignOffClosure, req, resp);
   }
 
-  // The metrics text of the running server (its port is in its log).
-  std::string MetricsText() {
-    std::smatch m;
-    const std::string log = server_->log();
-    const std::regex re("metrics on http://127\\.0\\.0\\.1:([0-9]+)/metrics");
-    if (!std::regex_search(log, m, re)) return "";
-    httplib::Client http("127.0.0.1", std::stoi(m[1]));
-    http.set_connection_timeout(5);
-    auto res = http.Get("/metrics");
-    return res && res->status == 200 ? res->body : "";
-  }
+  // The metrics text of the running server.
+  std::string MetricsText() { return server_->MetricsText(); }
 
   TempDir dir_;
   std::unique_ptr<ServerProcess> server_;

@@ -287,6 +287,11 @@ TEST_F(SkeletonTest, GracefulStopEndsAnOpenWatch) {
   v1::WatchEventsResponse message;
   ASSERT_TRUE(reader->Read(&message));  // admitted: caught up with the empty log
   EXPECT_TRUE(message.caught_up());
+  // The event stream in the metrics: the open watch, the message sent, the buffer.
+  const std::string metrics = server.MetricsText();
+  EXPECT_NE(metrics.find("\ncasework_watches_open 1\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\ncasework_watch_buffered_bytes "), std::string::npos) << metrics;
+  EXPECT_EQ(metrics.find("\ncasework_watch_messages_sent_total 0\n"), std::string::npos) << metrics;
   grpc::Status ended;
   std::thread drain_reader([&] {
     v1::WatchEventsResponse more;

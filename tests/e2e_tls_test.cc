@@ -111,19 +111,8 @@ class TlsTest : public ::testing::Test {
     return c.cases().GetCase(ctx.get(), req, &resp);
   }
 
-  // The metrics text of the running server (plain HTTP; its port is in its log).
-  std::string MetricsText() {
-    std::smatch m;
-    const std::string log = server_->log();
-    if (!std::regex_search(log, m,
-                           std::regex("metrics on http://127\\.0\\.0\\.1:([0-9]+)/metrics"))) {
-      return "";
-    }
-    httplib::Client http("127.0.0.1", std::stoi(m[1]));
-    http.set_connection_timeout(5);
-    auto res = http.Get("/metrics");
-    return res && res->status == 200 ? res->body : "";
-  }
+  // The metrics text of the running server.
+  std::string MetricsText() { return server_->MetricsText(); }
 
   // The value of a metric line `name` (with its labels) in `text`; -1 when absent.
   static int64_t Metric(const std::string& text, const std::string& name) {

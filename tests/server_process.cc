@@ -10,8 +10,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <thread>
+
+#include "httplib.h"
 
 #ifndef CASEWORKD_PATH
 #error "CASEWORKD_PATH must name the caseworkd binary"
@@ -81,6 +84,19 @@ std::string ServerProcess::log() const {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+std::string ServerProcess::MetricsText() const {
+  std::smatch m;
+  const std::string text = log();
+  if (!std::regex_search(text, m,
+                         std::regex("metrics on http://127\\.0\\.0\\.1:([0-9]+)/metrics"))) {
+    return "";
+  }
+  httplib::Client http("127.0.0.1", std::stoi(m[1]));
+  http.set_connection_timeout(5);
+  auto res = http.Get("/metrics");
+  return res && res->status == 200 ? res->body : "";
 }
 
 bool ServerProcess::Start() {

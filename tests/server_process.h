@@ -40,6 +40,9 @@ class ServerProcess {
   [[nodiscard]] pid_t pid() const { return pid_; }
   [[nodiscard]] const std::string& error() const { return error_; }
   [[nodiscard]] std::string log() const;
+  // The Prometheus text of the server's /metrics (its port is in its log); "" when it
+  // serves none or does not answer.
+  [[nodiscard]] std::string MetricsText() const;
 
  private:
   std::filesystem::path data_dir_;

@@ -162,6 +162,11 @@ void Metrics::SetLogMemorySource(MemorySource source) {
   log_memory_ = std::move(source);
 }
 
+void Metrics::SetWatchSource(WatchSource source) {
+  absl::MutexLock lock(&mu_);
+  watches_ = std::move(source);
+}
+
 namespace {
 
 // The process's resident memory now and at its peak (VmRSS, VmHWM), in bytes; -1 when
@@ -282,6 +287,35 @@ std::string Metrics::Render() const {
     for (const auto& [part, bytes] : log_memory_()) {
       absl::StrAppend(&out, "casework_log_memory_bytes{part=\"", part, "\"} ", bytes, "\n");
     }
+  }
+  if (watches_) {
+    const WatchFigures w = watches_();
+    const auto gauge = [&out](const char* name, const char* help, int64_t value) {
+      absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " gauge\n", name, " ",
+                      value, "\n");
+    };
+    const auto counter = [&out](const char* name, const char* help, int64_t value) {
+      absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " counter\n", name, " ",
+                      value, "\n");
+    };
+    gauge("casework_watches_open", "WatchEvents streams open now.", w.open);
+    gauge("casework_watch_buffered_bytes",
+          "Bytes of WatchEvents messages in flight or prepared, all streams together (bounded "
+          "by --watch-buffer-mib).",
+          w.bytes_buffered);
+    gauge("casework_watch_buffered_bytes_peak",
+          "The highest casework_watch_buffered_bytes since start.", w.bytes_buffered_peak);
+    counter("casework_watch_messages_sent_total", "WatchEvents messages written to clients.",
+            w.messages_sent);
+    counter("casework_watch_sent_bytes_total", "Bytes of those messages.", w.bytes_sent);
+    counter("casework_watch_read_aheads_withheld_total",
+            "Times a stream prepared no next message because the buffer budget was spent.",
+            w.read_aheads_withheld);
+    counter("casework_watch_messages_cut_to_budget_total",
+            "Messages built smaller than their cap because the buffer budget was short.",
+            w.messages_cut_to_budget);
+    counter("casework_watch_catch_up_throttled_total",
+            "Times a stream catching up waited for the catch-up rate.", w.catch_up_throttled);
   }
   const auto [rss, peak] = ResidentBytes();
   if (rss >= 0) {
