@@ -143,8 +143,7 @@ TEST_F(BackupTest, BackupVerifiesRestoreHoldsExactlyItAndDamageIsRefused) {
   // The operator is told that checkpoints signed past the backup's 30 events are forked
   // from what the restored server signs next.
   const std::string restore_log = ReadText(dir_.path() / "restore.log");
-  EXPECT_NE(restore_log.find("the restored log holds 30 events"), std::string::npos)
-      << restore_log;
+  EXPECT_NE(restore_log.find("the restored log holds 30 events"), std::string::npos) << restore_log;
   EXPECT_NE(restore_log.find("will see the log as forked"), std::string::npos) << restore_log;
   // Over an existing log: not the backup's fault (exit 4, not 3).
   EXPECT_EQ(Restore(backups, restored), 4) << ReadText(dir_.path() / "restore.log");
