@@ -767,18 +767,7 @@ int main(int argc, char** argv) {
           .buffered_bytes_max = flags.watch_buffer_mib << 20,
           .watches_per_principal_max = static_cast<size_t>(flags.watches_per_identity_max),
           .catch_up_bytes_per_second = flags.watch_catch_up_mib_per_second << 20});
-  metrics.SetWatchSource([&event_service] {
-    const casework::shell::WatchCounters& c = event_service.counters();
-    return casework::shell::Metrics::WatchFigures{
-        .open = c.watches.load(std::memory_order_relaxed),
-        .bytes_buffered = c.bytes_buffered.load(std::memory_order_relaxed),
-        .bytes_buffered_peak = c.bytes_buffered_peak.load(std::memory_order_relaxed),
-        .messages_sent = c.messages_sent.load(std::memory_order_relaxed),
-        .bytes_sent = c.bytes_sent.load(std::memory_order_relaxed),
-        .read_aheads_withheld = c.read_aheads_withheld.load(std::memory_order_relaxed),
-        .messages_cut_to_budget = c.messages_cut_to_budget.load(std::memory_order_relaxed),
-        .catch_up_throttled = c.catch_up_throttled.load(std::memory_order_relaxed)};
-  });
+  metrics.SetWatchCounters(&event_service.counters());
   casework::shell::AuditServiceImpl audit_service(
       log->get(), &auth, casework::shell::DeepVerifyOptions{.policy = policy},
       casework::shell::AuditOptions{.fold_state_bytes_max =
@@ -937,7 +926,7 @@ int main(int argc, char** argv) {
         "certificate and key may not be a pair (gRPC's own message above says which)",
         flags.listen);
     metrics.SetLogMemorySource(nullptr);  // the metrics server may be serving
-    metrics.SetWatchSource(nullptr);
+    metrics.SetWatchCounters(nullptr);
     log->reset();  // before the health and commit listeners' targets go
     return 4;
   }
@@ -1032,7 +1021,7 @@ int main(int argc, char** argv) {
   // The metrics server outlives the log: it must stop asking the log for its memory first
   // (a scrape holds the metrics' lock while it asks).
   metrics.SetLogMemorySource(nullptr);
-  metrics.SetWatchSource(nullptr);  // before the event service goes
+  metrics.SetWatchCounters(nullptr);  // before the event service goes
   // Answers handed off the log's commit thread (racing retries, then receipts, which a
   // retry's answer may ask for): none is left once every call has finished, but they
   // read the log, so they are stopped before it closes.

@@ -1247,9 +1247,7 @@ void RocksEventLog::Impl::CheckpointerLoop() {
 }
 
 absl::Status RocksEventLog::Impl::CheckBackupRoom(const std::string& backup_dir) const {
-  uint64_t tables = 0;
   uint64_t memtables = 0;
-  (void)db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kTotalSstFilesSize, &tables);
   (void)db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables, &memtables);
   // What the backup copies: the table files an earlier backup does not hold already (the
   // engine shares them, named "<number>_s<session>_<size>.sst" in shared_checksum), and
@@ -1264,8 +1262,10 @@ absl::Status RocksEventLog::Impl::CheckBackupRoom(const std::string& backup_dir)
   }
   std::vector<rocksdb::LiveFileMetaData> live;
   db_->GetLiveFilesMetaData(&live);
+  uint64_t tables = 0;
   uint64_t new_bytes = memtables;
   for (const rocksdb::LiveFileMetaData& file : live) {
+    tables += file.size;
     std::string base = file.name;  // "/000123.sst"
     if (!base.empty() && base.front() == '/') base.erase(0, 1);
     if (base.size() > 4 && base.ends_with(".sst")) base.resize(base.size() - 4);
@@ -2697,12 +2697,12 @@ absl::StatusOr<bool> PathExists(const std::string& path) {
   return exists;
 }
 
-// An advisory lock (flock) on <backup dir>/LOCK, released when destroyed (or when the
-// process ends): a second server given the same backup directory waits its turn instead
-// of deleting the first one's backup in progress.
-class BackupDirLock {
+// An advisory lock (flock) on a file, released when destroyed (or when the process ends):
+// on <backup dir>/LOCK, so that a second server given the same backup directory waits its
+// turn instead of deleting the first one's backup in progress; beside a restore's target.
+class FileLock {
  public:
-  static absl::StatusOr<BackupDirLock> Take(const std::string& dir) {
+  static absl::StatusOr<FileLock> Take(const std::string& dir) {
     return TakeFile(absl::StrCat(dir, "/LOCK"),
                     absl::StrCat("another process is taking a backup into ", dir,
                                  "; take one at a time, and give each server a backup "
@@ -2710,7 +2710,7 @@ class BackupDirLock {
   }
   // An advisory lock on the file at `path` (made if missing), held until destroyed;
   // kFailedPrecondition saying `busy` while another holds it.
-  static absl::StatusOr<BackupDirLock> TakeFile(const std::string& path, std::string busy) {
+  static absl::StatusOr<FileLock> TakeFile(const std::string& path, std::string busy) {
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
       return absl::UnavailableError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
@@ -2721,16 +2721,16 @@ class BackupDirLock {
       if (error == EWOULDBLOCK) return absl::FailedPreconditionError(std::move(busy));
       return absl::UnavailableError(absl::StrCat("cannot lock ", path, ": ", std::strerror(error)));
     }
-    return BackupDirLock(fd);
+    return FileLock(fd);
   }
-  BackupDirLock(BackupDirLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  BackupDirLock& operator=(BackupDirLock&&) = delete;
-  ~BackupDirLock() {
+  FileLock(FileLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  FileLock& operator=(FileLock&&) = delete;
+  ~FileLock() {
     if (fd_ >= 0) ::close(fd_);  // releases the lock
   }
 
  private:
-  explicit BackupDirLock(int fd) : fd_(fd) {}
+  explicit FileLock(int fd) : fd_(fd) {}
   int fd_;
 };
 
@@ -3127,7 +3127,7 @@ absl::StatusOr<uint32_t> RocksEventLog::Backup(const std::string& backup_dir, ui
           absl::StrCat("cannot make the backup directory ", backup_dir, ": ", ec.message()));
     }
   }
-  STORE_ASSIGN_OR_RETURN(BackupDirLock dir_lock, BackupDirLock::Take(backup_dir));
+  STORE_ASSIGN_OR_RETURN(FileLock dir_lock, FileLock::Take(backup_dir));
   STORE_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngine> engine,
                          OpenBackupEngine(backup_dir));
   if (!impl_->SetRunningBackup(engine.get())) {
@@ -3358,10 +3358,10 @@ absl::Status RocksEventLog::Restore(const std::string& backup_dir, const Options
     const std::filesystem::path parent = std::filesystem::path(options.path).parent_path();
     if (!parent.empty()) std::filesystem::create_directories(parent, ec);
   }
-  STORE_ASSIGN_OR_RETURN(BackupDirLock restoring,
-                         BackupDirLock::TakeFile(options.path + ".restore.lock",
-                                                 absl::StrCat("another restore into ", options.path,
-                                                              " is under way; let it finish")));
+  STORE_ASSIGN_OR_RETURN(FileLock restoring,
+                         FileLock::TakeFile(options.path + ".restore.lock",
+                                            absl::StrCat("another restore into ", options.path,
+                                                         " is under way; let it finish")));
   STORE_ASSIGN_OR_RETURN(const bool target_exists, PathExists(options.path));
   if (target_exists) {
     return absl::FailedPreconditionError(

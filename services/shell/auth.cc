@@ -138,13 +138,11 @@ std::string IdentityForLog(grpc::ServerContextBase* context, CertificateIdentity
   // Under TLS the certificate's identity only, whatever the headers say (a certificate
   // naming no identity logs "-", never a header's name).
   if (const auto auth_context = context->auth_context(); auth_context != nullptr) {
-    for (const grpc::string_ref& type :
-         auth_context->FindPropertyValues(GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME)) {
-      if (type == GRPC_SSL_TRANSPORT_SECURITY_TYPE) {
-        return ForLog(IdentityFromPeer(*auth_context, from).value_or("-"));
-      }
-    }
-    if (auth_context->IsPeerAuthenticated()) {
+    const auto types = auth_context->FindPropertyValues(GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME);
+    const bool tls = std::any_of(types.begin(), types.end(), [](const grpc::string_ref& type) {
+      return type == GRPC_SSL_TRANSPORT_SECURITY_TYPE;
+    });
+    if (tls || auth_context->IsPeerAuthenticated()) {
       return ForLog(IdentityFromPeer(*auth_context, from).value_or("-"));
     }
   }

@@ -162,9 +162,9 @@ void Metrics::SetLogMemorySource(MemorySource source) {
   log_memory_ = std::move(source);
 }
 
-void Metrics::SetWatchSource(WatchSource source) {
+void Metrics::SetWatchCounters(const WatchCounters* counters) {
   absl::MutexLock lock(&mu_);
-  watches_ = std::move(source);
+  watches_ = counters;
 }
 
 namespace {
@@ -288,8 +288,8 @@ std::string Metrics::Render() const {
       absl::StrAppend(&out, "casework_log_memory_bytes{part=\"", part, "\"} ", bytes, "\n");
     }
   }
-  if (watches_) {
-    const WatchFigures w = watches_();
+  if (watches_ != nullptr) {
+    const WatchCounters& w = *watches_;
     const auto gauge = [&out](const char* name, const char* help, int64_t value) {
       absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " gauge\n", name, " ",
                       value, "\n");
@@ -298,24 +298,25 @@ std::string Metrics::Render() const {
       absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " counter\n", name, " ",
                       value, "\n");
     };
-    gauge("casework_watches_open", "WatchEvents streams open now.", w.open);
+    gauge("casework_watches_open", "WatchEvents streams open now.", w.watches.load());
     gauge("casework_watch_buffered_bytes",
           "Bytes of WatchEvents messages in flight or prepared, all streams together (bounded "
           "by --watch-buffer-mib).",
-          w.bytes_buffered);
+          w.bytes_buffered.load());
     gauge("casework_watch_buffered_bytes_peak",
-          "The highest casework_watch_buffered_bytes since start.", w.bytes_buffered_peak);
+          "The highest casework_watch_buffered_bytes since start.", w.bytes_buffered_peak.load());
     counter("casework_watch_messages_sent_total", "WatchEvents messages written to clients.",
-            w.messages_sent);
-    counter("casework_watch_sent_bytes_total", "Bytes of those messages.", w.bytes_sent);
+            w.messages_sent.load());
+    counter("casework_watch_sent_bytes_total", "Bytes of those messages.", w.bytes_sent.load());
     counter("casework_watch_read_aheads_withheld_total",
             "Times a stream prepared no next message because the buffer budget was spent.",
-            w.read_aheads_withheld);
+            w.read_aheads_withheld.load());
     counter("casework_watch_messages_cut_to_budget_total",
             "Messages built smaller than their cap because the buffer budget was short.",
-            w.messages_cut_to_budget);
+            w.messages_cut_to_budget.load());
     counter("casework_watch_catch_up_throttled_total",
-            "Times a stream catching up waited for the catch-up rate.", w.catch_up_throttled);
+            "Times a stream catching up waited for the catch-up rate.",
+            w.catch_up_throttled.load());
   }
   const auto [rss, peak] = ResidentBytes();
   if (rss >= 0) {

@@ -21,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/support/server_interceptor.h"
 #include "services/shell/tls.h"
+#include "services/shell/watch_counters.h"
 
 namespace httplib {
 class Server;
@@ -85,19 +86,9 @@ class Metrics {
   // what it reads is destroyed.
   using MemorySource = std::function<std::vector<std::pair<std::string, int64_t>>()>;
   void SetLogMemorySource(MemorySource source);
-  // The event stream's figures, read at each scrape the same way (nullptr: none).
-  struct WatchFigures {
-    int64_t open = 0;
-    int64_t bytes_buffered = 0;
-    int64_t bytes_buffered_peak = 0;
-    int64_t messages_sent = 0;
-    int64_t bytes_sent = 0;
-    int64_t read_aheads_withheld = 0;
-    int64_t messages_cut_to_budget = 0;
-    int64_t catch_up_throttled = 0;
-  };
-  using WatchSource = std::function<WatchFigures()>;
-  void SetWatchSource(WatchSource source);
+  // The event stream's counters, read at each scrape; they must outlive the metrics
+  // server's scrapes, or be cleared (nullptr) before they go.
+  void SetWatchCounters(const WatchCounters* counters);
 
   // The Prometheus text exposition.
   [[nodiscard]] std::string Render() const;
@@ -114,7 +105,7 @@ class Metrics {
   absl::flat_hash_map<std::string, std::unique_ptr<MethodStats>> methods_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int64_t> refusals_ ABSL_GUARDED_BY(mu_);
   MemorySource log_memory_ ABSL_GUARDED_BY(mu_);
-  WatchSource watches_ ABSL_GUARDED_BY(mu_);
+  const WatchCounters* watches_ ABSL_GUARDED_BY(mu_) = nullptr;
   Histogram batch_events_;
   std::atomic<int64_t> batches_{0};
   std::atomic<int64_t> log_size_{0};
