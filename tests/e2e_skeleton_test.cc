@@ -287,8 +287,16 @@ TEST_F(SkeletonTest, GracefulStopEndsAnOpenWatch) {
   v1::WatchEventsResponse message;
   ASSERT_TRUE(reader->Read(&message));  // admitted: caught up with the empty log
   EXPECT_TRUE(message.caught_up());
-  // The event stream in the metrics: the open watch, the message sent, the buffer.
-  const std::string metrics = server.MetricsText();
+  // The event stream in the metrics: the open watch, the message sent, the buffer. The
+  // client may read the message before the server's write completes and is counted, so
+  // the scrape is repeated (at most 10 s) until the count is there.
+  std::string metrics = server.MetricsText();
+  for (int i = 0;
+       i < 100 && metrics.find("\ncasework_watch_messages_sent_total 0\n") != std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    metrics = server.MetricsText();
+  }
   EXPECT_NE(metrics.find("\ncasework_watches_open 1\n"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("\ncasework_watch_buffered_bytes "), std::string::npos) << metrics;
   EXPECT_EQ(metrics.find("\ncasework_watch_messages_sent_total 0\n"), std::string::npos) << metrics;
