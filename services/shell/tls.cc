@@ -377,7 +377,10 @@ bool IsLocalOnlyAddress(std::string_view listen) {
     return (ntohl(v4.s_addr) >> 24) == 127;
   }
   in6_addr v6{};
-  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6) != 0;
+  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_V4MAPPED(&v6)) return v6.s6_addr[12] == 127;  // ::ffff:127.x.y.z
+    return IN6_IS_ADDR_LOOPBACK(&v6) != 0;
+  }
   return false;  // another name, or none (":7070" serves every address)
 }
 

@@ -13,9 +13,9 @@ namespace casework::shell {
 namespace {
 
 TEST(LocalOnlyAddress, LoopbackHostsAndUnixSocketsOnly) {
-  for (const char* local :
-       {"127.0.0.1:7070", "127.0.0.1:0", "127.8.9.10:1", "localhost:7070", "[::1]:7070",
-        "ipv4:127.0.0.1:7070", "ipv6:[::1]:7070", "unix:/tmp/cw.sock", "unix-abstract:cw"}) {
+  for (const char* local : {"127.0.0.1:7070", "127.0.0.1:0", "127.8.9.10:1", "localhost:7070",
+                            "[::1]:7070", "[::ffff:127.0.0.1]:7070", "ipv4:127.0.0.1:7070",
+                            "ipv6:[::1]:7070", "unix:/tmp/cw.sock", "unix-abstract:cw"}) {
     EXPECT_TRUE(IsLocalOnlyAddress(local)) << local;
   }
   for (const char* open :
