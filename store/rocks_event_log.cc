@@ -378,6 +378,19 @@ class RocksEventLog::Impl {
     return queue_.size();
   }
   absl::Status DamageEvent(int64_t position);
+  bool FlushesUnderWay() const {
+    uint64_t value = 0;
+    if (db_->GetIntProperty(rocksdb::DB::Properties::kNumRunningFlushes, &value) && value > 0) {
+      return true;
+    }
+    for (rocksdb::ColumnFamilyHandle* handle : handles_) {
+      if (db_->GetIntProperty(handle, rocksdb::DB::Properties::kMemTableFlushPending, &value) &&
+          value > 0) {
+        return true;
+      }
+    }
+    return false;
+  }
 
   TreeHead Head() const {
     absl::MutexLock lock(&head_mu_);
@@ -3030,6 +3043,7 @@ void RocksEventLog::SetCommitListener(std::function<void(int64_t)> listener) {
 }
 void RocksEventLog::PauseCommitsForTesting(bool paused) { impl_->Pause(paused); }
 size_t RocksEventLog::QueuedAppendsForTesting() const { return impl_->Queued(); }
+bool RocksEventLog::FlushesUnderWayForTesting() const { return impl_->FlushesUnderWay(); }
 absl::Status RocksEventLog::DamageEventForTesting(int64_t position) {
   return impl_->DamageEvent(position);
 }

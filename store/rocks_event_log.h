@@ -358,6 +358,8 @@ class RocksEventLog final : public EventLog {
   void PauseCommitsForTesting(bool paused);
   // Appends queued and not yet taken into a batch (with commits paused: all of them).
   size_t QueuedAppendsForTesting() const;
+  // Whether a memtable flush is running or due in any column family.
+  bool FlushesUnderWayForTesting() const;
   // Flips a bit of the stored event at `position` behind the log's back (synced), as
   // damaged storage would: tests of what the log does when it reads back other bytes.
   absl::Status DamageEventForTesting(int64_t position);

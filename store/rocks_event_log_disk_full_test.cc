@@ -226,7 +226,17 @@ void RunFills(bool hidden, int trials, int fills_per_trial) {
       for (std::thread& t : writers) t.join();
       EXPECT_TRUE(bad_refusals.empty()) << bad_refusals.front();
       // A fill can take two turns: the guard refuses, and a flush that was due fails in
-      // RocksDB meanwhile, whose error the first write after the guard lifts meets.
+      // RocksDB meanwhile, whose error the first write after the guard lifts meets. Such a
+      // second turn resumes by itself (RocksDB's recovery may take seconds), and the mode
+      // listener runs after the state changed: wait for both (bounded: 30 s).
+      for (int i = 0; i < 3000; ++i) {
+        const RocksEventLog::WriteState now = log.GetWriteState();
+        if (now.mode == Mode::kWritable && now.resumed_count == now.disk_full_count &&
+            transitions.load() == 2 * now.disk_full_count) {
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
       const RocksEventLog::WriteState state = log.GetWriteState();
       EXPECT_GE(state.disk_full_count, kFillsPerTrial);
       EXPECT_EQ(state.resumed_count, state.disk_full_count);
@@ -635,10 +645,13 @@ TEST(RocksEventLogDiskFull, ADiskThatFillsUnderAZeroFilledWalLosesNoAcknowledged
   }
   ASSERT_TRUE(newest_wal_in_zeros()) << "no WAL file was written over a spare";
   ASSERT_TRUE(AwaitSpare(spare));
-  // The flush that the last memtable switch began has had time to end (a flush under way
-  // when the disk fills fails at once, before any append goes into the zeros; the check
-  // below would then fail although the log is right).
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // The flush that the last memtable switch began has ended (a flush under way when the
+  // disk fills fails at once, before any append goes into the zeros; the check below would
+  // then fail although the log is right). Bounded: 30 s.
+  for (int i = 0; i < 3000 && (*log)->FlushesUnderWayForTesting(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_FALSE((*log)->FlushesUnderWayForTesting()) << "a flush did not end within 30 s";
   const int64_t before_full = version;
 
   // Full, while the guard sees room: only writes into space a file already holds land.
