@@ -459,6 +459,17 @@ TEST_F(SignOffTest, EnrollmentChecksCallerKeyAndApprover) {
   ASSERT_TRUE(Revoke("admin", "approver.county", resp.key_id(), "laptop lost").ok());
   EXPECT_REFUSED(Register("admin", "approver.county", pk, v1::APPROVAL_LEVEL_COUNTY, &again),
                  ALREADY_EXISTS, "KEY_ALREADY_REGISTERED");
+  // Refused keys are refused attempts whatever their status code.
+  const std::string metrics = MetricsText();
+  EXPECT_NE(metrics.find("casework_refused_attempts_total{reason=\"KEY_ALREADY_REGISTERED\"} 2\n"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("casework_refused_attempts_total{reason=\"KEY_UNKNOWN\"} 1\n"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(server_->log().find("code=ALREADY_EXISTS reason=KEY_ALREADY_REGISTERED"),
+            std::string::npos)
+      << server_->log();
 }
 
 TEST_F(SignOffTest, TwoSignedSignOffsCloseTheCaseAndEveryBadSignatureIsRefused) {

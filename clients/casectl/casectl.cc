@@ -4,8 +4,9 @@
 // response messages as JSON (one object per line) for scripts.
 // Exit codes: 0 done; 1 the server refused (the reason is printed); 2 usage error;
 // 3 the outcome is unknown: no answer (the server unreachable, the connection lost, the
-// deadline passed) or the server unavailable (read-only, shutting down); 4 not
-// verified, or any other failure.
+// deadline passed) or the server unavailable (read-only, shutting down); 4 nothing could
+// be checked (a proof not had, a file unreadable), or any other failure; 5 a check was
+// made and failed (a signature, a proof, a verification, an export).
 #include <unistd.h>
 
 #include <cstdio>

@@ -84,9 +84,9 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
       metrics_->RecordRpc(method_, static_cast<int>(status.error_code()), seconds);
       const bool denied = status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
                           status.error_code() == grpc::StatusCode::UNAUTHENTICATED;
-      const std::string reason = denied || status.error_code() == grpc::StatusCode::INVALID_ARGUMENT
-                                     ? ReasonOf(status)
-                                     : std::string();
+      // Any refusal's reason: a key or signature refused as ALREADY_EXISTS, NOT_FOUND or
+      // ABORTED (KEY_ALREADY_REGISTERED, KEY_UNKNOWN, KEY_IN_USE) counts as well.
+      const std::string reason = status.ok() ? std::string() : ReasonOf(status);
       if (denied || IsSignatureReason(reason)) {
         metrics_->RecordRefusal(reason);
         const std::string identity = IdentityForLog(info_->server_context(), certificate_identity_);

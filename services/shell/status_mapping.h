@@ -1,6 +1,6 @@
 // Errors on the wire: google.rpc.Status with google.rpc.ErrorInfo (AIP-193).
 //
-// Every refusal of the core becomes a grpc::Status whose code follows DESIGN.md and
+// Every refusal of the core becomes a grpc::Status whose code follows docs/rules.md and
 // whose binary details (grpc-status-details-bin) carry a google.rpc.Status with:
 //   ErrorInfo{reason: the core's stable code, domain: kErrorDomain,
 //             metadata: {"field": <request field>, "rule": <reason>}}

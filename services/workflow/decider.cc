@@ -157,7 +157,7 @@ std::string_view DepartmentKindNameZh(v1::DepartmentKind kind) {
   }
 }
 
-// 分类施治: the department kind paired with each case type (DOMAIN.md).
+// 分类施治: the department kind paired with each case type (docs/rules.md).
 v1::DepartmentKind PairedKindFor(v1::CaseType type) {
   switch (type) {
     case v1::CASE_TYPE_WEAK:

@@ -2,8 +2,9 @@
 //
 // No I/O, no clock, no RocksDB, no gRPC: the shell passes the state, the command and a
 // context (who, when, which policy) in, and gets events or a refusal out. Every rule of
-// DOMAIN.md lives behind these two functions; the write path, point-in-time audits and
-// projection rebuilds all fold the same `Evolve`, so they cannot disagree.
+// the domain (docs/rules.md) lives behind these two functions; the write path,
+// point-in-time audits and projection rebuilds all fold the same `Evolve`, so they cannot
+// disagree.
 #pragma once
 
 #include <cstdint>
@@ -105,7 +106,7 @@ void Evolve(casework::v1::Case& state, const casework::v1::Event& event);
 // Folds a whole history from the initial state.
 [[nodiscard]] casework::v1::Case Replay(const std::vector<casework::v1::Event>& events);
 
-// A state's Chinese label, as DOMAIN.md names it ("帮扶整顿中" for ASSISTED).
+// A state's Chinese label, as the domain names it ("帮扶整顿中" for ASSISTED).
 [[nodiscard]] std::string_view CaseStateNameZh(casework::v1::CaseState state);
 
 }  // namespace casework::workflow

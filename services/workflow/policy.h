@@ -14,8 +14,8 @@
 
 namespace casework::workflow {
 
-// Roles of DOMAIN.md. DO NOT CHANGE the values: they appear in principals files by name
-// and in audit reports.
+// The roles of the domain (docs/security.md). DO NOT CHANGE the values: they appear in
+// principals files by name and in audit reports.
 enum class Role : uint8_t {
   kLister = 1,
   kReviewer = 2,

@@ -6,7 +6,7 @@
 
 namespace casework::workflow {
 
-// The category a refusal maps to in the shell (one gRPC status each, DESIGN.md).
+// The category a refusal maps to in the shell (one gRPC status each, docs/rules.md).
 enum class Category {
   kInvalidArgument,     // a bad field: INVALID_ARGUMENT
   kFailedPrecondition,  // not in this state: FAILED_PRECONDITION
