@@ -153,6 +153,47 @@ class SignOffRevocation : public ::testing::Test {
     return admin_stub_->RevokeApproverKey(ctx.get(), req, &resp);
   }
 
+  // Registers `public_key` for the county approver at `level`.
+  grpc::Status Register(const std::string& request_id, const std::string& public_key,
+                        v1::ApprovalLevel level) {
+    v1::RegisterApproverKeyRequest req;
+    req.set_request_id(request_id);
+    req.set_approver(cast_.county_approver.id);
+    req.set_public_key(public_key);
+    req.set_level(level);
+    v1::RegisterApproverKeyResponse resp;
+    auto ctx = Context();
+    return admin_stub_->RegisterApproverKey(ctx.get(), req, &resp);
+  }
+
+  static std::string NewPublicKey() {
+    std::string public_key(crypto_sign_PUBLICKEYBYTES, '\0');
+    std::string secret_key(crypto_sign_SECRETKEYBYTES, '\0');
+    crypto_sign_keypair(reinterpret_cast<unsigned char*>(public_key.data()),
+                        reinterpret_cast<unsigned char*>(secret_key.data()));
+    return public_key;
+  }
+
+  // The principals of `text`, in force from now on, as a reload sets them.
+  void Reload(const char* text) {
+    auto principals = Principals::Parse(text);
+    ASSERT_TRUE(principals.ok()) << principals.status();
+    holder_->Set(*principals);
+  }
+
+  // The number of events of `kind` in the log.
+  int CountOf(v1::Event::BodyCase kind) {
+    auto events = log_->ReadRange(0, 1000);
+    EXPECT_TRUE(events.ok()) << events.status();
+    int n = 0;
+    for (const store::StoredEvent& stored : *events) {
+      v1::Event event;
+      EXPECT_TRUE(event.ParseFromString(stored.bytes));
+      n += event.body_case() == kind ? 1 : 0;
+    }
+    return n;
+  }
+
   // The position of the one event of `kind` in the log (-1 when there is none).
   int64_t PositionOf(v1::Event::BodyCase kind) {
     auto events = log_->ReadRange(0, 1000);
@@ -253,6 +294,69 @@ TEST_F(SignOffRevocation, ARevocationGoesOnOnceTheSignOffsHoldingItsKeyAreAnswer
   EXPECT_TRUE(admin_->keys().HoldForSignOff(key_id_).blocked());
   mark->Release();
   EXPECT_FALSE(admin_->keys().HoldForSignOff(key_id_).blocked());
+}
+
+// A reload between a key registration's checks and its append, which moves the approver
+// to another level: the key, asked for at the level the approver no longer holds, is not
+// registered (ABORTED PRINCIPAL_CHANGED, to be checked and retried). The reload comes
+// right after the registration reads its stream's version, the last read before the append.
+TEST_F(SignOffRevocation, ARegistrationWhoseApproverAReloadChangedIsNotMade) {
+  const std::string public_key = NewPublicKey();
+  stepped_->after_stream_version = [&] {
+    Reload(R"({"principals": [
+      {"id": "root", "roles": ["admin"], "jurisdiction": "city"},
+      {"id": "sun.li", "roles": ["approver"], "jurisdiction": "city",
+       "approval_level": "city"}
+    ]})");
+  };
+  const grpc::Status refused = Register("register-2", public_key, v1::APPROVAL_LEVEL_COUNTY);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::ABORTED) << refused.error_message();
+  EXPECT_EQ(ReasonOf(refused), "PRINCIPAL_CHANGED");
+  EXPECT_EQ(CountOf(v1::Event::kApproverKeyRegistered), 1) << "only the fixture's";
+  // Retried at the level the approver holds now: registered.
+  const grpc::Status retried = Register("register-3", public_key, v1::APPROVAL_LEVEL_CITY);
+  EXPECT_TRUE(retried.ok()) << retried.error_message();
+  EXPECT_EQ(CountOf(v1::Event::kApproverKeyRegistered), 2);
+}
+
+// A reload between an administrator's checks and the append that removes the
+// administrator, or narrows their jurisdiction away from the approver: nothing is
+// registered or revoked in their name.
+TEST_F(SignOffRevocation, AnAdministratorAReloadRemovedOrChangedRegistersAndRevokesNothing) {
+  constexpr char kWithoutRoot[] = R"({"principals": [
+    {"id": "root.2", "roles": ["admin"], "jurisdiction": "city"},
+    {"id": "sun.li", "roles": ["approver"], "jurisdiction": "city/east",
+     "approval_level": "county"}
+  ]})";
+  constexpr char kRootElsewhere[] = R"({"principals": [
+    {"id": "root", "roles": ["admin"], "jurisdiction": "city/west"},
+    {"id": "sun.li", "roles": ["approver"], "jurisdiction": "city/east",
+     "approval_level": "county"}
+  ]})";
+  stepped_->after_stream_version = [&] { Reload(kWithoutRoot); };
+  const grpc::Status registered = Register("register-2", NewPublicKey(), v1::APPROVAL_LEVEL_COUNTY);
+  EXPECT_EQ(registered.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+      << registered.error_message();
+  EXPECT_EQ(CountOf(v1::Event::kApproverKeyRegistered), 1) << "only the fixture's";
+
+  Reload(kPrincipals);
+  stepped_->after_stream_version = [&] { Reload(kWithoutRoot); };
+  const grpc::Status removed = Revoke("revoke-1");
+  EXPECT_EQ(removed.error_code(), grpc::StatusCode::UNAUTHENTICATED) << removed.error_message();
+  EXPECT_EQ(ReasonOf(removed), "IDENTITY_UNKNOWN");
+
+  Reload(kPrincipals);
+  stepped_->after_stream_version = [&] { Reload(kRootElsewhere); };
+  const grpc::Status changed = Revoke("revoke-2");
+  EXPECT_EQ(changed.error_code(), grpc::StatusCode::PERMISSION_DENIED) << changed.error_message();
+  EXPECT_EQ(ReasonOf(changed), "PRINCIPAL_CHANGED");
+  EXPECT_EQ(CountOf(v1::Event::kApproverKeyRevoked), 0);
+
+  // With the file as it was, the revocation is made.
+  Reload(kPrincipals);
+  const grpc::Status revoked = Revoke("revoke-3");
+  EXPECT_TRUE(revoked.ok()) << revoked.error_message();
+  EXPECT_EQ(CountOf(v1::Event::kApproverKeyRevoked), 1);
 }
 
 }  // namespace

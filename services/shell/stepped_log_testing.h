@@ -13,10 +13,10 @@
 
 namespace casework::shell::testing {
 
-// The log, read through: after a FindRequest, a GetProjection or a ReadStream, the step
-// set for it (when set) runs once. Lets a test put another call's commit exactly between
-// two reads of one call, or hold a read up. Set a step before the calls that may run it
-// (steps are not guarded). PositionOf is the EventLog's default, which reads through
+// The log, read through: after a FindRequest, a GetProjection, a ReadStream or a
+// StreamVersion, the step set for it (when set) runs once. Lets a test put another call's commit
+// exactly between two reads of one call, or hold a read up. Set a step before the calls that may
+// run it (steps are not guarded). PositionOf is the EventLog's default, which reads through
 // ReadStream and so runs its step.
 class SteppedLog final : public store::EventLog {
  public:
@@ -25,13 +25,16 @@ class SteppedLog final : public store::EventLog {
   std::function<void()> after_find_request;
   std::function<void()> after_get_projection;
   std::function<void()> after_read_stream;
+  std::function<void()> after_stream_version;
 
   void AppendAsync(store::AppendRequest request, AppendCallback done) override {
     log_->AppendAsync(std::move(request), std::move(done));
   }
   store::ReadToken TakeReadToken() const override { return log_->TakeReadToken(); }
   absl::StatusOr<int64_t> StreamVersion(std::string_view stream) override {
-    return log_->StreamVersion(stream);
+    auto version = log_->StreamVersion(stream);
+    if (auto step = std::exchange(after_stream_version, nullptr)) step();
+    return version;
   }
   absl::StatusOr<std::vector<store::StoredEvent>> ReadStream(std::string_view stream,
                                                              int64_t from_version,
