@@ -53,8 +53,6 @@
 
 namespace {
 
-// Services of the contract that this build does not implement yet: every method answers
-// UNIMPLEMENTED (the generated defaults).
 struct Flags {
   std::string listen = "127.0.0.1:7070";
   std::string data_dir = "./data";

@@ -44,6 +44,41 @@ v1::CreateCaseRequest ListingOf(const std::string& case_id, const std::string& r
   return req;
 }
 
+// Calls `method` with `bytes` as its request, without generated stubs (as stock tools
+// do, or a client with a broken encoder); the answer's bytes in `*answer`. Bounded: 15 s.
+grpc::Status CallRaw(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                     const std::string& bytes, std::string* answer = nullptr) {
+  grpc::GenericStub generic(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1), response;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status status;
+  generic.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+    std::lock_guard<std::mutex> lock(mu);
+    status = std::move(s);
+    done = true;
+    cv.notify_all();
+  });
+  std::unique_lock<std::mutex> lock(mu);
+  if (!cv.wait_for(lock, std::chrono::seconds(15), [&] { return done; })) {
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "no answer within 15 s");
+  }
+  if (answer != nullptr) {
+    answer->clear();
+    std::vector<grpc::Slice> slices;
+    if (response.Dump(&slices).ok()) {
+      for (const auto& piece : slices) {
+        answer->append(reinterpret_cast<const char*>(piece.begin()), piece.size());
+      }
+    }
+  }
+  return status;
+}
+
 class SkeletonTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -214,59 +249,55 @@ TEST_F(SkeletonTest, RefusalsCarryStatusAndReason) {
 
 TEST_F(SkeletonTest, UnimplementedMethodsSayUnimplementedAndHealthServes) {
   auto auditor = As("auditor");
-  {  // A method the server does not know.
-    grpc::GenericStub generic(auditor->channel());
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    grpc::Slice empty(std::string{});
-    grpc::ByteBuffer request(&empty, 1), response;
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    grpc::Status status;
-    generic.UnaryCall(&ctx, "/casework.v1.AdminService/NoSuchMethod", grpc::StubOptions(), &request,
-                      &response, [&](grpc::Status s) {
-                        std::lock_guard<std::mutex> lock(mu);
-                        status = std::move(s);
-                        done = true;
-                        cv.notify_all();
-                      });
-    std::unique_lock<std::mutex> lock(mu);
-    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(15), [&] { return done; }));
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  }
+  // A method the server does not know.
+  EXPECT_EQ(CallRaw(auditor->channel(), "/casework.v1.AdminService/NoSuchMethod", "").error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
 
   // grpc.health.v1.Health/Check for the whole server, called as stock tools do, without
   // generated stubs: HealthCheckRequest{service: ""} is empty on the wire, and
   // HealthCheckResponse{status: SERVING} is the two bytes 08 01.
-  grpc::GenericStub generic(auditor->channel());
-  grpc::ClientContext health_ctx;
-  health_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  grpc::Slice empty_slice(std::string{});
-  grpc::ByteBuffer request(&empty_slice, 1), response;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  grpc::Status health_status;
-  generic.UnaryCall(&health_ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                    &response, [&](grpc::Status s) {
-                      std::lock_guard<std::mutex> lock(mu);
-                      health_status = std::move(s);
-                      done = true;
-                      cv.notify_all();
-                    });
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(15), [&] { return done; }));
-  }
-  ASSERT_TRUE(health_status.ok()) << health_status.error_message();
-  std::vector<grpc::Slice> slices;
-  ASSERT_TRUE(response.Dump(&slices).ok());
   std::string bytes;
-  for (const auto& slice : slices) {
-    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-  }
+  const grpc::Status health_status =
+      CallRaw(auditor->channel(), "/grpc.health.v1.Health/Check", "", &bytes);
+  ASSERT_TRUE(health_status.ok()) << health_status.error_message();
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+}
+
+// A request whose bytes do not decode as its method's request message never reaches a
+// handler; gRPC alone would answer it UNIMPLEMENTED with no message, as if the method did
+// not exist. It is INVALID_ARGUMENT REQUEST_MALFORMED, saying what was wrong, and nothing
+// is done.
+TEST_F(SkeletonTest, UndecodableRequestsAreRefusedAsMalformed) {
+  auto lister = As("lister");
+  struct Case {
+    const char* method;
+    std::string bytes;
+  };
+  const std::vector<Case> cases = {
+      // CreateCaseRequest.case_id (field 1, a string) holding bytes that are not UTF-8.
+      {"/casework.v1.CaseService/CreateCase", std::string("\x0a\x02\xff\xfe", 4)},
+      // A field's length running past the end of the message.
+      {"/casework.v1.CaseService/GetCase", std::string("\x0a\x7f"
+                                                       "cases/x",
+                                                       9)},
+      // A tag of field number 0.
+      {"/casework.v1.AuditService/GetCheckpoint", std::string("\x00\x01", 2)},
+  };
+  for (const Case& c : cases) {
+    const grpc::Status status = CallRaw(lister->channel(), c.method, c.bytes);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << c.method << ": " << status.error_message();
+    EXPECT_EQ(client::DecodeError(status).reason, "REQUEST_MALFORMED") << c.method;
+    EXPECT_NE(status.error_message().find("could not be decoded"), std::string::npos)
+        << status.error_message();
+  }
+  // Nothing was listed; a well-formed call is served as before.
+  auto ctx = lister->NewContext();
+  v1::CaseCommandResponse created;
+  const grpc::Status listed =
+      lister->cases().CreateCase(ctx.get(), ListingOf("c-1", "create-1"), &created);
+  ASSERT_TRUE(listed.ok()) << listed.error_message();
+  EXPECT_EQ(created.case_().version(), 1);
 }
 
 TEST_F(SkeletonTest, GracefulStopOnSigterm) { EXPECT_EQ(server_->Stop(), 0) << server_->log(); }

@@ -14,6 +14,7 @@
 #include "grpcpp/server_context.h"
 #include "httplib.h"
 #include "services/shell/auth.h"
+#include "services/shell/status_mapping.h"
 #include "spdlog/spdlog.h"
 
 namespace casework::shell {
@@ -65,6 +66,18 @@ bool KnownMethod(std::string_view path) {
          service->FindMethodByName(std::string(path.substr(slash + 1))) != nullptr;
 }
 
+grpc::Status RequestMalformed(const std::string& method) {
+  return ErrorStatus(
+      grpc::StatusCode::INVALID_ARGUMENT, "REQUEST_MALFORMED", "",
+      absl::StrCat("the request of ", method,
+                   " could not be decoded as that method's request message (malformed protobuf "
+                   "bytes, or a string field that is not valid UTF-8); nothing was done"),
+      absl::StrCat(
+          method,
+          " 的请求无法解码为该方法的请求消息（protobuf 字节格式错误，或字符串字段不是有效的 "
+          "UTF-8）；未执行任何操作"));
+}
+
 class MetricsInterceptor final : public grpc::experimental::Interceptor {
  public:
   MetricsInterceptor(Metrics* metrics, grpc::experimental::ServerRpcInfo* info,
@@ -78,7 +91,18 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
-      const auto status = methods->GetSendStatus();
+      auto status = methods->GetSendStatus();
+      // A request whose bytes do not decode as the method's request message (malformed
+      // protobuf, a string field that is not UTF-8) never reaches a handler: gRPC answers
+      // it UNIMPLEMENTED with no message, as if the method did not exist. Every method of
+      // this server's services is implemented, so for a known method that is the request's
+      // fault, and the client is told so.
+      if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED &&
+          status.error_message().empty() && status.error_details().empty() &&
+          KnownMethod(method_)) {
+        status = RequestMalformed(method_);
+        methods->ModifySendStatus(status);
+      }
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
       metrics_->RecordRpc(method_, static_cast<int>(status.error_code()), seconds);
