@@ -1000,24 +1000,26 @@ int main(int argc, char** argv) {
   event_service.BeginDrain();
   const int drain_seconds = exit_code == 0 ? flags.drain_seconds : 0;
   // A backup holds its call open until its copy is verified, which takes a while on a
-  // large log: it drains like any call, then is stopped and keeps nothing, so that it
-  // cannot hold the stop past the drain. It is stopped a little before the drain ends (2 s,
-  // or half of a shorter drain), so that its call still answers UNAVAILABLE SHUTTING_DOWN
-  // before gRPC cuts off the calls left at the end.
+  // large log, and so may a verification, an export or a report: they drain like any call,
+  // then are stopped (a backup keeps nothing; a draw or an import records nothing), so
+  // that they cannot hold the stop past the drain. They are stopped a little before the
+  // drain ends (2 s, or half of a shorter drain), so that their calls still answer
+  // UNAVAILABLE SHUTTING_DOWN before gRPC cuts off the calls left at the end.
   absl::Notification drained;
-  const absl::Duration backups_stop_after =
+  const absl::Duration jobs_stop_after =
       absl::Seconds(drain_seconds) - std::min(absl::Seconds(2), absl::Seconds(drain_seconds) / 2);
-  std::thread backup_stopper([&drained, &log, backups_stop_after] {
-    if (!drained.WaitForNotificationWithTimeout(backups_stop_after) &&
-        backups_stop_after > absl::ZeroDuration()) {
-      spdlog::info("drain nearly over: stopping a backup if one is being taken");
+  std::thread job_stopper([&drained, &log, &auth, jobs_stop_after] {
+    if (!drained.WaitForNotificationWithTimeout(jobs_stop_after) &&
+        jobs_stop_after > absl::ZeroDuration()) {
+      spdlog::info("drain nearly over: stopping backups, verifications, exports and reports");
     }
+    auth.BeginStopping();
     (*log)->StopBackups();
   });
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(drain_seconds));
   server->Wait();
   drained.Notify();
-  backup_stopper.join();
+  job_stopper.join();
   // No watch is left, but a dispatcher may still be reading the log for one that was
   // cancelled: stop them before the log closes.
   event_service.Stop();

@@ -125,7 +125,9 @@ class JobWriter final : public grpc::ServerWriteReactor<Response> {
   // longer stands.
   bool Write(const Response& message) {
     if (standing_.has_value() && !revoked_.has_value()) {
-      revoked_ = standing_->Revoked(call_, call_zh_);
+      revoked_ = standing_->ServerStopping()
+                     ? std::optional<grpc::Status>(StoppedByShutdown(call_, call_zh_))
+                     : standing_->Revoked(call_, call_zh_);
     }
     if (revoked_.has_value()) return false;
     {
@@ -330,7 +332,7 @@ grpc::Status FoldCases(store::RocksEventLog* log, const AuditOptions& options,
     if (ctx->IsCancelled()) {
       return grpc::Status::CANCELLED;
     }
-    if (grpc::Status stands = caller->Check(); !stands.ok()) {
+    if (grpc::Status stands = caller->CheckWhileRunning(); !stands.ok()) {
       return stands;
     }
     auto events =

@@ -40,6 +40,16 @@ std::optional<grpc::Status> CallerStanding::Revoked(const char* call, const char
   return std::nullopt;
 }
 
+grpc::Status StoppedByShutdown(const char* call, const char* call_zh, bool writes) {
+  return ErrorStatus(
+      grpc::StatusCode::UNAVAILABLE, "SHUTTING_DOWN", "",
+      absl::StrCat("the server is stopping; ", call,
+                   writes ? " was stopped and recorded nothing" : " was stopped",
+                   "; run it again once the server is back"),
+      absl::StrCat("服务正在关闭；", call_zh, writes ? "已中止，未记录任何数据" : "已中止",
+                   "；请在服务恢复后重新发起"));
+}
+
 grpc::Status Authenticator::Authenticate(grpc::CallbackServerContext* context,
                                          workflow::Principal* out) const {
   std::shared_ptr<const workflow::Principal> principal;

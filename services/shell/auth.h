@@ -5,6 +5,7 @@
 //    (x-casework-identity) and every response says so (x-casework-security).
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,7 +48,14 @@ class Authenticator {
     return principals_->Get();
   }
 
+  // The server is about to stop (its drain nearly over): long jobs end, at their next
+  // check, with UNAVAILABLE SHUTTING_DOWN (JobCaller, the job writers) rather than be cut
+  // off by the stop with no reason given.
+  void BeginStopping() { stopping_.store(true, std::memory_order_relaxed); }
+  [[nodiscard]] bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
+
  private:
+  std::atomic<bool> stopping_{false};
   const PrincipalsHolder* principals_;
   Transport transport_;
   CertificateIdentity certificate_identity_;
@@ -73,6 +81,8 @@ class CallerStanding {
                                                     const char* ended = "ended",
                                                     const char* ended_zh = "已结束");
   [[nodiscard]] const workflow::Principal& caller() const { return caller_; }
+  // Whether the server is about to stop (Authenticator::BeginStopping).
+  [[nodiscard]] bool ServerStopping() const { return auth_->stopping(); }
   // The principals set the caller was last found standing in (by Revoked; the one given
   // at construction before that).
   [[nodiscard]] const std::shared_ptr<const Principals>& principals() const { return principals_; }
@@ -82,6 +92,12 @@ class CallerStanding {
   workflow::Principal caller_;
   std::shared_ptr<const Principals> principals_;
 };
+
+// How a long job ends when the server is about to stop: UNAVAILABLE SHUTTING_DOWN, to be
+// run again once the server is back. `writes`: the job records (a draw, an import), and
+// the message says that nothing was recorded.
+[[nodiscard]] grpc::Status StoppedByShutdown(const char* call, const char* call_zh,
+                                             bool writes = false);
 
 // The caller of a job that answers once (a report, a draw, an import), checked while the
 // job runs and right before it answers or writes: a reload that removed or changed the
@@ -107,6 +123,14 @@ class JobCaller {
                          : standing_.Revoked(call_, call_zh_, "was stopped", "已中止");
     }
     return revoked_.has_value() ? *revoked_ : grpc::Status::OK;
+  }
+  // Check, and within the job's work (not before its answer, which a finished job still
+  // gives): a server about to stop ends the job (UNAVAILABLE SHUTTING_DOWN).
+  [[nodiscard]] grpc::Status CheckWhileRunning() {
+    if (!revoked_.has_value() && standing_.ServerStopping()) {
+      revoked_ = StoppedByShutdown(call_, call_zh_, writes_);
+    }
+    return Check();
   }
   [[nodiscard]] const workflow::Principal& principal() const { return standing_.caller(); }
 

@@ -735,6 +735,47 @@ TEST_F(JobsTest, ALedgerReplayWhoseCallerAReloadChangesEndsWithoutItsAnswer) {
   EXPECT_TRUE(again.ok()) << again.error_message();
 }
 
+// The server about to stop (its drain nearly over, Authenticator::BeginStopping): a
+// report or a draw under way ends UNAVAILABLE SHUTTING_DOWN at its next check, the draw
+// recording nothing, and a verification sends nothing more and ends the same way, rather
+// than being cut off by the stop with no reason.
+TEST_F(JobsTest, JobsUnderWayWhenTheServerBeginsToStopEndShuttingDown) {
+  const int64_t size = log_->Size();
+  hold_jobs_ = std::make_unique<Gate>();
+  auto report = std::async(std::launch::async, [&] { return CountyReport("auditor"); });
+  v1::DrawInspectionSampleResponse drawn;
+  auto draw = std::async(std::launch::async, [&] { return Draw("draw-s", &drawn); });
+  OpenAtEnd release{hold_jobs_.get()};  // after the futures: opened before they are awaited
+  ASSERT_NO_FATAL_FAILURE(WaitJobsStarted(2));
+  auth_->BeginStopping();
+  release.Open();
+  const grpc::Status report_ended = report.get();
+  EXPECT_EQ(report_ended.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << report_ended.error_message();
+  EXPECT_EQ(ReasonOf(report_ended), "SHUTTING_DOWN");
+  EXPECT_NE(report_ended.error_message().find(
+                "the county report was stopped; run it again once the server is back"),
+            std::string::npos)
+      << report_ended.error_message();
+  const grpc::Status draw_ended = draw.get();
+  EXPECT_EQ(draw_ended.error_code(), grpc::StatusCode::UNAVAILABLE) << draw_ended.error_message();
+  EXPECT_NE(draw_ended.error_message().find("was stopped and recorded nothing"), std::string::npos)
+      << draw_ended.error_message();
+  EXPECT_EQ(log_->Size(), size) << "the draw recorded nothing";
+  hold_jobs_.reset();
+
+  auto ctx = Context("auditor");
+  auto stream = v1::AuditService::NewStub(channel_)->VerifyLog(ctx.get(), v1::VerifyLogRequest());
+  v1::VerifyLogResponse message;
+  int messages = 0;
+  while (stream->Read(&message)) ++messages;
+  const grpc::Status verify_ended = stream->Finish();
+  EXPECT_EQ(messages, 0);
+  EXPECT_EQ(verify_ended.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << verify_ended.error_message();
+  EXPECT_EQ(ReasonOf(verify_ended), "SHUTTING_DOWN");
+}
+
 class FlagsBoundTest : public JobsTest {
  protected:
   FlagsBoundTest() { flags_bytes_max_ = 700; }

@@ -283,7 +283,7 @@ grpc::Status OversightServiceImpl::Fold(grpc::CallbackServerContext* ctx, JobCal
   oversight::AsOfCut cut(cut_micros);
   while (position < end) {
     if (ctx->IsCancelled()) return FromStoreStatus(absl::CancelledError("the call was cancelled"));
-    if (grpc::Status stands = caller->Check(); !stands.ok()) return stands;
+    if (grpc::Status stands = caller->CheckWhileRunning(); !stands.ok()) return stands;
     auto events = log_->ReadRange(
         position,
         std::min<int64_t>(static_cast<int64_t>(options_.read_chunk_events), end - position));
