@@ -240,8 +240,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(16, 64 * 1024));
   app.add_option("--drain-seconds", flags.drain_seconds,
-                 "on SIGTERM, how long in-flight calls may take to finish; a backup still "
-                 "being taken then is stopped and keeps nothing")
+                 "on SIGTERM, how long in-flight calls may take to finish; 2 s before its end "
+                 "(halfway through a shorter drain) a backup still being taken is stopped and "
+                 "keeps nothing, and verifications, exports and reports still running end "
+                 "UNAVAILABLE SHUTTING_DOWN")
       ->capture_default_str()
       ->check(CLI::Range(0, 600));
   app.add_option("--metrics-listen", flags.metrics_listen,

@@ -378,13 +378,12 @@ class RocksEventLog::Impl {
     return queue_.size();
   }
   absl::Status DamageEvent(int64_t position);
+  // A memtable switched out stays counted as immutable until its flush is installed:
+  // one property covers a flush that is due and one that runs.
   bool FlushesUnderWay() const {
-    uint64_t value = 0;
-    if (db_->GetIntProperty(rocksdb::DB::Properties::kNumRunningFlushes, &value) && value > 0) {
-      return true;
-    }
     for (rocksdb::ColumnFamilyHandle* handle : handles_) {
-      if (db_->GetIntProperty(handle, rocksdb::DB::Properties::kMemTableFlushPending, &value) &&
+      uint64_t value = 0;
+      if (db_->GetIntProperty(handle, rocksdb::DB::Properties::kNumImmutableMemTable, &value) &&
           value > 0) {
         return true;
       }

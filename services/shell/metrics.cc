@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -26,6 +27,12 @@ constexpr const char* kCodeNames[] = {
     "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
     "DATA_LOSS", "UNAUTHENTICATED"};
 
+// A status code's name; "UNKNOWN" for a number outside gRPC's codes.
+const char* CodeName(grpc::StatusCode code) {
+  const int n = static_cast<int>(code);
+  return n >= 0 && n < static_cast<int>(std::size(kCodeNames)) ? kCodeNames[n] : "UNKNOWN";
+}
+
 std::string Bound(double b) { return absl::StrFormat("%g", b); }
 
 // The reason code inside a status's google.rpc.ErrorInfo, or the code's name.
@@ -37,13 +44,16 @@ std::string ReasonOf(const grpc::Status& status) {
       if (any.UnpackTo(&info)) return info.reason();
     }
   }
-  return kCodeNames[static_cast<int>(status.error_code())];
+  return CodeName(status.error_code());
 }
 
-// A refused signature or key (SIGNATURE_INVALID, SIGNATURE_MALFORMED, KEY_REVOKED, ...),
-// counted as a refused attempt whatever its status code.
-bool IsSignatureReason(const std::string& reason) {
-  return reason.rfind("SIGNATURE_", 0) == 0 || reason.rfind("KEY_", 0) == 0;
+// A refused signature or key (SIGNATURE_INVALID, SIGNATURE_MALFORMED, KEY_REVOKED,
+// KEY_ALREADY_REGISTERED, ...), counted as a refused attempt whatever its status code,
+// except ABORTED: a key in use by a sign-off while it is revoked (KEY_IN_USE,
+// KEY_BEING_REVOKED) is contention to retry, not an attempt refused.
+bool IsSignatureRefusal(const grpc::Status& status, const std::string& reason) {
+  return status.error_code() != grpc::StatusCode::ABORTED &&
+         (reason.rfind("SIGNATURE_", 0) == 0 || reason.rfind("KEY_", 0) == 0);
 }
 
 // Whether `path` ("/package.Service/Method") names a method of a service compiled into
@@ -89,17 +99,19 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
         start_(std::chrono::steady_clock::now()) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    // A request whose bytes do not decode as the method's request message (malformed
+    // protobuf, a string field that is not UTF-8) is handed to the interceptors as no
+    // message at all, and never reaches a handler: gRPC then answers it UNIMPLEMENTED with
+    // no message, as if the method did not exist. The client is told what was wrong.
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::POST_RECV_MESSAGE) &&
+        methods->GetRecvMessage() == nullptr) {
+      undecodable_ = true;
+    }
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
       auto status = methods->GetSendStatus();
-      // A request whose bytes do not decode as the method's request message (malformed
-      // protobuf, a string field that is not UTF-8) never reaches a handler: gRPC answers
-      // it UNIMPLEMENTED with no message, as if the method did not exist. Every method of
-      // this server's services is implemented, so for a known method that is the request's
-      // fault, and the client is told so.
-      if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED &&
-          status.error_message().empty() && status.error_details().empty() &&
-          KnownMethod(method_)) {
+      if (undecodable_ && status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
         status = RequestMalformed(method_);
         methods->ModifySendStatus(status);
       }
@@ -111,11 +123,11 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
       // Any refusal's reason: a key or signature refused as ALREADY_EXISTS, NOT_FOUND or
       // ABORTED (KEY_ALREADY_REGISTERED, KEY_UNKNOWN, KEY_IN_USE) counts as well.
       const std::string reason = status.ok() ? std::string() : ReasonOf(status);
-      if (denied || IsSignatureReason(reason)) {
+      if (denied || IsSignatureRefusal(status, reason)) {
         metrics_->RecordRefusal(reason);
         const std::string identity = IdentityForLog(info_->server_context(), certificate_identity_);
         spdlog::warn("refused method={} identity={} code={} reason={}", method_, identity,
-                     kCodeNames[static_cast<int>(status.error_code())], reason);
+                     CodeName(status.error_code()), reason);
       }
     }
     methods->Proceed();
@@ -127,6 +139,7 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
   grpc::experimental::ServerRpcInfo* info_;
   std::string method_;
   std::chrono::steady_clock::time_point start_;
+  bool undecodable_ = false;  // the request did not decode (POST_RECV_MESSAGE)
 };
 
 }  // namespace
