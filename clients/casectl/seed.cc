@@ -365,6 +365,16 @@ grpc::Status RegisterSampleKeys(const SeedOptions& o) {
   return grpc::Status::OK;
 }
 
+// A failed call of the seed, on stderr: what it was, in English and Chinese, the server's
+// message, its reason, and its Chinese message when it sent one.
+void PrintFailure(const std::string& what, const std::string& what_zh, const grpc::Status& s) {
+  const auto d = DecodeError(s);
+  std::cerr << "seed: " << what << " " << what_zh << ": " << s.error_message();
+  if (!d.reason.empty()) std::cerr << " [" << d.reason << "]";
+  std::cerr << "\n";
+  if (!d.message_zh.empty()) std::cerr << "  " << d.message_zh << "\n";
+}
+
 }  // namespace
 
 int RunSeed(const SeedOptions& options, bool json) {
@@ -376,9 +386,7 @@ int RunSeed(const SeedOptions& options, bool json) {
     return 2;
   }
   if (auto s = RegisterSampleKeys(options); !s.ok()) {
-    auto d = DecodeError(s);
-    std::cerr << "seed: registering the sample approvers' keys: " << s.error_message() << " ["
-              << d.reason << "]\n";
+    PrintFailure("registering the sample approvers' keys", "登记示例审批人密钥", s);
     return IsConnectionFailure(s) ? 3 : 1;
   }
   const std::vector<Plan> plans = MakePlans(options);
@@ -396,9 +404,7 @@ int RunSeed(const SeedOptions& options, bool json) {
     for (int i = 0; i < 8; ++i) absl::StrAppendFormat(&id, "%02x", digest[i]);
     grpc::Status s = ImportRegistryFile(admin, csv, id, &totals, &local_error);
     if (!s.ok()) {
-      auto d = DecodeError(s);
-      std::cerr << "seed: importing the sample registry: " << s.error_message() << " [" << d.reason
-                << "]\n";
+      PrintFailure("importing the sample registry", "导入示例组织名册", s);
       return IsConnectionFailure(s) ? 3 : 1;
     }
   }
@@ -416,9 +422,8 @@ int RunSeed(const SeedOptions& options, bool json) {
         if (!s.ok()) {
           if (IsConnectionFailure(s)) unreachable = true;
           if (failed.fetch_add(1) < 5) {
-            auto d = DecodeError(s);
-            std::cerr << "\nseed: case " << plans[i].case_id << ": " << s.error_message() << " ["
-                      << d.reason << "]\n";
+            std::cerr << "\n";
+            PrintFailure("case " + plans[i].case_id, "案件", s);
           }
         }
         done.fetch_add(1);
