@@ -240,7 +240,11 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
             scheduled_ = false;
             // A turn at the catch-up rate given to this Pump is kept for the next.
             throttle_pass_ = throttle_pass_ || pass;
-            service_->counters_.read_aheads_withheld.fetch_add(1, std::memory_order_relaxed);
+            // Once per write: a watch withheld is looked at again on later turns.
+            if (!withheld_counted_) {
+              withheld_counted_ = true;
+              service_->counters_.read_aheads_withheld.fetch_add(1, std::memory_order_relaxed);
+            }
             return;
           }
           read_ahead = true;
@@ -404,6 +408,7 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
     {
       absl::MutexLock lock(&mu_);
       writing_ = false;
+      withheld_counted_ = false;
       if (ok) service_->counters_.bytes_sent.fetch_add(current_bytes_, std::memory_order_relaxed);
       AddBuffered(-current_bytes_);
       current_bytes_ = 0;
@@ -612,8 +617,9 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
   absl::Mutex mu_;
   std::shared_ptr<Watch> self_ ABSL_GUARDED_BY(mu_);
   bool scheduled_ ABSL_GUARDED_BY(mu_) = false;
-  bool throttled_ ABSL_GUARDED_BY(mu_) = false;      // held by the service for the catch-up rate
-  bool throttle_pass_ ABSL_GUARDED_BY(mu_) = false;  // let go by the service: may send one
+  bool throttled_ ABSL_GUARDED_BY(mu_) = false;         // held by the service for the catch-up rate
+  bool withheld_counted_ ABSL_GUARDED_BY(mu_) = false;  // this write's withheld read-ahead
+  bool throttle_pass_ ABSL_GUARDED_BY(mu_) = false;     // let go by the service: may send one
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;

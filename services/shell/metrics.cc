@@ -346,7 +346,8 @@ std::string Metrics::Render() const {
             w.messages_sent.load());
     counter("casework_watch_sent_bytes_total", "Bytes of those messages.", w.bytes_sent.load());
     counter("casework_watch_read_aheads_withheld_total",
-            "Times a stream prepared no next message because the buffer budget was spent.",
+            "Writes during which a stream prepared no next message because the buffer budget "
+            "was spent.",
             w.read_aheads_withheld.load());
     counter("casework_watch_messages_cut_to_budget_total",
             "Messages built smaller than their cap because the buffer budget was short.",
