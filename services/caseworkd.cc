@@ -241,9 +241,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(16, 64 * 1024));
   app.add_option("--drain-seconds", flags.drain_seconds,
                  "on SIGTERM, how long in-flight calls may take to finish; 2 s before its end "
-                 "(halfway through a shorter drain) a backup still being taken is stopped and "
-                 "keeps nothing, and verifications, exports and reports still running end "
-                 "UNAVAILABLE SHUTTING_DOWN")
+                 "(halfway through a drain under 4 s) a backup still being taken is stopped "
+                 "and keeps nothing, and verifications, exports, reports, draws and imports "
+                 "still running end UNAVAILABLE SHUTTING_DOWN")
       ->capture_default_str()
       ->check(CLI::Range(0, 600));
   app.add_option("--metrics-listen", flags.metrics_listen,
@@ -1013,7 +1013,9 @@ int main(int argc, char** argv) {
   std::thread job_stopper([&drained, &log, &auth, jobs_stop_after] {
     if (!drained.WaitForNotificationWithTimeout(jobs_stop_after) &&
         jobs_stop_after > absl::ZeroDuration()) {
-      spdlog::info("drain nearly over: stopping backups, verifications, exports and reports");
+      spdlog::info(
+          "drain nearly over: stopping backups, verifications, exports, reports, draws and "
+          "imports");
     }
     auth.BeginStopping();
     (*log)->StopBackups();

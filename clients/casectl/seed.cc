@@ -367,12 +367,16 @@ grpc::Status RegisterSampleKeys(const SeedOptions& o) {
 
 // A failed call of the seed, on stderr: what it was, in English and Chinese, the server's
 // message, its reason, and its Chinese message when it sent one.
-void PrintFailure(const std::string& what, const std::string& what_zh, const grpc::Status& s) {
+// One write, so that failures of several workers do not interleave; `lead` before it (a
+// new line after the progress line).
+void PrintFailure(const std::string& what, const std::string& what_zh, const grpc::Status& s,
+                  const char* lead = "") {
   const auto d = DecodeError(s);
-  std::cerr << "seed: " << what << " " << what_zh << ": " << s.error_message();
-  if (!d.reason.empty()) std::cerr << " [" << d.reason << "]";
-  std::cerr << "\n";
-  if (!d.message_zh.empty()) std::cerr << "  " << d.message_zh << "\n";
+  std::string text = absl::StrCat(lead, "seed: ", what, " ", what_zh, ": ", s.error_message());
+  if (!d.reason.empty()) absl::StrAppend(&text, " [", d.reason, "]");
+  absl::StrAppend(&text, "\n");
+  if (!d.message_zh.empty()) absl::StrAppend(&text, "  ", d.message_zh, "\n");
+  std::cerr << text;
 }
 
 }  // namespace
@@ -421,10 +425,7 @@ int RunSeed(const SeedOptions& options, bool json) {
         grpc::Status s = RunPlan(plans[i], options, options.seed);
         if (!s.ok()) {
           if (IsConnectionFailure(s)) unreachable = true;
-          if (failed.fetch_add(1) < 5) {
-            std::cerr << "\n";
-            PrintFailure("case " + plans[i].case_id, "案件", s);
-          }
+          if (failed.fetch_add(1) < 5) PrintFailure("case " + plans[i].case_id, "案件", s, "\n");
         }
         done.fetch_add(1);
       }

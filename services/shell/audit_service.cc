@@ -122,10 +122,11 @@ class JobWriter final : public grpc::ServerWriteReactor<Response> {
   }
 
   // False when the call is gone (cancelled, stalled or the write failed), or its caller no
-  // longer stands.
-  bool Write(const Response& message) {
+  // longer stands, or (unless it is the job's `last` message: a finished job still
+  // answers) the server is about to stop.
+  bool Write(const Response& message, bool last = false) {
     if (standing_.has_value() && !revoked_.has_value()) {
-      revoked_ = standing_->ServerStopping()
+      revoked_ = standing_->ServerStopping() && !last
                      ? std::optional<grpc::Status>(StoppedByShutdown(call_, call_zh_))
                      : standing_->Revoked(call_, call_zh_);
     }
@@ -874,7 +875,7 @@ grpc::ServerWriteReactor<v1::VerifyLogResponse>* AuditServiceImpl::VerifyLog(
         last.set_first_bad_position(*bad);
         last.set_problem(std::move(problem));
       }
-      writer->Write(last);
+      writer->Write(last, /*last=*/true);
       writer->Done(grpc::Status::OK);
     };
     // Pass 1: leaf hashes and stored subtrees, in chunks for progress. A stored subtree
@@ -1097,7 +1098,7 @@ grpc::ServerWriteReactor<v1::ExportLogResponse>* AuditServiceImpl::ExportLog(
       position += static_cast<int64_t>(events->size());
     }
     store::AppendExportEnd(data);
-    if (!writer->Write(chunk)) return writer->Done(grpc::Status::CANCELLED);
+    if (!writer->Write(chunk, /*last=*/true)) return writer->Done(grpc::Status::CANCELLED);
     writer->Done(grpc::Status::OK);
   });
   if (!started) writer->Done(Busy());

@@ -762,6 +762,23 @@ TEST_F(JobsTest, JobsUnderWayWhenTheServerBeginsToStopEndShuttingDown) {
   EXPECT_NE(draw_ended.error_message().find("was stopped and recorded nothing"), std::string::npos)
       << draw_ended.error_message();
   EXPECT_EQ(log_->Size(), size) << "the draw recorded nothing";
+
+  // An import held at its start, then let go: it records nothing.
+  hold_jobs_ = std::make_unique<Gate>();
+  v1::ImportRegistryResponse imported;
+  auto import = std::async(std::launch::async, [&] {
+    return Import("admin", "import-s", Registry("dongshan", 3), &imported);
+  });
+  OpenAtEnd release_import{hold_jobs_.get()};
+  ASSERT_NO_FATAL_FAILURE(WaitJobsStarted(3));
+  release_import.Open();
+  const grpc::Status import_ended = import.get();
+  EXPECT_EQ(import_ended.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << import_ended.error_message();
+  EXPECT_NE(import_ended.error_message().find("was stopped and recorded nothing"),
+            std::string::npos)
+      << import_ended.error_message();
+  EXPECT_EQ(log_->Size(), size) << "the import recorded nothing";
   hold_jobs_.reset();
 
   auto ctx = Context("auditor");

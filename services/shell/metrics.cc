@@ -96,14 +96,19 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
         certificate_identity_(certificate_identity),
         info_(info),
         method_(info->method()),
-        start_(std::chrono::steady_clock::now()) {}
+        start_(std::chrono::steady_clock::now()),
+        one_request_(info->type() == grpc::experimental::ServerRpcInfo::Type::UNARY ||
+                     info->type() == grpc::experimental::ServerRpcInfo::Type::SERVER_STREAMING) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     // A request whose bytes do not decode as the method's request message (malformed
     // protobuf, a string field that is not UTF-8) is handed to the interceptors as no
     // message at all, and never reaches a handler: gRPC then answers it UNIMPLEMENTED with
     // no message, as if the method did not exist. The client is told what was wrong.
-    if (methods->QueryInterceptionHookPoint(
+    // (Only where the one request is read before the handler: at the end of a client's
+    // stream this hook comes without a message as well.)
+    if (one_request_ &&
+        methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::POST_RECV_MESSAGE) &&
         methods->GetRecvMessage() == nullptr) {
       undecodable_ = true;
@@ -120,8 +125,8 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
       metrics_->RecordRpc(method_, static_cast<int>(status.error_code()), seconds);
       const bool denied = status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
                           status.error_code() == grpc::StatusCode::UNAUTHENTICATED;
-      // Any refusal's reason: a key or signature refused as ALREADY_EXISTS, NOT_FOUND or
-      // ABORTED (KEY_ALREADY_REGISTERED, KEY_UNKNOWN, KEY_IN_USE) counts as well.
+      // Any refusal's reason: a key or signature refused as ALREADY_EXISTS or NOT_FOUND
+      // (KEY_ALREADY_REGISTERED, KEY_UNKNOWN) counts as well (IsSignatureRefusal).
       const std::string reason = status.ok() ? std::string() : ReasonOf(status);
       if (denied || IsSignatureRefusal(status, reason)) {
         metrics_->RecordRefusal(reason);
@@ -139,6 +144,7 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
   grpc::experimental::ServerRpcInfo* info_;
   std::string method_;
   std::chrono::steady_clock::time_point start_;
+  const bool one_request_;    // unary or server streaming: one request, read first
   bool undecodable_ = false;  // the request did not decode (POST_RECV_MESSAGE)
 };
 

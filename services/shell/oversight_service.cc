@@ -688,8 +688,9 @@ grpc::Status OversightServiceImpl::RecordImport(JobCaller& job_caller,
                                                 const RowsByCounty& by_county,
                                                 v1::ImportRegistryResponse* resp) {
   const workflow::Principal& caller = job_caller.principal();
-  // The wait may have outlasted a reload that removed or changed the caller.
-  if (grpc::Status stands = job_caller.Check(); !stands.ok()) {
+  // The wait may have outlasted a reload that removed or changed the caller, or the
+  // server may be about to stop.
+  if (grpc::Status stands = job_caller.CheckWhileRunning(); !stands.ok()) {
     return stands;
   }
   // The import as a whole: its rows in county and organisation order, and the stream of
@@ -891,8 +892,8 @@ grpc::Status OversightServiceImpl::RecordImport(JobCaller& job_caller,
     next.append.projections = std::move(projections);
   }
   // Reading the counties may have outlasted a reload too: nothing is written in the name
-  // of a caller who no longer stands.
-  if (grpc::Status stands = job_caller.Check(); !stands.ok()) {
+  // of a caller who no longer stands (nor once the server is about to stop).
+  if (grpc::Status stands = job_caller.CheckWhileRunning(); !stands.ok()) {
     return stands;
   }
   for (Pending& next : pending) {
