@@ -116,7 +116,10 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
       auto status = methods->GetSendStatus();
-      if (undecodable_ && status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+      // (Not for a call its client cancelled, or reset: nobody reads its status, and a
+      // flood of reset streams is no time to build rich ones.)
+      if (undecodable_ && status.error_code() == grpc::StatusCode::UNIMPLEMENTED &&
+          !info_->server_context()->IsCancelled()) {
         status = RequestMalformed(method_);
         methods->ModifySendStatus(status);
       }
