@@ -21,6 +21,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -984,10 +985,14 @@ int main(int argc, char** argv) {
       } else if (!reloaded.ok()) {
         spdlog::error("principals not reloaded: {}", std::string(reloaded.status().message()));
       } else if (reloaded->record.has_value()) {
-        spdlog::info("reloaded principals on SIGHUP: {} identities, version {}, {} at position {}",
-                     reloaded->set->size(), reloaded->set->version(),
-                     reloaded->record->recorded_now ? "recorded" : "recorded before",
-                     reloaded->record->position);
+        spdlog::info(
+            "reloaded principals on SIGHUP: {} identities, version {}, {} at position {}{}",
+            reloaded->set->size(), reloaded->set->version(),
+            reloaded->record->recorded_now ? "recorded" : "recorded before",
+            reloaded->record->position,
+            reloaded->record->reinstated_at >= 0
+                ? absl::StrCat(", in force again from position ", reloaded->record->reinstated_at)
+                : std::string());
       } else {
         spdlog::info("reloaded principals on SIGHUP: {} identities", reloaded->set->size());
       }

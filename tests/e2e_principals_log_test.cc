@@ -206,6 +206,45 @@ TEST_F(PrincipalsLogTest, RecordedAtStartStampedOnEventsAndRecordedAgainWhenChan
   EXPECT_TRUE(DeepVerifies(&problem)) << problem;
 }
 
+// A return to a file recorded before (SIGHUP) is recorded as that set in force again, so
+// that the audit holds what follows to it: lister.b, whom the file in between removed,
+// acts again under the first set's version, and the log verifies deep. Each record claims
+// to stand alone.
+TEST_F(PrincipalsLogTest, AReturnToAnEarlierFileIsRecordedAsInForceAgain) {
+  const std::string started = PrincipalsText();
+  const std::string first = Records().at(0).principals_version();
+  EXPECT_TRUE(Records().at(0).exclusive());
+  std::string json = started;
+  const size_t at = json.find(kListerB);
+  ASSERT_NE(at, std::string::npos);
+  json.erase(at, std::string_view(kListerB).size());
+  std::ofstream(principals_, std::ios::trunc) << json;
+  ASSERT_EQ(kill(server_->pid(), SIGHUP), 0);
+  ASSERT_TRUE(WaitForRecords(2));
+  EXPECT_TRUE(Records()[1].exclusive());
+  EXPECT_FALSE(Records()[1].reinstated());
+
+  std::ofstream(principals_, std::ios::trunc) << started;
+  ASSERT_EQ(kill(server_->pid(), SIGHUP), 0);
+  ASSERT_TRUE(WaitForRecords(3));
+  const v1::PrincipalsRecorded back = Records()[2];
+  EXPECT_TRUE(back.reinstated());
+  EXPECT_TRUE(back.exclusive());
+  EXPECT_EQ(back.principals_version(), first);
+  EXPECT_EQ(back.principals_size(), 0);
+  WaitUntilServed("lister.b");
+  const v1::CaseCommandResponse b = Create("lister.b", "b-1");
+  ASSERT_EQ(b.events_size(), 1);
+  EXPECT_EQ(b.events(0).event().principals_version(), first);
+
+  // A restart with the same file records nothing more.
+  ASSERT_EQ(server_->Stop(), 0);
+  Start();
+  EXPECT_EQ(Records().size(), 3u);
+  std::string problem;
+  EXPECT_TRUE(DeepVerifies(&problem)) << problem;
+}
+
 // An administrator of the whole city reloads the file on request
 // (AdminService.ReloadPrincipals): the record names them and the set they acted under, the
 // new set is served at once, and the audit accepts it. The same file is not recorded

@@ -487,7 +487,8 @@ void ReloadPrincipals(State& s) {
                                 {"identities", resp.identities()},
                                 {"recorded_now", resp.recorded_now()},
                                 {"recorded_by", resp.recorded_by()},
-                                {"recorded_position", resp.recorded_position()}}
+                                {"recorded_position", resp.recorded_position()},
+                                {"reinstated_position", resp.reinstated_position()}}
                      .dump()
               << "\n";
   } else {
@@ -498,6 +499,11 @@ void ReloadPrincipals(State& s) {
     } else if (resp.recorded_now()) {
       std::cout << "recorded 已记录 at position 位置 " << resp.recorded_position() << " by "
                 << resp.recorded_by() << "\n";
+    } else if (resp.reinstated_position() > 0) {
+      std::cout << "in force again 重新启用: recorded before 此前已记录 at position 位置 "
+                << resp.recorded_position() << " by " << resp.recorded_by()
+                << "; in force again from position 自位置 " << resp.reinstated_position()
+                << " 起重新生效\n";
     } else {
       std::cout << "unchanged 未变化: recorded before 此前已记录 at position 位置 "
                 << resp.recorded_position() << " by " << resp.recorded_by() << "\n";

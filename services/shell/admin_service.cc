@@ -299,6 +299,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RegisterApproverKey(
   }
 
   const std::shared_ptr<const Principals> looked_up_in = standing.principals();
+  // From the last check of the caller until the append is queued: no reload's record
+  // comes between them (PrincipalsHolder::append_gate).
+  const AppendGateHold gate(auth_->AppendGate());
   if (auto changed = standing.Revoked("the registration", "密钥登记", "was not made", "未进行")) {
     Release(key_id);
     return Finish(ctx, *changed);
@@ -465,7 +468,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeApproverKey(
   auto version = log_->StreamVersion(stream);
   if (!version.ok()) return Finish(ctx, FromStoreStatus(version.status()));
   // After the wait for sign-offs above: an administrator a reload removed or changed
-  // meanwhile revokes nothing.
+  // meanwhile revokes nothing. No reload's record comes between this check and the append
+  // (PrincipalsHolder::append_gate).
+  const AppendGateHold gate(auth_->AppendGate());
   if (auto changed = CallerStanding(auth_, actor, nullptr)
                          .Revoked("the revocation", "密钥吊销", "was not made", "未进行")) {
     return Finish(ctx, *changed);
@@ -662,16 +667,21 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ReloadPrincipals(
         resp->set_recorded_now(reloaded->record->recorded_now);
         resp->set_recorded_by(reloaded->record->recorded_by);
         resp->set_recorded_position(reloaded->record->position);
+        if (reloaded->record->reinstated_at >= 0) {
+          resp->set_reinstated_position(reloaded->record->reinstated_at);
+        }
       }
     }
     // In the server's log too, which is the only trace of who reloaded when the log
     // records no principals (--no-record-principals) or the set did not change.
     if (status.ok()) {
-      spdlog::info("principals reloaded at the request of {}: {} identities, version {}{}",
-                   actor.id, resp->identities(), resp->principals_version(),
-                   resp->recorded_now()
-                       ? absl::StrCat(", recorded at position ", resp->recorded_position())
-                       : std::string());
+      spdlog::info(
+          "principals reloaded at the request of {}: {} identities, version {}{}", actor.id,
+          resp->identities(), resp->principals_version(),
+          resp->recorded_now() ? absl::StrCat(", recorded at position ", resp->recorded_position())
+          : resp->reinstated_position() > 0
+              ? absl::StrCat(", in force again from position ", resp->reinstated_position())
+              : std::string());
     } else {
       spdlog::warn("principals reload requested by {} refused: {}", actor.id,
                    status.error_message());

@@ -94,24 +94,26 @@ CaseServiceImpl::CaseServiceImpl(CommandProcessor* processor, const Authenticato
   // After the rules accepted a command (role, jurisdiction, fields), just before it is
   // appended: the caller still stands as authenticated (a reload since that removed or
   // changed them applies nothing more in their name), and an assignment's people.
-  processor_->SetAcceptedCheck([auth](const workflow::Principal& actor,
-                                      const Command& command) -> std::optional<grpc::Status> {
-    const std::shared_ptr<const Principals> now = auth->CurrentPrincipals();
-    // The usual case costs a lookup: the actor is the entry of the set in force.
-    if (now->Find(actor.id) != &actor) {
-      if (auto changed = CallerStanding(auth, actor, nullptr)
-                             .Revoked("the command", "命令", "was not applied", "未执行")) {
-        return changed;
-      }
-    }
-    if (!command.has_assign_assistance() && !command.has_replace_assignment()) {
-      return std::nullopt;
-    }
-    const casework::v1::Assignment& assignment = command.has_assign_assistance()
-                                                     ? command.assign_assistance().assignment()
-                                                     : command.replace_assignment().assignment();
-    return ResemblingPerson(*now, assignment);
-  });
+  processor_->SetAcceptedCheck(
+      [auth](const workflow::Principal& actor,
+             const Command& command) -> std::optional<grpc::Status> {
+        const std::shared_ptr<const Principals> now = auth->CurrentPrincipals();
+        // The usual case costs a lookup: the actor is the entry of the set in force.
+        if (now->Find(actor.id) != &actor) {
+          if (auto changed = CallerStanding(auth, actor, nullptr)
+                                 .Revoked("the command", "命令", "was not applied", "未执行")) {
+            return changed;
+          }
+        }
+        if (!command.has_assign_assistance() && !command.has_replace_assignment()) {
+          return std::nullopt;
+        }
+        const casework::v1::Assignment& assignment =
+            command.has_assign_assistance() ? command.assign_assistance().assignment()
+                                            : command.replace_assignment().assignment();
+        return ResemblingPerson(*now, assignment);
+      },
+      auth->AppendGate());
   SetMessageAllocatorFor_CreateCase(&create_case_messages_);
   SetMessageAllocatorFor_GetCase(&get_case_messages_);
 #define CW_SET_MESSAGES(Method, Request, field) SetMessageAllocatorFor_##Method(&field##_messages_);

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "services/shell/fingerprint.h"
+#include "services/shell/principals.h"
 #include "services/shell/projections.h"
 #include "services/shell/receipts.h"
 #include "services/shell/status_mapping.h"
@@ -324,6 +325,8 @@ void CommandProcessor::Execute(const workflow::Principal& actor, const std::stri
     std::move(done)(grpc::Status::OK);
     return;
   }
+  // From the caller's last check until the append is queued: no reload's record between.
+  const AppendGateHold gate(append_gate_);
   if (accepted_check_) {
     if (std::optional<grpc::Status> refused = accepted_check_(actor, command)) {
       std::move(done)(*std::move(refused));

@@ -53,7 +53,12 @@ class CommandProcessor {
   // jurisdiction): a status to answer instead of appending. Set before serving.
   using AcceptedCheck = std::function<std::optional<grpc::Status>(const workflow::Principal& actor,
                                                                   const casework::v1::Command&)>;
-  void SetAcceptedCheck(AcceptedCheck check) { accepted_check_ = std::move(check); }
+  // `gate` (PrincipalsHolder::append_gate, may be null) is held shared from the check
+  // until the append is queued, so that a reload's record cannot come between them.
+  void SetAcceptedCheck(AcceptedCheck check, absl::Mutex* gate = nullptr) {
+    accepted_check_ = std::move(check);
+    append_gate_ = gate;
+  }
   // Sets the position and the leaf hash of the latest event of a loaded case (neither is in
   // the stored row: a row is written before the log places its events). Nothing for
   // version 0.
@@ -92,6 +97,7 @@ class CommandProcessor {
 
  private:
   AcceptedCheck accepted_check_;
+  absl::Mutex* append_gate_ = nullptr;
   // For a sign-off that left `state` VERIFIED: what the closure still needs, in the answer.
   void SetClosureOutstanding(const casework::v1::Case& state,
                              casework::v1::CaseCommandResponse* response) const;

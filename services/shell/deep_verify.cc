@@ -98,6 +98,23 @@ std::optional<DeepVerifier::Problem> DeepVerifier::AddPrincipals(int64_t positio
   const v1::PrincipalsRecorded& part = event.principals_recorded();
   // A set recorded in parts (one append, in order): gathered, then checked whole.
   const bool open = principal_parts_.parts() > 0;
+  if (part.reinstated() && !open) {
+    // A set recorded earlier, in force again.
+    if (part.principals_size() > 0 || part.parts() != 0 || !part.exclusive()) {
+      return Problem{position, absl::StrCat("a reinstatement of principals version \"",
+                                            part.principals_version(),
+                                            "\" holds principals or parts, or does not claim "
+                                            "to stand alone")};
+    }
+    if (!principal_sets_.contains(part.principals_version())) {
+      return Problem{position, absl::StrCat("principals version \"", part.principals_version(),
+                                            "\" is reinstated, but the log did not record it "
+                                            "before")};
+    }
+    in_force_ = part.principals_version();
+    in_force_position_ = position;
+    return std::nullopt;
+  }
   v1::PrincipalsRecorded gathered;
   if (part.parts() > 1 || open) {
     const int32_t expected = open ? principal_parts_.part() + 1 : 0;
@@ -154,6 +171,17 @@ std::optional<DeepVerifier::Problem> DeepVerifier::AddPrincipals(int64_t positio
     set.emplace(r.id(), std::move(p));
   }
   principal_sets_[version] = std::move(set);
+  if (part.exclusive()) {
+    in_force_ = version;
+    in_force_position_ = position;
+  } else if (!in_force_.empty()) {
+    // A server that claimed it once claims it in every record after: without it, events
+    // after this record could not be held to it.
+    return Problem{position,
+                   absl::StrCat("principals version \"", version,
+                                "\" is recorded without claiming to stand alone, after version \"",
+                                in_force_, "\" claimed it at position ", in_force_position_)};
+  }
   return std::nullopt;
 }
 
@@ -173,6 +201,32 @@ std::optional<DeepVerifier::Problem> DeepVerifier::Authority(
                                           event.principals_version(), "\"")};
   }
   *actor = who->second;
+  if (!in_force_.empty() && event.principals_version() != in_force_) {
+    // Authorised under an earlier set: the actor must stand in the set in force as in that
+    // one, as the server checked just before the append (the record of the set in force
+    // came before the check).
+    const auto& now = principal_sets_.at(in_force_);
+    auto there = now.find(event.actor());
+    if (there == now.end()) {
+      return Problem{position, absl::StrCat(event.actor(), " acted under principals version \"",
+                                            event.principals_version(), "\" after version \"",
+                                            in_force_, "\", recorded at position ",
+                                            in_force_position_, ", had removed them")};
+    }
+    const auto role_set = [](std::vector<workflow::Role> roles) {
+      std::sort(roles.begin(), roles.end());
+      roles.erase(std::unique(roles.begin(), roles.end()), roles.end());
+      return roles;
+    };
+    if (role_set(there->second.roles) != role_set(who->second.roles) ||
+        there->second.jurisdiction != who->second.jurisdiction) {
+      return Problem{position,
+                     absl::StrCat(event.actor(), " acted under principals version \"",
+                                  event.principals_version(), "\" after version \"", in_force_,
+                                  "\", recorded at position ", in_force_position_,
+                                  ", had changed their roles or jurisdiction")};
+    }
+  }
   return std::nullopt;
 }
 

@@ -13,6 +13,9 @@
 // authorised under. For such an event the set must have been recorded earlier in the
 // log (and its recorded version must be the hash of its content), the actor must be in
 // it, and the re-decision runs with exactly the actor's roles and jurisdiction from it;
+// once the log's records claim to stand alone (PrincipalsRecorded.exclusive), the actor
+// must also stand, with the same roles and jurisdiction, in the latest set recorded (or
+// reinstated) before the event;
 // the events of other streams are checked for the role their service requires (approver
 // keys: admin; registry: admin; county talks and notices: approver, auditor or admin;
 // draws: auditor) and the jurisdiction they touch. An event without a version (a server
@@ -156,7 +159,9 @@ class DeepVerifier {
   // Records a principals set; a problem when its version is not the hash of its content.
   std::optional<Problem> AddPrincipals(int64_t position, const casework::v1::Event& event);
   // The actor of `event` under the principals version it names: nullptr when it names
-  // none; a problem when the set is unknown or the actor is not in it.
+  // none; a problem when the set is unknown or the actor is not in it, or, once records
+  // claim to stand alone, when the set in force does not hold the actor with the same
+  // roles and jurisdiction.
   std::optional<Problem> Authority(int64_t position, const casework::v1::Event& event,
                                    std::optional<workflow::Principal>* actor) const;
   // The role and jurisdiction an event of a non-case stream needs.
@@ -175,6 +180,10 @@ class DeepVerifier {
   // Its actor and request id (every part has the first part's).
   std::string principal_parts_actor_;
   std::string principal_parts_request_id_;
+  // From the first record that claims it (PrincipalsRecorded.exclusive): the set in force,
+  // the latest recorded or reinstated, and its record's position. Empty before.
+  std::string in_force_;
+  int64_t in_force_position_ = -1;
   // The authority of the pending command's actor (nullopt: none named).
   std::optional<workflow::Principal> pending_actor_;
   std::vector<casework::v1::Event> pending_;

@@ -180,6 +180,118 @@ TEST_F(DeepVerifyPrincipalsTest, ServiceEventsNeedTheirRole) {
   EXPECT_THAT(problem->detail, HasSubstr("without the role"));
 }
 
+// Once records claim to stand alone (PrincipalsRecorded.exclusive, as a server that orders
+// each record before what the next set authorises writes them), an event authorised under
+// an earlier set holds only if its actor stands in the set in force as in that one.
+class DeepVerifyInForceTest : public DeepVerifyPrincipalsTest {
+ protected:
+  static constexpr char kLiNa[] =
+      R"({"id": "li.na", "roles": ["lister"], "jurisdiction": "city/east"})";
+  // The set of kPrincipalsJson with the entry `from` replaced by `to` ("" removes it).
+  static std::shared_ptr<const Principals> SetWith(const std::string& from, const std::string& to) {
+    std::string json = kPrincipalsJson;
+    const size_t at = json.find(from + ",");
+    EXPECT_NE(at, std::string::npos) << from;
+    json.replace(at, from.size() + 1, to.empty() ? "" : to + ",");
+    auto parsed = Principals::Parse(json);
+    EXPECT_TRUE(parsed.ok()) << parsed.status();
+    return (*parsed)->Stamped();
+  }
+  v1::Event Exclusive(const Principals& set) const {
+    v1::PrincipalsRecorded record = set.record();
+    record.set_exclusive(true);
+    return Record(record);
+  }
+  v1::Event Reinstated(const std::string& version) const {
+    v1::PrincipalsRecorded record;
+    record.set_principals_version(version);
+    record.set_exclusive(true);
+    record.set_reinstated(true);
+    v1::Event e = Record(record);
+    e.set_request_id(absl::StrCat("principals-", version, "-again-", e.version()));
+    return e;
+  }
+  // `log`, then li.na's case under set_ (the first set), on a fresh verifier.
+  std::optional<DeepVerifier::Problem> VerifyThenCreate(std::vector<v1::Event> log) const {
+    for (auto& e : Create("li.na", "c1")) log.push_back(e);
+    return Verify(log);
+  }
+  static std::optional<DeepVerifier::Problem> Verify(const std::vector<v1::Event>& log) {
+    DeepVerifier verifier{DeepVerifyOptions{}};
+    int64_t position = 0;
+    for (const v1::Event& e : log) {
+      if (auto p = verifier.Add(store::StoredEvent{.position = position++,
+                                                   .stream = e.stream(),
+                                                   .version = e.version(),
+                                                   .bytes = e.SerializeAsString()})) {
+        return p;
+      }
+    }
+    return verifier.Finish();
+  }
+};
+
+TEST_F(DeepVerifyInForceTest, AnEventUnderAnEarlierSetWhoseActorALaterRecordRemovedIsNamed) {
+  auto problem = VerifyThenCreate({Exclusive(*set_), Exclusive(*SetWith(kLiNa, ""))});
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->position, 2);
+  EXPECT_THAT(problem->detail, HasSubstr("recorded at position 1, had removed them"));
+}
+
+TEST_F(DeepVerifyInForceTest, AnEventUnderAnEarlierSetWhoseActorALaterRecordChangedIsNamed) {
+  for (const char* changed :
+       {R"({"id": "li.na", "roles": ["lister"], "jurisdiction": "city/west"})",
+        R"({"id": "li.na", "roles": ["lister", "inspector"], "jurisdiction": "city/east"})"}) {
+    SCOPED_TRACE(changed);
+    auto problem = VerifyThenCreate({Exclusive(*set_), Exclusive(*SetWith(kLiNa, changed))});
+    ASSERT_TRUE(problem.has_value());
+    EXPECT_EQ(problem->position, 2);
+    EXPECT_THAT(problem->detail, HasSubstr("had changed their roles or jurisdiction"));
+  }
+}
+
+// A later record that moves someone else, or names li.na's roles in another order: she
+// stands as before, and a command authorised under the earlier set verifies (one checked
+// just before a reload and appended after it, as the server allows).
+TEST_F(DeepVerifyInForceTest, AnEventUnderAnEarlierSetWhoseActorStandsAsBeforeVerifies) {
+  for (const auto& [from, to] :
+       {std::pair<std::string, std::string>{
+            R"({"id": "zhao.lei", "roles": ["inspector"], "jurisdiction": "city/east"})",
+            R"({"id": "zhao.lei", "roles": ["inspector"], "jurisdiction": "city/west"})"},
+        std::pair<std::string, std::string>{
+            kLiNa,
+            R"({"id": "li.na", "roles": ["lister", "lister"], "jurisdiction": "city/east"})"}}) {
+    SCOPED_TRACE(to);
+    auto problem = VerifyThenCreate({Exclusive(*set_), Exclusive(*SetWith(from, to))});
+    EXPECT_FALSE(problem.has_value()) << problem->detail;
+  }
+}
+
+// A return to the first set, recorded as such: what it authorises verifies again. A return
+// to a set the log never recorded is named.
+TEST_F(DeepVerifyInForceTest, AReturnToAnEarlierSetIsRecordedAndHoldsWhatFollows) {
+  auto fine = VerifyThenCreate(
+      {Exclusive(*set_), Exclusive(*SetWith(kLiNa, "")), Reinstated(set_->version())});
+  EXPECT_FALSE(fine.has_value()) << fine->detail;
+
+  auto problem = Verify({Exclusive(*set_), Reinstated("00112233445566ff")});
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->position, 1);
+  EXPECT_THAT(problem->detail, HasSubstr("did not record it before"));
+}
+
+// A log written before records claimed to stand alone is judged as it was: an event may
+// name any set recorded before it. A record without the claim after one with it is named.
+TEST_F(DeepVerifyInForceTest, RecordsWithoutTheClaimAreJudgedAsBeforeButNotAfterIt) {
+  auto old = VerifyThenCreate({Record(set_->record()), Record(SetWith(kLiNa, "")->record())});
+  EXPECT_FALSE(old.has_value()) << old->detail;
+
+  auto problem = Verify({Exclusive(*set_), Record(SetWith(kLiNa, "")->record())});
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->position, 1);
+  EXPECT_THAT(problem->detail, HasSubstr("without claiming to stand alone"));
+}
+
 // A set too large for one event is recorded in parts of one append; the verifier takes
 // it whole once its last part came, and names parts out of order or cut short.
 class DeepVerifyPrincipalsInPartsTest : public ::testing::Test {

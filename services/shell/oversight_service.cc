@@ -562,6 +562,14 @@ grpc::ServerUnaryReactor* OversightServiceImpl::RecordCounty(
     if (!known.ok()) return Finish(ctx, FromStoreStatus(known.status()));
     if (!*known) return Finish(ctx, CountyUnknown(county));
   }
+  // The caller still stands as authenticated (a reload since that removed or changed them
+  // records nothing in their name), and no reload's record comes between this check and
+  // the append (PrincipalsHolder::append_gate).
+  const AppendGateHold gate(auth_->AppendGate());
+  if (auto changed = CallerStanding(auth_, actor, nullptr)
+                         .Revoked("the record", "记录", "was not made", "未进行")) {
+    return Finish(ctx, *changed);
+  }
   v1::Event envelope = Envelope(stream, *version + 1, actor, clock_(), request_id);
   envelope.MergeFrom(event);
   store::AppendRequest append;
@@ -892,7 +900,9 @@ grpc::Status OversightServiceImpl::RecordImport(JobCaller& job_caller,
     next.append.projections = std::move(projections);
   }
   // Reading the counties may have outlasted a reload too: nothing is written in the name
-  // of a caller who no longer stands (nor once the server is about to stop).
+  // of a caller who no longer stands (nor once the server is about to stop). No reload's
+  // record comes between this check and the last append (PrincipalsHolder::append_gate).
+  const AppendGateHold gate(auth_->AppendGate());
   if (grpc::Status stands = job_caller.CheckWhileRunning(); !stands.ok()) {
     return stands;
   }
@@ -1091,7 +1101,9 @@ void OversightServiceImpl::Draw(grpc::ServerUnaryReactor* reactor, grpc::Callbac
   append.request_id = req.request_id();
   append.request_fingerprint = fingerprint;
   append.events.push_back(event.SerializeAsString());
-  // Recorded in the caller's name only while the caller stands.
+  // Recorded in the caller's name only while the caller stands, and no reload's record
+  // comes between this check and the append (PrincipalsHolder::append_gate).
+  const AppendGateHold gate(auth_->AppendGate());
   if (grpc::Status stands = job_caller.Check(); !stands.ok()) {
     JobRunner::FinishJob(reactor, stands);
     return;

@@ -311,14 +311,51 @@ absl::StatusOr<PrincipalsRecord> RecordPrincipalsBy(store::EventLog* log, const 
   const std::string request_id = absl::StrCat("principals-", set.version());
   auto first = log->FindRequest(kPrincipalsStream, request_id);
   if (!first.ok()) return first.status();
+  auto version = log->StreamVersion(kPrincipalsStream);
+  if (!version.ok()) return version.status();
   if (first->has_value()) {
     // Recorded before: by whom, from the record's first event.
     const int64_t position = (*first)->first_position;
-    return PrincipalsRecord{
+    PrincipalsRecord record{
         .recorded_now = false, .position = position, .recorded_by = ActorAt(log, position)};
+    // In force in the log's view already when the stream's last event is this set's
+    // (its record's last part, or a reinstatement), claiming it stands alone.
+    auto last = log->ReadStream(kPrincipalsStream, *version, 1);
+    if (!last.ok()) return last.status();
+    casework::v1::Event event;
+    if (last->size() != 1 || !event.ParseFromString(last->front().bytes)) {
+      return absl::DataLossError(absl::StrCat("the last event of ", kPrincipalsStream, " (version ",
+                                              *version, ") cannot be read"));
+    }
+    if (event.principals_recorded().principals_version() == set.version() &&
+        event.principals_recorded().exclusive()) {
+      return record;
+    }
+    // A return to an earlier set (or the first start since records claim to stand alone):
+    // recorded, so that what follows is held to this set.
+    store::AppendRequest append;
+    append.stream = kPrincipalsStream;
+    append.expected_version = *version;
+    append.request_id = absl::StrCat("principals-", set.version(), "-again-", *version + 1);
+    append.request_fingerprint = set.version();
+    casework::v1::Event again;
+    again.set_stream(kPrincipalsStream);
+    again.set_version(*version + 1);
+    again.set_actor(by != nullptr ? by->id : kServerActor);
+    if (by != nullptr) again.set_principals_version(by->principals_version);
+    *again.mutable_time() = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(now_micros);
+    again.set_request_id(append.request_id);
+    again.set_rules_version(workflow::kRulesVersion);
+    casework::v1::PrincipalsRecorded* body = again.mutable_principals_recorded();
+    body->set_principals_version(set.version());
+    body->set_exclusive(true);
+    body->set_reinstated(true);
+    append.events.push_back(again.SerializeAsString());
+    auto result = log->Append(std::move(append));
+    if (!result.ok()) return result.status();
+    record.reinstated_at = result->first_position;
+    return record;
   }
-  auto version = log->StreamVersion(kPrincipalsStream);
-  if (!version.ok()) return version.status();
   // The principals in parts of at most kPrincipalsPartBytesMax, in order.
   std::vector<casework::v1::PrincipalsRecorded> parts(1);
   size_t part_bytes = 0;
@@ -351,6 +388,7 @@ absl::StatusOr<PrincipalsRecord> RecordPrincipalsBy(store::EventLog* log, const 
     casework::v1::PrincipalsRecorded* part = event.mutable_principals_recorded();
     *part = std::move(parts[i]);
     part->set_principals_version(set.version());
+    part->set_exclusive(true);
     if (parts.size() > 1) {
       part->set_part(static_cast<int32_t>(i));
       part->set_parts(static_cast<int32_t>(parts.size()));
@@ -407,6 +445,9 @@ absl::StatusOr<PrincipalsReloader::Result> PrincipalsReloader::Reload(
     holder_->Set(*loaded);
     return result;
   }
+  // No append checked against the set in force is under way from here to the switch, so
+  // none lands after this record (PrincipalsHolder::append_gate).
+  absl::WriterMutexLock gate(holder_->append_gate());
   auto recorded = RecordPrincipalsBy(options_.log, **loaded, options_.clock(), by);
   if (!recorded.ok()) {
     // Fail closed: whoever the new file removes or changes stops acting now; the rest act

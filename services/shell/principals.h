@@ -78,9 +78,13 @@ inline constexpr size_t kPrincipalsRecordBytesMax = 16u << 20;
 inline constexpr size_t kPrincipalsPartBytesMax = 256u << 10;
 
 // Records `set` on kPrincipalsStream (PrincipalsRecorded, actor kServerActor, request id
-// "principals-{version}") unless that version is recorded already: one event, or parts
-// of at most kPrincipalsPartBytesMax of principals each in one append. Call it, and see it
-// succeed, before authorising anyone under the set. Store errors as such.
+// "principals-{version}", `exclusive`) unless that version is recorded already: one event,
+// or parts of at most kPrincipalsPartBytesMax of principals each in one append. A version
+// recorded before that is not the stream's last record (a return to an earlier file) is
+// recorded as in force again: one `reinstated` event, request id
+// "principals-{version}-again-{stream version}". Call it, and see it succeed, before
+// authorising anyone under the set, while no append authorised under another set is under
+// way (PrincipalsHolder::append_gate). Store errors as such.
 [[nodiscard]] absl::Status RecordPrincipals(store::EventLog* log, const Principals& set,
                                             int64_t now_micros);
 
@@ -97,6 +101,9 @@ struct PrincipalsRecord {
   int64_t position = 0;
   // Its actor: kServerActor (a start or SIGHUP) or the administrator who reloaded.
   std::string recorded_by;
+  // Where a set recorded before was recorded as in force again (PrincipalsRecorded
+  // `reinstated`): a return to it from another set; -1 when it was in force already.
+  int64_t reinstated_at = -1;
 };
 
 // RecordPrincipals naming `by` as the actor, its events stamped with the version `by`
@@ -121,9 +128,35 @@ class PrincipalsHolder {
     current_ = std::move(next);
   }
 
+  // Orders each set's record before what the next set authorises. Held shared by an
+  // append in a principal's name from its last check of the caller against the set in
+  // force until the append is queued (EventLog::AppendAsync returned, or a blocking Append
+  // answered), and exclusively by a reload across its record's append and the switch
+  // (PrincipalsReloader). So every event the log holds after a set's record was checked
+  // against that set (or a later one), which deep verification holds it to
+  // (PrincipalsRecorded.exclusive). A reload holding it takes no lock but the log's.
+  [[nodiscard]] absl::Mutex* append_gate() const { return &append_gate_; }
+
  private:
   mutable absl::Mutex mu_;
   std::shared_ptr<const Principals> current_;
+  mutable absl::Mutex append_gate_;
+};
+
+// PrincipalsHolder::append_gate held shared for this object's life (nothing when null).
+class ABSL_SCOPED_LOCKABLE AppendGateHold {
+ public:
+  explicit AppendGateHold(absl::Mutex* gate) ABSL_SHARED_LOCK_FUNCTION(gate) : gate_(gate) {
+    if (gate_ != nullptr) gate_->ReaderLock();
+  }
+  ~AppendGateHold() ABSL_UNLOCK_FUNCTION() {
+    if (gate_ != nullptr) gate_->ReaderUnlock();
+  }
+  AppendGateHold(const AppendGateHold&) = delete;
+  AppendGateHold& operator=(const AppendGateHold&) = delete;
+
+ private:
+  absl::Mutex* const gate_;
 };
 
 // Reads the principals file again, records it (naming who asked) and serves it: on SIGHUP

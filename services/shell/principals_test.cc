@@ -2,11 +2,18 @@
 // message naming the entry and field.
 #include "services/shell/principals.h"
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "services/shell/auth.h"
+#include "services/shell/command_processor.h"
+#include "services/shell/deep_verify.h"
+#include "services/shell/gate_testing.h"
+#include "services/workflow/workflow_testing.h"
 #include "store/rocks_event_log.h"
 #include "store/testing/temp_dir.h"
 
@@ -247,6 +254,179 @@ TEST(PrincipalsReloader, RecordsInTheCallersNameAndKeepsTheSetOnAFileThatDoesNot
   EXPECT_TRUE(PrincipalsReloader::FileNotLoaded(broken.status())) << broken.status();
   EXPECT_NE(holder.Get()->Find("new.lister"), nullptr);
   EXPECT_EQ((*log)->Size(), size);
+}
+
+// The last event of the principals stream.
+casework::v1::Event LastRecord(store::EventLog* log) {
+  casework::v1::Event event;
+  auto version = log->StreamVersion(kPrincipalsStream);
+  EXPECT_TRUE(version.ok()) << version.status();
+  auto last = log->ReadStream(kPrincipalsStream, *version, 1);
+  EXPECT_TRUE(last.ok() && last->size() == 1u);
+  if (last.ok() && last->size() == 1u) {
+    EXPECT_TRUE(event.ParseFromString(last->front().bytes));
+  }
+  return event;
+}
+
+// Every set is recorded as claiming to stand alone, and a return to a file recorded
+// before (a reload, or the first start over a log whose records did not claim it) is
+// recorded as that set in force again, once.
+TEST(PrincipalsReloader, AReturnToAFileRecordedBeforeIsRecordedAsInForceAgain) {
+  store::testing::TempDir dir;
+  store::RocksEventLog::Options options;
+  options.path = dir.Sub("log");
+  auto log = store::RocksEventLog::Open(options);
+  ASSERT_TRUE(log.ok()) << log.status();
+  const std::string path = dir.Sub("principals.json");
+  const std::string first = R"({"principals": [
+      {"id": "boss", "roles": ["admin"], "jurisdiction": "city"},
+      {"id": "li.na", "roles": ["lister"], "jurisdiction": "city/a"}]})";
+  const std::string second = R"({"principals": [
+      {"id": "boss", "roles": ["admin"], "jurisdiction": "city"}]})";
+  std::ofstream(path, std::ios::trunc) << first;
+  auto initial = Principals::Load(path);
+  ASSERT_TRUE(initial.ok()) << initial.status();
+
+  // A record as written before records claimed to stand alone (no `exclusive`).
+  {
+    casework::v1::Event old;
+    old.set_stream(kPrincipalsStream);
+    old.set_version(1);
+    old.set_actor(kServerActor);
+    old.set_request_id("principals-" + (*initial)->version());
+    *old.mutable_principals_recorded() = (*initial)->record();
+    store::AppendRequest append{.stream = kPrincipalsStream,
+                                .expected_version = 0,
+                                .events = {old.SerializeAsString()},
+                                .request_id = old.request_id()};
+    ASSERT_TRUE((*log)->Append(std::move(append)).ok());
+  }
+  // The first start since: the same set, in force again, claiming it.
+  auto started = RecordPrincipalsBy(log->get(), **initial, 1, nullptr);
+  ASSERT_TRUE(started.ok()) << started.status();
+  EXPECT_FALSE(started->recorded_now);
+  EXPECT_EQ(started->position, 0);
+  EXPECT_EQ(started->reinstated_at, 1);
+  casework::v1::Event again = LastRecord(log->get());
+  EXPECT_TRUE(again.principals_recorded().reinstated());
+  EXPECT_TRUE(again.principals_recorded().exclusive());
+  EXPECT_EQ(again.principals_recorded().principals_version(), (*initial)->version());
+  EXPECT_EQ(again.principals_recorded().principals_size(), 0);
+  // A start after it: nothing more.
+  auto restarted = RecordPrincipalsBy(log->get(), **initial, 1, nullptr);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  EXPECT_EQ(restarted->reinstated_at, -1);
+  EXPECT_EQ((*log)->Size(), 2);
+
+  PrincipalsHolder holder((*initial)->Stamped());
+  PrincipalsReloader reloader({.path = path, .log = log->get(), .clock = [] { return 2; }},
+                              &holder);
+  // Another file: recorded, claiming to stand alone.
+  std::ofstream(path, std::ios::trunc) << second;
+  auto changed = reloader.Reload(nullptr);
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  EXPECT_TRUE(changed->record->recorded_now);
+  EXPECT_EQ(changed->record->reinstated_at, -1);
+  EXPECT_TRUE(LastRecord(log->get()).principals_recorded().exclusive());
+  EXPECT_FALSE(LastRecord(log->get()).principals_recorded().reinstated());
+  // Back to the first file, by the administrator: in force again, in their name.
+  std::ofstream(path, std::ios::trunc) << first;
+  const workflow::Principal boss = *holder.Get()->Find("boss");
+  auto back = reloader.Reload(&boss);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_FALSE(back->record->recorded_now);
+  EXPECT_EQ(back->record->position, 0);
+  EXPECT_EQ(back->record->reinstated_at, 3);
+  again = LastRecord(log->get());
+  EXPECT_TRUE(again.principals_recorded().reinstated());
+  EXPECT_EQ(again.actor(), "boss");
+  EXPECT_EQ(again.principals_version(), changed->set->version());
+  EXPECT_NE(holder.Get()->Find("li.na"), nullptr);
+  // The same file again: nothing more.
+  auto same = reloader.Reload(nullptr);
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_EQ(same->record->reinstated_at, -1);
+  EXPECT_EQ((*log)->Size(), 4);
+
+  // The log verifies deep, and li.na acting now is held to the set in force again.
+  DeepVerifier verifier{DeepVerifyOptions{}};
+  auto events = (*log)->ReadRange(0, 10);
+  ASSERT_TRUE(events.ok()) << events.status();
+  for (const store::StoredEvent& e : *events) {
+    auto problem = verifier.Add(e);
+    ASSERT_FALSE(problem.has_value()) << problem->position << ": " << problem->detail;
+  }
+}
+
+// A reload while a command is between its last check of the caller and its append: the
+// reload's record waits for the append (PrincipalsHolder::append_gate), so the log holds
+// the command before the record of the set that removes its actor, and verifies deep.
+TEST(PrincipalsReloader, ARecordWaitsForACommandCheckedAgainstTheSetInForce) {
+  store::testing::TempDir dir;
+  store::RocksEventLog::Options options;
+  options.path = dir.Sub("log");
+  auto log = store::RocksEventLog::Open(options);
+  ASSERT_TRUE(log.ok()) << log.status();
+  const std::string path = dir.Sub("principals.json");
+  std::ofstream(path, std::ios::trunc) << R"({"principals": [
+      {"id": "root", "roles": ["admin"], "jurisdiction": "city"},
+      {"id": "li.na", "roles": ["lister"], "jurisdiction": "city/east"}]})";
+  auto initial = Principals::Load(path);
+  ASSERT_TRUE(initial.ok()) << initial.status();
+  ASSERT_TRUE(RecordPrincipals(log->get(), **initial, workflow::testing::kStartMicros).ok());
+  PrincipalsHolder holder((*initial)->Stamped());
+  PrincipalsReloader reloader(
+      {.path = path, .log = log->get(), .clock = [] { return workflow::testing::kStartMicros; }},
+      &holder);
+  CommandProcessor processor(log->get(), workflow::Policy{},
+                             [] { return workflow::testing::kStartMicros; });
+  testing::Gate checked;
+  testing::Gate release;
+  processor.SetAcceptedCheck(
+      [&](const workflow::Principal&, const casework::v1::Command&) -> std::optional<grpc::Status> {
+        checked.Open();
+        release.Wait();
+        return std::nullopt;
+      },
+      holder.append_gate());
+
+  const workflow::Principal actor = *holder.Get()->Find("li.na");
+  casework::v1::CaseCommandResponse response;
+  std::promise<grpc::Status> answered;
+  std::thread command([&] {
+    processor.Execute(actor, workflow::testing::kCaseId,
+                      workflow::testing::CreateCase(workflow::testing::kStartMicros), &response,
+                      [&](grpc::Status status) { answered.set_value(std::move(status)); });
+  });
+  checked.Wait();
+  // li.na removed, while her command is checked and not yet appended.
+  std::ofstream(path, std::ios::trunc) << R"({"principals": [
+      {"id": "root", "roles": ["admin"], "jurisdiction": "city"}]})";
+  auto reload = std::async(std::launch::async, [&] { return reloader.Reload(nullptr); });
+  // Held back (a reload not held back takes milliseconds).
+  EXPECT_EQ(reload.wait_for(std::chrono::seconds(2)), std::future_status::timeout);
+  release.Open();
+  command.join();
+  const grpc::Status status = answered.get_future().get();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  auto reloaded = reload.get();
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  ASSERT_TRUE(reloaded->record->recorded_now);
+  ASSERT_EQ(response.events_size(), 1);
+  EXPECT_LT(response.events(0).position(), reloaded->record->position);
+  EXPECT_EQ(holder.Get()->Find("li.na"), nullptr);
+
+  DeepVerifier verifier{DeepVerifyOptions{}};
+  auto events = (*log)->ReadRange(0, 10);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 3u);
+  for (const store::StoredEvent& e : *events) {
+    auto problem = verifier.Add(e);
+    ASSERT_FALSE(problem.has_value()) << problem->position << ": " << problem->detail;
+  }
+  auto problem = verifier.Finish();
+  EXPECT_FALSE(problem.has_value()) << problem->detail;
 }
 
 }  // namespace
