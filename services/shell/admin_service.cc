@@ -307,10 +307,11 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RegisterApproverKey(
     return Finish(ctx, *changed);
   }
   if (standing.principals() != looked_up_in) {
-    // A reload meanwhile: the approver must still hold the level the key is registered at.
+    // A reload meanwhile: the approver must still hold the level the key is registered at,
+    // within the caller's jurisdiction (deep verification looks them up in this set).
     const workflow::Principal* approver = standing.principals()->Find(req->approver());
     if (approver == nullptr || !approver->HasRole(workflow::Role::kApprover) ||
-        approver->approval_level != req->level()) {
+        approver->approval_level != req->level() || !actor.Covers(approver->jurisdiction)) {
       Release(key_id);
       return Finish(ctx,
                     ErrorStatus(grpc::StatusCode::ABORTED, "PRINCIPAL_CHANGED", "approver",
@@ -474,6 +475,14 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeApproverKey(
   if (auto changed = CallerStanding(auth_, actor, nullptr)
                          .Revoked("the revocation", "密钥吊销", "was not made", "未进行")) {
     return Finish(ctx, *changed);
+  }
+  {
+    // The approver as the set in force has them (a reload since the check above may have
+    // moved them away from the caller; deep verification looks them up in this set).
+    const workflow::Principal* approver = auth_->CurrentPrincipals()->Find(req->approver());
+    if (approver != nullptr && !actor.Covers(approver->jurisdiction)) {
+      return Finish(ctx, NotCovered(actor, *approver));
+    }
   }
   Event event = Envelope(stream, *version + 1, actor, clock_(), req->request_id());
   auto* body = event.mutable_approver_key_revoked();

@@ -92,7 +92,7 @@ absl::StatusOr<SignedHead> LatestCheckpoint(store::RocksEventLog* log) {
   if (!note.ok()) return note.status();
   auto opened =
       store::OpenCheckpoint(*note, log->CheckpointVerifier(), log->CheckpointVerifier().name());
-  if (!opened.ok()) return opened.status();
+  if (!opened.ok()) return OwnCheckpointUnreadable(opened.status());
   return SignedHead{.note = std::move(*note), .checkpoint = std::move(*opened)};
 }
 

@@ -127,7 +127,8 @@ std::optional<DeepVerifier::Problem> DeepVerifier::AddPrincipals(int64_t positio
     }
     if (part.part() != expected ||
         (open && (part.parts() != principal_parts_.parts() ||
-                  part.principals_version() != principal_parts_.principals_version()))) {
+                  part.principals_version() != principal_parts_.principals_version() ||
+                  part.exclusive() != principal_parts_.exclusive() || part.reinstated()))) {
       return Problem{position,
                      absl::StrCat("a principals record in parts is out of order here: part ",
                                   part.part(), " of ", part.parts(), " of version \"",
@@ -139,6 +140,7 @@ std::optional<DeepVerifier::Problem> DeepVerifier::AddPrincipals(int64_t positio
     if (!open) {
       principal_parts_.set_parts(part.parts());
       principal_parts_.set_principals_version(part.principals_version());
+      principal_parts_.set_exclusive(part.exclusive());
       principal_parts_actor_ = event.actor();
       principal_parts_request_id_ = event.request_id();
     }
@@ -239,7 +241,10 @@ std::optional<DeepVerifier::Problem> DeepVerifier::CheckServiceEvent(
   if (StartsWith(stream, kApproverPrefix)) {
     roles = {Role::kAdmin};
     const std::string approver = stream.substr(kApproverPrefix.size());
-    const auto& set = principal_sets_.at(event.principals_version());
+    // The approver as the server looked them up just before the append: in the set in force
+    // once records claim to stand alone (the set the administrator's event names before).
+    const auto& set =
+        principal_sets_.at(in_force_.empty() ? event.principals_version() : in_force_);
     auto it = set.find(approver);
     if (event.has_approver_key_registered() &&
         (it == set.end() || !it->second.HasRole(Role::kApprover))) {

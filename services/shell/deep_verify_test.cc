@@ -250,7 +250,7 @@ TEST_F(DeepVerifyInForceTest, AnEventUnderAnEarlierSetWhoseActorALaterRecordChan
   }
 }
 
-// A later record that moves someone else, or names li.na's roles in another order: she
+// A later record that moves someone else, or adds someone: li.na
 // stands as before, and a command authorised under the earlier set verifies (one checked
 // just before a reload and appended after it, as the server allows).
 TEST_F(DeepVerifyInForceTest, AnEventUnderAnEarlierSetWhoseActorStandsAsBeforeVerifies) {
@@ -259,12 +259,39 @@ TEST_F(DeepVerifyInForceTest, AnEventUnderAnEarlierSetWhoseActorStandsAsBeforeVe
             R"({"id": "zhao.lei", "roles": ["inspector"], "jurisdiction": "city/east"})",
             R"({"id": "zhao.lei", "roles": ["inspector"], "jurisdiction": "city/west"})"},
         std::pair<std::string, std::string>{
-            kLiNa,
-            R"({"id": "li.na", "roles": ["lister", "lister"], "jurisdiction": "city/east"})"}}) {
+            kLiNa, std::string(kLiNa) +
+                       R"(, {"id": "qian.hui", "roles": ["auditor"], "jurisdiction": "city"})"}}) {
     SCOPED_TRACE(to);
     auto problem = VerifyThenCreate({Exclusive(*set_), Exclusive(*SetWith(from, to))});
     EXPECT_FALSE(problem.has_value()) << problem->detail;
   }
+}
+
+// Once records claim to stand alone, the approver of a key registration is looked up in
+// the set in force, as the server looks them up just before the append: an approver whom a
+// later set added verifies under an administrator's event naming the earlier set (in a log
+// without the claim, as before, the set the event names decides).
+TEST_F(DeepVerifyInForceTest, AKeysApproverIsLookedUpInTheSetInForce) {
+  const auto with_approver =
+      SetWith(kLiNa, std::string(kLiNa) + R"(, {"id": "zhou.min", "roles": ["approver"], )" +
+                         R"("jurisdiction": "city/east", "approval_level": "county"})");
+  v1::Event registered;
+  registered.set_stream("approvers/zhou.min");
+  registered.set_version(1);
+  registered.set_actor("sun.mei");
+  registered.set_request_id("register-1");
+  registered.set_principals_version(set_->version());
+  auto* body = registered.mutable_approver_key_registered();
+  body->set_key_id("ed25519:0011223344556677");
+  body->set_public_key(std::string(32, 'k'));
+  body->set_level(v1::APPROVAL_LEVEL_COUNTY);
+
+  auto fine = Verify({Exclusive(*set_), Exclusive(*with_approver), registered});
+  EXPECT_FALSE(fine.has_value()) << fine->detail;
+  auto old = Verify({Record(set_->record()), Record(with_approver->record()), registered});
+  ASSERT_TRUE(old.has_value());
+  EXPECT_EQ(old->position, 2);
+  EXPECT_THAT(old->detail, HasSubstr("who was not an approver then"));
 }
 
 // A return to the first set, recorded as such: what it authorises verifies again. A return

@@ -531,9 +531,9 @@ class EventServiceImpl::Watch final : public grpc::ServerWriteReactor<grpc::Byte
       auto note = log->SignedCheckpoint();
       if (!note.ok()) return note.status();
       auto parsed = store::ParseNote(*note);
-      if (!parsed.ok()) return parsed.status();
+      if (!parsed.ok()) return OwnCheckpointUnreadable(parsed.status());
       auto body = store::ParseCheckpoint(parsed->text);
-      if (!body.ok()) return body.status();
+      if (!body.ok()) return OwnCheckpointUnreadable(body.status());
       if (body->size >= next_ && body->size <= log->Size()) {
         checkpoint = std::move(*note);
         end = body->size;

@@ -1067,7 +1067,7 @@ void OversightServiceImpl::Draw(grpc::ServerUnaryReactor* reactor, grpc::Callbac
   auto checkpoint =
       store::OpenCheckpoint(*note, log_->CheckpointVerifier(), log_->CheckpointVerifier().name());
   if (!checkpoint.ok()) {
-    JobRunner::FinishJob(reactor, FromStoreStatus(checkpoint.status()));
+    JobRunner::FinishJob(reactor, FromStoreStatus(OwnCheckpointUnreadable(checkpoint.status())));
     return;
   }
   oversight::Ledger ledger;
@@ -1102,13 +1102,20 @@ void OversightServiceImpl::Draw(grpc::ServerUnaryReactor* reactor, grpc::Callbac
   append.request_fingerprint = fingerprint;
   append.events.push_back(event.SerializeAsString());
   // Recorded in the caller's name only while the caller stands, and no reload's record
-  // comes between this check and the append (PrincipalsHolder::append_gate).
-  const AppendGateHold gate(auth_->AppendGate());
-  if (grpc::Status stands = job_caller.Check(); !stands.ok()) {
+  // comes between this check and the append (PrincipalsHolder::append_gate). The gate is
+  // let go before the answer: finishing a call from this thread may run another call's
+  // handler inline, which may take the gate again.
+  absl::StatusOr<store::AppendResult> result;
+  grpc::Status stands;
+  {
+    const AppendGateHold gate(auth_->AppendGate());
+    stands = job_caller.Check();
+    if (stands.ok()) result = log_->Append(std::move(append));
+  }
+  if (!stands.ok()) {
     JobRunner::FinishJob(reactor, stands);
     return;
   }
-  auto result = log_->Append(std::move(append));
   if (!result.ok()) {
     if (result.status().code() == absl::StatusCode::kAborted) {
       // The same request id raced this one and won: answer its draw.

@@ -281,7 +281,7 @@ TEST(PrincipalsReloader, AReturnToAFileRecordedBeforeIsRecordedAsInForceAgain) {
   const std::string path = dir.Sub("principals.json");
   const std::string first = R"({"principals": [
       {"id": "boss", "roles": ["admin"], "jurisdiction": "city"},
-      {"id": "li.na", "roles": ["lister"], "jurisdiction": "city/a"}]})";
+      {"id": "li.na", "roles": ["lister"], "jurisdiction": "city/east"}]})";
   const std::string second = R"({"principals": [
       {"id": "boss", "roles": ["admin"], "jurisdiction": "city"}]})";
   std::ofstream(path, std::ios::trunc) << first;
@@ -349,14 +349,29 @@ TEST(PrincipalsReloader, AReturnToAFileRecordedBeforeIsRecordedAsInForceAgain) {
   EXPECT_EQ(same->record->reinstated_at, -1);
   EXPECT_EQ((*log)->Size(), 4);
 
-  // The log verifies deep, and li.na acting now is held to the set in force again.
+  // li.na, whom the second file removed, acts again under the first set's version: the log
+  // verifies deep (without the reinstatement, the second set would be in force for her).
+  CommandProcessor processor(log->get(), workflow::Policy{},
+                             [] { return workflow::testing::kStartMicros; });
+  casework::v1::CaseCommandResponse response;
+  std::promise<grpc::Status> answered;
+  processor.Execute(*holder.Get()->Find("li.na"), workflow::testing::kCaseId,
+                    workflow::testing::CreateCase(workflow::testing::kStartMicros), &response,
+                    [&](grpc::Status status) { answered.set_value(std::move(status)); });
+  const grpc::Status created = answered.get_future().get();
+  ASSERT_TRUE(created.ok()) << created.error_message();
+  ASSERT_EQ(response.events_size(), 1);
+  EXPECT_EQ(response.events(0).event().principals_version(), (*initial)->version());
   DeepVerifier verifier{DeepVerifyOptions{}};
   auto events = (*log)->ReadRange(0, 10);
   ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 5u);
   for (const store::StoredEvent& e : *events) {
     auto problem = verifier.Add(e);
     ASSERT_FALSE(problem.has_value()) << problem->position << ": " << problem->detail;
   }
+  auto problem = verifier.Finish();
+  EXPECT_FALSE(problem.has_value()) << problem->detail;
 }
 
 // A reload while a command is between its last check of the caller and its append: the

@@ -59,13 +59,16 @@ void ReceiptIssuer::Run(int64_t position, casework::v1::Receipt* receipt, Done d
     absl::SleepFor(absl::Microseconds(100));
   }
   auto note = log_->SignedCheckpoint();
-  absl::StatusOr<store::Note> parsed =
-      note.ok() ? store::ParseNote(*note) : absl::StatusOr<store::Note>(note.status());
+  if (!note.ok()) {
+    std::move(done)(FromStoreStatus(note.status()));
+    return;
+  }
+  absl::StatusOr<store::Note> parsed = store::ParseNote(*note);
   absl::StatusOr<store::Checkpoint> checkpoint =
       parsed.ok() ? store::ParseCheckpoint(parsed->text)
                   : absl::StatusOr<store::Checkpoint>(parsed.status());
   if (!checkpoint.ok()) {
-    std::move(done)(FromStoreStatus(checkpoint.status()));
+    std::move(done)(FromStoreStatus(OwnCheckpointUnreadable(checkpoint.status())));
     return;
   }
   auto proof = log_->InclusionProof(position, checkpoint->size);

@@ -142,6 +142,12 @@ grpc::Status FromStoreStatus(const absl::Status& status) {
                      std::string(status.message()), std::move(zh));
 }
 
+absl::Status OwnCheckpointUnreadable(const absl::Status& parse_error) {
+  return absl::InternalError(absl::StrCat("the server's own signed checkpoint does not open (",
+                                          parse_error.message(),
+                                          "); nothing was answered from it: tell the operator"));
+}
+
 grpc::Status PageTokenInvalid() {
   return ErrorStatus(grpc::StatusCode::INVALID_ARGUMENT, "PAGE_TOKEN_INVALID", "page_token",
                      "page_token is not one this server issued for this query; start again "

@@ -52,5 +52,10 @@ inline constexpr char kErrorDomain[] = "casework.gov";
 // store's refusal reason when it names one (store/event_log.h: "DISK_FULL", "QUEUE_FULL",
 // "READ_ONLY", "SHUTTING_DOWN"), else "STORE_ERROR".
 [[nodiscard]] grpc::Status FromStoreStatus(const absl::Status& status);
+// A failure to open or parse the server's own signed checkpoint, as the store status to
+// answer with: kInternal naming it, since the fault is the server's (or its store's) and
+// never the caller's, whatever code the parser gave (kInvalidArgument for a malformed body,
+// kUnauthenticated for a signature).
+[[nodiscard]] absl::Status OwnCheckpointUnreadable(const absl::Status& parse_error);
 
 }  // namespace casework::shell
