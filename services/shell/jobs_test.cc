@@ -17,6 +17,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "casework/v1/admin_service.grpc.pb.h"
@@ -666,6 +667,63 @@ TEST_F(JobsTest, AnImportWaitingThroughAReloadThatRemovesItsCallerWritesNothing)
   auto record = log_->FindRequest(oversight::ImportStream("leaving-1"), "leaving-1");
   ASSERT_TRUE(record.ok()) << record.status();
   EXPECT_FALSE(record->has_value());
+}
+
+// While a reload records its set it holds the principals append gate: appends in a
+// person's name (a county talk, an inspection draw, a registry import) wait for it, then
+// check their caller against the set it serves, so that nothing checked against the old set
+// lands after the new record. Here the test holds the gate as a reload does and switches the
+// set while they wait: the caller it removes or narrows records nothing.
+TEST_F(JobsTest, AppendsInAPersonsNameWaitForAReloadAndCheckTheSetItServes) {
+  absl::Mutex* gate = holder_->append_gate();
+  gate->WriterLock();
+  struct Unlock {
+    absl::Mutex* gate;
+    bool held = true;
+    void Now() {
+      if (std::exchange(held, false)) gate->WriterUnlock();
+    }
+    ~Unlock() { Now(); }
+  } unlock{gate};
+
+  v1::CountyAccountabilityResponse talked;
+  auto talk = std::async(std::launch::async, [&] {
+    auto ctx = Context("auditor.changing");
+    v1::RecordCountyTalkRequest req;
+    req.set_request_id("talk-1");
+    req.set_county("jiangcheng/dongshan");
+    v1::Person* who = req.add_talked_with();
+    who->set_person_id("head.dongshan");
+    who->set_display_name("东山县委组织部部长");
+    req.set_subject("三年没有明显变化的村");
+    return v1::OversightService::NewStub(channel_)->RecordCountyTalk(ctx.get(), req, &talked);
+  });
+  v1::DrawInspectionSampleResponse drawn;
+  auto draw =
+      std::async(std::launch::async, [&] { return Draw("draw-g", &drawn, "auditor.changing"); });
+  v1::ImportRegistryResponse imported;
+  auto import = std::async(std::launch::async, [&] {
+    return Import("admin.leaving", "import-g", Registry("dongshan", 2), &imported);
+  });
+  // Each waits at the gate (held for 1 s here; each takes milliseconds without it).
+  EXPECT_EQ(talk.wait_for(std::chrono::seconds(1)), std::future_status::timeout);
+  EXPECT_EQ(draw.wait_for(std::chrono::milliseconds(10)), std::future_status::timeout);
+  EXPECT_EQ(import.wait_for(std::chrono::milliseconds(10)), std::future_status::timeout);
+  const int64_t size = log_->Size();
+  ASSERT_NO_FATAL_FAILURE(Reload());
+  unlock.Now();
+
+  const grpc::Status talk_status = talk.get();
+  EXPECT_EQ(talk_status.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+      << talk_status.error_message();
+  EXPECT_EQ(ReasonOf(talk_status), "PRINCIPAL_CHANGED");
+  const grpc::Status draw_status = draw.get();
+  EXPECT_EQ(draw_status.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+      << draw_status.error_message();
+  const grpc::Status import_status = import.get();
+  EXPECT_EQ(import_status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+      << import_status.error_message();
+  EXPECT_EQ(log_->Size(), size) << "recorded in the name of a caller the reload changed";
 }
 
 // A report whose caller a reload narrows while it runs ends without its answer, and says

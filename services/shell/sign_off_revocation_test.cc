@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "casework/v1/admin_service.grpc.pb.h"
 #include "google/rpc/error_details.pb.h"
@@ -357,6 +358,43 @@ TEST_F(SignOffRevocation, AnAdministratorAReloadRemovedOrChangedRegistersAndRevo
   const grpc::Status revoked = Revoke("revoke-3");
   EXPECT_TRUE(revoked.ok()) << revoked.error_message();
   EXPECT_EQ(CountOf(v1::Event::kApproverKeyRevoked), 1);
+}
+
+// A key registration and a revocation while a reload records its set (the principals
+// append gate held, as the reload holds it): both wait, then find their administrator
+// removed by the set the reload serves, and append nothing.
+TEST_F(SignOffRevocation, ARegistrationAndARevocationWaitForAReloadAndCheckTheSetItServes) {
+  absl::Mutex* gate = holder_->append_gate();
+  gate->WriterLock();
+  struct Unlock {
+    absl::Mutex* gate;
+    bool held = true;
+    void Now() {
+      if (std::exchange(held, false)) gate->WriterUnlock();
+    }
+    ~Unlock() { Now(); }
+  } unlock{gate};
+  auto registered = std::async(std::launch::async, [&] {
+    return Register("register-2", NewPublicKey(), v1::APPROVAL_LEVEL_COUNTY);
+  });
+  auto revoked = std::async(std::launch::async, [&] { return Revoke("revoke-1"); });
+  // Each waits at the gate (held for 1 s here; each takes milliseconds without it).
+  EXPECT_EQ(registered.wait_for(std::chrono::seconds(1)), std::future_status::timeout);
+  EXPECT_EQ(revoked.wait_for(std::chrono::milliseconds(10)), std::future_status::timeout);
+  const int64_t size = log_->Size();
+  Reload(R"({"principals": [
+    {"id": "root.2", "roles": ["admin"], "jurisdiction": "city"},
+    {"id": "sun.li", "roles": ["approver"], "jurisdiction": "city/east",
+     "approval_level": "county"}
+  ]})");
+  unlock.Now();
+  const grpc::Status registration = registered.get();
+  EXPECT_EQ(registration.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+      << registration.error_message();
+  const grpc::Status revocation = revoked.get();
+  EXPECT_EQ(revocation.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+      << revocation.error_message();
+  EXPECT_EQ(log_->Size(), size);
 }
 
 }  // namespace
