@@ -17,6 +17,18 @@
 namespace casework::shell {
 namespace {
 
+// A revocation by an administrator below the whole city of the keys of an approver no
+// longer in the principals file: no jurisdiction shows whose they were.
+grpc::Status ApproverGoneForACounty(const std::string& approver) {
+  return ErrorStatus(
+      grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "",
+      absl::StrCat("\"", approver,
+                   "\" is not in the principals file, so no jurisdiction shows whose they were; "
+                   "an administrator of the whole city must revoke their keys"),
+      absl::StrCat("\"", approver,
+                   "\" 不在授权名单中，无法确定其管辖范围；须由全市管理员吊销其密钥"));
+}
+
 using casework::v1::ApproverKey;
 using casework::v1::Event;
 
@@ -421,15 +433,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeApproverKey(
       return Finish(ctx, NotCovered(actor, *approver));
     }
     if (approver == nullptr && workflow::JurisdictionDepth(actor.jurisdiction) > 1) {
-      return Finish(
-          ctx, ErrorStatus(grpc::StatusCode::PERMISSION_DENIED, "JURISDICTION_NOT_COVERED", "",
-                           absl::StrCat("\"", req->approver(),
-                                        "\" is not in the principals file, so no jurisdiction "
-                                        "shows whose they were; an administrator of the whole "
-                                        "city must revoke their keys"),
-                           absl::StrCat(
-                               "\"", req->approver(),
-                               "\" 不在授权名单中，无法确定其管辖范围；须由全市管理员吊销其密钥")));
+      return Finish(ctx, ApproverGoneForACounty(req->approver()));
     }
   }
   if (key->approver() != req->approver()) {
@@ -482,6 +486,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeApproverKey(
     const workflow::Principal* approver = auth_->CurrentPrincipals()->Find(req->approver());
     if (approver != nullptr && !actor.Covers(approver->jurisdiction)) {
       return Finish(ctx, NotCovered(actor, *approver));
+    }
+    if (approver == nullptr && workflow::JurisdictionDepth(actor.jurisdiction) > 1) {
+      return Finish(ctx, ApproverGoneForACounty(req->approver()));
     }
   }
   Event event = Envelope(stream, *version + 1, actor, clock_(), req->request_id());

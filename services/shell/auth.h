@@ -47,9 +47,9 @@ class Authenticator {
   [[nodiscard]] std::shared_ptr<const Principals> CurrentPrincipals() const {
     return principals_->Get();
   }
-  // PrincipalsHolder::append_gate: held (AppendGateHold) by an append in a caller's name
-  // from its last check of the caller until the append is queued.
-  [[nodiscard]] absl::Mutex* AppendGate() const { return principals_->append_gate(); }
+  // The holder whose append gate (PrincipalsHolder::append_gate) an append in a caller's
+  // name holds (AppendGateHold) from its last check of the caller until it is queued.
+  [[nodiscard]] const PrincipalsHolder* AppendGate() const { return principals_; }
 
   // The server is about to stop (its drain nearly over): long jobs end, at their next
   // check, with UNAVAILABLE SHUTTING_DOWN (JobCaller, the job writers) rather than be cut

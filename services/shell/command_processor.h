@@ -25,6 +25,8 @@
 
 namespace casework::shell {
 
+class PrincipalsHolder;
+
 // Reads the server's clock, in microseconds since the epoch. Injected so tests can pin it.
 using Clock = std::function<int64_t()>;
 [[nodiscard]] int64_t SystemClockMicros();
@@ -53,9 +55,10 @@ class CommandProcessor {
   // jurisdiction): a status to answer instead of appending. Set before serving.
   using AcceptedCheck = std::function<std::optional<grpc::Status>(const workflow::Principal& actor,
                                                                   const casework::v1::Command&)>;
-  // `gate` (PrincipalsHolder::append_gate, may be null) is held shared from the check
-  // until the append is queued, so that a reload's record cannot come between them.
-  void SetAcceptedCheck(AcceptedCheck check, absl::Mutex* gate = nullptr) {
+  // The append gate of `gate` (PrincipalsHolder::append_gate; none when null) is held
+  // shared from the check until the append is queued, so that a reload's record cannot
+  // come between them.
+  void SetAcceptedCheck(AcceptedCheck check, const PrincipalsHolder* gate = nullptr) {
     accepted_check_ = std::move(check);
     append_gate_ = gate;
   }
@@ -97,7 +100,7 @@ class CommandProcessor {
 
  private:
   AcceptedCheck accepted_check_;
-  absl::Mutex* append_gate_ = nullptr;
+  const PrincipalsHolder* append_gate_ = nullptr;
   // For a sign-off that left `state` VERIFIED: what the closure still needs, in the answer.
   void SetClosureOutstanding(const casework::v1::Case& state,
                              casework::v1::CaseCommandResponse* response) const;

@@ -675,19 +675,14 @@ TEST_F(JobsTest, AnImportWaitingThroughAReloadThatRemovesItsCallerWritesNothing)
 // lands after the new record. Here the test holds the gate as a reload does and switches the
 // set while they wait: the caller it removes or narrows records nothing.
 TEST_F(JobsTest, AppendsInAPersonsNameWaitForAReloadAndCheckTheSetItServes) {
-  absl::Mutex* gate = holder_->append_gate();
-  gate->WriterLock();
-  struct Unlock {
-    absl::Mutex* gate;
-    bool held = true;
-    void Now() {
-      if (std::exchange(held, false)) gate->WriterUnlock();
-    }
-    ~Unlock() { Now(); }
-  } unlock{gate};
-
   v1::CountyAccountabilityResponse talked;
-  auto talk = std::async(std::launch::async, [&] {
+  v1::DrawInspectionSampleResponse drawn;
+  v1::ImportRegistryResponse imported;
+  std::future<grpc::Status> talk, draw, import;
+  // After the futures: let go before they are awaited, also when an assertion fails.
+  testing::HeldExclusively held(holder_->append_gate());
+  const int64_t arrived = holder_->append_gate_arrivals();
+  talk = std::async(std::launch::async, [&] {
     auto ctx = Context("auditor.changing");
     v1::RecordCountyTalkRequest req;
     req.set_request_id("talk-1");
@@ -698,33 +693,34 @@ TEST_F(JobsTest, AppendsInAPersonsNameWaitForAReloadAndCheckTheSetItServes) {
     req.set_subject("三年没有明显变化的村");
     return v1::OversightService::NewStub(channel_)->RecordCountyTalk(ctx.get(), req, &talked);
   });
-  v1::DrawInspectionSampleResponse drawn;
-  auto draw =
-      std::async(std::launch::async, [&] { return Draw("draw-g", &drawn, "auditor.changing"); });
-  v1::ImportRegistryResponse imported;
-  auto import = std::async(std::launch::async, [&] {
+  draw = std::async(std::launch::async, [&] { return Draw("draw-g", &drawn, "auditor.changing"); });
+  import = std::async(std::launch::async, [&] {
     return Import("admin.leaving", "import-g", Registry("dongshan", 2), &imported);
-  });
-  // Each waits at the gate (held for 1 s here; each takes milliseconds without it).
-  EXPECT_EQ(talk.wait_for(std::chrono::seconds(1)), std::future_status::timeout);
-  EXPECT_EQ(draw.wait_for(std::chrono::milliseconds(10)), std::future_status::timeout);
-  EXPECT_EQ(import.wait_for(std::chrono::milliseconds(10)), std::future_status::timeout);
-  const int64_t size = log_->Size();
-  ASSERT_NO_FATAL_FAILURE(Reload());
-  unlock.Now();
-
-  const grpc::Status talk_status = talk.get();
-  EXPECT_EQ(talk_status.error_code(), grpc::StatusCode::PERMISSION_DENIED)
-      << talk_status.error_message();
-  EXPECT_EQ(ReasonOf(talk_status), "PRINCIPAL_CHANGED");
-  const grpc::Status draw_status = draw.get();
-  EXPECT_EQ(draw_status.error_code(), grpc::StatusCode::PERMISSION_DENIED)
-      << draw_status.error_message();
-  const grpc::Status import_status = import.get();
-  EXPECT_EQ(import_status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
-      << import_status.error_message();
-  EXPECT_EQ(log_->Size(), size) << "recorded in the name of a caller the reload changed";
+});
+// Each comes to the gate (bounded: 30 s) and waits there.
+for (int i = 0; i < 3000 && holder_->append_gate_arrivals() < arrived + 3; ++i) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
 }
+ASSERT_EQ(holder_->append_gate_arrivals(), arrived + 3);
+EXPECT_EQ(talk.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
+EXPECT_EQ(draw.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);
+EXPECT_EQ(import.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);
+const int64_t size = log_->Size();
+ASSERT_NO_FATAL_FAILURE(Reload());
+held.Release();
+
+const grpc::Status talk_status = talk.get();
+EXPECT_EQ(talk_status.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+    << talk_status.error_message();
+EXPECT_EQ(ReasonOf(talk_status), "PRINCIPAL_CHANGED");
+const grpc::Status draw_status = draw.get();
+EXPECT_EQ(draw_status.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+    << draw_status.error_message();
+const grpc::Status import_status = import.get();
+EXPECT_EQ(import_status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+    << import_status.error_message();
+EXPECT_EQ(log_->Size(), size) << "recorded in the name of a caller the reload changed";
+}  // namespace
 
 // A report whose caller a reload narrows while it runs ends without its answer, and says
 // why; asked again, it answers within the new jurisdiction.
@@ -898,5 +894,5 @@ TEST_F(FlagsBoundTest, FlagsPastOneAnswerAreRefusedUnpagedAndComeInPages) {
   EXPECT_GT(pages, 1);
 }
 
-}  // namespace
+}  // namespace casework::shell
 }  // namespace casework::shell

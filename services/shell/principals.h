@@ -8,6 +8,7 @@
 // approval_level: "county" or "city" (approvers only).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -136,20 +137,31 @@ class PrincipalsHolder {
   // against that set (or a later one), which deep verification holds it to
   // (PrincipalsRecorded.exclusive). A reload holding it takes no lock but the log's.
   [[nodiscard]] absl::Mutex* append_gate() const { return &append_gate_; }
+  // How many appends came to the gate (AppendGateHold), also those waiting at it: lets a
+  // test that holds the gate know that the calls it started reached it.
+  [[nodiscard]] int64_t append_gate_arrivals() const {
+    return append_gate_arrivals_.load(std::memory_order_acquire);
+  }
 
  private:
+  friend class AppendGateHold;
   mutable absl::Mutex mu_;
   std::shared_ptr<const Principals> current_;
   mutable absl::Mutex append_gate_;
+  mutable std::atomic<int64_t> append_gate_arrivals_{0};
 };
 
-// PrincipalsHolder::append_gate held shared for this object's life (nothing when null).
-class ABSL_SCOPED_LOCKABLE AppendGateHold {
+// The append gate of `holder` (PrincipalsHolder::append_gate) held shared for this
+// object's life; nothing when `holder` is null.
+class AppendGateHold {
  public:
-  explicit AppendGateHold(absl::Mutex* gate) ABSL_SHARED_LOCK_FUNCTION(gate) : gate_(gate) {
-    if (gate_ != nullptr) gate_->ReaderLock();
+  explicit AppendGateHold(const PrincipalsHolder* holder)
+      : gate_(holder != nullptr ? holder->append_gate() : nullptr) {
+    if (holder == nullptr) return;
+    holder->append_gate_arrivals_.fetch_add(1, std::memory_order_acq_rel);
+    gate_->ReaderLock();
   }
-  ~AppendGateHold() ABSL_UNLOCK_FUNCTION() {
+  ~AppendGateHold() {
     if (gate_ != nullptr) gate_->ReaderUnlock();
   }
   AppendGateHold(const AppendGateHold&) = delete;

@@ -22,6 +22,7 @@
 #include "services/shell/auth.h"
 #include "services/shell/command_processor.h"
 #include "services/shell/ed25519.h"
+#include "services/shell/gate_testing.h"
 #include "services/shell/principals.h"
 #include "services/shell/status_testing.h"
 #include "services/shell/stepped_log_testing.h"
@@ -109,9 +110,9 @@ class SignOffRevocation : public ::testing::Test {
     log_.reset();
   }
 
-  static std::unique_ptr<grpc::ClientContext> Context() {
+  static std::unique_ptr<grpc::ClientContext> Context(const std::string& who = "root") {
     auto ctx = std::make_unique<grpc::ClientContext>();
-    ctx->AddMetadata("x-casework-identity", "root");
+    ctx->AddMetadata("x-casework-identity", who);
     ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     return ctx;
   }
@@ -143,15 +144,23 @@ class SignOffRevocation : public ::testing::Test {
     return command;
   }
 
-  grpc::Status Revoke(const std::string& request_id) {
+  grpc::Status Revoke(const std::string& request_id, const std::string& who = "root") {
     v1::RevokeApproverKeyRequest req;
     req.set_request_id(request_id);
     req.set_approver(cast_.county_approver.id);
     req.set_key_id(key_id_);
     req.set_reason("the token was lost");
     v1::RevokeApproverKeyResponse resp;
-    auto ctx = Context();
+    auto ctx = Context(who);
     return admin_stub_->RevokeApproverKey(ctx.get(), req, &resp);
+  }
+
+  // Waits (bounded: 30 s) until `n` appends came to the principals append gate.
+  bool Arrived(int64_t n) {
+    for (int i = 0; i < 3000 && holder_->append_gate_arrivals() < n; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return holder_->append_gate_arrivals() == n;
   }
 
   // Registers `public_key` for the county approver at `level`.
@@ -364,36 +373,59 @@ TEST_F(SignOffRevocation, AnAdministratorAReloadRemovedOrChangedRegistersAndRevo
 // append gate held, as the reload holds it): both wait, then find their administrator
 // removed by the set the reload serves, and append nothing.
 TEST_F(SignOffRevocation, ARegistrationAndARevocationWaitForAReloadAndCheckTheSetItServes) {
-  absl::Mutex* gate = holder_->append_gate();
-  gate->WriterLock();
-  struct Unlock {
-    absl::Mutex* gate;
-    bool held = true;
-    void Now() {
-      if (std::exchange(held, false)) gate->WriterUnlock();
-    }
-    ~Unlock() { Now(); }
-  } unlock{gate};
-  auto registered = std::async(std::launch::async, [&] {
+  std::future<grpc::Status> registered, revoked;
+  // After the futures: let go before they are awaited, also when an assertion fails.
+  testing::HeldExclusively held(holder_->append_gate());
+  const int64_t arrived = holder_->append_gate_arrivals();
+  registered = std::async(std::launch::async, [&] {
     return Register("register-2", NewPublicKey(), v1::APPROVAL_LEVEL_COUNTY);
   });
-  auto revoked = std::async(std::launch::async, [&] { return Revoke("revoke-1"); });
-  // Each waits at the gate (held for 1 s here; each takes milliseconds without it).
-  EXPECT_EQ(registered.wait_for(std::chrono::seconds(1)), std::future_status::timeout);
-  EXPECT_EQ(revoked.wait_for(std::chrono::milliseconds(10)), std::future_status::timeout);
+  revoked = std::async(std::launch::async, [&] { return Revoke("revoke-1"); });
+  // Each comes to the gate (bounded: 30 s) and waits there.
+  ASSERT_TRUE(Arrived(arrived + 2));
+  EXPECT_EQ(registered.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
+  EXPECT_EQ(revoked.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);
   const int64_t size = log_->Size();
   Reload(R"({"principals": [
     {"id": "root.2", "roles": ["admin"], "jurisdiction": "city"},
     {"id": "sun.li", "roles": ["approver"], "jurisdiction": "city/east",
      "approval_level": "county"}
   ]})");
-  unlock.Now();
+  held.Release();
   const grpc::Status registration = registered.get();
   EXPECT_EQ(registration.error_code(), grpc::StatusCode::UNAUTHENTICATED)
       << registration.error_message();
   const grpc::Status revocation = revoked.get();
   EXPECT_EQ(revocation.error_code(), grpc::StatusCode::UNAUTHENTICATED)
       << revocation.error_message();
+  EXPECT_EQ(log_->Size(), size);
+}
+
+// A county's administrator revokes a key while a reload removes its approver from the
+// file: refused as it is once the approver is gone (no jurisdiction shows whose the key
+// was; only the whole city's administrator may revoke it), and nothing is appended.
+TEST_F(SignOffRevocation, ARevocationWhoseApproverAReloadRemovedNeedsTheWholeCity) {
+  Reload(R"({"principals": [
+    {"id": "root", "roles": ["admin"], "jurisdiction": "city"},
+    {"id": "admin.east", "roles": ["admin"], "jurisdiction": "city/east"},
+    {"id": "sun.li", "roles": ["approver"], "jurisdiction": "city/east",
+     "approval_level": "county"}
+  ]})");
+  std::future<grpc::Status> revoked;
+  testing::HeldExclusively held(holder_->append_gate());  // after the future, as above
+  const int64_t arrived = holder_->append_gate_arrivals();
+  revoked = std::async(std::launch::async, [&] { return Revoke("revoke-1", "admin.east"); });
+  ASSERT_TRUE(Arrived(arrived + 1));
+  const int64_t size = log_->Size();
+  Reload(R"({"principals": [
+    {"id": "root", "roles": ["admin"], "jurisdiction": "city"},
+    {"id": "admin.east", "roles": ["admin"], "jurisdiction": "city/east"}
+  ]})");
+  held.Release();
+  const grpc::Status revocation = revoked.get();
+  EXPECT_EQ(revocation.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+      << revocation.error_message();
+  EXPECT_EQ(ReasonOf(revocation), "JURISDICTION_NOT_COVERED");
   EXPECT_EQ(log_->Size(), size);
 }
 
