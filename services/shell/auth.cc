@@ -23,13 +23,7 @@ std::optional<grpc::Status> CallerStanding::Revoked(const char* call, const char
         absl::StrCat(caller_.id, " 已不在授权名单中，", call_zh, ended_zh));
   }
   // Roles as a set: the same roles in another order (or named twice) are no change.
-  const auto role_set = [](std::vector<workflow::Role> roles) {
-    std::sort(roles.begin(), roles.end());
-    roles.erase(std::unique(roles.begin(), roles.end()), roles.end());
-    return roles;
-  };
-  if (role_set(current->roles) != role_set(caller_.roles) ||
-      current->jurisdiction != caller_.jurisdiction) {
+  if (!StandsAlike(*current, caller_)) {
     return ErrorStatus(
         grpc::StatusCode::PERMISSION_DENIED, "PRINCIPAL_CHANGED", "",
         absl::StrCat("the roles or the jurisdiction of ", caller_.id,

@@ -215,13 +215,7 @@ std::optional<DeepVerifier::Problem> DeepVerifier::Authority(
                                             in_force_, "\", recorded at position ",
                                             in_force_position_, ", had removed them")};
     }
-    const auto role_set = [](std::vector<workflow::Role> roles) {
-      std::sort(roles.begin(), roles.end());
-      roles.erase(std::unique(roles.begin(), roles.end()), roles.end());
-      return roles;
-    };
-    if (role_set(there->second.roles) != role_set(who->second.roles) ||
-        there->second.jurisdiction != who->second.jurisdiction) {
+    if (!StandsAlike(there->second, who->second)) {
       return Problem{position,
                      absl::StrCat(event.actor(), " acted under principals version \"",
                                   event.principals_version(), "\" after version \"", in_force_,

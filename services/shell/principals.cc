@@ -301,6 +301,15 @@ bool HasReloadReason(const absl::Status& status, absl::string_view reason) {
 
 }  // namespace
 
+bool StandsAlike(const workflow::Principal& a, const workflow::Principal& b) {
+  const auto role_set = [](std::vector<workflow::Role> roles) {
+    std::sort(roles.begin(), roles.end());
+    roles.erase(std::unique(roles.begin(), roles.end()), roles.end());
+    return roles;
+  };
+  return a.jurisdiction == b.jurisdiction && role_set(a.roles) == role_set(b.roles);
+}
+
 bool MayRecordPrincipals(const workflow::Principal& p) {
   return p.HasRole(workflow::Role::kAdmin) && workflow::JurisdictionDepth(p.jurisdiction) <= 1;
 }
@@ -313,6 +322,19 @@ absl::StatusOr<PrincipalsRecord> RecordPrincipalsBy(store::EventLog* log, const 
   if (!first.ok()) return first.status();
   auto version = log->StreamVersion(kPrincipalsStream);
   if (!version.ok()) return version.status();
+  // An event of the record, at `stream_version`: the server's or, naming the set they acted
+  // under (the one recorded before), the administrator's.
+  const auto envelope = [&](int64_t stream_version, const std::string& id) {
+    casework::v1::Event event;
+    event.set_stream(kPrincipalsStream);
+    event.set_version(stream_version);
+    event.set_actor(by != nullptr ? by->id : kServerActor);
+    if (by != nullptr) event.set_principals_version(by->principals_version);
+    *event.mutable_time() = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(now_micros);
+    event.set_request_id(id);
+    event.set_rules_version(workflow::kRulesVersion);
+    return event;
+  };
   if (first->has_value()) {
     // Recorded before: by whom, from the record's first event.
     const int64_t position = (*first)->first_position;
@@ -338,14 +360,7 @@ absl::StatusOr<PrincipalsRecord> RecordPrincipalsBy(store::EventLog* log, const 
     append.expected_version = *version;
     append.request_id = absl::StrCat("principals-", set.version(), "-again-", *version + 1);
     append.request_fingerprint = set.version();
-    casework::v1::Event again;
-    again.set_stream(kPrincipalsStream);
-    again.set_version(*version + 1);
-    again.set_actor(by != nullptr ? by->id : kServerActor);
-    if (by != nullptr) again.set_principals_version(by->principals_version);
-    *again.mutable_time() = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(now_micros);
-    again.set_request_id(append.request_id);
-    again.set_rules_version(workflow::kRulesVersion);
+    casework::v1::Event again = envelope(*version + 1, append.request_id);
     casework::v1::PrincipalsRecorded* body = again.mutable_principals_recorded();
     body->set_principals_version(set.version());
     body->set_exclusive(true);
@@ -376,15 +391,7 @@ absl::StatusOr<PrincipalsRecord> RecordPrincipalsBy(store::EventLog* log, const 
   append.request_id = request_id;
   append.request_fingerprint = set.version();
   for (size_t i = 0; i < parts.size(); ++i) {
-    casework::v1::Event event;
-    event.set_stream(kPrincipalsStream);
-    event.set_version(*version + 1 + static_cast<int64_t>(i));
-    event.set_actor(by != nullptr ? by->id : kServerActor);
-    // An administrator acted under the set recorded before this one.
-    if (by != nullptr) event.set_principals_version(by->principals_version);
-    *event.mutable_time() = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(now_micros);
-    event.set_request_id(request_id);
-    event.set_rules_version(workflow::kRulesVersion);
+    casework::v1::Event event = envelope(*version + 1 + static_cast<int64_t>(i), request_id);
     casework::v1::PrincipalsRecorded* part = event.mutable_principals_recorded();
     *part = std::move(parts[i]);
     part->set_principals_version(set.version());

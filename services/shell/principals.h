@@ -89,6 +89,11 @@ inline constexpr size_t kPrincipalsPartBytesMax = 256u << 10;
 [[nodiscard]] absl::Status RecordPrincipals(store::EventLog* log, const Principals& set,
                                             int64_t now_micros);
 
+// Whether `a` and `b` (one identity in two principals sets) hold the same roles (as a set:
+// order and repeats aside) and the same jurisdiction: a caller standing as authenticated
+// (CallerStanding), an actor standing in the set in force (deep verification).
+[[nodiscard]] bool StandsAlike(const workflow::Principal& a, const workflow::Principal& b);
+
 // Whether `p` may record a principals set in its name: an administrator of the whole city
 // (the file grants roles everywhere). AdminService.ReloadPrincipals, the reloader and deep
 // verification hold a person to this.
